@@ -1,0 +1,21 @@
+/* cmd: one entry point per command. Each returns the process exit status. */
+#ifndef SM_CMD_H
+#define SM_CMD_H
+
+typedef struct sm_command {
+    const char *name;
+    int (*run)(int argc, char **argv);   /* argv[0] is the command name */
+    const char *summary;
+} sm_command;
+
+int cmd_inspect(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+extern const sm_command sm_commands[];
+
+/* Directory of the bundled demo model (source tree when run uninstalled, else pkgdatadir). */
+const char *sm_demo_dir(void);
+/* Directory holding the bundled token files. */
+const char *sm_data_dir(void);
+
+#endif

@@ -1,0 +1,86 @@
+/* submoe: compress Mixture-of-Experts models by merging experts (Sub-MoE). Command dispatch. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_errno.h>
+
+#include "cmd/cmd.h"
+#include "util/diag.h"
+#include "util/fileio.h"
+
+const sm_command sm_commands[] = {
+    {"inspect", cmd_inspect, "describe a model: architecture, layers, experts, parameters, files"},
+    {"synth", cmd_synth, "write a synthetic model with planted expert clusters"},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: submoe [MODEL]\n"
+            "       submoe COMMAND [OPTIONS] ...\n"
+            "\n"
+            "Compress Mixture-of-Experts language models by merging experts (Sub-MoE).\n"
+            "Without a command, prints an overview of MODEL (default: the bundled demo model).\n"
+            "\n"
+            "Commands:\n");
+    for (const sm_command *c = sm_commands; c->name; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out,
+            "\n"
+            "Run 'submoe COMMAND --help' for a command's options; 'man submoe' for the manual.\n"
+            "Options:\n"
+            "  -h, --help     show this help\n"
+            "  -V, --version  show the version\n");
+}
+
+const char *sm_data_dir(void)
+{
+    const char *env = getenv("SUBMOE_DATA");
+    if (env && *env)
+        return env;
+    /* Running from the build tree: prefer the source tree's data/. */
+    if (sm_is_dir(SUBMOE_SRCDATA "/demo"))
+        return SUBMOE_SRCDATA;
+    return SUBMOE_PKGDATA;
+}
+
+const char *sm_demo_dir(void)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/demo", sm_data_dir());
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    gsl_set_error_handler_off();
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc >= 2 && (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version"))) {
+        printf("submoe %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (argc >= 2) {
+        for (const sm_command *c = sm_commands; c->name; c++)
+            if (!strcmp(argv[1], c->name))
+                return c->run(argc - 1, argv + 1);
+        if (argv[1][0] == '-') {
+            fprintf(stderr, "submoe: unknown option '%s'\n", argv[1]);
+            usage(stderr);
+            return 2;
+        }
+        if (!sm_is_dir(argv[1])) {
+            fprintf(stderr, "submoe: '%s' is neither a command nor a model directory (see submoe --help)\n", argv[1]);
+            return 2;
+        }
+    }
+    /* No command: overview of the model (the workbench will take this place). */
+    char *inspect_argv[] = {"inspect", (char *)(argc >= 2 ? argv[1] : sm_demo_dir()), NULL};
+    return cmd_inspect(2, inspect_argv);
+}

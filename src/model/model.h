@@ -1,0 +1,77 @@
+/* model: the one view of a model the rest of the program uses.
+ *
+ * A model is a directory (config.json + model.safetensors or a sharded index). Weights are
+ * addressed by role, layer and index — never by tensor name outside src/model. Data stays
+ * memory-mapped in its stored dtype; sm_weight_to_f32() converts on demand. */
+#ifndef SM_MODEL_H
+#define SM_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/arch.h"
+#include "model/dtype.h"
+#include "model/st.h"
+
+typedef enum {
+    SM_W_EMBED = 0,      /* [vocab, H] */
+    SM_W_FINAL_NORM,     /* [H] */
+    SM_W_LM_HEAD,        /* [vocab, H]; the embedding when tied */
+    SM_W_ATTN_NORM,      /* [H] input_layernorm */
+    SM_W_Q, SM_W_K, SM_W_V, SM_W_O,
+    SM_W_Q_BIAS, SM_W_K_BIAS, SM_W_V_BIAS,
+    SM_W_Q_NORM, SM_W_K_NORM,
+    SM_W_FFN_NORM,       /* [H] post_attention_layernorm: its output is the MoE-block input */
+    SM_W_ROUTER,         /* [n_experts, H] */
+    SM_W_EXPERT_GATE,    /* index = expert: [I, H] */
+    SM_W_EXPERT_UP,      /* [I, H] */
+    SM_W_EXPERT_DOWN,    /* [H, I] */
+    SM_W_SHARED_GATE, SM_W_SHARED_UP, SM_W_SHARED_DOWN,
+    SM_W_SHARED_EXPERT_GATE, /* qwen2_moe [1, H] */
+    SM_W_DENSE_GATE, SM_W_DENSE_UP, SM_W_DENSE_DOWN,
+    SM_W_ROLE_COUNT
+} sm_wrole;
+
+/* A 2-D (or 1-D, rows = 1) row-major view of stored elements: a whole tensor or one expert's
+ * slice of a fused [E, ...] tensor. */
+typedef struct sm_weight {
+    const sm_tensor *tensor;
+    uint64_t offset;     /* element offset into the tensor */
+    int64_t rows, cols;
+} sm_weight;
+
+typedef enum { SM_LAYOUT_PER_EXPERT = 0, SM_LAYOUT_FUSED } sm_layout;
+
+typedef struct sm_model sm_model;
+
+/* Open a model directory; validates config, every shard header and the presence and shape of
+ * every weight the architecture needs. NULL with a message naming the file on failure. */
+sm_model *sm_model_open(const char *dir);
+void sm_model_close(sm_model *m);
+
+const sm_config *sm_model_config(const sm_model *m);
+const char *sm_model_dir(const sm_model *m);
+sm_layout sm_model_layout(const sm_model *m);
+/* Routed experts in layer L (0 for dense layers). */
+int sm_model_layer_experts(const sm_model *m, int layer);
+
+/* Look up a weight; -1 with a message if the model has no such weight. */
+int sm_model_weight(const sm_model *m, sm_wrole role, int layer, int index, sm_weight *out);
+bool sm_model_has(const sm_model *m, sm_wrole role, int layer);
+
+/* Convert a weight to float: dst holds rows*cols floats. */
+void sm_weight_to_f32(const sm_weight *w, float *dst);
+/* Convert rows [r0, r0+n) only. */
+void sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst);
+
+/* Files and tensors, for inspect/diff. */
+int sm_model_file_count(const sm_model *m);
+const st_file *sm_model_file(const sm_model *m, int i);
+uint64_t sm_model_param_count(const sm_model *m);   /* all stored elements */
+/* Parameters of one routed expert (gate+up+down) and of everything active for one token. */
+uint64_t sm_model_expert_params(const sm_model *m);
+uint64_t sm_model_active_params(const sm_model *m);
+/* Distinct dtypes present, as a bitmask of 1 << sm_dtype. */
+unsigned sm_model_dtypes(const sm_model *m);
+
+#endif

@@ -1,0 +1,60 @@
+#include "util/diag.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SM_ERR_CAP 4096
+
+static _Thread_local char err_buf[SM_ERR_CAP];
+const char *sm_progname = "submoe";
+
+int sm_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int sm_err_prefix(const char *fmt, ...)
+{
+    char prefix[1024], old[SM_ERR_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err_buf, sizeof old);
+    size_t n = strlen(prefix);
+    if (n > sizeof err_buf - 3)
+        n = sizeof err_buf - 3;
+    memcpy(err_buf, prefix, n);
+    memcpy(err_buf + n, ": ", 2);
+    size_t room = sizeof err_buf - n - 3, len = strlen(old);
+    if (len > room)
+        len = room;
+    memcpy(err_buf + n + 2, old, len);
+    err_buf[n + 2 + len] = '\0';
+    return -1;
+}
+
+const char *sm_errmsg(void) { return err_buf; }
+void sm_err_clear(void) { err_buf[0] = '\0'; }
+
+void sm_report(void)
+{
+    fprintf(stderr, "%s: %s\n", sm_progname, err_buf[0] ? err_buf : "unknown error");
+}
+
+void sm_die(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", sm_progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}

@@ -1,0 +1,25 @@
+/* outdir: atomic creation of an output directory. Everything is written into a temporary
+ * sibling directory which is renamed into place only when complete; a failure or an
+ * interrupt removes it, so a reader never sees a partial output. */
+#ifndef SM_OUTDIR_H
+#define SM_OUTDIR_H
+
+#include <stdbool.h>
+
+typedef struct sm_outdir {
+    char *final;
+    char *tmp;
+    bool force;
+} sm_outdir;
+
+/* Refuses an existing `final` unless force. Creates the temporary directory. */
+int sm_outdir_begin(sm_outdir *o, const char *final, bool force);
+const char *sm_outdir_path(const sm_outdir *o);   /* where to write now */
+int sm_outdir_commit(sm_outdir *o);
+void sm_outdir_abort(sm_outdir *o);
+/* rm -rf */
+int sm_remove_tree(const char *path);
+/* Temporary directories still pending (for signal handlers): removes them all. */
+void sm_outdir_cleanup_all(void);
+
+#endif
