@@ -331,6 +331,8 @@ sm_model *sm_model_open(const char *dir)
     }
     sm_model *m = xcalloc(1, sizeof *m);
     m->dir = xstrdup(dir);
+    for (size_t n = strlen(m->dir); n > 1 && m->dir[n - 1] == '/'; n--)
+        m->dir[n - 1] = '\0';
     char *cfg = sm_path_join(dir, "config.json");
     int rc = sm_config_load(cfg, &m->cfg);
     free(cfg);
