@@ -10,10 +10,13 @@
 #include "cmd/cmd.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/signals.h"
 
 const sm_command sm_commands[] = {
     {"inspect", cmd_inspect, "describe a model: architecture, layers, experts, parameters, files"},
     {"synth", cmd_synth, "write a synthetic model with planted expert clusters"},
+    {"eval", cmd_eval, "perplexity of a model on a token file (built-in CPU forward pass)"},
+    {"calibrate", cmd_calibrate, "capture MoE-block inputs and routing of calibration tokens"},
     {NULL, NULL, NULL},
 };
 
@@ -55,9 +58,19 @@ const char *sm_demo_dir(void)
     return buf;
 }
 
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
     gsl_set_error_handler_off();
+    sm_signals_install();
+    int rc = run(argc, argv);
+    sm_signals_reraise(); /* an interrupted command has cleaned up; exit as the signal says */
+    return rc;
+}
+
+static int run(int argc, char **argv)
+{
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         usage(stdout);
         return 0;

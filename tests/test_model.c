@@ -136,6 +136,34 @@ int main(void)
         o.shard_size = 20000;
         snprintf(tag, sizeof tag, "%s-sharded", sm_arch_name((sm_arch)a));
         char *d3 = make_synth(&o, tag);
+        /* Same shapes in another dtype and with other values: same fingerprint. */
+        o.shard_size = 0;
+        o.dtype = SM_DT_F32;
+        o.seed += 100;
+        snprintf(tag, sizeof tag, "%s-f32", sm_arch_name((sm_arch)a));
+        char *d4 = make_synth(&o, tag);
+        o.dtype = SM_DT_BF16;
+        o.seed -= 100;
+        o.layers = 2;
+        snprintf(tag, sizeof tag, "%s-2layers", sm_arch_name((sm_arch)a));
+        char *d5 = make_synth(&o, tag);
+        o.layers = 3;
+        sm_model *m4 = d4 ? sm_model_open(d4) : NULL, *m5 = d5 ? sm_model_open(d5) : NULL;
+        if (m4 && m5) {
+            char fa[32], fb[32], fc[32];
+            sm_model *m1b = sm_model_open(d1);
+            sm_model_fingerprint(m1b, fa);
+            sm_model_fingerprint(m4, fb);
+            sm_model_fingerprint(m5, fc);
+            CHECK(strcmp(fa, fb) == 0, "%s fingerprint ignores dtype and values", sm_arch_name((sm_arch)a));
+            CHECK(strcmp(fa, fc) != 0, "%s fingerprint changes with the layer count", sm_arch_name((sm_arch)a));
+            sm_model_close(m1b);
+        }
+        CHECK(m4 && m5, "f32 and 2-layer variants open");
+        sm_model_close(m4);
+        sm_model_close(m5);
+        free(d4);
+        free(d5);
         sm_model *m1 = d1 ? sm_model_open(d1) : NULL;
         CHECK(m1 != NULL, "%s per-expert opens %s", sm_arch_name((sm_arch)a), m1 ? "" : sm_errmsg());
         sm_model *m2 = d2 ? sm_model_open(d2) : NULL;
@@ -184,6 +212,12 @@ int main(void)
                   sm_arch_name((sm_arch)a));
             sm_weight w;
             CHECK(sm_model_weight(m1, SM_W_EXPERT_GATE, L, c->n_experts, &w) != 0, "expert index out of range refused");
+            char f1[32], f2[32], f3[32];
+            sm_model_fingerprint(m1, f1);
+            sm_model_fingerprint(m2, f2);
+            sm_model_fingerprint(m3, f3);
+            CHECK(strcmp(f1, f3) == 0, "%s fingerprint ignores sharding: %s", sm_arch_name((sm_arch)a), f1);
+            CHECK(strcmp(f1, f2) != 0, "%s fingerprint tells the fused layout apart: %s", sm_arch_name((sm_arch)a), f2);
         }
         sm_model_close(m1);
         sm_model_close(m2);

@@ -74,4 +74,9 @@ uint64_t sm_model_active_params(const sm_model *m);
 /* Distinct dtypes present, as a bitmask of 1 << sm_dtype. */
 unsigned sm_model_dtypes(const sm_model *m);
 
+
+/* Fingerprint of what a plan depends on: architecture, config dimensions and every tensor's
+ * name and shape (not dtypes or values: a bf16 and an f32 copy share plans). "fnv1a64:<16 hex digits>". */
+void sm_model_fingerprint(const sm_model *m, char out[32]);
+
 #endif

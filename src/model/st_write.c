@@ -4,6 +4,7 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/mem.h"
+#include "util/signals.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -168,6 +169,8 @@ int st_writer_write(st_writer *w, const void *data, size_t nbytes)
             return sm_err("%s: more data written than the declared tensors hold", w->path);
         uint64_t room = w->decls[w->cur].nbytes - w->cur_done;
         size_t k = nbytes < room ? nbytes : (size_t)room;
+        if (sm_check_interrupt() != 0)
+            return sm_err_prefix("%s", w->path);
         if (sm_fwrite(w->fp, p, k, w->path) != 0)
             return -1;
         w->cur_done += k;
