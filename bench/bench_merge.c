@@ -1,0 +1,234 @@
+/* bench_merge: Sub-MoE union-SVD merge of one Mixtral-8x7B-shaped cluster of 2 experts
+ * (gate/up 14336×4096, down 4096×14336) against the Gram product it is built on and against a
+ * full LAPACK sgesdd of W_cat (DESIGN §5 "Speed": merge within 2× of the Gram product and
+ * ≥ 5× faster than gesdd).
+ *
+ *   bench/bench_merge [--scale S] [--ranks full,2048,512] [--gesdd gate|all|none] [--exact]
+ *
+ * --scale divides every dimension (and integer ranks) for a quick run; --gesdd picks which
+ * matrices get the (slow: minutes each at full size) reference SVD; --exact also times the
+ * dense-eigensolver path and reports how far the AUTO result is from it. Random N(0, 0.02²)
+ * weights: timings do not depend on the values. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/lapack.h"
+#include "engine/merge.h"
+#include "engine/unionsvd.h"
+#include "util/diag.h"
+#include "util/mem.h"
+#include "util/progress.h"
+#include "util/rng.h"
+
+#define MAX_RANKS 8
+
+typedef struct {
+    const char *name;
+    int64_t out, in;
+    float *w[2];
+    double t_gram, t_gesdd, t_merge[MAX_RANKS], err[MAX_RANKS], exact_err[MAX_RANKS];
+    double t_exact[MAX_RANKS];
+    const char *solver[MAX_RANKS];
+} matrix;
+
+static double time_gram(const sm_matset *s)
+{
+    int64_t dim = sm_usvd_max_rank(s);
+    float *g = sm_alloc_f32((size_t)(dim * dim));
+    if (!g)
+        sm_die("%s", sm_errmsg());
+    double t = sm_now();
+    if (sm_usvd_gram(s, NULL, g) != 0)
+        sm_die("%s", sm_errmsg());
+    t = sm_now() - t;
+    free(g);
+    return t;
+}
+
+/* Full thin SVD of W_cat with sgesdd (JOBZ = 'S'). The row-major out × n·in W_cat is the
+ * column-major n·in × out matrix W_catᵀ, which has the same singular values and costs the
+ * same. */
+static double time_gesdd(const matrix *mx)
+{
+    const int64_t cat = 2 * mx->in, out = mx->out;
+    const int m = (int)cat, n = (int)out, k = m < n ? m : n;
+    float *a = sm_alloc_f32((size_t)(cat * out)), *s = sm_alloc_f32((size_t)k);
+    float *u = sm_alloc_f32((size_t)m * k), *vt = sm_alloc_f32((size_t)k * n);
+    int *iwork = sm_alloc((size_t)8 * k, sizeof(int));
+    if (!a || !s || !u || !vt || !iwork)
+        sm_die("%s", sm_errmsg());
+    for (int64_t r = 0; r < out; r++)
+        for (int i = 0; i < 2; i++)
+            memcpy(a + r * cat + i * mx->in, mx->w[i] + r * mx->in, sizeof(float) * (size_t)mx->in);
+    float wq;
+    int lwork = -1, info = 0;
+    sgesdd_("S", &m, &n, a, &m, s, u, &m, vt, &k, &wq, &lwork, iwork, &info, 1);
+    /* The float query can round down for big sizes: use the documented minimum if larger. */
+    double need = 3.0 * k * k + fmax((double)(m > n ? m : n), 4.0 * k * k + 4.0 * k);
+    lwork = (int)fmin(fmax((double)wq * 1.0001 + 64, need), 2147483647.0);
+    float *work = sm_alloc_f32((size_t)lwork);
+    if (!work)
+        sm_die("%s", sm_errmsg());
+    double t = sm_now();
+    sgesdd_("S", &m, &n, a, &m, s, u, &m, vt, &k, work, &lwork, iwork, &info, 1);
+    t = sm_now() - t;
+    if (info != 0)
+        sm_die("sgesdd failed (info %d)", info);
+    free(a), free(s), free(u), free(vt), free(iwork), free(work);
+    return t;
+}
+
+static double rel_diff(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t e = 0; e < n; e++) {
+        double d = (double)a[e] - b[e];
+        num += d * d;
+        den += (double)b[e] * b[e];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+int main(int argc, char **argv)
+{
+    int scale = 1, n_ranks = 0, exact = 0;
+    const char *gesdd = "gate";
+    sm_rank ranks[MAX_RANKS];
+    const char *rank_text = "full,2048,512";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--scale") && i + 1 < argc)
+            scale = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ranks") && i + 1 < argc)
+            rank_text = argv[++i];
+        else if (!strcmp(argv[i], "--gesdd") && i + 1 < argc)
+            gesdd = argv[++i];
+        else if (!strcmp(argv[i], "--exact"))
+            exact = 1;
+        else {
+            fprintf(stderr, "usage: %s [--scale S] [--ranks full,2048,512] "
+                            "[--gesdd gate|all|none] [--exact]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (scale < 1)
+        scale = 1;
+    char *rt = xstrdup(rank_text);
+    for (char *tok = strtok(rt, ","); tok && n_ranks < MAX_RANKS; tok = strtok(NULL, ",")) {
+        if (sm_rank_parse(tok, &ranks[n_ranks]) != 0)
+            sm_die("%s", sm_errmsg());
+        if (ranks[n_ranks].kind == SM_RANK_COUNT)
+            ranks[n_ranks].count = ranks[n_ranks].count / scale > 0 ? ranks[n_ranks].count / scale : 1;
+        n_ranks++;
+    }
+    free(rt);
+
+    const int64_t hidden = 4096 / scale, inter = 14336 / scale;
+    matrix mats[3] = {{.name = "gate", .out = inter, .in = hidden},
+                      {.name = "up", .out = inter, .in = hidden},
+                      {.name = "down", .out = hidden, .in = inter}};
+    sm_rng rng;
+    sm_rng_seed(&rng, 2025);
+    for (int j = 0; j < 3; j++)
+        for (int i = 0; i < 2; i++) {
+            size_t len = (size_t)(mats[j].out * mats[j].in);
+            if (!(mats[j].w[i] = sm_alloc_f32(len)))
+                sm_die("%s", sm_errmsg());
+            sm_rng_fill_normal(&rng, mats[j].w[i], len, 0.02f);
+        }
+    printf("bench_merge: 2-expert cluster, H=%lld I=%lld (Mixtral-8x7B / %d), OpenBLAS %s\n",
+           (long long)hidden, (long long)inter, scale, openblas_get_config());
+    printf("threads %d; gesdd on: %s\n\n", openblas_get_num_threads(), gesdd);
+
+    for (int j = 0; j < 3; j++) {
+        matrix *mx = &mats[j];
+        sm_matset set = {2, mx->out, mx->in, (const float *const *)mx->w};
+        mx->t_gram = time_gram(&set);
+        const double wts[2] = {0.6, 0.4};
+        for (int q = 0; q < n_ranks; q++) {
+            sm_merge_opts o = {.rank = ranks[q]};
+            double freq[2] = {0.6, 0.4};
+            sm_merged res;
+            double t = sm_now();
+            if (sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &o, NULL, &res) != 0)
+                sm_die("%s", sm_errmsg());
+            mx->t_merge[q] = sm_now() - t;
+            mx->solver[q] = res.rank == 0 && res.solver == SM_USVD_AUTO
+                                ? "none" : sm_usvd_solver_name(res.solver);
+            /* Distance from W̄ (the full-rank merge): how much the rank cut removes. */
+            float *wbar = sm_alloc_f32((size_t)(mx->out * mx->in));
+            sm_weighted_sum(&set, wts, wbar);
+            mx->err[q] = rel_diff(res.w, wbar, mx->out * mx->in);
+            free(wbar);
+            mx->exact_err[q] = -1;
+            if (exact && ranks[q].kind != SM_RANK_FULL && res.solver == SM_USVD_RANDOMIZED) {
+                sm_merge_opts oe = o;
+                oe.usvd.solver = SM_USVD_EIGEN;
+                sm_merged ex;
+                double te = sm_now();
+                if (sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &oe, NULL, &ex) != 0)
+                    sm_die("%s", sm_errmsg());
+                mx->t_exact[q] = sm_now() - te;
+                float *wb = sm_alloc_f32((size_t)(mx->out * mx->in));
+                sm_weighted_sum(&set, wts, wb);
+                mx->exact_err[q] = rel_diff(ex.w, wb, mx->out * mx->in);
+                free(wb);
+                sm_merged_free(&ex);
+            }
+            sm_merged_free(&res);
+            fprintf(stderr, "  %s rank %d: %.2f s\n", mx->name, q, mx->t_merge[q]);
+        }
+        mx->t_gesdd = -1;
+        if (!strcmp(gesdd, "all") || (!strcmp(gesdd, "gate") && j == 0)) {
+            fprintf(stderr, "  %s: sgesdd of %lld x %lld …\n", mx->name, (long long)mx->out,
+                    (long long)(2 * mx->in));
+            mx->t_gesdd = time_gesdd(mx);
+        }
+    }
+
+    printf("%-5s %-13s %8s", "mat", "W_cat", "Gram s");
+    for (int q = 0; q < n_ranks; q++) {
+        char b[32];
+        sm_rank_format(&ranks[q], b, sizeof b);
+        printf(" | r=%-5s merge s  /Gram  solver     cut", b);
+    }
+    printf(" | gesdd s  gesdd/merge(each r)\n");
+    double tot_gram = 0, tot_merge[MAX_RANKS] = {0};
+    for (int j = 0; j < 3; j++) {
+        matrix *mx = &mats[j];
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)mx->out, (long long)(2 * mx->in));
+        printf("%-5s %-13s %8.2f", mx->name, shape, mx->t_gram);
+        tot_gram += mx->t_gram;
+        for (int q = 0; q < n_ranks; q++) {
+            printf(" |       %8.2f %5.2fx  %-10s %.3f", mx->t_merge[q], mx->t_merge[q] / mx->t_gram,
+                   mx->solver[q], mx->err[q]);
+            tot_merge[q] += mx->t_merge[q];
+        }
+        if (mx->t_gesdd > 0) {
+            printf(" | %7.1f ", mx->t_gesdd);
+            for (int q = 0; q < n_ranks; q++)
+                printf(" %6.1fx", mx->t_gesdd / mx->t_merge[q]);
+        } else {
+            printf(" |       -");
+        }
+        printf("\n");
+    }
+    printf("%-5s %-13s %8.2f", "all", "", tot_gram);
+    for (int q = 0; q < n_ranks; q++)
+        printf(" |       %8.2f %5.2fx  %-10s %5s", tot_merge[q], tot_merge[q] / tot_gram, "", "");
+    printf("\n\n'cut' = ||W_merged − W̄||_F / ||W̄||_F (0 at full rank). Targets (DESIGN §5): "
+           "merge ≤ 2× Gram, gesdd ≥ 5× merge.\n");
+    if (exact)
+        for (int j = 0; j < 3; j++)
+            for (int q = 0; q < n_ranks; q++)
+                if (mats[j].exact_err[q] >= 0)
+                    printf("%s rank #%d: cut randomized %.4f vs exact (dense eigensolver, "
+                           "%.2f s) %.4f\n", mats[j].name, q, mats[j].err[q], mats[j].t_exact[q],
+                           mats[j].exact_err[q]);
+    for (int j = 0; j < 3; j++)
+        free(mats[j].w[0]), free(mats[j].w[1]);
+    return 0;
+}

@@ -1,0 +1,568 @@
+#include "engine/engine.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/diag.h"
+#include "util/mem.h"
+
+#define DEFAULT_BLOCK 256
+#define DEFAULT_SAMPLE 512
+
+/* ---- analysis ------------------------------------------------------------------------------ */
+
+void sm_layer_analysis_free(sm_layer_analysis *a)
+{
+    if (!a)
+        return;
+    for (int i = 0; a->gram_in && i < a->n; i++)
+        free(a->gram_in[i]);
+    for (int i = 0; a->gram_mid && i < a->n; i++)
+        free(a->gram_mid[i]);
+    free(a->gram_in), free(a->gram_mid);
+    free(a->counts), free(a->freq), free(a->outputs);
+    free(a->sim_output), free(a->sim_weight), free(a->sim_logit);
+    memset(a, 0, sizeof *a);
+}
+
+sm_outputs sm_layer_analysis_outputs(const sm_layer_analysis *a)
+{
+    sm_outputs o = {a->n, a->sampled, a->hidden, a->outputs};
+    return o;
+}
+
+static int block_is_plain(const sm_moe_block *b)
+{
+    if (sm_moe_block_check(b) != 0)
+        return -1;
+    if (b->expert_map || b->n_router != b->n_experts)
+        return sm_err("analysis needs a layer with one router row per expert");
+    for (int i = 1; i < b->n_experts; i++)
+        if (b->experts[i].gate.out != b->experts[0].gate.out)
+            return sm_err("experts of different widths (%lld vs %lld)",
+                          (long long)b->experts[i].gate.out, (long long)b->experts[0].gate.out);
+    return 0;
+}
+
+/* Gram accumulation of the tokens of block [t0, t0+mb) routed to each expert. */
+static int accumulate_grams(const sm_moe_block *b, const float *x, int64_t mb, const int *idx,
+                            sm_layer_analysis *a, float *xs, float *g, float *u, float *tmp)
+{
+    const int k = b->rule.top_k;
+    const int64_t h = a->hidden, inter = a->inter;
+    for (int e = 0; e < a->n; e++) {
+        int64_t me = 0;
+        for (int64_t t = 0; t < mb; t++)
+            for (int j = 0; j < k; j++)
+                if (idx[t * k + j] == e) {
+                    memcpy(xs + me++ * h, x + t * h, sizeof(float) * (size_t)h);
+                    break;
+                }
+        if (!me)
+            continue;
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)h, (int)me, 1.0f, xs, (int)h,
+                    1.0f, a->gram_in[e], (int)h);
+        const sm_expert *ex = &b->experts[e];
+        sm_linear_forward(&ex->gate, xs, me, g, tmp);
+        sm_linear_forward(&ex->up, xs, me, u, tmp);
+        for (int64_t q = 0; q < me * inter; q++)
+            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)inter, (int)me, 1.0f, g,
+                    (int)inter, 1.0f, a->gram_mid[e], (int)inter);
+    }
+    return 0;
+}
+
+static void symmetrize(float *m, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i + 1; j < n; j++)
+            m[j * n + i] = m[i * n + j];
+}
+
+int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
+                      const sm_analysis_opts *opts, const sm_monitor *mon,
+                      sm_layer_analysis *a)
+{
+    memset(a, 0, sizeof *a);
+    if (block_is_plain(b) != 0)
+        return -1;
+    if (!x || m <= 0)
+        return sm_err("analysis needs calibration inputs");
+    const int n = b->n_experts, k = b->rule.top_k;
+    const int64_t h = b->hidden, inter = b->experts[0].gate.out;
+    const int64_t blk = opts && opts->block > 0 ? opts->block : DEFAULT_BLOCK;
+    int64_t sample = opts && opts->sample > 0 ? opts->sample : DEFAULT_SAMPLE;
+    sample = sample < m ? sample : m;
+    a->n = n;
+    a->hidden = h;
+    a->inter = inter;
+    a->tokens = m;
+    a->sampled = sample;
+    a->counts = sm_zalloc((size_t)n, sizeof(int64_t));
+    a->freq = sm_alloc((size_t)n, sizeof(double));
+    a->outputs = sm_alloc_f32((size_t)(n * sample * h));
+    a->sim_output = sm_alloc((size_t)n * n, sizeof(double));
+    a->sim_logit = sm_alloc((size_t)n * n, sizeof(double));
+    float *z = sm_alloc_f32((size_t)(blk * n)), *w = sm_alloc_f32((size_t)(blk * k));
+    int *idx = sm_alloc((size_t)(blk * k), sizeof(int));
+    double *zsum = sm_zalloc((size_t)n, sizeof(double)), *zz = sm_zalloc((size_t)n * n, sizeof(double));
+    double *shift = sm_zalloc((size_t)n, sizeof(double));
+    float *zc = sm_alloc_f32((size_t)(blk * n)), *pz = sm_alloc_f32((size_t)n * n);
+    float *xs = NULL, *g = NULL, *u = NULL, *tmp = NULL;
+    int rc = -1;
+    if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !z || !w ||
+        !idx || !zsum || !zz || !shift || !zc || !pz)
+        goto done;
+    if (opts && opts->grams) {
+        a->gram_in = sm_zalloc((size_t)n, sizeof(float *));
+        a->gram_mid = sm_zalloc((size_t)n, sizeof(float *));
+        if (!a->gram_in || !a->gram_mid)
+            goto done;
+        for (int e = 0; e < n; e++)
+            if (!(a->gram_in[e] = sm_zalloc((size_t)(h * h), sizeof(float))) ||
+                !(a->gram_mid[e] = sm_zalloc((size_t)(inter * inter), sizeof(float))))
+                goto done;
+    }
+    int64_t tc = 1;
+    for (int e = 0; e < n; e++) {
+        const sm_expert *ex = &b->experts[e];
+        int64_t r = ex->gate.w ? 0 : ex->gate.rank;
+        r = !ex->up.w && ex->up.rank > r ? ex->up.rank : r;
+        r = !ex->down.w && ex->down.rank > r ? ex->down.rank : r;
+        tc = r > tc ? r : tc;
+    }
+    int64_t rows = blk > sample ? blk : sample;
+    xs = sm_alloc_f32((size_t)(rows * h));
+    g = sm_alloc_f32((size_t)(rows * inter));
+    u = sm_alloc_f32((size_t)(rows * inter));
+    tmp = sm_alloc_f32((size_t)(rows * tc));
+    if (!xs || !g || !u || !tmp)
+        goto done;
+
+    /* Pass over all tokens: routing, frequencies, logit moments, Grams. */
+    for (int64_t t0 = 0; t0 < m; t0 += blk) {
+        if (sm_monitor_check(mon) != 0)
+            goto done;
+        const int64_t mb = m - t0 < blk ? m - t0 : blk;
+        const float *xb = x + t0 * h;
+        sm_route_logits(xb, mb, h, b->router, n, z);
+        if (sm_route_select(&b->rule, z, mb, n, idx, w) != 0)
+            goto done;
+        sm_route_count(idx, mb, k, n, a->counts);
+        if (t0 == 0) /* provisional centre: keeps the one-pass covariance well conditioned */
+            for (int i = 0; i < n; i++) {
+                double s = 0.0;
+                for (int64_t t = 0; t < mb; t++)
+                    s += z[t * n + i];
+                shift[i] = s / mb;
+            }
+        for (int64_t t = 0; t < mb; t++)
+            for (int i = 0; i < n; i++) {
+                zc[t * n + i] = (float)(z[t * n + i] - shift[i]);
+                zsum[i] += zc[t * n + i];
+            }
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)mb, 1.0f, zc, n, 0.0f, pz, n);
+        for (int i = 0; i < n; i++)
+            for (int j = i; j < n; j++)
+                zz[i * n + j] += pz[i * n + j];
+        if (a->gram_in)
+            accumulate_grams(b, xb, mb, idx, a, xs, g, u, tmp);
+        sm_monitor_report(mon, 0.7 * (double)(t0 + mb) / m, "routing statistics");
+    }
+    sm_route_frequencies(a->counts, m, n, a->freq);
+    for (int i = 0; i < n; i++)
+        for (int j = i; j < n; j++) {
+            double cij = zz[i * n + j] - zsum[i] * zsum[j] / m;
+            double vi = zz[i * n + i] - zsum[i] * zsum[i] / m;
+            double vj = zz[j * n + j] - zsum[j] * zsum[j] / m;
+            double r = i == j ? 1.0 : vi > 0.0 && vj > 0.0 ? cij / sqrt(vi * vj) : 0.0;
+            a->sim_logit[i * n + j] = a->sim_logit[j * n + i] = r;
+        }
+    for (int e = 0; a->gram_in && e < n; e++) {
+        symmetrize(a->gram_in[e], h);
+        symmetrize(a->gram_mid[e], inter);
+    }
+
+    /* Every expert on the evenly spaced token sample. */
+    for (int64_t j = 0; j < sample; j++)
+        memcpy(xs + j * h, x + (j * m / sample) * h, sizeof(float) * (size_t)h);
+    for (int e = 0; e < n; e++) {
+        if (sm_monitor_check(mon) != 0)
+            goto done;
+        const sm_expert *ex = &b->experts[e];
+        float *ye = a->outputs + (int64_t)e * sample * h;
+        sm_linear_forward(&ex->gate, xs, sample, g, tmp);
+        sm_linear_forward(&ex->up, xs, sample, u, tmp);
+        for (int64_t q = 0; q < sample * inter; q++)
+            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
+        sm_linear_forward(&ex->down, g, sample, ye, tmp);
+        sm_monitor_report(mon, 0.7 + 0.2 * (e + 1.0) / n, "expert outputs");
+    }
+    sm_outputs o = sm_layer_analysis_outputs(a);
+    if (sm_similarity_output(&o, NULL, a->sim_output) != 0)
+        goto done;
+    if (opts && opts->weight_sim) {
+        const float **segs = sm_alloc((size_t)n * 3, sizeof(float *));
+        if (!segs)
+            goto done;
+        int dense = 1;
+        for (int e = 0; e < n; e++) {
+            const sm_expert *ex = &b->experts[e];
+            segs[e] = ex->gate.w, segs[n + e] = ex->up.w, segs[2 * n + e] = ex->down.w;
+            dense &= ex->gate.w && ex->up.w && ex->down.w;
+        }
+        sm_flat_experts fe = {n, 3, {segs, segs + n, segs + 2 * n}, {inter * h, inter * h, h * inter}};
+        a->sim_weight = dense ? sm_alloc((size_t)n * n, sizeof(double)) : NULL;
+        sm_monitor_span span;
+        int wr = !dense ? sm_err("weight similarity needs dense experts")
+                 : a->sim_weight ? sm_similarity_weight(&fe, sm_monitor_span_init(&span, mon, 0.9, 1.0),
+                                                        a->sim_weight)
+                                 : -1;
+        free(segs);
+        if (wr != 0)
+            goto done;
+    }
+    sm_monitor_report(mon, 1.0, "analysis");
+    rc = 0;
+done:
+    free(z), free(w), free(idx), free(zsum), free(zz), free(shift), free(zc), free(pz);
+    free(xs), free(g), free(u), free(tmp);
+    if (rc != 0)
+        sm_layer_analysis_free(a);
+    return rc;
+}
+
+/* ---- clusters ------------------------------------------------------------------------------ */
+
+static const char *const sim_names[] = {"output", "weight", "logit"};
+
+const char *sm_similarity_kind_name(sm_similarity_kind s)
+{
+    return (unsigned)s < 3 ? sim_names[s] : "?";
+}
+
+int sm_similarity_kind_parse(const char *name, sm_similarity_kind *out)
+{
+    for (int s = 0; s < 3; s++)
+        if (name && strcmp(name, sim_names[s]) == 0) {
+            *out = (sm_similarity_kind)s;
+            return 0;
+        }
+    return sm_err("unknown similarity '%s' (expected output, weight or logit)", name ? name : "");
+}
+
+int sm_engine_cluster(const sm_layer_analysis *a, sm_cluster_algo algo, sm_similarity_kind sim,
+                      int k, uint64_t seed, const sm_monitor *mon, int *assign)
+{
+    const double *s = sim == SM_SIM_OUTPUT ? a->sim_output
+                      : sim == SM_SIM_WEIGHT ? a->sim_weight
+                                             : a->sim_logit;
+    if (!s)
+        return sm_err("the analysis has no %s similarity", sm_similarity_kind_name(sim));
+    sm_kmeans_opts ko = {.seed = seed};
+    switch (algo) {
+    case SM_CLUSTER_KMEANS: {
+        if (sim != SM_SIM_OUTPUT)
+            return sm_err("k-means clusters expert outputs; use kmedoids or hierarchical with "
+                          "%s similarity", sm_similarity_kind_name(sim));
+        sm_outputs o = sm_layer_analysis_outputs(a);
+        return sm_kmeans_outputs(&o, a->sim_output, k, &ko, mon, assign, NULL);
+    }
+    case SM_CLUSTER_HIERARCHICAL:
+        return sm_hcluster_average(s, a->n, k, assign);
+    case SM_CLUSTER_KMEDOIDS:
+        return sm_kmedoids(s, a->n, k, &ko, assign, NULL);
+    }
+    return sm_err("unknown clustering algorithm");
+}
+
+/* ---- merged layer -------------------------------------------------------------------------- */
+
+void sm_merged_layer_free(sm_merged_layer *l)
+{
+    if (!l)
+        return;
+    for (int c = 0; l->mats && c < l->n_experts; c++)
+        for (int j = 0; j < 3; j++)
+            sm_merged_free(&l->mats[c][j]);
+    free(l->mats), free(l->experts), free(l->router), free(l->expert_map), free(l->source);
+    free(l->cluster_of);
+    memset(l, 0, sizeof *l);
+}
+
+sm_moe_block sm_merged_layer_block(const sm_merged_layer *l, const sm_moe_block *src)
+{
+    sm_moe_block b = *src;
+    b.n_router = l->n_router;
+    b.router = l->router;
+    b.n_experts = l->n_experts;
+    b.experts = l->experts;
+    b.expert_map = l->expert_map;
+    if (b.rule.top_k > b.n_router)
+        b.rule.top_k = b.n_router;
+    return b;
+}
+
+int64_t sm_merged_layer_params(const sm_merged_layer *l)
+{
+    int64_t p = 0;
+    for (int c = 0; c < l->n_experts; c++) {
+        const sm_linear *ls[3] = {&l->experts[c].gate, &l->experts[c].up, &l->experts[c].down};
+        for (int j = 0; j < 3; j++)
+            p += ls[j]->w ? ls[j]->out * ls[j]->in : ls[j]->rank * (ls[j]->out + ls[j]->in);
+    }
+    return p;
+}
+
+static sm_linear linear_of(const sm_merged *mm)
+{
+    sm_linear l = {mm->out, mm->in, mm->w, mm->a, mm->b, mm->rank};
+    return l;
+}
+
+/* Keep the experts keep[0..k) (ascending) of src: views, pruned router rows. */
+static int select_layer(const sm_moe_block *src, const int *keep, int k, sm_merged_layer *out)
+{
+    const int n = src->n_experts;
+    out->n_router = out->n_experts = k;
+    out->router = sm_alloc_f32((size_t)(k * src->hidden));
+    out->experts = sm_alloc((size_t)k, sizeof(sm_expert));
+    out->source = sm_alloc((size_t)k, sizeof(int));
+    out->cluster_of = sm_alloc((size_t)n, sizeof(int));
+    if (!out->router || !out->experts || !out->source || !out->cluster_of)
+        return -1;
+    if (sm_router_prune(src->router, n, src->hidden, keep, k, out->router) != 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        out->cluster_of[i] = -1;
+    for (int j = 0; j < k; j++) {
+        out->experts[j] = src->experts[keep[j]];
+        out->source[j] = keep[j];
+        out->cluster_of[keep[j]] = j;
+    }
+    return 0;
+}
+
+typedef struct prune_ctx {
+    const sm_moe_block *src;
+    const float *x;
+    int64_t m;
+    float *yref, *y;
+    float *rows;
+    sm_expert *experts;
+} prune_ctx;
+
+static int prune_subset_error(void *vctx, const int *keep, int k, double *err)
+{
+    prune_ctx *c = vctx;
+    const sm_moe_block *s = c->src;
+    if (sm_router_prune(s->router, s->n_experts, s->hidden, keep, k, c->rows) != 0)
+        return -1;
+    for (int j = 0; j < k; j++)
+        c->experts[j] = s->experts[keep[j]];
+    sm_moe_block b = *s;
+    b.n_router = b.n_experts = k;
+    b.router = c->rows;
+    b.experts = c->experts;
+    b.expert_map = NULL;
+    if (b.rule.top_k > k)
+        b.rule.top_k = k;
+    sm_error_acc acc = {0, 0};
+    const int64_t blk = DEFAULT_BLOCK, h = s->hidden;
+    for (int64_t t0 = 0; t0 < c->m; t0 += blk) {
+        int64_t mb = c->m - t0 < blk ? c->m - t0 : blk;
+        if (sm_moe_forward(&b, c->x + t0 * h, mb, c->y, NULL) != 0)
+            return -1;
+        sm_error_acc_add(&acc, c->yref + t0 * h, c->y, mb * h);
+    }
+    *err = sm_error_acc_value(&acc);
+    return 0;
+}
+
+static int prune_by_output(const sm_moe_block *src, int k, const float *x, int64_t m,
+                           const sm_monitor *mon, int *keep)
+{
+    if (!x || m <= 0)
+        return sm_err("prune-output needs calibration inputs");
+    const int64_t h = src->hidden;
+    prune_ctx c = {src, x, m, sm_alloc_f32((size_t)(m * h)),
+                   sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)),
+                   sm_alloc_f32((size_t)(src->n_experts * h)),
+                   sm_alloc((size_t)src->n_experts, sizeof(sm_expert))};
+    int rc = c.yref && c.y && c.rows && c.experts ? 0 : -1;
+    for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += DEFAULT_BLOCK) {
+        int64_t mb = m - t0 < DEFAULT_BLOCK ? m - t0 : DEFAULT_BLOCK;
+        rc = sm_moe_forward(src, x + t0 * h, mb, c.yref + t0 * h, NULL);
+    }
+    sm_prune_result res;
+    if (rc == 0)
+        rc = sm_prune_output(src->n_experts, k, prune_subset_error, &c, 0, mon, keep, &res);
+    free(c.yref), free(c.y), free(c.rows), free(c.experts);
+    return rc;
+}
+
+static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign,
+                          int k, const sm_layer_spec *spec, const float *x, int64_t m,
+                          const sm_monitor *mon, sm_merged_layer *out)
+{
+    const int n = src->n_experts;
+    const int64_t h = src->hidden;
+    if (sm_router_check_partition(assign, n, k) != 0)
+        return -1;
+    if (spec->method == SM_MERGE_SUBMOE_WHITENED && (!a || !a->gram_in))
+        return sm_err("submoe-whitened needs an analysis with input Grams");
+    out->n_experts = k;
+    out->mats = sm_zalloc((size_t)k, sizeof *out->mats);
+    out->experts = sm_zalloc((size_t)k, sizeof(sm_expert));
+    out->cluster_of = sm_alloc((size_t)n, sizeof(int));
+    const float **w = sm_alloc((size_t)n, sizeof(float *));
+    const float **gr = sm_alloc((size_t)n, sizeof(float *));
+    double *f = sm_alloc((size_t)n, sizeof(double));
+    int rc = -1;
+    if (!out->mats || !out->experts || !out->cluster_of || !w || !gr || !f)
+        goto done;
+    memcpy(out->cluster_of, assign, sizeof(int) * (size_t)n);
+    for (int c = 0; c < k; c++) {
+        int nm = 0;
+        for (int i = 0; i < n; i++)
+            if (assign[i] == c)
+                f[nm] = a ? a->freq[i] : 0.0, w[nm++] = NULL;
+        for (int j = 0; j < 3; j++) {
+            int q = 0;
+            const sm_linear *first = NULL;
+            for (int i = 0; i < n; i++) {
+                if (assign[i] != c)
+                    continue;
+                const sm_expert *ex = &src->experts[i];
+                const sm_linear *l = j == 0 ? &ex->gate : j == 1 ? &ex->up : &ex->down;
+                if (!l->w) {
+                    sm_err("expert %d is factored; merging needs dense experts", i);
+                    goto done;
+                }
+                if (first && (l->out != first->out || l->in != first->in)) {
+                    sm_err("cluster %d mixes experts of different shapes", c);
+                    goto done;
+                }
+                first = first ? first : l;
+                w[q] = l->w;
+                gr[q++] = a && a->gram_in ? (j < 2 ? a->gram_in[i] : a->gram_mid[i]) : NULL;
+            }
+            sm_matset set = {nm, first->out, first->in, w};
+            sm_monitor_span span;
+            const sm_monitor *sub =
+                sm_monitor_span_init(&span, mon, (3.0 * c + j) / (3.0 * k), (3.0 * c + j + 1) / (3.0 * k));
+            if (sm_merge_matrix(spec->method, &set, f, a && a->gram_in ? gr : NULL,
+                                &spec->matrix[j], sub, &out->mats[c][j]) != 0) {
+                if (!sm_monitor_cancelled(mon))
+                    sm_err_prefix("cluster %d %s", c, j == 0 ? "gate" : j == 1 ? "up" : "down");
+                goto done;
+            }
+        }
+        out->experts[c].gate = linear_of(&out->mats[c][0]);
+        out->experts[c].up = linear_of(&out->mats[c][1]);
+        out->experts[c].down = linear_of(&out->mats[c][2]);
+    }
+    out->router_mode = spec->router;
+    if (spec->router == SM_ROUTER_REMAP) {
+        out->n_router = n;
+        out->router = sm_alloc_f32((size_t)(n * h));
+        out->expert_map = sm_alloc((size_t)n, sizeof(int));
+        if (!out->router || !out->expert_map || sm_router_remap(assign, n, k, out->expert_map))
+            goto done;
+        memcpy(out->router, src->router, sizeof(float) * (size_t)(n * h));
+    } else {
+        out->n_router = k;
+        if (!(out->router = sm_alloc_f32((size_t)(k * h))))
+            goto done;
+        const double *freq = a ? a->freq : NULL;
+        int r = spec->router == SM_ROUTER_COLLAPSE_MEAN
+                    ? sm_router_collapse_mean(src->router, n, h, assign, k, freq, out->router)
+                : x && m > 0
+                    ? sm_router_collapse_lstsq(src->router, n, h, assign, k, freq, x, m,
+                                               spec->ridge, out->router)
+                    : sm_err("collapse-lstsq needs calibration inputs");
+        if (r != 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    free(w), free(gr), free(f);
+    return rc;
+}
+
+int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign,
+                    int k, const sm_layer_spec *spec, const float *x, int64_t m,
+                    const sm_monitor *mon, sm_merged_layer *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sm_moe_block_check(src) != 0)
+        return -1;
+    if (src->expert_map || src->n_router != src->n_experts)
+        return sm_err("the source layer must have one router row per expert");
+    if (a && a->n != src->n_experts)
+        return sm_err("analysis of %d experts for a layer of %d", a->n, src->n_experts);
+    const int n = src->n_experts;
+    out->hidden = src->hidden;
+    out->method = spec->method;
+    out->n_original = n;
+    int rc = -1;
+    int *keep = sm_alloc((size_t)n, sizeof(int));
+    if (!keep)
+        return -1;
+    switch (spec->method) {
+    case SM_MERGE_KEEP:
+        for (int i = 0; i < n; i++)
+            keep[i] = i;
+        rc = select_layer(src, keep, n, out);
+        break;
+    case SM_MERGE_PRUNE_FREQUENCY:
+        if (!a)
+            rc = sm_err("prune-frequency needs routing frequencies");
+        else if ((rc = sm_prune_frequency(a->freq, n, k, keep)) == 0)
+            rc = select_layer(src, keep, k, out);
+        break;
+    case SM_MERGE_PRUNE_OUTPUT:
+        if ((rc = k < 1 || k > n ? sm_err("cannot keep %d of %d experts", k, n) : 0) == 0 &&
+            (rc = prune_by_output(src, k, x, m, mon, keep)) == 0)
+            rc = select_layer(src, keep, k, out);
+        break;
+    default:
+        rc = merge_clusters(src, a, assign, k, spec, x, m, mon, out);
+        break;
+    }
+    free(keep);
+    if (rc != 0) {
+        sm_merged_layer_free(out);
+        return -1;
+    }
+    sm_monitor_report(mon, 1.0, "merged layer");
+    return 0;
+}
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const float *x, int64_t m,
+                    const sm_monitor *mon, double *rel)
+{
+    sm_moe_block mb = sm_merged_layer_block(l, src);
+    const int64_t h = src->hidden, blk = DEFAULT_BLOCK;
+    float *ya = sm_alloc_f32((size_t)(blk * h)), *yb = sm_alloc_f32((size_t)(blk * h));
+    sm_error_acc acc = {0, 0};
+    int rc = ya && yb ? 0 : -1;
+    for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += blk) {
+        const int64_t n = m - t0 < blk ? m - t0 : blk;
+        if ((rc = sm_monitor_check(mon)) != 0 ||
+            (rc = sm_moe_forward(src, x + t0 * h, n, ya, NULL)) != 0 ||
+            (rc = sm_moe_forward(&mb, x + t0 * h, n, yb, NULL)) != 0)
+            break;
+        sm_error_acc_add(&acc, ya, yb, n * h);
+        sm_monitor_report(mon, (double)(t0 + n) / m, "output error");
+    }
+    free(ya), free(yb);
+    if (rc == 0)
+        *rel = sm_error_acc_value(&acc);
+    return rc;
+}

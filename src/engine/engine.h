@@ -1,0 +1,115 @@
+/* engine: the compression pipeline of one MoE layer, the API the CLI and the workbench share.
+ *
+ *     analysis  →  clusters  →  merged layer  →  errors
+ *
+ *   sm_engine_analyse     route the layer's calibration inputs (block by block), count
+ *                         frequencies, run every expert on a token sample, similarities, and
+ *                         optionally the per-expert input Grams for whitening;
+ *   sm_engine_cluster     k clusters by k-means / hierarchical / k-medoids on a similarity;
+ *   sm_engine_merge       one merged expert per cluster (or a pruned subset) with its router
+ *                         (remap / collapse-lstsq / collapse-mean) and per-member errors;
+ *   sm_engine_error       relative MoE-block output error on held-out inputs.
+ * Everything works on in-memory float layers (sm_moe_block). Long calls take an sm_monitor
+ * (progress callback + cancel flag, checked between blocks) so a front end can run them on a
+ * worker thread; a cancelled call returns -1 with the message "cancelled" and owns nothing. */
+#ifndef SM_ENGINE_H
+#define SM_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/allocate.h"
+#include "engine/cluster.h"
+#include "engine/merge.h"
+#include "engine/monitor.h"
+#include "engine/prune.h"
+#include "engine/router.h"
+#include "engine/similarity.h"
+#include "engine/unionsvd.h"
+#include "forward/moe.h"
+
+/* ---- analysis ------------------------------------------------------------------------------ */
+
+typedef struct sm_analysis_opts {
+    int64_t block;     /* tokens per forward block (0 = 256) */
+    int64_t sample;    /* tokens whose expert outputs are kept (0 = min(m, 512)), evenly spaced */
+    bool grams;        /* accumulate input Grams for submoe-whitened (n·(H² + I²) floats) */
+    bool weight_sim;   /* compute weight similarity (dense experts only) */
+} sm_analysis_opts;
+
+typedef struct sm_layer_analysis {
+    int n;              /* experts (= router rows; the block must have no expert map) */
+    int64_t hidden, inter, tokens, sampled;
+    int64_t *counts;    /* n: tokens routed to each expert */
+    double *freq;       /* n: counts / tokens */
+    float *outputs;     /* n × sampled × hidden: E_i on the sampled tokens (sm_outputs layout) */
+    double *sim_output; /* n × n */
+    double *sim_weight; /* n × n, or NULL */
+    double *sim_logit;  /* n × n */
+    float **gram_in;    /* n × (hidden × hidden) or NULL: Σ x xᵀ over tokens routed to i */
+    float **gram_mid;   /* n × (inter × inter) or NULL: same for the down projection's inputs */
+} sm_layer_analysis;
+
+int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
+                      const sm_analysis_opts *opts, const sm_monitor *mon,
+                      sm_layer_analysis *out);
+void sm_layer_analysis_free(sm_layer_analysis *a);
+sm_outputs sm_layer_analysis_outputs(const sm_layer_analysis *a);
+
+/* ---- clusters ------------------------------------------------------------------------------ */
+
+typedef enum { SM_SIM_OUTPUT = 0, SM_SIM_WEIGHT, SM_SIM_LOGIT } sm_similarity_kind;
+
+const char *sm_similarity_kind_name(sm_similarity_kind s); /* "output", "weight", "logit" */
+int sm_similarity_kind_parse(const char *name, sm_similarity_kind *out);
+
+/* assign[n] in [0, k), canonical labels. k-means uses the expert outputs (it is defined on
+ * them; `sim` only matters for hierarchical and k-medoids). */
+int sm_engine_cluster(const sm_layer_analysis *a, sm_cluster_algo algo, sm_similarity_kind sim,
+                      int k, uint64_t seed, const sm_monitor *mon, int *assign);
+
+/* ---- merged layer -------------------------------------------------------------------------- */
+
+typedef struct sm_layer_spec {
+    sm_merge_method method;     /* per-cluster merge, prune-frequency, prune-output or keep */
+    sm_merge_opts matrix[3];    /* gate, up, down */
+    sm_router_mode router;      /* merges only; pruning drops rows */
+    double ridge;               /* collapse-lstsq (0 = default) */
+} sm_layer_spec;
+
+typedef struct sm_merged_layer {
+    int n_router, n_experts;    /* router rows of the result, expert slots */
+    int64_t hidden;
+    sm_merge_method method;
+    sm_router_mode router_mode;
+    float *router;              /* n_router × hidden */
+    int *expert_map;            /* n_router entries (remap), or NULL */
+    int *source;                /* n_experts: original expert of each slot when pruned/kept */
+    sm_merged (*mats)[3];       /* n_experts × {gate, up, down} when merged, else NULL */
+    sm_expert *experts;         /* n_experts views (over mats or the source block) */
+    int *cluster_of;            /* original n: slot of each original expert (−1 = dropped) */
+    int n_original;
+} sm_merged_layer;
+
+/* Merge (or prune) a layer. assign/k: the clusters (ignored by keep; for pruning, k is the
+ * number of experts kept). x/m: calibration inputs for collapse-lstsq and prune-output
+ * (may be NULL/0 otherwise). */
+int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign,
+                    int k, const sm_layer_spec *spec, const float *x, int64_t m,
+                    const sm_monitor *mon, sm_merged_layer *out);
+void sm_merged_layer_free(sm_merged_layer *l);
+
+/* A block view of the merged layer (shares the source's shared experts and rule). */
+sm_moe_block sm_merged_layer_block(const sm_merged_layer *l, const sm_moe_block *src);
+
+/* Total stored parameters of the layer's routed experts. */
+int64_t sm_merged_layer_params(const sm_merged_layer *l);
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+/* Relative MoE-block output error of the merged layer against the source on m held-out
+ * inputs, in blocks (cancellable between blocks). */
+int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const float *x, int64_t m,
+                    const sm_monitor *mon, double *rel);
+
+#endif

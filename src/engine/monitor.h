@@ -1,0 +1,46 @@
+/* monitor: progress reports and cooperative cancellation for long engine work.
+ *
+ * Engine functions that can run for seconds take an optional `const sm_monitor *` (NULL =
+ * silent, not cancellable). They call the progress callback between blocks of work and stop
+ * with -1 and the message "cancelled" as soon as *cancel becomes non-zero, so a front end can
+ * run them on a worker thread and stay responsive. */
+#ifndef SM_MONITOR_H
+#define SM_MONITOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct sm_monitor {
+    /* fraction in [0, 1] of this call's work; `what` names the current step. May be NULL. */
+    void (*fn)(void *ctx, double fraction, const char *what);
+    void *ctx;
+    volatile int *cancel; /* set non-zero (from any thread) to stop; may be NULL */
+} sm_monitor;
+
+static inline void sm_monitor_report(const sm_monitor *m, double fraction, const char *what)
+{
+    if (m && m->fn)
+        m->fn(m->ctx, fraction < 0 ? 0 : fraction > 1 ? 1 : fraction, what);
+}
+
+static inline bool sm_monitor_cancelled(const sm_monitor *m)
+{
+    return m && m->cancel && *m->cancel;
+}
+
+/* 0, or -1 with the message "cancelled" when cancellation was requested. */
+int sm_monitor_check(const sm_monitor *m);
+
+/* A sub-range [lo, hi] of a parent's progress: work reported as 0..1 on the span's monitor
+ * appears as lo..hi on the parent; cancellation is the parent's. */
+typedef struct sm_monitor_span {
+    sm_monitor mon;
+    const sm_monitor *parent;
+    double lo, hi;
+} sm_monitor_span;
+
+/* Returns &span->mon, or NULL when parent is NULL (so the child stays silent). */
+const sm_monitor *sm_monitor_span_init(sm_monitor_span *span, const sm_monitor *parent,
+                                       double lo, double hi);
+
+#endif

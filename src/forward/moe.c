@@ -1,0 +1,295 @@
+#include "forward/moe.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/diag.h"
+#include "util/mem.h"
+
+sm_expert sm_expert_dense(int64_t hidden, int64_t inter, const float *gate, const float *up,
+                          const float *down)
+{
+    sm_expert e = {
+        .gate = {inter, hidden, gate, NULL, NULL, 0},
+        .up = {inter, hidden, up, NULL, NULL, 0},
+        .down = {hidden, inter, down, NULL, NULL, 0},
+    };
+    return e;
+}
+
+static int linear_check(const sm_linear *l, int64_t out, int64_t in, const char *what)
+{
+    if (l->out != out || l->in != in)
+        return sm_err("%s is %lld×%lld, expected %lld×%lld", what, (long long)l->out,
+                      (long long)l->in, (long long)out, (long long)in);
+    if (out <= 0 || in <= 0 || out > INT_MAX || in > INT_MAX)
+        return sm_err("%s has unsupported dimensions", what);
+    if (l->w)
+        return 0;
+    if (!l->a || !l->b || l->rank < 1 || l->rank > INT_MAX)
+        return sm_err("%s has no weights", what);
+    return 0;
+}
+
+int sm_expert_check(const sm_expert *e, int64_t hidden)
+{
+    int64_t inter = e->gate.out;
+    if (linear_check(&e->gate, inter, hidden, "expert gate") != 0 ||
+        linear_check(&e->up, inter, hidden, "expert up") != 0 ||
+        linear_check(&e->down, hidden, inter, "expert down") != 0)
+        return -1;
+    return 0;
+}
+
+void sm_linear_forward(const sm_linear *l, const float *x, int64_t m, float *y, float *tmp)
+{
+    if (m <= 0)
+        return;
+    if (l->w) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)l->out, (int)l->in,
+                    1.0f, x, (int)l->in, l->w, (int)l->in, 0.0f, y, (int)l->out);
+        return;
+    }
+    /* y = (x bᵀ) aᵀ */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)l->rank, (int)l->in, 1.0f,
+                x, (int)l->in, l->b, (int)l->in, 0.0f, tmp, (int)l->rank);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)l->out, (int)l->rank, 1.0f,
+                tmp, (int)l->rank, l->a, (int)l->rank, 0.0f, y, (int)l->out);
+}
+
+static int64_t linear_tmp(const sm_linear *l) { return l->w ? 0 : l->rank; }
+
+static int64_t expert_tmp_cols(const sm_expert *e)
+{
+    int64_t t = linear_tmp(&e->gate);
+    t = linear_tmp(&e->up) > t ? linear_tmp(&e->up) : t;
+    return linear_tmp(&e->down) > t ? linear_tmp(&e->down) : t;
+}
+
+/* Scratch-explicit forward: g, u hold m×I, tmp m×(max rank) floats. */
+static void expert_forward_ws(const sm_expert *e, const float *x, int64_t m, float *y, float *g,
+                              float *u, float *tmp)
+{
+    const int64_t inter = e->gate.out, len = m * inter;
+    sm_linear_forward(&e->gate, x, m, g, tmp);
+    sm_linear_forward(&e->up, x, m, u, tmp);
+    for (int64_t k = 0; k < len; k++)
+        g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+    sm_linear_forward(&e->down, g, m, y, tmp);
+}
+
+int sm_expert_forward(const sm_expert *e, const float *x, int64_t m, float *y)
+{
+    if (m <= 0)
+        return 0;
+    const int64_t inter = e->gate.out, tc = expert_tmp_cols(e);
+    float *g = sm_alloc_f32((size_t)(m * inter)), *u = sm_alloc_f32((size_t)(m * inter));
+    float *tmp = tc ? sm_alloc_f32((size_t)(m * tc)) : NULL;
+    if (!g || !u || (tc && !tmp)) {
+        free(g), free(u), free(tmp);
+        return -1;
+    }
+    expert_forward_ws(e, x, m, y, g, u, tmp);
+    free(g), free(u), free(tmp);
+    return 0;
+}
+
+int sm_moe_block_check(const sm_moe_block *b)
+{
+    if (!b || b->hidden <= 0 || b->hidden > INT_MAX || !b->router || b->n_router <= 0)
+        return sm_err("MoE block has no router");
+    if (b->n_experts <= 0 || !b->experts)
+        return sm_err("MoE block has no experts");
+    if (!b->expert_map && b->n_router != b->n_experts)
+        return sm_err("MoE block: %d router rows but %d experts and no expert map", b->n_router,
+                      b->n_experts);
+    if (b->rule.top_k < 1 || b->rule.top_k > b->n_router || b->rule.top_k > 64)
+        return sm_err("MoE block: top-%d of %d router rows", b->rule.top_k, b->n_router);
+    for (int r = 0; b->expert_map && r < b->n_router; r++)
+        if (b->expert_map[r] < 0 || b->expert_map[r] >= b->n_experts)
+            return sm_err("MoE block: router row %d maps to expert %d of %d", r,
+                          b->expert_map[r], b->n_experts);
+    for (int i = 0; i < b->n_experts; i++)
+        if (sm_expert_check(&b->experts[i], b->hidden) != 0)
+            return sm_err_prefix("expert %d", i);
+    if (b->n_shared > 0 && !b->shared)
+        return sm_err("MoE block: shared experts missing");
+    for (int i = 0; i < b->n_shared; i++)
+        if (sm_expert_check(&b->shared[i], b->hidden) != 0)
+            return sm_err_prefix("shared expert %d", i);
+    return 0;
+}
+
+/* Per-slot token lists: tokens of slot s are tok[start[s] .. start[s+1]) with weights wt. */
+typedef struct slot_lists {
+    int64_t *start, *tok;
+    float *wt;
+} slot_lists;
+
+static int build_slot_lists(const sm_moe_block *b, const int *idx, const float *w, int64_t m,
+                            slot_lists *sl)
+{
+    const int k = b->rule.top_k, ns = b->n_experts;
+    sl->start = sm_zalloc((size_t)ns + 1, sizeof(int64_t));
+    sl->tok = sm_alloc((size_t)(m * k), sizeof(int64_t));
+    sl->wt = sm_alloc_f32((size_t)(m * k));
+    if (!sl->start || !sl->tok || !sl->wt)
+        return -1;
+    int slots[64];
+    float sw[64];
+    /* Pass 1 counts distinct slots per token, pass 2 fills (tokens ascending within a slot). */
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t *fill = NULL;
+        if (pass == 1) {
+            for (int s = 0; s < ns; s++)
+                sl->start[s + 1] += sl->start[s];
+            fill = sm_alloc((size_t)ns, sizeof(int64_t));
+            if (!fill)
+                return -1;
+            memcpy(fill, sl->start, sizeof(int64_t) * (size_t)ns);
+        }
+        for (int64_t t = 0; t < m; t++) {
+            int nd = 0;
+            for (int j = 0; j < k; j++) {
+                int row = idx[t * k + j];
+                int s = b->expert_map ? b->expert_map[row] : row;
+                int d = 0;
+                while (d < nd && slots[d] != s)
+                    d++;
+                if (d == nd)
+                    slots[nd] = s, sw[nd++] = 0.0f;
+                sw[d] += w[t * k + j];
+            }
+            for (int d = 0; d < nd; d++) {
+                if (pass == 0) {
+                    sl->start[slots[d] + 1]++;
+                } else {
+                    int64_t pos = fill[slots[d]]++;
+                    sl->tok[pos] = t;
+                    sl->wt[pos] = sw[d];
+                }
+            }
+        }
+        free(fill);
+    }
+    return 0;
+}
+
+static float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+int sm_moe_forward(const sm_moe_block *b, const float *x, int64_t m, float *y,
+                   const sm_moe_trace *trace)
+{
+    if (sm_moe_block_check(b) != 0)
+        return -1;
+    if (m <= 0)
+        return 0;
+    if (m > INT_MAX / 64)
+        return sm_err("MoE block: %lld tokens in one block is too many", (long long)m);
+    const int64_t h = b->hidden;
+    const int k = b->rule.top_k;
+    int64_t inter_max = 0, tc_max = 0;
+    for (int i = 0; i < b->n_experts + b->n_shared; i++) {
+        const sm_expert *e = i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts];
+        inter_max = e->gate.out > inter_max ? e->gate.out : inter_max;
+        tc_max = expert_tmp_cols(e) > tc_max ? expert_tmp_cols(e) : tc_max;
+    }
+    float *z = trace && trace->logits ? trace->logits : sm_alloc_f32((size_t)(m * b->n_router));
+    int *idx = trace && trace->idx ? trace->idx : sm_alloc((size_t)(m * k), sizeof(int));
+    float *w = trace && trace->w ? trace->w : sm_alloc_f32((size_t)(m * k));
+    float *xs = sm_alloc_f32((size_t)(m * h)), *ys = sm_alloc_f32((size_t)(m * h));
+    float *g = sm_alloc_f32((size_t)(m * inter_max)), *u = sm_alloc_f32((size_t)(m * inter_max));
+    float *tmp = sm_alloc_f32((size_t)(m * (tc_max ? tc_max : 1)));
+    slot_lists sl = {0};
+    int rc = -1;
+    if (!z || !idx || !w || !xs || !ys || !g || !u || !tmp)
+        goto done;
+    sm_route_logits(x, m, h, b->router, b->n_router, z);
+    if (sm_route_select(&b->rule, z, m, b->n_router, idx, w) != 0 ||
+        build_slot_lists(b, idx, w, m, &sl) != 0)
+        goto done;
+    memset(y, 0, sizeof(float) * (size_t)(m * h));
+    for (int s = 0; s < b->n_experts; s++) {
+        const int64_t n0 = sl.start[s], ms = sl.start[s + 1] - n0;
+        if (ms == 0)
+            continue;
+        for (int64_t r = 0; r < ms; r++)
+            memcpy(xs + r * h, x + sl.tok[n0 + r] * h, sizeof(float) * (size_t)h);
+        expert_forward_ws(&b->experts[s], xs, ms, ys, g, u, tmp);
+        for (int64_t r = 0; r < ms; r++)
+            cblas_saxpy((int)h, sl.wt[n0 + r], ys + r * h, 1, y + sl.tok[n0 + r] * h, 1);
+    }
+    if (b->n_shared > 0) {
+        /* Sum of the shared experts on all tokens, then gated into y. */
+        memset(xs, 0, sizeof(float) * (size_t)(m * h));
+        for (int i = 0; i < b->n_shared; i++) {
+            expert_forward_ws(&b->shared[i], x, m, ys, g, u, tmp);
+            for (int64_t e = 0; e < m * h; e++)
+                xs[e] += ys[e];
+        }
+        for (int64_t t = 0; t < m; t++) {
+            float gate = 1.0f;
+            if (b->shared_gate)
+                gate = sigmoidf(cblas_sdot((int)h, x + t * h, 1, b->shared_gate, 1));
+            cblas_saxpy((int)h, gate, xs + t * h, 1, y + t * h, 1);
+        }
+    }
+    rc = 0;
+done:
+    if (!(trace && trace->logits))
+        free(z);
+    if (!(trace && trace->idx))
+        free(idx);
+    if (!(trace && trace->w))
+        free(w);
+    free(xs), free(ys), free(g), free(u), free(tmp);
+    free(sl.start), free(sl.tok), free(sl.wt);
+    return rc;
+}
+
+void sm_error_acc_add(sm_error_acc *acc, const float *ref, const float *y, int64_t len)
+{
+    double num = 0.0, den = 0.0;
+    for (int64_t e = 0; e < len; e++) {
+        double d = (double)ref[e] - y[e];
+        num += d * d;
+        den += (double)ref[e] * ref[e];
+    }
+    acc->num += num;
+    acc->den += den;
+}
+
+double sm_error_acc_value(const sm_error_acc *acc)
+{
+    return acc->den > 0.0 ? sqrt(acc->num / acc->den) : sqrt(acc->num);
+}
+
+int sm_moe_output_error(const sm_moe_block *ref, const sm_moe_block *test, const float *x,
+                        int64_t m, int64_t block, double *rel)
+{
+    if (ref->hidden != test->hidden)
+        return sm_err("MoE blocks of different widths (%lld vs %lld)", (long long)ref->hidden,
+                      (long long)test->hidden);
+    if (block <= 0)
+        block = 256;
+    block = block < m ? block : m;
+    const int64_t h = ref->hidden;
+    float *ya = sm_alloc_f32((size_t)(block * h)), *yb = sm_alloc_f32((size_t)(block * h));
+    sm_error_acc acc = {0, 0};
+    int rc = ya && yb ? 0 : -1;
+    for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += block) {
+        int64_t mb = m - t0 < block ? m - t0 : block;
+        rc = sm_moe_forward(ref, x + t0 * h, mb, ya, NULL);
+        if (rc == 0)
+            rc = sm_moe_forward(test, x + t0 * h, mb, yb, NULL);
+        if (rc == 0)
+            sm_error_acc_add(&acc, ya, yb, mb * h);
+    }
+    free(ya), free(yb);
+    if (rc == 0)
+        *rel = sm_error_acc_value(&acc);
+    return rc;
+}

@@ -1,0 +1,102 @@
+#include "forward/route.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/diag.h"
+#include "util/mem.h"
+
+sm_route_rule sm_route_rule_from_config(const sm_config *c)
+{
+    sm_route_rule r = {c->top_k, c->renorm_topk, 1.0f};
+    switch (c->arch) {
+    case SM_ARCH_MIXTRAL:
+        r.renorm = true;
+        break;
+    case SM_ARCH_DEEPSEEK:
+        r.renorm = c->renorm_topk && c->top_k > 1;
+        if (c->routed_scaling > 0.0)
+            r.scaling = (float)c->routed_scaling;
+        break;
+    default:
+        break;
+    }
+    return r;
+}
+
+void sm_route_logits(const float *x, int64_t m, int64_t hidden, const float *router, int n,
+                     float *z)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, n, (int)hidden, 1.0f, x,
+                (int)hidden, router, (int)hidden, 0.0f, z, n);
+}
+
+void sm_route_softmax(const float *z, int n, float *p)
+{
+    float mx = z[0];
+    for (int i = 1; i < n; i++)
+        mx = z[i] > mx ? z[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        p[i] = expf(z[i] - mx);
+        sum += p[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++)
+        p[i] *= inv;
+}
+
+int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, int *idx, float *w)
+{
+    const int k = r->top_k;
+    if (n <= 0 || k < 1 || k > n || k > 64)
+        return sm_err("routing: top-%d of %d experts is invalid", k, n);
+    float *p = sm_alloc_f32((size_t)n);
+    unsigned char *taken = sm_alloc((size_t)n, 1);
+    if (!p || !taken) {
+        free(p), free(taken);
+        return -1;
+    }
+    for (int64_t t = 0; t < m; t++) {
+        int *ti = idx + t * k;
+        float *tw = w + t * k;
+        sm_route_softmax(z + t * n, n, p);
+        /* k passes of a strict '>' scan: the lowest index wins among equal probabilities. */
+        memset(taken, 0, (size_t)n);
+        float sum = 0.0f;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int i = 0; i < n; i++)
+                if (!taken[i] && (best < 0 || p[i] > p[best]))
+                    best = i;
+            taken[best] = 1;
+            ti[j] = best;
+            tw[j] = p[best];
+            sum += p[best];
+        }
+        for (int j = 0; j < k; j++) {
+            if (r->renorm)
+                tw[j] /= sum;
+            tw[j] *= r->scaling;
+        }
+    }
+    free(p), free(taken);
+    return 0;
+}
+
+void sm_route_count(const int *idx, int64_t m, int k, int n, int64_t *counts)
+{
+    for (int64_t e = 0; e < m * k; e++)
+        if (idx[e] >= 0 && idx[e] < n)
+            counts[idx[e]]++;
+}
+
+void sm_route_frequencies(const int64_t *counts, int64_t tokens, int n, double *f)
+{
+    for (int i = 0; i < n; i++)
+        f[i] = tokens > 0 ? (double)counts[i] / (double)tokens : 0.0;
+}
