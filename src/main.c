@@ -15,6 +15,8 @@
 const sm_command sm_commands[] = {
     {"inspect", cmd_inspect, "describe a model: architecture, layers, experts, parameters, files"},
     {"synth", cmd_synth, "write a synthetic model with planted expert clusters"},
+    {"eval", cmd_eval, "perplexity of a model on a token file (built-in CPU forward pass)"},
+    {"calibrate", cmd_calibrate, "capture MoE-block inputs and routing of calibration tokens"},
     {NULL, NULL, NULL},
 };
 

@@ -10,6 +10,8 @@ typedef struct sm_command {
 
 int cmd_inspect(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 
 extern const sm_command sm_commands[];
 

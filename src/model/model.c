@@ -4,6 +4,7 @@
 #include "model/names.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/hash.h"
 #include "util/mem.h"
 
 #include <jansson.h>
@@ -468,29 +469,19 @@ unsigned sm_model_dtypes(const sm_model *m)
     return mask;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 void sm_model_fingerprint(const sm_model *m, char out[32])
 {
     const sm_config *c = &m->cfg;
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = SM_FNV_OFFSET;
     int dims[] = {(int)c->arch, c->n_layers, c->hidden, c->vocab, c->n_heads, c->n_kv_heads, c->head_dim,
                   c->expert_intermediate, c->n_experts, c->top_k, c->n_shared};
-    h = fnv1a(h, dims, sizeof dims);
+    h = sm_fnv1a(h, dims, sizeof dims);
     for (size_t i = 0; i < m->n_names; i++) { /* names are sorted: independent of file order */
         const sm_tensor *t = m->names[i].t;
-        h = fnv1a(h, t->name, strlen(t->name) + 1);
+        h = sm_fnv1a(h, t->name, strlen(t->name) + 1);
         int32_t nd = t->ndim;
-        h = fnv1a(h, &nd, sizeof nd);
-        h = fnv1a(h, t->shape, (size_t)t->ndim * sizeof t->shape[0]);
+        h = sm_fnv1a(h, &nd, sizeof nd);
+        h = sm_fnv1a(h, t->shape, (size_t)t->ndim * sizeof t->shape[0]);
     }
     snprintf(out, 32, "fnv1a64:%016llx", (unsigned long long)h);
 }

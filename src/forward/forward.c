@@ -1,0 +1,454 @@
+/* forward: layer-at-a-time fp32 forward pass (see forward.h). */
+#include "forward/forward.h"
+#include "forward/moe.h"
+#include "forward/route.h"
+#include "util/diag.h"
+#include "util/mem.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void sm_forward_opts_init(sm_forward_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->stop_after_layer = -1;
+}
+
+void sm_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++)
+        y[i] = w[i] * (x[i] * r);
+}
+
+void sm_rope(float *x, int T, int n_heads, int head_dim, double theta, int pos0)
+{
+    int half = head_dim / 2;
+    double *cs = xmalloc(sizeof *cs * (size_t)half * 2);
+    for (int t = 0; t < T; t++) {
+        double pos = pos0 + t;
+        for (int i = 0; i < half; i++) {
+            /* HF: inv_freq = 1 / theta^(2i/d), computed in float32 */
+            float inv = (float)(1.0 / pow(theta, (double)(2 * i) / head_dim));
+            double a = pos * inv;
+            cs[2 * i] = cos(a);
+            cs[2 * i + 1] = sin(a);
+        }
+        float *row = x + (size_t)t * n_heads * head_dim;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = row + (size_t)h * head_dim;
+            for (int i = 0; i < half; i++) {
+                double c = cs[2 * i], s = cs[2 * i + 1];
+                double a = v[i], b = v[i + half];
+                v[i] = (float)(a * c - b * s);
+                v[i + half] = (float)(b * c + a * s);
+            }
+        }
+    }
+    free(cs);
+}
+
+/* ---- one layer's fp32 weights ---- */
+
+typedef struct {
+    float *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *qn, *kn, *ffn_norm;
+    float *router, **eg, **eu, **ed, *sg, *su, *sd, *seg;
+    float *dg, *du, *dd;
+    int E, ni, nis, nid;
+} layer_w;
+
+static float *load(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows)
+{
+    sm_weight w;
+    if (sm_model_weight(m, role, layer, index, &w))
+        return NULL;
+    float *p = sm_alloc_f32((size_t)(w.rows * w.cols));
+    if (!p)
+        return NULL;
+    sm_weight_to_f32(&w, p);
+    if (rows)
+        *rows = w.rows;
+    return p;
+}
+
+static void free_layer(layer_w *w)
+{
+    float **all[] = {&w->attn_norm, &w->wq, &w->wk, &w->wv, &w->wo, &w->bq, &w->bk, &w->bv, &w->qn, &w->kn,
+                     &w->ffn_norm, &w->router, &w->sg, &w->su, &w->sd, &w->seg, &w->dg, &w->du, &w->dd};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        free(*all[i]);
+        *all[i] = NULL;
+    }
+    for (int e = 0; e < w->E; e++) {
+        if (w->eg)
+            free(w->eg[e]);
+        if (w->eu)
+            free(w->eu[e]);
+        if (w->ed)
+            free(w->ed[e]);
+    }
+    free(w->eg);
+    free(w->eu);
+    free(w->ed);
+    memset(w, 0, sizeof *w);
+}
+
+static int load_layer(const sm_model *m, int l, layer_w *w)
+{
+    const sm_config *c = sm_model_config(m);
+    memset(w, 0, sizeof *w);
+#define LD(dst, role, idx, rows)                        \
+    do {                                                \
+        if (!((dst) = load(m, (role), l, (idx), (rows)))) \
+            goto fail;                                  \
+    } while (0)
+    LD(w->attn_norm, SM_W_ATTN_NORM, 0, NULL);
+    LD(w->wq, SM_W_Q, 0, NULL);
+    LD(w->wk, SM_W_K, 0, NULL);
+    LD(w->wv, SM_W_V, 0, NULL);
+    LD(w->wo, SM_W_O, 0, NULL);
+    if (c->qkv_bias) {
+        LD(w->bq, SM_W_Q_BIAS, 0, NULL);
+        LD(w->bk, SM_W_K_BIAS, 0, NULL);
+        LD(w->bv, SM_W_V_BIAS, 0, NULL);
+    }
+    if (c->qk_norm != SM_QKNORM_NONE) {
+        LD(w->qn, SM_W_Q_NORM, 0, NULL);
+        LD(w->kn, SM_W_K_NORM, 0, NULL);
+    }
+    LD(w->ffn_norm, SM_W_FFN_NORM, 0, NULL);
+    if (c->is_moe[l]) {
+        int64_t r;
+        w->E = sm_model_layer_experts(m, l);
+        LD(w->router, SM_W_ROUTER, 0, NULL);
+        w->eg = xcalloc((size_t)w->E, sizeof *w->eg);
+        w->eu = xcalloc((size_t)w->E, sizeof *w->eu);
+        w->ed = xcalloc((size_t)w->E, sizeof *w->ed);
+        for (int e = 0; e < w->E; e++) {
+            LD(w->eg[e], SM_W_EXPERT_GATE, e, &r);
+            w->ni = (int)r;
+            LD(w->eu[e], SM_W_EXPERT_UP, e, NULL);
+            LD(w->ed[e], SM_W_EXPERT_DOWN, e, NULL);
+        }
+        if (c->n_shared > 0 && sm_model_has(m, SM_W_SHARED_GATE, l)) {
+            LD(w->sg, SM_W_SHARED_GATE, 0, &r);
+            w->nis = (int)r;
+            LD(w->su, SM_W_SHARED_UP, 0, NULL);
+            LD(w->sd, SM_W_SHARED_DOWN, 0, NULL);
+            if (c->shared_gate)
+                LD(w->seg, SM_W_SHARED_EXPERT_GATE, 0, NULL);
+        }
+    } else {
+        int64_t r;
+        LD(w->dg, SM_W_DENSE_GATE, 0, &r);
+        w->nid = (int)r;
+        LD(w->du, SM_W_DENSE_UP, 0, NULL);
+        LD(w->dd, SM_W_DENSE_DOWN, 0, NULL);
+    }
+#undef LD
+    return 0;
+fail:
+    free_layer(w);
+    return -1;
+}
+
+/* ---- attention ---- */
+
+static int attention(const sm_config *c, const layer_w *w, const float *hn, int n_seq, int T, float *x)
+{
+    int H = c->hidden, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    int qd = nh * hd, kd = nkv * hd;
+    size_t n = (size_t)n_seq * T;
+    int rc = -1;
+    float *q = sm_alloc_f32(n * qd), *k = sm_alloc_f32(n * kd), *v = sm_alloc_f32(n * kd);
+    float *att = sm_alloc_f32(n * qd), *sc = sm_alloc_f32((size_t)T * T);
+    if (!q || !k || !v || !att || !sc)
+        goto out;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, qd, H, 1.0f, hn, H, w->wq, H, 0.0f, q, qd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, kd, H, 1.0f, hn, H, w->wk, H, 0.0f, k, kd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, kd, H, 1.0f, hn, H, w->wv, H, 0.0f, v, kd);
+    if (w->bq)
+        for (size_t t = 0; t < n; t++) {
+            for (int i = 0; i < qd; i++)
+                q[t * qd + i] += w->bq[i];
+            for (int i = 0; i < kd; i++) {
+                k[t * kd + i] += w->bk[i];
+                v[t * kd + i] += w->bv[i];
+            }
+        }
+    float eps = (float)c->rms_eps;
+    if (c->qk_norm == SM_QKNORM_FULL) {
+        for (size_t t = 0; t < n; t++) {
+            sm_rmsnorm(q + t * qd, q + t * qd, w->qn, qd, eps);
+            sm_rmsnorm(k + t * kd, k + t * kd, w->kn, kd, eps);
+        }
+    } else if (c->qk_norm == SM_QKNORM_PER_HEAD) {
+        for (size_t t = 0; t < n; t++) {
+            for (int h = 0; h < nh; h++)
+                sm_rmsnorm(q + t * qd + (size_t)h * hd, q + t * qd + (size_t)h * hd, w->qn, hd, eps);
+            for (int h = 0; h < nkv; h++)
+                sm_rmsnorm(k + t * kd + (size_t)h * hd, k + t * kd + (size_t)h * hd, w->kn, hd, eps);
+        }
+    }
+    for (int s = 0; s < n_seq; s++) {
+        sm_rope(q + (size_t)s * T * qd, T, nh, hd, c->rope_theta, 0);
+        sm_rope(k + (size_t)s * T * kd, T, nkv, hd, c->rope_theta, 0);
+    }
+    float scale = (float)(1.0 / sqrt((double)hd));
+    int group = nh / nkv;
+    for (int s = 0; s < n_seq; s++) {
+        const float *qs = q + (size_t)s * T * qd, *ks = k + (size_t)s * T * kd, *vs = v + (size_t)s * T * kd;
+        float *as = att + (size_t)s * T * qd;
+        for (int h = 0; h < nh; h++) {
+            int g = h / group;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qs + (size_t)h * hd, qd,
+                        ks + (size_t)g * hd, kd, 0.0f, sc, T);
+            for (int i = 0; i < T; i++) {
+                float *r = sc + (size_t)i * T;
+                float mx = r[0];
+                for (int j = 1; j <= i; j++)
+                    if (r[j] > mx)
+                        mx = r[j];
+                float sum = 0;
+                for (int j = 0; j <= i; j++) {
+                    r[j] = expf(r[j] - mx);
+                    sum += r[j];
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j <= i; j++)
+                    r[j] *= inv;
+                for (int j = i + 1; j < T; j++)
+                    r[j] = 0;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, sc, T, vs + (size_t)g * hd, kd,
+                        0.0f, as + (size_t)h * hd, qd);
+        }
+    }
+    /* x += att Wo^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, H, qd, 1.0f, att, qd, w->wo, qd, 1.0f, x, H);
+    rc = 0;
+out:
+    free(q);
+    free(k);
+    free(v);
+    free(att);
+    free(sc);
+    return rc;
+}
+
+/* ---- the whole pass ---- */
+
+static int head(const sm_model *m, float *x, const int32_t *ids, int n_seq, int T, const sm_forward_opts *o)
+{
+    const sm_config *c = sm_model_config(m);
+    int H = c->hidden, V = c->vocab;
+    int rc = -1;
+    float *fn = load(m, SM_W_FINAL_NORM, 0, 0, NULL);
+    float *lm = load(m, SM_W_LM_HEAD, 0, 0, NULL);
+    float *lg = sm_alloc_f32((size_t)T * V);
+    if (!fn || !lm || !lg)
+        goto out;
+    for (size_t t = 0; t < (size_t)n_seq * T; t++)
+        sm_rmsnorm(x + t * H, x + t * H, fn, H, (float)c->rms_eps);
+    for (int s = 0; s < n_seq; s++) {
+        float *dst = o->logits ? o->logits + (size_t)s * T * V : lg;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, V, H, 1.0f, x + (size_t)s * T * H, H, lm, H, 0.0f,
+                    dst, V);
+        if (o->nll_sum) {
+            for (int t = 0; t + 1 < T; t++) {
+                const float *r = dst + (size_t)t * V;
+                float mx = r[0];
+                for (int j = 1; j < V; j++)
+                    if (r[j] > mx)
+                        mx = r[j];
+                double sum = 0;
+                for (int j = 0; j < V; j++)
+                    sum += exp((double)r[j] - mx);
+                *o->nll_sum += log(sum) + mx - r[ids[(size_t)s * T + t + 1]];
+            }
+            if (o->nll_count)
+                *o->nll_count += (uint64_t)(T - 1);
+        }
+    }
+    rc = 0;
+out:
+    free(fn);
+    free(lm);
+    free(lg);
+    return rc;
+}
+
+/* One layer on sequences [s0, s1) of the batch: everything after the weights are loaded is
+ * independent across sequences, so the batch is split over threads. */
+typedef struct {
+    const sm_config *c;
+    const layer_w *w;
+    int l, T, s0, s1;
+    float *x, *hn, *ff, *lg, *tw;
+    int *tk;
+    int rc;
+    char err[512];
+} layer_job;
+
+static void layer_part(layer_job *j)
+{
+    const sm_config *c = j->c;
+    const layer_w *w = j->w;
+    int H = c->hidden, k = c->top_k;
+    size_t r0 = (size_t)j->s0 * j->T, n = (size_t)(j->s1 - j->s0) * j->T;
+    float *x = j->x + r0 * H, *hn = j->hn + r0 * H, *ff = j->ff + r0 * H;
+    float eps = (float)c->rms_eps;
+    j->rc = -1;
+    for (size_t t = 0; t < n; t++)
+        sm_rmsnorm(hn + t * H, x + t * H, w->attn_norm, H, eps);
+    if (attention(c, w, hn, j->s1 - j->s0, j->T, x))
+        goto out;
+    for (size_t t = 0; t < n; t++)
+        sm_rmsnorm(hn + t * H, x + t * H, w->ffn_norm, H, eps);
+    if (c->is_moe[j->l]) {
+        /* The MoE block shared with the engine (forward/moe.h, routing rules in route.h). */
+        sm_expert *ex = sm_alloc((size_t)w->E, sizeof *ex);
+        if (!ex)
+            goto out;
+        for (int e = 0; e < w->E; e++)
+            ex[e] = sm_expert_dense(H, w->ni, w->eg[e], w->eu[e], w->ed[e]);
+        sm_expert sh;
+        if (w->nis)
+            sh = sm_expert_dense(H, w->nis, w->sg, w->su, w->sd);
+        sm_moe_block b = {
+            .hidden = H, .n_router = w->E, .router = w->router, .rule = sm_route_rule_from_config(c),
+            .n_experts = w->E, .experts = ex, .expert_map = NULL, .n_shared = w->nis ? 1 : 0,
+            .shared = w->nis ? &sh : NULL, .shared_gate = w->seg,
+        };
+        sm_moe_trace tr = {j->lg + r0 * w->E, j->tk + r0 * k, j->tw + r0 * k};
+        int mrc = sm_moe_forward(&b, hn, (int64_t)n, ff, &tr);
+        free(ex);
+        if (mrc)
+            goto out;
+    } else {
+        sm_expert d = sm_expert_dense(H, w->nid, w->dg, w->du, w->dd);
+        if (sm_expert_forward(&d, hn, (int64_t)n, ff))
+            goto out;
+    }
+    for (size_t i = 0; i < n * H; i++)
+        x[i] += ff[i];
+    j->rc = 0;
+out:
+    if (j->rc)
+        snprintf(j->err, sizeof j->err, "%s", sm_errmsg());
+}
+
+static void *layer_thread(void *arg)
+{
+    layer_part(arg);
+    return NULL;
+}
+
+/* Threads for the forward pass: SUBMOE_THREADS, else the online CPUs (at most 64). */
+static int forward_threads(void)
+{
+    const char *e = getenv("SUBMOE_THREADS");
+    long v = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    return v < 1 ? 1 : v > 64 ? 64 : (int)v;
+}
+
+int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, const sm_forward_opts *o)
+{
+    const sm_config *c = sm_model_config(m);
+    int H = c->hidden, T = seq_len, k = c->top_k;
+    if (n_seq <= 0 || T <= 0)
+        return sm_err("forward: nothing to run (%d sequences of %d tokens)", n_seq, T);
+    size_t n = (size_t)n_seq * T;
+    for (size_t t = 0; t < n; t++)
+        if (ids[t] < 0 || ids[t] >= c->vocab)
+            return sm_err("forward: token %zu has id %d, outside the vocabulary of %d", t, ids[t], c->vocab);
+    int rc = -1;
+    layer_w w;
+    memset(&w, 0, sizeof w);
+    float *x = sm_alloc_f32(n * H), *hn = sm_alloc_f32(n * H), *ff = sm_alloc_f32(n * H);
+    float *lg = NULL, *tw = NULL;
+    int *tk = NULL;
+    if (!x || !hn || !ff)
+        goto out;
+    sm_weight emb;
+    if (sm_model_weight(m, SM_W_EMBED, 0, 0, &emb))
+        goto out;
+    for (size_t t = 0; t < n; t++)
+        sm_weight_rows_to_f32(&emb, ids[t], 1, x + t * H);
+
+    /* With several sequences, split them over threads (BLAS single-threaded inside); with one,
+     * leave the parallelism to BLAS. */
+    int nt = forward_threads();
+    if (nt > n_seq)
+        nt = n_seq;
+    int blas_threads = openblas_get_num_threads();
+    layer_job jobs[64];
+    pthread_t tids[64];
+
+    int last = o->stop_after_layer >= 0 && o->stop_after_layer < c->n_layers ? o->stop_after_layer : c->n_layers - 1;
+    for (int l = 0; l <= last; l++) {
+        if (load_layer(m, l, &w)) {
+            sm_err_prefix("layer %d", l);
+            goto out;
+        }
+        if (c->is_moe[l]) {
+            free(lg);
+            free(tk);
+            free(tw);
+            lg = sm_alloc_f32(n * w.E);
+            tk = sm_alloc(n * k, sizeof *tk);
+            tw = sm_alloc(n * k, sizeof *tw);
+            if (!lg || !tk || !tw)
+                goto out;
+        }
+        for (int i = 0; i < nt; i++)
+            jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = (int)((long)n_seq * i / nt),
+                                  .s1 = (int)((long)n_seq * (i + 1) / nt), .x = x, .hn = hn, .ff = ff, .lg = lg,
+                                  .tw = tw, .tk = tk};
+        int started = 1;
+        if (nt > 1) {
+            openblas_set_num_threads(1);
+            for (; started < nt; started++)
+                if (pthread_create(&tids[started], NULL, layer_thread, &jobs[started]))
+                    break;
+        }
+        for (int i = started; i < nt; i++) /* threads that could not start run here */
+            layer_part(&jobs[i]);
+        layer_part(&jobs[0]);
+        for (int i = 1; i < started; i++)
+            pthread_join(tids[i], NULL);
+        if (nt > 1)
+            openblas_set_num_threads(blas_threads);
+        for (int i = 0; i < nt; i++)
+            if (jobs[i].rc) {
+                sm_err("layer %d: %s", l, jobs[i].err);
+                goto out;
+            }
+        if (c->is_moe[l] && o->capture && o->capture(o->capture_ctx, l, (int)n, hn, lg, tk, tw))
+            goto out;
+        free_layer(&w);
+        if (o->on_layer)
+            o->on_layer(o->on_layer_ctx, l);
+    }
+    if (last == c->n_layers - 1 && (o->logits || o->nll_sum))
+        if (head(m, x, ids, n_seq, T, o))
+            goto out;
+    rc = 0;
+out:
+    free_layer(&w);
+    free(x);
+    free(hn);
+    free(ff);
+    free(lg);
+    free(tk);
+    free(tw);
+    return rc;
+}

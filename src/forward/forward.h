@@ -1,0 +1,57 @@
+/* forward: the built-in CPU fp32 forward pass of the five MoE architectures (DESIGN §3.2).
+ *
+ * Layer-at-a-time streaming: a batch of sequences goes through layer L completely before layer
+ * L+1 is touched; only one layer's weights are converted to fp32 at a time, so memory is one
+ * layer's weights plus the batch's activations [n_seq * seq_len, hidden], independent of the model
+ * size. Matrix work is OpenBLAS sgemm.
+ *
+ * Semantics follow Hugging Face transformers' modeling code of each architecture:
+ * RMSNorm  y = w * x / sqrt(mean(x^2) + eps) (float);
+ * RoPE     rotate_half convention, dimension i pairs with i + head_dim/2, inv_freq = theta^(-2i/d);
+ * attention grouped-query, causal, scale 1/sqrt(head_dim), q/k/v biases (qwen2_moe), per-head
+ *          q/k RMSNorm before RoPE (qwen3_moe), full-width q/k RMSNorm over the projected q and k
+ *          (olmoe);
+ * MoE      the block and routing rules shared with the engine (forward/moe.h, forward/route.h):
+ *          each architecture's rule, qwen2_moe's sigmoid-gated shared expert, deepseek's always-on
+ *          shared experts and routed_scaling_factor; dense SwiGLU layers where the config says so;
+ * head     final RMSNorm and LM head (the embedding when tied). */
+#ifndef SM_FORWARD_H
+#define SM_FORWARD_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* Calibration capture: called once per MoE layer per batch with the block inputs (the
+ * post_attention_layernorm output) of n tokens, their router logits, the top-k experts and
+ * routing weights (after renormalisation/scaling, as the block applies them). Token t of the
+ * batch is sequence t / seq_len, position t % seq_len. Return non-zero to abort the run (with
+ * an sm_err message). */
+typedef int (*sm_moe_capture_fn)(void *ctx, int layer, int n, const float *x /*[n, H]*/,
+                                 const float *logits /*[n, E]*/, const int *topk /*[n, k]*/,
+                                 const float *topw /*[n, k]*/);
+
+typedef struct sm_forward_opts {
+    /* Optional outputs. */
+    float *logits;          /* [n_seq * seq_len, vocab] if non-NULL */
+    double *nll_sum;        /* if non-NULL: += -log p(ids[t+1] | ids[..t]) for t < seq_len-1 */
+    uint64_t *nll_count;    /* += number of predicted tokens */
+    sm_moe_capture_fn capture;
+    void *capture_ctx;
+    int stop_after_layer;   /* >= 0: run layers 0..stop_after_layer only, no head (capture only) */
+    void (*on_layer)(void *ctx, int layer_done); /* progress: called after each layer */
+    void *on_layer_ctx;
+} sm_forward_opts;
+
+void sm_forward_opts_init(sm_forward_opts *o);
+
+/* Run n_seq sequences of seq_len ids (row-major [n_seq, seq_len]) through the model.
+ * Ids must already be checked against the vocabulary. 0 or -1 with a message. */
+int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, const sm_forward_opts *o);
+
+/* Kernels (exposed for tests). x, y may alias in rmsnorm. */
+void sm_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+/* Rotate a [T, n_heads * head_dim] block in place; position of row t is pos0 + t. */
+void sm_rope(float *x, int T, int n_heads, int head_dim, double theta, int pos0);
+
+#endif

@@ -1,0 +1,233 @@
+/* The built-in forward pass against the PyTorch reference fixtures (tools/ref_forward.py):
+ * for every architecture and expert layout, regenerate the synth model from the fixture's command
+ * line, run the same ids, and compare logits (max |diff| <= 1e-3), MoE-block inputs, and top-k
+ * expert choices (identical except where the reference's k-th and (k+1)-th router logits tie
+ * within 1e-6). Also checks the kernels against direct formulas. */
+#include "cmd/cmd.h"
+#include "forward/activations.h"
+#include "forward/forward.h"
+#include "model/model.h"
+#include "testutil.h"
+#include "util/diag.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#define MAXL 16
+
+typedef struct {
+    int k, H;
+    float *x[MAXL];
+    int *topk[MAXL];
+    int n[MAXL];
+} capture;
+
+static int on_moe(void *ctx, int layer, int n, const float *x, const float *logits, const int *topk, const float *topw)
+{
+    (void)logits;
+    (void)topw;
+    capture *c = ctx;
+    if (layer >= MAXL)
+        return 0;
+    c->n[layer] = n;
+    c->x[layer] = malloc(sizeof(float) * (size_t)n * c->H);
+    c->topk[layer] = malloc(sizeof(int) * (size_t)n * c->k);
+    memcpy(c->x[layer], x, sizeof(float) * (size_t)n * c->H);
+    memcpy(c->topk[layer], topk, sizeof(int) * (size_t)n * c->k);
+    return 0;
+}
+
+static double max_diff(json_t *ref, const float *got, size_t n, int *bad_len)
+{
+    *bad_len = json_array_size(ref) != n;
+    double md = 0;
+    for (size_t i = 0; i < n && !*bad_len; i++) {
+        double d = fabs(json_number_value(json_array_get(ref, i)) - got[i]);
+        if (d > md || isnan(d))
+            md = isnan(d) ? INFINITY : d;
+    }
+    return md;
+}
+
+static void run_fixture(const char *path)
+{
+    json_error_t je;
+    json_t *fx = json_load_file(path, 0, &je);
+    CHECK(fx != NULL, "%s loads (%s)", path, fx ? "ok" : je.text);
+    if (!fx)
+        return;
+    const char *arch = json_string_value(json_object_get(fx, "arch"));
+    const char *layout = json_string_value(json_object_get(fx, "layout"));
+    char what[128];
+    snprintf(what, sizeof what, "%s/%s", arch, layout);
+
+    char tmpl[] = "/tmp/test_forward.XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/model", tmp);
+    json_t *sy = json_object_get(fx, "synth");
+    int argc = 3 + (int)json_array_size(sy);
+    char **argv = calloc((size_t)argc + 1, sizeof *argv);
+    argv[0] = "synth";
+    argv[1] = "--out";
+    argv[2] = dir;
+    for (size_t i = 0; i < json_array_size(sy); i++)
+        argv[3 + i] = (char *)json_string_value(json_array_get(sy, i));
+    optind = 0;
+    int rc = cmd_synth(argc, argv);
+    free(argv);
+    CHECK(rc == 0, "%s: synth regenerates the model", what);
+
+    sm_model *m = sm_model_open(dir);
+    CHECK(m != NULL, "%s: model opens %s", what, m ? "" : sm_errmsg());
+    if (m) {
+        const sm_config *c = sm_model_config(m);
+        int n_seq = (int)json_integer_value(json_object_get(fx, "n_seq"));
+        int T = (int)json_integer_value(json_object_get(fx, "seq_len"));
+        size_t n = (size_t)n_seq * T;
+        json_t *jids = json_object_get(fx, "ids");
+        int32_t *ids = malloc(sizeof *ids * n);
+        for (size_t i = 0; i < n; i++)
+            ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
+        float *logits = malloc(sizeof(float) * n * c->vocab);
+        capture cap = {.k = c->top_k, .H = c->hidden};
+        sm_forward_opts o;
+        sm_forward_opts_init(&o);
+        o.logits = logits;
+        o.capture = on_moe;
+        o.capture_ctx = &cap;
+        rc = sm_forward(m, ids, n_seq, T, &o);
+        CHECK(rc == 0, "%s: forward runs %s", what, rc ? sm_errmsg() : "");
+        int bad;
+        double md = max_diff(json_object_get(fx, "logits"), logits, n * c->vocab, &bad);
+        CHECK(!bad && md <= 1e-3, "%s: max |logit diff| %.3g <= 1e-3", what, md);
+        printf("# %s max_logit_diff %.3g\n", what, md);
+
+        /* The perplexity path (nll accumulated inside the head) against the reference logits. */
+        double nll = 0, want = 0;
+        uint64_t cnt = 0;
+        sm_forward_opts_init(&o);
+        o.nll_sum = &nll;
+        o.nll_count = &cnt;
+        CHECK(sm_forward(m, ids, n_seq, T, &o) == 0, "%s: forward (nll)", what);
+        json_t *jl = json_object_get(fx, "logits");
+        for (int s = 0; s < n_seq; s++)
+            for (int t = 0; t + 1 < T; t++) {
+                size_t row = ((size_t)s * T + t) * c->vocab;
+                double z = 0;
+                for (int v = 0; v < c->vocab; v++)
+                    z += exp(json_number_value(json_array_get(jl, row + v)));
+                want += log(z) - json_number_value(json_array_get(jl, row + ids[(size_t)s * T + t + 1]));
+            }
+        CHECK(cnt == (uint64_t)n_seq * (T - 1), "%s: %llu predicted tokens", what, (unsigned long long)cnt);
+        CHECK_NEAR(nll / cnt, want / cnt, 1e-5, "mean nll vs reference logits");
+
+        const char *key;
+        json_t *lj;
+        int layers_seen = 0;
+        json_object_foreach(json_object_get(fx, "moe"), key, lj) {
+            int L = atoi(key);
+            layers_seen++;
+            if (L >= MAXL || !cap.x[L]) {
+                CHECK(0, "%s: layer %d captured", what, L);
+                continue;
+            }
+            double mx = max_diff(json_object_get(lj, "input"), cap.x[L], n * c->hidden, &bad);
+            CHECK(!bad && mx <= 1e-4, "%s: layer %d MoE inputs max diff %.3g", what, L, mx);
+            json_t *rl = json_object_get(lj, "router_logits"), *tk = json_object_get(lj, "topk");
+            int E = (int)json_integer_value(json_object_get(lj, "experts")), k = c->top_k;
+            int mismatch = 0, ties = 0;
+            for (size_t t = 0; t < n; t++) {
+                /* reference k-th and (k+1)-th largest logits */
+                double v[64];
+                for (int e = 0; e < E && e < 64; e++)
+                    v[e] = json_number_value(json_array_get(rl, t * E + e));
+                for (int a = 0; a < E; a++)
+                    for (int b = a + 1; b < E; b++)
+                        if (v[b] > v[a]) {
+                            double s = v[a];
+                            v[a] = v[b];
+                            v[b] = s;
+                        }
+                int tie = k < E && v[k - 1] - v[k] < 1e-6;
+                for (int j = 0; j < k; j++) {
+                    int want = (int)json_integer_value(json_array_get(tk, t * k + j)), found = 0;
+                    for (int i = 0; i < k; i++)
+                        found |= cap.topk[L][t * k + i] == want;
+                    if (!found)
+                        tie ? ties++ : mismatch++;
+                }
+            }
+            CHECK(mismatch == 0, "%s: layer %d top-k choices identical (%d differ, %d excused by ties)", what, L,
+                  mismatch, ties);
+        }
+        /* The activations file holds the same MoE inputs and top-k choices. */
+        char act[300];
+        snprintf(act, sizeof act, "%s/act.safetensors", tmp);
+        sm_calib_opts co = {.samples = n_seq, .seq_len = T, .quiet = true, .tokens_name = "fixture"};
+        CHECK(sm_calib_write(m, ids, n, &co, act) == 0, "%s: activations file written %s", what, sm_errmsg());
+        st_file *af = st_open(act);
+        CHECK(af != NULL, "%s: activations file opens %s", what, af ? "" : sm_errmsg());
+        json_object_foreach(json_object_get(fx, "moe"), key, lj) {
+            char name[64];
+            snprintf(name, sizeof name, "layers.%s.moe_input", key);
+            const sm_tensor *at = af ? st_find(af, name) : NULL;
+            CHECK(at && at->shape[0] == (int64_t)n && at->shape[1] == c->hidden, "%s: %s [%zu, %d]", what, name, n,
+                  c->hidden);
+            if (at) {
+                double mx = max_diff(json_object_get(lj, "input"), at->data, n * c->hidden, &bad);
+                CHECK(!bad && mx <= 1e-4, "%s: %s matches the reference (%.3g)", what, name, mx);
+            }
+            snprintf(name, sizeof name, "layers.%s.topk", key);
+            at = af ? st_find(af, name) : NULL;
+            CHECK(at && at->shape[1] == c->top_k, "%s: %s present", what, name);
+        }
+        if (af)
+            st_close(af);
+        CHECK(layers_seen == c->n_moe_layers, "%s: %d MoE layers in the fixture", what, layers_seen);
+        for (int L = 0; L < MAXL; L++) {
+            free(cap.x[L]);
+            free(cap.topk[L]);
+        }
+        free(ids);
+        free(logits);
+        sm_model_close(m);
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+    json_decref(fx);
+}
+
+static void test_kernels(void)
+{
+    float x[4] = {1, -2, 3, 0.5f}, w[4] = {1, 2, 0.5f, -1}, y[4];
+    sm_rmsnorm(y, x, w, 4, 1e-6f);
+    double ms = (1 + 4 + 9 + 0.25) / 4;
+    CHECK_NEAR(y[1], 2 * -2 / sqrt(ms + 1e-6), 1e-6, "rmsnorm");
+    /* rope: head_dim 4, position 3: pairs (0,2) and (1,3) */
+    float r[4] = {1, 2, 3, 4};
+    sm_rope(r, 1, 1, 4, 10000.0, 3);
+    double a0 = 3.0, a1 = 3.0 / 100.0;
+    CHECK_NEAR(r[0], 1 * cos(a0) - 3 * sin(a0), 1e-6, "rope dim 0");
+    CHECK_NEAR(r[2], 3 * cos(a0) + 1 * sin(a0), 1e-6, "rope dim 2");
+    CHECK_NEAR(r[1], 2 * cos(a1) - 4 * sin(a1), 1e-6, "rope dim 1");
+}
+
+int main(void)
+{
+    test_kernels();
+    const char *src = getenv("SRCDIR");
+    static const char *const archs[] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek"};
+    static const char *const layouts[] = {"per-expert", "fused"};
+    for (int a = 0; a < 5; a++)
+        for (int l = 0; l < 2; l++) {
+            char p[1024];
+            snprintf(p, sizeof p, "%s/tests/fixtures/fwd-%s-%s.json", src ? src : ".", archs[a], layouts[l]);
+            run_fixture(p);
+        }
+    return tu_done();
+}
