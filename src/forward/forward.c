@@ -1,6 +1,7 @@
 /* forward: layer-at-a-time fp32 forward pass (see forward.h). */
 #include "forward/forward.h"
 #include "forward/moe.h"
+#include "forward/moelayer.h"
 #include "forward/route.h"
 #include "util/diag.h"
 #include "util/mem.h"
@@ -60,9 +61,10 @@ void sm_rope(float *x, int T, int n_heads, int head_dim, double theta, int pos0)
 
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *qn, *kn, *ffn_norm;
-    float *router, **eg, **eu, **ed, *sg, *su, *sd, *seg;
+    sm_moe_layer moe;          /* the model's MoE layer (unless overridden) */
+    const sm_moe_block *block; /* the MoE block this layer runs, or NULL (dense layer) */
     float *dg, *du, *dd;
-    int E, ni, nis, nid;
+    int nid;
 } layer_w;
 
 static float *load(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows)
@@ -82,26 +84,16 @@ static float *load(const sm_model *m, sm_wrole role, int layer, int index, int64
 static void free_layer(layer_w *w)
 {
     float **all[] = {&w->attn_norm, &w->wq, &w->wk, &w->wv, &w->wo, &w->bq, &w->bk, &w->bv, &w->qn, &w->kn,
-                     &w->ffn_norm, &w->router, &w->sg, &w->su, &w->sd, &w->seg, &w->dg, &w->du, &w->dd};
+                     &w->ffn_norm, &w->dg, &w->du, &w->dd};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         free(*all[i]);
         *all[i] = NULL;
     }
-    for (int e = 0; e < w->E; e++) {
-        if (w->eg)
-            free(w->eg[e]);
-        if (w->eu)
-            free(w->eu[e]);
-        if (w->ed)
-            free(w->ed[e]);
-    }
-    free(w->eg);
-    free(w->eu);
-    free(w->ed);
+    sm_moe_layer_free(&w->moe);
     memset(w, 0, sizeof *w);
 }
 
-static int load_layer(const sm_model *m, int l, layer_w *w)
+static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_w *w)
 {
     const sm_config *c = sm_model_config(m);
     memset(w, 0, sizeof *w);
@@ -126,25 +118,11 @@ static int load_layer(const sm_model *m, int l, layer_w *w)
     }
     LD(w->ffn_norm, SM_W_FFN_NORM, 0, NULL);
     if (c->is_moe[l]) {
-        int64_t r;
-        w->E = sm_model_layer_experts(m, l);
-        LD(w->router, SM_W_ROUTER, 0, NULL);
-        w->eg = xcalloc((size_t)w->E, sizeof *w->eg);
-        w->eu = xcalloc((size_t)w->E, sizeof *w->eu);
-        w->ed = xcalloc((size_t)w->E, sizeof *w->ed);
-        for (int e = 0; e < w->E; e++) {
-            LD(w->eg[e], SM_W_EXPERT_GATE, e, &r);
-            w->ni = (int)r;
-            LD(w->eu[e], SM_W_EXPERT_UP, e, NULL);
-            LD(w->ed[e], SM_W_EXPERT_DOWN, e, NULL);
-        }
-        if (c->n_shared > 0 && sm_model_has(m, SM_W_SHARED_GATE, l)) {
-            LD(w->sg, SM_W_SHARED_GATE, 0, &r);
-            w->nis = (int)r;
-            LD(w->su, SM_W_SHARED_UP, 0, NULL);
-            LD(w->sd, SM_W_SHARED_DOWN, 0, NULL);
-            if (c->shared_gate)
-                LD(w->seg, SM_W_SHARED_EXPERT_GATE, 0, NULL);
+        w->block = o->moe_override ? o->moe_override(o->moe_override_ctx, l) : NULL;
+        if (!w->block) {
+            if (sm_moe_layer_load(m, l, &w->moe))
+                goto fail;
+            w->block = &w->moe.block;
         }
     } else {
         int64_t r;
@@ -315,23 +293,9 @@ static void layer_part(layer_job *j)
         sm_rmsnorm(hn + t * H, x + t * H, w->ffn_norm, H, eps);
     if (c->is_moe[j->l]) {
         /* The MoE block shared with the engine (forward/moe.h, routing rules in route.h). */
-        sm_expert *ex = sm_alloc((size_t)w->E, sizeof *ex);
-        if (!ex)
-            goto out;
-        for (int e = 0; e < w->E; e++)
-            ex[e] = sm_expert_dense(H, w->ni, w->eg[e], w->eu[e], w->ed[e]);
-        sm_expert sh;
-        if (w->nis)
-            sh = sm_expert_dense(H, w->nis, w->sg, w->su, w->sd);
-        sm_moe_block b = {
-            .hidden = H, .n_router = w->E, .router = w->router, .rule = sm_route_rule_from_config(c),
-            .n_experts = w->E, .experts = ex, .expert_map = NULL, .n_shared = w->nis ? 1 : 0,
-            .shared = w->nis ? &sh : NULL, .shared_gate = w->seg,
-        };
-        sm_moe_trace tr = {j->lg + r0 * w->E, j->tk + r0 * k, j->tw + r0 * k};
-        int mrc = sm_moe_forward(&b, hn, (int64_t)n, ff, &tr);
-        free(ex);
-        if (mrc)
+        const sm_moe_block *b = w->block;
+        sm_moe_trace tr = {j->lg + r0 * b->n_router, j->tk + r0 * k, j->tw + r0 * k};
+        if (sm_moe_forward(b, hn, (int64_t)n, ff, &tr))
             goto out;
     } else {
         sm_expert d = sm_expert_dense(H, w->nid, w->dg, w->du, w->dd);
@@ -395,7 +359,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
 
     int last = o->stop_after_layer >= 0 && o->stop_after_layer < c->n_layers ? o->stop_after_layer : c->n_layers - 1;
     for (int l = 0; l <= last; l++) {
-        if (load_layer(m, l, &w)) {
+        if (load_layer(m, l, o, &w)) {
             sm_err_prefix("layer %d", l);
             goto out;
         }
@@ -403,7 +367,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             free(lg);
             free(tk);
             free(tw);
-            lg = sm_alloc_f32(n * w.E);
+            lg = sm_alloc_f32(n * (size_t)w.block->n_router);
             tk = sm_alloc(n * k, sizeof *tk);
             tw = sm_alloc(n * k, sizeof *tw);
             if (!lg || !tk || !tw)

@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 
+#include "forward/moe.h"
 #include "model/model.h"
 
 /* Calibration capture: called once per MoE layer per batch with the block inputs (the
@@ -41,6 +42,11 @@ typedef struct sm_forward_opts {
     int stop_after_layer;   /* >= 0: run layers 0..stop_after_layer only, no head (capture only) */
     void (*on_layer)(void *ctx, int layer_done); /* progress: called after each layer */
     void *on_layer_ctx;
+    /* Run another block in place of MoE layer L (a merged layer previewed without writing a
+     * model): return it, or NULL for the model's own. It must stay valid until the layer is done;
+     * its router row count is the E of the capture callback for that layer. */
+    const sm_moe_block *(*moe_override)(void *ctx, int layer);
+    void *moe_override_ctx;
 } sm_forward_opts;
 
 void sm_forward_opts_init(sm_forward_opts *o);

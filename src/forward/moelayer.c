@@ -1,0 +1,129 @@
+/* moelayer: one MoE layer as an fp32 block (see moelayer.h). */
+#include "forward/moelayer.h"
+#include "forward/route.h"
+#include "util/diag.h"
+#include "util/mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows)
+{
+    sm_weight w;
+    if (sm_model_weight(m, role, layer, index, &w))
+        return NULL;
+    float *p = sm_alloc_f32((size_t)(w.rows * w.cols));
+    if (!p)
+        return NULL;
+    sm_weight_to_f32(&w, p);
+    if (rows)
+        *rows = w.rows;
+    return p;
+}
+
+static int load(const sm_model *m, int layer, bool experts, sm_moe_layer *o)
+{
+    const sm_config *c = sm_model_config(m);
+    memset(o, 0, sizeof *o);
+    o->layer = layer;
+    if (layer < 0 || layer >= c->n_layers || !c->is_moe[layer])
+        return sm_err("layer %d is not a MoE layer of this model", layer);
+    int n = sm_model_layer_experts(m, layer);
+    int64_t rows;
+    o->block.n_router = n; /* so that a failure part-way frees what was loaded */
+    if (!(o->router = load_f32(m, SM_W_ROUTER, layer, 0, NULL)))
+        goto fail;
+    if (experts) {
+        o->gate = sm_zalloc((size_t)n, sizeof *o->gate);
+        o->up = sm_zalloc((size_t)n, sizeof *o->up);
+        o->down = sm_zalloc((size_t)n, sizeof *o->down);
+        o->experts = sm_zalloc((size_t)n, sizeof *o->experts);
+        if (!o->gate || !o->up || !o->down || !o->experts)
+            goto fail;
+        for (int e = 0; e < n; e++) {
+            if (!(o->gate[e] = load_f32(m, SM_W_EXPERT_GATE, layer, e, &rows)))
+                goto fail;
+            o->inter = rows;
+            if (!(o->up[e] = load_f32(m, SM_W_EXPERT_UP, layer, e, NULL)) ||
+                !(o->down[e] = load_f32(m, SM_W_EXPERT_DOWN, layer, e, NULL)))
+                goto fail;
+            o->experts[e] = sm_expert_dense(c->hidden, o->inter, o->gate[e], o->up[e], o->down[e]);
+        }
+    } else {
+        sm_weight w;
+        if (sm_model_weight(m, SM_W_EXPERT_GATE, layer, 0, &w))
+            goto fail;
+        o->inter = w.rows;
+    }
+    if (c->n_shared > 0 && sm_model_has(m, SM_W_SHARED_GATE, layer)) {
+        if (!(o->shared_w[0] = load_f32(m, SM_W_SHARED_GATE, layer, 0, &rows)))
+            goto fail;
+        o->shared_inter = rows;
+        if (!(o->shared_w[1] = load_f32(m, SM_W_SHARED_UP, layer, 0, NULL)) ||
+            !(o->shared_w[2] = load_f32(m, SM_W_SHARED_DOWN, layer, 0, NULL)))
+            goto fail;
+        o->shared = sm_expert_dense(c->hidden, rows, o->shared_w[0], o->shared_w[1], o->shared_w[2]);
+        if (c->shared_gate && !(o->shared_gate = load_f32(m, SM_W_SHARED_EXPERT_GATE, layer, 0, NULL)))
+            goto fail;
+    }
+    o->block = (sm_moe_block){
+        .hidden = c->hidden, .n_router = n, .router = o->router, .rule = sm_route_rule_from_config(c),
+        .n_experts = experts ? n : 0, .experts = o->experts, .expert_map = NULL,
+        .n_shared = o->shared_inter ? 1 : 0, .shared = o->shared_inter ? &o->shared : NULL,
+        .shared_gate = o->shared_gate,
+    };
+    return 0;
+fail:
+    sm_err_prefix("layer %d", layer);
+    sm_moe_layer_free(o);
+    return -1;
+}
+
+int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out)
+{
+    return load(m, layer, true, out);
+}
+
+int sm_moe_layer_load_shell(const sm_model *m, int layer, sm_moe_layer *out)
+{
+    return load(m, layer, false, out);
+}
+
+void sm_moe_layer_free(sm_moe_layer *l)
+{
+    if (!l)
+        return;
+    int n = l->block.n_router;
+    for (int e = 0; e < n; e++) {
+        if (l->gate)
+            free(l->gate[e]);
+        if (l->up)
+            free(l->up[e]);
+        if (l->down)
+            free(l->down[e]);
+    }
+    free(l->gate);
+    free(l->up);
+    free(l->down);
+    free(l->experts);
+    free(l->router);
+    for (int i = 0; i < 3; i++)
+        free(l->shared_w[i]);
+    free(l->shared_gate);
+    memset(l, 0, sizeof *l);
+}
+
+uint64_t sm_moe_layer_bytes(const sm_model *m, int layer)
+{
+    const sm_config *c = sm_model_config(m);
+    if (layer < 0 || layer >= c->n_layers || !c->is_moe[layer])
+        return 0;
+    uint64_t n = (uint64_t)sm_model_layer_experts(m, layer), H = (uint64_t)c->hidden;
+    uint64_t bytes = n * H * 4;
+    sm_weight w;
+    if (sm_model_weight(m, SM_W_EXPERT_GATE, layer, 0, &w) == 0)
+        bytes += n * 3 * (uint64_t)w.rows * H * 4;
+    if (c->n_shared > 0 && sm_model_weight(m, SM_W_SHARED_GATE, layer, 0, &w) == 0)
+        bytes += 3 * (uint64_t)w.rows * H * 4;
+    return bytes;
+}

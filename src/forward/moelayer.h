@@ -1,0 +1,38 @@
+/* moelayer: one MoE layer of a model, converted to fp32 and viewed as an sm_moe_block.
+ *
+ * This is the bridge between the stored model (src/model, any dtype, mmap'd) and everything that
+ * computes on a layer: the forward pass, the engine's statistics and merges, the writers. Only
+ * the layer asked for is converted, so memory is one layer's experts, never the model.
+ * The block owns nothing of the caller's; free with sm_moe_layer_free. */
+#ifndef SM_MOELAYER_H
+#define SM_MOELAYER_H
+
+#include "forward/moe.h"
+#include "model/model.h"
+
+typedef struct sm_moe_layer {
+    sm_moe_block block;   /* views into the storage below */
+    int layer;
+    int64_t inter;        /* routed experts' intermediate size */
+    int64_t shared_inter; /* 0 without shared experts */
+    /* storage */
+    float *router;        /* n × hidden */
+    float **gate, **up, **down; /* n each: I×H, I×H, H×I */
+    sm_expert *experts;   /* n */
+    float *shared_w[3];   /* shared expert gate/up/down, or NULL */
+    sm_expert shared;
+    float *shared_gate;   /* qwen2_moe [hidden], or NULL */
+} sm_moe_layer;
+
+/* Load MoE layer `layer` (which must be a MoE layer of the model). 0, or -1 with a message that
+ * names the layer. */
+int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out);
+/* Load only the router, shared experts and rule (no routed experts), for callers that supply
+ * their own experts (a merged layer). block.experts is NULL and block.n_experts 0. */
+int sm_moe_layer_load_shell(const sm_model *m, int layer, sm_moe_layer *out);
+void sm_moe_layer_free(sm_moe_layer *l);
+
+/* fp32 bytes of one layer's routed experts, router and shared experts (for memory planning). */
+uint64_t sm_moe_layer_bytes(const sm_model *m, int layer);
+
+#endif
