@@ -4,7 +4,7 @@
  * expert choices (identical except where the reference's k-th and (k+1)-th router logits tie
  * within 1e-6). Also checks the kernels against direct formulas. */
 #include "cmd/cmd.h"
-#include "forward/activations.h"
+#include "pipeline/calib.h"
 #include "forward/forward.h"
 #include "model/model.h"
 #include "testutil.h"
@@ -166,8 +166,24 @@ static void run_fixture(const char *path)
         /* The activations file holds the same MoE inputs and top-k choices. */
         char act[300];
         snprintf(act, sizeof act, "%s/act.safetensors", tmp);
-        sm_calib_opts co = {.samples = n_seq, .seq_len = T, .quiet = true, .tokens_name = "fixture"};
-        CHECK(sm_calib_write(m, ids, n, &co, act) == 0, "%s: activations file written %s", what, sm_errmsg());
+        char tokf[300];
+        snprintf(tokf, sizeof tokf, "%s/ids.u32", tmp);
+        FILE *tf = fopen(tokf, "wb");
+        for (size_t t = 0; tf && t < n; t++) {
+            uint32_t u = (uint32_t)ids[t];
+            fwrite(&u, sizeof u, 1, tf);
+        }
+        CHECK(tf && fclose(tf) == 0, "%s: token file written", what);
+        sm_calib_spec cs;
+        sm_calib_spec_default(&cs);
+        cs.tokens = tokf;
+        cs.samples = n_seq;
+        cs.seq_len = T;
+        cs.keep = 0;
+        cs.quiet = true;
+        sm_calib *cal = sm_calib_capture(m, &cs, act, NULL, NULL);
+        CHECK(cal != NULL, "%s: stats file written %s", what, cal ? "" : sm_errmsg());
+        sm_calib_free(cal);
         st_file *af = st_open(act);
         CHECK(af != NULL, "%s: activations file opens %s", what, af ? "" : sm_errmsg());
         json_object_foreach(json_object_get(fx, "moe"), key, lj) {

@@ -1,8 +1,8 @@
-/* submoe calibrate: capture the MoE-block inputs of calibration tokens into an activations file. */
+/* submoe calibrate: capture the MoE-block inputs of calibration tokens and the engine's
+ * statistics on them into a stats file (pipeline/calib.h). */
 #include "cmd/cmd.h"
-#include "forward/activations.h"
 #include "model/model.h"
-#include "model/tokens.h"
+#include "pipeline/calib.h"
 #include "util/diag.h"
 #include "util/fileio.h"
 
@@ -20,16 +20,20 @@ static void usage(FILE *out)
             "\n"
             "Run MODEL on --samples windows of --seq-len consecutive tokens from FILE (from the start,\n"
             "non-overlapping; raw little-endian uint32 or .npy int32/int64) with the built-in forward\n"
-            "pass and write, per MoE layer, the MoE-block inputs, router logits and top-k choices to OUT,\n"
-            "a safetensors activations file (layers.L.moe_input [m, H], layers.L.router_logits [m, E],\n"
-            "layers.L.topk [m, k]). OUT records a fingerprint of the model, the settings and the tokens:\n"
-            "if it already matches, nothing is recomputed.\n"
+            "pass and write a stats file OUT (safetensors): per MoE layer the MoE-block inputs, router\n"
+            "logits and top-k choices of the kept rows, and the statistics `plan`, `apply` and the\n"
+            "workbench use (routing counts, every expert's outputs on a sample of rows, output, logit\n"
+            "and weight similarity). The last --heldout kept rows are held out for error previews.\n"
+            "OUT records a fingerprint of the model, the settings and the tokens: if it already\n"
+            "matches, nothing is recomputed. See submoe(1), FILES.\n"
             "\n"
             "  -t, --tokens FILE     calibration token file (required)\n"
-            "  -o, --out FILE        activations file to write (required)\n"
-            "  -s, --samples N       calibration sequences (16)\n"
+            "  -o, --out FILE        stats file to write (required)\n"
+            "  -s, --samples N       calibration sequences (32)\n"
             "  -n, --seq-len N       tokens per sequence (256)\n"
-            "  -k, --keep M          keep a uniform sample of M tokens per layer (all)\n"
+            "  -k, --keep M          keep a uniform sample of M rows per layer (4096; 0 = all)\n"
+            "      --heldout M       rows of those held out for previews (a quarter)\n"
+            "      --sample M        rows every expert runs on for output similarity (512)\n"
             "      --seed S          sampling seed (1)\n"
             "  -f, --force           recompute even if OUT is up to date\n"
             "  -q, --quiet           no progress bar or summary\n"
@@ -49,16 +53,20 @@ static int parse_ll(const char *opt, const char *s, long long lo, long long hi, 
 
 int cmd_calibrate(int argc, char **argv)
 {
-    enum { O_SEED = 256 };
+    enum { O_SEED = 256, O_HELDOUT, O_SAMPLE };
     static const struct option opts[] = {
         {"tokens", required_argument, NULL, 't'}, {"out", required_argument, NULL, 'o'},
         {"samples", required_argument, NULL, 's'}, {"seq-len", required_argument, NULL, 'n'},
         {"keep", required_argument, NULL, 'k'}, {"seed", required_argument, NULL, O_SEED},
+        {"heldout", required_argument, NULL, O_HELDOUT}, {"sample", required_argument, NULL, O_SAMPLE},
         {"force", no_argument, NULL, 'f'}, {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     const char *tokens = NULL, *out = NULL;
-    long long samples = 16, seq_len = 256, keep = 0, seed = 1;
+    sm_calib_spec spec;
+    sm_calib_spec_default(&spec);
+    long long samples = spec.samples, seq_len = spec.seq_len, keep = spec.keep, seed = (long long)spec.seed;
+    long long heldout = -1, sample = spec.sample;
     bool force = false, quiet = false;
     int ch, bad = 0;
     optind = 1;
@@ -67,8 +75,10 @@ int cmd_calibrate(int argc, char **argv)
         case 't': tokens = optarg; break;
         case 'o': out = optarg; break;
         case 's': bad |= parse_ll("--samples", optarg, 1, 1 << 20, &samples); break;
-        case 'n': bad |= parse_ll("--seq-len", optarg, 1, 1 << 24, &seq_len); break;
-        case 'k': bad |= parse_ll("--keep", optarg, 1, INT32_MAX, &keep); break;
+        case 'n': bad |= parse_ll("--seq-len", optarg, 2, 1 << 24, &seq_len); break;
+        case 'k': bad |= parse_ll("--keep", optarg, 0, INT32_MAX, &keep); break;
+        case O_HELDOUT: bad |= parse_ll("--heldout", optarg, 0, INT32_MAX, &heldout); break;
+        case O_SAMPLE: bad |= parse_ll("--sample", optarg, 1, 1 << 20, &sample); break;
         case O_SEED: bad |= parse_ll("--seed", optarg, 0, INT64_MAX, &seed); break;
         case 'f': force = true; break;
         case 'q': quiet = true; break;
@@ -91,30 +101,40 @@ int cmd_calibrate(int argc, char **argv)
         fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
         return 1;
     }
-    sm_tokens t;
-    if (sm_tokens_read(tokens, sm_model_config(m)->vocab, &t)) {
-        fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
-        sm_model_close(m);
-        return 1;
-    }
-    sm_calib_opts o = {.samples = (int)samples, .seq_len = (int)seq_len, .keep = (size_t)keep,
-                       .seed = (uint64_t)seed, .quiet = quiet, .tokens_name = tokens};
+    spec.tokens = tokens;
+    spec.samples = (int)samples;
+    spec.seq_len = (int)seq_len;
+    spec.keep = keep;
+    spec.heldout = heldout;
+    spec.sample = sample;
+    spec.seed = (uint64_t)seed;
+    spec.quiet = quiet;
+    spec.refresh = force;
     int rc = 0;
-    uint64_t have;
-    if (!force && sm_exists(out) && sm_calib_file_fingerprint(out, &have) == 0 &&
-        have == sm_calib_fingerprint(m, t.ids, t.n, &o)) {
-        if (!quiet)
-            printf("%s is up to date (fingerprint %016" PRIx64 ")\n", out, have);
-    } else if (sm_calib_write(m, t.ids, t.n, &o, out)) {
+    bool reused = false;
+    sm_calib *c = sm_calib_capture(m, &spec, out, NULL, &reused);
+    if (!c) {
         fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
         rc = 1;
     } else if (!quiet) {
-        const sm_config *c = sm_model_config(m);
-        long long kept = keep && keep < samples * seq_len ? keep : samples * seq_len;
-        printf("%s: %d MoE layers x %lld tokens (%lld samples x %lld) captured\n", out, c->n_moe_layers, kept,
-               samples, seq_len);
+        const sm_config *cfg = sm_model_config(m);
+        uint64_t fp = 0;
+        sm_calib_file_fingerprint(out, &fp);
+        const float *x;
+        int64_t m_fit = 0, m_held = 0;
+        for (int l = 0; l < cfg->n_layers; l++)
+            if (cfg->is_moe[l]) {
+                sm_calib_inputs(c, l, &x, &m_fit, NULL, &m_held);
+                break;
+            }
+        if (reused)
+            printf("%s is up to date (fingerprint %016" PRIx64 ")\n", out, fp);
+        else
+            printf("%s: %d MoE layers x %" PRId64 " rows (%" PRId64 " fit, %" PRId64
+                   " held out) from %lld samples x %lld tokens, with statistics\n",
+                   out, cfg->n_moe_layers, m_fit + m_held, m_fit, m_held, samples, seq_len);
     }
-    sm_tokens_free(&t);
+    sm_calib_free(c);
     sm_model_close(m);
     return rc;
 }

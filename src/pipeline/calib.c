@@ -1,0 +1,687 @@
+/* calib: calibration capture, statistics and the stats file (see calib.h). */
+#include "pipeline/calib.h"
+#include "forward/forward.h"
+#include "forward/moelayer.h"
+#include "model/st.h"
+#include "model/tokens.h"
+#include "util/diag.h"
+#include "util/fileio.h"
+#include "util/hash.h"
+#include "util/mem.h"
+#include "util/progress.h"
+#include "util/rng.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STATS_VERSION "2"
+#define DEFAULT_SAMPLE 512
+
+void sm_calib_spec_default(sm_calib_spec *s)
+{
+    memset(s, 0, sizeof *s);
+    s->samples = 32;
+    s->seq_len = 256;
+    s->keep = 4096;
+    s->heldout = -1;
+    s->sample = DEFAULT_SAMPLE;
+    s->seed = 1;
+}
+
+typedef struct {
+    int64_t rows;                /* m in the file */
+    const sm_tensor *x, *counts, *outputs, *sim[3]; /* sim: output, logit, weight */
+    float *xf;                   /* converted inputs (cached) */
+    sm_layer_analysis *an;       /* cached statistics */
+    bool an_grams;
+} calib_layer;
+
+struct sm_calib {
+    const sm_model *m;
+    st_file *f;
+    char *path;                  /* NULL for an unlinked temporary */
+    int n_layers;
+    int64_t heldout;             /* rows held out at the end of every layer */
+    int64_t sample;
+    bool stats;
+    calib_layer *layer;
+};
+
+/* ---- settings ------------------------------------------------------------------------------- */
+
+static int64_t total_rows(const sm_calib_spec *s)
+{
+    return (int64_t)s->samples * s->seq_len;
+}
+
+static int64_t kept_rows(const sm_calib_spec *s)
+{
+    int64_t t = total_rows(s);
+    return s->keep > 0 && s->keep < t ? s->keep : t;
+}
+
+static int64_t held_rows(int64_t keep, int64_t heldout)
+{
+    return heldout < 0 ? keep / 4 : heldout;
+}
+
+static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens)
+{
+    const sm_config *cfg = sm_model_config(m);
+    if (s->samples < 1 || s->seq_len < 2)
+        return sm_err("calibration needs at least 1 sample of at least 2 tokens (got %d x %d)", s->samples,
+                      s->seq_len);
+    if (cfg->n_moe_layers < 1)
+        return sm_err("%s: the model has no MoE layers to calibrate", sm_model_dir(m));
+    if (total_rows(s) > INT32_MAX)
+        return sm_err("%d samples x %d tokens is too many for one run", s->samples, s->seq_len);
+    if ((uint64_t)total_rows(s) > n_tokens)
+        return sm_err("%s holds %zu tokens; %d samples x %d tokens need %" PRId64, s->tokens, n_tokens, s->samples,
+                      s->seq_len, total_rows(s));
+    int64_t keep = kept_rows(s), held = held_rows(keep, s->heldout);
+    if (held >= keep)
+        return sm_err("%" PRId64 " held-out rows leave none of the %" PRId64 " kept rows to fit on", held, keep);
+    return 0;
+}
+
+static uint64_t fingerprint(const sm_model *m, const int32_t *ids, const sm_calib_spec *s)
+{
+    uint64_t h = SM_FNV_OFFSET;
+    char *cfgpath = sm_path_join(sm_model_dir(m), "config.json");
+    size_t len;
+    char *txt = sm_read_file(cfgpath, 1 << 24, &len);
+    if (txt)
+        h = sm_fnv1a(h, txt, len);
+    free(txt);
+    free(cfgpath);
+    for (int f = 0; f < sm_model_file_count(m); f++) {
+        const st_file *sf = sm_model_file(m, f);
+        for (size_t i = 0; i < st_count(sf); i++) {
+            const sm_tensor *t = st_tensor(sf, i);
+            h = sm_fnv1a(h, t->name, strlen(t->name));
+            h = sm_fnv1a(h, t->shape, sizeof t->shape[0] * (size_t)t->ndim);
+            h = sm_fnv1a(h, &t->dtype, sizeof t->dtype);
+        }
+    }
+    int64_t v[7] = {STATS_VERSION[0], s->samples, s->seq_len, kept_rows(s),
+                    held_rows(kept_rows(s), s->heldout), s->sample > 0 ? s->sample : DEFAULT_SAMPLE,
+                    (int64_t)s->seed};
+    h = sm_fnv1a(h, v, sizeof v);
+    return sm_fnv1a(h, ids, (size_t)total_rows(s) * sizeof *ids);
+}
+
+int sm_calib_spec_fingerprint(const sm_model *m, const sm_calib_spec *s, uint64_t *out)
+{
+    if (!s->tokens)
+        return sm_err("calibration needs a token file");
+    sm_tokens t;
+    if (sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &t))
+        return -1;
+    int rc = check_spec(m, s, t.n);
+    if (!rc)
+        *out = fingerprint(m, t.ids, s);
+    sm_tokens_free(&t);
+    return rc;
+}
+
+int sm_calib_file_fingerprint(const char *path, uint64_t *out)
+{
+    st_file *f = st_open(path);
+    if (!f)
+        return -1;
+    const char *fmt = st_metadata(f, "format"), *fp = st_metadata(f, "fingerprint");
+    int rc = -1;
+    if (!fmt || strcmp(fmt, "submoe-activations") || !fp)
+        sm_err("%s: not a submoe activations file", path);
+    else {
+        char *end;
+        errno = 0;
+        *out = strtoull(fp, &end, 16);
+        rc = *end || errno || end == fp ? sm_err("%s: malformed fingerprint '%s'", path, fp) : 0;
+    }
+    st_close(f);
+    return rc;
+}
+
+/* ---- capture -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const sm_model *m;
+    const sm_calib_spec *s;
+    st_writer *w;
+    int total, keep, fit, sample, k;
+    const int *rows;           /* [keep] kept token rows, or NULL for all */
+    float *buf;
+    sm_moe_layer layer;        /* the layer running now (forward's override) */
+    const sm_monitor *mon;
+    sm_progress *prog;
+    int moe_done, n_moe;
+} cap_ctx;
+
+static int write_rows(cap_ctx *c, const float *src, int64_t cols)
+{
+    if (!c->rows)
+        return st_writer_write_f32(c->w, src, (size_t)c->total * (size_t)cols);
+    for (int i = 0; i < c->keep; i++)
+        memcpy(c->buf + (size_t)i * cols, src + (size_t)c->rows[i] * cols, sizeof(float) * (size_t)cols);
+    return st_writer_write_f32(c->w, c->buf, (size_t)c->keep * (size_t)cols);
+}
+
+static const sm_moe_block *cap_override(void *ctx, int layer)
+{
+    cap_ctx *c = ctx;
+    sm_moe_layer_free(&c->layer);
+    if (sm_moe_layer_load(c->m, layer, &c->layer))
+        return NULL; /* forward then loads it itself and reports the same error */
+    return &c->layer.block;
+}
+
+/* Similarities are stored as float: round computed ones the same way. */
+static void round_sims(sm_layer_analysis *a)
+{
+    double *s[3] = {a->sim_output, a->sim_logit, a->sim_weight};
+    for (int j = 0; j < 3; j++)
+        for (int i = 0; s[j] && i < a->n * a->n; i++)
+            s[j][i] = (float)s[j][i];
+}
+
+static int write_doubles(st_writer *w, const double *d, size_t n)
+{
+    float *f = sm_alloc_f32(n);
+    if (!f)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)d[i];
+    int rc = st_writer_write_f32(w, f, n);
+    free(f);
+    return rc;
+}
+
+static int cap_moe(void *ctx, int layer, int n, const float *x, const float *logits, const int *topk,
+                   const float *topw)
+{
+    (void)topw;
+    cap_ctx *c = ctx;
+    const sm_config *cfg = sm_model_config(c->m);
+    int E = sm_model_layer_experts(c->m, layer);
+    if (n != c->total)
+        return sm_err("internal: capture of %d tokens, expected %d", n, c->total);
+    if (c->layer.layer != layer || !c->layer.router)
+        return sm_err("internal: layer %d was not loaded for capture", layer);
+    float *tk = sm_alloc_f32((size_t)n * c->k);
+    if (!tk)
+        return -1;
+    for (size_t i = 0; i < (size_t)n * c->k; i++)
+        tk[i] = (float)topk[i];
+    int rc = write_rows(c, x, cfg->hidden) || write_rows(c, logits, E) || write_rows(c, tk, c->k) ? -1 : 0;
+    free(tk);
+    if (rc)
+        return -1;
+
+    /* Statistics on the fit rows (the first `fit` kept rows). */
+    float *xf = c->rows ? c->buf : NULL;
+    if (c->rows)
+        for (int i = 0; i < c->fit; i++)
+            memcpy(xf + (size_t)i * cfg->hidden, x + (size_t)c->rows[i] * cfg->hidden, sizeof(float) * cfg->hidden);
+    sm_analysis_opts ao = {.sample = c->sample, .weight_sim = true};
+    sm_layer_analysis a;
+    sm_monitor_span span;
+    double lo = (double)c->moe_done / c->n_moe;
+    const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
+    if (sm_engine_analyse(&c->layer.block, xf ? xf : x, c->fit, &ao, mon, &a))
+        return sm_err_prefix("layer %d statistics", layer);
+    double *cnt = sm_alloc((size_t)E, sizeof *cnt);
+    rc = -1;
+    if (cnt) {
+        for (int i = 0; i < E; i++)
+            cnt[i] = (double)a.counts[i];
+        rc = write_doubles(c->w, cnt, (size_t)E) ||
+                     st_writer_write_f32(c->w, a.outputs, (size_t)E * (size_t)a.sampled * (size_t)a.hidden) ||
+                     write_doubles(c->w, a.sim_output, (size_t)E * E) ||
+                     write_doubles(c->w, a.sim_logit, (size_t)E * E) ||
+                     write_doubles(c->w, a.sim_weight, (size_t)E * E)
+                 ? -1
+                 : 0;
+    }
+    free(cnt);
+    sm_layer_analysis_free(&a);
+    sm_moe_layer_free(&c->layer);
+    c->moe_done++;
+    if (c->prog)
+        sm_progress_update(c->prog, (uint64_t)c->moe_done);
+    if (!rc && sm_monitor_check(c->mon))
+        rc = -1;
+    return rc;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static int *sample_rows(int total, int keep, uint64_t seed)
+{
+    if (keep >= total)
+        return NULL;
+    int *perm = xmalloc(sizeof *perm * (size_t)total);
+    for (int i = 0; i < total; i++)
+        perm[i] = i;
+    sm_rng r;
+    sm_rng_seed(&r, seed);
+    for (int i = 0; i < keep; i++) {
+        int j = i + (int)sm_rng_below(&r, (uint64_t)(total - i));
+        int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    qsort(perm, (size_t)keep, sizeof *perm, cmp_int);
+    return perm;
+}
+
+static int declare(st_writer *w, int l, const char *what, int ndim, int64_t a, int64_t b, int64_t c)
+{
+    char name[96];
+    int64_t sh[3] = {a, b, c};
+    snprintf(name, sizeof name, "layers.%d.%s", l, what);
+    return st_writer_declare(w, name, SM_DT_F32, ndim, sh);
+}
+
+static int meta_i(st_writer *w, const char *key, int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    return st_writer_meta(w, key, buf);
+}
+
+/* Capture into `path` (atomically: a temporary sibling renamed into place). */
+static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens *t, uint64_t fp, const char *path,
+                      const sm_monitor *mon)
+{
+    const sm_config *cfg = sm_model_config(m);
+    int total = (int)total_rows(s), keep = (int)kept_rows(s);
+    int fit = keep - (int)held_rows(keep, s->heldout);
+    int sample = (int)(s->sample > 0 ? s->sample : DEFAULT_SAMPLE);
+    if (sample > fit)
+        sample = fit;
+    int *rows = sample_rows(total, keep, s->seed);
+    st_writer *w = st_writer_new();
+    char *tmp = xasprintf("%s.tmp-%ld", path, (long)getpid());
+    float *buf = NULL;
+    int rc = -1, maxc = cfg->hidden;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        if (!cfg->is_moe[l])
+            continue;
+        int E = sm_model_layer_experts(m, l);
+        maxc = E > maxc ? E : maxc;
+        if (declare(w, l, "moe_input", 2, keep, cfg->hidden, 0) || declare(w, l, "router_logits", 2, keep, E, 0) ||
+            declare(w, l, "topk", 2, keep, cfg->top_k, 0) || declare(w, l, "counts", 1, E, 0, 0) ||
+            declare(w, l, "expert_outputs", 3, E, sample, cfg->hidden) || declare(w, l, "sim_output", 2, E, E, 0) ||
+            declare(w, l, "sim_logit", 2, E, E, 0) || declare(w, l, "sim_weight", 2, E, E, 0))
+            goto out;
+    }
+    char fph[32], mfp[32];
+    snprintf(fph, sizeof fph, "%016" PRIx64, fp);
+    sm_model_fingerprint(m, mfp);
+    if (st_writer_meta(w, "format", "submoe-activations") || st_writer_meta(w, "version", STATS_VERSION) ||
+        st_writer_meta(w, "fingerprint", fph) || st_writer_meta(w, "model_fingerprint", mfp) ||
+        st_writer_meta(w, "model", sm_model_dir(m)) || st_writer_meta(w, "tokens", s->tokens) ||
+        meta_i(w, "samples", s->samples) || meta_i(w, "seq_len", s->seq_len) || meta_i(w, "rows", keep) ||
+        meta_i(w, "heldout", keep - fit) || meta_i(w, "sample", sample) || meta_i(w, "seed", (int64_t)s->seed))
+        goto out;
+    if (rows && !(buf = sm_alloc_f32((size_t)keep * (size_t)maxc)))
+        goto out;
+    if (st_writer_begin(w, tmp))
+        goto out;
+
+    sm_progress prog;
+    sm_progress_start(&prog, "calibrate", (uint64_t)cfg->n_moe_layers, s->quiet);
+    cap_ctx c = {.m = m, .s = s, .w = w, .total = total, .keep = keep, .fit = fit, .sample = sample,
+                 .k = cfg->top_k, .rows = rows, .buf = buf, .mon = mon, .prog = &prog, .n_moe = cfg->n_moe_layers};
+    c.layer.layer = -1;
+    sm_forward_opts fo;
+    sm_forward_opts_init(&fo);
+    fo.capture = cap_moe;
+    fo.capture_ctx = &c;
+    fo.moe_override = cap_override;
+    fo.moe_override_ctx = &c;
+    int last = 0; /* capture only: stop after the last MoE layer */
+    for (int l = 0; l < cfg->n_layers; l++)
+        if (cfg->is_moe[l])
+            last = l;
+    fo.stop_after_layer = last;
+    int frc = sm_forward(m, t->ids, s->samples, s->seq_len, &fo);
+    sm_progress_finish(&prog);
+    sm_moe_layer_free(&c.layer);
+    if (frc || st_writer_finish(w))
+        goto out;
+    if (rename(tmp, path)) {
+        sm_err("%s: cannot rename into place: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc)
+        unlink(tmp);
+    st_writer_free(w);
+    free(tmp);
+    free(rows);
+    free(buf);
+    return rc;
+}
+
+sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char *cache, const sm_monitor *mon,
+                           bool *reused)
+{
+    if (reused)
+        *reused = false;
+    if (!s->tokens)
+        return sm_err("calibration needs a token file"), NULL;
+    sm_tokens t;
+    if (sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &t))
+        return NULL;
+    sm_calib *c = NULL;
+    if (check_spec(m, s, t.n))
+        goto out;
+    uint64_t fp = fingerprint(m, t.ids, s), have;
+    if (cache && !s->refresh && sm_exists(cache) && sm_calib_file_fingerprint(cache, &have) == 0 && have == fp) {
+        if ((c = sm_calib_read(m, cache, -1)) && reused)
+            *reused = true;
+        goto out;
+    }
+    sm_err_clear();
+    char *path = cache ? xstrdup(cache) : NULL;
+    if (!path) { /* no cache: an unlinked temporary file backs the mapping */
+        const char *dir = getenv("TMPDIR");
+        path = xasprintf("%s/submoe-calib-%ld", dir && *dir ? dir : "/tmp", (long)getpid());
+    }
+    if (capture_to(m, s, &t, fp, path, mon) == 0) {
+        c = sm_calib_read(m, path, -1);
+        if (!cache) {
+            unlink(path);
+            if (c) {
+                free(c->path);
+                c->path = NULL;
+            }
+        }
+    }
+    free(path);
+out:
+    sm_tokens_free(&t);
+    return c;
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+static const sm_tensor *find(st_file *f, int l, const char *what)
+{
+    char name[96];
+    snprintf(name, sizeof name, "layers.%d.%s", l, what);
+    return st_find(f, name);
+}
+
+static int shape_is(const sm_tensor *t, int ndim, int64_t a, int64_t b, int64_t c)
+{
+    int64_t want[3] = {a, b, c};
+    if (t->ndim != ndim)
+        return 0;
+    for (int i = 0; i < ndim; i++)
+        if (t->shape[i] != want[i])
+            return 0;
+    return 1;
+}
+
+static int64_t meta_int(st_file *f, const char *key, int64_t dflt)
+{
+    const char *v = st_metadata(f, key);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    return *end || errno ? dflt : (int64_t)x;
+}
+
+sm_calib *sm_calib_read(const sm_model *m, const char *path, int64_t heldout)
+{
+    const sm_config *cfg = sm_model_config(m);
+    st_file *f = st_open(path);
+    if (!f)
+        return NULL;
+    sm_calib *c = sm_zalloc(1, sizeof *c);
+    if (!c) {
+        st_close(f);
+        return NULL;
+    }
+    c->f = f;
+    if (!(c->layer = sm_zalloc((size_t)cfg->n_layers, sizeof *c->layer)))
+        goto fail;
+    c->m = m;
+    c->path = xstrdup(path);
+    c->n_layers = cfg->n_layers;
+    const char *mfp = st_metadata(f, "model_fingerprint");
+    char have[32];
+    sm_model_fingerprint(m, have);
+    if (mfp && strcmp(mfp, have)) {
+        sm_err("was computed for a different model (fingerprint %s; %s has %s)", mfp, sm_model_dir(m), have);
+        goto fail;
+    }
+    int64_t rows = -1;
+    bool stats = true;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        if (!cfg->is_moe[l])
+            continue;
+        int64_t E = sm_model_layer_experts(m, l), H = cfg->hidden;
+        calib_layer *cl = &c->layer[l];
+        if (!(cl->x = find(f, l, "moe_input"))) {
+            sm_err("no tensor 'layers.%d.moe_input' for MoE layer %d", l, l);
+            goto fail;
+        }
+        if (cl->x->ndim != 2 || cl->x->shape[1] != H || cl->x->shape[0] < 2) {
+            sm_err("tensor 'layers.%d.moe_input' must be [m >= 2, %" PRId64 "] for this model", l, H);
+            goto fail;
+        }
+        cl->rows = cl->x->shape[0];
+        rows = rows < 0 || cl->rows < rows ? cl->rows : rows;
+        cl->counts = find(f, l, "counts");
+        cl->outputs = find(f, l, "expert_outputs");
+        cl->sim[0] = find(f, l, "sim_output");
+        cl->sim[1] = find(f, l, "sim_logit");
+        cl->sim[2] = find(f, l, "sim_weight");
+        bool ok = cl->counts && cl->outputs && cl->sim[0] && cl->sim[1] && cl->sim[2];
+        if (ok) {
+            ok = cl->counts->dtype == SM_DT_F32 && shape_is(cl->counts, 1, E, 0, 0) &&
+                 cl->outputs->dtype == SM_DT_F32 && cl->outputs->ndim == 3 && cl->outputs->shape[0] == E &&
+                 cl->outputs->shape[1] >= 1 && cl->outputs->shape[2] == H;
+            for (int j = 0; j < 3; j++)
+                ok = ok && cl->sim[j]->dtype == SM_DT_F32 && shape_is(cl->sim[j], 2, E, E, 0);
+            if (!ok) {
+                sm_err("layer %d statistics have the wrong dtype or shape for this model (%" PRId64 " experts)", l, E);
+                goto fail;
+            }
+            for (int64_t i = 0; i < E; i++) {
+                float v = ((const float *)cl->counts->data)[i];
+                if (!(v >= 0 && v <= (float)cl->rows) || v != floorf(v)) {
+                    sm_err("tensor 'layers.%d.counts': entry %" PRId64 " is not a count of rows", l, i);
+                    goto fail;
+                }
+            }
+        }
+        stats = stats && ok;
+    }
+    c->stats = stats;
+    if (heldout < 0)
+        heldout = meta_int(f, "heldout", -1);
+    c->heldout = heldout < 0 ? rows / 4 : heldout;
+    if (c->heldout >= rows) {
+        sm_err("%" PRId64 " held-out rows leave none of the %" PRId64 " rows to fit on", c->heldout, rows);
+        goto fail;
+    }
+    /* Stored statistics were computed on the file's own split; another split invalidates them. */
+    if (c->stats && meta_int(f, "heldout", -2) != c->heldout)
+        c->stats = false;
+    return c;
+fail:
+    sm_err_prefix("%s", path);
+    sm_calib_free(c);
+    return NULL;
+}
+
+void sm_calib_free(sm_calib *c)
+{
+    if (!c)
+        return;
+    for (int l = 0; c->layer && l < c->n_layers; l++)
+        sm_calib_release(c, l);
+    free(c->layer);
+    st_close(c->f);
+    free(c->path);
+    free(c);
+}
+
+const char *sm_calib_path(const sm_calib *c)
+{
+    return c->path ? c->path : "(temporary)";
+}
+
+bool sm_calib_has_stats(const sm_calib *c)
+{
+    return c->stats;
+}
+
+static calib_layer *get_layer(sm_calib *c, int l)
+{
+    if (l < 0 || l >= c->n_layers || !c->layer[l].x) {
+        sm_err("layer %d is not a MoE layer with calibration data", l);
+        return NULL;
+    }
+    return &c->layer[l];
+}
+
+int sm_calib_inputs(sm_calib *c, int layer, const float **fit, int64_t *m_fit, const float **held, int64_t *m_held)
+{
+    calib_layer *cl = get_layer(c, layer);
+    if (!cl)
+        return -1;
+    int64_t H = cl->x->shape[1];
+    if (!cl->xf) {
+        if (!(cl->xf = sm_alloc_f32((size_t)cl->rows * (size_t)H)))
+            return -1;
+        sm_to_f32(cl->x->dtype, cl->x->data, cl->xf, (size_t)cl->rows * (size_t)H);
+        for (int64_t i = 0; i < cl->rows * H; i++)
+            if (!isfinite(cl->xf[i])) {
+                free(cl->xf);
+                cl->xf = NULL;
+                return sm_err("%s: tensor 'layers.%d.moe_input': row %" PRId64 " has a non-finite value",
+                              sm_calib_path(c), layer, i / H);
+            }
+    }
+    int64_t nf = cl->rows - c->heldout;
+    if (fit)
+        *fit = cl->xf;
+    if (m_fit)
+        *m_fit = nf;
+    if (held)
+        *held = cl->xf + nf * H;
+    if (m_held)
+        *m_held = c->heldout;
+    return 0;
+}
+
+static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_layer_analysis *a)
+{
+    int n = (int)cl->counts->shape[0];
+    memset(a, 0, sizeof *a);
+    a->n = n;
+    a->hidden = cl->outputs->shape[2];
+    a->tokens = m_fit;
+    a->sampled = cl->outputs->shape[1];
+    sm_weight gw;
+    a->inter = sm_model_weight(c->m, SM_W_EXPERT_GATE, (int)(cl - c->layer), 0, &gw) == 0 ? gw.rows : 0;
+    a->counts = sm_alloc((size_t)n, sizeof *a->counts);
+    a->freq = sm_alloc((size_t)n, sizeof *a->freq);
+    a->outputs = sm_alloc_f32((size_t)cl->outputs->numel);
+    double **dst[3] = {&a->sim_output, &a->sim_logit, &a->sim_weight};
+    for (int j = 0; j < 3; j++)
+        *dst[j] = sm_alloc((size_t)n * n, sizeof(double));
+    if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !a->sim_weight) {
+        sm_layer_analysis_free(a);
+        return -1;
+    }
+    const float *cnt = cl->counts->data;
+    for (int i = 0; i < n; i++)
+        a->counts[i] = (int64_t)cnt[i];
+    for (int i = 0; i < n; i++)
+        a->freq[i] = (double)a->counts[i] / (double)m_fit;
+    memcpy(a->outputs, cl->outputs->data, sizeof(float) * cl->outputs->numel);
+    for (int j = 0; j < 3; j++) {
+        const float *s = cl->sim[j]->data;
+        for (int i = 0; i < n * n; i++)
+            (*dst[j])[i] = s[i];
+    }
+    return 0;
+}
+
+int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool grams, const sm_monitor *mon,
+                      const sm_layer_analysis **out)
+{
+    calib_layer *cl = get_layer(c, layer);
+    if (!cl)
+        return -1;
+    if (cl->an && (cl->an_grams || !grams)) {
+        *out = cl->an;
+        return 0;
+    }
+    const float *x;
+    int64_t m_fit;
+    if (sm_calib_inputs(c, layer, &x, &m_fit, NULL, NULL))
+        return -1;
+    sm_layer_analysis *a = sm_zalloc(1, sizeof *a);
+    if (!a)
+        return -1;
+    int rc;
+    if (c->stats && !grams) {
+        rc = analysis_from_file(c, cl, m_fit, a);
+    } else if (!block) {
+        rc = sm_err("layer %d: statistics need the layer's experts", layer);
+    } else {
+        int64_t sample = c->stats ? cl->outputs->shape[1] : meta_int(c->f, "sample", DEFAULT_SAMPLE);
+        sm_analysis_opts ao = {.sample = sample > 0 ? sample : DEFAULT_SAMPLE, .grams = grams, .weight_sim = true};
+        rc = sm_engine_analyse(block, x, m_fit, &ao, mon, a);
+        if (rc)
+            sm_err_prefix("layer %d statistics", layer);
+        else
+            round_sims(a);
+    }
+    if (rc) {
+        free(a);
+        return -1;
+    }
+    if (cl->an) {
+        sm_layer_analysis_free(cl->an);
+        free(cl->an);
+    }
+    cl->an = a;
+    cl->an_grams = grams;
+    *out = a;
+    return 0;
+}
+
+void sm_calib_release(sm_calib *c, int layer)
+{
+    if (!c || layer < 0 || layer >= c->n_layers)
+        return;
+    calib_layer *cl = &c->layer[layer];
+    free(cl->xf);
+    cl->xf = NULL;
+    if (cl->an) {
+        sm_layer_analysis_free(cl->an);
+        free(cl->an);
+        cl->an = NULL;
+    }
+}

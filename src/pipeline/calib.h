@@ -1,0 +1,86 @@
+/* calib: a model's calibration data — the MoE-block inputs of every MoE layer and the engine's
+ * statistics on them (DESIGN §2.1) — captured with the built-in forward pass or read from a file,
+ * and cached in a "stats file" keyed by a fingerprint so that `plan`, `apply` and the workbench
+ * reuse it instantly.
+ *
+ * Capture: the model runs on `samples` windows of `seq_len` consecutive tokens (from the start of
+ * the stream, non-overlapping), all windows through layer L before layer L+1. Of the
+ * samples·seq_len tokens, `keep` rows are kept per MoE layer (a uniform sample without
+ * replacement drawn with `seed`, the same token rows in every layer, in stream order). The last
+ * `heldout` kept rows (the end of the stream: text the statistics never saw) are held out for
+ * error previews; the others are the "fit" rows that statistics, clustering, router fits and
+ * alignment use.
+ *
+ * The stats file is safetensors (little-endian), tensors in layer order:
+ *   layers.L.moe_input       F32 [m, H]   MoE-block inputs (post_attention_layernorm output)
+ *   layers.L.router_logits   F32 [m, E]   router logits
+ *   layers.L.topk            F32 [m, k]   experts chosen by the model's routing rule (exact ints)
+ *   layers.L.counts          F32 [E]      fit rows routed to each expert (exact ints)
+ *   layers.L.expert_outputs  F32 [E, s, H] every expert on s evenly spaced fit rows
+ *   layers.L.sim_output      F32 [E, E]   output similarity (paper Eq. 2)
+ *   layers.L.sim_logit       F32 [E, E]   router-logit correlation
+ *   layers.L.sim_weight      F32 [E, E]   weight similarity
+ *   __metadata__: format "submoe-activations", version "2", fingerprint (16 hex: model config,
+ *   tensor shapes and dtypes, settings, token ids), model_fingerprint (sm_model_fingerprint),
+ *   model, tokens, samples, seq_len, rows, heldout, sample, seed.
+ * Files from elsewhere need only `layers.L.moe_input` (any float dtype) for every MoE layer;
+ * everything else is recomputed. Similarities are kept at float precision whether computed or
+ * read, so a cached run and a fresh one cluster identically.
+ *
+ * An sm_calib is backed by a mapped file (a capture without a cache path writes an unlinked
+ * temporary file), so its memory is what the caller asks for, one layer at a time. */
+#ifndef SM_CALIB_H
+#define SM_CALIB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "model/model.h"
+
+typedef struct sm_calib_spec {
+    const char *tokens;   /* token file (raw uint32 or .npy) */
+    int samples, seq_len; /* windows */
+    int64_t keep;         /* rows kept per layer (0 = all) */
+    int64_t heldout;      /* of those, held out for previews (-1 = a quarter, 0 = none) */
+    int64_t sample;       /* fit rows every expert runs on for output statistics (0 = 512) */
+    uint64_t seed;
+    bool quiet;           /* no progress bar */
+    bool refresh;         /* recompute even when the cache file matches */
+} sm_calib_spec;
+
+/* samples 32, seq_len 256, keep 4096, heldout -1, sample 512, seed 1, tokens NULL. */
+void sm_calib_spec_default(sm_calib_spec *s);
+
+typedef struct sm_calib sm_calib;
+
+/* Capture with the forward pass and compute the statistics. With `cache` non-NULL: if that file
+ * exists and its fingerprint matches, it is read instead (*reused = true); otherwise it is
+ * (re)written atomically. NULL with a message on failure. */
+sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char *cache,
+                           const sm_monitor *mon, bool *reused);
+/* Read a stats or activations file for model m (shapes are checked against it; a recorded model
+ * fingerprint must match). heldout < 0: use the file's own split (a quarter if it has none). */
+sm_calib *sm_calib_read(const sm_model *m, const char *path, int64_t heldout);
+void sm_calib_free(sm_calib *c);
+
+/* The fingerprint a capture with these settings would record (tokens must be readable). */
+int sm_calib_spec_fingerprint(const sm_model *m, const sm_calib_spec *s, uint64_t *out);
+/* The fingerprint recorded in a file: 0 and *out, or -1. */
+int sm_calib_file_fingerprint(const char *path, uint64_t *out);
+
+const char *sm_calib_path(const sm_calib *c);   /* the file, or "(temporary)" */
+bool sm_calib_has_stats(const sm_calib *c);     /* the file carried statistics */
+
+/* Inputs of MoE layer L: fit rows then held-out rows (views valid until release/free). */
+int sm_calib_inputs(sm_calib *c, int layer, const float **fit, int64_t *m_fit,
+                    const float **held, int64_t *m_held);
+/* Statistics of MoE layer L on its fit rows: read from the file, or computed with `block` (the
+ * layer's fp32 experts, which may be NULL when the file has them and grams is false). grams:
+ * also the per-expert input Grams (for submoe-whitened; always computed). Cached until release. */
+int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool grams,
+                      const sm_monitor *mon, const sm_layer_analysis **out);
+/* Drop what is cached for layer L. */
+void sm_calib_release(sm_calib *c, int layer);
+
+#endif

@@ -1,0 +1,257 @@
+/* test_calib: calibration capture, the stats file cache, foreign activations files, and the
+ * engine's clustering recovering planted clusters of synth models end to end (model files →
+ * forward pass → statistics → k-means / hierarchical). */
+#include "engine/engine.h"
+#include "forward/moelayer.h"
+#include "model/st.h"
+#include "model/synth.h"
+#include "pipeline/calib.h"
+#include "util/diag.h"
+#include "util/rng.h"
+#include "testutil.h"
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmp[256];
+
+static void write_tokens(const char *path, int n, int vocab, uint64_t seed)
+{
+    FILE *f = fopen(path, "wb");
+    sm_rng r;
+    sm_rng_seed(&r, seed);
+    for (int i = 0; f && i < n; i++) {
+        uint32_t u = (uint32_t)sm_rng_below(&r, (uint64_t)vocab);
+        fwrite(&u, sizeof u, 1, f);
+    }
+    if (f)
+        fclose(f);
+}
+
+static int same_analysis(const sm_layer_analysis *a, const sm_layer_analysis *b)
+{
+    if (a->n != b->n || a->sampled != b->sampled || a->hidden != b->hidden || a->tokens != b->tokens)
+        return 0;
+    int n = a->n;
+    for (int i = 0; i < n; i++)
+        if (a->counts[i] != b->counts[i] || a->freq[i] != b->freq[i])
+            return 0;
+    for (int i = 0; i < n * n; i++)
+        if (a->sim_output[i] != b->sim_output[i] || a->sim_logit[i] != b->sim_logit[i] ||
+            a->sim_weight[i] != b->sim_weight[i])
+            return 0;
+    return memcmp(a->outputs, b->outputs, sizeof(float) * (size_t)(n * a->sampled * a->hidden)) == 0;
+}
+
+/* The demo: a capture's statistics read back from the stats file equal a fresh computation. */
+static void test_demo_cache(const char *demo, const char *srcdir)
+{
+    sm_model *m = sm_model_open(demo);
+    CHECK(m != NULL, "demo opens %s", m ? "" : sm_errmsg());
+    if (!m)
+        return;
+    char tokens[512], stats[300];
+    snprintf(tokens, sizeof tokens, "%s/data/calib.u32", srcdir);
+    snprintf(stats, sizeof stats, "%s/demo.stats", tmp);
+    sm_calib_spec s;
+    sm_calib_spec_default(&s);
+    s.tokens = tokens;
+    s.samples = 8;
+    s.seq_len = 128;
+    s.keep = 600;
+    s.heldout = 100;
+    s.sample = 64;
+    s.quiet = true;
+    bool reused = true;
+    sm_calib *c = sm_calib_capture(m, &s, stats, NULL, &reused);
+    CHECK(c && !reused, "first capture computes (%s)", c ? "" : sm_errmsg());
+    sm_calib *c2 = sm_calib_capture(m, &s, stats, NULL, &reused);
+    CHECK(c2 && reused, "second capture reuses the stats file");
+    CHECK(c && sm_calib_has_stats(c), "stats file carries statistics");
+    uint64_t fa = 0, fb = 1;
+    CHECK(sm_calib_spec_fingerprint(m, &s, &fa) == 0 && sm_calib_file_fingerprint(stats, &fb) == 0 && fa == fb,
+          "spec fingerprint %016llx = file fingerprint %016llx", (unsigned long long)fa, (unsigned long long)fb);
+    const sm_config *cfg = sm_model_config(m);
+    for (int l = 0; c && c2 && l < cfg->n_layers; l++) {
+        if (!cfg->is_moe[l])
+            continue;
+        const float *fit, *held;
+        int64_t mf = 0, mh = 0;
+        CHECK(sm_calib_inputs(c, l, &fit, &mf, &held, &mh) == 0 && mf == 500 && mh == 100,
+              "layer %d: 500 fit + 100 held-out rows (%lld + %lld)", l, (long long)mf, (long long)mh);
+        sm_moe_layer ml;
+        CHECK(sm_moe_layer_load(m, l, &ml) == 0, "layer %d loads", l);
+        const sm_layer_analysis *cached = NULL, *fresh = NULL;
+        CHECK(sm_calib_analysis(c, l, NULL, false, NULL, &cached) == 0, "layer %d: statistics from the file", l);
+        /* A grams request recomputes from the block; it must agree with the file exactly. */
+        CHECK(sm_calib_analysis(c2, l, &ml.block, true, NULL, &fresh) == 0 && fresh->gram_in,
+              "layer %d: recomputed with grams %s", l, sm_errmsg());
+        CHECK(cached && fresh && same_analysis(cached, fresh),
+              "layer %d: cached statistics identical to a fresh computation", l);
+        if (cached) {
+            int64_t tot = 0;
+            for (int i = 0; i < cached->n; i++)
+                tot += cached->counts[i];
+            CHECK(tot == 500 * cfg->top_k, "layer %d: counts sum to fit rows x top-k (%lld)", l, (long long)tot);
+        }
+        sm_moe_layer_free(&ml);
+    }
+    sm_calib_free(c2);
+
+    /* A different split on read invalidates the stored statistics (they were fit on other rows). */
+    sm_calib *c3 = sm_calib_read(m, stats, 200);
+    CHECK(c3 && !sm_calib_has_stats(c3), "another held-out split recomputes statistics");
+    sm_calib_free(c3);
+
+    /* A foreign activations file: only moe_input, in bf16. */
+    char foreign[300];
+    snprintf(foreign, sizeof foreign, "%s/foreign.st", tmp);
+    st_writer *w = st_writer_new();
+    int64_t sh[2] = {40, cfg->hidden};
+    for (int l = 0; l < cfg->n_layers; l++)
+        if (cfg->is_moe[l]) {
+            char name[64];
+            snprintf(name, sizeof name, "layers.%d.moe_input", l);
+            st_writer_declare(w, name, SM_DT_BF16, 2, sh);
+        }
+    int ok = st_writer_begin(w, foreign) == 0;
+    for (int l = 0; ok && c && l < cfg->n_layers; l++)
+        if (cfg->is_moe[l]) {
+            const float *fit;
+            sm_calib_inputs(c, l, &fit, NULL, NULL, NULL);
+            ok = st_writer_write_f32(w, fit, 40 * (size_t)cfg->hidden) == 0;
+        }
+    ok = ok && st_writer_finish(w) == 0;
+    st_writer_free(w);
+    CHECK(ok, "foreign bf16 activations file written");
+    sm_calib *cf = sm_calib_read(m, foreign, -1);
+    CHECK(cf && !sm_calib_has_stats(cf), "foreign file reads, without statistics %s", cf ? "" : sm_errmsg());
+    if (cf) {
+        const float *fit;
+        int64_t mf, mh;
+        sm_calib_inputs(cf, 1, &fit, &mf, NULL, &mh);
+        CHECK(mf == 30 && mh == 10, "default split: a quarter held out (%lld + %lld)", (long long)mf, (long long)mh);
+        const sm_layer_analysis *a;
+        CHECK(sm_calib_analysis(cf, 1, NULL, false, NULL, &a) != 0 && strstr(sm_errmsg(), "need the layer"),
+              "statistics without the layer's experts: clear error (%s)", sm_errmsg());
+        sm_moe_layer ml;
+        sm_moe_layer_load(m, 1, &ml);
+        CHECK(sm_calib_analysis(cf, 1, &ml.block, false, NULL, &a) == 0 && a->tokens == 30,
+              "statistics computed from the foreign inputs");
+        sm_moe_layer_free(&ml);
+    }
+    sm_calib_free(cf);
+    sm_calib_free(c);
+
+    /* Errors: a missing layer, a wrong width. */
+    w = st_writer_new();
+    int64_t bad[2] = {10, cfg->hidden + 1};
+    st_writer_declare(w, "layers.0.moe_input", SM_DT_F32, 2, bad);
+    snprintf(foreign, sizeof foreign, "%s/bad.st", tmp);
+    if (st_writer_begin(w, foreign) == 0) {
+        float *z = calloc((size_t)(10 * (cfg->hidden + 1)), sizeof *z);
+        st_writer_write_f32(w, z, (size_t)(10 * (cfg->hidden + 1)));
+        free(z);
+        st_writer_finish(w);
+    }
+    st_writer_free(w);
+    cf = sm_calib_read(m, foreign, -1);
+    CHECK(!cf && strstr(sm_errmsg(), "bad.st") && strstr(sm_errmsg(), "layers.0.moe_input") &&
+              strstr(sm_errmsg(), "must be [m >= 2, 128]"),
+          "wrong width: %s", sm_errmsg());
+    sm_calib_free(cf);
+    sm_model_close(m);
+}
+
+/* Planted clusters in a synth model's weights are recovered from its own forward pass:
+ * k-means on output similarity and average linkage give ARI 1.0 for 10 seeds, and the same
+ * seed gives the same clusters. */
+static void test_synth_recovery(void)
+{
+    int perfect_km = 0, perfect_hc = 0, runs = 0, stable = 1;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        sm_synth_opts o;
+        sm_synth_defaults(&o, SM_ARCH_MIXTRAL);
+        o.layers = 2;
+        o.hidden = 64;
+        o.intermediate = 96;
+        o.experts = 8;
+        o.clusters = 3;
+        o.heads = 4;
+        o.kv_heads = 2;
+        o.vocab = 200;
+        o.noise = 0.15;
+        o.seed = seed;
+        o.quiet = true;
+        o.dtype = SM_DT_F32;
+        char dir[300], tok[300];
+        snprintf(dir, sizeof dir, "%s/synth%llu", tmp, (unsigned long long)seed);
+        snprintf(tok, sizeof tok, "%s/synth.u32", tmp);
+        if (seed == 1)
+            write_tokens(tok, 4096, 200, 7);
+        mkdir(dir, 0755);
+        if (sm_synth_write(&o, dir)) {
+            CHECK(0, "synth %llu: %s", (unsigned long long)seed, sm_errmsg());
+            continue;
+        }
+        sm_model *m = sm_model_open(dir);
+        sm_calib_spec s;
+        sm_calib_spec_default(&s);
+        s.tokens = tok;
+        s.samples = 4;
+        s.seq_len = 64;
+        s.keep = 0;
+        s.sample = 128;
+        s.quiet = true;
+        sm_calib *c = m ? sm_calib_capture(m, &s, NULL, NULL, NULL) : NULL;
+        if (!c) {
+            CHECK(0, "synth %llu capture: %s", (unsigned long long)seed, sm_errmsg());
+            sm_model_close(m);
+            continue;
+        }
+        for (int l = 0; l < 2; l++) {
+            int planted[8], km[8], km2[8], hc[8];
+            sm_synth_assignment(&o, l, planted);
+            const sm_layer_analysis *a;
+            if (sm_calib_analysis(c, l, NULL, false, NULL, &a) ||
+                sm_engine_cluster(a, SM_CLUSTER_KMEANS, SM_SIM_OUTPUT, 3, seed, NULL, km) ||
+                sm_engine_cluster(a, SM_CLUSTER_KMEANS, SM_SIM_OUTPUT, 3, seed, NULL, km2) ||
+                sm_engine_cluster(a, SM_CLUSTER_HIERARCHICAL, SM_SIM_OUTPUT, 3, seed, NULL, hc)) {
+                CHECK(0, "synth %llu layer %d: %s", (unsigned long long)seed, l, sm_errmsg());
+                continue;
+            }
+            runs++;
+            perfect_km += sm_adjusted_rand(planted, km, 8) == 1.0;
+            perfect_hc += sm_adjusted_rand(planted, hc, 8) == 1.0;
+            stable &= memcmp(km, km2, sizeof km) == 0;
+        }
+        sm_calib_free(c);
+        sm_model_close(m);
+    }
+    CHECK(runs == 20 && perfect_km == runs, "k-means recovers the planted clusters: ARI 1.0 in %d/%d layers", perfect_km,
+          runs);
+    CHECK(runs == 20 && perfect_hc == runs, "hierarchical recovers the planted clusters: ARI 1.0 in %d/%d layers",
+          perfect_hc, runs);
+    CHECK(stable, "the same seed gives the same clusters");
+}
+
+int main(void)
+{
+    const char *demo = getenv("DEMO"), *srcdir = getenv("SRCDIR");
+    snprintf(tmp, sizeof tmp, "%s/test_calib.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmp)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    if (demo && srcdir)
+        test_demo_cache(demo, srcdir);
+    else
+        CHECK(0, "DEMO and SRCDIR must be set");
+    test_synth_recovery();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+    return tu_done();
+}
