@@ -1,0 +1,147 @@
+/* build: one MoE layer of a plan, built in memory (see build.h). */
+#include "pipeline/build.h"
+#include "forward/forward.h"
+#include "util/diag.h"
+#include "util/mem.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int sm_layer_cluster(sm_calib *c, const sm_moe_layer *src, const sm_layer_job *job, const sm_monitor *mon,
+                     int *assign)
+{
+    int n = src->block.n_router;
+    if (job->groups) {
+        memcpy(assign, job->groups, sizeof(int) * (size_t)n);
+        return sm_cluster_canonical(assign, n) < 0 ? -1 : 0;
+    }
+    const sm_layer_analysis *a;
+    if (sm_calib_analysis(c, job->layer, &src->block, false, mon, &a))
+        return -1;
+    if (job->k < 1 || job->k > n)
+        return sm_err("cannot make %d clusters of %d experts", job->k, n);
+    return sm_engine_cluster(a, job->algo, job->sim, job->k, job->seed, mon, assign);
+}
+
+static double mean_member_error(const sm_merged_layer *l)
+{
+    if (!l->mats)
+        return -1;
+    double s = 0;
+    int cnt = 0;
+    for (int e = 0; e < l->n_experts; e++)
+        for (int j = 0; j < 3; j++)
+            for (int i = 0; i < l->mats[e][j].n_members; i++) {
+                s += l->mats[e][j].member_err[i];
+                cnt++;
+            }
+    return cnt ? s / cnt : 0;
+}
+
+int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
+                       sm_layer_build *out)
+{
+    memset(out, 0, sizeof *out);
+    out->layer = job->layer;
+    out->output_error = -1;
+    sm_monitor_span span;
+    if (sm_moe_layer_load(m, job->layer, &out->src))
+        return -1;
+    const sm_moe_block *src = &out->src.block;
+    int n = out->n = src->n_router;
+    sm_merge_method method = job->spec.method;
+    bool merges = sm_merge_method_merges(method);
+    const float *fit, *held;
+    int64_t m_fit, m_held;
+    if (sm_calib_inputs(c, job->layer, &fit, &m_fit, &held, &m_held))
+        goto fail;
+    /* Statistics: merges weight members by frequency and pruning by frequency needs them too;
+     * whitening needs the input Grams. */
+    if (method != SM_MERGE_KEEP &&
+        sm_calib_analysis(c, job->layer, src, method == SM_MERGE_SUBMOE_WHITENED,
+                          sm_monitor_span_init(&span, mon, 0.0, 0.3), &out->analysis))
+        goto fail;
+    if (!(out->assign = sm_alloc((size_t)n, sizeof *out->assign)))
+        goto fail;
+    out->k = method == SM_MERGE_KEEP ? n : job->k;
+    if (merges && sm_layer_cluster(c, &out->src, job, sm_monitor_span_init(&span, mon, 0.3, 0.4), out->assign))
+        goto fail;
+    if (sm_engine_merge(src, out->analysis, merges ? out->assign : NULL, out->k, &job->spec, fit, m_fit,
+                        sm_monitor_span_init(&span, mon, 0.4, 0.9), &out->merged))
+        goto fail;
+    memcpy(out->assign, out->merged.cluster_of, sizeof(int) * (size_t)n);
+    out->block = sm_merged_layer_block(&out->merged, src);
+    if (m_held > 0 &&
+        sm_engine_error(src, &out->merged, held, m_held, sm_monitor_span_init(&span, mon, 0.9, 1.0),
+                        &out->output_error))
+        goto fail;
+    out->mean_member_error = mean_member_error(&out->merged);
+    out->params_before = (int64_t)n * 3 * out->src.inter * src->hidden;
+    out->params_after = sm_merged_layer_params(&out->merged);
+    return 0;
+fail:
+    sm_err_prefix("layer %d", job->layer);
+    sm_layer_build_free(out);
+    return -1;
+}
+
+void sm_layer_build_free(sm_layer_build *b)
+{
+    if (!b)
+        return;
+    sm_merged_layer_free(&b->merged);
+    sm_moe_layer_free(&b->src);
+    free(b->assign);
+    memset(b, 0, sizeof *b);
+}
+
+typedef struct {
+    const sm_moe_block *const *blocks;
+    const sm_monitor *mon;
+    int n_layers;
+} ppl_ctx;
+
+static const sm_moe_block *ppl_override(void *ctx, int layer)
+{
+    ppl_ctx *p = ctx;
+    return p->blocks[layer];
+}
+
+static int ppl_capture(void *ctx, int layer, int n, const float *x, const float *lg, const int *tk, const float *tw)
+{
+    (void)layer, (void)n, (void)x, (void)lg, (void)tk, (void)tw;
+    ppl_ctx *p = ctx;
+    return sm_monitor_check(p->mon);
+}
+
+static void ppl_layer(void *ctx, int done)
+{
+    ppl_ctx *p = ctx;
+    sm_monitor_report(p->mon, (done + 1.0) / (p->n_layers + 1.0), "perplexity");
+}
+
+int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
+                       const sm_moe_block *const *blocks, const sm_monitor *mon, double *ppl)
+{
+    ppl_ctx p = {blocks, mon, sm_model_config(m)->n_layers};
+    sm_forward_opts fo;
+    sm_forward_opts_init(&fo);
+    double nll = 0;
+    uint64_t cnt = 0;
+    fo.nll_sum = &nll;
+    fo.nll_count = &cnt;
+    fo.moe_override = ppl_override;
+    fo.moe_override_ctx = &p;
+    fo.capture = ppl_capture;
+    fo.capture_ctx = &p;
+    fo.on_layer = ppl_layer;
+    fo.on_layer_ctx = &p;
+    if (sm_forward(m, ids, n_seq, seq_len, &fo))
+        return -1;
+    if (!cnt)
+        return sm_err("no tokens to predict");
+    *ppl = exp(nll / (double)cnt);
+    sm_monitor_report(mon, 1.0, "perplexity");
+    return 0;
+}

@@ -1,0 +1,59 @@
+/* build: one MoE layer of a plan, resolved and built in memory — the step `apply`, `plan`'s
+ * previews and the workbench share, so that all three produce the same merged layer.
+ *
+ *   load the layer (fp32)  →  its statistics (calib)  →  clusters (explicit groups, or the
+ *   chosen algorithm on the chosen similarity)  →  sm_engine_merge  →  weight and output errors
+ *
+ * Fit rows feed statistics, clustering, router fits and prune-output's selection; held-out rows
+ * only the output error. */
+#ifndef SM_BUILD_H
+#define SM_BUILD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "forward/moelayer.h"
+#include "pipeline/calib.h"
+
+/* What to do with one MoE layer, every default already applied. */
+typedef struct sm_layer_job {
+    int layer;
+    int k;                    /* clusters (merges) or experts kept (pruning); ignored by keep */
+    const int *groups;        /* cluster of each original expert in [0, k), or NULL: cluster */
+    sm_cluster_algo algo;     /* when groups is NULL */
+    sm_similarity_kind sim;
+    uint64_t seed;
+    sm_layer_spec spec;       /* method, per-matrix merge options, router mode */
+} sm_layer_job;
+
+typedef struct sm_layer_build {
+    int layer;
+    sm_moe_layer src;         /* the layer's original fp32 weights */
+    const sm_layer_analysis *analysis; /* owned by the calib (until sm_calib_release) */
+    int n;                    /* original experts */
+    int *assign;              /* n: cluster of each expert as merged (pruning: -1 dropped) */
+    int k;
+    sm_merged_layer merged;
+    sm_moe_block block;       /* the merged layer as a block (shares src's shared experts) */
+    double output_error;      /* relative MoE-block output error on held-out rows (-1: none held out) */
+    double mean_member_error; /* mean relative Frobenius error of members vs merged, all matrices */
+    int64_t params_before, params_after; /* routed-expert parameters */
+} sm_layer_build;
+
+/* Build one layer. The calib's statistics for the layer are computed on first use (with Grams
+ * when the method is submoe-whitened). 0, or -1 with a message naming the layer. */
+int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
+                       sm_layer_build *out);
+void sm_layer_build_free(sm_layer_build *b);
+
+/* Clusters of a layer for a job without merging (for `plan`): assign[n], canonical labels. */
+int sm_layer_cluster(sm_calib *c, const sm_moe_layer *src, const sm_layer_job *job, const sm_monitor *mon,
+                     int *assign);
+
+/* Perplexity of the model with some MoE layers replaced (blocks[L] non-NULL) on `n_seq` windows of
+ * `seq_len` tokens. 0, or -1 with a message. */
+int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
+                       const sm_moe_block *const *blocks, const sm_monitor *mon, double *ppl);
+
+#endif

@@ -1,0 +1,139 @@
+/* test_build: the shared layer-building step on the demo model — identities that must hold
+ * end to end (keep changes nothing; full-rank submoe equals freq-average; remap at k = n with
+ * singleton clusters is exact), the perplexity-with-overrides path equals eval, and errors are
+ * ordered the way the ranks say. */
+#include "forward/eval.h"
+#include "model/tokens.h"
+#include "pipeline/build.h"
+#include "util/diag.h"
+#include "testutil.h"
+
+#include <stdlib.h>
+
+static sm_layer_job job_for(int layer, sm_merge_method method, int k, sm_router_mode router)
+{
+    sm_layer_job j;
+    memset(&j, 0, sizeof j);
+    j.layer = layer;
+    j.k = k;
+    j.algo = SM_CLUSTER_KMEANS;
+    j.sim = SM_SIM_OUTPUT;
+    j.seed = 1;
+    j.spec.method = method;
+    j.spec.router = router;
+    return j;
+}
+
+int main(void)
+{
+    const char *demo = getenv("DEMO"), *srcdir = getenv("SRCDIR");
+    if (!demo || !srcdir) {
+        CHECK(0, "DEMO and SRCDIR must be set");
+        return tu_done();
+    }
+    sm_model *m = sm_model_open(demo);
+    CHECK(m != NULL, "demo opens");
+    if (!m)
+        return tu_done();
+    char tokens[512], held[512];
+    snprintf(tokens, sizeof tokens, "%s/data/calib.u32", srcdir);
+    snprintf(held, sizeof held, "%s/data/heldout.u32", srcdir);
+    sm_calib_spec s;
+    sm_calib_spec_default(&s);
+    s.tokens = tokens;
+    s.samples = 8;
+    s.seq_len = 128;
+    s.keep = 800;
+    s.heldout = 200;
+    s.sample = 128;
+    s.quiet = true;
+    sm_calib *c = sm_calib_capture(m, &s, NULL, NULL, NULL);
+    CHECK(c != NULL, "capture %s", c ? "" : sm_errmsg());
+    if (!c)
+        return tu_done();
+
+    /* keep: identical layer, zero error. */
+    sm_layer_build b;
+    sm_layer_job j = job_for(1, SM_MERGE_KEEP, 8, SM_ROUTER_REMAP);
+    CHECK(sm_layer_build_run(m, c, &j, NULL, &b) == 0 && b.output_error == 0.0 && b.params_after == b.params_before,
+          "keep: output error %g, params %lld = %lld", b.output_error, (long long)b.params_after,
+          (long long)b.params_before);
+    sm_layer_build_free(&b);
+
+    /* k = n singleton clusters with remap: exact. */
+    int single[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    j = job_for(2, SM_MERGE_SUBMOE, 8, SM_ROUTER_REMAP);
+    j.groups = single;
+    CHECK(sm_layer_build_run(m, c, &j, NULL, &b) == 0 && b.output_error < 1e-6,
+          "singleton clusters + remap: output error %.3g", b.output_error);
+    sm_layer_build_free(&b);
+
+    /* Full-rank submoe == freq-average, same clusters. */
+    sm_layer_build a1, a2;
+    j = job_for(2, SM_MERGE_SUBMOE, 4, SM_ROUTER_COLLAPSE_LSTSQ);
+    sm_layer_job j2 = job_for(2, SM_MERGE_FREQ_AVERAGE, 4, SM_ROUTER_COLLAPSE_LSTSQ);
+    int ok = sm_layer_build_run(m, c, &j, NULL, &a1) == 0 && sm_layer_build_run(m, c, &j2, NULL, &a2) == 0;
+    CHECK(ok, "submoe and freq-average build %s", ok ? "" : sm_errmsg());
+    if (ok) {
+        CHECK(memcmp(a1.assign, a2.assign, sizeof(int) * 8) == 0, "same clusters");
+        CHECK_NEAR(a1.output_error, a2.output_error, 1e-5, "full-rank submoe output error = freq-average");
+        CHECK(a1.output_error > 0 && a1.output_error < 1, "merging 8 -> 4 costs something (%.4f)", a1.output_error);
+        CHECK(a1.params_after * 2 == a1.params_before, "8 -> 4 halves the routed parameters");
+    }
+    /* Lower rank: more weight error, fewer parameters (whitened factors). */
+    sm_layer_build lo;
+    j = job_for(2, SM_MERGE_SUBMOE_WHITENED, 4, SM_ROUTER_COLLAPSE_LSTSQ);
+    for (int q = 0; q < 3; q++)
+        j.spec.matrix[q].rank = (sm_rank){.kind = SM_RANK_COUNT, .count = 16};
+    CHECK(sm_layer_build_run(m, c, &j, NULL, &lo) == 0, "whitened rank 16 builds %s", sm_errmsg());
+    if (ok) {
+        CHECK(lo.mean_member_error > a1.mean_member_error, "rank 16 member error %.4f > full rank %.4f",
+              lo.mean_member_error, a1.mean_member_error);
+        CHECK(lo.params_after < a1.params_after, "rank 16 factors store fewer parameters (%lld < %lld)",
+              (long long)lo.params_after, (long long)a1.params_after);
+    }
+
+    /* Perplexity with overrides: no override = eval; the merged layer changes it. */
+    sm_tokens t;
+    CHECK(sm_tokens_read(held, sm_model_config(m)->vocab, &t) == 0, "held-out tokens");
+    const sm_config *cfg = sm_model_config(m);
+    const sm_moe_block **blocks = calloc((size_t)cfg->n_layers, sizeof *blocks);
+    double p0 = 0, p1 = 0, pk = 0;
+    sm_eval_result er;
+    CHECK(sm_perplexity_with(m, t.ids, 4, 256, blocks, NULL, &p0) == 0 &&
+              sm_eval_perplexity(m, t.ids, 4 * 256, 256, 0, true, &er) == 0,
+          "perplexity runs");
+    CHECK_NEAR(p0, er.ppl, 1e-9, "no override = submoe eval");
+    if (ok) {
+        blocks[2] = &a1.block;
+        CHECK(sm_perplexity_with(m, t.ids, 4, 256, blocks, NULL, &p1) == 0 && p1 > p0,
+              "merged layer 2: perplexity %.4f > original %.4f", p1, p0);
+        sm_layer_build kb;
+        j = job_for(2, SM_MERGE_KEEP, 8, SM_ROUTER_REMAP);
+        sm_layer_build_run(m, c, &j, NULL, &kb);
+        blocks[2] = &kb.block;
+        CHECK(sm_perplexity_with(m, t.ids, 4, 256, blocks, NULL, &pk) == 0 && pk == p0,
+              "a kept layer as override: same perplexity (%.9g)", pk);
+        sm_layer_build_free(&kb);
+    }
+    /* Cancellation stops the run with "cancelled". */
+    volatile int cancel = 1;
+    sm_monitor mon = {NULL, NULL, &cancel};
+    blocks[2] = NULL;
+    CHECK(sm_perplexity_with(m, t.ids, 4, 256, blocks, &mon, &p1) != 0 && strstr(sm_errmsg(), "cancelled"),
+          "a cancelled perplexity stops: %s", sm_errmsg());
+    /* A bad job: more clusters than experts. */
+    j = job_for(1, SM_MERGE_SUBMOE, 9, SM_ROUTER_REMAP);
+    CHECK(sm_layer_build_run(m, c, &j, NULL, &b) != 0 && strstr(sm_errmsg(), "layer 1"),
+          "9 clusters of 8: %s", sm_errmsg());
+    free(blocks);
+    sm_tokens_free(&t);
+    sm_layer_build_free(&lo);
+    if (ok) {
+        sm_layer_build_free(&a1);
+        sm_layer_build_free(&a2);
+    }
+    sm_calib_free(c);
+    sm_model_close(m);
+    return tu_done();
+}
