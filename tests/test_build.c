@@ -5,6 +5,7 @@
 #include "forward/eval.h"
 #include "model/tokens.h"
 #include "pipeline/build.h"
+#include "pipeline/planner.h"
 #include "util/diag.h"
 #include "testutil.h"
 
@@ -82,10 +83,12 @@ int main(void)
     }
     /* Lower rank: more weight error, fewer parameters (whitened factors). */
     sm_layer_build lo;
+    int prc;
     j = job_for(2, SM_MERGE_SUBMOE_WHITENED, 4, SM_ROUTER_COLLAPSE_LSTSQ);
     for (int q = 0; q < 3; q++)
         j.spec.matrix[q].rank = (sm_rank){.kind = SM_RANK_COUNT, .count = 16};
-    CHECK(sm_layer_build_run(m, c, &j, NULL, &lo) == 0, "whitened rank 16 builds %s", sm_errmsg());
+    prc = sm_layer_build_run(m, c, &j, NULL, &lo);
+    CHECK(prc == 0, "whitened rank 16 builds %s", prc ? sm_errmsg() : "");
     if (ok) {
         CHECK(lo.mean_member_error > a1.mean_member_error, "rank 16 member error %.4f > full rank %.4f",
               lo.mean_member_error, a1.mean_member_error);
@@ -126,6 +129,45 @@ int main(void)
     j = job_for(1, SM_MERGE_SUBMOE, 9, SM_ROUTER_REMAP);
     CHECK(sm_layer_build_run(m, c, &j, NULL, &b) != 0 && strstr(sm_errmsg(), "layer 1"),
           "9 clusters of 8: %s", sm_errmsg());
+    /* Planner: uniform and adaptive allocation spend the same total. */
+    sm_planned_layer pl[8];
+    sm_planner_opts po = {.experts = 0, .ratio = 0.5, .algo = SM_CLUSTER_KMEANS, .sim = SM_SIM_OUTPUT, .seed = 1};
+    int prc = sm_planner_run(m, c, &po, NULL, pl);
+    CHECK(prc == 0, "uniform plan %s", prc ? sm_errmsg() : "");
+    int tot = 0, uni = 1;
+    for (int l = 0; l < cfg->n_layers; l++)
+        if (pl[l].layer >= 0) {
+            tot += pl[l].k;
+            uni &= pl[l].k == 4;
+        }
+    CHECK(uni && tot == 16, "ratio 0.5: 4 experts in each of 4 layers (total %d)", tot);
+    int k_uni[8];
+    for (int l = 0; l < cfg->n_layers; l++) {
+        k_uni[l] = pl[l].k;
+        sm_planned_layer_free(&pl[l]);
+    }
+    po.adaptive = true;
+    prc = sm_planner_run(m, c, &po, NULL, pl);
+    CHECK(prc == 0, "adaptive plan %s", prc ? sm_errmsg() : "");
+    tot = 0;
+    int differs = 0, legal = 1;
+    double jsum_a = 0;
+    for (int l = 0; l < cfg->n_layers; l++)
+        if (pl[l].layer >= 0) {
+            tot += pl[l].k;
+            differs |= pl[l].k != k_uni[l];
+            legal &= pl[l].k >= cfg->top_k && pl[l].k <= 8;
+            jsum_a += pl[l].cost;
+            printf("# adaptive layer %d: k %d, J %.4f\n", l, pl[l].k, pl[l].cost);
+        }
+    CHECK(tot == 16 && legal, "adaptive keeps the same total (%d) with top-k <= k <= n in every layer", tot);
+    CHECK(differs, "adaptive allocation differs from uniform on the demo");
+    for (int l = 0; l < cfg->n_layers; l++)
+        sm_planned_layer_free(&pl[l]);
+    po.experts = 9;
+    CHECK(sm_planner_run(m, c, &po, NULL, pl) == 0, "a target above n clamps to n");
+    for (int l = 0; l < cfg->n_layers; l++)
+        sm_planned_layer_free(&pl[l]);
     free(blocks);
     sm_tokens_free(&t);
     sm_layer_build_free(&lo);
