@@ -132,7 +132,7 @@ int main(void)
     /* Planner: uniform and adaptive allocation spend the same total. */
     sm_planned_layer pl[8];
     sm_planner_opts po = {.experts = 0, .ratio = 0.5, .algo = SM_CLUSTER_KMEANS, .sim = SM_SIM_OUTPUT, .seed = 1};
-    int prc = sm_planner_run(m, c, &po, NULL, pl);
+    prc = sm_planner_run(m, c, &po, NULL, pl);
     CHECK(prc == 0, "uniform plan %s", prc ? sm_errmsg() : "");
     int tot = 0, uni = 1;
     for (int l = 0; l < cfg->n_layers; l++)
