@@ -4,11 +4,14 @@
  * ≥ 5× faster than gesdd).
  *
  *   bench/bench_merge [--scale S] [--ranks full,2048,512] [--gesdd gate|all|none] [--exact]
+ *                     [--model DIR [--layer L] [--pair A,B]]
  *
  * --scale divides every dimension (and integer ranks) for a quick run; --gesdd picks which
  * matrices get the (slow: minutes each at full size) reference SVD; --exact also times the
- * dense-eigensolver path and reports how far the AUTO result is from it. Random N(0, 0.02²)
- * weights: timings do not depend on the values. */
+ * dense-eigensolver path and reports how far the AUTO result is from it. By default random
+ * N(0, 0.02²) weights; --model takes experts A and B of MoE layer L of a model (e.g. one made by
+ * `submoe synth --arch mixtral --hidden 4096 --intermediate 14336 …`, whose planted clusters make
+ * the pair genuinely similar), converted to fp32, at the model's real shapes. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include "engine/lapack.h"
 #include "engine/merge.h"
 #include "engine/unionsvd.h"
+#include "model/model.h"
 #include "util/diag.h"
 #include "util/mem.h"
 #include "util/progress.h"
@@ -97,7 +101,8 @@ int main(int argc, char **argv)
     int scale = 1, n_ranks = 0, exact = 0;
     const char *gesdd = "gate";
     sm_rank ranks[MAX_RANKS];
-    const char *rank_text = "full,2048,512";
+    const char *rank_text = "full,2048,512", *model_dir = NULL;
+    int layer = -1, pair[2] = {0, 1};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--scale") && i + 1 < argc)
             scale = atoi(argv[++i]);
@@ -107,9 +112,15 @@ int main(int argc, char **argv)
             gesdd = argv[++i];
         else if (!strcmp(argv[i], "--exact"))
             exact = 1;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            model_dir = argv[++i];
+        else if (!strcmp(argv[i], "--layer") && i + 1 < argc)
+            layer = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--pair") && i + 1 < argc && sscanf(argv[i + 1], "%d,%d", &pair[0], &pair[1]) == 2)
+            i++;
         else {
             fprintf(stderr, "usage: %s [--scale S] [--ranks full,2048,512] "
-                            "[--gesdd gate|all|none] [--exact]\n", argv[0]);
+                            "[--gesdd gate|all|none] [--exact] [--model DIR [--layer L] [--pair A,B]]\n", argv[0]);
             return 2;
         }
     }
@@ -125,19 +136,44 @@ int main(int argc, char **argv)
     }
     free(rt);
 
-    const int64_t hidden = 4096 / scale, inter = 14336 / scale;
+    int64_t hidden = 4096 / scale, inter = 14336 / scale;
+    sm_model *model = NULL;
+    if (model_dir) {
+        if (!(model = sm_model_open(model_dir)))
+            sm_die("%s", sm_errmsg());
+        const sm_config *c = sm_model_config(model);
+        for (int l = 0; layer < 0 && l < c->n_layers; l++)
+            if (c->is_moe[l])
+                layer = l;
+        sm_weight w;
+        if (sm_model_weight(model, SM_W_EXPERT_GATE, layer, pair[0], &w))
+            sm_die("%s", sm_errmsg());
+        inter = w.rows;
+        hidden = w.cols;
+        scale = 1;
+    }
     matrix mats[3] = {{.name = "gate", .out = inter, .in = hidden},
                       {.name = "up", .out = inter, .in = hidden},
                       {.name = "down", .out = hidden, .in = inter}};
     sm_rng rng;
     sm_rng_seed(&rng, 2025);
+    const sm_wrole roles[3] = {SM_W_EXPERT_GATE, SM_W_EXPERT_UP, SM_W_EXPERT_DOWN};
     for (int j = 0; j < 3; j++)
         for (int i = 0; i < 2; i++) {
             size_t len = (size_t)(mats[j].out * mats[j].in);
             if (!(mats[j].w[i] = sm_alloc_f32(len)))
                 sm_die("%s", sm_errmsg());
-            sm_rng_fill_normal(&rng, mats[j].w[i], len, 0.02f);
+            sm_weight w;
+            if (!model)
+                sm_rng_fill_normal(&rng, mats[j].w[i], len, 0.02f);
+            else if (sm_model_weight(model, roles[j], layer, pair[i], &w) == 0)
+                sm_weight_to_f32(&w, mats[j].w[i]);
+            else
+                sm_die("%s", sm_errmsg());
         }
+    if (model)
+        printf("weights: experts %d and %d of layer %d of %s\n", pair[0], pair[1], layer, model_dir);
+    sm_model_close(model);
     printf("bench_merge: 2-expert cluster, H=%lld I=%lld (Mixtral-8x7B / %d), OpenBLAS %s\n",
            (long long)hidden, (long long)inter, scale, openblas_get_config());
     printf("threads %d; gesdd on: %s\n\n", openblas_get_num_threads(), gesdd);
