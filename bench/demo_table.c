@@ -1,0 +1,172 @@
+/* demo_table: the paper's comparison on a bundled demo model — held-out perplexity of the
+ * original and, at 25% and 50% expert reduction, of every merge and pruning method with the
+ * `remap` and `collapse-lstsq` routers (issue 5's acceptance table; DESIGN §5 "Quality").
+ *
+ *   bench/demo_table [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N]
+ *                    [--seq-len T] [--max-tokens N] [--align]
+ *
+ * Every row is built with the same pipeline `submoe apply` runs (pipeline/build.h: statistics
+ * on the calibration fit rows, k-means++ on output similarity with seed 1, the merge, the router
+ * fit) and evaluated in memory with the merged layers swapped into the forward pass — the same
+ * numbers `apply` + `eval` give, without writing models. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/tokens.h"
+#include "pipeline/build.h"
+#include "pipeline/planner.h"
+#include "util/diag.h"
+#include "util/progress.h"
+
+typedef struct {
+    const char *label;
+    sm_merge_method method;
+    bool adaptive;
+} row;
+
+static sm_model *model;
+static sm_calib *calib;
+static sm_tokens held;
+static int n_seq, seq_len;
+
+/* Perplexity of a whole-model plan: every MoE layer built with `method` at the planned k. */
+static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_router_mode router)
+{
+    const sm_config *c = sm_model_config(model);
+    sm_layer_build *b = calloc((size_t)c->n_layers, sizeof *b);
+    const sm_moe_block **blocks = calloc((size_t)c->n_layers, sizeof *blocks);
+    double ppl = NAN;
+    int ok = 1;
+    for (int l = 0; ok && l < c->n_layers; l++) {
+        if (pl[l].layer < 0)
+            continue;
+        sm_layer_job j;
+        memset(&j, 0, sizeof j);
+        j.layer = l;
+        j.k = pl[l].k;
+        j.groups = sm_merge_method_merges(method) ? pl[l].assign : NULL;
+        j.algo = SM_CLUSTER_KMEANS;
+        j.sim = SM_SIM_OUTPUT;
+        j.seed = 1;
+        j.spec.method = method;
+        j.spec.router = router;
+        if (sm_layer_build_run(model, calib, &j, NULL, &b[l]) != 0) {
+            fprintf(stderr, "demo_table: %s\n", sm_errmsg());
+            ok = 0;
+            break;
+        }
+        blocks[l] = &b[l].block;
+    }
+    if (ok && sm_perplexity_with(model, held.ids, n_seq, seq_len, blocks, NULL, &ppl) != 0)
+        fprintf(stderr, "demo_table: %s\n", sm_errmsg());
+    for (int l = 0; l < c->n_layers; l++)
+        sm_layer_build_free(&b[l]);
+    free(b);
+    free(blocks);
+    return ppl;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = "data/demo", *ctok = "data/calib.u32", *htok = "data/heldout.u32";
+    int samples = 32, max_tokens = 32768;
+    seq_len = 256;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--calib") && i + 1 < argc)
+            ctok = argv[++i];
+        else if (!strcmp(argv[i], "--heldout") && i + 1 < argc)
+            htok = argv[++i];
+        else if (!strcmp(argv[i], "--samples") && i + 1 < argc)
+            samples = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seq-len") && i + 1 < argc)
+            seq_len = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--max-tokens") && i + 1 < argc)
+            max_tokens = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N] "
+                            "[--seq-len T] [--max-tokens N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (!(model = sm_model_open(dir)))
+        sm_die("%s", sm_errmsg());
+    const sm_config *c = sm_model_config(model);
+    if (sm_tokens_read(htok, c->vocab, &held))
+        sm_die("%s", sm_errmsg());
+    n_seq = (int)((held.n < (size_t)max_tokens ? held.n : (size_t)max_tokens) / (size_t)seq_len);
+    sm_calib_spec s;
+    sm_calib_spec_default(&s);
+    s.tokens = ctok;
+    s.samples = samples;
+    s.seq_len = seq_len;
+    s.quiet = true;
+    double t0 = sm_now();
+    if (!(calib = sm_calib_capture(model, &s, NULL, NULL, NULL)))
+        sm_die("%s", sm_errmsg());
+    const sm_moe_block **none = calloc((size_t)c->n_layers, sizeof *none);
+    double base;
+    if (sm_perplexity_with(model, held.ids, n_seq, seq_len, none, NULL, &base))
+        sm_die("%s", sm_errmsg());
+    free(none);
+    int n_experts = sm_model_layer_experts(model, c->n_layers - 1);
+    printf("demo_table: %s (%s, %d MoE layers x %d experts, top-%d)\n", dir, sm_arch_name(c->arch),
+           c->n_moe_layers, n_experts, c->top_k);
+    printf("calibration: %d x %d tokens of %s (4096 rows kept per layer, 1024 held out); "
+           "evaluation: %d x %d tokens of %s\n\n", samples, seq_len, ctok, n_seq, seq_len, htok);
+    printf("original perplexity %.3f\n\n", base);
+
+    const row rows[] = {
+        {"submoe", SM_MERGE_SUBMOE, false},
+        {"submoe, adaptive", SM_MERGE_SUBMOE, true},
+        {"freq-average", SM_MERGE_FREQ_AVERAGE, false},
+        {"average", SM_MERGE_AVERAGE, false},
+        {"prune-frequency", SM_MERGE_PRUNE_FREQUENCY, false},
+        {"prune-output", SM_MERGE_PRUNE_OUTPUT, false},
+    };
+    const double ratios[2] = {0.25, 0.5};
+    printf("%-18s", "method");
+    for (int r = 0; r < 2; r++)
+        printf(" | %3.0f%% fewer: remap  lstsq", ratios[r] * 100);
+    printf("\n");
+    double best_merge[2] = {INFINITY, INFINITY}, best_prune[2] = {INFINITY, INFINITY}, avg[2] = {0, 0};
+    for (size_t q = 0; q < sizeof rows / sizeof rows[0]; q++) {
+        printf("%-18s", rows[q].label);
+        for (int r = 0; r < 2; r++) {
+            sm_planned_layer pl[64];
+            sm_planner_opts po = {.ratio = ratios[r], .adaptive = rows[q].adaptive, .window = 2,
+                                  .algo = SM_CLUSTER_KMEANS, .sim = SM_SIM_OUTPUT, .seed = 1};
+            if (c->n_layers > 64 || sm_planner_run(model, calib, &po, NULL, pl))
+                sm_die("%s", sm_errmsg());
+            bool prune = !sm_merge_method_merges(rows[q].method);
+            double p_remap = plan_ppl(pl, rows[q].method, SM_ROUTER_REMAP);
+            double p_lstsq = prune ? p_remap : plan_ppl(pl, rows[q].method, SM_ROUTER_COLLAPSE_LSTSQ);
+            printf(" |           %7.3f %6.3f", p_remap, p_lstsq);
+            double best = fmin(p_remap, p_lstsq);
+            if (rows[q].method == SM_MERGE_SUBMOE)
+                best_merge[r] = fmin(best_merge[r], best);
+            if (prune)
+                best_prune[r] = fmin(best_prune[r], best);
+            if (rows[q].method == SM_MERGE_AVERAGE)
+                avg[r] = best;
+            for (int l = 0; l < c->n_layers; l++)
+                sm_planned_layer_free(&pl[l]);
+            fflush(stdout);
+        }
+        printf("\n");
+    }
+    printf("\n(pruning drops router rows; its two columns are the same model)\n");
+    for (int r = 0; r < 2; r++)
+        printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
+               ratios[r] * 100, best_merge[r], best_prune[r], avg[r],
+               best_merge[r] < best_prune[r] && best_merge[r] < avg[r] ? "subspace merging wins (paper's ordering)"
+                                                                       : "paper's ordering does NOT hold");
+    printf("(%.1f s)\n", sm_now() - t0);
+    sm_calib_free(calib);
+    sm_tokens_free(&held);
+    sm_model_close(model);
+    return 0;
+}
