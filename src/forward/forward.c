@@ -334,10 +334,18 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
     for (size_t t = 0; t < n; t++)
         if (ids[t] < 0 || ids[t] >= c->vocab)
             return sm_err("forward: token %zu has id %d, outside the vocabulary of %d", t, ids[t], c->vocab);
+    /* Sequences per chunk: all at once for the whole-batch capture callback, else bounded so
+     * that only the residual stream x is held for every token. */
+    int cs = n_seq;
+    if (!o->capture) {
+        int64_t budget = o->chunk_tokens > 0 ? o->chunk_tokens : SM_FORWARD_CHUNK_TOKENS;
+        cs = budget / T < 1 ? 1 : budget / T < n_seq ? (int)(budget / T) : n_seq;
+    }
+    size_t nc = (size_t)cs * T; /* tokens per chunk */
     int rc = -1;
     layer_w w;
     memset(&w, 0, sizeof w);
-    float *x = sm_alloc_f32(n * H), *hn = sm_alloc_f32(n * H), *ff = sm_alloc_f32(n * H);
+    float *x = sm_alloc_f32(n * H), *hn = sm_alloc_f32(nc * H), *ff = sm_alloc_f32(nc * H);
     float *lg = NULL, *tw = NULL;
     int *tk = NULL;
     if (!x || !hn || !ff)
@@ -351,8 +359,8 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
     /* With several sequences, split them over threads (BLAS single-threaded inside); with one,
      * leave the parallelism to BLAS. */
     int nt = forward_threads();
-    if (nt > n_seq)
-        nt = n_seq;
+    if (nt > cs)
+        nt = cs;
     int blas_threads = openblas_get_num_threads();
     layer_job jobs[64];
     pthread_t tids[64];
@@ -367,37 +375,45 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             free(lg);
             free(tk);
             free(tw);
-            lg = sm_alloc_f32(n * (size_t)w.block->n_router);
-            tk = sm_alloc(n * k, sizeof *tk);
-            tw = sm_alloc(n * k, sizeof *tw);
+            lg = sm_alloc_f32(nc * (size_t)w.block->n_router);
+            tk = sm_alloc(nc * k, sizeof *tk);
+            tw = sm_alloc(nc * k, sizeof *tw);
             if (!lg || !tk || !tw)
                 goto out;
         }
-        for (int i = 0; i < nt; i++)
-            jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = (int)((long)n_seq * i / nt),
-                                  .s1 = (int)((long)n_seq * (i + 1) / nt), .x = x, .hn = hn, .ff = ff, .lg = lg,
-                                  .tw = tw, .tk = tk};
-        int started = 1;
-        if (nt > 1) {
-            openblas_set_num_threads(1);
-            for (; started < nt; started++)
-                if (pthread_create(&tids[started], NULL, layer_thread, &jobs[started]))
-                    break;
-        }
-        for (int i = started; i < nt; i++) /* threads that could not start run here */
-            layer_part(&jobs[i]);
-        layer_part(&jobs[0]);
-        for (int i = 1; i < started; i++)
-            pthread_join(tids[i], NULL);
-        if (nt > 1)
-            openblas_set_num_threads(blas_threads);
-        for (int i = 0; i < nt; i++)
-            if (jobs[i].rc) {
-                sm_err("layer %d: %s", l, jobs[i].err);
-                goto out;
+        for (int c0 = 0; c0 < n_seq; c0 += cs) {
+            int cn = n_seq - c0 < cs ? n_seq - c0 : cs, ct = nt < cn ? nt : cn;
+            size_t row0 = (size_t)c0 * T;
+            for (int i = 0; i < ct; i++)
+                jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = (int)((long)cn * i / ct),
+                                      .s1 = (int)((long)cn * (i + 1) / ct), .x = x + row0 * H, .hn = hn, .ff = ff,
+                                      .lg = lg, .tw = tw, .tk = tk};
+            int started = 1;
+            if (ct > 1) {
+                openblas_set_num_threads(1);
+                for (; started < ct; started++)
+                    if (pthread_create(&tids[started], NULL, layer_thread, &jobs[started]))
+                        break;
             }
-        if (c->is_moe[l] && o->capture && o->capture(o->capture_ctx, l, (int)n, hn, lg, tk, tw))
-            goto out;
+            for (int i = started; i < ct; i++) /* threads that could not start run here */
+                layer_part(&jobs[i]);
+            layer_part(&jobs[0]);
+            for (int i = 1; i < started; i++)
+                pthread_join(tids[i], NULL);
+            if (ct > 1)
+                openblas_set_num_threads(blas_threads);
+            for (int i = 0; i < ct; i++)
+                if (jobs[i].rc) {
+                    sm_err("layer %d: %s", l, jobs[i].err);
+                    goto out;
+                }
+            size_t rows = (size_t)cn * T;
+            if (c->is_moe[l] && o->capture && o->capture(o->capture_ctx, l, (int)rows, hn, lg, tk, tw))
+                goto out;
+            if (c->is_moe[l] && o->capture_chunk &&
+                o->capture_chunk(o->capture_ctx, l, (int64_t)row0, (int64_t)rows, (int64_t)n, hn, lg, tk, tw))
+                goto out;
+        }
         free_layer(&w);
         if (o->on_layer)
             o->on_layer(o->on_layer_ctx, l);

@@ -1,9 +1,10 @@
 /* forward: the built-in CPU fp32 forward pass of the five MoE architectures (DESIGN §3.2).
  *
  * Layer-at-a-time streaming: a batch of sequences goes through layer L completely before layer
- * L+1 is touched; only one layer's weights are converted to fp32 at a time, so memory is one
- * layer's weights plus the batch's activations [n_seq * seq_len, hidden], independent of the model
- * size. Matrix work is OpenBLAS sgemm.
+ * L+1 is touched; only one layer's weights are converted to fp32 at a time, and within a layer the
+ * sequences run in chunks of about SM_FORWARD_CHUNK_TOKENS tokens, so memory is one layer's
+ * weights, the residual stream [n_seq * seq_len, hidden] and one chunk's scratch, independent of
+ * the model size. Matrix work is OpenBLAS sgemm.
  *
  * Semantics follow Hugging Face transformers' modeling code of each architecture:
  * RMSNorm  y = w * x / sqrt(mean(x^2) + eps) (float);
@@ -32,13 +33,25 @@ typedef int (*sm_moe_capture_fn)(void *ctx, int layer, int n, const float *x /*[
                                  const float *logits /*[n, E]*/, const int *topk /*[n, k]*/,
                                  const float *topw /*[n, k]*/);
 
+/* The same in chunks of whole sequences (bounded memory): rows [row0, row0 + n) of the `total`
+ * tokens of the batch, called in order for every chunk of every MoE layer. */
+typedef int (*sm_moe_capture_chunk_fn)(void *ctx, int layer, int64_t row0, int64_t n, int64_t total,
+                                       const float *x /*[n, H]*/, const float *logits /*[n, E]*/,
+                                       const int *topk /*[n, k]*/, const float *topw /*[n, k]*/);
+
+/* Default tokens per chunk: each layer runs on this many tokens at a time, so that apart from the
+ * residual stream [n_seq * seq_len, hidden] the memory is that of one chunk. */
+#define SM_FORWARD_CHUNK_TOKENS 8192
+
 typedef struct sm_forward_opts {
     /* Optional outputs. */
     float *logits;          /* [n_seq * seq_len, vocab] if non-NULL */
     double *nll_sum;        /* if non-NULL: += -log p(ids[t+1] | ids[..t]) for t < seq_len-1 */
     uint64_t *nll_count;    /* += number of predicted tokens */
-    sm_moe_capture_fn capture;
+    sm_moe_capture_fn capture;  /* whole batch at once (forces a single chunk) */
+    sm_moe_capture_chunk_fn capture_chunk; /* chunk by chunk (shares capture_ctx) */
     void *capture_ctx;
+    int64_t chunk_tokens;       /* 0 = SM_FORWARD_CHUNK_TOKENS (rounded to whole sequences) */
     int stop_after_layer;   /* >= 0: run layers 0..stop_after_layer only, no head (capture only) */
     void (*on_layer)(void *ctx, int layer_done); /* progress: called after each layer */
     void *on_layer_ctx;

@@ -154,23 +154,16 @@ typedef struct {
     const sm_model *m;
     const sm_calib_spec *s;
     st_writer *w;
-    int total, keep, fit, sample, k;
-    const int *rows;           /* [keep] kept token rows, or NULL for all */
-    float *buf;
+    int64_t total, keep, fit, sample;
+    int k;
+    const int *rows;           /* [keep] kept token rows (sorted), or NULL for all */
+    int64_t next, got;         /* index into rows of the next kept row; rows gathered so far */
+    float *kx, *kl, *kk;       /* the layer's kept rows: inputs, logits, top-k (as floats) */
     sm_moe_layer layer;        /* the layer running now (forward's override) */
     const sm_monitor *mon;
     sm_progress *prog;
     int moe_done, n_moe;
 } cap_ctx;
-
-static int write_rows(cap_ctx *c, const float *src, int64_t cols)
-{
-    if (!c->rows)
-        return st_writer_write_f32(c->w, src, (size_t)c->total * (size_t)cols);
-    for (int i = 0; i < c->keep; i++)
-        memcpy(c->buf + (size_t)i * cols, src + (size_t)c->rows[i] * cols, sizeof(float) * (size_t)cols);
-    return st_writer_write_f32(c->w, c->buf, (size_t)c->keep * (size_t)cols);
-}
 
 static const sm_moe_block *cap_override(void *ctx, int layer)
 {
@@ -202,41 +195,26 @@ static int write_doubles(st_writer *w, const double *d, size_t n)
     return rc;
 }
 
-static int cap_moe(void *ctx, int layer, int n, const float *x, const float *logits, const int *topk,
-                   const float *topw)
+/* A layer's kept rows are complete: write them, then the statistics on the fit rows. */
+static int cap_finish_layer(cap_ctx *c, int layer)
 {
-    (void)topw;
-    cap_ctx *c = ctx;
     const sm_config *cfg = sm_model_config(c->m);
     int E = sm_model_layer_experts(c->m, layer);
-    if (n != c->total)
-        return sm_err("internal: capture of %d tokens, expected %d", n, c->total);
-    if (c->layer.layer != layer || !c->layer.router)
-        return sm_err("internal: layer %d was not loaded for capture", layer);
-    float *tk = sm_alloc_f32((size_t)n * c->k);
-    if (!tk)
+    if (c->got != c->keep)
+        return sm_err("internal: %lld of %lld rows captured", (long long)c->got, (long long)c->keep);
+    if (st_writer_write_f32(c->w, c->kx, (size_t)c->keep * cfg->hidden) ||
+        st_writer_write_f32(c->w, c->kl, (size_t)c->keep * E) ||
+        st_writer_write_f32(c->w, c->kk, (size_t)c->keep * c->k))
         return -1;
-    for (size_t i = 0; i < (size_t)n * c->k; i++)
-        tk[i] = (float)topk[i];
-    int rc = write_rows(c, x, cfg->hidden) || write_rows(c, logits, E) || write_rows(c, tk, c->k) ? -1 : 0;
-    free(tk);
-    if (rc)
-        return -1;
-
-    /* Statistics on the fit rows (the first `fit` kept rows). */
-    float *xf = c->rows ? c->buf : NULL;
-    if (c->rows)
-        for (int i = 0; i < c->fit; i++)
-            memcpy(xf + (size_t)i * cfg->hidden, x + (size_t)c->rows[i] * cfg->hidden, sizeof(float) * cfg->hidden);
     sm_analysis_opts ao = {.sample = c->sample, .weight_sim = true};
     sm_layer_analysis a;
     sm_monitor_span span;
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
-    if (sm_engine_analyse(&c->layer.block, xf ? xf : x, c->fit, &ao, mon, &a))
+    if (sm_engine_analyse(&c->layer.block, c->kx, c->fit, &ao, mon, &a))
         return sm_err_prefix("layer %d statistics", layer);
     double *cnt = sm_alloc((size_t)E, sizeof *cnt);
-    rc = -1;
+    int rc = -1;
     if (cnt) {
         for (int i = 0; i < E; i++)
             cnt[i] = (double)a.counts[i];
@@ -254,9 +232,37 @@ static int cap_moe(void *ctx, int layer, int n, const float *x, const float *log
     c->moe_done++;
     if (c->prog)
         sm_progress_update(c->prog, (uint64_t)c->moe_done);
-    if (!rc && sm_monitor_check(c->mon))
-        rc = -1;
     return rc;
+}
+
+static int cap_chunk(void *ctx, int layer, int64_t row0, int64_t n, int64_t total, const float *x,
+                     const float *logits, const int *topk, const float *topw)
+{
+    (void)topw;
+    cap_ctx *c = ctx;
+    const sm_config *cfg = sm_model_config(c->m);
+    int64_t H = cfg->hidden, E = sm_model_layer_experts(c->m, layer);
+    if (total != c->total)
+        return sm_err("internal: capture of %lld tokens, expected %lld", (long long)total, (long long)c->total);
+    if (c->layer.layer != layer || !c->layer.router)
+        return sm_err("internal: layer %d was not loaded for capture", layer);
+    if (row0 == 0)
+        c->next = c->got = 0;
+    for (int64_t r = row0; r < row0 + n; r++) {
+        if (c->rows) {
+            if (c->next >= c->keep || c->rows[c->next] != r)
+                continue;
+            c->next++;
+        }
+        int64_t t = r - row0, g = c->got++;
+        memcpy(c->kx + g * H, x + t * H, sizeof(float) * (size_t)H);
+        memcpy(c->kl + g * E, logits + t * E, sizeof(float) * (size_t)E);
+        for (int j = 0; j < c->k; j++)
+            c->kk[g * c->k + j] = (float)topk[t * c->k + j];
+    }
+    if (sm_monitor_check(c->mon))
+        return -1;
+    return row0 + n == total ? cap_finish_layer(c, layer) : 0;
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -312,13 +318,13 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     int *rows = sample_rows(total, keep, s->seed);
     st_writer *w = st_writer_new();
     char *tmp = xasprintf("%s.tmp-%ld", path, (long)getpid());
-    float *buf = NULL;
-    int rc = -1, maxc = cfg->hidden;
+    float *kx = NULL, *kl = NULL, *kk = NULL;
+    int rc = -1, maxe = 1;
     for (int l = 0; l < cfg->n_layers; l++) {
         if (!cfg->is_moe[l])
             continue;
         int E = sm_model_layer_experts(m, l);
-        maxc = E > maxc ? E : maxc;
+        maxe = E > maxe ? E : maxe;
         if (declare(w, l, "moe_input", 2, keep, cfg->hidden, 0) || declare(w, l, "router_logits", 2, keep, E, 0) ||
             declare(w, l, "topk", 2, keep, cfg->top_k, 0) || declare(w, l, "counts", 1, E, 0, 0) ||
             declare(w, l, "expert_outputs", 3, E, sample, cfg->hidden) || declare(w, l, "sim_output", 2, E, E, 0) ||
@@ -334,7 +340,8 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
         meta_i(w, "samples", s->samples) || meta_i(w, "seq_len", s->seq_len) || meta_i(w, "rows", keep) ||
         meta_i(w, "heldout", keep - fit) || meta_i(w, "sample", sample) || meta_i(w, "seed", (int64_t)s->seed))
         goto out;
-    if (rows && !(buf = sm_alloc_f32((size_t)keep * (size_t)maxc)))
+    if (!(kx = sm_alloc_f32((size_t)keep * cfg->hidden)) || !(kl = sm_alloc_f32((size_t)keep * maxe)) ||
+        !(kk = sm_alloc_f32((size_t)keep * cfg->top_k)))
         goto out;
     if (st_writer_begin(w, tmp))
         goto out;
@@ -342,11 +349,12 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     sm_progress prog;
     sm_progress_start(&prog, "calibrate", (uint64_t)cfg->n_moe_layers, s->quiet);
     cap_ctx c = {.m = m, .s = s, .w = w, .total = total, .keep = keep, .fit = fit, .sample = sample,
-                 .k = cfg->top_k, .rows = rows, .buf = buf, .mon = mon, .prog = &prog, .n_moe = cfg->n_moe_layers};
+                 .k = cfg->top_k, .rows = rows, .kx = kx, .kl = kl, .kk = kk, .mon = mon, .prog = &prog,
+                 .n_moe = cfg->n_moe_layers};
     c.layer.layer = -1;
     sm_forward_opts fo;
     sm_forward_opts_init(&fo);
-    fo.capture = cap_moe;
+    fo.capture_chunk = cap_chunk;
     fo.capture_ctx = &c;
     fo.moe_override = cap_override;
     fo.moe_override_ctx = &c;
@@ -371,7 +379,9 @@ out:
     st_writer_free(w);
     free(tmp);
     free(rows);
-    free(buf);
+    free(kx);
+    free(kl);
+    free(kk);
     return rc;
 }
 
