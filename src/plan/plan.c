@@ -1,0 +1,465 @@
+/* plan: the plan structure, model checks and the YAML writer (see plan.h). */
+#include "plan/plan.h"
+#include "util/diag.h"
+#include "util/fileio.h"
+#include "util/mem.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const format_names[SM_OUT_FORMAT_COUNT] = {"hf", "hf-expanded", "submoe"};
+
+const char *sm_out_format_name(sm_out_format f)
+{
+    return (unsigned)f < SM_OUT_FORMAT_COUNT ? format_names[f] : "?";
+}
+
+int sm_out_format_parse(const char *s, sm_out_format *out)
+{
+    for (int i = 0; i < SM_OUT_FORMAT_COUNT; i++)
+        if (!strcmp(s, format_names[i])) {
+            *out = (sm_out_format)i;
+            return 0;
+        }
+    return sm_err("unknown output format '%s' (expected hf, hf-expanded or submoe)", s);
+}
+
+void sm_plan_init(sm_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->output.dtype = -1;
+}
+
+void sm_plan_free(sm_plan *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->n_layers; i++) {
+        sm_plan_layer *l = &p->layers[i];
+        for (int g = 0; g < l->n_groups; g++)
+            free(l->groups[g]);
+        free(l->groups);
+        free(l->group_len);
+        free(l->clusters);
+        free(l->chosen);
+        free(l->comment);
+    }
+    free(p->layers);
+    free(p->file);
+    free(p->model_path);
+    free(p->calib.tokens);
+    free(p->calib.stats);
+    free(p->output.path);
+    free(p->header_comment);
+    sm_plan_init(p);
+}
+
+char *sm_plan_resolve_path(const sm_plan *p, const char *written)
+{
+    if (!written)
+        return NULL;
+    if (written[0] == '/' || !p->file || !*p->file || !strchr(p->file, '/'))
+        return xstrdup(written);
+    const char *slash = strrchr(p->file, '/');
+    return xasprintf("%.*s/%s", (int)(slash - p->file), p->file, written);
+}
+
+const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer)
+{
+    for (int i = 0; i < p->n_layers; i++)
+        if (p->layers[i].layer == layer)
+            return &p->layers[i];
+    return NULL;
+}
+
+int sm_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    uint64_t mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1ull << 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1ull << 20, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1ull << 30, end++;
+    else if (*end == 'T' || *end == 't')
+        mul = 1ull << 40, end++;
+    if (mul > 1 && (*end == 'B' || *end == 'b'))
+        end++;
+    if (*end || (v && mul > UINT64_MAX / v))
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+/* ---- model checks -------------------------------------------------------------------------- */
+
+static int at(const sm_plan *p, sm_plan_pos pos, const char *fmt, ...) SM_PRINTF(3, 4);
+static int at(const sm_plan *p, sm_plan_pos pos, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (pos.line > 0)
+        return sm_err("%s:%d:%d: %s", p->file, pos.line, pos.col, msg);
+    return sm_err("%s: %s", p->file && *p->file ? p->file : "plan", msg);
+}
+
+static int check_ranks(const sm_plan *p, const sm_plan_ranks *rk, const char *key, int64_t inter, int64_t hidden,
+                       int members)
+{
+    for (int j = 0; j < 3; j++) {
+        if (!rk->set[j] || rk->r[j].kind != SM_RANK_COUNT)
+            continue;
+        int64_t out = j == 2 ? hidden : inter, in = j == 2 ? inter : hidden;
+        int64_t max = out < members * in ? out : members * in;
+        static const char *const mat[3] = {"gate", "up", "down"};
+        if (rk->r[j].count > max)
+            return at(p, rk->pos[j], "%s.%s: rank %" PRId64 " exceeds the maximum %" PRId64
+                                     " for a cluster of %d (%" PRId64 "x%" PRId64 " matrices)",
+                      key, mat[j], rk->r[j].count, max, members, out, in);
+    }
+    return 0;
+}
+
+int sm_plan_check_model(const sm_plan *p, const sm_model *m)
+{
+    const sm_config *c = sm_model_config(m);
+    if (p->has_fingerprint) {
+        char fp[32];
+        sm_model_fingerprint(m, fp);
+        if (strcmp(fp, p->fingerprint))
+            return at(p, p->pos_fingerprint,
+                      "model.fingerprint: %s does not match the model in %s (%s): the plan was made for another "
+                      "model or the model changed",
+                      p->fingerprint, sm_model_dir(m), fp);
+    }
+    int64_t H = c->hidden;
+    int first_moe = -1;
+    for (int l = 0; l < c->n_layers && first_moe < 0; l++)
+        if (c->is_moe[l])
+            first_moe = l;
+    if (p->defaults.has_experts && first_moe >= 0 && p->defaults.experts > sm_model_layer_experts(m, first_moe))
+        return at(p, p->defaults.pos_experts, "defaults.experts: %d is more than the %d experts of a layer",
+                  p->defaults.experts, sm_model_layer_experts(m, first_moe));
+    for (int i = 0; i < p->n_layers; i++) {
+        const sm_plan_layer *l = &p->layers[i];
+        char key[64];
+        snprintf(key, sizeof key, "layers.%d", l->layer);
+        for (int j = 0; j < i; j++)
+            if (p->layers[j].layer == l->layer)
+                return at(p, l->pos, "%s: layer given twice", key);
+        if (l->layer >= c->n_layers || !c->is_moe[l->layer])
+            return at(p, l->pos, "%s: the model has no MoE layer %d (%d layers%s)", key, l->layer, c->n_layers,
+                      l->layer < c->n_layers ? "; that one is dense" : "");
+        int n = sm_model_layer_experts(m, l->layer);
+        sm_weight w;
+        if (sm_model_weight(m, SM_W_EXPERT_GATE, l->layer, 0, &w))
+            return -1;
+        int64_t inter = w.rows;
+        if (l->s.has_experts && l->s.experts > n)
+            return at(p, l->s.pos_experts, "%s.experts: %d is more than the layer's %d experts", key, l->s.experts,
+                      n);
+        int *seen = NULL;
+        if (l->n_groups) {
+            seen = xcalloc((size_t)n, sizeof *seen);
+            for (int g = 0; g < l->n_groups; g++)
+                for (int e = 0; e < l->group_len[g]; e++) {
+                    int x = l->groups[g][e];
+                    if (x >= n) {
+                        free(seen);
+                        return at(p, l->pos_groups, "%s.groups: expert %d is out of range (the layer has %d: 0..%d)",
+                                  key, x, n, n - 1);
+                    }
+                    seen[x] = 1;
+                }
+            for (int e = 0; e < n; e++)
+                if (!seen[e]) {
+                    free(seen);
+                    return at(p, l->pos_groups, "%s.groups: expert %d is in no group (every expert must be in "
+                                                "exactly one)",
+                              key, e);
+                }
+            free(seen);
+        }
+        /* Ranks: at the layer level against the largest cluster, per cluster against its own. */
+        int maxm = 1;
+        for (int g = 0; g < l->n_groups; g++)
+            maxm = l->group_len[g] > maxm ? l->group_len[g] : maxm;
+        if (!l->n_groups)
+            maxm = n;
+        char rk[80];
+        snprintf(rk, sizeof rk, "%s.rank", key);
+        if (check_ranks(p, &l->s.rank, rk, inter, H, maxm))
+            return -1;
+        for (int q = 0; q < l->n_clusters; q++) {
+            const sm_plan_cluster *cl = &l->clusters[q];
+            if (!l->n_groups)
+                return at(p, cl->pos, "%s.clusters.%d: per-cluster settings need explicit groups", key, cl->index);
+            for (int q2 = 0; q2 < q; q2++)
+                if (l->clusters[q2].index == cl->index)
+                    return at(p, cl->pos, "%s.clusters.%d: cluster given twice", key, cl->index);
+            snprintf(rk, sizeof rk, "%s.clusters.%d.rank", key, cl->index);
+            if (check_ranks(p, &cl->rank, rk, inter, H, l->group_len[cl->index]))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- writing ------------------------------------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} sbuf;
+
+static void put(sbuf *b, const char *fmt, ...) SM_PRINTF(2, 3);
+static void put(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (b->len + (size_t)n + 1 > b->cap) {
+        b->cap = (b->len + (size_t)n + 1) * 2;
+        b->buf = xrealloc(b->buf, b->cap);
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* YAML scalar for a string: plain when safe, else double-quoted. */
+static void put_str(sbuf *b, const char *s)
+{
+    bool plain = *s && !strchr(":#{}[],&*!|>'\"%@`", s[0]) && s[0] != '-' && s[0] != ' ';
+    for (const char *c = s; plain && *c; c++)
+        plain = (unsigned char)*c >= 0x20 && *c != '#' && !(c[0] == ':' && (c[1] == ' ' || !c[1]));
+    plain = plain && s[strlen(s) - 1] != ' ' && strcmp(s, "true") && strcmp(s, "false") && strcmp(s, "null");
+    if (plain) {
+        char *end;
+        strtod(s, &end);
+        plain = *end != 0; /* a string that reads as a number must be quoted */
+    }
+    if (plain) {
+        put(b, "%s", s);
+        return;
+    }
+    put(b, "\"");
+    for (const char *c = s; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            put(b, "\\%c", *c);
+        else if ((unsigned char)*c < 0x20)
+            put(b, "\\x%02x", (unsigned char)*c);
+        else
+            put(b, "%c", *c);
+    }
+    put(b, "\"");
+}
+
+/* Shortest representation that reads back equal. */
+static void put_double(sbuf *b, double v)
+{
+    char tmp[40];
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    if (!strpbrk(tmp, ".eEn"))
+        strcat(tmp, ".0");
+    put(b, "%s", tmp);
+}
+
+static void put_rank(sbuf *b, const sm_rank *r)
+{
+    if (r->kind == SM_RANK_FRACTION)
+        put_double(b, r->fraction);
+    else if (r->kind == SM_RANK_COUNT)
+        put(b, "%" PRId64, r->count);
+    else
+        put(b, "full");
+}
+
+static void put_ranks(sbuf *b, const sm_plan_ranks *rk)
+{
+    bool all = rk->set[0] && rk->set[1] && rk->set[2] && !memcmp(&rk->r[0], &rk->r[1], sizeof rk->r[0]) &&
+               !memcmp(&rk->r[0], &rk->r[2], sizeof rk->r[0]);
+    if (all) {
+        put_rank(b, &rk->r[0]);
+        return;
+    }
+    static const char *const mat[3] = {"gate", "up", "down"};
+    put(b, "{");
+    int first = 1;
+    for (int j = 0; j < 3; j++)
+        if (rk->set[j]) {
+            put(b, "%s%s: ", first ? "" : ", ", mat[j]);
+            put_rank(b, &rk->r[j]);
+            first = 0;
+        }
+    put(b, "}");
+}
+
+static bool any_rank(const sm_plan_ranks *rk)
+{
+    return rk->set[0] || rk->set[1] || rk->set[2];
+}
+
+static void put_comment(sbuf *b, const char *indent, const char *text)
+{
+    for (const char *s = text; s && *s;) {
+        const char *nl = strchr(s, '\n');
+        size_t n = nl ? (size_t)(nl - s) : strlen(s);
+        put(b, "%s# %.*s\n", indent, (int)n, s);
+        s = nl ? nl + 1 : s + n;
+    }
+}
+
+static void put_settings(sbuf *b, const char *ind, const sm_plan_settings *s)
+{
+    if (s->has_experts)
+        put(b, "%sexperts: %d\n", ind, s->experts);
+    if (s->has_method)
+        put(b, "%smethod: %s\n", ind, s->method_auto ? "auto" : sm_merge_method_name(s->method));
+    if (s->has_similarity)
+        put(b, "%ssimilarity: %s\n", ind, sm_similarity_kind_name(s->similarity));
+    if (s->has_clustering)
+        put(b, "%sclustering: %s\n", ind, sm_cluster_algo_name(s->clustering));
+    if (s->has_router)
+        put(b, "%srouter: %s\n", ind, sm_router_mode_name(s->router));
+    if (s->has_align)
+        put(b, "%salign: %s\n", ind, s->align ? "true" : "false");
+    if (any_rank(&s->rank)) {
+        put(b, "%srank: ", ind);
+        put_ranks(b, &s->rank);
+        put(b, "\n");
+    }
+}
+
+int sm_plan_format(const sm_plan *p, char **text, size_t *len)
+{
+    sbuf b = {0};
+    if (p->header_comment)
+        put_comment(&b, "", p->header_comment);
+    put(&b, "submoe_plan: %d\n", SM_PLAN_VERSION);
+    put(&b, "model:\n  path: ");
+    put_str(&b, p->model_path ? p->model_path : "");
+    put(&b, "\n");
+    if (p->has_fingerprint)
+        put(&b, "  fingerprint: \"%s\"\n", p->fingerprint);
+    const typeof(p->calib) *c = &p->calib;
+    if (c->tokens || c->stats || c->has_samples || c->has_seq_len || c->has_keep || c->has_heldout ||
+        c->has_sample || c->has_seed) {
+        put(&b, "calibration:\n");
+        if (c->tokens)
+            put(&b, "  tokens: "), put_str(&b, c->tokens), put(&b, "\n");
+        if (c->has_samples)
+            put(&b, "  samples: %d\n", c->samples);
+        if (c->has_seq_len)
+            put(&b, "  seq_len: %d\n", c->seq_len);
+        if (c->has_keep)
+            put(&b, "  keep: %" PRId64 "\n", c->keep);
+        if (c->has_heldout)
+            put(&b, "  heldout: %" PRId64 "\n", c->heldout);
+        if (c->has_sample)
+            put(&b, "  sample: %" PRId64 "\n", c->sample);
+        if (c->has_seed)
+            put(&b, "  seed: %" PRIu64 "\n", c->seed);
+        if (c->stats)
+            put(&b, "  stats: "), put_str(&b, c->stats), put(&b, "\n");
+    }
+    sbuf d = {0};
+    put_settings(&d, "  ", &p->defaults);
+    if (p->has_ratio)
+        put(&d, "  ratio: "), put_double(&d, p->ratio), put(&d, "\n");
+    if (p->has_allocation)
+        put(&d, "  allocation: %s\n", p->adaptive ? "adaptive" : "uniform");
+    if (p->has_window)
+        put(&d, "  window: %d\n", p->window);
+    if (p->has_damping)
+        put(&d, "  damping: "), put_double(&d, p->damping), put(&d, "\n");
+    if (p->has_seed)
+        put(&d, "  seed: %" PRIu64 "\n", p->seed);
+    if (d.len)
+        put(&b, "defaults:\n%s", d.buf);
+    free(d.buf);
+    if (p->n_layers) {
+        put(&b, "layers:\n");
+        for (int i = 0; i < p->n_layers; i++) {
+            const sm_plan_layer *l = &p->layers[i];
+            if (l->comment)
+                put_comment(&b, "  ", l->comment);
+            put(&b, "  %d:\n", l->layer);
+            put_settings(&b, "    ", &l->s);
+            if (l->n_groups) {
+                put(&b, "    groups: [");
+                for (int g = 0; g < l->n_groups; g++) {
+                    put(&b, "%s[", g ? ", " : "");
+                    for (int e = 0; e < l->group_len[g]; e++)
+                        put(&b, "%s%d", e ? ", " : "", l->groups[g][e]);
+                    put(&b, "]");
+                }
+                put(&b, "]\n");
+            }
+            if (l->n_clusters) {
+                put(&b, "    clusters:\n");
+                for (int q = 0; q < l->n_clusters; q++) {
+                    put(&b, "      %d: {rank: ", l->clusters[q].index);
+                    put_ranks(&b, &l->clusters[q].rank);
+                    put(&b, "}\n");
+                }
+            }
+            if (l->chosen)
+                put(&b, "    chosen: "), put_str(&b, l->chosen), put(&b, "\n");
+        }
+    }
+    const typeof(p->output) *o = &p->output;
+    if (o->has_format || o->has_dtype || o->has_shard_size || o->path) {
+        put(&b, "output:\n");
+        if (o->has_format)
+            put(&b, "  format: %s\n", sm_out_format_name(o->format));
+        if (o->has_dtype)
+            put(&b, "  dtype: %s\n", o->dtype < 0 ? "source" : o->dtype == SM_DT_F32 ? "f32" : o->dtype == SM_DT_F16 ? "f16" : "bf16");
+        if (o->has_shard_size)
+            put(&b, "  shard_size: %" PRIu64 "\n", o->shard_size);
+        if (o->path)
+            put(&b, "  path: "), put_str(&b, o->path), put(&b, "\n");
+    }
+    *text = b.buf;
+    *len = b.len;
+    return 0;
+}
+
+int sm_plan_write(const sm_plan *p, const char *path)
+{
+    char *text;
+    size_t len;
+    if (sm_plan_format(p, &text, &len))
+        return -1;
+    char *tmp = xasprintf("%s.tmp-%ld", path, (long)getpid());
+    int rc = sm_write_file(tmp, text, len);
+    if (!rc && rename(tmp, path)) {
+        rc = sm_err("%s: cannot rename into place: %s", path, strerror(errno));
+    }
+    if (rc)
+        unlink(tmp);
+    free(tmp);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,132 @@
+/* plan: `submoe_plan: 1` YAML documents (DESIGN §4; man/submoe-plan.5) — read, validate, write.
+ *
+ * A plan fully determines a run: the source model (path, fingerprint), calibration, defaults,
+ * per-layer overrides (expert count, explicit groups, per-matrix ranks, method, router, …),
+ * per-cluster rank overrides and the output. Every setting records whether it was given, so
+ * the caller applies the documented defaults; every layer and setting records its line and column
+ * so model-dependent errors can still point into the file.
+ *
+ * Errors are one line: "FILE:LINE:COL: KEY.PATH: what is wrong". */
+#ifndef SM_PLAN_H
+#define SM_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "model/model.h"
+
+#define SM_PLAN_VERSION 1
+#define SM_PLAN_MAX_BYTES (16u << 20)
+
+typedef enum { SM_OUT_HF = 0, SM_OUT_HF_EXPANDED, SM_OUT_SUBMOE, SM_OUT_FORMAT_COUNT } sm_out_format;
+const char *sm_out_format_name(sm_out_format f); /* "hf", "hf-expanded", "submoe" */
+int sm_out_format_parse(const char *s, sm_out_format *out);
+
+typedef struct sm_plan_pos {
+    int line, col; /* 1-based; 0 when not from a file */
+} sm_plan_pos;
+
+/* Per-matrix ranks (gate, up, down), each optional. */
+typedef struct sm_plan_ranks {
+    sm_rank r[3];
+    bool set[3];
+    sm_plan_pos pos[3];
+} sm_plan_ranks;
+
+/* The settings a layer can override; `has_*` says whether the document gave them. */
+typedef struct sm_plan_settings {
+    bool has_method, method_auto;
+    sm_merge_method method;
+    bool has_similarity;
+    sm_similarity_kind similarity;
+    bool has_clustering;
+    sm_cluster_algo clustering;
+    bool has_router;
+    sm_router_mode router;
+    bool has_align, align;
+    bool has_experts;
+    int experts;
+    sm_plan_ranks rank;
+    sm_plan_pos pos_experts;
+} sm_plan_settings;
+
+typedef struct sm_plan_cluster {
+    int index;
+    sm_plan_ranks rank;
+    sm_plan_pos pos;
+} sm_plan_cluster;
+
+typedef struct sm_plan_layer {
+    int layer;
+    sm_plan_pos pos;
+    sm_plan_settings s;
+    int n_groups;          /* 0: no explicit groups */
+    int *group_len;        /* n_groups */
+    int **groups;          /* n_groups arrays of expert indices, as written */
+    sm_plan_pos pos_groups;
+    int n_clusters;
+    sm_plan_cluster *clusters;
+    char *chosen;          /* `auto` provenance: the method chosen, as written (may be NULL) */
+    char *comment;         /* written as YAML comments above the layer (not read back) */
+} sm_plan_layer;
+
+typedef struct sm_plan {
+    char *file;            /* path the plan was read from ("" when built in memory) */
+    char *model_path;      /* as written */
+    bool has_fingerprint;
+    char fingerprint[32];
+    sm_plan_pos pos_fingerprint, pos_model;
+    struct {
+        char *tokens, *stats;          /* as written, or NULL */
+        bool has_samples, has_seq_len, has_keep, has_heldout, has_sample, has_seed;
+        int samples, seq_len;
+        int64_t keep, heldout, sample;
+        uint64_t seed;
+    } calib;
+    sm_plan_settings defaults;
+    bool has_ratio, has_allocation, adaptive, has_window, has_damping, has_seed;
+    double ratio, damping;
+    int window;
+    uint64_t seed;
+    int n_layers;
+    sm_plan_layer *layers; /* in file order */
+    struct {
+        bool has_format, has_dtype, has_shard_size;
+        sm_out_format format;
+        int dtype;         /* -1: each tensor keeps its dtype ("source"), else an sm_dtype */
+        uint64_t shard_size;
+        char *path;        /* as written, or NULL */
+    } output;
+    char *header_comment;  /* written above the document (not read back) */
+} sm_plan;
+
+void sm_plan_init(sm_plan *p);
+void sm_plan_free(sm_plan *p);
+
+/* Parse a document; `filename` is used in messages. 0, or -1 with a message. */
+int sm_plan_parse(const char *text, size_t len, const char *filename, sm_plan *out);
+/* Read and parse a file (at most SM_PLAN_MAX_BYTES). */
+int sm_plan_read(const char *path, sm_plan *out);
+
+/* A path written in the plan, resolved against the plan file's directory (absolute paths and
+ * plans built in memory are returned as is). Caller frees. */
+char *sm_plan_resolve_path(const sm_plan *p, const char *written);
+
+/* The plan's layer entry for layer L, or NULL. */
+const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer);
+
+/* Model-dependent checks: fingerprint, layers that are MoE layers of the model, expert counts,
+ * groups (each expert exactly once, indices in range, count = experts), cluster keys, integer
+ * ranks within the cluster's maximum. Messages point into the file. */
+int sm_plan_check_model(const sm_plan *p, const sm_model *m);
+
+/* The document as YAML text (deterministic bytes) / written atomically to a file. */
+int sm_plan_format(const sm_plan *p, char **text, size_t *len);
+int sm_plan_write(const sm_plan *p, const char *path);
+
+/* Parse "4G", "500M", "4GB", "1048576" (powers of 1024). */
+int sm_parse_size(const char *s, uint64_t *out);
+
+#endif
