@@ -16,7 +16,9 @@ const sm_command sm_commands[] = {
     {"inspect", cmd_inspect, "describe a model: architecture, layers, experts, parameters, files"},
     {"synth", cmd_synth, "write a synthetic model with planted expert clusters"},
     {"eval", cmd_eval, "perplexity of a model on a token file (built-in CPU forward pass)"},
-    {"calibrate", cmd_calibrate, "capture MoE-block inputs and routing of calibration tokens"},
+    {"calibrate", cmd_calibrate, "calibration inputs and expert statistics into a stats file"},
+    {"plan", cmd_plan, "cluster and allocate experts; write a YAML plan"},
+    {"apply", cmd_apply, "run a YAML plan and write the merged model"},
     {NULL, NULL, NULL},
 };
 

@@ -455,7 +455,8 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
             const sm_monitor *sub =
                 sm_monitor_span_init(&span, mon, (3.0 * c + j) / (3.0 * k), (3.0 * c + j + 1) / (3.0 * k));
             if (sm_merge_matrix(spec->method, &set, f, a && a->gram_in ? gr : NULL,
-                                &spec->matrix[j], sub, &out->mats[c][j]) != 0) {
+                                spec->cluster && c < spec->n_cluster ? &spec->cluster[c][j] : &spec->matrix[j], sub,
+                                &out->mats[c][j]) != 0) {
                 if (!sm_monitor_cancelled(mon))
                     sm_err_prefix("cluster %d %s", c, j == 0 ? "gate" : j == 1 ? "up" : "down");
                 goto done;

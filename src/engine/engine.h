@@ -75,6 +75,10 @@ typedef struct sm_layer_spec {
     sm_merge_opts matrix[3];    /* gate, up, down */
     sm_router_mode router;      /* merges only; pruning drops rows */
     double ridge;               /* collapse-lstsq (0 = default) */
+    /* Per-cluster options: cluster c < n_cluster uses cluster[c][j] instead of matrix[j] (the
+     * caller fills every entry, copying matrix[] where a cluster has no override). NULL = none. */
+    const sm_merge_opts (*cluster)[3];
+    int n_cluster;
 } sm_layer_spec;
 
 typedef struct sm_merged_layer {

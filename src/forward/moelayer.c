@@ -28,9 +28,9 @@ static int load(const sm_model *m, int layer, bool experts, sm_moe_layer *o)
     o->layer = layer;
     if (layer < 0 || layer >= c->n_layers || !c->is_moe[layer])
         return sm_err("layer %d is not a MoE layer of this model", layer);
-    int n = sm_model_layer_experts(m, layer);
+    int n = sm_model_layer_experts(m, layer), nr = sm_model_router_rows(m, layer);
     int64_t rows;
-    o->block.n_router = n; /* so that a failure part-way frees what was loaded */
+    o->block.n_experts = n; /* so that a failure part-way frees what was loaded */
     if (!(o->router = load_f32(m, SM_W_ROUTER, layer, 0, NULL)))
         goto fail;
     if (experts) {
@@ -41,17 +41,43 @@ static int load(const sm_model *m, int layer, bool experts, sm_moe_layer *o)
         if (!o->gate || !o->up || !o->down || !o->experts)
             goto fail;
         for (int e = 0; e < n; e++) {
-            if (!(o->gate[e] = load_f32(m, SM_W_EXPERT_GATE, layer, e, &rows)))
+            sm_linear *lin[3] = {&o->experts[e].gate, &o->experts[e].up, &o->experts[e].down};
+            float **dense[3] = {&o->gate[e], &o->up[e], &o->down[e]};
+            for (int k = 0; k < 3; k++) {
+                sm_weight fa, fb;
+                int f = sm_model_expert_factors(m, layer, e, k, &fa, &fb);
+                if (f < 0)
+                    goto fail;
+                if (f == 0) {
+                    if (!(*dense[k] = load_f32(m, SM_W_EXPERT_GATE + k, layer, e, &rows)))
+                        goto fail;
+                    *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden, .w = *dense[k]};
+                } else {
+                    if (!o->fac && !(o->fac = sm_zalloc((size_t)n * 6, sizeof *o->fac)))
+                        goto fail;
+                    float **a = &o->fac[(e * 3 + k) * 2], **b = a + 1;
+                    if (!(*a = sm_alloc_f32((size_t)(fa.rows * fa.cols))) ||
+                        !(*b = sm_alloc_f32((size_t)(fb.rows * fb.cols))))
+                        goto fail;
+                    sm_weight_to_f32(&fa, *a);
+                    sm_weight_to_f32(&fb, *b);
+                    rows = fa.rows;
+                    *lin[k] = (sm_linear){.out = fa.rows, .in = fb.cols, .a = *a, .b = *b, .rank = fa.cols};
+                }
+                if (k == 0)
+                    o->inter = rows;
+            }
+        }
+        const int *map = sm_model_expert_map(m, layer);
+        if (map) {
+            if (!(o->expert_map = sm_alloc((size_t)nr, sizeof *o->expert_map)))
                 goto fail;
-            o->inter = rows;
-            if (!(o->up[e] = load_f32(m, SM_W_EXPERT_UP, layer, e, NULL)) ||
-                !(o->down[e] = load_f32(m, SM_W_EXPERT_DOWN, layer, e, NULL)))
-                goto fail;
-            o->experts[e] = sm_expert_dense(c->hidden, o->inter, o->gate[e], o->up[e], o->down[e]);
+            memcpy(o->expert_map, map, sizeof(int) * (size_t)nr);
         }
     } else {
-        sm_weight w;
-        if (sm_model_weight(m, SM_W_EXPERT_GATE, layer, 0, &w))
+        sm_weight w, wb;
+        int f = sm_model_expert_factors(m, layer, 0, 0, &w, &wb);
+        if (f < 0 || (f == 0 && sm_model_weight(m, SM_W_EXPERT_GATE, layer, 0, &w)))
             goto fail;
         o->inter = w.rows;
     }
@@ -67,8 +93,8 @@ static int load(const sm_model *m, int layer, bool experts, sm_moe_layer *o)
             goto fail;
     }
     o->block = (sm_moe_block){
-        .hidden = c->hidden, .n_router = n, .router = o->router, .rule = sm_route_rule_from_config(c),
-        .n_experts = experts ? n : 0, .experts = o->experts, .expert_map = NULL,
+        .hidden = c->hidden, .n_router = nr, .router = o->router, .rule = sm_route_rule_from_config(c),
+        .n_experts = experts ? n : 0, .experts = o->experts, .expert_map = experts ? o->expert_map : NULL,
         .n_shared = o->shared_inter ? 1 : 0, .shared = o->shared_inter ? &o->shared : NULL,
         .shared_gate = o->shared_gate,
     };
@@ -93,7 +119,11 @@ void sm_moe_layer_free(sm_moe_layer *l)
 {
     if (!l)
         return;
-    int n = l->block.n_router;
+    int n = l->block.n_experts;
+    for (int e = 0; l->fac && e < n * 6; e++)
+        free(l->fac[e]);
+    free(l->fac);
+    free(l->expert_map);
     for (int e = 0; e < n; e++) {
         if (l->gate)
             free(l->gate[e]);

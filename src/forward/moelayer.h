@@ -17,7 +17,9 @@ typedef struct sm_moe_layer {
     int64_t shared_inter; /* 0 without shared experts */
     /* storage */
     float *router;        /* n × hidden */
-    float **gate, **up, **down; /* n each: I×H, I×H, H×I */
+    float **gate, **up, **down; /* n each: I×H, I×H, H×I (NULL when factored) */
+    float **fac;          /* n × 3 × 2 factors (A, B) of factored matrices, or NULL */
+    int *expert_map;      /* router row -> slot (native format), or NULL */
     sm_expert *experts;   /* n */
     float *shared_w[3];   /* shared expert gate/up/down, or NULL */
     sm_expert shared;

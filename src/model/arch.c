@@ -233,6 +233,83 @@ static int parse_arch(cfgctx *c, sm_config *o)
     return 0;
 }
 
+/* The "submoe" block of the native format: {"version": 1, "experts_per_layer": {"L": n},
+ * "expert_map": {"L": [slot of each router row]}}; every MoE layer needs an entry. */
+static int parse_native(cfgctx *c, sm_config *o)
+{
+    json_t *b = json_object_get(c->root, "submoe");
+    if (!b)
+        return 0;
+    const char *p = c->path;
+    if (!json_is_object(b))
+        return sm_err("%s: key 'submoe' must be an object", p);
+    json_t *v = json_object_get(b, "version");
+    if (!json_is_integer(v) || json_integer_value(v) != 1)
+        return sm_err("%s: submoe.version must be 1 (this submoe reads version 1 of its native format)", p);
+    json_t *per = json_object_get(b, "experts_per_layer"), *maps = json_object_get(b, "expert_map");
+    if (!json_is_object(per))
+        return sm_err("%s: submoe.experts_per_layer must be an object of layer -> expert count", p);
+    if (maps && !json_is_object(maps))
+        return sm_err("%s: submoe.expert_map must be an object of layer -> list", p);
+    o->native = true;
+    o->layer_experts = calloc((size_t)o->n_layers, sizeof *o->layer_experts);
+    o->expert_map = calloc((size_t)o->n_layers, sizeof *o->expert_map);
+    if (!o->layer_experts || !o->expert_map)
+        return sm_err("out of memory");
+    const char *key;
+    json_t *val;
+    json_object_foreach(per, key, val) {
+        char *end;
+        long l = strtol(key, &end, 10);
+        if (*end || !*key || l < 0 || l >= o->n_layers || !o->is_moe[l])
+            return sm_err("%s: submoe.experts_per_layer: '%s' is not a MoE layer of this model", p, key);
+        if (!json_is_integer(val) || json_integer_value(val) < 1 || json_integer_value(val) > o->n_experts)
+            return sm_err("%s: submoe.experts_per_layer.%s must be an integer in [1, %d]", p, key, o->n_experts);
+        o->layer_experts[l] = (int)json_integer_value(val);
+    }
+    for (int l = 0; l < o->n_layers; l++)
+        if (o->is_moe[l] && !o->layer_experts[l])
+            return sm_err("%s: submoe.experts_per_layer has no entry for MoE layer %d", p, l);
+    if (maps)
+        json_object_foreach(maps, key, val) {
+            char *end;
+            long l = strtol(key, &end, 10);
+            if (*end || !*key || l < 0 || l >= o->n_layers || !o->is_moe[l])
+                return sm_err("%s: submoe.expert_map: '%s' is not a MoE layer of this model", p, key);
+            if (!json_is_array(val) || (long)json_array_size(val) != o->n_experts)
+                return sm_err("%s: submoe.expert_map.%s must list the slot of each of the %d router rows", p, key,
+                              o->n_experts);
+            o->expert_map[l] = calloc((size_t)o->n_experts, sizeof(int));
+            if (!o->expert_map[l])
+                return sm_err("out of memory");
+            for (int i = 0; i < o->n_experts; i++) {
+                json_t *e = json_array_get(val, (size_t)i);
+                if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+                    json_integer_value(e) >= o->layer_experts[l])
+                    return sm_err("%s: submoe.expert_map.%s[%d] must be a slot in [0, %d)", p, key, i,
+                                  o->layer_experts[l]);
+                o->expert_map[l][i] = (int)json_integer_value(e);
+            }
+        }
+    return 0;
+}
+
+int sm_config_layer_experts(const sm_config *c, int layer)
+{
+    if (layer < 0 || layer >= c->n_layers || !c->is_moe[layer])
+        return 0;
+    return c->layer_experts ? c->layer_experts[layer] : c->n_experts;
+}
+
+int sm_config_router_rows(const sm_config *c, int layer)
+{
+    if (layer < 0 || layer >= c->n_layers || !c->is_moe[layer])
+        return 0;
+    if (c->native && !c->expert_map[layer])
+        return c->layer_experts[layer]; /* a collapsed router: one row per slot */
+    return c->n_experts;
+}
+
 int sm_config_parse(const char *path, const char *text, sm_config *out)
 {
     memset(out, 0, sizeof *out);
@@ -259,6 +336,8 @@ int sm_config_parse(const char *path, const char *text, sm_config *out)
     rc = parse_common(&c, out);
     if (!rc)
         rc = parse_arch(&c, out);
+    if (!rc)
+        rc = parse_native(&c, out);
 done:
     json_decref(root);
     if (rc)
@@ -282,6 +361,12 @@ int sm_config_load(const char *path, sm_config *out)
 
 void sm_config_free(sm_config *c)
 {
+    for (int l = 0; c->expert_map && l < c->n_layers; l++)
+        free(c->expert_map[l]);
+    free(c->expert_map);
+    free(c->layer_experts);
     free(c->is_moe);
     c->is_moe = NULL;
+    c->expert_map = NULL;
+    c->layer_experts = NULL;
 }

@@ -35,6 +35,10 @@ typedef struct sm_config {
     sm_qknorm qk_norm;           /* qwen3_moe per head, olmoe full width */
     bool *is_moe;                /* [n_layers] */
     int n_moe_layers;
+    /* submoe's native output format (DESIGN §3.3): a "submoe" block in config.json. */
+    bool native;
+    int *layer_experts;          /* [n_layers] expert slots per MoE layer (native), else NULL */
+    int **expert_map;            /* [n_layers] router row -> slot (n_experts entries), or NULL rows */
 } sm_config;
 
 const char *sm_arch_name(sm_arch a);            /* the config.json model_type */
@@ -47,5 +51,11 @@ const char *sm_arch_expert_count_key(sm_arch a);
 int sm_config_parse(const char *path, const char *text, sm_config *out);
 int sm_config_load(const char *path, sm_config *out);
 void sm_config_free(sm_config *c);
+
+/* Expert slots of MoE layer L (the native format's per-layer count, else n_experts) and its
+ * router rows: n_experts when the layer keeps the original router (an expert map, or not
+ * native), else one row per slot (a collapsed router). */
+int sm_config_layer_experts(const sm_config *c, int layer);
+int sm_config_router_rows(const sm_config *c, int layer);
 
 #endif

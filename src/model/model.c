@@ -19,8 +19,9 @@
 typedef struct {
     bool present[SM_W_ROLE_COUNT];
     sm_weight w[SM_W_ROLE_COUNT];
-    sm_weight *experts[EXPERT_MATS]; /* gate, up, down: [n_experts] */
-    int n_experts;
+    sm_weight *experts[EXPERT_MATS]; /* gate, up, down: [n_experts] (tensor NULL when factored) */
+    sm_weight *fa[EXPERT_MATS], *fb[EXPERT_MATS]; /* native format factors W = A·B, or NULL */
+    int n_experts, n_router;
 } layer_weights;
 
 typedef struct {
@@ -220,19 +221,47 @@ static int resolve_role(sm_model *m, layer_weights *lw, sm_wrole role, int l, in
     return 0;
 }
 
+/* One native-format expert matrix: dense `<name>` or factors `<name>_a` [out, r] and
+ * `<name>_b` [r, in] with 1 <= r <= min(out, in). */
+static int resolve_native_matrix(sm_model *m, layer_weights *lw, int k, int64_t e, const char *nb, int64_t r,
+                                 int64_t cc, const char *why)
+{
+    if (find_tensor(m, nb))
+        return want2(m, nb, r, cc, why, &lw->experts[k][e]);
+    char na[300], nbb[300];
+    snprintf(na, sizeof na, "%s_a", nb);
+    snprintf(nbb, sizeof nbb, "%s_b", nb);
+    const sm_tensor *ta = find_tensor(m, na);
+    if (!ta)
+        return sm_err("%s: no tensor '%s' (or its factors '%s' and '%s_b') for %s", m->dir, nb, na, nb, why);
+    if (ta->ndim != 2 || ta->shape[0] != r || ta->shape[1] < 1 || ta->shape[1] > (r < cc ? r : cc))
+        return sm_err("%s: tensor '%s' for %s must be [%lld, rank] with 1 <= rank <= %lld", ta->file, na, why,
+                      (long long)r, (long long)(r < cc ? r : cc));
+    if (!lw->fa[k]) {
+        lw->fa[k] = xcalloc((size_t)lw->n_experts, sizeof(sm_weight));
+        lw->fb[k] = xcalloc((size_t)lw->n_experts, sizeof(sm_weight));
+    }
+    int64_t rank = ta->shape[1];
+    if (want2(m, na, r, rank, why, &lw->fa[k][e]) || want2(m, nbb, rank, cc, why, &lw->fb[k][e]))
+        return -1;
+    return 0;
+}
+
 static int resolve_experts(sm_model *m, int l, layer_weights *lw)
 {
     const sm_config *c = &m->cfg;
     const char *mb = moe_block(m, l);
-    int64_t E = c->n_experts, I = c->expert_intermediate, H = c->hidden;
+    int64_t E = sm_config_layer_experts(c, l), R = sm_config_router_rows(c, l), I = c->expert_intermediate,
+            H = c->hidden;
     char nb[256], nb2[256];
     lw->n_experts = (int)E;
-    if (want2(m, sm_name(c->arch, SM_W_ROUTER, l, 0, mb, nb, sizeof nb), E, H, "router", &lw->w[SM_W_ROUTER]))
+    lw->n_router = (int)R;
+    if (want2(m, sm_name(c->arch, SM_W_ROUTER, l, 0, mb, nb, sizeof nb), R, H, "router", &lw->w[SM_W_ROUTER]))
         return -1;
     lw->present[SM_W_ROUTER] = true;
     for (int k = 0; k < EXPERT_MATS; k++)
         lw->experts[k] = xcalloc((size_t)E, sizeof(sm_weight));
-    if (find_tensor(m, sm_name_fused(l, true, mb, nb, sizeof nb))) {
+    if (!c->native && find_tensor(m, sm_name_fused(l, true, mb, nb, sizeof nb))) {
         /* Fused layout: gate_up_proj [E, 2I, H] (gate rows first), down_proj [E, H, I]. */
         const sm_tensor *gu, *dn;
         int64_t dgu[3] = {E, 2 * I, H}, ddn[3] = {E, H, I};
@@ -254,7 +283,8 @@ static int resolve_experts(sm_model *m, int l, layer_weights *lw)
             char why[64];
             snprintf(why, sizeof why, "layer %d expert %lld %s", l, (long long)e, what[k]);
             sm_name(c->arch, SM_W_EXPERT_GATE + k, l, (int)e, mb, nb, sizeof nb);
-            if (want2(m, nb, r, cc, why, &lw->experts[k][e]))
+            if (c->native ? resolve_native_matrix(m, lw, k, e, nb, r, cc, why) : want2(m, nb, r, cc, why,
+                                                                                         &lw->experts[k][e]))
                 return -1;
         }
     return 0;
@@ -371,8 +401,11 @@ void sm_model_close(sm_model *m)
         return;
     if (m->layers)
         for (int l = 0; l < m->cfg.n_layers; l++)
-            for (int k = 0; k < EXPERT_MATS; k++)
+            for (int k = 0; k < EXPERT_MATS; k++) {
                 free(m->layers[l].experts[k]);
+                free(m->layers[l].fa[k]);
+                free(m->layers[l].fb[k]);
+            }
     free(m->layers);
     for (int i = 0; i < m->n_files; i++)
         st_close(m->files[i]);
@@ -388,6 +421,33 @@ const char *sm_model_dir(const sm_model *m) { return m->dir; }
 sm_layout sm_model_layout(const sm_model *m) { return m->layout; }
 int sm_model_file_count(const sm_model *m) { return m->n_files; }
 const st_file *sm_model_file(const sm_model *m, int i) { return i >= 0 && i < m->n_files ? m->files[i] : NULL; }
+
+int sm_model_router_rows(const sm_model *m, int layer)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers)
+        return 0;
+    return m->layers[layer].n_router;
+}
+
+const int *sm_model_expert_map(const sm_model *m, int layer)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || !m->cfg.expert_map)
+        return NULL;
+    return m->cfg.expert_map[layer];
+}
+
+int sm_model_expert_factors(const sm_model *m, int layer, int slot, int mat, sm_weight *a, sm_weight *b)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || slot < 0 || slot >= m->layers[layer].n_experts || mat < 0 ||
+        mat >= EXPERT_MATS)
+        return sm_err("%s: layer %d has no expert %d", m->dir, layer, slot);
+    const layer_weights *lw = &m->layers[layer];
+    if (!lw->fa[mat] || !lw->fa[mat][slot].tensor)
+        return 0;
+    *a = lw->fa[mat][slot];
+    *b = lw->fb[mat][slot];
+    return 1;
+}
 
 int sm_model_layer_experts(const sm_model *m, int layer)
 {
@@ -424,6 +484,8 @@ int sm_model_weight(const sm_model *m, sm_wrole role, int layer, int index, sm_w
         if (index < 0 || index >= lw->n_experts)
             return sm_err("%s: layer %d has no expert %d", m->dir, layer, index);
         *out = lw->experts[role - SM_W_EXPERT_GATE][index];
+        if (!out->tensor)
+            return sm_err("%s: layer %d expert %d is stored as low-rank factors", m->dir, layer, index);
         return 0;
     }
     *out = lw->w[role];

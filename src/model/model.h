@@ -52,8 +52,15 @@ void sm_model_close(sm_model *m);
 const sm_config *sm_model_config(const sm_model *m);
 const char *sm_model_dir(const sm_model *m);
 sm_layout sm_model_layout(const sm_model *m);
-/* Routed experts in layer L (0 for dense layers). */
+/* Routed expert slots in layer L (0 for dense layers). */
 int sm_model_layer_experts(const sm_model *m, int layer);
+/* Router rows of MoE layer L: the expert count, except in submoe's native format where a layer
+ * with an expert map keeps the original rows (sm_model_expert_map gives each row's slot). */
+int sm_model_router_rows(const sm_model *m, int layer);
+const int *sm_model_expert_map(const sm_model *m, int layer); /* NULL: row i is slot i */
+/* Native format: 1 and the factors (W = A·B, A [out, r], B [r, in]) when expert `slot`'s matrix
+ * `mat` (0 gate, 1 up, 2 down) is stored factored, 0 when dense (use sm_model_weight), -1. */
+int sm_model_expert_factors(const sm_model *m, int layer, int slot, int mat, sm_weight *a, sm_weight *b);
 
 /* Look up a weight; -1 with a message if the model has no such weight. */
 int sm_model_weight(const sm_model *m, sm_wrole role, int layer, int index, sm_weight *out);

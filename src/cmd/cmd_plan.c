@@ -1,0 +1,369 @@
+/* submoe plan: calibrate (or reuse the stats file), allocate experts over the layers, cluster
+ * every MoE layer and write a complete, explicit YAML plan with the statistics behind it as
+ * comments. */
+#include "cmd/cmd.h"
+#include "pipeline/apply.h"
+#include "plan/plan.h"
+#include "util/diag.h"
+#include "util/fileio.h"
+#include "util/mem.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: submoe plan MODEL (--experts N | --ratio R) -o PLAN [OPTIONS]\n"
+            "\n"
+            "Calibrate MODEL (or reuse --calib), decide how many experts every MoE layer keeps, cluster\n"
+            "its experts and write PLAN, a complete submoe-plan(5) document: every layer's expert count,\n"
+            "groups, method and ranks spelled out, with the routing frequencies, within-cluster\n"
+            "similarities and held-out MoE-block output error that justify them as comments. Run it with\n"
+            "`submoe apply PLAN`, or open it in the workbench.\n"
+            "\n"
+            "Target (one of):\n"
+            "  -e, --experts N          experts kept per MoE layer\n"
+            "  -r, --ratio R            fraction of each layer's experts removed, in [0, 1)\n"
+            "Allocation and clustering:\n"
+            "      --allocation A       uniform (default) or adaptive (by marginal clustering cost)\n"
+            "      --window W           adaptive window in MoE layers (2; 0 = whole model)\n"
+            "      --clustering C       kmeans (default), hierarchical or kmedoids\n"
+            "      --similarity S       output (default), weight or logit\n"
+            "      --seed S             clustering seed (1)\n"
+            "Merging:\n"
+            "  -m, --method M           submoe (default), submoe-whitened, freq-average, average,\n"
+            "                           prune-frequency, prune-output, keep, or auto (per layer, the least\n"
+            "                           held-out output error among merging and pruning)\n"
+            "      --router R           collapse-lstsq (default), collapse-mean or remap\n"
+            "      --rank RANK          full (default), an integer or a fraction, for gate, up and down;\n"
+            "                           or gate=RANK,up=RANK,down=RANK\n"
+            "      --damping D          whitening damping for submoe-whitened (0.01)\n"
+            "Calibration:\n"
+            "  -t, --tokens FILE        calibration tokens (default: the bundled data/calib.u32)\n"
+            "  -c, --calib FILE         stats file: an existing one is read as it is (from submoe calibrate\n"
+            "                           or an activations file made elsewhere); with --tokens, or when it\n"
+            "                           does not exist, it caches the capture (reused when it matches)\n"
+            "      --samples N, --seq-len N, --keep M, --heldout M\n"
+            "                           as for submoe calibrate (32, 256, 4096, a quarter)\n"
+            "Output (recorded in the plan):\n"
+            "      --format F           hf, hf-expanded or submoe (default submoe)\n"
+            "      --dtype D            source (default), f32, f16 or bf16\n"
+            "      --shard-size SIZE    e.g. 4G (default 4G)\n"
+            "      --out-dir DIR        output.path for apply\n"
+            "  -o, --out PLAN           the plan file to write (required)\n"
+            "  -q, --quiet              no progress bar or summary\n"
+            "  -h, --help               show this help\n");
+}
+
+static int parse_num(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v >= lo && v <= hi))
+        return sm_err("%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+static int parse_ranks(const char *s, sm_plan_ranks *rk)
+{
+    if (!strchr(s, '=')) {
+        sm_rank r;
+        if (sm_rank_parse(s, &r))
+            return sm_err("--rank: %s", sm_errmsg());
+        for (int j = 0; j < 3; j++)
+            rk->r[j] = r, rk->set[j] = true;
+        return 0;
+    }
+    char *dup = xstrdup(s), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(t, '=');
+        int j = !eq ? -1 : !strncmp(t, "gate=", 5) ? 0 : !strncmp(t, "up=", 3) ? 1 : !strncmp(t, "down=", 5) ? 2 : -1;
+        if (j < 0)
+            rc = sm_err("--rank: '%s' is not gate=R, up=R or down=R", t);
+        else if (sm_rank_parse(eq + 1, &rk->r[j]))
+            rc = sm_err("--rank: %s", sm_errmsg());
+        else
+            rk->set[j] = true;
+    }
+    free(dup);
+    return rc;
+}
+
+/* Absolute path, so the plan works from any directory. */
+static char *absolute(const char *path)
+{
+    char buf[PATH_MAX];
+    return realpath(path, buf) ? xstrdup(buf) : xstrdup(path);
+}
+
+static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm_resolved_layer *rl,
+                          const sm_layer_build *b)
+{
+    char text[4096];
+    size_t n = 0;
+    const sm_layer_analysis *a = b->analysis;
+    n += (size_t)snprintf(text + n, sizeof text - n, "layer %d: %d -> %d experts, %s", rl->layer, rl->n,
+                          b->merged.n_experts, sm_merge_method_name(b->merged.method));
+    if (sm_merge_method_merges(b->merged.method))
+        n += (size_t)snprintf(text + n, sizeof text - n, ", router %s", sm_router_mode_name(rl->job.spec.router));
+    if (b->output_error >= 0)
+        n += (size_t)snprintf(text + n, sizeof text - n, "; held-out MoE-block output error %.4f", b->output_error);
+    if (a) {
+        n += (size_t)snprintf(text + n, sizeof text - n, "\nrouting frequency:");
+        for (int i = 0; i < a->n && n < sizeof text - 16; i++)
+            n += (size_t)snprintf(text + n, sizeof text - n, " %d:%.3f", i, a->freq[i]);
+    }
+    if (a && sm_merge_method_merges(b->merged.method)) {
+        n += (size_t)snprintf(text + n, sizeof text - n, "\nmean output similarity within groups:");
+        for (int q = 0; q < b->k && n < sizeof text - 24; q++) {
+            double s = 0;
+            int pairs = 0;
+            for (int i = 0; i < a->n; i++)
+                for (int j = i + 1; j < a->n; j++)
+                    if (b->assign[i] == q && b->assign[j] == q)
+                        s += a->sim_output[i * a->n + j], pairs++;
+            n += (size_t)(pairs ? snprintf(text + n, sizeof text - n, " %d:%.3f", q, s / pairs)
+                                : snprintf(text + n, sizeof text - n, " %d:-", q));
+        }
+    }
+    (void)r;
+    pl->comment = xstrdup(text);
+}
+
+int cmd_plan(int argc, char **argv)
+{
+    enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
+           O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR };
+    static const struct option opts[] = {
+        {"experts", required_argument, NULL, 'e'},    {"ratio", required_argument, NULL, 'r'},
+        {"allocation", required_argument, NULL, O_ALLOC}, {"window", required_argument, NULL, O_WINDOW},
+        {"clustering", required_argument, NULL, O_CLUSTERING}, {"similarity", required_argument, NULL, O_SIMILARITY},
+        {"seed", required_argument, NULL, O_SEED},    {"method", required_argument, NULL, 'm'},
+        {"router", required_argument, NULL, O_ROUTER}, {"rank", required_argument, NULL, O_RANK},
+        {"damping", required_argument, NULL, O_DAMPING}, {"tokens", required_argument, NULL, 't'},
+        {"calib", required_argument, NULL, 'c'},      {"samples", required_argument, NULL, O_SAMPLES},
+        {"seq-len", required_argument, NULL, O_SEQ_LEN}, {"keep", required_argument, NULL, O_KEEP},
+        {"heldout", required_argument, NULL, O_HELDOUT}, {"format", required_argument, NULL, O_FORMAT},
+        {"dtype", required_argument, NULL, O_DTYPE},  {"shard-size", required_argument, NULL, O_SHARD},
+        {"out-dir", required_argument, NULL, O_OUTDIR}, {"out", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},            {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    sm_plan p;
+    sm_plan_init(&p);
+    const char *out = NULL, *tokens = NULL, *calib = NULL;
+    bool quiet = false;
+    int ch, bad = 0;
+    double v;
+    optind = 1;
+    while (!bad && (ch = getopt_long(argc, argv, "e:r:m:t:c:o:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'e':
+            bad = parse_num("--experts", optarg, 1, 1 << 20, &v);
+            p.defaults.has_experts = true, p.defaults.experts = (int)v;
+            break;
+        case 'r':
+            bad = parse_num("--ratio", optarg, 0, 0.999999, &v);
+            p.has_ratio = true, p.ratio = v;
+            break;
+        case O_ALLOC:
+            p.has_allocation = true;
+            p.adaptive = !strcmp(optarg, "adaptive");
+            if (!p.adaptive && strcmp(optarg, "uniform"))
+                bad = sm_err("--allocation: expected uniform or adaptive, got '%s'", optarg);
+            break;
+        case O_WINDOW:
+            bad = parse_num("--window", optarg, 0, 1 << 20, &v);
+            p.has_window = true, p.window = (int)v;
+            break;
+        case O_CLUSTERING:
+            p.defaults.has_clustering = true;
+            bad = sm_cluster_algo_parse(optarg, &p.defaults.clustering);
+            break;
+        case O_SIMILARITY:
+            p.defaults.has_similarity = true;
+            bad = sm_similarity_kind_parse(optarg, &p.defaults.similarity);
+            break;
+        case O_SEED:
+            bad = parse_num("--seed", optarg, 0, 9007199254740992.0, &v);
+            p.has_seed = true, p.seed = (uint64_t)v;
+            break;
+        case 'm':
+            p.defaults.has_method = true;
+            if (!strcmp(optarg, "auto"))
+                p.defaults.method_auto = true;
+            else
+                bad = sm_merge_method_parse(optarg, &p.defaults.method);
+            break;
+        case O_ROUTER:
+            p.defaults.has_router = true;
+            bad = sm_router_mode_parse(optarg, &p.defaults.router);
+            break;
+        case O_RANK: bad = parse_ranks(optarg, &p.defaults.rank); break;
+        case O_DAMPING:
+            bad = parse_num("--damping", optarg, 1e-12, 1e6, &p.damping);
+            p.has_damping = true;
+            break;
+        case 't': tokens = optarg; break;
+        case 'c': calib = optarg; break;
+        case O_SAMPLES:
+            bad = parse_num("--samples", optarg, 1, 1 << 20, &v);
+            p.calib.has_samples = true, p.calib.samples = (int)v;
+            break;
+        case O_SEQ_LEN:
+            bad = parse_num("--seq-len", optarg, 2, 1 << 24, &v);
+            p.calib.has_seq_len = true, p.calib.seq_len = (int)v;
+            break;
+        case O_KEEP:
+            bad = parse_num("--keep", optarg, 0, INT32_MAX, &v);
+            p.calib.has_keep = true, p.calib.keep = (int64_t)v;
+            break;
+        case O_HELDOUT:
+            bad = parse_num("--heldout", optarg, 0, INT32_MAX, &v);
+            p.calib.has_heldout = true, p.calib.heldout = (int64_t)v;
+            break;
+        case O_FORMAT:
+            p.output.has_format = true;
+            bad = sm_out_format_parse(optarg, &p.output.format);
+            break;
+        case O_DTYPE: {
+            sm_dtype d;
+            p.output.has_dtype = true;
+            if (!strcmp(optarg, "source"))
+                p.output.dtype = -1;
+            else if (!strcmp(optarg, "f32") || !strcmp(optarg, "f16") || !strcmp(optarg, "bf16"))
+                sm_dtype_parse(optarg, &d), p.output.dtype = (int)d;
+            else
+                bad = sm_err("--dtype: expected source, f32, f16 or bf16, got '%s'", optarg);
+            break;
+        }
+        case O_SHARD:
+            p.output.has_shard_size = true;
+            if (sm_parse_size(optarg, &p.output.shard_size) || p.output.shard_size < (1u << 20))
+                bad = sm_err("--shard-size: expected a size of at least 1M like 4G or 500M, got '%s'", optarg);
+            break;
+        case O_OUTDIR: p.output.path = absolute(optarg); break;
+        case 'o': out = optarg; break;
+        case 'q': quiet = true; break;
+        case 'h': usage(stdout); sm_plan_free(&p); return 0;
+        default: usage(stderr); sm_plan_free(&p); return 2;
+        }
+    }
+    const char *err = bad ? sm_errmsg()
+                      : optind != argc - 1 ? "expected one MODEL directory"
+                      : !out ? "-o PLAN is required"
+                      : p.defaults.has_experts == p.has_ratio ? "give --experts N or --ratio R (one of them)"
+                                                               : NULL;
+    if (err) {
+        fprintf(stderr, "submoe plan: %s\n", err);
+        if (!bad)
+            usage(stderr);
+        sm_plan_free(&p);
+        return 2;
+    }
+    p.file = xstrdup(out);
+    p.model_path = absolute(argv[optind]);
+    char *dflt = NULL;
+    /* --calib alone names an existing stats/activations file to read as it is; otherwise the
+     * tokens (the bundled ones by default) are captured, with --calib as the cache. */
+    if (!tokens && !(calib && sm_exists(calib)))
+        tokens = dflt = sm_path_join(sm_data_dir(), "calib.u32");
+    if (tokens)
+        p.calib.tokens = absolute(tokens);
+    if (calib) {
+        /* the stats file may not exist yet: make its directory part absolute */
+        char *copy = xstrdup(calib), *slash = strrchr(copy, '/');
+        if (slash) {
+            *slash = 0;
+            char *d = absolute(*copy ? copy : "/");
+            p.calib.stats = xasprintf("%s/%s", d, slash + 1);
+            free(d);
+        } else {
+            char *d = absolute(".");
+            p.calib.stats = xasprintf("%s/%s", d, calib);
+            free(d);
+        }
+        free(copy);
+    }
+    free(dflt);
+
+    int rc = 1;
+    sm_resolved_plan r;
+    memset(&r, 0, sizeof r);
+    sm_model *m = sm_model_open(p.model_path);
+    if (!m)
+        goto out;
+    sm_model_fingerprint(m, p.fingerprint);
+    p.has_fingerprint = true;
+    sm_model_close(m);
+    if (sm_plan_resolve(&p, NULL, quiet, &r))
+        goto out;
+    /* Every MoE layer spelled out, with the statistics and preview as comments. */
+    int n_moe = 0;
+    double err_sum = 0;
+    for (int l = 0; l < r.n_layers; l++) {
+        sm_resolved_layer *rl = &r.layers[l];
+        if (!rl->n)
+            continue;
+        sm_layer_build b;
+        char why[600] = "";
+        int brc = rl->is_auto ? sm_layer_build_auto(r.model, r.calib, &rl->job, NULL, &b, why, sizeof why)
+                              : sm_layer_build_run(r.model, r.calib, &rl->job, NULL, &b);
+        if (brc)
+            goto out;
+        p.layers = xrealloc(p.layers, sizeof *p.layers * (size_t)(p.n_layers + 1));
+        sm_plan_layer *pl = &p.layers[p.n_layers++];
+        memset(pl, 0, sizeof *pl);
+        pl->layer = l;
+        pl->s.has_experts = true;
+        pl->s.experts = b.merged.n_experts;
+        pl->s.has_method = true;
+        pl->s.method_auto = rl->is_auto;
+        pl->s.method = b.merged.method;
+        if (rl->is_auto)
+            pl->chosen = xstrdup(why);
+        if (sm_merge_method_merges(b.merged.method) || rl->is_auto) {
+            pl->n_groups = rl->job.k;
+            pl->group_len = xcalloc((size_t)pl->n_groups, sizeof(int));
+            pl->groups = xcalloc((size_t)pl->n_groups, sizeof(int *));
+            for (int g = 0; g < pl->n_groups; g++) {
+                pl->groups[g] = xcalloc((size_t)rl->n, sizeof(int));
+                for (int e = 0; e < rl->n; e++)
+                    if (rl->assign[e] == g)
+                        pl->groups[g][pl->group_len[g]++] = e;
+            }
+        }
+        for (int j = 0; j < 3; j++) {
+            pl->s.rank.set[j] = true;
+            pl->s.rank.r[j] = rl->job.spec.matrix[j].rank;
+        }
+        layer_comment(pl, &r, rl, &b);
+        if (b.output_error >= 0)
+            err_sum += b.output_error, n_moe++;
+        sm_layer_build_free(&b);
+    }
+    char *hc = xasprintf("submoe plan for %s (%d MoE layers)\n%s: stats in %s", p.model_path, n_moe,
+                         r.calib_reused ? "calibration reused" : "calibrated", sm_calib_path(r.calib));
+    p.header_comment = hc;
+    if (sm_plan_write(&p, out))
+        goto out;
+    if (!quiet)
+        printf("wrote %s: %d MoE layers, mean held-out MoE-block output error %.4f\n", out, n_moe,
+               n_moe ? err_sum / n_moe : 0.0);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "submoe plan: %s\n", sm_errmsg());
+    sm_resolved_plan_free(&r);
+    sm_plan_free(&p);
+    return rc;
+}

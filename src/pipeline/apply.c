@@ -1,0 +1,456 @@
+/* apply: resolve a plan and write the merged model (see apply.h). */
+#include "config.h"
+#include "pipeline/apply.h"
+#include "pipeline/planner.h"
+#include "util/diag.h"
+#include "util/hash.h"
+#include "util/mem.h"
+#include "util/progress.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "dev"
+#endif
+
+void sm_resolved_plan_free(sm_resolved_plan *r)
+{
+    if (!r)
+        return;
+    for (int l = 0; r->layers && l < r->n_layers; l++) {
+        free(r->layers[l].assign);
+        free(r->layers[l].cluster);
+        free(r->layers[l].auto_why);
+    }
+    free(r->layers);
+    free(r->outdir);
+    sm_calib_free(r->calib);
+    sm_model_close(r->model);
+    memset(r, 0, sizeof *r);
+}
+
+static int calibrate(const sm_plan *p, sm_resolved_plan *r, const sm_monitor *mon, bool quiet)
+{
+    sm_calib_spec s;
+    sm_calib_spec_default(&s);
+    if (p->calib.has_samples)
+        s.samples = p->calib.samples;
+    if (p->calib.has_seq_len)
+        s.seq_len = p->calib.seq_len;
+    if (p->calib.has_keep)
+        s.keep = p->calib.keep;
+    if (p->calib.has_heldout)
+        s.heldout = p->calib.heldout;
+    if (p->calib.has_sample)
+        s.sample = p->calib.sample;
+    if (p->calib.has_seed)
+        s.seed = p->calib.seed;
+    s.quiet = quiet;
+    char *tokens = sm_plan_resolve_path(p, p->calib.tokens), *stats = sm_plan_resolve_path(p, p->calib.stats);
+    s.tokens = tokens;
+    if (tokens)
+        r->calib = sm_calib_capture(r->model, &s, stats, mon, &r->calib_reused);
+    else if (stats)
+        r->calib = sm_calib_read(r->model, stats, p->calib.has_heldout ? p->calib.heldout : -1);
+    else
+        sm_err("%s: calibration.tokens (or calibration.stats) is required to merge or prune", p->file);
+    free(tokens);
+    free(stats);
+    return r->calib ? 0 : -1;
+}
+
+/* The effective rank options of a layer: layer override, else defaults, else full. */
+static void layer_ranks(const sm_plan *p, const sm_plan_layer *pl, sm_merge_opts o[3])
+{
+    for (int j = 0; j < 3; j++) {
+        memset(&o[j], 0, sizeof o[j]);
+        if (pl && pl->s.rank.set[j])
+            o[j].rank = pl->s.rank.r[j];
+        else if (p->defaults.rank.set[j])
+            o[j].rank = p->defaults.rank.r[j];
+        else
+            o[j].rank.kind = SM_RANK_FULL;
+        o[j].damping = p->has_damping ? p->damping : 0;
+    }
+}
+
+#define PICK(field, has, dflt) (pl && pl->s.has) ? pl->s.field : p->defaults.has ? p->defaults.field : (dflt)
+
+int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_resolved_plan *r)
+{
+    memset(r, 0, sizeof *r);
+    char *mpath = sm_plan_resolve_path(p, p->model_path);
+    r->model = sm_model_open(mpath);
+    free(mpath);
+    if (!r->model)
+        return sm_err_prefix("%s: model.path", p->file);
+    const sm_config *c = sm_model_config(r->model);
+    if (sm_plan_check_model(p, r->model))
+        goto fail;
+    r->n_layers = c->n_layers;
+    r->layers = xcalloc((size_t)c->n_layers, sizeof *r->layers);
+    r->format = p->output.has_format ? p->output.format : SM_APPLY_DEFAULT_FORMAT;
+    r->dtype = p->output.dtype;
+    r->shard_size = p->output.has_shard_size ? p->output.shard_size : 0;
+    r->outdir = sm_plan_resolve_path(p, p->output.path);
+    char *text;
+    size_t len;
+    if (sm_plan_format(p, &text, &len) == 0) {
+        r->plan_hash = sm_fnv1a(SM_FNV_OFFSET, text, len);
+        free(text);
+    }
+    bool needs_calib = false;
+    for (int l = 0; l < c->n_layers; l++) {
+        const sm_plan_layer *pl = sm_plan_find_layer(p, l);
+        bool keep = !(PICK(method_auto, has_method, false)) &&
+                    (PICK(method, has_method, SM_APPLY_DEFAULT_METHOD)) == SM_MERGE_KEEP;
+        needs_calib |= c->is_moe[l] && !keep;
+    }
+    sm_monitor_span span;
+    if (needs_calib && calibrate(p, r, sm_monitor_span_init(&span, mon, 0, 0.7), quiet))
+        goto fail;
+
+    /* Experts per layer from the defaults' target (uniform, or adaptive through the planner). */
+    sm_planned_layer *planned = NULL;
+    bool target = p->defaults.has_experts || p->has_ratio;
+    if (target && needs_calib) {
+        planned = xcalloc((size_t)c->n_layers, sizeof *planned);
+        sm_planner_opts po = {.experts = p->defaults.has_experts ? p->defaults.experts : 0,
+                              .ratio = p->has_ratio ? p->ratio : 0,
+                              .adaptive = p->adaptive,
+                              .window = p->has_window ? p->window : 2,
+                              .algo = p->defaults.has_clustering ? p->defaults.clustering : SM_CLUSTER_KMEANS,
+                              .sim = p->defaults.has_similarity ? p->defaults.similarity : SM_SIM_OUTPUT,
+                              .seed = p->has_seed ? p->seed : 1};
+        if (sm_planner_run(r->model, r->calib, &po, sm_monitor_span_init(&span, mon, 0.7, 0.8), planned)) {
+            free(planned);
+            goto fail;
+        }
+    }
+    int rc = 0;
+    for (int l = 0; l < c->n_layers && !rc; l++) {
+        if (!c->is_moe[l])
+            continue;
+        const sm_plan_layer *pl = sm_plan_find_layer(p, l);
+        sm_resolved_layer *rl = &r->layers[l];
+        rl->layer = l;
+        rl->n = sm_model_layer_experts(r->model, l);
+        rl->is_auto = PICK(method_auto, has_method, false);
+        sm_layer_job *j = &rl->job;
+        j->layer = l;
+        j->spec.method = rl->is_auto ? SM_APPLY_DEFAULT_METHOD : PICK(method, has_method, SM_APPLY_DEFAULT_METHOD);
+        j->spec.router = PICK(router, has_router, SM_APPLY_DEFAULT_ROUTER);
+        j->algo = PICK(clustering, has_clustering, SM_CLUSTER_KMEANS);
+        j->sim = PICK(similarity, has_similarity, SM_SIM_OUTPUT);
+        j->seed = p->has_seed ? p->seed : 1;
+        layer_ranks(p, pl, j->spec.matrix);
+        if (PICK(align, has_align, false)) {
+            rc = sm_err("%s: layer %d: align: true — neuron alignment is not available in this version of submoe",
+                        p->file, l);
+            break;
+        }
+        /* k: the layer's own count or groups, else the defaults' target. */
+        int k = pl && pl->s.has_experts ? pl->s.experts : pl && pl->n_groups ? pl->n_groups
+                : planned                ? planned[l].k
+                                         : 0;
+        if (j->spec.method == SM_MERGE_KEEP && !rl->is_auto)
+            k = rl->n;
+        if (k < 1) {
+            rc = sm_err("%s: layer %d: no expert count (give defaults.experts or defaults.ratio, or the layer's "
+                        "experts or groups)",
+                        p->file, l);
+            break;
+        }
+        j->k = k;
+        if (sm_merge_method_merges(j->spec.method) || rl->is_auto) {
+            rl->assign = xcalloc((size_t)rl->n, sizeof *rl->assign);
+            if (pl && pl->n_groups) {
+                for (int g = 0; g < pl->n_groups; g++)
+                    for (int e = 0; e < pl->group_len[g]; e++)
+                        rl->assign[pl->groups[g][e]] = g;
+            } else if (planned && planned[l].k == k && !(pl && (pl->s.has_clustering || pl->s.has_similarity))) {
+                memcpy(rl->assign, planned[l].assign, sizeof(int) * (size_t)rl->n);
+            } else {
+                sm_moe_layer ml;
+                if (sm_moe_layer_load(r->model, l, &ml) == 0) {
+                    rc = sm_layer_cluster(r->calib, &ml, j, NULL, rl->assign);
+                    sm_moe_layer_free(&ml);
+                } else {
+                    rc = -1;
+                }
+                if (rc)
+                    break;
+            }
+            j->groups = rl->assign;
+            /* Per-cluster rank overrides. */
+            if (pl && pl->n_clusters) {
+                rl->cluster = xcalloc((size_t)k, sizeof *rl->cluster);
+                for (int q = 0; q < k; q++)
+                    memcpy(rl->cluster[q], j->spec.matrix, sizeof rl->cluster[q]);
+                for (int q = 0; q < pl->n_clusters; q++)
+                    for (int m = 0; m < 3; m++)
+                        if (pl->clusters[q].rank.set[m])
+                            rl->cluster[pl->clusters[q].index][m].rank = pl->clusters[q].rank.r[m];
+                j->spec.cluster = (const sm_merge_opts(*)[3])rl->cluster;
+                j->spec.n_cluster = k;
+            }
+        }
+        if (rl->is_auto && pl && pl->chosen) {
+            sm_merge_method mm;
+            if (sm_auto_choice_parse(pl->chosen, &mm) == 0) {
+                rl->auto_why = xstrdup(pl->chosen);
+                j->spec.method = mm;
+                rl->is_auto = false; /* decided in the plan */
+            }
+        }
+    }
+    for (int l = 0; planned && l < c->n_layers; l++)
+        sm_planned_layer_free(&planned[l]);
+    free(planned);
+    if (rc)
+        goto fail;
+    return 0;
+fail:
+    sm_resolved_plan_free(r);
+    return -1;
+}
+
+/* ---- apply --------------------------------------------------------------------------------- */
+
+static sm_export_format export_format(sm_out_format f)
+{
+    return f == SM_OUT_HF ? SM_EXPORT_HF : f == SM_OUT_HF_EXPANDED ? SM_EXPORT_HF_EXPANDED : SM_EXPORT_SUBMOE;
+}
+
+/* The output shape a resolved layer will have (pass 1). Auto layers are decided here. */
+static int layer_shape(sm_resolved_plan *r, sm_resolved_layer *rl, sm_out_format fmt, const sm_monitor *mon,
+                       sm_export_shape *s, int64_t (**ranks)[3])
+{
+    sm_layer_job *j = &rl->job;
+    if (rl->is_auto) {
+        sm_layer_build b;
+        char why[600];
+        if (sm_layer_build_auto(r->model, r->calib, j, mon, &b, why, sizeof why))
+            return -1;
+        j->spec.method = b.merged.method;
+        rl->auto_why = xstrdup(why);
+        rl->is_auto = false;
+        sm_layer_build_free(&b);
+    }
+    int n = rl->n;
+    sm_merge_method m = j->spec.method;
+    *ranks = NULL;
+    if (fmt == SM_OUT_HF_EXPANDED) {
+        *s = (sm_export_shape){n, n, NULL, NULL};
+        return 0;
+    }
+    if (m == SM_MERGE_KEEP) {
+        *s = (sm_export_shape){n, n, NULL, NULL};
+        return 0;
+    }
+    if (!sm_merge_method_merges(m)) {
+        *s = (sm_export_shape){j->k, j->k, NULL, NULL};
+        return 0;
+    }
+    bool remap = j->spec.router == SM_ROUTER_REMAP;
+    *s = (sm_export_shape){remap ? n : j->k, j->k, remap ? rl->assign : NULL, NULL};
+    if (m == SM_MERGE_SUBMOE_WHITENED) {
+        sm_weight g;
+        if (sm_model_weight(r->model, SM_W_EXPERT_GATE, rl->layer, 0, &g))
+            return -1;
+        int64_t I = g.rows, H = g.cols;
+        *ranks = xcalloc((size_t)j->k, sizeof **ranks);
+        for (int q = 0; q < j->k; q++) {
+            int members = 0;
+            for (int e = 0; e < n; e++)
+                members += rl->assign[e] == q;
+            for (int mm = 0; mm < 3; mm++) {
+                const sm_merge_opts *o = j->spec.cluster ? &j->spec.cluster[q][mm] : &j->spec.matrix[mm];
+                if (sm_rank_resolve(&o->rank, m, mm == 2 ? H : I, mm == 2 ? I : H, members, &(*ranks)[q][mm]))
+                    return sm_err_prefix("layer %d cluster %d", rl->layer, q);
+            }
+        }
+        s->rank = (const int64_t(*)[3]) * ranks;
+    }
+    return 0;
+}
+
+static sm_export_matrix matrix_of(const sm_linear *l)
+{
+    return (sm_export_matrix){l->w, l->a, l->b, l->w ? 0 : l->rank};
+}
+
+/* y (out×in) = a·b */
+static void multiply_out(const sm_linear *l, float *y)
+{
+    for (int64_t i = 0; i < l->out; i++)
+        for (int64_t j = 0; j < l->in; j++) {
+            double s = 0;
+            for (int64_t q = 0; q < l->rank; q++)
+                s += (double)l->a[i * l->rank + q] * l->b[q * l->in + j];
+            y[i * l->in + j] = (float)s;
+        }
+}
+
+static int write_layer(sm_exporter *x, const sm_resolved_layer *rl, sm_out_format fmt, const sm_layer_build *b)
+{
+    const sm_merged_layer *ml = &b->merged;
+    int slots = fmt == SM_OUT_HF_EXPANDED ? rl->n : ml->n_experts;
+    sm_export_matrix (*mats)[3] = xcalloc((size_t)slots, sizeof *mats);
+    float **dense = NULL;
+    int rc = 0;
+    if (fmt == SM_OUT_HF_EXPANDED) {
+        dense = xcalloc((size_t)ml->n_experts * 3, sizeof *dense);
+        for (int i = 0; i < rl->n && !rc; i++) {
+            int c = ml->cluster_of[i];
+            if (c < 0) {
+                rc = sm_err("layer %d: hf-expanded needs every original expert mapped, but expert %d was pruned; use "
+                            "--format submoe or hf",
+                            rl->layer, i);
+                break;
+            }
+            const sm_expert *e = &ml->experts[c];
+            const sm_linear *lin[3] = {&e->gate, &e->up, &e->down};
+            for (int k = 0; k < 3; k++) {
+                if (lin[k]->w) {
+                    mats[i][k] = (sm_export_matrix){lin[k]->w, NULL, NULL, 0};
+                    continue;
+                }
+                float **d = &dense[c * 3 + k];
+                if (!*d) {
+                    *d = sm_alloc_f32((size_t)(lin[k]->out * lin[k]->in));
+                    if (!*d) {
+                        rc = -1;
+                        break;
+                    }
+                    multiply_out(lin[k], *d);
+                }
+                mats[i][k] = (sm_export_matrix){*d, NULL, NULL, 0};
+            }
+        }
+    } else {
+        for (int s = 0; s < slots; s++) {
+            mats[s][0] = matrix_of(&ml->experts[s].gate);
+            mats[s][1] = matrix_of(&ml->experts[s].up);
+            mats[s][2] = matrix_of(&ml->experts[s].down);
+        }
+    }
+    const float *router = fmt == SM_OUT_HF_EXPANDED ? b->src.router : ml->router;
+    if (!rc)
+        rc = sm_export_layer(x, rl->layer, router, (const sm_export_matrix(*)[3])mats);
+    for (int i = 0; dense && i < ml->n_experts * 3; i++)
+        free(dense[i]);
+    free(dense);
+    free(mats);
+    return rc;
+}
+
+static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
+{
+    char fp[32];
+    sm_model_fingerprint(r->model, fp);
+    json_t *o = json_object();
+    json_object_set_new(o, "tool", json_string("submoe " PACKAGE_VERSION));
+    json_object_set_new(o, "method", json_string("Sub-MoE (arXiv 2506.23266) subspace expert merging"));
+    char h[32];
+    snprintf(h, sizeof h, "fnv1a64:%016" PRIx64, r->plan_hash);
+    json_object_set_new(o, "plan", json_string(h));
+    json_object_set_new(o, "source_model", json_string(p->model_path));
+    json_object_set_new(o, "source_fingerprint", json_string(fp));
+    json_object_set_new(o, "format", json_string(sm_out_format_name(r->format)));
+    json_t *layers = json_object();
+    for (int l = 0; l < r->n_layers; l++) {
+        const sm_resolved_layer *rl = &r->layers[l];
+        if (!rl->n)
+            continue;
+        char key[16], desc[800];
+        snprintf(key, sizeof key, "%d", l);
+        snprintf(desc, sizeof desc, "%s, %d -> %d experts, router %s%s%s", sm_merge_method_name(rl->job.spec.method),
+                 rl->n, rl->job.spec.method == SM_MERGE_KEEP ? rl->n : rl->job.k,
+                 sm_router_mode_name(rl->job.spec.router), rl->auto_why ? "; auto: " : "",
+                 rl->auto_why ? rl->auto_why : "");
+        json_object_set_new(layers, key, json_string(desc));
+    }
+    json_object_set_new(o, "layers", layers);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
+
+int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    sm_resolved_plan r;
+    sm_monitor_span span;
+    if (sm_plan_resolve(p, sm_monitor_span_init(&span, o->mon, 0, 0.3), o->quiet, &r))
+        return -1;
+    if (o->format >= 0)
+        r.format = (sm_out_format)o->format;
+    const char *outdir = o->outdir ? o->outdir : r.outdir;
+    int rc = -1;
+    sm_export_shape *shapes = xcalloc((size_t)r.n_layers, sizeof *shapes);
+    int64_t(**ranks)[3] = xcalloc((size_t)r.n_layers, sizeof *ranks);
+    sm_exporter *x = NULL;
+    char *prov = NULL;
+    sm_progress prog;
+    bool prog_on = false;
+    if (!outdir) {
+        sm_err("%s: no output directory (give -o DIR or output.path in the plan)", p->file);
+        goto out;
+    }
+    snprintf(rep->outdir, sizeof rep->outdir, "%s", outdir);
+    for (int l = 0; l < r.n_layers; l++)
+        if (r.layers[l].n && layer_shape(&r, &r.layers[l], r.format, NULL, &shapes[l], &ranks[l]))
+            goto out;
+    prov = provenance(p, &r);
+    sm_export_opts eo = {.format = export_format(r.format), .dtype = r.dtype, .shard_size = r.shard_size,
+                         .provenance = prov, .force = o->force};
+    if (!(x = sm_export_begin(r.model, outdir, &eo, shapes)))
+        goto out;
+    rep->bytes = sm_export_total_bytes(x);
+    const sm_config *c = sm_model_config(r.model);
+    sm_progress_start(&prog, "apply", (uint64_t)c->n_moe_layers, o->quiet);
+    prog_on = true;
+    int done = 0, with_err = 0;
+    double err_sum = 0;
+    for (int l = 0; l < r.n_layers; l++) {
+        sm_resolved_layer *rl = &r.layers[l];
+        if (!rl->n)
+            continue;
+        sm_layer_build b;
+        double lo = 0.3 + 0.7 * done / c->n_moe_layers, hi = 0.3 + 0.7 * (done + 1) / c->n_moe_layers;
+        if (sm_layer_build_run(r.model, r.calib, &rl->job, sm_monitor_span_init(&span, o->mon, lo, hi), &b))
+            goto out;
+        int wrc = write_layer(x, rl, r.format, &b);
+        rep->params_before += b.params_before;
+        rep->params_after += b.params_after;
+        if (b.output_error >= 0) {
+            err_sum += b.output_error;
+            with_err++;
+        }
+        sm_layer_build_free(&b);
+        if (r.calib)
+            sm_calib_release(r.calib, l);
+        if (wrc)
+            goto out;
+        sm_progress_update(&prog, (uint64_t)++done);
+    }
+    rep->mean_output_error = with_err ? err_sum / with_err : -1;
+    rc = sm_export_finish(x);
+    x = NULL;
+out:
+    if (prog_on)
+        sm_progress_finish(&prog);
+    sm_export_abort(x);
+    for (int l = 0; l < r.n_layers; l++)
+        free(ranks[l]);
+    free(ranks);
+    free(shapes);
+    free(prov);
+    sm_resolved_plan_free(&r);
+    return rc;
+}
