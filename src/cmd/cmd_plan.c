@@ -351,8 +351,8 @@ int cmd_plan(int argc, char **argv)
             err_sum += b.output_error, n_moe++;
         sm_layer_build_free(&b);
     }
-    char *hc = xasprintf("submoe plan for %s (%d MoE layers)\n%s: stats in %s", p.model_path, n_moe,
-                         r.calib_reused ? "calibration reused" : "calibrated", sm_calib_path(r.calib));
+    char *hc = xasprintf("submoe plan for %s (%d MoE layers)\ncalibration statistics: %s", p.model_path, n_moe,
+                         sm_calib_path(r.calib));
     p.header_comment = hc;
     if (sm_plan_write(&p, out))
         goto out;

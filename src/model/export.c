@@ -146,17 +146,18 @@ static int check_shapes(const sm_exporter *x, const sm_export_shape *shapes)
                               l, n);
             continue;
         }
-        if (factored || s->expert_map)
-            return sm_err("layer %d: %s cannot hold %s; write the submoe format", l,
-                          x->o.format == SM_EXPORT_HF ? "hf" : "hf-expanded",
-                          factored ? "low-rank factors" : "an expert map");
+        if (factored)
+            return sm_err("layer %d: %s cannot hold low-rank factors; write the submoe format", l,
+                          x->o.format == SM_EXPORT_HF ? "hf" : "hf-expanded");
+        if (x->o.format == SM_EXPORT_HF && (s->expert_map || s->n_router != s->n_experts))
+            return sm_err("layer %d: hf needs a collapsed router (one row per expert); this layer keeps the %d "
+                          "original rows (remap). Use --format submoe or hf-expanded, or router: collapse-lstsq",
+                          l, s->n_router);
+        if (s->expert_map)
+            return sm_err("layer %d: hf-expanded writes every original expert; it takes no expert map", l);
         if (x->o.format == SM_EXPORT_HF_EXPANDED && (s->n_experts != n || s->n_router != n))
             return sm_err("layer %d: hf-expanded keeps all %d experts and router rows", l, n);
         if (x->o.format == SM_EXPORT_HF) {
-            if (s->n_router != s->n_experts)
-                return sm_err("layer %d: hf needs a collapsed router (one row per expert); this layer keeps the %d "
-                              "original rows (remap). Use --format submoe or hf-expanded, or router: collapse-lstsq",
-                              l, s->n_router);
             if (common >= 0 && s->n_experts != common)
                 return sm_err("hf needs the same number of experts in every MoE layer (layer %d has %d, an earlier one "
                               "%d); use --format submoe for a non-uniform plan",

@@ -1,0 +1,105 @@
+#!/bin/sh
+# plan + apply end to end on the bundled demo: determinism (same plan, same bytes), the three
+# output formats and their equivalences under eval, refusals (existing output, formats that
+# cannot hold a plan), interrupts, unwritable and full output filesystems, and the source model
+# left untouched.
+set -u
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-apply.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+n=0
+check() { # check NAME COMMAND...   (the command's status decides)
+    name=$1
+    shift
+    n=$((n + 1))
+    if "$@"; then echo "ok $n - $name"; else echo "not ok $n - $name"; fail=$((fail + 1)); fi
+}
+ppl() { "$SUBMOE" eval "$1" --tokens "$SRCDIR/data/heldout.u32" --max-tokens 8192 --quiet; }
+close() { # close A B RELTOL
+    awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t * b) }'
+}
+src_sum() { cat "$DEMO"/* | cksum; }
+before=$(src_sum)
+
+# A plan: 8 -> 6 experts per layer, with a stats cache.
+calib="-t $SRCDIR/data/calib.u32 --samples 8 --seq-len 128 --keep 600 --heldout 120 -c $tmp/demo.stats"
+"$SUBMOE" plan "$DEMO" --ratio 0.25 $calib -o "$tmp/p.yaml" -q
+check "plan writes a plan and a stats file" test -s "$tmp/p.yaml" -a -s "$tmp/demo.stats"
+check "the plan spells out every MoE layer's groups" test "$(grep -c 'groups: \[\[' "$tmp/p.yaml")" -eq 4
+touch -d '2000-01-01' "$tmp/demo.stats"
+"$SUBMOE" plan "$DEMO" --ratio 0.25 $calib -o "$tmp/p2.yaml" -q
+check "planning again gives the same plan" cmp -s "$tmp/p.yaml" "$tmp/p2.yaml"
+check "... and reuses the stats file (not rewritten)" test -z "$(find "$tmp/demo.stats" -newer "$tmp/p.yaml")"
+
+# Determinism and atomicity.
+"$SUBMOE" apply "$tmp/p.yaml" -o "$tmp/a" -q
+"$SUBMOE" apply "$tmp/p.yaml" -o "$tmp/b" -q
+check "apply writes config.json and model.safetensors" test -s "$tmp/a/config.json" -a -s "$tmp/a/model.safetensors"
+check "apply twice: identical bytes" sh -c "cd '$tmp/a' && for f in *; do cmp -s \"\$f\" '$tmp/b/'\"\$f\" || exit 1; done"
+"$SUBMOE" apply "$tmp/p.yaml" -o "$tmp/a" -q 2>"$tmp/err"
+st=$?
+check "an existing output is refused without --force" sh -c "[ $st -eq 1 ] && grep -q 'already exists (use --force' '$tmp/err'"
+check "refusal: one line" test "$(wc -l <"$tmp/err")" -eq 1
+"$SUBMOE" apply "$tmp/p.yaml" -o "$tmp/a" --force -q
+check "--force replaces it" cmp -s "$tmp/a/model.safetensors" "$tmp/b/model.safetensors"
+check "no temporary directories left" test -z "$(ls "$tmp" | grep tmp-)"
+
+# Formats: the native form runs in eval; collapse-lstsq hf equals the native form; a remap plan
+# in hf-expanded equals the same plan in the native form.
+p_native=$(ppl "$tmp/a")
+"$SUBMOE" apply "$tmp/p.yaml" -o "$tmp/hf" --format hf -q
+p_hf=$(ppl "$tmp/hf")
+check "hf loads and evaluates (ppl $p_hf = native $p_native)" close "$p_hf" "$p_native" 1e-6
+check "hf reduces the expert count in config.json" grep -q '"num_local_experts": 6' "$tmp/hf/config.json"
+sed 's/^  ratio: 0.25$/  ratio: 0.25\n  router: remap/' "$tmp/p.yaml" >"$tmp/remap.yaml"
+"$SUBMOE" apply "$tmp/remap.yaml" -o "$tmp/rn" -q
+"$SUBMOE" apply "$tmp/remap.yaml" -o "$tmp/rx" --format hf-expanded -q
+p_rn=$(ppl "$tmp/rn")
+p_rx=$(ppl "$tmp/rx")
+check "remap: hf-expanded ($p_rx) = native with expert maps ($p_rn)" close "$p_rx" "$p_rn" 1e-6
+check "native remap layers record their expert maps" grep -q '"expert_map"' "$tmp/rn/config.json"
+p_orig=$(ppl "$DEMO")
+check "merging 8 -> 6 costs perplexity ($p_orig -> $p_native)" awk -v a="$p_native" -v b="$p_orig" 'BEGIN { exit !(a > b) }'
+"$SUBMOE" apply "$tmp/remap.yaml" -o "$tmp/rh" --format hf -q 2>"$tmp/err"
+st=$?
+check "hf refuses a remap router with a reason" sh -c "[ $st -eq 1 ] && grep -q 'hf needs a collapsed router' '$tmp/err' && [ ! -e '$tmp/rh' ]"
+
+# Low-rank factors in the native format.
+sed 's/^  ratio: 0.25$/  ratio: 0.25\n  method: submoe-whitened/; s/^    method: submoe$/    method: submoe-whitened/; s/^    rank: full$/    rank: 32/' \
+    "$tmp/p.yaml" >"$tmp/lr.yaml"
+"$SUBMOE" apply "$tmp/lr.yaml" -o "$tmp/lr" -q
+check "submoe-whitened rank 32 writes weight_a/weight_b factors" sh -c "grep -a -q 'w1.weight_a' '$tmp/lr/model.safetensors'"
+p_lr=$(ppl "$tmp/lr")
+check "factored model evaluates (ppl $p_lr)" awk -v a="$p_lr" 'BEGIN { exit !(a > 1 && a < 100) }'
+check "factored model is smaller" test "$(wc -c <"$tmp/lr/model.safetensors")" -lt "$(wc -c <"$tmp/a/model.safetensors")"
+"$SUBMOE" apply "$tmp/lr.yaml" -o "$tmp/lrh" --format hf -q 2>"$tmp/err"
+check "hf refuses low-rank factors" grep -q 'cannot hold low-rank factors; write the submoe format' "$tmp/err"
+
+# Interrupts, unwritable and full output filesystems: clear error, nothing left.
+"$SUBMOE" apply "$tmp/p.yaml" -o /proc/submoe-out -q 2>"$tmp/err"
+st=$?
+check "unwritable output: exit 1, one message naming it" sh -c "[ $st -eq 1 ] && grep -q '/proc/submoe-out' '$tmp/err' && [ \$(wc -l <'$tmp/err') -eq 1 ]"
+(trap '' XFSZ; ulimit -f 1000; "$SUBMOE" apply "$tmp/p.yaml" -o "$tmp/full" -q 2>"$tmp/err")
+st=$?
+check "full filesystem (file size limit): exit 1 naming the file" sh -c "[ $st -eq 1 ] && grep -q 'model.safetensors' '$tmp/err'"
+check "full filesystem: nothing left" sh -c "! ls -d '$tmp'/full* >/dev/null 2>&1"
+"$SUBMOE" synth --arch mixtral --layers 4 --hidden 512 --intermediate 2048 --experts 8 --heads 8 --kv-heads 2 \
+    -q --out "$tmp/big"
+"$SUBMOE" plan "$tmp/big" --experts 6 --samples 2 --seq-len 64 --keep 100 -c "$tmp/big.stats" -o "$tmp/big.yaml" -q
+for sig in INT:2 TERM:15; do
+    num=${sig#*:}
+    sig=${sig%:*}
+    out="$tmp/big-$sig"
+    "$SUBMOE" apply "$tmp/big.yaml" -o "$out" -q 2>/dev/null &
+    pid=$!
+    i=0
+    while [ ! -d "$out.tmp-$pid" ] && [ $i -lt 400 ]; do sleep 0.02; i=$((i + 1)); done
+    kill -$sig $pid
+    wait $pid
+    st=$?
+    check "SIG$sig during apply: exit $st, no output, no temporary" \
+        sh -c "[ $st -eq $((128 + num)) ] && ! ls -d '$out'* >/dev/null 2>&1"
+done
+check "the source model is untouched" test "$(src_sum)" = "$before"
+echo "$n checks, $fail failed"
+[ "$fail" -eq 0 ]
