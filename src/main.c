@@ -19,6 +19,7 @@ const sm_command sm_commands[] = {
     {"calibrate", cmd_calibrate, "calibration inputs and expert statistics into a stats file"},
     {"plan", cmd_plan, "cluster and allocate experts; write a YAML plan"},
     {"apply", cmd_apply, "run a YAML plan and write the merged model"},
+    {"diff", cmd_diff, "per-tensor relative error between two models"},
     {NULL, NULL, NULL},
 };
 

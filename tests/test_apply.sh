@@ -71,6 +71,14 @@ sed 's/^  ratio: 0.25$/  ratio: 0.25\n  method: submoe-whitened/; s/^    method:
 check "submoe-whitened rank 32 writes weight_a/weight_b factors" sh -c "grep -a -q 'w1.weight_a' '$tmp/lr/model.safetensors'"
 p_lr=$(ppl "$tmp/lr")
 check "factored model evaluates (ppl $p_lr)" awk -v a="$p_lr" 'BEGIN { exit !(a > 1 && a < 100) }'
+"$SUBMOE" inspect "$tmp/lr" >"$tmp/insp"
+check "inspect reads the native format: per-layer counts and factor ranks" grep -q '^    2  MoE          6            6  18 of 18 matrices as A.B, rank 32' "$tmp/insp"
+"$SUBMOE" inspect "$tmp/rn" >"$tmp/insp"
+check "inspect shows remapped layers' router rows" grep -q '^    1  MoE          6            8  dense (expert map)' "$tmp/insp"
+"$SUBMOE" diff "$DEMO" "$tmp/rx" >"$tmp/diff"
+check "diff source vs hf-expanded: same tensors, merged experts differ" grep -q '^127 tensors compared, [1-9][0-9]* differ' "$tmp/diff"
+"$SUBMOE" diff "$tmp/rx" "$tmp/rx" --json >"$tmp/diff"
+check "diff of a model with itself: nothing differs" grep -q '"differ": 0' "$tmp/diff"
 check "factored model is smaller" test "$(wc -c <"$tmp/lr/model.safetensors")" -lt "$(wc -c <"$tmp/a/model.safetensors")"
 "$SUBMOE" apply "$tmp/lr.yaml" -o "$tmp/lrh" --format hf -q 2>"$tmp/err"
 check "hf refuses low-rank factors" grep -q 'cannot hold low-rank factors; write the submoe format' "$tmp/err"

@@ -126,8 +126,13 @@ static void print_human(const sm_model *m)
     printf("Layers         %d (%d MoE, %d dense)\n", c->n_layers, c->n_moe_layers, c->n_layers - c->n_moe_layers);
     printf("Hidden size    %d; %d attention heads (%d key/value, head_dim %d); vocabulary %d\n", c->hidden, c->n_heads,
            c->n_kv_heads, c->head_dim, c->vocab);
-    printf("Experts        %d per MoE layer, top-%d, intermediate %d (%s)\n", c->n_experts, c->top_k,
-           c->expert_intermediate, layout_name(sm_model_layout(m)));
+    if (c->native)
+        printf("Experts        per layer (submoe native format; see below), top-%d, intermediate %d; "
+               "source had %d\n",
+               c->top_k, c->expert_intermediate, c->n_experts);
+    else
+        printf("Experts        %d per MoE layer, top-%d, intermediate %d (%s)\n", c->n_experts, c->top_k,
+               c->expert_intermediate, layout_name(sm_model_layout(m)));
     printf("Routing        %s", sm_arch_routing_rule(c));
     if (c->routed_scaling != 1.0)
         printf(", routed_scaling_factor %g", c->routed_scaling);
@@ -151,6 +156,37 @@ static void print_human(const sm_model *m)
         const st_file *f = sm_model_file(m, i);
         human_count(a, sizeof a, (double)st_file_size(f), "B");
         printf("  %-40s %10s  %zu tensors\n", sm_basename(st_path(f)), a, st_count(f));
+    }
+    if (c->native) {
+        printf("\nLayer  kind   experts  router rows  stored experts\n");
+        for (int l = 0; l < c->n_layers; l++) {
+            if (!c->is_moe[l]) {
+                printf("%5d  dense        -            -  -\n", l);
+                continue;
+            }
+            int n = sm_model_layer_experts(m, l), fact = 0;
+            int64_t rmin = 0, rmax = 0;
+            for (int e = 0; e < n; e++)
+                for (int k = 0; k < 3; k++) {
+                    sm_weight fa, fb;
+                    if (sm_model_expert_factors(m, l, e, k, &fa, &fb) == 1) {
+                        rmin = !fact || fa.cols < rmin ? fa.cols : rmin;
+                        rmax = fa.cols > rmax ? fa.cols : rmax;
+                        fact++;
+                    }
+                }
+            char st[96];
+            if (!fact)
+                snprintf(st, sizeof st, "dense");
+            else if (rmin == rmax)
+                snprintf(st, sizeof st, "%d of %d matrices as A.B, rank %lld", fact, 3 * n, (long long)rmin);
+            else
+                snprintf(st, sizeof st, "%d of %d matrices as A.B, ranks %lld-%lld", fact, 3 * n, (long long)rmin,
+                         (long long)rmax);
+            printf("%5d  MoE    %7d  %11d  %s%s\n", l, n, sm_model_router_rows(m, l), st,
+                   sm_model_expert_map(m, l) ? " (expert map)" : "");
+        }
+        return;
     }
     printf("\nLayer  kind   experts  top-k\n");
     for (int l = 0; l < c->n_layers; l++) {

@@ -514,12 +514,33 @@ uint64_t sm_model_expert_params(const sm_model *m)
     return 3ULL * (uint64_t)m->cfg.hidden * (uint64_t)m->cfg.expert_intermediate;
 }
 
+/* Routed-expert parameters stored in layer l (dense or factored). */
+static uint64_t layer_routed_params(const sm_model *m, int l)
+{
+    const layer_weights *lw = &m->layers[l];
+    uint64_t p = 0;
+    for (int e = 0; e < lw->n_experts; e++)
+        for (int k = 0; k < EXPERT_MATS; k++) {
+            if (lw->experts[k][e].tensor)
+                p += (uint64_t)lw->experts[k][e].rows * (uint64_t)lw->experts[k][e].cols;
+            else if (lw->fa[k] && lw->fa[k][e].tensor)
+                p += (uint64_t)lw->fa[k][e].rows * (uint64_t)lw->fa[k][e].cols +
+                     (uint64_t)lw->fb[k][e].rows * (uint64_t)lw->fb[k][e].cols;
+        }
+    return p;
+}
+
 uint64_t sm_model_active_params(const sm_model *m)
 {
+    /* A token runs top-k of a layer's experts: count the average expert that many times. */
     uint64_t total = sm_model_param_count(m), inactive = 0;
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        if (m->layers[l].n_experts > m->cfg.top_k)
-            inactive += (uint64_t)(m->layers[l].n_experts - m->cfg.top_k) * sm_model_expert_params(m);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        int n = m->layers[l].n_experts;
+        if (n > m->cfg.top_k) {
+            uint64_t routed = layer_routed_params(m, l);
+            inactive += routed - routed / (uint64_t)n * (uint64_t)m->cfg.top_k;
+        }
+    }
     return total - inactive;
 }
 
