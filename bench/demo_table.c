@@ -23,7 +23,7 @@
 typedef struct {
     const char *label;
     sm_merge_method method;
-    bool adaptive;
+    bool adaptive, is_auto;
 } row;
 
 static sm_model *model;
@@ -32,7 +32,7 @@ static sm_tokens held;
 static int n_seq, seq_len;
 
 /* Perplexity of a whole-model plan: every MoE layer built with `method` at the planned k. */
-static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_router_mode router)
+static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_router_mode router, bool is_auto)
 {
     const sm_config *c = sm_model_config(model);
     sm_layer_build *b = calloc((size_t)c->n_layers, sizeof *b);
@@ -46,13 +46,15 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
         memset(&j, 0, sizeof j);
         j.layer = l;
         j.k = pl[l].k;
-        j.groups = sm_merge_method_merges(method) ? pl[l].assign : NULL;
+        j.groups = sm_merge_method_merges(method) || is_auto ? pl[l].assign : NULL;
         j.algo = SM_CLUSTER_KMEANS;
         j.sim = SM_SIM_OUTPUT;
         j.seed = 1;
         j.spec.method = method;
         j.spec.router = router;
-        if (sm_layer_build_run(model, calib, &j, NULL, &b[l]) != 0) {
+        char why[600];
+        if ((is_auto ? sm_layer_build_auto(model, calib, &j, NULL, &b[l], why, sizeof why)
+                     : sm_layer_build_run(model, calib, &j, NULL, &b[l])) != 0) {
             fprintf(stderr, "demo_table: %s\n", sm_errmsg());
             ok = 0;
             break;
@@ -126,6 +128,7 @@ int main(int argc, char **argv)
         {"average", SM_MERGE_AVERAGE, false},
         {"prune-frequency", SM_MERGE_PRUNE_FREQUENCY, false},
         {"prune-output", SM_MERGE_PRUNE_OUTPUT, false},
+        {"auto (default)", SM_MERGE_SUBMOE, false, true},
     };
     const double ratios[2] = {0.25, 0.5};
     printf("%-18s", "method");
@@ -142,11 +145,11 @@ int main(int argc, char **argv)
             if (c->n_layers > 64 || sm_planner_run(model, calib, &po, NULL, pl))
                 sm_die("%s", sm_errmsg());
             bool prune = !sm_merge_method_merges(rows[q].method);
-            double p_remap = plan_ppl(pl, rows[q].method, SM_ROUTER_REMAP);
-            double p_lstsq = prune ? p_remap : plan_ppl(pl, rows[q].method, SM_ROUTER_COLLAPSE_LSTSQ);
+            double p_remap = plan_ppl(pl, rows[q].method, SM_ROUTER_REMAP, rows[q].is_auto);
+            double p_lstsq = prune ? p_remap : plan_ppl(pl, rows[q].method, SM_ROUTER_COLLAPSE_LSTSQ, rows[q].is_auto);
             printf(" |           %7.3f %6.3f", p_remap, p_lstsq);
             double best = fmin(p_remap, p_lstsq);
-            if (rows[q].method == SM_MERGE_SUBMOE)
+            if (rows[q].method == SM_MERGE_SUBMOE && !rows[q].is_auto)
                 best_merge[r] = fmin(best_merge[r], best);
             if (prune)
                 best_prune[r] = fmin(best_prune[r], best);
@@ -158,7 +161,8 @@ int main(int argc, char **argv)
         }
         printf("\n");
     }
-    printf("\n(pruning drops router rows; its two columns are the same model)\n");
+    printf("\n(pruning drops router rows; its two columns are the same model. auto: per layer, the least\n"
+           " held-out MoE-block output error among submoe and both prunings)\n");
     for (int r = 0; r < 2; r++)
         printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
                ratios[r] * 100, best_merge[r], best_prune[r], avg[r],

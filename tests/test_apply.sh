@@ -23,11 +23,11 @@ before=$(src_sum)
 
 # A plan: 8 -> 6 experts per layer, with a stats cache.
 calib="-t $SRCDIR/data/calib.u32 --samples 8 --seq-len 128 --keep 600 --heldout 120 -c $tmp/demo.stats"
-"$SUBMOE" plan "$DEMO" --ratio 0.25 $calib -o "$tmp/p.yaml" -q
+"$SUBMOE" plan "$DEMO" --ratio 0.25 -m submoe $calib -o "$tmp/p.yaml" -q
 check "plan writes a plan and a stats file" test -s "$tmp/p.yaml" -a -s "$tmp/demo.stats"
 check "the plan spells out every MoE layer's groups" test "$(grep -c 'groups: \[\[' "$tmp/p.yaml")" -eq 4
 touch -d '2000-01-01' "$tmp/demo.stats"
-"$SUBMOE" plan "$DEMO" --ratio 0.25 $calib -o "$tmp/p2.yaml" -q
+"$SUBMOE" plan "$DEMO" --ratio 0.25 -m submoe $calib -o "$tmp/p2.yaml" -q
 check "planning again gives the same plan" cmp -s "$tmp/p.yaml" "$tmp/p2.yaml"
 check "... and reuses the stats file (not rewritten)" test -z "$(find "$tmp/demo.stats" -newer "$tmp/p.yaml")"
 
@@ -65,7 +65,7 @@ st=$?
 check "hf refuses a remap router with a reason" sh -c "[ $st -eq 1 ] && grep -q 'hf needs a collapsed router' '$tmp/err' && [ ! -e '$tmp/rh' ]"
 
 # Low-rank factors in the native format.
-sed 's/^  ratio: 0.25$/  ratio: 0.25\n  method: submoe-whitened/; s/^    method: submoe$/    method: submoe-whitened/; s/^    rank: full$/    rank: 32/' \
+sed 's/^  method: submoe$/  method: submoe-whitened/; s/^    method: submoe$/    method: submoe-whitened/; s/^    rank: full$/    rank: 32/' \
     "$tmp/p.yaml" >"$tmp/lr.yaml"
 "$SUBMOE" apply "$tmp/lr.yaml" -o "$tmp/lr" -q
 check "submoe-whitened rank 32 writes weight_a/weight_b factors" sh -c "grep -a -q 'w1.weight_a' '$tmp/lr/model.safetensors'"
@@ -108,6 +108,12 @@ for sig in INT:2 TERM:15; do
     check "SIG$sig during apply: exit $st, no output, no temporary" \
         sh -c "[ $st -eq $((128 + num)) ] && ! ls -d '$out'* >/dev/null 2>&1"
 done
+# The default method, auto: the choice and its reasons are recorded; apply follows them.
+"$SUBMOE" plan "$DEMO" --ratio 0.25 $calib -o "$tmp/auto.yaml" -q
+check "default plan: method auto with the choice recorded per layer" test "$(grep -c '^    chosen: "prune-\|^    chosen: "submoe' "$tmp/auto.yaml")" -eq 4
+"$SUBMOE" apply "$tmp/auto.yaml" -o "$tmp/auto" -q
+p_auto=$(ppl "$tmp/auto")
+check "auto ($p_auto) is no worse than the submoe merge ($p_native) on the demo" awk -v a="$p_auto" -v b="$p_native" 'BEGIN { exit !(a <= b) }'
 check "the source model is untouched" test "$(src_sum)" = "$before"
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

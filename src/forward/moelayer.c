@@ -16,6 +16,7 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     if (!p)
         return NULL;
     sm_weight_to_f32(&w, p);
+    sm_weight_release(&w);
     if (rows)
         *rows = w.rows;
     return p;

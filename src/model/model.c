@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define EXPERT_MATS 3
 #define MAX_INDEX_BYTES (256u << 20)
@@ -500,6 +502,12 @@ void sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst
 }
 
 void sm_weight_to_f32(const sm_weight *w, float *dst) { sm_weight_rows_to_f32(w, 0, w->rows, dst); }
+
+void sm_weight_release(const sm_weight *w)
+{
+    size_t es = sm_dtype_size(w->tensor->dtype);
+    st_release((const char *)w->tensor->data + w->offset * es, (uint64_t)w->rows * (uint64_t)w->cols * es);
+}
 
 uint64_t sm_model_param_count(const sm_model *m)
 {

@@ -68,6 +68,9 @@ bool sm_model_has(const sm_model *m, sm_wrole role, int layer);
 
 /* Convert a weight to float: dst holds rows*cols floats. */
 void sm_weight_to_f32(const sm_weight *w, float *dst);
+/* Tell the kernel the view's mapped pages are no longer needed (after converting a large weight),
+ * so a pass over a model larger than RAM keeps only what it works on resident. */
+void sm_weight_release(const sm_weight *w);
 /* Convert rows [r0, r0+n) only. */
 void sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst);
 

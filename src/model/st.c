@@ -343,3 +343,15 @@ const char *st_metadata(const st_file *f, const char *key)
             return f->meta[i].value;
     return NULL;
 }
+
+void st_release(const void *data, uint64_t n)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || !data)
+        return;
+    uintptr_t a = (uintptr_t)data, b = a + (uintptr_t)n;
+    a = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    b &= ~((uintptr_t)pg - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}

@@ -36,6 +36,10 @@ const sm_tensor *st_tensor(const st_file *f, size_t i);      /* in data-offset o
 const sm_tensor *st_find(const st_file *f, const char *name);
 const char *st_metadata(const st_file *f, const char *key);  /* __metadata__ value or NULL */
 const char *st_path(const st_file *f);
+/* Drop the whole mapped pages inside [data, data + n) from this process (after converting them):
+ * clean file-backed pages, so touching them again just re-reads them. Keeps a pass over a file
+ * larger than RAM from holding what it no longer needs. */
+void st_release(const void *data, uint64_t n);
 uint64_t st_file_size(const st_file *f);
 
 /* Streaming writer: declare every tensor, then begin (writes the header), then write each

@@ -106,7 +106,7 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
     bool needs_calib = false;
     for (int l = 0; l < c->n_layers; l++) {
         const sm_plan_layer *pl = sm_plan_find_layer(p, l);
-        bool keep = !(PICK(method_auto, has_method, false)) &&
+        bool keep = !(PICK(method_auto, has_method, SM_APPLY_DEFAULT_AUTO)) &&
                     (PICK(method, has_method, SM_APPLY_DEFAULT_METHOD)) == SM_MERGE_KEEP;
         needs_calib |= c->is_moe[l] && !keep;
     }
@@ -139,7 +139,7 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
         sm_resolved_layer *rl = &r->layers[l];
         rl->layer = l;
         rl->n = sm_model_layer_experts(r->model, l);
-        rl->is_auto = PICK(method_auto, has_method, false);
+        rl->is_auto = PICK(method_auto, has_method, SM_APPLY_DEFAULT_AUTO);
         sm_layer_job *j = &rl->job;
         j->layer = l;
         j->spec.method = rl->is_auto ? SM_APPLY_DEFAULT_METHOD : PICK(method, has_method, SM_APPLY_DEFAULT_METHOD);

@@ -19,7 +19,9 @@
 #include "pipeline/calib.h"
 #include "plan/plan.h"
 
-/* Defaults when neither the layer nor the plan says (man/submoe-plan.5). */
+/* Defaults when neither the layer nor the plan says (man/submoe-plan.5): method auto, whose
+ * merge candidate is submoe — at least as good as the best single method on every layer. */
+#define SM_APPLY_DEFAULT_AUTO true
 #define SM_APPLY_DEFAULT_METHOD SM_MERGE_SUBMOE
 #define SM_APPLY_DEFAULT_ROUTER SM_ROUTER_COLLAPSE_LSTSQ
 #define SM_APPLY_DEFAULT_FORMAT SM_OUT_SUBMOE

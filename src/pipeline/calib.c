@@ -583,6 +583,7 @@ int sm_calib_inputs(sm_calib *c, int layer, const float **fit, int64_t *m_fit, c
         if (!(cl->xf = sm_alloc_f32((size_t)cl->rows * (size_t)H)))
             return -1;
         sm_to_f32(cl->x->dtype, cl->x->data, cl->xf, (size_t)cl->rows * (size_t)H);
+        st_release(cl->x->data, cl->x->nbytes);
         for (int64_t i = 0; i < cl->rows * H; i++)
             if (!isfinite(cl->xf[i])) {
                 free(cl->xf);
@@ -629,6 +630,7 @@ static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_la
     for (int i = 0; i < n; i++)
         a->freq[i] = (double)a->counts[i] / (double)m_fit;
     memcpy(a->outputs, cl->outputs->data, sizeof(float) * cl->outputs->numel);
+    st_release(cl->outputs->data, cl->outputs->nbytes);
     for (int j = 0; j < 3; j++) {
         const float *s = cl->sim[j]->data;
         for (int i = 0; i < n * n; i++)
