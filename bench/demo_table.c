@@ -23,7 +23,7 @@
 typedef struct {
     const char *label;
     sm_merge_method method;
-    bool adaptive, is_auto;
+    bool adaptive, is_auto, align;
 } row;
 
 static sm_model *model;
@@ -32,7 +32,8 @@ static sm_tokens held;
 static int n_seq, seq_len;
 
 /* Perplexity of a whole-model plan: every MoE layer built with `method` at the planned k. */
-static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_router_mode router, bool is_auto)
+static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_router_mode router, bool is_auto,
+                       bool align)
 {
     const sm_config *c = sm_model_config(model);
     sm_layer_build *b = calloc((size_t)c->n_layers, sizeof *b);
@@ -52,6 +53,7 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
         j.seed = 1;
         j.spec.method = method;
         j.spec.router = router;
+        j.spec.align = align;
         char why[600];
         if ((is_auto ? sm_layer_build_auto(model, calib, &j, NULL, &b[l], why, sizeof why)
                      : sm_layer_build_run(model, calib, &j, NULL, &b[l])) != 0) {
@@ -122,13 +124,14 @@ int main(int argc, char **argv)
     printf("original perplexity %.3f\n\n", base);
 
     const row rows[] = {
-        {"submoe", SM_MERGE_SUBMOE, false},
-        {"submoe, adaptive", SM_MERGE_SUBMOE, true},
-        {"freq-average", SM_MERGE_FREQ_AVERAGE, false},
-        {"average", SM_MERGE_AVERAGE, false},
-        {"prune-frequency", SM_MERGE_PRUNE_FREQUENCY, false},
-        {"prune-output", SM_MERGE_PRUNE_OUTPUT, false},
-        {"auto (default)", SM_MERGE_SUBMOE, false, true},
+        {"submoe", SM_MERGE_SUBMOE, false, false, false},
+        {"submoe, adaptive", SM_MERGE_SUBMOE, true, false, false},
+        {"submoe, aligned", SM_MERGE_SUBMOE, false, false, true},
+        {"freq-average", SM_MERGE_FREQ_AVERAGE, false, false, false},
+        {"average", SM_MERGE_AVERAGE, false, false, false},
+        {"prune-frequency", SM_MERGE_PRUNE_FREQUENCY, false, false, false},
+        {"prune-output", SM_MERGE_PRUNE_OUTPUT, false, false, false},
+        {"auto (default)", SM_MERGE_SUBMOE, false, true, false},
     };
     const double ratios[2] = {0.25, 0.5};
     printf("%-18s", "method");
@@ -136,6 +139,7 @@ int main(int argc, char **argv)
         printf(" | %3.0f%% fewer: remap  lstsq", ratios[r] * 100);
     printf("\n");
     double best_merge[2] = {INFINITY, INFINITY}, best_prune[2] = {INFINITY, INFINITY}, avg[2] = {0, 0};
+    double unaligned[2] = {INFINITY, INFINITY}, aligned[2] = {INFINITY, INFINITY}, autov[2] = {0, 0};
     for (size_t q = 0; q < sizeof rows / sizeof rows[0]; q++) {
         printf("%-18s", rows[q].label);
         for (int r = 0; r < 2; r++) {
@@ -145,10 +149,18 @@ int main(int argc, char **argv)
             if (c->n_layers > 64 || sm_planner_run(model, calib, &po, NULL, pl))
                 sm_die("%s", sm_errmsg());
             bool prune = !sm_merge_method_merges(rows[q].method);
-            double p_remap = plan_ppl(pl, rows[q].method, SM_ROUTER_REMAP, rows[q].is_auto);
-            double p_lstsq = prune ? p_remap : plan_ppl(pl, rows[q].method, SM_ROUTER_COLLAPSE_LSTSQ, rows[q].is_auto);
+            double p_remap = plan_ppl(pl, rows[q].method, SM_ROUTER_REMAP, rows[q].is_auto, rows[q].align);
+            double p_lstsq = prune ? p_remap
+                                   : plan_ppl(pl, rows[q].method, SM_ROUTER_COLLAPSE_LSTSQ, rows[q].is_auto,
+                                              rows[q].align);
             printf(" |           %7.3f %6.3f", p_remap, p_lstsq);
             double best = fmin(p_remap, p_lstsq);
+            if (rows[q].method == SM_MERGE_SUBMOE && !rows[q].is_auto && !rows[q].adaptive && !rows[q].align)
+                unaligned[r] = fmin(unaligned[r], best);
+            if (rows[q].align)
+                aligned[r] = fmin(aligned[r], best);
+            if (rows[q].is_auto)
+                autov[r] = best;
             if (rows[q].method == SM_MERGE_SUBMOE && !rows[q].is_auto)
                 best_merge[r] = fmin(best_merge[r], best);
             if (prune)
@@ -162,12 +174,17 @@ int main(int argc, char **argv)
         printf("\n");
     }
     printf("\n(pruning drops router rows; its two columns are the same model. auto: per layer, the least\n"
-           " held-out MoE-block output error among submoe and both prunings)\n");
+           " held-out MoE-block output error among submoe, submoe aligned and both prunings)\n");
     for (int r = 0; r < 2; r++)
         printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
                ratios[r] * 100, best_merge[r], best_prune[r], avg[r],
                best_merge[r] < best_prune[r] && best_merge[r] < avg[r] ? "subspace merging wins (paper's ordering)"
                                                                        : "paper's ordering does NOT hold");
+    for (int r = 0; r < 2; r++)
+        printf("%2.0f%% fewer experts: aligned merge %.3f vs unaligned %.3f vs best pruning %.3f; auto %.3f "
+               "(best single method %.3f)\n",
+               ratios[r] * 100, aligned[r], unaligned[r], best_prune[r], autov[r],
+               fmin(best_merge[r], best_prune[r]));
     printf("(%.1f s)\n", sm_now() - t0);
     sm_calib_free(calib);
     sm_tokens_free(&held);

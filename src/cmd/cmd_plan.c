@@ -45,6 +45,8 @@ static void usage(FILE *out)
             "      --rank RANK          full (default), an integer or a fraction, for gate, up and down;\n"
             "                           or gate=RANK,up=RANK,down=RANK\n"
             "      --damping D          whitening damping for submoe-whitened (0.01)\n"
+            "      --align              align the members' intermediate neurons before merging (for\n"
+            "                           experts trained from scratch; auto tries both)\n"
             "Calibration:\n"
             "  -t, --tokens FILE        calibration tokens (default: the bundled data/calib.u32)\n"
             "  -c, --calib FILE         stats file: an existing one is read as it is (from submoe calibrate\n"
@@ -112,8 +114,11 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
     char text[4096];
     size_t n = 0;
     const sm_layer_analysis *a = b->analysis;
-    n += (size_t)snprintf(text + n, sizeof text - n, "layer %d: %d -> %d experts, %s", rl->layer, rl->n,
-                          b->merged.n_experts, sm_merge_method_name(b->merged.method));
+    n += (size_t)snprintf(text + n, sizeof text - n, "layer %d: %d -> %d experts, %s%s", rl->layer, rl->n,
+                          b->merged.n_experts, sm_merge_method_name(b->merged.method),
+                          b->merged.align_corr > 0 ? " aligned" : "");
+    if (b->merged.align_corr > 0)
+        n += (size_t)snprintf(text + n, sizeof text - n, " (matched neurons correlate %.3f)", b->merged.align_corr);
     if (sm_merge_method_merges(b->merged.method))
         n += (size_t)snprintf(text + n, sizeof text - n, ", router %s", sm_router_mode_name(rl->job.spec.router));
     if (b->output_error >= 0)
@@ -143,7 +148,7 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
 int cmd_plan(int argc, char **argv)
 {
     enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
-           O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR };
+           O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR, O_ALIGN };
     static const struct option opts[] = {
         {"experts", required_argument, NULL, 'e'},    {"ratio", required_argument, NULL, 'r'},
         {"allocation", required_argument, NULL, O_ALLOC}, {"window", required_argument, NULL, O_WINDOW},
@@ -156,6 +161,7 @@ int cmd_plan(int argc, char **argv)
         {"heldout", required_argument, NULL, O_HELDOUT}, {"format", required_argument, NULL, O_FORMAT},
         {"dtype", required_argument, NULL, O_DTYPE},  {"shard-size", required_argument, NULL, O_SHARD},
         {"out-dir", required_argument, NULL, O_OUTDIR}, {"out", required_argument, NULL, 'o'},
+        {"align", no_argument, NULL, O_ALIGN},
         {"quiet", no_argument, NULL, 'q'},            {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -210,6 +216,7 @@ int cmd_plan(int argc, char **argv)
             bad = sm_router_mode_parse(optarg, &p.defaults.router);
             break;
         case O_RANK: bad = parse_ranks(optarg, &p.defaults.rank); break;
+        case O_ALIGN: p.defaults.has_align = p.defaults.align = true; break;
         case O_DAMPING:
             bad = parse_num("--damping", optarg, 1e-12, 1e6, &p.damping);
             p.has_damping = true;
@@ -332,6 +339,8 @@ int cmd_plan(int argc, char **argv)
         pl->s.method = b.merged.method;
         if (rl->is_auto)
             pl->chosen = xstrdup(why);
+        else if (sm_merge_method_merges(b.merged.method))
+            pl->s.has_align = true, pl->s.align = rl->job.spec.align;
         if (sm_merge_method_merges(b.merged.method) || rl->is_auto) {
             pl->n_groups = rl->job.k;
             pl->group_len = xcalloc((size_t)pl->n_groups, sizeof(int));

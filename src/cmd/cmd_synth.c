@@ -44,6 +44,8 @@ static void usage(FILE *out)
             "  --clusters K             planted clusters per MoE layer (4; = experts for none)\n"
             "  --noise EPS              member deviation relative to the cluster base (0.05)\n"
             "  --seed S                 random seed (1)\n"
+            "  --permute                permute the intermediate neurons of every cluster member but the\n"
+            "                           first (as in experts trained from scratch; see neuron alignment)\n"
             "  --shard-size SIZE        split into shards of at most SIZE bytes (e.g. 2G); writes an index\n"
             "  --force                  replace an existing output directory\n"
             "  -q, --quiet              no progress bar\n"
@@ -88,7 +90,7 @@ int cmd_synth(int argc, char **argv)
 {
     enum { O_ARCH = 256, O_LAYERS, O_HIDDEN, O_INTER, O_EXPERTS, O_TOPK, O_HEADS, O_KV, O_HEADDIM, O_VOCAB, O_DENSE,
            O_SHAREDI, O_SHAREDN, O_FIRSTD, O_STEP, O_NORM, O_NONORM, O_TIE, O_LAYOUT, O_DTYPE, O_CLUSTERS, O_NOISE,
-           O_SEED, O_SHARD, O_FORCE };
+           O_SEED, O_SHARD, O_FORCE, O_PERMUTE };
     static const struct option opts[] = {
         {"arch", required_argument, 0, O_ARCH}, {"out", required_argument, 0, 'o'},
         {"layers", required_argument, 0, O_LAYERS}, {"hidden", required_argument, 0, O_HIDDEN},
@@ -102,6 +104,7 @@ int cmd_synth(int argc, char **argv)
         {"tie-embeddings", no_argument, 0, O_TIE}, {"layout", required_argument, 0, O_LAYOUT},
         {"dtype", required_argument, 0, O_DTYPE}, {"clusters", required_argument, 0, O_CLUSTERS},
         {"noise", required_argument, 0, O_NOISE}, {"seed", required_argument, 0, O_SEED},
+        {"permute", no_argument, 0, O_PERMUTE},
         {"shard-size", required_argument, 0, O_SHARD}, {"force", no_argument, 0, O_FORCE},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     /* Two passes: --arch first, because the defaults depend on it. */
@@ -177,6 +180,7 @@ int cmd_synth(int argc, char **argv)
             break;
         }
         case O_SHARD: rc = parse_size(optarg, &o.shard_size); break;
+        case O_PERMUTE: o.permute = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -1,4 +1,5 @@
 #include "engine/engine.h"
+#include "engine/align.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -421,22 +422,65 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
     const float **w = sm_alloc((size_t)n, sizeof(float *));
     const float **gr = sm_alloc((size_t)n, sizeof(float *));
     double *f = sm_alloc((size_t)n, sizeof(double));
+    sm_expert *aligned = sm_zalloc((size_t)n, sizeof *aligned);
+    float **aligned_buf = sm_zalloc((size_t)n * 3, sizeof *aligned_buf), **aligned_gram = sm_zalloc((size_t)n, sizeof(float *));
     int rc = -1;
-    if (!out->mats || !out->experts || !out->cluster_of || !w || !gr || !f)
+    if (!out->mats || !out->experts || !out->cluster_of || !w || !gr || !f || !aligned || !aligned_buf || !aligned_gram)
         goto done;
     memcpy(out->cluster_of, assign, sizeof(int) * (size_t)n);
+    int n_aligned = 0;
     for (int c = 0; c < k; c++) {
         int nm = 0;
         for (int i = 0; i < n; i++)
             if (assign[i] == c)
                 f[nm] = a ? a->freq[i] : 0.0, w[nm++] = NULL;
+        /* Alignment: permuted copies of every member but the most frequent (the reference). */
+        if (spec->align && nm > 1) {
+            int ref = -1;
+            for (int i = 0; i < n; i++)
+                if (assign[i] == c && (ref < 0 || (a && a->freq[i] > a->freq[ref])))
+                    ref = i;
+            for (int i = 0; i < n; i++) {
+                if (assign[i] != c || i == ref)
+                    continue;
+                const sm_expert *e = &src->experts[i];
+                int64_t ni = e->gate.out;
+                int *perm = sm_alloc((size_t)ni, sizeof *perm);
+                float *pg = sm_alloc_f32((size_t)(ni * h)), *pu = sm_alloc_f32((size_t)(ni * h));
+                float *pd = sm_alloc_f32((size_t)(ni * h));
+                double corr = 0;
+                if (!perm || !pg || !pu || !pd ||
+                    sm_align_pair(&src->experts[ref], e, x, m, NULL, perm, &corr) != 0) {
+                    free(perm), free(pg), free(pu), free(pd);
+                    sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
+                    goto done;
+                }
+                sm_expert_permute(e, perm, pg, pu, pd);
+                aligned[i] = sm_expert_dense(h, ni, pg, pu, pd);
+                aligned_buf[3 * i] = pg, aligned_buf[3 * i + 1] = pu, aligned_buf[3 * i + 2] = pd;
+                if (a && a->gram_mid) { /* the down projection's inputs are permuted too */
+                    float *gm = sm_alloc_f32((size_t)(ni * ni));
+                    if (!gm) {
+                        free(perm);
+                        goto done;
+                    }
+                    for (int64_t r = 0; r < ni; r++)
+                        for (int64_t q = 0; q < ni; q++)
+                            gm[r * ni + q] = a->gram_mid[i][(int64_t)perm[r] * ni + perm[q]];
+                    aligned_gram[i] = gm;
+                }
+                out->align_corr += corr;
+                n_aligned++;
+                free(perm);
+            }
+        }
         for (int j = 0; j < 3; j++) {
             int q = 0;
             const sm_linear *first = NULL;
             for (int i = 0; i < n; i++) {
                 if (assign[i] != c)
                     continue;
-                const sm_expert *ex = &src->experts[i];
+                const sm_expert *ex = aligned_buf[3 * i] ? &aligned[i] : &src->experts[i];
                 const sm_linear *l = j == 0 ? &ex->gate : j == 1 ? &ex->up : &ex->down;
                 if (!l->w) {
                     sm_err("expert %d is factored; merging needs dense experts", i);
@@ -448,7 +492,8 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
                 }
                 first = first ? first : l;
                 w[q] = l->w;
-                gr[q++] = a && a->gram_in ? (j < 2 ? a->gram_in[i] : a->gram_mid[i]) : NULL;
+                gr[q++] = a && a->gram_in ? (j < 2 ? a->gram_in[i] : aligned_gram[i] ? aligned_gram[i] : a->gram_mid[i])
+                                          : NULL;
             }
             sm_matset set = {nm, first->out, first->in, w};
             sm_monitor_span span;
@@ -465,7 +510,17 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
         out->experts[c].gate = linear_of(&out->mats[c][0]);
         out->experts[c].up = linear_of(&out->mats[c][1]);
         out->experts[c].down = linear_of(&out->mats[c][2]);
+        for (int i = 0; i < n; i++) { /* the cluster's permuted copies are merged: drop them */
+            for (int q = 0; q < 3; q++) {
+                free(aligned_buf[3 * i + q]);
+                aligned_buf[3 * i + q] = NULL;
+            }
+            free(aligned_gram[i]);
+            aligned_gram[i] = NULL;
+        }
     }
+    if (n_aligned)
+        out->align_corr /= n_aligned;
     out->router_mode = spec->router;
     if (spec->router == SM_ROUTER_REMAP) {
         out->n_router = n;
@@ -490,6 +545,11 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
     }
     rc = 0;
 done:
+    for (int i = 0; aligned_buf && i < 3 * n; i++)
+        free(aligned_buf[i]);
+    for (int i = 0; aligned_gram && i < n; i++)
+        free(aligned_gram[i]);
+    free(aligned), free(aligned_buf), free(aligned_gram);
     free(w), free(gr), free(f);
     return rc;
 }

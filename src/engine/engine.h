@@ -79,6 +79,9 @@ typedef struct sm_layer_spec {
      * caller fills every entry, copying matrix[] where a cluster has no override). NULL = none. */
     const sm_merge_opts (*cluster)[3];
     int n_cluster;
+    /* Neuron alignment (engine/align.h) before merging: every member of a cluster is permuted to
+     * match its most frequent member, using the calibration inputs x. */
+    bool align;
 } sm_layer_spec;
 
 typedef struct sm_merged_layer {
@@ -93,6 +96,7 @@ typedef struct sm_merged_layer {
     sm_expert *experts;         /* n_experts views (over mats or the source block) */
     int *cluster_of;            /* original n: slot of each original expert (−1 = dropped) */
     int n_original;
+    double align_corr;          /* aligned merges: mean correlation of matched neurons (else 0) */
 } sm_merged_layer;
 
 /* Merge (or prune) a layer. assign/k: the clusters (ignored by keep; for pruning, k is the

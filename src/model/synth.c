@@ -222,6 +222,31 @@ static void build_plan(const sm_synth_opts *o, tlist *l)
     }
 }
 
+void sm_synth_permutation(const sm_synth_opts *o, int layer, int expert, int *perm)
+{
+    int I = o->intermediate;
+    for (int i = 0; i < I; i++)
+        perm[i] = i;
+    if (!o->permute)
+        return;
+    int *as = xmalloc((size_t)o->experts * sizeof *as);
+    sm_synth_assignment(o, layer, as);
+    int first = expert;
+    for (int e = 0; e < o->experts; e++)
+        if (as[e] == as[expert] && e < first)
+            first = e;
+    free(as);
+    if (first == expert)
+        return;
+    sm_rng r;
+    sm_rng_seed(&r, mix(o->seed, 9, (uint64_t)layer, (uint64_t)expert, 0, 0));
+    for (int i = I - 1; i > 0; i--) {
+        int j = (int)sm_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
 /* ------------------------------------------------------------------ generation */
 
 typedef struct {
@@ -244,7 +269,34 @@ static void ensure_assign(gen_ctx *g, int layer)
 
 /* rows [0, rows) of a matrix owned by expert `e` (mat 0..2; mat 3 = router row block): cluster
  * base + noise, with both streams seeded per row block so any slice is reproducible. */
+static int write_member_plain(gen_ctx *g, int layer, int e, int mat, int64_t rows, int64_t cols, float scale,
+                              float *into);
+
+/* A permuted member: the whole matrix is generated, then gate/up rows or down columns move. */
 static int write_member(gen_ctx *g, int layer, int e, int mat, int64_t rows, int64_t cols, float scale)
+{
+    if (!g->o->permute || mat == 3)
+        return write_member_plain(g, layer, e, mat, rows, cols, scale, NULL);
+    int64_t n = rows * cols, I = g->o->intermediate;
+    float *m = sm_alloc_f32((size_t)n), *p = sm_alloc_f32((size_t)n);
+    int *perm = sm_alloc((size_t)I, sizeof *perm);
+    int rc = -1;
+    if (m && p && perm && write_member_plain(g, layer, e, mat, rows, cols, scale, m) == 0) {
+        sm_synth_permutation(g->o, layer, e, perm);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                p[r * cols + c] = mat < 2 ? m[(int64_t)perm[r] * cols + c] : m[r * cols + perm[c]];
+        rc = st_writer_write_f32(g->w, p, (size_t)n);
+        g->done += (uint64_t)n * sm_dtype_size(g->o->dtype);
+        sm_progress_update(g->prog, g->done);
+    }
+    free(m), free(p), free(perm);
+    return rc;
+}
+
+/* into: NULL writes the rows; else they are stored there (rows × cols). */
+static int write_member_plain(gen_ctx *g, int layer, int e, int mat, int64_t rows, int64_t cols, float scale,
+                              float *into)
 {
     ensure_assign(g, layer);
     int c = g->assign[e];
@@ -258,6 +310,10 @@ static int write_member(gen_ctx *g, int layer, int e, int mat, int64_t rows, int
         sm_rng_fill_normal(&rn, g->noise, n, scale * (float)g->o->noise);
         for (uint64_t i = 0; i < n; i++)
             g->buf[i] += g->noise[i];
+        if (into) {
+            memcpy(into + r0 * cols, g->buf, sizeof(float) * n);
+            continue;
+        }
         if (st_writer_write_f32(g->w, g->buf, n))
             return -1;
         g->done += n * sm_dtype_size(g->o->dtype);
@@ -371,6 +427,8 @@ static json_t *config_json(const sm_synth_opts *o)
     json_t *s = json_object(), *as = json_object();
     json_object_set_new(s, "clusters", json_integer(o->clusters));
     json_object_set_new(s, "noise", json_real(o->noise));
+    if (o->permute)
+        json_object_set_new(s, "permuted_neurons", json_true());
     json_object_set_new(s, "seed", json_integer((json_int_t)o->seed));
     int *cl = xmalloc((size_t)o->experts * sizeof *cl);
     for (int L = 0; L < o->layers; L++) {

@@ -29,6 +29,9 @@ typedef struct sm_synth_opts {
     uint64_t seed;
     uint64_t shard_size;       /* 0: single file */
     bool quiet;                /* no progress bar */
+    bool permute;              /* members' intermediate neurons randomly permuted (but each
+                                * cluster's lowest-numbered expert), like experts trained from
+                                * scratch: what neuron alignment must undo */
 } sm_synth_opts;
 
 void sm_synth_defaults(sm_synth_opts *o, sm_arch arch);
@@ -38,5 +41,7 @@ int sm_synth_check(const sm_synth_opts *o);
 int sm_synth_write(const sm_synth_opts *o, const char *dir);
 /* The planted cluster of each expert of MoE layer `layer` (what config.json records). */
 void sm_synth_assignment(const sm_synth_opts *o, int layer, int *cluster_of_expert);
+/* With permute: perm[i] = the base neuron expert e's neuron i computes (identity otherwise). */
+void sm_synth_permutation(const sm_synth_opts *o, int layer, int expert, int *perm);
 
 #endif

@@ -148,11 +148,7 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
         j->sim = PICK(similarity, has_similarity, SM_SIM_OUTPUT);
         j->seed = p->has_seed ? p->seed : 1;
         layer_ranks(p, pl, j->spec.matrix);
-        if (PICK(align, has_align, false)) {
-            rc = sm_err("%s: layer %d: align: true — neuron alignment is not available in this version of submoe",
-                        p->file, l);
-            break;
-        }
+        j->spec.align = PICK(align, has_align, false);
         /* k: the layer's own count or groups, else the defaults' target. */
         int k = pl && pl->s.has_experts ? pl->s.experts : pl && pl->n_groups ? pl->n_groups
                 : planned                ? planned[l].k
@@ -201,9 +197,11 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
         }
         if (rl->is_auto && pl && pl->chosen) {
             sm_merge_method mm;
-            if (sm_auto_choice_parse(pl->chosen, &mm) == 0) {
+            bool al;
+            if (sm_auto_choice_parse(pl->chosen, &mm, &al) == 0) {
                 rl->auto_why = xstrdup(pl->chosen);
                 j->spec.method = mm;
+                j->spec.align = al;
                 rl->is_auto = false; /* decided in the plan */
             }
         }
@@ -236,7 +234,10 @@ static int layer_shape(sm_resolved_plan *r, sm_resolved_layer *rl, sm_out_format
         char why[600];
         if (sm_layer_build_auto(r->model, r->calib, j, mon, &b, why, sizeof why))
             return -1;
-        j->spec.method = b.merged.method;
+        sm_merge_method mm;
+        bool al = false;
+        j->spec.method = sm_auto_choice_parse(why, &mm, &al) == 0 ? mm : b.merged.method;
+        j->spec.align = al;
         rl->auto_why = xstrdup(why);
         rl->is_auto = false;
         sm_layer_build_free(&b);
@@ -369,7 +370,8 @@ static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
             continue;
         char key[16], desc[800];
         snprintf(key, sizeof key, "%d", l);
-        snprintf(desc, sizeof desc, "%s, %d -> %d experts, router %s%s%s", sm_merge_method_name(rl->job.spec.method),
+        snprintf(desc, sizeof desc, "%s%s, %d -> %d experts, router %s%s%s", sm_merge_method_name(rl->job.spec.method),
+                 rl->job.spec.align ? " (aligned)" : "",
                  rl->n, rl->job.spec.method == SM_MERGE_KEEP ? rl->n : rl->job.k,
                  sm_router_mode_name(rl->job.spec.router), rl->auto_why ? "; auto: " : "",
                  rl->auto_why ? rl->auto_why : "");

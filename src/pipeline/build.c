@@ -100,53 +100,64 @@ void sm_layer_build_free(sm_layer_build *b)
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len)
 {
-    const sm_merge_method cand[3] = {job->spec.method, SM_MERGE_PRUNE_FREQUENCY, SM_MERGE_PRUNE_OUTPUT};
-    int nc = sm_merge_method_merges(job->spec.method) ? 3 : 2;
-    const sm_merge_method *list = nc == 3 ? cand : cand + 1;
+    /* Candidates: the merge without and with neuron alignment, then both prunings. */
+    struct {
+        sm_merge_method method;
+        bool align;
+    } cand[4];
+    int nc = 0;
+    if (sm_merge_method_merges(job->spec.method)) {
+        cand[nc].method = job->spec.method, cand[nc++].align = false;
+        cand[nc].method = job->spec.method, cand[nc++].align = true;
+    }
+    cand[nc].method = SM_MERGE_PRUNE_FREQUENCY, cand[nc++].align = false;
+    cand[nc].method = SM_MERGE_PRUNE_OUTPUT, cand[nc++].align = false;
     sm_layer_build best;
     memset(&best, 0, sizeof best);
-    int have = 0;
+    int have = -1;
     size_t used = 0;
-    why[0] = 0;
+    char errs[600] = "";
     for (int i = 0; i < nc; i++) {
         sm_layer_job j = *job;
-        j.spec.method = list[i];
+        j.spec.method = cand[i].method;
+        j.spec.align = cand[i].align;
         sm_layer_build b;
         sm_monitor_span span;
         if (sm_layer_build_run(m, c, &j, sm_monitor_span_init(&span, mon, (double)i / nc, (i + 1.0) / nc), &b)) {
-            if (have)
+            if (have >= 0)
                 sm_layer_build_free(&best);
             return -1;
         }
         if (b.output_error < 0) {
             sm_layer_build_free(&b);
-            if (have)
+            if (have >= 0)
                 sm_layer_build_free(&best);
             return sm_err("layer %d: method auto needs held-out calibration rows", job->layer);
         }
-        used += (size_t)snprintf(why + used, used < why_len ? why_len - used : 0, "%s%s %.4g", i ? ", " : "",
-                                 sm_merge_method_name(list[i]), b.output_error);
-        if (!have || b.output_error < best.output_error) {
-            if (have)
+        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s %.4g",
+                                 i ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
+                                 b.output_error);
+        if (have < 0 || b.output_error < best.output_error) {
+            if (have >= 0)
                 sm_layer_build_free(&best);
             best = b;
-            have = 1;
+            have = i;
         } else {
             sm_layer_build_free(&b);
         }
     }
-    char errs[400];
-    snprintf(errs, sizeof errs, "%s", why);
-    snprintf(why, why_len, "%s (output error: %s)", sm_merge_method_name(best.merged.method), errs);
+    snprintf(why, why_len, "%s%s (output error: %s)", sm_merge_method_name(cand[have].method),
+             cand[have].align ? "+align" : "", errs);
     *out = best;
     return 0;
 }
 
-int sm_auto_choice_parse(const char *why, sm_merge_method *out)
+int sm_auto_choice_parse(const char *why, sm_merge_method *out, bool *align)
 {
     char name[40];
     if (!why || sscanf(why, "%39[a-z-]", name) != 1)
         return -1;
+    *align = !strncmp(why + strlen(name), "+align", 6);
     return sm_merge_method_parse(name, out);
 }
 

@@ -47,13 +47,14 @@ int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, 
                        sm_layer_build *out);
 void sm_layer_build_free(sm_layer_build *b);
 
-/* method auto (DESIGN §2.5b): build the job's merge method (on its clusters), prune-frequency and
- * prune-output (keeping job->k experts) and keep the one with the least MoE-block output error on
- * the held-out rows. `why` receives "<chosen method> (output error: <method> <error>, ...)". */
+/* method auto (DESIGN §2.5b): build the job's merge method on its clusters without and with neuron
+ * alignment, prune-frequency and prune-output (keeping job->k experts), and keep the one with the
+ * least MoE-block output error on the held-out rows. `why` receives
+ * "<chosen>[+align] (output error: submoe 0.2, submoe+align 0.1, ...)". */
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len);
-/* The method named at the start of an auto `why` string; -1 if none. */
-int sm_auto_choice_parse(const char *why, sm_merge_method *out);
+/* The method (and whether aligned) named at the start of an auto `why` string; -1 if none. */
+int sm_auto_choice_parse(const char *why, sm_merge_method *out, bool *align);
 
 /* Clusters of a layer for a job without merging (for `plan`): assign[n], canonical labels. */
 int sm_layer_cluster(sm_calib *c, const sm_moe_layer *src, const sm_layer_job *job, const sm_monitor *mon,

@@ -1,0 +1,43 @@
+/* align: neuron alignment of experts before merging (DESIGN §2.5b).
+ *
+ * The union SVD pairs intermediate neuron j of every member (row j of gate/up, column j of
+ * down). Experts trained from scratch compute the same kind of features in different neuron
+ * orders, so before merging a cluster each member is permuted to match a reference member:
+ *   h(x) = silu(W_gate x) ⊙ (W_up x)   (m × I activations on calibration inputs)
+ * every neuron's activation column is standardised (zero mean, unit variance; a constant
+ * neuron correlates 0 with everything), C = H_refᵀ H_mem / m is the I × I correlation matrix,
+ * and the permutation maximising Σ_i C[i, π(i)] is found:
+ *   - exactly (Hungarian method with potentials, O(I³) in double) for I ≤ SM_ALIGN_EXACT_MAX;
+ *   - above that, by a greedy matching on each reference neuron's best SM_ALIGN_CANDIDATES
+ *     candidates in descending correlation, the leftovers solved exactly (they are few), which
+ *     is O(I² · m) for C plus O(I² log) for the candidates — seconds at Mixtral's I = 14336.
+ * The permuted expert computes exactly the same function (rows of gate/up and columns of down
+ * move together). */
+#ifndef SM_ALIGN_H
+#define SM_ALIGN_H
+
+#include <stdint.h>
+
+#include "engine/monitor.h"
+#include "forward/moe.h"
+
+#define SM_ALIGN_EXACT_MAX 4096
+#define SM_ALIGN_CANDIDATES 16
+#define SM_ALIGN_MAX_ROWS 4096 /* calibration rows used for the correlations */
+
+/* Minimum-cost perfect assignment of an n × n cost matrix (row-major): assign[i] = column of row i.
+ * Exact. 0, or -1 with a message. */
+int sm_assignment_solve(const double *cost, int n, int *assign);
+
+/* perm[i] = the member neuron placed at position i (matched to reference neuron i), from the
+ * correlation of their activations on x (m × hidden; at most SM_ALIGN_MAX_ROWS evenly spaced
+ * rows are used). Both experts dense with the same intermediate size. mean_corr (optional): the
+ * mean correlation of matched pairs. */
+int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, int64_t m, const sm_monitor *mon,
+                  int *perm, double *mean_corr);
+
+/* Dense permuted copies: gate/up (I×H) rows i = src rows perm[i]; down (H×I) columns i = src
+ * columns perm[i]. */
+void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down);
+
+#endif

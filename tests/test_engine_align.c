@@ -1,0 +1,267 @@
+/* test_engine_align: neuron alignment (engine/align.h) — the assignment solver against brute
+ * force, permuted experts computing the same function, planted permutations of a synth model
+ * recovered exactly, the aligned merge equal to the merge of the unpermuted model, and the large-I
+ * matching path. */
+#include "engine/align.h"
+#include "engine/engine.h"
+#include "forward/moelayer.h"
+#include "model/synth.h"
+#include "util/diag.h"
+#include "util/mem.h"
+#include "util/rng.h"
+#include "testutil.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+static double brute(const double *c, int n, int *best)
+{
+    int p[8], used[8] = {0};
+    double bestv = INFINITY;
+    /* iterative permutations by recursion on a small stack */
+    int depth = 0;
+    p[0] = -1;
+    while (depth >= 0) {
+        if (depth == n) {
+            double s = 0;
+            for (int i = 0; i < n; i++)
+                s += c[i * n + p[i]];
+            if (s < bestv) {
+                bestv = s;
+                memcpy(best, p, sizeof(int) * (size_t)n);
+            }
+            depth--;
+            continue;
+        }
+        if (p[depth] >= 0)
+            used[p[depth]] = 0;
+        int j = p[depth] + 1;
+        while (j < n && used[j])
+            j++;
+        if (j >= n) {
+            p[depth] = -1;
+            depth--;
+            continue;
+        }
+        p[depth] = j;
+        used[j] = 1;
+        depth++;
+        if (depth < n)
+            p[depth] = -1;
+    }
+    return bestv;
+}
+
+static void test_solver(void)
+{
+    sm_rng r;
+    sm_rng_seed(&r, 5);
+    int agree = 0, trials = 0;
+    for (int n = 1; n <= 7; n++)
+        for (int t = 0; t < 20; t++) {
+            double c[64];
+            for (int i = 0; i < n * n; i++)
+                c[i] = (double)sm_rng_below(&r, 1000) / 10.0;
+            int a[8], b[8];
+            double vb = brute(c, n, b);
+            int rc = sm_assignment_solve(c, n, a);
+            double va = 0;
+            int perm_ok = 1, seen[8] = {0};
+            for (int i = 0; i < n; i++) {
+                va += c[i * n + a[i]];
+                perm_ok &= a[i] >= 0 && a[i] < n && !seen[a[i]]++;
+            }
+            trials++;
+            agree += rc == 0 && perm_ok && fabs(va - vb) < 1e-9;
+        }
+    CHECK(agree == trials, "Hungarian = brute force on %d random matrices (n = 1..7)", trials);
+    /* a planted permutation under noise, n = 300 */
+    int n = 300, *planted = xmalloc(sizeof(int) * n), *got = xmalloc(sizeof(int) * n);
+    double *c = xmalloc(sizeof(double) * n * n);
+    for (int i = 0; i < n; i++)
+        planted[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)sm_rng_below(&r, (uint64_t)i + 1), t = planted[i];
+        planted[i] = planted[j], planted[j] = t;
+    }
+    for (int i = 0; i < n * n; i++)
+        c[i] = 0.5 + 0.3 * ((double)sm_rng_below(&r, 1000) / 1000.0);
+    for (int i = 0; i < n; i++)
+        c[i * n + planted[i]] = 0.1;
+    int ok = sm_assignment_solve(c, n, got) == 0 && !memcmp(got, planted, sizeof(int) * n);
+    CHECK(ok, "planted 300x300 permutation recovered");
+    free(planted), free(got), free(c);
+}
+
+/* A random dense expert (I × H) and its permuted copy compute the same function. */
+static void test_permuted_function(void)
+{
+    int64_t H = 48, I = 80, m = 33;
+    sm_rng r;
+    sm_rng_seed(&r, 11);
+    float *w = sm_alloc_f32((size_t)(3 * I * H)), *p = sm_alloc_f32((size_t)(3 * I * H));
+    float *x = sm_alloc_f32((size_t)(m * H)), *y0 = sm_alloc_f32((size_t)(m * H)), *y1 = sm_alloc_f32((size_t)(m * H));
+    sm_rng_fill_normal(&r, w, (size_t)(3 * I * H), 0.2f);
+    sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
+    int perm[80];
+    for (int i = 0; i < I; i++)
+        perm[i] = i;
+    for (int i = (int)I - 1; i > 0; i--) {
+        int j = (int)sm_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    sm_expert e = sm_expert_dense(H, I, w, w + I * H, w + 2 * I * H);
+    sm_expert_permute(&e, perm, p, p + I * H, p + 2 * I * H);
+    sm_expert ep = sm_expert_dense(H, I, p, p + I * H, p + 2 * I * H);
+    sm_expert_forward(&e, x, m, y0);
+    sm_expert_forward(&ep, x, m, y1);
+    double mx = 0, ref = 0;
+    for (int64_t i = 0; i < m * H; i++) {
+        mx = fmax(mx, fabs((double)y0[i] - y1[i]));
+        ref = fmax(ref, fabs((double)y0[i]));
+    }
+    CHECK(mx <= 1e-5 * ref, "a permuted expert computes the same outputs (max diff %.3g of %.3g)", mx, ref);
+    free(w), free(p), free(x), free(y0), free(y1);
+}
+
+static int open_synth(const char *dir, bool permute, sm_synth_opts *o)
+{
+    sm_synth_defaults(o, SM_ARCH_MIXTRAL);
+    o->layers = 1, o->hidden = 64, o->intermediate = 96, o->experts = 8, o->clusters = 4;
+    o->heads = 4, o->kv_heads = 2, o->vocab = 64, o->noise = 0.1, o->seed = 21, o->quiet = true;
+    o->dtype = SM_DT_F32;
+    o->permute = permute;
+    mkdir(dir, 0755);
+    return sm_synth_write(o, dir);
+}
+
+static void test_synth_alignment(const char *tmp)
+{
+    char dp[300], du[300];
+    snprintf(dp, sizeof dp, "%s/perm", tmp);
+    snprintf(du, sizeof du, "%s/plain", tmp);
+    sm_synth_opts op, ou;
+    CHECK(open_synth(dp, true, &op) == 0 && open_synth(du, false, &ou) == 0, "synth models with and without "
+                                                                             "--permute %s", sm_errmsg());
+    sm_model *mp = sm_model_open(dp), *mu = sm_model_open(du);
+    sm_moe_layer lp, lu;
+    if (!mp || !mu || sm_moe_layer_load(mp, 0, &lp) || sm_moe_layer_load(mu, 0, &lu)) {
+        CHECK(0, "models load: %s", sm_errmsg());
+        return;
+    }
+    int64_t m = 512, H = 64, I = 96;
+    float *x = sm_alloc_f32((size_t)(m * H));
+    sm_rng r;
+    sm_rng_seed(&r, 3);
+    sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
+    int assign[8];
+    sm_synth_assignment(&op, 0, assign);
+    /* Every member against its cluster's first (unpermuted) member. */
+    int recovered = 0, members = 0, moved = 0;
+    for (int e = 0; e < 8; e++) {
+        int first = e;
+        for (int q = 0; q < 8; q++)
+            if (assign[q] == assign[e] && q < first)
+                first = q;
+        if (first == e)
+            continue;
+        int planted[96], inv[96], got[96];
+        sm_synth_permutation(&op, 0, e, planted);
+        for (int i = 0; i < I; i++)
+            inv[planted[i]] = i;
+        double corr;
+        members++;
+        if (sm_align_pair(&lp.experts[first], &lp.experts[e], x, m, NULL, got, &corr) == 0 &&
+            !memcmp(got, inv, sizeof inv))
+            recovered++;
+        for (int i = 0; i < I; i++)
+            moved += planted[i] != i;
+    }
+    CHECK(members == 4 && moved > 300 && recovered == members,
+          "alignment recovers every planted permutation exactly (%d of %d members, %d neurons moved)", recovered,
+          members, moved);
+    /* The aligned merge of the permuted model equals the plain merge of the unpermuted one. */
+    sm_layer_spec spec = {.method = SM_MERGE_SUBMOE, .router = SM_ROUTER_COLLAPSE_MEAN};
+    for (int j = 0; j < 3; j++)
+        spec.matrix[j].rank = (sm_rank){.kind = SM_RANK_COUNT, .count = 48};
+    sm_merged_layer a, b, c;
+    spec.align = true;
+    int rc = sm_engine_merge(&lp.block, NULL, assign, 4, &spec, x, m, NULL, &a);
+    spec.align = false;
+    rc |= sm_engine_merge(&lu.block, NULL, assign, 4, &spec, x, m, NULL, &b);
+    rc |= sm_engine_merge(&lp.block, NULL, assign, 4, &spec, x, m, NULL, &c);
+    CHECK(rc == 0, "merges run %s", rc ? sm_errmsg() : "");
+    if (!rc) {
+        double worst = 0, plain = 0, unaligned = 0;
+        for (int q = 0; q < 4; q++)
+            for (int j = 0; j < 3; j++)
+                for (int i = 0; i < a.mats[q][j].n_members; i++) {
+                    worst = fmax(worst, fabs(a.mats[q][j].member_err[i] - b.mats[q][j].member_err[i]));
+                    plain += b.mats[q][j].member_err[i];
+                    unaligned += c.mats[q][j].member_err[i];
+                }
+        CHECK(worst < 1e-5, "aligned merge member errors = unpermuted merge's (max diff %.2g)", worst);
+        CHECK(unaligned > 2 * plain, "without alignment the permuted model merges badly (error sum %.3f vs %.3f)",
+              unaligned, plain);
+        CHECK(a.align_corr > 0.9, "matched neurons correlate (mean %.3f)", a.align_corr);
+        double e1, e2;
+        sm_engine_error(&lp.block, &a, x, m, NULL, &e1);
+        sm_engine_error(&lp.block, &c, x, m, NULL, &e2);
+        CHECK(e1 < e2, "aligned merge has the lower MoE-block output error (%.4f < %.4f)", e1, e2);
+        sm_merged_layer_free(&a), sm_merged_layer_free(&b), sm_merged_layer_free(&c);
+    }
+    free(x);
+    sm_moe_layer_free(&lp), sm_moe_layer_free(&lu);
+    sm_model_close(mp), sm_model_close(mu);
+}
+
+/* I above SM_ALIGN_EXACT_MAX takes the candidate matching: still exact on a clear planted case. */
+static void test_large(void)
+{
+    int64_t H = 24, I = SM_ALIGN_EXACT_MAX + 300, m = 256;
+    sm_rng r;
+    sm_rng_seed(&r, 17);
+    float *w = sm_alloc_f32((size_t)(3 * I * H)), *p = sm_alloc_f32((size_t)(3 * I * H));
+    float *x = sm_alloc_f32((size_t)(m * H));
+    int *perm = xmalloc(sizeof(int) * (size_t)I), *got = xmalloc(sizeof(int) * (size_t)I),
+        *inv = xmalloc(sizeof(int) * (size_t)I);
+    sm_rng_fill_normal(&r, w, (size_t)(3 * I * H), 0.3f);
+    sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
+    for (int i = 0; i < I; i++)
+        perm[i] = i;
+    for (int i = (int)I - 1; i > 0; i--) {
+        int j = (int)sm_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    sm_expert e = sm_expert_dense(H, I, w, w + I * H, w + 2 * I * H);
+    sm_expert_permute(&e, perm, p, p + I * H, p + 2 * I * H);
+    sm_expert ep = sm_expert_dense(H, I, p, p + I * H, p + 2 * I * H);
+    for (int i = 0; i < I; i++)
+        inv[perm[i]] = i;
+    (void)inv;
+    double corr;
+    int rc = sm_align_pair(&e, &ep, x, m, NULL, got, &corr);
+    int right = 0;
+    for (int i = 0; i < I; i++) /* ref neuron i is member neuron inv[i] */
+        right += got[i] == inv[i];
+    CHECK(rc == 0 && right == I, "I = %lld (candidate matching): %d of %lld neurons matched, mean corr %.3f",
+          (long long)I, right, (long long)I, corr);
+    free(w), free(p), free(x), free(perm), free(got), free(inv);
+}
+
+int main(void)
+{
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/test_align.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmp))
+        return 1;
+    test_solver();
+    test_permuted_function();
+    test_synth_alignment(tmp);
+    test_large();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+    return tu_done();
+}
