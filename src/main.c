@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gsl/gsl_errno.h>
 
@@ -20,6 +21,7 @@ const sm_command sm_commands[] = {
     {"plan", cmd_plan, "cluster and allocate experts; write a YAML plan"},
     {"apply", cmd_apply, "run a YAML plan and write the merged model"},
     {"diff", cmd_diff, "per-tensor relative error between two models"},
+    {"tui", cmd_tui, "the interactive workbench (also: submoe with no arguments on a terminal)"},
     {NULL, NULL, NULL},
 };
 
@@ -96,7 +98,12 @@ static int run(int argc, char **argv)
             return 2;
         }
     }
-    /* No command: overview of the model (the workbench will take this place). */
-    char *inspect_argv[] = {"inspect", (char *)(argc >= 2 ? argv[1] : sm_demo_dir()), NULL};
+    /* No command: the workbench on a terminal, else the model's overview (scripts, pipes). */
+    char *model = (char *)(argc >= 2 ? argv[1] : sm_demo_dir());
+    if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+        char *tui_argv[] = {"tui", model, NULL};
+        return cmd_tui(2, tui_argv);
+    }
+    char *inspect_argv[] = {"inspect", model, NULL};
     return cmd_inspect(2, inspect_argv);
 }

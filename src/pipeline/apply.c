@@ -99,7 +99,7 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
     r->outdir = sm_plan_resolve_path(p, p->output.path);
     char *text;
     size_t len;
-    if (sm_plan_format(p, &text, &len) == 0) {
+    if (sm_plan_format_bare(p, &text, &len) == 0) {
         r->plan_hash = sm_fnv1a(SM_FNV_OFFSET, text, len);
         free(text);
     }

@@ -352,10 +352,22 @@ static void put_settings(sbuf *b, const char *ind, const sm_plan_settings *s)
     }
 }
 
+static int format(const sm_plan *p, bool comments, char **text, size_t *len);
+
 int sm_plan_format(const sm_plan *p, char **text, size_t *len)
 {
+    return format(p, true, text, len);
+}
+
+int sm_plan_format_bare(const sm_plan *p, char **text, size_t *len)
+{
+    return format(p, false, text, len);
+}
+
+static int format(const sm_plan *p, bool comments, char **text, size_t *len)
+{
     sbuf b = {0};
-    if (p->header_comment)
+    if (p->header_comment && comments)
         put_comment(&b, "", p->header_comment);
     put(&b, "submoe_plan: %d\n", SM_PLAN_VERSION);
     put(&b, "model:\n  path: ");
@@ -403,7 +415,7 @@ int sm_plan_format(const sm_plan *p, char **text, size_t *len)
         put(&b, "layers:\n");
         for (int i = 0; i < p->n_layers; i++) {
             const sm_plan_layer *l = &p->layers[i];
-            if (l->comment)
+            if (l->comment && comments)
                 put_comment(&b, "  ", l->comment);
             put(&b, "  %d:\n", l->layer);
             put_settings(&b, "    ", &l->s);

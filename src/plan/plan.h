@@ -124,6 +124,8 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m);
 
 /* The document as YAML text (deterministic bytes) / written atomically to a file. */
 int sm_plan_format(const sm_plan *p, char **text, size_t *len);
+/* The same without comments: what a plan means, for hashing (comments are not read back). */
+int sm_plan_format_bare(const sm_plan *p, char **text, size_t *len);
 int sm_plan_write(const sm_plan *p, const char *path);
 
 /* Parse "4G", "500M", "4GB", "1048576" (powers of 1024). */
