@@ -368,7 +368,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     sm_moe_layer_free(&c.layer);
     if (frc || st_writer_finish(w))
         goto out;
-    if (rename(tmp, path)) {
+    if (sm_rename(tmp, path)) {
         sm_err("%s: cannot rename into place: %s", path, strerror(errno));
         goto out;
     }

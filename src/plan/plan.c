@@ -466,7 +466,7 @@ int sm_plan_write(const sm_plan *p, const char *path)
         return -1;
     char *tmp = xasprintf("%s.tmp-%ld", path, (long)getpid());
     int rc = sm_write_file(tmp, text, len);
-    if (!rc && rename(tmp, path)) {
+    if (!rc && sm_rename(tmp, path)) {
         rc = sm_err("%s: cannot rename into place: %s", path, strerror(errno));
     }
     if (rc)

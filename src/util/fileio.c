@@ -1,4 +1,5 @@
 #include "util/fileio.h"
+#include "util/fault.h"
 #include "util/diag.h"
 #include "util/mem.h"
 
@@ -104,9 +105,26 @@ int sm_mkdirs(const char *path)
 
 int sm_fwrite(FILE *f, const void *data, size_t n, const char *path)
 {
+    size_t part;
+    int fault = sm_fault_hit(SM_FAULT_WRITE, n, &part);
+    if (fault) {
+        if (part)
+            fwrite(data, 1, part, f);
+        return sm_err("%s: write failed: %s", path, strerror(fault));
+    }
     if (n && fwrite(data, 1, n, f) != n)
         return sm_err("%s: write failed: %s", path, strerror(errno ? errno : EIO));
     return 0;
+}
+
+int sm_rename(const char *from, const char *to)
+{
+    int fault = sm_fault_hit(SM_FAULT_RENAME, 0, NULL);
+    if (fault) {
+        errno = fault;
+        return -1;
+    }
+    return rename(from, to);
 }
 
 int sm_write_file(const char *path, const void *data, size_t n)

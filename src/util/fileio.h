@@ -21,5 +21,7 @@ int sm_mkdirs(const char *path);
 int sm_write_file(const char *path, const void *data, size_t n);
 /* fwrite with error reporting naming path. */
 int sm_fwrite(FILE *f, const void *data, size_t n, const char *path);
+/* rename(2), through the failure-injection hook (util/fault.h): every "into place" rename uses it. */
+int sm_rename(const char *from, const char *to);
 
 #endif

@@ -70,14 +70,14 @@ int sm_outdir_commit(sm_outdir *o)
     char *old = NULL;
     if (sm_exists(o->final)) {
         old = xasprintf("%s.old-%ld", o->final, (long)getpid());
-        if (rename(o->final, old) != 0) {
+        if (sm_rename(o->final, old) != 0) {
             sm_err("%s: cannot move the existing output aside: %s", o->final, strerror(errno));
             free(old);
             sm_outdir_abort(o);
             return -1;
         }
     }
-    if (rename(o->tmp, o->final) != 0) {
+    if (sm_rename(o->tmp, o->final) != 0) {
         int e = errno;
         if (old)
             rename(old, o->final);

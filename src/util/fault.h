@@ -1,0 +1,21 @@
+/* fault: failure injection at the program's write points, for tests (issue 7).
+ *
+ * SUBMOE_FAULT="write:N"        the N-th write (1-based, counted over the whole run) fails: ENOSPC
+ * SUBMOE_FAULT="write:N:eio"    ... with EIO
+ * SUBMOE_FAULT="write:N:short"  ... writes half its bytes, then fails (a short write)
+ * SUBMOE_FAULT="rename:N"       the N-th rename into place fails (EIO)
+ * SUBMOE_FAULT="count"          nothing fails; at exit "submoe-fault: W writes, R renames" on stderr
+ * Every write of the program goes through sm_fwrite / sm_write_file (util/fileio.h) and every
+ * final rename through sm_rename, so a test can fail each point in turn. */
+#ifndef SM_FAULT_H
+#define SM_FAULT_H
+
+#include <stddef.h>
+
+typedef enum { SM_FAULT_WRITE = 0, SM_FAULT_RENAME } sm_fault_point;
+
+/* 0 to go ahead; else the errno to fail with. *short_n (writes only) is set to the bytes to
+ * write before failing (0: none). */
+int sm_fault_hit(sm_fault_point p, size_t n, size_t *short_n);
+
+#endif
