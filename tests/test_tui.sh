@@ -99,5 +99,14 @@ keys 2
 check "resized to 80x24: still drawn" wait_for 'layer 0: output similarity'
 keys q
 check "q quits an unmodified plan" wait_for 'EXIT=0'
+T kill-server >/dev/null 2>&1
+# SIGINT (Ctrl-C) restores the terminal and exits 130 (the wrapper shell traps INT to survive it).
+sock="$tmp/tmux3.sock"
+T new-session -d -s wb -x 80 -y 24 \
+    "trap : INT; cd '$tmp' && NO_COLOR=1 TERM=xterm-256color '$SUBMOE' tui '$DEMO'; echo EXIT=\$?; sleep 600"
+check "opens for the interrupt test" wait_for 'submoe workbench'
+keys C-c
+check "Ctrl-C: terminal restored, exit status 130" wait_for 'EXIT=130'
+check "... and the screen is the shell's again" sh -c "! tmux -S '$sock' capture-pane -t wb -p | grep -q 'submoe workbench'"
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]
