@@ -91,8 +91,9 @@ static void draw_header(const tui_state *s, const tui_rect *r)
     fmt_params(a, sizeof a, (double)s->total_params);
     fmt_params(b, sizeof b, (double)total_after);
     attron(A_BOLD);
-    put(r->y, r->x, r->w, "submoe workbench  %s  (%s, %d layers, top-%d)%s", s->model, s->arch, s->n_layers, s->top_k,
-        s->modified ? "  [modified]" : "");
+    /* the flag first: a long model path must not push it off an 80-column screen */
+    put(r->y, r->x, r->w, "submoe workbench%s  %s  (%s, %d layers, top-%d)", s->modified ? " [modified]" : "", s->model,
+        s->arch, s->n_layers, s->top_k);
     attroff(A_BOLD);
     if (s->busy) {
         int bw = r->w - 40 > 10 ? 30 : 10, fill = (int)(s->progress * bw + 0.5);
