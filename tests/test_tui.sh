@@ -108,5 +108,16 @@ check "opens for the interrupt test" wait_for 'submoe workbench'
 keys C-c
 check "Ctrl-C: terminal restored, exit status 130" wait_for 'EXIT=130'
 check "... and the screen is the shell's again" sh -c "! tmux -S '$sock' capture-pane -t wb -p | grep -q 'submoe workbench'"
+T kill-server >/dev/null 2>&1
+# Without UTF-8 (LANG=C) and without colour: ASCII rules, boundaries and shading.
+sock="$tmp/tmux4.sock"
+T new-session -d -s wb -x 80 -y 24 \
+    "trap : INT; cd '$tmp' && LANG=C LC_ALL=C NO_COLOR=1 TERM=xterm '$SUBMOE' tui '$DEMO'; echo EXIT=\$?; sleep 600"
+check "opens in an ASCII terminal" wait_for 'calibrated on'
+keys 2
+check "ASCII heatmap: '|' boundaries and the ' .:-=+#@' ramp" wait_for '^ *[0-9] .*[@#]*|.*[@#=:.-]'
+check "... and '-' rules" has '^- layers ---'
+keys q
+check "q quits" wait_for 'EXIT=0'
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]
