@@ -79,6 +79,13 @@ check "... n keeps it" wait_for 'commit cancelled'
 "$SUBMOE" apply "$tmp/plan.yaml" -o "$tmp/fromplan" -q
 check "apply of the saved plan = the workbench's commit (same bytes)" \
     sh -c "cmp -s '$tmp/fromplan/model.safetensors' '$tmp/demo-merged/model.safetensors' && cmp -s '$tmp/fromplan/config.json' '$tmp/demo-merged/config.json'"
+keys C Tab
+check "Tab in the commit dialog picks the format" wait_for 'format hf (standard layout)'
+keys Enter
+wait_for 'Replace it' 20
+keys y
+check "an hf commit replaces it after the question" wait_for 'committed to demo-merged (hf)' 60
+check "... with the reduced expert count in config.json" grep -q '"num_local_experts": 6' "$tmp/demo-merged/config.json"
 keys '?'
 check "? shows the keys" wait_for 'perplexity of the whole plan'
 keys x

@@ -390,15 +390,20 @@ static int job_commit(app *a, bool force, const sm_monitor *mon)
         pthread_mutex_unlock(&a->mu);
         return 0;
     }
-    sm_apply_opts o = {.outdir = dir, .format = -1, .force = force, .quiet = true, .mon = mon};
+    pthread_mutex_lock(&a->mu);
+    static const sm_out_format fmts[3] = {SM_OUT_SUBMOE, SM_OUT_HF, SM_OUT_HF_EXPANDED};
+    sm_out_format fmt = fmts[a->s.commit_format % 3];
+    pthread_mutex_unlock(&a->mu);
+    sm_apply_opts o = {.outdir = dir, .format = (int)fmt, .force = force, .quiet = true, .mon = mon};
     sm_apply_report rep;
     int rc = sm_apply(&p, &o, &rep);
     sm_plan_free(&p);
     if (!rc) {
         pthread_mutex_lock(&a->mu);
         snprintf(a->s.committed, sizeof a->s.committed, "%.500s", dir);
-        snprintf(a->s.status, sizeof a->s.status, "committed to %.150s: %.1f MB, routed-expert parameters %.1f%% of the original",
-                 dir, rep.bytes / 1e6, rep.params_before ? 100.0 * rep.params_after / rep.params_before : 0);
+        snprintf(a->s.status, sizeof a->s.status, "committed to %.150s (%s): %.1f MB, routed experts %.1f%% of the original",
+                 dir, sm_out_format_name(fmt), rep.bytes / 1e6,
+                 rep.params_before ? 100.0 * rep.params_after / rep.params_before : 0);
         pthread_mutex_unlock(&a->mu);
     }
     return rc;

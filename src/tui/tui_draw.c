@@ -116,7 +116,7 @@ static void draw_header(const tui_state *s, const tui_rect *r)
 static void draw_layers(const tui_state *s, const tui_rect *r)
 {
     box_title(r, "layers", s->view == TUI_VIEW_LAYERS);
-    put(r->y + 1, r->x, r->w, " L kind  experts method     error");
+    put(r->y + 1, r->x, r->w, " L kind  experts method     error%s", r->w >= 44 ? "   saved" : "");
     int first = s->layer - (r->h - 3) + 1;
     first = first < 0 ? 0 : first;
     for (int l = first, row = r->y + 2; l < s->n_layers && row < r->y + r->h; l++, row++) {
@@ -134,7 +134,11 @@ static void draw_layers(const tui_state *s, const tui_rect *r)
             else if (d->have_preview)
                 snprintf(err, sizeof err, "(%.3f)", d->output_error);
             int k = p->method == SM_MERGE_KEEP && !p->is_auto ? p->n : p->k;
-            put(row, r->x, r->w, "%2d MoE  %3d>%-3d  %-10.10s %s", l, p->n, k, method_label(p), err);
+            put(row, r->x, r->w, "%2d MoE  %3d>%-3d  %-10.10s %-7s", l, p->n, k, method_label(p), err);
+            if (r->w >= 44) {
+                double before = (double)p->n * 3 * s->hidden * s->inter, after = (double)tui_plan_params(s, l);
+                put(row, r->x + 36, r->w - 36, " %5.1f%%", before > 0 ? 100 * (before - after) / before : 0.0);
+            }
         }
         if (sel)
             attroff(COLOR_PAIR(2) | A_BOLD);
@@ -379,9 +383,11 @@ static void draw_dialog(const tui_state *s, int cols, int rows)
         lines = dl;
         n = 2;
     } else if (s->dialog == TUI_DIALOG_COMMIT) {
-        snprintf(buf[0], sizeof buf[0], "Commit: write the merged model (format submoe) to");
+        static const char *const fmts[3] = {"submoe (native: any plan)", "hf (standard layout)",
+                                            "hf-expanded (original expert count)"};
+        snprintf(buf[0], sizeof buf[0], "Commit: write the merged model, format %s, to", fmts[s->commit_format % 3]);
         snprintf(buf[1], sizeof buf[1], "> %s_", s->input);
-        snprintf(buf[2], sizeof buf[2], "Enter: write   Esc: cancel");
+        snprintf(buf[2], sizeof buf[2], "Enter: write   Tab: format   Esc: cancel");
         lines = dl;
         n = 3;
     } else if (s->dialog == TUI_DIALOG_OVERWRITE) {

@@ -198,6 +198,8 @@ static int dialog_key(tui_state *s, int key)
                 snprintf(s->status, sizeof s->status, "commit cancelled: no directory");
             else
                 return TUI_ACT_COMMIT | TUI_ACT_REDRAW;
+        } else if (key == TUI_KEY_TAB) {
+            s->commit_format = (s->commit_format + 1) % 3;
         } else if (key == TUI_KEY_BACKSPACE || key == 127 || key == 8) {
             if (n)
                 s->input[n - 1] = 0;

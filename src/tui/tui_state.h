@@ -100,6 +100,7 @@ typedef struct tui_state {
     char status[256];
     tui_dialog dialog;
     char input[512];              /* dialog text field (commit directory) */
+    int commit_format;            /* 0 submoe, 1 hf, 2 hf-expanded (Tab in the commit dialog) */
     char plan_path[512];
     char committed[512];
     bool color, utf8;
