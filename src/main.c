@@ -98,11 +98,16 @@ static int run(int argc, char **argv)
             return 2;
         }
     }
-    /* No command: the workbench on a terminal, else the model's overview (scripts, pipes). */
+    /* No command: the workbench on a terminal (submoe [MODEL] [--plan P] [--calib F]), else the
+     * model's overview (scripts, pipes). */
     char *model = (char *)(argc >= 2 ? argv[1] : sm_demo_dir());
     if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
-        char *tui_argv[] = {"tui", model, NULL};
-        return cmd_tui(2, tui_argv);
+        char *tui_argv[16] = {"tui", model};
+        int n = 2;
+        for (int i = 2; i < argc && n < 15; i++)
+            tui_argv[n++] = argv[i];
+        tui_argv[n] = NULL;
+        return cmd_tui(n, tui_argv);
     }
     char *inspect_argv[] = {"inspect", model, NULL};
     return cmd_inspect(2, inspect_argv);

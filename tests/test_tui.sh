@@ -98,9 +98,10 @@ check "y quits and restores the terminal (exit 0)" wait_for 'EXIT=0'
 T kill-server >/dev/null 2>&1
 # A 200x50 terminal and a resize to 80x24 while running (a second tmux server).
 sock="$tmp/tmux2.sock"
+"$SUBMOE" calibrate "$DEMO" --tokens "$SRCDIR/data/calib.u32" --samples 8 -o "$tmp/demo.stats" -q
 T new-session -d -s wb -x 200 -y 50 \
-    "cd '$tmp' && TERM=xterm-256color '$SUBMOE' tui '$DEMO'; echo EXIT=\$?; sleep 600"
-check "opens at 200x50 in colour" wait_for 'calibrated on'
+    "cd '$tmp' && TERM=xterm-256color '$SUBMOE' '$DEMO' --calib '$tmp/demo.stats'; echo EXIT=\$?; sleep 600"
+check "submoe MODEL --calib FILE opens at 200x50 in colour on that stats file" wait_for 'calibrated on .*demo.stats'
 T resize-window -t wb -x 80 -y 24 >/dev/null 2>&1 || T resize-window -t wb -x 80 -y 24
 keys 2
 check "resized to 80x24: still drawn" wait_for 'layer 0: output similarity'

@@ -19,6 +19,7 @@
 #include "util/signals.h"
 
 #include <curses.h>
+#include <errno.h>
 #include <langinfo.h>
 #include <limits.h>
 #include <locale.h>
@@ -46,7 +47,7 @@ typedef struct {
     sm_model *model;
     sm_calib *calib;
     sm_calib_spec spec;
-    char tokens[PATH_MAX], heldout[PATH_MAX];
+    char tokens[PATH_MAX], heldout[PATH_MAX], calib_file[PATH_MAX];
     bool have_plan_groups[512];
 } app;
 
@@ -117,7 +118,8 @@ static int build_layer(app *a, int l, const tui_layer_plan *p, uint64_t seed, co
 static int job_calibrate(app *a, const sm_monitor *mon)
 {
     bool reused;
-    a->calib = sm_calib_capture(a->model, &a->spec, NULL, mon, &reused);
+    a->calib = a->calib_file[0] ? sm_calib_read(a->model, a->calib_file, -1)
+                                : sm_calib_capture(a->model, &a->spec, NULL, mon, &reused);
     if (!a->calib)
         return -1;
     const sm_config *c = sm_model_config(a->model);
@@ -312,9 +314,13 @@ static void state_to_plan(app *a, sm_plan *p, const char *file)
     p->model_path = xstrdup(a->s.model);
     sm_model_fingerprint(a->model, p->fingerprint);
     p->has_fingerprint = true;
-    p->calib.tokens = xstrdup(a->tokens);
-    p->calib.has_samples = p->calib.has_seq_len = p->calib.has_keep = p->calib.has_heldout = true;
-    p->calib.has_sample = p->calib.has_seed = true;
+    if (a->calib_file[0]) /* read as it is, with its own held-out split */
+        p->calib.stats = xstrdup(a->calib_file);
+    else
+        p->calib.tokens = xstrdup(a->tokens);
+    bool spec = !a->calib_file[0];
+    p->calib.has_samples = p->calib.has_seq_len = p->calib.has_keep = p->calib.has_heldout = spec;
+    p->calib.has_sample = p->calib.has_seed = spec;
     p->calib.samples = a->spec.samples, p->calib.seq_len = a->spec.seq_len;
     p->calib.keep = a->spec.keep, p->calib.heldout = a->spec.heldout;
     p->calib.sample = a->spec.sample, p->calib.seed = a->spec.seed;
@@ -437,7 +443,8 @@ static void *worker(void *arg)
         else if (j.kind == J_CALIB) {
             rc = job_calibrate(a, &mon);
             if (!rc)
-                set_status(a, "calibrated on %.120s: Tab for the heatmap, ? for every key", a->tokens);
+                set_status(a, "calibrated on %.120s: Tab for the heatmap, ? for every key",
+                           a->calib_file[0] ? a->calib_file : a->tokens);
         }
         else if (j.kind == J_PREVIEW)
             rc = job_preview(a, j.layer, &mon);
@@ -584,10 +591,15 @@ static int translate(int ch)
     }
 }
 
-int tui_run(const char *model_dir, const char *plan_path, int frames)
+int tui_run(const char *model_dir, const char *plan_path, const char *calib_path, int frames)
 {
     app *a = xcalloc(1, sizeof *a);
     tui_state_init(&a->s);
+    if (calib_path && !realpath(calib_path, a->calib_file)) {
+        sm_err("%s: cannot open: %s", calib_path, strerror(errno));
+        free(a);
+        return -1;
+    }
     if (setup(a, model_dir, plan_path)) {
         sm_model_close(a->model);
         free(a);

@@ -6,7 +6,8 @@
 
 /* Run on the terminal until the user quits (or `frames` screens were drawn, when > 0: for tests
  * under sanitizers). plan_path: a plan to open (edited and saved there), or NULL. 0, or -1 with a
- * message (before the terminal was taken). */
-int tui_run(const char *model_dir, const char *plan_path, int frames);
+ * message (before the terminal was taken). calib_path: a stats/activations file to read instead
+ * of calibrating on the bundled tokens (NULL). */
+int tui_run(const char *model_dir, const char *plan_path, const char *calib_path, int frames);
 
 #endif
