@@ -173,8 +173,8 @@ int main(int argc, char **argv)
         }
         printf("\n");
     }
-    printf("\n(pruning drops router rows; its two columns are the same model. auto: per layer, the least\n"
-           " held-out MoE-block output error among submoe, submoe aligned and both prunings)\n");
+    printf("\n(pruning drops router rows; its two columns are the same model. auto: per layer, the best of\n"
+           " submoe, submoe aligned and both prunings by held-out loss with that layer swapped in)\n");
     for (int r = 0; r < 2; r++)
         printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
                ratios[r] * 100, best_merge[r], best_prune[r], avg[r],

@@ -112,8 +112,20 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     }
     cand[nc].method = SM_MERGE_PRUNE_FREQUENCY, cand[nc++].align = false;
     cand[nc].method = SM_MERGE_PRUNE_OUTPUT, cand[nc++].align = false;
+    /* The score: held-out loss of the whole model with the candidate layer swapped in, when a
+     * forward pass is cheap and held-out windows exist (block error alone can mislead: a layer
+     * whose pruning looks harmless locally may hurt much more downstream); else the held-out
+     * MoE-block output error. */
+    const int32_t *ids = NULL;
+    int n_seq = 0, T = 0;
+    bool by_loss = sm_model_param_count(m) <= SM_AUTO_LOSS_MAX_PARAMS && sm_calib_eval_windows(c, &ids, &n_seq, &T) == 0;
+    const sm_config *cfg = sm_model_config(m);
+    const sm_moe_block **blocks = by_loss ? sm_zalloc((size_t)cfg->n_layers, sizeof *blocks) : NULL;
+    if (by_loss && !blocks)
+        return -1;
     sm_layer_build best;
     memset(&best, 0, sizeof best);
+    double best_score = 0;
     int have = -1;
     size_t used = 0;
     char errs[600] = "";
@@ -126,28 +138,41 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         if (sm_layer_build_run(m, c, &j, sm_monitor_span_init(&span, mon, (double)i / nc, (i + 1.0) / nc), &b)) {
             if (have >= 0)
                 sm_layer_build_free(&best);
+            free(blocks);
             return -1;
         }
-        if (b.output_error < 0) {
+        double score = b.output_error;
+        int src = 0;
+        if (by_loss) {
+            blocks[job->layer] = &b.block;
+            double ppl;
+            src = sm_perplexity_with(m, ids, n_seq, T, blocks, NULL, &ppl);
+            blocks[job->layer] = NULL;
+            score = log(ppl);
+        }
+        if (src || score < 0 || isnan(score)) {
             sm_layer_build_free(&b);
             if (have >= 0)
                 sm_layer_build_free(&best);
-            return sm_err("layer %d: method auto needs held-out calibration rows", job->layer);
+            free(blocks);
+            return src ? -1 : sm_err("layer %d: method auto needs held-out calibration rows", job->layer);
         }
         used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s %.4g",
                                  i ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
-                                 b.output_error);
-        if (have < 0 || b.output_error < best.output_error) {
+                                 score);
+        if (have < 0 || score < best_score) {
             if (have >= 0)
                 sm_layer_build_free(&best);
             best = b;
+            best_score = score;
             have = i;
         } else {
             sm_layer_build_free(&b);
         }
     }
-    snprintf(why, why_len, "%s%s (output error: %s)", sm_merge_method_name(cand[have].method),
-             cand[have].align ? "+align" : "", errs);
+    free(blocks);
+    snprintf(why, why_len, "%s%s (%s: %s)", sm_merge_method_name(cand[have].method), cand[have].align ? "+align" : "",
+             by_loss ? "held-out loss, nats/token" : "held-out output error", errs);
     *out = best;
     return 0;
 }

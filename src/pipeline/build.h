@@ -48,9 +48,14 @@ int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, 
 void sm_layer_build_free(sm_layer_build *b);
 
 /* method auto (DESIGN §2.5b): build the job's merge method on its clusters without and with neuron
- * alignment, prune-frequency and prune-output (keeping job->k experts), and keep the one with the
- * least MoE-block output error on the held-out rows. `why` receives
- * "<chosen>[+align] (output error: submoe 0.2, submoe+align 0.1, ...)". */
+ * alignment, prune-frequency and prune-output (keeping job->k experts), and keep the best:
+ *   - by held-out loss of the whole model with the candidate layer swapped in, when the model has
+ *     at most SM_AUTO_LOSS_MAX_PARAMS parameters and the calib has held-out token windows
+ *     (sm_calib_eval_windows) — a forward pass is cheap there, and the MoE-block error alone can
+ *     prefer a choice that hurts more downstream;
+ *   - else by MoE-block output error on the held-out rows.
+ * `why` receives "<chosen>[+align] (<metric>: submoe 0.2, submoe+align 0.1, ...)". */
+#define SM_AUTO_LOSS_MAX_PARAMS 1000000000ull
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len);
 /* The method (and whether aligned) named at the start of an auto `why` string; -1 if none. */

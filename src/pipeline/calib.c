@@ -50,6 +50,8 @@ struct sm_calib {
     int64_t sample;
     bool stats;
     calib_layer *layer;
+    int32_t *eval_ids;           /* token windows after the calibration ones (auto's held-out loss) */
+    int eval_n_seq, eval_seq_len;
 };
 
 /* ---- settings ------------------------------------------------------------------------------- */
@@ -422,8 +424,26 @@ sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char
     }
     free(path);
 out:
+    /* Windows right after the calibration ones, never used for statistics: held-out loss. */
+    if (c && t.n >= (size_t)(total_rows(s) + s->seq_len)) {
+        size_t avail = (t.n - (size_t)total_rows(s)) / (size_t)s->seq_len;
+        c->eval_n_seq = (int)(avail < SM_CALIB_EVAL_WINDOWS ? avail : SM_CALIB_EVAL_WINDOWS);
+        c->eval_seq_len = s->seq_len;
+        c->eval_ids = xmalloc(sizeof(int32_t) * (size_t)c->eval_n_seq * (size_t)s->seq_len);
+        memcpy(c->eval_ids, t.ids + total_rows(s), sizeof(int32_t) * (size_t)c->eval_n_seq * (size_t)s->seq_len);
+    }
     sm_tokens_free(&t);
     return c;
+}
+
+int sm_calib_eval_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len)
+{
+    if (!c || !c->eval_ids)
+        return -1;
+    *ids = c->eval_ids;
+    *n_seq = c->eval_n_seq;
+    *seq_len = c->eval_seq_len;
+    return 0;
 }
 
 /* ---- reading -------------------------------------------------------------------------------- */
@@ -549,6 +569,7 @@ void sm_calib_free(sm_calib *c)
     for (int l = 0; c->layer && l < c->n_layers; l++)
         sm_calib_release(c, l);
     free(c->layer);
+    free(c->eval_ids);
     st_close(c->f);
     free(c->path);
     free(c);

@@ -80,6 +80,13 @@ int sm_calib_inputs(sm_calib *c, int layer, const float **fit, int64_t *m_fit,
  * also the per-expert input Grams (for submoe-whitened; always computed). Cached until release. */
 int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool grams,
                       const sm_monitor *mon, const sm_layer_analysis **out);
+/* Token windows that follow the calibration windows in the token file (at most
+ * SM_CALIB_EVAL_WINDOWS of seq_len tokens), never used for statistics: method auto scores its
+ * candidates by held-out loss on them. 0, or -1 when the calib was read from a file or the token
+ * file had nothing after the calibration windows. */
+#define SM_CALIB_EVAL_WINDOWS 8
+int sm_calib_eval_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len);
+
 /* Drop what is cached for layer L. */
 void sm_calib_release(sm_calib *c, int layer);
 
