@@ -32,7 +32,8 @@ static void usage(FILE *out)
             "       submoe COMMAND [OPTIONS] ...\n"
             "\n"
             "Compress Mixture-of-Experts language models by merging experts (Sub-MoE).\n"
-            "Without a command, prints an overview of MODEL (default: the bundled demo model).\n"
+            "Without a command, opens the workbench on MODEL (default: the bundled demo model) when run on\n"
+            "a terminal, and prints its overview otherwise.\n"
             "\n"
             "Commands:\n");
     for (const sm_command *c = sm_commands; c->name; c++)
