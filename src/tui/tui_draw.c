@@ -359,7 +359,7 @@ static void draw_dialog(const tui_state *s, int cols, int rows)
         "  j/k, arrows  select layer (layers view) / move the heatmap cursor",
         "  J/K, PgDn/Up next / previous MoE layer (any view)",
         "  s            similarity: output, weight, router logit",
-        "  m  n  g      heatmap: move row expert into column's group; new group; merge groups",
+        "  m  n  g      heatmap: row expert to column's group / new group / merge",
         "  + -          one group more / fewer (re-clusters with k-means)",
         "  c            re-cluster the layer (k-means, next seed)",
         "  M  r         method (auto, submoe, ... keep); router mode",
