@@ -114,6 +114,20 @@ check "default plan: method auto with the choice recorded per layer" test "$(gre
 "$SUBMOE" apply "$tmp/auto.yaml" -o "$tmp/auto" -q
 p_auto=$(ppl "$tmp/auto")
 check "auto ($p_auto) is no worse than the submoe merge ($p_native) on the demo" awk -v a="$p_auto" -v b="$p_native" 'BEGIN { exit !(a <= b) }'
+# Tokenizer and generation files travel with the model; shards get an index.
+"$SUBMOE" synth --arch qwen2_moe --layers 2 --hidden 256 --intermediate 256 --experts 8 --heads 4 --kv-heads 2 -q \
+    --out "$tmp/qw"
+printf '{"model": "fake"}\n' >"$tmp/qw/tokenizer.json"
+printf '{"bos_token_id": 1}\n' >"$tmp/qw/generation_config.json"
+"$SUBMOE" plan "$tmp/qw" --experts 4 --method submoe -t "$SRCDIR/data/calib.u32" --samples 4 --seq-len 64 \
+    --keep 200 --shard-size 1M -o "$tmp/qw.yaml" -q
+"$SUBMOE" apply "$tmp/qw.yaml" -o "$tmp/qwm" --format hf -q
+check "tokenizer.json and generation_config.json are copied" \
+    sh -c "cmp -s '$tmp/qw/tokenizer.json' '$tmp/qwm/tokenizer.json' && cmp -s '$tmp/qw/generation_config.json' '$tmp/qwm/generation_config.json'"
+check "1M shards: several files and model.safetensors.index.json" \
+    sh -c "[ -s '$tmp/qwm/model.safetensors.index.json' ] && [ \$(ls '$tmp/qwm' | grep -c '^model-0000[0-9]-of-') -ge 3 ]"
+check "qwen2_moe hf output: shared expert kept, 4 experts, evaluates" \
+    sh -c "grep -q '\"num_experts\": 4' '$tmp/qwm/config.json' && '$SUBMOE' eval '$tmp/qwm' --tokens '$SRCDIR/data/heldout.u32' --max-tokens 2048 -q >/dev/null"
 check "the source model is untouched" test "$(src_sum)" = "$before"
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]
