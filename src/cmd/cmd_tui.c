@@ -11,16 +11,20 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: submoe tui [MODEL] [--plan PLAN] [--calib FILE]\n"
+            "Usage: submoe tui [MODEL] [--plan PLAN] [--calib FILE] [--tokens FILE] [--heldout FILE]\n"
             "\n"
-            "The workbench: calibrate MODEL (default: the bundled demo) on the bundled tokens, show every\n"
-            "layer's expert similarity heatmap and each cluster's singular-value spectrum, edit clusters,\n"
-            "ranks, methods and router modes with live error previews, compute the plan's perplexity,\n"
-            "save the plan (w) and commit the merged model (C). Press ? inside for every key.\n"
-            "`submoe` with no arguments on a terminal opens it on the demo.\n"
+            "The workbench: calibrate MODEL (default: the bundled demo), show every layer's expert\n"
+            "similarity heatmap and each group's singular-value spectrum, edit groups, ranks, methods\n"
+            "and router modes with live error previews, compute the plan's perplexity, save and open\n"
+            "plans (w, o) and commit the merged model (C). Press ? inside for every key.\n"
+            "`submoe` with no arguments on a terminal opens it on the demo; `submoe MODEL` on MODEL.\n"
             "\n"
-            "  -p, --plan PLAN    open this plan (it is saved there); default submoe-plan.yaml\n"
-            "  -c, --calib FILE   use this stats or activations file instead of calibrating\n"
+            "  -p, --plan PLAN    open this plan (and save there); default submoe-plan.yaml\n"
+            "  -c, --calib FILE   a stats or activations file (submoe calibrate -o FILE) instead of\n"
+            "                     calibrating when the workbench opens\n"
+            "  -t, --tokens FILE  calibration tokens (raw uint32 or .npy; default: the bundled\n"
+            "                     data/calib.u32, bytes of English text: give your model's own tokens)\n"
+            "      --heldout FILE held-out tokens for perplexity (default: data/heldout.u32)\n"
             "      --frames N     exit after drawing N screens (for tests)\n"
             "  -h, --help         show this help\n");
 }
@@ -29,20 +33,24 @@ int cmd_tui(int argc, char **argv)
 {
     static const struct option opts[] = {{"plan", required_argument, NULL, 'p'},
                                          {"calib", required_argument, NULL, 'c'},
+                                         {"tokens", required_argument, NULL, 't'},
+                                         {"heldout", required_argument, NULL, 'H'},
                                          {"frames", required_argument, NULL, 'F'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *plan = NULL, *calib = NULL;
-    int frames = 0, ch;
+    tui_options o = {0};
+    int ch;
     const char *env = getenv("SUBMOE_TUI_FRAMES");
     if (env && *env)
-        frames = atoi(env);
+        o.frames = atoi(env);
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "p:c:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "p:c:t:h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'p': plan = optarg; break;
-        case 'c': calib = optarg; break;
-        case 'F': frames = atoi(optarg); break;
+        case 'p': o.plan = optarg; break;
+        case 'c': o.calib = optarg; break;
+        case 't': o.tokens = optarg; break;
+        case 'H': o.heldout = optarg; break;
+        case 'F': o.frames = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -55,8 +63,8 @@ int cmd_tui(int argc, char **argv)
         fprintf(stderr, "submoe tui: the workbench needs a terminal (see submoe --help for the commands)\n");
         return 2;
     }
-    const char *model = optind < argc ? argv[optind] : sm_demo_dir();
-    if (tui_run(model, plan, calib, frames)) {
+    o.model = optind < argc ? argv[optind] : sm_demo_dir();
+    if (tui_run(&o)) {
         fprintf(stderr, "submoe tui: %s\n", sm_errmsg());
         return 1;
     }

@@ -1,13 +1,21 @@
 /* tui_app: the workbench — load a model, calibrate, look at expert similarity and spectra, edit
- * clusters, ranks, methods and routers, preview errors and perplexity, save the plan, commit the
- * merged model. The loop and its worker thread; drawing is tui_draw, state and keys tui_state. */
+ * clusters, ranks, methods and routers, preview errors and perplexity, save and open plans,
+ * commit the merged model. The loop and its worker thread; drawing is tui_draw and the
+ * tui_view_* files, state and keys tui_state / tui_keys, the worker's jobs tui_jobs. */
 #ifndef SM_TUI_APP_H
 #define SM_TUI_APP_H
 
-/* Run on the terminal until the user quits (or `frames` screens were drawn, when > 0: for tests
- * under sanitizers). plan_path: a plan to open (edited and saved there), or NULL. 0, or -1 with a
- * message (before the terminal was taken). calib_path: a stats/activations file to read instead
- * of calibrating on the bundled tokens (NULL). */
-int tui_run(const char *model_dir, const char *plan_path, const char *calib_path, int frames);
+typedef struct tui_options {
+    const char *model;    /* model directory (NULL: the bundled demo) */
+    const char *plan;     /* a plan to open (edited and saved there), or NULL */
+    const char *calib;    /* a stats / activations file instead of calibrating, or NULL */
+    const char *tokens;   /* calibration tokens (NULL: the bundled data/calib.u32) */
+    const char *heldout;  /* held-out tokens for perplexity (NULL: data/heldout.u32) */
+    int frames;           /* > 0: exit after drawing that many screens (tests under sanitizers) */
+} tui_options;
+
+/* Run on the terminal until the user quits. 0, or -1 with a message (before the terminal was
+ * taken). */
+int tui_run(const tui_options *o);
 
 #endif

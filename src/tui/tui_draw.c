@@ -1,17 +1,22 @@
-/* tui_draw: render the workbench from its state (the only drawing code; see tui_draw.h). */
+/* tui_draw: the workbench's frame — header, layer list, detail panel, status line — and the
+ * drawing helpers of tui_curses.h. The views and dialogs draw themselves (tui_view_*.c,
+ * tui_dialog.c); all of it only reads the state. */
 #include "tui/tui_draw.h"
+#include "tui/tui_curses.h"
 
-#include <curses.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#define RAMP 8
-/* colour pairs: 1 title, 2 selected, 3 dim, 4 warn, 5 ok, 10.. 10+RAMP-1 heatmap ramp */
-static const short ramp256[RAMP] = {17, 18, 24, 30, 36, 142, 214, 196};
-static const short ramp8[RAMP] = {COLOR_BLUE, COLOR_BLUE, COLOR_CYAN, COLOR_CYAN, COLOR_GREEN, COLOR_YELLOW, COLOR_YELLOW, COLOR_RED};
-static const char *const mono_utf8[RAMP] = {" ", "\u2591", "\u2591", "\u2592", "\u2592", "\u2593", "\u2593", "\u2588"};
-static const char *const mono_ascii[RAMP] = {" ", ".", ":", "-", "=", "+", "#", "@"};
+bool tc_utf8 = true, tc_color = true;
+
+/* 256 colours: a viridis-like ramp from dark violet (least similar) to yellow (most). */
+static const short ramp256[TC_RAMP] = {53, 54, 61, 24, 30, 36, 71, 113, 148, 220};
+static const short ramp8[TC_RAMP] = {COLOR_MAGENTA, COLOR_BLUE, COLOR_BLUE, COLOR_CYAN, COLOR_CYAN,
+                                     COLOR_GREEN, COLOR_GREEN, COLOR_YELLOW, COLOR_YELLOW, COLOR_WHITE};
+static const char *const mono_utf8[TC_MONO_RAMP] = {" ", "\u2591", "\u2591", "\u2592", "\u2592", "\u2593", "\u2593", "\u2588"};
+static const char *const mono_ascii[TC_MONO_RAMP] = {" ", ".", ":", "-", "=", "+", "#", "@"};
 
 void tui_draw_init_colors(tui_state *s)
 {
@@ -21,54 +26,67 @@ void tui_draw_init_colors(tui_state *s)
     }
     start_color();
     use_default_colors();
-    init_pair(1, COLOR_CYAN, -1);
-    init_pair(2, COLOR_BLACK, COLOR_CYAN);
-    init_pair(3, COLOR_WHITE, -1);
-    init_pair(4, COLOR_YELLOW, -1);
-    init_pair(5, COLOR_GREEN, -1);
-    for (int i = 0; i < RAMP; i++)
-        init_pair((short)(10 + i), COLOR_WHITE, COLORS >= 256 ? ramp256[i] : ramp8[i]);
+    init_pair(TC_PAIR_TITLE, COLOR_CYAN, -1);
+    init_pair(TC_PAIR_SELECT, COLOR_BLACK, COLOR_CYAN);
+    init_pair(TC_PAIR_DIM, COLORS >= 256 ? 245 : COLOR_WHITE, -1);
+    init_pair(TC_PAIR_WARN, COLOR_YELLOW, -1);
+    init_pair(TC_PAIR_OK, COLOR_GREEN, -1);
+    init_pair(TC_PAIR_ERROR, COLOR_RED, -1);
+    init_pair(TC_PAIR_BAR, COLOR_BLACK, COLOR_WHITE);
+    for (int i = 0; i < TC_RAMP; i++)
+        init_pair((short)(TC_PAIR_RAMP + i), i >= 7 ? COLOR_BLACK : COLOR_WHITE, COLORS >= 256 ? ramp256[i] : ramp8[i]);
 }
 
-static void put(int y, int x, int maxw, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void put(int y, int x, int maxw, const char *fmt, ...)
+const char *tc_mono_shade(int i)
+{
+    i = i < 0 ? 0 : i >= TC_MONO_RAMP ? TC_MONO_RAMP - 1 : i;
+    return tc_utf8 ? mono_utf8[i] : mono_ascii[i];
+}
+
+void tc_on(int pair, attr_t attrs)
+{
+    attron(attrs | (tc_color && pair ? COLOR_PAIR(pair) : 0));
+}
+
+void tc_off(int pair, attr_t attrs)
+{
+    attroff(attrs | (tc_color && pair ? COLOR_PAIR(pair) : 0));
+}
+
+int tc_put(int y, int x, int maxw, const char *fmt, ...)
 {
     if (maxw <= 0)
-        return;
+        return 0;
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    mvaddnstr(y, x, buf, maxw);
+    /* cut at maxw display columns, never inside a UTF-8 sequence */
+    size_t i = tui_bytes_for(buf, maxw);
+    int w = tui_strwidth(buf) < maxw ? tui_strwidth(buf) : maxw;
+    mvaddnstr(y, x, buf, (int)i);
+    return w;
 }
 
-static bool g_utf8;
-
-/* A horizontal rule: box-drawing line in UTF-8, dashes otherwise (no alternate charset, so it
- * reads the same in every terminal and in captured screens). */
-static void hrule(int y, int x, int w)
+void tc_hrule(int y, int x, int w)
 {
     for (int i = 0; i < w; i++)
-        mvaddstr(y, x + i, g_utf8 ? "\u2500" : "-");
+        mvaddstr(y, x + i, tc_g("\u2500", "-"));
 }
 
-static void box_title(const tui_rect *r, const char *title, bool active)
+void tc_title(const tui_rect *r, const char *title, bool active)
 {
-    if (r->h < 2 || r->w < 4)
+    if (r->h < 1 || r->w < 4)
         return;
-    attron(active ? COLOR_PAIR(1) | A_BOLD : A_DIM);
-    hrule(r->y, r->x, r->w);
-    put(r->y, r->x + 1, r->w - 2, " %s ", title);
-    attroff(active ? COLOR_PAIR(1) | A_BOLD : A_DIM);
+    attr_t a = active ? A_BOLD : 0;
+    tc_on(active ? TC_PAIR_TITLE : TC_PAIR_DIM, a);
+    tc_hrule(r->y, r->x, r->w);
+    tc_put(r->y, r->x + 1, r->w - 2, " %s ", title);
+    tc_off(active ? TC_PAIR_TITLE : TC_PAIR_DIM, a);
 }
 
-static const char *method_label(const tui_layer_plan *p)
-{
-    return p->is_auto ? "auto" : sm_merge_method_name(p->method);
-}
-
-static void fmt_params(char *buf, size_t n, double v)
+void tc_fmt_params(char *buf, size_t n, double v)
 {
     if (v >= 1e9)
         snprintf(buf, n, "%.2fB", v / 1e9);
@@ -80,363 +98,231 @@ static void fmt_params(char *buf, size_t n, double v)
 
 static void draw_header(const tui_state *s, const tui_rect *r)
 {
-    int64_t before = 0, after = 0;
-    for (int l = 0; l < s->n_layers; l++)
-        if (s->is_moe[l]) {
-            before += (int64_t)s->plan[l].n * 3 * s->hidden * s->inter;
-            after += tui_plan_params(s, l);
-        }
-    int64_t total_after = s->total_params - before + after;
-    char a[32], b[32];
-    fmt_params(a, sizeof a, (double)s->total_params);
-    fmt_params(b, sizeof b, (double)total_after);
-    attron(A_BOLD);
-    /* the flag first: a long model path must not push it off an 80-column screen */
-    put(r->y, r->x, r->w, "submoe workbench%s  %s  (%s, %d layers, top-%d)", s->modified ? " [modified]" : "", s->model,
-        s->arch, s->n_layers, s->top_k);
-    attroff(A_BOLD);
+    /* line 1: name, [modified], the model and its shape */
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s %s %d layers %s %d experts %s top-%d", s->arch, tc_g("\u00b7", "-"), s->n_layers,
+             tc_g("\u00b7", "-"), s->n_experts, tc_g("\u00b7", "-"), s->top_k);
+    int x = r->x;
+    tc_on(0, A_BOLD);
+    x += tc_put(r->y, x, r->w, "submoe workbench");
+    tc_off(0, A_BOLD);
+    if (s->modified) { /* before the path: a long path must not hide it */
+        tc_on(TC_PAIR_WARN, A_BOLD);
+        x += tc_put(r->y, x, r->x + r->w - x, " [modified]");
+        tc_off(TC_PAIR_WARN, A_BOLD);
+    }
+    int room = r->x + r->w - x - 2 - tui_strwidth(shape) - 2;
+    char path[512];
+    tui_short_path(s->model, room > 12 ? room : 12, path, sizeof path, s->utf8);
+    x += tc_put(r->y, x, r->x + r->w - x, "  %s", path);
+    tc_on(TC_PAIR_DIM, 0);
+    tc_put(r->y, x, r->x + r->w - x, "  %s", shape);
+    tc_off(TC_PAIR_DIM, 0);
+
+    /* line 2: size before → after, perplexity; the running job on the right */
+    char jobtxt[128] = "";
+    int jw = 0;
     if (s->busy) {
-        int bw = r->w - 40 > 10 ? 30 : 10, fill = (int)(s->progress * bw + 0.5);
-        char bar[64];
-        for (int i = 0; i < bw && i < 63; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[bw < 63 ? bw : 63] = 0;
-        attron(COLOR_PAIR(4));
-        put(r->y + 1, r->x, r->w, "%s [%s] %3.0f%%  (Esc cancels)", s->job, bar, s->progress * 100);
-        attroff(COLOR_PAIR(4));
-    } else {
-        char pp[96] = "P: perplexity";
-        if (s->ppl_original > 0 && s->ppl_plan > 0)
-            snprintf(pp, sizeof pp, "perplexity %.3f -> %.3f", s->ppl_original, s->ppl_plan);
-        put(r->y + 1, r->x, r->w, "params %s -> %s (%.1f%%)   %s", a, b,
-            s->total_params ? 100.0 * (double)total_after / (double)s->total_params : 100.0, pp);
+        int bw = r->w >= 100 ? 20 : 10, fill = (int)(s->progress * bw + 0.5);
+        char bar[64] = "";
+        for (int i = 0; i < bw; i++)
+            strcat(bar, i < fill ? tc_g("\u2588", "#") : tc_g("\u00b7", "."));
+        snprintf(jobtxt, sizeof jobtxt, "%.28s %s %3.0f%%", s->job, bar, s->progress * 100);
+        jw = tui_strwidth(jobtxt);
+    }
+    int64_t after = tui_model_params_after(s);
+    char a[32], b[32], pp[96];
+    tc_fmt_params(a, sizeof a, (double)s->total_params);
+    tc_fmt_params(b, sizeof b, (double)after);
+    if (s->ppl_original > 0 && s->ppl_plan > 0)
+        snprintf(pp, sizeof pp, "perplexity %.3f %s %.3f%s", s->ppl_original, tc_g("\u2192", "->"), s->ppl_plan,
+                 tui_ppl_fresh(s) ? "" : " (before edits)");
+    else
+        snprintf(pp, sizeof pp, "perplexity: P");
+    int leftw = r->w - (jw ? jw + 2 : 0);
+    x = r->x + tc_put(r->y + 1, r->x, leftw, "params %s %s %s (%+.1f%%)", a, tc_g("\u2192", "->"), b,
+                      s->total_params ? 100.0 * (double)(after - s->total_params) / (double)s->total_params : 0.0);
+    if (tui_strwidth(pp) + 3 <= r->x + leftw - x)
+        tc_put(r->y + 1, x, r->x + leftw - x, "   %s", pp);
+    if (jw) {
+        tc_on(TC_PAIR_WARN, A_BOLD);
+        tc_put(r->y + 1, r->x + r->w - jw, jw, "%s", jobtxt);
+        tc_off(TC_PAIR_WARN, A_BOLD);
     }
 }
 
-static void draw_layers(const tui_state *s, const tui_rect *r)
+/* The method column: what will be done, "*" when auto chose it, "+a" when aligned. */
+static void method_cell(const tui_state *s, int l, char *buf, size_t n)
 {
-    box_title(r, "layers", s->view == TUI_VIEW_LAYERS);
-    put(r->y + 1, r->x, r->w, " L kind  experts method     error%s", r->w >= 44 ? "   saved" : "");
-    int first = s->layer - (r->h - 3) + 1;
-    first = first < 0 ? 0 : first;
+    const tui_layer_plan *p = &s->plan[l];
+    const tui_layer_data *d = &s->data[l];
+    if (p->is_auto) {
+        if (tui_preview_fresh(s, l) && d->chosen[0])
+            snprintf(buf, n, "%s%s*", tui_method_short(d->built_method), d->built_align ? "+a" : "");
+        else
+            snprintf(buf, n, "auto");
+    } else {
+        snprintf(buf, n, "%s%s", tui_method_short(p->method),
+                 p->align && sm_merge_method_merges(p->method) ? "+a" : "");
+    }
+}
+
+static void draw_layers(const tui_state *s, const tui_rect *r, bool wide)
+{
+    int rows = r->h - 2; /* title and column header */
+    int first = 0;
+    if (s->n_layers > rows && rows > 0) {
+        first = s->layer - rows / 2;
+        first = first < 0 ? 0 : first > s->n_layers - rows ? s->n_layers - rows : first;
+    }
+    char title[64];
+    if (s->n_layers > rows)
+        snprintf(title, sizeof title, "layers %d-%d of %d", first, first + rows - 1, s->n_layers);
+    else
+        snprintf(title, sizeof title, "layers");
+    tc_title(r, title, s->view == TUI_VIEW_LAYERS);
+    tc_on(TC_PAIR_DIM, 0);
+    tc_put(r->y + 1, r->x, r->w, "  L experts method    error%s", wide ? "    saved router" : "");
+    tc_off(TC_PAIR_DIM, 0);
+    const char *arrow = tc_g("\u2192", ">");
     for (int l = first, row = r->y + 2; l < s->n_layers && row < r->y + r->h; l++, row++) {
         const tui_layer_plan *p = &s->plan[l];
         const tui_layer_data *d = &s->data[l];
         bool sel = l == s->layer;
-        if (sel)
-            attron(COLOR_PAIR(2) | A_BOLD);
+        if (sel) {
+            tc_on(TC_PAIR_SELECT, A_BOLD | (s->color ? 0 : A_REVERSE));
+            mvhline(row, r->x, ' ', r->w - 1);
+        }
         if (!s->is_moe[l]) {
-            put(row, r->x, r->w, "%2d dense", l);
+            tc_on(TC_PAIR_DIM, 0);
+            tc_put(row, r->x, r->w - 1, " %2d dense", l);
+            tc_off(TC_PAIR_DIM, 0);
         } else {
-            char err[16] = "   -";
-            if (d->have_preview && d->preview_gen == s->plan_gen[l])
-                snprintf(err, sizeof err, "%.4f", d->output_error);
-            else if (d->have_preview)
-                snprintf(err, sizeof err, "(%.3f)", d->output_error);
+            char m[24], err[16] = "     -";
+            method_cell(s, l, m, sizeof m);
+            bool fresh = tui_preview_fresh(s, l);
+            if (d->have_preview)
+                snprintf(err, sizeof err, "%6.4f", d->output_error);
             int k = p->method == SM_MERGE_KEEP && !p->is_auto ? p->n : p->k;
-            put(row, r->x, r->w, "%2d MoE  %3d>%-3d  %-10.10s %-7s", l, p->n, k, method_label(p), err);
-            if (r->w >= 44) {
-                double before = (double)p->n * 3 * s->hidden * s->inter, after = (double)tui_plan_params(s, l);
-                put(row, r->x + 36, r->w - 36, " %5.1f%%", before > 0 ? 100 * (before - after) / before : 0.0);
+            int x = r->x + tc_put(row, r->x, r->w - 1, " %2d %3d%s%-3d %-9s ", l, p->n, arrow, k, m);
+            if (!fresh && !sel)
+                tc_on(TC_PAIR_DIM, 0);
+            x += tc_put(row, x, r->x + r->w - 1 - x, "%s%s", err, fresh || !d->have_preview ? "" : "~");
+            if (!fresh && !sel)
+                tc_off(TC_PAIR_DIM, 0);
+            if (wide) {
+                double before = (double)p->n * 3 * (double)s->hidden * (double)s->inter;
+                double after = (double)tui_plan_params(s, l);
+                static const char *const rshort[3] = {"remap", "lstsq", "mean"};
+                tc_put(row, r->x + 29, r->w - 30, " %5.1f%% %s", before > 0 ? 100 * (before - after) / before : 0.0,
+                       p->method == SM_MERGE_KEEP || (!p->is_auto && !sm_merge_method_merges(p->method))
+                           ? "-"
+                           : rshort[p->router % 3]);
             }
         }
         if (sel)
-            attroff(COLOR_PAIR(2) | A_BOLD);
+            tc_off(TC_PAIR_SELECT, A_BOLD | (s->color ? 0 : A_REVERSE));
     }
-}
-
-static void draw_heatmap(const tui_state *s, const tui_rect *r)
-{
-    static const char *const kinds[3] = {"output", "weight", "router logit"};
-    char title[96];
-    snprintf(title, sizeof title, "layer %d: %s similarity (s: switch)", s->layer, kinds[s->sim_kind]);
-    box_title(r, title, true);
-    const tui_layer_data *d = &s->data[s->layer];
-    const tui_layer_plan *p = &s->plan[s->layer];
-    if (!s->is_moe[s->layer] || !d->have_stats || !d->sim[s->sim_kind]) {
-        put(r->y + 2, r->x + 2, r->w - 4, s->is_moe[s->layer] ? "statistics not computed yet" : "dense layer");
-        return;
-    }
-    int order[TUI_MAX_EXPERTS], n = tui_cluster_order(p, order);
-    const double *S = d->sim[s->sim_kind];
-    double lo = 1, hi = -1;
-    for (int i = 0; i < n * n; i++)
-        if (i / n != i % n) {
-            lo = fmin(lo, S[i]);
-            hi = fmax(hi, S[i]);
-        }
-    int cw = (r->w - 6) / (n + p->k) >= 2 ? 2 : 1;
-    int rows_avail = r->h - 4;
-    for (int a = 0; a < n && a < rows_avail; a++) {
-        int y = r->y + 1 + a, x = r->x + 5;
-        put(y, r->x, 5, "%3d ", order[a]);
-        for (int b = 0; b < n && x + cw <= r->x + r->w; b++) {
-            if (b > 0 && p->assign[order[b]] != p->assign[order[b - 1]]) { /* cluster boundary */
-                mvaddstr(y, x, s->utf8 ? "\u2502" : "|");
-                x++;
-            }
-            double v = S[order[a] * n + order[b]];
-            int sh = tui_shade(v, lo, hi, RAMP);
-            bool cur = a == s->ci && b == s->cj;
-            if (s->color) {
-                attron(COLOR_PAIR(10 + sh) | (cur ? A_REVERSE | A_BOLD : 0));
-                mvaddstr(y, x, cw == 2 ? (cur ? "[]" : "  ") : (cur ? "*" : " "));
-                attroff(COLOR_PAIR(10 + sh) | (cur ? A_REVERSE | A_BOLD : 0));
-            } else {
-                const char *c = s->utf8 ? mono_utf8[sh] : mono_ascii[sh];
-                if (cur)
-                    attron(A_REVERSE);
-                for (int q = 0; q < cw; q++)
-                    mvaddstr(y, x + q, cur && q == 0 ? "*" : c);
-                if (cur)
-                    attroff(A_REVERSE);
-            }
-            x += cw;
-        }
-    }
-    /* legend */
-    int ly = r->y + r->h - 2, lx = r->x + 1;
-    put(ly, lx, r->w - 2, "%.2f ", lo);
-    lx += 6;
-    for (int i = 0; i < RAMP && lx < r->x + r->w - 8; i++, lx += 2) {
-        if (s->color) {
-            attron(COLOR_PAIR(10 + i));
-            mvaddstr(ly, lx, "  ");
-            attroff(COLOR_PAIR(10 + i));
-        } else {
-            mvaddstr(ly, lx, s->utf8 ? mono_utf8[i] : mono_ascii[i]);
-            mvaddstr(ly, lx + 1, s->utf8 ? mono_utf8[i] : mono_ascii[i]);
-        }
-    }
-    put(ly, lx + 1, r->x + r->w - lx - 1, "%.2f  clusters separated by |", hi);
-}
-
-static void draw_spectrum(const tui_state *s, const tui_rect *r)
-{
-    static const char *const mats[3] = {"gate", "up", "down"};
-    const tui_layer_data *d = &s->data[s->layer];
-    const tui_layer_plan *p = &s->plan[s->layer];
-    char title[128];
-    snprintf(title, sizeof title, "layer %d cluster %d/%d: %s singular values (x: matrix, </>: cluster, h/l: rank)",
-             s->layer, s->spec_cluster, p->k, mats[s->spec_matrix]);
-    box_title(r, title, true);
-    if (!s->is_moe[s->layer] || !d->have_spectrum || d->spec_cluster != s->spec_cluster ||
-        !d->spec[s->spec_matrix]) {
-        put(r->y + 2, r->x + 2, r->w - 4, "spectrum not computed yet");
-        return;
-    }
-    const double *sv = d->spec[s->spec_matrix];
-    int len = d->spec_len[s->spec_matrix];
-    double tot = 0;
-    for (int i = 0; i < len; i++)
-        tot += sv[i] * sv[i];
-    int64_t rk = p->rank[s->spec_matrix].kind == SM_RANK_FULL ? len
-                 : p->rank[s->spec_matrix].kind == SM_RANK_COUNT ? p->rank[s->spec_matrix].count
-                                                                : (int64_t)(p->rank[s->spec_matrix].fraction * len);
-    if (rk > len)
-        rk = len;
-    int W = r->w - 8, H = r->h - 4;
-    if (W < 4 || H < 3)
-        return;
-    double top = log10(sv[0] > 0 ? sv[0] : 1e-30), bot = top - 6;
-    for (int i = 0; i < len; i++)
-        if (sv[i] > 0)
-            bot = fmax(top - 6, fmin(bot, log10(sv[i])));
-    if (bot >= top)
-        bot = top - 1;
-    double cum = 0;
-    int rank_col = (int)((double)rk / len * W);
-    for (int c = 0; c < W; c++) {
-        int i0 = (int)((double)c / W * len), i1 = (int)((double)(c + 1) / W * len);
-        i1 = i1 <= i0 ? i0 + 1 : i1;
-        double v = 0;
-        for (int i = i0; i < i1 && i < len; i++) {
-            v = fmax(v, sv[i]);
-            cum += sv[i] * sv[i];
-        }
-        int hbar = v > 0 ? (int)((log10(v) - bot) / (top - bot) * H + 0.5) : 0;
-        int he = tot > 0 ? (int)(cum / tot * (H - 1) + 0.5) : 0;
-        for (int y = 0; y < H; y++) {
-            int yy = r->y + 1 + H - 1 - y;
-            if (c == rank_col) {
-                attron(COLOR_PAIR(4) | A_BOLD);
-                mvaddstr(yy, r->x + 7 + c, "|");
-                attroff(COLOR_PAIR(4) | A_BOLD);
-            } else if (y == he) {
-                attron(COLOR_PAIR(5));
-                mvaddstr(yy, r->x + 7 + c, "*");
-                attroff(COLOR_PAIR(5));
-            } else if (y < hbar) {
-                mvaddstr(yy, r->x + 7 + c, s->utf8 ? "\u2588" : "#");
-            }
-        }
-    }
-    put(r->y + 1, r->x, 7, "1e%+.0f", top);
-    put(r->y + H, r->x, 7, "1e%+.0f", bot);
-    double kept = 0;
-    for (int i = 0; i < rk; i++)
-        kept += sv[i] * sv[i];
-    put(r->y + H + 1, r->x + 1, r->w - 2, "rank %lld of %d  energy kept %.2f%%  W_cat truncation error %.4f   (* cumulative "
-                                          "energy, | chosen rank)",
-        (long long)rk, len, tot > 0 ? 100 * kept / tot : 100.0, tot > 0 ? sqrt(fmax(0, 1 - kept / tot)) : 0.0);
-}
-
-static void draw_layer_view(const tui_state *s, const tui_rect *r)
-{
-    char title[64];
-    snprintf(title, sizeof title, "layer %d plan", s->layer);
-    box_title(r, title, true);
-    if (!s->is_moe[s->layer]) {
-        put(r->y + 2, r->x + 2, r->w - 4, "dense layer: not merged");
-        return;
-    }
-    const tui_layer_plan *p = &s->plan[s->layer];
-    const tui_layer_data *d = &s->data[s->layer];
-    char rk[3][24];
-    for (int j = 0; j < 3; j++)
-        sm_rank_format(&p->rank[j], rk[j], sizeof rk[j]);
-    put(r->y + 1, r->x + 1, r->w - 2, "method %s (M)   router %s (r)   ranks gate %s, up %s, down %s", method_label(p),
-        sm_router_mode_name(p->router), rk[0], rk[1], rk[2]);
-    if (d->chosen[0] && p->is_auto)
-        put(r->y + 2, r->x + 1, r->w - 2, "auto chose %s", d->chosen);
-    int y = r->y + 3;
-    for (int c = 0; c < p->k && y < r->y + r->h; c++, y++) {
-        char line[512];
-        size_t n = (size_t)snprintf(line, sizeof line, "group %2d:", c);
-        for (int i = 0; i < p->n && n < sizeof line - 24; i++)
-            if (p->assign[i] == c)
-                n += (size_t)snprintf(line + n, sizeof line - n, " %d(%.2f)", i, d->have_stats ? d->freq[i] : 0.0);
-        put(y, r->x + 1, r->w - 2, "%s", line);
-    }
-    if (y < r->y + r->h)
-        put(y, r->x + 1, r->w - 2, "(expert(routing frequency)); Tab: heatmap, spectrum; +/-: groups; c: re-cluster");
 }
 
 static void draw_detail(const tui_state *s, const tui_rect *r)
 {
-    box_title(r, "preview", false);
-    if (!s->is_moe[s->layer])
+    char title[64];
+    snprintf(title, sizeof title, "layer %d", s->layer);
+    tc_title(r, title, false);
+    int x = r->x + 1, w = r->w - 2, y = r->y + 1, last = r->y + r->h - 1;
+    if (!s->is_moe[s->layer]) {
+        tc_put(y, x, w, "a dense layer: nothing to merge");
         return;
+    }
     const tui_layer_data *d = &s->data[s->layer];
-    const tui_layer_plan *p = &s->plan[s->layer];
-    if (s->view == TUI_VIEW_HEATMAP && d->have_stats) {
-        int order[TUI_MAX_EXPERTS], n = tui_cluster_order(p, order);
-        if (s->ci < n && s->cj < n) {
-            int i = order[s->ci], j = order[s->cj];
-            put(r->y + 1, r->x + 1, r->w - 2, "S[%d,%d]=%.3f  e%d: f %.3f g%d  e%d: f %.3f g%d",
-                i, j, d->sim[s->sim_kind] ? d->sim[s->sim_kind][i * d->n + j] : 0.0, i, d->freq[i], p->assign[i], j,
-                d->freq[j], p->assign[j]);
-        }
-    }
-    if (d->have_preview) {
-        char a[32], b[32];
-        fmt_params(a, sizeof a, (double)d->params_before);
-        fmt_params(b, sizeof b, (double)d->params_after);
-        bool fresh = d->preview_gen == s->plan_gen[s->layer];
-        if (!fresh)
-            attron(A_DIM);
-        char we[16] = "-";
-        if (d->member_error >= 0)
-            snprintf(we, sizeof we, "%.4f", d->member_error);
-        put(r->y + 2, r->x + 1, r->w - 2, "output err %.4f  weight err %s  experts %s->%s%s", d->output_error, we, a, b,
-            fresh ? "" : " (updating)");
-        if (!fresh)
-            attroff(A_DIM);
-    }
+    /* what the view is pointing at */
     if (s->view == TUI_VIEW_HEATMAP)
-        put(r->y + 3, r->x + 1, r->w - 2, "m move to column's group  n new group  g merge  u undo");
+        tui_view_heatmap_detail(s, y, x, w);
     else if (s->view == TUI_VIEW_SPECTRUM)
-        put(r->y + 3, r->x + 1, r->w - 2, "h/l rank  x matrix  </> cluster  f full rank");
+        tui_view_spectrum_detail(s, y, x, w);
     else
-        put(r->y + 3, r->x + 1, r->w - 2, "M method  r router  +/- groups  P perplexity  C commit");
+        tui_view_plan_detail(s, y, x, w);
+    y++;
+    /* the layer's preview */
+    if (y < last) {
+        if (d->have_preview) {
+            bool fresh = tui_preview_fresh(s, s->layer);
+            char a[32], b[32];
+            tc_fmt_params(a, sizeof a, (double)d->params_before);
+            tc_fmt_params(b, sizeof b, (double)d->params_after);
+            char we[24] = "-";
+            if (d->member_error >= 0)
+                snprintf(we, sizeof we, "%.4f", d->member_error);
+            if (!fresh)
+                tc_on(TC_PAIR_DIM, 0);
+            tc_put(y, x, w, "preview%s: output error %.4f %s weight error %s %s experts %s %s %s",
+                   fresh ? "" : " (before the last edit; updating)", d->output_error, tc_g("\u00b7", "-"), we,
+                   tc_g("\u00b7", "-"), a, tc_g("\u2192", "->"), b);
+            if (!fresh)
+                tc_off(TC_PAIR_DIM, 0);
+        } else {
+            tc_put(y, x, w, "preview: %s", s->calibrated ? "computing (p recomputes)" : "after calibration");
+        }
+        y++;
+    }
+    /* key hints for the view */
+    static const char *const hints[TUI_VIEW_COUNT] = {
+        "M method  a align  r router  +/- groups  c re-cluster  = rank  P perplexity",
+        "m row's expert to column's group  n new group  g merge groups  s similarity",
+        "h/l rank  H/L by one  = type a rank  f full  x gate/up/down  j/k group",
+    };
+    if (last > y - 1 && last >= r->y + 2) {
+        tc_on(TC_PAIR_DIM, 0);
+        tc_put(last, x, w, "%s", hints[s->view]);
+        tc_off(TC_PAIR_DIM, 0);
+    }
 }
 
-static void draw_dialog(const tui_state *s, int cols, int rows)
+static void draw_status(const tui_state *s, const tui_rect *r)
 {
-    static const char *const help[] = {
-        "Keys",
-        "  Tab, 1 2 3   views: layers, heatmap, spectrum",
-        "  j/k, arrows  select layer (layers view) / move the heatmap cursor",
-        "  J/K, PgDn/Up next / previous MoE layer (any view)",
-        "  s            similarity: output, weight, router logit",
-        "  m  n  g      heatmap: row expert to column's group / new group / merge",
-        "  + -          one group more / fewer (re-clusters with k-means)",
-        "  c            re-cluster the layer (k-means, next seed)",
-        "  M  r         method (auto, submoe, ... keep); router mode",
-        "  x  < >       spectrum: matrix gate/up/down; cluster",
-        "  h/l, arrows  spectrum: rank down / up (f: full rank for all matrices)",
-        "  p  P         preview the layer; perplexity of the whole plan (Esc cancels)",
-        "  u  U         undo / redo",
-        "  w            save the plan (YAML)",
-        "  C            commit: write the merged model",
-        "  ?  q         this help; quit",
-        "",
-        "any key closes",
-    };
-    const char *const *lines = help;
-    int n = (int)(sizeof help / sizeof help[0]);
-    char buf[3][600];
-    const char *dl[3] = {buf[0], buf[1], buf[2]};
-    if (s->dialog == TUI_DIALOG_QUIT) {
-        snprintf(buf[0], sizeof buf[0], "The plan has unsaved edits.");
-        snprintf(buf[1], sizeof buf[1], "Quit and discard them? (y/n)");
-        lines = dl;
-        n = 2;
-    } else if (s->dialog == TUI_DIALOG_COMMIT) {
-        static const char *const fmts[3] = {"submoe (native: any plan)", "hf (standard layout)",
-                                            "hf-expanded (original expert count)"};
-        snprintf(buf[0], sizeof buf[0], "Commit: write the merged model, format %s, to", fmts[s->commit_format % 3]);
-        snprintf(buf[1], sizeof buf[1], "> %s_", s->input);
-        snprintf(buf[2], sizeof buf[2], "Enter: write   Tab: format   Esc: cancel");
-        lines = dl;
-        n = 3;
-    } else if (s->dialog == TUI_DIALOG_OVERWRITE) {
-        snprintf(buf[0], sizeof buf[0], "%s already exists.", s->input);
-        snprintf(buf[1], sizeof buf[1], "Replace it? (y/n)");
-        lines = dl;
-        n = 2;
-    }
-    int w = 0;
-    for (int i = 0; i < n; i++)
-        w = (int)strlen(lines[i]) > w ? (int)strlen(lines[i]) : w;
-    w = w + 4 > cols ? cols : w + 4;
-    int h = n + 2 > rows ? rows : n + 2, y0 = (rows - h) / 2, x0 = (cols - w) / 2;
-    for (int y = 0; y < h; y++)
-        mvhline(y0 + y, x0, ' ', w);
-    attron(COLOR_PAIR(1));
-    hrule(y0, x0, w);
-    hrule(y0 + h - 1, x0, w);
-    attroff(COLOR_PAIR(1));
-    for (int i = 0; i < n && i + 1 < h - 1; i++)
-        put(y0 + 1 + i, x0 + 2, w - 4, "%s", lines[i]);
+    const char *keys = r->w >= 100 ? " ? help  w save  C commit  q quit " : " ? help  q quit ";
+    int kw = (int)strlen(keys);
+    tc_on(TC_PAIR_BAR, s->color ? 0 : A_REVERSE);
+    mvhline(r->y, r->x, ' ', r->w);
+    tc_off(TC_PAIR_BAR, s->color ? 0 : A_REVERSE);
+    if (s->status_error)
+        tc_on(TC_PAIR_ERROR, A_BOLD | A_REVERSE);
+    else
+        tc_on(TC_PAIR_BAR, s->color ? 0 : A_REVERSE);
+    tc_put(r->y, r->x, r->w - kw, " %s", s->status);
+    if (s->status_error)
+        tc_off(TC_PAIR_ERROR, A_BOLD | A_REVERSE);
+    else
+        tc_off(TC_PAIR_BAR, s->color ? 0 : A_REVERSE);
+    tc_on(TC_PAIR_BAR, A_BOLD | (s->color ? 0 : A_REVERSE));
+    tc_put(r->y, r->x + r->w - kw, kw, "%s", keys);
+    tc_off(TC_PAIR_BAR, A_BOLD | (s->color ? 0 : A_REVERSE));
 }
 
 void tui_draw(const tui_state *s, int cols, int rows)
 {
-    g_utf8 = s->utf8;
+    tc_utf8 = s->utf8;
+    tc_color = s->color;
     erase();
     tui_layout L = tui_layout_compute(cols, rows);
     if (L.too_small) {
-        put(0, 0, cols, "terminal too small (%dx%d): the workbench needs at least 60x16", cols, rows);
+        tc_put(0, 0, cols, "submoe workbench: the terminal is %dx%d;", cols, rows);
+        tc_put(1, 0, cols, "it needs at least %dx%d (q quits).", TUI_MIN_COLS, TUI_MIN_ROWS);
         refresh();
         return;
     }
     draw_header(s, &L.header);
-    draw_layers(s, &L.layers);
+    draw_layers(s, &L.layers, L.wide);
     if (s->view == TUI_VIEW_HEATMAP)
-        draw_heatmap(s, &L.main);
+        tui_view_heatmap_draw(s, &L.main);
     else if (s->view == TUI_VIEW_SPECTRUM)
-        draw_spectrum(s, &L.main);
+        tui_view_spectrum_draw(s, &L.main);
     else
-        draw_layer_view(s, &L.main);
+        tui_view_plan_draw(s, &L.main);
     draw_detail(s, &L.detail);
-    attron(A_REVERSE);
-    mvhline(L.status.y, 0, ' ', cols);
-    int hint = cols >= 100 ? 26 : 9;
-    put(L.status.y, 0, cols - hint, " %s", s->status);
-    put(L.status.y, cols - hint, hint, hint > 9 ? "  ? help  q quit  w save " : "  ? help ");
-    attroff(A_REVERSE);
+    draw_status(s, &L.status);
     if (s->dialog != TUI_DIALOG_NONE)
-        draw_dialog(s, cols, rows);
+        tui_dialog_draw(s, cols, rows);
     refresh();
 }

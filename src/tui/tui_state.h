@@ -1,9 +1,10 @@
 /* tui_state: everything the workbench shows and edits, without a terminal.
  *
- * The screen is rendered from this state (tui_draw.c); keys become state changes and requests for
- * work (tui_key); layouts are a pure function of the terminal size (tui_layout). All three are
- * unit-tested without curses. Work (calibration, statistics, previews, perplexity, saving,
- * committing) runs on the worker thread of tui_app.c, which fills the data fields under the lock. */
+ * The screen is rendered from this state (tui_draw.c and the tui_view_*.c files); keys become
+ * state changes and requests for work (tui_key, tui_keys.c); layouts are pure functions of the
+ * terminal size (tui_layout.c). All three are unit-tested without curses. Work (calibration,
+ * previews, spectra, perplexity, saving, committing) runs on the worker thread of tui_app.c,
+ * which fills the data fields under the lock. */
 #ifndef SM_TUI_STATE_H
 #define SM_TUI_STATE_H
 
@@ -14,22 +15,34 @@
 
 /* Keys, as tui_app translates them from curses (plain characters are themselves). */
 enum { TUI_KEY_UP = 0x1001, TUI_KEY_DOWN, TUI_KEY_LEFT, TUI_KEY_RIGHT, TUI_KEY_BACKSPACE, TUI_KEY_RESIZE,
-       TUI_KEY_PGUP, TUI_KEY_PGDN, TUI_KEY_ESC = 27, TUI_KEY_ENTER = '\n', TUI_KEY_TAB = '\t' };
+       TUI_KEY_PGUP, TUI_KEY_PGDN, TUI_KEY_HOME, TUI_KEY_END, TUI_KEY_ESC = 27, TUI_KEY_ENTER = '\n',
+       TUI_KEY_TAB = '\t' };
 
 #define TUI_MAX_EXPERTS 256
+#define TUI_MAX_LAYERS 512
 #define TUI_UNDO 64
-#define TUI_SPECTRUM_MAX 4096
+#define TUI_MAX_GROUP_RANKS 48
 
 typedef enum { TUI_VIEW_LAYERS = 0, TUI_VIEW_HEATMAP, TUI_VIEW_SPECTRUM, TUI_VIEW_COUNT } tui_view;
 
 /* One MoE layer's plan, as edited. */
 typedef struct tui_layer_plan {
-    int n, k;                      /* experts before, clusters after */
+    int n, k;                      /* experts before, clusters (or experts kept) after */
     int assign[TUI_MAX_EXPERTS];   /* cluster of each expert, canonical labels */
     sm_merge_method method;
-    bool is_auto;                  /* method auto (the default) */
+    bool is_auto;                  /* method auto (the default): the worker chooses per layer */
+    bool align;                    /* neuron alignment before merging (merge methods) */
     sm_router_mode router;
-    sm_rank rank[3];               /* gate, up, down */
+    sm_rank rank[3];               /* gate, up, down, for every group */
+    int n_group_ranks;             /* groups' own ranks, overriding the layer's */
+    struct {
+        int cluster, matrix;
+        sm_rank r;
+    } group_ranks[TUI_MAX_GROUP_RANKS];
+    /* auto, decided in an opened plan ("chosen:"): built as recorded until the layer is edited */
+    bool decided;
+    sm_merge_method decided_method;
+    bool decided_align;
 } tui_layer_plan;
 
 /* What the worker knows about a layer. */
@@ -37,16 +50,20 @@ typedef struct tui_layer_data {
     bool have_stats;
     int n;
     double freq[TUI_MAX_EXPERTS];
-    double *sim[3];                /* n × n: output, weight, logit (owned) */
-    bool have_preview;             /* for the plan as it was when previewed (preview_gen) */
+    double *sim[3];                /* n × n: output, weight, logit (owned; weight may be NULL) */
+    /* the latest preview, of the plan as it was at plan_gen == preview_gen */
+    bool have_preview;
     unsigned preview_gen;
     double output_error, member_error;
     int64_t params_before, params_after;
-    char chosen[160];              /* auto: what was chosen */
-    /* spectrum of the selected cluster */
+    sm_merge_method built_method;  /* what was built (auto: what it chose) */
+    bool built_align;
+    int built_slot[TUI_MAX_EXPERTS]; /* slot of each expert in the built layer, −1 = dropped */
+    char chosen[600];              /* auto: "<method> (<metric>: <candidate> <score>, …)" */
+    /* spectrum of one cluster */
     bool have_spectrum;
     int spec_cluster, spec_len[3];
-    unsigned spec_gen;
+    bool spec_member[TUI_MAX_EXPERTS]; /* the experts it was computed for */
     double *spec[3];               /* singular values of W_cat for gate, up, down (owned) */
 } tui_layer_data;
 
@@ -56,29 +73,42 @@ typedef enum {
     TUI_ACT_QUIT = 2,
     TUI_ACT_PREVIEW = 4,      /* the current layer's plan changed: preview it */
     TUI_ACT_PERPLEXITY = 8,
-    TUI_ACT_SAVE = 16,
-    TUI_ACT_COMMIT = 32,
-    TUI_ACT_CANCEL = 64,      /* cancel the running job */
+    TUI_ACT_SAVE = 16,        /* save the plan to s->plan_path */
+    TUI_ACT_COMMIT = 32,      /* commit to s->input in s->commit_format */
+    TUI_ACT_CANCEL = 64,      /* cancel the running job and the queued background work */
     TUI_ACT_RECLUSTER = 128,  /* re-cluster the current layer with k-means at its k */
-    TUI_ACT_SPECTRUM = 256,
+    TUI_ACT_SPECTRUM = 256,   /* the spectrum of s->spec_cluster in the current layer */
+    TUI_ACT_OPEN = 512,       /* open the plan s->input */
+    TUI_ACT_FORCE = 1024,     /* with COMMIT: replace an existing directory (the user said yes) */
 } tui_action;
 
-typedef enum { TUI_DIALOG_NONE = 0, TUI_DIALOG_QUIT, TUI_DIALOG_COMMIT, TUI_DIALOG_OVERWRITE, TUI_DIALOG_HELP } tui_dialog;
+typedef enum {
+    TUI_DIALOG_NONE = 0,
+    TUI_DIALOG_QUIT,      /* unsaved edits: quit anyway? */
+    TUI_DIALOG_COMMIT,    /* directory and format */
+    TUI_DIALOG_OVERWRITE, /* the commit directory exists: replace? */
+    TUI_DIALOG_SAVE,      /* plan file to save to */
+    TUI_DIALOG_OPEN,      /* plan file to open */
+    TUI_DIALOG_DISCARD,   /* unsaved edits: open another plan anyway? */
+    TUI_DIALOG_RANK,      /* a typed rank for the layer (or one matrix) */
+    TUI_DIALOG_HELP
+} tui_dialog;
 
 typedef struct tui_state {
     /* model */
     char model[512];
     char arch[32];
-    int n_layers, top_k;
-    bool is_moe[512];
+    int n_layers, top_k, n_experts;
+    bool is_moe[TUI_MAX_LAYERS];
     int64_t hidden, inter, total_params;
     /* plan */
-    tui_layer_plan plan[512];
-    unsigned plan_gen[512];       /* bumped by every edit of a layer */
+    tui_layer_plan plan[TUI_MAX_LAYERS];
+    unsigned plan_gen[TUI_MAX_LAYERS]; /* bumped by every edit of a layer */
     bool modified;
     uint64_t seed;
     /* data from the worker */
-    tui_layer_data data[512];
+    tui_layer_data data[TUI_MAX_LAYERS];
+    bool calibrated;
     double ppl_original, ppl_plan; /* < 0: not computed */
     unsigned ppl_gen;             /* sum of plan_gen when ppl_plan was computed */
     /* selection */
@@ -97,11 +127,15 @@ typedef struct tui_state {
     bool busy;
     double progress;
     char job[64];
+    int queued;                   /* jobs waiting behind the running one */
     char status[256];
+    bool status_error;            /* the status line holds an error */
     tui_dialog dialog;
-    char input[512];              /* dialog text field (commit directory) */
+    char input[512];              /* dialog text field */
+    int rank_matrix;              /* TUI_DIALOG_RANK: −1 all three matrices, else one */
     int commit_format;            /* 0 submoe, 1 hf, 2 hf-expanded (Tab in the commit dialog) */
     char plan_path[512];
+    char commit_dir[512];
     char committed[512];
     bool color, utf8;
 } tui_state;
@@ -116,27 +150,87 @@ int tui_key(tui_state *s, int key);
 void tui_edit_begin(tui_state *s, int layer);
 int tui_move_expert(tui_state *s, int layer, int expert, int cluster); /* cluster == k: a new one */
 int tui_merge_clusters(tui_state *s, int layer, int a, int b);
-void tui_set_rank(tui_state *s, int layer, int matrix, sm_rank r);  /* matrix -1: all three */
+/* The layer's rank of a matrix (−1: all three), for every group (its own ranks are cleared). */
+void tui_set_rank(tui_state *s, int layer, int matrix, sm_rank r);
+/* One group's own rank of a matrix (−1: all three). 0, or -1 when the layer already has
+ * TUI_MAX_GROUP_RANKS of them. */
+int tui_set_group_rank(tui_state *s, int layer, int cluster, int matrix, sm_rank r);
+/* The rank a group's matrix is merged at: its own, else the layer's. */
+sm_rank tui_group_rank(const tui_layer_plan *p, int cluster, int matrix);
+bool tui_has_group_ranks(const tui_layer_plan *p);
+/* Whether group c has its own rank for a matrix. */
+bool tui_group_rank_set(const tui_layer_plan *p, int cluster, int matrix);
 bool tui_undo(tui_state *s);
 bool tui_redo(tui_state *s);
+void tui_clear_history(tui_state *s);
 
-/* Experts of a layer in cluster order (order[pos] = expert), with cluster boundaries. */
+/* Experts of a layer in cluster order (order[pos] = expert). Returns n. */
 int tui_cluster_order(const tui_layer_plan *p, int *order);
-/* Parameters of the routed experts after the plan (dense estimate; factors counted by rank). */
+/* Parameters of a layer's routed experts after the plan (its latest fresh preview when there is
+ * one, else a dense estimate with factors counted by rank). */
 int64_t tui_plan_params(const tui_state *s, int layer);
+/* Whole-model parameters after the plan. */
+int64_t tui_model_params_after(const tui_state *s);
+/* The largest rank of a matrix (0 gate, 1 up, 2 down) for a cluster of `members` experts, and a
+ * rank as a number (full = that maximum). */
+int64_t tui_rank_max(const tui_state *s, int matrix, int members);
+int64_t tui_rank_value(const tui_state *s, sm_rank r, int matrix, int members);
+/* Members of cluster c of a layer. */
+int tui_cluster_size(const tui_layer_plan *p, int c);
+/* Whether the layer's spectrum is of its current cluster s->spec_cluster (same members). */
+bool tui_spectrum_fresh(const tui_state *s, int layer);
+/* Whether a layer's preview / the perplexity is for the plan as it is now. */
+bool tui_preview_fresh(const tui_state *s, int layer);
+bool tui_ppl_fresh(const tui_state *s);
+unsigned tui_plan_gen_sum(const tui_state *s);
 
-/* Layout: non-overlapping rectangles for a terminal of cols × rows (≥ 80 × 24 recommended;
- * smaller sizes still give valid, possibly empty, rectangles). */
+/* ---- layout (tui_layout.c): pure functions of sizes ------------------------------------- */
+
 typedef struct tui_rect {
     int y, x, h, w;
 } tui_rect;
 typedef struct tui_layout {
     tui_rect header, layers, main, detail, status;
-    bool too_small;
+    bool too_small;  /* below TUI_MIN_COLS × TUI_MIN_ROWS: only a message is drawn */
+    bool wide;       /* room for the layer list's extra columns */
 } tui_layout;
+#define TUI_MIN_COLS 60
+#define TUI_MIN_ROWS 16
 tui_layout tui_layout_compute(int cols, int rows);
+
+/* The heatmap inside a panel: n experts in k groups, cursor at (ci, cj) in cluster order.
+ * Cells are cw columns wide; rows [row0, row0 + nrows) and columns [col0, col0 + ncols) of the
+ * matrix are visible (the rest scrolls into view with the cursor). Group boundaries take a column
+ * ('│') and, when everything fits, a row ('─'); `label_rows` rows of column labels sit on top. */
+typedef struct tui_heat_geom {
+    int cw;             /* cell width: 1..4 */
+    int row0, nrows, col0, ncols;
+    bool sep_rows;      /* group boundaries drawn as rows */
+    int label_rows;     /* 1: numbers per column; 2–3: digits stacked vertically; 0: none */
+    int label_w;        /* row label width */
+    bool scrolled;      /* not everything is visible */
+} tui_heat_geom;
+tui_heat_geom tui_heat_geometry(const tui_layer_plan *p, int ci, int cj, int w, int h);
 
 /* Heatmap shading: index in [0, levels) for a similarity in [lo, hi]. */
 int tui_shade(double v, double lo, double hi, int levels);
+
+/* Short method label for narrow columns ("submoe", "sub-whit", "freq-avg", "average", "prune-f",
+ * "prune-o", "keep"). */
+const char *tui_method_short(sm_merge_method m);
+
+/* Word-wrap `text` to lines of at most `width` columns (breaking at spaces where possible). Lines
+ * go to out[i] (each up to TUI_WRAP_LINE bytes); returns the number of lines (≤ max_lines; the
+ * last line ends in "…" / "..." when text was cut). */
+#define TUI_WRAP_LINE 256
+int tui_wrap(const char *text, int width, char out[][TUI_WRAP_LINE], int max_lines, bool utf8);
+
+/* Shorten a path to at most `width` columns, keeping its end ("…/models/demo"). */
+void tui_short_path(const char *path, int width, char *out, size_t n, bool utf8);
+
+/* Display width of a UTF-8 string (each code point one column), and the bytes of its first
+ * `cols` columns. */
+int tui_strwidth(const char *s);
+size_t tui_bytes_for(const char *s, int cols);
 
 #endif

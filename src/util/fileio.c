@@ -3,6 +3,7 @@
 #include "util/diag.h"
 #include "util/mem.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -66,6 +67,26 @@ int sm_file_size(const char *path, uint64_t *out)
         return sm_err("%s: %s", path, strerror(errno));
     *out = (uint64_t)st.st_size;
     return 0;
+}
+
+uint64_t sm_dir_size(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    uint64_t total = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
+            continue;
+        char *p = sm_path_join(path, e->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0)
+            total += S_ISDIR(st.st_mode) ? sm_dir_size(p) : S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+        free(p);
+    }
+    closedir(d);
+    return total;
 }
 
 char *sm_path_join(const char *dir, const char *name)

@@ -12,6 +12,8 @@ char *sm_read_file(const char *path, size_t max_bytes, size_t *len_out);
 bool sm_is_dir(const char *path);
 bool sm_exists(const char *path);
 int sm_file_size(const char *path, uint64_t *out);
+/* Bytes in the regular files under a directory (0 if it cannot be read). */
+uint64_t sm_dir_size(const char *path);
 /* path joined with a child name; caller frees. */
 char *sm_path_join(const char *dir, const char *name);
 const char *sm_basename(const char *path);

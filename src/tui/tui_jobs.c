@@ -1,0 +1,459 @@
+/* tui_jobs: what the workbench's worker thread does (see tui_worker.h) — calibrate, preview a
+ * layer, re-cluster, compute a spectrum, the plan's perplexity, save / open plans, commit — and
+ * the conversions between the edited state and submoe_plan documents, which give the workbench's
+ * plans the same meaning as the CLI's (pipeline/apply.c resolves them the same way). */
+#include "cmd/cmd.h"
+#include "forward/moelayer.h"
+#include "model/tokens.h"
+#include "pipeline/apply.h"
+#include "tui/tui_worker.h"
+#include "util/diag.h"
+#include "util/fileio.h"
+#include "util/mem.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the plan of a layer as an engine job ------------------------------------------------- */
+
+/* The job for one layer of the edited plan. `cluster_opts` (k × 3) receives per-group ranks when
+ * the layer has them; the caller frees it after the build. */
+static sm_layer_job layer_job(const tui_app *a, const tui_layer_plan *p, int layer, uint64_t seed,
+                              sm_merge_opts (**cluster_opts)[3])
+{
+    sm_layer_job j;
+    memset(&j, 0, sizeof j);
+    j.layer = layer;
+    j.algo = a->algo[layer];
+    j.sim = a->sim[layer];
+    j.seed = seed;
+    j.spec.method = p->decided ? p->decided_method : p->is_auto ? SM_APPLY_DEFAULT_METHOD : p->method;
+    j.spec.align = p->decided ? p->decided_align : !p->is_auto && p->align;
+    j.spec.router = p->router;
+    for (int q = 0; q < 3; q++) {
+        j.spec.matrix[q].rank = p->rank[q];
+        j.spec.matrix[q].damping = a->has_damping ? a->damping : 0;
+    }
+    bool keep = !p->is_auto && p->method == SM_MERGE_KEEP;
+    j.k = keep ? p->n : p->k;
+    *cluster_opts = NULL;
+    if (p->is_auto || sm_merge_method_merges(p->method)) {
+        j.groups = p->assign;
+        if (tui_has_group_ranks(p)) {
+            sm_merge_opts(*co)[3] = xcalloc((size_t)p->k, sizeof *co);
+            for (int c = 0; c < p->k; c++)
+                for (int q = 0; q < 3; q++) {
+                    co[c][q] = j.spec.matrix[q];
+                    co[c][q].rank = tui_group_rank(p, c, q);
+                }
+            j.spec.cluster = (const sm_merge_opts(*)[3])co;
+            j.spec.n_cluster = p->k;
+            *cluster_opts = co;
+        }
+    }
+    return j;
+}
+
+/* Build one layer as the plan says (auto decides unless the plan recorded its choice). */
+static int build_layer(tui_app *a, int l, const tui_layer_plan *p, uint64_t seed, const sm_monitor *mon,
+                       sm_layer_build *b, char *why, size_t wn)
+{
+    sm_merge_opts(*co)[3];
+    sm_layer_job j = layer_job(a, p, l, seed, &co);
+    why[0] = 0;
+    int rc;
+    if (p->is_auto && !p->decided) {
+        rc = sm_layer_build_auto(a->model, a->calib, &j, mon, b, why, wn);
+    } else {
+        rc = sm_layer_build_run(a->model, a->calib, &j, mon, b);
+        if (p->decided && a->decided_why[l])
+            snprintf(why, wn, "%s", a->decided_why[l]);
+    }
+    free(co);
+    return rc;
+}
+
+/* ---- jobs ---------------------------------------------------------------------------------- */
+
+/* Statistics of every MoE layer into the state; clusters for layers whose groups no plan gave
+ * (the plan's target through the planner, else its clustering at the layer's k). */
+static int job_calibrate(tui_app *a, const sm_monitor *mon)
+{
+    sm_monitor_span span;
+    bool reused;
+    sm_calib_free(a->calib);
+    a->calib = a->calib_file[0] ? sm_calib_read(a->model, a->calib_file, -1)
+                                : sm_calib_capture(a->model, &a->spec, NULL,
+                                                   sm_monitor_span_init(&span, mon, 0, 0.6), &reused);
+    if (!a->calib)
+        return -1;
+    const sm_config *c = sm_model_config(a->model);
+    sm_planned_layer *planned = NULL;
+    if (a->planner_pending) {
+        planned = xcalloc((size_t)c->n_layers, sizeof *planned);
+        if (sm_planner_run(a->model, a->calib, &a->planner, sm_monitor_span_init(&span, mon, 0.6, 0.7), planned)) {
+            free(planned);
+            return -1;
+        }
+    }
+    int rc = 0;
+    for (int l = 0; l < c->n_layers && !rc; l++) {
+        if (!c->is_moe[l])
+            continue;
+        sm_moe_layer ml;
+        const sm_layer_analysis *an;
+        if (sm_moe_layer_load(a->model, l, &ml)) {
+            rc = -1;
+            break;
+        }
+        rc = sm_calib_analysis(a->calib, l, &ml.block, false,
+                               sm_monitor_span_init(&span, mon, 0.7 + 0.3 * l / c->n_layers,
+                                                    0.7 + 0.3 * (l + 1) / c->n_layers),
+                               &an);
+        int assign[TUI_MAX_EXPERTS], k = 0;
+        bool got = false;
+        pthread_mutex_lock(&a->mu);
+        tui_layer_plan p = a->s.plan[l];
+        uint64_t seed = a->s.seed;
+        pthread_mutex_unlock(&a->mu);
+        if (!rc && !a->have_groups[l] && (p.is_auto || sm_merge_method_merges(p.method))) {
+            if (planned && planned[l].assign && (planned[l].k == p.k || a->planner_pending)) {
+                k = planned[l].k;
+                memcpy(assign, planned[l].assign, sizeof(int) * (size_t)p.n);
+                got = true;
+            } else {
+                sm_merge_opts(*co)[3];
+                sm_layer_job j = layer_job(a, &p, l, seed, &co);
+                free(co);
+                j.groups = NULL;
+                rc = sm_layer_cluster(a->calib, &ml, &j, NULL, assign);
+                k = p.k;
+                got = !rc;
+            }
+        }
+        pthread_mutex_lock(&a->mu);
+        tui_layer_data *d = &a->s.data[l];
+        if (!rc) {
+            d->n = an->n;
+            memcpy(d->freq, an->freq, sizeof(double) * (size_t)an->n);
+            const double *src[3] = {an->sim_output, an->sim_weight, an->sim_logit};
+            for (int q = 0; q < 3; q++) {
+                free(d->sim[q]);
+                d->sim[q] = src[q] ? xmalloc(sizeof(double) * (size_t)an->n * (size_t)an->n) : NULL;
+                if (src[q])
+                    memcpy(d->sim[q], src[q], sizeof(double) * (size_t)an->n * (size_t)an->n);
+            }
+            d->have_stats = true;
+        }
+        if (got) {
+            memcpy(a->s.plan[l].assign, assign, sizeof(int) * (size_t)p.n);
+            a->s.plan[l].k = k;
+            a->have_groups[l] = true; /* from now on the state's groups are the plan's */
+        }
+        pthread_mutex_unlock(&a->mu);
+        sm_moe_layer_free(&ml);
+    }
+    for (int l = 0; planned && l < c->n_layers; l++)
+        sm_planned_layer_free(&planned[l]);
+    free(planned);
+    a->planner_pending = false;
+    if (rc)
+        return -1;
+    pthread_mutex_lock(&a->mu);
+    a->s.calibrated = true;
+    int cur = a->s.layer;
+    snprintf(a->s.status, sizeof a->s.status, "calibrated on %.60s; previewing every layer",
+             sm_basename(a->calib_file[0] ? a->calib_file : a->tokens));
+    a->s.status_error = false;
+    pthread_mutex_unlock(&a->mu);
+    /* previews: the selected layer first, then every other one in the background */
+    tui_push(a, (tui_job){TUI_JOB_PREVIEW, cur, 0, false, false});
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->is_moe[l] && l != cur)
+            tui_push(a, (tui_job){TUI_JOB_PREVIEW, l, 0, false, true});
+    return 0;
+}
+
+static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
+{
+    pthread_mutex_lock(&a->mu);
+    if (!force && tui_preview_fresh(&a->s, l)) {
+        pthread_mutex_unlock(&a->mu);
+        return 0;
+    }
+    tui_layer_plan p = a->s.plan[l];
+    unsigned gen = a->s.plan_gen[l];
+    uint64_t seed = a->s.seed;
+    pthread_mutex_unlock(&a->mu);
+    sm_layer_build b;
+    char why[600];
+    if (build_layer(a, l, &p, seed, mon, &b, why, sizeof why))
+        return -1;
+    pthread_mutex_lock(&a->mu);
+    tui_layer_data *d = &a->s.data[l];
+    d->have_preview = true;
+    d->preview_gen = gen;
+    d->output_error = b.output_error;
+    d->member_error = b.mean_member_error;
+    d->params_before = b.params_before;
+    d->params_after = b.params_after;
+    d->built_method = b.merged.method;
+    d->built_align = b.merged.align_corr != 0;
+    bool al;
+    sm_merge_method mm;
+    if (why[0] && sm_auto_choice_parse(why, &mm, &al) == 0)
+        d->built_method = mm, d->built_align = al;
+    for (int i = 0; i < p.n && i < TUI_MAX_EXPERTS; i++)
+        d->built_slot[i] = b.merged.cluster_of ? b.merged.cluster_of[i] : i;
+    snprintf(d->chosen, sizeof d->chosen, "%s", why);
+    pthread_mutex_unlock(&a->mu);
+    sm_layer_build_free(&b);
+    return 0;
+}
+
+static int job_recluster(tui_app *a, int l, const sm_monitor *mon)
+{
+    pthread_mutex_lock(&a->mu);
+    tui_layer_plan p = a->s.plan[l];
+    uint64_t seed = a->s.seed;
+    pthread_mutex_unlock(&a->mu);
+    sm_moe_layer ml;
+    int assign[TUI_MAX_EXPERTS];
+    if (sm_moe_layer_load(a->model, l, &ml))
+        return -1;
+    sm_merge_opts(*co)[3];
+    sm_layer_job j = layer_job(a, &p, l, seed, &co);
+    free(co);
+    j.groups = NULL;
+    j.algo = SM_CLUSTER_KMEANS;
+    j.k = p.k;
+    int rc = sm_layer_cluster(a->calib, &ml, &j, mon, assign);
+    sm_moe_layer_free(&ml);
+    if (rc)
+        return -1;
+    pthread_mutex_lock(&a->mu);
+    tui_layer_plan *tp = &a->s.plan[l];
+    if (tp->k == p.k) { /* unless edited again meanwhile (that edit queued its own re-cluster) */
+        memcpy(tp->assign, assign, sizeof(int) * (size_t)p.n);
+        a->s.plan_gen[l]++;
+        if (a->s.layer == l && a->s.spec_cluster >= tp->k)
+            a->s.spec_cluster = 0;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return job_preview(a, l, false, mon);
+}
+
+static int job_spectrum(tui_app *a, int l, int cluster, const sm_monitor *mon)
+{
+    pthread_mutex_lock(&a->mu);
+    tui_layer_plan p = a->s.plan[l];
+    bool fresh = tui_spectrum_fresh(&a->s, l) && a->s.spec_cluster == cluster;
+    pthread_mutex_unlock(&a->mu);
+    if (cluster >= p.k || fresh)
+        return 0;
+    sm_moe_layer ml;
+    if (sm_moe_layer_load(a->model, l, &ml))
+        return -1;
+    const float **w[3];
+    for (int q = 0; q < 3; q++)
+        w[q] = xcalloc((size_t)p.n, sizeof *w[q]);
+    int nm = 0;
+    for (int i = 0; i < p.n; i++)
+        if (p.assign[i] == cluster) {
+            w[0][nm] = ml.gate[i], w[1][nm] = ml.up[i], w[2][nm] = ml.down[i];
+            nm++;
+        }
+    double *sv[3] = {NULL, NULL, NULL};
+    int len[3] = {0, 0, 0}, rc = 0;
+    for (int q = 0; q < 3 && !rc; q++) {
+        int64_t out = q == 2 ? ml.block.hidden : ml.inter, in = q == 2 ? ml.inter : ml.block.hidden;
+        sm_matset set = {nm, out, in, w[q]};
+        len[q] = (int)sm_usvd_max_rank(&set);
+        sv[q] = xmalloc(sizeof(double) * (size_t)len[q]);
+        sm_monitor_span span;
+        rc = sm_usvd_spectrum(&set, sm_monitor_span_init(&span, mon, q / 3.0, (q + 1) / 3.0), sv[q]);
+    }
+    sm_moe_layer_free(&ml);
+    for (int q = 0; q < 3; q++)
+        free(w[q]);
+    pthread_mutex_lock(&a->mu);
+    tui_layer_data *d = &a->s.data[l];
+    for (int q = 0; q < 3; q++) {
+        free(d->spec[q]);
+        d->spec[q] = rc ? NULL : sv[q];
+        d->spec_len[q] = len[q];
+        if (rc)
+            free(sv[q]);
+    }
+    d->have_spectrum = !rc;
+    d->spec_cluster = cluster;
+    for (int i = 0; i < p.n; i++)
+        d->spec_member[i] = p.assign[i] == cluster;
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+/* Perplexity of the original model and of the plan on held-out token windows. */
+#define TUI_PPL_WINDOWS 16
+#define TUI_PPL_SEQ 256
+static int job_ppl(tui_app *a, const sm_monitor *mon)
+{
+    const sm_config *c = sm_model_config(a->model);
+    sm_tokens t;
+    if (sm_tokens_read(a->heldout, c->vocab, &t))
+        return -1;
+    int T = TUI_PPL_SEQ, n_seq = (int)(t.n / (size_t)T < TUI_PPL_WINDOWS ? t.n / (size_t)T : TUI_PPL_WINDOWS);
+    const sm_moe_block **blocks = xcalloc((size_t)c->n_layers, sizeof *blocks);
+    sm_layer_build *b = xcalloc((size_t)c->n_layers, sizeof *b);
+    int rc = 0;
+    pthread_mutex_lock(&a->mu);
+    double orig = a->s.ppl_original;
+    uint64_t seed = a->s.seed;
+    unsigned gen = tui_plan_gen_sum(&a->s);
+    pthread_mutex_unlock(&a->mu);
+    sm_monitor_span span;
+    if (n_seq < 1)
+        rc = sm_err("%s holds fewer than %d tokens", a->heldout, T);
+    if (!rc && orig < 0)
+        rc = sm_perplexity_with(a->model, t.ids, n_seq, T, blocks, sm_monitor_span_init(&span, mon, 0, 0.2), &orig);
+    for (int l = 0; !rc && l < c->n_layers; l++) {
+        if (!c->is_moe[l])
+            continue;
+        pthread_mutex_lock(&a->mu);
+        tui_layer_plan p = a->s.plan[l];
+        pthread_mutex_unlock(&a->mu);
+        char why[600];
+        rc = build_layer(a, l, &p, seed,
+                         sm_monitor_span_init(&span, mon, 0.2 + 0.6 * l / c->n_layers, 0.2 + 0.6 * (l + 1) / c->n_layers),
+                         &b[l], why, sizeof why);
+        if (!rc)
+            blocks[l] = &b[l].block;
+    }
+    double pp = -1;
+    if (!rc)
+        rc = sm_perplexity_with(a->model, t.ids, n_seq, T, blocks, sm_monitor_span_init(&span, mon, 0.8, 1), &pp);
+    for (int l = 0; l < c->n_layers; l++)
+        sm_layer_build_free(&b[l]);
+    free(b);
+    free(blocks);
+    sm_tokens_free(&t);
+    pthread_mutex_lock(&a->mu);
+    if (orig > 0)
+        a->s.ppl_original = orig;
+    if (!rc) {
+        a->s.ppl_plan = pp;
+        a->s.ppl_gen = gen;
+        snprintf(a->s.status, sizeof a->s.status, "perplexity on %d x %d held-out tokens: original %.3f, plan %.3f (%+.1f%%)",
+                 n_seq, T, orig, pp, 100 * (pp - orig) / orig);
+        a->s.status_error = false;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+static int job_save(tui_app *a)
+{
+    pthread_mutex_lock(&a->mu);
+    char path[512];
+    snprintf(path, sizeof path, "%s", a->s.plan_path);
+    sm_plan p;
+    tui_app_plan(a, &p, path);
+    pthread_mutex_unlock(&a->mu);
+    int rc = sm_plan_write(&p, path);
+    sm_plan_free(&p);
+    pthread_mutex_lock(&a->mu);
+    if (!rc) {
+        a->s.modified = false;
+        snprintf(a->s.status, sizeof a->s.status, "plan saved to %.100s (submoe apply %.100s -o DIR runs it)", path,
+                 path);
+        a->s.status_error = false;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+static int job_open(tui_app *a, const sm_monitor *mon)
+{
+    char old_tokens[PATH_MAX], old_calib[PATH_MAX];
+    snprintf(old_tokens, sizeof old_tokens, "%s", a->tokens);
+    snprintf(old_calib, sizeof old_calib, "%s", a->calib_file);
+    sm_calib_spec old_spec = a->spec;
+    if (tui_app_load_plan(a, a->open_path))
+        return -1;
+    bool same_calib = a->calib && !strcmp(old_tokens, a->tokens) && !strcmp(old_calib, a->calib_file) &&
+                      old_spec.samples == a->spec.samples && old_spec.seq_len == a->spec.seq_len &&
+                      old_spec.keep == a->spec.keep && old_spec.heldout == a->spec.heldout &&
+                      old_spec.sample == a->spec.sample && old_spec.seed == a->spec.seed;
+    if (!same_calib) {
+        pthread_mutex_lock(&a->mu);
+        a->s.calibrated = false;
+        pthread_mutex_unlock(&a->mu);
+    }
+    /* statistics (again when the plan calibrates differently), clusters, then previews */
+    int rc = job_calibrate(a, mon);
+    pthread_mutex_lock(&a->mu);
+    if (!rc) {
+        snprintf(a->s.status, sizeof a->s.status, "opened %.200s: previewing every layer", a->s.plan_path);
+        a->s.status_error = false;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+static int job_commit(tui_app *a, bool force, const sm_monitor *mon)
+{
+    pthread_mutex_lock(&a->mu);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", a->s.commit_dir);
+    sm_plan p;
+    tui_app_plan(a, &p, a->s.plan_path);
+    static const sm_out_format fmts[3] = {SM_OUT_SUBMOE, SM_OUT_HF, SM_OUT_HF_EXPANDED};
+    sm_out_format fmt = fmts[a->s.commit_format % 3];
+    if (!force && sm_exists(dir)) {
+        a->s.dialog = TUI_DIALOG_OVERWRITE; /* ask; 'y' queues the commit again with force */
+        pthread_mutex_unlock(&a->mu);
+        sm_plan_free(&p);
+        return 0;
+    }
+    pthread_mutex_unlock(&a->mu);
+    sm_apply_opts o = {.outdir = dir, .format = (int)fmt, .force = force, .quiet = true, .mon = mon};
+    sm_apply_report rep;
+    int rc = sm_apply(&p, &o, &rep);
+    sm_plan_free(&p);
+    if (!rc) {
+        uint64_t bytes = sm_dir_size(rep.outdir[0] ? rep.outdir : dir);
+        pthread_mutex_lock(&a->mu);
+        snprintf(a->s.committed, sizeof a->s.committed, "%.500s", dir);
+        snprintf(a->s.status, sizeof a->s.status,
+                 "committed to %.120s (%s): %.1f MB on disk, routed experts %.1f%% of the original", dir,
+                 sm_out_format_name(fmt), (double)bytes / 1e6,
+                 rep.params_before ? 100.0 * (double)rep.params_after / (double)rep.params_before : 0.0);
+        a->s.status_error = false;
+        pthread_mutex_unlock(&a->mu);
+    }
+    return rc;
+}
+
+int tui_job_run(tui_app *a, const tui_job *j, const sm_monitor *mon)
+{
+    bool ready = a->calib != NULL;
+    if (!ready && j->kind != TUI_JOB_CALIB && j->kind != TUI_JOB_SAVE && j->kind != TUI_JOB_OPEN) {
+        tui_status(a, false, "still calibrating: try again when it is done");
+        return 0;
+    }
+    switch (j->kind) {
+    case TUI_JOB_CALIB: return job_calibrate(a, mon);
+    case TUI_JOB_PREVIEW: return job_preview(a, j->layer, j->force, mon);
+    case TUI_JOB_RECLUSTER: return job_recluster(a, j->layer, mon);
+    case TUI_JOB_SPECTRUM: return job_spectrum(a, j->layer, j->cluster, mon);
+    case TUI_JOB_PPL: return job_ppl(a, mon);
+    case TUI_JOB_SAVE: return job_save(a);
+    case TUI_JOB_OPEN: return job_open(a, mon);
+    case TUI_JOB_COMMIT: return job_commit(a, j->force, mon);
+    default: return 0;
+    }
+}

@@ -1,0 +1,441 @@
+/* tui_keys: what every key does to the workbench state (see tui_state.h), without a terminal.
+ * Keys return tui_action flags; the loop in tui_app.c turns those into jobs for the worker. */
+#include "tui/tui_state.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int moe_step(const tui_state *s, int from, int dir)
+{
+    for (int l = from + dir; l >= 0 && l < s->n_layers; l += dir)
+        if (s->is_moe[l])
+            return l;
+    return from;
+}
+
+/* One rank step of a group's matrix: a sixteenth of its largest rank (`fine`: one), up to full. */
+static sm_rank rank_step(const tui_state *s, const tui_layer_plan *p, int cluster, int matrix, int dir, bool fine)
+{
+    int members = tui_cluster_size(p, cluster);
+    int64_t max = tui_rank_max(s, matrix, members);
+    int64_t step = fine ? 1 : (max / 16 > 0 ? max / 16 : 1);
+    int64_t cur = tui_rank_value(s, tui_group_rank(p, cluster, matrix), matrix, members);
+    cur += dir * step;
+    if (cur >= max)
+        return (sm_rank){SM_RANK_FULL, 0, 0};
+    if (cur < 1)
+        cur = 1;
+    return (sm_rank){SM_RANK_COUNT, cur, 0};
+}
+
+static void status(tui_state *s, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void status(tui_state *s, bool error, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->status, sizeof s->status, fmt, ap);
+    va_end(ap);
+    s->status_error = error;
+}
+
+static void open_input(tui_state *s, tui_dialog d, const char *initial)
+{
+    s->dialog = d;
+    snprintf(s->input, sizeof s->input, "%s", initial);
+}
+
+/* Text field editing shared by the dialogs that ask for a path or a value. Returns true when the
+ * key was an edit. */
+static bool edit_input(tui_state *s, int key)
+{
+    size_t n = strlen(s->input);
+    if (key == TUI_KEY_BACKSPACE || key == 127 || key == 8) {
+        while (n > 0 && ((unsigned char)s->input[n - 1] & 0xC0) == 0x80) /* a whole UTF-8 character */
+            n--;
+        if (n)
+            s->input[n - 1] = 0;
+        return true;
+    }
+    if (key == 21) { /* Ctrl-U: clear */
+        s->input[0] = 0;
+        return true;
+    }
+    if (key >= 32 && key < 256 && key != 127 && n + 1 < sizeof s->input) {
+        s->input[n] = (char)key;
+        s->input[n + 1] = 0;
+        return true;
+    }
+    return false;
+}
+
+static const char *const matrix_names[3] = {"gate", "up", "down"};
+
+static int dialog_key(tui_state *s, int key)
+{
+    bool enter = key == TUI_KEY_ENTER || key == '\r';
+    switch (s->dialog) {
+    case TUI_DIALOG_HELP:
+        s->dialog = TUI_DIALOG_NONE;
+        return TUI_ACT_REDRAW;
+    case TUI_DIALOG_QUIT:
+        s->dialog = TUI_DIALOG_NONE;
+        if (key == 'y' || key == 'Y')
+            return TUI_ACT_QUIT;
+        status(s, false, "quit cancelled");
+        return TUI_ACT_REDRAW;
+    case TUI_DIALOG_OVERWRITE:
+        s->dialog = TUI_DIALOG_NONE;
+        if (key == 'y' || key == 'Y')
+            return TUI_ACT_COMMIT | TUI_ACT_FORCE | TUI_ACT_REDRAW;
+        status(s, false, "commit cancelled: %.200s exists", s->commit_dir);
+        return TUI_ACT_REDRAW;
+    case TUI_DIALOG_DISCARD:
+        s->dialog = TUI_DIALOG_NONE;
+        if (key == 'y' || key == 'Y')
+            return TUI_ACT_OPEN | TUI_ACT_REDRAW;
+        status(s, false, "open cancelled: the edits are kept");
+        return TUI_ACT_REDRAW;
+    case TUI_DIALOG_COMMIT:
+    case TUI_DIALOG_SAVE:
+    case TUI_DIALOG_OPEN:
+    case TUI_DIALOG_RANK:
+        break;
+    default:
+        s->dialog = TUI_DIALOG_NONE;
+        return TUI_ACT_REDRAW;
+    }
+    /* the dialogs with a text field */
+    tui_dialog d = s->dialog;
+    if (key == TUI_KEY_ESC) {
+        s->dialog = TUI_DIALOG_NONE;
+        status(s, false, "%s cancelled", d == TUI_DIALOG_COMMIT ? "commit" : d == TUI_DIALOG_SAVE ? "save"
+                                         : d == TUI_DIALOG_OPEN ? "open" : "rank");
+        return TUI_ACT_REDRAW;
+    }
+    if (key == TUI_KEY_TAB && d == TUI_DIALOG_COMMIT) {
+        s->commit_format = (s->commit_format + 1) % 3;
+        return TUI_ACT_REDRAW;
+    }
+    if (!enter) {
+        edit_input(s, key);
+        return TUI_ACT_REDRAW;
+    }
+    s->dialog = TUI_DIALOG_NONE;
+    if (!s->input[0]) {
+        status(s, true, "nothing entered: cancelled");
+        return TUI_ACT_REDRAW;
+    }
+    switch (d) {
+    case TUI_DIALOG_COMMIT:
+        snprintf(s->commit_dir, sizeof s->commit_dir, "%s", s->input);
+        return TUI_ACT_COMMIT | TUI_ACT_REDRAW;
+    case TUI_DIALOG_SAVE:
+        snprintf(s->plan_path, sizeof s->plan_path, "%s", s->input);
+        return TUI_ACT_SAVE | TUI_ACT_REDRAW;
+    case TUI_DIALOG_OPEN:
+        if (s->modified) {
+            s->dialog = TUI_DIALOG_DISCARD;
+            return TUI_ACT_REDRAW;
+        }
+        return TUI_ACT_OPEN | TUI_ACT_REDRAW;
+    case TUI_DIALOG_RANK: {
+        sm_rank r;
+        if (sm_rank_parse(s->input, &r)) {
+            status(s, true, "not a rank: '%.60s' (full, a count like 64, or a fraction like 0.25)", s->input);
+            return TUI_ACT_REDRAW;
+        }
+        char buf[32];
+        sm_rank_format(&r, buf, sizeof buf);
+        if (s->rank_matrix >= 0) {
+            if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->rank_matrix, r)) {
+                status(s, true, "layer %d: at most %d group ranks; set the layer's rank with =", s->layer,
+                       TUI_MAX_GROUP_RANKS);
+                return TUI_ACT_REDRAW;
+            }
+            status(s, false, "layer %d group %d: %s rank %s", s->layer, s->spec_cluster, matrix_names[s->rank_matrix],
+                   buf);
+        } else {
+            tui_set_rank(s, s->layer, -1, r);
+            status(s, false, "layer %d: rank %s for gate, up and down of every group", s->layer, buf);
+        }
+        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+    }
+    default:
+        return TUI_ACT_REDRAW;
+    }
+}
+
+/* The selected layer changed: reset the cursors and ask for what the view shows. */
+static int layer_changed(tui_state *s)
+{
+    s->ci = s->cj = s->spec_cluster = 0;
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (s->view == TUI_VIEW_SPECTRUM ? TUI_ACT_SPECTRUM : 0);
+}
+
+static int cluster_key(tui_state *s, tui_layer_plan *p, int key, const int *order, int n)
+{
+    if (s->view != TUI_VIEW_HEATMAP || s->ci >= n || s->cj >= n) {
+        status(s, false, "m, n and g edit groups in the heatmap (2): move the cursor to a cell first");
+        return TUI_ACT_REDRAW;
+    }
+    int ei = order[s->ci], ej = order[s->cj];
+    int rc = key == 'm' ? tui_move_expert(s, s->layer, ei, p->assign[ej])
+             : key == 'n' ? tui_move_expert(s, s->layer, ei, p->k)
+                          : tui_merge_clusters(s, s->layer, p->assign[ei], p->assign[ej]);
+    if (rc) {
+        status(s, false, "%s", key == 'm' ? "the row's expert is already in the column's group"
+                               : key == 'n' ? "the row's expert is already alone in its group"
+                                            : "row and column are in the same group");
+        return TUI_ACT_REDRAW;
+    }
+    /* keep the cursor on the row's expert, which may have moved in cluster order */
+    int neworder[TUI_MAX_EXPERTS];
+    tui_cluster_order(p, neworder);
+    for (int q = 0; q < n; q++)
+        if (neworder[q] == ei)
+            s->ci = q;
+    if (s->spec_cluster >= p->k)
+        s->spec_cluster = 0;
+    status(s, false, "layer %d: %s (%d groups)", s->layer,
+           key == 'm' ? "expert moved" : key == 'n' ? "new group" : "groups merged", p->k);
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+}
+
+int tui_key(tui_state *s, int key)
+{
+    if (s->dialog != TUI_DIALOG_NONE)
+        return dialog_key(s, key);
+    tui_layer_plan *p = s->layer >= 0 && s->layer < s->n_layers ? &s->plan[s->layer] : NULL;
+    bool moe = p && s->is_moe[s->layer];
+    int order[TUI_MAX_EXPERTS], n = moe ? tui_cluster_order(p, order) : 0;
+    bool heat = s->view == TUI_VIEW_HEATMAP, spec = s->view == TUI_VIEW_SPECTRUM;
+    switch (key) {
+    case 'q':
+        if (s->modified) {
+            s->dialog = TUI_DIALOG_QUIT;
+            return TUI_ACT_REDRAW;
+        }
+        return TUI_ACT_QUIT;
+    case '?':
+        s->dialog = TUI_DIALOG_HELP;
+        return TUI_ACT_REDRAW;
+    case TUI_KEY_ESC:
+        return s->busy ? TUI_ACT_CANCEL | TUI_ACT_REDRAW : TUI_ACT_NONE;
+    case TUI_KEY_TAB:
+        s->view = (tui_view)((s->view + 1) % TUI_VIEW_COUNT);
+        return TUI_ACT_REDRAW | (s->view == TUI_VIEW_SPECTRUM ? TUI_ACT_SPECTRUM : 0);
+    case '1': case '2': case '3':
+        s->view = (tui_view)(key - '1');
+        return TUI_ACT_REDRAW | (s->view == TUI_VIEW_SPECTRUM ? TUI_ACT_SPECTRUM : 0);
+    case TUI_KEY_PGUP:
+    case 'K':
+        s->layer = moe_step(s, s->layer, -1);
+        return layer_changed(s);
+    case TUI_KEY_PGDN:
+    case 'J':
+        s->layer = moe_step(s, s->layer, 1);
+        return layer_changed(s);
+    case TUI_KEY_UP:
+    case 'k':
+    case TUI_KEY_DOWN:
+    case 'j': {
+        int dir = key == TUI_KEY_UP || key == 'k' ? -1 : 1;
+        if (s->view == TUI_VIEW_LAYERS) {
+            int l = moe_step(s, s->layer, dir);
+            if (l == s->layer)
+                return TUI_ACT_NONE;
+            s->layer = l;
+            return layer_changed(s);
+        }
+        if (heat) {
+            int ci = s->ci + dir;
+            if (ci >= 0 && ci < n)
+                s->ci = ci;
+            return TUI_ACT_REDRAW;
+        }
+        if (spec && moe) { /* clusters */
+            int c = s->spec_cluster + dir;
+            if (c < 0 || c >= p->k)
+                return TUI_ACT_NONE;
+            s->spec_cluster = c;
+            return TUI_ACT_REDRAW | TUI_ACT_SPECTRUM;
+        }
+        return TUI_ACT_NONE;
+    }
+    case TUI_KEY_HOME:
+    case TUI_KEY_END:
+        if (heat && n) {
+            s->ci = s->cj = key == TUI_KEY_HOME ? 0 : n - 1;
+            return TUI_ACT_REDRAW;
+        }
+        return TUI_ACT_NONE;
+    case TUI_KEY_LEFT:
+    case 'h':
+    case TUI_KEY_RIGHT:
+    case 'l':
+    case 'H':
+    case 'L': {
+        int dir = key == TUI_KEY_LEFT || key == 'h' || key == 'H' ? -1 : 1;
+        if (heat) {
+            int cj = s->cj + dir;
+            if (cj >= 0 && cj < n)
+                s->cj = cj;
+            return TUI_ACT_REDRAW;
+        }
+        if (spec && moe) {
+            sm_rank cur = tui_group_rank(p, s->spec_cluster, s->spec_matrix);
+            sm_rank r = rank_step(s, p, s->spec_cluster, s->spec_matrix, dir, key == 'H' || key == 'L');
+            if (r.kind == cur.kind && r.count == cur.count)
+                return TUI_ACT_NONE;
+            if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix, r)) {
+                status(s, true, "layer %d: at most %d group ranks; set the layer's rank with =", s->layer,
+                       TUI_MAX_GROUP_RANKS);
+                return TUI_ACT_REDRAW;
+            }
+            return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+        }
+        if (s->view == TUI_VIEW_LAYERS && (key == TUI_KEY_RIGHT || key == 'l')) {
+            s->view = TUI_VIEW_HEATMAP;
+            return TUI_ACT_REDRAW;
+        }
+        return TUI_ACT_NONE;
+    }
+    case 's':
+        s->sim_kind = (s->sim_kind + 1) % 3;
+        return TUI_ACT_REDRAW;
+    case 'x':
+        s->spec_matrix = (s->spec_matrix + 1) % 3;
+        return TUI_ACT_REDRAW;
+    case '<':
+    case ',':
+    case '>':
+    case '.': {
+        if (!moe)
+            return TUI_ACT_NONE;
+        int c = s->spec_cluster + (key == '<' || key == ',' ? -1 : 1);
+        if (c < 0 || c >= p->k)
+            return TUI_ACT_NONE;
+        s->spec_cluster = c;
+        return TUI_ACT_REDRAW | TUI_ACT_SPECTRUM;
+    }
+    case 'f':
+        if (!moe)
+            return TUI_ACT_NONE;
+        tui_set_rank(s, s->layer, -1, (sm_rank){SM_RANK_FULL, 0, 0});
+        status(s, false, "layer %d: full rank for gate, up and down of every group", s->layer);
+        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+    case '=':
+        if (!moe)
+            return TUI_ACT_NONE;
+        {
+            /* in the spectrum: the shown group's matrix; elsewhere: the whole layer */
+            s->rank_matrix = spec ? s->spec_matrix : -1;
+            sm_rank cur = spec ? tui_group_rank(p, s->spec_cluster, s->spec_matrix) : p->rank[0];
+            char buf[32];
+            sm_rank_format(&cur, buf, sizeof buf);
+            open_input(s, TUI_DIALOG_RANK, buf);
+        }
+        return TUI_ACT_REDRAW;
+    case 'm': /* move the row expert into the column expert's cluster */
+    case 'n': /* the row expert alone in a new cluster */
+    case 'g': /* merge the row's and the column's clusters */
+        if (!moe)
+            return TUI_ACT_NONE;
+        return cluster_key(s, p, key, order, n);
+    case '+':
+    case '-':
+        if (!moe)
+            return TUI_ACT_NONE;
+        if (key == '+' && p->k >= p->n) {
+            status(s, false, "layer %d: already one group per expert", s->layer);
+            return TUI_ACT_REDRAW;
+        }
+        if (key == '-' && p->k <= (s->top_k > 0 ? s->top_k : 1)) {
+            status(s, false, "layer %d: no fewer groups than experts per token (%d)", s->layer, s->top_k);
+            return TUI_ACT_REDRAW;
+        }
+        tui_edit_begin(s, s->layer);
+        p->k += key == '+' ? 1 : -1;
+        p->n_group_ranks = 0; /* groups are relabelled */
+        if (s->spec_cluster >= p->k)
+            s->spec_cluster = 0;
+        status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, p->k,
+               (unsigned long long)s->seed);
+        return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
+    case 'c':
+        if (!moe)
+            return TUI_ACT_NONE;
+        tui_edit_begin(s, s->layer);
+        p->n_group_ranks = 0;
+        s->seed++;
+        status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, p->k,
+               (unsigned long long)s->seed);
+        return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
+    case 'M':
+        if (!moe)
+            return TUI_ACT_NONE;
+        tui_edit_begin(s, s->layer);
+        if (p->is_auto) {
+            p->is_auto = false;
+            p->method = SM_MERGE_SUBMOE;
+        } else if (p->method + 1 < SM_MERGE_METHOD_COUNT) {
+            p->method = (sm_merge_method)(p->method + 1);
+        } else {
+            p->is_auto = true;
+            p->method = SM_MERGE_SUBMOE;
+        }
+        status(s, false, "layer %d: method %s", s->layer,
+               p->is_auto ? "auto (merge or prune, whichever loses least)" : sm_merge_method_name(p->method));
+        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+    case 'a':
+        if (!moe)
+            return TUI_ACT_NONE;
+        if (p->is_auto || !sm_merge_method_merges(p->method)) {
+            status(s, false, "alignment applies to merge methods; %s", p->is_auto ? "auto tries with and without it"
+                                                                                   : "this method does not merge");
+            return TUI_ACT_REDRAW;
+        }
+        tui_edit_begin(s, s->layer);
+        p->align = !p->align;
+        status(s, false, "layer %d: neuron alignment %s", s->layer, p->align ? "on" : "off");
+        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+    case 'r':
+        if (!moe)
+            return TUI_ACT_NONE;
+        tui_edit_begin(s, s->layer);
+        p->router = (sm_router_mode)((p->router + 1) % 3);
+        status(s, false, "layer %d: router %s", s->layer, sm_router_mode_name(p->router));
+        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+    case 'u':
+        if (tui_undo(s))
+            status(s, false, "undone (layer %d)", s->layer);
+        else
+            status(s, false, "nothing to undo");
+        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (spec ? TUI_ACT_SPECTRUM : 0);
+    case 'U':
+    case 18: /* ctrl-r */
+        if (tui_redo(s))
+            status(s, false, "redone (layer %d)", s->layer);
+        else
+            status(s, false, "nothing to redo");
+        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (spec ? TUI_ACT_SPECTRUM : 0);
+    case 'p':
+        return moe ? TUI_ACT_PREVIEW | TUI_ACT_FORCE | TUI_ACT_REDRAW : TUI_ACT_NONE;
+    case 'P':
+        return TUI_ACT_PERPLEXITY | TUI_ACT_REDRAW;
+    case 'w':
+        open_input(s, TUI_DIALOG_SAVE, s->plan_path);
+        return TUI_ACT_REDRAW;
+    case 'o':
+        open_input(s, TUI_DIALOG_OPEN, s->plan_path);
+        return TUI_ACT_REDRAW;
+    case 'C':
+        open_input(s, TUI_DIALOG_COMMIT, s->commit_dir);
+        return TUI_ACT_REDRAW;
+    case TUI_KEY_RESIZE:
+        return TUI_ACT_REDRAW;
+    default:
+        return TUI_ACT_NONE;
+    }
+}

@@ -1,0 +1,204 @@
+/* tui_layout: where everything goes on the screen, as pure functions of sizes and state (see
+ * tui_state.h), so that they are tested without a terminal. */
+#include "tui/tui_state.h"
+
+#include <stdio.h>
+#include <string.h>
+
+tui_layout tui_layout_compute(int cols, int rows)
+{
+    tui_layout L;
+    memset(&L, 0, sizeof L);
+    L.too_small = cols < TUI_MIN_COLS || rows < TUI_MIN_ROWS;
+    if (L.too_small)
+        return L;
+    L.header = (tui_rect){0, 0, 2, cols};
+    L.status = (tui_rect){rows - 1, 0, 1, cols};
+    int dh = rows >= 30 ? 6 : rows >= 20 ? 5 : 4;
+    int body = rows - 2 - dh - 1;
+    /* The layer list: 30 columns hold layer, experts, method and error; from 110 columns it
+     * also shows the saving and the router. The rest goes to the heatmap / spectrum / plan. */
+    int left = cols >= 110 ? 44 : 30;
+    if (left > cols * 2 / 5)
+        left = cols * 2 / 5;
+    L.wide = left >= 44;
+    L.layers = (tui_rect){2, 0, body, left};
+    L.main = (tui_rect){2, left, body, cols - left};
+    L.detail = (tui_rect){2 + body, 0, dh, cols};
+    return L;
+}
+
+static int digits(int v)
+{
+    int d = 1;
+    while (v >= 10)
+        v /= 10, d++;
+    return d;
+}
+
+/* How many columns from col0 fit in `avail` columns with cell width cw, group boundaries
+ * taking one column each (the drawing walks the same way). */
+static int fit_from(const tui_layer_plan *p, const int *order, int col0, int cw, int avail)
+{
+    int x = 0, c = col0;
+    for (; c < p->n; c++) {
+        int sep = c > col0 && p->assign[order[c]] != p->assign[order[c - 1]];
+        if (x + sep + cw > avail)
+            break;
+        x += sep + cw;
+    }
+    return c - col0;
+}
+
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+tui_heat_geom tui_heat_geometry(const tui_layer_plan *p, int ci, int cj, int w, int h)
+{
+    tui_heat_geom g;
+    memset(&g, 0, sizeof g);
+    int n = p->n, seps = p->k > 0 ? p->k - 1 : 0, d = digits(n > 0 ? n - 1 : 0);
+    if (n <= 0 || w < 4 || h < 2)
+        return g;
+    g.label_w = d + 1;
+    int avail = w - g.label_w;
+    int order[TUI_MAX_EXPERTS];
+    tui_cluster_order(p, order);
+    g.cw = 0;
+    for (int cw = 4; cw >= 1; cw--)
+        if (n * cw + seps <= avail) {
+            g.cw = cw;
+            break;
+        }
+    if (g.cw) {
+        g.col0 = 0;
+        g.ncols = n;
+    } else { /* scroll: cells two wide, the cursor's column near the middle */
+        g.cw = avail >= 2 ? 2 : 1;
+        int v = avail / (g.cw + 1); /* columns that fit whatever the boundaries */
+        v = v < 1 ? 1 : v;
+        g.col0 = clampi(cj - v / 2, 0, n - v > 0 ? n - v : 0);
+        g.ncols = fit_from(p, order, g.col0, g.cw, avail);
+        if (g.ncols < 1)
+            g.ncols = 1;
+    }
+    g.label_rows = g.cw > d ? 1 : d;
+    if (g.label_rows >= h)
+        g.label_rows = 0;
+    int avail_h = h - g.label_rows;
+    if (n + seps <= avail_h) {
+        g.sep_rows = seps > 0;
+        g.row0 = 0;
+        g.nrows = n;
+    } else if (n <= avail_h) {
+        g.row0 = 0;
+        g.nrows = n;
+    } else {
+        g.nrows = avail_h > 0 ? avail_h : 0;
+        g.row0 = clampi(ci - g.nrows / 2, 0, n - g.nrows);
+    }
+    g.scrolled = g.nrows < n || g.ncols < n;
+    return g;
+}
+
+int tui_shade(double v, double lo, double hi, int levels)
+{
+    if (!(hi > lo))
+        return levels - 1;
+    double t = (v - lo) / (hi - lo);
+    int i = (int)(t * levels);
+    return i < 0 ? 0 : i >= levels ? levels - 1 : i;
+}
+
+const char *tui_method_short(sm_merge_method m)
+{
+    static const char *const names[SM_MERGE_METHOD_COUNT] = {"submoe", "sub-whit", "freq-avg", "average",
+                                                              "prune-f", "prune-o", "keep"};
+    return (int)m >= 0 && m < SM_MERGE_METHOD_COUNT ? names[m] : "?";
+}
+
+int tui_strwidth(const char *s)
+{
+    int w = 0;
+    for (; *s; s++)
+        w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+size_t tui_bytes_for(const char *s, int cols)
+{
+    size_t i = 0;
+    int w = 0;
+    while (s[i]) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            if (w == cols)
+                break;
+            w++;
+        }
+        i++;
+    }
+    return i;
+}
+
+int tui_wrap(const char *text, int width, char out[][TUI_WRAP_LINE], int max_lines, bool utf8)
+{
+    if (width < 1 || max_lines < 1)
+        return 0;
+    if (width > TUI_WRAP_LINE / 4 - 1)
+        width = TUI_WRAP_LINE / 4 - 1; /* every column fits even as a 4-byte code point */
+    int n = 0;
+    const char *s = text;
+    while (*s == ' ')
+        s++;
+    while (*s && n < max_lines) {
+        size_t take;
+        if (tui_strwidth(s) <= width) {
+            take = strlen(s);
+        } else {
+            take = tui_bytes_for(s, width);
+            /* break after the last space that fits, if there is one */
+            size_t sp = take;
+            while (sp > 0 && s[sp] != ' ')
+                sp--;
+            if (sp > 0)
+                take = sp;
+        }
+        memcpy(out[n], s, take);
+        out[n][take] = 0;
+        while (take > 0 && out[n][take - 1] == ' ')
+            out[n][--take] = 0;
+        s += take;
+        while (*s == ' ')
+            s++;
+        n++;
+        if (*s && n == max_lines) { /* cut: mark the last line */
+            const char *ell = utf8 ? "\u2026" : "...";
+            int ew = utf8 ? 1 : 3;
+            size_t keep = tui_bytes_for(out[n - 1], width - ew);
+            out[n - 1][keep] = 0;
+            strcat(out[n - 1], ell);
+        }
+    }
+    return n;
+}
+
+void tui_short_path(const char *path, int width, char *out, size_t n, bool utf8)
+{
+    if (n == 0)
+        return;
+    int w = tui_strwidth(path);
+    if (w <= width || width < 4) {
+        snprintf(out, n, "%s", path);
+        return;
+    }
+    const char *ell = utf8 ? "\u2026" : "...";
+    int ew = utf8 ? 1 : 3;
+    /* the last width − ew columns, starting at a '/' when one is near */
+    const char *tail = path + tui_bytes_for(path, w - (width - ew));
+    const char *slash = strchr(tail, '/');
+    if (slash && tui_strwidth(slash) >= (width - ew) / 2)
+        tail = slash;
+    snprintf(out, n, "%s%s", ell, tail);
+}

@@ -1,0 +1,170 @@
+/* tui_view_plan: view 1, the selected layer's plan — method (and what auto chose, with the
+ * scores that decided it), router, ranks, alignment, and the groups with routing shares. */
+#include "tui/tui_curses.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ".62" for a share in [0, 1): two decimals without the leading zero. */
+static void share(char *buf, size_t n, double f)
+{
+    char t[16];
+    snprintf(t, sizeof t, "%.2f", f);
+    snprintf(buf, n, "%s", t[0] == '0' ? t + 1 : t);
+}
+
+static const char *const matrix_names[3] = {"gate", "up", "down"};
+
+/* label column, then the text wrapped under it; returns the next row */
+static int field(int y, int ymax, const tui_rect *r, const char *label, const char *text, int max_lines)
+{
+    char lines[6][TUI_WRAP_LINE];
+    int w = r->w - 10;
+    int n = tui_wrap(text, w, lines, max_lines < 6 ? max_lines : 6, tc_utf8);
+    for (int i = 0; i < n && y < ymax; i++, y++) {
+        if (i == 0) {
+            tc_on(TC_PAIR_DIM, 0);
+            tc_put(y, r->x + 1, 8, "%s", label);
+            tc_off(TC_PAIR_DIM, 0);
+        }
+        tc_put(y, r->x + 9, w, "%s", lines[i]);
+    }
+    return y;
+}
+
+void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
+{
+    char title[64];
+    snprintf(title, sizeof title, "layer %d plan", s->layer);
+    tc_title(r, title, true);
+    if (!s->is_moe[s->layer]) {
+        tc_put(r->y + 2, r->x + 2, r->w - 4, "a dense layer: nothing to merge");
+        return;
+    }
+    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer_data *d = &s->data[s->layer];
+    int y = r->y + 1, ymax = r->y + r->h;
+    char text[800];
+    bool fresh = tui_preview_fresh(s, s->layer);
+    bool merges = p->is_auto || sm_merge_method_merges(p->method);
+
+    if (p->is_auto)
+        snprintf(text, sizeof text, "auto (M): merge or prune, least loss wins");
+    else
+        snprintf(text, sizeof text, "%s (M)", sm_merge_method_name(p->method));
+    y = field(y, ymax, r, "method", text, 1);
+    if (p->is_auto) {
+        if (fresh && d->chosen[0]) {
+            /* "<method> (<metric>: <scores>)" → "<method>, by <metric>: <scores>" */
+            const char *paren = strchr(d->chosen, '(');
+            char m[64];
+            snprintf(m, sizeof m, "%.*s", paren ? (int)(paren - d->chosen - 1) : (int)strlen(d->chosen), d->chosen);
+            char rest[600] = "";
+            if (paren) {
+                snprintf(rest, sizeof rest, "%s", paren + 1);
+                size_t n = strlen(rest);
+                if (n && rest[n - 1] == ')')
+                    rest[n - 1] = 0;
+            }
+            snprintf(text, sizeof text, "%s, by %s", m, rest);
+            y = field(y, ymax, r, "chose", text, r->h >= 14 ? 3 : 2);
+        } else {
+            y = field(y, ymax, r, "chose", s->calibrated ? "(previewing...)" : "(after calibration)", 1);
+        }
+    }
+    if (merges) {
+        snprintf(text, sizeof text, "%s (r)", sm_router_mode_name(p->router));
+        y = field(y, ymax, r, "router", text, 1);
+        char rk[3][24];
+        for (int j = 0; j < 3; j++)
+            sm_rank_format(&p->rank[j], rk[j], sizeof rk[j]);
+        snprintf(text, sizeof text, "gate %s %s up %s %s down %s (=)", rk[0], tc_g("\u00b7", "-"), rk[1],
+                 tc_g("\u00b7", "-"), rk[2]);
+        y = field(y, ymax, r, "ranks", text, 1);
+        if (tui_has_group_ranks(p)) { /* the groups' own ranks */
+            size_t n = 0;
+            text[0] = 0;
+            for (int c = 0; c < p->k && n < sizeof text - 64; c++)
+                for (int j = 0; j < 3; j++)
+                    if (tui_group_rank_set(p, c, j)) {
+                        char rb[24];
+                        sm_rank r = tui_group_rank(p, c, j);
+                        sm_rank_format(&r, rb, sizeof rb);
+                        n += (size_t)snprintf(text + n, sizeof text - n, "%sg%d %s %s", n ? ", " : "", c,
+                                              matrix_names[j], rb);
+                    }
+            y = field(y, ymax, r, "", text, 2);
+        }
+        if (!p->is_auto)
+            y = field(y, ymax, r, "align", p->align ? "on: neurons matched before merging (a)" : "off (a)", 1);
+    }
+    /* what the preview built, when it dropped experts */
+    bool pruned = fresh && (d->built_method == SM_MERGE_PRUNE_FREQUENCY || d->built_method == SM_MERGE_PRUNE_OUTPUT);
+    if (pruned) {
+        size_t n = 0;
+        text[0] = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s", pass ? "; drops" : "");
+            for (int i = 0; i < p->n && n < sizeof text - 8; i++)
+                if ((d->built_slot[i] < 0) == (pass == 1))
+                    n += (size_t)snprintf(text + n, sizeof text - n, " e%d", i);
+        }
+        y = field(y, ymax, r, "keeps", text + 1, 2);
+    } else if (!p->is_auto && p->method == SM_MERGE_KEEP) {
+        y = field(y, ymax, r, "keeps", "every expert, unchanged", 1);
+    }
+    if (!p->is_auto && !sm_merge_method_merges(p->method))
+        return;
+    /* the groups: expert and its routing share */
+    if (y < ymax) {
+        tc_on(TC_PAIR_DIM, 0);
+        tc_put(y++, r->x + 1, r->w - 2, "groups  %d%s: expert, share of tokens", p->k,
+               pruned ? " (if merged)" : "");
+        tc_off(TC_PAIR_DIM, 0);
+    }
+    int w = r->w - 7;
+    for (int c = 0; c < p->k && y < ymax; c++) {
+        char line[2048];
+        size_t n = 0;
+        line[0] = 0;
+        for (int i = 0; i < p->n && n < sizeof line - 32; i++)
+            if (p->assign[i] == c) {
+                char f[16] = "";
+                if (d->have_stats)
+                    share(f, sizeof f, d->freq[i]);
+                n += (size_t)snprintf(line + n, sizeof line - n, "%se%d %s", n ? "  " : "", i, f);
+            }
+        char lines[8][TUI_WRAP_LINE];
+        bool last_group_rows = ymax - y == 1 && c + 1 < p->k;
+        if (last_group_rows) { /* no room for the rest: say how many are hidden */
+            tc_on(TC_PAIR_DIM, 0);
+            tc_put(y++, r->x + 3, r->w - 4, "%s %d more groups: the heatmap (2) shows them all", tc_g("\u2026", "..."),
+                   p->k - c);
+            tc_off(TC_PAIR_DIM, 0);
+            break;
+        }
+        int nl = tui_wrap(line, w, lines, ymax - y < 8 ? ymax - y : 8, tc_utf8);
+        for (int i = 0; i < nl && y < ymax; i++, y++) {
+            if (i == 0)
+                tc_put(y, r->x + 1, 5, "%4d", c);
+            tc_put(y, r->x + 7, w, "%s", lines[i]);
+        }
+    }
+}
+
+void tui_view_plan_detail(const tui_state *s, int y, int x, int w)
+{
+    const tui_layer_plan *p = &s->plan[s->layer];
+    int largest = 0, single = 0;
+    for (int c = 0; c < p->k; c++) {
+        int m = tui_cluster_size(p, c);
+        largest = m > largest ? m : largest;
+        single += m == 1;
+    }
+    char rk[3][24];
+    for (int j = 0; j < 3; j++)
+        sm_rank_format(&p->rank[j], rk[j], sizeof rk[j]);
+    tc_put(y, x, w, "%d experts %s %d groups (largest %d, %d alone) %s ranks %s %s/%s %s/%s %s", p->n,
+           tc_g("\u2192", "->"), p->k, largest, single, tc_g("\u00b7", "-"), matrix_names[0], rk[0], matrix_names[1],
+           rk[1], matrix_names[2], rk[2]);
+}

@@ -1,0 +1,72 @@
+/* tui_worker: the workbench's application object shared by its loop (tui_app.c) and the jobs its
+ * worker thread runs (tui_jobs.c). Internal to src/tui.
+ *
+ * The UI thread owns the terminal and the state's selection; the worker owns the model, the
+ * calibration and the engine. Both touch `s` only under `mu`. Jobs run one at a time, user jobs
+ * ahead of background ones (the previews of every layer after calibration); Esc cancels the
+ * running job and drops the background ones. */
+#ifndef SM_TUI_WORKER_H
+#define SM_TUI_WORKER_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "pipeline/build.h"
+#include "pipeline/calib.h"
+#include "pipeline/planner.h"
+#include "plan/plan.h"
+#include "tui/tui_state.h"
+
+enum { TUI_JOB_CALIB = 1, TUI_JOB_PREVIEW, TUI_JOB_RECLUSTER, TUI_JOB_SPECTRUM, TUI_JOB_PPL, TUI_JOB_SAVE,
+       TUI_JOB_OPEN, TUI_JOB_COMMIT };
+
+typedef struct tui_job {
+    int kind, layer, cluster;
+    bool force;       /* preview: even when fresh; commit: replace an existing directory */
+    bool background;  /* queued behind user jobs; dropped by Esc */
+} tui_job;
+
+#define TUI_QUEUE (TUI_MAX_LAYERS + 64)
+
+typedef struct tui_app {
+    tui_state s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    tui_job q[TUI_QUEUE];
+    int nq;
+    bool stop;
+    volatile int cancel;
+    /* the worker's */
+    sm_model *model;
+    sm_calib *calib;
+    sm_calib_spec spec;
+    char tokens[PATH_MAX], heldout[PATH_MAX], calib_file[PATH_MAX], open_path[PATH_MAX];
+    /* what an opened plan says that the state does not show, kept for saving */
+    bool have_groups[TUI_MAX_LAYERS];          /* groups given: do not cluster after calibration */
+    sm_cluster_algo algo[TUI_MAX_LAYERS];      /* clustering of layers without groups */
+    sm_similarity_kind sim[TUI_MAX_LAYERS];
+    bool planner_pending;                      /* counts/groups from the plan's target, after calibration */
+    sm_planner_opts planner;
+    char *decided_why[TUI_MAX_LAYERS];         /* auto: the choice recorded in the plan */
+    bool has_damping;
+    double damping;
+} tui_app;
+
+/* Queue a job (identical queued jobs are merged; a user job goes ahead of background ones). */
+void tui_push(tui_app *a, tui_job j);
+/* Status line message under the lock (error: shown as an error). */
+void tui_status(tui_app *a, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Run one job on the worker thread. 0, or -1 with a message (sm_errmsg). */
+int tui_job_run(tui_app *a, const tui_job *j, const sm_monitor *mon);
+
+/* Setup before the terminal is taken: open the model, fill the state with the default plan, and
+ * open plan_path when it exists. 0, or -1 with a message. */
+int tui_app_setup(tui_app *a, const char *model_dir, const char *plan_path);
+/* Read a plan into the state and the app (the model must match). 0, or -1 with a message. */
+int tui_app_load_plan(tui_app *a, const char *path);
+/* The edited plan as a submoe_plan document (caller holds the lock; sm_plan_free after). */
+void tui_app_plan(tui_app *a, sm_plan *p, const char *file);
+
+#endif
