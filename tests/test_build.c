@@ -3,6 +3,7 @@
  * singleton clusters is exact), the perplexity-with-overrides path equals eval, and errors are
  * ordered the way the ranks say. */
 #include "forward/eval.h"
+#include "model/synth.h"
 #include "model/tokens.h"
 #include "pipeline/build.h"
 #include "pipeline/planner.h"
@@ -10,6 +11,8 @@
 #include "testutil.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static sm_layer_job job_for(int layer, sm_merge_method method, int k, sm_router_mode router)
 {
@@ -23,6 +26,72 @@ static sm_layer_job job_for(int layer, sm_merge_method method, int k, sm_router_
     j.spec.method = method;
     j.spec.router = router;
     return j;
+}
+
+/* method auto on models with shared experts (qwen2_moe's gated one, deepseek's always-on ones):
+ * the build auto returns is a complete layer — its block's shared expert is its own (a struct
+ * copy once left it pointing into a dead stack frame) — and as an override it gives exactly the
+ * perplexity of building the chosen method directly. */
+static void test_auto_shared(const char *tokens, const char *held, sm_arch arch)
+{
+    char dir[] = "/tmp/submoe-test-build-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp");
+        return;
+    }
+    sm_synth_opts o;
+    sm_synth_defaults(&o, arch);
+    o.layers = 2, o.hidden = 64, o.intermediate = 32, o.experts = 8, o.clusters = 4, o.vocab = 256;
+    o.heads = 4, o.kv_heads = 2, o.quiet = true, o.dtype = SM_DT_F32, o.seed = 5;
+    o.first_dense = 1;
+    sm_model *m = NULL;
+    sm_calib *c = NULL;
+    if (sm_synth_write(&o, dir) || !(m = sm_model_open(dir))) {
+        CHECK(0, "%s synth: %s", sm_arch_name(arch), sm_errmsg());
+        goto out;
+    }
+    sm_calib_spec s;
+    sm_calib_spec_default(&s);
+    s.tokens = tokens, s.samples = 4, s.seq_len = 128, s.keep = 400, s.heldout = 100, s.sample = 64, s.quiet = true;
+    if (!(c = sm_calib_capture(m, &s, NULL, NULL, NULL))) {
+        CHECK(0, "%s capture: %s", sm_arch_name(arch), sm_errmsg());
+        goto out;
+    }
+    sm_layer_job j = job_for(1, SM_MERGE_SUBMOE, 4, SM_ROUTER_COLLAPSE_LSTSQ);
+    sm_layer_build b, d;
+    char why[600];
+    if (sm_layer_build_auto(m, c, &j, NULL, &b, why, sizeof why)) {
+        CHECK(0, "%s auto: %s", sm_arch_name(arch), sm_errmsg());
+        goto out;
+    }
+    CHECK(b.src.shared_inter > 0 && b.src.block.shared == &b.src.shared && b.block.shared == &b.src.shared,
+          "%s auto (%.40s): the build's blocks use its own shared expert", sm_arch_name(arch), why);
+    sm_merge_method mm;
+    bool al;
+    sm_auto_choice_parse(why, &mm, &al);
+    j.spec.method = mm, j.spec.align = al;
+    CHECK(sm_layer_build_run(m, c, &j, NULL, &d) == 0, "%s: the chosen method built directly", sm_arch_name(arch));
+    sm_tokens t;
+    const sm_config *cfg = sm_model_config(m);
+    if (sm_tokens_read(held, cfg->vocab, &t) == 0) {
+        const sm_moe_block *blocks[2] = {NULL, &b.block};
+        double pa = 0, pd = 0;
+        int rc = sm_perplexity_with(m, t.ids, 2, 128, blocks, NULL, &pa);
+        blocks[1] = &d.block;
+        rc |= sm_perplexity_with(m, t.ids, 2, 128, blocks, NULL, &pd);
+        CHECK(rc == 0 && pa == pd && pa > 0, "%s: auto's layer as an override = the chosen method's (%.6f, %.6f)",
+              sm_arch_name(arch), pa, pd);
+        sm_tokens_free(&t);
+    }
+    sm_layer_build_free(&b);
+    sm_layer_build_free(&d);
+out:
+    sm_calib_free(c);
+    sm_model_close(m);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
 }
 
 int main(void)
@@ -177,5 +246,7 @@ int main(void)
     }
     sm_calib_free(c);
     sm_model_close(m);
+    test_auto_shared(tokens, held, SM_ARCH_QWEN2_MOE);
+    test_auto_shared(tokens, held, SM_ARCH_DEEPSEEK);
     return tu_done();
 }

@@ -97,6 +97,17 @@ void sm_layer_build_free(sm_layer_build *b)
     memset(b, 0, sizeof *b);
 }
 
+/* Move a build to another place: the layer's block points at its own shared expert, and the
+ * merged block at the source block, so both are re-pointed (a plain struct copy would leave them
+ * in the old place). */
+static void build_move(sm_layer_build *dst, sm_layer_build *src)
+{
+    *dst = *src;
+    dst->src.block.shared = dst->src.shared_inter ? &dst->src.shared : NULL;
+    dst->block = sm_merged_layer_block(&dst->merged, &dst->src.block);
+    memset(src, 0, sizeof *src);
+}
+
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len)
 {
@@ -163,7 +174,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         if (have < 0 || score < best_score) {
             if (have >= 0)
                 sm_layer_build_free(&best);
-            best = b;
+            build_move(&best, &b);
             best_score = score;
             have = i;
         } else {
@@ -173,7 +184,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     free(blocks);
     snprintf(why, why_len, "%s%s (%s: %s)", sm_merge_method_name(cand[have].method), cand[have].align ? "+align" : "",
              by_loss ? "held-out loss, nats/token" : "held-out output error", errs);
-    *out = best;
+    build_move(out, &best);
     return 0;
 }
 
