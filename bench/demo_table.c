@@ -24,6 +24,7 @@ typedef struct {
     const char *label;
     sm_merge_method method;
     bool adaptive, is_auto, align;
+    sm_cluster_algo algo;
 } row;
 
 static sm_model *model;
@@ -54,6 +55,7 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
         j.spec.method = method;
         j.spec.router = router;
         j.spec.align = align;
+        j.regroup = is_auto; /* the planner's groups: auto may also try dominant ones */
         char why[600];
         if ((is_auto ? sm_layer_build_auto(model, calib, &j, NULL, &b[l], why, sizeof why)
                      : sm_layer_build_run(model, calib, &j, NULL, &b[l])) != 0) {
@@ -124,14 +126,16 @@ int main(int argc, char **argv)
     printf("original perplexity %.3f\n\n", base);
 
     const row rows[] = {
-        {"submoe", SM_MERGE_SUBMOE, false, false, false},
-        {"submoe, adaptive", SM_MERGE_SUBMOE, true, false, false},
-        {"submoe, aligned", SM_MERGE_SUBMOE, false, false, true},
-        {"freq-average", SM_MERGE_FREQ_AVERAGE, false, false, false},
-        {"average", SM_MERGE_AVERAGE, false, false, false},
-        {"prune-frequency", SM_MERGE_PRUNE_FREQUENCY, false, false, false},
-        {"prune-output", SM_MERGE_PRUNE_OUTPUT, false, false, false},
-        {"auto (default)", SM_MERGE_SUBMOE, false, true, false},
+        {"submoe", SM_MERGE_SUBMOE, false, false, false, SM_CLUSTER_KMEANS},
+        {"submoe, adaptive", SM_MERGE_SUBMOE, true, false, false, SM_CLUSTER_KMEANS},
+        {"submoe, aligned", SM_MERGE_SUBMOE, false, false, true, SM_CLUSTER_KMEANS},
+        {"submoe, dominant", SM_MERGE_SUBMOE, false, false, false, SM_CLUSTER_DOMINANT},
+        {"submoe, dom+align", SM_MERGE_SUBMOE, false, false, true, SM_CLUSTER_DOMINANT},
+        {"freq-average", SM_MERGE_FREQ_AVERAGE, false, false, false, SM_CLUSTER_KMEANS},
+        {"average", SM_MERGE_AVERAGE, false, false, false, SM_CLUSTER_KMEANS},
+        {"prune-frequency", SM_MERGE_PRUNE_FREQUENCY, false, false, false, SM_CLUSTER_KMEANS},
+        {"prune-output", SM_MERGE_PRUNE_OUTPUT, false, false, false, SM_CLUSTER_KMEANS},
+        {"auto (default)", SM_MERGE_SUBMOE, false, true, false, SM_CLUSTER_KMEANS},
     };
     const double ratios[2] = {0.25, 0.5};
     printf("%-18s", "method");
@@ -145,7 +149,7 @@ int main(int argc, char **argv)
         for (int r = 0; r < 2; r++) {
             sm_planned_layer pl[64];
             sm_planner_opts po = {.ratio = ratios[r], .adaptive = rows[q].adaptive, .window = 2,
-                                  .algo = SM_CLUSTER_KMEANS, .sim = SM_SIM_OUTPUT, .seed = 1};
+                                  .algo = rows[q].algo, .sim = SM_SIM_OUTPUT, .seed = 1};
             if (c->n_layers > 64 || sm_planner_run(model, calib, &po, NULL, pl))
                 sm_die("%s", sm_errmsg());
             bool prune = !sm_merge_method_merges(rows[q].method);
@@ -173,8 +177,9 @@ int main(int argc, char **argv)
         }
         printf("\n");
     }
-    printf("\n(pruning drops router rows; its two columns are the same model. auto: per layer, the best of\n"
-           " submoe, submoe aligned and both prunings by held-out loss with that layer swapped in)\n");
+    printf("\n(pruning drops router rows; its two columns are the same model. dominant: M-SMoE's groups, the\n"
+           " most-routed experts as centres. auto: per layer, the best of submoe and submoe aligned on\n"
+           " k-means and dominant groups and both prunings, by held-out loss with that layer swapped in)\n");
     for (int r = 0; r < 2; r++)
         printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
                ratios[r] * 100, best_merge[r], best_prune[r], avg[r],

@@ -5,6 +5,7 @@
 #include "forward/eval.h"
 #include "model/synth.h"
 #include "model/tokens.h"
+#include "forward/moelayer.h"
 #include "pipeline/build.h"
 #include "pipeline/planner.h"
 #include "util/diag.h"
@@ -149,6 +150,76 @@ int main(void)
         CHECK_NEAR(a1.output_error, a2.output_error, 1e-5, "full-rank submoe output error = freq-average");
         CHECK(a1.output_error > 0 && a1.output_error < 1, "merging 8 -> 4 costs something (%.4f)", a1.output_error);
         CHECK(a1.params_after * 2 == a1.params_before, "8 -> 4 halves the routed parameters");
+    }
+    /* dominant groups (M-SMoE): the 4 most-routed experts of layer 1 are the centres, every other
+     * expert joins its most similar centre; on the demo (skewed routing) that merge beats the
+     * k-means one, and auto with regroup tries it, choosing no worse than without. */
+    {
+        sm_moe_layer ml;
+        const sm_layer_analysis *an = NULL;
+        int dom[8], rc = sm_moe_layer_load(m, 1, &ml);
+        if (!rc)
+            rc = sm_calib_analysis(c, 1, &ml.block, false, NULL, &an);
+        if (!rc)
+            rc = sm_engine_cluster(an, SM_CLUSTER_DOMINANT, SM_SIM_OUTPUT, 4, 1, NULL, dom);
+        CHECK(rc == 0, "dominant clustering of layer 1 %s", rc ? sm_errmsg() : "");
+        if (!rc) {
+            int centre[4], nc = 0, okc = 1;
+            for (int i = 0; i < 8; i++) { /* a centre: no member is routed more often than it */
+                int more = 0;
+                for (int q = 0; q < 8; q++)
+                    more += an->freq[q] > an->freq[i];
+                if (more < 4)
+                    centre[nc < 4 ? nc++ : 3] = i;
+            }
+            for (int a = 0; a < nc; a++)
+                for (int b2 = a + 1; b2 < nc; b2++)
+                    okc &= dom[centre[a]] != dom[centre[b2]];
+            for (int i = 0; i < 8; i++) { /* a non-centre joins its most similar centre */
+                bool is_c = false;
+                int best = -1;
+                for (int a = 0; a < nc; a++) {
+                    is_c |= centre[a] == i;
+                    if (best < 0 || an->sim_output[i * 8 + centre[a]] > an->sim_output[i * 8 + best])
+                        best = centre[a];
+                }
+                okc &= is_c || dom[i] == dom[best];
+            }
+            CHECK(nc == 4 && okc, "dominant: the 4 most-routed experts head separate groups, the others join "
+                  "their most similar head");
+            sm_layer_build kb, db, ab;
+            sm_layer_job jk = job_for(1, SM_MERGE_SUBMOE, 4, SM_ROUTER_REMAP), jd = jk;
+            jd.groups = dom;
+            int r1 = sm_layer_build_run(m, c, &jk, NULL, &kb), r2 = sm_layer_build_run(m, c, &jd, NULL, &db);
+            CHECK(r1 == 0 && r2 == 0 && db.output_error < kb.output_error,
+                  "layer 1 merged on dominant groups: output error %.4f < k-means groups %.4f", db.output_error,
+                  kb.output_error);
+            sm_layer_job ja = jk;
+            int kgroups[8];
+            memcpy(kgroups, kb.assign, sizeof kgroups);
+            ja.groups = kgroups;
+            char why[600], why2[600];
+            sm_layer_build nb;
+            int r3 = sm_layer_build_auto(m, c, &ja, NULL, &nb, why, sizeof why);
+            ja.regroup = true;
+            int r4 = sm_layer_build_auto(m, c, &ja, NULL, &ab, why2, sizeof why2);
+            CHECK(r3 == 0 && r4 == 0 && strstr(why2, "/dominant ") && !strstr(why, "/dominant"),
+                  "auto with regroup also scores dominant groups: %s", why2);
+            if (r3 == 0 && r4 == 0) {
+                sm_merge_method mm;
+                bool al;
+                CHECK(sm_auto_choice_parse(why2, &mm, &al) == 0 &&
+                          (strstr(why2, "/dominant (") ? memcmp(ab.assign, dom, sizeof dom) == 0 : 1),
+                      "the chosen dominant build carries its groups");
+                sm_layer_build_free(&nb);
+                sm_layer_build_free(&ab);
+            }
+            if (!r1)
+                sm_layer_build_free(&kb);
+            if (!r2)
+                sm_layer_build_free(&db);
+        }
+        sm_moe_layer_free(&ml);
     }
     /* Lower rank: more weight error, fewer parameters (whitened factors). */
     sm_layer_build lo;

@@ -12,21 +12,21 @@
 #define KMEANS_MAX_ITER 100
 #define KMEANS_RESTARTS 4
 
-static const char *const algo_names[] = {"kmeans", "hierarchical", "kmedoids"};
+static const char *const algo_names[] = {"kmeans", "hierarchical", "kmedoids", "dominant"};
 
 const char *sm_cluster_algo_name(sm_cluster_algo a)
 {
-    return (unsigned)a < 3 ? algo_names[a] : "?";
+    return (unsigned)a < 4 ? algo_names[a] : "?";
 }
 
 int sm_cluster_algo_parse(const char *name, sm_cluster_algo *out)
 {
-    for (int a = 0; a < 3; a++)
+    for (int a = 0; a < 4; a++)
         if (name && strcmp(name, algo_names[a]) == 0) {
             *out = (sm_cluster_algo)a;
             return 0;
         }
-    return sm_err("unknown clustering '%s' (expected kmeans, hierarchical or kmedoids)",
+    return sm_err("unknown clustering '%s' (expected kmeans, hierarchical, kmedoids or dominant)",
                   name ? name : "");
 }
 
@@ -466,4 +466,39 @@ double sm_adjusted_rand(const int *a, const int *b, int n)
         return same ? 1.0 : 0.0;
     }
     return (index - expected) / (max - expected);
+}
+
+int sm_cluster_dominant(const double *freq, const double *s, int n, int k, int *assign)
+{
+    if (n <= 0 || k < 1 || k > n)
+        return sm_err("cannot make %d clusters of %d experts", k, n);
+    int *order = sm_alloc((size_t)n, sizeof *order);
+    if (!order)
+        return -1;
+    /* centres: the k most-routed experts (a stable insertion sort: ties keep the lower index) */
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        while (j > 0 && freq[order[j - 1]] < freq[i]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+    for (int i = 0; i < n; i++)
+        assign[i] = -1;
+    for (int c = 0; c < k; c++)
+        assign[order[c]] = order[c]; /* labelled by the centre, made canonical below */
+    for (int i = 0; i < n; i++) {
+        if (assign[i] >= 0)
+            continue;
+        int best = order[0];
+        for (int c = 1; c < k; c++) {
+            int e = order[c];
+            if (s[i * n + e] > s[i * n + best] || (s[i * n + e] == s[i * n + best] && e < best))
+                best = e;
+        }
+        assign[i] = best;
+    }
+    free(order);
+    return sm_cluster_canonical(assign, n) < 0 ? -1 : 0;
 }

@@ -12,6 +12,11 @@
  *   hierarchical average linkage (UPGMA) on a similarity matrix: repeatedly join the two
  *                clusters with the highest mean pairwise similarity (ties: lowest smallest
  *                members), HC-SMoE's choice.
+ *   dominant     M-SMoE's grouping: the k most-routed experts are the groups' centres and every
+ *                other expert joins the centre it is most similar to. Rarely-routed experts join
+ *                busy ones (whose frequency-weighted merge they barely change) instead of two
+ *                busy experts being merged together, which is what hurts on models with skewed
+ *                routing.
  * Cluster labels are canonical: numbered 0..k−1 in order of each cluster's smallest member.
  * The clustering cost J = Σ_i d(i, c(i)) drives non-uniform allocation (allocate.h). */
 #ifndef SM_CLUSTER_H
@@ -22,9 +27,9 @@
 #include "engine/monitor.h"
 #include "engine/similarity.h"
 
-typedef enum { SM_CLUSTER_KMEANS = 0, SM_CLUSTER_HIERARCHICAL, SM_CLUSTER_KMEDOIDS } sm_cluster_algo;
+typedef enum { SM_CLUSTER_KMEANS = 0, SM_CLUSTER_HIERARCHICAL, SM_CLUSTER_KMEDOIDS, SM_CLUSTER_DOMINANT } sm_cluster_algo;
 
-const char *sm_cluster_algo_name(sm_cluster_algo a); /* "kmeans", "hierarchical", "kmedoids" */
+const char *sm_cluster_algo_name(sm_cluster_algo a); /* "kmeans", "hierarchical", "kmedoids", "dominant" */
 int sm_cluster_algo_parse(const char *name, sm_cluster_algo *out);
 
 typedef struct sm_kmeans_opts {
@@ -59,6 +64,10 @@ int sm_hcluster_tree(const double *s, int n, sm_hjoin *joins);
 int sm_hcluster_cut(const sm_hjoin *joins, int n, int k, int *assign);
 /* tree + cut. */
 int sm_hcluster_average(const double *s, int n, int k, int *assign);
+
+/* dominant: centres are the k experts with the highest freq (ties: lower index); each other
+ * expert i joins the centre e with the highest s[i·n + e] (ties: lower index). */
+int sm_cluster_dominant(const double *freq, const double *s, int n, int k, int *assign);
 
 /* J = Σ_i [1 − (1/m) Σ_t cos(Y_i(t), C_{c(i)}(t))] for a partition into k clusters. */
 int sm_cluster_cost(const sm_outputs *o, const int *assign, int k, const sm_monitor *mon,

@@ -276,6 +276,8 @@ int sm_engine_cluster(const sm_layer_analysis *a, sm_cluster_algo algo, sm_simil
         return sm_hcluster_average(s, a->n, k, assign);
     case SM_CLUSTER_KMEDOIDS:
         return sm_kmedoids(s, a->n, k, &ko, assign, NULL);
+    case SM_CLUSTER_DOMINANT:
+        return sm_cluster_dominant(a->freq, s, a->n, k, assign);
     }
     return sm_err("unknown clustering algorithm");
 }

@@ -53,9 +53,10 @@ int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, 
     int n = out->n = src->n_router;
     sm_merge_method method = job->spec.method;
     bool merges = sm_merge_method_merges(method);
-    const float *fit, *held;
-    int64_t m_fit, m_held;
-    if (sm_calib_inputs(c, job->layer, &fit, &m_fit, &held, &m_held))
+    const float *fit = NULL, *held = NULL;
+    int64_t m_fit = 0, m_held = 0;
+    /* keep needs no calibration (a plan of kept layers is applied without one) */
+    if ((c || method != SM_MERGE_KEEP) && sm_calib_inputs(c, job->layer, &fit, &m_fit, &held, &m_held))
         goto fail;
     /* Statistics: merges weight members by frequency and pruning by frequency needs them too;
      * whitening needs the input Grams. */
@@ -108,21 +109,77 @@ static void build_move(sm_layer_build *dst, sm_layer_build *src)
     memset(src, 0, sizeof *src);
 }
 
+/* The score of a candidate build: held-out loss of the whole model with it swapped in (log
+ * perplexity), or its held-out MoE-block output error. */
+static int auto_score(const sm_model *m, const sm_layer_build *b, int layer, const sm_moe_block **blocks,
+                      const int32_t *ids, int n_seq, int T, const sm_monitor *mon, double *score)
+{
+    *score = b->output_error;
+    if (blocks) {
+        blocks[layer] = &b->block;
+        double ppl;
+        int rc = sm_perplexity_with(m, ids, n_seq, T, blocks, mon, &ppl);
+        blocks[layer] = NULL;
+        if (rc)
+            return -1;
+        *score = log(ppl);
+    }
+    if (*score < 0 || isnan(*score))
+        return sm_err("layer %d: method auto needs held-out calibration rows", layer);
+    return 0;
+}
+
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len)
 {
-    /* Candidates: the merge without and with neuron alignment, then both prunings. */
+    /* Candidates: the merge without and with neuron alignment (on the job's groups, and with
+     * job->regroup also on dominant groups), then both prunings. */
     struct {
         sm_merge_method method;
-        bool align;
-    } cand[4];
+        bool align, dominant;
+    } cand[6];
     int nc = 0;
-    if (sm_merge_method_merges(job->spec.method)) {
-        cand[nc].method = job->spec.method, cand[nc++].align = false;
-        cand[nc].method = job->spec.method, cand[nc++].align = true;
+    bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
+    if (merges) {
+        cand[nc++] = (typeof(cand[0])){job->spec.method, false, false};
+        cand[nc++] = (typeof(cand[0])){job->spec.method, true, false};
     }
-    cand[nc].method = SM_MERGE_PRUNE_FREQUENCY, cand[nc++].align = false;
-    cand[nc].method = SM_MERGE_PRUNE_OUTPUT, cand[nc++].align = false;
+    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_FREQUENCY, false, false};
+    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_OUTPUT, false, false};
+    int n = sm_model_layer_experts(m, job->layer);
+    int *dominant = NULL;
+    if (merges && job->regroup) {
+        /* dominant groups from the layer's statistics (computed once, cached by the calib) */
+        sm_moe_layer ml;
+        const sm_layer_analysis *an;
+        if (!(dominant = sm_alloc((size_t)n, sizeof *dominant)))
+            return -1;
+        int rc = sm_moe_layer_load(m, job->layer, &ml);
+        if (!rc)
+            rc = sm_calib_analysis(c, job->layer, &ml.block, false, NULL, &an);
+        if (!rc)
+            rc = sm_cluster_dominant(an->freq, an->sim_output, an->n, job->k, dominant);
+        sm_moe_layer_free(&ml);
+        if (rc) {
+            free(dominant);
+            return -1;
+        }
+        int *same = sm_alloc((size_t)n, sizeof *same);
+        if (!same) {
+            free(dominant);
+            return -1;
+        }
+        memcpy(same, job->groups, sizeof(int) * (size_t)n);
+        sm_cluster_canonical(same, n);
+        bool differs = memcmp(same, dominant, sizeof(int) * (size_t)n) != 0;
+        free(same);
+        if (differs) { /* after the merges on the job's groups */
+            memmove(&cand[4], &cand[2], 2 * sizeof cand[0]);
+            cand[2] = (typeof(cand[0])){job->spec.method, false, true};
+            cand[3] = (typeof(cand[0])){job->spec.method, true, true};
+            nc += 2;
+        }
+    }
     /* The score: held-out loss of the whole model with the candidate layer swapped in, when a
      * forward pass is cheap and held-out windows exist (block error alone can mislead: a layer
      * whose pruning looks harmless locally may hurt much more downstream); else the held-out
@@ -132,45 +189,38 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     bool by_loss = sm_model_param_count(m) <= SM_AUTO_LOSS_MAX_PARAMS && sm_calib_eval_windows(c, &ids, &n_seq, &T) == 0;
     const sm_config *cfg = sm_model_config(m);
     const sm_moe_block **blocks = by_loss ? sm_zalloc((size_t)cfg->n_layers, sizeof *blocks) : NULL;
-    if (by_loss && !blocks)
+    if (by_loss && !blocks) {
+        free(dominant);
         return -1;
+    }
     sm_layer_build best;
     memset(&best, 0, sizeof best);
     double best_score = 0;
-    int have = -1;
+    int have = -1, rc = 0;
     size_t used = 0;
     char errs[600] = "";
-    for (int i = 0; i < nc; i++) {
+    for (int i = 0; i < nc && !rc; i++) {
         sm_layer_job j = *job;
         j.spec.method = cand[i].method;
         j.spec.align = cand[i].align;
+        if (cand[i].dominant)
+            j.groups = dominant;
         sm_layer_build b;
         sm_monitor_span span;
-        if (sm_layer_build_run(m, c, &j, sm_monitor_span_init(&span, mon, (double)i / nc, (i + 1.0) / nc), &b)) {
-            if (have >= 0)
-                sm_layer_build_free(&best);
-            free(blocks);
-            return -1;
+        double lo = (double)i / nc, hi = (i + 1.0) / nc, score;
+        if (sm_layer_build_run(m, c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &b)) {
+            rc = -1;
+            break;
         }
-        double score = b.output_error;
-        int src = 0;
-        if (by_loss) {
-            blocks[job->layer] = &b.block;
-            double ppl;
-            src = sm_perplexity_with(m, ids, n_seq, T, blocks, NULL, &ppl);
-            blocks[job->layer] = NULL;
-            score = log(ppl);
-        }
-        if (src || score < 0 || isnan(score)) {
+        if (auto_score(m, &b, job->layer, blocks, ids, n_seq, T,
+                       sm_monitor_span_init(&span, mon, lo + (hi - lo) * 0.6, hi), &score)) {
             sm_layer_build_free(&b);
-            if (have >= 0)
-                sm_layer_build_free(&best);
-            free(blocks);
-            return src ? -1 : sm_err("layer %d: method auto needs held-out calibration rows", job->layer);
+            rc = -1;
+            break;
         }
-        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s %.4g",
+        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s%s %.4g",
                                  i ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
-                                 score);
+                                 cand[i].dominant ? "/dominant" : "", score);
         if (have < 0 || score < best_score) {
             if (have >= 0)
                 sm_layer_build_free(&best);
@@ -182,7 +232,14 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         }
     }
     free(blocks);
-    snprintf(why, why_len, "%s%s (%s: %s)", sm_merge_method_name(cand[have].method), cand[have].align ? "+align" : "",
+    free(dominant);
+    if (rc) {
+        if (have >= 0)
+            sm_layer_build_free(&best);
+        return -1;
+    }
+    snprintf(why, why_len, "%s%s%s (%s: %s)", sm_merge_method_name(cand[have].method),
+             cand[have].align ? "+align" : "", cand[have].dominant ? "/dominant" : "",
              by_loss ? "held-out loss, nats/token" : "held-out output error", errs);
     build_move(out, &best);
     return 0;
