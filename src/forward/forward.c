@@ -276,19 +276,19 @@ typedef struct {
     char err[512];
 } layer_job;
 
-static void layer_part(layer_job *j)
+/* Sequences [s0, s1) of one layer, as one batch of rows. */
+static int layer_seqs(layer_job *j, int s0, int s1)
 {
     const sm_config *c = j->c;
     const layer_w *w = j->w;
     int H = c->hidden, k = c->top_k;
-    size_t r0 = (size_t)j->s0 * j->T, n = (size_t)(j->s1 - j->s0) * j->T;
+    size_t r0 = (size_t)s0 * j->T, n = (size_t)(s1 - s0) * j->T;
     float *x = j->x + r0 * H, *hn = j->hn + r0 * H, *ff = j->ff + r0 * H;
     float eps = (float)c->rms_eps;
-    j->rc = -1;
     for (size_t t = 0; t < n; t++)
         sm_rmsnorm(hn + t * H, x + t * H, w->attn_norm, H, eps);
-    if (attention(c, w, hn, j->s1 - j->s0, j->T, x))
-        goto out;
+    if (attention(c, w, hn, s1 - s0, j->T, x))
+        return -1;
     for (size_t t = 0; t < n; t++)
         sm_rmsnorm(hn + t * H, x + t * H, w->ffn_norm, H, eps);
     if (c->is_moe[j->l]) {
@@ -296,16 +296,33 @@ static void layer_part(layer_job *j)
         const sm_moe_block *b = w->block;
         sm_moe_trace tr = {j->lg + r0 * b->n_router, j->tk + r0 * k, j->tw + r0 * k};
         if (sm_moe_forward(b, hn, (int64_t)n, ff, &tr))
-            goto out;
+            return -1;
     } else {
         sm_expert d = sm_expert_dense(H, w->nid, w->dg, w->du, w->dd);
         if (sm_expert_forward(&d, hn, (int64_t)n, ff))
-            goto out;
+            return -1;
     }
     for (size_t i = 0; i < n * H; i++)
         x[i] += ff[i];
+    return 0;
+}
+
+/* A thread's share of the batch in units of FORWARD_UNIT_TOKENS rows (whole sequences, aligned
+ * to the chunk's start): every unit sees the same matrix shapes whatever the number of threads,
+ * so results (and the bytes of everything computed from them) do not depend on SUBMOE_THREADS,
+ * while the units stay large enough for efficient sgemm. */
+#define FORWARD_UNIT_TOKENS 2048
+static int unit_seqs(int T)
+{
+    return T >= FORWARD_UNIT_TOKENS ? 1 : FORWARD_UNIT_TOKENS / T;
+}
+
+static void layer_part(layer_job *j)
+{
+    int u = unit_seqs(j->T);
     j->rc = 0;
-out:
+    for (int s = j->s0; s < j->s1 && !j->rc; s += u)
+        j->rc = layer_seqs(j, s, s + u < j->s1 ? s + u : j->s1);
     if (j->rc)
         snprintf(j->err, sizeof j->err, "%s", sm_errmsg());
 }
@@ -382,15 +399,19 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
                 goto out;
         }
         for (int c0 = 0; c0 < n_seq; c0 += cs) {
-            int cn = n_seq - c0 < cs ? n_seq - c0 : cs, ct = nt < cn ? nt : cn;
+            int cn = n_seq - c0 < cs ? n_seq - c0 : cs, u = unit_seqs(T), units = (cn + u - 1) / u;
+            int ct = nt < units ? nt : units;
             size_t row0 = (size_t)c0 * T;
-            for (int i = 0; i < ct; i++)
-                jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = (int)((long)cn * i / ct),
-                                      .s1 = (int)((long)cn * (i + 1) / ct), .x = x + row0 * H, .hn = hn, .ff = ff,
-                                      .lg = lg, .tw = tw, .tk = tk};
+            for (int i = 0; i < ct; i++) { /* whole units per thread */
+                int s0 = (int)((long)units * i / ct) * u, s1 = (int)((long)units * (i + 1) / ct) * u;
+                jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = s0, .s1 = s1 < cn ? s1 : cn,
+                                      .x = x + row0 * H, .hn = hn, .ff = ff, .lg = lg, .tw = tw, .tk = tk};
+            }
             int started = 1;
-            if (ct > 1) {
+            bool single_blas = cn > 1; /* several sequences: BLAS single-threaded, whatever ct */
+            if (single_blas)
                 openblas_set_num_threads(1);
+            if (ct > 1) {
                 for (; started < ct; started++)
                     if (pthread_create(&tids[started], NULL, layer_thread, &jobs[started]))
                         break;
@@ -400,7 +421,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             layer_part(&jobs[0]);
             for (int i = 1; i < started; i++)
                 pthread_join(tids[i], NULL);
-            if (ct > 1)
+            if (single_blas)
                 openblas_set_num_threads(blas_threads);
             for (int i = 0; i < ct; i++)
                 if (jobs[i].rc) {
