@@ -136,6 +136,7 @@ static void default_layer_plan(tui_layer_plan *p, int n, int top_k)
     for (int i = 0; i < n; i++)
         p->assign[i] = i % p->k; /* until calibration clusters them */
     p->is_auto = SM_APPLY_DEFAULT_AUTO;
+    p->groups_auto = true;
     p->method = SM_APPLY_DEFAULT_METHOD;
     p->router = SM_APPLY_DEFAULT_ROUTER;
     for (int q = 0; q < 3; q++)
@@ -181,6 +182,7 @@ int tui_app_load_plan(tui_app *a, const char *path)
                 for (int e = 0; e < pl->group_len[g]; e++)
                     tp->assign[pl->groups[g][e]] = g;
             a->have_groups[l] = true;
+            tp->groups_auto = false;
         } else if (pl && pl->s.has_experts) {
             tp->k = pl->s.experts;
         } else if (target) {

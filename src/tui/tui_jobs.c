@@ -43,6 +43,7 @@ static sm_layer_job layer_job(const tui_app *a, const tui_layer_plan *p, int lay
     *cluster_opts = NULL;
     if (p->is_auto || sm_merge_method_merges(p->method)) {
         j.groups = p->assign;
+        j.regroup = p->is_auto && p->groups_auto; /* as `submoe plan` does with clustered groups */
         if (tui_has_group_ranks(p)) {
             sm_merge_opts(*co)[3] = xcalloc((size_t)p->k, sizeof *co);
             for (int c = 0; c < p->k; c++)
@@ -195,6 +196,17 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
         return -1;
     pthread_mutex_lock(&a->mu);
     tui_layer_data *d = &a->s.data[l];
+    tui_layer_plan *tp = &a->s.plan[l];
+    /* auto chose other groups than the clustering's (dominant ones): adopt them, unless the layer
+     * was edited meanwhile — the plan then means what was previewed */
+    if (p.is_auto && p.groups_auto && sm_merge_method_merges(b.merged.method) && a->s.plan_gen[l] == gen &&
+        memcmp(tp->assign, b.assign, sizeof(int) * (size_t)p.n) != 0) {
+        memcpy(tp->assign, b.assign, sizeof(int) * (size_t)p.n);
+        gen = ++a->s.plan_gen[l];
+        tp->n_group_ranks = 0;
+        if (a->s.layer == l)
+            a->s.ci = a->s.cj = a->s.spec_cluster = 0;
+    }
     d->have_preview = true;
     d->preview_gen = gen;
     d->output_error = b.output_error;

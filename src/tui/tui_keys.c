@@ -368,6 +368,7 @@ int tui_key(tui_state *s, int key)
             return TUI_ACT_NONE;
         tui_edit_begin(s, s->layer);
         p->n_group_ranks = 0;
+        p->groups_auto = false; /* k-means groups asked for by hand: auto keeps them */
         s->seed++;
         status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, p->k,
                (unsigned long long)s->seed);

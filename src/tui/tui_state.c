@@ -78,6 +78,7 @@ int tui_move_expert(tui_state *s, int layer, int expert, int cluster)
     if (cluster == p->k && tui_cluster_size(p, p->assign[expert]) == 1)
         return 1;
     tui_edit_begin(s, layer);
+    p->groups_auto = false;
     p->assign[expert] = cluster == p->k ? TUI_MAX_EXPERTS - 1 : cluster; /* a new cluster, relabelled below */
     canonical(p);
     clear_group_ranks(p);
@@ -90,6 +91,7 @@ int tui_merge_clusters(tui_state *s, int layer, int a, int b)
     if (a == b || a < 0 || b < 0 || a >= p->k || b >= p->k)
         return -1;
     tui_edit_begin(s, layer);
+    p->groups_auto = false;
     for (int i = 0; i < p->n; i++)
         if (p->assign[i] == b)
             p->assign[i] = a;

@@ -32,6 +32,8 @@ typedef struct tui_layer_plan {
     sm_merge_method method;
     bool is_auto;                  /* method auto (the default): the worker chooses per layer */
     bool align;                    /* neuron alignment before merging (merge methods) */
+    bool groups_auto;              /* groups made by clustering, not by hand or a plan: auto may
+                                    * regroup (dominant groups), and the preview adopts its choice */
     sm_router_mode router;
     sm_rank rank[3];               /* gate, up, down, for every group */
     int n_group_ranks;             /* groups' own ranks, overriding the layer's */
