@@ -140,6 +140,8 @@ fail:
 
 /* ---- attention ---- */
 
+#define ATT_BLOCK 256 /* queries per score block */
+
 static int attention(const sm_config *c, const layer_w *w, const float *hn, int n_seq, int T, float *x)
 {
     int H = c->hidden, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
@@ -147,7 +149,7 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     size_t n = (size_t)n_seq * T;
     int rc = -1;
     float *q = sm_alloc_f32(n * qd), *k = sm_alloc_f32(n * kd), *v = sm_alloc_f32(n * kd);
-    float *att = sm_alloc_f32(n * qd), *sc = sm_alloc_f32((size_t)T * T);
+    float *att = sm_alloc_f32(n * qd), *sc = sm_alloc_f32((size_t)(T < ATT_BLOCK ? T : ATT_BLOCK) * T);
     if (!q || !k || !v || !att || !sc)
         goto out;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, qd, H, 1.0f, hn, H, w->wq, H, 0.0f, q, qd);
@@ -187,27 +189,32 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
         float *as = att + (size_t)s * T * qd;
         for (int h = 0; h < nh; h++) {
             int g = h / group;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qs + (size_t)h * hd, qd,
-                        ks + (size_t)g * hd, kd, 0.0f, sc, T);
-            for (int i = 0; i < T; i++) {
-                float *r = sc + (size_t)i * T;
-                float mx = r[0];
-                for (int j = 1; j <= i; j++)
-                    if (r[j] > mx)
-                        mx = r[j];
-                float sum = 0;
-                for (int j = 0; j <= i; j++) {
-                    r[j] = expf(r[j] - mx);
-                    sum += r[j];
+            /* queries in blocks of ATT_BLOCK against the keys they can see (causal): the score
+             * buffer is ATT_BLOCK × T, not T × T, and the masked half is never computed */
+            for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
+                int i1 = i0 + ATT_BLOCK < T ? i0 + ATT_BLOCK : T, bq = i1 - i0;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, i1, hd, scale,
+                            qs + (size_t)i0 * qd + (size_t)h * hd, qd, ks + (size_t)g * hd, kd, 0.0f, sc, i1);
+                for (int i = i0; i < i1; i++) {
+                    float *r = sc + (size_t)(i - i0) * i1;
+                    float mx = r[0];
+                    for (int j = 1; j <= i; j++)
+                        if (r[j] > mx)
+                            mx = r[j];
+                    float sum = 0;
+                    for (int j = 0; j <= i; j++) {
+                        r[j] = expf(r[j] - mx);
+                        sum += r[j];
+                    }
+                    float inv = 1.0f / sum;
+                    for (int j = 0; j <= i; j++)
+                        r[j] *= inv;
+                    for (int j = i + 1; j < i1; j++)
+                        r[j] = 0;
                 }
-                float inv = 1.0f / sum;
-                for (int j = 0; j <= i; j++)
-                    r[j] *= inv;
-                for (int j = i + 1; j < T; j++)
-                    r[j] = 0;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, hd, i1, 1.0f, sc, i1,
+                            vs + (size_t)g * hd, kd, 0.0f, as + (size_t)i0 * qd + (size_t)h * hd, qd);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, sc, T, vs + (size_t)g * hd, kd,
-                        0.0f, as + (size_t)h * hd, qd);
         }
     }
     /* x += att Wo^T */
