@@ -354,6 +354,13 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
     int H = c->hidden, T = seq_len, k = c->top_k;
     if (n_seq <= 0 || T <= 0)
         return sm_err("forward: nothing to run (%d sequences of %d tokens)", n_seq, T);
+    if (c->unsupported[0])
+        return sm_err("%s/config.json: %s is not supported by the built-in forward pass; calibrate elsewhere "
+                      "and give submoe an activations file (layers.L.moe_input)", sm_model_dir(m), c->unsupported);
+    if (c->sliding_window > 0 && T > c->sliding_window)
+        return sm_err("%s: windows of %d tokens are longer than the model's sliding attention window (%d), "
+                      "which the forward pass does not implement: use --seq-len %d or less",
+                      sm_model_dir(m), T, c->sliding_window, c->sliding_window);
     size_t n = (size_t)n_seq * T;
     for (size_t t = 0; t < n; t++)
         if (ids[t] < 0 || ids[t] >= c->vocab)

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,24 @@ static int parse_common(cfgctx *c, sm_config *o)
         get_bool(c, "tie_word_embeddings", false, &o->tie_embeddings))
         return -1;
     o->routed_scaling = 1.0;
+    /* Attention variants the forward pass does not implement: noted, so that eval and calibration
+     * refuse the model with a clear message instead of computing something else. */
+    json_t *rs = json_object_get(c->root, "rope_scaling");
+    json_t *act = json_object_get(c->root, "hidden_act");
+    json_t *clip = json_object_get(c->root, "clip_qkv");
+    if (rs && !json_is_null(rs))
+        snprintf(o->unsupported, sizeof o->unsupported, "rope_scaling (the forward pass implements plain RoPE)");
+    else if (act && json_is_string(act) && strcmp(json_string_value(act), "silu"))
+        snprintf(o->unsupported, sizeof o->unsupported, "hidden_act '%.40s' (the experts are SwiGLU with silu)",
+                 json_string_value(act));
+    else if (clip && !json_is_null(clip))
+        snprintf(o->unsupported, sizeof o->unsupported, "clip_qkv (q/k/v clipping is not implemented)");
+    /* Sliding-window attention: Mixtral's sliding_window (null when off); Qwen's only when
+     * use_sliding_window is true. */
+    json_t *sw = json_object_get(c->root, "sliding_window"), *use = json_object_get(c->root, "use_sliding_window");
+    bool qwen = o->arch == SM_ARCH_QWEN2_MOE || o->arch == SM_ARCH_QWEN3_MOE;
+    if (sw && json_is_integer(sw) && json_integer_value(sw) > 0 && (!qwen || (use && json_is_true(use))))
+        o->sliding_window = json_integer_value(sw) > INT32_MAX ? INT32_MAX : (int)json_integer_value(sw);
     return 0;
 }
 

@@ -33,6 +33,11 @@ typedef struct sm_config {
     bool tie_embeddings;
     bool qkv_bias;               /* qwen2_moe */
     sm_qknorm qk_norm;           /* qwen3_moe per head, olmoe full width */
+    int sliding_window;          /* attention window of the config (0: none); the forward pass
+                                  * refuses sequences longer than it rather than ignore it */
+    char unsupported[200];       /* a config feature the forward pass does not implement ("" if
+                                  * none): eval and calibration refuse the model with it, while
+                                  * inspect and merges from an activations file still work */
     bool *is_moe;                /* [n_layers] */
     int n_moe_layers;
     /* submoe's native output format (DESIGN §3.3): a "submoe" block in config.json. */
