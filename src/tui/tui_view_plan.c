@@ -49,7 +49,7 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
     bool merges = p->is_auto || sm_merge_method_merges(p->method);
 
     if (p->is_auto)
-        snprintf(text, sizeof text, "auto (M): merge or prune, least loss wins");
+        snprintf(text, sizeof text, "auto (M): merge or prune, least loss");
     else
         snprintf(text, sizeof text, "%s (M)", sm_merge_method_name(p->method));
     y = field(y, ymax, r, "method", text, 1);

@@ -146,7 +146,7 @@ void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w)
                   (dd->built_method == SM_MERGE_PRUNE_FREQUENCY || dd->built_method == SM_MERGE_PRUNE_OUTPUT ||
                    dd->built_method == SM_MERGE_KEEP);
     if (pruned) {
-        tc_put(y, x, w, "%s, group %d: rank %lld/%d, %.2f%% energy; the layer is %s, so ranks are unused (M)",
+        tc_put(y, x, w, "%s, group %d: rank %lld/%d (%.2f%% energy); the layer is %s: ranks unused (M)",
                mats[s->spec_matrix], s->spec_cluster, (long long)rk, len, tot > 0 ? 100 * kept / tot : 100.0,
                dd->built_method == SM_MERGE_KEEP ? "kept" : "pruned");
         return;
