@@ -44,6 +44,42 @@ static int same_analysis(const sm_layer_analysis *a, const sm_layer_analysis *b)
     return memcmp(a->outputs, b->outputs, sizeof(float) * (size_t)(n * a->sampled * a->hidden)) == 0;
 }
 
+/* Copy a safetensors file with its JSON header padded by trailing spaces so that the data
+ * section starts at an odd offset (8 + header length ≡ 1 mod 4): every tensor is then only
+ * byte-aligned, which the format allows. 0 on success. */
+static int write_misaligned_copy(const char *src, const char *dst)
+{
+    FILE *f = fopen(src, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = size > 8 ? malloc((size_t)size) : NULL;
+    int ok = buf && fread(buf, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 7; ok && i >= 0; i--)
+        hlen = (hlen << 8) | buf[i];
+    ok = ok && hlen <= (uint64_t)size - 8;
+    FILE *o = ok ? fopen(dst, "wb") : NULL;
+    if (o) {
+        uint64_t pad = 1;
+        while ((8 + hlen + pad) % 4 != 1)
+            pad++;
+        unsigned char len[8];
+        for (int i = 0; i < 8; i++)
+            len[i] = (unsigned char)((hlen + pad) >> (8 * i));
+        ok = fwrite(len, 1, 8, o) == 8 && fwrite(buf + 8, 1, (size_t)hlen, o) == hlen;
+        for (uint64_t i = 0; ok && i < pad; i++)
+            ok = fputc(' ', o) != EOF;
+        ok = ok && fwrite(buf + 8 + hlen, 1, (size_t)size - 8 - hlen, o) == (size_t)size - 8 - hlen;
+        ok = fclose(o) == 0 && ok;
+    }
+    free(buf);
+    return ok && o ? 0 : -1;
+}
+
 /* The demo: a capture's statistics read back from the stats file equal a fresh computation. */
 static void test_demo_cache(const char *demo, const char *srcdir)
 {
@@ -98,6 +134,29 @@ static void test_demo_cache(const char *demo, const char *srcdir)
         sm_moe_layer_free(&ml);
     }
     sm_calib_free(c2);
+
+    /* Tensor data is only byte-aligned in a safetensors file: a stats file whose header is padded
+     * so that every tensor starts at an odd offset reads back with identical statistics (the
+     * reader must not load floats through misaligned pointers; UBSan aborts if it does). */
+    char padded[300];
+    snprintf(padded, sizeof padded, "%s/padded.stats", tmp);
+    CHECK(write_misaligned_copy(stats, padded) == 0, "stats file copied with a padded header");
+    sm_calib *cp = sm_calib_read(m, padded, -1);
+    CHECK(cp && sm_calib_has_stats(cp), "misaligned stats file reads, with statistics %s", cp ? "" : sm_errmsg());
+    for (int l = 0; c && cp && l < cfg->n_layers; l++) {
+        if (!cfg->is_moe[l])
+            continue;
+        const sm_layer_analysis *orig = NULL, *mis = NULL;
+        const float *fa, *fb;
+        int64_t ma = 0, mb = 0;
+        CHECK(sm_calib_analysis(c, l, NULL, false, NULL, &orig) == 0 &&
+                  sm_calib_analysis(cp, l, NULL, false, NULL, &mis) == 0 && same_analysis(orig, mis),
+              "layer %d: misaligned file gives identical statistics", l);
+        CHECK(sm_calib_inputs(c, l, &fa, &ma, NULL, NULL) == 0 && sm_calib_inputs(cp, l, &fb, &mb, NULL, NULL) == 0 &&
+                  ma == mb && memcmp(fa, fb, sizeof(float) * (size_t)(ma * cfg->hidden)) == 0,
+              "layer %d: misaligned file gives identical inputs", l);
+    }
+    sm_calib_free(cp);
 
     /* A different split on read invalidates the stored statistics (they were fit on other rows). */
     sm_calib *c3 = sm_calib_read(m, stats, 200);

@@ -466,6 +466,15 @@ static int shape_is(const sm_tensor *t, int ndim, int64_t a, int64_t b, int64_t 
     return 1;
 }
 
+/* Element i of an F32 tensor. Tensor data in a safetensors file is only byte-aligned (the header
+ * may have any length), so floats are copied out, never loaded through a cast pointer. */
+static float f32_at(const sm_tensor *t, int64_t i)
+{
+    float v;
+    memcpy(&v, (const unsigned char *)t->data + (size_t)i * sizeof v, sizeof v);
+    return v;
+}
+
 static int64_t meta_int(st_file *f, const char *key, int64_t dflt)
 {
     const char *v = st_metadata(f, key);
@@ -535,7 +544,7 @@ sm_calib *sm_calib_read(const sm_model *m, const char *path, int64_t heldout)
                 goto fail;
             }
             for (int64_t i = 0; i < E; i++) {
-                float v = ((const float *)cl->counts->data)[i];
+                float v = f32_at(cl->counts, i);
                 if (!(v >= 0 && v <= (float)cl->rows) || v != floorf(v)) {
                     sm_err("tensor 'layers.%d.counts': entry %" PRId64 " is not a count of rows", l, i);
                     goto fail;
@@ -645,18 +654,15 @@ static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_la
         sm_layer_analysis_free(a);
         return -1;
     }
-    const float *cnt = cl->counts->data;
     for (int i = 0; i < n; i++)
-        a->counts[i] = (int64_t)cnt[i];
+        a->counts[i] = (int64_t)f32_at(cl->counts, i);
     for (int i = 0; i < n; i++)
         a->freq[i] = (double)a->counts[i] / (double)m_fit;
     memcpy(a->outputs, cl->outputs->data, sizeof(float) * cl->outputs->numel);
     st_release(cl->outputs->data, cl->outputs->nbytes);
-    for (int j = 0; j < 3; j++) {
-        const float *s = cl->sim[j]->data;
+    for (int j = 0; j < 3; j++)
         for (int i = 0; i < n * n; i++)
-            (*dst[j])[i] = s[i];
-    }
+            (*dst[j])[i] = f32_at(cl->sim[j], i);
     return 0;
 }
 
