@@ -124,6 +124,40 @@ static void test_permuted_function(void)
     free(w), free(p), free(x), free(y0), free(y1);
 }
 
+/* ---- progress and cancellation ----------------------------------------------------------- */
+
+typedef struct {
+    int calls, monotone, after_cancel;
+    double last;
+    const char *cancel_on; /* cancel at the first report whose label starts with this ... */
+    double cancel_above;   /* ... and whose fraction exceeds this */
+    volatile int stop;
+    int seen[3];           /* reports of activations, correlations, assignment/candidates */
+} watch;
+
+static void on_watch(void *ctx, double f, const char *what)
+{
+    watch *w = ctx;
+    if (w->stop)
+        w->after_cancel++;
+    w->monotone &= f >= w->last - 1e-12;
+    w->last = f;
+    w->calls++;
+    w->seen[0] += strstr(what, "activations") != NULL;
+    w->seen[1] += strstr(what, "correlations") != NULL;
+    w->seen[2] += strstr(what, "assignment") != NULL || strstr(what, "candidates") != NULL;
+    if (w->cancel_on && !strncmp(what, w->cancel_on, strlen(w->cancel_on)) && f > w->cancel_above)
+        w->stop = 1;
+}
+
+static void watch_init(watch *w, const char *cancel_on, double above)
+{
+    memset(w, 0, sizeof *w);
+    w->monotone = 1;
+    w->cancel_on = cancel_on;
+    w->cancel_above = above;
+}
+
 static int open_synth(const char *dir, bool permute, sm_synth_opts *o)
 {
     sm_synth_defaults(o, SM_ARCH_MIXTRAL);
@@ -210,6 +244,25 @@ static void test_synth_alignment(const char *tmp)
         CHECK(e1 < e2, "aligned merge has the lower MoE-block output error (%.4f < %.4f)", e1, e2);
         sm_merged_layer_free(&a), sm_merged_layer_free(&b), sm_merged_layer_free(&c);
     }
+    /* Alignment inside sm_engine_merge reports progress through the merge's monitor ... */
+    watch wt;
+    watch_init(&wt, NULL, 0);
+    sm_monitor mon = {on_watch, &wt, &wt.stop};
+    spec.align = true;
+    rc = sm_engine_merge(&lp.block, NULL, assign, 4, &spec, x, m, &mon, &a);
+    CHECK(rc == 0 && wt.monotone && wt.last == 1.0 && wt.seen[0] > 0 && wt.seen[2] > 0,
+          "aligned merge progress: %d reports, monotone, ends at 1, includes alignment (%d activations, %d "
+          "assignment)",
+          wt.calls, wt.seen[0], wt.seen[2]);
+    if (rc == 0)
+        sm_merged_layer_free(&a);
+    /* ... and is cancellable in the middle: the merge returns "cancelled" and owns nothing. */
+    watch_init(&wt, "alignment: assignment", 0.3);
+    rc = sm_engine_merge(&lp.block, NULL, assign, 4, &spec, x, m, &mon, &a);
+    CHECK(rc == -1 && !strcmp(sm_errmsg(), "cancelled") && wt.stop && wt.after_cancel == 0 && !a.mats &&
+              !a.experts && !a.router && !a.cluster_of,
+          "aligned merge cancelled during a later cluster's assignment (at %.3f): 'cancelled', owns nothing",
+          wt.last);
     free(x);
     sm_moe_layer_free(&lp), sm_moe_layer_free(&lu);
     sm_model_close(mp), sm_model_close(mu);
@@ -249,6 +302,77 @@ static void test_large(void)
     free(w), free(p), free(x), free(perm), free(got), free(inv);
 }
 
+/* A random expert and a permuted noisy copy: I = 300 neurons, so the Hungarian method reports
+ * every 64 of its 300 rows and the activations come in two blocks of rows. */
+static void test_align_monitor(void)
+{
+    int64_t H = 32, I = 300, m = 300;
+    sm_rng r;
+    sm_rng_seed(&r, 23);
+    float *w = sm_alloc_f32((size_t)(3 * I * H)), *p = sm_alloc_f32((size_t)(3 * I * H));
+    float *x = sm_alloc_f32((size_t)(m * H));
+    int *perm = xmalloc(sizeof(int) * (size_t)I), *got = xmalloc(sizeof(int) * (size_t)I),
+        *quiet = xmalloc(sizeof(int) * (size_t)I);
+    sm_rng_fill_normal(&r, w, (size_t)(3 * I * H), 0.3f);
+    sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
+    for (int i = 0; i < I; i++)
+        perm[i] = i;
+    for (int i = (int)I - 1; i > 0; i--) {
+        int j = (int)sm_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    sm_expert e = sm_expert_dense(H, I, w, w + I * H, w + 2 * I * H);
+    sm_expert_permute(&e, perm, p, p + I * H, p + 2 * I * H);
+    for (int64_t q = 0; q < 3 * I * H; q++)
+        p[q] += (float)(0.05 * sm_rng_normal(&r));
+    sm_expert ep = sm_expert_dense(H, I, p, p + I * H, p + 2 * I * H);
+
+    watch wt;
+    watch_init(&wt, NULL, 0);
+    sm_monitor mon = {on_watch, &wt, &wt.stop};
+    int rc = sm_align_pair(&e, &ep, x, m, NULL, quiet, NULL);
+    rc |= sm_align_pair(&e, &ep, x, m, &mon, got, NULL);
+    CHECK(rc == 0 && !memcmp(got, quiet, sizeof(int) * (size_t)I), "alignment with a monitor = without one");
+    CHECK(wt.monotone && wt.last == 1.0 && wt.seen[0] >= 4 && wt.seen[1] >= 1 && wt.seen[2] >= 5,
+          "alignment progress: %d reports, monotone, ends at 1 (%d activations, %d correlations, %d assignment)",
+          wt.calls, wt.seen[0], wt.seen[1], wt.seen[2]);
+
+    /* Cancelled between the Hungarian method's rows (after row 64 of 300: fraction > 0.75). */
+    const struct {
+        const char *on;
+        double above;
+    } at[3] = {{"alignment: activations", 0.0}, {"alignment: correlations", 0.0}, {"alignment: assignment", 0.75}};
+    for (int q = 0; q < 3; q++) {
+        watch_init(&wt, at[q].on, at[q].above);
+        for (int i = 0; i < I; i++)
+            got[i] = -7;
+        rc = sm_align_pair(&e, &ep, x, m, &mon, got, NULL);
+        int untouched = 1;
+        for (int i = 0; i < I; i++)
+            untouched &= got[i] == -7;
+        CHECK(rc == -1 && !strcmp(sm_errmsg(), "cancelled") && wt.stop && wt.after_cancel == 0 && untouched &&
+                  wt.last < 1.0,
+              "cancelled at '%s' (fraction %.3f): stops before the next report, perm untouched", at[q].on, wt.last);
+    }
+
+    /* The candidate matching is cancellable too and leaves perm untouched. */
+    int n = 2100;
+    float *c = sm_alloc_f32((size_t)n * n);
+    int *pm = xmalloc(sizeof(int) * (size_t)n);
+    sm_rng_fill_normal(&r, c, (size_t)n * n, 0.1f);
+    watch_init(&wt, "alignment: candidates", -1.0);
+    for (int i = 0; i < n; i++)
+        pm[i] = -7;
+    rc = sm_align_match(c, n, false, &mon, pm);
+    int untouched = 1;
+    for (int i = 0; i < n; i++)
+        untouched &= pm[i] == -7;
+    CHECK(rc == -1 && !strcmp(sm_errmsg(), "cancelled") && wt.after_cancel == 0 && untouched,
+          "candidate matching is cancellable, perm untouched");
+    free(c), free(pm);
+    free(w), free(p), free(x), free(perm), free(got), free(quiet);
+}
+
 int main(void)
 {
     char tmp[256];
@@ -259,6 +383,7 @@ int main(void)
     test_permuted_function();
     test_synth_alignment(tmp);
     test_large();
+    test_align_monitor();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)

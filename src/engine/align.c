@@ -5,10 +5,14 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-int sm_assignment_solve(const double *cost, int n, int *assign)
+/* Rows between progress reports of the Hungarian method (cancellation is checked every row). */
+#define REPORT_ROWS 64
+
+static int assignment_solve(const double *cost, int n, const sm_monitor *mon, double lo, double hi, int *assign)
 {
     if (n < 1)
         return sm_err("assignment of %d rows", n);
@@ -22,6 +26,10 @@ int sm_assignment_solve(const double *cost, int n, int *assign)
     if (!u || !v || !minv || !p || !way || !used)
         goto out;
     for (int i = 1; i <= n; i++) {
+        if (sm_monitor_check(mon))
+            goto out;
+        if ((i - 1) % REPORT_ROWS == 0)
+            sm_monitor_report(mon, lo + (hi - lo) * (i - 1) / n, "alignment: assignment");
         p[0] = i;
         int j0 = 0;
         for (int j = 0; j <= n; j++)
@@ -64,26 +72,49 @@ out:
     return rc;
 }
 
-/* Standardised SwiGLU activations of an expert on rows xs (m × hidden): h (m × I). */
-static int activations(const sm_expert *e, const float *xs, int64_t m, float *h, float *tmp)
+int sm_assignment_solve(const double *cost, int n, int *assign)
 {
-    int64_t ni = e->gate.out;
-    sm_linear_forward(&e->gate, xs, m, h, NULL);
-    sm_linear_forward(&e->up, xs, m, tmp, NULL);
-    for (int64_t q = 0; q < m * ni; q++)
-        h[q] = h[q] / (1.0f + expf(-h[q])) * tmp[q];
+    return assignment_solve(cost, n, NULL, 0, 1, assign);
+}
+
+/* Rows of calibration inputs per forward block, and correlation columns per sgemm: the units of
+ * work between progress reports and cancellation checks (at Mixtral's I = 14336, H = 4096 a
+ * block is ~30 GFLOP of activations or ~120 GFLOP of correlations). */
+#define ACT_BLOCK 256
+#define CORR_COLS 1024
+
+/* Standardised SwiGLU activations of an expert on `rows` of x (m × hidden; row t of the sample
+ * is x row t·m/rows): h (rows × I). Forward passes in blocks of ACT_BLOCK rows (xs: ACT_BLOCK ×
+ * hidden, tmp: ACT_BLOCK × I scratch), cancellable between blocks; progress lo..hi. */
+static int activations(const sm_expert *e, const float *x, int64_t m, int64_t rows, float *h, float *xs, float *tmp,
+                       const sm_monitor *mon, double lo, double hi)
+{
+    int64_t ni = e->gate.out, H = e->gate.in;
+    for (int64_t t0 = 0; t0 < rows; t0 += ACT_BLOCK) {
+        if (sm_monitor_check(mon))
+            return -1;
+        int64_t mb = rows - t0 < ACT_BLOCK ? rows - t0 : ACT_BLOCK;
+        for (int64_t t = 0; t < mb; t++)
+            memcpy(xs + t * H, x + ((t0 + t) * m / rows) * H, sizeof(float) * (size_t)H);
+        float *hb = h + t0 * ni;
+        sm_linear_forward(&e->gate, xs, mb, hb, NULL);
+        sm_linear_forward(&e->up, xs, mb, tmp, NULL);
+        for (int64_t q = 0; q < mb * ni; q++)
+            hb[q] = hb[q] / (1.0f + expf(-hb[q])) * tmp[q];
+        sm_monitor_report(mon, lo + (hi - lo) * (double)(t0 + mb) / rows, "alignment: activations");
+    }
     for (int64_t j = 0; j < ni; j++) {
         double s = 0, ss = 0;
-        for (int64_t t = 0; t < m; t++)
+        for (int64_t t = 0; t < rows; t++)
             s += h[t * ni + j];
-        double mean = s / m;
-        for (int64_t t = 0; t < m; t++) {
+        double mean = s / rows;
+        for (int64_t t = 0; t < rows; t++) {
             double d = h[t * ni + j] - mean;
             ss += d * d;
         }
-        double sd = sqrt(ss / m);
+        double sd = sqrt(ss / rows);
         float scale = sd > 1e-12 * (fabs(mean) + 1e-30) && sd > 0 ? (float)(1.0 / sd) : 0.0f;
-        for (int64_t t = 0; t < m; t++)
+        for (int64_t t = 0; t < rows; t++)
             h[t * ni + j] = (float)((h[t * ni + j] - mean) * scale);
     }
     return 0;
@@ -102,17 +133,26 @@ static int cmp_cand(const void *a, const void *b)
     return x->i != y->i ? (x->i < y->i ? -1 : 1) : (x->j < y->j ? -1 : x->j > y->j);
 }
 
-/* Greedy on each row's best candidates, leftovers exact. c: I × I correlations. */
-static int match_large(const float *c, int n, int *perm)
+/* Greedy on each row's best candidates, leftovers exact. c: n × n correlations. Every buffer is
+ * allocated before anything is matched and perm is written only on success, so a failure
+ * (allocation, cancellation) leaves no partial permutation behind. */
+static int match_large(const float *c, int n, const sm_monitor *mon, double lo, double hi, int *perm)
 {
     int nc = SM_ALIGN_CANDIDATES < n ? SM_ALIGN_CANDIDATES : n;
     cand *all = sm_alloc((size_t)n * nc, sizeof *all);
     int *col_of = sm_alloc((size_t)n, sizeof *col_of), *row_of = sm_alloc((size_t)n, sizeof *row_of);
     int *best = sm_alloc((size_t)nc, sizeof *best);
+    int *lr = sm_alloc((size_t)n, sizeof *lr), *lc = sm_alloc((size_t)n, sizeof *lc), *as = sm_alloc((size_t)n, sizeof *as);
+    double *sub = NULL;
     int rc = -1;
-    if (!all || !col_of || !row_of || !best)
+    if (!all || !col_of || !row_of || !best || !lr || !lc || !as)
         goto out;
     for (int i = 0; i < n; i++) {
+        if (i % 1024 == 0) {
+            if (sm_monitor_check(mon))
+                goto out;
+            sm_monitor_report(mon, lo + 0.5 * (hi - lo) * i / n, "alignment: candidates");
+        }
         const float *r = c + (size_t)i * n;
         int have = 0;
         for (int j = 0; j < n; j++) { /* insertion into the row's top-nc */
@@ -128,41 +168,61 @@ static int match_large(const float *c, int n, int *perm)
         for (int q = 0; q < nc; q++)
             all[(size_t)i * nc + q] = (cand){r[best[q]], i, best[q]};
     }
+    if (sm_monitor_check(mon))
+        goto out;
     qsort(all, (size_t)n * nc, sizeof *all, cmp_cand);
     for (int i = 0; i < n; i++)
         col_of[i] = row_of[i] = -1;
     for (size_t q = 0; q < (size_t)n * nc; q++)
         if (col_of[all[q].i] < 0 && row_of[all[q].j] < 0)
             col_of[all[q].i] = all[q].j, row_of[all[q].j] = all[q].i;
-    /* Leftover rows and columns: exact on their sub-matrix. */
-    int nl = 0;
-    for (int i = 0; i < n; i++)
-        nl += col_of[i] < 0;
-    if (nl) {
-        int *lr = sm_alloc((size_t)nl, sizeof *lr), *lc = sm_alloc((size_t)nl, sizeof *lc), *as = sm_alloc((size_t)nl, sizeof *as);
-        double *sub = nl <= SM_ALIGN_EXACT_MAX ? sm_alloc((size_t)nl * nl, sizeof *sub) : NULL;
-        int a = 0, b = 0;
-        for (int i = 0; i < n; i++) {
-            if (col_of[i] < 0 && lr)
-                lr[a++] = i;
-            if (row_of[i] < 0 && lc)
-                lc[b++] = i;
-        }
-        int ok = lr && lc && as && sub;
-        for (int i = 0; ok && i < nl; i++)
+    /* Leftover rows and columns: exact on their sub-matrix when there are at most
+     * SM_ALIGN_EXACT_MAX of them, else paired in index order. */
+    int nl = 0, b = 0;
+    for (int i = 0; i < n; i++) {
+        if (col_of[i] < 0)
+            lr[nl++] = i;
+        if (row_of[i] < 0)
+            lc[b++] = i;
+    }
+    if (nl != b) {
+        sm_err("internal: candidate matching left %d rows and %d columns", nl, b);
+        goto out;
+    }
+    if (nl && nl <= SM_ALIGN_EXACT_MAX) {
+        if (!(sub = sm_alloc((size_t)nl * nl, sizeof *sub)))
+            goto out;
+        for (int i = 0; i < nl; i++)
             for (int j = 0; j < nl; j++)
                 sub[(size_t)i * nl + j] = 1.0 - c[(size_t)lr[i] * n + lc[j]];
-        ok = ok && sm_assignment_solve(sub, nl, as) == 0;
-        for (int i = 0; ok && i < nl; i++)
+        if (assignment_solve(sub, nl, mon, lo + 0.5 * (hi - lo), hi, as))
+            goto out;
+        for (int i = 0; i < nl; i++)
             col_of[lr[i]] = lc[as[i]];
-        for (int i = 0; !ok && lr && lc && i < nl; i++) /* too many leftovers: in order */
+    } else {
+        for (int i = 0; i < nl; i++)
             col_of[lr[i]] = lc[i];
-        free(lr), free(lc), free(as), free(sub);
     }
     memcpy(perm, col_of, sizeof(int) * (size_t)n);
     rc = 0;
 out:
-    free(all), free(col_of), free(row_of), free(best);
+    free(all), free(col_of), free(row_of), free(best), free(lr), free(lc), free(as), free(sub);
+    return rc;
+}
+
+int sm_align_match(const float *c, int n, bool exact, const sm_monitor *mon, int *perm)
+{
+    if (n < 1)
+        return sm_err("matching of %d neurons", n);
+    if (!exact)
+        return match_large(c, n, mon, 0, 1, perm);
+    double *cost = sm_alloc((size_t)n * n, sizeof *cost);
+    if (!cost)
+        return -1;
+    for (size_t q = 0; q < (size_t)n * n; q++)
+        cost[q] = 1.0 - c[q];
+    int rc = assignment_solve(cost, n, mon, 0, 1, perm);
+    free(cost);
     return rc;
 }
 
@@ -179,43 +239,44 @@ int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, in
     if (!x || m < 2)
         return sm_err("alignment needs calibration inputs");
     int64_t rows = m < SM_ALIGN_MAX_ROWS ? m : SM_ALIGN_MAX_ROWS;
-    float *xs = sm_alloc_f32((size_t)(rows * H)), *hr = sm_alloc_f32((size_t)(rows * ni));
-    float *hm = sm_alloc_f32((size_t)(rows * ni)), *tmp = sm_alloc_f32((size_t)(rows * ni));
+    int64_t blk = rows < ACT_BLOCK ? rows : ACT_BLOCK;
+    float *xs = sm_alloc_f32((size_t)(blk * H)), *tmp = sm_alloc_f32((size_t)(blk * ni));
+    float *hr = sm_alloc_f32((size_t)(rows * ni)), *hm = sm_alloc_f32((size_t)(rows * ni));
     float *c = sm_alloc_f32((size_t)(ni * ni));
-    double *cost = NULL;
+    int *got = sm_alloc((size_t)ni, sizeof *got);
     int rc = -1;
-    if (!xs || !hr || !hm || !tmp || !c)
+    if (!xs || !hr || !hm || !tmp || !c || !got)
         goto out;
-    for (int64_t t = 0; t < rows; t++)
-        memcpy(xs + t * H, x + (t * m / rows) * H, sizeof(float) * (size_t)H);
-    activations(ref, xs, rows, hr, tmp);
-    activations(mem, xs, rows, hm, tmp);
-    sm_monitor_report(mon, 0.2, "alignment: activations");
-    if (sm_monitor_check(mon))
+    /* Progress: activations 0–0.4, correlations 0.4–0.7, matching 0.7–1 (roughly their share
+     * of the time at Mixtral and Qwen3 shapes). */
+    if (activations(ref, x, m, rows, hr, xs, tmp, mon, 0.0, 0.2) ||
+        activations(mem, x, m, rows, hm, xs, tmp, mon, 0.2, 0.4))
         goto out;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ni, (int)ni, (int)rows, 1.0f / (float)rows, hr, (int)ni,
-                hm, (int)ni, 0.0f, c, (int)ni);
-    sm_monitor_report(mon, 0.5, "alignment: correlations");
-    if (ni <= SM_ALIGN_EXACT_MAX) {
-        if (!(cost = sm_alloc((size_t)(ni * ni), sizeof *cost)))
+    /* C = H_refᵀ H_mem / rows, CORR_COLS columns at a time. */
+    for (int64_t j0 = 0; j0 < ni; j0 += CORR_COLS) {
+        if (sm_monitor_check(mon))
             goto out;
-        for (int64_t q = 0; q < ni * ni; q++)
-            cost[q] = 1.0 - c[q];
-        if (sm_assignment_solve(cost, (int)ni, perm))
-            goto out;
-    } else if (match_large(c, (int)ni, perm)) {
-        goto out;
+        int64_t nb = ni - j0 < CORR_COLS ? ni - j0 : CORR_COLS;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ni, (int)nb, (int)rows, 1.0f / (float)rows, hr,
+                    (int)ni, hm + j0, (int)ni, 0.0f, c + j0, (int)ni);
+        sm_monitor_report(mon, 0.4 + 0.3 * (double)(j0 + nb) / ni, "alignment: correlations");
     }
+    free(hr), free(hm), free(tmp), free(xs);
+    hr = hm = tmp = xs = NULL;
+    sm_monitor_span span;
+    if (sm_align_match(c, (int)ni, ni <= SM_ALIGN_EXACT_MAX, sm_monitor_span_init(&span, mon, 0.7, 1.0), got))
+        goto out;
     if (mean_corr) {
         double s = 0;
         for (int64_t i = 0; i < ni; i++)
-            s += c[i * ni + perm[i]];
+            s += c[i * ni + got[i]];
         *mean_corr = s / ni;
     }
+    memcpy(perm, got, sizeof(int) * (size_t)ni);
     sm_monitor_report(mon, 1.0, "alignment");
     rc = 0;
 out:
-    free(xs), free(hr), free(hm), free(tmp), free(c), free(cost);
+    free(xs), free(hr), free(hm), free(tmp), free(c), free(got);
     return rc;
 }
 

@@ -9,13 +9,15 @@
  * and the permutation maximising Σ_i C[i, π(i)] is found:
  *   - exactly (Hungarian method with potentials, O(I³) in double) for I ≤ SM_ALIGN_EXACT_MAX;
  *   - above that, by a greedy matching on each reference neuron's best SM_ALIGN_CANDIDATES
- *     candidates in descending correlation, the leftovers solved exactly (they are few), which
+ *     candidates in descending correlation, the leftovers solved exactly (they are few; should
+ *     more than SM_ALIGN_EXACT_MAX remain, they are paired in index order), which
  *     is O(I² · m) for C plus O(I² log) for the candidates — seconds at Mixtral's I = 14336.
  * The permuted expert computes exactly the same function (rows of gate/up and columns of down
  * move together). */
 #ifndef SM_ALIGN_H
 #define SM_ALIGN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine/monitor.h"
@@ -29,10 +31,21 @@
  * Exact. 0, or -1 with a message. */
 int sm_assignment_solve(const double *cost, int n, int *assign);
 
+/* The matching of an n × n correlation matrix c (row-major, float): perm[i] = the column matched
+ * to row i, maximising Σ_i c[i, perm[i]]. exact: the Hungarian method (cost 1 − c); otherwise
+ * the candidate matching described above (what sm_align_pair uses above SM_ALIGN_EXACT_MAX).
+ * Cancellable (checked every row of the Hungarian method and every 1024 candidate rows). perm
+ * is written only on success: 0, or -1 with a message ("cancelled" when cancelled). */
+int sm_align_match(const float *c, int n, bool exact, const sm_monitor *mon, int *perm);
+
 /* perm[i] = the member neuron placed at position i (matched to reference neuron i), from the
  * correlation of their activations on x (m × hidden; at most SM_ALIGN_MAX_ROWS evenly spaced
  * rows are used). Both experts dense with the same intermediate size. mean_corr (optional): the
- * mean correlation of matched pairs. */
+ * mean correlation of matched pairs.
+ * mon: progress (activations, correlations, matching) and cancellation between blocks of
+ * 256 rows, of 1024 correlation columns and (matching) between assignment rows; a cancelled
+ * call returns -1 with the message "cancelled". perm is written only on success.
+ * Memory: 2·rows·I + I² floats (plus I² doubles for the exact matching). */
 int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, int64_t m, const sm_monitor *mon,
                   int *perm, double *mean_corr);
 

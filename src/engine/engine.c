@@ -436,8 +436,14 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
         for (int i = 0; i < n; i++)
             if (assign[i] == c)
                 f[nm] = a ? a->freq[i] : 0.0, w[nm++] = NULL;
+        /* Progress: cluster c owns [c/k, (c+1)/k]; when its members are aligned, the alignments
+         * take the first half of it (one equal share per aligned member), the merge the rest. */
+        const bool aligning = spec->align && nm > 1;
+        const double c_lo = (double)c / k, c_hi = (c + 1.0) / k;
+        const double m_lo = aligning ? 0.5 * (c_lo + c_hi) : c_lo;
+        int done_members = 0;
         /* Alignment: permuted copies of every member but the most frequent (the reference). */
-        if (spec->align && nm > 1) {
+        if (aligning) {
             int ref = -1;
             for (int i = 0; i < n; i++)
                 if (assign[i] == c && (ref < 0 || (a && a->freq[i] > a->freq[ref])))
@@ -451,10 +457,14 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
                 float *pg = sm_alloc_f32((size_t)(ni * h)), *pu = sm_alloc_f32((size_t)(ni * h));
                 float *pd = sm_alloc_f32((size_t)(ni * h));
                 double corr = 0;
-                if (!perm || !pg || !pu || !pd ||
-                    sm_align_pair(&src->experts[ref], e, x, m, NULL, perm, &corr) != 0) {
+                sm_monitor_span aspan;
+                const sm_monitor *amon = sm_monitor_span_init(&aspan, mon, c_lo + (m_lo - c_lo) * done_members / (nm - 1),
+                                                              c_lo + (m_lo - c_lo) * (done_members + 1) / (nm - 1));
+                done_members++;
+                if (!perm || !pg || !pu || !pd || sm_align_pair(&src->experts[ref], e, x, m, amon, perm, &corr) != 0) {
                     free(perm), free(pg), free(pu), free(pd);
-                    sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
+                    if (!sm_monitor_cancelled(mon))
+                        sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
                     goto done;
                 }
                 sm_expert_permute(e, perm, pg, pu, pd);
@@ -500,7 +510,7 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
             sm_matset set = {nm, first->out, first->in, w};
             sm_monitor_span span;
             const sm_monitor *sub =
-                sm_monitor_span_init(&span, mon, (3.0 * c + j) / (3.0 * k), (3.0 * c + j + 1) / (3.0 * k));
+                sm_monitor_span_init(&span, mon, m_lo + (c_hi - m_lo) * j / 3.0, m_lo + (c_hi - m_lo) * (j + 1) / 3.0);
             if (sm_merge_matrix(spec->method, &set, f, a && a->gram_in ? gr : NULL,
                                 spec->cluster && c < spec->n_cluster ? &spec->cluster[c][j] : &spec->matrix[j], sub,
                                 &out->mats[c][j]) != 0) {
