@@ -1,8 +1,9 @@
 /* The built-in forward pass against the PyTorch reference fixtures (tools/ref_forward.py):
  * for every architecture and expert layout, regenerate the synth model from the fixture's command
- * line, run the same ids, and compare logits (max |diff| <= 1e-3), MoE-block inputs, and top-k
- * expert choices (identical except where the reference's k-th and (k+1)-th router logits tie
- * within 1e-6). Also checks the kernels against direct formulas. */
+ * line (plus the config.json keys the fixture sets after synth), run the same ids, and compare
+ * logits (max |diff| <= 1e-3), MoE-block inputs, and top-k expert choices (identical except where
+ * the reference's k-th and (k+1)-th router logits tie within 1e-6). Also checks the kernels
+ * against direct formulas. */
 #include "cmd/cmd.h"
 #include "pipeline/calib.h"
 #include "forward/forward.h"
@@ -79,6 +80,17 @@ static void run_fixture(const char *path)
     int rc = cmd_synth(argc, argv);
     free(argv);
     CHECK(rc == 0, "%s: synth regenerates the model", what);
+    /* config.json keys the fixture sets after synth (e.g. mlp_only_layers, which synth's command
+     * line cannot express) */
+    json_t *patch = json_object_get(fx, "config");
+    if (json_object_size(patch)) {
+        char cfgp[300];
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
+        json_t *cfg = json_load_file(cfgp, 0, &je);
+        CHECK(cfg && json_object_update(cfg, patch) == 0 && json_dump_file(cfg, cfgp, JSON_INDENT(2)) == 0,
+              "%s: config.json patched", what);
+        json_decref(cfg);
+    }
 
     sm_model *m = sm_model_open(dir);
     CHECK(m != NULL, "%s: model opens %s", what, m ? "" : sm_errmsg());

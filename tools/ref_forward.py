@@ -27,9 +27,10 @@ DeepseekForCausalLM of deepseek-moe-16b), not from submoe's C code:
 
 Usage: /usr/bin/python3 tools/ref_forward.py --submoe BUILD/src/submoe [--out tests/fixtures]
        /usr/bin/python3 tools/ref_forward.py --bench MODEL --tokens FILE [--seq-len N] [--threads T]
-Writes one JSON fixture per architecture and expert layout with the synth command line (the C
-test regenerates the identical model with it), the input ids, the logits, and per MoE layer the
-block inputs, the router logits and the top-k choices.
+Writes one JSON fixture per architecture and expert layout with the synth command line and the
+config.json keys set after synth (the C test regenerates the identical model with them), the
+input ids, the logits, and per MoE layer the block inputs, the router logits and the top-k
+choices.
 """
 
 import argparse
@@ -53,12 +54,19 @@ torch.set_default_dtype(torch.float32)
 COMMON = ["--hidden", "32", "--intermediate", "32", "--experts", "6", "--top-k", "2",
           "--heads", "4", "--kv-heads", "2", "--vocab", "64", "--dense-intermediate", "48",
           "--clusters", "3", "--noise", "0.3", "-q"]
+# synth arguments per architecture, and keys set in config.json after synth (the C test does the
+# same). synth writes every norm weight as 1 ± 0.2 and deepseek's routed_scaling_factor 1.5.
+# qwen2_moe: decoder_sparse_step 2 over 3 layers -> layers 0, 2 dense, 1 MoE.
+# qwen3_moe: synth lays out the same dense/MoE pattern with --sparse-step 2; the config then
+#   says so with mlp_only_layers [0, 2] and decoder_sparse_step 1 instead (synth has no
+#   command-line option for mlp_only_layers), so only mlp_only_layers makes layers 0 and 2 dense.
 MODELS = {
-    "mixtral": ["--layers", "2"],
-    "qwen2_moe": ["--layers", "2", "--shared-intermediate", "40", "--no-norm-topk"],
-    "qwen3_moe": ["--layers", "2", "--head-dim", "16", "--norm-topk", "--tie-embeddings"],
-    "olmoe": ["--layers", "2", "--no-norm-topk"],
-    "deepseek": ["--layers", "3", "--shared-experts", "2", "--first-dense", "1", "--no-norm-topk"],
+    "mixtral": (["--layers", "2"], None),
+    "qwen2_moe": (["--layers", "3", "--sparse-step", "2", "--shared-intermediate", "40", "--no-norm-topk"], None),
+    "qwen3_moe": (["--layers", "3", "--sparse-step", "2", "--head-dim", "16", "--norm-topk", "--tie-embeddings"],
+                  {"decoder_sparse_step": 1, "mlp_only_layers": [0, 2]}),
+    "olmoe": (["--layers", "2", "--no-norm-topk"], None),
+    "deepseek": (["--layers", "3", "--shared-experts", "2", "--first-dense", "1", "--no-norm-topk"], None),
 }
 N_SEQ, SEQ = 2, 16
 
@@ -250,17 +258,21 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ref_forward.")
     gen = torch.Generator().manual_seed(1234)
     try:
-        for i, (arch, extra) in enumerate(MODELS.items()):
+        for i, (arch, (extra, patch)) in enumerate(MODELS.items()):
             for layout in ("per-expert", "fused"):
                 d = os.path.join(tmp, f"{arch}-{layout}")
                 synth = ["--arch", arch, "--layout", layout, "--seed", str(11 + i)] + COMMON + extra
                 subprocess.run([a.submoe, "synth", "--out", d] + synth, check=True)
                 cfg = json.load(open(os.path.join(d, "config.json")))
+                if patch:
+                    cfg.update(patch)
+                    with open(os.path.join(d, "config.json"), "w") as f:
+                        json.dump(cfg, f, indent=2)
                 ids = torch.randint(0, cfg["vocab_size"], (N_SEQ, SEQ), generator=gen)
                 with torch.no_grad():
                     logits, caps = forward(d, ids)
-                fx = {"arch": arch, "layout": layout, "synth": synth, "n_seq": N_SEQ, "seq_len": SEQ,
-                      "vocab": cfg["vocab_size"], "ids": ids.reshape(-1).tolist(), "logits": r(logits),
+                fx = {"arch": arch, "layout": layout, "synth": synth, "config": patch or {}, "n_seq": N_SEQ,
+                      "seq_len": SEQ, "vocab": cfg["vocab_size"], "ids": ids.reshape(-1).tolist(), "logits": r(logits),
                       "moe": {str(L): {"input": r(x), "router_logits": r(lg), "topk": ti.reshape(-1).tolist(),
                                        "experts": lg.shape[1]}
                               for L, (x, lg, ti) in caps.items()}}

@@ -32,6 +32,7 @@ void sm_synth_defaults(sm_synth_opts *o, sm_arch arch)
     o->shared_experts = arch == SM_ARCH_DEEPSEEK ? 2 : 0;
     o->first_dense = arch == SM_ARCH_DEEPSEEK ? 1 : 0;
     o->sparse_step = 1;
+    o->routed_scaling = arch == SM_ARCH_DEEPSEEK ? 1.5 : 1.0;
     o->norm_topk = arch == SM_ARCH_QWEN3_MOE;
     o->layout = SM_LAYOUT_PER_EXPERT;
     o->dtype = SM_DT_F32;
@@ -67,6 +68,15 @@ int sm_synth_check(const sm_synth_opts *o)
         return sm_err("--heads %d is not a multiple of --kv-heads %d", o->heads, o->kv_heads);
     if (!(o->noise >= 0 && o->noise <= 100))
         return sm_err("--noise %g is out of range [0, 100]", o->noise);
+    if (!(o->routed_scaling > 0 && o->routed_scaling <= 1e6))
+        return sm_err("routed_scaling_factor %g is out of range (0, 1e6]", o->routed_scaling);
+    if (o->n_mlp_only_layers < 0 || (o->n_mlp_only_layers > 0 && !o->mlp_only_layers))
+        return sm_err("mlp_only_layers: %d entries without a list", o->n_mlp_only_layers);
+    for (int i = 0; i < o->n_mlp_only_layers; i++)
+        if (o->mlp_only_layers[i] < 0 || o->mlp_only_layers[i] >= o->layers)
+            return sm_err("mlp_only_layers: %d is not a layer index in [0, %d)", o->mlp_only_layers[i], o->layers);
+    if (o->n_mlp_only_layers && o->arch != SM_ARCH_QWEN2_MOE && o->arch != SM_ARCH_QWEN3_MOE)
+        return sm_err("mlp_only_layers is a qwen2_moe/qwen3_moe key");
     return 0;
 }
 
@@ -104,14 +114,18 @@ static bool layer_is_moe(const sm_synth_opts *o, int l)
 {
     if (o->arch == SM_ARCH_DEEPSEEK)
         return l >= o->first_dense;
-    if (o->arch == SM_ARCH_QWEN2_MOE || o->arch == SM_ARCH_QWEN3_MOE)
+    if (o->arch == SM_ARCH_QWEN2_MOE || o->arch == SM_ARCH_QWEN3_MOE) {
+        for (int i = 0; i < o->n_mlp_only_layers; i++)
+            if (o->mlp_only_layers[i] == l)
+                return false;
         return (l + 1) % o->sparse_step == 0;
+    }
     return true;
 }
 
 /* ------------------------------------------------------------------ tensor plan */
 
-typedef enum { G_ONES, G_NORMAL, G_EXPERT, G_ROUTER, G_FUSED_GU, G_FUSED_DOWN } gen_kind;
+typedef enum { G_NORM, G_NORMAL, G_EXPERT, G_ROUTER, G_FUSED_GU, G_FUSED_DOWN } gen_kind;
 
 typedef struct {
     char name[192];
@@ -160,7 +174,7 @@ static void build_plan(const sm_synth_opts *o, tlist *l)
     tspec *t = push(l, sm_name(a, SM_W_EMBED, -1, 0, mb, nb, sizeof nb), 2, o->vocab, H, 0, G_NORMAL);
     t->scale = 1.0f;
     for (int L = 0; L < o->layers; L++) {
-        push(l, sm_name(a, SM_W_ATTN_NORM, L, 0, mb, nb, sizeof nb), 1, H, 0, 0, G_ONES);
+        push(l, sm_name(a, SM_W_ATTN_NORM, L, 0, mb, nb, sizeof nb), 1, H, 0, 0, G_NORM);
         push(l, sm_name(a, SM_W_Q, L, 0, mb, nb, sizeof nb), 2, qd, H, 0, G_NORMAL);
         push(l, sm_name(a, SM_W_K, L, 0, mb, nb, sizeof nb), 2, kd, H, 0, G_NORMAL);
         push(l, sm_name(a, SM_W_V, L, 0, mb, nb, sizeof nb), 2, kd, H, 0, G_NORMAL);
@@ -171,11 +185,11 @@ static void build_plan(const sm_synth_opts *o, tlist *l)
         }
         if (a == SM_ARCH_QWEN3_MOE || a == SM_ARCH_OLMOE) {
             bool full = a == SM_ARCH_OLMOE;
-            push(l, sm_name(a, SM_W_Q_NORM, L, 0, mb, nb, sizeof nb), 1, full ? qd : hd, 0, 0, G_ONES);
-            push(l, sm_name(a, SM_W_K_NORM, L, 0, mb, nb, sizeof nb), 1, full ? kd : hd, 0, 0, G_ONES);
+            push(l, sm_name(a, SM_W_Q_NORM, L, 0, mb, nb, sizeof nb), 1, full ? qd : hd, 0, 0, G_NORM);
+            push(l, sm_name(a, SM_W_K_NORM, L, 0, mb, nb, sizeof nb), 1, full ? kd : hd, 0, 0, G_NORM);
         }
         push(l, sm_name(a, SM_W_O, L, 0, mb, nb, sizeof nb), 2, H, qd, 0, G_NORMAL);
-        push(l, sm_name(a, SM_W_FFN_NORM, L, 0, mb, nb, sizeof nb), 1, H, 0, 0, G_ONES);
+        push(l, sm_name(a, SM_W_FFN_NORM, L, 0, mb, nb, sizeof nb), 1, H, 0, 0, G_NORM);
         if (!layer_is_moe(o, L)) {
             int64_t D = o->dense_intermediate;
             push(l, sm_name(a, SM_W_DENSE_GATE, L, 0, mb, nb, sizeof nb), 2, D, H, 0, G_NORMAL);
@@ -211,7 +225,7 @@ static void build_plan(const sm_synth_opts *o, tlist *l)
                 push(l, sm_name(a, SM_W_SHARED_EXPERT_GATE, L, 0, mb, nb, sizeof nb), 2, 1, H, 0, G_NORMAL);
         }
     }
-    push(l, sm_name(a, SM_W_FINAL_NORM, -1, 0, mb, nb, sizeof nb), 1, H, 0, 0, G_ONES);
+    push(l, sm_name(a, SM_W_FINAL_NORM, -1, 0, mb, nb, sizeof nb), 1, H, 0, 0, G_NORM);
     if (!o->tie_embeddings)
         push(l, sm_name(a, SM_W_LM_HEAD, -1, 0, mb, nb, sizeof nb), 2, o->vocab, H, 0, G_NORMAL);
     for (int i = 0; i < l->n; i++) {
@@ -353,9 +367,9 @@ static int write_tensor(gen_ctx *g, const tspec *t)
     const uint64_t chunk = ROW_BLOCK * 4096;
     for (uint64_t i = 0; i < n; i += chunk) {
         uint64_t k = n - i < chunk ? n - i : chunk;
-        if (t->kind == G_ONES)
+        if (t->kind == G_NORM) /* 1 ± 0.2, from this tensor's own stream */
             for (uint64_t j = 0; j < k; j++)
-                g->buf[j] = 1.0f;
+                g->buf[j] = (float)(0.8 + 0.4 * sm_rng_uniform(&r));
         else
             sm_rng_fill_normal(&r, g->buf, k, t->scale);
         if (st_writer_write_f32(g->w, g->buf, k))
@@ -400,7 +414,10 @@ static json_t *config_json(const sm_synth_opts *o)
         json_object_set_new(j, "intermediate_size", json_integer(o->dense_intermediate));
         json_object_set_new(j, "moe_intermediate_size", json_integer(o->intermediate));
         json_object_set_new(j, "decoder_sparse_step", json_integer(o->sparse_step));
-        json_object_set_new(j, "mlp_only_layers", json_array());
+        json_t *mo = json_array();
+        for (int i = 0; i < o->n_mlp_only_layers; i++)
+            json_array_append_new(mo, json_integer(o->mlp_only_layers[i]));
+        json_object_set_new(j, "mlp_only_layers", mo);
         json_object_set_new(j, "norm_topk_prob", json_boolean(o->norm_topk));
         if (o->arch == SM_ARCH_QWEN2_MOE)
             json_object_set_new(j, "shared_expert_intermediate_size", json_integer(o->shared_intermediate));
@@ -419,6 +436,7 @@ static json_t *config_json(const sm_synth_opts *o)
         json_object_set_new(j, "moe_layer_freq", json_integer(1));
         json_object_set_new(j, "norm_topk_prob", json_boolean(o->norm_topk));
         json_object_set_new(j, "scoring_func", json_string("softmax"));
+        json_object_set_new(j, "routed_scaling_factor", json_real(o->routed_scaling));
         break;
     default:
         break;

@@ -1,6 +1,8 @@
 /* synth: synthetic models in the real Hugging Face layout of any supported architecture, with
  * planted expert clusters (members of a cluster = a shared base + small noise), so tests and
- * benchmarks get realistic shapes without downloads. Deterministic for a seed. */
+ * benchmarks get realistic shapes without downloads. Deterministic for a seed. Every norm weight
+ * (input/post-attention/final layernorm, q_norm, k_norm) is 1 + uniform noise in [-0.2, 0.2),
+ * different per tensor, so a forward pass that applies the wrong norm's weights shows. */
 #ifndef SM_SYNTH_H
 #define SM_SYNTH_H
 
@@ -20,6 +22,9 @@ typedef struct sm_synth_opts {
     int shared_experts;        /* deepseek n_shared_experts */
     int first_dense;           /* deepseek first_k_dense_replace */
     int sparse_step;           /* qwen decoder_sparse_step */
+    const int *mlp_only_layers; /* qwen mlp_only_layers: these layers are dense (caller's array) */
+    int n_mlp_only_layers;
+    double routed_scaling;     /* deepseek routed_scaling_factor (1.5, so that tests see it) */
     bool norm_topk;
     bool tie_embeddings;
     sm_layout layout;
