@@ -2,14 +2,18 @@
  * for every architecture and expert layout, regenerate the synth model from the fixture's command
  * line (plus the config.json keys the fixture sets after synth), run the same ids, and compare
  * logits (max |diff| <= 1e-3), MoE-block inputs, and top-k expert choices (identical except where
- * the reference's k-th and (k+1)-th router logits tie within 1e-6). Also checks the kernels
- * against direct formulas. */
+ * the reference's k-th and (k+1)-th router logits tie within 1e-6). Also checks that the fixtures
+ * still cover what a wrong forward pass could get away with otherwise (norm weights that are not
+ * all 1 and differ between norms, deepseek's routed_scaling_factor, qwen dense layers from
+ * decoder_sparse_step and from mlp_only_layers), and the kernels against direct formulas. */
 #include "cmd/cmd.h"
 #include "pipeline/calib.h"
 #include "forward/forward.h"
 #include "model/model.h"
+#include "model/synth.h"
 #include "testutil.h"
 #include "util/diag.h"
+#include "util/fileio.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -17,6 +21,11 @@
 #include <unistd.h>
 
 #define MAXL 16
+
+/* What the fixtures exercise, over all of them. */
+static struct {
+    int norms, routed_scaling, qwen_sparse_step, qwen_mlp_only;
+} cover;
 
 typedef struct {
     int k, H;
@@ -50,6 +59,69 @@ static double max_diff(json_t *ref, const float *got, size_t n, int *bad_len)
             md = isnan(d) ? INFINITY : d;
     }
     return md;
+}
+
+/* max |w - 1| of a norm weight (its values are left in *keep); -1 when the model has none */
+static double norm_dev(const sm_model *m, sm_wrole role, int layer, float **keep, int64_t *len)
+{
+    sm_weight w;
+    if (!sm_model_has(m, role, layer) || sm_model_weight(m, role, layer, 0, &w))
+        return -1;
+    int64_t n = w.rows * w.cols;
+    float *v = malloc(sizeof(float) * (size_t)n);
+    sm_weight_to_f32(&w, v);
+    double d = 0;
+    for (int64_t i = 0; i < n; i++)
+        d = fmax(d, fabs(v[i] - 1.0));
+    *keep = v;
+    *len = n;
+    return d;
+}
+
+static void cover_features(const sm_model *m, const char *what)
+{
+    const sm_config *c = sm_model_config(m);
+    /* Every norm is 1 ± noise and no two of a layer are equal: using the wrong one shows. */
+    static const sm_wrole roles[] = {SM_W_ATTN_NORM, SM_W_FFN_NORM, SM_W_Q_NORM, SM_W_K_NORM};
+    int good = 1, seen = 0;
+    for (int L = -1; L < c->n_layers; L++) {
+        float *v[4] = {0};
+        int64_t n[4] = {0};
+        for (int r = 0; r < (L < 0 ? 1 : 4); r++) {
+            double d = norm_dev(m, L < 0 ? SM_W_FINAL_NORM : roles[r], L < 0 ? -1 : L, &v[r], &n[r]);
+            if (d >= 0) {
+                seen++;
+                good &= d > 0.05;
+            }
+        }
+        for (int a = 0; a < 4; a++)
+            for (int b = a + 1; b < 4; b++)
+                if (v[a] && v[b] && n[a] == n[b])
+                    good &= memcmp(v[a], v[b], sizeof(float) * (size_t)n[a]) != 0;
+        for (int r = 0; r < 4; r++)
+            free(v[r]);
+    }
+    CHECK(good && seen >= 2 * c->n_layers + 1, "%s: %d norm weights, none all 1, none equal to another", what,
+          seen);
+    cover.norms += good;
+    if (c->arch == SM_ARCH_DEEPSEEK && c->routed_scaling != 1.0)
+        cover.routed_scaling++;
+    if (c->arch == SM_ARCH_QWEN2_MOE || c->arch == SM_ARCH_QWEN3_MOE) {
+        /* dense layers, by the key that makes them dense */
+        char p[600];
+        snprintf(p, sizeof p, "%s/config.json", sm_model_dir(m));
+        json_t *cfg = json_load_file(p, 0, NULL);
+        json_int_t step = json_integer_value(json_object_get(cfg, "decoder_sparse_step"));
+        int by_step = 0, by_list = 0;
+        for (int L = 0; L < c->n_layers; L++)
+            if (!c->is_moe[L] && step > 1 && (L + 1) % step)
+                by_step++;
+            else if (!c->is_moe[L])
+                by_list++;
+        cover.qwen_sparse_step += by_step > 0;
+        cover.qwen_mlp_only += by_list > 0;
+        json_decref(cfg);
+    }
 }
 
 static void run_fixture(const char *path)
@@ -96,6 +168,7 @@ static void run_fixture(const char *path)
     CHECK(m != NULL, "%s: model opens %s", what, m ? "" : sm_errmsg());
     if (m) {
         const sm_config *c = sm_model_config(m);
+        cover_features(m, what);
         int n_seq = (int)json_integer_value(json_object_get(fx, "n_seq"));
         int T = (int)json_integer_value(json_object_get(fx, "seq_len"));
         size_t n = (size_t)n_seq * T;
@@ -308,10 +381,63 @@ static void test_chunks(const char *demo)
     sm_model_close(m);
 }
 
+/* synth's mlp_only_layers (no command-line option): the listed qwen layers are dense, with the
+ * same weights as the layout --sparse-step gives, and the config says so. */
+static void test_synth_mlp_only(void)
+{
+    char tmpl[] = "/tmp/test_forward.XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    char a[300], b[300], x[300];
+    snprintf(a, sizeof a, "%s/a", tmp);
+    snprintf(b, sizeof b, "%s/b", tmp);
+    int list[] = {0, 2};
+    sm_synth_opts o;
+    sm_synth_defaults(&o, SM_ARCH_QWEN3_MOE);
+    o.layers = 3, o.hidden = 16, o.intermediate = 8, o.experts = 4, o.vocab = 32, o.dense_intermediate = 24;
+    o.quiet = true;
+    o.mlp_only_layers = list;
+    o.n_mlp_only_layers = 2;
+    int ra = sm_mkdirs(a) || sm_synth_write(&o, a);
+    sm_synth_opts s = o;
+    s.mlp_only_layers = NULL, s.n_mlp_only_layers = 0, s.sparse_step = 2;
+    int rb = sm_mkdirs(b) || sm_synth_write(&s, b);
+    CHECK(ra == 0 && rb == 0, "synth with mlp_only_layers [0, 2] and with --sparse-step 2");
+    sm_model *m = sm_model_open(a);
+    CHECK(m != NULL, "the mlp_only_layers model opens %s", m ? "" : sm_errmsg());
+    if (m) {
+        const bool *moe = sm_model_config(m)->is_moe;
+        CHECK(!moe[0] && moe[1] && !moe[2], "layers 0 and 2 dense, 1 MoE");
+        sm_model_close(m);
+    }
+    size_t na = 0, nb = 0;
+    snprintf(x, sizeof x, "%s/model.safetensors", a);
+    char *da = sm_read_file(x, 1 << 24, &na);
+    snprintf(x, sizeof x, "%s/model.safetensors", b);
+    char *db = sm_read_file(x, 1 << 24, &nb);
+    CHECK(da && db && na == nb && memcmp(da, db, na) == 0, "the same weights as --sparse-step 2 (%zu bytes)", na);
+    free(da), free(db);
+    snprintf(x, sizeof x, "%s/config.json", a);
+    json_t *cfg = json_load_file(x, 0, NULL);
+    json_t *mo = json_object_get(cfg, "mlp_only_layers");
+    CHECK(json_array_size(mo) == 2 && json_integer_value(json_array_get(mo, 1)) == 2, "config mlp_only_layers [0, 2]");
+    json_decref(cfg);
+    list[1] = 3;
+    CHECK(sm_synth_check(&o) != 0, "mlp_only_layers 3 of 3 layers refused: %s", sm_errmsg());
+    list[1] = 2;
+    sm_synth_defaults(&s, SM_ARCH_MIXTRAL);
+    s.mlp_only_layers = list, s.n_mlp_only_layers = 1;
+    CHECK(sm_synth_check(&s) != 0, "mlp_only_layers for mixtral refused: %s", sm_errmsg());
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+}
+
 int main(void)
 {
     test_kernels();
     test_chunks(getenv("DEMO"));
+    test_synth_mlp_only();
     const char *src = getenv("SRCDIR");
     static const char *const archs[] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek"};
     static const char *const layouts[] = {"per-expert", "fused"};
@@ -321,5 +447,10 @@ int main(void)
             snprintf(p, sizeof p, "%s/tests/fixtures/fwd-%s-%s.json", src ? src : ".", archs[a], layouts[l]);
             run_fixture(p);
         }
+    CHECK(cover.norms == 10, "random norm weights in all %d fixtures", cover.norms);
+    CHECK(cover.routed_scaling == 2, "routed_scaling_factor != 1 in %d deepseek fixtures", cover.routed_scaling);
+    CHECK(cover.qwen_sparse_step >= 2, "qwen dense layers from decoder_sparse_step in %d fixtures",
+          cover.qwen_sparse_step);
+    CHECK(cover.qwen_mlp_only >= 2, "qwen dense layers from mlp_only_layers in %d fixtures", cover.qwen_mlp_only);
     return tu_done();
 }
