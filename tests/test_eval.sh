@@ -82,16 +82,21 @@ check "changed settings: recomputed" 'echo "$out" | grep -q "with statistics"'
 check "too few tokens: clear error, no output" '[ $? -eq 1 ] && grep -q "t.u32 holds 4096 tokens" "$tmp/c2" && [ ! -e "$tmp/act3.st" ]'
 check "no temporary files left" '[ -z "$(ls "$tmp" | grep "tmp")" ]'
 
-# The bundled demo model against its PyTorch reference (when the demo has been built).
-if [ -f "$DEMO/reference.json" ]; then
-    ref=$(sed -n 's/.*"heldout_ppl": *\([0-9.eE+-]*\).*/\1/p' "$DEMO/reference.json" | head -n 1)
-    sl=$(sed -n 's/.*"seq_len": *\([0-9]*\).*/\1/p' "$DEMO/reference.json" | head -n 1)
-    got=$("$SUBMOE" eval "$DEMO" --tokens "$SRCDIR/data/heldout.u32" --seq-len "${sl:-256}" --quiet)
-    check "demo held-out perplexity $got vs PyTorch $ref (0.1%)" \
-        'awk -v a="$got" -v b="$ref" "BEGIN { d = (a - b) / b; if (d < 0) d = -d; exit !(d <= 0.001) }"'
-else
-    echo "# $DEMO/reference.json absent: demo perplexity check skipped"
-fi
+# The bundled demo models (upcycled and trained from scratch) against their PyTorch reference
+# (when the demo has been built).
+check_reference() { # NAME DIR
+    if [ -f "$2/reference.json" ]; then
+        ref=$(sed -n 's/.*"heldout_ppl": *\([0-9.eE+-]*\).*/\1/p' "$2/reference.json" | head -n 1)
+        sl=$(sed -n 's/.*"seq_len": *\([0-9]*\).*/\1/p' "$2/reference.json" | head -n 1)
+        got=$("$SUBMOE" eval "$2" --tokens "$SRCDIR/data/heldout.u32" --seq-len "${sl:-256}" --quiet)
+        check "$1 held-out perplexity $got vs PyTorch $ref (0.1%)" '[ -n "$ref" ] &&
+            awk -v a="$got" -v b="$ref" "BEGIN { d = (a - b) / b; if (d < 0) d = -d; exit !(d <= 0.001) }"'
+    else
+        echo "# $2/reference.json absent: $1 perplexity check skipped"
+    fi
+}
+check_reference demo "$DEMO"
+check_reference demo-scratch "$SRCDIR/data/demo-scratch"
 
 echo "$n checks, $fail failed"
 [ $fail -eq 0 ]
