@@ -80,6 +80,89 @@ static int write_misaligned_copy(const char *src, const char *dst)
     return ok && o ? 0 : -1;
 }
 
+/* A foreign activations file of more rows than SM_CALIB_MAX_ROWS: sm_calib_inputs gives a
+ * bounded, evenly spaced sample of fit and held-out rows (reported by sm_calib_rows), while the
+ * statistics still cover every fit row, streamed from the file: they equal sm_engine_analyse
+ * on all fit rows in memory, bit for bit. */
+static void test_large_foreign(sm_model *m)
+{
+    const sm_config *cfg = sm_model_config(m);
+    const int64_t rows = 10000, H = cfg->hidden; /* more than SM_CALIB_MAX_ROWS; a quarter held out */
+    float *x = malloc(sizeof(float) * (size_t)(rows * H));
+    sm_rng r;
+    sm_rng_seed(&r, 99);
+    for (int64_t i = 0; i < rows * H; i++)
+        x[i] = (float)sm_rng_normal(&r);
+    char path[300];
+    snprintf(path, sizeof path, "%s/large.st", tmp);
+    st_writer *w = st_writer_new();
+    int64_t sh[2] = {rows, H};
+    for (int l = 0; l < cfg->n_layers; l++)
+        if (cfg->is_moe[l]) {
+            char name[64];
+            snprintf(name, sizeof name, "layers.%d.moe_input", l);
+            st_writer_declare(w, name, SM_DT_F32, 2, sh);
+        }
+    int ok = st_writer_begin(w, path) == 0;
+    for (int l = 0; ok && l < cfg->n_layers; l++)
+        if (cfg->is_moe[l])
+            ok = st_writer_write_f32(w, x, (size_t)(rows * H)) == 0;
+    ok = ok && st_writer_finish(w) == 0;
+    st_writer_free(w);
+    sm_calib *c = ok ? sm_calib_read(m, path, -1) : NULL;
+    CHECK(c != NULL, "activations file of %lld rows reads %s", (long long)rows, c ? "" : sm_errmsg());
+    if (!c) {
+        free(x);
+        return;
+    }
+    const int64_t F = rows - rows / 4, HO = rows / 4;
+    const float *fit, *held;
+    int64_t mf = 0, mh = 0, fr = 0, hr = 0, fu = 0, hu = 0;
+    /* SM_CALIB_MAX_ROWS rows split like the file: floor(MAX · 2500 / 10000) held out (2048 of
+     * 8192), the rest fit (6144). */
+    const int64_t want_h = SM_CALIB_MAX_ROWS * HO / rows, want_f = SM_CALIB_MAX_ROWS - want_h;
+    CHECK(SM_CALIB_MAX_ROWS < rows && sm_calib_inputs(c, 1, &fit, &mf, &held, &mh) == 0 && mf == want_f &&
+              mh == want_h,
+          "inputs bounded to SM_CALIB_MAX_ROWS = %d: %lld fit + %lld held-out rows", SM_CALIB_MAX_ROWS,
+          (long long)mf, (long long)mh);
+    CHECK(sm_calib_rows(c, 1, &fr, &hr, &fu, &hu) == 0 && fr == F && hr == HO && fu == mf && hu == mh,
+          "sm_calib_rows reports %lld of %lld fit and %lld of %lld held-out rows used", (long long)fu,
+          (long long)fr, (long long)hu, (long long)hr);
+    int same = mf == want_f && mh == want_h;
+    for (int64_t j = 0; same && j < mf; j++)
+        same = !memcmp(fit + j * H, x + (j * F / mf) * H, sizeof(float) * (size_t)H);
+    for (int64_t j = 0; same && j < mh; j++)
+        same = !memcmp(held + j * H, x + (F + j * HO / mh) * H, sizeof(float) * (size_t)H);
+    CHECK(same, "the sample is rows j·F/n of the fit part and F + j·H/n of the held-out part");
+    sm_moe_layer ml;
+    const sm_layer_analysis *a = NULL;
+    sm_layer_analysis ref;
+    CHECK(sm_moe_layer_load(m, 1, &ml) == 0, "layer 1 loads");
+    sm_analysis_opts ao = {.sample = 512, .grams = true, .weight_sim = true};
+    int rc = sm_calib_analysis(c, 1, &ml.block, true, NULL, &a);
+    rc |= sm_engine_analyse(&ml.block, x, F, &ao, NULL, &ref);
+    CHECK(rc == 0 && a->tokens == F, "statistics cover all %lld fit rows (%lld)", (long long)F,
+          rc ? -1LL : (long long)a->tokens);
+    if (rc == 0) {
+        int grams = 1;
+        for (int e = 0; e < ref.n; e++)
+            grams &= !memcmp(a->gram_in[e], ref.gram_in[e], sizeof(float) * (size_t)(H * H)) &&
+                     !memcmp(a->gram_mid[e], ref.gram_mid[e], sizeof(float) * (size_t)(ref.inter * ref.inter));
+        /* sm_calib_analysis rounds similarities to float (the file's precision): do the same. */
+        for (int i = 0; i < ref.n * ref.n; i++) {
+            ref.sim_output[i] = (float)ref.sim_output[i];
+            ref.sim_logit[i] = (float)ref.sim_logit[i];
+            ref.sim_weight[i] = (float)ref.sim_weight[i];
+        }
+        CHECK(same_analysis(a, &ref) && grams,
+              "streamed from the file = sm_engine_analyse on every fit row in memory (bit for bit, Grams too)");
+        sm_layer_analysis_free(&ref);
+    }
+    sm_moe_layer_free(&ml);
+    sm_calib_free(c);
+    free(x);
+}
+
 /* The demo: a capture's statistics read back from the stats file equal a fresh computation. */
 static void test_demo_cache(const char *demo, const char *srcdir)
 {
@@ -202,6 +285,7 @@ static void test_demo_cache(const char *demo, const char *srcdir)
     }
     sm_calib_free(cf);
     sm_calib_free(c);
+    test_large_foreign(m);
 
     /* Errors: a missing layer, a wrong width. */
     w = st_writer_new();

@@ -10,6 +10,7 @@
 #include "util/mem.h"
 
 #define DEFAULT_BLOCK 256
+_Static_assert(SM_PRUNE_OUTPUT_REF_ROWS % DEFAULT_BLOCK == 0, "reference rows must be whole blocks");
 #define DEFAULT_SAMPLE 512
 
 /* ---- analysis ------------------------------------------------------------------------------ */
@@ -83,14 +84,40 @@ static void symmetrize(float *m, int64_t n)
             m[j * n + i] = m[i * n + j];
 }
 
+typedef struct {
+    const float *x;
+    int64_t h;
+} memory_rows;
+
+static const float *rows_in_memory(void *ctx, int64_t t0, int64_t n, float *buf)
+{
+    const memory_rows *r = ctx;
+    (void)n, (void)buf;
+    return r->x + t0 * r->h;
+}
+
 int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
                       const sm_analysis_opts *opts, const sm_monitor *mon,
                       sm_layer_analysis *a)
 {
+    memory_rows mr = {x, b ? b->hidden : 0};
+    sm_row_source src = {m, rows_in_memory, &mr};
+    if (!x) {
+        memset(a, 0, sizeof *a);
+        return sm_err("analysis needs calibration inputs");
+    }
+    return sm_engine_analyse_rows(b, &src, opts, mon, a);
+}
+
+int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
+                           const sm_analysis_opts *opts, const sm_monitor *mon,
+                           sm_layer_analysis *a)
+{
     memset(a, 0, sizeof *a);
     if (block_is_plain(b) != 0)
         return -1;
-    if (!x || m <= 0)
+    const int64_t m = source ? source->m : 0;
+    if (!source || !source->rows || m <= 0)
         return sm_err("analysis needs calibration inputs");
     const int n = b->n_experts, k = b->rule.top_k;
     const int64_t h = b->hidden, inter = b->experts[0].gate.out;
@@ -112,10 +139,10 @@ int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
     double *zsum = sm_zalloc((size_t)n, sizeof(double)), *zz = sm_zalloc((size_t)n * n, sizeof(double));
     double *shift = sm_zalloc((size_t)n, sizeof(double));
     float *zc = sm_alloc_f32((size_t)(blk * n)), *pz = sm_alloc_f32((size_t)n * n);
-    float *xs = NULL, *g = NULL, *u = NULL, *tmp = NULL;
+    float *xs = NULL, *g = NULL, *u = NULL, *tmp = NULL, *xbuf = sm_alloc_f32((size_t)(blk * h));
     int rc = -1;
     if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !z || !w ||
-        !idx || !zsum || !zz || !shift || !zc || !pz)
+        !idx || !zsum || !zz || !shift || !zc || !pz || !xbuf)
         goto done;
     if (opts && opts->grams) {
         a->gram_in = sm_zalloc((size_t)n, sizeof(float *));
@@ -148,7 +175,9 @@ int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
         if (sm_monitor_check(mon) != 0)
             goto done;
         const int64_t mb = m - t0 < blk ? m - t0 : blk;
-        const float *xb = x + t0 * h;
+        const float *xb = source->rows(source->ctx, t0, mb, xbuf);
+        if (!xb)
+            goto done;
         sm_route_logits(xb, mb, h, b->router, n, z);
         if (sm_route_select(&b->rule, z, mb, n, idx, w) != 0)
             goto done;
@@ -188,8 +217,13 @@ int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
     }
 
     /* Every expert on the evenly spaced token sample. */
-    for (int64_t j = 0; j < sample; j++)
-        memcpy(xs + j * h, x + (j * m / sample) * h, sizeof(float) * (size_t)h);
+    for (int64_t j = 0; j < sample; j++) {
+        const float *row = source->rows(source->ctx, j * m / sample, 1, xs + j * h);
+        if (!row)
+            goto done;
+        if (row != xs + j * h)
+            memcpy(xs + j * h, row, sizeof(float) * (size_t)h);
+    }
     for (int e = 0; e < n; e++) {
         if (sm_monitor_check(mon) != 0)
             goto done;
@@ -230,7 +264,7 @@ int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
     rc = 0;
 done:
     free(z), free(w), free(idx), free(zsum), free(zz), free(shift), free(zc), free(pz);
-    free(xs), free(g), free(u), free(tmp);
+    free(xs), free(g), free(u), free(tmp), free(xbuf);
     if (rc != 0)
         sm_layer_analysis_free(a);
     return rc;
@@ -352,8 +386,8 @@ static int select_layer(const sm_moe_block *src, const int *keep, int k, sm_merg
 typedef struct prune_ctx {
     const sm_moe_block *src;
     const float *x;
-    int64_t m;
-    float *yref, *y;
+    int64_t m, cached;  /* rows; leading rows whose reference outputs are kept in yref */
+    float *yref, *y, *yr;
     float *rows;
     sm_expert *experts;
 } prune_ctx;
@@ -377,9 +411,15 @@ static int prune_subset_error(void *vctx, const int *keep, int k, double *err)
     const int64_t blk = DEFAULT_BLOCK, h = s->hidden;
     for (int64_t t0 = 0; t0 < c->m; t0 += blk) {
         int64_t mb = c->m - t0 < blk ? c->m - t0 : blk;
+        const float *ref = c->yref + t0 * h;
+        if (t0 + mb > c->cached) { /* beyond the kept reference outputs: recompute this block's */
+            if (sm_moe_forward(s, c->x + t0 * h, mb, c->yr, NULL) != 0)
+                return -1;
+            ref = c->yr;
+        }
         if (sm_moe_forward(&b, c->x + t0 * h, mb, c->y, NULL) != 0)
             return -1;
-        sm_error_acc_add(&acc, c->yref + t0 * h, c->y, mb * h);
+        sm_error_acc_add(&acc, ref, c->y, mb * h);
     }
     *err = sm_error_acc_value(&acc);
     return 0;
@@ -391,19 +431,21 @@ static int prune_by_output(const sm_moe_block *src, int k, const float *x, int64
     if (!x || m <= 0)
         return sm_err("prune-output needs calibration inputs");
     const int64_t h = src->hidden;
-    prune_ctx c = {src, x, m, sm_alloc_f32((size_t)(m * h)),
-                   sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)),
+    /* SM_PRUNE_OUTPUT_REF_ROWS is a multiple of the block, so a block is kept whole or not at all. */
+    const int64_t cached = m < SM_PRUNE_OUTPUT_REF_ROWS ? m : SM_PRUNE_OUTPUT_REF_ROWS;
+    prune_ctx c = {src, x, m, cached, sm_alloc_f32((size_t)(cached * h)),
+                   sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)), sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)),
                    sm_alloc_f32((size_t)(src->n_experts * h)),
                    sm_alloc((size_t)src->n_experts, sizeof(sm_expert))};
-    int rc = c.yref && c.y && c.rows && c.experts ? 0 : -1;
-    for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += DEFAULT_BLOCK) {
-        int64_t mb = m - t0 < DEFAULT_BLOCK ? m - t0 : DEFAULT_BLOCK;
+    int rc = c.yref && c.y && c.yr && c.rows && c.experts ? 0 : -1;
+    for (int64_t t0 = 0; rc == 0 && t0 < cached; t0 += DEFAULT_BLOCK) {
+        int64_t mb = cached - t0 < DEFAULT_BLOCK ? cached - t0 : DEFAULT_BLOCK;
         rc = sm_moe_forward(src, x + t0 * h, mb, c.yref + t0 * h, NULL);
     }
     sm_prune_result res;
     if (rc == 0)
         rc = sm_prune_output(src->n_experts, k, prune_subset_error, &c, 0, mon, keep, &res);
-    free(c.yref), free(c.y), free(c.rows), free(c.experts);
+    free(c.yref), free(c.y), free(c.yr), free(c.rows), free(c.experts);
     return rc;
 }
 

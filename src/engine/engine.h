@@ -33,7 +33,10 @@
 typedef struct sm_analysis_opts {
     int64_t block;     /* tokens per forward block (0 = 256) */
     int64_t sample;    /* tokens whose expert outputs are kept (0 = min(m, 512)), evenly spaced */
-    bool grams;        /* accumulate input Grams for submoe-whitened (n·(H² + I²) floats) */
+    bool grams;        /* accumulate input Grams for submoe-whitened: n·(H² + I²) floats, kept
+                        * for the layer's whole merge — 6.6 GiB for Mixtral-8x7B (8 experts,
+                        * H 4096, I 14336; 6.1 GiB of it gram_mid), 2.3 GiB for Qwen3-30B-A3B
+                        * (128 experts, H 2048, I 768), independent of m */
     bool weight_sim;   /* compute weight similarity (dense experts only) */
 } sm_analysis_opts;
 
@@ -50,9 +53,28 @@ typedef struct sm_layer_analysis {
     float **gram_mid;   /* n × (inter × inter) or NULL: same for the down projection's inputs */
 } sm_layer_analysis;
 
+/* x: m × hidden calibration inputs in memory. Scratch memory is O((block + sample) · (hidden +
+ * inter)) plus the statistics themselves (and the Grams when asked for), whatever m is. */
 int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
                       const sm_analysis_opts *opts, const sm_monitor *mon,
                       sm_layer_analysis *out);
+
+/* Calibration inputs supplied block by block, for inputs that are not in memory as one f32
+ * array (a file in another dtype, or larger than memory): rows(ctx, t0, n, buf) returns a
+ * pointer to rows [t0, t0 + n) of the m × hidden inputs, either into the source's own storage
+ * or into buf (n × hidden floats, which it may fill); NULL with a message on failure. The
+ * engine asks for blocks of at most opts->block rows, in order, then for single sample rows. */
+typedef struct sm_row_source {
+    int64_t m;
+    const float *(*rows)(void *ctx, int64_t t0, int64_t n, float *buf);
+    void *ctx;
+} sm_row_source;
+
+/* sm_engine_analyse on a row source: the same statistics, bit for bit, as on the same rows in
+ * memory; memory bounded by the block and sample sizes, not by m. */
+int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *src,
+                           const sm_analysis_opts *opts, const sm_monitor *mon,
+                           sm_layer_analysis *out);
 void sm_layer_analysis_free(sm_layer_analysis *a);
 sm_outputs sm_layer_analysis_outputs(const sm_layer_analysis *a);
 
@@ -99,9 +121,19 @@ typedef struct sm_merged_layer {
     double align_corr;          /* aligned merges: mean correlation of matched neurons (else 0) */
 } sm_merged_layer;
 
+/* prune-output keeps the reference (original block) outputs of at most this many leading rows
+ * of x in memory (64 MiB at H = 4096) and recomputes those of later rows block by block for
+ * every candidate subset: memory bounded by this, not by m. */
+#define SM_PRUNE_OUTPUT_REF_ROWS 4096
+
 /* Merge (or prune) a layer. assign/k: the clusters (ignored by keep; for pruning, k is the
- * number of experts kept). x/m: calibration inputs for collapse-lstsq and prune-output
- * (may be NULL/0 otherwise). */
+ * number of experts kept). x/m: calibration inputs for collapse-lstsq, prune-output and
+ * alignment (may be NULL/0 otherwise).
+ * Memory, besides the result: alignment 2·min(m, SM_ALIGN_MAX_ROWS)·I + I² floats per aligned
+ * member (align.h); submoe-whitened per matrix the members' whitening factors n·in² floats, the
+ * whitened copies n·out·in floats, one in² double Cholesky workspace and the union Gram
+ * (merge.h) — at Mixtral's down projection (in = I = 14336) for 2 members about 3.6 GiB; this is
+ * on top of the analysis' Grams (sm_analysis_opts.grams). */
 int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign,
                     int k, const sm_layer_spec *spec, const float *x, int64_t m,
                     const sm_monitor *mon, sm_merged_layer *out);

@@ -9,6 +9,12 @@
  *                    parameters. Damping λ_i = damping · mean(diag C_i) (relative, default
  *                    1e-2; a member with an all-zero Gram uses the members' mean diagonal, and
  *                    1 if every Gram is zero). Full rank stores W̄ densely.
+ *                    Memory per call, besides the result: the members' factors S_i (n·in²
+ *                    floats), the whitened copies W'_i (n·out·in floats), an in×in double
+ *                    Cholesky workspace and the union Gram (min(out, n·in)² floats); for a
+ *                    2-member cluster of Mixtral's down projection (in = 14336) about 3.6 GiB.
+ *                    The Grams C_i themselves (n·(H² + I²) floats per layer) come from the
+ *                    analysis (engine.h, sm_analysis_opts.grams).
  *                    Factor split: on the Gram's right side (out > n·in) A = W'_cat V'_r =
  *                    U'_r Σ'_r and B = Σ_i f̃_i V'_{i,r}ᵀ S_i⁻¹ (the paper's literal form); on
  *                    the left side A = U'_r, B = U'_rᵀ W̄ (no division by small σ). Same A·B.

@@ -36,7 +36,8 @@ void sm_calib_spec_default(sm_calib_spec *s)
 typedef struct {
     int64_t rows;                /* m in the file */
     const sm_tensor *x, *counts, *outputs, *sim[3]; /* sim: output, logit, weight */
-    float *xf;                   /* converted inputs (cached) */
+    float *xf;                   /* converted inputs (cached): the fit then the held-out sample */
+    int64_t xf_fit, xf_held;     /* rows of each in xf */
     sm_layer_analysis *an;       /* cached statistics */
     bool an_grams;
 } calib_layer;
@@ -603,6 +604,55 @@ static calib_layer *get_layer(sm_calib *c, int l)
     return &c->layer[l];
 }
 
+/* How many fit and held-out rows of a layer sm_calib_inputs materialises: all of them up to
+ * SM_CALIB_MAX_ROWS, else SM_CALIB_MAX_ROWS split in the file's proportion (at least one
+ * held-out row when the file has any). */
+static void input_rows(const sm_calib *c, const calib_layer *cl, int64_t *nf, int64_t *nh)
+{
+    int64_t held = c->heldout, fit = cl->rows - held;
+    if (cl->rows <= SM_CALIB_MAX_ROWS) {
+        *nf = fit, *nh = held;
+        return;
+    }
+    int64_t h = (int64_t)((double)SM_CALIB_MAX_ROWS * (double)held / (double)cl->rows);
+    *nh = held > 0 && h < 1 ? 1 : h;
+    *nf = SM_CALIB_MAX_ROWS - *nh;
+}
+
+/* Convert `n` rows of layer cl's inputs starting at file row `row` into dst (n × H); -1 with a
+ * message when a value is not finite. */
+static int convert_rows(const sm_calib *c, const calib_layer *cl, int64_t row, int64_t n, float *dst)
+{
+    const int64_t H = cl->x->shape[1];
+    const size_t esz = sm_dtype_size(cl->x->dtype);
+    const unsigned char *src = (const unsigned char *)cl->x->data + (size_t)row * (size_t)H * esz;
+    sm_to_f32(cl->x->dtype, src, dst, (size_t)(n * H));
+    for (int64_t i = 0; i < n * H; i++)
+        if (!isfinite(dst[i]))
+            return sm_err("%s: tensor 'layers.%d.moe_input': row %" PRId64 " has a non-finite value",
+                          sm_calib_path(c), (int)(cl - c->layer), row + i / H);
+    return 0;
+}
+
+int sm_calib_rows(sm_calib *c, int layer, int64_t *fit_rows, int64_t *held_rows, int64_t *fit_used,
+                  int64_t *held_used)
+{
+    calib_layer *cl = get_layer(c, layer);
+    if (!cl)
+        return -1;
+    int64_t nf, nh;
+    input_rows(c, cl, &nf, &nh);
+    if (fit_rows)
+        *fit_rows = cl->rows - c->heldout;
+    if (held_rows)
+        *held_rows = c->heldout;
+    if (fit_used)
+        *fit_used = nf;
+    if (held_used)
+        *held_used = nh;
+    return 0;
+}
+
 int sm_calib_inputs(sm_calib *c, int layer, const float **fit, int64_t *m_fit, const float **held, int64_t *m_held)
 {
     calib_layer *cl = get_layer(c, layer);
@@ -610,28 +660,59 @@ int sm_calib_inputs(sm_calib *c, int layer, const float **fit, int64_t *m_fit, c
         return -1;
     int64_t H = cl->x->shape[1];
     if (!cl->xf) {
-        if (!(cl->xf = sm_alloc_f32((size_t)cl->rows * (size_t)H)))
+        int64_t nf, nh, F = cl->rows - c->heldout;
+        input_rows(c, cl, &nf, &nh);
+        if (!(cl->xf = sm_alloc_f32((size_t)(nf + nh) * (size_t)H)))
             return -1;
-        sm_to_f32(cl->x->dtype, cl->x->data, cl->xf, (size_t)cl->rows * (size_t)H);
+        int rc = 0;
+        if (nf == F && nh == c->heldout) { /* every row */
+            rc = convert_rows(c, cl, 0, cl->rows, cl->xf);
+        } else { /* evenly spaced rows of each part, in file order */
+            for (int64_t j = 0; rc == 0 && j < nf; j++)
+                rc = convert_rows(c, cl, j * F / nf, 1, cl->xf + j * H);
+            for (int64_t j = 0; rc == 0 && j < nh; j++)
+                rc = convert_rows(c, cl, F + j * c->heldout / nh, 1, cl->xf + (nf + j) * H);
+        }
         st_release(cl->x->data, cl->x->nbytes);
-        for (int64_t i = 0; i < cl->rows * H; i++)
-            if (!isfinite(cl->xf[i])) {
-                free(cl->xf);
-                cl->xf = NULL;
-                return sm_err("%s: tensor 'layers.%d.moe_input': row %" PRId64 " has a non-finite value",
-                              sm_calib_path(c), layer, i / H);
-            }
+        if (rc) {
+            free(cl->xf);
+            cl->xf = NULL;
+            return -1;
+        }
+        cl->xf_fit = nf, cl->xf_held = nh;
     }
-    int64_t nf = cl->rows - c->heldout;
     if (fit)
         *fit = cl->xf;
     if (m_fit)
-        *m_fit = nf;
+        *m_fit = cl->xf_fit;
     if (held)
-        *held = cl->xf + nf * H;
+        *held = cl->xf + cl->xf_fit * H;
     if (m_held)
-        *m_held = c->heldout;
+        *m_held = cl->xf_held;
     return 0;
+}
+
+/* The fit rows of a layer as an engine row source: converted block by block from the file (the
+ * converted pages are released as it goes), or served from xf when it holds all of them. */
+typedef struct {
+    const sm_calib *c;
+    const calib_layer *cl;
+    int64_t H;
+} file_rows;
+
+static const float *rows_from_file(void *ctx, int64_t t0, int64_t n, float *buf)
+{
+    file_rows *r = ctx;
+    const calib_layer *cl = r->cl;
+    if (cl->xf && cl->xf_fit == cl->rows - r->c->heldout)
+        return cl->xf + t0 * r->H;
+    if (convert_rows(r->c, cl, t0, n, buf))
+        return NULL;
+    if (n > 1) {
+        size_t rb = (size_t)r->H * sm_dtype_size(cl->x->dtype);
+        st_release((const unsigned char *)cl->x->data + (size_t)t0 * rb, (uint64_t)((size_t)n * rb));
+    }
+    return buf;
 }
 
 static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_layer_analysis *a)
@@ -676,10 +757,7 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
         *out = cl->an;
         return 0;
     }
-    const float *x;
-    int64_t m_fit;
-    if (sm_calib_inputs(c, layer, &x, &m_fit, NULL, NULL))
-        return -1;
+    const int64_t m_fit = cl->rows - c->heldout; /* statistics use every fit row of the file */
     sm_layer_analysis *a = sm_zalloc(1, sizeof *a);
     if (!a)
         return -1;
@@ -691,7 +769,9 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
     } else {
         int64_t sample = c->stats ? cl->outputs->shape[1] : meta_int(c->f, "sample", DEFAULT_SAMPLE);
         sm_analysis_opts ao = {.sample = sample > 0 ? sample : DEFAULT_SAMPLE, .grams = grams, .weight_sim = true};
-        rc = sm_engine_analyse(block, x, m_fit, &ao, mon, a);
+        file_rows fr = {c, cl, cl->x->shape[1]};
+        sm_row_source src = {m_fit, rows_from_file, &fr};
+        rc = sm_engine_analyse_rows(block, &src, &ao, mon, a);
         if (rc)
             sm_err_prefix("layer %d statistics", layer);
         else

@@ -72,12 +72,25 @@ int sm_calib_file_fingerprint(const char *path, uint64_t *out);
 const char *sm_calib_path(const sm_calib *c);   /* the file, or "(temporary)" */
 bool sm_calib_has_stats(const sm_calib *c);     /* the file carried statistics */
 
-/* Inputs of MoE layer L: fit rows then held-out rows (views valid until release/free). */
+/* Inputs of MoE layer L as f32: fit rows then held-out rows (views valid until release/free),
+ * used for router fits, prune-output, alignment and error previews. Memory is bounded: a layer
+ * of more than SM_CALIB_MAX_ROWS rows (a large foreign activations file, or a capture with a
+ * large `keep`) gives SM_CALIB_MAX_ROWS rows, split between fit and held-out in the file's
+ * proportion (at least one held-out row if the file holds any), evenly spaced within each part
+ * and in file order; *m_fit and *m_held are the counts given. Up to SM_CALIB_MAX_ROWS rows,
+ * every row. 8192 rows are 128 MiB of f32 at H = 4096. */
+#define SM_CALIB_MAX_ROWS 8192
 int sm_calib_inputs(sm_calib *c, int layer, const float **fit, int64_t *m_fit,
                     const float **held, int64_t *m_held);
-/* Statistics of MoE layer L on its fit rows: read from the file, or computed with `block` (the
- * layer's fp32 experts, which may be NULL when the file has them and grams is false). grams:
- * also the per-expert input Grams (for submoe-whitened; always computed). Cached until release. */
+/* Rows of MoE layer L: in the file (fit and held-out) and those sm_calib_inputs gives (any
+ * pointer may be NULL), so a front end can report "using N of M rows". 0 or -1. */
+int sm_calib_rows(sm_calib *c, int layer, int64_t *fit_rows, int64_t *held_rows, int64_t *fit_used,
+                  int64_t *held_used);
+/* Statistics of MoE layer L on all of its fit rows (not only those sm_calib_inputs samples):
+ * read from the file, or computed with `block` (the layer's fp32 experts, which may be NULL
+ * when the file has them and grams is false), streaming the rows from the file block by block
+ * so memory does not grow with the row count. grams: also the per-expert input Grams (for
+ * submoe-whitened; always computed; n·(H² + I²) floats). Cached until release. */
 int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool grams,
                       const sm_monitor *mon, const sm_layer_analysis **out);
 /* Token windows that follow the calibration windows in the token file (at most
