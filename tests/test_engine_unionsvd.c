@@ -83,6 +83,10 @@ static void test_submoe_shapes(void)
         {2, 64, 64},  /* left */
         {4, 50, 10},  /* right */
         {1, 33, 29},  /* one member: plain truncated SVD */
+        /* out < in: the down projection's orientation (H × I), left Gram */
+        {2, 24, 40},
+        {3, 16, 60},
+        {2, 30, 100},
     };
     sm_rng rng;
     sm_rng_seed(&rng, 1234);
@@ -112,6 +116,18 @@ static void test_submoe_shapes(void)
         CHECK(d <= TOL_EXACT && a.rank == 0 && a.solver == SM_USVD_AUTO,
               "n=%d %dx%d (%s): full-rank submoe = freq-average, rel diff %.2e", n, out, in, side,
               d);
+        /* ... and equals the literal Eq. 8 at r = max rank from dgesdd of W_cat (the shortcut
+         * above is exact only if U Σ V_mᵀ with every singular triplet is W̄: this checks it). */
+        {
+            double *lit = malloc(sizeof(double) * (size_t)out * in);
+            double *proj = malloc(sizeof(double) * (size_t)out * in);
+            literal(n, out, in, w, fw, (int)maxr, lit, proj, NULL);
+            double dl = ref_rel_diff(a.w, lit, (int64_t)out * in);
+            CHECK(dl <= TOL_EXACT, "n=%d %dx%d: full-rank submoe = literal U_rΣ_r(V_mᵀ)_r at r = %lld, rel diff %.2e", n,
+                  out, in, (long long)maxr, dl);
+            free(lit);
+            free(proj);
+        }
         sm_merged_free(&a);
         /* Integer rank ≥ max rank is also the exact identity. */
         sm_merge_opts big = {.rank = {SM_RANK_COUNT, maxr, 0}};
@@ -246,12 +262,14 @@ static void test_randomized(void)
         CHECK(sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &orr, NULL, &c) == 0 &&
                   memcmp(c.w, b.w, sizeof(float) * (size_t)out * in) == 0,
               "randomized is deterministic for a seed");
-        /* AUTO on this size and a small rank prefers the randomized path. */
+        /* These Grams (300) are at most SM_USVD_AUTO_EIGEN_MAX: AUTO keeps the exact dense
+         * eigensolver even at r = 8 (test_auto_randomized covers larger Grams). */
         sm_merge_opts oa = {.rank = {SM_RANK_COUNT, 8, 0}};
         sm_merged e;
-        CHECK(sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &oa, NULL, &e) == 0 &&
-                  e.solver == (sm_usvd_max_rank(&set) > 512 ? SM_USVD_RANDOMIZED : SM_USVD_EIGEN),
-              "auto picks %s for r=8 of %lld", sm_usvd_solver_name(e.solver),
+        CHECK(sm_usvd_max_rank(&set) <= SM_USVD_AUTO_EIGEN_MAX &&
+                  sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &oa, NULL, &e) == 0 &&
+                  e.solver == SM_USVD_EIGEN,
+              "auto picks %s for r=8 of a %lld Gram", sm_usvd_solver_name(e.solver),
               (long long)sm_usvd_max_rank(&set));
         sm_merged_free(&a), sm_merged_free(&b), sm_merged_free(&c), sm_merged_free(&e);
         free_members(w, n);
@@ -298,10 +316,60 @@ static void test_randomized(void)
     free_members(w, n);
 }
 
+/* AUTO on a Gram larger than SM_USVD_AUTO_EIGEN_MAX with a small rank takes the randomized
+ * path, and its result matches the literal formula from dgesdd of W_cat. A spectral gap after
+ * r keeps the randomized subspace accurate: σ_r = 10·0.9^7 ≈ 4.8 vs σ_{r+1} = 0.05, so each
+ * pass over the Gram shrinks the leakage by (σ_{r+1}/σ_r)² ≈ 1e-4 and the float Gram's ~1e-6
+ * dominates; TOL_RANK as for the eigensolver (a wrong subspace gives O(1)). At a rank near the
+ * Gram size the estimated cost of the randomized path exceeds half a dense eigensolve and AUTO
+ * stays with EIGEN. */
+static void test_auto_randomized(void)
+{
+    const shape shapes[] = {{2, 600, 400}, {3, 900, 200}}; /* left Gram 600, right Gram 600 */
+    sm_rng rng;
+    sm_rng_seed(&rng, 77);
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int n = shapes[si].n, out = shapes[si].out, in = shapes[si].in, r = 8;
+        float **w = spectral_members(&rng, n, out, in, r, 0.05);
+        sm_matset set = {n, out, in, (const float *const *)w};
+        const int64_t dim = sm_usvd_max_rank(&set);
+        double freq[3] = {1, 3, 2}, fw[3], tot = 0;
+        for (int i = 0; i < n; i++)
+            tot += freq[i];
+        for (int i = 0; i < n; i++)
+            fw[i] = freq[i] / tot;
+        double *lit = malloc(sizeof(double) * (size_t)out * in);
+        double *proj = malloc(sizeof(double) * (size_t)out * in);
+        literal(n, out, in, w, fw, r, lit, proj, NULL);
+        sm_merge_opts o = {.rank = {SM_RANK_COUNT, r, 0}}; /* solver AUTO */
+        sm_merged a;
+        int rc = sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &o, NULL, &a);
+        CHECK(rc == 0 && dim > SM_USVD_AUTO_EIGEN_MAX && a.solver == SM_USVD_RANDOMIZED,
+              "n=%d %dx%d (%s Gram %lld > %d), r=%d: auto picks %s", n, out, in,
+              sm_usvd_gram_side(&set) == SM_USVD_LEFT ? "left" : "right", (long long)dim, SM_USVD_AUTO_EIGEN_MAX, r,
+              rc ? "?" : sm_usvd_solver_name(a.solver));
+        if (rc == 0) {
+            double dl = ref_rel_diff(a.w, lit, (int64_t)out * in), dp = ref_rel_diff(a.w, proj, (int64_t)out * in);
+            CHECK(dl <= TOL_RANK && dp <= TOL_RANK,
+                  "auto (randomized) = literal U_rΣ_r(V_mᵀ)_r from dgesdd, rel diff %.2e; = U_rU_rᵀW̄ %.2e", dl, dp);
+            sm_merged_free(&a);
+        }
+        sm_merge_opts ob = {.rank = {SM_RANK_COUNT, dim - 200, 0}};
+        rc = sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &ob, NULL, &a);
+        CHECK(rc == 0 && a.solver == SM_USVD_EIGEN, "r=%lld of %lld: auto picks %s", (long long)(dim - 200),
+              (long long)dim, rc ? "?" : sm_usvd_solver_name(a.solver));
+        if (rc == 0)
+            sm_merged_free(&a);
+        free(lit), free(proj);
+        free_members(w, n);
+    }
+}
+
 /* Whitened: A·B = U'_r U'_rᵀ W̄ with U' from dgesdd of [W_1 S_1 | …], S_i = chol(C_i + λ_i I). */
 static void test_whitened(void)
 {
-    const shape shapes[] = {{2, 30, 24}, {2, 80, 16}, {3, 20, 12}};
+    /* The last two have out < in (the down projection's orientation). */
+    const shape shapes[] = {{2, 30, 24}, {2, 80, 16}, {3, 20, 12}, {2, 16, 40}, {3, 12, 50}};
     sm_rng rng;
     sm_rng_seed(&rng, 4242);
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
@@ -472,6 +540,7 @@ int main(void)
     test_submoe_shapes();
     test_spectrum();
     test_randomized();
+    test_auto_randomized();
     test_whitened();
     test_weights_and_cancel();
     return tu_done();

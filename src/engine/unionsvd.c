@@ -17,8 +17,8 @@
 #define COST_EIG_F32 9.5
 #define COST_QR 11.0
 #define COST_LU 1.2
-/* AUTO never randomises a Gram this small: the eigensolve is cheap and exact. */
-#define AUTO_EIGEN_MAX 512
+/* AUTO never randomises a Gram of at most SM_USVD_AUTO_EIGEN_MAX (unionsvd.h): the eigensolve
+ * is cheap and exact. */
 
 /* Gram products are split so that one BLAS call stays around this many flops, which keeps
  * cancellation responsive without hurting BLAS efficiency. */
@@ -264,7 +264,7 @@ static void resolve_randomized(const sm_usvd_opts *o, int64_t dim, int64_t rank,
 /* Estimated cost (flop-equivalents) of the dense and randomized eigenparts. */
 static bool prefer_randomized(int64_t dim, int64_t rank, int64_t width, int q)
 {
-    if (dim <= AUTO_EIGEN_MAX || width >= dim)
+    if (dim <= SM_USVD_AUTO_EIGEN_MAX || width >= dim)
         return false;
     double n = (double)dim, l = (double)width;
     double eig = (dim <= SM_USVD_DOUBLE_MAX ? COST_EIG_F64 : COST_EIG_F32) * n * n * n;

@@ -16,10 +16,10 @@
  *     q power iterations (renormalised by LU between passes, the last subspace orthonormalised
  *     by Householder QR) and a Rayleigh–Ritz step.
  *     Accurate when the spectrum has a gap after r; near-optimal in the merge error otherwise.
- * AUTO picks RANDOMIZED when the Gram is larger than 512 and the estimated cost is below half
- * a dense eigensolve (typically r small relative to the Gram size), EIGEN otherwise; a
- * RANDOMIZED request whose r + p covers the whole Gram runs EIGEN. Full rank needs no basis
- * at all (merge.h uses W̄ directly). */
+ * AUTO picks RANDOMIZED when the Gram is larger than SM_USVD_AUTO_EIGEN_MAX (512) and the
+ * estimated cost is below half a dense eigensolve (typically r small relative to the Gram
+ * size), EIGEN otherwise; a RANDOMIZED request whose r + p covers the whole Gram runs EIGEN.
+ * Full rank needs no basis at all (merge.h uses W̄ directly). */
 #ifndef SM_UNIONSVD_H
 #define SM_UNIONSVD_H
 
@@ -35,6 +35,9 @@ typedef struct sm_matset {
 } sm_matset;
 
 typedef enum { SM_USVD_AUTO = 0, SM_USVD_EIGEN, SM_USVD_RANDOMIZED } sm_usvd_solver;
+
+/* AUTO uses the dense eigensolver for Grams up to this size, whatever the rank. */
+#define SM_USVD_AUTO_EIGEN_MAX 512
 
 /* Gram sizes up to this use a double-precision eigensolve; larger ones single precision. */
 #define SM_USVD_DOUBLE_MAX 2048
