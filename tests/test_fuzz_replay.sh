@@ -1,6 +1,8 @@
 #!/bin/sh
 # Replay every fuzz seed and every crash input found so far (fuzz/corpus/NAME) through its
-# harness: nothing may crash (under ASan/UBSan in CI's sanitizer build).
+# harness: nothing may crash (under ASan/UBSan in CI's sanitizer build). Plan inputs whose first
+# line is "# expect: MESSAGE" must also be refused by `submoe apply` with exactly that message
+# (the regression inputs of fuzz findings; the seeds copied from tests/plans are test_plan's).
 set -u
 fail=0
 n=0
@@ -12,6 +14,25 @@ for h in st config index tokens plan calib; do
         echo "not ok $n - fuzz_$h"
         echo "$out" | tail -20 | sed 's/^/    /'
         fail=$((fail + 1))
+    fi
+done
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-replay.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+for f in "$SRCDIR"/fuzz/corpus/plan/*; do
+    name=$(basename "$f")
+    [ -e "$SRCDIR/tests/plans/$name" ] && continue # a seed copied from tests/plans: test_plan checks it
+    want=$(sed -n '1s/^# expect: //p' "$f")
+    [ -n "$want" ] || continue
+    n=$((n + 1))
+    cp "$f" "$tmp/$name"
+    got=$(cd "$tmp" && "$SUBMOE" apply "$name" -o "$tmp/out" 2>&1)
+    status=$?
+    if [ "$status" -ne 1 ] || [ "$got" != "submoe apply: $want" ]; then
+        echo "not ok $n - $name: exit $status, got: $got"
+        echo "#   want: submoe apply: $want"
+        fail=$((fail + 1))
+    else
+        echo "ok $n - $name: $want"
     fi
 done
 echo "$n checks, $fail failed"

@@ -123,8 +123,79 @@ static int want_bool(const rd *r, const yaml_node_t *n, const char *key, bool *o
     return 0;
 }
 
-/* Iterate a mapping, refusing duplicate and unknown keys. `allowed` is NULL-terminated; NULL
- * allowed means any key (the caller checks). */
+/* ---- integer sets (duplicate detection in linear time) ------------------------------------- */
+
+/* Open addressing, int64 keys, each with an int value (where it was first seen). A plan can hold
+ * about a million keys or group members (SM_PLAN_MAX_BYTES), so pairwise comparison is out. */
+typedef struct {
+    int64_t *key;
+    int *val;
+    unsigned char *used;
+    size_t cap, n;
+} int_set;
+
+static void int_set_free(int_set *s)
+{
+    free(s->key);
+    free(s->val);
+    free(s->used);
+    memset(s, 0, sizeof *s);
+}
+
+static size_t int_set_slot(const int_set *s, int64_t k)
+{
+    uint64_t h = (uint64_t)k * 0x9e3779b97f4a7c15ull;
+    size_t i = (size_t)(h >> 17) & (s->cap - 1);
+    while (s->used[i] && s->key[i] != k)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+/* Adds k with value v. Returns true if k was already there (its first value in *first). */
+static bool int_set_add(int_set *s, int64_t k, int v, int *first)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        int_set old = *s;
+        s->cap = old.cap ? old.cap * 2 : 16;
+        s->key = xcalloc(s->cap, sizeof *s->key);
+        s->val = xcalloc(s->cap, sizeof *s->val);
+        s->used = xcalloc(s->cap, 1);
+        s->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.used[i]) {
+                size_t j = int_set_slot(s, old.key[i]);
+                s->used[j] = 1, s->key[j] = old.key[i], s->val[j] = old.val[i], s->n++;
+            }
+        int_set_free(&old);
+    }
+    size_t i = int_set_slot(s, k);
+    if (s->used[i]) {
+        if (first)
+            *first = s->val[i];
+        return true;
+    }
+    s->used[i] = 1, s->key[i] = k, s->val[i] = v, s->n++;
+    return false;
+}
+
+/* The integer an unquoted scalar key stands for (as want_int reads it); false if it is none. */
+static bool int_key(const yaml_node_t *n, int64_t *out)
+{
+    const char *s = scalar(n);
+    if (!s || !*s || quoted(n) || isspace((unsigned char)*s))
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Iterate a mapping, refusing duplicate and unknown keys. `allowed` is NULL-terminated (at most 64
+ * names); NULL allowed means integer keys (layers, clusters: the callback parses them), compared
+ * as numbers, so `2` and `02` are the same key, as they are once read. */
 typedef int (*pair_fn)(const rd *r, const char *path, const char *key, yaml_node_t *kn, yaml_node_t *vn, void *ctx);
 
 static int each_pair(const rd *r, yaml_node_t *map, const char *path, const char *const *allowed, pair_fn fn,
@@ -132,32 +203,48 @@ static int each_pair(const rd *r, yaml_node_t *map, const char *path, const char
 {
     if (map->type != YAML_MAPPING_NODE)
         return fail_at(r, map, path, "expected a mapping, got %s", type_name(map));
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    uint64_t seen = 0;  /* allowed names seen so far */
+    int_set ints = {0}; /* integer keys seen so far -> index of their pair */
+    int rc = 0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top && !rc; p++) {
         yaml_node_t *kn = yaml_document_get_node(r->doc, p->key), *vn = yaml_document_get_node(r->doc, p->value);
         const char *key = scalar(kn);
-        if (!key)
-            return fail_at(r, kn, path, "keys must be scalars, got %s", type_name(kn));
-        for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
-            const char *k2 = scalar(yaml_document_get_node(r->doc, q->key));
-            if (k2 && !strcmp(k2, key))
-                return fail_at(r, kn, path, "duplicate key '%s'", key);
+        if (!key) {
+            rc = fail_at(r, kn, path, "keys must be scalars, got %s", type_name(kn));
+            break;
         }
         char sub[256];
         snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", key);
         if (allowed) {
-            bool ok = false;
+            int idx = -1;
             char list[512] = "";
             for (const char *const *a = allowed; *a; a++) {
-                ok |= !strcmp(*a, key);
+                if (!strcmp(*a, key))
+                    idx = (int)(a - allowed);
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", a == allowed ? "" : ", ", *a);
             }
-            if (!ok)
-                return fail_at(r, kn, sub, "unknown key (expected one of: %s)", list);
+            if (idx < 0)
+                rc = fail_at(r, kn, sub, "unknown key (expected one of: %s)", list);
+            else if (idx < 64 && (seen >> idx & 1))
+                rc = fail_at(r, kn, path, "duplicate key '%s'", key);
+            else if (idx < 64)
+                seen |= (uint64_t)1 << idx;
+        } else {
+            int64_t v;
+            int first;
+            if (int_key(kn, &v) && int_set_add(&ints, v, (int)(p - map->data.mapping.pairs.start), &first)) {
+                const char *k1 = scalar(yaml_document_get_node(r->doc, map->data.mapping.pairs.start[first].key));
+                if (strcmp(k1, key))
+                    rc = fail_at(r, kn, path, "duplicate key '%s' (the same number as '%s')", key, k1);
+                else
+                    rc = fail_at(r, kn, path, "duplicate key '%s'", key);
+            }
         }
-        if (fn(r, sub, key, kn, vn, ctx))
-            return -1;
+        if (!rc && fn(r, sub, key, kn, vn, ctx))
+            rc = -1;
     }
-    return 0;
+    int_set_free(&ints);
+    return rc;
 }
 
 /* ---- ranks and settings -------------------------------------------------------------------- */
@@ -320,32 +407,37 @@ static int groups_read(const rd *r, yaml_node_t *vn, const char *path, sm_plan_l
     l->n_groups = ng;
     l->group_len = xcalloc((size_t)ng, sizeof *l->group_len);
     l->groups = xcalloc((size_t)ng, sizeof *l->groups);
-    for (int g = 0; g < ng; g++) {
+    int_set members = {0}; /* expert -> the group it first appeared in */
+    int rc = 0;
+    for (int g = 0; g < ng && !rc; g++) {
         yaml_node_t *gn = yaml_document_get_node(r->doc, vn->data.sequence.items.start[g]);
         char sub[300];
         snprintf(sub, sizeof sub, "%s[%d]", path, g);
-        if (gn->type != YAML_SEQUENCE_NODE)
-            return fail_at(r, gn, sub, "a group is a list of expert indices, got %s", type_name(gn));
+        if (gn->type != YAML_SEQUENCE_NODE) {
+            rc = fail_at(r, gn, sub, "a group is a list of expert indices, got %s", type_name(gn));
+            break;
+        }
         int n = (int)(gn->data.sequence.items.top - gn->data.sequence.items.start);
-        if (n < 1)
-            return fail_at(r, gn, sub, "a group must hold at least one expert");
+        if (n < 1) {
+            rc = fail_at(r, gn, sub, "a group must hold at least one expert");
+            break;
+        }
         l->group_len[g] = n;
         l->groups[g] = xcalloc((size_t)n, sizeof(int));
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && !rc; i++) {
             yaml_node_t *en = yaml_document_get_node(r->doc, gn->data.sequence.items.start[i]);
-            int e;
+            int e, g2;
             if (want_int32(r, en, sub, 0, 1 << 20, &e))
-                return -1;
-            /* the same expert twice, within or across groups */
-            for (int g2 = 0; g2 <= g; g2++)
-                for (int i2 = 0; i2 < (g2 == g ? i : l->group_len[g2]); i2++)
-                    if (l->groups[g2][i2] == e)
-                        return g2 == g ? fail_at(r, en, sub, "expert %d appears twice in group %d", e, g)
-                                       : fail_at(r, en, sub, "expert %d appears in groups %d and %d", e, g2, g);
-            l->groups[g][i] = e;
+                rc = -1;
+            else if (int_set_add(&members, e, g, &g2)) /* the same expert twice, within or across groups */
+                rc = g2 == g ? fail_at(r, en, sub, "expert %d appears twice in group %d", e, g)
+                             : fail_at(r, en, sub, "expert %d appears in groups %d and %d", e, g2, g);
+            else
+                l->groups[g][i] = e;
         }
     }
-    return 0;
+    int_set_free(&members);
+    return rc;
 }
 
 static int cluster_pair(const rd *r, const char *path, const char *key, yaml_node_t *kn, yaml_node_t *vn, void *ctx)
