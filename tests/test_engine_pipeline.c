@@ -177,6 +177,60 @@ int main(void)
               "rank-%d layers: whitened error %.4f, plain Sub-MoE %.4f", r, e_white, e_plain);
     }
 
+    /* Per-cluster overrides (spec.cluster), whitened so that ranks are stored: every matrix at
+     * rank 6, cluster 1 at rank 2 in all three, cluster 3's gate at ρ = 0.5 (r = floor(0.5 · 12 ·
+     * 16 / 28) = 3). Exact ranks and r(out + in) parameters per matrix; the lower rank raises
+     * cluster 1's member errors over the same merge without overrides, and clusters without an
+     * override come out identical to it. */
+    {
+        sm_layer_spec base = {.method = SM_MERGE_SUBMOE_WHITENED, .router = SM_ROUTER_REMAP};
+        for (int j = 0; j < 3; j++)
+            base.matrix[j].rank = (sm_rank){SM_RANK_COUNT, 6, 0};
+        sm_merge_opts per[G][3];
+        for (int c = 0; c < G; c++)
+            memcpy(per[c], base.matrix, sizeof per[c]);
+        for (int j = 0; j < 3; j++)
+            per[1][j].rank = (sm_rank){SM_RANK_COUNT, 2, 0};
+        per[3][0].rank = (sm_rank){SM_RANK_FRACTION, 0, 0.5};
+        sm_layer_spec over = base;
+        over.cluster = (const sm_merge_opts(*)[3])per;
+        over.n_cluster = G;
+        sm_merged_layer m0, m1;
+        int rc0 = sm_engine_merge(&src, &a, assign, G, &base, xcal, 800, NULL, &m0);
+        int rc1 = sm_engine_merge(&src, &a, assign, G, &over, xcal, 800, NULL, &m1);
+        CHECK(rc0 == 0 && rc1 == 0, "merges with and without per-cluster overrides %s",
+              rc0 || rc1 ? sm_errmsg() : "");
+        if (rc0 == 0 && rc1 == 0) {
+            int ranks_ok = 1, same_others = 1;
+            for (int c = 0; c < G; c++)
+                for (int j = 0; j < 3; j++) {
+                    int64_t want = c == 1 ? 2 : c == 3 && j == 0 ? 3 : 6;
+                    ranks_ok &= m1.mats[c][j].rank == want && m0.mats[c][j].rank == 6;
+                    if (c == 0 || c == 2)
+                        same_others &= !memcmp(m0.mats[c][j].a, m1.mats[c][j].a, sizeof(float) * 6 * m0.mats[c][j].out) &&
+                                        !memcmp(m0.mats[c][j].b, m1.mats[c][j].b, sizeof(float) * 6 * m0.mats[c][j].in);
+                }
+            /* (3 + 3) matrices at 6, 3 at 2, cluster 3 at 3 + 6 + 6, each r · (12 + 16). */
+            const int64_t want_params = (int64_t)(6 * 6 + 3 * 2 + 3 + 6 + 6) * (I + H);
+            CHECK(ranks_ok && sm_merged_layer_params(&m1) == want_params &&
+                      sm_merged_layer_params(&m0) == (int64_t)G * 3 * 6 * (I + H),
+                  "per-cluster ranks: cluster 1 at 2, cluster 3 gate at 3, the rest at 6; %lld parameters (want %lld)",
+                  (long long)sm_merged_layer_params(&m1), (long long)want_params);
+            double lo = INFINITY, hi = 0;
+            int worse = 1;
+            for (int j = 0; j < 3; j++)
+                for (int i = 0; i < m1.mats[1][j].n_members; i++) {
+                    worse &= m1.mats[1][j].member_err[i] > m0.mats[1][j].member_err[i];
+                    lo = fmin(lo, m1.mats[1][j].member_err[i]);
+                    hi = fmax(hi, m0.mats[1][j].member_err[i]);
+                }
+            CHECK(worse && m1.mats[3][0].member_err[0] > m0.mats[3][0].member_err[0],
+                  "lower-rank clusters have larger member errors (cluster 1 at rank 2: ≥ %.3f; at 6: ≤ %.3f)", lo, hi);
+            CHECK(same_others, "clusters without an override are identical to the merge without overrides");
+            sm_merged_layer_free(&m0), sm_merged_layer_free(&m1);
+        }
+    }
+
     /* Cancellation between blocks. */
     volatile int stop = 1;
     sm_monitor cm = {NULL, NULL, &stop};
