@@ -4,6 +4,7 @@
 #include "util/diag.h"
 #include "util/mem.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,10 @@ void sm_layer_build_free(sm_layer_build *b)
     sm_moe_layer_free(&b->src);
     free(b->assign);
     memset(b, 0, sizeof *b);
+    /* A layer's matrices are a few MB each: below glibc's (adaptive) mmap threshold they live in
+     * the heap, whose freed pages stay resident. Hand them back, so that building layer after
+     * layer keeps the memory of one layer, not of every layer built so far. */
+    malloc_trim(0);
 }
 
 /* Move a build to another place: the layer's block points at its own shared expert, and the

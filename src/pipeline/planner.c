@@ -87,6 +87,7 @@ int sm_planner_run(const sm_model *m, sm_calib *c, const sm_planner_opts *o, con
                                       1, n, &ko, sm_monitor_span_init(&span, mon, (lo + hi) / 2, hi), curve[i]))
                 goto done;
             costs[i] = (sm_layer_cost){n, curve[i]};
+            sm_calib_release(c, l); /* statistics of one layer at a time (recomputed or re-read later) */
         }
         if (sm_allocate_nonuniform(costs, nm, budget, o->window, cfg->top_k, kk))
             goto done;
@@ -126,6 +127,7 @@ int sm_planner_run(const sm_model *m, sm_calib *c, const sm_planner_opts *o, con
                     }
             p->within[q] = pairs ? s / pairs : 1.0;
         }
+        sm_calib_release(c, l);
     }
     rc = 0;
 done:
