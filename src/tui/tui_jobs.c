@@ -157,6 +157,7 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
         }
         pthread_mutex_unlock(&a->mu);
         sm_moe_layer_free(&ml);
+        sm_calib_release(a->calib, l); /* the state has what it shows; keep one layer's statistics */
     }
     for (int l = 0; planned && l < c->n_layers; l++)
         sm_planned_layer_free(&planned[l]);
