@@ -5,10 +5,10 @@
  * as signal, so matched neurons correlate well below 1 as in experts trained from scratch).
  * SM_ALIGN_MAX_ROWS (4096) random calibration rows, the number production alignment uses.
  *
- * "The merge" is reported twice, because the two differ by an order of magnitude: the default full-rank
- * merge (a frequency-weighted sum, no SVD) and a rank-512 merge (union SVD). Both merge gate, up
- * and down of the cluster with submoe; the alignment time covers sm_align_pair (activations,
- * correlations, matching) and, separately, the permuted copy of the member.
+ * "The merge" is reported twice, because the two differ by an order of magnitude: the default
+ * full-rank merge (a frequency-weighted sum, no SVD) and a rank-512 merge (union SVD). Both merge
+ * gate, up and down of the cluster with submoe; the alignment time covers sm_align_pair
+ * (activations, correlations, matching) and, separately, the permuted copy of the member.
  *
  *   bench/bench_align [--only mixtral|qwen3] [--noise S] */
 #include <cblas.h>
