@@ -432,6 +432,8 @@ static int job_commit(tui_app *a, bool force, const sm_monitor *mon)
         sm_plan_free(&p);
         return 0;
     }
+    snprintf(a->s.status, sizeof a->s.status, "committing to %.120s (%s) ...", dir, sm_out_format_name(fmt));
+    a->s.status_error = false;
     pthread_mutex_unlock(&a->mu);
     sm_apply_opts o = {.outdir = dir, .format = (int)fmt, .force = force, .quiet = true, .mon = mon};
     sm_apply_report rep;
@@ -441,8 +443,7 @@ static int job_commit(tui_app *a, bool force, const sm_monitor *mon)
         uint64_t bytes = sm_dir_size(rep.outdir[0] ? rep.outdir : dir);
         pthread_mutex_lock(&a->mu);
         snprintf(a->s.committed, sizeof a->s.committed, "%.500s", dir);
-        snprintf(a->s.status, sizeof a->s.status,
-                 "committed to %.120s (%s): %.1f MB on disk, routed experts %.1f%% of the original", dir,
+        snprintf(a->s.status, sizeof a->s.status, "committed to %.120s (%s): %.1f MB, experts at %.0f%%", dir,
                  sm_out_format_name(fmt), (double)bytes / 1e6,
                  rep.params_before ? 100.0 * (double)rep.params_after / (double)rep.params_before : 0.0);
         a->s.status_error = false;
