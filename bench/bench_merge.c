@@ -8,11 +8,20 @@
  *
  * --scale divides every dimension (and integer ranks) for a quick run; --gesdd picks which
  * matrices get the (slow: minutes each at full size) reference SVD; --exact also times the
- * dense-eigensolver path and reports how far the AUTO result is from it. By default random
- * N(0, 0.02²) weights; --model takes experts A and B of MoE layer L of a model (e.g. one made by
- * `submoe synth --arch mixtral --hidden 4096 --intermediate 14336 …`, whose planted clusters make
- * the pair genuinely similar), converted to fp32, at the model's real shapes. */
+ * dense-eigensolver path and reports how far the AUTO result is from it.
+ *
+ * Weights: by default random N(0, 0.02²) matrices (two unrelated experts: a flat spectrum, the
+ * hardest case for a randomized basis). --model takes experts A and B of MoE layer L (default:
+ * the first MoE layer) of a model, converted to fp32, at the model's real shapes. For a model
+ * made by `submoe synth`, the default pair is the first two experts of one planted cluster
+ * (genuinely similar, like upcycled experts). A Mixtral-8x7B-shaped synth model with one MoE
+ * layer of two experts in one cluster (1.4 GB of expert weights in f32):
+ *   submoe synth --arch mixtral --layers 1 --hidden 4096 --intermediate 14336 --heads 32 \
+ *       --kv-heads 8 --experts 2 --clusters 1 --out /tmp/mixtral-synth
+ *   bench/bench_merge --model /tmp/mixtral-synth
+ * The first line of the output says which weights were used. */
 #include <cblas.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +46,31 @@ typedef struct {
     double t_exact[MAX_RANKS];
     const char *solver[MAX_RANKS];
 } matrix;
+
+/* The planted cluster of every expert of layer L recorded by `submoe synth` in config.json
+ * ("submoe_synth": {"assignment": {"L": [...]}}), into cl[n]; also its noise and whether neurons
+ * are permuted. 0 for a synth model, -1 otherwise. */
+static int synth_planted(const char *dir, int layer, int n, int *cl, double *noise, int *permuted)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_error_t e;
+    json_t *root = json_load_file(path, 0, &e);
+    json_t *s = root ? json_object_get(root, "submoe_synth") : NULL;
+    char key[16];
+    snprintf(key, sizeof key, "%d", layer);
+    json_t *arr = s ? json_object_get(json_object_get(s, "assignment"), key) : NULL;
+    int rc = -1;
+    if (json_is_array(arr) && (int)json_array_size(arr) == n) {
+        for (int i = 0; i < n; i++)
+            cl[i] = (int)json_integer_value(json_array_get(arr, (size_t)i));
+        *noise = json_number_value(json_object_get(s, "noise"));
+        *permuted = json_is_true(json_object_get(s, "permuted_neurons"));
+        rc = 0;
+    }
+    json_decref(root);
+    return rc;
+}
 
 static double time_gram(const sm_matset *s)
 {
@@ -102,7 +136,7 @@ int main(int argc, char **argv)
     const char *gesdd = "gate";
     sm_rank ranks[MAX_RANKS];
     const char *rank_text = "full,2048,512", *model_dir = NULL;
-    int layer = -1, pair[2] = {0, 1};
+    int layer = -1, pair[2] = {0, 1}, pair_given = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--scale") && i + 1 < argc)
             scale = atoi(argv[++i]);
@@ -117,7 +151,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--layer") && i + 1 < argc)
             layer = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--pair") && i + 1 < argc && sscanf(argv[i + 1], "%d,%d", &pair[0], &pair[1]) == 2)
-            i++;
+            i++, pair_given = 1;
         else {
             fprintf(stderr, "usage: %s [--scale S] [--ranks full,2048,512] "
                             "[--gesdd gate|all|none] [--exact] [--model DIR [--layer L] [--pair A,B]]\n", argv[0]);
@@ -138,6 +172,9 @@ int main(int argc, char **argv)
 
     int64_t hidden = 4096 / scale, inter = 14336 / scale;
     sm_model *model = NULL;
+    char origin[8192];
+    snprintf(origin, sizeof origin, "random N(0, 0.02^2) matrices, not a model's experts (--model DIR for a synth "
+                                    "model's planted pair)");
     if (model_dir) {
         if (!(model = sm_model_open(model_dir)))
             sm_die("%s", sm_errmsg());
@@ -145,6 +182,31 @@ int main(int argc, char **argv)
         for (int l = 0; layer < 0 && l < c->n_layers; l++)
             if (c->is_moe[l])
                 layer = l;
+        if (layer < 0 || layer >= c->n_layers || !c->is_moe[layer])
+            sm_die("%s: layer %d is not a MoE layer", model_dir, layer);
+        int ne = sm_model_layer_experts(model, layer);
+        int *cl = xmalloc(sizeof(int) * (size_t)(ne > 0 ? ne : 1));
+        double noise = 0;
+        int permuted = 0, synth = ne > 0 && synth_planted(model_dir, layer, ne, cl, &noise, &permuted) == 0;
+        for (int a = 0; synth && !pair_given && a < ne; a++) /* first two experts of one planted cluster */
+            for (int b = a + 1; b < ne; b++)
+                if (cl[a] == cl[b]) {
+                    pair[0] = a, pair[1] = b, pair_given = 1;
+                    break;
+                }
+        if (pair[0] < 0 || pair[1] < 0 || pair[0] >= ne || pair[1] >= ne || pair[0] == pair[1])
+            sm_die("%s layer %d has %d experts: --pair %d,%d is not two of them", model_dir, layer, ne, pair[0],
+                   pair[1]);
+        if (synth)
+            snprintf(origin, sizeof origin,
+                     "synth model %s: experts %d and %d of layer %d, planted clusters %d and %d (%s; noise %g%s)",
+                     model_dir, pair[0], pair[1], layer, cl[pair[0]], cl[pair[1]],
+                     cl[pair[0]] == cl[pair[1]] ? "the same cluster" : "different clusters", noise,
+                     permuted ? ", neurons permuted" : "");
+        else
+            snprintf(origin, sizeof origin, "model %s (not made by submoe synth): experts %d and %d of layer %d",
+                     model_dir, pair[0], pair[1], layer);
+        free(cl);
         sm_weight w;
         if (sm_model_weight(model, SM_W_EXPERT_GATE, layer, pair[0], &w))
             sm_die("%s", sm_errmsg());
@@ -171,11 +233,14 @@ int main(int argc, char **argv)
             else
                 sm_die("%s", sm_errmsg());
         }
-    if (model)
-        printf("weights: experts %d and %d of layer %d of %s\n", pair[0], pair[1], layer, model_dir);
     sm_model_close(model);
-    printf("bench_merge: 2-expert cluster, H=%lld I=%lld (Mixtral-8x7B / %d), OpenBLAS %s\n",
-           (long long)hidden, (long long)inter, scale, openblas_get_config());
+    printf("bench_merge: weights: %s\n", origin);
+    if (model_dir)
+        printf("2-expert cluster, H=%lld I=%lld (the model's shapes), OpenBLAS %s\n", (long long)hidden,
+               (long long)inter, openblas_get_config());
+    else
+        printf("2-expert cluster, H=%lld I=%lld (Mixtral-8x7B / %d), OpenBLAS %s\n", (long long)hidden,
+               (long long)inter, scale, openblas_get_config());
     printf("threads %d; gesdd on: %s\n\n", openblas_get_num_threads(), gesdd);
 
     for (int j = 0; j < 3; j++) {
