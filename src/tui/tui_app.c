@@ -105,6 +105,10 @@ static void *worker(void *arg)
             tui_status(a, true, "%s", a->cancel ? "cancelled" : sm_errmsg());
         pthread_mutex_lock(&a->mu);
         a->s.busy = a->nq > 0;
+        /* the background previews are done: say so, unless the status line moved on */
+        char *tail = strstr(a->s.status, "; previewing every layer");
+        if (!a->nq && j.background && tail)
+            snprintf(tail, sizeof a->s.status - (size_t)(tail - a->s.status), "; every layer previewed (P: perplexity)");
         pthread_mutex_unlock(&a->mu);
     }
 }

@@ -410,7 +410,7 @@ static int job_open(tui_app *a, const sm_monitor *mon)
     int rc = job_calibrate(a, mon);
     pthread_mutex_lock(&a->mu);
     if (!rc) {
-        snprintf(a->s.status, sizeof a->s.status, "opened %.200s: previewing every layer", a->s.plan_path);
+        snprintf(a->s.status, sizeof a->s.status, "opened %.200s; previewing every layer", a->s.plan_path);
         a->s.status_error = false;
     }
     pthread_mutex_unlock(&a->mu);
