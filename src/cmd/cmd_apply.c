@@ -3,6 +3,7 @@
 #include "pipeline/apply.h"
 #include "plan/plan.h"
 #include "util/diag.h"
+#include "util/signals.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -35,7 +36,7 @@ int cmd_apply(int argc, char **argv)
         {"force", no_argument, NULL, 'f'},     {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0},
     };
-    sm_apply_opts o = {.format = -1};
+    sm_apply_opts o = {.format = -1, .mon = sm_signals_monitor()}; /* SIGINT/SIGTERM stop the work */
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "o:fqh", opts, NULL)) != -1) {
@@ -70,7 +71,7 @@ int cmd_apply(int argc, char **argv)
     sm_apply_report rep;
     int rc = sm_apply(&p, &o, &rep);
     if (rc) {
-        fprintf(stderr, "submoe apply: %s\n", sm_errmsg());
+        fprintf(stderr, "submoe apply: %s\n", sm_signals_errmsg());
     } else if (!o.quiet) {
         printf("wrote %s: %.1f MB of tensors; routed-expert parameters %" PRId64 " -> %" PRId64 " (%.1f%%)",
                rep.outdir, rep.bytes / 1e6, rep.params_before, rep.params_after,

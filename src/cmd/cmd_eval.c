@@ -4,6 +4,7 @@
 #include "model/model.h"
 #include "model/tokens.h"
 #include "util/diag.h"
+#include "util/signals.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -95,9 +96,12 @@ int cmd_eval(int argc, char **argv)
         return 1;
     }
     sm_eval_result r;
-    int rc = sm_eval_perplexity(m, t.ids, t.n, (int)seq_len, (size_t)max_tokens, quiet || json, &r);
+    int rc = sm_eval_perplexity_mon(m, t.ids, t.n, (int)seq_len, (size_t)max_tokens, quiet || json,
+                                    sm_signals_monitor(), &r);
+    if (!rc && sm_interrupted()) /* finished just as a signal arrived: no result either */
+        rc = -1;
     if (rc) {
-        fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
+        fprintf(stderr, "submoe eval: %s\n", sm_signals_errmsg());
     } else if (json) {
         json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:f}", "model", dir, "tokens_file",
                               tokens, "seq_len", r.seq_len, "windows", r.windows, "tokens", (json_int_t)r.tokens,

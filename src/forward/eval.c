@@ -15,7 +15,18 @@ typedef struct {
     sm_progress *p;
     uint64_t base, span;
     int layers;
+    const sm_monitor *mon;
 } prog_ctx;
+
+/* Called after every chunk of every MoE layer: the place to notice cancellation (a batch of a
+ * large model runs for minutes). */
+static int on_chunk(void *ctx, int layer, int64_t row0, int64_t n, int64_t total, const float *x,
+                    const float *logits, const int *topk, const float *topw)
+{
+    (void)layer, (void)row0, (void)n, (void)total, (void)x, (void)logits, (void)topk, (void)topw;
+    const prog_ctx *c = ctx;
+    return sm_monitor_check(c->mon);
+}
 
 /* Move the bar within a batch, layer by layer (a batch of a large model takes a while). */
 static void on_layer(void *ctx, int l)
@@ -26,6 +37,12 @@ static void on_layer(void *ctx, int l)
 
 int sm_eval_perplexity(const sm_model *m, const int32_t *ids, size_t n, int seq_len, size_t max_tokens,
                        bool quiet, sm_eval_result *out)
+{
+    return sm_eval_perplexity_mon(m, ids, n, seq_len, max_tokens, quiet, NULL, out);
+}
+
+int sm_eval_perplexity_mon(const sm_model *m, const int32_t *ids, size_t n, int seq_len, size_t max_tokens,
+                           bool quiet, const sm_monitor *mon, sm_eval_result *out)
 {
     const sm_config *c = sm_model_config(m);
     memset(out, 0, sizeof *out);
@@ -53,16 +70,23 @@ int sm_eval_perplexity(const sm_model *m, const int32_t *ids, size_t n, int seq_
         sm_forward_opts_init(&o);
         o.nll_sum = &nll;
         o.nll_count = &count;
-        prog_ctx pc = {&p, w * (uint64_t)seq_len, (uint64_t)nb * (uint64_t)seq_len, c->n_layers + 1};
+        prog_ctx pc = {&p, w * (uint64_t)seq_len, (uint64_t)nb * (uint64_t)seq_len, c->n_layers + 1, mon};
         o.on_layer = on_layer;
         o.on_layer_ctx = &pc;
-        if (sm_forward(m, ids + w * (size_t)seq_len, nb, seq_len, &o)) {
+        if (mon && mon->cancel) {
+            o.capture_chunk = on_chunk;
+            o.capture_ctx = &pc;
+        }
+        if (sm_monitor_check(mon) || sm_forward(m, ids + w * (size_t)seq_len, nb, seq_len, &o)) {
             sm_progress_finish(&p);
             return -1;
         }
         sm_progress_update(&p, (w + (size_t)nb) * (uint64_t)seq_len);
+        sm_monitor_report(mon, (double)(w + (size_t)nb) / (double)windows, "eval");
     }
     sm_progress_finish(&p);
+    if (sm_monitor_check(mon))
+        return -1;
     out->windows = (int)windows;
     out->seq_len = seq_len;
     out->tokens = windows * (uint64_t)seq_len;

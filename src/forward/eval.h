@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/monitor.h"
 #include "model/model.h"
 
 typedef struct sm_eval_result {
@@ -26,5 +27,9 @@ typedef struct sm_eval_result {
 /* max_tokens 0: all. quiet: no progress bar. 0 or -1 with a message. */
 int sm_eval_perplexity(const sm_model *m, const int32_t *ids, size_t n, int seq_len, size_t max_tokens,
                        bool quiet, sm_eval_result *out);
+/* The same, reporting progress to mon and stopping with -1 ("cancelled") within a chunk of a
+ * layer once mon->cancel is set. mon may be NULL. */
+int sm_eval_perplexity_mon(const sm_model *m, const int32_t *ids, size_t n, int seq_len, size_t max_tokens,
+                           bool quiet, const sm_monitor *mon, sm_eval_result *out);
 
 #endif

@@ -173,7 +173,7 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
             } else {
                 sm_moe_layer ml;
                 if (sm_moe_layer_load(r->model, l, &ml) == 0) {
-                    rc = sm_layer_cluster(r->calib, &ml, j, NULL, rl->assign);
+                    rc = sm_layer_cluster(r->calib, &ml, j, mon, rl->assign);
                     sm_moe_layer_free(&ml);
                 } else {
                     rc = -1;
@@ -406,7 +406,9 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
     }
     snprintf(rep->outdir, sizeof rep->outdir, "%s", outdir);
     for (int l = 0; l < r.n_layers; l++)
-        if (r.layers[l].n && layer_shape(&r, &r.layers[l], r.format, NULL, &shapes[l], &ranks[l]))
+        if (r.layers[l].n && (sm_monitor_check(o->mon) || /* cancellable; progress stays where it is */
+                              layer_shape(&r, &r.layers[l], r.format, sm_monitor_span_init(&span, o->mon, 0.3, 0.3),
+                                          &shapes[l], &ranks[l])))
             goto out;
     prov = provenance(p, &r);
     sm_export_opts eo = {.format = export_format(r.format), .dtype = r.dtype, .shard_size = r.shard_size,
@@ -425,7 +427,8 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
             continue;
         sm_layer_build b;
         double lo = 0.3 + 0.7 * done / c->n_moe_layers, hi = 0.3 + 0.7 * (done + 1) / c->n_moe_layers;
-        if (sm_layer_build_run(r.model, r.calib, &rl->job, sm_monitor_span_init(&span, o->mon, lo, hi), &b))
+        if (sm_monitor_check(o->mon) ||
+            sm_layer_build_run(r.model, r.calib, &rl->job, sm_monitor_span_init(&span, o->mon, lo, hi), &b))
             goto out;
         int wrc = write_layer(x, rl, r.format, &b);
         rep->params_before += b.params_before;
@@ -442,6 +445,8 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
         sm_progress_update(&prog, (uint64_t)++done);
     }
     rep->mean_output_error = with_err ? err_sum / with_err : -1;
+    if (sm_monitor_check(o->mon)) /* cancelled during the last layer: publish nothing */
+        goto out;
     rc = sm_export_finish(x);
     x = NULL;
 out:

@@ -1,16 +1,30 @@
-/* signals: SIGINT/SIGTERM turn into an orderly failure. The handler only records the signal;
- * long loops (writers, progress updates) notice it through sm_interrupted(), fail with
- * "interrupted", and the normal error path removes temporaries. main() then re-raises the
- * signal so the exit status is the conventional one (130 for SIGINT). */
+/* signals: SIGINT/SIGTERM/SIGHUP turn into an orderly failure.
+ *
+ * The handler only records the signal and raises a cancellation flag. Long work stops through it
+ * in two ways: engine and pipeline functions take an sm_monitor whose `cancel` points at the flag
+ * (sm_signals_monitor(), or sm_signals_cancel_flag() for a front end's own monitor) and fail with
+ * "cancelled"; the writers (sm_fwrite, sm_rename, st_write) check sm_interrupted() and fail with
+ * "interrupted". Either way the normal error path removes temporaries, and nothing is renamed into
+ * place once a signal has arrived. main() then re-raises the signal so that the exit status is the
+ * conventional one (130 for SIGINT, 143 for SIGTERM). */
 #ifndef SM_SIGNALS_H
 #define SM_SIGNALS_H
+
+#include "engine/monitor.h"
 
 void sm_signals_install(void);
 /* The signal received so far (0 if none). */
 int sm_interrupted(void);
 /* If a signal arrived: restore its default action and raise it (does not return). */
 void sm_signals_reraise(void);
-/* -1 with the message "interrupted by signal N" if one arrived, else 0. */
+/* -1 with the message "interrupted by signal N (NAME)" if one arrived, else 0. */
 int sm_check_interrupt(void);
+/* The flag the handler sets (non-zero once a signal arrived): a monitor's `cancel`. */
+volatile int *sm_signals_cancel_flag(void);
+/* A silent monitor cancelled by the signals (for the command-line front ends). */
+const sm_monitor *sm_signals_monitor(void);
+/* What a command reports when it failed: "interrupted by signal N (NAME)" once a signal arrived
+ * (whatever "cancelled" or write error it caused), else sm_errmsg(). */
+const char *sm_signals_errmsg(void);
 
 #endif
