@@ -76,6 +76,11 @@ static void test_heat_geometry(void)
     CHECK(g.cw == 4 && !g.scrolled && g.ncols == 8 && g.nrows == 8 && g.sep_rows && g.label_rows == 1 &&
               g.label_w + used_width(&p, &g) <= 49,
           "8 experts in 6 groups at 80x24: 4-wide cells, boundary rows, all visible (cw %d)", g.cw);
+    g = tui_heat_geometry(&p, 0, 0, 87, 29);
+    CHECK(g.ch == 2 && g.cw == 4 && g.sep_rows && g.label_rows + 8 * g.ch + 5 <= 29 && !g.scrolled,
+          "a big panel: cells 2 rows tall, 4 wide, with boundary rows (ch %d cw %d)", g.ch, g.cw);
+    g = tui_heat_geometry(&p, 0, 0, 100, 60);
+    CHECK(g.ch == 4 && g.cw == 8 && g.label_rows + 8 * g.ch + 5 <= 60, "a very big panel: 4 x 8 cells");
     g = tui_heat_geometry(&p, 0, 0, 49, 9);
     CHECK(!g.sep_rows && g.nrows == 8 && !g.scrolled, "shorter panel: boundary rows dropped before scrolling");
 

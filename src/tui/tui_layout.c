@@ -67,12 +67,21 @@ tui_heat_geom tui_heat_geometry(const tui_layer_plan *p, int ci, int cj, int w, 
     int order[TUI_MAX_EXPERTS];
     tui_cluster_order(p, order);
     g.cw = 0;
-    for (int cw = 4; cw >= 1; cw--)
-        if (n * cw + seps <= avail) {
-            g.cw = cw;
-            break;
-        }
-    if (g.cw) {
+    g.ch = 1;
+    int cwmax = n + seps <= avail ? (avail - seps) / n : 0;
+    if (cwmax > 8)
+        cwmax = 8;
+    if (cwmax) {
+        /* everything fits across: cells as large as the panel allows, about square (a cell of
+         * ch rows is 2·ch columns wide; one-row cells up to 4) */
+        int label_rows = cwmax > d ? 1 : d;
+        int avail_h = h - label_rows;
+        for (int ch = 4; ch >= 2; ch--)
+            if (n * ch + seps <= avail_h && 2 * ch <= cwmax) {
+                g.ch = ch;
+                break;
+            }
+        g.cw = g.ch == 1 ? (cwmax < 4 ? cwmax : 4) : 2 * g.ch;
         g.col0 = 0;
         g.ncols = n;
     } else { /* scroll: cells two wide, the cursor's column near the middle */
@@ -88,11 +97,12 @@ tui_heat_geom tui_heat_geometry(const tui_layer_plan *p, int ci, int cj, int w, 
     if (g.label_rows >= h)
         g.label_rows = 0;
     int avail_h = h - g.label_rows;
-    if (n + seps <= avail_h) {
+    if (n * g.ch + seps <= avail_h) {
         g.sep_rows = seps > 0;
         g.row0 = 0;
         g.nrows = n;
     } else if (n <= avail_h) {
+        g.ch = 1; /* (tall cells were only chosen when the boundary rows fit too) */
         g.row0 = 0;
         g.nrows = n;
     } else {

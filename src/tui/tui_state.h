@@ -205,10 +205,12 @@ tui_layout tui_layout_compute(int cols, int rows);
  * matrix are visible (the rest scrolls into view with the cursor). Group boundaries take a column
  * ('│') and, when everything fits, a row ('─'); `label_rows` rows of column labels sit on top. */
 typedef struct tui_heat_geom {
-    int cw;             /* cell width: 1..4 */
+    int cw;             /* cell width: 1..8 */
+    int ch;             /* cell height: 1..4 (taller cells when the panel has room) */
     int row0, nrows, col0, ncols;
     bool sep_rows;      /* group boundaries drawn as rows */
     int label_rows;     /* 1: numbers per column; 2–3: digits stacked vertically; 0: none */
+    /* nrows experts take nrows·ch rows (+ k − 1 boundary rows with sep_rows) */
     int label_w;        /* row label width */
     bool scrolled;      /* not everything is visible */
 } tui_heat_geom;

@@ -22,30 +22,33 @@ static void range(const double *S, int n, double *lo, double *hi)
         *lo = *hi = 1;
 }
 
-static void cell(int y, int x, int cw, int shade_color, int shade_mono, bool cursor, bool underline)
+/* One line of a cell: the colour (or shading) of its value; the cursor cell is reversed on
+ * every line and marked [ ] on its middle one. */
+static void cell(int y, int x, int cw, int shade_color, int shade_mono, bool cursor, bool marks, bool underline)
 {
     attr_t a = (cursor ? A_REVERSE | A_BOLD : 0) | (underline ? A_UNDERLINE : 0);
-    char buf[16];
+    bool mark = cursor && marks;
     if (tc_color) {
-        tc_on(TC_PAIR_RAMP + shade_color, a);
+        char buf[16];
         for (int q = 0; q < cw; q++)
             buf[q] = ' ';
-        if (cursor) {
+        if (mark) {
             if (cw == 1)
                 buf[0] = '+';
             else
                 buf[0] = '[', buf[cw - 1] = ']';
         }
         buf[cw] = 0;
+        tc_on(TC_PAIR_RAMP + shade_color, a);
         mvaddstr(y, x, buf);
         tc_off(TC_PAIR_RAMP + shade_color, a);
     } else {
         attron(a);
         for (int q = 0; q < cw; q++) {
             const char *c = tc_mono_shade(shade_mono);
-            if (cursor && cw >= 2 && (q == 0 || q == cw - 1))
+            if (mark && cw >= 2 && (q == 0 || q == cw - 1))
                 c = q == 0 ? "[" : "]";
-            else if (cursor && cw == 1)
+            else if (mark && cw == 1)
                 c = "+";
             mvaddstr(y, x + q, c);
         }
@@ -112,16 +115,23 @@ void tui_view_heatmap_draw(const tui_state *s, const tui_rect *r)
     for (int a = g.row0; a < g.row0 + g.nrows && y < ymax; a++, y++) {
         bool cur = a == s->ci;
         bool group_end = a + 1 < n && p->assign[order[a]] != p->assign[order[a + 1]];
-        tc_on(cur ? TC_PAIR_WARN : TC_PAIR_DIM, cur ? A_BOLD : 0);
-        tc_put(y, x0, g.label_w, "%*d", dg, order[a]);
-        tc_off(cur ? TC_PAIR_WARN : TC_PAIR_DIM, cur ? A_BOLD : 0);
-        for (int b = g.col0; b < g.col0 + g.ncols; b++) {
-            if (sep_before[b])
-                mvaddstr(y, colx[b] - 1, tc_g("\u2502", "|"));
-            double v = S[order[a] * d->n + order[b]];
-            cell(y, colx[b], g.cw, tui_shade(v, lo, hi, TC_RAMP), tui_shade(v, lo, hi, TC_MONO_RAMP),
-                 a == s->ci && b == s->cj, group_end && !g.sep_rows);
+        int mid = (g.ch - 1) / 2; /* the label and the cursor's marks go on the middle line */
+        for (int t = 0; t < g.ch && y < ymax; t++, y++) {
+            if (t == mid) {
+                tc_on(cur ? TC_PAIR_WARN : TC_PAIR_DIM, cur ? A_BOLD : 0);
+                tc_put(y, x0, g.label_w, "%*d", dg, order[a]);
+                tc_off(cur ? TC_PAIR_WARN : TC_PAIR_DIM, cur ? A_BOLD : 0);
+            }
+            for (int b = g.col0; b < g.col0 + g.ncols; b++) {
+                if (sep_before[b])
+                    mvaddstr(y, colx[b] - 1, tc_g("\u2502", "|"));
+                double v = S[order[a] * d->n + order[b]];
+                bool here = a == s->ci && b == s->cj;
+                cell(y, colx[b], g.cw, tui_shade(v, lo, hi, TC_RAMP), tui_shade(v, lo, hi, TC_MONO_RAMP), here,
+                     t == mid, group_end && !g.sep_rows && t == g.ch - 1);
+            }
         }
+        y--;
         if (g.sep_rows && group_end && y + 1 < ymax) { /* a boundary row */
             y++;
             for (int x = cx; x < right; x++)
@@ -131,25 +141,26 @@ void tui_view_heatmap_draw(const tui_state *s, const tui_rect *r)
                     mvaddstr(y, colx[b] - 1, tc_g("\u253c", "+"));
         }
     }
-    /* legend: the ramp with its values, what the lines mean, and the scroll position */
+    /* legend, under the matrix: the ramp with its values, what the lines mean, the scroll */
+    int ly = y + 1 < ymax ? y + 1 : ymax;
     int lx = x0, step = tc_color && r->w >= 64 ? 2 : 1;
-    lx += tc_put(ymax, lx, r->x + r->w - lx, "%.2f ", lo);
+    lx += tc_put(ly, lx, r->x + r->w - lx, "%.2f ", lo);
     for (int i = 0; i < TC_RAMP && lx + step < r->x + r->w; i++, lx += step) {
         if (tc_color) {
             tc_on(TC_PAIR_RAMP + i, 0);
-            mvaddstr(ymax, lx, step == 2 ? "  " : " ");
+            mvaddstr(ly, lx, step == 2 ? "  " : " ");
             tc_off(TC_PAIR_RAMP + i, 0);
         } else {
-            mvaddstr(ymax, lx, tc_mono_shade(i * TC_MONO_RAMP / TC_RAMP));
+            mvaddstr(ly, lx, tc_mono_shade(i * TC_MONO_RAMP / TC_RAMP));
         }
     }
-    lx += tc_put(ymax, lx, r->x + r->w - lx, " %.2f", hi);
+    lx += tc_put(ly, lx, r->x + r->w - lx, " %.2f", hi);
     tc_on(TC_PAIR_DIM, 0);
     if (g.scrolled)
-        tc_put(ymax, lx, r->x + r->w - lx, "  rows %d-%d, cols %d-%d/%d", g.row0 + 1, g.row0 + g.nrows, g.col0 + 1,
+        tc_put(ly, lx, r->x + r->w - lx, "  rows %d-%d, cols %d-%d/%d", g.row0 + 1, g.row0 + g.nrows, g.col0 + 1,
                g.col0 + g.ncols, n);
     else
-        tc_put(ymax, lx, r->x + r->w - lx, "  %s groups", tc_g("\u2502", "|"));
+        tc_put(ly, lx, r->x + r->w - lx, "  %s groups", tc_g("\u2502", "|"));
     tc_off(TC_PAIR_DIM, 0);
 }
 
