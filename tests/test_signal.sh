@@ -1,31 +1,120 @@
 #!/bin/sh
-# SIGINT / SIGTERM while a model is being written: conventional exit status, no output
-# directory, no temporary directory left behind.
+# SIGINT / SIGTERM during long commands: the conventional exit status (130 / 143), promptly (the
+# signal cancels the work in progress, not only the next write), no output and no temporary left
+# behind. Covered: synth while writing, calibrate while capturing, plan from a cached stats file
+# while building layers, apply while merging (prune-output's expert outputs take seconds per layer;
+# the writes are quick), and eval in the middle of the forward pass (nothing printed).
 set -u
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-signal.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/tmpdir"
+TMPDIR=$tmp/tmpdir
+export TMPDIR
 fail=0
 n=0
-for sig in INT TERM; do
+# Seconds a command may take to exit after the signal (generous for the sanitizer build).
+LIMIT=${SIGNAL_LIMIT:-2.5}
+
+now() { date +%s.%N; }
+
+# wait_for PATH: until PATH exists (at most 20 s).
+wait_for() {
+    i=0
+    while [ ! -e "$1" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+}
+
+# check NAME SIG PID T0 OUTPUT...: the command (PID) got SIG at time T0; it must exit with
+# 128+SIG within LIMIT seconds, and none of OUTPUT (or OUTPUT.*) may exist.
+check() {
+    name=$1 sig=$2 pid=$3 t0=$4
+    shift 4
+    wait "$pid"
+    status=$?
+    took=$(echo "$(now) $t0" | awk '{ printf "%.2f", $1 - $2 }')
+    want=$((128 + $(kill -l "$sig")))
     n=$((n + 1))
+    left=""
+    for o in "$@"; do
+        for f in "$o" "$o".*; do [ -e "$f" ] && left="$left $f"; done
+    done
+    for f in "$tmp/tmpdir"/*; do [ -e "$f" ] && left="$left $f"; done
+    if [ "$status" -ne "$want" ]; then
+        echo "not ok $n - $name SIG$sig: exit status $status, want $want"; fail=$((fail + 1))
+    elif awk -v t="$took" -v l="$LIMIT" 'BEGIN { exit !(t > l) }'; then
+        echo "not ok $n - $name SIG$sig: took $took s to exit (limit $LIMIT s)"; fail=$((fail + 1))
+    elif [ -n "$left" ]; then
+        echo "not ok $n - $name SIG$sig: left behind:$left"; fail=$((fail + 1))
+    else
+        echo "ok $n - $name SIG$sig: exit $status after $took s, nothing left behind"
+    fi
+}
+
+# synth while writing (about 1.2 GB of f32: long enough to be caught mid-write on any machine)
+for sig in INT TERM; do
     out="$tmp/model-$sig"
-    # About 1.2 GB of f32: long enough to be caught mid-write on any machine.
     "$SUBMOE" synth --arch mixtral --layers 4 --hidden 1024 --intermediate 4096 --experts 8 -q --out "$out" &
     pid=$!
-    i=0
-    while [ ! -d "$out.tmp-$pid" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    wait_for "$out.tmp-$pid"
     sleep 0.2
+    t0=$(now)
     kill -$sig $pid
-    wait $pid
-    status=$?
-    want=$((128 + $(kill -l $sig)))
-    if [ "$status" -ne "$want" ]; then
-        echo "not ok $n - SIG$sig: exit status $status, want $want"; fail=$((fail + 1))
-    elif [ -e "$out" ] || ls -d "$out".* >/dev/null 2>&1; then
-        echo "not ok $n - SIG$sig: output or temporary left behind: $(ls "$tmp")"; fail=$((fail + 1))
-    else
-        echo "ok $n - SIG$sig: exit $status, nothing left behind"
-    fi
+    check synth $sig $pid "$t0" "$out"
 done
+
+# A model whose commands each run for many seconds: 4 MoE layers of 8 experts, hidden 256.
+m="$tmp/m"
+"$SUBMOE" synth --arch mixtral --layers 4 --hidden 256 --intermediate 512 --experts 8 --clusters 4 -q --out "$m" ||
+    { echo "not ok - cannot make the test model"; exit 1; }
+"$SUBMOE" calibrate "$m" --tokens "$SRCDIR/data/calib.u32" -q -o "$tmp/m.stats" ||
+    { echo "not ok - cannot calibrate the test model"; exit 1; }
+
+# calibrate: 256 sequences of 256 tokens (several seconds); signalled once its file is begun
+out="$tmp/c.stats"
+"$SUBMOE" calibrate "$m" --tokens "$SRCDIR/data/calib.u32" --samples 256 -q -o "$out" &
+pid=$!
+wait_for "$out.tmp-$pid"
+sleep 0.3
+t0=$(now)
+kill -INT $pid
+check calibrate INT $pid "$t0" "$out"
+
+# plan from the cached stats: every layer's auto build takes seconds; no plan file written
+out="$tmp/p.yaml"
+"$SUBMOE" plan "$m" -c "$tmp/m.stats" -e 4 -q -o "$out" &
+pid=$!
+sleep 1.5
+t0=$(now)
+kill -TERM $pid
+check "plan -c" TERM $pid "$t0" "$out"
+
+# apply while merging: the output directory is begun after the first pass (cheap here); the
+# second pass spends seconds per layer on prune-output's expert outputs, milliseconds writing
+printf 'submoe_plan: 1\nmodel: {path: %s}\ncalibration: {stats: %s}\ndefaults: {experts: 4, method: prune-output}\n' \
+    "$m" "$tmp/m.stats" >"$tmp/apply.yaml"
+for sig in INT TERM; do
+    out="$tmp/out-$sig"
+    "$SUBMOE" apply "$tmp/apply.yaml" -q -o "$out" &
+    pid=$!
+    wait_for "$out.tmp-$pid"
+    sleep 0.5
+    t0=$(now)
+    kill -$sig $pid
+    check "apply (merging)" $sig $pid "$t0" "$out"
+done
+
+# eval: the whole token file (tens of seconds); no perplexity printed
+"$SUBMOE" eval "$m" --tokens "$SRCDIR/data/calib.u32" -q >"$tmp/eval.out" &
+pid=$!
+sleep 1
+t0=$(now)
+kill -INT $pid
+check eval INT $pid "$t0"
+n=$((n + 1))
+if [ -s "$tmp/eval.out" ]; then
+    echo "not ok $n - eval printed a result after SIGINT: $(cat "$tmp/eval.out")"; fail=$((fail + 1))
+else
+    echo "ok $n - eval printed nothing after SIGINT"
+fi
+
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

@@ -5,6 +5,7 @@
 #include "pipeline/calib.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/signals.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -96,9 +97,22 @@ int cmd_calibrate(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* The stats file is replaced atomically: through a symbolic link to its regular file (the
+     * link stays); never in place of a device or other special file. */
+    char *target = NULL;
+    bool direct = false;
+    if (sm_output_target(out, &target, &direct) || direct) {
+        if (direct)
+            sm_err("%s: not a regular file: the stats file must be one (it is written under a temporary name "
+                   "and renamed into place)", out);
+        fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
+        free(target);
+        return 1;
+    }
     sm_model *m = sm_model_open(argv[optind]);
     if (!m) {
         fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
+        free(target);
         return 1;
     }
     spec.tokens = tokens;
@@ -112,14 +126,14 @@ int cmd_calibrate(int argc, char **argv)
     spec.refresh = force;
     int rc = 0;
     bool reused = false;
-    sm_calib *c = sm_calib_capture(m, &spec, out, NULL, &reused);
-    if (!c) {
-        fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
+    sm_calib *c = sm_calib_capture(m, &spec, target, sm_signals_monitor(), &reused);
+    if (!c || sm_interrupted()) {
+        fprintf(stderr, "submoe calibrate: %s\n", sm_signals_errmsg());
         rc = 1;
     } else if (!quiet) {
         const sm_config *cfg = sm_model_config(m);
         uint64_t fp = 0;
-        sm_calib_file_fingerprint(out, &fp);
+        sm_calib_file_fingerprint(target, &fp);
         const float *x;
         int64_t m_fit = 0, m_held = 0;
         for (int l = 0; l < cfg->n_layers; l++)
@@ -136,5 +150,6 @@ int cmd_calibrate(int argc, char **argv)
     }
     sm_calib_free(c);
     sm_model_close(m);
+    free(target);
     return rc;
 }

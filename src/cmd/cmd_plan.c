@@ -7,6 +7,7 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/mem.h"
+#include "util/signals.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -287,7 +288,11 @@ int cmd_plan(int argc, char **argv)
         tokens = dflt = sm_path_join(sm_data_dir(), "calib.u32");
     if (tokens)
         p.calib.tokens = absolute(tokens);
-    if (calib) {
+    if (calib && sm_exists(calib)) {
+        /* an existing file, through any symbolic link: a cache refreshed in place of the file,
+         * not of the link */
+        p.calib.stats = absolute(calib);
+    } else if (calib) {
         /* the stats file may not exist yet: make its directory part absolute */
         char *copy = xstrdup(calib), *slash = strrchr(copy, '/');
         if (slash) {
@@ -307,13 +312,18 @@ int cmd_plan(int argc, char **argv)
     int rc = 1;
     sm_resolved_plan r;
     memset(&r, 0, sizeof r);
+    const sm_monitor *mon = sm_signals_monitor(); /* SIGINT/SIGTERM stop the work */
+    char *target = NULL;
+    bool direct;
+    if (sm_output_target(out, &target, &direct)) /* refuse a directory or dangling link up front */
+        goto out;
     sm_model *m = sm_model_open(p.model_path);
     if (!m)
         goto out;
     sm_model_fingerprint(m, p.fingerprint);
     p.has_fingerprint = true;
     sm_model_close(m);
-    if (sm_plan_resolve(&p, NULL, quiet, &r))
+    if (sm_plan_resolve(&p, mon, quiet, &r))
         goto out;
     /* Every MoE layer spelled out, with the statistics and preview as comments. */
     int n_moe = 0;
@@ -324,8 +334,8 @@ int cmd_plan(int argc, char **argv)
             continue;
         sm_layer_build b;
         char why[600] = "";
-        int brc = rl->is_auto ? sm_layer_build_auto(r.model, r.calib, &rl->job, NULL, &b, why, sizeof why)
-                              : sm_layer_build_run(r.model, r.calib, &rl->job, NULL, &b);
+        int brc = rl->is_auto ? sm_layer_build_auto(r.model, r.calib, &rl->job, mon, &b, why, sizeof why)
+                              : sm_layer_build_run(r.model, r.calib, &rl->job, mon, &b);
         if (brc)
             goto out;
         p.layers = xrealloc(p.layers, sizeof *p.layers * (size_t)(p.n_layers + 1));
@@ -364,7 +374,7 @@ int cmd_plan(int argc, char **argv)
     char *hc = xasprintf("submoe plan for %s (%d MoE layers)\ncalibration statistics: %s", p.model_path, n_moe,
                          sm_calib_path(r.calib));
     p.header_comment = hc;
-    if (sm_plan_write(&p, out))
+    if (sm_check_interrupt() || sm_plan_write(&p, out))
         goto out;
     if (!quiet)
         printf("wrote %s: %d MoE layers, mean held-out MoE-block output error %.4f\n", out, n_moe,
@@ -372,7 +382,8 @@ int cmd_plan(int argc, char **argv)
     rc = 0;
 out:
     if (rc)
-        fprintf(stderr, "submoe plan: %s\n", sm_errmsg());
+        fprintf(stderr, "submoe plan: %s\n", sm_signals_errmsg());
+    free(target);
     sm_resolved_plan_free(&r);
     sm_plan_free(&p);
     return rc;

@@ -285,19 +285,24 @@ static sm_export_matrix matrix_of(const sm_linear *l)
     return (sm_export_matrix){l->w, l->a, l->b, l->w ? 0 : l->rank};
 }
 
-/* y (out×in) = a·b */
-static void multiply_out(const sm_linear *l, float *y)
+/* y (out×in) = a·b; cancellable between rows (a large expert takes seconds). */
+static int multiply_out(const sm_linear *l, float *y, const sm_monitor *mon)
 {
-    for (int64_t i = 0; i < l->out; i++)
+    for (int64_t i = 0; i < l->out; i++) {
+        if (sm_monitor_check(mon))
+            return -1;
         for (int64_t j = 0; j < l->in; j++) {
             double s = 0;
             for (int64_t q = 0; q < l->rank; q++)
                 s += (double)l->a[i * l->rank + q] * l->b[q * l->in + j];
             y[i * l->in + j] = (float)s;
         }
+    }
+    return 0;
 }
 
-static int write_layer(sm_exporter *x, const sm_resolved_layer *rl, sm_out_format fmt, const sm_layer_build *b)
+static int write_layer(sm_exporter *x, const sm_resolved_layer *rl, sm_out_format fmt, const sm_layer_build *b,
+                       const sm_monitor *mon)
 {
     const sm_merged_layer *ml = &b->merged;
     int slots = fmt == SM_OUT_HF_EXPANDED ? rl->n : ml->n_experts;
@@ -328,7 +333,10 @@ static int write_layer(sm_exporter *x, const sm_resolved_layer *rl, sm_out_forma
                         rc = -1;
                         break;
                     }
-                    multiply_out(lin[k], *d);
+                    if (multiply_out(lin[k], *d, mon)) {
+                        rc = -1;
+                        break;
+                    }
                 }
                 mats[i][k] = (sm_export_matrix){*d, NULL, NULL, 0};
             }
@@ -430,7 +438,7 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
         if (sm_monitor_check(o->mon) ||
             sm_layer_build_run(r.model, r.calib, &rl->job, sm_monitor_span_init(&span, o->mon, lo, hi), &b))
             goto out;
-        int wrc = write_layer(x, rl, r.format, &b);
+        int wrc = write_layer(x, rl, r.format, &b, o->mon);
         rep->params_before += b.params_before;
         rep->params_after += b.params_after;
         if (b.output_error >= 0) {

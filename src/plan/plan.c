@@ -464,14 +464,7 @@ int sm_plan_write(const sm_plan *p, const char *path)
     size_t len;
     if (sm_plan_format(p, &text, &len))
         return -1;
-    char *tmp = xasprintf("%s.tmp-%ld", path, (long)getpid());
-    int rc = sm_write_file(tmp, text, len);
-    if (!rc && sm_rename(tmp, path)) {
-        rc = sm_err("%s: cannot rename into place: %s", path, strerror(errno));
-    }
-    if (rc)
-        unlink(tmp);
-    free(tmp);
+    int rc = sm_write_file_atomic(path, text, len);
     free(text);
     return rc;
 }

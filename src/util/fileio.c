@@ -2,10 +2,12 @@
 #include "util/fault.h"
 #include "util/diag.h"
 #include "util/mem.h"
+#include "util/signals.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -126,6 +128,8 @@ int sm_mkdirs(const char *path)
 
 int sm_fwrite(FILE *f, const void *data, size_t n, const char *path)
 {
+    if (sm_interrupted()) /* a signal arrived: stop writing (the caller removes its temporary) */
+        return sm_check_interrupt();
     size_t part;
     int fault = sm_fault_hit(SM_FAULT_WRITE, n, &part);
     if (fault) {
@@ -140,9 +144,35 @@ int sm_fwrite(FILE *f, const void *data, size_t n, const char *path)
 
 int sm_rename(const char *from, const char *to)
 {
+    if (sm_interrupted()) { /* never move anything into place once interrupted */
+        errno = EINTR;
+        return -1;
+    }
     int fault = sm_fault_hit(SM_FAULT_RENAME, 0, NULL);
     if (fault) {
         errno = fault;
+        return -1;
+    }
+    /* Never replace a symbolic link or a device with the new file: write through a link to a
+     * regular file (the link stays), refuse anything else. The commands resolve their output
+     * paths up front (sm_output_target) with a clearer message; this is the backstop. */
+    struct stat st;
+    if (lstat(to, &st) == 0 && S_ISLNK(st.st_mode)) {
+        char *real = realpath(to, NULL);
+        struct stat rs;
+        if (!real || stat(real, &rs) != 0 || !S_ISREG(rs.st_mode)) {
+            free(real);
+            errno = EEXIST;
+            return -1;
+        }
+        int rc = rename(from, real);
+        int e = errno;
+        free(real);
+        errno = e;
+        return rc;
+    }
+    if (lstat(to, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        errno = EEXIST;
         return -1;
     }
     return rename(from, to);
@@ -150,11 +180,124 @@ int sm_rename(const char *from, const char *to)
 
 int sm_write_file(const char *path, const void *data, size_t n)
 {
+    if (sm_interrupted())
+        return sm_check_interrupt();
     FILE *f = fopen(path, "wb");
     if (!f)
         return sm_err("%s: cannot create: %s", path, strerror(errno));
     int rc = sm_fwrite(f, data, n, path);
     if (fclose(f) != 0 && rc == 0)
         rc = sm_err("%s: write failed: %s", path, strerror(errno));
+    return rc;
+}
+
+/* Whether following the symbolic links of path passes through a /proc file-descriptor link
+ * (/dev/stdout -> /proc/self/fd/1, /dev/fd/N): such a name means "this open file", so it is written
+ * in place, whatever it points to (a pipe, a terminal, or a file the shell opened with >>). */
+static bool via_proc_fd(const char *path)
+{
+    char *cur = xstrdup(path);
+    bool found = false;
+    for (int hop = 0; hop < 40 && !found; hop++) {
+        char *slash = strrchr(cur, '/');
+        char *dir = slash ? xasprintf("%.*s", (int)(slash == cur ? 1 : slash - cur), cur) : xstrdup(".");
+        char *rdir = realpath(dir, NULL);
+        free(dir);
+        if (!rdir)
+            break;
+        char *full = xasprintf("%s/%s", strcmp(rdir, "/") ? rdir : "", slash ? slash + 1 : cur);
+        bool in_proc = !strncmp(rdir, "/proc/", 6);
+        free(rdir);
+        struct stat st;
+        char link[PATH_MAX];
+        ssize_t n = -1;
+        if (lstat(full, &st) == 0 && S_ISLNK(st.st_mode)) {
+            if (in_proc)
+                found = true;
+            else
+                n = readlink(full, link, sizeof link - 1);
+        }
+        free(cur);
+        cur = NULL;
+        if (n >= 0) {
+            link[n] = '\0';
+            char *s2 = strrchr(full, '/');
+            cur = link[0] == '/' ? xstrdup(link) : xasprintf("%.*s/%s", (int)(s2 - full), full, link);
+        }
+        free(full);
+        if (!cur)
+            break;
+    }
+    free(cur);
+    return found;
+}
+
+int sm_output_target(const char *path, char **target, bool *direct)
+{
+    *target = NULL;
+    *direct = false;
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno != ENOENT)
+            return sm_err("%s: %s", path, strerror(errno));
+        *target = xstrdup(path); /* a new file */
+        return 0;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        if (stat(path, &st) != 0)
+            return sm_err("%s: a symbolic link to nothing (%s): refusing to write through it", path,
+                          strerror(errno));
+        if (S_ISREG(st.st_mode) && !via_proc_fd(path)) {
+            char *real = realpath(path, NULL);
+            if (!real)
+                return sm_err("%s: cannot resolve the symbolic link: %s", path, strerror(errno));
+            *target = real; /* the link's regular file, replaced atomically; the link stays */
+            return 0;
+        }
+        if (S_ISREG(st.st_mode)) { /* /dev/stdout and the like, to a file: write in place */
+            *target = xstrdup(path);
+            *direct = true;
+            return 0;
+        }
+    }
+    if (S_ISDIR(st.st_mode))
+        return sm_err("%s: is a directory", path);
+    *target = xstrdup(path);
+    /* a regular file: replaced atomically; a device, pipe or socket (/dev/null, a FIFO, /dev/stdout
+     * to a terminal or pipe): written in place */
+    *direct = !S_ISREG(st.st_mode);
+    return 0;
+}
+
+int sm_write_file_atomic(const char *path, const void *data, size_t n)
+{
+    char *target;
+    bool direct;
+    if (sm_output_target(path, &target, &direct))
+        return -1;
+    if (direct) { /* appending: a no-op on devices and pipes, and keeps what >> already holds */
+        int rc = 0;
+        FILE *f = sm_interrupted() ? NULL : fopen(target, "ab");
+        if (sm_interrupted())
+            rc = sm_check_interrupt();
+        else if (!f)
+            rc = sm_err("%s: cannot open: %s", target, strerror(errno));
+        else {
+            rc = sm_fwrite(f, data, n, target);
+            if (fclose(f) != 0 && rc == 0)
+                rc = sm_err("%s: write failed: %s", target, strerror(errno));
+        }
+        free(target);
+        return rc;
+    }
+    char *tmp = xasprintf("%s.tmp-%ld", target, (long)getpid());
+    int rc = sm_write_file(tmp, data, n);
+    if (!rc && sm_rename(tmp, target))
+        rc = sm_interrupted() ? sm_check_interrupt()
+                              : sm_err("%s: cannot rename into place: %s", target, strerror(errno));
+    if (rc)
+        unlink(tmp);
+    free(tmp);
+    free(target);
     return rc;
 }

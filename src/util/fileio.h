@@ -21,9 +21,26 @@ const char *sm_basename(const char *path);
 int sm_mkdirs(const char *path);
 /* Write a whole buffer to a file (replacing it), checking every call. */
 int sm_write_file(const char *path, const void *data, size_t n);
-/* fwrite with error reporting naming path. */
+/* fwrite with error reporting naming path; fails ("interrupted") once a signal has arrived. */
 int sm_fwrite(FILE *f, const void *data, size_t n, const char *path);
-/* rename(2), through the failure-injection hook (util/fault.h): every "into place" rename uses it. */
+/* rename(2), through the failure-injection hook (util/fault.h): every "into place" rename uses it.
+ * Fails (EINTR) once a signal has arrived, so an interrupted command never publishes its output.
+ * A symbolic link at `to` is written through (its regular file is replaced, the link stays); a
+ * device, pipe or socket at `to`, or a link to anything but a regular file, is refused (EEXIST). */
 int sm_rename(const char *from, const char *to);
+
+/* Where an output file given on the command line (-o FILE) goes, without ever replacing a
+ * symbolic link or a device by a regular file:
+ *   - a new path or a regular file: *target = path, replaced atomically (temporary + rename);
+ *   - a symbolic link to a regular file: *target = the file it resolves to (replaced atomically;
+ *     the link stays and now shows the new content);
+ *   - a device, pipe or socket, directly or through links (/dev/null, a FIFO), and any name that
+ *     goes through a /proc descriptor link (/dev/stdout, /dev/fd/N, whatever they point to):
+ *     *direct = true, written in place with no temporary;
+ *   - a directory or a dangling link: refused with a message.
+ * *target is malloc'ed. 0, or -1 with a message. */
+int sm_output_target(const char *path, char **target, bool *direct);
+/* sm_write_file through sm_output_target: atomic for files, in place for devices. */
+int sm_write_file_atomic(const char *path, const void *data, size_t n);
 
 #endif

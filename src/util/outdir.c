@@ -6,16 +6,11 @@
 
 #include <errno.h>
 #include <ftw.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* One pending temporary directory at a time is all the commands need; kept in a plain
- * global so a signal handler can remove it. */
-static char pending_tmp[4096];
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -44,11 +39,31 @@ int sm_outdir_begin(sm_outdir *o, const char *final, bool force)
     memcpy(o->final, final, n);
     o->final[n] = '\0';
     o->force = force;
-    if (sm_exists(o->final) && !force) {
-        sm_err("%s: already exists (use --force to replace it)", o->final);
-        free(o->final);
-        o->final = NULL;
-        return -1;
+    struct stat st;
+    if (lstat(o->final, &st) == 0) {
+        const char *why = NULL;
+        if (!force)
+            why = "already exists (use --force to replace it)";
+        else if (S_ISLNK(st.st_mode)) {
+            /* --force through a symbolic link: replace the directory it points to, keep the link */
+            char *real = realpath(o->final, NULL);
+            struct stat rs;
+            if (!real || stat(real, &rs) != 0 || !S_ISDIR(rs.st_mode))
+                why = "is a symbolic link, but not to a directory: refusing to replace it";
+            else {
+                free(o->final);
+                o->final = real;
+                real = NULL;
+            }
+            free(real);
+        } else if (!S_ISDIR(st.st_mode))
+            why = "exists and is not a directory: refusing to replace it, even with --force";
+        if (why) {
+            sm_err("%s: %s", o->final, why);
+            free(o->final);
+            o->final = NULL;
+            return -1;
+        }
     }
     o->tmp = xasprintf("%s.tmp-%ld", o->final, (long)getpid());
     sm_remove_tree(o->tmp);
@@ -59,7 +74,6 @@ int sm_outdir_begin(sm_outdir *o, const char *final, bool force)
         o->tmp = o->final = NULL;
         return -1;
     }
-    snprintf(pending_tmp, sizeof pending_tmp, "%s", o->tmp);
     return 0;
 }
 
@@ -86,7 +100,6 @@ int sm_outdir_commit(sm_outdir *o)
         sm_outdir_abort(o);
         return -1;
     }
-    pending_tmp[0] = '\0';
     if (old) {
         sm_remove_tree(old);
         free(old);
@@ -101,15 +114,7 @@ void sm_outdir_abort(sm_outdir *o)
 {
     if (o->tmp)
         sm_remove_tree(o->tmp);
-    pending_tmp[0] = '\0';
     free(o->tmp);
     free(o->final);
     o->tmp = o->final = NULL;
-}
-
-void sm_outdir_cleanup_all(void)
-{
-    if (pending_tmp[0])
-        sm_remove_tree(pending_tmp);
-    pending_tmp[0] = '\0';
 }

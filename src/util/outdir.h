@@ -1,6 +1,7 @@
 /* outdir: atomic creation of an output directory. Everything is written into a temporary
  * sibling directory which is renamed into place only when complete; a failure or an
- * interrupt removes it, so a reader never sees a partial output. */
+ * interrupt (util/signals.h: the writers fail, the caller aborts) removes it, so a reader
+ * never sees a partial output. */
 #ifndef SM_OUTDIR_H
 #define SM_OUTDIR_H
 
@@ -12,14 +13,14 @@ typedef struct sm_outdir {
     bool force;
 } sm_outdir;
 
-/* Refuses an existing `final` unless force. Creates the temporary directory. */
+/* Refuses an existing `final` unless force; even with force, refuses to replace anything but a
+ * directory (a regular file, a device), and replaces the directory a symbolic link points to, not
+ * the link. Creates the temporary directory. A signal stops the commit (sm_rename). */
 int sm_outdir_begin(sm_outdir *o, const char *final, bool force);
 const char *sm_outdir_path(const sm_outdir *o);   /* where to write now */
 int sm_outdir_commit(sm_outdir *o);
 void sm_outdir_abort(sm_outdir *o);
 /* rm -rf */
 int sm_remove_tree(const char *path);
-/* Temporary directories still pending (for signal handlers): removes them all. */
-void sm_outdir_cleanup_all(void);
 
 #endif
