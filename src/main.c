@@ -1,6 +1,7 @@
 /* submoe: compress Mixture-of-Experts models by merging experts (Sub-MoE). Command dispatch. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,12 +67,30 @@ const char *sm_demo_dir(void)
 
 static int run(int argc, char **argv);
 
+/* Results printed on standard output must have arrived: a full disk (> /dev/full), a closed
+ * descriptor or an I/O error makes the command fail with one message instead of exiting 0 with
+ * the output lost. (A closed pipe ends the process with SIGPIPE, as usual.) */
+static int close_stdout(void)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !bad && errno != EBADF) /* EBADF: never opened, nothing written */
+        bad = 1, e = errno;
+    if (!bad)
+        return 0;
+    fprintf(stderr, "submoe: cannot write the output to standard output: %s\n", strerror(e ? e : EIO));
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     gsl_set_error_handler_off();
     sm_signals_install();
     int rc = run(argc, argv);
     sm_signals_reraise(); /* an interrupted command has cleaned up; exit as the signal says */
+    if (close_stdout() && rc == 0)
+        rc = 1;
     return rc;
 }
 
