@@ -56,11 +56,12 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
         tc_put(r->y + 1, r->x + 1, r->w - 2, "rank %lld of %d", (long long)rk, len);
         return;
     }
-    double top = sv[0] > 0 ? ceil(log10(sv[0])) : 0, bot = top;
+    /* the axis spans the values themselves (largest at the top), eight decades at most */
+    double top = sv[0] > 0 ? log10(sv[0]) : 0, bot = top;
     for (int i = 0; i < len; i++)
         if (sv[i] > 0)
-            bot = fmin(bot, floor(log10(sv[i])));
-    bot = fmax(bot, top - 8); /* eight decades at most: the rest sits on the axis */
+            bot = fmin(bot, log10(sv[i]));
+    bot = fmax(bot, top - 8); /* the rest sits on the axis */
     if (bot >= top)
         bot = top - 1;
     int mark = (int)ceil((double)rk * W / len); /* first column past the kept values */
@@ -100,8 +101,8 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
     tc_off(TC_PAIR_WARN, A_BOLD);
     /* axes */
     tc_on(TC_PAIR_DIM, 0);
-    tc_put(r->y + 1, r->x + 1, 6, "1e%+.0f", top);
-    tc_put(r->y + H, r->x + 1, 6, "1e%+.0f", bot);
+    tc_put(r->y + 1, r->x + 1, 6, "%-6.2g", pow(10, top));
+    tc_put(r->y + H, r->x + 1, 6, "%-6.2g", pow(10, bot));
     tc_put(r->y + 1, px + W + 2, 4, "100%%");
     tc_put(r->y + H, px + W + 2, 4, "0%%");
     int ax = r->y + H + 1;
@@ -146,7 +147,7 @@ void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w)
                   (dd->built_method == SM_MERGE_PRUNE_FREQUENCY || dd->built_method == SM_MERGE_PRUNE_OUTPUT ||
                    dd->built_method == SM_MERGE_KEEP);
     if (pruned) {
-        tc_put(y, x, w, "%s, group %d: rank %lld/%d (%.2f%% energy); the layer is %s: ranks unused (M)",
+        tc_put(y, x, w, "%s, group %d: rank %lld/%d, %.2f%% energy; layer %s: ranks unused (M)",
                mats[s->spec_matrix], s->spec_cluster, (long long)rk, len, tot > 0 ? 100 * kept / tot : 100.0,
                dd->built_method == SM_MERGE_KEEP ? "kept" : "pruned");
         return;
