@@ -155,6 +155,16 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m)
     if (p->defaults.has_experts && first_moe >= 0 && p->defaults.experts > sm_model_layer_experts(m, first_moe))
         return at(p, p->defaults.pos_experts, "defaults.experts: %d is more than the %d experts of a layer",
                   p->defaults.experts, sm_model_layer_experts(m, first_moe));
+    /* Fewer experts than each token is routed to leave fewer router rows than top-k: only a
+     * merge that keeps every router row (remap) can do that. */
+    bool dflt_remap_merge = p->defaults.has_method && !p->defaults.method_auto &&
+                            sm_merge_method_merges(p->defaults.method) && p->defaults.has_router &&
+                            p->defaults.router == SM_ROUTER_REMAP;
+    if (p->defaults.has_experts && p->defaults.experts < c->top_k && !dflt_remap_merge)
+        return at(p, p->defaults.pos_experts,
+                  "defaults.experts: %d is fewer than the %d experts each token is routed to (only a merge with "
+                  "router: remap keeps the router's rows)",
+                  p->defaults.experts, c->top_k);
     for (int i = 0; i < p->n_layers; i++) {
         const sm_plan_layer *l = &p->layers[i];
         char key[64];
@@ -173,6 +183,18 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m)
         if (l->s.has_experts && l->s.experts > n)
             return at(p, l->s.pos_experts, "%s.experts: %d is more than the layer's %d experts", key, l->s.experts,
                       n);
+        bool is_auto = l->s.has_method ? l->s.method_auto : p->defaults.has_method ? p->defaults.method_auto : true;
+        sm_merge_method meth = l->s.has_method ? l->s.method : p->defaults.has_method ? p->defaults.method
+                                                                                       : SM_MERGE_SUBMOE;
+        sm_router_mode rt = l->s.has_router ? l->s.router : p->defaults.has_router ? p->defaults.router
+                                                                                    : SM_ROUTER_COLLAPSE_LSTSQ;
+        int kk = l->n_groups ? l->n_groups : l->s.has_experts ? l->s.experts : 0;
+        if (kk && kk < c->top_k && meth != SM_MERGE_KEEP &&
+            !(!is_auto && sm_merge_method_merges(meth) && rt == SM_ROUTER_REMAP))
+            return at(p, l->s.has_experts ? l->s.pos_experts : l->pos_groups,
+                      "%s.%s: %d, fewer than the %d experts each token is routed to (only a merge with router: "
+                      "remap keeps the router's rows)",
+                      key, l->s.has_experts ? "experts" : "groups", kk, c->top_k);
         int *seen = NULL;
         if (l->n_groups) {
             seen = xcalloc((size_t)n, sizeof *seen);
