@@ -4,6 +4,7 @@
 #include "model/st.h"
 #include "util/diag.h"
 #include "util/mem.h"
+#include "util/signals.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -63,7 +64,7 @@ static double rel_error(const sm_tensor *a, const sm_tensor *b, float *fa, float
 {
     double num = 0, den = 0;
     size_t ea = sm_dtype_size(a->dtype), eb = sm_dtype_size(b->dtype);
-    for (uint64_t i = 0; i < a->numel; i += CHUNK) {
+    for (uint64_t i = 0; i < a->numel && !sm_interrupted(); i += CHUNK) {
         size_t n = a->numel - i < CHUNK ? (size_t)(a->numel - i) : CHUNK;
         sm_to_f32(a->dtype, (const char *)a->data + i * ea, fa, n);
         sm_to_f32(b->dtype, (const char *)b->data + i * eb, fb, n);
@@ -111,9 +112,9 @@ int cmd_diff(int argc, char **argv)
     double worst = 0;
     const char *worst_name = "";
     char sa[96], sb[96];
-    for (int f = 0; f < sm_model_file_count(a); f++) {
+    for (int f = 0; f < sm_model_file_count(a) && !sm_interrupted(); f++) {
         const st_file *sf = sm_model_file(a, f);
-        for (size_t i = 0; i < st_count(sf); i++) {
+        for (size_t i = 0; i < st_count(sf) && !sm_interrupted(); i++) {
             const sm_tensor *ta = st_tensor(sf, i), *tb = find_in(b, ta->name);
             shape_str(ta, sa, sizeof sa);
             if (!tb) {
@@ -149,7 +150,11 @@ int cmd_diff(int argc, char **argv)
             if (!find_in(a, st_tensor(sf, i)->name))
                 json_array_append_new(only_b, json_string(st_tensor(sf, i)->name));
     }
-    if (json) {
+    int rc = 0;
+    if (sm_interrupted()) { /* SIGINT/SIGTERM: no partial report */
+        fprintf(stderr, "submoe diff: %s\n", sm_signals_errmsg());
+        rc = 1;
+    } else if (json) {
         json_t *root = json_object();
         json_object_set_new(root, "a", json_string(argv[optind]));
         json_object_set_new(root, "b", json_string(argv[optind + 1]));
@@ -190,5 +195,5 @@ int cmd_diff(int argc, char **argv)
     free(fb);
     sm_model_close(a);
     sm_model_close(b);
-    return 0;
+    return rc;
 }
