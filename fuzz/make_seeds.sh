@@ -13,14 +13,14 @@ out=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/keep"
-for h in st config tokens plan index calib; do
+for h in st config tokens plan index calib resolve; do
     mkdir -p "$tmp/keep/$h"
     for f in "$out/$h"/crash-* "$out/$h"/regress-*; do
         [ -f "$f" ] && cp "$f" "$tmp/keep/$h/"
     done
 done
 rm -rf "$out"
-mkdir -p "$out/st" "$out/config" "$out/tokens" "$out/plan" "$out/index" "$out/calib"
+mkdir -p "$out/st" "$out/config" "$out/tokens" "$out/plan" "$out/index" "$out/calib" "$out/resolve"
 for d in tests/corrupt/*/; do
     n=$(basename "$d")
     [ -f "$d/model.safetensors" ] && cp "$d/model.safetensors" "$out/st/$n"
@@ -40,6 +40,19 @@ for spec in mixtral:f32 qwen2_moe:bf16 qwen3_moe:f16 olmoe:bf16 deepseek:f32 qwe
     "$S" synth --arch "$a" $tiny --dtype "$dt" --layout "$layout" --out "$tmp/$name"
     cp "$tmp/$name/config.json" "$out/config/synth-$name"
     cp "$tmp/$name/model.safetensors" "$out/st/synth-$name"
+done
+# resolve: a selector byte (fuzz_resolve.c's ten models: architecture v/2, fused if v is odd,
+# dtype f32/bf16/f16 by v%3) and that model's config.json
+v=0
+for a in mixtral qwen2_moe qwen3_moe olmoe deepseek; do
+    for layout in per-expert fused; do
+        dt=$(echo "f32 bf16 f16" | cut -d' ' -f$((v % 3 + 1)))
+        # shellcheck disable=SC2086
+        "$S" synth --arch "$a" $tiny --dtype "$dt" --layout "$layout" --out "$tmp/r$v"
+        printf "\\$(printf %03o $v)" >"$out/resolve/synth-$a-$layout"
+        cat "$tmp/r$v/config.json" >>"$out/resolve/synth-$a-$layout"
+        v=$((v + 1))
+    done
 done
 "$S" synth --arch mixtral --layers 2 --hidden 16 --intermediate 32 --experts 4 --clusters 2 --heads 2 --kv-heads 1 \
     --vocab 32 -q --shard-size 20K --out "$tmp/sharded"
@@ -93,7 +106,7 @@ PY
 else
     echo "make_seeds.sh: no python3: .npy token seeds and activations-only stats seeds skipped" >&2
 fi
-for h in st config tokens plan index calib; do
+for h in st config tokens plan index calib resolve; do
     cp "$tmp/keep/$h/"* "$out/$h/" 2>/dev/null || true
 done
 echo "seeds: $(find "$out" -type f | wc -l) files in $out"

@@ -6,7 +6,7 @@
 set -u
 fail=0
 n=0
-for h in st config index tokens plan calib; do
+for h in st config index tokens plan calib resolve; do
     n=$((n + 1))
     if out=$("$BUILDDIR/tests/fuzz_replay_$h" "$SRCDIR/fuzz/corpus/$h" 2>&1); then
         echo "ok $n - fuzz_$h: $(echo "$out" | tail -1)"
