@@ -128,6 +128,41 @@ check "1M shards: several files and model.safetensors.index.json" \
     sh -c "[ -s '$tmp/qwm/model.safetensors.index.json' ] && [ \$(ls '$tmp/qwm' | grep -c '^model-0000[0-9]-of-') -ge 3 ]"
 check "qwen2_moe hf output: shared expert kept, 4 experts, evaluates" \
     sh -c "grep -q '\"num_experts\": 4' '$tmp/qwm/config.json' && '$SUBMOE' eval '$tmp/qwm' --tokens '$SRCDIR/data/heldout.u32' --max-tokens 2048 -q >/dev/null"
+# The output is never the source model, inside it or around it, even with --force; an existing
+# output is refused before any work.
+cp -r "$DEMO" "$tmp/srccopy"
+"$SUBMOE" plan "$tmp/srccopy" --ratio 0.25 -m submoe $calib -o "$tmp/sc.yaml" -q
+for o in "$tmp/srccopy" "$tmp/srccopy/out" "$tmp"; do
+    "$SUBMOE" apply "$tmp/sc.yaml" -o "$o" --force -q 2>"$tmp/err"
+    st=$?
+    check "apply -o $(basename "$o") --force around the source model: refused" \
+        sh -c "[ $st -eq 1 ] && grep -q 'the source model .* is never modified' '$tmp/err' && [ ! -e '$tmp/srccopy/out' ] && cmp -s '$tmp/srccopy/model.safetensors' '$DEMO/model.safetensors'"
+done
+mkdir "$tmp/exists"
+"$SUBMOE" apply "$tmp/sc.yaml" -o "$tmp/exists" -q 2>"$tmp/err"
+check "an existing output is refused before calibration" grep -q 'exists (use --force' "$tmp/err"
+# method keep needs no calibration (it crashed); plan --method keep writes such a plan.
+"$SUBMOE" plan "$DEMO" --method keep --experts 8 -o "$tmp/keep.yaml" -q
+st=$?
+"$SUBMOE" apply "$tmp/keep.yaml" -o "$tmp/kept" -q
+check "plan and apply of a keep plan: exit $st, a model identical in function" \
+    sh -c "[ $st -eq 0 ] && [ \"\$('$SUBMOE' eval '$tmp/kept' --tokens '$SRCDIR/data/heldout.u32' --max-tokens 2048 -q)\" = \"\$('$SUBMOE' eval '$DEMO' --tokens '$SRCDIR/data/heldout.u32' --max-tokens 2048 -q)\" ]"
+# Options are checked where they are typed.
+"$SUBMOE" plan "$DEMO" --experts 3.7 -o "$tmp/x.yaml" -q 2>"$tmp/err"
+check "--experts 3.7: not a whole number" grep -q -- "--experts: '3.7' is not a whole number" "$tmp/err"
+"$SUBMOE" plan "$DEMO" --experts 1 -o "$tmp/x.yaml" -q 2>"$tmp/err"
+check "--experts 1: fewer than top-k, named by its option" grep -q -- "--experts 1: fewer than the 2 experts" "$tmp/err"
+"$SUBMOE" plan "$DEMO" --ratio 0.5 --rank 0 -o "$tmp/x.yaml" -q 2>"$tmp/err"
+check "--rank 0: one clear message" sh -c "[ \"\$(cat '$tmp/err')\" = \"submoe plan: --rank: invalid rank '0' (expected full, an integer ≥ 1 or a fraction)\" ]"
+"$SUBMOE" plan "$DEMO" --ratio 0.5 -m submoe --allocation adaptive --format hf $calib -o "$tmp/x.yaml" -q 2>"$tmp/err"
+check "--format hf with adaptive allocation: refused at plan time, no plan" \
+    sh -c "grep -q -- '--format hf: layers keep different numbers of experts' '$tmp/err' && [ ! -e '$tmp/x.yaml' ]"
+(cd "$tmp" && "$SUBMOE" plan "$DEMO" --ratio 0.5 -m submoe $calib --out-dir rel-out -o "$tmp/srccopy/../p3.yaml" -q)
+check "--out-dir DIR is relative to where it was typed" grep -q "path: $tmp/rel-out" "$tmp/p3.yaml"
+# auto on clustered groups also tries dominant ones; a layer merged on them records those groups,
+# and apply of the plan gives the plan's own choice.
+check "default plan: auto scores dominant groups on every layer" \
+    test "$(grep -c '^    chosen: .*/dominant' "$tmp/auto.yaml")" -eq 4
 check "the source model is untouched" test "$(src_sum)" = "$before"
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *out)
 {
@@ -34,14 +35,16 @@ static void usage(FILE *out)
             "Allocation and clustering:\n"
             "      --allocation A       uniform (default) or adaptive (by marginal clustering cost)\n"
             "      --window W           adaptive window in MoE layers (2; 0 = whole model)\n"
-            "      --clustering C       kmeans (default), hierarchical or kmedoids\n"
+            "      --clustering C       kmeans (default), hierarchical, kmedoids or dominant (the most-routed\n"
+            "                           experts as centres, for skewed routing)\n"
             "      --similarity S       output (default), weight or logit\n"
             "      --seed S             clustering seed (1)\n"
             "Merging:\n"
-            "  -m, --method M           auto (default: per layer, the least held-out MoE-block output\n"
-            "                           error among submoe, prune-frequency and prune-output), or one of\n"
-            "                           submoe, submoe-whitened, freq-average, average, prune-frequency,\n"
-            "                           prune-output, keep for every layer\n"
+            "  -m, --method M           auto (default: per layer, the best of submoe with and without\n"
+            "                           neuron alignment, on the clustering's groups and on dominant ones,\n"
+            "                           prune-frequency and prune-output, by held-out loss with the layer\n"
+            "                           swapped in), or one of submoe, submoe-whitened, freq-average,\n"
+            "                           average, prune-frequency, prune-output, keep for every layer\n"
             "      --router R           collapse-lstsq (default), collapse-mean or remap\n"
             "      --rank RANK          full (default), an integer or a fraction, for gate, up and down;\n"
             "                           or gate=RANK,up=RANK,down=RANK\n"
@@ -76,12 +79,22 @@ static int parse_num(const char *opt, const char *s, double lo, double hi, doubl
     return 0;
 }
 
+/* An integer option (no fraction, no exponent games). */
+static int parse_int(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    if (parse_num(opt, s, lo, hi, out))
+        return -1;
+    if (*out != (double)(int64_t)*out)
+        return sm_err("%s: '%s' is not a whole number", opt, s);
+    return 0;
+}
+
 static int parse_ranks(const char *s, sm_plan_ranks *rk)
 {
     if (!strchr(s, '=')) {
         sm_rank r;
         if (sm_rank_parse(s, &r))
-            return sm_err("--rank: %s", sm_errmsg());
+            return sm_err_prefix("--rank");
         for (int j = 0; j < 3; j++)
             rk->r[j] = r, rk->set[j] = true;
         return 0;
@@ -94,7 +107,7 @@ static int parse_ranks(const char *s, sm_plan_ranks *rk)
         if (j < 0)
             rc = sm_err("--rank: '%s' is not gate=R, up=R or down=R", t);
         else if (sm_rank_parse(eq + 1, &rk->r[j]))
-            rc = sm_err("--rank: %s", sm_errmsg());
+            rc = sm_err_prefix("--rank");
         else
             rk->set[j] = true;
     }
@@ -102,11 +115,16 @@ static int parse_ranks(const char *s, sm_plan_ranks *rk)
     return rc;
 }
 
-/* Absolute path, so the plan works from any directory. */
+/* Absolute path, so the plan works from any directory (also for a path that does not exist
+ * yet: it is taken relative to the current directory, where the user typed it). */
 static char *absolute(const char *path)
 {
     char buf[PATH_MAX];
-    return realpath(path, buf) ? xstrdup(buf) : xstrdup(path);
+    if (realpath(path, buf))
+        return xstrdup(buf);
+    if (path[0] == '/' || !getcwd(buf, sizeof buf))
+        return xstrdup(path);
+    return xasprintf("%s/%s", buf, path);
 }
 
 static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm_resolved_layer *rl,
@@ -146,6 +164,42 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
     pl->comment = xstrdup(text);
 }
 
+/* hf needs one expert count in every MoE layer, a collapsed router and dense experts;
+ * hf-expanded needs every original expert mapped to a merged one (no pruning). */
+static int check_format(const sm_plan *p, const sm_resolved_plan *r)
+{
+    if (!p->output.has_format || p->output.format == SM_OUT_SUBMOE)
+        return 0;
+    int k0 = -1;
+    for (int i = 0; i < p->n_layers; i++) {
+        const sm_plan_layer *pl = &p->layers[i];
+        const sm_resolved_layer *rl = &r->layers[pl->layer];
+        sm_merge_method m = pl->s.method;
+        if (pl->s.method_auto && pl->chosen) {
+            bool al;
+            sm_auto_choice_parse(pl->chosen, &m, &al);
+        }
+        bool merges = sm_merge_method_merges(m);
+        if (p->output.format == SM_OUT_HF_EXPANDED && !merges && m != SM_MERGE_KEEP)
+            return sm_err("--format hf-expanded: layer %d is pruned (%s), and hf-expanded keeps every original "
+                          "expert; use --format submoe or hf, or -m submoe",
+                          pl->layer, sm_merge_method_name(m));
+        if (p->output.format == SM_OUT_HF) {
+            if (k0 >= 0 && pl->s.experts != k0)
+                return sm_err("--format hf: layers keep different numbers of experts (%d and %d), which the "
+                              "standard layout cannot hold; use --format submoe, or --allocation uniform",
+                              k0, pl->s.experts);
+            k0 = pl->s.experts;
+            if (merges && rl->job.spec.router == SM_ROUTER_REMAP)
+                return sm_err("--format hf: the remap router keeps every original router row; use --router "
+                              "collapse-lstsq, or --format hf-expanded or submoe");
+            if (m == SM_MERGE_SUBMOE_WHITENED)
+                return sm_err("--format hf: submoe-whitened stores low-rank factors; use --format submoe");
+        }
+    }
+    return 0;
+}
+
 int cmd_plan(int argc, char **argv)
 {
     enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
@@ -176,7 +230,7 @@ int cmd_plan(int argc, char **argv)
     while (!bad && (ch = getopt_long(argc, argv, "e:r:m:t:c:o:qh", opts, NULL)) != -1) {
         switch (ch) {
         case 'e':
-            bad = parse_num("--experts", optarg, 1, 1 << 20, &v);
+            bad = parse_int("--experts", optarg, 1, 1 << 20, &v);
             p.defaults.has_experts = true, p.defaults.experts = (int)v;
             break;
         case 'r':
@@ -190,7 +244,7 @@ int cmd_plan(int argc, char **argv)
                 bad = sm_err("--allocation: expected uniform or adaptive, got '%s'", optarg);
             break;
         case O_WINDOW:
-            bad = parse_num("--window", optarg, 0, 1 << 20, &v);
+            bad = parse_int("--window", optarg, 0, 1 << 20, &v);
             p.has_window = true, p.window = (int)v;
             break;
         case O_CLUSTERING:
@@ -202,7 +256,7 @@ int cmd_plan(int argc, char **argv)
             bad = sm_similarity_kind_parse(optarg, &p.defaults.similarity);
             break;
         case O_SEED:
-            bad = parse_num("--seed", optarg, 0, 9007199254740992.0, &v);
+            bad = parse_int("--seed", optarg, 0, 9007199254740992.0, &v);
             p.has_seed = true, p.seed = (uint64_t)v;
             break;
         case 'm':
@@ -225,19 +279,19 @@ int cmd_plan(int argc, char **argv)
         case 't': tokens = optarg; break;
         case 'c': calib = optarg; break;
         case O_SAMPLES:
-            bad = parse_num("--samples", optarg, 1, 1 << 20, &v);
+            bad = parse_int("--samples", optarg, 1, 1 << 20, &v);
             p.calib.has_samples = true, p.calib.samples = (int)v;
             break;
         case O_SEQ_LEN:
-            bad = parse_num("--seq-len", optarg, 2, 1 << 24, &v);
+            bad = parse_int("--seq-len", optarg, 2, 1 << 24, &v);
             p.calib.has_seq_len = true, p.calib.seq_len = (int)v;
             break;
         case O_KEEP:
-            bad = parse_num("--keep", optarg, 0, INT32_MAX, &v);
+            bad = parse_int("--keep", optarg, 0, INT32_MAX, &v);
             p.calib.has_keep = true, p.calib.keep = (int64_t)v;
             break;
         case O_HELDOUT:
-            bad = parse_num("--heldout", optarg, 0, INT32_MAX, &v);
+            bad = parse_int("--heldout", optarg, 0, INT32_MAX, &v);
             p.calib.has_heldout = true, p.calib.heldout = (int64_t)v;
             break;
         case O_FORMAT:
@@ -322,6 +376,23 @@ int cmd_plan(int argc, char **argv)
         goto out;
     sm_model_fingerprint(m, p.fingerprint);
     p.has_fingerprint = true;
+    const sm_config *mc = sm_model_config(m);
+    int most = 0;
+    for (int l = 0; l < mc->n_layers; l++)
+        if (mc->is_moe[l] && sm_model_layer_experts(m, l) > most)
+            most = sm_model_layer_experts(m, l);
+    bool remap_merge = p.defaults.has_method && !p.defaults.method_auto && sm_merge_method_merges(p.defaults.method) &&
+                       p.defaults.has_router && p.defaults.router == SM_ROUTER_REMAP;
+    if (p.defaults.has_experts && (p.defaults.experts > most || (p.defaults.experts < mc->top_k && !remap_merge))) {
+        if (p.defaults.experts > most)
+            sm_err("--experts %d: the model's MoE layers have %d experts", p.defaults.experts, most);
+        else
+            sm_err("--experts %d: fewer than the %d experts each token is routed to (only -m submoe and the "
+                   "like with --router remap keep the router's rows)",
+                   p.defaults.experts, mc->top_k);
+        sm_model_close(m);
+        goto out;
+    }
     sm_model_close(m);
     if (sm_plan_resolve(&p, mon, quiet, &r))
         goto out;
@@ -352,13 +423,16 @@ int cmd_plan(int argc, char **argv)
         else if (sm_merge_method_merges(b.merged.method))
             pl->s.has_align = true, pl->s.align = rl->job.spec.align;
         if (sm_merge_method_merges(b.merged.method) || rl->is_auto) {
+            /* the groups merged: auto may have chosen other groups than the clustering's
+             * (dominant ones); a pruned layer records the clustering's */
+            const int *groups = sm_merge_method_merges(b.merged.method) ? b.assign : rl->assign;
             pl->n_groups = rl->job.k;
             pl->group_len = xcalloc((size_t)pl->n_groups, sizeof(int));
             pl->groups = xcalloc((size_t)pl->n_groups, sizeof(int *));
             for (int g = 0; g < pl->n_groups; g++) {
                 pl->groups[g] = xcalloc((size_t)rl->n, sizeof(int));
                 for (int e = 0; e < rl->n; e++)
-                    if (rl->assign[e] == g)
+                    if (groups[e] == g)
                         pl->groups[g][pl->group_len[g]++] = e;
             }
         }
@@ -371,8 +445,11 @@ int cmd_plan(int argc, char **argv)
             err_sum += b.output_error, n_moe++;
         sm_layer_build_free(&b);
     }
+    /* An output format the plan cannot be applied in is refused now, not at apply time. */
+    if (check_format(&p, &r))
+        goto out;
     char *hc = xasprintf("submoe plan for %s (%d MoE layers)\ncalibration statistics: %s", p.model_path, n_moe,
-                         sm_calib_path(r.calib));
+                         r.calib ? sm_calib_path(r.calib) : "none (every layer kept)");
     p.header_comment = hc;
     if (sm_check_interrupt() || sm_plan_write(&p, out))
         goto out;

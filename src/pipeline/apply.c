@@ -3,6 +3,7 @@
 #include "pipeline/apply.h"
 #include "pipeline/planner.h"
 #include "util/diag.h"
+#include "util/fileio.h"
 #include "util/hash.h"
 #include "util/mem.h"
 #include "util/progress.h"
@@ -194,6 +195,8 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
                 j->spec.cluster = (const sm_merge_opts(*)[3])rl->cluster;
                 j->spec.n_cluster = k;
             }
+            /* groups from a clustering, not the plan: auto may also try dominant groups */
+            j->regroup = !(pl && pl->n_groups);
         }
         if (rl->is_auto && pl && pl->chosen) {
             sm_merge_method mm;
@@ -238,6 +241,8 @@ static int layer_shape(sm_resolved_plan *r, sm_resolved_layer *rl, sm_out_format
         bool al = false;
         j->spec.method = sm_auto_choice_parse(why, &mm, &al) == 0 ? mm : b.merged.method;
         j->spec.align = al;
+        if (sm_merge_method_merges(b.merged.method) && rl->assign) /* the groups it merged on */
+            memcpy(rl->assign, b.assign, sizeof(int) * (size_t)rl->n);
         rl->auto_why = xstrdup(why);
         rl->is_auto = false;
         sm_layer_build_free(&b);
@@ -391,11 +396,55 @@ static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
     return text;
 }
 
+/* A path made absolute without requiring it to exist (its directory must). */
+static char *absolute_path(const char *path)
+{
+    char *real = realpath(path, NULL);
+    if (real)
+        return real;
+    char *dup = xstrdup(path), *slash = strrchr(dup, '/');
+    const char *dir = slash ? (slash == dup ? "/" : dup) : ".", *base = slash ? slash + 1 : dup;
+    if (slash)
+        *slash = 0;
+    char *rdir = realpath(dir, NULL);
+    char *out = rdir ? xasprintf("%s/%s", rdir, base) : xstrdup(path);
+    free(rdir);
+    free(dup);
+    return out;
+}
+
+/* Before any work: the output must not be the source model, inside it or around it (--force
+ * would replace the model), and an existing output needs --force. */
+static int check_outdir(const sm_plan *p, const char *outdir, bool force)
+{
+    char *mpath = sm_plan_resolve_path(p, p->model_path);
+    char *src = absolute_path(mpath), *dst = absolute_path(outdir);
+    size_t ns = strlen(src), nd = strlen(dst);
+    int rc = 0;
+    if (!strcmp(src, dst) || (nd > ns && !strncmp(dst, src, ns) && dst[ns] == '/') ||
+        (ns > nd && !strncmp(src, dst, nd) && src[nd] == '/'))
+        rc = sm_err("%s: the output would %s the source model %s, which is never modified; choose another "
+                    "directory",
+                    outdir, !strcmp(src, dst) ? "replace" : nd > ns ? "be written inside" : "contain", mpath);
+    else if (!force && sm_exists(outdir))
+        rc = sm_err("%s: already exists (use --force to replace it)", outdir);
+    free(mpath);
+    free(src);
+    free(dst);
+    return rc;
+}
+
 int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
 {
     memset(rep, 0, sizeof *rep);
     sm_resolved_plan r;
     sm_monitor_span span;
+    char *early = o->outdir ? NULL : sm_plan_resolve_path(p, p->output.path);
+    const char *want = o->outdir ? o->outdir : early;
+    int crc = want ? check_outdir(p, want, o->force) : 0;
+    free(early);
+    if (crc)
+        return -1;
     if (sm_plan_resolve(p, sm_monitor_span_init(&span, o->mon, 0, 0.3), o->quiet, &r))
         return -1;
     if (o->format >= 0)
