@@ -78,6 +78,11 @@ check "same settings: up to date, not recomputed" 'echo "$out" | grep -q "up to 
 check "deterministic: same bytes" '[ "$(cksum <"$tmp/act2.st")" = "$s1" ]'
 out=$("$SUBMOE" calibrate "$tmp/m" --tokens "$tmp/t.u32" -o "$tmp/act.st" --samples 3 --seq-len 32 --keep 40)
 check "changed settings: recomputed" 'echo "$out" | grep -q "with statistics"'
+# The same shapes, other weights (a model rewritten in place): recomputed, not reused.
+"$SUBMOE" synth --arch qwen2_moe --out "$tmp/m" --layers 2 --hidden 32 --intermediate 32 --vocab 256 --seed 9 \
+    --force -q
+out=$("$SUBMOE" calibrate "$tmp/m" --tokens "$tmp/t.u32" -o "$tmp/act.st" --samples 3 --seq-len 32 --keep 40)
+check "weights changed in place: recomputed" 'echo "$out" | grep -q "with statistics"'
 "$SUBMOE" calibrate "$tmp/m" --tokens "$tmp/t.u32" -o "$tmp/act3.st" --samples 1000 --seq-len 64 -q 2>"$tmp/c2"
 check "too few tokens: clear error, no output" '[ $? -eq 1 ] && grep -q "t.u32 holds 4096 tokens" "$tmp/c2" && [ ! -e "$tmp/act3.st" ]'
 check "no temporary files left" '[ -z "$(ls "$tmp" | grep "tmp")" ]'

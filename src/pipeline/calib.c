@@ -109,6 +109,16 @@ static uint64_t fingerprint(const sm_model *m, const int32_t *ids, const sm_cali
             h = sm_fnv1a(h, t->name, strlen(t->name));
             h = sm_fnv1a(h, t->shape, sizeof t->shape[0] * (size_t)t->ndim);
             h = sm_fnv1a(h, &t->dtype, sizeof t->dtype);
+            /* and a sample of the weights themselves (64 bytes at the start, middle and end of
+             * every tensor: a few pages per tensor), so that weights rewritten in place with the
+             * same shapes do not reuse stale statistics */
+            const unsigned char *d = t->data;
+            uint64_t nb = t->nbytes, span = nb < 64 ? nb : 64;
+            if (d && nb) {
+                h = sm_fnv1a(h, d, (size_t)span);
+                h = sm_fnv1a(h, d + (nb - span) / 2, (size_t)span);
+                h = sm_fnv1a(h, d + nb - span, (size_t)span);
+            }
         }
     }
     int64_t v[7] = {STATS_VERSION[0], s->samples, s->seq_len, kept_rows(s),
