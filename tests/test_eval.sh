@@ -79,8 +79,8 @@ check "deterministic: same bytes" '[ "$(cksum <"$tmp/act2.st")" = "$s1" ]'
 out=$("$SUBMOE" calibrate "$tmp/m" --tokens "$tmp/t.u32" -o "$tmp/act.st" --samples 3 --seq-len 32 --keep 40)
 check "changed settings: recomputed" 'echo "$out" | grep -q "with statistics"'
 # The same shapes, other weights (a model rewritten in place): recomputed, not reused.
-"$SUBMOE" synth --arch qwen2_moe --out "$tmp/m" --layers 2 --hidden 32 --intermediate 32 --vocab 256 --seed 9 \
-    --force -q
+"$SUBMOE" synth --arch qwen2_moe --out "$tmp/m9" --layers 2 --hidden 32 --intermediate 32 --vocab 256 --seed 9 -q
+cp "$tmp/m9/model.safetensors" "$tmp/m/model.safetensors" # config.json unchanged
 out=$("$SUBMOE" calibrate "$tmp/m" --tokens "$tmp/t.u32" -o "$tmp/act.st" --samples 3 --seq-len 32 --keep 40)
 check "weights changed in place: recomputed" 'echo "$out" | grep -q "with statistics"'
 "$SUBMOE" calibrate "$tmp/m" --tokens "$tmp/t.u32" -o "$tmp/act3.st" --samples 1000 --seq-len 64 -q 2>"$tmp/c2"
