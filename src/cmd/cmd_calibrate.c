@@ -134,11 +134,10 @@ int cmd_calibrate(int argc, char **argv)
         const sm_config *cfg = sm_model_config(m);
         uint64_t fp = 0;
         sm_calib_file_fingerprint(target, &fp);
-        const float *x;
-        int64_t m_fit = 0, m_held = 0;
+        int64_t m_fit = 0, m_held = 0; /* rows in the file (all of them feed the statistics) */
         for (int l = 0; l < cfg->n_layers; l++)
             if (cfg->is_moe[l]) {
-                sm_calib_inputs(c, l, &x, &m_fit, NULL, &m_held);
+                sm_calib_rows(c, l, &m_fit, &m_held, NULL, NULL);
                 break;
             }
         if (reused)
