@@ -103,18 +103,20 @@ for sig in INT TERM; do
 done
 
 # eval: the whole token file (tens of seconds); no perplexity printed
-"$SUBMOE" eval "$m" --tokens "$SRCDIR/data/calib.u32" -q >"$tmp/eval.out" &
-pid=$!
-sleep 1
-t0=$(now)
-kill -INT $pid
-check eval INT $pid "$t0"
-n=$((n + 1))
-if [ -s "$tmp/eval.out" ]; then
-    echo "not ok $n - eval printed a result after SIGINT: $(cat "$tmp/eval.out")"; fail=$((fail + 1))
-else
-    echo "ok $n - eval printed nothing after SIGINT"
-fi
+for sig in INT TERM; do
+    "$SUBMOE" eval "$m" --tokens "$SRCDIR/data/calib.u32" -q >"$tmp/eval.out" &
+    pid=$!
+    sleep 1
+    t0=$(now)
+    kill -$sig $pid
+    check eval $sig $pid "$t0"
+    n=$((n + 1))
+    if [ -s "$tmp/eval.out" ]; then
+        echo "not ok $n - eval printed a result after SIG$sig: $(cat "$tmp/eval.out")"; fail=$((fail + 1))
+    else
+        echo "ok $n - eval printed nothing after SIG$sig"
+    fi
+done
 
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]
