@@ -234,6 +234,7 @@ int tui_app_load_plan(tui_app *a, const char *path)
             char *t = sm_plan_resolve_path(&p, p.calib.tokens);
             snprintf(a->tokens, sizeof a->tokens, "%s", t);
             free(t);
+            a->tokens_default = false;
         }
         if (p.calib.has_samples)
             a->spec.samples = p.calib.samples;
@@ -385,6 +386,7 @@ static int setup(tui_app *a, const tui_options *o)
     a->spec.keep = 2048;
     a->spec.heldout = 512;
     a->spec.quiet = true;
+    a->tokens_default = !o->tokens;
     char *t = o->tokens ? xstrdup(o->tokens) : sm_path_join(sm_data_dir(), "calib.u32");
     char *h = o->heldout ? xstrdup(o->heldout) : sm_path_join(sm_data_dir(), "heldout.u32");
     if (!realpath(t, a->tokens))

@@ -42,6 +42,7 @@ typedef struct tui_app {
     sm_calib *calib;
     sm_calib_spec spec;
     char tokens[PATH_MAX], heldout[PATH_MAX], calib_file[PATH_MAX], open_path[PATH_MAX];
+    bool tokens_default;                       /* tokens: the bundled data/calib.u32 */
     /* what an opened plan says that the state does not show, kept for saving */
     bool have_groups[TUI_MAX_LAYERS];          /* groups given: do not cluster after calibration */
     sm_cluster_algo algo[TUI_MAX_LAYERS];      /* clustering of layers without groups */
