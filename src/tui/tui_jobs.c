@@ -170,9 +170,11 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
     int cur = a->s.layer;
     /* the bundled tokens are bytes: for a model with a real tokenizer they are ids, not text */
     bool bytes_for_tokenizer = !a->calib_file[0] && a->tokens_default && c->vocab != 256;
-    snprintf(a->s.status, sizeof a->s.status, "calibrated on %.60s%s; previewing every layer",
-             sm_basename(a->calib_file[0] ? a->calib_file : a->tokens),
-             bytes_for_tokenizer ? " (bytes, not your tokenizer's ids: use --tokens)" : "");
+    if (bytes_for_tokenizer)
+        snprintf(a->s.status, sizeof a->s.status, "calibrated on the bundled byte tokens: give --tokens FILE");
+    else
+        snprintf(a->s.status, sizeof a->s.status, "calibrated on %.60s; previewing every layer",
+                 sm_basename(a->calib_file[0] ? a->calib_file : a->tokens));
     a->s.status_error = bytes_for_tokenizer;
     pthread_mutex_unlock(&a->mu);
     /* previews: the selected layer first, then every other one in the background */
