@@ -440,6 +440,7 @@ static int format(const sm_plan *p, bool comments, char **text, size_t *len)
             if (l->comment && comments)
                 put_comment(&b, "  ", l->comment);
             put(&b, "  %d:\n", l->layer);
+            size_t body = b.len; /* a layer with nothing set is written as an empty mapping */
             put_settings(&b, "    ", &l->s);
             if (l->n_groups) {
                 put(&b, "    groups: [");
@@ -461,6 +462,10 @@ static int format(const sm_plan *p, bool comments, char **text, size_t *len)
             }
             if (l->chosen)
                 put(&b, "    chosen: "), put_str(&b, l->chosen), put(&b, "\n");
+            if (b.len == body) {
+                b.len--; /* the newline after "N:" */
+                put(&b, " {}\n");
+            }
         }
     }
     const typeof(p->output) *o = &p->output;
