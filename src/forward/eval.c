@@ -78,7 +78,7 @@ int sm_eval_perplexity_mon(const sm_model *m, const int32_t *ids, size_t n, int 
             o.capture_ctx = &pc;
         }
         if (sm_monitor_check(mon) || sm_forward(m, ids + w * (size_t)seq_len, nb, seq_len, &o)) {
-            sm_progress_finish(&p);
+            sm_progress_end(&p, false);
             return -1;
         }
         sm_progress_update(&p, (w + (size_t)nb) * (uint64_t)seq_len);

@@ -542,7 +542,7 @@ int sm_synth_write(const sm_synth_opts *o, const char *dir)
         st_writer_free(w);
         free(path);
     }
-    sm_progress_finish(&prog);
+    sm_progress_end(&prog, rc == 0);
     if (!rc && (n_shards > 1 || o->shard_size)) {
         json_t *idx = json_object();
         json_object_set_new(idx, "metadata", json_pack("{sI}", "total_size", (json_int_t)total));

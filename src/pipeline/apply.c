@@ -508,7 +508,7 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
     x = NULL;
 out:
     if (prog_on)
-        sm_progress_finish(&prog);
+        sm_progress_end(&prog, rc == 0);
     sm_export_abort(x);
     for (int l = 0; l < r.n_layers; l++)
         free(ranks[l]);

@@ -377,7 +377,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
             last = l;
     fo.stop_after_layer = last;
     int frc = sm_forward(m, t->ids, s->samples, s->seq_len, &fo);
-    sm_progress_finish(&prog);
+    sm_progress_end(&prog, frc == 0);
     sm_moe_layer_free(&c.layer);
     if (frc || st_writer_finish(w))
         goto out;

@@ -53,9 +53,17 @@ void sm_progress_update(sm_progress *p, uint64_t done)
 
 void sm_progress_finish(sm_progress *p)
 {
+    sm_progress_end(p, true);
+}
+
+void sm_progress_end(sm_progress *p, bool ok)
+{
     if (!p->enabled)
         return;
-    p->done = p->total;
+    if (ok)
+        p->done = p->total;
     draw(p);
+    if (!ok)
+        fputs(" stopped", stderr);
     fputc('\n', stderr);
 }
