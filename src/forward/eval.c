@@ -20,14 +20,6 @@ typedef struct {
 
 /* Called after every chunk of every MoE layer: the place to notice cancellation (a batch of a
  * large model runs for minutes). */
-static int on_chunk(void *ctx, int layer, int64_t row0, int64_t n, int64_t total, const float *x,
-                    const float *logits, const int *topk, const float *topw)
-{
-    (void)layer, (void)row0, (void)n, (void)total, (void)x, (void)logits, (void)topk, (void)topw;
-    const prog_ctx *c = ctx;
-    return sm_monitor_check(c->mon);
-}
-
 /* Move the bar within a batch, layer by layer (a batch of a large model takes a while). */
 static void on_layer(void *ctx, int l)
 {
@@ -73,10 +65,7 @@ int sm_eval_perplexity_mon(const sm_model *m, const int32_t *ids, size_t n, int 
         prog_ctx pc = {&p, w * (uint64_t)seq_len, (uint64_t)nb * (uint64_t)seq_len, c->n_layers + 1, mon};
         o.on_layer = on_layer;
         o.on_layer_ctx = &pc;
-        if (mon && mon->cancel) {
-            o.capture_chunk = on_chunk;
-            o.capture_ctx = &pc;
-        }
+        o.mon = mon; /* cancellable after every chunk of every layer, dense ones too */
         if (sm_monitor_check(mon) || sm_forward(m, ids + w * (size_t)seq_len, nb, seq_len, &o)) {
             sm_progress_end(&p, false);
             return -1;

@@ -371,6 +371,10 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
     if (!o->capture) {
         int64_t budget = o->chunk_tokens > 0 ? o->chunk_tokens : SM_FORWARD_CHUNK_TOKENS;
         cs = budget / T < 1 ? 1 : budget / T < n_seq ? (int)(budget / T) : n_seq;
+        /* whole units per chunk: chunked and unchunked runs then cut the work the same way */
+        int u = unit_seqs(T);
+        if (cs > u && cs < n_seq)
+            cs -= cs % u;
     }
     size_t nc = (size_t)cs * T; /* tokens per chunk */
     int rc = -1;
@@ -447,6 +451,8 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
                 goto out;
             if (c->is_moe[l] && o->capture_chunk &&
                 o->capture_chunk(o->capture_ctx, l, (int64_t)row0, (int64_t)rows, (int64_t)n, hn, lg, tk, tw))
+                goto out;
+            if (sm_monitor_check(o->mon))
                 goto out;
         }
         free_layer(&w);

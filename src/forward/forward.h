@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "engine/monitor.h"
 #include "forward/moe.h"
 #include "model/model.h"
 
@@ -60,6 +61,9 @@ typedef struct sm_forward_opts {
      * its router row count is the E of the capture callback for that layer. */
     const sm_moe_block *(*moe_override)(void *ctx, int layer);
     void *moe_override_ctx;
+    /* Cancellation, checked after every chunk of every layer and before the head: -1 with
+     * "cancelled" (NULL: none). */
+    const sm_monitor *mon;
 } sm_forward_opts;
 
 void sm_forward_opts_init(sm_forward_opts *o);

@@ -271,13 +271,6 @@ static const sm_moe_block *ppl_override(void *ctx, int layer)
     return p->blocks[layer];
 }
 
-static int ppl_capture(void *ctx, int layer, int n, const float *x, const float *lg, const int *tk, const float *tw)
-{
-    (void)layer, (void)n, (void)x, (void)lg, (void)tk, (void)tw;
-    ppl_ctx *p = ctx;
-    return sm_monitor_check(p->mon);
-}
-
 static void ppl_layer(void *ctx, int done)
 {
     ppl_ctx *p = ctx;
@@ -296,8 +289,7 @@ int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq
     fo.nll_count = &cnt;
     fo.moe_override = ppl_override;
     fo.moe_override_ctx = &p;
-    fo.capture = ppl_capture;
-    fo.capture_ctx = &p;
+    fo.mon = mon; /* cancellable between chunks; chunks keep memory bounded */
     fo.on_layer = ppl_layer;
     fo.on_layer_ctx = &p;
     if (sm_forward(m, ids, n_seq, seq_len, &fo))
