@@ -172,6 +172,20 @@ keys q
 check "q quits" wait_for 'EXIT=0'
 T kill-server >/dev/null 2>&1
 
+# A commit whose write fails (injected: the 10th write, ENOSPC): the error in the status line, no
+# output and no temporary left, the workbench still running; the next commit succeeds.
+sock="$tmp/tmux6.sock"
+T new-session -d -s wb -x 80 -y 24 \
+    "cd '$tmp' && SUBMOE_FAULT=write:10 NO_COLOR=1 TERM=xterm-256color '$SUBMOE' tui '$DEMO' --calib '$tmp/demo.stats'; echo EXIT=\$?; sleep 600"
+check "opens for the failing commit" wait_for 'calibrated on demo.stats' 60
+keys C C-u faulty Enter
+check "a failed write: the error in the status line" wait_for 'faulty.*(space|write)' 120
+check "... no output, no temporary" sh -c "! ls -d '$tmp'/faulty* >/dev/null 2>&1"
+keys C C-u fine Enter
+check "... and the workbench goes on: the next commit succeeds" wait_for 'committed to fine' 120
+keys q
+check "q quits" wait_for 'EXIT=0'
+T kill-server >/dev/null 2>&1
 # SIGINT (Ctrl-C) restores the terminal and exits 130 (the wrapper shell traps INT to survive it).
 sock="$tmp/tmux4.sock"
 T new-session -d -s wb -x 80 -y 24 \
