@@ -251,7 +251,7 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
             char a[32], b[32];
             tc_fmt_params(a, sizeof a, (double)d->params_before);
             tc_fmt_params(b, sizeof b, (double)d->params_after);
-            char we[24] = "-";
+            char we[24] = "n/a";
             if (d->member_error >= 0)
                 snprintf(we, sizeof we, "%.4f", d->member_error);
             if (!fresh)
