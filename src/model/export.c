@@ -298,17 +298,20 @@ static int write_source(sm_exporter *x, const entry *e)
 {
     const sm_weight *w = &e->src;
     size_t esz = sm_dtype_size(w->tensor->dtype);
-    if (e->dtype == w->tensor->dtype)
-        return st_writer_write(x->w, (const char *)w->tensor->data + w->offset * esz, (size_t)e->bytes);
-    int64_t step = (int64_t)(COPY_ROWS_BYTES / 4) / w->cols;
-    step = step < 1 ? 1 : step;
-    for (int64_t r = 0; r < w->rows; r += step) {
-        int64_t n = w->rows - r < step ? w->rows - r : step;
-        sm_weight_rows_to_f32(w, r, n, x->buf);
-        if (st_writer_write_f32(x->w, x->buf, (size_t)(n * w->cols)))
-            return -1;
+    int rc = 0;
+    if (e->dtype == w->tensor->dtype) {
+        rc = st_writer_write(x->w, (const char *)w->tensor->data + w->offset * esz, (size_t)e->bytes);
+    } else {
+        int64_t step = (int64_t)(COPY_ROWS_BYTES / 4) / w->cols;
+        step = step < 1 ? 1 : step;
+        for (int64_t r = 0; r < w->rows && !rc; r += step) {
+            int64_t n = w->rows - r < step ? w->rows - r : step;
+            sm_weight_rows_to_f32(w, r, n, x->buf);
+            rc = st_writer_write_f32(x->w, x->buf, (size_t)(n * w->cols));
+        }
     }
-    return 0;
+    sm_weight_release(w); /* the source pages copied stay mapped and resident otherwise */
+    return rc;
 }
 
 /* Write source entries up to (not including) the next merged one. */
