@@ -15,6 +15,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* perm = a uniformly random permutation of 0..n-1 (Fisher–Yates). */
+static void shuffle(sm_rng *r, int *perm, int n)
+{
+    for (int i = 0; i < n; i++)
+        perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)sm_rng_below(r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+}
+
 static double brute(const double *c, int n, int *best)
 {
     int p[8], used[8] = {0};
@@ -105,12 +116,7 @@ static void test_permuted_function(void)
     sm_rng_fill_normal(&r, w, (size_t)(3 * I * H), 0.2f);
     sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
     int perm[80];
-    for (int i = 0; i < I; i++)
-        perm[i] = i;
-    for (int i = (int)I - 1; i > 0; i--) {
-        int j = (int)sm_rng_below(&r, (uint64_t)i + 1), t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-    }
+    shuffle(&r, perm, (int)I);
     sm_expert e = sm_expert_dense(H, I, w, w + I * H, w + 2 * I * H);
     sm_expert_permute(&e, perm, p, p + I * H, p + 2 * I * H);
     sm_expert ep = sm_expert_dense(H, I, p, p + I * H, p + 2 * I * H);
@@ -418,12 +424,7 @@ static void test_large(void)
         *inv = xmalloc(sizeof(int) * (size_t)I);
     sm_rng_fill_normal(&r, w, (size_t)(3 * I * H), 0.3f);
     sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
-    for (int i = 0; i < I; i++)
-        perm[i] = i;
-    for (int i = (int)I - 1; i > 0; i--) {
-        int j = (int)sm_rng_below(&r, (uint64_t)i + 1), t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-    }
+    shuffle(&r, perm, (int)I);
     sm_expert e = sm_expert_dense(H, I, w, w + I * H, w + 2 * I * H);
     sm_expert_permute(&e, perm, p, p + I * H, p + 2 * I * H);
     sm_expert ep = sm_expert_dense(H, I, p, p + I * H, p + 2 * I * H);
@@ -453,12 +454,7 @@ static void test_align_monitor(void)
         *quiet = xmalloc(sizeof(int) * (size_t)I);
     sm_rng_fill_normal(&r, w, (size_t)(3 * I * H), 0.3f);
     sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
-    for (int i = 0; i < I; i++)
-        perm[i] = i;
-    for (int i = (int)I - 1; i > 0; i--) {
-        int j = (int)sm_rng_below(&r, (uint64_t)i + 1), t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-    }
+    shuffle(&r, perm, (int)I);
     sm_expert e = sm_expert_dense(H, I, w, w + I * H, w + 2 * I * H);
     sm_expert_permute(&e, perm, p, p + I * H, p + 2 * I * H);
     for (int64_t q = 0; q < 3 * I * H; q++)
