@@ -64,23 +64,6 @@ static int calibrate(const sm_plan *p, sm_resolved_plan *r, const sm_monitor *mo
     return r->calib ? 0 : -1;
 }
 
-/* The effective rank options of a layer: layer override, else defaults, else full. */
-static void layer_ranks(const sm_plan *p, const sm_plan_layer *pl, sm_merge_opts o[3])
-{
-    for (int j = 0; j < 3; j++) {
-        memset(&o[j], 0, sizeof o[j]);
-        if (pl && pl->s.rank.set[j])
-            o[j].rank = pl->s.rank.r[j];
-        else if (p->defaults.rank.set[j])
-            o[j].rank = p->defaults.rank.r[j];
-        else
-            o[j].rank.kind = SM_RANK_FULL;
-        o[j].damping = p->has_damping ? p->damping : 0;
-    }
-}
-
-#define PICK(field, has, dflt) (pl && pl->s.has) ? pl->s.field : p->defaults.has ? p->defaults.field : (dflt)
-
 int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_resolved_plan *r)
 {
     memset(r, 0, sizeof *r);
@@ -106,10 +89,9 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
     }
     bool needs_calib = false;
     for (int l = 0; l < c->n_layers; l++) {
-        const sm_plan_layer *pl = sm_plan_find_layer(p, l);
-        bool keep = !(PICK(method_auto, has_method, SM_APPLY_DEFAULT_AUTO)) &&
-                    (PICK(method, has_method, SM_APPLY_DEFAULT_METHOD)) == SM_MERGE_KEEP;
-        needs_calib |= c->is_moe[l] && !keep;
+        sm_plan_effective eff;
+        sm_plan_effective_settings(p, sm_plan_find_layer(p, l), &eff);
+        needs_calib |= c->is_moe[l] && (eff.is_auto || eff.method != SM_MERGE_KEEP);
     }
     sm_monitor_span span;
     if (needs_calib && calibrate(p, r, sm_monitor_span_init(&span, mon, 0, 0.7), quiet))
@@ -140,16 +122,22 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
         sm_resolved_layer *rl = &r->layers[l];
         rl->layer = l;
         rl->n = sm_model_layer_experts(r->model, l);
-        rl->is_auto = PICK(method_auto, has_method, SM_APPLY_DEFAULT_AUTO);
+        sm_plan_effective eff;
+        sm_plan_effective_settings(p, pl, &eff);
+        rl->is_auto = eff.is_auto;
         sm_layer_job *j = &rl->job;
         j->layer = l;
-        j->spec.method = rl->is_auto ? SM_APPLY_DEFAULT_METHOD : PICK(method, has_method, SM_APPLY_DEFAULT_METHOD);
-        j->spec.router = PICK(router, has_router, SM_APPLY_DEFAULT_ROUTER);
-        j->algo = PICK(clustering, has_clustering, SM_CLUSTER_KMEANS);
-        j->sim = PICK(similarity, has_similarity, SM_SIM_OUTPUT);
+        j->spec.method = eff.method;
+        j->spec.router = eff.router;
+        j->algo = eff.clustering;
+        j->sim = eff.similarity;
         j->seed = p->has_seed ? p->seed : 1;
-        layer_ranks(p, pl, j->spec.matrix);
-        j->spec.align = PICK(align, has_align, false);
+        for (int q = 0; q < 3; q++) {
+            memset(&j->spec.matrix[q], 0, sizeof j->spec.matrix[q]);
+            j->spec.matrix[q].rank = eff.rank[q];
+            j->spec.matrix[q].damping = p->has_damping ? p->damping : 0;
+        }
+        j->spec.align = eff.align;
         /* k: the layer's own count or groups, else the defaults' target. */
         int k = pl && pl->s.has_experts ? pl->s.experts : pl && pl->n_groups ? pl->n_groups
                 : planned                ? planned[l].k

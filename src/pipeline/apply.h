@@ -21,9 +21,9 @@
 
 /* Defaults when neither the layer nor the plan says (man/submoe-plan.5): method auto, whose
  * merge candidate is submoe — at least as good as the best single method on every layer. */
-#define SM_APPLY_DEFAULT_AUTO true
-#define SM_APPLY_DEFAULT_METHOD SM_MERGE_SUBMOE
-#define SM_APPLY_DEFAULT_ROUTER SM_ROUTER_COLLAPSE_LSTSQ
+#define SM_APPLY_DEFAULT_AUTO SM_PLAN_DEFAULT_AUTO
+#define SM_APPLY_DEFAULT_METHOD SM_PLAN_DEFAULT_METHOD
+#define SM_APPLY_DEFAULT_ROUTER SM_PLAN_DEFAULT_ROUTER
 #define SM_APPLY_DEFAULT_FORMAT SM_OUT_SUBMOE
 
 /* One MoE layer, resolved. */

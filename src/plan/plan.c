@@ -77,6 +77,24 @@ const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer)
     return NULL;
 }
 
+#define PICK(field, has, dflt) (pl && pl->s.has) ? pl->s.field : p->defaults.has ? p->defaults.field : (dflt)
+
+void sm_plan_effective_settings(const sm_plan *p, const sm_plan_layer *pl, sm_plan_effective *out)
+{
+    out->is_auto = PICK(method_auto, has_method, SM_PLAN_DEFAULT_AUTO);
+    out->method = out->is_auto ? SM_PLAN_DEFAULT_METHOD : PICK(method, has_method, SM_PLAN_DEFAULT_METHOD);
+    out->router = PICK(router, has_router, SM_PLAN_DEFAULT_ROUTER);
+    out->align = PICK(align, has_align, false);
+    out->clustering = PICK(clustering, has_clustering, SM_CLUSTER_KMEANS);
+    out->similarity = PICK(similarity, has_similarity, SM_SIM_OUTPUT);
+    for (int j = 0; j < 3; j++)
+        out->rank[j] = pl && pl->s.rank.set[j]  ? pl->s.rank.r[j]
+                       : p->defaults.rank.set[j] ? p->defaults.rank.r[j]
+                                                 : (sm_rank){SM_RANK_FULL, 0, 0};
+}
+
+#undef PICK
+
 int sm_parse_size(const char *s, uint64_t *out)
 {
     char *end;
@@ -183,14 +201,11 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m)
         if (l->s.has_experts && l->s.experts > n)
             return at(p, l->s.pos_experts, "%s.experts: %d is more than the layer's %d experts", key, l->s.experts,
                       n);
-        bool is_auto = l->s.has_method ? l->s.method_auto : p->defaults.has_method ? p->defaults.method_auto : true;
-        sm_merge_method meth = l->s.has_method ? l->s.method : p->defaults.has_method ? p->defaults.method
-                                                                                       : SM_MERGE_SUBMOE;
-        sm_router_mode rt = l->s.has_router ? l->s.router : p->defaults.has_router ? p->defaults.router
-                                                                                    : SM_ROUTER_COLLAPSE_LSTSQ;
+        sm_plan_effective eff;
+        sm_plan_effective_settings(p, l, &eff);
         int kk = l->n_groups ? l->n_groups : l->s.has_experts ? l->s.experts : 0;
-        if (kk && kk < c->top_k && meth != SM_MERGE_KEEP &&
-            !(!is_auto && sm_merge_method_merges(meth) && rt == SM_ROUTER_REMAP))
+        if (kk && kk < c->top_k && (eff.is_auto || eff.method != SM_MERGE_KEEP) &&
+            !(!eff.is_auto && sm_merge_method_merges(eff.method) && eff.router == SM_ROUTER_REMAP))
             return at(p, l->s.has_experts ? l->s.pos_experts : l->pos_groups,
                       "%s.%s: %d, fewer than the %d experts each token is routed to (only a merge with router: "
                       "remap keeps the router's rows)",

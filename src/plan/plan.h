@@ -117,6 +117,24 @@ char *sm_plan_resolve_path(const sm_plan *p, const char *written);
 /* The plan's layer entry for layer L, or NULL. */
 const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer);
 
+/* The documented defaults (man/submoe-plan.5) for what neither a layer nor `defaults` says. */
+#define SM_PLAN_DEFAULT_AUTO true
+#define SM_PLAN_DEFAULT_METHOD SM_MERGE_SUBMOE /* also auto's merge candidate */
+#define SM_PLAN_DEFAULT_ROUTER SM_ROUTER_COLLAPSE_LSTSQ
+
+/* What a layer's settings come to: its own, else the plan's defaults, else the documented ones.
+ * apply, the workbench and the model checks all read plans through it. */
+typedef struct sm_plan_effective {
+    bool is_auto;
+    sm_merge_method method;        /* auto: SM_PLAN_DEFAULT_METHOD, its merge candidate */
+    sm_router_mode router;
+    bool align;
+    sm_cluster_algo clustering;
+    sm_similarity_kind similarity;
+    sm_rank rank[3];               /* gate, up, down */
+} sm_plan_effective;
+void sm_plan_effective_settings(const sm_plan *p, const sm_plan_layer *pl, sm_plan_effective *out);
+
 /* Model-dependent checks: fingerprint, layers that are MoE layers of the model, expert counts,
  * groups (each expert exactly once, indices in range, count = experts), cluster keys, integer
  * ranks within the cluster's maximum. Messages point into the file. */

@@ -147,8 +147,6 @@ static void default_layer_plan(tui_layer_plan *p, int n, int top_k)
         p->rank[q] = (sm_rank){SM_RANK_FULL, 0, 0};
 }
 
-#define PICK(field, has, dflt) (pl && pl->s.has) ? pl->s.field : p.defaults.has ? p.defaults.field : (dflt)
-
 int tui_app_load_plan(tui_app *a, const char *path)
 {
     sm_plan p;
@@ -167,18 +165,15 @@ int tui_app_load_plan(tui_app *a, const char *path)
         const sm_plan_layer *pl = sm_plan_find_layer(&p, l);
         tui_layer_plan *tp = &s->plan[l];
         default_layer_plan(tp, tp->n, s->top_k);
-        tp->is_auto = PICK(method_auto, has_method, SM_APPLY_DEFAULT_AUTO);
-        tp->method = PICK(method, has_method, SM_APPLY_DEFAULT_METHOD);
-        if (tp->is_auto)
-            tp->method = SM_APPLY_DEFAULT_METHOD;
-        tp->router = PICK(router, has_router, SM_APPLY_DEFAULT_ROUTER);
-        tp->align = PICK(align, has_align, false);
-        for (int q = 0; q < 3; q++)
-            tp->rank[q] = pl && pl->s.rank.set[q] ? pl->s.rank.r[q]
-                          : p.defaults.rank.set[q] ? p.defaults.rank.r[q]
-                                                   : (sm_rank){SM_RANK_FULL, 0, 0};
-        a->algo[l] = PICK(clustering, has_clustering, SM_CLUSTER_KMEANS);
-        a->sim[l] = PICK(similarity, has_similarity, SM_SIM_OUTPUT);
+        sm_plan_effective eff; /* what apply makes of the layer */
+        sm_plan_effective_settings(&p, pl, &eff);
+        tp->is_auto = eff.is_auto;
+        tp->method = eff.method;
+        tp->router = eff.router;
+        tp->align = eff.align;
+        memcpy(tp->rank, eff.rank, sizeof tp->rank);
+        a->algo[l] = eff.clustering;
+        a->sim[l] = eff.similarity;
         a->have_groups[l] = false;
         if (pl && pl->n_groups) {
             tp->k = pl->n_groups;
