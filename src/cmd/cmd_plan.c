@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static void usage(FILE *out)
 {
@@ -113,18 +112,6 @@ static int parse_ranks(const char *s, sm_plan_ranks *rk)
     }
     free(dup);
     return rc;
-}
-
-/* Absolute path, so the plan works from any directory (also for a path that does not exist
- * yet: it is taken relative to the current directory, where the user typed it). */
-static char *absolute(const char *path)
-{
-    char buf[PATH_MAX];
-    if (realpath(path, buf))
-        return xstrdup(buf);
-    if (path[0] == '/' || !getcwd(buf, sizeof buf))
-        return xstrdup(path);
-    return xasprintf("%s/%s", buf, path);
 }
 
 static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm_resolved_layer *rl,
@@ -314,7 +301,7 @@ int cmd_plan(int argc, char **argv)
             if (sm_parse_size(optarg, &p.output.shard_size) || p.output.shard_size < (1u << 20))
                 bad = sm_err("--shard-size: expected a size of at least 1M like 4G or 500M, got '%s'", optarg);
             break;
-        case O_OUTDIR: p.output.path = absolute(optarg); break;
+        case O_OUTDIR: p.output.path = sm_path_absolute(optarg); break;
         case 'o': out = optarg; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); sm_plan_free(&p); return 0;
@@ -334,33 +321,18 @@ int cmd_plan(int argc, char **argv)
         return 2;
     }
     p.file = xstrdup(out);
-    p.model_path = absolute(argv[optind]);
+    p.model_path = sm_path_absolute(argv[optind]);
     char *dflt = NULL;
     /* --calib alone names an existing stats/activations file to read as it is; otherwise the
      * tokens (the bundled ones by default) are captured, with --calib as the cache. */
     if (!tokens && !(calib && sm_exists(calib)))
         tokens = dflt = sm_path_join(sm_data_dir(), "calib.u32");
     if (tokens)
-        p.calib.tokens = absolute(tokens);
-    if (calib && sm_exists(calib)) {
-        /* an existing file, through any symbolic link: a cache refreshed in place of the file,
-         * not of the link */
-        p.calib.stats = absolute(calib);
-    } else if (calib) {
-        /* the stats file may not exist yet: make its directory part absolute */
-        char *copy = xstrdup(calib), *slash = strrchr(copy, '/');
-        if (slash) {
-            *slash = 0;
-            char *d = absolute(*copy ? copy : "/");
-            p.calib.stats = xasprintf("%s/%s", d, slash + 1);
-            free(d);
-        } else {
-            char *d = absolute(".");
-            p.calib.stats = xasprintf("%s/%s", d, calib);
-            free(d);
-        }
-        free(copy);
-    }
+        p.calib.tokens = sm_path_absolute(tokens);
+    /* absolute, the file itself for an existing one (a cache refreshed in place of the file, not
+     * of a link to it), or the absolute name it will have */
+    if (calib)
+        p.calib.stats = sm_path_absolute(calib);
     free(dflt);
 
     int rc = 1;

@@ -384,29 +384,12 @@ static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
     return text;
 }
 
-/* A path made absolute without requiring it to exist (its directory must). */
-static char *absolute_path(const char *path)
-{
-    char *real = realpath(path, NULL);
-    if (real)
-        return real;
-    char *dup = xstrdup(path), *slash = strrchr(dup, '/');
-    const char *dir = slash ? (slash == dup ? "/" : dup) : ".", *base = slash ? slash + 1 : dup;
-    if (slash)
-        *slash = 0;
-    char *rdir = realpath(dir, NULL);
-    char *out = rdir ? xasprintf("%s/%s", rdir, base) : xstrdup(path);
-    free(rdir);
-    free(dup);
-    return out;
-}
-
 /* Before any work: the output must not be the source model, inside it or around it (--force
  * would replace the model), and an existing output needs --force. */
 static int check_outdir(const sm_plan *p, const char *outdir, bool force)
 {
     char *mpath = sm_plan_resolve_path(p, p->model_path);
-    char *src = absolute_path(mpath), *dst = absolute_path(outdir);
+    char *src = sm_path_absolute(mpath), *dst = sm_path_absolute(outdir);
     size_t ns = strlen(src), nd = strlen(dst);
     int rc = 0;
     if (!strcmp(src, dst) || (nd > ns && !strncmp(dst, src, ns) && dst[ns] == '/') ||

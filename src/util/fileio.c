@@ -105,6 +105,33 @@ const char *sm_basename(const char *path)
     return s ? s + 1 : path;
 }
 
+char *sm_path_absolute(const char *path)
+{
+    char *real = realpath(path, NULL);
+    if (real)
+        return real;
+    char *dup = xstrdup(path), *slash = strrchr(dup, '/'), *out = NULL;
+    if (slash) {
+        const char *base = slash + 1;
+        *slash = 0;
+        char *rdir = realpath(slash == dup ? "/" : dup, NULL);
+        if (rdir)
+            out = xasprintf("%s/%s", strcmp(rdir, "/") ? rdir : "", base);
+        free(rdir);
+    } else {
+        char *cwd = realpath(".", NULL);
+        if (cwd)
+            out = xasprintf("%s/%s", cwd, path);
+        free(cwd);
+    }
+    if (!out) { /* a directory part that does not exist either */
+        char cwd[PATH_MAX];
+        out = path[0] != '/' && getcwd(cwd, sizeof cwd) ? xasprintf("%s/%s", cwd, path) : xstrdup(path);
+    }
+    free(dup);
+    return out;
+}
+
 int sm_mkdirs(const char *path)
 {
     char *p = xstrdup(path);

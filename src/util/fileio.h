@@ -16,6 +16,10 @@ int sm_file_size(const char *path, uint64_t *out);
 uint64_t sm_dir_size(const char *path);
 /* path joined with a child name; caller frees. */
 char *sm_path_join(const char *dir, const char *name);
+/* An absolute path for path, which need not exist: realpath(3) when it does; else its
+ * directory's real path and its last name (a dangling link keeps its own name); else, for a
+ * relative path, the working directory joined with it. Caller frees. */
+char *sm_path_absolute(const char *path);
 const char *sm_basename(const char *path);
 /* mkdir -p */
 int sm_mkdirs(const char *path);
