@@ -145,46 +145,22 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     } cand[6];
     int nc = 0;
     bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
+    bool regroup = merges && job->regroup;
     if (merges) {
         cand[nc++] = (typeof(cand[0])){job->spec.method, false, false};
         cand[nc++] = (typeof(cand[0])){job->spec.method, true, false};
     }
+    if (regroup) { /* skipped when the dominant groups are the job's own */
+        cand[nc++] = (typeof(cand[0])){job->spec.method, false, true};
+        cand[nc++] = (typeof(cand[0])){job->spec.method, true, true};
+    }
     cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_FREQUENCY, false, false};
     cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_OUTPUT, false, false};
     int n = sm_model_layer_experts(m, job->layer);
-    int *dominant = NULL;
-    if (merges && job->regroup) {
-        /* dominant groups from the layer's statistics (computed once, cached by the calib) */
-        sm_moe_layer ml;
-        const sm_layer_analysis *an;
-        if (!(dominant = sm_alloc((size_t)n, sizeof *dominant)))
-            return -1;
-        int rc = sm_moe_layer_load(m, job->layer, &ml);
-        if (!rc)
-            rc = sm_calib_analysis(c, job->layer, &ml.block, false, NULL, &an);
-        if (!rc)
-            rc = sm_cluster_dominant(an->freq, an->sim_output, an->n, job->k, dominant);
-        sm_moe_layer_free(&ml);
-        if (rc) {
-            free(dominant);
-            return -1;
-        }
-        int *same = sm_alloc((size_t)n, sizeof *same);
-        if (!same) {
-            free(dominant);
-            return -1;
-        }
-        memcpy(same, job->groups, sizeof(int) * (size_t)n);
-        sm_cluster_canonical(same, n);
-        bool differs = memcmp(same, dominant, sizeof(int) * (size_t)n) != 0;
-        free(same);
-        if (differs) { /* after the merges on the job's groups */
-            memmove(&cand[4], &cand[2], 2 * sizeof cand[0]);
-            cand[2] = (typeof(cand[0])){job->spec.method, false, true};
-            cand[3] = (typeof(cand[0])){job->spec.method, true, true};
-            nc += 2;
-        }
-    }
+    int *dominant = regroup ? sm_alloc((size_t)n, sizeof *dominant) : NULL;
+    bool skip_dominant = !regroup;
+    if (regroup && !dominant)
+        return -1;
     /* The score: held-out loss of the whole model with the candidate layer swapped in, when a
      * forward pass is cheap and held-out windows exist (block error alone can mislead: a layer
      * whose pruning looks harmless locally may hurt much more downstream); else the held-out
@@ -205,6 +181,8 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     size_t used = 0;
     char errs[600] = "";
     for (int i = 0; i < nc && !rc; i++) {
+        if (cand[i].dominant && skip_dominant)
+            continue;
         sm_layer_job j = *job;
         j.spec.method = cand[i].method;
         j.spec.align = cand[i].align;
@@ -217,6 +195,22 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
             rc = -1;
             break;
         }
+        if (i == 0 && regroup) {
+            /* dominant groups from the statistics the first merge just used (no second load of
+             * the layer); tried only when they differ from the job's groups */
+            int *own = sm_alloc((size_t)n, sizeof *own);
+            rc = own ? sm_cluster_dominant(b.analysis->freq, b.analysis->sim_output, n, job->k, dominant) : -1;
+            if (!rc) {
+                memcpy(own, job->groups, sizeof(int) * (size_t)n);
+                sm_cluster_canonical(own, n);
+                skip_dominant = memcmp(own, dominant, sizeof(int) * (size_t)n) == 0;
+            }
+            free(own);
+            if (rc) {
+                sm_layer_build_free(&b);
+                break;
+            }
+        }
         if (auto_score(m, &b, job->layer, blocks, ids, n_seq, T,
                        sm_monitor_span_init(&span, mon, lo + (hi - lo) * 0.6, hi), &score)) {
             sm_layer_build_free(&b);
@@ -224,7 +218,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
             break;
         }
         used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s%s %.4g",
-                                 i ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
+                                 used ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
                                  cand[i].dominant ? "/dominant" : "", score);
         if (have < 0 || score < best_score) {
             if (have >= 0)
