@@ -37,8 +37,6 @@ int sm_check_interrupt(void)
     return sm_err("interrupted by signal %d (%s)", (int)received, strsignal(received));
 }
 
-volatile int *sm_signals_cancel_flag(void) { return &cancel_flag; }
-
 const sm_monitor *sm_signals_monitor(void)
 {
     static const sm_monitor mon = {NULL, NULL, &cancel_flag};

@@ -2,7 +2,7 @@
  *
  * The handler only records the signal and raises a cancellation flag. Long work stops through it
  * in two ways: engine and pipeline functions take an sm_monitor whose `cancel` points at the flag
- * (sm_signals_monitor(), or sm_signals_cancel_flag() for a front end's own monitor) and fail with
+ * (sm_signals_monitor()) and fail with
  * "cancelled"; the writers (sm_fwrite, sm_rename, st_write) check sm_interrupted() and fail with
  * "interrupted". Either way the normal error path removes temporaries, and nothing is renamed into
  * place once a signal has arrived. main() then re-raises the signal so that the exit status is the
@@ -19,8 +19,6 @@ int sm_interrupted(void);
 void sm_signals_reraise(void);
 /* -1 with the message "interrupted by signal N (NAME)" if one arrived, else 0. */
 int sm_check_interrupt(void);
-/* The flag the handler sets (non-zero once a signal arrived): a monitor's `cancel`. */
-volatile int *sm_signals_cancel_flag(void);
 /* A silent monitor cancelled by the signals (for the command-line front ends). */
 const sm_monitor *sm_signals_monitor(void);
 /* What a command reports when it failed: "interrupted by signal N (NAME)" once a signal arrived
