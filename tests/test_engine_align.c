@@ -412,54 +412,69 @@ static void test_synth_alignment(const char *tmp)
     sm_model_close(mp), sm_model_close(mu);
 }
 
+/* A random expert e (weights N(0, 0.3²)), inputs x (m × H, N(0, 1)) and ep: e with its neurons
+ * permuted by perm, plus N(0, noise²) on every weight when noise > 0. The rng goes on from there. */
+typedef struct {
+    int64_t H, I, m;
+    sm_rng r;
+    float *w, *p, *x;
+    int *perm;
+    sm_expert e, ep;
+} perm_pair;
+
+static void perm_pair_make(perm_pair *f, int64_t H, int64_t I, int64_t m, uint64_t seed, double noise)
+{
+    f->H = H, f->I = I, f->m = m;
+    sm_rng_seed(&f->r, seed);
+    f->w = sm_alloc_f32((size_t)(3 * I * H)), f->p = sm_alloc_f32((size_t)(3 * I * H));
+    f->x = sm_alloc_f32((size_t)(m * H));
+    f->perm = xmalloc(sizeof(int) * (size_t)I);
+    sm_rng_fill_normal(&f->r, f->w, (size_t)(3 * I * H), 0.3f);
+    sm_rng_fill_normal(&f->r, f->x, (size_t)(m * H), 1.0f);
+    shuffle(&f->r, f->perm, (int)I);
+    f->e = sm_expert_dense(H, I, f->w, f->w + I * H, f->w + 2 * I * H);
+    sm_expert_permute(&f->e, f->perm, f->p, f->p + I * H, f->p + 2 * I * H);
+    if (noise > 0)
+        for (int64_t q = 0; q < 3 * I * H; q++)
+            f->p[q] += (float)(noise * sm_rng_normal(&f->r));
+    f->ep = sm_expert_dense(H, I, f->p, f->p + I * H, f->p + 2 * I * H);
+}
+
+static void perm_pair_free(perm_pair *f)
+{
+    free(f->w), free(f->p), free(f->x), free(f->perm);
+}
+
 /* I above SM_ALIGN_EXACT_MAX takes the candidate matching: still exact on a clear planted case. */
 static void test_large(void)
 {
-    int64_t H = 24, I = SM_ALIGN_EXACT_MAX + 300, m = 256;
-    sm_rng r;
-    sm_rng_seed(&r, 17);
-    float *w = sm_alloc_f32((size_t)(3 * I * H)), *p = sm_alloc_f32((size_t)(3 * I * H));
-    float *x = sm_alloc_f32((size_t)(m * H));
-    int *perm = xmalloc(sizeof(int) * (size_t)I), *got = xmalloc(sizeof(int) * (size_t)I),
-        *inv = xmalloc(sizeof(int) * (size_t)I);
-    sm_rng_fill_normal(&r, w, (size_t)(3 * I * H), 0.3f);
-    sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
-    shuffle(&r, perm, (int)I);
-    sm_expert e = sm_expert_dense(H, I, w, w + I * H, w + 2 * I * H);
-    sm_expert_permute(&e, perm, p, p + I * H, p + 2 * I * H);
-    sm_expert ep = sm_expert_dense(H, I, p, p + I * H, p + 2 * I * H);
+    perm_pair f;
+    perm_pair_make(&f, 24, SM_ALIGN_EXACT_MAX + 300, 256, 17, 0);
+    int64_t I = f.I;
+    int *got = xmalloc(sizeof(int) * (size_t)I), *inv = xmalloc(sizeof(int) * (size_t)I);
     for (int i = 0; i < I; i++)
-        inv[perm[i]] = i;
-    (void)inv;
+        inv[f.perm[i]] = i;
     double corr;
-    int rc = sm_align_pair(&e, &ep, x, m, NULL, got, &corr);
+    int rc = sm_align_pair(&f.e, &f.ep, f.x, f.m, NULL, got, &corr);
     int right = 0;
     for (int i = 0; i < I; i++) /* ref neuron i is member neuron inv[i] */
         right += got[i] == inv[i];
     CHECK(rc == 0 && right == I, "I = %lld (candidate matching): %d of %lld neurons matched, mean corr %.3f",
           (long long)I, right, (long long)I, corr);
-    free(w), free(p), free(x), free(perm), free(got), free(inv);
+    perm_pair_free(&f);
+    free(got), free(inv);
 }
 
 /* A random expert and a permuted noisy copy: I = 300 neurons, so the Hungarian method reports
  * every 64 of its 300 rows and the activations come in two blocks of rows. */
 static void test_align_monitor(void)
 {
-    int64_t H = 32, I = 300, m = 300;
-    sm_rng r;
-    sm_rng_seed(&r, 23);
-    float *w = sm_alloc_f32((size_t)(3 * I * H)), *p = sm_alloc_f32((size_t)(3 * I * H));
-    float *x = sm_alloc_f32((size_t)(m * H));
-    int *perm = xmalloc(sizeof(int) * (size_t)I), *got = xmalloc(sizeof(int) * (size_t)I),
-        *quiet = xmalloc(sizeof(int) * (size_t)I);
-    sm_rng_fill_normal(&r, w, (size_t)(3 * I * H), 0.3f);
-    sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
-    shuffle(&r, perm, (int)I);
-    sm_expert e = sm_expert_dense(H, I, w, w + I * H, w + 2 * I * H);
-    sm_expert_permute(&e, perm, p, p + I * H, p + 2 * I * H);
-    for (int64_t q = 0; q < 3 * I * H; q++)
-        p[q] += (float)(0.05 * sm_rng_normal(&r));
-    sm_expert ep = sm_expert_dense(H, I, p, p + I * H, p + 2 * I * H);
+    perm_pair f;
+    perm_pair_make(&f, 32, 300, 300, 23, 0.05);
+    int64_t I = f.I, m = f.m;
+    const float *x = f.x;
+    const sm_expert e = f.e, ep = f.ep;
+    int *got = xmalloc(sizeof(int) * (size_t)I), *quiet = xmalloc(sizeof(int) * (size_t)I);
 
     watch wt;
     watch_init(&wt, NULL, 0);
@@ -493,7 +508,7 @@ static void test_align_monitor(void)
     int n = 2100;
     float *c = sm_alloc_f32((size_t)n * n);
     int *pm = xmalloc(sizeof(int) * (size_t)n);
-    sm_rng_fill_normal(&r, c, (size_t)n * n, 0.1f);
+    sm_rng_fill_normal(&f.r, c, (size_t)n * n, 0.1f);
     watch_init(&wt, "alignment: candidates", -1.0);
     for (int i = 0; i < n; i++)
         pm[i] = -7;
@@ -504,7 +519,8 @@ static void test_align_monitor(void)
     CHECK(rc == -1 && !strcmp(sm_errmsg(), "cancelled") && wt.after_cancel == 0 && untouched,
           "candidate matching is cancellable, perm untouched");
     free(c), free(pm);
-    free(w), free(p), free(x), free(perm), free(got), free(quiet);
+    perm_pair_free(&f);
+    free(got), free(quiet);
 }
 
 int main(void)
