@@ -353,8 +353,9 @@ int cmd_plan(int argc, char **argv)
     for (int l = 0; l < mc->n_layers; l++)
         if (mc->is_moe[l] && sm_model_layer_experts(m, l) > most)
             most = sm_model_layer_experts(m, l);
-    bool remap_merge = p.defaults.has_method && !p.defaults.method_auto && sm_merge_method_merges(p.defaults.method) &&
-                       p.defaults.has_router && p.defaults.router == SM_ROUTER_REMAP;
+    sm_plan_effective eff; /* as the plan checks read it (plan.c) */
+    sm_plan_effective_settings(&p, NULL, &eff);
+    bool remap_merge = !eff.is_auto && sm_merge_method_merges(eff.method) && eff.router == SM_ROUTER_REMAP;
     if (p.defaults.has_experts && (p.defaults.experts > most || (p.defaults.experts < mc->top_k && !remap_merge))) {
         if (p.defaults.experts > most)
             sm_err("--experts %d: the model's MoE layers have %d experts", p.defaults.experts, most);

@@ -175,9 +175,9 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m)
                   p->defaults.experts, sm_model_layer_experts(m, first_moe));
     /* Fewer experts than each token is routed to leave fewer router rows than top-k: only a
      * merge that keeps every router row (remap) can do that. */
-    bool dflt_remap_merge = p->defaults.has_method && !p->defaults.method_auto &&
-                            sm_merge_method_merges(p->defaults.method) && p->defaults.has_router &&
-                            p->defaults.router == SM_ROUTER_REMAP;
+    sm_plan_effective dflt;
+    sm_plan_effective_settings(p, NULL, &dflt);
+    bool dflt_remap_merge = !dflt.is_auto && sm_merge_method_merges(dflt.method) && dflt.router == SM_ROUTER_REMAP;
     if (p->defaults.has_experts && p->defaults.experts < c->top_k && !dflt_remap_merge)
         return at(p, p->defaults.pos_experts,
                   "defaults.experts: %d is fewer than the %d experts each token is routed to (only a merge with "
