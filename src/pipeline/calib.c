@@ -813,10 +813,4 @@ void sm_calib_release(sm_calib *c, int layer)
         free(cl->an);
         cl->an = NULL;
     }
-    /* and the file's pages of the layer read so far: mapped and resident, they would add up
-     * over the layers (about 80 MB a layer at Qwen1.5-MoE shapes) */
-    const sm_tensor *ts[] = {cl->x, cl->counts, cl->outputs, cl->sim[0], cl->sim[1], cl->sim[2]};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-        if (ts[i])
-            st_release(ts[i]->data, ts[i]->nbytes);
 }
