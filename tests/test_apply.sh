@@ -64,6 +64,26 @@ check "merging 8 -> 6 costs perplexity ($p_orig -> $p_native)" awk -v a="$p_nati
 st=$?
 check "hf refuses a remap router with a reason" sh -c "[ $st -eq 1 ] && grep -q 'hf needs a collapsed router' '$tmp/err' && [ ! -e '$tmp/rh' ]"
 
+# defaults.svd: the demo's Grams (256 × 256) are small enough for AUTO to solve them exactly, so
+# `exact` gives auto's bytes; `randomized` at rank 32 takes another path, close but not equal.
+sed 's/^    rank: full$/    rank: 32/' "$tmp/p.yaml" >"$tmp/r32.yaml"
+for s in exact randomized; do
+    sed "/^defaults:\$/a\\  svd: $s" "$tmp/r32.yaml" >"$tmp/r32-$s.yaml"
+    "$SUBMOE" apply "$tmp/r32-$s.yaml" -o "$tmp/r32-$s" -q
+done
+"$SUBMOE" apply "$tmp/r32.yaml" -o "$tmp/r32-auto" -q
+check "svd: exact gives auto's bytes on the demo" cmp -s "$tmp/r32-exact/model.safetensors" "$tmp/r32-auto/model.safetensors"
+check "svd: randomized takes effect (other bytes)" sh -c "! cmp -s '$tmp/r32-exact/model.safetensors' '$tmp/r32-randomized/model.safetensors'"
+p_rx32=$(ppl "$tmp/r32-exact")
+p_rr32=$(ppl "$tmp/r32-randomized")
+check "rank 32: randomized ($p_rr32) within 2% of exact ($p_rx32)" close "$p_rr32" "$p_rx32" 0.02
+"$SUBMOE" plan "$DEMO" --ratio 0.25 -m submoe --svd randomized $calib -o "$tmp/psvd.yaml" -q
+check "plan --svd records defaults.svd" grep -q '^  svd: randomized$' "$tmp/psvd.yaml"
+"$SUBMOE" plan "$DEMO" --ratio 0.25 --svd gesdd $calib -o "$tmp/psvd2.yaml" -q 2>"$tmp/err"
+st=$?
+check "plan --svd refuses an unknown solver, writing nothing" \
+    sh -c "[ $st -ne 0 ] && grep -q \"unknown svd solver 'gesdd'\" '$tmp/err' && [ ! -e '$tmp/psvd2.yaml' ]"
+
 # Low-rank factors in the native format.
 sed 's/^  method: submoe$/  method: submoe-whitened/; s/^    method: submoe$/    method: submoe-whitened/; s/^    rank: full$/    rank: 32/' \
     "$tmp/p.yaml" >"$tmp/lr.yaml"

@@ -38,6 +38,7 @@ static void test_full(const char *dir)
           "defaults.rank per matrix");
     CHECK(d->has_align && !d->align && p.has_damping && p.damping == 0.02 && p.has_seed && p.seed == 3,
           "align, damping, seed");
+    CHECK(p.has_svd && p.svd == SM_USVD_EIGEN, "defaults.svd: exact");
     CHECK(p.has_ratio && p.ratio == 0.25 && p.adaptive && p.window == 2, "ratio, allocation, window");
     CHECK(p.n_layers == 3, "3 layer entries");
     const sm_plan_layer *l1 = sm_plan_find_layer(&p, 1), *l2 = sm_plan_find_layer(&p, 2),
@@ -51,7 +52,7 @@ static void test_full(const char *dir)
     CHECK(l2 && l2->n_clusters == 2 && l2->clusters[1].index == 2 && l2->clusters[1].rank.set[2] &&
               !l2->clusters[1].rank.set[0] && l2->clusters[1].rank.r[2].fraction == 0.25,
           "layer 2: per-cluster ranks");
-    CHECK(l2 && l2->pos.line == 30 && l2->pos.col == 3, "layer 2 remembers its position (%d:%d)", l2 ? l2->pos.line : 0,
+    CHECK(l2 && l2->pos.line == 31 && l2->pos.col == 3, "layer 2 remembers its position (%d:%d)", l2 ? l2->pos.line : 0,
           l2 ? l2->pos.col : 0);
     CHECK(l3 && l3->s.method_auto && l3->s.align && l3->chosen && strstr(l3->chosen, "aligned"),
           "layer 3: auto with provenance");

@@ -48,6 +48,7 @@ static void usage(FILE *out)
             "      --rank RANK          full (default), an integer or a fraction, for gate, up and down;\n"
             "                           or gate=RANK,up=RANK,down=RANK\n"
             "      --damping D          whitening damping for submoe-whitened (0.01)\n"
+            "      --svd S              union-SVD subspace: auto (default), exact or randomized\n"
             "      --align              align the members' intermediate neurons before merging (for\n"
             "                           experts trained from scratch; auto tries both)\n"
             "Calibration:\n"
@@ -190,14 +191,16 @@ static int check_format(const sm_plan *p, const sm_resolved_plan *r)
 int cmd_plan(int argc, char **argv)
 {
     enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
-           O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR, O_ALIGN };
+           O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR, O_ALIGN,
+           O_SVD };
     static const struct option opts[] = {
         {"experts", required_argument, NULL, 'e'},    {"ratio", required_argument, NULL, 'r'},
         {"allocation", required_argument, NULL, O_ALLOC}, {"window", required_argument, NULL, O_WINDOW},
         {"clustering", required_argument, NULL, O_CLUSTERING}, {"similarity", required_argument, NULL, O_SIMILARITY},
         {"seed", required_argument, NULL, O_SEED},    {"method", required_argument, NULL, 'm'},
         {"router", required_argument, NULL, O_ROUTER}, {"rank", required_argument, NULL, O_RANK},
-        {"damping", required_argument, NULL, O_DAMPING}, {"tokens", required_argument, NULL, 't'},
+        {"damping", required_argument, NULL, O_DAMPING}, {"svd", required_argument, NULL, O_SVD},
+        {"tokens", required_argument, NULL, 't'},
         {"calib", required_argument, NULL, 'c'},      {"samples", required_argument, NULL, O_SAMPLES},
         {"seq-len", required_argument, NULL, O_SEQ_LEN}, {"keep", required_argument, NULL, O_KEEP},
         {"heldout", required_argument, NULL, O_HELDOUT}, {"format", required_argument, NULL, O_FORMAT},
@@ -262,6 +265,10 @@ int cmd_plan(int argc, char **argv)
         case O_DAMPING:
             bad = parse_num("--damping", optarg, 1e-12, 1e6, &p.damping);
             p.has_damping = true;
+            break;
+        case O_SVD:
+            p.has_svd = true;
+            bad = sm_plan_svd_parse(optarg, &p.svd);
             break;
         case 't': tokens = optarg; break;
         case 'c': calib = optarg; break;

@@ -46,6 +46,15 @@ bool sm_merge_method_merges(sm_merge_method m)
 
 /* ---- rank ---------------------------------------------------------------------------------- */
 
+bool sm_rank_equal(const sm_rank *a, const sm_rank *b)
+{
+    if (a->kind != b->kind)
+        return false;
+    return a->kind == SM_RANK_COUNT ? a->count == b->count
+           : a->kind == SM_RANK_FRACTION ? a->fraction == b->fraction
+                                         : true;
+}
+
 int sm_rank_parse(const char *text, sm_rank *out)
 {
     memset(out, 0, sizeof *out);

@@ -62,6 +62,9 @@ typedef struct sm_rank {
 int sm_rank_parse(const char *text, sm_rank *out);
 /* The inverse of sm_rank_parse ("full", "512", "0.25"). */
 void sm_rank_format(const sm_rank *r, char *buf, size_t len);
+/* Same meaning: same kind and, for that kind, the same value (never memcmp: the struct has
+ * padding and unused fields). */
+bool sm_rank_equal(const sm_rank *a, const sm_rank *b);
 /* The rank actually used for a cluster of n out×in matrices: 0 means dense and exact (full
  * rank, or a method without a rank); otherwise 1 ≤ r ≤ min(out, n·in). */
 int sm_rank_resolve(const sm_rank *r, sm_merge_method m, int64_t out, int64_t in, int n,

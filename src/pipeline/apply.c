@@ -136,6 +136,7 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
             memset(&j->spec.matrix[q], 0, sizeof j->spec.matrix[q]);
             j->spec.matrix[q].rank = eff.rank[q];
             j->spec.matrix[q].damping = p->has_damping ? p->damping : 0;
+            j->spec.matrix[q].usvd.solver = p->has_svd ? p->svd : SM_USVD_AUTO;
         }
         j->spec.align = eff.align;
         /* k: the layer's own count or groups, else the defaults' target. */

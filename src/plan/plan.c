@@ -29,6 +29,26 @@ int sm_out_format_parse(const char *s, sm_out_format *out)
     return sm_err("unknown output format '%s' (expected hf, hf-expanded or submoe)", s);
 }
 
+/* Plan words for the union-basis solvers: "exact" says what a user gets (the literal formula up
+ * to rounding), not which LAPACK routine gives it. */
+static const char *const svd_names[] = {"auto", "exact", "randomized"};
+
+const char *sm_plan_svd_name(sm_usvd_solver s)
+{
+    return (unsigned)s < 3 ? svd_names[s] : "?";
+}
+
+int sm_plan_svd_parse(const char *s, sm_usvd_solver *out)
+{
+    const sm_usvd_solver v[3] = {SM_USVD_AUTO, SM_USVD_EIGEN, SM_USVD_RANDOMIZED};
+    for (int i = 0; i < 3; i++)
+        if (s && !strcmp(s, svd_names[v[i]])) {
+            *out = v[i];
+            return 0;
+        }
+    return sm_err("unknown svd solver '%s' (expected auto, exact or randomized)", s ? s : "");
+}
+
 void sm_plan_init(sm_plan *p)
 {
     memset(p, 0, sizeof *p);
@@ -335,8 +355,8 @@ static void put_rank(sbuf *b, const sm_rank *r)
 
 static void put_ranks(sbuf *b, const sm_plan_ranks *rk)
 {
-    bool all = rk->set[0] && rk->set[1] && rk->set[2] && !memcmp(&rk->r[0], &rk->r[1], sizeof rk->r[0]) &&
-               !memcmp(&rk->r[0], &rk->r[2], sizeof rk->r[0]);
+    bool all = rk->set[0] && rk->set[1] && rk->set[2] && sm_rank_equal(&rk->r[0], &rk->r[1]) &&
+               sm_rank_equal(&rk->r[0], &rk->r[2]);
     if (all) {
         put_rank(b, &rk->r[0]);
         return;
@@ -443,6 +463,8 @@ static int format(const sm_plan *p, bool comments, char **text, size_t *len)
         put(&d, "  window: %d\n", p->window);
     if (p->has_damping)
         put(&d, "  damping: "), put_double(&d, p->damping), put(&d, "\n");
+    if (p->has_svd)
+        put(&d, "  svd: %s\n", sm_plan_svd_name(p->svd));
     if (p->has_seed)
         put(&d, "  seed: %" PRIu64 "\n", p->seed);
     if (d.len)

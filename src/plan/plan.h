@@ -23,6 +23,9 @@
 typedef enum { SM_OUT_HF = 0, SM_OUT_HF_EXPANDED, SM_OUT_SUBMOE, SM_OUT_FORMAT_COUNT } sm_out_format;
 const char *sm_out_format_name(sm_out_format f); /* "hf", "hf-expanded", "submoe" */
 int sm_out_format_parse(const char *s, sm_out_format *out);
+/* defaults.svd: "auto", "exact" (SM_USVD_EIGEN) or "randomized". */
+const char *sm_plan_svd_name(sm_usvd_solver s);
+int sm_plan_svd_parse(const char *s, sm_usvd_solver *out);
 
 typedef struct sm_plan_pos {
     int line, col; /* 1-based; 0 when not from a file */
@@ -86,8 +89,9 @@ typedef struct sm_plan {
         uint64_t seed;
     } calib;
     sm_plan_settings defaults;
-    bool has_ratio, has_allocation, adaptive, has_window, has_damping, has_seed;
+    bool has_ratio, has_allocation, adaptive, has_window, has_damping, has_seed, has_svd;
     double ratio, damping;
+    sm_usvd_solver svd;    /* defaults.svd: how union bases are computed (AUTO when not given) */
     int window;
     uint64_t seed;
     int n_layers;

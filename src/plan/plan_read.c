@@ -311,6 +311,7 @@ static int parse_method(const char *s, void *out) { return sm_merge_method_parse
 static int parse_sim(const char *s, void *out) { return sm_similarity_kind_parse(s, out); }
 static int parse_algo(const char *s, void *out) { return sm_cluster_algo_parse(s, out); }
 static int parse_router(const char *s, void *out) { return sm_router_mode_parse(s, out); }
+static int parse_svd(const char *s, void *out) { return sm_plan_svd_parse(s, out); }
 
 static int groups_read(const rd *r, yaml_node_t *vn, const char *path, sm_plan_layer *l);
 static int clusters_read(const rd *r, yaml_node_t *vn, const char *path, sm_plan_layer *l);
@@ -368,6 +369,10 @@ static int settings_pair(const rd *r, const char *path, const char *key, yaml_no
         }
         if (!strcmp(key, "window"))
             return p->has_window = true, want_int32(r, vn, path, 0, 1 << 20, &p->window);
+        if (!strcmp(key, "svd")) {
+            p->has_svd = true;
+            return read_enum(r, vn, path, parse_svd, &p->svd);
+        }
         if (!strcmp(key, "damping")) {
             if (want_double(r, vn, path, &p->damping))
                 return -1;
@@ -604,7 +609,8 @@ static int root_pair(const rd *r, const char *path, const char *key, yaml_node_t
     }
     if (!strcmp(key, "defaults")) {
         static const char *const keys[] = {"method", "similarity", "clustering", "router", "rank", "align",
-                                           "damping", "seed", "experts", "ratio", "allocation", "window", NULL};
+                                           "damping", "svd", "seed", "experts", "ratio", "allocation", "window",
+                                           NULL};
         settings_ctx c = {p, &p->defaults, NULL};
         if (each_pair(r, vn, path, keys, settings_pair, &c))
             return -1;

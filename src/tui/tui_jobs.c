@@ -37,6 +37,7 @@ static sm_layer_job layer_job(const tui_app *a, const tui_layer_plan *p, int lay
     for (int q = 0; q < 3; q++) {
         j.spec.matrix[q].rank = p->rank[q];
         j.spec.matrix[q].damping = a->has_damping ? a->damping : 0;
+        j.spec.matrix[q].usvd.solver = a->has_svd ? a->svd : SM_USVD_AUTO;
     }
     bool keep = !p->is_auto && p->method == SM_MERGE_KEEP;
     j.k = keep ? p->n : p->k;

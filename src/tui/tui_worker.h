@@ -52,6 +52,8 @@ typedef struct tui_app {
     char *decided_why[TUI_MAX_LAYERS];         /* auto: the choice recorded in the plan */
     bool has_damping;
     double damping;
+    bool has_svd;
+    sm_usvd_solver svd;
 } tui_app;
 
 /* Queue a job (identical queued jobs are merged; a user job goes ahead of background ones). */
