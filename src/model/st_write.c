@@ -219,6 +219,8 @@ int st_writer_finish(st_writer *w)
         rc = sm_err("%s: tensor '%s' was declared but not fully written", w->path, w->decls[w->cur].name);
     if (fflush(w->fp) != 0 && !rc)
         rc = sm_err("%s: write failed: %s", w->path, strerror(errno));
+    if (!rc)
+        rc = sm_fsync_fd(fileno(w->fp), w->path);
     if (fclose(w->fp) != 0 && !rc)
         rc = sm_err("%s: write failed: %s", w->path, strerror(errno));
     w->fp = NULL;

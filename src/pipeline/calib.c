@@ -385,6 +385,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
         sm_err("%s: cannot rename into place: %s", path, strerror(errno));
         goto out;
     }
+    sm_fsync_parent(path);
     rc = 0;
 out:
     if (rc)

@@ -205,6 +205,35 @@ int sm_rename(const char *from, const char *to)
     return rename(from, to);
 }
 
+int sm_fsync_fd(int fd, const char *path)
+{
+    if (fsync(fd) == 0 || errno == EINVAL || errno == EROFS || errno == ENOTSUP)
+        return 0;
+    return sm_err("%s: cannot flush to disk: %s", path, strerror(errno));
+}
+
+int sm_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return sm_err("%s: cannot open to flush: %s", dir, strerror(errno));
+    int rc = sm_fsync_fd(fd, dir);
+    close(fd);
+    return rc;
+}
+
+void sm_fsync_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = !slash ? xstrdup(".") : slash == path ? xstrdup("/") : xasprintf("%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
 int sm_write_file(const char *path, const void *data, size_t n)
 {
     if (sm_interrupted())
@@ -213,6 +242,10 @@ int sm_write_file(const char *path, const void *data, size_t n)
     if (!f)
         return sm_err("%s: cannot create: %s", path, strerror(errno));
     int rc = sm_fwrite(f, data, n, path);
+    if (rc == 0 && fflush(f) != 0)
+        rc = sm_err("%s: write failed: %s", path, strerror(errno));
+    if (rc == 0)
+        rc = sm_fsync_fd(fileno(f), path);
     if (fclose(f) != 0 && rc == 0)
         rc = sm_err("%s: write failed: %s", path, strerror(errno));
     return rc;
@@ -322,6 +355,8 @@ int sm_write_file_atomic(const char *path, const void *data, size_t n)
     if (!rc && sm_rename(tmp, target))
         rc = sm_interrupted() ? sm_check_interrupt()
                               : sm_err("%s: cannot rename into place: %s", target, strerror(errno));
+    if (!rc)
+        sm_fsync_parent(target);
     if (rc)
         unlink(tmp);
     free(tmp);

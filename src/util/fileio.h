@@ -33,6 +33,15 @@ int sm_fwrite(FILE *f, const void *data, size_t n, const char *path);
  * device, pipe or socket at `to`, or a link to anything but a regular file, is refused (EEXIST). */
 int sm_rename(const char *from, const char *to);
 
+/* Durability before and after a rename into place: a crash or power loss must leave the old
+ * output or the complete new one, never a renamed file whose data never reached the disk.
+ * sm_fsync_fd: fsync(2) a written file (file systems that cannot sync it, EINVAL/EROFS/ENOTSUP, are
+ * not an error). sm_fsync_dir: the same for a directory's entries by name. sm_fsync_parent: the
+ * directory holding path, best effort (the rename has already happened). */
+int sm_fsync_fd(int fd, const char *path);
+int sm_fsync_dir(const char *dir);
+void sm_fsync_parent(const char *path);
+
 /* Where an output file given on the command line (-o FILE) goes, without ever replacing a
  * symbolic link or a device by a regular file:
  *   - a new path or a regular file: *target = path, replaced atomically (temporary + rename);

@@ -82,6 +82,11 @@ const char *sm_outdir_path(const sm_outdir *o) { return o->tmp; }
 int sm_outdir_commit(sm_outdir *o)
 {
     char *old = NULL;
+    /* The files were flushed as they were closed; their directory entries now. */
+    if (sm_fsync_dir(o->tmp) != 0) {
+        sm_outdir_abort(o);
+        return -1;
+    }
     if (sm_exists(o->final)) {
         old = xasprintf("%s.old-%ld", o->final, (long)getpid());
         if (sm_rename(o->final, old) != 0) {
@@ -100,6 +105,7 @@ int sm_outdir_commit(sm_outdir *o)
         sm_outdir_abort(o);
         return -1;
     }
+    sm_fsync_parent(o->final);
     if (old) {
         sm_remove_tree(old);
         free(old);
