@@ -105,6 +105,39 @@ for sig in INT TERM; do
     check "apply (merging)" $sig $pid "$t0" "$out"
 done
 
+# A second signal while the first one's orderly stop is stuck in a step that cannot be cancelled
+# (SUBMOE_FAULT=stall:1: the first write stalls for 30 s through signals, like one long LAPACK
+# call): quit at once with the signal's status, saying so and naming the temporary left behind.
+out="$tmp/out-twice"
+sed 's/prune-output/prune-frequency/' "$tmp/apply.yaml" >"$tmp/twice.yaml"
+SUBMOE_FAULT=stall:1 "$SUBMOE" apply "$tmp/twice.yaml" -q -o "$out" 2>"$tmp/twice.err" &
+pid=$!
+i=0
+while ! grep -q stalling "$tmp/twice.err" 2>/dev/null && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+kill -INT $pid
+sleep 1
+n=$((n + 1))
+if kill -0 $pid 2>/dev/null; then
+    echo "ok $n - one SIGINT during an uncancellable step: still stopping after 1 s"
+else
+    echo "not ok $n - the stalled apply exited on the first SIGINT (the stall did not hold)"; fail=$((fail + 1))
+fi
+t0=$(now)
+kill -INT $pid
+wait $pid
+status=$?
+took=$(echo "$(now) $t0" | awk '{ printf "%.2f", $1 - $2 }')
+n=$((n + 1))
+if [ $status -eq 130 ] && awk -v t="$took" -v l="$LIMIT" 'BEGIN { exit !(t <= l) }' &&
+    grep -q "^submoe: second signal: quitting at once; left behind: $out.tmp-$pid\$" "$tmp/twice.err" &&
+    [ "$(grep -vc '^submoe-fault' "$tmp/twice.err")" -eq 1 ] &&
+    [ ! -e "$out" ]; then
+    echo "ok $n - a second SIGINT quits at once ($took s, status 130), naming $out.tmp-$pid"
+else
+    echo "not ok $n - second SIGINT: status $status after $took s; stderr: $(cat "$tmp/twice.err")"; fail=$((fail + 1))
+fi
+rm -rf "$out.tmp-$pid"
+
 # eval: the whole token file (tens of seconds); no perplexity printed
 for sig in INT TERM; do
     "$SUBMOE" eval "$m" --tokens "$SRCDIR/data/calib.u32" -q >"$tmp/eval.out" &

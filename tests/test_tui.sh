@@ -186,6 +186,24 @@ check "... and the workbench goes on: the next commit succeeds" wait_for 'commit
 keys q
 check "q quits" wait_for 'EXIT=0'
 T kill-server >/dev/null 2>&1
+# Ctrl-C while a commit is stuck in a step that cannot be cancelled (SUBMOE_FAULT=stall:1: its
+# first write stalls 30 s through signals): the workbench says it is stopping; a second Ctrl-C
+# quits at once, restores the terminal, exits 130 and names the temporary it leaves.
+sock="$tmp/tmux7.sock"
+T new-session -d -s wb -x 80 -y 24 \
+    "trap : INT; cd '$tmp' && SUBMOE_FAULT=stall:1 NO_COLOR=1 TERM=xterm-256color '$SUBMOE' tui '$DEMO' --calib '$tmp/demo.stats' 2>'$tmp/stall.err'; echo EXIT=\$?; sleep 600"
+check "opens for the stalled commit" wait_for 'calibrated on demo.stats' 60
+keys C C-u stuck Enter
+i=0
+while ! grep -q stalling "$tmp/stall.err" 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
+keys C-c
+check "Ctrl-C during an uncancellable step: 'Stopping', with the way out" wait_for 'Stopping: waiting for the current step \(Ctrl-C again'
+keys C-c
+check "a second Ctrl-C quits at once: exit 130" wait_for 'EXIT=130' 5
+check "... the screen is the shell's again" sh -c "! tmux -S '$sock' capture-pane -t wb -p | grep -q 'submoe workbench'"
+check "... and the temporary left behind is named" grep -q "second signal: quitting at once; left behind: .*stuck.tmp-" "$tmp/stall.err"
+rm -rf "$tmp"/stuck.tmp-*
+T kill-server >/dev/null 2>&1
 # SIGINT (Ctrl-C) restores the terminal and exits 130 (the wrapper shell traps INT to survive it).
 sock="$tmp/tmux4.sock"
 T new-session -d -s wb -x 80 -y 24 \

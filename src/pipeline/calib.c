@@ -10,6 +10,7 @@
 #include "util/mem.h"
 #include "util/progress.h"
 #include "util/rng.h"
+#include "util/signals.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -331,6 +332,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     int *rows = sample_rows(total, keep, s->seed);
     st_writer *w = st_writer_new();
     char *tmp = xasprintf("%s.tmp-%ld", path, (long)getpid());
+    sm_signals_note_temp(tmp);
     float *kx = NULL, *kl = NULL, *kk = NULL;
     int rc = -1, maxe = 1;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -390,6 +392,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
 out:
     if (rc)
         unlink(tmp);
+    sm_signals_note_temp(NULL);
     st_writer_free(w);
     free(tmp);
     free(rows);

@@ -458,6 +458,7 @@ int tui_run(const tui_options *o)
     const char *nc = getenv("NO_COLOR");
     if (nc && *nc)
         a->s.color = false;
+    sm_signals_save_terminal(); /* for a second Ctrl-C while a step cannot be cancelled */
     initscr();
     cbreak();
     noecho();
@@ -518,8 +519,17 @@ int tui_run(const tui_options *o)
     pthread_mutex_lock(&a->mu);
     a->cancel = 1;
     a->stop = true;
+    bool busy = a->s.busy;
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
+    if (busy) { /* most steps stop within a second; one long LAPACK call cannot */
+        int cols, rows;
+        getmaxyx(stdscr, rows, cols);
+        move(rows - 1, 0);
+        clrtoeol();
+        addnstr("Stopping: waiting for the current step (Ctrl-C again quits at once)", cols - 1);
+        refresh();
+    }
     pthread_join(th, NULL);
     endwin();
     if (a->s.committed[0])

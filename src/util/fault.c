@@ -5,8 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-static int mode = -1; /* -1 unread, 0 off, 1 fail, 2 count */
+static int mode = -1; /* -1 unread, 0 off, 1 fail, 2 count, 3 stall */
 static sm_fault_point at_point;
 static long at_n, counts[2];
 static int err_code = ENOSPC, short_write;
@@ -33,6 +34,10 @@ static void setup(void)
         return;
     at_point = !strcmp(what, "rename") ? SM_FAULT_RENAME : SM_FAULT_WRITE;
     at_n = n;
+    if (!strcmp(what, "stall")) {
+        mode = 3;
+        return;
+    }
     err_code = !strcmp(how, "eio") || at_point == SM_FAULT_RENAME ? EIO : ENOSPC;
     short_write = !strcmp(how, "short");
     mode = 1;
@@ -47,6 +52,16 @@ int sm_fault_hit(sm_fault_point p, size_t n, size_t *short_n)
     if (!mode)
         return 0;
     long k = ++counts[p];
+    if (mode == 3 && p == at_point && k == at_n) {
+        struct timespec t0, t;
+        fprintf(stderr, "submoe-fault: stalling\n"); /* tests wait for this line */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do { /* nanosleep returns early on a signal: keep stalling */
+            nanosleep(&(struct timespec){0, 50000000}, NULL);
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        } while (t.tv_sec - t0.tv_sec < 30);
+        return 0;
+    }
     if (mode != 1 || p != at_point || k != at_n)
         return 0;
     if (short_write && short_n)

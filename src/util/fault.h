@@ -4,6 +4,9 @@
  * SUBMOE_FAULT="write:N:eio"    ... with EIO
  * SUBMOE_FAULT="write:N:short"  ... writes half its bytes, then fails (a short write)
  * SUBMOE_FAULT="rename:N"       the N-th rename into place fails (EIO)
+ * SUBMOE_FAULT="stall:N"        the N-th write first stalls for 30 s, through any signal (an
+ *                               uncancellable step, for the second-signal test; it says
+ *                               "submoe-fault: stalling" on stderr first), then goes ahead
  * SUBMOE_FAULT="count"          nothing fails; at exit "submoe-fault: W writes, R renames" on stderr
  * Every write of the program goes through sm_fwrite / sm_write_file (util/fileio.h) and every
  * final rename through sm_rename, so a test can fail each point in turn. */

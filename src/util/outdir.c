@@ -3,6 +3,7 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/mem.h"
+#include "util/signals.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -74,6 +75,7 @@ int sm_outdir_begin(sm_outdir *o, const char *final, bool force)
         o->tmp = o->final = NULL;
         return -1;
     }
+    sm_signals_note_temp(o->tmp);
     return 0;
 }
 
@@ -110,6 +112,7 @@ int sm_outdir_commit(sm_outdir *o)
         sm_remove_tree(old);
         free(old);
     }
+    sm_signals_note_temp(NULL);
     free(o->tmp);
     free(o->final);
     o->tmp = o->final = NULL;
@@ -120,6 +123,7 @@ void sm_outdir_abort(sm_outdir *o)
 {
     if (o->tmp)
         sm_remove_tree(o->tmp);
+    sm_signals_note_temp(NULL);
     free(o->tmp);
     free(o->final);
     o->tmp = o->final = NULL;

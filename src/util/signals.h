@@ -5,7 +5,8 @@
  * (sm_signals_monitor()) and fail with
  * "cancelled"; the writers (sm_fwrite, sm_rename, st_write) check sm_interrupted() and fail with
  * "interrupted". Either way the normal error path removes temporaries, and nothing is renamed into
- * place once a signal has arrived. main() then re-raises the signal so that the exit status is the
+ * place once a signal has arrived. A second signal does not wait for that: see
+ * sm_signals_save_terminal. main() then re-raises the signal so that the exit status is the
  * conventional one (130 for SIGINT, 143 for SIGTERM). */
 #ifndef SM_SIGNALS_H
 #define SM_SIGNALS_H
@@ -13,6 +14,11 @@
 #include "engine/monitor.h"
 
 void sm_signals_install(void);
+/* A second signal quits at once (status 128+N) instead of waiting for the orderly stop, saying so
+ * and naming the temporary output it leaves, if one was noted; the workbench's terminal is put
+ * back to the settings saved here (before initscr). */
+void sm_signals_save_terminal(void);
+void sm_signals_note_temp(const char *path); /* NULL: nothing to report */
 /* The signal received so far (0 if none). */
 int sm_interrupted(void);
 /* If a signal arrived: restore its default action and raise it (does not return). */
