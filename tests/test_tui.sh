@@ -154,6 +154,19 @@ check "End: the cursor at the last cell, still visible" wait_for 'rows [0-9]+-64
 keys q
 check "q quits an unmodified plan" wait_for 'EXIT=0'
 T kill-server >/dev/null 2>&1
+# A plan giving each of the 32 groups of both layers its own rank (96 per layer; the workbench
+# used to keep at most 48 and refused the plan): opened, saved, every group rank still there.
+"$SUBMOE" plan "$tmp/q64" --experts 32 -m submoe -o "$tmp/q64.yaml" -q
+awk '{ print } /^    groups:/ { print "    clusters:"; for (i = 0; i < 32; i++) print "      " i ": {rank: 4}" }' \
+    "$tmp/q64.yaml" >"$tmp/q64-ranks.yaml"
+T new-session -d -s wb -x 80 -y 24 \
+    "cd '$tmp' && LANG=C.UTF-8 '$SUBMOE' '$tmp/q64' --plan '$tmp/q64-ranks.yaml'; echo EXIT=\$?; sleep 600"
+check "a plan with 96 group ranks per layer opens" wait_for 'calibrated on' 60
+keys w C-u q64-saved.yaml Enter
+check "... saves" wait_for 'plan saved to'
+check "... with all 2 x 32 groups' ranks" test "$(grep -c '^      [0-9]*: {rank: 4}' "$tmp/q64-saved.yaml")" -eq 64
+keys q
+T kill-server >/dev/null 2>&1
 
 # Too small, then resized; and from 200x50 down to 80x24.
 sock="$tmp/tmux3.sock"

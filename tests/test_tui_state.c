@@ -187,6 +187,20 @@ static void test_edits(void)
     tui_set_rank(&s, 0, 0, (sm_rank){SM_RANK_COUNT, 32, 0});
     CHECK(!tui_has_group_ranks(&s.plan[0]) && tui_group_rank(&s.plan[0], 2, 0).count == 32,
           "a layer rank for gate applies to every group");
+    /* room for every group's three ranks in the widest layer (was 48 entries: a 128-expert layer's
+     * 64 groups lost ranks, silently, when a plan was opened) */
+    s.plan[1].n = TUI_MAX_EXPERTS;
+    s.plan[1].k = TUI_MAX_EXPERTS;
+    for (int i = 0; i < TUI_MAX_EXPERTS; i++)
+        s.plan[1].assign[i] = i;
+    int set_all = 0;
+    for (int c = 0; c < TUI_MAX_EXPERTS; c++)
+        set_all += tui_set_group_rank(&s, 1, c, -1, (sm_rank){SM_RANK_COUNT, 1 + c, 0}) == 0;
+    CHECK(set_all == TUI_MAX_EXPERTS && s.plan[1].n_group_ranks == 3 * TUI_MAX_EXPERTS &&
+              tui_group_rank(&s.plan[1], TUI_MAX_EXPERTS - 1, 2).count == TUI_MAX_EXPERTS,
+          "every group of a %d-expert layer keeps its own three ranks (%d set)", TUI_MAX_EXPERTS, set_all);
+    CHECK(tui_set_group_rank(&s, 1, TUI_MAX_EXPERTS, 0, (sm_rank){SM_RANK_COUNT, 8, 0}) == -1,
+          "a group the layer does not have is refused");
     s.plan[0].decided = true;
     tui_set_rank(&s, 0, 1, (sm_rank){SM_RANK_COUNT, 32, 0});
     CHECK(!s.plan[0].decided, "an edit makes auto decide again (a plan's recorded choice is dropped)");

@@ -149,8 +149,7 @@ static int dialog_key(tui_state *s, int key)
         sm_rank_format(&r, buf, sizeof buf);
         if (s->rank_matrix >= 0) {
             if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->rank_matrix, r)) {
-                status(s, true, "layer %d: at most %d group ranks; set the layer's rank with =", s->layer,
-                       TUI_MAX_GROUP_RANKS);
+                status(s, true, "layer %d has no group %d", s->layer, s->spec_cluster);
                 return TUI_ACT_REDRAW;
             }
             status(s, false, "layer %d group %d: %s rank %s", s->layer, s->spec_cluster, matrix_names[s->rank_matrix],
@@ -289,8 +288,7 @@ int tui_key(tui_state *s, int key)
             if (r.kind == cur.kind && r.count == cur.count)
                 return TUI_ACT_NONE;
             if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix, r)) {
-                status(s, true, "layer %d: at most %d group ranks; set the layer's rank with =", s->layer,
-                       TUI_MAX_GROUP_RANKS);
+                status(s, true, "layer %d has no group %d", s->layer, s->spec_cluster);
                 return TUI_ACT_REDRAW;
             }
             return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;

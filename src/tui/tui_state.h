@@ -21,7 +21,8 @@ enum { TUI_KEY_UP = 0x1001, TUI_KEY_DOWN, TUI_KEY_LEFT, TUI_KEY_RIGHT, TUI_KEY_B
 #define TUI_MAX_EXPERTS 256
 #define TUI_MAX_LAYERS 512
 #define TUI_UNDO 64
-#define TUI_MAX_GROUP_RANKS 48
+/* Every group's own gate, up and down rank: an opened plan's per-cluster ranks are never dropped. */
+#define TUI_MAX_GROUP_RANKS (TUI_MAX_EXPERTS * 3)
 
 typedef enum { TUI_VIEW_LAYERS = 0, TUI_VIEW_HEATMAP, TUI_VIEW_SPECTRUM, TUI_VIEW_COUNT } tui_view;
 
@@ -154,8 +155,7 @@ int tui_move_expert(tui_state *s, int layer, int expert, int cluster); /* cluste
 int tui_merge_clusters(tui_state *s, int layer, int a, int b);
 /* The layer's rank of a matrix (−1: all three), for every group (its own ranks are cleared). */
 void tui_set_rank(tui_state *s, int layer, int matrix, sm_rank r);
-/* One group's own rank of a matrix (−1: all three). 0, or -1 when the layer already has
- * TUI_MAX_GROUP_RANKS of them. */
+/* One group's own rank of a matrix (−1: all three). 0, or -1 for a group the layer does not have. */
 int tui_set_group_rank(tui_state *s, int layer, int cluster, int matrix, sm_rank r);
 /* The rank a group's matrix is merged at: its own, else the layer's. */
 sm_rank tui_group_rank(const tui_layer_plan *p, int cluster, int matrix);
