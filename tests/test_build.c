@@ -95,6 +95,26 @@ out:
         printf("# could not remove %s\n", dir);
 }
 
+/* Builders for sm_perplexity_built: every MoE layer merged 8 -> 4 (mode 0), none (1), or an
+ * error at layer 2 (2). */
+typedef struct {
+    sm_model *m;
+    sm_calib *c;
+    int mode, built;
+} built_ctx;
+
+static int build_each(void *ctx, int layer, const sm_monitor *mon, sm_layer_build *out)
+{
+    built_ctx *b = ctx;
+    if (b->mode == 1)
+        return 1;
+    if (b->mode == 2 && layer == 2)
+        return sm_err("no build for this layer");
+    sm_layer_job j = job_for(layer, SM_MERGE_SUBMOE, 4, SM_ROUTER_COLLAPSE_LSTSQ);
+    b->built++;
+    return sm_layer_build_run(b->m, b->c, &j, mon, out);
+}
+
 int main(void)
 {
     const char *demo = getenv("DEMO"), *srcdir = getenv("SRCDIR");
@@ -265,6 +285,36 @@ int main(void)
     blocks[2] = NULL;
     CHECK(sm_perplexity_with(m, t.ids, 4, 256, blocks, &mon, &p1) != 0 && strstr(sm_errmsg(), "cancelled"),
           "a cancelled perplexity stops: %s", sm_errmsg());
+    /* Layers built as the forward pass reaches them = all of them built first (bit for bit); a
+     * builder that keeps every layer = the original; a builder's error stops the run. */
+    {
+        built_ctx bc = {m, c, 0, 0};
+        sm_layer_build all[8];
+        int n_built = 0, brc = 0;
+        const sm_moe_block **bl = calloc((size_t)cfg->n_layers, sizeof *bl);
+        for (int l = 0; l < cfg->n_layers && !brc; l++)
+            if (cfg->is_moe[l]) {
+                sm_layer_job jl = job_for(l, SM_MERGE_SUBMOE, 4, SM_ROUTER_COLLAPSE_LSTSQ);
+                brc = sm_layer_build_run(m, c, &jl, NULL, &all[n_built]);
+                if (!brc)
+                    bl[l] = &all[n_built++].block;
+            }
+        double pa = 0, ps = 0, pn = 0;
+        brc |= sm_perplexity_with(m, t.ids, 4, 256, bl, NULL, &pa);
+        brc |= sm_perplexity_built(m, t.ids, 4, 256, build_each, &bc, NULL, &ps);
+        CHECK(!brc && ps == pa && pa > p0 && bc.built == n_built,
+              "streamed builds (%d layers): perplexity %.9g = all built first %.9g", bc.built, ps, pa);
+        bc.mode = 1;
+        CHECK(sm_perplexity_built(m, t.ids, 4, 256, build_each, &bc, NULL, &pn) == 0 && pn == p0,
+              "a builder keeping every layer: the original perplexity (%.9g)", pn);
+        bc.mode = 2;
+        CHECK(sm_perplexity_built(m, t.ids, 4, 256, build_each, &bc, NULL, &pn) != 0 &&
+                  strstr(sm_errmsg(), "layer 2") && strstr(sm_errmsg(), "no build for this layer"),
+              "a builder's error stops the run: %s", sm_errmsg());
+        for (int i = 0; i < n_built; i++)
+            sm_layer_build_free(&all[i]);
+        free(bl);
+    }
     /* A bad job: more clusters than experts. */
     j = job_for(1, SM_MERGE_SUBMOE, 9, SM_ROUTER_REMAP);
     CHECK(sm_layer_build_run(m, c, &j, NULL, &b) != 0 && strstr(sm_errmsg(), "layer 1"),

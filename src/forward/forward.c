@@ -118,7 +118,9 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
     }
     LD(w->ffn_norm, SM_W_FFN_NORM, 0, NULL);
     if (c->is_moe[l]) {
-        w->block = o->moe_override ? o->moe_override(o->moe_override_ctx, l) : NULL;
+        w->block = NULL;
+        if (o->moe_override && o->moe_override(o->moe_override_ctx, l, &w->block))
+            goto fail;
         if (!w->block) {
             if (sm_moe_layer_load(m, l, &w->moe))
                 goto fail;

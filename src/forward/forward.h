@@ -57,9 +57,10 @@ typedef struct sm_forward_opts {
     void (*on_layer)(void *ctx, int layer_done); /* progress: called after each layer */
     void *on_layer_ctx;
     /* Run another block in place of MoE layer L (a merged layer previewed without writing a
-     * model): return it, or NULL for the model's own. It must stay valid until the layer is done;
-     * its router row count is the E of the capture callback for that layer. */
-    const sm_moe_block *(*moe_override)(void *ctx, int layer);
+     * model): 0 with *block set to it, or to NULL for the model's own; -1 with a message stops
+     * the run. It must stay valid until the layer is done (on_layer is called right after); its
+     * router row count is the E of the capture callback for that layer. */
+    int (*moe_override)(void *ctx, int layer, const sm_moe_block **block);
     void *moe_override_ctx;
     /* Cancellation, checked after every chunk of every layer and before the head: -1 with
      * "cancelled" (NULL: none). */

@@ -259,10 +259,11 @@ typedef struct {
     int n_layers;
 } ppl_ctx;
 
-static const sm_moe_block *ppl_override(void *ctx, int layer)
+static int ppl_override(void *ctx, int layer, const sm_moe_block **block)
 {
     ppl_ctx *p = ctx;
-    return p->blocks[layer];
+    *block = p->blocks[layer];
+    return 0;
 }
 
 static void ppl_layer(void *ctx, int done)
@@ -271,26 +272,83 @@ static void ppl_layer(void *ctx, int done)
     sm_monitor_report(p->mon, (done + 1.0) / (p->n_layers + 1.0), "perplexity");
 }
 
-int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
-                       const sm_moe_block *const *blocks, const sm_monitor *mon, double *ppl)
+static int ppl_run(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_forward_opts *fo,
+                   const sm_monitor *mon, double *ppl)
 {
-    ppl_ctx p = {blocks, mon, sm_model_config(m)->n_layers};
-    sm_forward_opts fo;
-    sm_forward_opts_init(&fo);
     double nll = 0;
     uint64_t cnt = 0;
-    fo.nll_sum = &nll;
-    fo.nll_count = &cnt;
-    fo.moe_override = ppl_override;
-    fo.moe_override_ctx = &p;
-    fo.mon = mon; /* cancellable between chunks; chunks keep memory bounded */
-    fo.on_layer = ppl_layer;
-    fo.on_layer_ctx = &p;
-    if (sm_forward(m, ids, n_seq, seq_len, &fo))
+    fo->nll_sum = &nll;
+    fo->nll_count = &cnt;
+    fo->mon = mon; /* cancellable between chunks; chunks keep memory bounded */
+    if (sm_forward(m, ids, n_seq, seq_len, fo))
         return -1;
     if (!cnt)
         return sm_err("no tokens to predict");
     *ppl = exp(nll / (double)cnt);
     sm_monitor_report(mon, 1.0, "perplexity");
     return 0;
+}
+
+int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
+                       const sm_moe_block *const *blocks, const sm_monitor *mon, double *ppl)
+{
+    ppl_ctx p = {blocks, mon, sm_model_config(m)->n_layers};
+    sm_forward_opts fo;
+    sm_forward_opts_init(&fo);
+    fo.moe_override = ppl_override;
+    fo.moe_override_ctx = &p;
+    fo.on_layer = ppl_layer;
+    fo.on_layer_ctx = &p;
+    return ppl_run(m, ids, n_seq, seq_len, &fo, mon, ppl);
+}
+
+typedef struct {
+    sm_layer_builder build;
+    void *ctx;
+    sm_monitor cancel_only; /* the caller's cancellation, without its progress */
+    const sm_monitor *mon;
+    int n_layers;
+    bool have;
+    sm_layer_build cur; /* built in place: its block points into itself */
+} built_ctx;
+
+static int built_override(void *ctx, int layer, const sm_moe_block **block)
+{
+    built_ctx *p = ctx;
+    if (p->have)
+        sm_layer_build_free(&p->cur);
+    p->have = false;
+    int rc = p->build(p->ctx, layer, p->mon ? &p->cancel_only : NULL, &p->cur);
+    if (rc < 0)
+        return -1;
+    p->have = rc == 0;
+    *block = p->have ? &p->cur.block : NULL;
+    return 0;
+}
+
+static void built_layer_done(void *ctx, int done)
+{
+    built_ctx *p = ctx;
+    if (p->have)
+        sm_layer_build_free(&p->cur);
+    p->have = false;
+    sm_monitor_report(p->mon, (done + 1.0) / (p->n_layers + 1.0), "building and evaluating layers");
+}
+
+int sm_perplexity_built(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
+                        void *build_ctx, const sm_monitor *mon, double *ppl)
+{
+    built_ctx p = {.build = build, .ctx = build_ctx, .mon = mon, .n_layers = sm_model_config(m)->n_layers};
+    if (mon)
+        p.cancel_only.cancel = mon->cancel;
+    sm_forward_opts fo;
+    sm_forward_opts_init(&fo);
+    fo.moe_override = built_override;
+    fo.moe_override_ctx = &p;
+    fo.on_layer = built_layer_done;
+    fo.on_layer_ctx = &p;
+    int rc = ppl_run(m, ids, n_seq, seq_len, &fo, mon, ppl);
+    if (p.have) /* a run stopped inside a layer */
+        sm_layer_build_free(&p.cur);
+    return rc;
 }

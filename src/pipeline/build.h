@@ -74,4 +74,12 @@ int sm_layer_cluster(sm_calib *c, const sm_moe_layer *src, const sm_layer_job *j
 int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
                        const sm_moe_block *const *blocks, const sm_monitor *mon, double *ppl);
 
+/* The same with every MoE layer built just before the forward pass reaches it and freed right
+ * after, so memory holds one built layer, not the whole merged model. `build` fills *out and
+ * returns 0, returns 1 to keep the model's own layer, or -1 with a message (which stops the
+ * run); it gets a silent monitor that cancels with `mon`. */
+typedef int (*sm_layer_builder)(void *ctx, int layer, const sm_monitor *mon, sm_layer_build *out);
+int sm_perplexity_built(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
+                        void *build_ctx, const sm_monitor *mon, double *ppl);
+
 #endif

@@ -179,13 +179,14 @@ typedef struct {
     int moe_done, n_moe;
 } cap_ctx;
 
-static const sm_moe_block *cap_override(void *ctx, int layer)
+static int cap_override(void *ctx, int layer, const sm_moe_block **block)
 {
     cap_ctx *c = ctx;
     sm_moe_layer_free(&c->layer);
     if (sm_moe_layer_load(c->m, layer, &c->layer))
-        return NULL; /* forward then loads it itself and reports the same error */
-    return &c->layer.block;
+        return -1;
+    *block = &c->layer.block;
+    return 0;
 }
 
 /* Similarities are stored as float: round computed ones the same way. */

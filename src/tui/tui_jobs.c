@@ -316,7 +316,24 @@ static int job_spectrum(tui_app *a, int l, int cluster, const sm_monitor *mon)
     return rc;
 }
 
-/* Perplexity of the original model and of the plan on held-out token windows. */
+typedef struct {
+    tui_app *a;
+    uint64_t seed;
+} ppl_build_ctx;
+
+/* Layer L as the plan says it now, for the streamed perplexity run. */
+static int ppl_build_layer(void *ctx, int l, const sm_monitor *mon, sm_layer_build *out)
+{
+    ppl_build_ctx *c = ctx;
+    pthread_mutex_lock(&c->a->mu);
+    tui_layer_plan p = c->a->s.plan[l];
+    pthread_mutex_unlock(&c->a->mu);
+    char why[600];
+    return build_layer(c->a, l, &p, c->seed, mon, out, why, sizeof why);
+}
+
+/* Perplexity of the original model and of the plan on held-out token windows. Each layer is
+ * built as the forward pass reaches it and freed after it, so memory holds one merged layer. */
 #define TUI_PPL_WINDOWS 16
 #define TUI_PPL_SEQ 256
 static int job_ppl(tui_app *a, const sm_monitor *mon)
@@ -326,8 +343,7 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
     if (sm_tokens_read(a->heldout, c->vocab, &t))
         return -1;
     int T = TUI_PPL_SEQ, n_seq = (int)(t.n / (size_t)T < TUI_PPL_WINDOWS ? t.n / (size_t)T : TUI_PPL_WINDOWS);
-    const sm_moe_block **blocks = xcalloc((size_t)c->n_layers, sizeof *blocks);
-    sm_layer_build *b = xcalloc((size_t)c->n_layers, sizeof *b);
+    const sm_moe_block **blocks = xcalloc((size_t)c->n_layers, sizeof *blocks); /* none: the original */
     int rc = 0;
     pthread_mutex_lock(&a->mu);
     double orig = a->s.ppl_original;
@@ -339,25 +355,11 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
         rc = sm_err("%s holds fewer than %d tokens", a->heldout, T);
     if (!rc && orig < 0)
         rc = sm_perplexity_with(a->model, t.ids, n_seq, T, blocks, sm_monitor_span_init(&span, mon, 0, 0.2), &orig);
-    for (int l = 0; !rc && l < c->n_layers; l++) {
-        if (!c->is_moe[l])
-            continue;
-        pthread_mutex_lock(&a->mu);
-        tui_layer_plan p = a->s.plan[l];
-        pthread_mutex_unlock(&a->mu);
-        char why[600];
-        rc = build_layer(a, l, &p, seed,
-                         sm_monitor_span_init(&span, mon, 0.2 + 0.6 * l / c->n_layers, 0.2 + 0.6 * (l + 1) / c->n_layers),
-                         &b[l], why, sizeof why);
-        if (!rc)
-            blocks[l] = &b[l].block;
-    }
     double pp = -1;
+    ppl_build_ctx bc = {a, seed};
     if (!rc)
-        rc = sm_perplexity_with(a->model, t.ids, n_seq, T, blocks, sm_monitor_span_init(&span, mon, 0.8, 1), &pp);
-    for (int l = 0; l < c->n_layers; l++)
-        sm_layer_build_free(&b[l]);
-    free(b);
+        rc = sm_perplexity_built(a->model, t.ids, n_seq, T, ppl_build_layer, &bc,
+                                 sm_monitor_span_init(&span, mon, 0.2, 1), &pp);
     free(blocks);
     sm_tokens_free(&t);
     pthread_mutex_lock(&a->mu);
