@@ -319,14 +319,28 @@ static int job_spectrum(tui_app *a, int l, int cluster, const sm_monitor *mon)
 typedef struct {
     tui_app *a;
     uint64_t seed;
+    int reused; /* layers built from their preview's decision */
 } ppl_build_ctx;
 
-/* Layer L as the plan says it now, for the streamed perplexity run. */
+/* Layer L as the plan says it now, for the streamed perplexity run. An auto layer whose preview
+ * is fresh is built as the preview decided (method and alignment; dominant groups the preview
+ * chose are already the plan's, adopted by job_preview), exactly as auto built that candidate:
+ * one build instead of every candidate's build and score. */
 static int ppl_build_layer(void *ctx, int l, const sm_monitor *mon, sm_layer_build *out)
 {
     ppl_build_ctx *c = ctx;
     pthread_mutex_lock(&c->a->mu);
     tui_layer_plan p = c->a->s.plan[l];
+    const tui_layer_data *d = &c->a->s.data[l];
+    sm_merge_method mm;
+    bool al;
+    if (p.is_auto && !p.decided && tui_preview_fresh(&c->a->s, l) && d->chosen[0] &&
+        sm_auto_choice_parse(d->chosen, &mm, &al) == 0) {
+        p.decided = true;
+        p.decided_method = mm;
+        p.decided_align = al;
+        c->reused++;
+    }
     pthread_mutex_unlock(&c->a->mu);
     char why[600];
     return build_layer(c->a, l, &p, c->seed, mon, out, why, sizeof why);
@@ -356,7 +370,7 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
     if (!rc && orig < 0)
         rc = sm_perplexity_with(a->model, t.ids, n_seq, T, blocks, sm_monitor_span_init(&span, mon, 0, 0.2), &orig);
     double pp = -1;
-    ppl_build_ctx bc = {a, seed};
+    ppl_build_ctx bc = {a, seed, 0};
     if (!rc)
         rc = sm_perplexity_built(a->model, t.ids, n_seq, T, ppl_build_layer, &bc,
                                  sm_monitor_span_init(&span, mon, 0.2, 1), &pp);
