@@ -79,6 +79,11 @@ p_rr32=$(ppl "$tmp/r32-randomized")
 check "rank 32: randomized ($p_rr32) within 2% of exact ($p_rx32)" close "$p_rr32" "$p_rx32" 0.02
 "$SUBMOE" plan "$DEMO" --ratio 0.25 -m submoe --svd randomized $calib -o "$tmp/psvd.yaml" -q
 check "plan --svd records defaults.svd" grep -q '^  svd: randomized$' "$tmp/psvd.yaml"
+"$SUBMOE" plan "$DEMO" --ratio 0.25 -m submoe --rank 32 --svd randomized $calib -o "$tmp/psvd32.yaml" -q
+check "... and a randomized merge says so in the layer's comments" \
+    grep -q '^  # union subspaces: [1-9][0-9]* of [1-9][0-9]* randomized (approximate' "$tmp/psvd32.yaml"
+"$SUBMOE" plan "$DEMO" --ratio 0.25 -m submoe --rank 32 --svd exact $calib -o "$tmp/psvdx.yaml" -q
+check "... which exact merges do not" sh -c "grep -q '^  svd: exact' '$tmp/psvdx.yaml' && ! grep -q 'union subspaces' '$tmp/psvdx.yaml'"
 "$SUBMOE" plan "$DEMO" --ratio 0.25 --svd gesdd $calib -o "$tmp/psvd2.yaml" -q 2>"$tmp/err"
 st=$?
 check "plan --svd refuses an unknown solver, writing nothing" \

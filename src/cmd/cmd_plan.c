@@ -130,6 +130,16 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
         n += (size_t)snprintf(text + n, sizeof text - n, ", router %s", sm_router_mode_name(rl->job.spec.router));
     if (b->output_error >= 0)
         n += (size_t)snprintf(text + n, sizeof text - n, "; held-out MoE-block output error %.4f", b->output_error);
+    int n_rand = 0, n_usvd = 0;
+    for (int s = 0; b->merged.mats && s < b->merged.n_experts; s++)
+        for (int q = 0; q < 3; q++) {
+            n_rand += b->merged.mats[s][q].solver == SM_USVD_RANDOMIZED;
+            n_usvd += b->merged.mats[s][q].solver != SM_USVD_AUTO;
+        }
+    if (n_rand) /* say so: the merge is then an approximation of the paper's formula */
+        n += (size_t)snprintf(text + n, sizeof text - n,
+                              "\nunion subspaces: %d of %d randomized (approximate; defaults.svd: exact for the literal formula)",
+                              n_rand, n_usvd);
     if (a) {
         n += (size_t)snprintf(text + n, sizeof text - n, "\nrouting frequency:");
         for (int i = 0; i < a->n && n < sizeof text - 16; i++)
