@@ -35,7 +35,8 @@ static void quit_at_once(int sig)
     if (have_tio) {
         tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
         /* to the terminal the workbench drew on: leave the alternate screen, show the cursor */
-        say(STDOUT_FILENO, "\033[?1049l\033[?25h\r\n", 14);
+        static const char restore[] = "\033[?1049l\033[?25h\r\n";
+        say(STDOUT_FILENO, restore, sizeof restore - 1);
     }
     static const char msg[] = "submoe: second signal: quitting at once";
     say(STDERR_FILENO, msg, sizeof msg - 1);
