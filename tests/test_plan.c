@@ -36,9 +36,9 @@ static void test_full(const char *dir)
     CHECK(d->rank.set[0] && d->rank.r[0].kind == SM_RANK_FRACTION && d->rank.r[0].fraction == 0.5 &&
               d->rank.r[2].kind == SM_RANK_FULL,
           "defaults.rank per matrix");
-    CHECK(d->has_align && !d->align && p.has_damping && p.damping == 0.02 && p.has_seed && p.seed == 3,
+    CHECK(d->has_align && !d->align && p.merge.has_damping && p.merge.damping == 0.02 && p.has_seed && p.seed == 3,
           "align, damping, seed");
-    CHECK(p.has_svd && p.svd == SM_USVD_EIGEN, "defaults.svd: exact");
+    CHECK(p.merge.has_svd && p.merge.svd == SM_USVD_EIGEN, "defaults.svd: exact");
     CHECK(p.has_ratio && p.ratio == 0.25 && p.adaptive && p.window == 2, "ratio, allocation, window");
     CHECK(p.n_layers == 3, "3 layer entries");
     const sm_plan_layer *l1 = sm_plan_find_layer(&p, 1), *l2 = sm_plan_find_layer(&p, 2),

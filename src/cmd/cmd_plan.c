@@ -273,12 +273,12 @@ int cmd_plan(int argc, char **argv)
         case O_RANK: bad = parse_ranks(optarg, &p.defaults.rank); break;
         case O_ALIGN: p.defaults.has_align = p.defaults.align = true; break;
         case O_DAMPING:
-            bad = parse_num("--damping", optarg, 1e-12, 1e6, &p.damping);
-            p.has_damping = true;
+            bad = parse_num("--damping", optarg, 1e-12, 1e6, &p.merge.damping);
+            p.merge.has_damping = true;
             break;
         case O_SVD:
-            p.has_svd = true;
-            bad = sm_plan_svd_parse(optarg, &p.svd);
+            p.merge.has_svd = true;
+            bad = sm_plan_svd_parse(optarg, &p.merge.svd);
             break;
         case 't': tokens = optarg; break;
         case 'c': calib = optarg; break;

@@ -132,12 +132,8 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
         j->algo = eff.clustering;
         j->sim = eff.similarity;
         j->seed = p->has_seed ? p->seed : 1;
-        for (int q = 0; q < 3; q++) {
-            memset(&j->spec.matrix[q], 0, sizeof j->spec.matrix[q]);
-            j->spec.matrix[q].rank = eff.rank[q];
-            j->spec.matrix[q].damping = p->has_damping ? p->damping : 0;
-            j->spec.matrix[q].usvd.solver = p->has_svd ? p->svd : SM_USVD_AUTO;
-        }
+        for (int q = 0; q < 3; q++)
+            j->spec.matrix[q] = sm_plan_matrix_opts(&p->merge, eff.rank[q]);
         j->spec.align = eff.align;
         /* k: the layer's own count or groups, else the defaults' target. */
         int k = pl && pl->s.has_experts ? pl->s.experts : pl && pl->n_groups ? pl->n_groups

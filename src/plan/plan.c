@@ -49,6 +49,16 @@ int sm_plan_svd_parse(const char *s, sm_usvd_solver *out)
     return sm_err("unknown svd solver '%s' (expected auto, exact or randomized)", s ? s : "");
 }
 
+sm_merge_opts sm_plan_matrix_opts(const sm_plan_merge *m, sm_rank rank)
+{
+    sm_merge_opts o;
+    memset(&o, 0, sizeof o);
+    o.rank = rank;
+    o.damping = m->has_damping ? m->damping : 0;
+    o.usvd.solver = m->has_svd ? m->svd : SM_USVD_AUTO;
+    return o;
+}
+
 void sm_plan_init(sm_plan *p)
 {
     memset(p, 0, sizeof *p);
@@ -461,10 +471,10 @@ static int format(const sm_plan *p, bool comments, char **text, size_t *len)
         put(&d, "  allocation: %s\n", p->adaptive ? "adaptive" : "uniform");
     if (p->has_window)
         put(&d, "  window: %d\n", p->window);
-    if (p->has_damping)
-        put(&d, "  damping: "), put_double(&d, p->damping), put(&d, "\n");
-    if (p->has_svd)
-        put(&d, "  svd: %s\n", sm_plan_svd_name(p->svd));
+    if (p->merge.has_damping)
+        put(&d, "  damping: "), put_double(&d, p->merge.damping), put(&d, "\n");
+    if (p->merge.has_svd)
+        put(&d, "  svd: %s\n", sm_plan_svd_name(p->merge.svd));
     if (p->has_seed)
         put(&d, "  seed: %" PRIu64 "\n", p->seed);
     if (d.len)

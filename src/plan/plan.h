@@ -27,6 +27,16 @@ int sm_out_format_parse(const char *s, sm_out_format *out);
 const char *sm_plan_svd_name(sm_usvd_solver s);
 int sm_plan_svd_parse(const char *s, sm_usvd_solver *out);
 
+/* The plan-wide settings of every merge (defaults only): whitening damping and how union bases
+ * are computed. The workbench keeps them as they were read, to write them back. */
+typedef struct sm_plan_merge {
+    bool has_damping, has_svd;
+    double damping;
+    sm_usvd_solver svd; /* AUTO when not given */
+} sm_plan_merge;
+/* A matrix's merge options: `rank`, and the plan's damping and svd (0 / AUTO when not given). */
+sm_merge_opts sm_plan_matrix_opts(const sm_plan_merge *m, sm_rank rank);
+
 typedef struct sm_plan_pos {
     int line, col; /* 1-based; 0 when not from a file */
 } sm_plan_pos;
@@ -89,9 +99,9 @@ typedef struct sm_plan {
         uint64_t seed;
     } calib;
     sm_plan_settings defaults;
-    bool has_ratio, has_allocation, adaptive, has_window, has_damping, has_seed, has_svd;
-    double ratio, damping;
-    sm_usvd_solver svd;    /* defaults.svd: how union bases are computed (AUTO when not given) */
+    bool has_ratio, has_allocation, adaptive, has_window, has_seed;
+    double ratio;
+    sm_plan_merge merge;   /* defaults.damping, defaults.svd */
     int window;
     uint64_t seed;
     int n_layers;

@@ -370,15 +370,15 @@ static int settings_pair(const rd *r, const char *path, const char *key, yaml_no
         if (!strcmp(key, "window"))
             return p->has_window = true, want_int32(r, vn, path, 0, 1 << 20, &p->window);
         if (!strcmp(key, "svd")) {
-            p->has_svd = true;
-            return read_enum(r, vn, path, parse_svd, &p->svd);
+            p->merge.has_svd = true;
+            return read_enum(r, vn, path, parse_svd, &p->merge.svd);
         }
         if (!strcmp(key, "damping")) {
-            if (want_double(r, vn, path, &p->damping))
+            if (want_double(r, vn, path, &p->merge.damping))
                 return -1;
-            if (!(p->damping > 0))
-                return fail_at(r, vn, path, "must be positive, got %g", p->damping);
-            p->has_damping = true;
+            if (!(p->merge.damping > 0))
+                return fail_at(r, vn, path, "must be positive, got %g", p->merge.damping);
+            p->merge.has_damping = true;
             return 0;
         }
         if (!strcmp(key, "seed")) {

@@ -246,10 +246,7 @@ int tui_app_load_plan(tui_app *a, const char *path)
     }
     a->spec.tokens = a->tokens;
     s->seed = p.has_seed ? p.seed : 1;
-    a->has_damping = p.has_damping;
-    a->damping = p.damping;
-    a->has_svd = p.has_svd;
-    a->svd = p.svd;
+    a->merge = p.merge;
     if (p.output.has_format)
         s->commit_format = p.output.format == SM_OUT_HF ? 1 : p.output.format == SM_OUT_HF_EXPANDED ? 2 : 0;
     if (p.output.path) {
@@ -287,10 +284,7 @@ void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
     }
     p->has_seed = true;
     p->seed = a->s.seed;
-    p->has_damping = a->has_damping;
-    p->damping = a->damping;
-    p->has_svd = a->has_svd;
-    p->svd = a->svd;
+    p->merge = a->merge;
     static const sm_out_format fmts[3] = {SM_OUT_SUBMOE, SM_OUT_HF, SM_OUT_HF_EXPANDED};
     p->output.has_format = true;
     p->output.format = fmts[a->s.commit_format % 3];

@@ -34,11 +34,8 @@ static sm_layer_job layer_job(const tui_app *a, const tui_layer_plan *p, int lay
     j.spec.method = p->decided ? p->decided_method : p->is_auto ? SM_APPLY_DEFAULT_METHOD : p->method;
     j.spec.align = p->decided ? p->decided_align : !p->is_auto && p->align;
     j.spec.router = p->router;
-    for (int q = 0; q < 3; q++) {
-        j.spec.matrix[q].rank = p->rank[q];
-        j.spec.matrix[q].damping = a->has_damping ? a->damping : 0;
-        j.spec.matrix[q].usvd.solver = a->has_svd ? a->svd : SM_USVD_AUTO;
-    }
+    for (int q = 0; q < 3; q++)
+        j.spec.matrix[q] = sm_plan_matrix_opts(&a->merge, p->rank[q]);
     bool keep = !p->is_auto && p->method == SM_MERGE_KEEP;
     j.k = keep ? p->n : p->k;
     *cluster_opts = NULL;

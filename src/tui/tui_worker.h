@@ -50,10 +50,7 @@ typedef struct tui_app {
     bool planner_pending;                      /* counts/groups from the plan's target, after calibration */
     sm_planner_opts planner;
     char *decided_why[TUI_MAX_LAYERS];         /* auto: the choice recorded in the plan */
-    bool has_damping;
-    double damping;
-    bool has_svd;
-    sm_usvd_solver svd;
+    sm_plan_merge merge;                       /* the plan's damping and svd, written back as read */
 } tui_app;
 
 /* Queue a job (identical queued jobs are merged; a user job goes ahead of background ones). */
