@@ -272,15 +272,23 @@ static void ppl_layer(void *ctx, int done)
     sm_monitor_report(p->mon, (done + 1.0) / (p->n_layers + 1.0), "perplexity");
 }
 
-static int ppl_run(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_forward_opts *fo,
+/* Perplexity with MoE layers from `override`, `on_layer` after each layer (both given ctx). */
+static int ppl_run(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
+                   int (*override)(void *, int, const sm_moe_block **), void (*on_layer)(void *, int), void *ctx,
                    const sm_monitor *mon, double *ppl)
 {
+    sm_forward_opts fo;
+    sm_forward_opts_init(&fo);
     double nll = 0;
     uint64_t cnt = 0;
-    fo->nll_sum = &nll;
-    fo->nll_count = &cnt;
-    fo->mon = mon; /* cancellable between chunks; chunks keep memory bounded */
-    if (sm_forward(m, ids, n_seq, seq_len, fo))
+    fo.nll_sum = &nll;
+    fo.nll_count = &cnt;
+    fo.moe_override = override;
+    fo.moe_override_ctx = ctx;
+    fo.on_layer = on_layer;
+    fo.on_layer_ctx = ctx;
+    fo.mon = mon; /* cancellable between chunks; chunks keep memory bounded */
+    if (sm_forward(m, ids, n_seq, seq_len, &fo))
         return -1;
     if (!cnt)
         return sm_err("no tokens to predict");
@@ -293,13 +301,7 @@ int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq
                        const sm_moe_block *const *blocks, const sm_monitor *mon, double *ppl)
 {
     ppl_ctx p = {blocks, mon, sm_model_config(m)->n_layers};
-    sm_forward_opts fo;
-    sm_forward_opts_init(&fo);
-    fo.moe_override = ppl_override;
-    fo.moe_override_ctx = &p;
-    fo.on_layer = ppl_layer;
-    fo.on_layer_ctx = &p;
-    return ppl_run(m, ids, n_seq, seq_len, &fo, mon, ppl);
+    return ppl_run(m, ids, n_seq, seq_len, ppl_override, ppl_layer, &p, mon, ppl);
 }
 
 typedef struct {
@@ -341,13 +343,7 @@ int sm_perplexity_built(const sm_model *m, const int32_t *ids, int n_seq, int se
     built_ctx p = {.build = build, .ctx = build_ctx, .mon = mon, .n_layers = sm_model_config(m)->n_layers};
     if (mon)
         p.cancel_only.cancel = mon->cancel;
-    sm_forward_opts fo;
-    sm_forward_opts_init(&fo);
-    fo.moe_override = built_override;
-    fo.moe_override_ctx = &p;
-    fo.on_layer = built_layer_done;
-    fo.on_layer_ctx = &p;
-    int rc = ppl_run(m, ids, n_seq, seq_len, &fo, mon, ppl);
+    int rc = ppl_run(m, ids, n_seq, seq_len, built_override, built_layer_done, &p, mon, ppl);
     if (p.have) /* a run stopped inside a layer */
         sm_layer_build_free(&p.cur);
     return rc;
