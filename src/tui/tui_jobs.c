@@ -316,7 +316,6 @@ static int job_spectrum(tui_app *a, int l, int cluster, const sm_monitor *mon)
 typedef struct {
     tui_app *a;
     uint64_t seed;
-    int reused; /* layers built from their preview's decision */
 } ppl_build_ctx;
 
 /* Layer L as the plan says it now, for the streamed perplexity run. An auto layer whose preview
@@ -336,7 +335,6 @@ static int ppl_build_layer(void *ctx, int l, const sm_monitor *mon, sm_layer_bui
         p.decided = true;
         p.decided_method = mm;
         p.decided_align = al;
-        c->reused++;
     }
     pthread_mutex_unlock(&c->a->mu);
     char why[600];
@@ -367,7 +365,7 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
     if (!rc && orig < 0)
         rc = sm_perplexity_with(a->model, t.ids, n_seq, T, blocks, sm_monitor_span_init(&span, mon, 0, 0.2), &orig);
     double pp = -1;
-    ppl_build_ctx bc = {a, seed, 0};
+    ppl_build_ctx bc = {a, seed};
     if (!rc)
         rc = sm_perplexity_built(a->model, t.ids, n_seq, T, ppl_build_layer, &bc,
                                  sm_monitor_span_init(&span, mon, 0.2, 1), &pp);
