@@ -285,7 +285,7 @@ int tui_key(tui_state *s, int key)
         if (spec && moe) {
             sm_rank cur = tui_group_rank(p, s->spec_cluster, s->spec_matrix);
             sm_rank r = rank_step(s, p, s->spec_cluster, s->spec_matrix, dir, key == 'H' || key == 'L');
-            if (r.kind == cur.kind && r.count == cur.count)
+            if (sm_rank_equal(&r, &cur))
                 return TUI_ACT_NONE;
             if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix, r)) {
                 status(s, true, "layer %d has no group %d", s->layer, s->spec_cluster);
