@@ -226,11 +226,7 @@ void sm_fsync_parent(const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir = !slash ? xstrdup(".") : slash == path ? xstrdup("/") : xasprintf("%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
+    (void)sm_fsync_dir(dir); /* best effort: the rename it follows has already published */
     free(dir);
 }
 
