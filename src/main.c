@@ -22,6 +22,7 @@ const sm_command sm_commands[] = {
     {"plan", cmd_plan, "cluster and allocate experts; write a YAML plan"},
     {"apply", cmd_apply, "run a YAML plan and write the merged model"},
     {"diff", cmd_diff, "per-tensor relative error between two models"},
+    {"tokenize", cmd_tokenize, "text files to token ids with a model's tokenizer.json (and back)"},
     {"tui", cmd_tui, "the interactive workbench (also: submoe with no arguments on a terminal)"},
     {NULL, NULL, NULL},
 };
