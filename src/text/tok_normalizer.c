@@ -171,48 +171,8 @@ static int unicode_form(sm_tok_norm_kind k, const char *s, size_t n, sm_tok_buf 
     return 0;
 }
 
-static bool cased(int32_t c)
-{
-    utf8proc_category_t k = utf8proc_category(c);
-    return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT;
-}
-
-static bool case_ignorable(int32_t c)
-{
-    utf8proc_category_t k = utf8proc_category(c);
-    return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_CF ||
-           k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_SK || c == '\'' || c == '.' || c == ':' ||
-           c == '^' || c == '`' || c == 0xB7 || c == 0x2018 || c == 0x2019 || c == 0x2024 || c == 0x2027;
-}
-
-/* Rust's final-sigma rule: a capital sigma after a cased letter and not before one is final. */
-static bool final_sigma(const char *s, size_t n, size_t at, size_t len)
-{
-    bool before = false, after = false;
-    for (size_t i = at; i > 0;) {
-        size_t j = i - 1;
-        while (j > 0 && ((unsigned char)s[j] & 0xC0) == 0x80)
-            j--;
-        size_t l;
-        int32_t c = sm_tok_utf8_next(s + j, n - j, &l);
-        i = j;
-        if (case_ignorable(c))
-            continue;
-        before = cased(c);
-        break;
-    }
-    for (size_t i = at + len; i < n;) {
-        size_t l;
-        int32_t c = sm_tok_utf8_next(s + i, n - i, &l);
-        i += l;
-        if (case_ignorable(c))
-            continue;
-        after = cased(c);
-        break;
-    }
-    return before && !after;
-}
-
+/* Character by character, as the reference's NormalizedString::lowercase (char::to_lowercase):
+ * no final-sigma rule, unlike str::to_lowercase. */
 static void lowercase(const char *s, size_t n, sm_tok_buf *out)
 {
     out->len = 0;
@@ -226,8 +186,6 @@ static void lowercase(const char *s, size_t n, sm_tok_buf *out)
             sm_tok_buf_add(out, &ch, 1);
         } else if (c == 0x130) { /* the one unconditional multi-character lowercase mapping */
             sm_tok_buf_add(out, "i\xCC\x87", 3);
-        } else if (c == 0x3A3) {
-            sm_tok_buf_add(out, final_sigma(s, n, i, l) ? "\xCF\x82" : "\xCF\x83", 2);
         } else
             sm_tok_buf_add(out, tmp, sm_tok_utf8_put(utf8proc_tolower(c), tmp));
         i += l;

@@ -249,8 +249,8 @@ typedef struct {
 } event;
 
 typedef struct splitter {
-    event *ev;
-    size_t n, cap;
+    event *ev, *kept;   /* the pattern's events; the ranges after the behaviour */
+    size_t n, cap, nkept, kcap;
     sm_tok_span *spans;
     size_t spans_cap;
 } splitter;
@@ -334,25 +334,35 @@ static int find_events(const sm_tok_pre_step *st, const char *s, size_t n, split
     return 0;
 }
 
-/* Apply the behaviour to the events in place: sp->ev becomes the kept ranges (match = remove). */
+static void keep(splitter *sp, size_t *o, event e)
+{
+    if (*o == sp->kcap) {
+        sp->kcap = sp->kcap ? sp->kcap * 2 : 64;
+        sp->kept = xrealloc(sp->kept, sp->kcap * sizeof *sp->kept);
+    }
+    sp->kept[(*o)++] = (event){e.start, e.end, false};
+}
+
+/* Apply the behaviour: sp->kept gets the resulting ranges, match = to be removed. */
 static void apply_behavior(sm_tok_split_behavior b, splitter *sp)
 {
     size_t o = 0;
     bool prev_match = false;
     switch (b) {
     case SM_TOK_SPLIT_REMOVED:
-        return;
     case SM_TOK_SPLIT_ISOLATED:
-        for (size_t i = 0; i < sp->n; i++)
-            sp->ev[i].match = false;
-        return;
+        for (size_t i = 0; i < sp->n; i++) {
+            keep(sp, &o, sp->ev[i]);
+            sp->kept[o - 1].match = b == SM_TOK_SPLIT_REMOVED && sp->ev[i].match;
+        }
+        break;
     case SM_TOK_SPLIT_CONTIGUOUS:
         for (size_t i = 0; i < sp->n; i++) {
             event e = sp->ev[i];
             if (e.match == prev_match && o > 0)
-                sp->ev[o - 1].end = e.end;
+                sp->kept[o - 1].end = e.end;
             else
-                sp->ev[o++] = (event){e.start, e.end, false};
+                keep(sp, &o, e);
             prev_match = e.match;
         }
         break;
@@ -360,9 +370,9 @@ static void apply_behavior(sm_tok_split_behavior b, splitter *sp)
         for (size_t i = 0; i < sp->n; i++) {
             event e = sp->ev[i];
             if (e.match && !prev_match && o > 0)
-                sp->ev[o - 1].end = e.end;
+                sp->kept[o - 1].end = e.end;
             else
-                sp->ev[o++] = (event){e.start, e.end, false};
+                keep(sp, &o, e);
             prev_match = e.match;
         }
         break;
@@ -370,21 +380,19 @@ static void apply_behavior(sm_tok_split_behavior b, splitter *sp)
         for (size_t i = sp->n; i-- > 0;) {
             event e = sp->ev[i];
             if (e.match && !prev_match && o > 0)
-                sp->ev[o - 1].start = e.start;
+                sp->kept[o - 1].start = e.start;
             else
-                sp->ev[o++] = (event){e.start, e.end, false};
+                keep(sp, &o, e);
             prev_match = e.match;
         }
         for (size_t i = 0; i < o / 2; i++) {
-            event t = sp->ev[i];
-            sp->ev[i] = sp->ev[o - 1 - i];
-            sp->ev[o - 1 - i] = t;
+            event t = sp->kept[i];
+            sp->kept[i] = sp->kept[o - 1 - i];
+            sp->kept[o - 1 - i] = t;
         }
         break;
     }
-    for (size_t i = 0; i < o; i++)
-        sp->ev[i].match = false;
-    sp->n = o;
+    sp->nkept = o;
 }
 
 static int split_piece(const sm_tok_pre_step *st, sm_tok_split_behavior b, sm_tok_prework *w, sm_tok_piece p,
@@ -394,10 +402,10 @@ static int split_piece(const sm_tok_pre_step *st, sm_tok_split_behavior b, sm_to
         return -1;
     splitter *sp = w->sp;
     apply_behavior(b, sp);
-    for (size_t i = 0; i < sp->n; i++)
-        if (!sp->ev[i].match)
-            push_piece(out, p.off + sp->ev[i].start, sp->ev[i].end - sp->ev[i].start,
-                       p.first && sp->ev[i].start == 0);
+    for (size_t i = 0; i < sp->nkept; i++)
+        if (!sp->kept[i].match)
+            push_piece(out, p.off + sp->kept[i].start, sp->kept[i].end - sp->kept[i].start,
+                       p.first && sp->kept[i].start == 0);
     return 0;
 }
 
@@ -507,6 +515,7 @@ void sm_tok_prework_free(sm_tok_prework *w)
     free(w->tmp.v);
     if (w->sp) {
         free(w->sp->ev);
+        free(w->sp->kept);
         free(w->sp->spans);
         free(w->sp);
     }
