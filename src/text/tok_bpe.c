@@ -92,25 +92,27 @@ static int read_merges(const sm_tok_jctx *c, json_t *model, sm_tok_bpe *m)
     json_array_foreach(arr, i, e) {
         const char *a = NULL, *b = NULL;
         size_t al = 0, bl = 0;
-        char *p = sm_tok_jpath_index(mp, i);
-        sm_tok_jctx ec = {c->file, p};
+        char *p = NULL; /* the entry's path, built only for a message */
+        sm_tok_jctx ec = {c->file, NULL};
+#define ENTRY (p = p ? p : sm_tok_jpath_index(mp, i), ec.path = p, &ec)
         if (merge_parts(e, &a, &al, &b, &bl))
-            rc = sm_tok_jerr(&ec, NULL, "a merge must be \"A B\" or [\"A\", \"B\"]");
+            rc = sm_tok_jerr(ENTRY, NULL, "a merge must be \"A B\" or [\"A\", \"B\"]");
         int32_t ia = rc ? -1 : sm_tok_strmap_get(&m->vocab, a, al), ib = rc ? -1 : sm_tok_strmap_get(&m->vocab, b, bl);
         if (!rc && (ia < 0 || ib < 0))
-            rc = sm_tok_jerr(&ec, NULL, "merge token \"%.*s\" is not in the vocabulary", (int)(ia < 0 ? al : bl),
+            rc = sm_tok_jerr(ENTRY, NULL, "merge token \"%.*s\" is not in the vocabulary", (int)(ia < 0 ? al : bl),
                              ia < 0 ? a : b);
         if (!rc && bl < plen)
-            rc = sm_tok_jerr(&ec, NULL, "merge token \"%.*s\" is shorter than continuing_subword_prefix", (int)bl, b);
+            rc = sm_tok_jerr(ENTRY, NULL, "merge token \"%.*s\" is shorter than continuing_subword_prefix", (int)bl, b);
         if (!rc) {
             sm_tok_buf_set(&joined, a, al);
             sm_tok_buf_add(&joined, b + plen, bl - plen);
             int32_t id = sm_tok_strmap_get(&m->vocab, joined.p, joined.len);
             if (id < 0)
-                rc = sm_tok_jerr(&ec, NULL, "merged token \"%s\" is not in the vocabulary", joined.p);
+                rc = sm_tok_jerr(ENTRY, NULL, "merged token \"%s\" is not in the vocabulary", joined.p);
             else
                 sm_tok_pairmap_put(&m->merges, ia, ib, (uint32_t)i, id);
         }
+#undef ENTRY
         free(p);
         if (rc)
             break;
