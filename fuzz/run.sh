@@ -26,7 +26,7 @@ done
 rm -f "$out/libfuzz.a"
 ar rcs "$out/libfuzz.a" $objs  # an archive: each harness links only what it uses
 status=0
-for h in ${FUZZ_ONLY:-st config index tokens plan calib resolve}; do
+for h in ${FUZZ_ONLY:-st config index tokens plan calib resolve tokjson tokencode}; do
     bin="$out/fuzz_$h"
     $CC $flags -fsanitize=fuzzer -I"$src/src" -I"$src/fuzz" -I"$build" $cppflags "$src/fuzz/fuzz_$h.c" "$out/libfuzz.a" $libs -o "$bin"
     corpus="$out/corpus-$h"
@@ -36,7 +36,7 @@ for h in ${FUZZ_ONLY:-st config index tokens plan calib resolve}; do
     maxlen=$(find "$corpus" -type f -exec wc -c {} + | awk '$2 != "total" && $1 > m { m = $1 } END { print (m > 65536 ? m : 65536) }')
     case $h in
     plan) dict="-dict=$src/fuzz/dict/yaml.dict" ;;
-    st | config | index | resolve) dict="-dict=$src/fuzz/dict/json.dict" ;;
+    st | config | index | resolve | tokjson) dict="-dict=$src/fuzz/dict/json.dict" ;;
     *) dict="" ;;
     esac
     echo "== fuzz_$h for $secs s (-max_len=$maxlen $dict)"

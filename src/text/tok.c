@@ -84,6 +84,19 @@ static void build_id_table(sm_tok *t)
     }
 }
 
+/* The post-processor's ids must be tokens: an id outside the vocabulary would reach the model. */
+static int check_post_ids(const sm_tok *t, const char *name)
+{
+    const sm_tok_ids *lists[2] = {&t->post.prefix, &t->post.suffix};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < lists[k]->n; i++) {
+            int32_t id = lists[k]->v[i];
+            if (id >= t->n_ids || !t->id_token[id])
+                return sm_err("%s: post_processor: special token id %d is not in the vocabulary", name, id);
+        }
+    return 0;
+}
+
 /* tokenizer_config.json: add_bos_token / add_eos_token with bos_token / eos_token (a string or
  * {"content": ...}). Other keys are transformers' business and ignored. */
 static int read_config(sm_tok *t, const char *name, const char *text, size_t len)
@@ -150,6 +163,8 @@ sm_tok *sm_tok_load_mem(const char *name, const char *text, size_t len, const ch
         rc = sm_err("%s: model.vocab: the vocabulary is empty", name);
     if (!rc)
         build_id_table(t);
+    if (!rc)
+        rc = check_post_ids(t, name);
     if (!rc && config)
         rc = read_config(t, config_name, config, config_len);
     if (rc) {
@@ -161,7 +176,13 @@ sm_tok *sm_tok_load_mem(const char *name, const char *text, size_t len, const ch
 
 sm_tok *sm_tok_load(const char *path)
 {
-    char *file = sm_is_dir(path) ? sm_path_join(path, "tokenizer.json") : xstrdup(path);
+    bool dir_given = sm_is_dir(path);
+    char *file = dir_given ? sm_path_join(path, "tokenizer.json") : xstrdup(path);
+    if (dir_given && !sm_exists(file)) {
+        sm_err("%s: no such file (the model directory has no tokenizer.json)", file);
+        free(file);
+        return NULL;
+    }
     char *dir = xstrdup(file), *slash = strrchr(dir, '/');
     if (slash)
         slash[1] = 0;
