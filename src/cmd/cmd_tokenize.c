@@ -73,6 +73,8 @@ static int run_encode(sm_tok *tok, char **files, int n, const tok_opts *o)
     char *lines = NULL;
     size_t lines_len = 0;
     FILE *mem = o->output ? NULL : open_memstream(&lines, &lines_len);
+    if (!o->output && !mem)
+        return sm_err("out of memory");
     for (int i = 0; i < n && !rc; i++) {
         one.n = 0;
         if (sm_interrupted())

@@ -112,13 +112,14 @@ static int read_config(sm_tok *t, const char *name, const char *text, size_t len
     int32_t id[2] = {-1, -1};
     const char *keys[2][2] = {{"add_bos_token", "bos_token"}, {"add_eos_token", "eos_token"}};
     for (int k = 0; k < 2 && !rc; k++) {
-        bool b;
+        bool b = false;
         json_t *tok = json_object_get(root, keys[k][1]);
         if (json_is_object(tok))
             tok = json_object_get(tok, "content");
         if (!json_object_get(root, keys[k][0]) || json_is_null(json_object_get(root, keys[k][0])))
             continue;
-        rc = sm_tok_jbool(&c, root, keys[k][0], false, &b);
+        if ((rc = sm_tok_jbool(&c, root, keys[k][0], false, &b)) != 0)
+            break;
         add[k] = b;
         if (!rc && json_is_string(tok)) {
             const char *s = json_string_value(tok);

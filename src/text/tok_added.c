@@ -88,8 +88,9 @@ static int read_token(const sm_tok_jctx *c, json_t *e, sm_tok_added_token *t)
     /* The reference's default: special tokens are not normalized, others are. */
     if (sm_tok_jbool(c, e, "normalized", !t->special, &t->normalized))
         return -1;
-    t->content = xstrdup(content);
-    t->len = json_string_length(json_object_get(e, "content"));
+    t->len = json_string_length(json_object_get(e, "content")); /* may hold \u0000 */
+    t->content = xmalloc(t->len + 1);
+    memcpy(t->content, content, t->len + 1);
     t->id = (int32_t)id;
     return 0;
 }

@@ -332,7 +332,7 @@ static void merge_all(sm_tok_bpe *m)
 
 static void cache_put(sm_tok_bpe *m, const char *word, size_t n, const int32_t *ids, size_t k)
 {
-    if (n > CACHE_MAX_WORD || m->cache_entries >= CACHE_MAX_ENTRIES)
+    if (n > CACHE_MAX_WORD || m->cache_entries >= CACHE_MAX_ENTRIES || k == 0)
         return;
     if (m->cache_entries == m->cache_cap) {
         m->cache_cap = m->cache_cap ? m->cache_cap * 2 : 1024;
