@@ -1,7 +1,7 @@
 #!/bin/sh
 # submoe tokenize (issue 17): exact parity with Hugging Face tokenizers 0.22.1 on seven tokenizers
 # (the real qwen3 and gpt-oss ones, five trained on KJV text: see tests/fixtures/tok/README) over
-# the 210 KB parity text and 54 edge cases; the demo tokenizer's byte round trip; the invalid UTF-8
+# the 210 KB parity text and 54 edge cases, and decoding those ids back to the reference's text; the demo tokenizer's byte round trip; the invalid UTF-8
 # policy; tokenizer_config.json's add_bos_token/add_eos_token; -o atomicity; and every broken
 # tokenizer in tests/corrupt-tok/: one line naming the file and JSON path, exit 1, nothing written.
 set -u
@@ -26,6 +26,12 @@ for name in qwen3 gpt-oss neox spm deepseek wordy meta; do
         ok "$name: text.txt ids identical ($(($(wc -c <"$fix/$name.text.u32") / 4)) ids)"
     else
         bad "$name: text.txt ids differ"; head -3 "$tmp/err"
+    fi
+    sum=$(tokenize "$dir" --decode "$fix/$name.text.u32" | sha256sum | cut -d' ' -f1)
+    if [ "$sum" = "$(cat "$fix/$name.decode.sha256")" ]; then
+        ok "$name: decoding the ids gives the reference's text"
+    else
+        bad "$name: decoded text differs from the reference's"
     fi
     if tokenize "$dir" "$fix"/edge/*.txt >"$tmp/$name.edge" 2>"$tmp/err" && cmp -s "$tmp/$name.edge" "$fix/$name.edge.txt"; then
         ok "$name: edge cases identical"

@@ -11,12 +11,14 @@ need Python: they compare `submoe tokenize` with the ids written here.
      and word suffix, NFKD, Lowercase, Bert pieces), meta (Metaspace, split behaviours, NFD/NFKC);
   2. copies the real qwen3 and gpt-oss tokenizers (gzip-compressed) from SHARED;
   3. writes, for every tokenizer NAME: NAME.text.u32 (the ids of text.txt as one document,
-     uint32 little-endian) and NAME.edge.txt (the ids of each edge/*.txt, one line each).
+     uint32 little-endian), NAME.edge.txt (the ids of each edge/*.txt, one line each) and
+     NAME.decode.sha256 (the SHA-256 of the reference's decode of NAME.text.u32, special tokens kept).
 Text files are read as Python does with errors="replace" (submoe's stated policy).
 
 usage: make_tok_fixtures.py REPO [SHARED=/work/shared/tokenizers]
 """
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -166,6 +168,14 @@ def expected(fix, name, tok_path):
             f.write(" ".join(map(str, tok.encode(read_text(os.path.join(edge_dir, e))).ids)) + "\n")
 
 
+def decoded_digest(fix, name, tok_path):
+    tok = Tokenizer.from_file(tok_path)
+    data = open(os.path.join(fix, name + ".text.u32"), "rb").read()
+    ids = list(struct.unpack("<%dI" % (len(data) // 4), data))
+    text = tok.decode(ids, skip_special_tokens=False).encode("utf-8")
+    open(os.path.join(fix, name + ".decode.sha256"), "w").write(hashlib.sha256(text).hexdigest() + "\n")
+
+
 def main():
     repo = sys.argv[1]
     shared = sys.argv[2] if len(sys.argv) > 2 else "/work/shared/tokenizers"
@@ -186,6 +196,7 @@ def main():
         if not os.path.exists(path):
             path = os.path.join(shared, name, "tokenizer.json")
         expected(fix, name, path)
+        decoded_digest(fix, name, path)
         print(name, "done")
 
 
