@@ -1,9 +1,10 @@
 #!/bin/sh
 # submoe tokenize (issue 17): exact parity with Hugging Face tokenizers 0.22.1 on seven tokenizers
 # (the real qwen3 and gpt-oss ones, five trained on KJV text: see tests/fixtures/tok/README) over
-# the 210 KB parity text and 54 edge cases, and decoding those ids back to the reference's text; the demo tokenizer's byte round trip; the invalid UTF-8
-# policy; tokenizer_config.json's add_bos_token/add_eos_token; -o atomicity; and every broken
-# tokenizer in tests/corrupt-tok/: one line naming the file and JSON path, exit 1, nothing written.
+# the 210 KB parity text and 54 edge cases, and decoding those ids back to the reference's text;
+# the demo tokenizer's byte round trip; the invalid UTF-8 policy; tokenizer_config.json's
+# add_bos_token/add_eos_token; -o atomicity; and every broken tokenizer in tests/corrupt-tok/: one
+# line naming the file and JSON path, exit 1, nothing written.
 set -u
 fix=$SRCDIR/tests/fixtures/tok
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tokenize.XXXXXX")
