@@ -41,6 +41,13 @@ for name in qwen3 gpt-oss neox spm deepseek wordy meta; do
     fi
 done
 
+# The merges in the older "A B" string form (spm-legacy, as Mixtral's file has them): same ids.
+if tokenize "$fix/spm-legacy" "$fix/text.txt" -o "$tmp/legacy.u32" && cmp -s "$tmp/legacy.u32" "$fix/spm.text.u32"; then
+    ok "spm-legacy: string-form merges give the same ids"
+else
+    bad "spm-legacy: string-form merges differ"
+fi
+
 # 2. The demo tokenizer: id = byte; decoding held-out tokens and encoding them again is exact.
 if tokenize "$DEMO" --decode "$SRCDIR/data/heldout.u32" >"$tmp/heldout.txt" &&
     tokenize "$DEMO" "$tmp/heldout.txt" -o "$tmp/heldout.u32" && cmp -s "$tmp/heldout.u32" "$SRCDIR/data/heldout.u32"; then

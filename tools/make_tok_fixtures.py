@@ -146,6 +146,21 @@ def build_meta(lines, out):
     save(tok, out, None)
 
 
+def legacy_merges(fix):
+    """spm-legacy/: spm with its merges in the older "A B" string form (as Mixtral's file has them);
+    the reference must give the same ids, and so must submoe (tests compare with spm.text.u32)."""
+    d = json.load(open(os.path.join(fix, "spm/tokenizer.json"), encoding="utf-8"))
+    assert all(" " not in a and " " not in b for a, b in d["model"]["merges"])
+    d["model"]["merges"] = [a + " " + b for a, b in d["model"]["merges"]]
+    os.makedirs(os.path.join(fix, "spm-legacy"), exist_ok=True)
+    path = os.path.join(fix, "spm-legacy/tokenizer.json")
+    json.dump(d, open(path, "w", encoding="utf-8"), ensure_ascii=False, indent=1)
+    shutil.copy(os.path.join(fix, "spm/tokenizer_config.json"), os.path.join(fix, "spm-legacy/tokenizer_config.json"))
+    a = Tokenizer.from_file(path).encode(read_text(os.path.join(fix, "text.txt"))).ids
+    b = Tokenizer.from_file(os.path.join(fix, "spm/tokenizer.json")).encode(read_text(os.path.join(fix, "text.txt"))).ids
+    assert a == b
+
+
 def copy_real(shared, name, out):
     os.makedirs(out, exist_ok=True)
     for f in ("tokenizer.json", "tokenizer_config.json"):
@@ -188,7 +203,7 @@ def main():
     builders = {"neox": build_neox, "spm": build_spm, "deepseek": build_deepseek, "wordy": build_wordy, "meta": build_meta}
     for name, build in builders.items():
         build(lines, os.path.join(fix, name))
-    tmp = os.path.join(fix, ".tmp")
+    legacy_merges(fix)
     for name in ("qwen3", "gpt-oss"):
         copy_real(shared, name, os.path.join(fix, name))
     for name in list(builders) + ["qwen3", "gpt-oss"]:
