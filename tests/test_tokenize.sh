@@ -41,6 +41,17 @@ for name in qwen3 gpt-oss neox spm deepseek wordy meta; do
     fi
 done
 
+# Small variants for the pre-tokenizer settings the seven leave out (ByteLevel add_prefix_space,
+# Whitespace, Metaspace always/never and split=false, Punctuation contiguous, Split removed and
+# invert with every merge behaviour, BertPreTokenizer, RobertaProcessing): slice.txt + edge cases.
+for v in prefix whitespace always never punct invert bert; do
+    if tokenize "$fix/var-$v" "$fix/slice.txt" "$fix"/edge/*.txt >"$tmp/var.out" 2>"$tmp/err" && cmp -s "$tmp/var.out" "$fix/var-$v.txt"; then
+        ok "var-$v: ids identical"
+    else
+        bad "var-$v: ids differ"; diff "$tmp/var.out" "$fix/var-$v.txt" | head -4
+    fi
+done
+
 # The merges in the older "A B" string form (spm-legacy, as Mixtral's file has them): same ids.
 if tokenize "$fix/spm-legacy" "$fix/text.txt" -o "$tmp/legacy.u32" && cmp -s "$tmp/legacy.u32" "$fix/spm.text.u32"; then
     ok "spm-legacy: string-form merges give the same ids"

@@ -161,6 +161,52 @@ def legacy_merges(fix):
     assert a == b
 
 
+VARIANTS = {  # var-NAME: the pre-tokenizer (and model/post options) each small variant is built with
+    "prefix": lambda: dict(pre=pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)),
+    "whitespace": lambda: dict(pre=pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
+                                                           pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])),
+    "always": lambda: dict(pre=pre_tokenizers.Metaspace(prepend_scheme="always", split=False), fallback=True),
+    "never": lambda: dict(pre=pre_tokenizers.Metaspace(prepend_scheme="never", split=True), fallback=True),
+    "punct": lambda: dict(pre=pre_tokenizers.Sequence([
+        pre_tokenizers.Punctuation("contiguous"), pre_tokenizers.Split(Regex("\\s+"), "removed"),
+        pre_tokenizers.Digits(individual_digits=False), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])),
+    "invert": lambda: dict(pre=pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex("[aeiou]"), "merged_with_previous", invert=True),
+        pre_tokenizers.Split(" ", "contiguous", invert=True),
+        pre_tokenizers.Split(Regex("\\p{L}+"), "merged_with_next", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)]),
+        post=processors.RobertaProcessing(("<|endoftext|>", 0), ("<|padding|>", 1))),
+    "bert": lambda: dict(pre=pre_tokenizers.BertPreTokenizer(), norm=normalizers.Lowercase(), fallback=True),
+}
+
+
+def build_variants(lines, fix):
+    """Small tokenizers (vocab 600), one per pre-tokenizer setting the seven main ones leave out;
+    var-NAME.txt holds the reference's ids for slice.txt and each edge case, one line each."""
+    inputs = [os.path.join(fix, "slice.txt")] + sorted(os.path.join(fix, "edge", e) for e in os.listdir(os.path.join(fix, "edge")))
+    for name, make in VARIANTS.items():
+        v = make()
+        fb = v.get("fallback", False)
+        tok = Tokenizer(models.BPE(unk_token="<unk>" if fb else None, byte_fallback=fb))
+        if "norm" in v:
+            tok.normalizer = v["norm"]
+        tok.pre_tokenizer = v["pre"]
+        specials = ["<|endoftext|>", "<|padding|>"] + (["<unk>"] + ["<0x%02X>" % b for b in range(256)] if fb else [])
+        alphabet = [] if fb else pre_tokenizers.ByteLevel.alphabet()
+        tok.train_from_iterator(lines, trainer=trainers.BpeTrainer(vocab_size=600 if not fb else 900, special_tokens=specials,
+                                                                   initial_alphabet=alphabet, limit_alphabet=100))
+        if "post" in v:
+            tok.post_processor = v["post"]
+        out = os.path.join(fix, "var-" + name)
+        save(tok, out, None)
+        if fb:
+            strip_byte_tokens(os.path.join(out, "tokenizer.json"))
+        tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
+        with open(os.path.join(fix, "var-%s.txt" % name), "w") as f:
+            for p in inputs:
+                f.write(" ".join(map(str, tok.encode(read_text(p)).ids)) + "\n")
+
+
 def copy_real(shared, name, out):
     os.makedirs(out, exist_ok=True)
     for f in ("tokenizer.json", "tokenizer_config.json"):
@@ -204,6 +250,8 @@ def main():
     for name, build in builders.items():
         build(lines, os.path.join(fix, name))
     legacy_merges(fix)
+    open(os.path.join(fix, "slice.txt"), "wb").write(open(os.path.join(fix, "text.txt"), "rb").read()[:30000])
+    build_variants(lines, fix)
     for name in ("qwen3", "gpt-oss"):
         copy_real(shared, name, os.path.join(fix, name))
     for name in list(builders) + ["qwen3", "gpt-oss"]:

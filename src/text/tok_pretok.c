@@ -194,8 +194,10 @@ static int read_one(const sm_tok_jctx *c, json_t *v, sm_tok_pretok *pt)
         st.kind = SM_TOK_PRE_PUNCTUATION;
         rc = sm_tok_jonly(c, v, keys) || read_behavior(c, v, SM_TOK_SPLIT_ISOLATED, &st.behavior);
     } else if (!strcmp(type, "Whitespace")) {
+        /* \w+|[^\w\s]+ in the reference's regex crate, whose \w (with Join_Control) is not
+         * Oniguruma's: matched by character class in find_events */
         st.kind = SM_TOK_PRE_WHITESPACE;
-        rc = sm_tok_jonly(c, v, only_type) || compile(c, NULL, "\\w+|[^\\w\\s]+", &st.regex);
+        rc = sm_tok_jonly(c, v, only_type);
         st.behavior = SM_TOK_SPLIT_REMOVED;
         st.invert = true;
     } else if (!strcmp(type, "WhitespaceSplit") || !strcmp(type, "BertPreTokenizer")) {
@@ -286,14 +288,43 @@ static bool char_matches(const sm_tok_pre_step *st, const char *s, size_t n, siz
     }
 }
 
+/* Whitespace's \w+|[^\w\s]+: the spans of word runs and of runs of other non-space characters. */
+static long word_runs(const char *s, size_t n, splitter *sp)
+{
+    long k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l;
+        int32_t c = sm_tok_utf8_next(s + i, n - i, &l);
+        if (sm_tok_is_whitespace(c)) {
+            i += l;
+            continue;
+        }
+        bool word = sm_tok_is_word(c);
+        size_t start = i;
+        for (i += l; i < n; i += l) {
+            c = sm_tok_utf8_next(s + i, n - i, &l);
+            if (sm_tok_is_whitespace(c) || sm_tok_is_word(c) != word)
+                break;
+        }
+        if ((size_t)k == sp->spans_cap) {
+            sp->spans_cap = sp->spans_cap ? sp->spans_cap * 2 : 64;
+            sp->spans = xrealloc(sp->spans, sp->spans_cap * sizeof *sp->spans);
+        }
+        sp->spans[k++] = (sm_tok_span){start, i};
+    }
+    return k;
+}
+
 /* The pattern's matches in s as events covering all of s: (range, is_match), gaps included. */
 static int find_events(const sm_tok_pre_step *st, const char *s, size_t n, splitter *sp)
 {
     sp->n = 0;
     size_t prev = 0;
-    if (st->regex || st->literal) {
+    if (st->regex || st->literal || st->kind == SM_TOK_PRE_WHITESPACE) {
         long k;
-        if (st->regex) {
+        if (st->kind == SM_TOK_PRE_WHITESPACE) {
+            k = word_runs(s, n, sp);
+        } else if (st->regex) {
             k = sm_tok_regex_find_all(st->regex, s, n, &sp->spans, &sp->spans_cap);
             if (k < 0)
                 return -1;

@@ -25,6 +25,6 @@ char *sm_tok_utf8_repair(const char *s, size_t n, size_t *out_len, size_t *first
 bool sm_tok_is_whitespace(int32_t cp); /* White_Space property (char::is_whitespace, \s) */
 bool sm_tok_is_numeric(int32_t cp);    /* Nd, Nl, No (char::is_numeric) */
 bool sm_tok_is_punctuation(int32_t cp); /* ASCII punctuation or a P* category */
-bool sm_tok_is_word(int32_t cp);       /* the regex crate's Unicode \w */
+bool sm_tok_is_word(int32_t cp);       /* the regex crate's Unicode \w (Alphabetic, M, Nd, Pc, Join_Control) */
 
 #endif
