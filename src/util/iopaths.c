@@ -155,8 +155,7 @@ static bool written_in_place(const resolved *r) { return r->exists && !S_ISREG(r
 
 static const char *const verbs[] = {"", "replace", "be written inside", "contain"};
 
-static int check_one(const sm_path_entry *oe, const resolved *o, const sm_paths *inputs, const resolved *in,
-                     const sm_paths *outputs, const resolved *out, int self)
+static int check_inputs(const sm_path_entry *oe, const resolved *o, const sm_paths *inputs, const resolved *in)
 {
     /* the closest relation first: an output that is an input's file, before the directory
      * that file lies in */
@@ -165,11 +164,16 @@ static int check_one(const sm_path_entry *oe, const resolved *o, const sm_paths 
             if (overlap(o, &in[i]) == kind)
                 return sm_err("%s: the output would %s the %s %s, which is never modified; choose another path",
                               oe->path, verbs[kind], inputs->v[i].what, inputs->v[i].path);
+    return 0;
+}
+
+static int check_outputs(const sm_paths *outputs, const resolved *out, int self)
+{
     for (int j = self + 1; j < outputs->n; j++) {
-        int kind = written_in_place(&out[j]) ? 0 : overlap(o, &out[j]);
+        int kind = written_in_place(&out[j]) ? 0 : overlap(&out[self], &out[j]);
         if (kind)
             return sm_err("%s: the output would %s the %s %s, another output of this command; choose another path",
-                          oe->path, verbs[kind], outputs->v[j].what, outputs->v[j].path);
+                          outputs->v[self].path, verbs[kind], outputs->v[j].what, outputs->v[j].path);
     }
     return 0;
 }
@@ -182,9 +186,13 @@ int sm_check_output_paths(const sm_paths *inputs, const sm_paths *outputs)
     for (int j = 0; j < outputs->n; j++)
         out[j] = resolve(outputs->v[j].path);
     int rc = 0;
+    /* against the inputs first: that message names what is at stake */
     for (int j = 0; j < outputs->n && !rc; j++)
         if (!written_in_place(&out[j]))
-            rc = check_one(&outputs->v[j], &out[j], inputs, in, outputs, out, j);
+            rc = check_inputs(&outputs->v[j], &out[j], inputs, in);
+    for (int j = 0; j < outputs->n && !rc; j++)
+        if (!written_in_place(&out[j]))
+            rc = check_outputs(outputs, out, j);
     for (int j = 0; j < outputs->n && !rc; j++)
         sm_report_stale(outputs->v[j].path);
     for (int i = 0; i < inputs->n; i++)
