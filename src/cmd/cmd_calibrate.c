@@ -5,6 +5,7 @@
 #include "pipeline/calib.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/iopaths.h"
 #include "util/signals.h"
 
 #include <errno.h>
@@ -109,7 +110,15 @@ int cmd_calibrate(int argc, char **argv)
         free(target);
         return 1;
     }
-    sm_model *m = sm_model_open(argv[optind]);
+    /* never over the model or the tokens (calibrate m -o m/model.safetensors) */
+    sm_paths inputs = {0}, outputs = {0};
+    sm_paths_add_model(&inputs, argv[optind]);
+    sm_paths_add(&inputs, "tokens file", tokens);
+    sm_paths_add(&outputs, "stats file", out);
+    int guard = sm_check_output_paths(&inputs, &outputs);
+    sm_paths_free(&inputs);
+    sm_paths_free(&outputs);
+    sm_model *m = guard ? NULL : sm_model_open(argv[optind]);
     if (!m) {
         fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
         free(target);

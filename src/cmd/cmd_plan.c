@@ -6,6 +6,7 @@
 #include "plan/plan.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/iopaths.h"
 #include "util/mem.h"
 #include "util/signals.h"
 
@@ -198,6 +199,21 @@ static int check_format(const sm_plan *p, const sm_resolved_plan *r)
     return 0;
 }
 
+/* Before any work: the plan, and the stats file when it caches a capture, never land on the
+ * model, the tokens or the stats file read (plan m -c m.stats -o m.stats). */
+static int check_paths(const sm_plan *p, const char *model, const char *out)
+{
+    sm_paths inputs = {0}, outputs = {0};
+    sm_paths_add_model(&inputs, model);
+    sm_paths_add(&inputs, "tokens file", p->calib.tokens);
+    sm_paths_add(p->calib.tokens ? &outputs : &inputs, "stats file", p->calib.stats);
+    sm_paths_add(&outputs, "plan", out);
+    int rc = sm_check_output_paths(&inputs, &outputs);
+    sm_paths_free(&inputs);
+    sm_paths_free(&outputs);
+    return rc;
+}
+
 int cmd_plan(int argc, char **argv)
 {
     enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
@@ -358,7 +374,7 @@ int cmd_plan(int argc, char **argv)
     const sm_monitor *mon = sm_signals_monitor(); /* SIGINT/SIGTERM stop the work */
     char *target = NULL;
     bool direct;
-    if (sm_output_target(out, &target, &direct)) /* refuse a directory or dangling link up front */
+    if (sm_output_target(out, &target, &direct) || check_paths(&p, argv[optind], out))
         goto out;
     sm_model *m = sm_model_open(p.model_path);
     if (!m)

@@ -2,6 +2,7 @@
 #include "cmd/cmd.h"
 #include "model/synth.h"
 #include "util/diag.h"
+#include "util/iopaths.h"
 #include "util/outdir.h"
 
 #include <ctype.h>
@@ -202,8 +203,12 @@ int cmd_synth(int argc, char **argv)
         fprintf(stderr, "submoe synth: %s\n", sm_errmsg());
         return 2;
     }
+    sm_paths inputs = {0}, outputs = {0}; /* no inputs: reports what earlier runs left */
+    sm_paths_add(&outputs, "output directory", out);
+    int guard = sm_check_output_paths(&inputs, &outputs);
+    sm_paths_free(&outputs);
     sm_outdir od;
-    if (sm_outdir_begin(&od, out, force)) {
+    if (guard || sm_outdir_begin(&od, out, force)) {
         sm_report();
         return 1;
     }

@@ -381,24 +381,28 @@ static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
     return text;
 }
 
-/* Before any work: the output must not be the source model, inside it or around it (--force
- * would replace the model), and an existing output needs --force. */
-static int check_outdir(const sm_plan *p, const char *outdir, bool force)
+/* Before any work: the output directory (and the stats file when it caches a capture) never
+ * lands on the plan's inputs, and an existing output needs --force. */
+static int check_outdir(const sm_plan *p, const char *outdir, const sm_apply_opts *o)
 {
-    char *mpath = sm_plan_resolve_path(p, p->model_path);
-    char *src = sm_path_absolute(mpath), *dst = sm_path_absolute(outdir);
-    size_t ns = strlen(src), nd = strlen(dst);
-    int rc = 0;
-    if (!strcmp(src, dst) || (nd > ns && !strncmp(dst, src, ns) && dst[ns] == '/') ||
-        (ns > nd && !strncmp(src, dst, nd) && src[nd] == '/'))
-        rc = sm_err("%s: the output would %s the source model %s, which is never modified; choose another "
-                    "directory",
-                    outdir, !strcmp(src, dst) ? "replace" : nd > ns ? "be written inside" : "contain", mpath);
-    else if (!force && sm_exists(outdir))
+    char *model = sm_plan_resolve_path(p, p->model_path), *tokens = sm_plan_resolve_path(p, p->calib.tokens),
+         *stats = sm_plan_resolve_path(p, p->calib.stats);
+    sm_paths inputs = {0}, outputs = {0};
+    sm_paths_add_model(&inputs, model);
+    sm_paths_add(&inputs, "plan", p->file);
+    sm_paths_add(&inputs, "tokens file", tokens);
+    sm_paths_add(tokens ? &outputs : &inputs, "stats file", stats);
+    for (int i = 0; o->inputs && i < o->inputs->n; i++)
+        sm_paths_add(&inputs, o->inputs->v[i].what, o->inputs->v[i].path);
+    sm_paths_add(&outputs, "output directory", outdir);
+    int rc = sm_check_output_paths(&inputs, &outputs);
+    if (!rc && !o->force && sm_exists(outdir))
         rc = sm_err("%s: already exists (use --force to replace it)", outdir);
-    free(mpath);
-    free(src);
-    free(dst);
+    sm_paths_free(&inputs);
+    sm_paths_free(&outputs);
+    free(model);
+    free(tokens);
+    free(stats);
     return rc;
 }
 
@@ -409,7 +413,7 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
     sm_monitor_span span;
     char *early = o->outdir ? NULL : sm_plan_resolve_path(p, p->output.path);
     const char *want = o->outdir ? o->outdir : early;
-    int crc = want ? check_outdir(p, want, o->force) : 0;
+    int crc = want ? check_outdir(p, want, o) : 0;
     free(early);
     if (crc)
         return -1;

@@ -18,6 +18,7 @@
 #include "pipeline/build.h"
 #include "pipeline/calib.h"
 #include "plan/plan.h"
+#include "util/iopaths.h"
 
 /* Defaults when neither the layer nor the plan says (man/submoe-plan.5): method auto, whose
  * merge candidate is submoe — at least as good as the best single method on every layer. */
@@ -59,6 +60,7 @@ typedef struct sm_apply_opts {
     int format;             /* -1: the plan's (default submoe) */
     bool force, quiet;      /* quiet: no progress bar */
     const sm_monitor *mon;
+    const sm_paths *inputs; /* more inputs the output must not land on (the workbench's), or NULL */
 } sm_apply_opts;
 
 typedef struct sm_apply_report {

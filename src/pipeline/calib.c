@@ -9,6 +9,7 @@
 #include "util/hash.h"
 #include "util/mem.h"
 #include "util/progress.h"
+#include "util/publish.h"
 #include "util/rng.h"
 #include "util/signals.h"
 
@@ -332,7 +333,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
         sample = fit;
     int *rows = sample_rows(total, keep, s->seed);
     st_writer *w = st_writer_new();
-    char *tmp = xasprintf("%s.tmp-%ld", path, (long)getpid());
+    char *tmp = sm_temp_sibling(path);
     sm_signals_note_temp(tmp);
     float *kx = NULL, *kl = NULL, *kk = NULL;
     int rc = -1, maxe = 1;
@@ -384,11 +385,8 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     sm_moe_layer_free(&c.layer);
     if (frc || st_writer_finish(w))
         goto out;
-    if (sm_rename(tmp, path)) {
-        sm_err("%s: cannot rename into place: %s", path, strerror(errno));
+    if (sm_publish(tmp, path, true)) /* a stats file replaces a stale one */
         goto out;
-    }
-    sm_fsync_parent(path);
     rc = 0;
 out:
     if (rc)

@@ -67,6 +67,35 @@ void tui_status(tui_app *a, bool error, const char *fmt, ...)
     va_end(ap);
 }
 
+/* sm_warn while the workbench owns the terminal (stderr would draw over the screen). */
+static void on_warning(const char *msg, void *ctx)
+{
+    tui_app *a = ctx;
+    pthread_mutex_lock(&a->mu);
+    size_t have = a->warnings ? strlen(a->warnings) : 0, n = strlen(msg);
+    a->warnings = xrealloc(a->warnings, have + n + 2);
+    memcpy(a->warnings + have, msg, n);
+    memcpy(a->warnings + have + n, "\n", 2);
+    snprintf(a->last_warning, sizeof a->last_warning, "; warning: %s", msg);
+    pthread_mutex_unlock(&a->mu);
+}
+
+const char *tui_take_warning(tui_app *a)
+{
+    static _Thread_local char taken[sizeof a->last_warning];
+    snprintf(taken, sizeof taken, "%s", a->last_warning);
+    a->last_warning[0] = '\0';
+    return taken;
+}
+
+void tui_app_inputs(const tui_app *a, sm_paths *inputs)
+{
+    sm_paths_add_model(inputs, a->s.model);
+    sm_paths_add(inputs, "tokens file", a->calib_file[0] ? NULL : a->tokens);
+    sm_paths_add(inputs, "held-out tokens file", a->heldout);
+    sm_paths_add(inputs, "stats file", a->calib_file);
+}
+
 static void on_progress(void *ctx, double f, const char *what)
 {
     (void)what;
@@ -431,6 +460,7 @@ static void free_app(tui_app *a)
     sm_model_close(a->model);
     for (int l = 0; l < TUI_MAX_LAYERS; l++)
         free(a->decided_why[l]);
+    free(a->warnings);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     free(a);
@@ -453,6 +483,7 @@ int tui_run(const tui_options *o)
     if (nc && *nc)
         a->s.color = false;
     sm_signals_save_terminal(); /* for a second Ctrl-C while a step cannot be cancelled */
+    sm_warn_handler_set(on_warning, a);
     initscr();
     cbreak();
     noecho();
@@ -526,6 +557,9 @@ int tui_run(const tui_options *o)
     }
     pthread_join(th, NULL);
     endwin();
+    sm_warn_handler_set(NULL, NULL);
+    for (char *line = a->warnings, *nl; line && (nl = strchr(line, '\n')); line = nl + 1)
+        sm_warn("%.*s", (int)(nl - line), line);
     if (a->s.committed[0])
         printf("committed: %s\n", a->s.committed);
     free_app(a);

@@ -393,13 +393,18 @@ static int job_save(tui_app *a)
     sm_plan p;
     tui_app_plan(a, &p, path);
     pthread_mutex_unlock(&a->mu);
-    int rc = sm_plan_write(&p, path);
+    sm_paths inputs = {0}, outputs = {0}; /* never over the model, the tokens or the stats file */
+    tui_app_inputs(a, &inputs);
+    sm_paths_add(&outputs, "plan", path);
+    int rc = sm_check_output_paths(&inputs, &outputs) || sm_plan_write(&p, path) ? -1 : 0;
+    sm_paths_free(&inputs);
+    sm_paths_free(&outputs);
     sm_plan_free(&p);
     pthread_mutex_lock(&a->mu);
     if (!rc) {
         a->s.modified = false;
-        snprintf(a->s.status, sizeof a->s.status, "plan saved to %.100s (submoe apply %.100s -o DIR runs it)", path,
-                 path);
+        snprintf(a->s.status, sizeof a->s.status, "plan saved to %.100s (submoe apply %.100s -o DIR runs it)%s", path,
+                 path, tui_take_warning(a));
         a->s.status_error = false;
     }
     pthread_mutex_unlock(&a->mu);
@@ -452,17 +457,21 @@ static int job_commit(tui_app *a, bool force, const sm_monitor *mon)
     snprintf(a->s.status, sizeof a->s.status, "committing to %.120s (%s) ...", dir, sm_out_format_name(fmt));
     a->s.status_error = false;
     pthread_mutex_unlock(&a->mu);
-    sm_apply_opts o = {.outdir = dir, .format = (int)fmt, .force = force, .quiet = true, .mon = mon};
+    sm_paths inputs = {0};
+    tui_app_inputs(a, &inputs);
+    sm_apply_opts o = {.outdir = dir, .format = (int)fmt, .force = force, .quiet = true, .mon = mon, .inputs = &inputs};
     sm_apply_report rep;
     int rc = sm_apply(&p, &o, &rep);
+    sm_paths_free(&inputs);
     sm_plan_free(&p);
     if (!rc) {
         uint64_t bytes = sm_dir_size(rep.outdir[0] ? rep.outdir : dir);
         pthread_mutex_lock(&a->mu);
         snprintf(a->s.committed, sizeof a->s.committed, "%.500s", dir);
-        snprintf(a->s.status, sizeof a->s.status, "committed to %.120s (%s): %.1f MB, experts at %.0f%%", dir,
+        snprintf(a->s.status, sizeof a->s.status, "committed to %.120s (%s): %.1f MB, experts at %.0f%%%s", dir,
                  sm_out_format_name(fmt), (double)bytes / 1e6,
-                 rep.params_before ? 100.0 * (double)rep.params_after / (double)rep.params_before : 0.0);
+                 rep.params_before ? 100.0 * (double)rep.params_after / (double)rep.params_before : 0.0,
+                 tui_take_warning(a));
         a->s.status_error = false;
         pthread_mutex_unlock(&a->mu);
     }

@@ -17,6 +17,7 @@
 #include "pipeline/planner.h"
 #include "plan/plan.h"
 #include "tui/tui_state.h"
+#include "util/iopaths.h"
 
 enum { TUI_JOB_CALIB = 1, TUI_JOB_PREVIEW, TUI_JOB_RECLUSTER, TUI_JOB_SPECTRUM, TUI_JOB_PPL, TUI_JOB_SAVE,
        TUI_JOB_OPEN, TUI_JOB_COMMIT };
@@ -51,12 +52,22 @@ typedef struct tui_app {
     sm_planner_opts planner;
     char *decided_why[TUI_MAX_LAYERS];         /* auto: the choice recorded in the plan */
     sm_plan_merge merge;                       /* the plan's damping and svd, written back as read */
+    /* warnings (sm_warn) while the terminal is the workbench's: the last one goes on the status
+     * line after the job's own message, all of them to stderr at exit */
+    char *warnings;
+    char last_warning[200];
 } tui_app;
 
 /* Queue a job (identical queued jobs are merged; a user job goes ahead of background ones). */
 void tui_push(tui_app *a, tui_job j);
 /* Status line message under the lock (error: shown as an error). */
 void tui_status(tui_app *a, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The files the workbench reads (model, tokens, held-out tokens, stats file): its outputs (the
+ * saved plan, the committed model) never land on them (util/iopaths.h). Worker thread. */
+void tui_app_inputs(const tui_app *a, sm_paths *inputs);
+/* "; warning: ..." when a warning came since the last call (then cleared), else "". Under mu. */
+const char *tui_take_warning(tui_app *a);
 
 /* Run one job on the worker thread. 0, or -1 with a message (sm_errmsg). */
 int tui_job_run(tui_app *a, const tui_job *j, const sm_monitor *mon);

@@ -48,6 +48,28 @@ void sm_report(void)
     fprintf(stderr, "%s: %s\n", sm_progname, err_buf[0] ? err_buf : "unknown error");
 }
 
+static void (*warn_handler)(const char *msg, void *ctx);
+static void *warn_ctx;
+
+void sm_warn_handler_set(void (*handler)(const char *msg, void *ctx), void *ctx)
+{
+    warn_handler = handler;
+    warn_ctx = ctx;
+}
+
+void sm_warn(const char *fmt, ...)
+{
+    char msg[SM_ERR_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (warn_handler)
+        warn_handler(msg, warn_ctx);
+    else
+        fprintf(stderr, "%s: warning: %s\n", sm_progname, msg);
+}
+
 void sm_die(const char *fmt, ...)
 {
     va_list ap;

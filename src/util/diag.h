@@ -26,6 +26,10 @@ void sm_err_clear(void);
 extern const char *sm_progname;
 /* Print "submoe: <msg>" to stderr. */
 void sm_report(void);
+/* A warning that does not stop the command: "submoe: warning: <formatted>" on stderr, or, when a
+ * handler is set (the workbench, whose screen owns the terminal), handed to it. Any thread. */
+void sm_warn(const char *fmt, ...) SM_PRINTF(1, 2);
+void sm_warn_handler_set(void (*handler)(const char *msg, void *ctx), void *ctx);
 /* Print "submoe: <formatted>" and exit(1). For impossible states and OOM only. */
 void sm_die(const char *fmt, ...) SM_PRINTF(1, 2) __attribute__((noreturn));
 

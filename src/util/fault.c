@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-static int mode = -1; /* -1 unread, 0 off, 1 fail, 2 count, 3 stall */
+static int mode = -1; /* -1 unread, 0 off, 1 fail, 2 count, 3 stall, 4 no renameat2 */
 static sm_fault_point at_point;
 static long at_n, counts[2];
 static int err_code = ENOSPC, short_write;
@@ -26,6 +26,10 @@ static void setup(void)
     if (!strcmp(e, "count")) {
         mode = 2;
         atexit(report);
+        return;
+    }
+    if (!strcmp(e, "no-renameat2")) {
+        mode = 4;
         return;
     }
     char what[16] = "", how[16] = "";
@@ -67,4 +71,11 @@ int sm_fault_hit(sm_fault_point p, size_t n, size_t *short_n)
     if (short_write && short_n)
         *short_n = n / 2;
     return err_code;
+}
+
+bool sm_fault_no_renameat2(void)
+{
+    if (mode < 0)
+        setup();
+    return mode == 4;
 }

@@ -8,11 +8,14 @@
  *                               uncancellable step, for the second-signal test; it says
  *                               "submoe-fault: stalling" on stderr first), then goes ahead
  * SUBMOE_FAULT="count"          nothing fails; at exit "submoe-fault: W writes, R renames" on stderr
+ * SUBMOE_FAULT="no-renameat2"   renameat2's flags fail with EINVAL, as on file systems without
+ *                               them, so publishing takes its fallbacks (util/publish.h)
  * Every write of the program goes through sm_fwrite / sm_write_file (util/fileio.h) and every
  * final rename through sm_rename, so a test can fail each point in turn. */
 #ifndef SM_FAULT_H
 #define SM_FAULT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum { SM_FAULT_WRITE = 0, SM_FAULT_RENAME } sm_fault_point;
@@ -20,5 +23,7 @@ typedef enum { SM_FAULT_WRITE = 0, SM_FAULT_RENAME } sm_fault_point;
 /* 0 to go ahead; else the errno to fail with. *short_n (writes only) is set to the bytes to
  * write before failing (0: none). */
 int sm_fault_hit(sm_fault_point p, size_t n, size_t *short_n);
+/* SUBMOE_FAULT=no-renameat2 */
+bool sm_fault_no_renameat2(void);
 
 #endif

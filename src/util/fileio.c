@@ -2,6 +2,7 @@
 #include "util/fault.h"
 #include "util/diag.h"
 #include "util/mem.h"
+#include "util/publish.h"
 #include "util/signals.h"
 
 #include <dirent.h>
@@ -169,42 +170,6 @@ int sm_fwrite(FILE *f, const void *data, size_t n, const char *path)
     return 0;
 }
 
-int sm_rename(const char *from, const char *to)
-{
-    if (sm_interrupted()) { /* never move anything into place once interrupted */
-        errno = EINTR;
-        return -1;
-    }
-    int fault = sm_fault_hit(SM_FAULT_RENAME, 0, NULL);
-    if (fault) {
-        errno = fault;
-        return -1;
-    }
-    /* Never replace a symbolic link or a device with the new file: write through a link to a
-     * regular file (the link stays), refuse anything else. The commands resolve their output
-     * paths up front (sm_output_target) with a clearer message; this is the backstop. */
-    struct stat st;
-    if (lstat(to, &st) == 0 && S_ISLNK(st.st_mode)) {
-        char *real = realpath(to, NULL);
-        struct stat rs;
-        if (!real || stat(real, &rs) != 0 || !S_ISREG(rs.st_mode)) {
-            free(real);
-            errno = EEXIST;
-            return -1;
-        }
-        int rc = rename(from, real);
-        int e = errno;
-        free(real);
-        errno = e;
-        return rc;
-    }
-    if (lstat(to, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-        errno = EEXIST;
-        return -1;
-    }
-    return rename(from, to);
-}
-
 int sm_fsync_fd(int fd, const char *path)
 {
     if (fsync(fd) == 0 || errno == EINVAL || errno == EROFS || errno == ENOTSUP)
@@ -346,13 +311,11 @@ int sm_write_file_atomic(const char *path, const void *data, size_t n)
         free(target);
         return rc;
     }
-    char *tmp = xasprintf("%s.tmp-%ld", target, (long)getpid());
+    /* a file output replaces the file there (rename(2): atomic, never a moment without one) */
+    char *tmp = sm_temp_sibling(target);
     int rc = sm_write_file(tmp, data, n);
-    if (!rc && sm_rename(tmp, target))
-        rc = sm_interrupted() ? sm_check_interrupt()
-                              : sm_err("%s: cannot rename into place: %s", target, strerror(errno));
     if (!rc)
-        sm_fsync_parent(target);
+        rc = sm_publish(tmp, target, true);
     if (rc)
         unlink(tmp);
     free(tmp);

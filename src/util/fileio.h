@@ -27,12 +27,6 @@ int sm_mkdirs(const char *path);
 int sm_write_file(const char *path, const void *data, size_t n);
 /* fwrite with error reporting naming path; fails ("interrupted") once a signal has arrived. */
 int sm_fwrite(FILE *f, const void *data, size_t n, const char *path);
-/* rename(2), through the failure-injection hook (util/fault.h): every "into place" rename uses it.
- * Fails (EINTR) once a signal has arrived, so an interrupted command never publishes its output.
- * A symbolic link at `to` is written through (its regular file is replaced, the link stays); a
- * device, pipe or socket at `to`, or a link to anything but a regular file, is refused (EEXIST). */
-int sm_rename(const char *from, const char *to);
-
 /* Durability before and after a rename into place: a crash or power loss must leave the old
  * output or the complete new one, never a renamed file whose data never reached the disk.
  * sm_fsync_fd: fsync(2) a written file (file systems that cannot sync it, EINVAL/EROFS/ENOTSUP, are

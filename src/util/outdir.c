@@ -3,6 +3,7 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/mem.h"
+#include "util/publish.h"
 #include "util/signals.h"
 
 #include <errno.h>
@@ -66,7 +67,7 @@ int sm_outdir_begin(sm_outdir *o, const char *final, bool force)
             return -1;
         }
     }
-    o->tmp = xasprintf("%s.tmp-%ld", o->final, (long)getpid());
+    o->tmp = sm_temp_sibling(o->final);
     sm_remove_tree(o->tmp);
     if (mkdir(o->tmp, 0777) != 0) {
         sm_err("%s: cannot create output directory: %s", o->tmp, strerror(errno));
@@ -83,34 +84,11 @@ const char *sm_outdir_path(const sm_outdir *o) { return o->tmp; }
 
 int sm_outdir_commit(sm_outdir *o)
 {
-    char *old = NULL;
-    /* The files were flushed as they were closed; their directory entries now. */
-    if (sm_fsync_dir(o->tmp) != 0) {
+    /* The files were flushed as they were closed; their directory entries now. Then into place:
+     * never over an output that appeared meanwhile without force; exchanged with force. */
+    if (sm_fsync_dir(o->tmp) != 0 || sm_publish(o->tmp, o->final, o->force) != 0) {
         sm_outdir_abort(o);
         return -1;
-    }
-    if (sm_exists(o->final)) {
-        old = xasprintf("%s.old-%ld", o->final, (long)getpid());
-        if (sm_rename(o->final, old) != 0) {
-            sm_err("%s: cannot move the existing output aside: %s", o->final, strerror(errno));
-            free(old);
-            sm_outdir_abort(o);
-            return -1;
-        }
-    }
-    if (sm_rename(o->tmp, o->final) != 0) {
-        int e = errno;
-        if (old)
-            rename(old, o->final);
-        sm_err("%s: cannot move the finished output into place: %s", o->final, strerror(e));
-        free(old);
-        sm_outdir_abort(o);
-        return -1;
-    }
-    sm_fsync_parent(o->final);
-    if (old) {
-        sm_remove_tree(old);
-        free(old);
     }
     sm_signals_note_temp(NULL);
     free(o->tmp);

@@ -1,0 +1,37 @@
+/* publish: moving a finished output (a file or a directory written under a temporary sibling
+ * name) to its destination, the one way every command does it.
+ *
+ * Without replace, the move cannot replace anything: an output someone else created at the
+ * destination while the command ran stays, and the command fails (renameat2 RENAME_NOREPLACE).
+ * With replace, a directory is exchanged with the existing one (RENAME_EXCHANGE), so no moment
+ * exists without an output at the destination, and the old one is then removed; a file is
+ * renamed over the old one (rename(2) is already atomic for files).
+ *
+ * Where the file system refuses renameat2's flags (EINVAL), the fallbacks keep the same rules
+ * as far as POSIX allows: no-replace for a file is link(2) + unlink(2) (link fails on an existing
+ * name); for a directory, mkdir(2) of the destination (fails on an existing name) and then
+ * rename(2) over that empty directory (fails if anything was put into it meanwhile). Replacing a
+ * directory falls back to moving the old one aside (NAME.old-PID) and the new one into place:
+ * for a moment there is no output. */
+#ifndef SM_PUBLISH_H
+#define SM_PUBLISH_H
+
+#include <stdbool.h>
+
+/* The temporary sibling an output is written under: "FINAL.tmp-PID". Caller frees. */
+char *sm_temp_sibling(const char *final);
+
+/* Move tmp (a regular file or a directory) to final; see above. A symbolic link to a regular
+ * file at final is written through (its file is replaced, the link stays); a device, pipe or
+ * socket there is refused. Goes through the failure-injection hook (util/fault.h) once, and
+ * refuses once a signal has arrived, so an interrupted command never publishes. On failure tmp
+ * is left for the caller to remove. 0, or -1 with a message naming final. */
+int sm_publish(const char *tmp, const char *final, bool replace);
+
+/* Say (sm_warn) which temporaries of earlier runs to `final` are left beside it — siblings
+ * "NAME.tmp-PID" and "NAME.old-PID" whose process no longer exists (a crash or a kill -9
+ * between writing and publishing) — and how to remove them. Nothing is removed: they may hold
+ * the only copy of an old output. */
+void sm_report_stale(const char *final);
+
+#endif
