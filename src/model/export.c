@@ -376,10 +376,14 @@ static int write_config(sm_exporter *x)
     const sm_config *c = sm_model_config(x->m);
     char *src = sm_path_join(sm_model_dir(x->m), "config.json");
     json_error_t je;
-    json_t *cfg = json_load_file(src, JSON_REJECT_DUPLICATES, &je);
+    char *text = sm_read_file(src, SM_CONFIG_MAX_BYTES, NULL); /* the one way inputs are opened */
+    json_t *cfg = text ? json_loads(text, JSON_REJECT_DUPLICATES, &je) : NULL;
+    if (text && !cfg)
+        sm_err("%s: %s", src, je.text);
+    free(text);
     free(src);
     if (!cfg)
-        return sm_err("config.json: %s", je.text);
+        return -1;
     int first = -1;
     for (int l = 0; l < c->n_layers && first < 0; l++)
         if (c->is_moe[l])

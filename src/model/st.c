@@ -2,6 +2,7 @@
  * against the file size before use, in the spirit of ggml's gguf reader. */
 #include "model/st.h"
 #include "util/diag.h"
+#include "util/fileio.h"
 #include "util/mem.h"
 
 #include <errno.h>
@@ -245,15 +246,14 @@ st_file *st_open(const char *path)
 {
     st_file *f = xcalloc(1, sizeof *f);
     f->path = xstrdup(path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = sm_open_input(path);
     if (fd < 0) {
-        sm_err("%s: cannot open: %s", path, strerror(errno));
         st_close(f);
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        sm_err("%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        sm_err("%s: cannot open: %s", path, strerror(errno));
         close(fd);
         st_close(f);
         return NULL;
