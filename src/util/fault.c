@@ -2,14 +2,15 @@
 #include "util/fault.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static int mode = -1; /* -1 unread, 0 off, 1 fail, 2 count, 3 stall */
+static int mode = -1; /* -1 unread, 0 off, 1 fail, 2 count, 3 stall, 4 pause */
 static sm_fault_point at_point;
-static long at_n, counts[2];
+static long at_n, counts[3];
 static int err_code = ENOSPC, short_write;
 
 static void report(void)
@@ -32,10 +33,12 @@ static void setup(void)
     long n = 0;
     if (sscanf(e, "%15[a-z]:%ld:%15s", what, &n, how) < 2 || n < 1)
         return;
-    at_point = !strcmp(what, "rename") ? SM_FAULT_RENAME : SM_FAULT_WRITE;
+    at_point = !strcmp(what, "rename")   ? SM_FAULT_RENAME
+             : !strcmp(what, "mapped") ? SM_FAULT_MAP
+                                       : SM_FAULT_WRITE;
     at_n = n;
-    if (!strcmp(what, "stall")) {
-        mode = 3;
+    if (!strcmp(what, "stall") || !strcmp(what, "pause") || !strcmp(what, "mapped")) {
+        mode = !strcmp(what, "stall") ? 3 : 4;
         return;
     }
     err_code = !strcmp(how, "eio") || at_point == SM_FAULT_RENAME ? EIO : ENOSPC;
@@ -60,6 +63,11 @@ int sm_fault_hit(sm_fault_point p, size_t n, size_t *short_n)
             nanosleep(&(struct timespec){0, 50000000}, NULL);
             clock_gettime(CLOCK_MONOTONIC, &t);
         } while (t.tv_sec - t0.tv_sec < 30);
+        return 0;
+    }
+    if (mode == 4 && p == at_point && k == at_n) {
+        fprintf(stderr, "submoe-fault: paused\n"); /* the test changes an input, then sends SIGCONT */
+        raise(SIGSTOP);
         return 0;
     }
     if (mode != 1 || p != at_point || k != at_n)

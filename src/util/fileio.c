@@ -1,6 +1,7 @@
 #include "util/fileio.h"
 #include "util/fault.h"
 #include "util/diag.h"
+#include "util/mapguard.h"
 #include "util/mem.h"
 #include "util/signals.h"
 
@@ -214,8 +215,12 @@ int sm_fwrite(FILE *f, const void *data, size_t n, const char *path)
             fwrite(data, 1, part, f);
         return sm_err("%s: write failed: %s", path, strerror(fault));
     }
-    if (n && fwrite(data, 1, n, f) != n)
+    if (n && fwrite(data, 1, n, f) != n) {
+        /* EFAULT: data lies in a mapped input that changed (the kernel read it, so no fault) */
+        if (errno == EFAULT && sm_mapguard_trip_at(data))
+            return sm_check_interrupt();
         return sm_err("%s: write failed: %s", path, strerror(errno ? errno : EIO));
+    }
     return 0;
 }
 
