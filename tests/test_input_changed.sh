@@ -107,6 +107,28 @@ fresh d
 run_paused mapped:2 "$tmp/d/model.safetensors" $half "$SUBMOE" diff "$m" "$tmp/d"
 verdict "diff, second model truncated" "$tmp/d/model.safetensors"
 
+# The workbench: the model truncated once it is open; its background calibration reads it. It
+# leaves the screen and exits with the message.
+if command -v tmux >/dev/null 2>&1; then
+    fresh w
+    sock="$tmp/t.sock"
+    : >"$tmp/err"
+    rm -f "$tmp/tui.status"
+    # (no job control in the pane: the background workbench still owns the terminal)
+    tmux -S "$sock" new-session -d -s wb -x 100 -y 30 \
+        "TERM=xterm-256color LANG=C.UTF-8 SUBMOE_FAULT=mapped:1 '$SUBMOE' tui '$tmp/w' </dev/tty 2>'$tmp/err' & echo \$! >'$tmp/tui.pid'; wait \$!; echo \$? >'$tmp/tui.status'; sleep 60"
+    i=0
+    while ! grep -q 'submoe-fault: paused' "$tmp/err" 2>/dev/null && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+    truncate -s $half "$tmp/w/model.safetensors"
+    kill -CONT "$(cat "$tmp/tui.pid")"
+    i=0
+    while [ ! -s "$tmp/tui.status" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+    status=$(cat "$tmp/tui.status" 2>/dev/null || echo 124)
+    : >"$tmp/out"
+    verdict "tui, model truncated under the background calibration" "$tmp/w/model.safetensors"
+    tmux -S "$sock" kill-server >/dev/null 2>&1
+fi
+
 # By the clock, as in the report: a one-thread eval of the whole held-out file runs for many
 # seconds; truncate it once the model is mapped and the forward pass under way.
 if [ -r /proc/self/maps ]; then
