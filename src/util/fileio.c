@@ -17,7 +17,7 @@
 static const char *kind_of(mode_t m)
 {
     return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket"
-         : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : "not a plain file";
+         : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : "an unusual file";
 }
 
 /* A failed call: a signal that interrupted it is reported as the signal, not "Interrupted system
@@ -44,7 +44,8 @@ int sm_open_input(const char *path)
     if (fd < 0)
         return input_error(path, "cannot open");
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        int rc = sm_err("%s: not a regular file (%s)", path, kind_of(st.st_mode));
+        int rc = S_ISREG(st.st_mode) ? input_error(path, "cannot open")
+                                     : sm_err("%s: not a regular file (%s)", path, kind_of(st.st_mode));
         close(fd);
         return rc;
     }
