@@ -12,6 +12,7 @@
 #include "cmd/cmd.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/mapguard.h"
 #include "util/signals.h"
 
 const sm_command sm_commands[] = {
@@ -90,6 +91,10 @@ int main(int argc, char **argv)
     sm_signals_install();
     int rc = run(argc, argv);
     sm_signals_reraise(); /* an interrupted command has cleaned up; exit as the signal says */
+    if (sm_mapguard_tripped() && rc == 0) { /* a command that did not notice: it still failed */
+        fprintf(stderr, "submoe: %s\n", sm_mapguard_message());
+        rc = 1;
+    }
     if (close_stdout() && rc == 0)
         rc = 1;
     return rc;

@@ -17,7 +17,6 @@
 #define MAX_DIM (1 << 20)
 #define MAX_EXPERTS 65536
 #define MAX_VOCAB (1 << 24)
-#define MAX_CONFIG_BYTES (16u << 20)
 
 static const char *const arch_names[SM_ARCH_COUNT] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek"};
 static const char *const expert_keys[SM_ARCH_COUNT] = {"num_local_experts", "num_experts", "num_experts", "num_experts",
@@ -366,7 +365,7 @@ done:
 
 int sm_config_load(const char *path, sm_config *out)
 {
-    char *text = sm_read_file(path, MAX_CONFIG_BYTES, NULL);
+    char *text = sm_read_file(path, SM_CONFIG_MAX_BYTES, NULL);
     if (!text)
         return -1;
     if (strlen(text) == 0) {

@@ -52,6 +52,9 @@ const char *sm_arch_routing_rule(const sm_config *c); /* human description of th
 /* The config.json key that holds the routed-expert count for this architecture. */
 const char *sm_arch_expert_count_key(sm_arch a);
 
+/* The largest config.json read (a real one is a few kilobytes). */
+#define SM_CONFIG_MAX_BYTES (16u << 20)
+
 /* Parse config.json text (path is used in messages). 0 or -1 with an error. */
 int sm_config_parse(const char *path, const char *text, sm_config *out);
 int sm_config_load(const char *path, sm_config *out);

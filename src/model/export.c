@@ -300,7 +300,15 @@ static int write_source(sm_exporter *x, const entry *e)
     size_t esz = sm_dtype_size(w->tensor->dtype);
     int rc = 0;
     if (e->dtype == w->tensor->dtype) {
-        rc = st_writer_write(x->w, (const char *)w->tensor->data + w->offset * esz, (size_t)e->bytes);
+        /* Copied through memory, never handed to write(2) straight from the mapping: a source file
+         * truncated meanwhile then faults here (util/mapguard names it) instead of failing the
+         * write with "Bad address". */
+        const char *src = (const char *)w->tensor->data + w->offset * esz;
+        for (uint64_t done = 0; done < e->bytes && !rc; done += COPY_ROWS_BYTES) {
+            size_t k = e->bytes - done < COPY_ROWS_BYTES ? (size_t)(e->bytes - done) : COPY_ROWS_BYTES;
+            memcpy(x->buf, src + done, k);
+            rc = st_writer_write(x->w, x->buf, k);
+        }
     } else {
         int64_t step = (int64_t)(COPY_ROWS_BYTES / 4) / w->cols;
         step = step < 1 ? 1 : step;
@@ -376,10 +384,14 @@ static int write_config(sm_exporter *x)
     const sm_config *c = sm_model_config(x->m);
     char *src = sm_path_join(sm_model_dir(x->m), "config.json");
     json_error_t je;
-    json_t *cfg = json_load_file(src, JSON_REJECT_DUPLICATES, &je);
+    char *text = sm_read_file(src, SM_CONFIG_MAX_BYTES, NULL); /* the one way inputs are opened */
+    json_t *cfg = text ? json_loads(text, JSON_REJECT_DUPLICATES, &je) : NULL;
+    if (text && !cfg)
+        sm_err("%s: %s", src, je.text);
+    free(text);
     free(src);
     if (!cfg)
-        return sm_err("config.json: %s", je.text);
+        return -1;
     int first = -1;
     for (int l = 0; l < c->n_layers && first < 0; l++)
         if (c->is_moe[l])

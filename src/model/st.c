@@ -2,6 +2,9 @@
  * against the file size before use, in the spirit of ggml's gguf reader. */
 #include "model/st.h"
 #include "util/diag.h"
+#include "util/fault.h"
+#include "util/fileio.h"
+#include "util/mapguard.h"
 #include "util/mem.h"
 
 #include <errno.h>
@@ -241,19 +244,38 @@ static int parse_header(st_file *f, const char *text, uint64_t hlen, uint64_t da
     return 0;
 }
 
+/* What lies at byte `offset` of the file, for util/mapguard's message. */
+static void describe_offset(const void *owner, uint64_t offset, char *buf, size_t n)
+{
+    const st_file *f = owner;
+    const unsigned char *a = (const unsigned char *)f->map + offset;
+    size_t lo = 0, hi = f->count; /* tensors are in data order: the last one starting at or before a */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((const unsigned char *)f->tensors[mid].data <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo && a < (const unsigned char *)f->tensors[lo - 1].data + f->tensors[lo - 1].nbytes)
+        snprintf(buf, n, "tensor %s", f->tensors[lo - 1].name);
+    else
+        snprintf(buf, n, "%s", f->count && a >= (const unsigned char *)f->tensors[0].data ? "its data"
+                                                                                         : "its header");
+}
+
 st_file *st_open(const char *path)
 {
     st_file *f = xcalloc(1, sizeof *f);
     f->path = xstrdup(path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = sm_open_input(path);
     if (fd < 0) {
-        sm_err("%s: cannot open: %s", path, strerror(errno));
         st_close(f);
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        sm_err("%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        sm_err("%s: cannot open: %s", path, strerror(errno));
         close(fd);
         st_close(f);
         return NULL;
@@ -265,14 +287,20 @@ st_file *st_open(const char *path)
         st_close(f);
         return NULL;
     }
-    f->map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (f->map == MAP_FAILED) {
-        f->map = NULL;
+    if (map == MAP_FAILED) {
         sm_err("%s: cannot map: %s", path, strerror(errno));
         st_close(f);
         return NULL;
     }
+    /* guarded from the first read: the file may be truncated or fail at any time from now on */
+    if (sm_mapguard_add(map, (size_t)f->size, f->path, f, describe_offset)) {
+        munmap(map, (size_t)f->size);
+        st_close(f);
+        return NULL;
+    }
+    f->map = map;
     const unsigned char *p = f->map;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
@@ -289,10 +317,14 @@ st_file *st_open(const char *path)
         st_close(f);
         return NULL;
     }
-    if (parse_header(f, (const char *)p + 8, hlen, f->size - 8 - hlen, p + 8 + hlen) != 0) {
+    int rc = parse_header(f, (const char *)p + 8, hlen, f->size - 8 - hlen, p + 8 + hlen);
+    if (rc || sm_mapguard_tripped()) {
+        if (sm_mapguard_tripped()) /* the header read zeros: the file changed, it is not malformed */
+            sm_err("%s", sm_mapguard_message());
         st_close(f);
         return NULL;
     }
+    (void)sm_fault_hit(SM_FAULT_MAP, 0, NULL); /* a test may change the file now (util/fault.h) */
     return f;
 }
 
@@ -300,8 +332,10 @@ void st_close(st_file *f)
 {
     if (!f)
         return;
-    if (f->map)
+    if (f->map) {
+        sm_mapguard_remove(f->map);
         munmap(f->map, (size_t)f->size);
+    }
     for (size_t i = 0; i < f->count; i++)
         free((char *)f->tensors[i].name);
     free(f->tensors);

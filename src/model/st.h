@@ -1,7 +1,9 @@
 /* st: safetensors files — validated, memory-mapped reading and streaming writing.
  *
  * Reading never loads the data: st_open() maps the file, validates the whole header
- * (DESIGN §3.1) and returns tensor descriptors pointing into the mapping. */
+ * (DESIGN §3.1) and returns tensor descriptors pointing into the mapping. The mapping is guarded
+ * (util/mapguard.h): a file truncated while it is read fails the command with a message naming it
+ * and the tensor, instead of SIGBUS. */
 #ifndef SM_ST_H
 #define SM_ST_H
 
@@ -22,7 +24,10 @@ typedef struct sm_tensor {
     int64_t shape[ST_MAX_DIMS];
     uint64_t numel;
     uint64_t nbytes;
-    const void *data;        /* into the mapping; valid until st_close */
+    const void *data;        /* into the mapping; valid until st_close. Read it with the CPU
+                              * (memcpy, conversion), never hand it to a system call such as
+                              * write(2), which fails with EFAULT where a read faults (and is
+                              * caught) if the file shrank */
 } sm_tensor;
 
 typedef struct st_file st_file;

@@ -19,6 +19,10 @@
 
 #define SM_PLAN_VERSION 1
 #define SM_PLAN_MAX_BYTES (16u << 20)
+/* Deepest nesting of lists and mappings accepted (a real plan nests 4 deep). Checked while the
+ * document is scanned: libyaml's scanner takes quadratic time in the depth, so a file of 100 000
+ * '[' would otherwise run for minutes before any check. */
+#define SM_PLAN_MAX_DEPTH 64
 
 typedef enum { SM_OUT_HF = 0, SM_OUT_HF_EXPANDED, SM_OUT_SUBMOE, SM_OUT_FORMAT_COUNT } sm_out_format;
 const char *sm_out_format_name(sm_out_format f); /* "hf", "hf-expanded", "submoe" */

@@ -624,8 +624,9 @@ static int root_pair(const rd *r, const char *path, const char *key, yaml_node_t
     return each_pair(r, vn, path, keys, output_pair, p);
 }
 
-/* Syntax, aliases and document count, with the event parser (the document API would silently
- * resolve aliases and stop after the first document). */
+/* Syntax, nesting depth, aliases and document count, with the event parser (the document API
+ * would silently resolve aliases, stop after the first document, and scan the whole of a deeply
+ * nested file before anything could be checked). */
 static int prescan(const char *text, size_t len, const char *file)
 {
     yaml_parser_t ps;
@@ -633,7 +634,7 @@ static int prescan(const char *text, size_t len, const char *file)
     if (!yaml_parser_initialize(&ps))
         return sm_err("%s: out of memory", file);
     yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
-    int docs = 0, rc = 0;
+    int docs = 0, depth = 0, rc = 0;
     for (;;) {
         if (!yaml_parser_parse(&ps, &ev)) {
             rc = sm_err("%s:%zu:%zu: YAML syntax error: %s%s%s", file, ps.problem_mark.line + 1,
@@ -647,6 +648,11 @@ static int prescan(const char *text, size_t len, const char *file)
                                       (t == YAML_MAPPING_START_EVENT && ev.data.mapping_start.anchor)))
             rc = sm_err("%s:%zu:%zu: anchors and aliases are not supported in plans", file, ev.start_mark.line + 1,
                         ev.start_mark.column + 1);
+        else if ((t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) && ++depth > SM_PLAN_MAX_DEPTH)
+            rc = sm_err("%s:%zu:%zu: lists and mappings nested more than %d deep", file, ev.start_mark.line + 1,
+                        ev.start_mark.column + 1, SM_PLAN_MAX_DEPTH);
+        else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT)
+            depth--;
         else if (t == YAML_DOCUMENT_START_EVENT && ++docs > 1)
             rc = sm_err("%s:%zu:%zu: a plan file holds one YAML document", file, ev.start_mark.line + 1,
                         ev.start_mark.column + 1);

@@ -12,6 +12,7 @@
 #include "tui/tui_worker.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/mapguard.h"
 #include "util/mem.h"
 #include "util/signals.h"
 
@@ -563,5 +564,6 @@ int tui_run(const tui_options *o)
     if (a->s.committed[0])
         printf("committed: %s\n", a->s.committed);
     free_app(a);
-    return 0;
+    /* the loop also ends when a model file changed under a step: fail with that message */
+    return sm_mapguard_tripped() ? -1 : 0;
 }

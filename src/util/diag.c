@@ -1,4 +1,5 @@
 #include "util/diag.h"
+#include "util/mapguard.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,12 +41,19 @@ int sm_err_prefix(const char *fmt, ...)
     return -1;
 }
 
-const char *sm_errmsg(void) { return err_buf; }
+/* Once a mapped input changed under us, whatever failed after it (a cancelled step, a refused
+ * write, a check tripped by the zeros read) failed because of it: report that. */
+const char *sm_errmsg(void)
+{
+    const char *changed = sm_mapguard_message();
+    return changed ? changed : err_buf;
+}
 void sm_err_clear(void) { err_buf[0] = '\0'; }
 
 void sm_report(void)
 {
-    fprintf(stderr, "%s: %s\n", sm_progname, err_buf[0] ? err_buf : "unknown error");
+    const char *msg = sm_errmsg();
+    fprintf(stderr, "%s: %s\n", sm_progname, msg[0] ? msg : "unknown error");
 }
 
 static void (*warn_handler)(const char *msg, void *ctx);

@@ -18,7 +18,8 @@
 int sm_err(const char *fmt, ...) SM_PRINTF(1, 2);
 /* Prepend "context: " to the current message (e.g. the file name). Returns -1. */
 int sm_err_prefix(const char *fmt, ...) SM_PRINTF(1, 2);
-/* Message of the last failure on this thread ("" if none). */
+/* Message of the last failure on this thread ("" if none); once a mapped input file changed
+ * while it was read (util/mapguard.h), that message instead. */
 const char *sm_errmsg(void);
 void sm_err_clear(void);
 

@@ -2,14 +2,15 @@
 #include "util/fault.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static int mode = -1; /* -1 unread, 0 off, 1 fail, 2 count, 3 stall, 4 no renameat2 */
+static int mode = -1; /* -1 unread, 0 off, 1 fail, 2 count, 3 stall, 4 pause, 5 no renameat2 */
 static sm_fault_point at_point;
-static long at_n, counts[2];
+static long at_n, counts[3];
 static int err_code = ENOSPC, short_write;
 
 static void report(void)
@@ -29,17 +30,19 @@ static void setup(void)
         return;
     }
     if (!strcmp(e, "no-renameat2")) {
-        mode = 4;
+        mode = 5;
         return;
     }
     char what[16] = "", how[16] = "";
     long n = 0;
     if (sscanf(e, "%15[a-z]:%ld:%15s", what, &n, how) < 2 || n < 1)
         return;
-    at_point = !strcmp(what, "rename") ? SM_FAULT_RENAME : SM_FAULT_WRITE;
+    at_point = !strcmp(what, "rename")   ? SM_FAULT_RENAME
+             : !strcmp(what, "mapped") ? SM_FAULT_MAP
+                                       : SM_FAULT_WRITE;
     at_n = n;
-    if (!strcmp(what, "stall")) {
-        mode = 3;
+    if (!strcmp(what, "stall") || !strcmp(what, "pause") || !strcmp(what, "mapped")) {
+        mode = !strcmp(what, "stall") ? 3 : 4;
         return;
     }
     err_code = !strcmp(how, "eio") || at_point == SM_FAULT_RENAME ? EIO : ENOSPC;
@@ -66,6 +69,11 @@ int sm_fault_hit(sm_fault_point p, size_t n, size_t *short_n)
         } while (t.tv_sec - t0.tv_sec < 30);
         return 0;
     }
+    if (mode == 4 && p == at_point && k == at_n) {
+        fprintf(stderr, "submoe-fault: paused\n"); /* the test changes an input, then sends SIGCONT */
+        raise(SIGSTOP);
+        return 0;
+    }
     if (mode != 1 || p != at_point || k != at_n)
         return 0;
     if (short_write && short_n)
@@ -77,5 +85,5 @@ bool sm_fault_no_renameat2(void)
 {
     if (mode < 0)
         setup();
-    return mode == 4;
+    return mode == 5;
 }

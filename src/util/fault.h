@@ -7,6 +7,11 @@
  * SUBMOE_FAULT="stall:N"        the N-th write first stalls for 30 s, through any signal (an
  *                               uncancellable step, for the second-signal test; it says
  *                               "submoe-fault: stalling" on stderr first), then goes ahead
+ * SUBMOE_FAULT="pause:N"       the N-th write first stops the process (SIGSTOP) after saying
+ *                               "submoe-fault: paused" on stderr: a test changes an input file
+ *                               meanwhile, then continues it (SIGCONT)
+ * SUBMOE_FAULT="mapped:N"      the same pause once the N-th input file has been mapped and its
+ *                               header validated, before any of its data is read (model/st.c)
  * SUBMOE_FAULT="count"          nothing fails; at exit "submoe-fault: W writes, R renames" on stderr
  * SUBMOE_FAULT="no-renameat2"   renameat2's flags fail with EINVAL, as on file systems without
  *                               them, so publishing takes its fallbacks (util/publish.h)
@@ -18,7 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum { SM_FAULT_WRITE = 0, SM_FAULT_RENAME } sm_fault_point;
+typedef enum { SM_FAULT_WRITE = 0, SM_FAULT_RENAME, SM_FAULT_MAP } sm_fault_point;
 
 /* 0 to go ahead; else the errno to fail with. *short_n (writes only) is set to the bytes to
  * write before failing (0: none). */

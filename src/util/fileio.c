@@ -1,6 +1,7 @@
 #include "util/fileio.h"
 #include "util/fault.h"
 #include "util/diag.h"
+#include "util/mapguard.h"
 #include "util/mem.h"
 #include "util/publish.h"
 #include "util/signals.h"
@@ -14,37 +15,88 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static const char *kind_of(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket"
+         : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : "an unusual file";
+}
+
+/* A failed call: a signal that interrupted it is reported as the signal, not "Interrupted system
+ * call". */
+static int input_error(const char *path, const char *what)
+{
+    if (errno == EINTR && sm_interrupted())
+        return sm_check_interrupt();
+    return sm_err("%s: %s: %s", path, what, strerror(errno));
+}
+
+int sm_open_input(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return input_error(path, "cannot open");
+    /* Before open(): opening a FIFO blocks until a writer comes, a device may act on being opened. */
+    if (!S_ISREG(st.st_mode))
+        return sm_err("%s: not a regular file (%s)", path, kind_of(st.st_mode));
+    int fd;
+    do /* O_NONBLOCK: it may have been replaced by a FIFO since the stat */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR && !sm_interrupted());
+    if (fd < 0)
+        return input_error(path, "cannot open");
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int rc = S_ISREG(st.st_mode) ? input_error(path, "cannot open")
+                                     : sm_err("%s: not a regular file (%s)", path, kind_of(st.st_mode));
+        close(fd);
+        return rc;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        input_error(path, "cannot open");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 char *sm_read_file(const char *path, size_t max_bytes, size_t *len_out)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sm_err("%s: cannot open: %s", path, strerror(errno));
+    int fd = sm_open_input(path);
+    if (fd < 0)
         return NULL;
-    }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        sm_err("%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        input_error(path, "cannot read");
+        close(fd);
         return NULL;
     }
     if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
+        close(fd);
         sm_err("%s: file is %lld bytes, more than the %zu allowed", path, (long long)st.st_size, max_bytes);
         return NULL;
     }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)st.st_size, got = 0;
     char *buf = sm_alloc(n + 1, 1);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return NULL;
     }
-    if (n && fread(buf, 1, n, f) != n) {
-        sm_err("%s: read failed: %s", path, ferror(f) ? strerror(errno) : "file shrank while reading");
-        free(buf);
-        fclose(f);
-        return NULL;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR && !sm_interrupted())
+            continue;
+        if (r <= 0) {
+            if (r < 0)
+                input_error(path, "read failed");
+            else
+                sm_err("%s: read failed: file shrank while reading", path);
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+        got += (size_t)r;
     }
-    fclose(f);
+    close(fd);
     buf[n] = '\0';
     if (len_out)
         *len_out = n;
@@ -165,8 +217,12 @@ int sm_fwrite(FILE *f, const void *data, size_t n, const char *path)
             fwrite(data, 1, part, f);
         return sm_err("%s: write failed: %s", path, strerror(fault));
     }
-    if (n && fwrite(data, 1, n, f) != n)
+    if (n && fwrite(data, 1, n, f) != n) {
+        /* EFAULT: data lies in a mapped input that changed (the kernel read it, so no fault) */
+        if (errno == EFAULT && sm_mapguard_trip_at(data))
+            return sm_check_interrupt();
         return sm_err("%s: write failed: %s", path, strerror(errno ? errno : EIO));
+    }
     return 0;
 }
 

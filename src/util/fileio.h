@@ -7,7 +7,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Read a whole (small) file into a NUL-terminated buffer; refuses files over max_bytes. */
+/* Every input file of every command is opened here: read-only, and only if it is a regular file.
+ * A FIFO, socket, device or directory is refused ("PATH: not a regular file (a FIFO)") without
+ * ever blocking in open(2), and a signal during the call is reported as the signal. The
+ * descriptor (blocking, close-on-exec), or -1 with a message. */
+int sm_open_input(const char *path);
+/* Read a whole (small) input file (through sm_open_input) into a NUL-terminated buffer; refuses
+ * files over max_bytes. */
 char *sm_read_file(const char *path, size_t max_bytes, size_t *len_out);
 bool sm_is_dir(const char *path);
 bool sm_exists(const char *path);

@@ -1,5 +1,6 @@
 #include "util/signals.h"
 #include "util/diag.h"
+#include "util/mapguard.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -78,8 +79,12 @@ void sm_signals_note_temp(const char *path)
     temp_len = (sig_atomic_t)n;
 }
 
+/* A mapped input changed under us (util/mapguard): stop like a signal does, minus the exit status. */
+static void on_input_changed(void) { cancel_flag = 1; }
+
 void sm_signals_install(void)
 {
+    sm_mapguard_on_trip(on_input_changed);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -89,10 +94,12 @@ void sm_signals_install(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
-int sm_interrupted(void) { return received; }
+int sm_interrupted(void) { return received ? received : sm_mapguard_tripped() ? SIGBUS : 0; }
 
 int sm_check_interrupt(void)
 {
+    if (sm_mapguard_tripped())
+        return sm_err("%s", sm_mapguard_message());
     if (!received)
         return 0;
     return sm_err("interrupted by signal %d (%s)", (int)received, strsignal(received));
@@ -107,8 +114,8 @@ const sm_monitor *sm_signals_monitor(void)
 const char *sm_signals_errmsg(void)
 {
     static char buf[96];
-    if (!received)
-        return sm_errmsg();
+    if (!received || sm_mapguard_tripped())
+        return sm_errmsg(); /* which is the changed input's message once one changed */
     snprintf(buf, sizeof buf, "interrupted by signal %d (%s)", (int)received, strsignal(received));
     return buf;
 }

@@ -19,16 +19,19 @@ void sm_signals_install(void);
  * back to the settings saved here (before initscr). */
 void sm_signals_save_terminal(void);
 void sm_signals_note_temp(const char *path); /* NULL: nothing to report */
-/* The signal received so far (0 if none). */
+/* The signal received so far (0 if none); SIGBUS once a mapped input changed (util/mapguard.h),
+ * which stops work and writers the same way but exits with status 1, not by the signal. */
 int sm_interrupted(void);
 /* If a signal arrived: restore its default action and raise it (does not return). */
 void sm_signals_reraise(void);
-/* -1 with the message "interrupted by signal N (NAME)" if one arrived, else 0. */
+/* -1 with the message "interrupted by signal N (NAME)" if one arrived (or the changed input's,
+ * see sm_interrupted), else 0. */
 int sm_check_interrupt(void);
 /* A silent monitor cancelled by the signals (for the command-line front ends). */
 const sm_monitor *sm_signals_monitor(void);
 /* What a command reports when it failed: "interrupted by signal N (NAME)" once a signal arrived
- * (whatever "cancelled" or write error it caused), else sm_errmsg(). */
+ * (whatever "cancelled" or write error it caused), else sm_errmsg() (which names a changed input
+ * file once one changed). */
 const char *sm_signals_errmsg(void);
 
 #endif
