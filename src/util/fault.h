@@ -16,7 +16,7 @@
  * SUBMOE_FAULT="no-renameat2"   renameat2's flags fail with EINVAL, as on file systems without
  *                               them, so publishing takes its fallbacks (util/publish.h)
  * Every write of the program goes through sm_fwrite / sm_write_file (util/fileio.h) and every
- * final rename through sm_rename, so a test can fail each point in turn. */
+ * final move into place through sm_publish, so a test can fail each point in turn. */
 #ifndef SM_FAULT_H
 #define SM_FAULT_H
 

@@ -3,7 +3,7 @@
  * The handler only records the signal and raises a cancellation flag. Long work stops through it
  * in two ways: engine and pipeline functions take an sm_monitor whose `cancel` points at the flag
  * (sm_signals_monitor()) and fail with
- * "cancelled"; the writers (sm_fwrite, sm_rename, st_write) check sm_interrupted() and fail with
+ * "cancelled"; the writers (sm_fwrite, sm_publish, st_write) check sm_interrupted() and fail with
  * "interrupted". Either way the normal error path removes temporaries, and nothing is renamed into
  * place once a signal has arrived. A second signal does not wait for that: see
  * sm_signals_save_terminal. main() then re-raises the signal so that the exit status is the
