@@ -85,17 +85,48 @@ uint16_t sm_f32_to_bf16(float f)
     return (uint16_t)((u + rounding) >> 16);
 }
 
-void sm_to_f32(sm_dtype t, const void *src, float *dst, size_t n)
+/* A stored element is non-finite when all its exponent bits are set (Inf or NaN). */
+static inline unsigned f32_bad(uint32_t u) { return (u & 0x7f800000u) == 0x7f800000u; }
+static inline unsigned f16_bad(uint16_t h) { return (h & 0x7c00u) == 0x7c00u; }
+static inline unsigned bf16_bad(uint16_t h) { return (h & 0x7f80u) == 0x7f80u; }
+
+size_t sm_first_nonfinite(sm_dtype t, const void *src, size_t n)
 {
     const unsigned char *p = src;
+    size_t es = sm_dtype_size(t);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = 0;
+        uint16_t h = 0;
+        if (t == SM_DT_F32)
+            memcpy(&u, p + 4 * i, 4);
+        else if (es == 2)
+            memcpy(&h, p + 2 * i, 2);
+        if (t == SM_DT_F32 ? f32_bad(u) : t == SM_DT_F16 ? f16_bad(h) : t == SM_DT_BF16 ? bf16_bad(h) : 0)
+            return i;
+    }
+    return n;
+}
+
+/* The finite check rides along with the conversion: a branch-free OR per element in the same
+ * loop (which stays vectorisable), and a second look only when something was found. */
+size_t sm_to_f32(sm_dtype t, const void *src, float *dst, size_t n)
+{
+    const unsigned char *p = src;
+    unsigned bad = 0;
     switch (t) {
     case SM_DT_F32:
-        memcpy(dst, src, n * 4);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, p + 4 * i, 4);
+            bad |= f32_bad(u);
+            dst[i] = u2f(u);
+        }
         break;
     case SM_DT_F16:
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
+            bad |= f16_bad(h);
             dst[i] = sm_f16_to_f32(h);
         }
         break;
@@ -103,15 +134,17 @@ void sm_to_f32(sm_dtype t, const void *src, float *dst, size_t n)
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
+            bad |= bf16_bad(h);
             dst[i] = u2f((uint32_t)h << 16);
         }
         break;
     default:
         break;
     }
+    return bad ? sm_first_nonfinite(t, src, n) : n;
 }
 
-void sm_from_f32(sm_dtype t, const float *src, void *dst, size_t n)
+size_t sm_from_f32(sm_dtype t, const float *src, void *dst, size_t n)
 {
     unsigned char *p = dst;
     switch (t) {
@@ -131,6 +164,12 @@ void sm_from_f32(sm_dtype t, const float *src, void *dst, size_t n)
         }
         break;
     default:
-        break;
+        return n;
     }
+    return sm_first_nonfinite(t, dst, n); /* on the stored values: F16 overflow counts */
+}
+
+const char *sm_nonfinite_name(float v)
+{
+    return v != v ? "nan" : v > 0 ? "inf" : v < 0 ? "-inf" : "finite";
 }
