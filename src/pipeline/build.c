@@ -129,7 +129,10 @@ static int auto_score(const sm_model *m, const sm_layer_build *b, int layer, con
             return -1;
         *score = log(ppl);
     }
-    if (*score < 0 || isnan(*score))
+    if (!isfinite(*score)) /* a NaN is not "no held-out rows": say what it is */
+        return sm_err("layer %d: a candidate's held-out error is not finite: the calibration inputs or the merged "
+                      "weights overflow float32", layer);
+    if (*score < 0)
         return sm_err("layer %d: method auto needs held-out calibration rows", layer);
     return 0;
 }
