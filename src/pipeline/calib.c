@@ -177,6 +177,7 @@ typedef struct {
     const sm_monitor *mon;
     sm_progress *prog;
     int moe_done, n_moe;
+    const char *path;          /* the stats file being written, for messages */
 } cap_ctx;
 
 static int cap_override(void *ctx, int layer, const sm_moe_block **block)
@@ -210,8 +211,19 @@ static int write_doubles(st_writer *w, const double *d, size_t n)
     return rc;
 }
 
-/* A layer's kept rows are complete: write them, then the statistics on the fit rows. */
+static int cap_write_layer(cap_ctx *c, int layer);
+
+/* A layer's kept rows are complete: write them and its statistics, or say which file and layer
+ * could not be (a non-finite value, a full disk). */
 static int cap_finish_layer(cap_ctx *c, int layer)
+{
+    if (cap_write_layer(c, layer) == 0)
+        return 0;
+    sm_err_prefix("layer %d", layer);
+    return sm_err_prefix("%s", c->path);
+}
+
+static int cap_write_layer(cap_ctx *c, int layer)
 {
     const sm_config *cfg = sm_model_config(c->m);
     int E = sm_model_layer_experts(c->m, layer);
@@ -227,7 +239,7 @@ static int cap_finish_layer(cap_ctx *c, int layer)
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
     if (sm_engine_analyse(&c->layer.block, c->kx, c->fit, &ao, mon, &a))
-        return sm_err_prefix("layer %d statistics", layer);
+        return sm_err_prefix("statistics");
     double *cnt = sm_alloc((size_t)E, sizeof *cnt);
     int rc = -1;
     if (cnt) {
@@ -366,7 +378,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     sm_progress_start(&prog, "calibrate", (uint64_t)cfg->n_moe_layers, s->quiet);
     cap_ctx c = {.m = m, .s = s, .w = w, .total = total, .keep = keep, .fit = fit, .sample = sample,
                  .k = cfg->top_k, .rows = rows, .kx = kx, .kl = kl, .kk = kk, .mon = mon, .prog = &prog,
-                 .n_moe = cfg->n_moe_layers};
+                 .n_moe = cfg->n_moe_layers, .path = path};
     c.layer.layer = -1;
     sm_forward_opts fo;
     sm_forward_opts_init(&fo);
@@ -759,6 +771,10 @@ static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_la
     for (int j = 0; j < 3; j++)
         for (int i = 0; i < n * n; i++)
             (*dst[j])[i] = f32_at(cl->sim[j], i);
+    if (sm_layer_analysis_check(a)) { /* stored statistics are held to what computing them guarantees */
+        sm_layer_analysis_free(a);
+        return -1;
+    }
     return 0;
 }
 
@@ -787,14 +803,13 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
         file_rows fr = {c, cl, cl->x->shape[1]};
         sm_row_source src = {m_fit, rows_from_file, &fr};
         rc = sm_engine_analyse_rows(block, &src, &ao, mon, a);
-        if (rc)
-            sm_err_prefix("layer %d statistics", layer);
-        else
+        if (!rc)
             round_sims(a);
     }
     if (rc) {
         free(a);
-        return -1;
+        sm_err_prefix("layer %d statistics", layer);
+        return sm_err_prefix("%s", sm_calib_path(c));
     }
     if (cl->an) {
         sm_layer_analysis_free(cl->an);
