@@ -122,12 +122,11 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
     LD(w->ffn_norm, SM_W_FFN_NORM, 0, NULL);
     if (c->is_moe[l]) {
         w->block = NULL;
-        /* the MoE layer loaders name the layer themselves */
         if (o->moe_override && o->moe_override(o->moe_override_ctx, l, &w->block))
-            goto fail_named;
+            goto fail;
         if (!w->block) {
             if (sm_moe_layer_load(m, l, &w->moe))
-                goto fail_named;
+                goto fail;
             w->block = &w->moe.block;
         }
     } else {
@@ -140,8 +139,6 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
 #undef LD
     return 0;
 fail:
-    sm_err_prefix("layer %d", l);
-fail_named:
     free_layer(w);
     return -1;
 }
@@ -430,8 +427,10 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
 
     int last = o->stop_after_layer >= 0 && o->stop_after_layer < c->n_layers ? o->stop_after_layer : c->n_layers - 1;
     for (int l = 0; l <= last; l++) {
-        if (load_layer(m, l, o, &w))
+        if (load_layer(m, l, o, &w)) {
+            sm_err_prefix("layer %d", l);
             goto out;
+        }
         if (c->is_moe[l]) {
             free(lg);
             free(tk);
