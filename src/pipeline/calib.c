@@ -653,11 +653,10 @@ static int convert_rows(const sm_calib *c, const calib_layer *cl, int64_t row, i
     const int64_t H = cl->x->shape[1];
     const size_t esz = sm_dtype_size(cl->x->dtype);
     const unsigned char *src = (const unsigned char *)cl->x->data + (size_t)row * (size_t)H * esz;
-    sm_to_f32(cl->x->dtype, src, dst, (size_t)(n * H));
-    for (int64_t i = 0; i < n * H; i++)
-        if (!isfinite(dst[i]))
-            return sm_err("%s: tensor 'layers.%d.moe_input': row %" PRId64 " has a non-finite value",
-                          sm_calib_path(c), (int)(cl - c->layer), row + i / H);
+    size_t i = sm_to_f32(cl->x->dtype, src, dst, (size_t)(n * H)); /* checked in the same pass */
+    if (i < (size_t)(n * H))
+        return sm_err("%s: tensor 'layers.%d.moe_input': row %" PRId64 " has a non-finite value (%s)",
+                      sm_calib_path(c), (int)(cl - c->layer), row + (int64_t)i / H, sm_nonfinite_name(dst[i]));
     return 0;
 }
 
