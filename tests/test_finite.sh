@@ -5,7 +5,7 @@
 # writer prints a partial object or `{}`. Values are planted with tests/st_poke.
 set -u
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-finite.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+trap 'tmux -S "$tmp/t.sock" kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 fail=0
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
@@ -139,6 +139,22 @@ out=$(sm diff m "$bad_name" --json 2>e24)
 check "diff --json with a non-UTF-8 path: error, no output" '[ $? -eq 1 ] && [ -z "$out" ]'
 out=$(ev m --json)
 check "eval --json of a sound model still prints its result" 'echo "$out" | grep -q "\"perplexity\": [0-9]"'
+
+# 8. The workbench's previews say so instead of showing nan (and its commit is apply's export).
+if command -v tmux >/dev/null 2>&1; then
+    T() { tmux -S "$tmp/t.sock" "$@"; }
+    T new-session -d -s wb -x 100 -y 30 "timeout --foreground 60 '$SUBMOE' tui '$tmp/m' --calib '$tmp/big.stats'; sleep 30"
+    i=0
+    while [ $i -lt 300 ] && ! T capture-pane -t wb -p | grep -q "not finite"; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    check "workbench preview of an overflowing merge: 'not finite', not nan" \
+        'T capture-pane -t wb -p | grep -q "not finite" && ! T capture-pane -t wb -p | grep -qi " nan"'
+    T kill-server >/dev/null 2>&1
+else
+    echo "# tmux not installed: workbench check skipped"
+fi
 
 echo "$n checks, $fail failed"
 [ $fail -eq 0 ]
