@@ -53,6 +53,11 @@ for t in sim_output sim_logit sim_weight expert_outputs; do
     check "stored $t with a NaN: refused naming the file" '[ $? -eq 1 ] && grep -q "s.stats.*layer 1.*not finite" e6 && [ ! -e s.yaml ]'
     rm -f s.yaml
 done
+cp m.stats r.stats
+poke r.stats layers.1.router_logits inf 17
+sm plan m --experts 4 --method submoe --calib r.stats -o r.yaml -q 2>e6
+check "stored router_logits with an Inf: refused naming the file" \
+    '[ $? -eq 1 ] && grep -q "r.stats: tensor .layers.1.router_logits.: row 2 has a non-finite value" e6 && [ ! -e r.yaml ]'
 cp m.stats i.stats
 poke i.stats layers.0.moe_input inf 70
 sm plan m --experts 4 --method submoe --calib i.stats --heldout 8 -o i.yaml -q 2>e7

@@ -555,6 +555,15 @@ sm_calib *sm_calib_read(const sm_model *m, const char *path, int64_t heldout)
         }
         cl->rows = cl->x->shape[0];
         rows = rows < 0 || cl->rows < rows ? cl->rows : rows;
+        /* Router logits are not used (they are recomputed), but a file holding Inf or NaN in them
+         * was made from overflowing activations: refused like the inputs themselves. */
+        const sm_tensor *lg = find(f, l, "router_logits");
+        size_t bad = lg ? sm_first_nonfinite(lg->dtype, lg->data, (size_t)lg->numel) : 0;
+        if (lg && bad < lg->numel) {
+            sm_err("tensor 'layers.%d.router_logits': row %" PRId64 " has a non-finite value", l,
+                   lg->ndim == 2 && lg->shape[1] > 0 ? (int64_t)bad / lg->shape[1] : 0);
+            goto fail;
+        }
         cl->counts = find(f, l, "counts");
         cl->outputs = find(f, l, "expert_outputs");
         cl->sim[0] = find(f, l, "sim_output");
