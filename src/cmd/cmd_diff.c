@@ -137,8 +137,9 @@ int cmd_diff(int argc, char **argv)
             if (!same_shape(ta, tb)) {
                 shape_str(tb, sb, sizeof sb);
                 json_t *o = json_object();
-                building_failed |= sm_json_set(o, "name", json_string(ta->name)) | sm_json_set(o, "a", json_string(sa)) |
-                                   sm_json_set(o, "b", json_string(sb)) | sm_json_append(shapes, o, "shape_differs");
+                building_failed |= sm_json_set(o, "name", json_string(ta->name)) |
+                                   sm_json_set(o, "a", json_string(sa)) | sm_json_set(o, "b", json_string(sb)) |
+                                   sm_json_append(shapes, o, "shape_differs");
                 continue;
             }
             double e = 0;

@@ -49,7 +49,8 @@ static int print_json(const char *dir, const char *tokens, const sm_eval_result 
 {
     json_t *j = json_object();
     int bad = sm_json_set(j, "model", json_string(dir)) | sm_json_set(j, "tokens_file", json_string(tokens)) |
-              sm_json_set(j, "seq_len", json_integer(r->seq_len)) | sm_json_set(j, "windows", json_integer(r->windows)) |
+              sm_json_set(j, "seq_len", json_integer(r->seq_len)) |
+              sm_json_set(j, "windows", json_integer(r->windows)) |
               sm_json_set(j, "tokens", json_integer((json_int_t)r->tokens)) |
               sm_json_set(j, "predicted", json_integer((json_int_t)r->predicted)) |
               sm_json_set(j, "nll", sm_json_number(r->nll)) | sm_json_set(j, "perplexity", sm_json_number(r->ppl)) |

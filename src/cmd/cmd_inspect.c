@@ -88,9 +88,9 @@ static int print_json(const sm_model *m)
     bad |= sm_json_set(j, "expert_intermediate_size", json_integer(c->expert_intermediate));
     bad |= sm_json_set(j, "dense_intermediate_size", json_integer(c->dense_intermediate));
     bad |= sm_json_set(j, "routing", json_pack("{s:s, s:b, s:f}", "rule", sm_arch_routing_rule(c), "renormalize_topk",
-                                                c->renorm_topk, "routed_scaling_factor", c->routed_scaling));
+                                               c->renorm_topk, "routed_scaling_factor", c->routed_scaling));
     bad |= sm_json_set(j, "shared_experts", json_pack("{s:i, s:i, s:b}", "count", c->n_shared, "intermediate_size",
-                                                       c->shared_intermediate, "sigmoid_gate", c->shared_gate));
+                                                      c->shared_intermediate, "sigmoid_gate", c->shared_gate));
     bad |= sm_json_set(j, "expert_layout", json_string(sm_model_layout(m) == SM_LAYOUT_FUSED ? "fused" : "per-expert"));
     json_t *dts = json_array();
     for (int t = 0; t < SM_DT_COUNT; t++)
@@ -98,15 +98,16 @@ static int print_json(const sm_model *m)
             bad |= sm_json_append(dts, json_string(sm_dtype_name((sm_dtype)t)), "dtypes");
     bad |= sm_json_set(j, "dtypes", dts);
     bad |= sm_json_set(j, "parameters", json_pack("{s:I, s:I, s:I}", "total", (json_int_t)sm_model_param_count(m),
-                                                   "per_expert", (json_int_t)sm_model_expert_params(m),
-                                                   "active_per_token", (json_int_t)sm_model_active_params(m)));
+                                                  "per_expert", (json_int_t)sm_model_expert_params(m),
+                                                  "active_per_token", (json_int_t)sm_model_active_params(m)));
     json_t *files = json_array();
     uint64_t total = 0;
     for (int i = 0; i < sm_model_file_count(m); i++) {
         const st_file *f = sm_model_file(m, i);
         total += st_file_size(f);
-        bad |= sm_json_append(files, json_pack("{s:s, s:I, s:I}", "name", sm_basename(st_path(f)), "bytes",
-                                               (json_int_t)st_file_size(f), "tensors", (json_int_t)st_count(f)),
+        bad |= sm_json_append(files,
+                              json_pack("{s:s, s:I, s:I}", "name", sm_basename(st_path(f)), "bytes",
+                                        (json_int_t)st_file_size(f), "tensors", (json_int_t)st_count(f)),
                               "files");
     }
     bad |= sm_json_set(j, "files", files);

@@ -35,7 +35,8 @@ int sm_json_print(FILE *out, const json_t *j, size_t flags, const char *what)
     if (!text)
         return sm_err("%s could not be encoded as JSON (a value that is not a finite number?)", what);
     size_t n = strlen(text);
-    int rc = fwrite(text, 1, n, out) == n && fputc('\n', out) != EOF ? 0 : sm_err("%s: cannot write the JSON output", what);
+    int rc = fwrite(text, 1, n, out) == n && fputc('\n', out) != EOF ? 0
+                                                                      : sm_err("%s: cannot write the JSON output", what);
     free(text);
     return rc;
 }
