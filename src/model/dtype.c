@@ -88,7 +88,8 @@ static inline unsigned f32_bad(uint32_t u) { return (u & 0x7f800000u) == 0x7f800
 static inline unsigned f16_bad(uint16_t h) { return (h & 0x7c00u) == 0x7c00u; }
 static inline unsigned bf16_bad(uint16_t h) { return (h & 0x7f80u) == 0x7f80u; }
 
-size_t sm_first_nonfinite(sm_dtype t, const void *src, size_t n)
+/* Index of the first non-finite element, element by element: only run once one is known to exist. */
+static size_t locate_nonfinite(sm_dtype t, const void *src, size_t n)
 {
     const unsigned char *p = src;
     size_t es = sm_dtype_size(t);
@@ -175,7 +176,27 @@ size_t sm_to_f32(sm_dtype t, const void *src, float *dst, size_t n)
     default:
         break;
     }
-    return acc & top ? sm_first_nonfinite(t, src, n) : n;
+    return acc & top ? locate_nonfinite(t, src, n) : n;
+}
+
+size_t sm_first_nonfinite(sm_dtype t, const void *src, size_t n)
+{
+    /* the same word-wise test as sm_to_f32, without the conversion (raw copies, written data) */
+    const unsigned char *p = src;
+    size_t es = sm_dtype_size(t), per = es ? 8 / es : 0, i = 0;
+    uint64_t exp = t == SM_DT_F32 ? F32_EXP2 : t == SM_DT_F16 ? 0x7c007c007c007c00ull : BF16_EXP4;
+    uint64_t low = t == SM_DT_F32 ? F32_LOW2 : t == SM_DT_F16 ? 0x0400040004000400ull : BF16_LOW4;
+    uint64_t top = t == SM_DT_F32 ? F32_TOP2 : H16_TOP4, acc = 0;
+    if (!per)
+        return n;
+    for (; i + per <= n; i += per) {
+        uint64_t w;
+        memcpy(&w, p + es * i, 8);
+        acc |= (w & exp) + low;
+    }
+    if (acc & top || locate_nonfinite(t, p + es * i, n - i) < n - i)
+        return locate_nonfinite(t, src, n);
+    return n;
 }
 
 size_t sm_from_f32(sm_dtype t, const float *src, void *dst, size_t n)

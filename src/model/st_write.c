@@ -157,7 +157,7 @@ int st_writer_begin(st_writer *w, const char *path)
     return rc;
 }
 
-/* Every byte written goes through here: the current tensor after `nbytes` more. */
+/* Write bytes as they are, tensor after tensor; the callers have checked them. */
 static int write_bytes(st_writer *w, const void *data, size_t nbytes)
 {
     const unsigned char *p = data;
