@@ -28,7 +28,10 @@ cd "$tmp" || exit 1
 cp m.stats big.stats
 poke big.stats layers.0.moe_input 3e38 && poke big.stats layers.1.moe_input 3e38
 sm plan m --experts 4 --method submoe --calib big.stats -o big.yaml -q 2>e1
-check "plan on stored statistics still plans" '[ $? -eq 0 ] && [ -s big.yaml ]'
+check "plan whose merge overflows: refused, the layer named (no silently missing error)" \
+    '[ $? -eq 1 ] && grep -q "layer 0: the merged layer.s held-out output error is not finite" e1 && [ ! -e big.yaml ]'
+# the same plan made on sound statistics, then applied with the overflowing ones
+sm plan m --experts 4 --method submoe --calib m.stats -o ok.yaml -q && sed 's|m\.stats|big.stats|' ok.yaml >big.yaml
 sm apply big.yaml -o out1 -q 2>e2
 check "apply of overflowing merge: exit 1" '[ $? -eq 1 ]'
 check "message names output, layer and gate.weight" \

@@ -89,6 +89,14 @@ fail:
     return -1;
 }
 
+int sm_layer_build_check(const sm_layer_build *b)
+{
+    if (isfinite(b->output_error) && isfinite(b->mean_member_error))
+        return 0;
+    return sm_err("layer %d: the merged layer's %s is not finite: the calibration inputs or the merge overflow float32",
+                  b->layer, isfinite(b->output_error) ? "weight error" : "held-out output error");
+}
+
 void sm_layer_build_free(sm_layer_build *b)
 {
     if (!b)

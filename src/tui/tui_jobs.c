@@ -198,11 +198,9 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
     char why[600];
     if (build_layer(a, l, &p, seed, mon, &b, why, sizeof why))
         return -1;
-    if (!isfinite(b.output_error) || !isfinite(b.mean_member_error)) { /* a preview never shows nan */
+    if (sm_layer_build_check(&b)) { /* a preview never shows nan */
         sm_layer_build_free(&b);
-        return sm_err("layer %d: the merged layer's %s is not finite: the calibration inputs or the merge "
-                      "overflow float32 (apply would refuse to write it)", l,
-                      isfinite(b.output_error) ? "weight error" : "held-out output error");
+        return -1;
     }
     pthread_mutex_lock(&a->mu);
     tui_layer_data *d = &a->s.data[l];
