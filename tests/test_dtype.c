@@ -86,6 +86,21 @@ int main(void)
     sm_from_f32(SM_DT_BF16, src, h, 5);
     sm_to_f32(SM_DT_BF16, h, dst, 5);
     CHECK(dst[0] == 1.5f && dst[2] == 0x1p-20f && dst[3] == 70144.0f && dst[4] == -3.25f, "bulk bf16 conversion");
+    /* The converters report the first non-finite element (issue 14 §5): found in the
+     * conversion pass itself, in every dtype, and F16 overflow of a finite float counts. */
+    CHECK(sm_from_f32(SM_DT_F16, src, h, 5) == 3, "70000 overflows F16: index 3 reported");
+    CHECK(sm_to_f32(SM_DT_F16, h, dst, 5) == 3, "reading it back reports index 3");
+    CHECK(sm_from_f32(SM_DT_BF16, src, h, 5) == 5 && sm_to_f32(SM_DT_BF16, h, dst, 5) == 5, "finite BF16: n");
+    float big[4] = {1.0f, 3e38f, NAN, -INFINITY}, got[4];
+    CHECK(sm_to_f32(SM_DT_F32, big, got, 4) == 2 && got[1] == 3e38f && isnan(got[2]) && isinf(got[3]),
+          "F32: 3e38 is finite, the NaN at 2 is the first non-finite; all converted");
+    CHECK(sm_to_f32(SM_DT_F32, big, got, 2) == 2, "F32 all finite: n");
+    uint16_t bf[3] = {0x3f80, 0x3f80, 0xff80}; /* 1, 1, -inf */
+    CHECK(sm_to_f32(SM_DT_BF16, bf, got, 3) == 2 && isinf(got[2]) && got[2] < 0, "BF16 -inf at 2");
+    uint16_t hf[3] = {0x7e00, 0x3c00, 0x7c00}; /* NaN, 1, inf */
+    CHECK(sm_to_f32(SM_DT_F16, hf, got, 3) == 0 && sm_first_nonfinite(SM_DT_F16, hf + 1, 2) == 1, "F16 NaN, inf");
+    CHECK(sm_from_f32(SM_DT_F32, big, got, 4) == 2, "F32 store reports the NaN");
+    CHECK(!strcmp(sm_nonfinite_name(NAN), "nan") && !strcmp(sm_nonfinite_name(-INFINITY), "-inf"), "names");
     sm_dtype t;
     CHECK(sm_dtype_parse("bf16", &t) == 0 && t == SM_DT_BF16, "dtype parse bf16");
     CHECK(sm_dtype_parse("I8", &t) != 0, "dtype parse rejects I8");

@@ -3,6 +3,7 @@
 #include "model/model.h"
 #include "model/st.h"
 #include "util/diag.h"
+#include "util/jsonout.h"
 #include "util/mem.h"
 #include "util/signals.h"
 
@@ -25,7 +26,8 @@ static void usage(FILE *out)
             "the relative error ||A - B||_F / ||A||_F (absolute when A is zero), computed in double\n"
             "precision from the stored values; then the tensors only in A, only in B, or of different\n"
             "shapes. Useful to check a merge: `submoe diff MODEL MERGED` with an hf-expanded MERGED\n"
-            "shows which experts changed and by how much. Exit status 0 whatever the differences.\n"
+            "shows which experts changed and by how much. Exit status 0 whatever the differences; 1,\n"
+            "with no report, when a tensor holds an Inf or NaN (the message names it).\n"
             "\n"
             "      --all       list identical tensors too (default: only the ones that differ)\n"
             "      --json      one JSON object\n"
@@ -60,21 +62,30 @@ static void shape_str(const sm_tensor *t, char *buf, size_t n)
     snprintf(buf + u, u < n ? n - u : 0, "]");
 }
 
-static double rel_error(const sm_tensor *a, const sm_tensor *b, float *fa, float *fb)
+/* A tensor with an Inf or NaN has no relative error to report: -1 naming its file and tensor
+ * (found in the conversion pass itself). */
+static int rel_error(const sm_tensor *a, const sm_tensor *b, float *fa, float *fb, double *out)
 {
     double num = 0, den = 0;
     size_t ea = sm_dtype_size(a->dtype), eb = sm_dtype_size(b->dtype);
     for (uint64_t i = 0; i < a->numel && !sm_interrupted(); i += CHUNK) {
         size_t n = a->numel - i < CHUNK ? (size_t)(a->numel - i) : CHUNK;
-        sm_to_f32(a->dtype, (const char *)a->data + i * ea, fa, n);
-        sm_to_f32(b->dtype, (const char *)b->data + i * eb, fb, n);
+        size_t ba = sm_to_f32(a->dtype, (const char *)a->data + i * ea, fa, n);
+        size_t bb = sm_to_f32(b->dtype, (const char *)b->data + i * eb, fb, n);
+        if (ba < n || bb < n) {
+            const sm_tensor *t = ba < n ? a : b;
+            size_t j = ba < n ? ba : bb;
+            return sm_err("%s: tensor '%s' has a non-finite value (%s) at element %llu", t->file, t->name,
+                          sm_nonfinite_name((ba < n ? fa : fb)[j]), (unsigned long long)(i + j));
+        }
         for (size_t j = 0; j < n; j++) {
             double d = (double)fa[j] - fb[j];
             num += d * d;
             den += (double)fa[j] * fa[j];
         }
     }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    *out = den > 0 ? sqrt(num / den) : sqrt(num);
+    return 0;
 }
 
 int cmd_diff(int argc, char **argv)
@@ -112,35 +123,39 @@ int cmd_diff(int argc, char **argv)
     double worst = 0;
     const char *worst_name = "";
     char sa[96], sb[96];
-    for (int f = 0; f < sm_model_file_count(a) && !sm_interrupted(); f++) {
+    bool failed = false;
+    int building_failed = 0; /* an entry the JSON report could not hold (a name that is not UTF-8) */
+    for (int f = 0; f < sm_model_file_count(a) && !sm_interrupted() && !failed; f++) {
         const st_file *sf = sm_model_file(a, f);
         for (size_t i = 0; i < st_count(sf) && !sm_interrupted(); i++) {
             const sm_tensor *ta = st_tensor(sf, i), *tb = find_in(b, ta->name);
             shape_str(ta, sa, sizeof sa);
             if (!tb) {
-                json_array_append_new(only_a, json_string(ta->name));
+                building_failed |= sm_json_append(only_a, json_string(ta->name), "only_in_a");
                 continue;
             }
             if (!same_shape(ta, tb)) {
                 shape_str(tb, sb, sizeof sb);
                 json_t *o = json_object();
-                json_object_set_new(o, "name", json_string(ta->name));
-                json_object_set_new(o, "a", json_string(sa));
-                json_object_set_new(o, "b", json_string(sb));
-                json_array_append_new(shapes, o);
+                building_failed |= sm_json_set(o, "name", json_string(ta->name)) |
+                                   sm_json_set(o, "a", json_string(sa)) | sm_json_set(o, "b", json_string(sb)) |
+                                   sm_json_append(shapes, o, "shape_differs");
                 continue;
             }
-            double e = rel_error(ta, tb, fa, fb);
+            double e = 0;
+            if (rel_error(ta, tb, fa, fb, &e)) {
+                failed = true;
+                break;
+            }
             compared++;
             differ += e > 0;
             if (e > worst || !*worst_name)
                 worst = e, worst_name = ta->name;
             if (e > 0 || all) {
                 json_t *o = json_object();
-                json_object_set_new(o, "name", json_string(ta->name));
-                json_object_set_new(o, "shape", json_string(sa));
-                json_object_set_new(o, "rel_error", json_real(e));
-                json_array_append_new(jt, o);
+                building_failed |= sm_json_set(o, "name", json_string(ta->name)) |
+                                   sm_json_set(o, "shape", json_string(sa)) |
+                                   sm_json_set(o, "rel_error", sm_json_number(e)) | sm_json_append(jt, o, "tensors");
             }
         }
     }
@@ -148,26 +163,27 @@ int cmd_diff(int argc, char **argv)
         const st_file *sf = sm_model_file(b, f);
         for (size_t i = 0; i < st_count(sf); i++)
             if (!find_in(a, st_tensor(sf, i)->name))
-                json_array_append_new(only_b, json_string(st_tensor(sf, i)->name));
+                building_failed |= sm_json_append(only_b, json_string(st_tensor(sf, i)->name), "only_in_b");
     }
     int rc = 0;
-    if (sm_interrupted()) { /* SIGINT/SIGTERM: no partial report */
-        fprintf(stderr, "submoe diff: %s\n", sm_signals_errmsg());
+    if (sm_interrupted() || failed) { /* SIGINT/SIGTERM or a non-finite value: no partial report */
+        fprintf(stderr, "submoe diff: %s\n", failed ? sm_errmsg() : sm_signals_errmsg());
         rc = 1;
     } else if (json) {
-        json_t *root = json_object();
-        json_object_set_new(root, "a", json_string(argv[optind]));
-        json_object_set_new(root, "b", json_string(argv[optind + 1]));
-        json_object_set_new(root, "compared", json_integer(compared));
-        json_object_set_new(root, "differ", json_integer(differ));
-        json_object_set_new(root, "max_rel_error", json_real(worst));
-        json_object_set_new(root, "tensors", json_incref(jt));
-        json_object_set_new(root, "only_in_a", json_incref(only_a));
-        json_object_set_new(root, "only_in_b", json_incref(only_b));
-        json_object_set_new(root, "shape_differs", json_incref(shapes));
-        char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", s);
-        free(s);
+        json_t *root = json_object(); /* every field or an error (util/jsonout.h) */
+        int bad = sm_json_set(root, "a", json_string(argv[optind])) |
+                  sm_json_set(root, "b", json_string(argv[optind + 1])) |
+                  sm_json_set(root, "compared", json_integer(compared)) |
+                  sm_json_set(root, "differ", json_integer(differ)) |
+                  sm_json_set(root, "max_rel_error", sm_json_number(worst)) |
+                  sm_json_set(root, "tensors", json_incref(jt)) | sm_json_set(root, "only_in_a", json_incref(only_a)) |
+                  sm_json_set(root, "only_in_b", json_incref(only_b)) |
+                  sm_json_set(root, "shape_differs", json_incref(shapes));
+        if (bad || building_failed ||
+            sm_json_print(stdout, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER, "the comparison")) {
+            fprintf(stderr, "submoe diff: %s\n", sm_errmsg());
+            rc = 1;
+        }
         json_decref(root);
     } else {
         size_t i;

@@ -4,6 +4,7 @@
 #include "model/model.h"
 #include "model/tokens.h"
 #include "util/diag.h"
+#include "util/jsonout.h"
 #include "util/signals.h"
 
 #include <errno.h>
@@ -41,6 +42,25 @@ static int parse_count(const char *opt, const char *s, long long lo, long long *
         return sm_err("%s: '%s' is not an integer >= %lld", opt, s, lo);
     *out = v;
     return 0;
+}
+
+/* The result as one JSON object: every field or an error (util/jsonout.h), never `{}`. */
+static int print_json(const char *dir, const char *tokens, const sm_eval_result *r)
+{
+    json_t *j = json_object();
+    int bad = sm_json_set(j, "model", json_string(dir)) | sm_json_set(j, "tokens_file", json_string(tokens)) |
+              sm_json_set(j, "seq_len", json_integer(r->seq_len)) |
+              sm_json_set(j, "windows", json_integer(r->windows)) |
+              sm_json_set(j, "tokens", json_integer((json_int_t)r->tokens)) |
+              sm_json_set(j, "predicted", json_integer((json_int_t)r->predicted)) |
+              sm_json_set(j, "nll", sm_json_number(r->nll)) | sm_json_set(j, "perplexity", sm_json_number(r->ppl)) |
+              sm_json_set(j, "seconds", sm_json_number(r->seconds)) |
+              sm_json_set(j, "tokens_per_second", sm_json_number(r->seconds > 0 ? r->tokens / r->seconds : 0.0));
+    if (!isnan(r->bits_per_byte))
+        bad |= sm_json_set(j, "bits_per_byte", sm_json_number(r->bits_per_byte));
+    int rc = bad ? -1 : sm_json_print(stdout, j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10), "the eval result");
+    json_decref(j);
+    return rc;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -103,16 +123,9 @@ int cmd_eval(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "submoe eval: %s\n", sm_signals_errmsg());
     } else if (json) {
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:f}", "model", dir, "tokens_file",
-                              tokens, "seq_len", r.seq_len, "windows", r.windows, "tokens", (json_int_t)r.tokens,
-                              "predicted", (json_int_t)r.predicted, "nll", r.nll, "perplexity", r.ppl, "seconds",
-                              r.seconds, "tokens_per_second", r.seconds > 0 ? r.tokens / r.seconds : 0.0);
-        if (j && !isnan(r.bits_per_byte))
-            json_object_set_new(j, "bits_per_byte", json_real(r.bits_per_byte));
-        char *txt = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
-        printf("%s\n", txt ? txt : "{}");
-        free(txt);
-        json_decref(j);
+        rc = print_json(dir, tokens, &r);
+        if (rc)
+            fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
     } else if (quiet) {
         printf("%.6f\n", r.ppl);
     } else {

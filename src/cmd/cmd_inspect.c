@@ -3,6 +3,7 @@
 #include "model/model.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/jsonout.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -65,56 +66,55 @@ static int print_json(const sm_model *m)
 {
     const sm_config *c = sm_model_config(m);
     json_t *j = json_object();
-    json_object_set_new(j, "path", json_string(sm_model_dir(m)));
-    json_object_set_new(j, "architecture", json_string(sm_arch_name(c->arch)));
-    json_object_set_new(j, "layers", json_integer(c->n_layers));
-    json_object_set_new(j, "hidden_size", json_integer(c->hidden));
-    json_object_set_new(j, "vocab_size", json_integer(c->vocab));
-    json_object_set_new(j, "attention_heads", json_integer(c->n_heads));
-    json_object_set_new(j, "kv_heads", json_integer(c->n_kv_heads));
-    json_object_set_new(j, "head_dim", json_integer(c->head_dim));
+    int bad = 0; /* every field or an error (util/jsonout.h) */
+    bad |= sm_json_set(j, "path", json_string(sm_model_dir(m)));
+    bad |= sm_json_set(j, "architecture", json_string(sm_arch_name(c->arch)));
+    bad |= sm_json_set(j, "layers", json_integer(c->n_layers));
+    bad |= sm_json_set(j, "hidden_size", json_integer(c->hidden));
+    bad |= sm_json_set(j, "vocab_size", json_integer(c->vocab));
+    bad |= sm_json_set(j, "attention_heads", json_integer(c->n_heads));
+    bad |= sm_json_set(j, "kv_heads", json_integer(c->n_kv_heads));
+    bad |= sm_json_set(j, "head_dim", json_integer(c->head_dim));
     json_t *moe = json_array(), *per = json_array();
     for (int l = 0; l < c->n_layers; l++) {
         if (c->is_moe[l])
-            json_array_append_new(moe, json_integer(l));
-        json_array_append_new(per, json_integer(sm_model_layer_experts(m, l)));
+            bad |= sm_json_append(moe, json_integer(l), "moe_layers");
+        bad |= sm_json_append(per, json_integer(sm_model_layer_experts(m, l)), "experts_per_layer");
     }
-    json_object_set_new(j, "moe_layers", moe);
-    json_object_set_new(j, "experts_per_layer", per);
-    json_object_set_new(j, "experts", json_integer(c->n_experts));
-    json_object_set_new(j, "top_k", json_integer(c->top_k));
-    json_object_set_new(j, "expert_intermediate_size", json_integer(c->expert_intermediate));
-    json_object_set_new(j, "dense_intermediate_size", json_integer(c->dense_intermediate));
-    json_object_set_new(j, "routing", json_pack("{s:s, s:b, s:f}", "rule", sm_arch_routing_rule(c), "renormalize_topk",
-                                                c->renorm_topk, "routed_scaling_factor", c->routed_scaling));
-    json_object_set_new(j, "shared_experts", json_pack("{s:i, s:i, s:b}", "count", c->n_shared, "intermediate_size",
-                                                       c->shared_intermediate, "sigmoid_gate", c->shared_gate));
-    json_object_set_new(j, "expert_layout", json_string(sm_model_layout(m) == SM_LAYOUT_FUSED ? "fused" : "per-expert"));
+    bad |= sm_json_set(j, "moe_layers", moe);
+    bad |= sm_json_set(j, "experts_per_layer", per);
+    bad |= sm_json_set(j, "experts", json_integer(c->n_experts));
+    bad |= sm_json_set(j, "top_k", json_integer(c->top_k));
+    bad |= sm_json_set(j, "expert_intermediate_size", json_integer(c->expert_intermediate));
+    bad |= sm_json_set(j, "dense_intermediate_size", json_integer(c->dense_intermediate));
+    bad |= sm_json_set(j, "routing", json_pack("{s:s, s:b, s:f}", "rule", sm_arch_routing_rule(c), "renormalize_topk",
+                                               c->renorm_topk, "routed_scaling_factor", c->routed_scaling));
+    bad |= sm_json_set(j, "shared_experts", json_pack("{s:i, s:i, s:b}", "count", c->n_shared, "intermediate_size",
+                                                      c->shared_intermediate, "sigmoid_gate", c->shared_gate));
+    bad |= sm_json_set(j, "expert_layout", json_string(sm_model_layout(m) == SM_LAYOUT_FUSED ? "fused" : "per-expert"));
     json_t *dts = json_array();
     for (int t = 0; t < SM_DT_COUNT; t++)
         if (sm_model_dtypes(m) & (1u << t))
-            json_array_append_new(dts, json_string(sm_dtype_name((sm_dtype)t)));
-    json_object_set_new(j, "dtypes", dts);
-    json_object_set_new(j, "parameters", json_pack("{s:I, s:I, s:I}", "total", (json_int_t)sm_model_param_count(m),
-                                                   "per_expert", (json_int_t)sm_model_expert_params(m),
-                                                   "active_per_token", (json_int_t)sm_model_active_params(m)));
+            bad |= sm_json_append(dts, json_string(sm_dtype_name((sm_dtype)t)), "dtypes");
+    bad |= sm_json_set(j, "dtypes", dts);
+    bad |= sm_json_set(j, "parameters", json_pack("{s:I, s:I, s:I}", "total", (json_int_t)sm_model_param_count(m),
+                                                  "per_expert", (json_int_t)sm_model_expert_params(m),
+                                                  "active_per_token", (json_int_t)sm_model_active_params(m)));
     json_t *files = json_array();
     uint64_t total = 0;
     for (int i = 0; i < sm_model_file_count(m); i++) {
         const st_file *f = sm_model_file(m, i);
         total += st_file_size(f);
-        json_array_append_new(files, json_pack("{s:s, s:I, s:I}", "name", sm_basename(st_path(f)), "bytes",
-                                               (json_int_t)st_file_size(f), "tensors", (json_int_t)st_count(f)));
+        bad |= sm_json_append(files,
+                              json_pack("{s:s, s:I, s:I}", "name", sm_basename(st_path(f)), "bytes",
+                                        (json_int_t)st_file_size(f), "tensors", (json_int_t)st_count(f)),
+                              "files");
     }
-    json_object_set_new(j, "files", files);
-    json_object_set_new(j, "total_bytes", json_integer((json_int_t)total));
-    char *text = json_dumps(j, JSON_INDENT(2));
+    bad |= sm_json_set(j, "files", files);
+    bad |= sm_json_set(j, "total_bytes", json_integer((json_int_t)total));
+    int rc = bad ? -1 : sm_json_print(stdout, j, JSON_INDENT(2), "the model description");
     json_decref(j);
-    if (!text)
-        return sm_err("cannot encode JSON");
-    puts(text);
-    free(text);
-    return 0;
+    return rc;
 }
 
 static void print_human(const sm_model *m)

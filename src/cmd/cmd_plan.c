@@ -413,6 +413,10 @@ int cmd_plan(int argc, char **argv)
         char why[600] = "";
         int brc = rl->is_auto ? sm_layer_build_auto(r.model, r.calib, &rl->job, mon, &b, why, sizeof why)
                               : sm_layer_build_run(r.model, r.calib, &rl->job, mon, &b);
+        if (!brc && sm_layer_build_check(&b)) {
+            sm_layer_build_free(&b);
+            brc = -1;
+        }
         if (brc)
             goto out;
         p.layers = xrealloc(p.layers, sizeof *p.layers * (size_t)(p.n_layers + 1));

@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 #include "engine/align.h"
+#include "model/dtype.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -109,6 +110,53 @@ int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
     return sm_engine_analyse_rows(b, &src, opts, mon, a);
 }
 
+static int64_t first_nonfinite_f(const float *v, int64_t n)
+{
+    unsigned bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad |= !isfinite(v[i]);
+    for (int64_t i = 0; bad && i < n; i++)
+        if (!isfinite(v[i]))
+            return i;
+    return -1;
+}
+
+static int64_t first_nonfinite_d(const double *v, int64_t n)
+{
+    for (int64_t i = 0; v && i < n; i++)
+        if (!isfinite(v[i]))
+            return i;
+    return -1;
+}
+
+int sm_layer_analysis_check(const sm_layer_analysis *a)
+{
+    const int64_t nn = (int64_t)a->n * a->n;
+    const struct {
+        const char *what;
+        const double *v;
+    } sims[] = {{"output similarity", a->sim_output}, {"logit similarity", a->sim_logit},
+                {"weight similarity", a->sim_weight}, {"routing frequency", a->freq}};
+    for (size_t j = 0; j < sizeof sims / sizeof sims[0]; j++) {
+        int64_t i = first_nonfinite_d(sims[j].v, j < 3 ? nn : a->n);
+        if (i >= 0)
+            return sm_err("the %s of expert %lld is not finite (%s)", sims[j].what, (long long)(j < 3 ? i / a->n : i),
+                          sm_nonfinite_name((float)sims[j].v[i]));
+    }
+    int64_t i = a->outputs ? first_nonfinite_f(a->outputs, a->n * a->sampled * a->hidden) : -1;
+    if (i >= 0)
+        return sm_err("the output of expert %lld on sampled row %lld is not finite (%s): activations overflow float32",
+                      (long long)(i / (a->sampled * a->hidden)), (long long)(i / a->hidden % a->sampled),
+                      sm_nonfinite_name(a->outputs[i]));
+    for (int e = 0; a->gram_in && e < a->n; e++) {
+        if (first_nonfinite_f(a->gram_in[e], a->hidden * a->hidden) >= 0)
+            return sm_err("the input Gram (sum of x x^T) of expert %d is not finite: the inputs overflow float32", e);
+        if (first_nonfinite_f(a->gram_mid[e], a->inter * a->inter) >= 0)
+            return sm_err("the intermediate Gram of expert %d is not finite: its activations overflow float32", e);
+    }
+    return 0;
+}
+
 int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
                            const sm_analysis_opts *opts, const sm_monitor *mon,
                            sm_layer_analysis *a)
@@ -179,6 +227,12 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         if (!xb)
             goto done;
         sm_route_logits(xb, mb, h, b->router, n, z);
+        int64_t bad = first_nonfinite_f(z, mb * n);
+        if (bad >= 0) {
+            sm_err("the router logits of calibration row %lld are not finite (%s): the inputs or the router "
+                   "overflow float32", (long long)(t0 + bad / n), sm_nonfinite_name(z[bad]));
+            goto done;
+        }
         if (sm_route_select(&b->rule, z, mb, n, idx, w) != 0)
             goto done;
         sm_route_count(idx, mb, k, n, a->counts);
@@ -260,6 +314,8 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         if (wr != 0)
             goto done;
     }
+    if (sm_layer_analysis_check(a) != 0) /* statistics the engine would cluster and merge on */
+        goto done;
     sm_monitor_report(mon, 1.0, "analysis");
     rc = 0;
 done:

@@ -76,6 +76,9 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *src,
                            const sm_analysis_opts *opts, const sm_monitor *mon,
                            sm_layer_analysis *out);
 void sm_layer_analysis_free(sm_layer_analysis *a);
+/* 0 when every statistic is finite, else -1 naming the first that is not (and the expert): the
+ * analysis functions refuse such statistics, and so must a reader of stored ones. */
+int sm_layer_analysis_check(const sm_layer_analysis *a);
 sm_outputs sm_layer_analysis_outputs(const sm_layer_analysis *a);
 
 /* ---- clusters ------------------------------------------------------------------------------ */

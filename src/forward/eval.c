@@ -82,6 +82,11 @@ int sm_eval_perplexity_mon(const sm_model *m, const int32_t *ids, size_t n, int 
     out->predicted = count;
     out->nll = nll / (double)count;
     out->ppl = exp(out->nll);
+    /* The forward pass already refuses non-finite weights and activations (naming the layer);
+     * what is left is a mean loss too large for exp. Never report nan or inf as a perplexity. */
+    if (!isfinite(out->nll) || !isfinite(out->ppl))
+        return sm_err("the perplexity is not finite (mean loss %g nats/token): the model's predictions overflow",
+                      out->nll);
     out->bits_per_byte = c->vocab == 256 ? out->nll / log(2.0) : NAN;
     out->seconds = sm_now() - t0;
     return 0;

@@ -75,7 +75,10 @@ static float *load(const sm_model *m, sm_wrole role, int layer, int index, int64
     float *p = sm_alloc_f32((size_t)(w.rows * w.cols));
     if (!p)
         return NULL;
-    sm_weight_to_f32(&w, p);
+    if (sm_weight_to_f32(&w, p)) {
+        free(p);
+        return NULL;
+    }
     if (rows)
         *rows = w.rows;
     return p;
@@ -259,7 +262,13 @@ static int head(const sm_model *m, float *x, const int32_t *ids, int n_seq, int 
                 double sum = 0;
                 for (int j = 0; j < V; j++)
                     sum += exp((double)r[j] - mx);
-                *o->nll_sum += log(sum) + mx - r[ids[(size_t)s * T + t + 1]];
+                double nll = log(sum) + mx - r[ids[(size_t)s * T + t + 1]];
+                if (!isfinite(nll)) { /* the hidden state was finite: the head's logits overflowed */
+                    sm_err("lm_head: the logits of token %d of window %d are not finite (the final norm or "
+                           "the output projection overflows float32)", t, s);
+                    goto out;
+                }
+                *o->nll_sum += nll;
             }
             if (o->nll_count)
                 *o->nll_count += (uint64_t)(T - 1);
@@ -278,7 +287,7 @@ out:
 typedef struct {
     const sm_config *c;
     const layer_w *w;
-    int l, T, s0, s1;
+    int l, T, s0, s1, seq0;   /* seq0: window number of the chunk's first sequence */
     float *x, *hn, *ff, *lg, *tw;
     int *tk;
     int rc;
@@ -311,8 +320,19 @@ static int layer_seqs(layer_job *j, int s0, int s1)
         if (sm_expert_forward(&d, hn, (int64_t)n, ff))
             return -1;
     }
-    for (size_t i = 0; i < n * H; i++)
+    /* The residual stream must stay finite: checking it here, fused with the add, names the
+     * first layer whose output overflowed instead of letting NaN reach the perplexity. */
+    unsigned bad = 0;
+    for (size_t i = 0; i < n * H; i++) {
         x[i] += ff[i];
+        bad |= !isfinite(x[i]);
+    }
+    if (bad)
+        for (size_t i = 0; i < n * H; i++)
+            if (!isfinite(x[i]))
+                return sm_err("the hidden state after this layer is not finite (%s at token %zu of window %zu): "
+                              "activations overflow float32", sm_nonfinite_name(x[i]), (i / H) % (size_t)j->T,
+                              (size_t)j->seq0 + (size_t)s0 + i / H / (size_t)j->T);
     return 0;
 }
 
@@ -391,7 +411,10 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
     if (sm_model_weight(m, SM_W_EMBED, 0, 0, &emb))
         goto out;
     for (size_t t = 0; t < n; t++)
-        sm_weight_rows_to_f32(&emb, ids[t], 1, x + t * H);
+        if (sm_weight_rows_to_f32(&emb, ids[t], 1, x + t * H)) {
+            sm_err_prefix("embedding of token id %d", ids[t]);
+            goto out;
+        }
 
     /* With several sequences, split them over threads (BLAS single-threaded inside); with one,
      * leave the parallelism to BLAS. */
@@ -424,7 +447,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             size_t row0 = (size_t)c0 * T;
             for (int i = 0; i < ct; i++) { /* whole units per thread */
                 int s0 = (int)((long)units * i / ct) * u, s1 = (int)((long)units * (i + 1) / ct) * u;
-                jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = s0, .s1 = s1 < cn ? s1 : cn,
+                jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = s0, .s1 = s1 < cn ? s1 : cn, .seq0 = c0,
                                       .x = x + row0 * H, .hn = hn, .ff = ff, .lg = lg, .tw = tw, .tk = tk};
             }
             int started = 1;

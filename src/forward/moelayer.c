@@ -15,8 +15,12 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     float *p = sm_alloc_f32((size_t)(w.rows * w.cols));
     if (!p)
         return NULL;
-    sm_weight_to_f32(&w, p);
+    int rc = sm_weight_to_f32(&w, p);
     sm_weight_release(&w);
+    if (rc) {
+        free(p);
+        return NULL;
+    }
     if (rows)
         *rows = w.rows;
     return p;
@@ -60,8 +64,8 @@ static int load(const sm_model *m, int layer, bool experts, sm_moe_layer *o)
                     if (!(*a = sm_alloc_f32((size_t)(fa.rows * fa.cols))) ||
                         !(*b = sm_alloc_f32((size_t)(fb.rows * fb.cols))))
                         goto fail;
-                    sm_weight_to_f32(&fa, *a);
-                    sm_weight_to_f32(&fb, *b);
+                    if (sm_weight_to_f32(&fa, *a) || sm_weight_to_f32(&fb, *b))
+                        goto fail;
                     rows = fa.rows;
                     *lin[k] = (sm_linear){.out = fa.rows, .in = fb.cols, .a = *a, .b = *b, .rank = fa.cols};
                 }

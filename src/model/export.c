@@ -84,6 +84,7 @@ static void add_source(sm_exporter *x, sm_wrole role, int layer)
     sm_name(c->arch, role, layer, 0, sm_moe_block_default(c->arch, SM_LAYOUT_PER_EXPERT), nb, sizeof nb);
     entry *e = add(x, nb, out_dtype(x, w.tensor->dtype), w.tensor->ndim == 1 ? 1 : 2, w.rows, w.cols);
     e->kind = E_SOURCE;
+    e->layer = layer;
     e->src = w;
 }
 
@@ -294,6 +295,15 @@ static int ensure_shard(sm_exporter *x, size_t i)
     return rc;
 }
 
+/* A failure writing entry e (a non-finite value, a full disk): name the output directory the
+ * user asked for and the layer, so the one message says where and what. Returns -1. */
+static int entry_failed(const sm_exporter *x, const entry *e)
+{
+    if (e->layer >= 0)
+        sm_err_prefix("layer %d", e->layer);
+    return sm_err_prefix("%s", x->od.final);
+}
+
 static int write_source(sm_exporter *x, const entry *e)
 {
     const sm_weight *w = &e->src;
@@ -314,12 +324,11 @@ static int write_source(sm_exporter *x, const entry *e)
         step = step < 1 ? 1 : step;
         for (int64_t r = 0; r < w->rows && !rc; r += step) {
             int64_t n = w->rows - r < step ? w->rows - r : step;
-            sm_weight_rows_to_f32(w, r, n, x->buf);
-            rc = st_writer_write_f32(x->w, x->buf, (size_t)(n * w->cols));
+            rc = sm_weight_rows_to_f32(w, r, n, x->buf) || st_writer_write_f32(x->w, x->buf, (size_t)(n * w->cols));
         }
     }
     sm_weight_release(w); /* the source pages copied stay mapped and resident otherwise */
-    return rc;
+    return rc ? entry_failed(x, e) : 0;
 }
 
 /* Write source entries up to (not including) the next merged one. */
@@ -350,7 +359,7 @@ int sm_export_layer(sm_exporter *x, int layer, const float *router, const sm_exp
             data = e->kind == E_DENSE ? mx->w : e->kind == E_FACTOR_A ? mx->a : mx->b;
         }
         if (st_writer_write_f32(x->w, data, (size_t)(e->shape[0] * e->shape[1])))
-            return -1;
+            return entry_failed(x, e);
     }
     return copy_until_merged(x);
 }

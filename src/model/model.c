@@ -494,14 +494,19 @@ int sm_model_weight(const sm_model *m, sm_wrole role, int layer, int index, sm_w
     return 0;
 }
 
-void sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst)
+int sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst)
 {
-    size_t es = sm_dtype_size(w->tensor->dtype);
-    const unsigned char *src = (const unsigned char *)w->tensor->data + (w->offset + (uint64_t)(r0 * w->cols)) * es;
-    sm_to_f32(w->tensor->dtype, src, dst, (size_t)(n * w->cols));
+    size_t es = sm_dtype_size(w->tensor->dtype), count = (size_t)(n * w->cols);
+    uint64_t first = w->offset + (uint64_t)(r0 * w->cols);
+    const unsigned char *src = (const unsigned char *)w->tensor->data + first * es;
+    size_t bad = sm_to_f32(w->tensor->dtype, src, dst, count);
+    if (bad == count)
+        return 0;
+    return sm_err("%s: tensor '%s' has a non-finite value (%s) at element %llu", w->tensor->file, w->tensor->name,
+                  sm_nonfinite_name(dst[bad]), (unsigned long long)(first + bad));
 }
 
-void sm_weight_to_f32(const sm_weight *w, float *dst) { sm_weight_rows_to_f32(w, 0, w->rows, dst); }
+int sm_weight_to_f32(const sm_weight *w, float *dst) { return sm_weight_rows_to_f32(w, 0, w->rows, dst); }
 
 void sm_weight_release(const sm_weight *w)
 {

@@ -66,13 +66,15 @@ int sm_model_expert_factors(const sm_model *m, int layer, int slot, int mat, sm_
 int sm_model_weight(const sm_model *m, sm_wrole role, int layer, int index, sm_weight *out);
 bool sm_model_has(const sm_model *m, sm_wrole role, int layer);
 
-/* Convert a weight to float: dst holds rows*cols floats. */
-void sm_weight_to_f32(const sm_weight *w, float *dst);
+/* Convert a weight to float: dst holds rows*cols floats. -1 with a message naming the file and
+ * tensor when a value is Inf or NaN (checked in the same pass as the conversion): a model with
+ * such weights is refused where it is loaded, never computed with. */
+int sm_weight_to_f32(const sm_weight *w, float *dst);
 /* Tell the kernel the view's mapped pages are no longer needed (after converting a large weight),
  * so a pass over a model larger than RAM keeps only what it works on resident. */
 void sm_weight_release(const sm_weight *w);
 /* Convert rows [r0, r0+n) only. */
-void sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst);
+int sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst);
 
 /* Files and tensors, for inspect/diff. */
 int sm_model_file_count(const sm_model *m);

@@ -157,7 +157,8 @@ int st_writer_begin(st_writer *w, const char *path)
     return rc;
 }
 
-int st_writer_write(st_writer *w, const void *data, size_t nbytes)
+/* Write bytes as they are, tensor after tensor; the callers have checked them. */
+static int write_bytes(st_writer *w, const void *data, size_t nbytes)
 {
     const unsigned char *p = data;
     while (nbytes) {
@@ -180,7 +181,8 @@ int st_writer_write(st_writer *w, const void *data, size_t nbytes)
     return 0;
 }
 
-int st_writer_write_f32(st_writer *w, const float *src, size_t n)
+/* Advance to the tensor the next byte belongs to; -1 past the last one. */
+static int current(st_writer *w)
 {
     while (w->cur < w->n && w->cur_done == w->decls[w->cur].nbytes) {
         w->cur++;
@@ -188,6 +190,45 @@ int st_writer_write_f32(st_writer *w, const float *src, size_t n)
     }
     if (w->cur >= w->n)
         return sm_err("%s: more data written than the declared tensors hold", w->path);
+    return 0;
+}
+
+/* A file never gets an Inf or NaN (nor a float that overflows the tensor's dtype): `bad` is the
+ * index, among n elements about to be written from the current position, of the first
+ * non-finite stored value, or n. The message names the tensor; callers add the file and layer. */
+static int refuse_nonfinite(const st_writer *w, size_t bad, size_t n, const void *stored)
+{
+    if (bad == n)
+        return 0;
+    const decl *d = &w->decls[w->cur];
+    float v;
+    sm_to_f32(d->dtype, (const char *)stored + bad * sm_dtype_size(d->dtype), &v, 1);
+    return sm_err("tensor '%s' would hold a non-finite value (%s as %s) at element %llu", d->name,
+                  sm_nonfinite_name(v), sm_dtype_name(d->dtype),
+                  (unsigned long long)(w->cur_done / sm_dtype_size(d->dtype) + bad));
+}
+
+int st_writer_write(st_writer *w, const void *data, size_t nbytes)
+{
+    const unsigned char *p = data;
+    while (nbytes) { /* checked tensor by tensor, so the message names the right one */
+        if (current(w))
+            return -1;
+        const decl *d = &w->decls[w->cur];
+        size_t es = sm_dtype_size(d->dtype), room = (size_t)(d->nbytes - w->cur_done);
+        size_t k = nbytes < room ? nbytes : room, n = k / es;
+        if (refuse_nonfinite(w, sm_first_nonfinite(d->dtype, p, n), n, p) || write_bytes(w, p, k))
+            return -1;
+        p += k;
+        nbytes -= k;
+    }
+    return 0;
+}
+
+int st_writer_write_f32(st_writer *w, const float *src, size_t n)
+{
+    if (current(w))
+        return -1;
     sm_dtype dt = w->decls[w->cur].dtype;
     if (dt == SM_DT_F32)
         return st_writer_write(w, src, n * 4);
@@ -199,8 +240,8 @@ int st_writer_write_f32(st_writer *w, const float *src, size_t n)
     }
     for (size_t i = 0; i < n; i += chunk) {
         size_t k = n - i < chunk ? n - i : chunk;
-        sm_from_f32(dt, src + i, w->convbuf, k);
-        if (st_writer_write(w, w->convbuf, k * esz) != 0)
+        size_t bad = sm_from_f32(dt, src + i, w->convbuf, k);
+        if (refuse_nonfinite(w, bad, k, w->convbuf) || write_bytes(w, w->convbuf, k * esz) != 0)
             return -1;
     }
     return 0;

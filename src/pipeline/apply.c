@@ -5,6 +5,7 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/hash.h"
+#include "util/jsonout.h"
 #include "util/mem.h"
 #include "util/progress.h"
 
@@ -348,19 +349,21 @@ static int write_layer(sm_exporter *x, const sm_resolved_layer *rl, sm_out_forma
     return rc;
 }
 
+/* config.json "submoe_provenance" as JSON text; NULL with a message. */
 static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
 {
     char fp[32];
     sm_model_fingerprint(r->model, fp);
     json_t *o = json_object();
-    json_object_set_new(o, "tool", json_string("submoe " PACKAGE_VERSION));
-    json_object_set_new(o, "method", json_string("Sub-MoE (arXiv 2506.23266) subspace expert merging"));
+    int bad = 0; /* every field or an error (util/jsonout.h): a path that is not UTF-8 */
+    bad |= sm_json_set(o, "tool", json_string("submoe " PACKAGE_VERSION));
+    bad |= sm_json_set(o, "method", json_string("Sub-MoE (arXiv 2506.23266) subspace expert merging"));
     char h[32];
     snprintf(h, sizeof h, "fnv1a64:%016" PRIx64, r->plan_hash);
-    json_object_set_new(o, "plan", json_string(h));
-    json_object_set_new(o, "source_model", json_string(p->model_path));
-    json_object_set_new(o, "source_fingerprint", json_string(fp));
-    json_object_set_new(o, "format", json_string(sm_out_format_name(r->format)));
+    bad |= sm_json_set(o, "plan", json_string(h));
+    bad |= sm_json_set(o, "source_model", json_string(p->model_path));
+    bad |= sm_json_set(o, "source_fingerprint", json_string(fp));
+    bad |= sm_json_set(o, "format", json_string(sm_out_format_name(r->format)));
     json_t *layers = json_object();
     for (int l = 0; l < r->n_layers; l++) {
         const sm_resolved_layer *rl = &r->layers[l];
@@ -373,11 +376,15 @@ static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
                  rl->n, rl->job.spec.method == SM_MERGE_KEEP ? rl->n : rl->job.k,
                  sm_router_mode_name(rl->job.spec.router), rl->auto_why ? "; auto: " : "",
                  rl->auto_why ? rl->auto_why : "");
-        json_object_set_new(layers, key, json_string(desc));
+        bad |= sm_json_set(layers, key, json_string(desc));
     }
-    json_object_set_new(o, "layers", layers);
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    bad |= sm_json_set(o, "layers", layers);
+    char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
+    if (!text && !bad)
+        sm_err("the provenance record could not be encoded as JSON");
+    if (!text)
+        sm_err_prefix("%s", p->file);
     return text;
 }
 
@@ -439,7 +446,8 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
                               layer_shape(&r, &r.layers[l], r.format, sm_monitor_span_init(&span, o->mon, 0.3, 0.3),
                                           &shapes[l], &ranks[l])))
             goto out;
-    prov = provenance(p, &r);
+    if (!(prov = provenance(p, &r)))
+        goto out;
     sm_export_opts eo = {.format = export_format(r.format), .dtype = r.dtype, .shard_size = r.shard_size,
                          .provenance = prov, .force = o->force};
     if (!(x = sm_export_begin(r.model, outdir, &eo, shapes)))

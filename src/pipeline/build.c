@@ -89,6 +89,14 @@ fail:
     return -1;
 }
 
+int sm_layer_build_check(const sm_layer_build *b)
+{
+    if (isfinite(b->output_error) && isfinite(b->mean_member_error))
+        return 0;
+    return sm_err("layer %d: the merged layer's %s is not finite: the calibration inputs or the merge overflow float32",
+                  b->layer, isfinite(b->output_error) ? "weight error" : "held-out output error");
+}
+
 void sm_layer_build_free(sm_layer_build *b)
 {
     if (!b)
@@ -129,7 +137,10 @@ static int auto_score(const sm_model *m, const sm_layer_build *b, int layer, con
             return -1;
         *score = log(ppl);
     }
-    if (*score < 0 || isnan(*score))
+    if (!isfinite(*score)) /* a NaN is not "no held-out rows": say what it is */
+        return sm_err("layer %d: a candidate's held-out error is not finite: the calibration inputs or the merged "
+                      "weights overflow float32", layer);
+    if (*score < 0)
         return sm_err("layer %d: method auto needs held-out calibration rows", layer);
     return 0;
 }

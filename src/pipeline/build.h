@@ -48,6 +48,10 @@ typedef struct sm_layer_build {
 int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                        sm_layer_build *out);
 void sm_layer_build_free(sm_layer_build *b);
+/* 0 when the build's previewed errors are finite numbers, else -1 naming the layer: a merge that
+ * overflowed float32 is reported by what previews it (plan, the workbench), never shown as nan or
+ * left out; apply's exporter refuses to write it, naming the tensor. */
+int sm_layer_build_check(const sm_layer_build *b);
 
 /* method auto (DESIGN §2.5b): build the job's merge method on its clusters without and with neuron
  * alignment (with job->regroup, also on dominant groups: the k most-routed experts as centres,

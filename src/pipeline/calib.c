@@ -178,6 +178,7 @@ typedef struct {
     const sm_monitor *mon;
     sm_progress *prog;
     int moe_done, n_moe;
+    const char *path;          /* the stats file being written, for messages */
 } cap_ctx;
 
 static int cap_override(void *ctx, int layer, const sm_moe_block **block)
@@ -211,8 +212,19 @@ static int write_doubles(st_writer *w, const double *d, size_t n)
     return rc;
 }
 
-/* A layer's kept rows are complete: write them, then the statistics on the fit rows. */
+static int cap_write_layer(cap_ctx *c, int layer);
+
+/* A layer's kept rows are complete: write them and its statistics, or say which file and layer
+ * could not be (a non-finite value, a full disk). */
 static int cap_finish_layer(cap_ctx *c, int layer)
+{
+    if (cap_write_layer(c, layer) == 0)
+        return 0;
+    sm_err_prefix("layer %d", layer);
+    return sm_err_prefix("%s", c->path);
+}
+
+static int cap_write_layer(cap_ctx *c, int layer)
 {
     const sm_config *cfg = sm_model_config(c->m);
     int E = sm_model_layer_experts(c->m, layer);
@@ -228,7 +240,7 @@ static int cap_finish_layer(cap_ctx *c, int layer)
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
     if (sm_engine_analyse(&c->layer.block, c->kx, c->fit, &ao, mon, &a))
-        return sm_err_prefix("layer %d statistics", layer);
+        return sm_err_prefix("statistics");
     double *cnt = sm_alloc((size_t)E, sizeof *cnt);
     int rc = -1;
     if (cnt) {
@@ -367,7 +379,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     sm_progress_start(&prog, "calibrate", (uint64_t)cfg->n_moe_layers, s->quiet);
     cap_ctx c = {.m = m, .s = s, .w = w, .total = total, .keep = keep, .fit = fit, .sample = sample,
                  .k = cfg->top_k, .rows = rows, .kx = kx, .kl = kl, .kk = kk, .mon = mon, .prog = &prog,
-                 .n_moe = cfg->n_moe_layers};
+                 .n_moe = cfg->n_moe_layers, .path = path};
     c.layer.layer = -1;
     sm_forward_opts fo;
     sm_forward_opts_init(&fo);
@@ -541,6 +553,15 @@ sm_calib *sm_calib_read(const sm_model *m, const char *path, int64_t heldout)
         }
         cl->rows = cl->x->shape[0];
         rows = rows < 0 || cl->rows < rows ? cl->rows : rows;
+        /* Router logits are not used (they are recomputed), but a file holding Inf or NaN in them
+         * was made from overflowing activations: refused like the inputs themselves. */
+        const sm_tensor *lg = find(f, l, "router_logits");
+        size_t bad = lg ? sm_first_nonfinite(lg->dtype, lg->data, (size_t)lg->numel) : 0;
+        if (lg && bad < lg->numel) {
+            sm_err("tensor 'layers.%d.router_logits': row %" PRId64 " has a non-finite value", l,
+                   lg->ndim == 2 && lg->shape[1] > 0 ? (int64_t)bad / lg->shape[1] : 0);
+            goto fail;
+        }
         cl->counts = find(f, l, "counts");
         cl->outputs = find(f, l, "expert_outputs");
         cl->sim[0] = find(f, l, "sim_output");
@@ -639,11 +660,10 @@ static int convert_rows(const sm_calib *c, const calib_layer *cl, int64_t row, i
     const int64_t H = cl->x->shape[1];
     const size_t esz = sm_dtype_size(cl->x->dtype);
     const unsigned char *src = (const unsigned char *)cl->x->data + (size_t)row * (size_t)H * esz;
-    sm_to_f32(cl->x->dtype, src, dst, (size_t)(n * H));
-    for (int64_t i = 0; i < n * H; i++)
-        if (!isfinite(dst[i]))
-            return sm_err("%s: tensor 'layers.%d.moe_input': row %" PRId64 " has a non-finite value",
-                          sm_calib_path(c), (int)(cl - c->layer), row + i / H);
+    size_t i = sm_to_f32(cl->x->dtype, src, dst, (size_t)(n * H)); /* checked in the same pass */
+    if (i < (size_t)(n * H))
+        return sm_err("%s: tensor 'layers.%d.moe_input': row %" PRId64 " has a non-finite value (%s)",
+                      sm_calib_path(c), (int)(cl - c->layer), row + (int64_t)i / H, sm_nonfinite_name(dst[i]));
     return 0;
 }
 
@@ -757,6 +777,10 @@ static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_la
     for (int j = 0; j < 3; j++)
         for (int i = 0; i < n * n; i++)
             (*dst[j])[i] = f32_at(cl->sim[j], i);
+    if (sm_layer_analysis_check(a)) { /* stored statistics are held to what computing them guarantees */
+        sm_layer_analysis_free(a);
+        return -1;
+    }
     return 0;
 }
 
@@ -785,14 +809,13 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
         file_rows fr = {c, cl, cl->x->shape[1]};
         sm_row_source src = {m_fit, rows_from_file, &fr};
         rc = sm_engine_analyse_rows(block, &src, &ao, mon, a);
-        if (rc)
-            sm_err_prefix("layer %d statistics", layer);
-        else
+        if (!rc)
             round_sims(a);
     }
     if (rc) {
         free(a);
-        return -1;
+        sm_err_prefix("layer %d statistics", layer);
+        return sm_err_prefix("%s", sm_calib_path(c));
     }
     if (cl->an) {
         sm_layer_analysis_free(cl->an);

@@ -198,6 +198,10 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
     char why[600];
     if (build_layer(a, l, &p, seed, mon, &b, why, sizeof why))
         return -1;
+    if (sm_layer_build_check(&b)) { /* a preview never shows nan */
+        sm_layer_build_free(&b);
+        return -1;
+    }
     pthread_mutex_lock(&a->mu);
     tui_layer_data *d = &a->s.data[l];
     tui_layer_plan *tp = &a->s.plan[l];

@@ -27,8 +27,11 @@ int sm_err_prefix(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    memcpy(old, err_buf, sizeof old);
     size_t n = strlen(prefix);
+    /* Context added twice on the way up (a loader and its caller both name the layer) is said once. */
+    if (!strncmp(err_buf, prefix, n) && err_buf[n] == ':' && err_buf[n + 1] == ' ')
+        return -1;
+    memcpy(old, err_buf, sizeof old);
     if (n > sizeof err_buf - 3)
         n = sizeof err_buf - 3;
     memcpy(err_buf, prefix, n);

@@ -16,7 +16,8 @@
 
 /* Replace the current error message. Always returns -1 so `return sm_err(...)` reads well. */
 int sm_err(const char *fmt, ...) SM_PRINTF(1, 2);
-/* Prepend "context: " to the current message (e.g. the file name). Returns -1. */
+/* Prepend "context: " to the current message (e.g. the file name), unless the message already
+ * starts with exactly that context. Returns -1. */
 int sm_err_prefix(const char *fmt, ...) SM_PRINTF(1, 2);
 /* Message of the last failure on this thread ("" if none); once a mapped input file changed
  * while it was read (util/mapguard.h), that message instead. */
