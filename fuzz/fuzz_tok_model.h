@@ -24,7 +24,7 @@ static void fuzz_tok_add(json_t *vocab, const char *tok)
 static void fuzz_tok_merges(json_t *vocab, json_t *merges, const char *lead, const char *prefix)
 {
     for (size_t w = 0; w < sizeof fuzz_tok_words / sizeof *fuzz_tok_words; w++) {
-        char word[64], acc[96], piece[16];
+        char word[64], acc[64], piece[16];
         snprintf(word, sizeof word, "%s%s", lead, fuzz_tok_words[w]);
         size_t n = strlen(word), i = 0, l = 1;
         while (l < n && ((unsigned char)word[l] & 0xC0) == 0x80)
@@ -38,11 +38,15 @@ static void fuzz_tok_merges(json_t *vocab, json_t *merges, const char *lead, con
                 l++;
             snprintf(piece, sizeof piece, "%s%.*s", prefix, (int)l, word + i);
             fuzz_tok_add(vocab, piece);
-            char joined[128];
-            snprintf(joined, sizeof joined, "%s%.*s", acc, (int)l, word + i);
+            /* acc is a prefix of word, so acc + the next char fits in word's size */
+            char joined[sizeof word];
+            size_t al = strlen(acc);
+            memcpy(joined, acc, al);
+            memcpy(joined + al, word + i, l);
+            joined[al + l] = 0;
             fuzz_tok_add(vocab, joined);
             json_array_append_new(merges, json_pack("[s,s]", acc, piece));
-            snprintf(acc, sizeof acc, "%s", joined);
+            memcpy(acc, joined, al + l + 1);
         }
     }
 }

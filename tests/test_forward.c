@@ -387,7 +387,7 @@ static void test_synth_mlp_only(void)
 {
     char tmpl[] = "/tmp/test_forward.XXXXXX";
     char *tmp = mkdtemp(tmpl);
-    char a[300], b[300], x[300];
+    char a[300], b[300], x[340]; /* x: a or b and a file name */
     snprintf(a, sizeof a, "%s/a", tmp);
     snprintf(b, sizeof b, "%s/b", tmp);
     int list[] = {0, 2};
