@@ -2,6 +2,7 @@
  * against the file size before use, in the spirit of ggml's gguf reader. */
 #include "model/st.h"
 #include "util/diag.h"
+#include "util/limits.h"
 #include "util/mem.h"
 
 #include <errno.h>
@@ -269,7 +270,11 @@ st_file *st_open(const char *path)
     close(fd);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
-        sm_err("%s: cannot map: %s", path, strerror(errno));
+        if (errno == ENOMEM && sm_limits_address_kib()) /* say why: the limit, not the machine */
+            sm_err("%s: cannot map its %llu bytes: out of memory (the address-space limit, ulimit -v, is %llu KiB)",
+                   path, (unsigned long long)f->size, sm_limits_address_kib());
+        else
+            sm_err("%s: cannot map: %s", path, strerror(errno));
         st_close(f);
         return NULL;
     }
