@@ -91,6 +91,9 @@ else
     # 100000 KiB: no room for OpenBLAS's 128 MiB buffer (it used to spin forever at exit)
     all v 100000 ok "fail:$too_small"
     limited v 100000 "fail:$too_small" "tui (before it looks for a terminal)" - -- "$S" tui m
+    # thread counts asked for in the environment that do not fit are lowered
+    limited v 100000 ok "inspect, OPENBLAS_NUM_THREADS=4" - -- env OPENBLAS_NUM_THREADS=4 "$S" inspect m
+    limited v 100000 ok "diff, OMP_NUM_THREADS=4" - -- env OMP_NUM_THREADS=4 "$S" diff m m
     # 50000 KiB: OpenBLAS could not start its thread and raised SIGINT (exit 130) before main
     all v 50000 "either:$too_small|$oom" "fail:$too_small"
     # 300000 KiB: BLAS fits; calibrate's statistics do not, and say so
@@ -113,6 +116,8 @@ limited f 1000 "fail:submoe-calib-[0-9]+.tmp-[0-9]+: $efbig" "plan (its temporar
 limited f 1000 "fail:out.stats.tmp-[0-9]+: $efbig" "plan -c (its statistics)" out.yaml -- "$S" plan m --tokens "$calib" --samples 8 --seq-len 64 --experts 6 -c out.stats -o out.yaml -q
 limited f 1000 "fail:out(\.tmp-[0-9]+)?/model.safetensors: $efbig" apply out -- "$S" apply m.yaml -o out -q
 limited f 1000 "fail:out(\.tmp-[0-9]+)?/model.safetensors: $efbig" "apply --format hf" out -- "$S" apply m.yaml -o out --format hf -q
+# the plan file itself (about 1.1 KB; 1 block is 512 or 1024 bytes)
+limited f 1 "fail:out.yaml(\.tmp-[0-9]+)?: $efbig" "plan (the plan file)" out.yaml -- "$S" plan m -c m.stats --experts 6 -o out.yaml -q
 # the standard output itself, to a file past the limit
 limited f 1 "fail:cannot write the output to standard output: File too large" "inspect > file" stdout -- "$S" inspect deep
 rm -rf out out.* stdout err
