@@ -130,7 +130,7 @@ int sm_limits_check(const char *name, bool uses_blas)
         need = now;
     if (limit >= need && (!uses_blas || reserve_blas_buffer() == 0))
         return 0;
-    if (limit >= need) /* mapped in between: the probe is the measure */
+    if (limit >= need) /* the buffer did not fit after all (something else is mapped): ask for more */
         need = limit + BLAS_BUFFER_BYTES;
     fprintf(stderr, "submoe%s%s: the address-space limit (ulimit -v) of %" PRIu64 " KiB is too small: at least %" PRIu64
             " MiB is needed\n", name ? " " : "", name ? name : "", limit / 1024, (need + MIB - 1) / MIB);

@@ -7,9 +7,9 @@
  * worker never got its buffer, the exit joined it) or die of SIGINT (status 130).
  *
  * So, before any library constructor (an ELF .preinit_array entry), the BLAS thread count is
- * sized to the limit: OPENBLAS_NUM_THREADS is set to the threads whose buffers fit (1 for the
- * limits that matter), lowering the user's own OPENBLAS_NUM_THREADS / GOTO_NUM_THREADS /
- * OMP_NUM_THREADS only if it does not fit. Then sm_limits_check() refuses a limit below what a
+ * sized to the limit: the program executes itself again with OPENBLAS_NUM_THREADS set to the
+ * threads whose buffers fit (1 for the limits that matter), lowering the user's own
+ * OPENBLAS_NUM_THREADS / GOTO_NUM_THREADS / OMP_NUM_THREADS only if it does not fit. Then sm_limits_check() refuses a limit below what a
  * command needs with one message, and for the commands that run BLAS maps the main thread's
  * buffer at once, before any data, so that a later BLAS call can never be the one that does not
  * fit (the data's own allocations fail with "out of memory" instead). Under a limit, the forward
