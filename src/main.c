@@ -12,20 +12,21 @@
 #include "cmd/cmd.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/limits.h"
 #include "util/mapguard.h"
 #include "util/signals.h"
 
 const sm_command sm_commands[] = {
-    {"inspect", cmd_inspect, "describe a model: architecture, layers, experts, parameters, files"},
-    {"synth", cmd_synth, "write a synthetic model with planted expert clusters"},
-    {"eval", cmd_eval, "perplexity of a model on a token file (built-in CPU forward pass)"},
-    {"calibrate", cmd_calibrate, "calibration inputs and expert statistics into a stats file"},
-    {"plan", cmd_plan, "cluster and allocate experts; write a YAML plan"},
-    {"apply", cmd_apply, "run a YAML plan and write the merged model"},
-    {"diff", cmd_diff, "per-tensor relative error between two models"},
-    {"tokenize", cmd_tokenize, "text files to token ids with a model's tokenizer.json (and back)"},
-    {"tui", cmd_tui, "the interactive workbench (also: submoe with no arguments on a terminal)"},
-    {NULL, NULL, NULL},
+    {"inspect", cmd_inspect, "describe a model: architecture, layers, experts, parameters, files", false},
+    {"synth", cmd_synth, "write a synthetic model with planted expert clusters", false},
+    {"eval", cmd_eval, "perplexity of a model on a token file (built-in CPU forward pass)", true},
+    {"calibrate", cmd_calibrate, "calibration inputs and expert statistics into a stats file", true},
+    {"plan", cmd_plan, "cluster and allocate experts; write a YAML plan", true},
+    {"apply", cmd_apply, "run a YAML plan and write the merged model", true},
+    {"diff", cmd_diff, "per-tensor relative error between two models", false},
+    {"tokenize", cmd_tokenize, "text files to token ids with a model's tokenizer.json (and back)", false},
+    {"tui", cmd_tui, "the interactive workbench (also: submoe with no arguments on a terminal)", true},
+    {NULL, NULL, NULL, false},
 };
 
 static void usage(FILE *out)
@@ -113,7 +114,7 @@ static int run(int argc, char **argv)
     if (argc >= 2) {
         for (const sm_command *c = sm_commands; c->name; c++)
             if (!strcmp(argv[1], c->name))
-                return c->run(argc - 1, argv + 1);
+                return sm_limits_check(c->name, c->uses_blas) ? 1 : c->run(argc - 1, argv + 1);
         if (argv[1][0] == '-') {
             fprintf(stderr, "submoe: unknown option '%s'\n", argv[1]);
             usage(stderr);
@@ -127,7 +128,10 @@ static int run(int argc, char **argv)
     /* No command: the workbench on a terminal (submoe [MODEL] [--plan P] [--calib F]), else the
      * model's overview (scripts, pipes). */
     char *model = (char *)(argc >= 2 ? argv[1] : sm_demo_dir());
-    if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+    bool workbench = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+    if (sm_limits_check(NULL, workbench))
+        return 1;
+    if (workbench) {
         char *tui_argv[16] = {"tui", model};
         int n = 2;
         for (int i = 2; i < argc && n < 15; i++)

@@ -2,10 +2,13 @@
 #ifndef SM_CMD_H
 #define SM_CMD_H
 
+#include <stdbool.h>
+
 typedef struct sm_command {
     const char *name;
     int (*run)(int argc, char **argv);   /* argv[0] is the command name */
     const char *summary;
+    bool uses_blas;                      /* runs BLAS/LAPACK: needs more address space (util/limits.h) */
 } sm_command;
 
 int cmd_inspect(int argc, char **argv);

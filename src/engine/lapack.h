@@ -2,7 +2,8 @@
  *
  * Column-major, every argument by pointer, trailing hidden lengths for CHARACTER arguments
  * (gfortran's ABI; passing them keeps the call well-defined under LTO and tail calls).
- * Only src/engine and src/forward include this header or cblas.h. A row-major symmetric
+ * Only src/engine and src/forward include this header or cblas.h (and util/limits.c, which makes
+ * OpenBLAS map its buffer early). A row-major symmetric
  * matrix is its own column-major transpose, so upper (row-major) = 'L' (column-major). */
 #ifndef SM_LAPACK_H
 #define SM_LAPACK_H

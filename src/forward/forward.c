@@ -4,6 +4,7 @@
 #include "forward/moelayer.h"
 #include "forward/route.h"
 #include "util/diag.h"
+#include "util/limits.h"
 #include "util/mem.h"
 
 #include <cblas.h>
@@ -362,12 +363,13 @@ static void *layer_thread(void *arg)
     return NULL;
 }
 
-/* Threads for the forward pass: SUBMOE_THREADS, else the online CPUs (at most 64). */
+/* Threads for the forward pass: SUBMOE_THREADS, else the online CPUs (at most 64); one under an
+ * address-space limit, where each would need its own BLAS buffer (util/limits.h). */
 static int forward_threads(void)
 {
     const char *e = getenv("SUBMOE_THREADS");
     long v = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-    return v < 1 ? 1 : v > 64 ? 64 : (int)v;
+    return sm_limits_threads(v < 1 ? 1 : v > 64 ? 64 : (int)v);
 }
 
 int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, const sm_forward_opts *o)

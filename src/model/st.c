@@ -4,6 +4,7 @@
 #include "util/diag.h"
 #include "util/fault.h"
 #include "util/fileio.h"
+#include "util/limits.h"
 #include "util/mapguard.h"
 #include "util/mem.h"
 
@@ -290,7 +291,11 @@ st_file *st_open(const char *path)
     void *map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        sm_err("%s: cannot map: %s", path, strerror(errno));
+        if (errno == ENOMEM && sm_limits_address_kib()) /* say why: the limit, not the machine */
+            sm_err("%s: cannot map its %llu bytes: out of memory (the address-space limit, ulimit -v, is %llu KiB)",
+                   path, (unsigned long long)f->size, sm_limits_address_kib());
+        else
+            sm_err("%s: cannot map: %s", path, strerror(errno));
         st_close(f);
         return NULL;
     }

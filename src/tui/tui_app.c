@@ -483,6 +483,15 @@ int tui_run(const tui_options *o)
     const char *nc = getenv("NO_COLOR");
     if (nc && *nc)
         a->s.color = false;
+    /* The worker first, while the terminal is untouched: a thread that cannot be created
+     * (thread or address-space limits) is one message, not a workbench that never answers. */
+    pthread_t th;
+    int err = pthread_create(&th, NULL, worker, a);
+    if (err) {
+        sm_err("cannot start the workbench's worker thread: %s", strerror(err));
+        free_app(a);
+        return -1;
+    }
     sm_signals_save_terminal(); /* for a second Ctrl-C while a step cannot be cancelled */
     sm_warn_handler_set(on_warning, a);
     initscr();
@@ -493,8 +502,6 @@ int tui_run(const tui_options *o)
     timeout(100);
     curs_set(0);
     tui_draw_init_colors(&a->s);
-    pthread_t th;
-    pthread_create(&th, NULL, worker, a);
     tui_push(a, (tui_job){TUI_JOB_CALIB, 0, 0, false, false});
     int frame = 0;
     bool quit = false;

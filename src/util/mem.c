@@ -1,10 +1,25 @@
 #include "util/mem.h"
 #include "util/diag.h"
+#include "util/limits.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* "out of memory (N bytes)", naming the address-space limit when there is one: that is
+ * usually why. */
+static const char *oom_message(unsigned long long bytes)
+{
+    static _Thread_local char msg[160];
+    unsigned long long kib = sm_limits_address_kib();
+    if (kib)
+        snprintf(msg, sizeof msg, "out of memory (%llu bytes; the address-space limit, ulimit -v, is %llu KiB)",
+                 bytes, kib);
+    else
+        snprintf(msg, sizeof msg, "out of memory (%llu bytes)", bytes);
+    return msg;
+}
 
 void *sm_alloc(size_t n, size_t size)
 {
@@ -15,7 +30,7 @@ void *sm_alloc(size_t n, size_t size)
     }
     void *p = malloc(total ? total : 1);
     if (!p)
-        sm_err("out of memory allocating %llu bytes", (unsigned long long)total);
+        sm_err("%s", oom_message(total));
     return p;
 }
 
@@ -28,7 +43,7 @@ void *sm_zalloc(size_t n, size_t size)
     }
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
-        sm_err("out of memory allocating %llu bytes", (unsigned long long)total);
+        sm_err("%s", oom_message(total));
     return p;
 }
 
@@ -42,7 +57,7 @@ float *sm_alloc_f32(size_t n)
     total = (total + 63) & ~(uint64_t)63;
     void *p = NULL;
     if (posix_memalign(&p, 64, total ? total : 64) != 0) {
-        sm_err("out of memory allocating %llu bytes", (unsigned long long)total);
+        sm_err("%s", oom_message(total));
         return NULL;
     }
     return p;
@@ -52,7 +67,7 @@ void *xmalloc(size_t size)
 {
     void *p = malloc(size ? size : 1);
     if (!p)
-        sm_die("out of memory allocating %zu bytes", size);
+        sm_die("%s", oom_message(size));
     return p;
 }
 
@@ -60,7 +75,7 @@ void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
-        sm_die("out of memory allocating %zu x %zu bytes", n, size);
+        sm_die("%s", oom_message((unsigned long long)n * size));
     return p;
 }
 
@@ -68,7 +83,7 @@ void *xrealloc(void *p, size_t size)
 {
     void *q = realloc(p, size ? size : 1);
     if (!q)
-        sm_die("out of memory allocating %zu bytes", size);
+        sm_die("%s", oom_message(size));
     return q;
 }
 

@@ -92,6 +92,9 @@ void sm_signals_install(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    /* A file-size limit (ulimit -f) is a write error like a full disk: with SIGXFSZ ignored the
+     * write fails with EFBIG, and the writers report it and remove their temporaries. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 int sm_interrupted(void) { return received ? received : sm_mapguard_tripped() ? SIGBUS : 0; }

@@ -7,7 +7,8 @@
  * "interrupted". Either way the normal error path removes temporaries, and nothing is renamed into
  * place once a signal has arrived. A second signal does not wait for that: see
  * sm_signals_save_terminal. main() then re-raises the signal so that the exit status is the
- * conventional one (130 for SIGINT, 143 for SIGTERM). */
+ * conventional one (130 for SIGINT, 143 for SIGTERM). SIGXFSZ (ulimit -f) is ignored: writes past
+ * the limit fail with EFBIG and are reported like any write error. */
 #ifndef SM_SIGNALS_H
 #define SM_SIGNALS_H
 
