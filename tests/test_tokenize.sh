@@ -116,6 +116,20 @@ else
 fi
 tokenize "$DEMO" "$tmp/one.txt" "$tmp/one.txt" -o "$tmp/two.u32"
 if [ "$(wc -c <"$tmp/two.u32")" -eq 128 ]; then ok "two files, 2 x 16 ids"; else bad "two files: $(wc -c <"$tmp/two.u32") bytes"; fi
+# -o never lands on an input (util/iopaths.h): the text file, the tokenizer, the model's files.
+cp -r "$DEMO" "$tmp/demo-copy"
+cp "$tmp/one.txt" "$tmp/one-copy.txt"
+for target in "$tmp/one-copy.txt" "$tmp/demo-copy/tokenizer.json" "$tmp/demo-copy/config.json" "$tmp/demo-copy"; do
+    before=$(cksum <"$tmp/one-copy.txt"; find "$tmp/demo-copy" -type f -exec cksum {} + | sort)
+    tokenize "$tmp/demo-copy" "$tmp/one-copy.txt" -o "$target" 2>"$tmp/err"
+    status=$?
+    after=$(cksum <"$tmp/one-copy.txt"; find "$tmp/demo-copy" -type f -exec cksum {} + | sort)
+    if [ $status -eq 1 ] && [ "$before" = "$after" ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -qF "$target" "$tmp/err"; then
+        ok "-o $(basename "$target"), an input: refused, nothing changed"
+    else
+        bad "-o $(basename "$target"), an input: status $status"; cat "$tmp/err"
+    fi
+done
 
 # 6. Broken tokenizers: one line with file and JSON path, exit 1, no output.
 for dir in "$SRCDIR"/tests/corrupt-tok/*/; do

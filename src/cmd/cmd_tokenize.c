@@ -6,6 +6,7 @@
 #include "text/tok_utf8.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/iopaths.h"
 #include "util/mem.h"
 #include "util/signals.h"
 
@@ -109,6 +110,23 @@ static int run_encode(sm_tok *tok, char **files, int n, const tok_opts *o)
     return rc;
 }
 
+/* -o never lands on the tokenizer, the model it belongs to or a text file (util/iopaths.h). */
+static int check_output(const char *model, char **files, int n, const char *output)
+{
+    sm_paths inputs = {0}, outputs = {0};
+    if (sm_is_dir(model))
+        sm_paths_add_model(&inputs, model);
+    else
+        sm_paths_add(&inputs, "tokenizer", model);
+    for (int i = 0; i < n; i++)
+        sm_paths_add(&inputs, "text file", files[i]);
+    sm_paths_add(&outputs, "token file", output);
+    int rc = sm_check_output_paths(&inputs, &outputs);
+    sm_paths_free(&inputs);
+    sm_paths_free(&outputs);
+    return rc;
+}
+
 static int run_decode(sm_tok *tok, char **files, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -148,13 +166,17 @@ int cmd_tokenize(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    char **files = argv + optind + 1;
+    int n = argc - optind - 1;
+    if (o.output && check_output(argv[optind], files, n, o.output)) {
+        fprintf(stderr, "submoe tokenize: %s\n", sm_errmsg());
+        return 1;
+    }
     sm_tok *tok = sm_tok_load(argv[optind]);
     if (!tok) {
         fprintf(stderr, "submoe tokenize: %s\n", sm_errmsg());
         return 1;
     }
-    char **files = argv + optind + 1;
-    int n = argc - optind - 1;
     int rc = o.decode ? run_decode(tok, files, n) : run_encode(tok, files, n, &o);
     sm_tok_free(tok);
     if (rc) {
