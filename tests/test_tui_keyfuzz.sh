@@ -85,7 +85,7 @@ session() {
     T resize-window -t wb -x "$cols" -y "$rows" >/dev/null 2>&1
     touch "$dir/stop"
     i=0
-    while [ $i -lt 120 ] && ! T capture-pane -t wb -p 2>/dev/null | grep -q FUZZ-DONE; do
+    while [ $i -lt 60 ] && ! T capture-pane -t wb -p 2>/dev/null | grep -q FUZZ-DONE; do
         T send-keys -t wb Escape 2>/dev/null
         sleep 0.2
         T send-keys -t wb Escape q 2>/dev/null
