@@ -76,6 +76,8 @@ static int group_by_size(const tui_layer_plan *p, bool largest, int except)
 
 void tui_plan_group_count(tui_layer_plan *p, int k)
 {
+    if (p->n < 1)
+        return;
     k = k < 1 ? 1 : k > p->n ? p->n : k;
     if (!tui_plan_consistent(p) && tui_plan_set_groups(p, p->assign) != 0) {
         for (int i = 0; i < p->n; i++) /* labels out of range: start from a round robin */
@@ -90,12 +92,12 @@ void tui_plan_group_count(tui_layer_plan *p, int k)
         p->k--;
     }
     while (p->k < k) { /* the largest group's last member starts a new one (k < n: it has two) */
-        int big = group_by_size(p, true, -1);
-        for (int i = p->n - 1; i >= 0; i--)
-            if (p->assign[i] == big) {
-                p->assign[i] = p->k++;
-                break;
-            }
+        int big = group_by_size(p, true, -1), i = p->n - 1;
+        while (i >= 0 && p->assign[i] != big)
+            i--;
+        if (i < 0)
+            break; /* never: every group has a member */
+        p->assign[i] = p->k++;
     }
 }
 

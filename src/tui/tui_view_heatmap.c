@@ -72,8 +72,8 @@ void tui_view_heatmap_draw(const tui_state *s, const tui_rect *r)
         tc_put(r->y + 2, r->x + 2, r->w - 4, "statistics not computed yet (calibrating)");
         return;
     }
-    if (d->n != p->n || !tui_plan_consistent(p)) { /* never: the statistics are of the layer's experts */
-        tc_put(r->y + 2, r->x + 2, r->w - 4, "statistics of %d experts for %d", d->n, p->n);
+    if (d->n != p->n) { /* never: the statistics are of the layer's experts; S is d->n × d->n */
+        tc_put(r->y + 2, r->x + 2, r->w - 4, "statistics of %d experts for a layer of %d", d->n, p->n);
         return;
     }
     if (!d->sim[s->sim_kind]) {
