@@ -11,7 +11,7 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuigroups.XXXXXX")
 sock="$tmp/tmux.sock"
 T() { tmux -S "$sock" "$@"; }
-trap 'T kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
+trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
 fail=0
 n=0
 check() { # check NAME COMMAND...
@@ -37,6 +37,7 @@ wait_for() { # wait_for REGEX [SECONDS] (wall-clock: a loaded machine slows the 
 run() {
     name=$1 keys=$2 expect=$3
     rm -f "$tmp/err"
+    sock="$tmp/tmux$n.sock" # a server of its own: a killed one may still hold the old socket
     T new-session -d -s wb -x 80 -y 24 \
         "cd '$tmp' && TERM=xterm-256color LANG=C.UTF-8 timeout --foreground 120 '$SUBMOE' tui '$tmp/m' --calib '$tmp/m.stats' 2>'$tmp/err'; echo EXIT=\$?; sleep 600"
     wait_for 'calibrated on' 60
