@@ -165,8 +165,9 @@ static void default_layer_plan(tui_layer_plan *p, int n, int top_k)
 {
     memset(p, 0, sizeof *p);
     p->n = n;
-    p->k = (int)lround(n * 0.75);
-    p->k = p->k < top_k ? top_k : p->k > n ? n : p->k;
+    int k = (int)lround(n * 0.75);
+    k = k < top_k ? top_k : k;
+    p->k = k > n ? n : k < 1 ? 1 : k; /* no empty group, even with fewer experts than top-k */
     for (int i = 0; i < n; i++)
         p->assign[i] = i % p->k; /* until calibration clusters them */
     p->is_auto = SM_APPLY_DEFAULT_AUTO;
@@ -205,15 +206,16 @@ int tui_app_load_plan(tui_app *a, const char *path)
         a->algo[l] = eff.clustering;
         a->sim[l] = eff.similarity;
         a->have_groups[l] = false;
-        if (pl && pl->n_groups) {
-            tp->k = pl->n_groups;
+        if (pl && pl->n_groups) { /* sm_plan_check_model: every expert in exactly one group */
+            int assign[TUI_MAX_EXPERTS] = {0};
             for (int g = 0; g < pl->n_groups; g++)
                 for (int e = 0; e < pl->group_len[g]; e++)
-                    tp->assign[pl->groups[g][e]] = g;
+                    assign[pl->groups[g][e]] = g;
+            tui_plan_set_groups(tp, assign);
             a->have_groups[l] = true;
             tp->groups_auto = false;
         } else if (pl && pl->s.has_experts) {
-            tp->k = pl->s.experts;
+            tui_plan_group_count(tp, pl->s.experts); /* until calibration clusters them */
         } else if (target) {
             a->planner_pending = true; /* counts and groups from the planner after calibration */
         }
@@ -510,6 +512,7 @@ int tui_run(const tui_options *o)
         int cols, rows;
         getmaxyx(stdscr, rows, cols);
         pthread_mutex_lock(&a->mu);
+        tui_selection_settle(&a->s); /* the worker may have changed what the cursors select */
         tui_draw(&a->s, cols, rows);
         /* the spectrum view asks for its spectrum whenever the shown group's members changed */
         const tui_state *s = &a->s;

@@ -113,7 +113,7 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
                                sm_monitor_span_init(&span, mon, 0.7 + 0.3 * l / c->n_layers,
                                                     0.7 + 0.3 * (l + 1) / c->n_layers),
                                &an);
-        int assign[TUI_MAX_EXPERTS], k = 0;
+        int assign[TUI_MAX_EXPERTS];
         bool got = false;
         pthread_mutex_lock(&a->mu);
         tui_layer_plan p = a->s.plan[l];
@@ -121,7 +121,6 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
         pthread_mutex_unlock(&a->mu);
         if (!rc && !a->have_groups[l] && (p.is_auto || sm_merge_method_merges(p.method))) {
             if (planned && planned[l].assign && (planned[l].k == p.k || a->planner_pending)) {
-                k = planned[l].k;
                 memcpy(assign, planned[l].assign, sizeof(int) * (size_t)p.n);
                 got = true;
             } else {
@@ -130,7 +129,6 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
                 free(co);
                 j.groups = NULL;
                 rc = sm_layer_cluster(a->calib, &ml, &j, NULL, assign);
-                k = p.k;
                 got = !rc;
             }
         }
@@ -148,9 +146,8 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
             }
             d->have_stats = true;
         }
-        if (got) {
-            memcpy(a->s.plan[l].assign, assign, sizeof(int) * (size_t)p.n);
-            a->s.plan[l].k = k;
+        if (got) { /* unless the user edited the groups meanwhile: then those are the plan's */
+            tui_adopt_groups(&a->s, l, &p, assign);
             a->have_groups[l] = true; /* from now on the state's groups are the plan's */
         }
         pthread_mutex_unlock(&a->mu);
@@ -204,17 +201,11 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
     }
     pthread_mutex_lock(&a->mu);
     tui_layer_data *d = &a->s.data[l];
-    tui_layer_plan *tp = &a->s.plan[l];
     /* auto chose other groups than the clustering's (dominant ones): adopt them, unless the layer
      * was edited meanwhile — the plan then means what was previewed */
     if (p.is_auto && p.groups_auto && sm_merge_method_merges(b.merged.method) && a->s.plan_gen[l] == gen &&
-        memcmp(tp->assign, b.assign, sizeof(int) * (size_t)p.n) != 0) {
-        memcpy(tp->assign, b.assign, sizeof(int) * (size_t)p.n);
-        gen = ++a->s.plan_gen[l];
-        tp->n_group_ranks = 0;
-        if (a->s.layer == l)
-            a->s.ci = a->s.cj = a->s.spec_cluster = 0;
-    }
+        b.assign && tui_adopt_groups(&a->s, l, &p, b.assign))
+        gen = a->s.plan_gen[l];
     d->have_preview = true;
     d->preview_gen = gen;
     d->output_error = b.output_error;
@@ -256,13 +247,8 @@ static int job_recluster(tui_app *a, int l, const sm_monitor *mon)
     if (rc)
         return -1;
     pthread_mutex_lock(&a->mu);
-    tui_layer_plan *tp = &a->s.plan[l];
-    if (tp->k == p.k) { /* unless edited again meanwhile (that edit queued its own re-cluster) */
-        memcpy(tp->assign, assign, sizeof(int) * (size_t)p.n);
-        a->s.plan_gen[l]++;
-        if (a->s.layer == l && a->s.spec_cluster >= tp->k)
-            a->s.spec_cluster = 0;
-    }
+    /* unless the groups were edited meanwhile (a - or + queued its own re-cluster) */
+    tui_adopt_groups(&a->s, l, &p, assign);
     pthread_mutex_unlock(&a->mu);
     return job_preview(a, l, false, mon);
 }

@@ -194,14 +194,12 @@ static int cluster_key(tui_state *s, tui_layer_plan *p, int key, const int *orde
     for (int q = 0; q < n; q++)
         if (neworder[q] == ei)
             s->ci = q;
-    if (s->spec_cluster >= p->k)
-        s->spec_cluster = 0;
     status(s, false, "layer %d: %s (%d groups)", s->layer,
            key == 'm' ? "expert moved" : key == 'n' ? "new group" : "groups merged", p->k);
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
 }
 
-int tui_key(tui_state *s, int key)
+static int key_action(tui_state *s, int key)
 {
     if (s->dialog != TUI_DIALOG_NONE)
         return dialog_key(s, key);
@@ -354,10 +352,9 @@ int tui_key(tui_state *s, int key)
             return TUI_ACT_REDRAW;
         }
         tui_edit_begin(s, s->layer);
-        p->k += key == '+' ? 1 : -1;
+        /* groups at the new count now (the views walk them), k-means ones when they arrive */
+        tui_plan_group_count(p, p->k + (key == '+' ? 1 : -1));
         p->n_group_ranks = 0; /* groups are relabelled */
-        if (s->spec_cluster >= p->k)
-            s->spec_cluster = 0;
         status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, p->k,
                (unsigned long long)s->seed);
         return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
@@ -437,4 +434,11 @@ int tui_key(tui_state *s, int key)
     default:
         return TUI_ACT_NONE;
     }
+}
+
+int tui_key(tui_state *s, int key)
+{
+    int act = key_action(s, key);
+    tui_selection_settle(s); /* whatever the key changed, the cursors stay inside */
+    return act;
 }

@@ -27,19 +27,78 @@ void tui_state_free_data(tui_state *s)
     }
 }
 
-/* Relabel clusters 0..k-1 in order of first appearance (the plan's canonical form). */
-static void canonical(tui_layer_plan *p)
+int tui_plan_set_groups(tui_layer_plan *p, const int *assign)
 {
-    int map[TUI_MAX_EXPERTS], next = 0;
-    for (int c = 0; c < TUI_MAX_EXPERTS; c++)
-        map[c] = -1;
+    bool used[TUI_MAX_EXPERTS] = {false};
     for (int i = 0; i < p->n; i++) {
-        int c = p->assign[i];
-        if (map[c] < 0)
-            map[c] = next++;
-        p->assign[i] = map[c];
+        if (assign[i] < 0 || assign[i] >= TUI_MAX_EXPERTS)
+            return -1;
+        used[assign[i]] = true;
     }
-    p->k = next;
+    /* labels in their order, without the empty ones: 0..k-1 */
+    int map[TUI_MAX_EXPERTS], k = 0;
+    for (int c = 0; c < TUI_MAX_EXPERTS; c++)
+        map[c] = used[c] ? k++ : -1;
+    for (int i = 0; i < p->n; i++)
+        p->assign[i] = map[assign[i]];
+    p->k = k;
+    return 0;
+}
+
+bool tui_plan_consistent(const tui_layer_plan *p)
+{
+    if (p->n < 1 || p->n > TUI_MAX_EXPERTS || p->k < 1 || p->k > p->n)
+        return false;
+    int size[TUI_MAX_EXPERTS] = {0};
+    for (int i = 0; i < p->n; i++) {
+        if (p->assign[i] < 0 || p->assign[i] >= p->k)
+            return false;
+        size[p->assign[i]]++;
+    }
+    for (int c = 0; c < p->k; c++)
+        if (!size[c])
+            return false;
+    return true;
+}
+
+/* The smallest (largest) group; ties go to the later label, so the first groups keep their
+ * members. */
+static int group_by_size(const tui_layer_plan *p, bool largest, int except)
+{
+    int best = -1, best_size = 0;
+    for (int c = 0; c < p->k; c++) {
+        int m = tui_cluster_size(p, c);
+        if (c != except && (best < 0 || (largest ? m >= best_size : m <= best_size)))
+            best = c, best_size = m;
+    }
+    return best;
+}
+
+void tui_plan_group_count(tui_layer_plan *p, int k)
+{
+    if (p->n < 1)
+        return;
+    k = k < 1 ? 1 : k > p->n ? p->n : k;
+    if (!tui_plan_consistent(p) && tui_plan_set_groups(p, p->assign) != 0) {
+        for (int i = 0; i < p->n; i++) /* labels out of range: start from a round robin */
+            p->assign[i] = i % k;
+        p->k = k;
+    }
+    while (p->k > k) { /* the two smallest groups become one */
+        int a = group_by_size(p, false, -1), b = group_by_size(p, false, a);
+        int keep = a < b ? a : b, gone = a < b ? b : a;
+        for (int i = 0; i < p->n; i++)
+            p->assign[i] = p->assign[i] == gone ? keep : p->assign[i] > gone ? p->assign[i] - 1 : p->assign[i];
+        p->k--;
+    }
+    while (p->k < k) { /* the largest group's last member starts a new one (k < n: it has two) */
+        int big = group_by_size(p, true, -1), i = p->n - 1;
+        while (i >= 0 && p->assign[i] != big)
+            i--;
+        if (i < 0)
+            break; /* never: every group has a member */
+        p->assign[i] = p->k++;
+    }
 }
 
 void tui_edit_begin(tui_state *s, int layer)
@@ -79,8 +138,10 @@ int tui_move_expert(tui_state *s, int layer, int expert, int cluster)
         return 1;
     tui_edit_begin(s, layer);
     p->groups_auto = false;
-    p->assign[expert] = cluster == p->k ? TUI_MAX_EXPERTS - 1 : cluster; /* a new cluster, relabelled below */
-    canonical(p);
+    int assign[TUI_MAX_EXPERTS];
+    memcpy(assign, p->assign, sizeof(int) * (size_t)p->n);
+    assign[expert] = cluster == p->k ? TUI_MAX_EXPERTS - 1 : cluster; /* a new group, relabelled k */
+    tui_plan_set_groups(p, assign);
     clear_group_ranks(p);
     return 0;
 }
@@ -92,10 +153,10 @@ int tui_merge_clusters(tui_state *s, int layer, int a, int b)
         return -1;
     tui_edit_begin(s, layer);
     p->groups_auto = false;
+    int assign[TUI_MAX_EXPERTS];
     for (int i = 0; i < p->n; i++)
-        if (p->assign[i] == b)
-            p->assign[i] = a;
-    canonical(p);
+        assign[i] = p->assign[i] == b ? a : p->assign[i];
+    tui_plan_set_groups(p, assign);
     clear_group_ranks(p);
     return 0;
 }
@@ -178,8 +239,7 @@ static bool swap_plan(tui_state *s, bool undo)
         s->layer = l;
         s->ci = s->cj = s->spec_cluster = 0;
     }
-    if (s->spec_cluster >= s->plan[l].k)
-        s->spec_cluster = 0;
+    tui_selection_settle(s);
     s->modified = true;
     return true;
 }
@@ -201,7 +261,40 @@ int tui_cluster_order(const tui_layer_plan *p, int *order)
         for (int i = 0; i < p->n; i++)
             if (p->assign[i] == c)
                 order[pos++] = i;
+    /* every caller walks n entries: experts of a group beyond k (never, with the groups set
+     * through tui_plan_set_groups) go last rather than leave the tail unset */
+    for (int i = 0; i < p->n; i++)
+        if (p->assign[i] < 0 || p->assign[i] >= p->k)
+            order[pos++] = i;
     return pos;
+}
+
+bool tui_adopt_groups(tui_state *s, int layer, const tui_layer_plan *asked, const int *assign)
+{
+    tui_layer_plan *p = &s->plan[layer];
+    if (p->n != asked->n || p->k != asked->k || memcmp(p->assign, asked->assign, sizeof(int) * (size_t)p->n))
+        return false; /* the groups were edited since the job read them: its result is stale */
+    tui_layer_plan next = *p;
+    if (tui_plan_set_groups(&next, assign) || !memcmp(next.assign, p->assign, sizeof(int) * (size_t)p->n))
+        return false;
+    *p = next;
+    p->n_group_ranks = 0; /* the groups are relabelled */
+    s->plan_gen[layer]++;
+    tui_selection_settle(s);
+    return true;
+}
+
+void tui_selection_settle(tui_state *s)
+{
+    if (s->n_layers < 1)
+        return;
+    s->layer = s->layer < 0 ? 0 : s->layer >= s->n_layers ? s->n_layers - 1 : s->layer;
+    const tui_layer_plan *p = &s->plan[s->layer];
+    int last = p->n > 0 ? p->n - 1 : 0;
+    s->ci = s->ci < 0 ? 0 : s->ci > last ? last : s->ci;
+    s->cj = s->cj < 0 ? 0 : s->cj > last ? last : s->cj;
+    if (s->spec_cluster < 0 || s->spec_cluster >= p->k)
+        s->spec_cluster = 0;
 }
 
 int tui_cluster_size(const tui_layer_plan *p, int c)

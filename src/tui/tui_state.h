@@ -149,6 +149,26 @@ void tui_state_free_data(tui_state *s);
 /* Handle one key (curses key codes or characters). Returns tui_action flags. */
 int tui_key(tui_state *s, int key);
 
+/* A layer's groups are consistent when 1 ≤ k ≤ n, every label is in [0, k) and no group is
+ * empty: the views, the keys and the jobs walk them that way. Every change of the groups goes
+ * through tui_plan_set_groups or tui_plan_group_count, which keep it so.
+ * Set the groups from labels in [0, TUI_MAX_EXPERTS): relabelled 0..k-1 in their order, empty
+ * labels dropped, k counted. -1 (p unchanged) for a label out of range. */
+int tui_plan_set_groups(tui_layer_plan *p, const int *assign);
+bool tui_plan_consistent(const tui_layer_plan *p);
+/* Change the group count to k (clamped to 1..n) at once: the two smallest groups merge, or the
+ * largest gives its last member a group of its own, until there are k. The re-clustering the
+ * user asked for (- and +) replaces them when it arrives; until then the plan is consistent. */
+void tui_plan_group_count(tui_layer_plan *p, int k);
+/* A worker's groups for a layer, computed from the plan `asked` (its copy when the job started):
+ * adopted only when the layer's groups are still those, and the labels valid. Group ranks are
+ * dropped, the plan's generation bumped, the selection settled. Returns whether the groups
+ * changed. */
+bool tui_adopt_groups(tui_state *s, int layer, const tui_layer_plan *asked, const int *assign);
+/* Keep the selection inside what it selects: the layer, the heatmap cursor within its n
+ * experts, the spectrum's group within its k groups. After every key and every worker result. */
+void tui_selection_settle(tui_state *s);
+
 /* Edits (each records undo and marks the plan modified). */
 void tui_edit_begin(tui_state *s, int layer);
 int tui_move_expert(tui_state *s, int layer, int expert, int cluster); /* cluster == k: a new one */
@@ -166,7 +186,7 @@ bool tui_undo(tui_state *s);
 bool tui_redo(tui_state *s);
 void tui_clear_history(tui_state *s);
 
-/* Experts of a layer in cluster order (order[pos] = expert). Returns n. */
+/* Experts of a layer in cluster order (order[pos] = expert). Returns n: all of them, always. */
 int tui_cluster_order(const tui_layer_plan *p, int *order);
 /* Parameters of a layer's routed experts after the plan (its latest fresh preview when there is
  * one, else a dense estimate with factors counted by rank). */

@@ -72,6 +72,10 @@ void tui_view_heatmap_draw(const tui_state *s, const tui_rect *r)
         tc_put(r->y + 2, r->x + 2, r->w - 4, "statistics not computed yet (calibrating)");
         return;
     }
+    if (d->n != p->n) { /* never: the statistics are of the layer's experts; S is d->n × d->n */
+        tc_put(r->y + 2, r->x + 2, r->w - 4, "statistics of %d experts for a layer of %d", d->n, p->n);
+        return;
+    }
     if (!d->sim[s->sim_kind]) {
         tc_put(r->y + 2, r->x + 2, r->w - 4, "%s similarity is not available for this layer (s switches)",
                kinds[s->sim_kind]);
@@ -169,7 +173,7 @@ void tui_view_heatmap_detail(const tui_state *s, int y, int x, int w)
     const tui_layer_data *d = &s->data[s->layer];
     const tui_layer_plan *p = &s->plan[s->layer];
     int order[TUI_MAX_EXPERTS], n = tui_cluster_order(p, order);
-    if (!d->have_stats || s->ci >= n || s->cj >= n) {
+    if (!d->have_stats || d->n != p->n || s->ci >= n || s->cj >= n) {
         tc_put(y, x, w, "statistics not computed yet");
         return;
     }
