@@ -93,6 +93,11 @@ int sm_mc_task_parse(const char *name, const char *text, size_t len, sm_mc_task 
         json_error_t je;
         /* JSON_ALLOW_NUL off: a \u0000 in a string is refused, so texts stay C strings */
         json_t *o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
+        if (!o && strstr(je.text, "\\u0000")) {
+            sm_err("%s:%d: a string holds \\u0000 (NUL), which texts cannot contain", name, line);
+            sm_mc_task_free(out);
+            return -1;
+        }
         if (!o) {
             sm_err("%s:%d: not valid JSON: %s (column %d)", name, line, je.text, je.column);
             sm_mc_task_free(out);
