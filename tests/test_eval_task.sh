@@ -103,8 +103,8 @@ check "no tokenizer.json: exit 1, one message naming it ($(cat "$tmp/err"))" \
 # Usage errors: exit 2.
 "$SUBMOE" eval "$demo" --task "$tmp/a.jsonl" --tokens "$SRCDIR/data/heldout.u32" >"$tmp/out" 2>"$tmp/err"
 check "--task with --tokens: exit 2" '[ $? -eq 2 ] && grep -q "do not go together" "$tmp/err"'
-"$SUBMOE" eval "$demo" --tokens "$SRCDIR/data/heldout.u32" --bos >"$tmp/out" 2>"$tmp/err"
-check "--bos without --task: exit 2" '[ $? -eq 2 ] && grep -q "need --task" "$tmp/err"'
+"$SUBMOE" eval "$demo" --tokens "$SRCDIR/data/heldout.u32" --no-special >"$tmp/out" 2>"$tmp/err"
+check "--no-special without --task: exit 2" '[ $? -eq 2 ] && grep -q "need --task" "$tmp/err"'
 "$SUBMOE" eval "$demo" --task "$tmp/a.jsonl" --delimiter "$(printf '\377')" >"$tmp/out" 2>"$tmp/err"
 check "--delimiter that is not UTF-8: exit 2" '[ $? -eq 2 ] && grep -q "not valid UTF-8" "$tmp/err"'
 

@@ -65,7 +65,8 @@ static void run_fixture(const char *path)
     int prc = sm_mc_task_parse("fixture.jsonl", text, strlen(text), &t);
     CHECK(m && tok && prc == 0, "%s: model, tokenizer and task load %s", arch, m && tok && !prc ? "" : sm_errmsg());
     if (m && tok && !prc) {
-        sm_mc_opts o = {.delimiter = json_string_value(json_object_get(fx, "delimiter")), .quiet = true};
+        sm_mc_opts o = {.delimiter = json_string_value(json_object_get(fx, "delimiter")), .add_special = true,
+                         .quiet = true};
         sm_mc_scores s;
         int rc = sm_mc_score(m, tok, &t, &o, &s);
         CHECK(rc == 0, "%s: scores %s", arch, rc ? sm_errmsg() : "");

@@ -33,9 +33,10 @@ Usage: /usr/bin/python3 tools/ref_forward.py --submoe BUILD/src/submoe [--out te
 --system-site-packages over Debian's python3-torch.)
 Zero-shot multiple choice (`submoe eval --task`), as lm-eval-harness's multiple_choice with HFLM:
   continuation = delimiter + choice; trailing whitespace of the context moves to the continuation;
-  whole = encode(context + continuation), ctx = encode(context) (no special tokens: HFLM's
-  add_bos_token=False), continuation tokens = whole[len(ctx):]; score = sum of log_softmax over
-  them; acc = argmax(ll) == gold, acc_norm = argmax(ll / len(choice)) == gold (len in characters).
+  whole = encode(context + continuation), ctx = encode(context) (with the tokenizer's special
+  tokens, as HFLM when add_bos_token is unset; --no-special: add_bos_token=False), continuation
+  tokens = whole[len(ctx):]; score = sum of log_softmax over them; acc = argmax(ll) == gold,
+  acc_norm = argmax(ll / len(choice)) == gold (len in characters).
 --task-fixtures writes tests/fixtures/task-ARCH.json (a synth model per architecture, a small
 BPE tokenizer.json, a task file, the log-likelihoods and accuracies); --task scores a task file
 on a model directory (its tokenizer.json) and prints the per-choice TSV of `submoe eval --items`.
@@ -303,7 +304,7 @@ def py_encode_pair(tok, context, continuation, special):
     return ctx, whole[len(ctx):]
 
 
-def score_task(d, items, delimiter=" ", special=False, batch=32):
+def score_task(d, items, delimiter=" ", special=True):
     """Per item the list of (log-likelihood, continuation tokens) of each choice; acc, acc_norm."""
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
@@ -362,7 +363,7 @@ def task_fixtures(a):
 
 def task_file(a):
     items = [json.loads(line) for line in open(a.task, encoding="utf-8") if line.strip()]
-    lls, acc, acc_norm = score_task(a.model, items, a.delimiter)
+    lls, acc, acc_norm = score_task(a.model, items, a.delimiter, not a.no_special)
     rows = ["file\tline\tchoice\tgold\ttokens\tloglik"]
     lines = [i + 1 for i, line in enumerate(open(a.task, encoding="utf-8")) if line.strip()]
     for it, line, x in zip(items, lines, lls):
@@ -401,6 +402,7 @@ def main():
     ap.add_argument("--task", help="instead: score this task file (JSONL) on --model")
     ap.add_argument("--model", help="model directory for --task (with tokenizer.json)")
     ap.add_argument("--delimiter", default=" ")
+    ap.add_argument("--no-special", action="store_true", help="--task: no BOS/EOS (add_bos_token=False)")
     ap.add_argument("--items-out", help="--task: per-choice TSV as `submoe eval --items`")
     ap.add_argument("--fixture-out", help="--task: acc, acc_norm and the first --subset items' rows")
     ap.add_argument("--subset", type=int, default=40)

@@ -39,7 +39,8 @@ static void usage(FILE *out)
             "\n"
             "  -T, --task FILE       a task file (JSONL); repeat for several\n"
             "      --delimiter STR   target delimiter between context and choice (\" \")\n"
-            "      --bos             encode with the tokenizer's BOS/EOS (lm-eval add_bos_token=True)\n"
+            "      --no-special      encode without the tokenizer's BOS/EOS (lm-eval's add_bos_token=False;\n"
+            "                        by default they are added, as lm-eval's HFLM does when it is unset)\n"
             "      --items FILE      write every choice's log-likelihood as TSV to FILE\n"
             "  -q, --quiet           print only the perplexity (with --task: acc acc_norm per file)\n"
             "  -j, --json            print a JSON object (implies no progress bar)\n"
@@ -72,11 +73,11 @@ int cmd_eval(int argc, char **argv)
         {"tokens", required_argument, NULL, 't'}, {"seq-len", required_argument, NULL, 'n'},
         {"max-tokens", required_argument, NULL, 'm'}, {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {"task", required_argument, NULL, 'T'},
-        {"delimiter", required_argument, NULL, 'D'}, {"bos", no_argument, NULL, 'B'},
+        {"delimiter", required_argument, NULL, 'D'}, {"no-special", no_argument, NULL, 'B'},
         {"items", required_argument, NULL, 'I'}, {NULL, 0, NULL, 0},
     };
     const char *task_files[argc > 0 ? argc : 1]; /* at most one per argument */
-    sm_eval_task_args ta = {.files = task_files};
+    sm_eval_task_args ta = {.files = task_files, .add_special = true};
     bool task_opts = false;
     const char *tokens = NULL;
     long long seq_len = 256, max_tokens = 0;
@@ -87,7 +88,7 @@ int cmd_eval(int argc, char **argv)
         switch (ch) {
         case 'T': ta.files[ta.n_files++] = optarg; break;
         case 'D': ta.delimiter = optarg; task_opts = true; break;
-        case 'B': ta.add_special = true; task_opts = true; break;
+        case 'B': ta.add_special = false; task_opts = true; break;
         case 'I': ta.items_out = optarg; task_opts = true; break;
         case 't': tokens = optarg; break;
         case 'n':
@@ -113,7 +114,7 @@ int cmd_eval(int argc, char **argv)
     const char *problem = optind != argc - 1            ? "expected one MODEL directory"
                           : !tokens && !ta.n_files         ? "--tokens FILE or --task FILE is required"
                           : tokens && ta.n_files           ? "--tokens and --task do not go together"
-                          : task_opts && !ta.n_files       ? "--delimiter, --bos and --items need --task"
+                          : task_opts && !ta.n_files       ? "--delimiter, --no-special and --items need --task"
                           : ta.delimiter && !valid_utf8(ta.delimiter) ? "--delimiter is not valid UTF-8"
                                                            : NULL;
     if (problem) {

@@ -3,7 +3,7 @@
  * For a context c and a choice s the continuation is delimiter + s (default " "). As lm-eval's
  * HFLM._encode_pair: trailing whitespace of c (Python's str.isspace) moves to the continuation;
  * whole = encode(c + continuation), ctx = encode(c without it), and the continuation's tokens are
- * whole[len(ctx):]. The score of a choice is the sum of log p over those tokens, each predicted
+ * whole[len(ctx):] (both encoded with or without the tokenizer's special tokens). The score of a choice is the sum of log p over those tokens, each predicted
  * from everything before it in `whole`. acc: the highest score is the gold one; acc_norm: the
  * highest score divided by the choice's length in characters (Unicode code points, as Python's
  * len(str) that lm-eval uses); ties go to the first choice (numpy argmax). Standard errors are
@@ -21,7 +21,8 @@
 
 typedef struct sm_mc_opts {
     const char *delimiter;  /* lm-eval's target_delimiter; NULL: " " */
-    bool add_special;       /* the tokenizer's BOS/EOS (lm-eval's add_bos_token=True); default off */
+    bool add_special;       /* the tokenizer's BOS/EOS, as lm-eval's HFLM with add_bos_token unset
+                             * (the tokenizer's default); false: add_bos_token=False */
     bool quiet;             /* no progress bar */
     const sm_monitor *mon;  /* cancellation (NULL: none) */
 } sm_mc_opts;
