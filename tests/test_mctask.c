@@ -88,6 +88,8 @@ static void run_fixture(const char *path)
             CHECK(s.acc == json_real_value(json_object_get(fx, "acc")), "%s: acc %.4f", arch, s.acc);
             CHECK(s.acc_norm == json_real_value(json_object_get(fx, "acc_norm")), "%s: acc_norm %.4f", arch,
                   s.acc_norm);
+            CHECK(s.acc_bytes == json_real_value(json_object_get(fx, "acc_bytes")), "%s: acc_bytes %.4f", arch,
+                  s.acc_bytes);
             sm_mc_scores_free(&s);
         }
     }
@@ -110,6 +112,37 @@ static void test_helpers(void)
     CHECK(sm_mc_rstrip_len("a\xe2\x80\x8b", 4) == 4, "U+200B is not whitespace for Python");
     CHECK(sm_mc_rstrip_len("   ", 3) == 0, "all whitespace");
     CHECK(sm_mc_char_len("h\xc3\xa9llo \xe2\x82\xac") == 7, "length in characters, not bytes");
+}
+
+/* acc_norm divides by characters, acc_bytes by UTF-8 bytes (lm-eval): with a 2-character choice
+ * of 6 bytes ("\u20ac\u20ac") against a 4-character ASCII one they pick differently. */
+static void test_metrics(void)
+{
+    const char *text = "{\"context\": \"a\", \"choices\": [\"\u20ac\u20ac\", \"abcd\"], \"gold\": 0}\n"
+                       "{\"context\": \"a\", \"choices\": [\"x\", \"y\"], \"gold\": 1}\n"
+                       "{\"context\": \"a\", \"choices\": [\"x\", \"y\"], \"gold\": 0}\n";
+    sm_mc_task t;
+    int rc = sm_mc_task_parse("m.jsonl", text, strlen(text), &t);
+    CHECK(rc == 0, "metrics task parses %s", rc ? sm_errmsg() : "");
+    if (rc)
+        return;
+    size_t first[4] = {0, 2, 4, 6};
+    /* item 1: -3/2 chars = -1.5 > -4/4 = -1? no: -1.5 < -1 -> acc_norm picks "abcd" (1);
+     *         -3/6 bytes = -0.5 > -1 -> acc_bytes picks the euros (0); raw ll: -3 > -4 -> 0.
+     * items 2, 3: a tie goes to the first choice. */
+    double ll[6] = {-3, -4, -2, -2, -2, -2};
+    int pred[3], pred_norm[3], pred_bytes[3];
+    sm_mc_scores s = {.n = 3, .first = first, .ll = ll, .pred = pred, .pred_norm = pred_norm,
+                      .pred_bytes = pred_bytes};
+    sm_mc_metrics(&t, &s);
+    CHECK(pred[0] == 0 && pred_norm[0] == 1 && pred_bytes[0] == 0, "characters vs bytes: %d %d %d", pred[0],
+          pred_norm[0], pred_bytes[0]);
+    CHECK(pred[1] == 0 && pred[2] == 0, "ties go to the first choice");
+    CHECK(fabs(s.acc - 2.0 / 3) < 1e-12 && fabs(s.acc_norm - 1.0 / 3) < 1e-12 && fabs(s.acc_bytes - 2.0 / 3) < 1e-12,
+          "acc %.4f acc_norm %.4f acc_bytes %.4f", s.acc, s.acc_norm, s.acc_bytes);
+    /* sample standard deviation of (1, 0, 1) / sqrt(3) */
+    CHECK(fabs(s.acc_stderr - sqrt(1.0 / 3) / sqrt(3.0)) < 1e-12, "acc_stderr %.6f (mean_stderr)", s.acc_stderr);
+    sm_mc_task_free(&t);
 }
 
 static void expect_error(const char *text, const char *want)
@@ -148,6 +181,7 @@ int main(void)
     const char *src = getenv("SRCDIR");
     test_helpers();
     test_reader();
+    test_metrics();
     static const char *const archs[] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek"};
     for (size_t i = 0; i < sizeof archs / sizeof *archs; i++) {
         char path[1024];

@@ -67,7 +67,8 @@ def run_lmeval(d, task_file, inc):
                 f"dataset_kwargs:\n  data_files:\n    test: {task_file}\n"
                 "test_split: test\noutput_type: multiple_choice\n"
                 "doc_to_text: \"{{context}}\"\ndoc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{gold}}\"\n"
-                "target_delimiter: \" \"\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+                "target_delimiter: \" \"\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n"
+                "  - metric: acc_bytes\n")
     lm = HFLM(pretrained=d, dtype="float32", device="cpu", batch_size=1)
     res = lm_eval.simple_evaluate(model=lm, tasks=["submoe_check"], num_fewshot=0, log_samples=True,
                                   task_manager=TaskManager(include_path=inc))
@@ -75,7 +76,7 @@ def run_lmeval(d, task_file, inc):
     samples = sorted(res["samples"]["submoe_check"], key=lambda s: s["doc_id"])
     lls = [[float(x[0][0]) for x in s["resps"]] for s in samples]
     args = [[a for a in s["arguments"]] for s in samples]
-    return r["acc,none"], r["acc_norm,none"], lls, args
+    return (r["acc,none"], r["acc_norm,none"], r["acc_bytes,none"]), lls, args
 
 
 def main():
@@ -90,7 +91,7 @@ def main():
     task_file = os.path.join(work, "task.jsonl")
     with open(task_file, "w") as f:
         f.writelines(json.dumps(it) + "\n" for it in TASK_ITEMS)
-    acc, acc_norm, lls, args = run_lmeval(d, task_file, os.path.join(work, "tasks"))
+    (acc, acc_norm, acc_bytes), lls, args = run_lmeval(d, task_file, os.path.join(work, "tasks"))
     tsv = os.path.join(work, "items.tsv")
     out = subprocess.run([a.submoe, "eval", d, "--task", task_file, "--items", tsv, "--json"], check=True,
                          capture_output=True, text=True).stdout
@@ -103,12 +104,13 @@ def main():
     import importlib.metadata as md
     print(json.dumps({"versions": {k: md.version(k) for k in ("lm_eval", "transformers", "torch", "tokenizers",
                                                               "datasets")},
-                      "lm_eval": {"acc": acc, "acc_norm": acc_norm}, "submoe": {"acc": sm["acc"], "acc_norm": sm["acc_norm"]},
+                      "lm_eval": {"acc": acc, "acc_norm": acc_norm, "acc_bytes": acc_bytes},
+                      "submoe": {k: sm[k] for k in ("acc", "acc_norm", "acc_bytes")},
                       "max_abs_loglik_diff": worst, "choices": sum(len(x) for x in lls),
                       "lm_eval_requests_item0": args[0]}, indent=1))
     if not a.keep:
         shutil.rmtree(work)
-    same = abs(acc - sm["acc"]) < 1e-9 and abs(acc_norm - sm["acc_norm"]) < 1e-9  # JSON has 10 digits
+    same = all(abs(x - sm[k]) < 1e-9 for x, k in ((acc, "acc"), (acc_norm, "acc_norm"), (acc_bytes, "acc_bytes")))
     return 0 if worst <= 1e-4 and same else 1
 
 

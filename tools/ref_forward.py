@@ -321,7 +321,7 @@ def score_task(d, items, delimiter=" ", special=True):
             lg, _ = forward(d, torch.tensor([ids]), loaded)
             lp = F.log_softmax(lg[0].double(), dim=-1)
             lls.append((sum(lp[t - 1, ids[t]].item() for t in range(start, len(ids))), len(ids) - start))
-    out, k, hits, hits_norm = [], 0, [], []
+    out, k, hits, hits_norm, hits_bytes = [], 0, [], [], []
     for it in items:
         n = len(it["choices"])
         ll = np.array([v for v, _ in lls[k:k + n]])
@@ -329,6 +329,9 @@ def score_task(d, items, delimiter=" ", special=True):
         k += n
         hits.append(float(np.argmax(ll) == it["gold"]))
         hits_norm.append(float(np.argmax(ll / np.array([float(len(c)) for c in it["choices"]])) == it["gold"]))
+        hits_bytes.append(float(np.argmax(ll / np.array([float(len(c.encode("utf-8"))) for c in it["choices"]]))
+                                == it["gold"]))
+    score_task.acc_bytes = float(np.mean(hits_bytes))  # lm-eval's acc_bytes
     return out, float(np.mean(hits)), float(np.mean(hits_norm))
 
 
@@ -352,7 +355,7 @@ def task_fixtures(a):
             fx = {"arch": arch, "synth": synth, "config": patch or {}, "tokenizer": tj, "delimiter": delim,
                   "task": "".join(json.dumps(it) + "\n" for it in TASK_ITEMS),
                   "loglik": [[v for v, _ in x] for x in lls], "tokens": [[n for _, n in x] for x in lls],
-                  "acc": acc, "acc_norm": acc_norm}
+                  "acc": acc, "acc_norm": acc_norm, "acc_bytes": score_task.acc_bytes}
             path = os.path.join(a.out, f"task-{arch}.json")
             with open(path, "w") as f:
                 json.dump(fx, f, ensure_ascii=False, indent=1)

@@ -26,47 +26,60 @@ static json_t *jnum(double v)
     return isnan(v) ? json_null() : json_real(v);
 }
 
-static json_t *summary_json(const char *file, size_t items, double acc, double acc_se, double norm, double norm_se)
+/* acc, acc_norm, acc_bytes, each followed by its standard error. */
+enum { N_SUMMARY = 6 };
+static const char *const summary_names[N_SUMMARY] = {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
+                                                     "acc_bytes", "acc_bytes_stderr"};
+
+static void summary_of(const sm_mc_scores *s, double v[N_SUMMARY])
+{
+    const double x[N_SUMMARY] = {s->acc, s->acc_stderr, s->acc_norm, s->acc_norm_stderr, s->acc_bytes,
+                                 s->acc_bytes_stderr};
+    memcpy(v, x, sizeof x);
+}
+
+static json_t *summary_json(const char *file, size_t items, const double v[N_SUMMARY])
 {
     json_t *j = json_object();
     if (file)
         json_object_set_new(j, "file", json_string(file));
     json_object_set_new(j, "items", json_integer((json_int_t)items));
-    json_object_set_new(j, "acc", json_real(acc));
-    json_object_set_new(j, "acc_stderr", jnum(acc_se));
-    json_object_set_new(j, "acc_norm", json_real(norm));
-    json_object_set_new(j, "acc_norm_stderr", jnum(norm_se));
+    for (int k = 0; k < N_SUMMARY; k++)
+        json_object_set_new(j, summary_names[k], jnum(v[k]));
     return j;
 }
 
-static void print_row(const char *name, size_t items, double acc, double acc_se, double norm, double norm_se)
+static void print_row(const char *name, size_t items, const double v[N_SUMMARY])
 {
-    char se1[32] = "n/a", se2[32] = "n/a";
-    if (!isnan(acc_se))
-        snprintf(se1, sizeof se1, "%.4f", acc_se);
-    if (!isnan(norm_se))
-        snprintf(se2, sizeof se2, "%.4f", norm_se);
-    printf("%-32s %7zu  %.4f  %7s  %.4f    %7s\n", name, items, acc, se1, norm, se2);
+    printf("%-32s %7zu", name, items);
+    for (int k = 0; k < N_SUMMARY; k++) {
+        if (isnan(v[k]))
+            printf("  %9s", "n/a");
+        else
+            printf("  %9.4f", v[k]);
+    }
+    printf("\n");
 }
 
-/* The mean over tasks (each task counts once) and its standard error sqrt(sum se^2) / k. */
-static void task_mean(const task_run *r, int k, double m[4])
+/* The mean over tasks (each task counts once); its standard error sqrt(sum se^2) / k. */
+static void task_mean(const task_run *r, int k, double m[N_SUMMARY])
 {
-    double v[4] = {0, 0, 0, 0};
-    memset(m, 0, 4 * sizeof *m);
+    memset(m, 0, N_SUMMARY * sizeof *m);
     for (int i = 0; i < k; i++) {
-        m[0] += r[i].s.acc / k;
-        m[2] += r[i].s.acc_norm / k;
-        v[1] += r[i].s.acc_stderr * r[i].s.acc_stderr;
-        v[3] += r[i].s.acc_norm_stderr * r[i].s.acc_norm_stderr;
+        double v[N_SUMMARY];
+        summary_of(&r[i].s, v);
+        for (int q = 0; q < N_SUMMARY; q += 2) {
+            m[q] += v[q] / k;
+            m[q + 1] += v[q + 1] * v[q + 1];
+        }
     }
-    m[1] = sqrt(v[1]) / k;
-    m[3] = sqrt(v[3]) / k;
+    for (int q = 1; q < N_SUMMARY; q += 2)
+        m[q] = sqrt(m[q]) / k;
 }
 
 static void print_results(const sm_eval_task_args *a, const task_run *r, double seconds)
 {
-    double m[4];
+    double m[N_SUMMARY], v[N_SUMMARY];
     task_mean(r, a->n_files, m);
     size_t all = 0;
     for (int i = 0; i < a->n_files; i++)
@@ -74,11 +87,12 @@ static void print_results(const sm_eval_task_args *a, const task_run *r, double 
     if (a->json) {
         json_t *j = json_object(), *tasks = json_array();
         json_object_set_new(j, "model", json_string(a->model));
-        for (int i = 0; i < a->n_files; i++)
-            json_array_append_new(tasks, summary_json(a->files[i], r[i].s.n, r[i].s.acc, r[i].s.acc_stderr,
-                                                      r[i].s.acc_norm, r[i].s.acc_norm_stderr));
+        for (int i = 0; i < a->n_files; i++) {
+            summary_of(&r[i].s, v);
+            json_array_append_new(tasks, summary_json(a->files[i], r[i].s.n, v));
+        }
         json_object_set_new(j, "tasks", tasks);
-        json_object_set_new(j, "mean", summary_json(NULL, all, m[0], m[1], m[2], m[3]));
+        json_object_set_new(j, "mean", summary_json(NULL, all, m));
         json_object_set_new(j, "seconds", json_real(seconds));
         char *txt = json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         printf("%s\n", txt ? txt : "{}");
@@ -88,14 +102,18 @@ static void print_results(const sm_eval_task_args *a, const task_run *r, double 
         for (int i = 0; i < a->n_files; i++)
             printf("%.6f %.6f\n", r[i].s.acc, r[i].s.acc_norm);
     } else {
-        printf("%-32s %7s  %-6s  %7s  %-8s  %7s\n", "task", "items", "acc", "stderr", "acc_norm", "stderr");
-        for (int i = 0; i < a->n_files; i++)
-            print_row(a->files[i], r[i].s.n, r[i].s.acc, r[i].s.acc_stderr, r[i].s.acc_norm,
-                      r[i].s.acc_norm_stderr);
+        printf("%-32s %7s", "task", "items");
+        for (int k = 0; k < N_SUMMARY; k++)
+            printf("  %9s", k % 2 ? "stderr" : summary_names[k]);
+        printf("\n");
+        for (int i = 0; i < a->n_files; i++) {
+            summary_of(&r[i].s, v);
+            print_row(a->files[i], r[i].s.n, v);
+        }
         if (a->n_files > 1) {
             char name[64];
             snprintf(name, sizeof name, "mean of %d tasks", a->n_files);
-            print_row(name, all, m[0], m[1], m[2], m[3]);
+            print_row(name, all, m);
         }
         printf("time %.2f s\n", seconds);
     }

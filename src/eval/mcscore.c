@@ -179,32 +179,46 @@ static void mean_stderr(const int *hit, size_t n, double *mean, double *se)
     *se = n > 1 ? sqrt(ss / (double)(n - 1)) / sqrt((double)n) : NAN;
 }
 
-static void metrics(const sm_mc_task *t, sm_mc_scores *s)
+/* The first choice with the highest ll[c] / len[c] (numpy's argmax). */
+static int argmax_scaled(const double *ll, const double *len, int n)
 {
-    int *hit = xcalloc(t->n, sizeof *hit), *hit_norm = xcalloc(t->n, sizeof *hit_norm);
+    int best = 0;
+    for (int c = 1; c < n; c++)
+        if (ll[c] / len[c] > ll[best] / len[best])
+            best = c;
+    return best;
+}
+
+void sm_mc_metrics(const sm_mc_task *t, sm_mc_scores *s)
+{
+    int *hit[3];
+    for (int k = 0; k < 3; k++)
+        hit[k] = xcalloc(t->n, sizeof *hit[k]);
     for (size_t i = 0; i < t->n; i++) {
         const sm_mc_item *it = &t->items[i];
-        const double *ll = s->ll + s->first[i];
-        int best = 0, best_norm = 0;
-        double best_norm_v = ll[0] / (double)sm_mc_char_len(it->choices[0]);
-        for (int c = 1; c < it->n_choices; c++) {
-            double v = ll[c] / (double)sm_mc_char_len(it->choices[c]);
-            if (ll[c] > ll[best])
-                best = c;
-            if (v > best_norm_v) {
-                best_norm = c;
-                best_norm_v = v;
-            }
+        double *one = xmalloc((size_t)it->n_choices * sizeof *one), *chars = xmalloc((size_t)it->n_choices * sizeof *chars),
+               *bytes = xmalloc((size_t)it->n_choices * sizeof *bytes);
+        for (int c = 0; c < it->n_choices; c++) {
+            one[c] = 1;
+            chars[c] = (double)sm_mc_char_len(it->choices[c]);
+            bytes[c] = (double)strlen(it->choices[c]);
         }
-        s->pred[i] = best;
-        s->pred_norm[i] = best_norm;
-        hit[i] = best == it->gold;
-        hit_norm[i] = best_norm == it->gold;
+        const double *ll = s->ll + s->first[i];
+        s->pred[i] = argmax_scaled(ll, one, it->n_choices);
+        s->pred_norm[i] = argmax_scaled(ll, chars, it->n_choices);
+        s->pred_bytes[i] = argmax_scaled(ll, bytes, it->n_choices);
+        hit[0][i] = s->pred[i] == it->gold;
+        hit[1][i] = s->pred_norm[i] == it->gold;
+        hit[2][i] = s->pred_bytes[i] == it->gold;
+        free(one);
+        free(chars);
+        free(bytes);
     }
-    mean_stderr(hit, t->n, &s->acc, &s->acc_stderr);
-    mean_stderr(hit_norm, t->n, &s->acc_norm, &s->acc_norm_stderr);
-    free(hit);
-    free(hit_norm);
+    mean_stderr(hit[0], t->n, &s->acc, &s->acc_stderr);
+    mean_stderr(hit[1], t->n, &s->acc_norm, &s->acc_norm_stderr);
+    mean_stderr(hit[2], t->n, &s->acc_bytes, &s->acc_bytes_stderr);
+    for (int k = 0; k < 3; k++)
+        free(hit[k]);
 }
 
 int sm_mc_score(const sm_model *m, sm_tok *tok, const sm_mc_task *t, const sm_mc_opts *o, sm_mc_scores *out)
@@ -222,6 +236,7 @@ int sm_mc_score(const sm_model *m, sm_tok *tok, const sm_mc_task *t, const sm_mc
     out->n_tokens = xcalloc(total, sizeof *out->n_tokens);
     out->pred = xcalloc(t->n, sizeof *out->pred);
     out->pred_norm = xcalloc(t->n, sizeof *out->pred_norm);
+    out->pred_bytes = xcalloc(t->n, sizeof *out->pred_bytes);
     int rc = 0;
     int32_t vocab = sm_model_config(m)->vocab;
     /* Encode everything first: a bad item is reported before any forward work. */
@@ -240,7 +255,7 @@ int sm_mc_score(const sm_model *m, sm_tok *tok, const sm_mc_task *t, const sm_mc
         sm_mc_scores_free(out);
         return -1;
     }
-    metrics(t, out);
+    sm_mc_metrics(t, out);
     out->seconds = sm_now() - t0;
     return 0;
 }
@@ -252,5 +267,6 @@ void sm_mc_scores_free(sm_mc_scores *s)
     free(s->n_tokens);
     free(s->pred);
     free(s->pred_norm);
+    free(s->pred_bytes);
     memset(s, 0, sizeof *s);
 }
