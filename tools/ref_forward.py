@@ -27,6 +27,20 @@ DeepseekForCausalLM of deepseek-moe-16b), not from submoe's C code:
 
 Usage: /usr/bin/python3 tools/ref_forward.py --submoe BUILD/src/submoe [--out tests/fixtures]
        /usr/bin/python3 tools/ref_forward.py --bench MODEL --tokens FILE [--seq-len N] [--threads T]
+       PYTHON tools/ref_forward.py --task-fixtures --submoe BUILD/src/submoe [--out tests/fixtures]
+       PYTHON tools/ref_forward.py --task FILE.jsonl --model MODEL [--items-out FILE.tsv]
+(the two --task modes also need Hugging Face `tokenizers`, e.g. in a venv made with
+--system-site-packages over Debian's python3-torch.)
+Zero-shot multiple choice (`submoe eval --task`), as lm-eval-harness's multiple_choice with HFLM:
+  continuation = delimiter + choice; trailing whitespace of the context moves to the continuation;
+  whole = encode(context + continuation), ctx = encode(context) (with the tokenizer's special
+  tokens, as HFLM when add_bos_token is unset; --no-special: add_bos_token=False), continuation
+  tokens = whole[len(ctx):]; score = sum of log_softmax over them; acc = argmax(ll) == gold,
+  acc_norm = argmax(ll / len(choice)) == gold (len in characters).
+--task-fixtures writes tests/fixtures/task-ARCH.json (a synth model per architecture, a small
+BPE tokenizer.json, a task file, the log-likelihoods and accuracies); --task scores a task file
+on a model directory (its tokenizer.json) and prints the per-choice TSV of `submoe eval --items`.
+
 Writes one JSON fixture per architecture and expert layout with the synth command line and the
 config.json keys set after synth (the C test regenerates the identical model with them), the
 input ids, the logits, and per MoE layer the block inputs, the router logits and the top-k
@@ -239,6 +253,144 @@ def bench(a):
                       "tokens_per_second": round(W.numel() / dt, 1), "threads": a.threads}))
 
 
+# ---- zero-shot multiple choice -------------------------------------------------------------
+
+# A 64-id byte-level BPE for the synth models' vocabulary of 64: ByteLevel pre-tokenizer with the
+# GPT-2 regex, 31 single characters and 33 merges. Texts use only these characters.
+TASK_CHARS = "\u0120abcdefghijklmnopqrstuvwxyz.,'\u010a"  # Ġ = space, Ċ = newline (ByteLevel)
+TASK_MERGES = ["\u0120 t", "h e", "\u0120t he", "i n", "e r", "a n", "\u0120 a", "o n", "r e", "\u0120 s",
+               "\u0120 w", "o u", "e d", "n d", "\u0120 o", "\u0120 c", "a t", "e n", "i s", "\u0120 b",
+               "o r", "in g", "\u0120 f", "h a", "\u0120 h", "i t", "\u0120 m", "l l", "\u0120a nd",
+               "a r", "\u0120 d", "e s", "\u0120 l"]
+
+
+def task_tokenizer_json():
+    vocab = {ch: i for i, ch in enumerate(TASK_CHARS)}
+    for m in TASK_MERGES:
+        vocab["".join(m.split(" "))] = len(vocab)
+    assert len(vocab) == 64, len(vocab)
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True}
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+            "pre_tokenizer": bl, "post_processor": None, "decoder": bl,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                      "ignore_merges": False, "vocab": vocab, "merges": TASK_MERGES}}
+
+
+# Items for the synth models: trailing spaces and a newline that move to the continuation,
+# choices of different lengths (acc and acc_norm can differ), merges inside the continuation.
+TASK_ITEMS = [
+    {"context": "the cat sat on the", "choices": ["mat.", "hat and the dog", "a"], "gold": 0},
+    {"context": "in the beginning  ", "choices": ["there was water", "ended"], "gold": 1},
+    {"context": "he said,\n", "choices": ["and she went out.", "it is well", "for the house of the lord", "no"],
+     "gold": 2},
+    {"context": "a man and a woman walked", "choices": ["to the sea", "in the field, singing"], "gold": 0},
+    {"context": "what is it", "choices": ["the light", "the dark", "the end"], "gold": 2},
+    {"context": "and the", "choices": ["sons of men", "daughters", "fathers and mothers", "hands"], "gold": 1},
+]
+# One architecture uses the empty delimiter, so merges cross the context/continuation boundary
+# and whole[:len(ctx)] differs from ctx (lm-eval still takes whole[len(ctx):]).
+TASK_DELIMITER = {"olmoe": ""}
+
+
+def py_encode_pair(tok, context, continuation, special):
+    """lm-eval's HFLM._encode_pair."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = tok.encode(context + continuation, add_special_tokens=special).ids
+    ctx = tok.encode(context, add_special_tokens=special).ids
+    return ctx, whole[len(ctx):]
+
+
+def score_task(d, items, delimiter=" ", special=True):
+    """Per item the list of (log-likelihood, continuation tokens) of each choice; acc, acc_norm."""
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    loaded = (json.load(open(os.path.join(d, "config.json"))), load_weights(d))
+    seqs = []
+    for it in items:
+        for ch in it["choices"]:
+            ctx, cont = py_encode_pair(tok, it["context"], delimiter + ch, special)
+            assert ctx and cont
+            seqs.append((ctx + cont, len(ctx)))
+    lls = []
+    with torch.no_grad():
+        for ids, start in seqs:  # one sequence at a time: no padding in the reference
+            lg, _ = forward(d, torch.tensor([ids]), loaded)
+            lp = F.log_softmax(lg[0].double(), dim=-1)
+            lls.append((sum(lp[t - 1, ids[t]].item() for t in range(start, len(ids))), len(ids) - start))
+    out, k, hits, hits_norm, hits_bytes = [], 0, [], [], []
+    for it in items:
+        n = len(it["choices"])
+        ll = np.array([v for v, _ in lls[k:k + n]])
+        out.append(lls[k:k + n])
+        k += n
+        hits.append(float(np.argmax(ll) == it["gold"]))
+        hits_norm.append(float(np.argmax(ll / np.array([float(len(c)) for c in it["choices"]])) == it["gold"]))
+        hits_bytes.append(float(np.argmax(ll / np.array([float(len(c.encode("utf-8"))) for c in it["choices"]]))
+                                == it["gold"]))
+    score_task.acc_bytes = float(np.mean(hits_bytes))  # lm-eval's acc_bytes
+    return out, float(np.mean(hits)), float(np.mean(hits_norm))
+
+
+def task_fixtures(a):
+    tmp = tempfile.mkdtemp(prefix="ref_task.")
+    try:
+        for i, (arch, (extra, patch)) in enumerate(MODELS.items()):
+            d = os.path.join(tmp, arch)
+            synth = ["--arch", arch, "--seed", str(31 + i)] + COMMON + extra
+            subprocess.run([a.submoe, "synth", "--out", d] + synth, check=True)
+            cfg = json.load(open(os.path.join(d, "config.json")))
+            if patch:
+                cfg.update(patch)
+                with open(os.path.join(d, "config.json"), "w") as f:
+                    json.dump(cfg, f, indent=2)
+            tj = task_tokenizer_json()
+            with open(os.path.join(d, "tokenizer.json"), "w") as f:
+                json.dump(tj, f, ensure_ascii=False)
+            delim = TASK_DELIMITER.get(arch, " ")
+            lls, acc, acc_norm = score_task(d, TASK_ITEMS, delim)
+            fx = {"arch": arch, "synth": synth, "config": patch or {}, "tokenizer": tj, "delimiter": delim,
+                  "task": "".join(json.dumps(it) + "\n" for it in TASK_ITEMS),
+                  "loglik": [[v for v, _ in x] for x in lls], "tokens": [[n for _, n in x] for x in lls],
+                  "acc": acc, "acc_norm": acc_norm, "acc_bytes": score_task.acc_bytes}
+            path = os.path.join(a.out, f"task-{arch}.json")
+            with open(path, "w") as f:
+                json.dump(fx, f, ensure_ascii=False, indent=1)
+            print(f"{path}: acc {acc:.4f} acc_norm {acc_norm:.4f}")
+    finally:
+        shutil.rmtree(tmp)
+
+
+def task_file(a):
+    items = [json.loads(line) for line in open(a.task, encoding="utf-8") if line.strip()]
+    lls, acc, acc_norm = score_task(a.model, items, a.delimiter, not a.no_special)
+    rows = ["file\tline\tchoice\tgold\ttokens\tloglik"]
+    lines = [i + 1 for i, line in enumerate(open(a.task, encoding="utf-8")) if line.strip()]
+    for it, line, x in zip(items, lines, lls):
+        for c, (v, n) in enumerate(x):
+            rows.append(f"{a.task}\t{line}\t{c}\t{int(c == it['gold'])}\t{n}\t{v:.9f}")
+    if a.items_out:
+        with open(a.items_out, "w") as f:
+            f.write("\n".join(rows) + "\n")
+    if a.fixture_out:  # acc, acc_norm and the first --subset items' rows, for tests/test_eval_task.sh
+        keep = sum(len(it["choices"]) for it in items[:a.subset])
+        sub = items[:a.subset]
+        sub_acc = float(np.mean([np.argmax([v for v, _ in x]) == it["gold"] for it, x in zip(sub, lls)]))
+        sub_norm = float(np.mean([np.argmax(np.array([v for v, _ in x]) / np.array([float(len(c)) for c in
+                                                                                    it["choices"]]))
+                                  == it["gold"] for it, x in zip(sub, lls)]))
+        with open(a.fixture_out, "w") as f:
+            f.write(f"# {os.path.basename(a.task)} on {os.path.basename(os.path.normpath(a.model))}: "
+                    f"items {len(items)} acc {acc!r} acc_norm {acc_norm!r}\n")
+            f.write(f"# first {len(sub)} items: acc {sub_acc!r} acc_norm {sub_norm!r}\n")
+            f.write("\n".join(["line\tchoice\tgold\ttokens\tloglik"] +
+                              [r.split("\t", 1)[1] for r in rows[1:1 + keep]]) + "\n")
+    print(json.dumps({"task": a.task, "model": a.model, "items": len(items), "acc": acc, "acc_norm": acc_norm}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--submoe", help="the built submoe binary (fixture mode)")
@@ -249,9 +401,23 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--task-fixtures", action="store_true", help="write the task-ARCH.json fixtures")
+    ap.add_argument("--task", help="instead: score this task file (JSONL) on --model")
+    ap.add_argument("--model", help="model directory for --task (with tokenizer.json)")
+    ap.add_argument("--delimiter", default=" ")
+    ap.add_argument("--no-special", action="store_true", help="--task: no BOS/EOS (add_bos_token=False)")
+    ap.add_argument("--items-out", help="--task: per-choice TSV as `submoe eval --items`")
+    ap.add_argument("--fixture-out", help="--task: acc, acc_norm and the first --subset items' rows")
+    ap.add_argument("--subset", type=int, default=40)
     a = ap.parse_args()
     if a.bench:
         return bench(a)
+    if a.task:
+        return task_file(a)
+    if a.task_fixtures:
+        if not a.submoe:
+            ap.error("--submoe is required to build fixtures")
+        return task_fixtures(a)
     if not a.submoe:
         ap.error("--submoe is required to build fixtures")
     os.makedirs(a.out, exist_ok=True)

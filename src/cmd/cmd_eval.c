@@ -1,8 +1,11 @@
-/* submoe eval: perplexity of a model on a token file with the built-in forward pass. */
+/* submoe eval: perplexity of a model on a token file with the built-in forward pass, or
+ * zero-shot multiple-choice accuracy on task files (--task; cmd/eval_task.c). */
 #include "cmd/cmd.h"
+#include "cmd/eval_task.h"
 #include "forward/eval.h"
 #include "model/model.h"
 #include "model/tokens.h"
+#include "text/tok_utf8.h"
 #include "util/diag.h"
 #include "util/jsonout.h"
 #include "util/signals.h"
@@ -19,6 +22,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: submoe eval MODEL --tokens FILE [OPTIONS]\n"
+            "       submoe eval MODEL --task FILE.jsonl [--task FILE.jsonl ...] [OPTIONS]\n"
             "\n"
             "Perplexity of MODEL on the token ids in FILE (raw little-endian uint32, or .npy int32/int64),\n"
             "over non-overlapping windows of --seq-len tokens: tokens 1..N-1 of each window are predicted\n"
@@ -28,7 +32,18 @@ static void usage(FILE *out)
             "  -t, --tokens FILE     token file (required)\n"
             "  -n, --seq-len N       window length (256)\n"
             "  -m, --max-tokens N    use at most the first N tokens (all)\n"
-            "  -q, --quiet           print only the perplexity; no progress bar\n"
+            "\n"
+            "With --task: zero-shot multiple choice as lm-eval-harness's multiple_choice: each line of\n"
+            "FILE is {\"context\": ..., \"choices\": [...], \"gold\": N}; a choice scores the sum of\n"
+            "log p(delimiter + choice | context); acc and acc_norm (score / characters of the choice)\n"
+            "with standard errors, per file and their mean. Needs MODEL/tokenizer.json.\n"
+            "\n"
+            "  -T, --task FILE       a task file (JSONL); repeat for several\n"
+            "      --delimiter STR   target delimiter between context and choice (\" \")\n"
+            "      --no-special      encode without the tokenizer's BOS/EOS (lm-eval's add_bos_token=False;\n"
+            "                        by default they are added, as lm-eval's HFLM does when it is unset)\n"
+            "      --items FILE      write every choice's log-likelihood as TSV to FILE\n"
+            "  -q, --quiet           print only the perplexity (with --task: acc acc_norm per file)\n"
             "  -j, --json            print a JSON object (implies no progress bar)\n"
             "  -h, --help            show this help\n");
 }
@@ -63,20 +78,38 @@ static int print_json(const char *dir, const char *tokens, const sm_eval_result 
     return rc;
 }
 
+static bool valid_utf8(const char *s)
+{
+    size_t n = strlen(s), len;
+    for (size_t pos = 0; pos < n; pos += len)
+        if (!(len = sm_tok_utf8_valid_len((const unsigned char *)s + pos, n - pos, NULL)))
+            return false;
+    return true;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"tokens", required_argument, NULL, 't'}, {"seq-len", required_argument, NULL, 'n'},
         {"max-tokens", required_argument, NULL, 'm'}, {"quiet", no_argument, NULL, 'q'},
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {"task", required_argument, NULL, 'T'},
+        {"delimiter", required_argument, NULL, 'D'}, {"no-special", no_argument, NULL, 'B'},
+        {"items", required_argument, NULL, 'I'}, {NULL, 0, NULL, 0},
     };
+    const char *task_files[argc > 0 ? argc : 1]; /* at most one per argument */
+    sm_eval_task_args ta = {.files = task_files, .add_special = true};
+    bool task_opts = false;
     const char *tokens = NULL;
     long long seq_len = 256, max_tokens = 0;
     bool quiet = false, json = false;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "t:n:m:qjh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "t:n:m:qjhT:", opts, NULL)) != -1) {
         switch (ch) {
+        case 'T': ta.files[ta.n_files++] = optarg; break;
+        case 'D': ta.delimiter = optarg; task_opts = true; break;
+        case 'B': ta.add_special = false; task_opts = true; break;
+        case 'I': ta.items_out = optarg; task_opts = true; break;
         case 't': tokens = optarg; break;
         case 'n':
             if (parse_count("--seq-len", optarg, 2, &seq_len) || seq_len > 1 << 24) {
@@ -98,12 +131,24 @@ int cmd_eval(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc - 1 || !tokens) {
-        fprintf(stderr, "submoe eval: %s\n", !tokens ? "--tokens FILE is required" : "expected one MODEL directory");
+    const char *problem = optind != argc - 1            ? "expected one MODEL directory"
+                          : !tokens && !ta.n_files         ? "--tokens FILE or --task FILE is required"
+                          : tokens && ta.n_files           ? "--tokens and --task do not go together"
+                          : task_opts && !ta.n_files       ? "--delimiter, --no-special and --items need --task"
+                          : ta.delimiter && !valid_utf8(ta.delimiter) ? "--delimiter is not valid UTF-8"
+                                                           : NULL;
+    if (problem) {
+        fprintf(stderr, "submoe eval: %s\n", problem);
         usage(stderr);
         return 2;
     }
     const char *dir = argv[optind];
+    if (ta.n_files) {
+        ta.model = dir;
+        ta.quiet = quiet;
+        ta.json = json;
+        return sm_eval_tasks(&ta);
+    }
     sm_model *m = sm_model_open(dir);
     if (!m) {
         fprintf(stderr, "submoe eval: %s\n", sm_errmsg());

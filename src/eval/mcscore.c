@@ -1,0 +1,272 @@
+/* mcscore: multiple-choice scoring (see mcscore.h). */
+#include "eval/mcscore.h"
+#include "forward/forward.h"
+#include "text/tok_utf8.h"
+#include "util/diag.h"
+#include "util/mem.h"
+#include "util/progress.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Logits of a batch are [sequences * longest, vocab] floats: keep them under this. */
+#define MC_LOGIT_BYTES ((size_t)256 << 20)
+#define MC_MAX_BATCH 64
+
+/* One (item, choice) sequence: the ids of context + continuation, the continuation from start. */
+typedef struct {
+    int32_t *ids;
+    int len, start;
+    size_t slot;    /* index of its log-likelihood */
+} mc_seq;
+
+/* Python's str.isspace: Unicode White_Space plus U+001C..U+001F (bidi class B/S). */
+static bool py_isspace(int32_t cp)
+{
+    return (cp >= 0x1c && cp <= 0x1f) || sm_tok_is_whitespace(cp);
+}
+
+size_t sm_mc_rstrip_len(const char *s, size_t n)
+{
+    size_t keep = 0, len;
+    for (size_t pos = 0; pos < n; pos += len) {
+        int32_t cp = sm_tok_utf8_next(s + pos, n - pos, &len);
+        if (!py_isspace(cp))
+            keep = pos + len;
+    }
+    return keep;
+}
+
+size_t sm_mc_char_len(const char *s)
+{
+    size_t chars = 0;
+    for (; *s; s++)
+        chars += ((unsigned char)*s & 0xC0) != 0x80; /* count lead bytes */
+    return chars;
+}
+
+static int too_long(const char *file, int line, size_t n)
+{
+    return sm_err("%s:%d: %zu tokens is too long", file, line, n);
+}
+
+/* lm-eval's _encode_pair for choice c of an item. */
+static int encode_choice(sm_tok *tok, const char *file, const sm_mc_item *it, int c, const char *delim,
+                         bool special, int32_t vocab, size_t slot, mc_seq *out)
+{
+    size_t clen = strlen(it->context), keep = sm_mc_rstrip_len(it->context, clen);
+    char *text = xasprintf("%s%s%s", it->context, delim, it->choices[c]);
+    sm_tok_ids ctx = {0}, whole = {0};
+    int rc = sm_tok_encode(tok, it->context, keep, special, &ctx);
+    if (!rc)
+        rc = sm_tok_encode(tok, text, strlen(text), special, &whole);
+    free(text);
+    if (rc)
+        sm_err_prefix("%s:%d", file, it->line);
+    else if (ctx.n == 0)
+        rc = sm_err("%s:%d: the context encodes to no tokens: nothing to predict the choices from", file, it->line);
+    else if (whole.n <= ctx.n)
+        rc = sm_err("%s:%d: choices[%d] adds no tokens to the context", file, it->line, c);
+    else if (whole.n > (size_t)1 << 24)
+        rc = too_long(file, it->line, whole.n);
+    for (size_t i = 0; !rc && i < whole.n; i++)
+        if (whole.v[i] < 0 || whole.v[i] >= vocab)
+            rc = sm_err("%s:%d: token id %d is outside the model's vocabulary of %d (a tokenizer of another "
+                        "model?)", file, it->line, whole.v[i], vocab);
+    free(ctx.v);
+    if (rc) {
+        free(whole.v);
+        return -1;
+    }
+    out->slot = slot;
+    out->ids = whole.v;
+    out->len = (int)whole.n;
+    out->start = (int)ctx.n;
+    return 0;
+}
+
+/* log p(ids[t] | ids[..t-1]) from the logits row of position t-1, in double. */
+static double log_prob(const float *row, int vocab, int32_t id)
+{
+    float mx = row[0];
+    for (int v = 1; v < vocab; v++)
+        mx = row[v] > mx ? row[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < vocab; v++)
+        sum += exp((double)row[v] - mx);
+    return (double)row[id] - mx - log(sum);
+}
+
+/* Run seqs[0..n) right-padded to the longest (causal attention and per-token routing leave the
+ * positions before the padding unchanged) and add up each continuation's log-probabilities. */
+static int run_batch(const sm_model *m, const mc_seq *seqs, int n, const sm_mc_opts *o, double *ll,
+                     uint64_t *tokens)
+{
+    int vocab = sm_model_config(m)->vocab, T = 0;
+    for (int s = 0; s < n; s++)
+        T = seqs[s].len > T ? seqs[s].len : T;
+    int32_t *ids = xcalloc((size_t)n * (size_t)T, sizeof *ids);
+    for (int s = 0; s < n; s++)
+        memcpy(ids + (size_t)s * T, seqs[s].ids, (size_t)seqs[s].len * sizeof *ids);
+    float *logits = xmalloc((size_t)n * (size_t)T * (size_t)vocab * sizeof *logits);
+    sm_forward_opts fo;
+    sm_forward_opts_init(&fo);
+    fo.logits = logits;
+    fo.mon = o->mon;
+    int rc = sm_forward(m, ids, n, T, &fo);
+    for (int s = 0; !rc && s < n; s++) {
+        double sum = 0;
+        for (int t = seqs[s].start; t < seqs[s].len; t++)
+            sum += log_prob(logits + ((size_t)s * T + (size_t)t - 1) * (size_t)vocab, vocab, seqs[s].ids[t]);
+        ll[s] = sum;
+    }
+    *tokens += (uint64_t)n * (uint64_t)T;
+    free(ids);
+    free(logits);
+    return rc;
+}
+
+static int by_length(const void *a, const void *b)
+{
+    const mc_seq *x = a, *y = b;
+    return x->len != y->len ? (x->len < y->len ? -1 : 1) : (x->slot < y->slot ? -1 : 1);
+}
+
+/* Sequences in order of length (little padding), in batches whose padded logits fit
+ * MC_LOGIT_BYTES (at least one sequence). */
+static int score_all(const sm_model *m, const mc_seq *seqs, size_t n, const sm_mc_opts *o, double *ll,
+                     uint64_t *tokens)
+{
+    size_t row_bytes = (size_t)sm_model_config(m)->vocab * sizeof(float);
+    mc_seq *sorted = xmalloc(n * sizeof *sorted);
+    memcpy(sorted, seqs, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, by_length);
+    double bll[MC_MAX_BATCH];
+    sm_progress p;
+    sm_progress_start(&p, "eval", n, o->quiet);
+    int rc = 0;
+    for (size_t s = 0; s < n && !rc;) {
+        size_t k = 1;
+        /* sorted: the last sequence of a batch is its longest */
+        while (s + k < n && k < MC_MAX_BATCH && (k + 1) * (size_t)sorted[s + k].len * row_bytes <= MC_LOGIT_BYTES)
+            k++;
+        rc = sm_monitor_check(o->mon) || run_batch(m, sorted + s, (int)k, o, bll, tokens) ? -1 : 0;
+        for (size_t i = 0; !rc && i < k; i++)
+            ll[sorted[s + i].slot] = bll[i];
+        s += k;
+        sm_progress_update(&p, s);
+        sm_monitor_report(o->mon, (double)s / (double)n, "eval");
+    }
+    free(sorted);
+    if (rc) {
+        sm_progress_end(&p, false);
+        return -1;
+    }
+    sm_progress_finish(&p);
+    return sm_monitor_check(o->mon) ? -1 : 0;
+}
+
+/* lm-eval's mean and mean_stderr (sample standard deviation / sqrt(n)) of 0/1 outcomes. */
+static void mean_stderr(const int *hit, size_t n, double *mean, double *se)
+{
+    double sum = 0, ss = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += hit[i];
+    *mean = sum / (double)n;
+    for (size_t i = 0; i < n; i++)
+        ss += (hit[i] - *mean) * (hit[i] - *mean);
+    *se = n > 1 ? sqrt(ss / (double)(n - 1)) / sqrt((double)n) : NAN;
+}
+
+/* The first choice with the highest ll[c] / len[c] (numpy's argmax). */
+static int argmax_scaled(const double *ll, const double *len, int n)
+{
+    int best = 0;
+    for (int c = 1; c < n; c++)
+        if (ll[c] / len[c] > ll[best] / len[best])
+            best = c;
+    return best;
+}
+
+void sm_mc_metrics(const sm_mc_task *t, sm_mc_scores *s)
+{
+    int *hit[3];
+    for (int k = 0; k < 3; k++)
+        hit[k] = xcalloc(t->n, sizeof *hit[k]);
+    for (size_t i = 0; i < t->n; i++) {
+        const sm_mc_item *it = &t->items[i];
+        double *one = xmalloc((size_t)it->n_choices * sizeof *one), *chars = xmalloc((size_t)it->n_choices * sizeof *chars),
+               *bytes = xmalloc((size_t)it->n_choices * sizeof *bytes);
+        for (int c = 0; c < it->n_choices; c++) {
+            one[c] = 1;
+            chars[c] = (double)sm_mc_char_len(it->choices[c]);
+            bytes[c] = (double)strlen(it->choices[c]);
+        }
+        const double *ll = s->ll + s->first[i];
+        s->pred[i] = argmax_scaled(ll, one, it->n_choices);
+        s->pred_norm[i] = argmax_scaled(ll, chars, it->n_choices);
+        s->pred_bytes[i] = argmax_scaled(ll, bytes, it->n_choices);
+        hit[0][i] = s->pred[i] == it->gold;
+        hit[1][i] = s->pred_norm[i] == it->gold;
+        hit[2][i] = s->pred_bytes[i] == it->gold;
+        free(one);
+        free(chars);
+        free(bytes);
+    }
+    mean_stderr(hit[0], t->n, &s->acc, &s->acc_stderr);
+    mean_stderr(hit[1], t->n, &s->acc_norm, &s->acc_norm_stderr);
+    mean_stderr(hit[2], t->n, &s->acc_bytes, &s->acc_bytes_stderr);
+    for (int k = 0; k < 3; k++)
+        free(hit[k]);
+}
+
+int sm_mc_score(const sm_model *m, sm_tok *tok, const sm_mc_task *t, const sm_mc_opts *o, sm_mc_scores *out)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = sm_now();
+    const char *delim = o->delimiter ? o->delimiter : " ";
+    out->n = t->n;
+    out->first = xcalloc(t->n + 1, sizeof *out->first);
+    for (size_t i = 0; i < t->n; i++)
+        out->first[i + 1] = out->first[i] + (size_t)t->items[i].n_choices;
+    size_t total = out->first[t->n];
+    mc_seq *seqs = xcalloc(total, sizeof *seqs);
+    out->ll = xcalloc(total, sizeof *out->ll);
+    out->n_tokens = xcalloc(total, sizeof *out->n_tokens);
+    out->pred = xcalloc(t->n, sizeof *out->pred);
+    out->pred_norm = xcalloc(t->n, sizeof *out->pred_norm);
+    out->pred_bytes = xcalloc(t->n, sizeof *out->pred_bytes);
+    int rc = 0;
+    int32_t vocab = sm_model_config(m)->vocab;
+    /* Encode everything first: a bad item is reported before any forward work. */
+    for (size_t i = 0; i < t->n && !rc; i++)
+        for (int c = 0; c < t->items[i].n_choices && !rc; c++)
+            rc = encode_choice(tok, t->path, &t->items[i], c, delim, o->add_special, vocab, out->first[i] + (size_t)c,
+                               &seqs[out->first[i] + (size_t)c]);
+    if (!rc)
+        rc = score_all(m, seqs, total, o, out->ll, &out->tokens);
+    for (size_t s = 0; s < total; s++) {
+        out->n_tokens[s] = seqs[s].len - seqs[s].start;
+        free(seqs[s].ids);
+    }
+    free(seqs);
+    if (rc) {
+        sm_mc_scores_free(out);
+        return -1;
+    }
+    sm_mc_metrics(t, out);
+    out->seconds = sm_now() - t0;
+    return 0;
+}
+
+void sm_mc_scores_free(sm_mc_scores *s)
+{
+    free(s->first);
+    free(s->ll);
+    free(s->n_tokens);
+    free(s->pred);
+    free(s->pred_norm);
+    free(s->pred_bytes);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,16 @@
+#!/bin/sh
+# `submoe eval --task` on the whole demo task (data/demo-task.jsonl, 200 items, 800 choices) on
+# the demo model: acc and acc_norm exactly as the PyTorch reference recorded them
+# (tests/fixtures/demo-task-ref.tsv, first line). tests/test_eval_task.sh checks the first 40 items.
+set -u
+fail=0
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+bad() { n=$((n + 1)); echo "not ok $n - $1"; fail=$((fail + 1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+got=$(timeout 1200 "$SUBMOE" eval "$SRCDIR/data/demo" --task "$SRCDIR/data/demo-task.jsonl" -q)
+rc=$?
+want=$(awk 'NR == 1 { printf "%.6f %.6f\n", $8, $10 }' "$SRCDIR/tests/fixtures/demo-task-ref.tsv")
+check "the whole demo task: exit $rc, acc acc_norm ($got) = the reference's ($want)" '[ $rc -eq 0 ] && [ "$got" = "$want" ]'
+echo "1..$n"
+[ "$fail" -eq 0 ]
