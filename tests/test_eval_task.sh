@@ -100,6 +100,17 @@ rc=$?
 check "no tokenizer.json: exit 1, one message naming it ($(cat "$tmp/err"))" \
     '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "tokenizer.json" "$tmp/err"'
 
+# --items never lands on an input: the task file, or a file of the model.
+cp "$tmp/a.jsonl" "$tmp/a-copy.jsonl"
+cp -r "$demo" "$tmp/demo-copy"
+for target in "$tmp/a-copy.jsonl" "$tmp/demo-copy/config.json"; do
+    before=$(cksum <"$target")
+    timeout 60 "$SUBMOE" eval "$tmp/demo-copy" --task "$tmp/a-copy.jsonl" --items "$target" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    check "--items $(basename "$target"), an input: exit 1, one message, unchanged" \
+        '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ "$(cksum <"$target")" = "$before" ]'
+done
+
 # Usage errors: exit 2.
 "$SUBMOE" eval "$demo" --task "$tmp/a.jsonl" --tokens "$SRCDIR/data/heldout.u32" >"$tmp/out" 2>"$tmp/err"
 check "--task with --tokens: exit 2" '[ $? -eq 2 ] && grep -q "do not go together" "$tmp/err"'
