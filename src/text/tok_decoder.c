@@ -17,25 +17,11 @@ static void add_step(sm_tok_decoder *d, sm_tok_dec_step st)
 
 static int read_one(const sm_tok_jctx *c, json_t *v, sm_tok_decoder *d);
 
+static int read_element(const sm_tok_jctx *c, json_t *e, void *arg) { return read_one(c, e, arg); }
+
 static int read_sequence(const sm_tok_jctx *c, json_t *v, sm_tok_decoder *d)
 {
-    static const char *const keys[] = {"type", "decoders", NULL};
-    json_t *arr, *e;
-    size_t i;
-    if (sm_tok_jonly(c, v, keys) || sm_tok_jarr(c, v, "decoders", true, &arr))
-        return -1;
-    char *ap = sm_tok_jpath_key(c->path, "decoders");
-    int rc = 0;
-    json_array_foreach(arr, i, e) {
-        char *p = sm_tok_jpath_index(ap, i);
-        sm_tok_jctx ec = {c->file, p};
-        rc = read_one(&ec, e, d);
-        free(p);
-        if (rc)
-            break;
-    }
-    free(ap);
-    return rc;
+    return sm_tok_jsequence(c, v, "decoders", read_element, d);
 }
 
 static int read_replace(const sm_tok_jctx *c, json_t *v, sm_tok_dec_step *st)

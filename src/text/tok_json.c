@@ -109,6 +109,27 @@ int sm_tok_jarr(const sm_tok_jctx *c, json_t *obj, const char *key, bool require
     return 0;
 }
 
+int sm_tok_jsequence(const sm_tok_jctx *c, json_t *obj, const char *key, sm_tok_jeach_fn read_one, void *arg)
+{
+    const char *const keys[] = {"type", key, NULL};
+    json_t *arr, *e;
+    size_t i;
+    if (sm_tok_jonly(c, obj, keys) || sm_tok_jarr(c, obj, key, true, &arr))
+        return -1;
+    char *ap = sm_tok_jpath_key(c->path, key);
+    int rc = 0;
+    json_array_foreach(arr, i, e) {
+        char *p = sm_tok_jpath_index(ap, i);
+        sm_tok_jctx ec = {c->file, p};
+        rc = read_one(&ec, e, arg);
+        free(p);
+        if (rc)
+            break;
+    }
+    free(ap);
+    return rc;
+}
+
 int sm_tok_jonly(const sm_tok_jctx *c, json_t *obj, const char *const *allowed)
 {
     const char *key;

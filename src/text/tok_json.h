@@ -27,6 +27,11 @@ int sm_tok_jobj(const sm_tok_jctx *c, json_t *obj, const char *key, bool require
 int sm_tok_jarr(const sm_tok_jctx *c, json_t *obj, const char *key, bool required, json_t **out);
 /* Refuse keys outside the NULL-terminated list (a field we do not implement). */
 int sm_tok_jonly(const sm_tok_jctx *c, json_t *obj, const char *const *allowed);
+/* A "Sequence" component: an object with only "type" and the list `key`; read_one is called on
+ * each element with the element's own path ("normalizer.normalizers[2]"), stopping at the
+ * first failure. 0 or -1. */
+typedef int (*sm_tok_jeach_fn)(const sm_tok_jctx *c, json_t *element, void *arg);
+int sm_tok_jsequence(const sm_tok_jctx *c, json_t *obj, const char *key, sm_tok_jeach_fn read_one, void *arg);
 /* An error at c->path (or path.key when key is not NULL). Returns -1. */
 int sm_tok_jerr(const sm_tok_jctx *c, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

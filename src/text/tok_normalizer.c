@@ -54,25 +54,11 @@ static int read_replace(const sm_tok_jctx *c, json_t *v, sm_tok_norm_step *st)
 
 static int read_one(const sm_tok_jctx *c, json_t *v, sm_tok_normalizer *nz);
 
+static int read_element(const sm_tok_jctx *c, json_t *e, void *arg) { return read_one(c, e, arg); }
+
 static int read_sequence(const sm_tok_jctx *c, json_t *v, sm_tok_normalizer *nz)
 {
-    static const char *const keys[] = {"type", "normalizers", NULL};
-    json_t *arr, *e;
-    size_t i;
-    if (sm_tok_jonly(c, v, keys) || sm_tok_jarr(c, v, "normalizers", true, &arr))
-        return -1;
-    char *ap = sm_tok_jpath_key(c->path, "normalizers");
-    int rc = 0;
-    json_array_foreach(arr, i, e) {
-        char *p = sm_tok_jpath_index(ap, i);
-        sm_tok_jctx ec = {c->file, p};
-        rc = read_one(&ec, e, nz);
-        free(p);
-        if (rc)
-            break;
-    }
-    free(ap);
-    return rc;
+    return sm_tok_jsequence(c, v, "normalizers", read_element, nz);
 }
 
 static int read_one(const sm_tok_jctx *c, json_t *v, sm_tok_normalizer *nz)

@@ -70,39 +70,30 @@ static int read_cls_sep(const sm_tok_jctx *c, json_t *v, sm_tok_post *p, const c
     return 0;
 }
 
+/* One processor of a Sequence: a later processor wraps what the earlier ones produced. */
+static int read_wrapping(const sm_tok_jctx *c, json_t *e, void *arg)
+{
+    sm_tok_post *p = arg, inner = {0};
+    if (read_one(c, e, &inner)) {
+        sm_tok_post_free(&inner);
+        return -1;
+    }
+    sm_tok_ids pre = {0};
+    for (size_t k = 0; k < inner.prefix.n; k++)
+        sm_tok_ids_push(&pre, inner.prefix.v[k]);
+    for (size_t k = 0; k < p->prefix.n; k++)
+        sm_tok_ids_push(&pre, p->prefix.v[k]);
+    free(p->prefix.v);
+    p->prefix = pre;
+    for (size_t k = 0; k < inner.suffix.n; k++)
+        sm_tok_ids_push(&p->suffix, inner.suffix.v[k]);
+    sm_tok_post_free(&inner);
+    return 0;
+}
+
 static int read_sequence(const sm_tok_jctx *c, json_t *v, sm_tok_post *p)
 {
-    static const char *const keys[] = {"type", "processors", NULL};
-    json_t *arr, *e;
-    size_t i;
-    if (sm_tok_jonly(c, v, keys) || sm_tok_jarr(c, v, "processors", true, &arr))
-        return -1;
-    char *ap = sm_tok_jpath_key(c->path, "processors");
-    int rc = 0;
-    json_array_foreach(arr, i, e) {
-        char *ep = sm_tok_jpath_index(ap, i);
-        sm_tok_jctx ec = {c->file, ep};
-        sm_tok_post inner = {0};
-        rc = read_one(&ec, e, &inner);
-        free(ep);
-        if (rc) {
-            sm_tok_post_free(&inner);
-            break;
-        }
-        /* a later processor wraps what the earlier ones produced */
-        sm_tok_ids pre = {0};
-        for (size_t k = 0; k < inner.prefix.n; k++)
-            sm_tok_ids_push(&pre, inner.prefix.v[k]);
-        for (size_t k = 0; k < p->prefix.n; k++)
-            sm_tok_ids_push(&pre, p->prefix.v[k]);
-        free(p->prefix.v);
-        p->prefix = pre;
-        for (size_t k = 0; k < inner.suffix.n; k++)
-            sm_tok_ids_push(&p->suffix, inner.suffix.v[k]);
-        sm_tok_post_free(&inner);
-    }
-    free(ap);
-    return rc;
+    return sm_tok_jsequence(c, v, "processors", read_wrapping, p);
 }
 
 static int read_one(const sm_tok_jctx *c, json_t *v, sm_tok_post *p)
