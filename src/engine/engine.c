@@ -157,6 +157,87 @@ int sm_layer_analysis_check(const sm_layer_analysis *a)
     return 0;
 }
 
+/* Columns of the scratch a factored expert's forward needs: its largest rank (1 when all dense). */
+static int64_t low_rank_columns(const sm_moe_block *b)
+{
+    int64_t tc = 1;
+    for (int e = 0; e < b->n_experts; e++) {
+        const sm_expert *ex = &b->experts[e];
+        int64_t r = ex->gate.w ? 0 : ex->gate.rank;
+        r = !ex->up.w && ex->up.rank > r ? ex->up.rank : r;
+        r = !ex->down.w && ex->down.rank > r ? ex->down.rank : r;
+        tc = r > tc ? r : tc;
+    }
+    return tc;
+}
+
+/* The Pearson correlation of the router logits from their (shifted) sums and upper-triangle
+ * cross products over m rows. */
+static void logit_correlation(const double *zsum, const double *zz, int64_t m, int n, double *sim)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = i; j < n; j++) {
+            double cij = zz[i * n + j] - zsum[i] * zsum[j] / m;
+            double vi = zz[i * n + i] - zsum[i] * zsum[i] / m;
+            double vj = zz[j * n + j] - zsum[j] * zsum[j] / m;
+            double r = i == j ? 1.0 : vi > 0.0 && vj > 0.0 ? cij / sqrt(vi * vj) : 0.0;
+            sim[i * n + j] = sim[j * n + i] = r;
+        }
+}
+
+/* Every expert's output on a->sampled evenly spaced rows of the source, into a->outputs.
+ * xs, g, u, tmp: scratch of at least sampled rows (tmp: of the low-rank columns). */
+static int sample_expert_outputs(const sm_moe_block *b, const sm_row_source *source, const sm_monitor *mon,
+                                 sm_layer_analysis *a, float *xs, float *g, float *u, float *tmp)
+{
+    const int n = a->n;
+    const int64_t h = a->hidden, inter = a->inter, sample = a->sampled, m = a->tokens;
+    for (int64_t j = 0; j < sample; j++) {
+        const float *row = source->rows(source->ctx, j * m / sample, 1, xs + j * h);
+        if (!row)
+            return -1;
+        if (row != xs + j * h)
+            memcpy(xs + j * h, row, sizeof(float) * (size_t)h);
+    }
+    for (int e = 0; e < n; e++) {
+        if (sm_monitor_check(mon) != 0)
+            return -1;
+        const sm_expert *ex = &b->experts[e];
+        float *ye = a->outputs + (int64_t)e * sample * h;
+        sm_linear_forward(&ex->gate, xs, sample, g, tmp);
+        sm_linear_forward(&ex->up, xs, sample, u, tmp);
+        for (int64_t q = 0; q < sample * inter; q++)
+            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
+        sm_linear_forward(&ex->down, g, sample, ye, tmp);
+        sm_monitor_report(mon, 0.7 + 0.2 * (e + 1.0) / n, "expert outputs");
+    }
+    return 0;
+}
+
+/* a->sim_weight: the similarity of the experts' flattened weights (dense experts only). */
+static int weight_similarity(const sm_moe_block *b, const sm_monitor *mon, sm_layer_analysis *a)
+{
+    const int n = a->n;
+    const int64_t h = a->hidden, inter = a->inter;
+    const float **segs = sm_alloc((size_t)n * 3, sizeof(float *));
+    if (!segs)
+        return -1;
+    int dense = 1;
+    for (int e = 0; e < n; e++) {
+        const sm_expert *ex = &b->experts[e];
+        segs[e] = ex->gate.w, segs[n + e] = ex->up.w, segs[2 * n + e] = ex->down.w;
+        dense &= ex->gate.w && ex->up.w && ex->down.w;
+    }
+    sm_flat_experts fe = {n, 3, {segs, segs + n, segs + 2 * n}, {inter * h, inter * h, h * inter}};
+    a->sim_weight = dense ? sm_alloc((size_t)n * n, sizeof(double)) : NULL;
+    sm_monitor_span span;
+    int wr = !dense ? sm_err("weight similarity needs dense experts")
+             : a->sim_weight ? sm_similarity_weight(&fe, sm_monitor_span_init(&span, mon, 0.9, 1.0), a->sim_weight)
+                             : -1;
+    free(segs);
+    return wr;
+}
+
 int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
                            const sm_analysis_opts *opts, const sm_monitor *mon,
                            sm_layer_analysis *a)
@@ -202,14 +283,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
                 !(a->gram_mid[e] = sm_zalloc((size_t)(inter * inter), sizeof(float))))
                 goto done;
     }
-    int64_t tc = 1;
-    for (int e = 0; e < n; e++) {
-        const sm_expert *ex = &b->experts[e];
-        int64_t r = ex->gate.w ? 0 : ex->gate.rank;
-        r = !ex->up.w && ex->up.rank > r ? ex->up.rank : r;
-        r = !ex->down.w && ex->down.rank > r ? ex->down.rank : r;
-        tc = r > tc ? r : tc;
-    }
+    int64_t tc = low_rank_columns(b);
     int64_t rows = blk > sample ? blk : sample;
     xs = sm_alloc_f32((size_t)(rows * h));
     g = sm_alloc_f32((size_t)(rows * inter));
@@ -257,63 +331,20 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         sm_monitor_report(mon, 0.7 * (double)(t0 + mb) / m, "routing statistics");
     }
     sm_route_frequencies(a->counts, m, n, a->freq);
-    for (int i = 0; i < n; i++)
-        for (int j = i; j < n; j++) {
-            double cij = zz[i * n + j] - zsum[i] * zsum[j] / m;
-            double vi = zz[i * n + i] - zsum[i] * zsum[i] / m;
-            double vj = zz[j * n + j] - zsum[j] * zsum[j] / m;
-            double r = i == j ? 1.0 : vi > 0.0 && vj > 0.0 ? cij / sqrt(vi * vj) : 0.0;
-            a->sim_logit[i * n + j] = a->sim_logit[j * n + i] = r;
-        }
+    logit_correlation(zsum, zz, m, n, a->sim_logit);
     for (int e = 0; a->gram_in && e < n; e++) {
         symmetrize(a->gram_in[e], h);
         symmetrize(a->gram_mid[e], inter);
     }
 
     /* Every expert on the evenly spaced token sample. */
-    for (int64_t j = 0; j < sample; j++) {
-        const float *row = source->rows(source->ctx, j * m / sample, 1, xs + j * h);
-        if (!row)
-            goto done;
-        if (row != xs + j * h)
-            memcpy(xs + j * h, row, sizeof(float) * (size_t)h);
-    }
-    for (int e = 0; e < n; e++) {
-        if (sm_monitor_check(mon) != 0)
-            goto done;
-        const sm_expert *ex = &b->experts[e];
-        float *ye = a->outputs + (int64_t)e * sample * h;
-        sm_linear_forward(&ex->gate, xs, sample, g, tmp);
-        sm_linear_forward(&ex->up, xs, sample, u, tmp);
-        for (int64_t q = 0; q < sample * inter; q++)
-            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
-        sm_linear_forward(&ex->down, g, sample, ye, tmp);
-        sm_monitor_report(mon, 0.7 + 0.2 * (e + 1.0) / n, "expert outputs");
-    }
+    if (sample_expert_outputs(b, source, mon, a, xs, g, u, tmp) != 0)
+        goto done;
     sm_outputs o = sm_layer_analysis_outputs(a);
     if (sm_similarity_output(&o, NULL, a->sim_output) != 0)
         goto done;
-    if (opts && opts->weight_sim) {
-        const float **segs = sm_alloc((size_t)n * 3, sizeof(float *));
-        if (!segs)
-            goto done;
-        int dense = 1;
-        for (int e = 0; e < n; e++) {
-            const sm_expert *ex = &b->experts[e];
-            segs[e] = ex->gate.w, segs[n + e] = ex->up.w, segs[2 * n + e] = ex->down.w;
-            dense &= ex->gate.w && ex->up.w && ex->down.w;
-        }
-        sm_flat_experts fe = {n, 3, {segs, segs + n, segs + 2 * n}, {inter * h, inter * h, h * inter}};
-        a->sim_weight = dense ? sm_alloc((size_t)n * n, sizeof(double)) : NULL;
-        sm_monitor_span span;
-        int wr = !dense ? sm_err("weight similarity needs dense experts")
-                 : a->sim_weight ? sm_similarity_weight(&fe, sm_monitor_span_init(&span, mon, 0.9, 1.0),
-                                                        a->sim_weight)
-                                 : -1;
-        free(segs);
-        if (wr != 0)
-            goto done;
-    }
+    if (opts && opts->weight_sim && weight_similarity(b, mon, a) != 0)
+        goto done;
     if (sm_layer_analysis_check(a) != 0) /* statistics the engine would cluster and merge on */
         goto done;
     sm_monitor_report(mon, 1.0, "analysis");
