@@ -214,133 +214,264 @@ static int check_paths(const sm_plan *p, const char *model, const char *out)
     return rc;
 }
 
-int cmd_plan(int argc, char **argv)
+enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
+       O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR, O_ALIGN,
+       O_SVD };
+static const struct option plan_options[] = {
+    {"experts", required_argument, NULL, 'e'},    {"ratio", required_argument, NULL, 'r'},
+    {"allocation", required_argument, NULL, O_ALLOC}, {"window", required_argument, NULL, O_WINDOW},
+    {"clustering", required_argument, NULL, O_CLUSTERING}, {"similarity", required_argument, NULL, O_SIMILARITY},
+    {"seed", required_argument, NULL, O_SEED},    {"method", required_argument, NULL, 'm'},
+    {"router", required_argument, NULL, O_ROUTER}, {"rank", required_argument, NULL, O_RANK},
+    {"damping", required_argument, NULL, O_DAMPING}, {"svd", required_argument, NULL, O_SVD},
+    {"tokens", required_argument, NULL, 't'},
+    {"calib", required_argument, NULL, 'c'},      {"samples", required_argument, NULL, O_SAMPLES},
+    {"seq-len", required_argument, NULL, O_SEQ_LEN}, {"keep", required_argument, NULL, O_KEEP},
+    {"heldout", required_argument, NULL, O_HELDOUT}, {"format", required_argument, NULL, O_FORMAT},
+    {"dtype", required_argument, NULL, O_DTYPE},  {"shard-size", required_argument, NULL, O_SHARD},
+    {"out-dir", required_argument, NULL, O_OUTDIR}, {"out", required_argument, NULL, 'o'},
+    {"align", no_argument, NULL, O_ALIGN},
+    {"quiet", no_argument, NULL, 'q'},            {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The command line's file names and flags that are not plan settings. */
+typedef struct plan_args {
+    const char *out, *tokens, *calib;
+    bool quiet;
+} plan_args;
+
+/* One option into the plan or the arguments; non-zero (with the message set) when its value is bad. */
+static int parse_option(int ch, sm_plan *p, plan_args *a)
 {
-    enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
-           O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR, O_ALIGN,
-           O_SVD };
-    static const struct option opts[] = {
-        {"experts", required_argument, NULL, 'e'},    {"ratio", required_argument, NULL, 'r'},
-        {"allocation", required_argument, NULL, O_ALLOC}, {"window", required_argument, NULL, O_WINDOW},
-        {"clustering", required_argument, NULL, O_CLUSTERING}, {"similarity", required_argument, NULL, O_SIMILARITY},
-        {"seed", required_argument, NULL, O_SEED},    {"method", required_argument, NULL, 'm'},
-        {"router", required_argument, NULL, O_ROUTER}, {"rank", required_argument, NULL, O_RANK},
-        {"damping", required_argument, NULL, O_DAMPING}, {"svd", required_argument, NULL, O_SVD},
-        {"tokens", required_argument, NULL, 't'},
-        {"calib", required_argument, NULL, 'c'},      {"samples", required_argument, NULL, O_SAMPLES},
-        {"seq-len", required_argument, NULL, O_SEQ_LEN}, {"keep", required_argument, NULL, O_KEEP},
-        {"heldout", required_argument, NULL, O_HELDOUT}, {"format", required_argument, NULL, O_FORMAT},
-        {"dtype", required_argument, NULL, O_DTYPE},  {"shard-size", required_argument, NULL, O_SHARD},
-        {"out-dir", required_argument, NULL, O_OUTDIR}, {"out", required_argument, NULL, 'o'},
-        {"align", no_argument, NULL, O_ALIGN},
-        {"quiet", no_argument, NULL, 'q'},            {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    sm_plan p;
-    sm_plan_init(&p);
-    const char *out = NULL, *tokens = NULL, *calib = NULL;
-    bool quiet = false;
-    int ch, bad = 0;
+    int bad = 0;
     double v;
-    optind = 1;
-    while (!bad && (ch = getopt_long(argc, argv, "e:r:m:t:c:o:qh", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'e':
-            bad = parse_int("--experts", optarg, 1, 1 << 20, &v);
-            p.defaults.has_experts = true, p.defaults.experts = (int)v;
-            break;
-        case 'r':
-            bad = parse_num("--ratio", optarg, 0, 0.999999, &v);
-            p.has_ratio = true, p.ratio = v;
-            break;
-        case O_ALLOC:
-            p.has_allocation = true;
-            p.adaptive = !strcmp(optarg, "adaptive");
-            if (!p.adaptive && strcmp(optarg, "uniform"))
-                bad = sm_err("--allocation: expected uniform or adaptive, got '%s'", optarg);
-            break;
-        case O_WINDOW:
-            bad = parse_int("--window", optarg, 0, 1 << 20, &v);
-            p.has_window = true, p.window = (int)v;
-            break;
-        case O_CLUSTERING:
-            p.defaults.has_clustering = true;
-            bad = sm_cluster_algo_parse(optarg, &p.defaults.clustering);
-            break;
-        case O_SIMILARITY:
-            p.defaults.has_similarity = true;
-            bad = sm_similarity_kind_parse(optarg, &p.defaults.similarity);
-            break;
-        case O_SEED:
-            bad = parse_int("--seed", optarg, 0, 9007199254740992.0, &v);
-            p.has_seed = true, p.seed = (uint64_t)v;
-            break;
-        case 'm':
-            p.defaults.has_method = true;
-            if (!strcmp(optarg, "auto"))
-                p.defaults.method_auto = true;
-            else
-                bad = sm_merge_method_parse(optarg, &p.defaults.method);
-            break;
-        case O_ROUTER:
-            p.defaults.has_router = true;
-            bad = sm_router_mode_parse(optarg, &p.defaults.router);
-            break;
-        case O_RANK: bad = parse_ranks(optarg, &p.defaults.rank); break;
-        case O_ALIGN: p.defaults.has_align = p.defaults.align = true; break;
-        case O_DAMPING:
-            bad = parse_num("--damping", optarg, 1e-12, 1e6, &p.merge.damping);
-            p.merge.has_damping = true;
-            break;
-        case O_SVD:
-            p.merge.has_svd = true;
-            bad = sm_plan_svd_parse(optarg, &p.merge.svd);
-            break;
-        case 't': tokens = optarg; break;
-        case 'c': calib = optarg; break;
-        case O_SAMPLES:
-            bad = parse_int("--samples", optarg, 1, 1 << 20, &v);
-            p.calib.has_samples = true, p.calib.samples = (int)v;
-            break;
-        case O_SEQ_LEN:
-            bad = parse_int("--seq-len", optarg, 2, 1 << 24, &v);
-            p.calib.has_seq_len = true, p.calib.seq_len = (int)v;
-            break;
-        case O_KEEP:
-            bad = parse_int("--keep", optarg, 0, INT32_MAX, &v);
-            p.calib.has_keep = true, p.calib.keep = (int64_t)v;
-            break;
-        case O_HELDOUT:
-            bad = parse_int("--heldout", optarg, 0, INT32_MAX, &v);
-            p.calib.has_heldout = true, p.calib.heldout = (int64_t)v;
-            break;
-        case O_FORMAT:
-            p.output.has_format = true;
-            bad = sm_out_format_parse(optarg, &p.output.format);
-            break;
-        case O_DTYPE: {
-            sm_dtype d;
-            p.output.has_dtype = true;
-            if (!strcmp(optarg, "source"))
-                p.output.dtype = -1;
-            else if (!strcmp(optarg, "f32") || !strcmp(optarg, "f16") || !strcmp(optarg, "bf16"))
-                sm_dtype_parse(optarg, &d), p.output.dtype = (int)d;
-            else
-                bad = sm_err("--dtype: expected source, f32, f16 or bf16, got '%s'", optarg);
-            break;
-        }
-        case O_SHARD:
-            p.output.has_shard_size = true;
-            if (sm_parse_size(optarg, &p.output.shard_size) || p.output.shard_size < (1u << 20))
-                bad = sm_err("--shard-size: expected a size of at least 1M like 4G or 500M, got '%s'", optarg);
-            break;
-        case O_OUTDIR: p.output.path = sm_path_absolute(optarg); break;
-        case 'o': out = optarg; break;
-        case 'q': quiet = true; break;
-        case 'h': usage(stdout); sm_plan_free(&p); return 0;
-        default: usage(stderr); sm_plan_free(&p); return 2;
+    switch (ch) {
+    case 'e':
+        bad = parse_int("--experts", optarg, 1, 1 << 20, &v);
+        p->defaults.has_experts = true, p->defaults.experts = (int)v;
+        break;
+    case 'r':
+        bad = parse_num("--ratio", optarg, 0, 0.999999, &v);
+        p->has_ratio = true, p->ratio = v;
+        break;
+    case O_ALLOC:
+        p->has_allocation = true;
+        p->adaptive = !strcmp(optarg, "adaptive");
+        if (!p->adaptive && strcmp(optarg, "uniform"))
+            bad = sm_err("--allocation: expected uniform or adaptive, got '%s'", optarg);
+        break;
+    case O_WINDOW:
+        bad = parse_int("--window", optarg, 0, 1 << 20, &v);
+        p->has_window = true, p->window = (int)v;
+        break;
+    case O_CLUSTERING:
+        p->defaults.has_clustering = true;
+        bad = sm_cluster_algo_parse(optarg, &p->defaults.clustering);
+        break;
+    case O_SIMILARITY:
+        p->defaults.has_similarity = true;
+        bad = sm_similarity_kind_parse(optarg, &p->defaults.similarity);
+        break;
+    case O_SEED:
+        bad = parse_int("--seed", optarg, 0, 9007199254740992.0, &v);
+        p->has_seed = true, p->seed = (uint64_t)v;
+        break;
+    case 'm':
+        p->defaults.has_method = true;
+        if (!strcmp(optarg, "auto"))
+            p->defaults.method_auto = true;
+        else
+            bad = sm_merge_method_parse(optarg, &p->defaults.method);
+        break;
+    case O_ROUTER:
+        p->defaults.has_router = true;
+        bad = sm_router_mode_parse(optarg, &p->defaults.router);
+        break;
+    case O_RANK: bad = parse_ranks(optarg, &p->defaults.rank); break;
+    case O_ALIGN: p->defaults.has_align = p->defaults.align = true; break;
+    case O_DAMPING:
+        bad = parse_num("--damping", optarg, 1e-12, 1e6, &p->merge.damping);
+        p->merge.has_damping = true;
+        break;
+    case O_SVD:
+        p->merge.has_svd = true;
+        bad = sm_plan_svd_parse(optarg, &p->merge.svd);
+        break;
+    case 't': a->tokens = optarg; break;
+    case 'c': a->calib = optarg; break;
+    case O_SAMPLES:
+        bad = parse_int("--samples", optarg, 1, 1 << 20, &v);
+        p->calib.has_samples = true, p->calib.samples = (int)v;
+        break;
+    case O_SEQ_LEN:
+        bad = parse_int("--seq-len", optarg, 2, 1 << 24, &v);
+        p->calib.has_seq_len = true, p->calib.seq_len = (int)v;
+        break;
+    case O_KEEP:
+        bad = parse_int("--keep", optarg, 0, INT32_MAX, &v);
+        p->calib.has_keep = true, p->calib.keep = (int64_t)v;
+        break;
+    case O_HELDOUT:
+        bad = parse_int("--heldout", optarg, 0, INT32_MAX, &v);
+        p->calib.has_heldout = true, p->calib.heldout = (int64_t)v;
+        break;
+    case O_FORMAT:
+        p->output.has_format = true;
+        bad = sm_out_format_parse(optarg, &p->output.format);
+        break;
+    case O_DTYPE: {
+        sm_dtype d;
+        p->output.has_dtype = true;
+        if (!strcmp(optarg, "source"))
+            p->output.dtype = -1;
+        else if (!strcmp(optarg, "f32") || !strcmp(optarg, "f16") || !strcmp(optarg, "bf16"))
+            sm_dtype_parse(optarg, &d), p->output.dtype = (int)d;
+        else
+            bad = sm_err("--dtype: expected source, f32, f16 or bf16, got '%s'", optarg);
+        break;
+    }
+    case O_SHARD:
+        p->output.has_shard_size = true;
+        if (sm_parse_size(optarg, &p->output.shard_size) || p->output.shard_size < (1u << 20))
+            bad = sm_err("--shard-size: expected a size of at least 1M like 4G or 500M, got '%s'", optarg);
+        break;
+    case O_OUTDIR: p->output.path = sm_path_absolute(optarg); break;
+    case 'o': a->out = optarg; break;
+    case 'q': a->quiet = true; break;
+    }
+    return bad;
+}
+
+/* The plan's file, model and calibration paths, absolute. */
+static void set_paths(sm_plan *p, const char *model, const plan_args *a)
+{
+    const char *tokens = a->tokens;
+    p->file = xstrdup(a->out);
+    p->model_path = sm_path_absolute(model);
+    char *dflt = NULL;
+    /* --calib alone names an existing stats/activations file to read as it is; otherwise the
+     * tokens (the bundled ones by default) are captured, with --calib as the cache. */
+    if (!tokens && !(a->calib && sm_exists(a->calib)))
+        tokens = dflt = sm_path_join(sm_data_dir(), "calib.u32");
+    if (tokens)
+        p->calib.tokens = sm_path_absolute(tokens);
+    /* absolute, the file itself for an existing one (a cache refreshed in place of the file, not
+     * of a link to it), or the absolute name it will have */
+    if (a->calib)
+        p->calib.stats = sm_path_absolute(a->calib);
+    free(dflt);
+}
+
+/* The model's fingerprint into the plan, and --experts checked against its MoE layers. */
+static int check_model(sm_plan *p)
+{
+    sm_model *m = sm_model_open(p->model_path);
+    if (!m)
+        return -1;
+    sm_model_fingerprint(m, p->fingerprint);
+    p->has_fingerprint = true;
+    const sm_config *mc = sm_model_config(m);
+    int most = 0;
+    for (int l = 0; l < mc->n_layers; l++)
+        if (mc->is_moe[l] && sm_model_layer_experts(m, l) > most)
+            most = sm_model_layer_experts(m, l);
+    sm_plan_effective eff; /* as the plan checks read it (plan.c) */
+    sm_plan_effective_settings(p, NULL, &eff);
+    bool remap_merge = !eff.is_auto && sm_merge_method_merges(eff.method) && eff.router == SM_ROUTER_REMAP;
+    int rc = 0;
+    if (p->defaults.has_experts && (p->defaults.experts > most || (p->defaults.experts < mc->top_k && !remap_merge))) {
+        if (p->defaults.experts > most)
+            sm_err("--experts %d: the model's MoE layers have %d experts", p->defaults.experts, most);
+        else
+            sm_err("--experts %d: fewer than the %d experts each token is routed to (only -m submoe and the "
+                   "like with --router remap keep the router's rows)",
+                   p->defaults.experts, mc->top_k);
+        rc = -1;
+    }
+    sm_model_close(m);
+    return rc;
+}
+
+/* Layer l of the plan as it was built: its experts, method, groups and ranks. */
+static void plan_layer_of(sm_plan_layer *pl, int l, const sm_resolved_layer *rl, const sm_layer_build *b,
+                          const char *why)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->layer = l;
+    pl->s.has_experts = true;
+    pl->s.experts = b->merged.n_experts;
+    pl->s.has_method = true;
+    pl->s.method_auto = rl->is_auto;
+    pl->s.method = b->merged.method;
+    if (rl->is_auto)
+        pl->chosen = xstrdup(why);
+    else if (sm_merge_method_merges(b->merged.method))
+        pl->s.has_align = true, pl->s.align = rl->job.spec.align;
+    if (sm_merge_method_merges(b->merged.method) || rl->is_auto) {
+        /* the groups merged: auto may have chosen other groups than the clustering's
+         * (dominant ones); a pruned layer records the clustering's */
+        const int *groups = sm_merge_method_merges(b->merged.method) ? b->assign : rl->assign;
+        pl->n_groups = rl->job.k;
+        pl->group_len = xcalloc((size_t)pl->n_groups, sizeof(int));
+        pl->groups = xcalloc((size_t)pl->n_groups, sizeof(int *));
+        for (int g = 0; g < pl->n_groups; g++) {
+            pl->groups[g] = xcalloc((size_t)rl->n, sizeof(int));
+            for (int e = 0; e < rl->n; e++)
+                if (groups[e] == g)
+                    pl->groups[g][pl->group_len[g]++] = e;
         }
     }
+    for (int j = 0; j < 3; j++) {
+        pl->s.rank.set[j] = true;
+        pl->s.rank.r[j] = rl->job.spec.matrix[j].rank;
+    }
+}
+
+/* Every MoE layer built and spelled out in the plan, with the statistics and preview as comments;
+ * n_moe, err_sum: the layers with a held-out output error and its sum. */
+static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *mon, int *n_moe, double *err_sum)
+{
+    for (int l = 0; l < r->n_layers; l++) {
+        sm_resolved_layer *rl = &r->layers[l];
+        if (!rl->n)
+            continue;
+        sm_layer_build b;
+        char why[600] = "";
+        int brc = rl->is_auto ? sm_layer_build_auto(r->model, r->calib, &rl->job, mon, &b, why, sizeof why)
+                              : sm_layer_build_run(r->model, r->calib, &rl->job, mon, &b);
+        if (!brc && sm_layer_build_check(&b)) {
+            sm_layer_build_free(&b);
+            brc = -1;
+        }
+        if (brc)
+            return -1;
+        p->layers = xrealloc(p->layers, sizeof *p->layers * (size_t)(p->n_layers + 1));
+        sm_plan_layer *pl = &p->layers[p->n_layers++];
+        plan_layer_of(pl, l, rl, &b, why);
+        layer_comment(pl, r, rl, &b);
+        if (b.output_error >= 0)
+            *err_sum += b.output_error, (*n_moe)++;
+        sm_layer_build_free(&b);
+    }
+    return 0;
+}
+
+int cmd_plan(int argc, char **argv)
+{
+    sm_plan p;
+    sm_plan_init(&p);
+    plan_args a = {NULL, NULL, NULL, false};
+    int ch, bad = 0;
+    optind = 1;
+    while (!bad && (ch = getopt_long(argc, argv, "e:r:m:t:c:o:qh", plan_options, NULL)) != -1) {
+        switch (ch) {
+        case 'h': usage(stdout); sm_plan_free(&p); return 0;
+        case '?': usage(stderr); sm_plan_free(&p); return 2;
+        default: bad = parse_option(ch, &p, &a); break;
+        }
+    }
+    const char *out = a.out;
     const char *err = bad ? sm_errmsg()
                       : optind != argc - 1 ? "expected one MODEL directory"
                       : !out ? "-o PLAN is required"
@@ -353,20 +484,7 @@ int cmd_plan(int argc, char **argv)
         sm_plan_free(&p);
         return 2;
     }
-    p.file = xstrdup(out);
-    p.model_path = sm_path_absolute(argv[optind]);
-    char *dflt = NULL;
-    /* --calib alone names an existing stats/activations file to read as it is; otherwise the
-     * tokens (the bundled ones by default) are captured, with --calib as the cache. */
-    if (!tokens && !(calib && sm_exists(calib)))
-        tokens = dflt = sm_path_join(sm_data_dir(), "calib.u32");
-    if (tokens)
-        p.calib.tokens = sm_path_absolute(tokens);
-    /* absolute, the file itself for an existing one (a cache refreshed in place of the file, not
-     * of a link to it), or the absolute name it will have */
-    if (calib)
-        p.calib.stats = sm_path_absolute(calib);
-    free(dflt);
+    set_paths(&p, argv[optind], &a);
 
     int rc = 1;
     sm_resolved_plan r;
@@ -374,87 +492,14 @@ int cmd_plan(int argc, char **argv)
     const sm_monitor *mon = sm_signals_monitor(); /* SIGINT/SIGTERM stop the work */
     char *target = NULL;
     bool direct;
-    if (sm_output_target(out, &target, &direct) || check_paths(&p, argv[optind], out))
+    if (sm_output_target(out, &target, &direct) || check_paths(&p, argv[optind], out) || check_model(&p))
         goto out;
-    sm_model *m = sm_model_open(p.model_path);
-    if (!m)
+    if (sm_plan_resolve(&p, mon, a.quiet, &r))
         goto out;
-    sm_model_fingerprint(m, p.fingerprint);
-    p.has_fingerprint = true;
-    const sm_config *mc = sm_model_config(m);
-    int most = 0;
-    for (int l = 0; l < mc->n_layers; l++)
-        if (mc->is_moe[l] && sm_model_layer_experts(m, l) > most)
-            most = sm_model_layer_experts(m, l);
-    sm_plan_effective eff; /* as the plan checks read it (plan.c) */
-    sm_plan_effective_settings(&p, NULL, &eff);
-    bool remap_merge = !eff.is_auto && sm_merge_method_merges(eff.method) && eff.router == SM_ROUTER_REMAP;
-    if (p.defaults.has_experts && (p.defaults.experts > most || (p.defaults.experts < mc->top_k && !remap_merge))) {
-        if (p.defaults.experts > most)
-            sm_err("--experts %d: the model's MoE layers have %d experts", p.defaults.experts, most);
-        else
-            sm_err("--experts %d: fewer than the %d experts each token is routed to (only -m submoe and the "
-                   "like with --router remap keep the router's rows)",
-                   p.defaults.experts, mc->top_k);
-        sm_model_close(m);
-        goto out;
-    }
-    sm_model_close(m);
-    if (sm_plan_resolve(&p, mon, quiet, &r))
-        goto out;
-    /* Every MoE layer spelled out, with the statistics and preview as comments. */
     int n_moe = 0;
     double err_sum = 0;
-    for (int l = 0; l < r.n_layers; l++) {
-        sm_resolved_layer *rl = &r.layers[l];
-        if (!rl->n)
-            continue;
-        sm_layer_build b;
-        char why[600] = "";
-        int brc = rl->is_auto ? sm_layer_build_auto(r.model, r.calib, &rl->job, mon, &b, why, sizeof why)
-                              : sm_layer_build_run(r.model, r.calib, &rl->job, mon, &b);
-        if (!brc && sm_layer_build_check(&b)) {
-            sm_layer_build_free(&b);
-            brc = -1;
-        }
-        if (brc)
-            goto out;
-        p.layers = xrealloc(p.layers, sizeof *p.layers * (size_t)(p.n_layers + 1));
-        sm_plan_layer *pl = &p.layers[p.n_layers++];
-        memset(pl, 0, sizeof *pl);
-        pl->layer = l;
-        pl->s.has_experts = true;
-        pl->s.experts = b.merged.n_experts;
-        pl->s.has_method = true;
-        pl->s.method_auto = rl->is_auto;
-        pl->s.method = b.merged.method;
-        if (rl->is_auto)
-            pl->chosen = xstrdup(why);
-        else if (sm_merge_method_merges(b.merged.method))
-            pl->s.has_align = true, pl->s.align = rl->job.spec.align;
-        if (sm_merge_method_merges(b.merged.method) || rl->is_auto) {
-            /* the groups merged: auto may have chosen other groups than the clustering's
-             * (dominant ones); a pruned layer records the clustering's */
-            const int *groups = sm_merge_method_merges(b.merged.method) ? b.assign : rl->assign;
-            pl->n_groups = rl->job.k;
-            pl->group_len = xcalloc((size_t)pl->n_groups, sizeof(int));
-            pl->groups = xcalloc((size_t)pl->n_groups, sizeof(int *));
-            for (int g = 0; g < pl->n_groups; g++) {
-                pl->groups[g] = xcalloc((size_t)rl->n, sizeof(int));
-                for (int e = 0; e < rl->n; e++)
-                    if (groups[e] == g)
-                        pl->groups[g][pl->group_len[g]++] = e;
-            }
-        }
-        for (int j = 0; j < 3; j++) {
-            pl->s.rank.set[j] = true;
-            pl->s.rank.r[j] = rl->job.spec.matrix[j].rank;
-        }
-        layer_comment(pl, &r, rl, &b);
-        if (b.output_error >= 0)
-            err_sum += b.output_error, n_moe++;
-        sm_layer_build_free(&b);
-    }
+    if (spell_out_layers(&p, &r, mon, &n_moe, &err_sum))
+        goto out;
     /* An output format the plan cannot be applied in is refused now, not at apply time. */
     if (check_format(&p, &r))
         goto out;
@@ -463,7 +508,7 @@ int cmd_plan(int argc, char **argv)
     p.header_comment = hc;
     if (sm_check_interrupt() || sm_plan_write(&p, out))
         goto out;
-    if (!quiet)
+    if (!a.quiet)
         printf("wrote %s: %d MoE layers, mean held-out MoE-block output error %.4f\n", out, n_moe,
                n_moe ? err_sum / n_moe : 0.0);
     rc = 0;

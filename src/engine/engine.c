@@ -157,6 +157,87 @@ int sm_layer_analysis_check(const sm_layer_analysis *a)
     return 0;
 }
 
+/* Columns of the scratch a factored expert's forward needs: its largest rank (1 when all dense). */
+static int64_t low_rank_columns(const sm_moe_block *b)
+{
+    int64_t tc = 1;
+    for (int e = 0; e < b->n_experts; e++) {
+        const sm_expert *ex = &b->experts[e];
+        int64_t r = ex->gate.w ? 0 : ex->gate.rank;
+        r = !ex->up.w && ex->up.rank > r ? ex->up.rank : r;
+        r = !ex->down.w && ex->down.rank > r ? ex->down.rank : r;
+        tc = r > tc ? r : tc;
+    }
+    return tc;
+}
+
+/* The Pearson correlation of the router logits from their (shifted) sums and upper-triangle
+ * cross products over m rows. */
+static void logit_correlation(const double *zsum, const double *zz, int64_t m, int n, double *sim)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = i; j < n; j++) {
+            double cij = zz[i * n + j] - zsum[i] * zsum[j] / m;
+            double vi = zz[i * n + i] - zsum[i] * zsum[i] / m;
+            double vj = zz[j * n + j] - zsum[j] * zsum[j] / m;
+            double r = i == j ? 1.0 : vi > 0.0 && vj > 0.0 ? cij / sqrt(vi * vj) : 0.0;
+            sim[i * n + j] = sim[j * n + i] = r;
+        }
+}
+
+/* Every expert's output on a->sampled evenly spaced rows of the source, into a->outputs.
+ * xs, g, u, tmp: scratch of at least sampled rows (tmp: of the low-rank columns). */
+static int sample_expert_outputs(const sm_moe_block *b, const sm_row_source *source, const sm_monitor *mon,
+                                 sm_layer_analysis *a, float *xs, float *g, float *u, float *tmp)
+{
+    const int n = a->n;
+    const int64_t h = a->hidden, inter = a->inter, sample = a->sampled, m = a->tokens;
+    for (int64_t j = 0; j < sample; j++) {
+        const float *row = source->rows(source->ctx, j * m / sample, 1, xs + j * h);
+        if (!row)
+            return -1;
+        if (row != xs + j * h)
+            memcpy(xs + j * h, row, sizeof(float) * (size_t)h);
+    }
+    for (int e = 0; e < n; e++) {
+        if (sm_monitor_check(mon) != 0)
+            return -1;
+        const sm_expert *ex = &b->experts[e];
+        float *ye = a->outputs + (int64_t)e * sample * h;
+        sm_linear_forward(&ex->gate, xs, sample, g, tmp);
+        sm_linear_forward(&ex->up, xs, sample, u, tmp);
+        for (int64_t q = 0; q < sample * inter; q++)
+            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
+        sm_linear_forward(&ex->down, g, sample, ye, tmp);
+        sm_monitor_report(mon, 0.7 + 0.2 * (e + 1.0) / n, "expert outputs");
+    }
+    return 0;
+}
+
+/* a->sim_weight: the similarity of the experts' flattened weights (dense experts only). */
+static int weight_similarity(const sm_moe_block *b, const sm_monitor *mon, sm_layer_analysis *a)
+{
+    const int n = a->n;
+    const int64_t h = a->hidden, inter = a->inter;
+    const float **segs = sm_alloc((size_t)n * 3, sizeof(float *));
+    if (!segs)
+        return -1;
+    int dense = 1;
+    for (int e = 0; e < n; e++) {
+        const sm_expert *ex = &b->experts[e];
+        segs[e] = ex->gate.w, segs[n + e] = ex->up.w, segs[2 * n + e] = ex->down.w;
+        dense &= ex->gate.w && ex->up.w && ex->down.w;
+    }
+    sm_flat_experts fe = {n, 3, {segs, segs + n, segs + 2 * n}, {inter * h, inter * h, h * inter}};
+    a->sim_weight = dense ? sm_alloc((size_t)n * n, sizeof(double)) : NULL;
+    sm_monitor_span span;
+    int wr = !dense ? sm_err("weight similarity needs dense experts")
+             : a->sim_weight ? sm_similarity_weight(&fe, sm_monitor_span_init(&span, mon, 0.9, 1.0), a->sim_weight)
+                             : -1;
+    free(segs);
+    return wr;
+}
+
 int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
                            const sm_analysis_opts *opts, const sm_monitor *mon,
                            sm_layer_analysis *a)
@@ -202,14 +283,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
                 !(a->gram_mid[e] = sm_zalloc((size_t)(inter * inter), sizeof(float))))
                 goto done;
     }
-    int64_t tc = 1;
-    for (int e = 0; e < n; e++) {
-        const sm_expert *ex = &b->experts[e];
-        int64_t r = ex->gate.w ? 0 : ex->gate.rank;
-        r = !ex->up.w && ex->up.rank > r ? ex->up.rank : r;
-        r = !ex->down.w && ex->down.rank > r ? ex->down.rank : r;
-        tc = r > tc ? r : tc;
-    }
+    int64_t tc = low_rank_columns(b);
     int64_t rows = blk > sample ? blk : sample;
     xs = sm_alloc_f32((size_t)(rows * h));
     g = sm_alloc_f32((size_t)(rows * inter));
@@ -257,63 +331,20 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         sm_monitor_report(mon, 0.7 * (double)(t0 + mb) / m, "routing statistics");
     }
     sm_route_frequencies(a->counts, m, n, a->freq);
-    for (int i = 0; i < n; i++)
-        for (int j = i; j < n; j++) {
-            double cij = zz[i * n + j] - zsum[i] * zsum[j] / m;
-            double vi = zz[i * n + i] - zsum[i] * zsum[i] / m;
-            double vj = zz[j * n + j] - zsum[j] * zsum[j] / m;
-            double r = i == j ? 1.0 : vi > 0.0 && vj > 0.0 ? cij / sqrt(vi * vj) : 0.0;
-            a->sim_logit[i * n + j] = a->sim_logit[j * n + i] = r;
-        }
+    logit_correlation(zsum, zz, m, n, a->sim_logit);
     for (int e = 0; a->gram_in && e < n; e++) {
         symmetrize(a->gram_in[e], h);
         symmetrize(a->gram_mid[e], inter);
     }
 
     /* Every expert on the evenly spaced token sample. */
-    for (int64_t j = 0; j < sample; j++) {
-        const float *row = source->rows(source->ctx, j * m / sample, 1, xs + j * h);
-        if (!row)
-            goto done;
-        if (row != xs + j * h)
-            memcpy(xs + j * h, row, sizeof(float) * (size_t)h);
-    }
-    for (int e = 0; e < n; e++) {
-        if (sm_monitor_check(mon) != 0)
-            goto done;
-        const sm_expert *ex = &b->experts[e];
-        float *ye = a->outputs + (int64_t)e * sample * h;
-        sm_linear_forward(&ex->gate, xs, sample, g, tmp);
-        sm_linear_forward(&ex->up, xs, sample, u, tmp);
-        for (int64_t q = 0; q < sample * inter; q++)
-            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
-        sm_linear_forward(&ex->down, g, sample, ye, tmp);
-        sm_monitor_report(mon, 0.7 + 0.2 * (e + 1.0) / n, "expert outputs");
-    }
+    if (sample_expert_outputs(b, source, mon, a, xs, g, u, tmp) != 0)
+        goto done;
     sm_outputs o = sm_layer_analysis_outputs(a);
     if (sm_similarity_output(&o, NULL, a->sim_output) != 0)
         goto done;
-    if (opts && opts->weight_sim) {
-        const float **segs = sm_alloc((size_t)n * 3, sizeof(float *));
-        if (!segs)
-            goto done;
-        int dense = 1;
-        for (int e = 0; e < n; e++) {
-            const sm_expert *ex = &b->experts[e];
-            segs[e] = ex->gate.w, segs[n + e] = ex->up.w, segs[2 * n + e] = ex->down.w;
-            dense &= ex->gate.w && ex->up.w && ex->down.w;
-        }
-        sm_flat_experts fe = {n, 3, {segs, segs + n, segs + 2 * n}, {inter * h, inter * h, h * inter}};
-        a->sim_weight = dense ? sm_alloc((size_t)n * n, sizeof(double)) : NULL;
-        sm_monitor_span span;
-        int wr = !dense ? sm_err("weight similarity needs dense experts")
-                 : a->sim_weight ? sm_similarity_weight(&fe, sm_monitor_span_init(&span, mon, 0.9, 1.0),
-                                                        a->sim_weight)
-                                 : -1;
-        free(segs);
-        if (wr != 0)
-            goto done;
-    }
+    if (opts && opts->weight_sim && weight_similarity(b, mon, a) != 0)
+        goto done;
     if (sm_layer_analysis_check(a) != 0) /* statistics the engine would cluster and merge on */
         goto done;
     sm_monitor_report(mon, 1.0, "analysis");
@@ -505,12 +536,142 @@ static int prune_by_output(const sm_moe_block *src, int k, const float *x, int64
     return rc;
 }
 
+/* Permuted copies of a layer's experts, made by the alignment and dropped once their cluster is
+ * merged; NULL entries: the expert is used as it is. */
+typedef struct aligned_experts {
+    sm_expert *experts;
+    float **bufs;     /* gate, up, down of each expert: 3 per expert */
+    float **gram_mid; /* the intermediate Gram permuted like the expert, when the analysis has one */
+} aligned_experts;
+
+/* Alignment of cluster c: permuted copies of every member but the most frequent (the reference).
+ * Progress: [c_lo, m_lo], one equal share per aligned member. */
+static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int c, int nm,
+                         const float *x, int64_t m, const sm_monitor *mon, double c_lo, double m_lo,
+                         aligned_experts *al, int *n_aligned, sm_merged_layer *out)
+{
+    const int n = src->n_experts;
+    const int64_t h = src->hidden;
+    int done_members = 0;
+    int ref = -1;
+    for (int i = 0; i < n; i++)
+        if (assign[i] == c && (ref < 0 || (a && a->freq[i] > a->freq[ref])))
+            ref = i;
+    for (int i = 0; i < n; i++) {
+        if (assign[i] != c || i == ref)
+            continue;
+        const sm_expert *e = &src->experts[i];
+        int64_t ni = e->gate.out;
+        int *perm = sm_alloc((size_t)ni, sizeof *perm);
+        float *pg = sm_alloc_f32((size_t)(ni * h)), *pu = sm_alloc_f32((size_t)(ni * h));
+        float *pd = sm_alloc_f32((size_t)(ni * h));
+        double corr = 0;
+        sm_monitor_span aspan;
+        const sm_monitor *amon = sm_monitor_span_init(&aspan, mon, c_lo + (m_lo - c_lo) * done_members / (nm - 1),
+                                                      c_lo + (m_lo - c_lo) * (done_members + 1) / (nm - 1));
+        done_members++;
+        if (!perm || !pg || !pu || !pd || sm_align_pair(&src->experts[ref], e, x, m, amon, perm, &corr) != 0) {
+            free(perm), free(pg), free(pu), free(pd);
+            if (!sm_monitor_cancelled(mon))
+                sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
+            return -1;
+        }
+        sm_expert_permute(e, perm, pg, pu, pd);
+        al->experts[i] = sm_expert_dense(h, ni, pg, pu, pd);
+        al->bufs[3 * i] = pg, al->bufs[3 * i + 1] = pu, al->bufs[3 * i + 2] = pd;
+        if (a && a->gram_mid) { /* the down projection's inputs are permuted too */
+            float *gm = sm_alloc_f32((size_t)(ni * ni));
+            if (!gm) {
+                free(perm);
+                return -1;
+            }
+            for (int64_t r = 0; r < ni; r++)
+                for (int64_t q = 0; q < ni; q++)
+                    gm[r * ni + q] = a->gram_mid[i][(int64_t)perm[r] * ni + perm[q]];
+            al->gram_mid[i] = gm;
+        }
+        out->align_corr += corr;
+        (*n_aligned)++;
+        free(perm);
+    }
+    return 0;
+}
+
+/* Merge of cluster c's gate, up and down (aligned copies where there are) into out->experts[c].
+ * f: the members' frequencies; w, gr: scratch for n pointers. Progress: [m_lo, c_hi]. */
+static int merge_cluster(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int c, int nm,
+                         const double *f, const float **w, const float **gr, const aligned_experts *al,
+                         const sm_layer_spec *spec, const sm_monitor *mon, double m_lo, double c_hi,
+                         sm_merged_layer *out)
+{
+    const int n = src->n_experts;
+    for (int j = 0; j < 3; j++) {
+        int q = 0;
+        const sm_linear *first = NULL;
+        for (int i = 0; i < n; i++) {
+            if (assign[i] != c)
+                continue;
+            const sm_expert *ex = al->bufs[3 * i] ? &al->experts[i] : &src->experts[i];
+            const sm_linear *l = j == 0 ? &ex->gate : j == 1 ? &ex->up : &ex->down;
+            if (!l->w)
+                return sm_err("expert %d is factored; merging needs dense experts", i);
+            if (first && (l->out != first->out || l->in != first->in))
+                return sm_err("cluster %d mixes experts of different shapes", c);
+            first = first ? first : l;
+            w[q] = l->w;
+            gr[q++] = a && a->gram_in ? (j < 2 ? a->gram_in[i] : al->gram_mid[i] ? al->gram_mid[i] : a->gram_mid[i])
+                                      : NULL;
+        }
+        sm_matset set = {nm, first->out, first->in, w};
+        sm_monitor_span span;
+        const sm_monitor *sub =
+            sm_monitor_span_init(&span, mon, m_lo + (c_hi - m_lo) * j / 3.0, m_lo + (c_hi - m_lo) * (j + 1) / 3.0);
+        if (sm_merge_matrix(spec->method, &set, f, a && a->gram_in ? gr : NULL,
+                            spec->cluster && c < spec->n_cluster ? &spec->cluster[c][j] : &spec->matrix[j], sub,
+                            &out->mats[c][j]) != 0) {
+            if (!sm_monitor_cancelled(mon))
+                sm_err_prefix("cluster %d %s", c, j == 0 ? "gate" : j == 1 ? "up" : "down");
+            return -1;
+        }
+    }
+    out->experts[c].gate = linear_of(&out->mats[c][0]);
+    out->experts[c].up = linear_of(&out->mats[c][1]);
+    out->experts[c].down = linear_of(&out->mats[c][2]);
+    return 0;
+}
+
+/* The merged layer's router: the source's with an expert map (remap), or one row per cluster. */
+static int fit_router(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int k,
+                      const sm_layer_spec *spec, const float *x, int64_t m, sm_merged_layer *out)
+{
+    const int n = src->n_experts;
+    const int64_t h = src->hidden;
+    out->router_mode = spec->router;
+    if (spec->router == SM_ROUTER_REMAP) {
+        out->n_router = n;
+        out->router = sm_alloc_f32((size_t)(n * h));
+        out->expert_map = sm_alloc((size_t)n, sizeof(int));
+        if (!out->router || !out->expert_map || sm_router_remap(assign, n, k, out->expert_map))
+            return -1;
+        memcpy(out->router, src->router, sizeof(float) * (size_t)(n * h));
+        return 0;
+    }
+    out->n_router = k;
+    if (!(out->router = sm_alloc_f32((size_t)(k * h))))
+        return -1;
+    const double *freq = a ? a->freq : NULL;
+    return spec->router == SM_ROUTER_COLLAPSE_MEAN
+               ? sm_router_collapse_mean(src->router, n, h, assign, k, freq, out->router)
+           : x && m > 0
+               ? sm_router_collapse_lstsq(src->router, n, h, assign, k, freq, x, m, spec->ridge, out->router)
+               : sm_err("collapse-lstsq needs calibration inputs");
+}
+
 static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign,
                           int k, const sm_layer_spec *spec, const float *x, int64_t m,
                           const sm_monitor *mon, sm_merged_layer *out)
 {
     const int n = src->n_experts;
-    const int64_t h = src->hidden;
     if (sm_router_check_partition(assign, n, k) != 0)
         return -1;
     if (spec->method == SM_MERGE_SUBMOE_WHITENED && (!a || !a->gram_in))
@@ -522,10 +683,11 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
     const float **w = sm_alloc((size_t)n, sizeof(float *));
     const float **gr = sm_alloc((size_t)n, sizeof(float *));
     double *f = sm_alloc((size_t)n, sizeof(double));
-    sm_expert *aligned = sm_zalloc((size_t)n, sizeof *aligned);
-    float **aligned_buf = sm_zalloc((size_t)n * 3, sizeof *aligned_buf), **aligned_gram = sm_zalloc((size_t)n, sizeof(float *));
+    aligned_experts al = {sm_zalloc((size_t)n, sizeof(sm_expert)), sm_zalloc((size_t)n * 3, sizeof(float *)),
+                          sm_zalloc((size_t)n, sizeof(float *))};
     int rc = -1;
-    if (!out->mats || !out->experts || !out->cluster_of || !w || !gr || !f || !aligned || !aligned_buf || !aligned_gram)
+    if (!out->mats || !out->experts || !out->cluster_of || !w || !gr || !f || !al.experts || !al.bufs ||
+        !al.gram_mid)
         goto done;
     memcpy(out->cluster_of, assign, sizeof(int) * (size_t)n);
     int n_aligned = 0;
@@ -539,127 +701,30 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
         const bool aligning = spec->align && nm > 1;
         const double c_lo = (double)c / k, c_hi = (c + 1.0) / k;
         const double m_lo = aligning ? 0.5 * (c_lo + c_hi) : c_lo;
-        int done_members = 0;
-        /* Alignment: permuted copies of every member but the most frequent (the reference). */
-        if (aligning) {
-            int ref = -1;
-            for (int i = 0; i < n; i++)
-                if (assign[i] == c && (ref < 0 || (a && a->freq[i] > a->freq[ref])))
-                    ref = i;
-            for (int i = 0; i < n; i++) {
-                if (assign[i] != c || i == ref)
-                    continue;
-                const sm_expert *e = &src->experts[i];
-                int64_t ni = e->gate.out;
-                int *perm = sm_alloc((size_t)ni, sizeof *perm);
-                float *pg = sm_alloc_f32((size_t)(ni * h)), *pu = sm_alloc_f32((size_t)(ni * h));
-                float *pd = sm_alloc_f32((size_t)(ni * h));
-                double corr = 0;
-                sm_monitor_span aspan;
-                const sm_monitor *amon = sm_monitor_span_init(&aspan, mon, c_lo + (m_lo - c_lo) * done_members / (nm - 1),
-                                                              c_lo + (m_lo - c_lo) * (done_members + 1) / (nm - 1));
-                done_members++;
-                if (!perm || !pg || !pu || !pd || sm_align_pair(&src->experts[ref], e, x, m, amon, perm, &corr) != 0) {
-                    free(perm), free(pg), free(pu), free(pd);
-                    if (!sm_monitor_cancelled(mon))
-                        sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
-                    goto done;
-                }
-                sm_expert_permute(e, perm, pg, pu, pd);
-                aligned[i] = sm_expert_dense(h, ni, pg, pu, pd);
-                aligned_buf[3 * i] = pg, aligned_buf[3 * i + 1] = pu, aligned_buf[3 * i + 2] = pd;
-                if (a && a->gram_mid) { /* the down projection's inputs are permuted too */
-                    float *gm = sm_alloc_f32((size_t)(ni * ni));
-                    if (!gm) {
-                        free(perm);
-                        goto done;
-                    }
-                    for (int64_t r = 0; r < ni; r++)
-                        for (int64_t q = 0; q < ni; q++)
-                            gm[r * ni + q] = a->gram_mid[i][(int64_t)perm[r] * ni + perm[q]];
-                    aligned_gram[i] = gm;
-                }
-                out->align_corr += corr;
-                n_aligned++;
-                free(perm);
-            }
-        }
-        for (int j = 0; j < 3; j++) {
-            int q = 0;
-            const sm_linear *first = NULL;
-            for (int i = 0; i < n; i++) {
-                if (assign[i] != c)
-                    continue;
-                const sm_expert *ex = aligned_buf[3 * i] ? &aligned[i] : &src->experts[i];
-                const sm_linear *l = j == 0 ? &ex->gate : j == 1 ? &ex->up : &ex->down;
-                if (!l->w) {
-                    sm_err("expert %d is factored; merging needs dense experts", i);
-                    goto done;
-                }
-                if (first && (l->out != first->out || l->in != first->in)) {
-                    sm_err("cluster %d mixes experts of different shapes", c);
-                    goto done;
-                }
-                first = first ? first : l;
-                w[q] = l->w;
-                gr[q++] = a && a->gram_in ? (j < 2 ? a->gram_in[i] : aligned_gram[i] ? aligned_gram[i] : a->gram_mid[i])
-                                          : NULL;
-            }
-            sm_matset set = {nm, first->out, first->in, w};
-            sm_monitor_span span;
-            const sm_monitor *sub =
-                sm_monitor_span_init(&span, mon, m_lo + (c_hi - m_lo) * j / 3.0, m_lo + (c_hi - m_lo) * (j + 1) / 3.0);
-            if (sm_merge_matrix(spec->method, &set, f, a && a->gram_in ? gr : NULL,
-                                spec->cluster && c < spec->n_cluster ? &spec->cluster[c][j] : &spec->matrix[j], sub,
-                                &out->mats[c][j]) != 0) {
-                if (!sm_monitor_cancelled(mon))
-                    sm_err_prefix("cluster %d %s", c, j == 0 ? "gate" : j == 1 ? "up" : "down");
-                goto done;
-            }
-        }
-        out->experts[c].gate = linear_of(&out->mats[c][0]);
-        out->experts[c].up = linear_of(&out->mats[c][1]);
-        out->experts[c].down = linear_of(&out->mats[c][2]);
+        if (aligning && align_cluster(src, a, assign, c, nm, x, m, mon, c_lo, m_lo, &al, &n_aligned, out) != 0)
+            goto done;
+        if (merge_cluster(src, a, assign, c, nm, f, w, gr, &al, spec, mon, m_lo, c_hi, out) != 0)
+            goto done;
         for (int i = 0; i < n; i++) { /* the cluster's permuted copies are merged: drop them */
             for (int q = 0; q < 3; q++) {
-                free(aligned_buf[3 * i + q]);
-                aligned_buf[3 * i + q] = NULL;
+                free(al.bufs[3 * i + q]);
+                al.bufs[3 * i + q] = NULL;
             }
-            free(aligned_gram[i]);
-            aligned_gram[i] = NULL;
+            free(al.gram_mid[i]);
+            al.gram_mid[i] = NULL;
         }
     }
     if (n_aligned)
         out->align_corr /= n_aligned;
-    out->router_mode = spec->router;
-    if (spec->router == SM_ROUTER_REMAP) {
-        out->n_router = n;
-        out->router = sm_alloc_f32((size_t)(n * h));
-        out->expert_map = sm_alloc((size_t)n, sizeof(int));
-        if (!out->router || !out->expert_map || sm_router_remap(assign, n, k, out->expert_map))
-            goto done;
-        memcpy(out->router, src->router, sizeof(float) * (size_t)(n * h));
-    } else {
-        out->n_router = k;
-        if (!(out->router = sm_alloc_f32((size_t)(k * h))))
-            goto done;
-        const double *freq = a ? a->freq : NULL;
-        int r = spec->router == SM_ROUTER_COLLAPSE_MEAN
-                    ? sm_router_collapse_mean(src->router, n, h, assign, k, freq, out->router)
-                : x && m > 0
-                    ? sm_router_collapse_lstsq(src->router, n, h, assign, k, freq, x, m,
-                                               spec->ridge, out->router)
-                    : sm_err("collapse-lstsq needs calibration inputs");
-        if (r != 0)
-            goto done;
-    }
+    if (fit_router(src, a, assign, k, spec, x, m, out) != 0)
+        goto done;
     rc = 0;
 done:
-    for (int i = 0; aligned_buf && i < 3 * n; i++)
-        free(aligned_buf[i]);
-    for (int i = 0; aligned_gram && i < n; i++)
-        free(aligned_gram[i]);
-    free(aligned), free(aligned_buf), free(aligned_gram);
+    for (int i = 0; al.bufs && i < 3 * n; i++)
+        free(al.bufs[i]);
+    for (int i = 0; al.gram_mid && i < n; i++)
+        free(al.gram_mid[i]);
+    free(al.experts), free(al.bufs), free(al.gram_mid);
     free(w), free(gr), free(f);
     return rc;
 }

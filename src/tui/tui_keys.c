@@ -199,241 +199,371 @@ static int cluster_key(tui_state *s, tui_layer_plan *p, int key, const int *orde
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
 }
 
+/* What a key's handler sees: the state and the current layer as the views show it. */
+typedef struct {
+    tui_state *s;
+    int key;
+    tui_layer_plan *p;             /* the current layer's plan; NULL when the layer is out of range */
+    bool moe;                      /* the current layer is a MoE layer (then p is set) */
+    int order[TUI_MAX_EXPERTS], n; /* its experts in cluster order: the heatmap's rows */
+    bool heat, spec;               /* the heatmap / the spectrum is the view shown */
+} key_ctx;
+
+/* One handler per action (htop's Action.c style), bound to its keys in key_table below; each
+ * returns the tui_action flags of its reaction. */
+typedef int key_handler(key_ctx *c);
+
+static int action_quit(key_ctx *c)
+{
+    if (c->s->modified) {
+        c->s->dialog = TUI_DIALOG_QUIT;
+        return TUI_ACT_REDRAW;
+    }
+    return TUI_ACT_QUIT;
+}
+
+static int action_help(key_ctx *c)
+{
+    c->s->dialog = TUI_DIALOG_HELP;
+    return TUI_ACT_REDRAW;
+}
+
+static int action_cancel(key_ctx *c)
+{
+    return c->s->busy ? TUI_ACT_CANCEL | TUI_ACT_REDRAW : TUI_ACT_NONE;
+}
+
+static int view_shown(tui_state *s, tui_view v)
+{
+    s->view = v;
+    return TUI_ACT_REDRAW | (s->view == TUI_VIEW_SPECTRUM ? TUI_ACT_SPECTRUM : 0);
+}
+
+static int action_next_view(key_ctx *c)
+{
+    return view_shown(c->s, (tui_view)((c->s->view + 1) % TUI_VIEW_COUNT));
+}
+
+static int action_view(key_ctx *c)
+{
+    return view_shown(c->s, (tui_view)(c->key - '1'));
+}
+
+static int action_layer_step(key_ctx *c)
+{
+    c->s->layer = moe_step(c->s, c->s->layer, c->key == TUI_KEY_PGUP || c->key == 'K' ? -1 : 1);
+    return layer_changed(c->s);
+}
+
+/* Up / down: the layer in the layer list, the row in the heatmap, the group in the spectrum. */
+static int action_vertical(key_ctx *c)
+{
+    tui_state *s = c->s;
+    int dir = c->key == TUI_KEY_UP || c->key == 'k' ? -1 : 1;
+    if (s->view == TUI_VIEW_LAYERS) {
+        int l = moe_step(s, s->layer, dir);
+        if (l == s->layer)
+            return TUI_ACT_NONE;
+        s->layer = l;
+        return layer_changed(s);
+    }
+    if (c->heat) {
+        int ci = s->ci + dir;
+        if (ci >= 0 && ci < c->n)
+            s->ci = ci;
+        return TUI_ACT_REDRAW;
+    }
+    if (c->spec && c->moe) { /* clusters */
+        int cl = s->spec_cluster + dir;
+        if (cl < 0 || cl >= c->p->k)
+            return TUI_ACT_NONE;
+        s->spec_cluster = cl;
+        return TUI_ACT_REDRAW | TUI_ACT_SPECTRUM;
+    }
+    return TUI_ACT_NONE;
+}
+
+static int action_home_end(key_ctx *c)
+{
+    if (c->heat && c->n) {
+        c->s->ci = c->s->cj = c->key == TUI_KEY_HOME ? 0 : c->n - 1;
+        return TUI_ACT_REDRAW;
+    }
+    return TUI_ACT_NONE;
+}
+
+/* Left / right: the column in the heatmap, the shown matrix's rank in the spectrum (H / L: by one),
+ * into the heatmap from the layer list. */
+static int action_horizontal(key_ctx *c)
+{
+    tui_state *s = c->s;
+    int key = c->key;
+    int dir = key == TUI_KEY_LEFT || key == 'h' || key == 'H' ? -1 : 1;
+    if (c->heat) {
+        int cj = s->cj + dir;
+        if (cj >= 0 && cj < c->n)
+            s->cj = cj;
+        return TUI_ACT_REDRAW;
+    }
+    if (c->spec && c->moe) {
+        sm_rank cur = tui_group_rank(c->p, s->spec_cluster, s->spec_matrix);
+        sm_rank r = rank_step(s, c->p, s->spec_cluster, s->spec_matrix, dir, key == 'H' || key == 'L');
+        if (sm_rank_equal(&r, &cur))
+            return TUI_ACT_NONE;
+        if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix, r)) {
+            status(s, true, "layer %d has no group %d", s->layer, s->spec_cluster);
+            return TUI_ACT_REDRAW;
+        }
+        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+    }
+    if (s->view == TUI_VIEW_LAYERS && (key == TUI_KEY_RIGHT || key == 'l')) {
+        s->view = TUI_VIEW_HEATMAP;
+        return TUI_ACT_REDRAW;
+    }
+    return TUI_ACT_NONE;
+}
+
+static int action_similarity_kind(key_ctx *c)
+{
+    c->s->sim_kind = (c->s->sim_kind + 1) % 3;
+    return TUI_ACT_REDRAW;
+}
+
+static int action_spectrum_matrix(key_ctx *c)
+{
+    c->s->spec_matrix = (c->s->spec_matrix + 1) % 3;
+    return TUI_ACT_REDRAW;
+}
+
+static int action_spectrum_group(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    int cl = c->s->spec_cluster + (c->key == '<' || c->key == ',' ? -1 : 1);
+    if (cl < 0 || cl >= c->p->k)
+        return TUI_ACT_NONE;
+    c->s->spec_cluster = cl;
+    return TUI_ACT_REDRAW | TUI_ACT_SPECTRUM;
+}
+
+static int action_full_rank(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    tui_set_rank(c->s, c->s->layer, -1, (sm_rank){SM_RANK_FULL, 0, 0});
+    status(c->s, false, "layer %d: full rank for gate, up and down of every group", c->s->layer);
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+}
+
+static int action_rank_dialog(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    tui_state *s = c->s;
+    /* in the spectrum: the shown group's matrix; elsewhere: the whole layer */
+    s->rank_matrix = c->spec ? s->spec_matrix : -1;
+    sm_rank cur = c->spec ? tui_group_rank(c->p, s->spec_cluster, s->spec_matrix) : c->p->rank[0];
+    char buf[32];
+    sm_rank_format(&cur, buf, sizeof buf);
+    open_input(s, TUI_DIALOG_RANK, buf);
+    return TUI_ACT_REDRAW;
+}
+
+/* m: the row expert into the column expert's cluster; n: the row expert alone in a new cluster;
+ * g: the row's and the column's clusters merged. */
+static int action_cluster_edit(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    return cluster_key(c->s, c->p, c->key, c->order, c->n);
+}
+
+static int action_group_count(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    tui_state *s = c->s;
+    tui_layer_plan *p = c->p;
+    if (c->key == '+' && p->k >= p->n) {
+        status(s, false, "layer %d: already one group per expert", s->layer);
+        return TUI_ACT_REDRAW;
+    }
+    if (c->key == '-' && p->k <= (s->top_k > 0 ? s->top_k : 1)) {
+        status(s, false, "layer %d: no fewer groups than experts per token (%d)", s->layer, s->top_k);
+        return TUI_ACT_REDRAW;
+    }
+    tui_edit_begin(s, s->layer);
+    /* groups at the new count now (the views walk them), k-means ones when they arrive */
+    tui_plan_group_count(p, p->k + (c->key == '+' ? 1 : -1));
+    p->n_group_ranks = 0; /* groups are relabelled */
+    status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, p->k,
+           (unsigned long long)s->seed);
+    return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
+}
+
+static int action_recluster(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    tui_state *s = c->s;
+    tui_edit_begin(s, s->layer);
+    c->p->n_group_ranks = 0;
+    c->p->groups_auto = false; /* k-means groups asked for by hand: auto keeps them */
+    s->seed++;
+    status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, c->p->k,
+           (unsigned long long)s->seed);
+    return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
+}
+
+/* The merge methods in turn, then auto, then the first method again. */
+static int action_method(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    tui_layer_plan *p = c->p;
+    tui_edit_begin(c->s, c->s->layer);
+    if (p->is_auto) {
+        p->is_auto = false;
+        p->method = SM_MERGE_SUBMOE;
+    } else if (p->method + 1 < SM_MERGE_METHOD_COUNT) {
+        p->method = (sm_merge_method)(p->method + 1);
+    } else {
+        p->is_auto = true;
+        p->method = SM_MERGE_SUBMOE;
+    }
+    status(c->s, false, "layer %d: method %s", c->s->layer,
+           p->is_auto ? "auto (merge or prune, whichever loses least)" : sm_merge_method_name(p->method));
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+}
+
+static int action_align(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    tui_layer_plan *p = c->p;
+    if (p->is_auto || !sm_merge_method_merges(p->method)) {
+        status(c->s, false, "alignment applies to merge methods; %s", p->is_auto ? "auto tries with and without it"
+                                                                                  : "this method does not merge");
+        return TUI_ACT_REDRAW;
+    }
+    tui_edit_begin(c->s, c->s->layer);
+    p->align = !p->align;
+    status(c->s, false, "layer %d: neuron alignment %s", c->s->layer, p->align ? "on" : "off");
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+}
+
+static int action_router(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    tui_edit_begin(c->s, c->s->layer);
+    c->p->router = (sm_router_mode)((c->p->router + 1) % 3);
+    status(c->s, false, "layer %d: router %s", c->s->layer, sm_router_mode_name(c->p->router));
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+}
+
+static int action_undo(key_ctx *c)
+{
+    if (tui_undo(c->s))
+        status(c->s, false, "undone (layer %d)", c->s->layer);
+    else
+        status(c->s, false, "nothing to undo");
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (c->spec ? TUI_ACT_SPECTRUM : 0);
+}
+
+static int action_redo(key_ctx *c)
+{
+    if (tui_redo(c->s))
+        status(c->s, false, "redone (layer %d)", c->s->layer);
+    else
+        status(c->s, false, "nothing to redo");
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (c->spec ? TUI_ACT_SPECTRUM : 0);
+}
+
+static int action_preview(key_ctx *c)
+{
+    return c->moe ? TUI_ACT_PREVIEW | TUI_ACT_FORCE | TUI_ACT_REDRAW : TUI_ACT_NONE;
+}
+
+static int action_perplexity(key_ctx *c)
+{
+    (void)c;
+    return TUI_ACT_PERPLEXITY | TUI_ACT_REDRAW;
+}
+
+static int action_save_dialog(key_ctx *c)
+{
+    open_input(c->s, TUI_DIALOG_SAVE, c->s->plan_path);
+    return TUI_ACT_REDRAW;
+}
+
+static int action_open_dialog(key_ctx *c)
+{
+    open_input(c->s, TUI_DIALOG_OPEN, c->s->plan_path);
+    return TUI_ACT_REDRAW;
+}
+
+static int action_commit_dialog(key_ctx *c)
+{
+    open_input(c->s, TUI_DIALOG_COMMIT, c->s->commit_dir);
+    return TUI_ACT_REDRAW;
+}
+
+static int action_redraw(key_ctx *c)
+{
+    (void)c;
+    return TUI_ACT_REDRAW;
+}
+
+/* The key bindings; a key not here does nothing. The TUI_KEY_* codes are the largest keys. */
+static key_handler *const key_table[TUI_KEY_END + 1] = {
+    ['q'] = action_quit,
+    ['?'] = action_help,
+    [TUI_KEY_ESC] = action_cancel,
+    [TUI_KEY_TAB] = action_next_view,
+    ['1'] = action_view, ['2'] = action_view, ['3'] = action_view,
+    [TUI_KEY_PGUP] = action_layer_step, ['K'] = action_layer_step,
+    [TUI_KEY_PGDN] = action_layer_step, ['J'] = action_layer_step,
+    [TUI_KEY_UP] = action_vertical, ['k'] = action_vertical,
+    [TUI_KEY_DOWN] = action_vertical, ['j'] = action_vertical,
+    [TUI_KEY_HOME] = action_home_end, [TUI_KEY_END] = action_home_end,
+    [TUI_KEY_LEFT] = action_horizontal, ['h'] = action_horizontal, ['H'] = action_horizontal,
+    [TUI_KEY_RIGHT] = action_horizontal, ['l'] = action_horizontal, ['L'] = action_horizontal,
+    ['s'] = action_similarity_kind,
+    ['x'] = action_spectrum_matrix,
+    ['<'] = action_spectrum_group, [','] = action_spectrum_group,
+    ['>'] = action_spectrum_group, ['.'] = action_spectrum_group,
+    ['f'] = action_full_rank,
+    ['='] = action_rank_dialog,
+    ['m'] = action_cluster_edit, ['n'] = action_cluster_edit, ['g'] = action_cluster_edit,
+    ['+'] = action_group_count, ['-'] = action_group_count,
+    ['c'] = action_recluster,
+    ['M'] = action_method,
+    ['a'] = action_align,
+    ['r'] = action_router,
+    ['u'] = action_undo,
+    ['U'] = action_redo, [18] = action_redo, /* ctrl-r */
+    ['p'] = action_preview,
+    ['P'] = action_perplexity,
+    ['w'] = action_save_dialog,
+    ['o'] = action_open_dialog,
+    ['C'] = action_commit_dialog,
+    [TUI_KEY_RESIZE] = action_redraw,
+};
+
 static int key_action(tui_state *s, int key)
 {
     if (s->dialog != TUI_DIALOG_NONE)
         return dialog_key(s, key);
-    tui_layer_plan *p = s->layer >= 0 && s->layer < s->n_layers ? &s->plan[s->layer] : NULL;
-    bool moe = p && s->is_moe[s->layer];
-    int order[TUI_MAX_EXPERTS], n = moe ? tui_cluster_order(p, order) : 0;
-    bool heat = s->view == TUI_VIEW_HEATMAP, spec = s->view == TUI_VIEW_SPECTRUM;
-    switch (key) {
-    case 'q':
-        if (s->modified) {
-            s->dialog = TUI_DIALOG_QUIT;
-            return TUI_ACT_REDRAW;
-        }
-        return TUI_ACT_QUIT;
-    case '?':
-        s->dialog = TUI_DIALOG_HELP;
-        return TUI_ACT_REDRAW;
-    case TUI_KEY_ESC:
-        return s->busy ? TUI_ACT_CANCEL | TUI_ACT_REDRAW : TUI_ACT_NONE;
-    case TUI_KEY_TAB:
-        s->view = (tui_view)((s->view + 1) % TUI_VIEW_COUNT);
-        return TUI_ACT_REDRAW | (s->view == TUI_VIEW_SPECTRUM ? TUI_ACT_SPECTRUM : 0);
-    case '1': case '2': case '3':
-        s->view = (tui_view)(key - '1');
-        return TUI_ACT_REDRAW | (s->view == TUI_VIEW_SPECTRUM ? TUI_ACT_SPECTRUM : 0);
-    case TUI_KEY_PGUP:
-    case 'K':
-        s->layer = moe_step(s, s->layer, -1);
-        return layer_changed(s);
-    case TUI_KEY_PGDN:
-    case 'J':
-        s->layer = moe_step(s, s->layer, 1);
-        return layer_changed(s);
-    case TUI_KEY_UP:
-    case 'k':
-    case TUI_KEY_DOWN:
-    case 'j': {
-        int dir = key == TUI_KEY_UP || key == 'k' ? -1 : 1;
-        if (s->view == TUI_VIEW_LAYERS) {
-            int l = moe_step(s, s->layer, dir);
-            if (l == s->layer)
-                return TUI_ACT_NONE;
-            s->layer = l;
-            return layer_changed(s);
-        }
-        if (heat) {
-            int ci = s->ci + dir;
-            if (ci >= 0 && ci < n)
-                s->ci = ci;
-            return TUI_ACT_REDRAW;
-        }
-        if (spec && moe) { /* clusters */
-            int c = s->spec_cluster + dir;
-            if (c < 0 || c >= p->k)
-                return TUI_ACT_NONE;
-            s->spec_cluster = c;
-            return TUI_ACT_REDRAW | TUI_ACT_SPECTRUM;
-        }
+    if (key < 0 || key > TUI_KEY_END || !key_table[key])
         return TUI_ACT_NONE;
-    }
-    case TUI_KEY_HOME:
-    case TUI_KEY_END:
-        if (heat && n) {
-            s->ci = s->cj = key == TUI_KEY_HOME ? 0 : n - 1;
-            return TUI_ACT_REDRAW;
-        }
-        return TUI_ACT_NONE;
-    case TUI_KEY_LEFT:
-    case 'h':
-    case TUI_KEY_RIGHT:
-    case 'l':
-    case 'H':
-    case 'L': {
-        int dir = key == TUI_KEY_LEFT || key == 'h' || key == 'H' ? -1 : 1;
-        if (heat) {
-            int cj = s->cj + dir;
-            if (cj >= 0 && cj < n)
-                s->cj = cj;
-            return TUI_ACT_REDRAW;
-        }
-        if (spec && moe) {
-            sm_rank cur = tui_group_rank(p, s->spec_cluster, s->spec_matrix);
-            sm_rank r = rank_step(s, p, s->spec_cluster, s->spec_matrix, dir, key == 'H' || key == 'L');
-            if (sm_rank_equal(&r, &cur))
-                return TUI_ACT_NONE;
-            if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix, r)) {
-                status(s, true, "layer %d has no group %d", s->layer, s->spec_cluster);
-                return TUI_ACT_REDRAW;
-            }
-            return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
-        }
-        if (s->view == TUI_VIEW_LAYERS && (key == TUI_KEY_RIGHT || key == 'l')) {
-            s->view = TUI_VIEW_HEATMAP;
-            return TUI_ACT_REDRAW;
-        }
-        return TUI_ACT_NONE;
-    }
-    case 's':
-        s->sim_kind = (s->sim_kind + 1) % 3;
-        return TUI_ACT_REDRAW;
-    case 'x':
-        s->spec_matrix = (s->spec_matrix + 1) % 3;
-        return TUI_ACT_REDRAW;
-    case '<':
-    case ',':
-    case '>':
-    case '.': {
-        if (!moe)
-            return TUI_ACT_NONE;
-        int c = s->spec_cluster + (key == '<' || key == ',' ? -1 : 1);
-        if (c < 0 || c >= p->k)
-            return TUI_ACT_NONE;
-        s->spec_cluster = c;
-        return TUI_ACT_REDRAW | TUI_ACT_SPECTRUM;
-    }
-    case 'f':
-        if (!moe)
-            return TUI_ACT_NONE;
-        tui_set_rank(s, s->layer, -1, (sm_rank){SM_RANK_FULL, 0, 0});
-        status(s, false, "layer %d: full rank for gate, up and down of every group", s->layer);
-        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
-    case '=':
-        if (!moe)
-            return TUI_ACT_NONE;
-        {
-            /* in the spectrum: the shown group's matrix; elsewhere: the whole layer */
-            s->rank_matrix = spec ? s->spec_matrix : -1;
-            sm_rank cur = spec ? tui_group_rank(p, s->spec_cluster, s->spec_matrix) : p->rank[0];
-            char buf[32];
-            sm_rank_format(&cur, buf, sizeof buf);
-            open_input(s, TUI_DIALOG_RANK, buf);
-        }
-        return TUI_ACT_REDRAW;
-    case 'm': /* move the row expert into the column expert's cluster */
-    case 'n': /* the row expert alone in a new cluster */
-    case 'g': /* merge the row's and the column's clusters */
-        if (!moe)
-            return TUI_ACT_NONE;
-        return cluster_key(s, p, key, order, n);
-    case '+':
-    case '-':
-        if (!moe)
-            return TUI_ACT_NONE;
-        if (key == '+' && p->k >= p->n) {
-            status(s, false, "layer %d: already one group per expert", s->layer);
-            return TUI_ACT_REDRAW;
-        }
-        if (key == '-' && p->k <= (s->top_k > 0 ? s->top_k : 1)) {
-            status(s, false, "layer %d: no fewer groups than experts per token (%d)", s->layer, s->top_k);
-            return TUI_ACT_REDRAW;
-        }
-        tui_edit_begin(s, s->layer);
-        /* groups at the new count now (the views walk them), k-means ones when they arrive */
-        tui_plan_group_count(p, p->k + (key == '+' ? 1 : -1));
-        p->n_group_ranks = 0; /* groups are relabelled */
-        status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, p->k,
-               (unsigned long long)s->seed);
-        return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
-    case 'c':
-        if (!moe)
-            return TUI_ACT_NONE;
-        tui_edit_begin(s, s->layer);
-        p->n_group_ranks = 0;
-        p->groups_auto = false; /* k-means groups asked for by hand: auto keeps them */
-        s->seed++;
-        status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, p->k,
-               (unsigned long long)s->seed);
-        return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
-    case 'M':
-        if (!moe)
-            return TUI_ACT_NONE;
-        tui_edit_begin(s, s->layer);
-        if (p->is_auto) {
-            p->is_auto = false;
-            p->method = SM_MERGE_SUBMOE;
-        } else if (p->method + 1 < SM_MERGE_METHOD_COUNT) {
-            p->method = (sm_merge_method)(p->method + 1);
-        } else {
-            p->is_auto = true;
-            p->method = SM_MERGE_SUBMOE;
-        }
-        status(s, false, "layer %d: method %s", s->layer,
-               p->is_auto ? "auto (merge or prune, whichever loses least)" : sm_merge_method_name(p->method));
-        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
-    case 'a':
-        if (!moe)
-            return TUI_ACT_NONE;
-        if (p->is_auto || !sm_merge_method_merges(p->method)) {
-            status(s, false, "alignment applies to merge methods; %s", p->is_auto ? "auto tries with and without it"
-                                                                                   : "this method does not merge");
-            return TUI_ACT_REDRAW;
-        }
-        tui_edit_begin(s, s->layer);
-        p->align = !p->align;
-        status(s, false, "layer %d: neuron alignment %s", s->layer, p->align ? "on" : "off");
-        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
-    case 'r':
-        if (!moe)
-            return TUI_ACT_NONE;
-        tui_edit_begin(s, s->layer);
-        p->router = (sm_router_mode)((p->router + 1) % 3);
-        status(s, false, "layer %d: router %s", s->layer, sm_router_mode_name(p->router));
-        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
-    case 'u':
-        if (tui_undo(s))
-            status(s, false, "undone (layer %d)", s->layer);
-        else
-            status(s, false, "nothing to undo");
-        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (spec ? TUI_ACT_SPECTRUM : 0);
-    case 'U':
-    case 18: /* ctrl-r */
-        if (tui_redo(s))
-            status(s, false, "redone (layer %d)", s->layer);
-        else
-            status(s, false, "nothing to redo");
-        return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (spec ? TUI_ACT_SPECTRUM : 0);
-    case 'p':
-        return moe ? TUI_ACT_PREVIEW | TUI_ACT_FORCE | TUI_ACT_REDRAW : TUI_ACT_NONE;
-    case 'P':
-        return TUI_ACT_PERPLEXITY | TUI_ACT_REDRAW;
-    case 'w':
-        open_input(s, TUI_DIALOG_SAVE, s->plan_path);
-        return TUI_ACT_REDRAW;
-    case 'o':
-        open_input(s, TUI_DIALOG_OPEN, s->plan_path);
-        return TUI_ACT_REDRAW;
-    case 'C':
-        open_input(s, TUI_DIALOG_COMMIT, s->commit_dir);
-        return TUI_ACT_REDRAW;
-    case TUI_KEY_RESIZE:
-        return TUI_ACT_REDRAW;
-    default:
-        return TUI_ACT_NONE;
-    }
+    key_ctx c = {.s = s, .key = key};
+    c.p = s->layer >= 0 && s->layer < s->n_layers ? &s->plan[s->layer] : NULL;
+    c.moe = c.p && s->is_moe[s->layer];
+    c.n = c.moe ? tui_cluster_order(c.p, c.order) : 0;
+    c.heat = s->view == TUI_VIEW_HEATMAP;
+    c.spec = s->view == TUI_VIEW_SPECTRUM;
+    return key_table[key](&c);
 }
 
 int tui_key(tui_state *s, int key)
