@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 #include "forward/moe.h"
 
 #define SM_ALIGN_EXACT_MAX 4096

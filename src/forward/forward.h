@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 #include "forward/moe.h"
 #include "model/model.h"
 

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 #include "model/export.h"
 #include "pipeline/build.h"
 #include "pipeline/calib.h"
