@@ -6,10 +6,10 @@
  * reports progress through an sm_monitor (Esc sets its cancel flag) and publishes results into
  * the state under the lock. */
 #include "tui/tui_app.h"
-#include "cmd/cmd.h"
 #include "pipeline/apply.h"
 #include "tui/tui_draw.h"
 #include "tui/tui_worker.h"
+#include "util/datadir.h"
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/mapguard.h"

@@ -2,7 +2,6 @@
  * layer, re-cluster, compute a spectrum, the plan's perplexity, save / open plans, commit — and
  * the conversions between the edited state and submoe_plan documents, which give the workbench's
  * plans the same meaning as the CLI's (pipeline/apply.c resolves them the same way). */
-#include "cmd/cmd.h"
 #include "forward/moelayer.h"
 #include "model/tokens.h"
 #include "pipeline/apply.h"
