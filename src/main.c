@@ -10,6 +10,7 @@
 #include <gsl/gsl_errno.h>
 
 #include "cmd/cmd.h"
+#include "util/datadir.h"
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/limits.h"
@@ -48,24 +49,6 @@ static void usage(FILE *out)
             "Options:\n"
             "  -h, --help     show this help\n"
             "  -V, --version  show the version\n");
-}
-
-const char *sm_data_dir(void)
-{
-    const char *env = getenv("SUBMOE_DATA");
-    if (env && *env)
-        return env;
-    /* Running from the build tree: prefer the source tree's data/. */
-    if (sm_is_dir(SUBMOE_SRCDATA "/demo"))
-        return SUBMOE_SRCDATA;
-    return SUBMOE_PKGDATA;
-}
-
-const char *sm_demo_dir(void)
-{
-    static char buf[4096];
-    snprintf(buf, sizeof buf, "%s/demo", sm_data_dir());
-    return buf;
 }
 
 static int run(int argc, char **argv);

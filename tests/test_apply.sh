@@ -4,16 +4,9 @@
 # cannot hold a plan), interrupts, unwritable and full output filesystems, and the source model
 # left untouched.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-apply.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
-check() { # check NAME COMMAND...   (the command's status decides)
-    name=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $name"; else echo "not ok $n - $name"; fail=$((fail + 1)); fi
-}
 ppl() { "$SUBMOE" eval "$1" --tokens "$SRCDIR/data/heldout.u32" --max-tokens 8192 --quiet; }
 close() { # close A B RELTOL
     awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t * b) }'

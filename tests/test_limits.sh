@@ -10,10 +10,9 @@
 # hid the hang). Sanitizer builds reserve terabytes of address space, so there the ulimit -v part
 # is skipped (said below); the ulimit -f part runs everywhere.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-limits.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
 cd "$tmp" || exit 1
 S=$SUBMOE
 TMPDIR=$tmp # plan's temporary statistics file goes here, where leftovers are seen
@@ -28,8 +27,7 @@ bound=${SUBMOE_LIMITS_TIMEOUT:-120} # seconds each run may take (a hang is kille
 "$S" synth --arch mixtral --layers 40 --hidden 16 --intermediate 32 --experts 4 --heads 2 --kv-heads 1 --vocab 256 -q --out deep
 before=$(ls)
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); echo "not ok $n - $1"; sed 's/^/    | /' err; fail=$((fail + 1)); }
+show_failure() { sed 's/^/    | /' err; }
 
 # limited KIND LIMIT EXPECT NAME OUT -- COMMAND...: run COMMAND under `ulimit -KIND LIMIT` with
 # stdin from /dev/null and stdout to a file. EXPECT: ok (must succeed), fail:REGEX (exit 1, one

@@ -4,16 +4,14 @@
 # plan) or another of its outputs — through symbolic links (a Hugging Face cache's snapshot links
 # into ../blobs), hard links, ".." paths — with one message, exit 1, and nothing written.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-outputs.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
 S=$SUBMOE
 T="timeout 120"
 cd "$tmp" || exit 1
 C="$SRCDIR/data/calib.u32"
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); echo "not ok $n - $1"; sed 's/^/    | /' err; fail=$((fail + 1)); }
+show_failure() { sed 's/^/    | /' err; }
 # refused NAME PATTERN -- COMMAND...: exit 1, one line on stderr matching PATTERN, nothing on stdout
 refused() {
     name=$1 pat=$2

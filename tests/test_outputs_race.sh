@@ -7,15 +7,13 @@
 # beside an output are reported on the next run to it, with how to remove them.
 # The racing process is stopped (SIGSTOP) once its temporary exists, so the races are exact.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-race.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
 S=$SUBMOE
 T="timeout 300"
 cd "$tmp" || exit 1
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); echo "not ok $n - $1"; for f in err err2; do [ -f $f ] && sed 's/^/    | /' $f; done; fail=$((fail + 1)); }
+show_failure() { for f in err err2; do [ -f $f ] && sed 's/^/    | /' $f; done; }
 $T "$S" synth --arch mixtral --layers 4 --hidden 256 --intermediate 1024 --experts 8 --heads 8 --kv-heads 2 -q --out big
 $T "$S" calibrate big --tokens "$SRCDIR/data/calib.u32" --samples 4 --seq-len 64 -o big.stats -q
 printf 'submoe_plan: 1\nmodel: {path: big}\ncalibration: {stats: big.stats}\ndefaults: {experts: 6, method: submoe}\n' >big.yaml

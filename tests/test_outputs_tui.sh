@@ -4,30 +4,14 @@
 # "replace it? y"; a commit directory someone else creates while the commit runs is left alone
 # (the commit fails and says so); the workbench goes on.
 set -u
+. "$SRCDIR/tests/lib.sh"
 command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-outtui.XXXXXX")
 sock="$tmp/tmux.sock"
 T() { tmux -S "$sock" "$@"; }
 trap 'T kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
-fail=0
-n=0
 screen() { T capture-pane -t wb -p 2>/dev/null; }
-wait_for() { # wait_for PATTERN [SECONDS]
-    i=0
-    lim=$(( ${2:-30} * 10 ))
-    while [ $i -lt $lim ]; do
-        screen | grep -Eq -- "$1" && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-check() {
-    name=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $name"; else echo "not ok $n - $name"; screen | sed 's/^/    | /'; fail=$((fail + 1)); fi
-}
+show_failure() { screen | sed 's/^/    | /'; }
 keys() { T send-keys -t wb "$@"; }
 S=$SUBMOE
 timeout 120 "$S" synth --arch mixtral --layers 4 --hidden 256 --intermediate 1024 --experts 8 --heads 8 --kv-heads 2 \

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "forward/moe.h"
-#include "forward/route.h"
+#include "engine/moe.h"
+#include "engine/route.h"
 #include "testutil.h"
 #include "util/diag.h"
 

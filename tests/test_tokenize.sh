@@ -6,13 +6,10 @@
 # add_bos_token/add_eos_token; -o atomicity; and every broken tokenizer in tests/corrupt-tok/: one
 # line naming the file and JSON path, exit 1, nothing written.
 set -u
+. "$SRCDIR/tests/lib.sh"
 fix=$SRCDIR/tests/fixtures/tok
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tokenize.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); echo "not ok $n - $1"; fail=$((fail + 1)); }
 tokenize() { timeout 120 "$SUBMOE" tokenize "$@"; }
 
 # 1. Parity: the whole text as one document (ids as uint32), each edge case as one document.

@@ -7,33 +7,17 @@
 # whose heatmap scrolls, a terminal too small and resized, resize from 200x50, Ctrl-C, and an
 # ASCII terminal without colour. Polls the screen with timeouts, so sanitizer builds pass too.
 set -u
+. "$SRCDIR/tests/lib.sh"
 command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tui.XXXXXX")
 sock="$tmp/tmux.sock"
 T() { tmux -S "$sock" "$@"; }
 trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
-fail=0
-n=0
 screen() { T capture-pane -t wb -p 2>/dev/null; }
-# wait_for PATTERN [SECONDS]: poll the screen until it matches (extended regex)
-wait_for() {
-    i=0
-    lim=$(( ${2:-30} * 10 ))
-    while [ $i -lt $lim ]; do
-        screen | grep -Eq -- "$1" && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
+show_failure() { screen | sed 's/^/    | /'; }
+# wait_for PATTERN [SECONDS] (lib.sh) polls screen until it matches (extended regex)
 has() { screen | grep -Eq -- "$1"; }
 hasnt() { ! screen | grep -Eq -- "$1"; }
-check() { # check NAME COMMAND...
-    name=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $name"; else echo "not ok $n - $name"; screen | sed 's/^/    | /'; fail=$((fail + 1)); fi
-}
 keys() { T send-keys -t wb "$@"; }
 # the first number after a label on the screen, e.g. field 'output error'
 field() { screen | grep -Eo -- "$1 [0-9.]+" | head -1 | grep -Eo '[0-9.]+$'; }

@@ -5,6 +5,7 @@
 # workbench: it must draw the heatmap at the new count, quit with 0 and leave no sanitizer
 # report. The unit-level versions (and opened plans of group counts) are in test_tui_groups.c.
 set -u
+. "$SRCDIR/tests/lib.sh"
 command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
 : "${ASAN_OPTIONS:=detect_leaks=1:abort_on_error=1}" "${UBSAN_OPTIONS:=print_stacktrace=1:halt_on_error=1}"
 export ASAN_OPTIONS UBSAN_OPTIONS
@@ -12,14 +13,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuigroups.XXXXXX")
 sock="$tmp/tmux.sock"
 T() { tmux -S "$sock" "$@"; }
 trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
-fail=0
-n=0
-check() { # check NAME COMMAND...
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; fail=$((fail + 1)); fi
-}
 screen() { T capture-pane -t wb -p 2>/dev/null; }
 wait_for() { # wait_for REGEX [SECONDS] (wall-clock: a loaded machine slows the polling)
     until=$(($(date +%s) + ${2:-30}))

@@ -23,9 +23,4 @@ int cmd_tokenize(int argc, char **argv);
 
 extern const sm_command sm_commands[];
 
-/* Directory of the bundled demo model (source tree when run uninstalled, else pkgdatadir). */
-const char *sm_demo_dir(void);
-/* Directory holding the bundled token files. */
-const char *sm_data_dir(void);
-
 #endif

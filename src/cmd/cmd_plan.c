@@ -4,6 +4,7 @@
 #include "cmd/cmd.h"
 #include "pipeline/apply.h"
 #include "plan/plan.h"
+#include "util/datadir.h"
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/iopaths.h"

@@ -1,6 +1,7 @@
 /* submoe tui: the interactive workbench (src/tui). */
 #include "cmd/cmd.h"
 #include "tui/tui_app.h"
+#include "util/datadir.h"
 #include "util/diag.h"
 
 #include <getopt.h>

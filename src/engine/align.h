@@ -20,8 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/monitor.h"
-#include "forward/moe.h"
+#include "util/monitor.h"
+#include "engine/moe.h"
 
 #define SM_ALIGN_EXACT_MAX 4096
 #define SM_ALIGN_CANDIDATES 16

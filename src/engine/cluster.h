@@ -24,7 +24,7 @@
 
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 #include "engine/similarity.h"
 
 typedef enum { SM_CLUSTER_KMEANS = 0, SM_CLUSTER_HIERARCHICAL, SM_CLUSTER_KMEDOIDS, SM_CLUSTER_DOMINANT } sm_cluster_algo;

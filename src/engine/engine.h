@@ -21,12 +21,12 @@
 #include "engine/allocate.h"
 #include "engine/cluster.h"
 #include "engine/merge.h"
-#include "engine/monitor.h"
+#include "util/monitor.h"
 #include "engine/prune.h"
 #include "engine/router.h"
 #include "engine/similarity.h"
 #include "engine/unionsvd.h"
-#include "forward/moe.h"
+#include "engine/moe.h"
 
 /* ---- analysis ------------------------------------------------------------------------------ */
 

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 
 #define SM_PRUNE_EXHAUSTIVE_LIMIT 5000
 

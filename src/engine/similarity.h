@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 
 /* Expert outputs on m sampled tokens: n blocks of m×hidden floats, expert i's at
  * y + i·m·hidden (row t of block i is Y_i(t) = E_i(x_t)). */

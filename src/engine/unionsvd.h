@@ -28,7 +28,7 @@
 
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 
 /* n matrices of identical shape out×in, row-major; w[i] points at out*in floats. */
 typedef struct sm_matset {

@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 #include "eval/mctask.h"
 #include "model/model.h"
 #include "text/tok.h"

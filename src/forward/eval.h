@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 #include "model/model.h"
 
 typedef struct sm_eval_result {

@@ -1,8 +1,8 @@
 /* forward: layer-at-a-time fp32 forward pass (see forward.h). */
 #include "forward/forward.h"
-#include "forward/moe.h"
+#include "engine/moe.h"
 #include "forward/moelayer.h"
-#include "forward/route.h"
+#include "engine/route.h"
 #include "util/diag.h"
 #include "util/limits.h"
 #include "util/mem.h"
@@ -311,7 +311,7 @@ static int layer_seqs(layer_job *j, int s0, int s1)
     for (size_t t = 0; t < n; t++)
         sm_rmsnorm(hn + t * H, x + t * H, w->ffn_norm, H, eps);
     if (c->is_moe[j->l]) {
-        /* The MoE block shared with the engine (forward/moe.h, routing rules in route.h). */
+        /* The MoE block shared with the engine (engine/moe.h, routing rules in route.h). */
         const sm_moe_block *b = w->block;
         sm_moe_trace tr = {j->lg + r0 * b->n_router, j->tk + r0 * k, j->tw + r0 * k};
         if (sm_moe_forward(b, hn, (int64_t)n, ff, &tr))

@@ -12,7 +12,7 @@
  * attention grouped-query, causal, scale 1/sqrt(head_dim), q/k/v biases (qwen2_moe), per-head
  *          q/k RMSNorm before RoPE (qwen3_moe), full-width q/k RMSNorm over the projected q and k
  *          (olmoe);
- * MoE      the block and routing rules shared with the engine (forward/moe.h, forward/route.h):
+ * MoE      the block and routing rules shared with the engine (engine/moe.h, engine/route.h):
  *          each architecture's rule, qwen2_moe's sigmoid-gated shared expert, deepseek's always-on
  *          shared experts and routed_scaling_factor; dense SwiGLU layers where the config says so;
  * head     final RMSNorm and LM head (the embedding when tied). */
@@ -21,8 +21,8 @@
 
 #include <stdint.h>
 
-#include "engine/monitor.h"
-#include "forward/moe.h"
+#include "util/monitor.h"
+#include "engine/moe.h"
 #include "model/model.h"
 
 /* Calibration capture: called once per MoE layer per batch with the block inputs (the

@@ -3,17 +3,18 @@
  * and stream it into the output format. `submoe apply` and the workbench's commit both call
  * sm_apply, so a plan saved from the workbench and applied headless gives the same bytes.
  *
- * Two passes over the MoE layers: the first fixes every layer's clusters and output shape
- * (statistics only: cheap, and needed because safetensors headers are written first), the second
- * builds and writes one layer at a time, so memory is about one layer's fp32 weights plus the
- * calibration rows, never the model. */
+ * Two passes over the MoE layers: the first fixes every layer's clusters and output shape (needed
+ * because safetensors headers are written first) — statistics only for a layer whose method is
+ * fixed, but a layer left to auto is decided there by building its candidates, the costly part,
+ * unless the plan records the choice; the second builds and writes one layer at a time, so memory
+ * is about one layer's fp32 weights plus the calibration rows, never the model. */
 #ifndef SM_APPLY_H
 #define SM_APPLY_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 #include "model/export.h"
 #include "pipeline/build.h"
 #include "pipeline/calib.h"

@@ -1,5 +1,6 @@
-/* tui_curses: drawing helpers shared by the workbench's drawing files (tui_draw.c,
- * tui_view_*.c, tui_dialog.c), the only files that include curses. Internal to src/tui. */
+/* tui_curses: drawing helpers (tui_curses.c) shared by the workbench's drawing files (tui_draw.c,
+ * tui_view_*.c, tui_dialog.c), which with tui_app.c are the only files that include curses.
+ * Below the frame and the views: calls neither. Internal to src/tui. */
 #ifndef SM_TUI_CURSES_H
 #define SM_TUI_CURSES_H
 
@@ -45,16 +46,5 @@ void tc_off(int pair, attr_t attrs);
 const char *tc_mono_shade(int i);
 /* "3.41M", "786k", "1.20B". */
 void tc_fmt_params(char *buf, size_t n, double v);
-
-/* The views (tui_view_*.c): the main panel and the lines they add to the detail panel. */
-void tui_view_plan_draw(const tui_state *s, const tui_rect *r);
-void tui_view_heatmap_draw(const tui_state *s, const tui_rect *r);
-void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r);
-/* One line about the cursor / selection of the view, at (y, x) within w columns. */
-void tui_view_heatmap_detail(const tui_state *s, int y, int x, int w);
-void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w);
-void tui_view_plan_detail(const tui_state *s, int y, int x, int w);
-/* Dialogs and the help overlay (tui_dialog.c). */
-void tui_dialog_draw(const tui_state *s, int cols, int rows);
 
 #endif

@@ -1,6 +1,7 @@
 /* tui_dialog: the workbench's dialogs (quit, commit, replace, save, open, rank) and the help
  * overlay, drawn as a framed box in the middle of the screen over the frame. */
 #include "tui/tui_curses.h"
+#include "tui/tui_views.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,22 +1,19 @@
-/* tui_draw: the workbench's frame — header, layer list, detail panel, status line — and the
- * drawing helpers of tui_curses.h. The views and dialogs draw themselves (tui_view_*.c,
- * tui_dialog.c); all of it only reads the state. */
+/* tui_draw: the workbench's frame — header, layer list, detail panel, status line. The views and
+ * dialogs draw themselves (tui_views.h), with the helpers of tui_curses.h; all of it only reads
+ * the state. */
 #include "tui/tui_draw.h"
 #include "tui/tui_curses.h"
+#include "tui/tui_views.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-bool tc_utf8 = true, tc_color = true;
-
 /* 256 colours: a viridis-like ramp from dark violet (least similar) to yellow (most). */
 static const short ramp256[TC_RAMP] = {53, 54, 61, 24, 30, 36, 71, 113, 148, 220};
 static const short ramp8[TC_RAMP] = {COLOR_MAGENTA, COLOR_BLUE, COLOR_BLUE, COLOR_CYAN, COLOR_CYAN,
                                      COLOR_GREEN, COLOR_GREEN, COLOR_YELLOW, COLOR_YELLOW, COLOR_WHITE};
-static const char *const mono_utf8[TC_MONO_RAMP] = {" ", "\u2591", "\u2591", "\u2592", "\u2592", "\u2593", "\u2593", "\u2588"};
-static const char *const mono_ascii[TC_MONO_RAMP] = {" ", ".", ":", "-", "=", "+", "#", "@"};
 
 void tui_draw_init_colors(tui_state *s)
 {
@@ -35,65 +32,6 @@ void tui_draw_init_colors(tui_state *s)
     init_pair(TC_PAIR_BAR, COLOR_BLACK, COLOR_WHITE);
     for (int i = 0; i < TC_RAMP; i++)
         init_pair((short)(TC_PAIR_RAMP + i), i >= 7 ? COLOR_BLACK : COLOR_WHITE, COLORS >= 256 ? ramp256[i] : ramp8[i]);
-}
-
-const char *tc_mono_shade(int i)
-{
-    i = i < 0 ? 0 : i >= TC_MONO_RAMP ? TC_MONO_RAMP - 1 : i;
-    return tc_utf8 ? mono_utf8[i] : mono_ascii[i];
-}
-
-void tc_on(int pair, attr_t attrs)
-{
-    attron(attrs | (tc_color && pair ? COLOR_PAIR(pair) : 0));
-}
-
-void tc_off(int pair, attr_t attrs)
-{
-    attroff(attrs | (tc_color && pair ? COLOR_PAIR(pair) : 0));
-}
-
-int tc_put(int y, int x, int maxw, const char *fmt, ...)
-{
-    if (maxw <= 0)
-        return 0;
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    /* cut at maxw display columns, never inside a UTF-8 sequence */
-    size_t i = tui_bytes_for(buf, maxw);
-    int w = tui_strwidth(buf) < maxw ? tui_strwidth(buf) : maxw;
-    mvaddnstr(y, x, buf, (int)i);
-    return w;
-}
-
-void tc_hrule(int y, int x, int w)
-{
-    for (int i = 0; i < w; i++)
-        mvaddstr(y, x + i, tc_g("\u2500", "-"));
-}
-
-void tc_title(const tui_rect *r, const char *title, bool active)
-{
-    if (r->h < 1 || r->w < 4)
-        return;
-    attr_t a = active ? A_BOLD : 0;
-    tc_on(active ? TC_PAIR_TITLE : TC_PAIR_DIM, a);
-    tc_hrule(r->y, r->x, r->w);
-    tc_put(r->y, r->x + 1, r->w - 2, " %s ", title);
-    tc_off(active ? TC_PAIR_TITLE : TC_PAIR_DIM, a);
-}
-
-void tc_fmt_params(char *buf, size_t n, double v)
-{
-    if (v >= 1e9)
-        snprintf(buf, n, "%.2fB", v / 1e9);
-    else if (v >= 1e6)
-        snprintf(buf, n, "%.2fM", v / 1e6);
-    else
-        snprintf(buf, n, "%.0fk", v / 1e3);
 }
 
 static void draw_header(const tui_state *s, const tui_rect *r)

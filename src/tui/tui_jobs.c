@@ -1,11 +1,11 @@
-/* tui_jobs: what the workbench's worker thread does (see tui_worker.h) — calibrate, preview a
- * layer, re-cluster, compute a spectrum, the plan's perplexity, save / open plans, commit — and
- * the conversions between the edited state and submoe_plan documents, which give the workbench's
- * plans the same meaning as the CLI's (pipeline/apply.c resolves them the same way). */
-#include "cmd/cmd.h"
+/* tui_jobs: what the workbench's worker thread does (see tui_jobs.h, tui_worker.h) — calibrate,
+ * preview a layer, re-cluster, compute a spectrum, the plan's perplexity, save / open plans,
+ * commit. Plans are converted to and from the edited state by tui_worker.c, which gives the
+ * workbench's plans the same meaning as the CLI's (pipeline/apply.c resolves them the same way). */
 #include "forward/moelayer.h"
 #include "model/tokens.h"
 #include "pipeline/apply.h"
+#include "tui/tui_jobs.h"
 #include "tui/tui_worker.h"
 #include "util/diag.h"
 #include "util/fileio.h"

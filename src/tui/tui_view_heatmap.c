@@ -2,6 +2,7 @@
  * logit), rows and columns in cluster order with group boundaries, a cursor cell and a legend.
  * Geometry (cell width, scrolling, labels) comes from tui_heat_geometry. */
 #include "tui/tui_curses.h"
+#include "tui/tui_views.h"
 
 #include <math.h>
 #include <stdio.h>

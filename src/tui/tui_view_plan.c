@@ -1,6 +1,7 @@
 /* tui_view_plan: view 1, the selected layer's plan — method (and what auto chose, with the
  * scores that decided it), router, ranks, alignment, and the groups with routing shares. */
 #include "tui/tui_curses.h"
+#include "tui/tui_views.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -2,6 +2,7 @@
  * (the union SVD's spectrum) for gate, up or down on a log scale, the cumulative energy curve,
  * and the chosen rank with the energy it keeps and the truncation error it costs. */
 #include "tui/tui_curses.h"
+#include "tui/tui_views.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 /* tui_worker: the workbench's application object shared by its loop (tui_app.c) and the jobs its
- * worker thread runs (tui_jobs.c). Internal to src/tui.
+ * worker thread runs (tui_jobs.c), defined in tui_worker.c, which calls neither. Internal to
+ * src/tui.
  *
  * The UI thread owns the terminal and the state's selection; the worker owns the model, the
  * calibration and the engine. Both touch `s` only under `mu`. Jobs run one at a time, user jobs
@@ -60,6 +61,8 @@ typedef struct tui_app {
 
 /* Queue a job (identical queued jobs are merged; a user job goes ahead of background ones). */
 void tui_push(tui_app *a, tui_job j);
+/* Esc: stop the running job and drop the queued background work. */
+void tui_cancel_work(tui_app *a);
 /* Status line message under the lock (error: shown as an error). */
 void tui_status(tui_app *a, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -69,12 +72,9 @@ void tui_app_inputs(const tui_app *a, sm_paths *inputs);
 /* "; warning: ..." when a warning came since the last call (then cleared), else "". Under mu. */
 const char *tui_take_warning(tui_app *a);
 
-/* Run one job on the worker thread. 0, or -1 with a message (sm_errmsg). */
-int tui_job_run(tui_app *a, const tui_job *j, const sm_monitor *mon);
-
-/* Setup before the terminal is taken: open the model, fill the state with the default plan, and
- * open plan_path when it exists. 0, or -1 with a message. */
-int tui_app_setup(tui_app *a, const char *model_dir, const char *plan_path);
+/* A layer of n experts before calibration: the default method and router, round(3n/4) groups
+ * (at least top_k, at most n) assigned round-robin, full ranks. */
+void tui_default_layer_plan(tui_layer_plan *p, int n, int top_k);
 /* Read a plan into the state and the app (the model must match). 0, or -1 with a message. */
 int tui_app_load_plan(tui_app *a, const char *path);
 /* The edited plan as a submoe_plan document (caller holds the lock; sm_plan_free after). */

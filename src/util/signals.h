@@ -12,7 +12,7 @@
 #ifndef SM_SIGNALS_H
 #define SM_SIGNALS_H
 
-#include "engine/monitor.h"
+#include "util/monitor.h"
 
 void sm_signals_install(void);
 /* A second signal quits at once (status 128+N) instead of waiting for the orderly stop, saying so

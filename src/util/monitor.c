@@ -1,4 +1,4 @@
-#include "engine/monitor.h"
+#include "util/monitor.h"
 
 #include "util/diag.h"
 

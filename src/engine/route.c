@@ -1,4 +1,4 @@
-#include "forward/route.h"
+#include "engine/route.h"
 
 #include <cblas.h>
 #include <math.h>

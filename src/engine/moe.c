@@ -1,4 +1,4 @@
-#include "forward/moe.h"
+#include "engine/moe.h"
 
 #include <cblas.h>
 #include <limits.h>

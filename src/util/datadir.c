@@ -1,0 +1,24 @@
+#include "util/datadir.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "util/fileio.h"
+
+const char *sm_data_dir(void)
+{
+    const char *env = getenv("SUBMOE_DATA");
+    if (env && *env)
+        return env;
+    /* Running from the build tree: prefer the source tree's data/. */
+    if (sm_is_dir(SUBMOE_SRCDATA "/demo"))
+        return SUBMOE_SRCDATA;
+    return SUBMOE_PKGDATA;
+}
+
+const char *sm_demo_dir(void)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/demo", sm_data_dir());
+    return buf;
+}

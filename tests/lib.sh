@@ -1,0 +1,33 @@
+# lib.sh: what the shell tests share, sourced after `set -u` (. "$SRCDIR/tests/lib.sh").
+# TAP-like lines "ok N - NAME" / "not ok N - NAME"; $n counts the checks and $fail the failures,
+# so a test ends with `[ "$fail" -eq 0 ]`.
+n=0
+fail=0
+
+# What a failure shows after its "not ok" line (a test redefines it: the screen, a stderr file).
+show_failure() { :; }
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+bad() { n=$((n + 1)); echo "not ok $n - $1"; show_failure; fail=$((fail + 1)); }
+
+# check NAME COMMAND...: the command's status decides.
+check() {
+    check_name=$1
+    shift
+    if "$@"; then ok "$check_name"; else bad "$check_name"; fi
+}
+# check_expr NAME 'SHELL EXPRESSION': the expression's status (evaluated here) decides.
+check_expr() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+# wait_for REGEX [SECONDS]: poll the test's `screen` function (default: 30 s of 0.1 s polls)
+# until its output matches REGEX; 1 if it never did.
+wait_for() {
+    wait_i=0
+    wait_lim=$((${2:-30} * 10))
+    while [ $wait_i -lt $wait_lim ]; do
+        screen | grep -Eq -- "$1" && return 0
+        sleep 0.1
+        wait_i=$((wait_i + 1))
+    done
+    return 1
+}
