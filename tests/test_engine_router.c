@@ -7,7 +7,7 @@
 
 #include "engine/prune.h"
 #include "engine/router.h"
-#include "engine/route.h"
+#include "moe/route.h"
 #include "testutil.h"
 #include "util/diag.h"
 #include "util/rng.h"

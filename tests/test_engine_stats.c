@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
-#include "engine/route.h"
+#include "moe/route.h"
 #include "testutil.h"
 #include "util/diag.h"
 #include "util/rng.h"

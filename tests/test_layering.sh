@@ -19,10 +19,12 @@ none() {
 }
 only_util() { ! grep -n '^#include "[a-z]*/' "$src"/util/*.[ch] | grep -v '#include "util/' >"$tmp/found"; }
 check "util includes only util/" only_util
-check "forward does not include the engine's monitor (util/monitor.h)" none 'engine/monitor' "$src"/forward/*.[ch]
+check "forward/ includes nothing of engine/ (the MoE block is src/moe, the monitor util/)" none 'engine/' \
+    "$src"/forward/*.[ch]
 check "the engine does not include forward/" none 'forward/' "$src"/engine/*.[ch]
+check "the MoE block (src/moe) includes neither forward/ nor engine/" none '\(forward\|engine\)/' "$src"/moe/*.[ch]
 check "below the pipeline nothing includes pipeline/, tui/ or cmd/" none '\(pipeline\|tui\|cmd\)/' \
-    "$src"/util/*.[ch] "$src"/model/*.[ch] "$src"/engine/*.[ch] "$src"/forward/*.[ch] "$src"/plan/*.[ch] \
+    "$src"/util/*.[ch] "$src"/model/*.[ch] "$src"/moe/*.[ch] "$src"/engine/*.[ch] "$src"/forward/*.[ch] "$src"/plan/*.[ch] \
     "$src"/text/*.[ch]
 check "the workbench does not include cmd/" none 'cmd/' "$src"/tui/*.[ch]
 check "tui/ and cmd/ are included only from src/tui, src/cmd and src/main.c" none '\(tui\|cmd\)/' \

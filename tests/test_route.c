@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/moe.h"
-#include "engine/route.h"
+#include "moe/moe.h"
+#include "moe/route.h"
 #include "testutil.h"
 #include "util/diag.h"
 

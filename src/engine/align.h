@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "util/monitor.h"
-#include "engine/moe.h"
+#include "moe/moe.h"
 
 #define SM_ALIGN_EXACT_MAX 4096
 #define SM_ALIGN_CANDIDATES 16

@@ -26,7 +26,7 @@
 #include "engine/router.h"
 #include "engine/similarity.h"
 #include "engine/unionsvd.h"
-#include "engine/moe.h"
+#include "moe/moe.h"
 
 /* ---- analysis ------------------------------------------------------------------------------ */
 

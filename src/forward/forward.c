@@ -1,8 +1,8 @@
 /* forward: layer-at-a-time fp32 forward pass (see forward.h). */
 #include "forward/forward.h"
-#include "engine/moe.h"
+#include "moe/moe.h"
 #include "forward/moelayer.h"
-#include "engine/route.h"
+#include "moe/route.h"
 #include "util/diag.h"
 #include "util/limits.h"
 #include "util/mem.h"

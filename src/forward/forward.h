@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #include "util/monitor.h"
-#include "engine/moe.h"
+#include "moe/moe.h"
 #include "model/model.h"
 
 /* Calibration capture: called once per MoE layer per batch with the block inputs (the

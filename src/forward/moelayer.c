@@ -1,6 +1,6 @@
 /* moelayer: one MoE layer as an fp32 block (see moelayer.h). */
 #include "forward/moelayer.h"
-#include "engine/route.h"
+#include "moe/route.h"
 #include "util/diag.h"
 #include "util/mem.h"
 

@@ -7,7 +7,7 @@
 #ifndef SM_MOELAYER_H
 #define SM_MOELAYER_H
 
-#include "engine/moe.h"
+#include "moe/moe.h"
 #include "model/model.h"
 
 typedef struct sm_moe_layer {

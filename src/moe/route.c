@@ -1,4 +1,4 @@
-#include "engine/route.h"
+#include "moe/route.h"
 
 #include <cblas.h>
 #include <math.h>

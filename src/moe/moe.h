@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "engine/route.h"
+#include "moe/route.h"
 
 /* A linear map y = W x with W out×in, stored densely or as a product W = a·b (a out×rank,
  * b rank×in) for low-rank merged experts. */

@@ -1,4 +1,4 @@
-#include "engine/moe.h"
+#include "moe/moe.h"
 
 #include <cblas.h>
 #include <limits.h>
