@@ -48,9 +48,7 @@ static int read_replace(const sm_tok_jctx *c, json_t *v, sm_tok_dec_step *st)
 static int read_one(const sm_tok_jctx *c, json_t *v, sm_tok_decoder *d)
 {
     const char *type, *s;
-    if (!json_is_object(v))
-        return sm_tok_jerr(c, NULL, "must be an object");
-    if (sm_tok_jstr(c, v, "type", true, NULL, &type))
+    if (sm_tok_jtype(c, v, &type))
         return -1;
     sm_tok_dec_step st = {0};
     if (!strcmp(type, "Sequence"))

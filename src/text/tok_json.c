@@ -109,6 +109,13 @@ int sm_tok_jarr(const sm_tok_jctx *c, json_t *obj, const char *key, bool require
     return 0;
 }
 
+int sm_tok_jtype(const sm_tok_jctx *c, json_t *v, const char **type)
+{
+    if (!json_is_object(v))
+        return sm_tok_jerr(c, NULL, "must be an object");
+    return sm_tok_jstr(c, v, "type", true, NULL, type);
+}
+
 int sm_tok_jsequence(const sm_tok_jctx *c, json_t *obj, const char *key, sm_tok_jeach_fn read_one, void *arg)
 {
     const char *const keys[] = {"type", key, NULL};

@@ -27,6 +27,8 @@ int sm_tok_jobj(const sm_tok_jctx *c, json_t *obj, const char *key, bool require
 int sm_tok_jarr(const sm_tok_jctx *c, json_t *obj, const char *key, bool required, json_t **out);
 /* Refuse keys outside the NULL-terminated list (a field we do not implement). */
 int sm_tok_jonly(const sm_tok_jctx *c, json_t *obj, const char *const *allowed);
+/* A component (normalizer, pre-tokenizer, ...): an object with a string "type". 0 or -1. */
+int sm_tok_jtype(const sm_tok_jctx *c, json_t *v, const char **type);
 /* A "Sequence" component: an object with only "type" and the list `key`; read_one is called on
  * each element with the element's own path ("normalizer.normalizers[2]"), stopping at the
  * first failure. 0 or -1. */

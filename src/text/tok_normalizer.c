@@ -65,9 +65,7 @@ static int read_one(const sm_tok_jctx *c, json_t *v, sm_tok_normalizer *nz)
 {
     static const char *const only_type[] = {"type", NULL};
     const char *type;
-    if (!json_is_object(v))
-        return sm_tok_jerr(c, NULL, "must be an object");
-    if (sm_tok_jstr(c, v, "type", true, NULL, &type))
+    if (sm_tok_jtype(c, v, &type))
         return -1;
     sm_tok_norm_step st = {0};
     static const struct { const char *name; sm_tok_norm_kind kind; } simple[] = {

@@ -99,9 +99,7 @@ static int read_sequence(const sm_tok_jctx *c, json_t *v, sm_tok_post *p)
 static int read_one(const sm_tok_jctx *c, json_t *v, sm_tok_post *p)
 {
     const char *type;
-    if (!json_is_object(v))
-        return sm_tok_jerr(c, NULL, "must be an object");
-    if (sm_tok_jstr(c, v, "type", true, NULL, &type))
+    if (sm_tok_jtype(c, v, &type))
         return -1;
     if (!strcmp(type, "TemplateProcessing"))
         return read_template(c, v, p);
