@@ -3,7 +3,7 @@
 #define SM_FUZZ_MODEL_H
 
 #include "model/synth.h"
-#include "util/outdir.h"
+#include "util/fileio.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>

@@ -9,7 +9,6 @@
 #include "model/model.h"
 #include "model/synth.h"
 #include "util/fileio.h"
-#include "util/outdir.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,6 +6,7 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/iopaths.h"
+#include "util/publish.h"
 #include "util/signals.h"
 
 #include <errno.h>

@@ -7,6 +7,7 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/iopaths.h"
+#include "util/publish.h"
 #include "util/mem.h"
 #include "util/signals.h"
 

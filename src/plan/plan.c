@@ -3,6 +3,7 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/mem.h"
+#include "util/publish.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -162,7 +162,7 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m);
 int sm_plan_format(const sm_plan *p, char **text, size_t *len);
 /* The same without comments: what a plan means, for hashing (comments are not read back). */
 int sm_plan_format_bare(const sm_plan *p, char **text, size_t *len);
-/* Written with sm_write_file_atomic (util/fileio.h): a temporary file renamed over path; a
+/* Written with sm_write_file_atomic (util/publish.h): a temporary file renamed over path; a
  * symbolic link keeps the link and replaces its target; a device or FIFO is written in place; a
  * directory is refused; nothing is published once a signal arrived. */
 int sm_plan_write(const sm_plan *p, const char *path);

@@ -1,14 +1,15 @@
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "util/fileio.h"
 #include "util/fault.h"
 #include "util/diag.h"
 #include "util/mapguard.h"
 #include "util/mem.h"
-#include "util/publish.h"
 #include "util/signals.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,113 +269,19 @@ int sm_write_file(const char *path, const void *data, size_t n)
     return rc;
 }
 
-/* Whether following the symbolic links of path passes through a /proc file-descriptor link
- * (/dev/stdout -> /proc/self/fd/1, /dev/fd/N): such a name means "this open file", so it is written
- * in place, whatever it points to (a pipe, a terminal, or a file the shell opened with >>). */
-static bool via_proc_fd(const char *path)
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-    char *cur = xstrdup(path);
-    bool found = false;
-    for (int hop = 0; hop < 40 && !found; hop++) {
-        char *slash = strrchr(cur, '/');
-        char *dir = slash ? xasprintf("%.*s", (int)(slash == cur ? 1 : slash - cur), cur) : xstrdup(".");
-        char *rdir = realpath(dir, NULL);
-        free(dir);
-        if (!rdir)
-            break;
-        char *full = xasprintf("%s/%s", strcmp(rdir, "/") ? rdir : "", slash ? slash + 1 : cur);
-        bool in_proc = !strncmp(rdir, "/proc/", 6);
-        free(rdir);
-        struct stat st;
-        char link[PATH_MAX];
-        ssize_t n = -1;
-        if (lstat(full, &st) == 0 && S_ISLNK(st.st_mode)) {
-            if (in_proc)
-                found = true;
-            else
-                n = readlink(full, link, sizeof link - 1);
-        }
-        free(cur);
-        cur = NULL;
-        if (n >= 0) {
-            link[n] = '\0';
-            char *s2 = strrchr(full, '/');
-            cur = link[0] == '/' ? xstrdup(link) : xasprintf("%.*s/%s", (int)(s2 - full), full, link);
-        }
-        free(full);
-        if (!cur)
-            break;
-    }
-    free(cur);
-    return found;
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
 }
 
-int sm_output_target(const char *path, char **target, bool *direct)
+int sm_remove_tree(const char *path)
 {
-    *target = NULL;
-    *direct = false;
-    struct stat st;
-    if (lstat(path, &st) != 0) {
-        if (errno != ENOENT)
-            return sm_err("%s: %s", path, strerror(errno));
-        *target = xstrdup(path); /* a new file */
+    if (!sm_exists(path))
         return 0;
-    }
-    if (S_ISLNK(st.st_mode)) {
-        if (stat(path, &st) != 0)
-            return sm_err("%s: a symbolic link to nothing (%s): refusing to write through it", path,
-                          strerror(errno));
-        if (S_ISREG(st.st_mode) && !via_proc_fd(path)) {
-            char *real = realpath(path, NULL);
-            if (!real)
-                return sm_err("%s: cannot resolve the symbolic link: %s", path, strerror(errno));
-            *target = real; /* the link's regular file, replaced atomically; the link stays */
-            return 0;
-        }
-        if (S_ISREG(st.st_mode)) { /* /dev/stdout and the like, to a file: write in place */
-            *target = xstrdup(path);
-            *direct = true;
-            return 0;
-        }
-    }
-    if (S_ISDIR(st.st_mode))
-        return sm_err("%s: is a directory", path);
-    *target = xstrdup(path);
-    /* a regular file: replaced atomically; a device, pipe or socket (/dev/null, a FIFO, /dev/stdout
-     * to a terminal or pipe): written in place */
-    *direct = !S_ISREG(st.st_mode);
+    if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) != 0)
+        return sm_err("%s: cannot remove: %s", path, strerror(errno));
     return 0;
-}
-
-int sm_write_file_atomic(const char *path, const void *data, size_t n)
-{
-    char *target;
-    bool direct;
-    if (sm_output_target(path, &target, &direct))
-        return -1;
-    if (direct) { /* appending: a no-op on devices and pipes, and keeps what >> already holds */
-        int rc = 0;
-        FILE *f = sm_interrupted() ? NULL : fopen(target, "ab");
-        if (sm_interrupted())
-            rc = sm_check_interrupt();
-        else if (!f)
-            rc = sm_err("%s: cannot open: %s", target, strerror(errno));
-        else {
-            rc = sm_fwrite(f, data, n, target);
-            if (fclose(f) != 0 && rc == 0)
-                rc = sm_err("%s: write failed: %s", target, strerror(errno));
-        }
-        free(target);
-        return rc;
-    }
-    /* a file output replaces the file there (rename(2): atomic, never a moment without one) */
-    char *tmp = sm_temp_sibling(target);
-    int rc = sm_write_file(tmp, data, n);
-    if (!rc)
-        rc = sm_publish(tmp, target, true);
-    if (rc)
-        unlink(tmp);
-    free(tmp);
-    free(target);
-    return rc;
 }

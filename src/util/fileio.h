@@ -42,18 +42,7 @@ int sm_fsync_fd(int fd, const char *path);
 int sm_fsync_dir(const char *dir);
 void sm_fsync_parent(const char *path);
 
-/* Where an output file given on the command line (-o FILE) goes, without ever replacing a
- * symbolic link or a device by a regular file:
- *   - a new path or a regular file: *target = path, replaced atomically (temporary + rename);
- *   - a symbolic link to a regular file: *target = the file it resolves to (replaced atomically;
- *     the link stays and now shows the new content);
- *   - a device, pipe or socket, directly or through links (/dev/null, a FIFO), and any name that
- *     goes through a /proc descriptor link (/dev/stdout, /dev/fd/N, whatever they point to):
- *     *direct = true, written in place with no temporary;
- *   - a directory or a dangling link: refused with a message.
- * *target is malloc'ed. 0, or -1 with a message. */
-int sm_output_target(const char *path, char **target, bool *direct);
-/* sm_write_file through sm_output_target: atomic for files, in place for devices. */
-int sm_write_file_atomic(const char *path, const void *data, size_t n);
+/* rm -rf */
+int sm_remove_tree(const char *path);
 
 #endif

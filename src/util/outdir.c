@@ -7,29 +7,11 @@
 #include "util/signals.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
-}
-
-int sm_remove_tree(const char *path)
-{
-    if (!sm_exists(path))
-        return 0;
-    if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) != 0)
-        return sm_err("%s: cannot remove: %s", path, strerror(errno));
-    return 0;
-}
 
 int sm_outdir_begin(sm_outdir *o, const char *final, bool force)
 {

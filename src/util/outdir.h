@@ -22,7 +22,5 @@ const char *sm_outdir_path(const sm_outdir *o);   /* where to write now */
  * is left alone and the commit fails; with force it is exchanged. Aborts on failure. */
 int sm_outdir_commit(sm_outdir *o);
 void sm_outdir_abort(sm_outdir *o);
-/* rm -rf */
-int sm_remove_tree(const char *path);
 
 #endif

@@ -17,6 +17,7 @@
 #define SM_PUBLISH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* The temporary sibling an output is written under: "FINAL.tmp-PID". Caller frees. */
 char *sm_temp_sibling(const char *final);
@@ -33,5 +34,19 @@ int sm_publish(const char *tmp, const char *final, bool replace);
  * between writing and publishing) — and how to remove them. Nothing is removed: they may hold
  * the only copy of an old output. */
 void sm_report_stale(const char *final);
+
+/* Where an output file given on the command line (-o FILE) goes, without ever replacing a
+ * symbolic link or a device by a regular file:
+ *   - a new path or a regular file: *target = path, replaced atomically (temporary + rename);
+ *   - a symbolic link to a regular file: *target = the file it resolves to (replaced atomically;
+ *     the link stays and now shows the new content);
+ *   - a device, pipe or socket, directly or through links (/dev/null, a FIFO), and any name that
+ *     goes through a /proc descriptor link (/dev/stdout, /dev/fd/N, whatever they point to):
+ *     *direct = true, written in place with no temporary;
+ *   - a directory or a dangling link: refused with a message.
+ * *target is malloc'ed. 0, or -1 with a message. */
+int sm_output_target(const char *path, char **target, bool *direct);
+/* sm_write_file through sm_output_target: atomic for files, in place for devices. */
+int sm_write_file_atomic(const char *path, const void *data, size_t n);
 
 #endif
