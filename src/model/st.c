@@ -301,6 +301,7 @@ st_file *st_open(const char *path)
     }
     /* guarded from the first read: the file may be truncated or fail at any time from now on */
     if (sm_mapguard_add(map, (size_t)f->size, f->path, f, describe_offset)) {
+        sm_err("%s: more than %d model files open at once", f->path, SM_MAPGUARD_SLOTS);
         munmap(map, (size_t)f->size);
         st_close(f);
         return NULL;

@@ -1,5 +1,4 @@
 #include "util/mapguard.h"
-#include "util/diag.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -10,9 +9,8 @@
 #include <unistd.h>
 
 /* A fixed table the handler can scan without locks: a slot is claimed with `used`, filled, then
- * published by storing `base` last; removal clears `base` first. Far more slots than shards of any
- * real model (the largest have a few hundred), and diff opens two models. */
-#define GUARD_SLOTS 4096
+ * published by storing `base` last; removal clears `base` first. */
+#define GUARD_SLOTS SM_MAPGUARD_SLOTS
 
 typedef struct {
     atomic_int used;
@@ -114,7 +112,7 @@ int sm_mapguard_add(const void *base, size_t len, const char *path, const void *
         atomic_store_explicit(&slots[i].base, (uintptr_t)base, memory_order_release);
         return 0;
     }
-    return sm_err("%s: more than %d model files open at once", path, GUARD_SLOTS);
+    return -1;
 }
 
 void sm_mapguard_remove(const void *base)

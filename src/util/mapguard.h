@@ -22,9 +22,14 @@
  * outside the handler, while the mapping is registered. */
 typedef void (*sm_mapguard_describe_fn)(const void *owner, uint64_t offset, char *buf, size_t n);
 
+/* How many mappings can be guarded at once: far more than the shards of any real model (the
+ * largest have a few hundred), and diff opens two models. */
+#define SM_MAPGUARD_SLOTS 4096
+
 /* Guard [base, base + len), a read-only mapping of `path` (both must stay valid until
- * sm_mapguard_remove). Installs the SIGBUS/SIGSEGV handler on first use. 0, or -1 with a message
- * when too many mappings are open. */
+ * sm_mapguard_remove). Installs the SIGBUS/SIGSEGV handler on first use. 0, or -1 when
+ * SM_MAPGUARD_SLOTS mappings are already guarded (the caller says so: this module sits below
+ * util/diag, whose sm_errmsg reports a tripped guard). */
 int sm_mapguard_add(const void *base, size_t len, const char *path, const void *owner,
                     sm_mapguard_describe_fn describe);
 /* Stop guarding the mapping at base (before unmapping it). */
