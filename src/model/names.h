@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 #include "model/arch.h"
-#include "model/model.h"
+#include "model/roles.h"
 
 /* Name of a (non-expert, or per-expert-layout expert) weight. For SM_W_EXPERT_* `index` is the
  * expert. `moe_block` is the MoE module name ("block_sparse_moe" or "mlp"). Returns buf. */
