@@ -1,5 +1,6 @@
 /* publish: moving a finished output (a file or a directory written under a temporary sibling
- * name) to its destination, the one way every command does it.
+ * name) to its destination, the one way every command does it; and, for -o FILE, which file that
+ * destination is (sm_output_target) and the whole write (sm_write_file_atomic).
  *
  * Without replace, the move cannot replace anything: an output someone else created at the
  * destination while the command ran stays, and the command fails (renameat2 RENAME_NOREPLACE).
