@@ -1,8 +1,8 @@
 #!/bin/sh
 # Dependencies point one way (issue 15): util below model below engine below forward, the pipeline
-# above them, the workbench and the commands on top. Checks the sources' #include lines, and that
-# the workbench has no cycle — neither in its #include lines (x.c and x.h are one module x) nor
-# in which of its object files calls which (nm on the built library).
+# above them, the workbench and the commands on top. Checks the sources' #include lines; that no
+# module of src/ (x.c and x.h are one module x) and no folder is part of an include cycle; and that
+# the workbench has no cycle in which of its object files calls which (nm on the built library).
 set -u
 . "$SRCDIR/tests/lib.sh"
 src=$SRCDIR/src
@@ -32,6 +32,21 @@ check "tui/ and cmd/ are included only from src/tui, src/cmd and src/main.c" non
 
 # acyclic EDGES-FILE: tsort fails on a loop and names its members.
 acyclic() { tsort "$1" >/dev/null 2>"$tmp/found" && [ ! -s "$tmp/found" ]; }
+
+# The include graph of all of src/, module to module (folder/x.c and folder/x.h are one module
+# folder/x; src/main.c is the module main): no cycle within a folder or across folders.
+for f in "$src"/*.c "$src"/*/*.[ch]; do
+    from=$(echo "${f#"$src"/}" | sed 's/\.[ch]$//')
+    sed -n 's|^#include "\([a-z_0-9]*/[a-z_0-9]*\)\.h".*|\1|p' "$f" | while read -r to; do
+        [ "$to" = "$from" ] || echo "$from $to"
+    done
+done | sort -u >"$tmp/modules"
+check "src/ has #include lines between modules" test -s "$tmp/modules"
+check "no include cycle between the modules of src/" acyclic "$tmp/modules"
+# The same graph between folders (main.c counts as the folder main).
+awk '{ a = $1; b = $2; sub(/\/.*/, "", a); sub(/\/.*/, "", b); if (a != b) print a, b }' "$tmp/modules" |
+    sort -u >"$tmp/folders"
+check "no include cycle between the folders of src/" acyclic "$tmp/folders"
 
 # The workbench's include graph, module to module.
 for f in "$src"/tui/*.[ch]; do
