@@ -18,6 +18,14 @@ check() {
 }
 # check_expr NAME 'SHELL EXPRESSION': the expression's status (evaluated here) decides.
 check_expr() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+# check_eq NAME GOT WANT: the two strings are equal ("NAME = GOT"; a failure shows both).
+check_eq() { if [ "$2" = "$3" ]; then ok "$1 = $2"; else bad "$1: got '$2', want '$3'"; fi; }
+
+# now: the clock in seconds (with nanoseconds); seconds_since T0: the seconds since T0 (now's
+# output), to 2 decimals; longer_than SECONDS LIMIT: whether SECONDS > LIMIT (decimals allowed).
+now() { date +%s.%N; }
+seconds_since() { echo "$(now) $1" | awk '{ printf "%.2f", $1 - $2 }'; }
+longer_than() { awk -v t="$1" -v l="$2" 'BEGIN { exit !(t > l) }'; }
 
 # wait_for REGEX [SECONDS]: poll the test's `screen` function (default: 30 s of 0.1 s polls)
 # until its output matches REGEX; 1 if it never did.
@@ -30,4 +38,14 @@ wait_for() {
         wait_i=$((wait_i + 1))
     done
     return 1
+}
+
+# wait_for_file PATH: until PATH exists (20 s of 0.05 s polls); 1 if it never did.
+wait_for_file() {
+    wait_i=0
+    while [ ! -e "$1" ]; do
+        [ $wait_i -lt 400 ] || return 1
+        sleep 0.05
+        wait_i=$((wait_i + 1))
+    done
 }

@@ -2,22 +2,23 @@
 # Command-line behaviour: help texts, usage errors, refusing to overwrite, the default overview;
 # standard output that cannot be written; -o paths that are links or devices.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-cli.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
+shown=/dev/null # what a failure shows: the output of the command checked last
+show_failure() { sed 's/^/    /' "$shown"; }
 expect() { # expect NAME STATUS PATTERN -- command...
     name=$1 want=$2 pat=$3
     shift 4
     "$@" >"$tmp/out" 2>&1
     got=$?
-    n=$((n + 1))
+    shown=$tmp/out
     if [ "$got" -ne "$want" ]; then
-        echo "not ok $n - $name: exit $got, want $want"; sed 's/^/    /' "$tmp/out"; fail=$((fail + 1))
+        bad "$name: exit $got, want $want"
     elif [ -n "$pat" ] && ! grep -qE -- "$pat" "$tmp/out"; then
-        echo "not ok $n - $name: output lacks /$pat/"; sed 's/^/    /' "$tmp/out"; fail=$((fail + 1))
+        bad "$name: output lacks /$pat/"
     else
-        echo "ok $n - $name"
+        ok "$name"
     fi
 }
 expect "submoe --help" 0 "^Usage: submoe" -- "$SUBMOE" --help
@@ -37,8 +38,8 @@ expect "synth with a non-number" 2 "--hidden: 'big' is not an integer" -- "$SUBM
 expect "synth writes a model" 0 "" -- "$SUBMOE" synth --arch olmoe -q --out "$tmp/m"
 expect "synth refuses to overwrite" 1 "already exists \(use --force" -- "$SUBMOE" synth --arch olmoe -q --out "$tmp/m"
 expect "synth --force replaces" 0 "" -- "$SUBMOE" synth --arch olmoe -q --seed 2 --force --out "$tmp/m"
-n=$((n + 1))
-if ls "$tmp" | grep -q 'tmp-\|old-'; then echo "not ok $n - temporary directories left behind"; fail=$((fail + 1)); else echo "ok $n - no temporaries left"; fi
+shown=/dev/null
+if ls "$tmp" | grep -q 'tmp-\|old-'; then bad "temporary directories left behind"; else ok "no temporaries left"; fi
 "$SUBMOE" synth --arch olmoe -q --seed 2 --out "$tmp/m3"
 expect "same seed, same bytes" 0 "" -- cmp "$tmp/m/model.safetensors" "$tmp/m3/model.safetensors"
 expect "no arguments: overview of the demo model" 0 "^Architecture   mixtral" -- "$SUBMOE"
@@ -48,14 +49,14 @@ expect "a model directory as the only argument" 0 "^Architecture   olmoe" -- "$S
 # with exactly one message, never a silent success.
 one_line() { # one_line NAME PATTERN -- command... (stdout already redirected by the caller)
     name=$1 pat=$2
-    n=$((n + 1))
     lines=$(wc -l <"$tmp/err")
+    shown=$tmp/err
     if [ "$st" -ne 1 ]; then
-        echo "not ok $n - $name: exit $st, want 1"; sed 's/^/    /' "$tmp/err"; fail=$((fail + 1))
+        bad "$name: exit $st, want 1"
     elif [ "$lines" -ne 1 ] || ! grep -qE -- "$pat" "$tmp/err"; then
-        echo "not ok $n - $name: want one line matching /$pat/"; sed 's/^/    /' "$tmp/err"; fail=$((fail + 1))
+        bad "$name: want one line matching /$pat/"
     else
-        echo "ok $n - $name"
+        ok "$name"
     fi
 }
 full="cannot write the output to standard output: No space left on device"
@@ -87,12 +88,9 @@ was_link=no
 st=$?
 is_link=no
 [ -L /dev/stdout ] && is_link=yes
-n=$((n + 1))
-if [ $st -ne 0 ] || ! grep -q '^submoe_plan: 1' "$o/stdout.yaml" || [ $was_link != $is_link ]; then
-    echo "not ok $n - plan -o /dev/stdout writes the plan to standard output"; fail=$((fail + 1))
-else
-    echo "ok $n - plan -o /dev/stdout writes the plan to standard output"
-fi
+shown=/dev/null
+check_expr "plan -o /dev/stdout writes the plan to standard output" \
+    '[ $st -eq 0 ] && grep -q "^submoe_plan: 1" "$o/stdout.yaml" && [ $was_link = $is_link ]'
 echo "# kept" >"$o/log.yaml"
 "$SUBMOE" plan "$DEMO" -e 6 -m freq-average -q -o /dev/stdout >>"$o/log.yaml"
 expect "plan -o /dev/stdout >> FILE appends" 0 "" -- sh -c "head -1 '$o/log.yaml' | grep -q '^# kept' && grep -q '^submoe_plan: 1' '$o/log.yaml'"
@@ -125,8 +123,8 @@ expect "synth --force over a regular file is refused" 1 "file: exists and is not
 expect "synth --force over /dev/null is refused" 1 "/dev/null: exists and is not a directory" -- \
     "$SUBMOE" synth --arch olmoe -q --force --out /dev/null
 expect "... /dev/null is still a device" 0 "" -- test -c /dev/null
-n=$((n + 1))
-if ls -a "$o" | grep -q 'tmp-\|old-'; then echo "not ok $n - temporaries left in $o: $(ls "$o")"; fail=$((fail + 1)); else echo "ok $n - no temporaries left"; fi
+shown=/dev/null
+if ls -a "$o" | grep -q 'tmp-\|old-'; then bad "temporaries left in $o: $(ls "$o")"; else ok "no temporaries left"; fi
 
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

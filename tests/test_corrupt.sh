@@ -4,26 +4,26 @@
 # sharded model with one damaged shard, through eval, calibrate, apply, plan and inspect.
 # (Regenerate the corpus with tools/make_corrupt_corpus.py.)
 set -u
-fail=0
-n=0
+. "$SRCDIR/tests/lib.sh"
 tmp=${TMPDIR:-/tmp}/submoe-corrupt.$$
+show_failure() { cat "$shown"; } # a failed case's stderr
+shown=$tmp.err
 for dir in "$SRCDIR"/tests/corrupt/*/; do
     case=$(basename "$dir")
     expected=$(cat "$dir/expected")
-    n=$((n + 1))
     "$SUBMOE" inspect "$dir" >"$tmp.out" 2>"$tmp.err"
     status=$?
     lines=$(wc -l <"$tmp.err")
     if [ "$status" -ne 1 ]; then
-        echo "not ok $n - $case: exit status $status (want 1)"; cat "$tmp.err"; fail=$((fail + 1))
+        bad "$case: exit status $status (want 1)"
     elif [ "$lines" -ne 1 ]; then
-        echo "not ok $n - $case: $lines lines on stderr (want 1)"; cat "$tmp.err"; fail=$((fail + 1))
+        bad "$case: $lines lines on stderr (want 1)"
     elif ! grep -qF -- "$expected" "$tmp.err"; then
-        echo "not ok $n - $case: message does not contain: $expected"; cat "$tmp.err"; fail=$((fail + 1))
+        bad "$case: message does not contain: $expected"
     elif [ -s "$tmp.out" ]; then
-        echo "not ok $n - $case: printed to stdout on failure"; fail=$((fail + 1))
+        bad "$case: printed to stdout on failure"
     else
-        echo "ok $n - $case: $(cat "$tmp.err")"
+        ok "$case: $(cat "$tmp.err")"
     fi
 done
 rm -f "$tmp.out" "$tmp.err"
@@ -33,6 +33,7 @@ rm -f "$tmp.out" "$tmp.err"
 # with one line naming the shard, and leaves no output or temporary.
 d=$(mktemp -d "${TMPDIR:-/tmp}/submoe-corrupt-shard.XXXXXX")
 trap 'rm -rf "$d"' EXIT
+shown=$d/err
 "$SUBMOE" synth --arch mixtral --layers 2 --hidden 32 --intermediate 64 --experts 4 --clusters 2 --heads 2 \
     --kv-heads 1 --vocab 256 --shard-size 40K -q --out "$d/good"
 shard=model-00002-of-00008.safetensors
@@ -49,16 +50,15 @@ damage() { # damage HOW: a copy of the good model with shard 2 damaged
 shard_case() { # shard_case NAME OUTPUT -- command...
     name=$1 out=$2
     shift 3
-    n=$((n + 1))
     "$@" >"$d/out" 2>"$d/err"
     status=$?
     left=$(ls -d "$out" "$out".* 2>/dev/null | head -1)
     if [ "$status" -ne 1 ] || [ "$(wc -l <"$d/err")" -ne 1 ] || ! grep -qF -- "$want" "$d/err"; then
-        echo "not ok $n - $name: exit $status, want 1 and one line with '$want'"; cat "$d/err"; fail=$((fail + 1))
+        bad "$name: exit $status, want 1 and one line with '$want'"
     elif [ -n "$left" ] || [ -s "$d/out" ]; then
-        echo "not ok $n - $name: output left behind or printed ($left)"; fail=$((fail + 1))
+        bad "$name: output left behind or printed ($left)"
     else
-        echo "ok $n - $name: $(cat "$d/err")"
+        ok "$name: $(cat "$d/err")"
     fi
 }
 printf 'submoe_plan: 1\nmodel: {path: %s}\ncalibration: {tokens: %s}\ndefaults: {experts: 2}\n' \

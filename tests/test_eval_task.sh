@@ -6,13 +6,9 @@
 # (tests/corrupt-task), a model without tokenizer.json and option misuse: one message naming the
 # file and line, exit status 1 (2 for usage), nothing on standard output, no --items file.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-evaltask.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); echo "not ok $n - $1"; fail=$((fail + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 demo="$SRCDIR/data/demo"
 ref="$SRCDIR/tests/fixtures/demo-task-ref.tsv"
 corrupt="$SRCDIR/tests/corrupt-task"
@@ -21,11 +17,11 @@ corrupt="$SRCDIR/tests/corrupt-task"
 head -n 40 "$SRCDIR/data/demo-task.jsonl" >"$tmp/demo40.jsonl"
 timeout 300 "$SUBMOE" eval "$demo" --task "$tmp/demo40.jsonl" --items "$tmp/items.tsv" -q >"$tmp/out" 2>"$tmp/err"
 rc=$?
-check "demo task (40 items) runs (exit $rc)" '[ $rc -eq 0 ] && [ -s "$tmp/items.tsv" ]'
+check_expr "demo task (40 items) runs (exit $rc)" '[ $rc -eq 0 ] && [ -s "$tmp/items.tsv" ]'
 cat "$tmp/err"
 want=$(awk 'NR == 2 { printf "%.6f %.6f\n", $6, $8 }' "$ref")
 got=$(cat "$tmp/out")
-check "acc and acc_norm of the first 40 items equal the reference's ($got = $want)" '[ "$got" = "$want" ]'
+check_expr "acc and acc_norm of the first 40 items equal the reference's ($got = $want)" '[ "$got" = "$want" ]'
 # join on (line, choice); compare tokens exactly and log-likelihoods to 1e-4
 res=$(awk -F'\t' 'FNR == 1 { f++ } /^#/ || /^line/ || /^file/ { next }
     f == 1 { ll[$1 "/" $2] = $5; tk[$1 "/" $2] = $4; next }
@@ -35,18 +31,18 @@ res=$(awk -F'\t' 'FNR == 1 { f++ } /^#/ || /^line/ || /^file/ { next }
 read -r seen miss badtok worst <<EOT
 $res
 EOT
-check "160 choices compared, all in the reference ($res)" '[ "$seen" -eq 160 ] && [ "$miss" -eq 0 ]'
-check "continuation token counts equal the reference's" '[ "$badtok" -eq 0 ]'
-check "max |log-likelihood - reference| $worst <= 1e-4" 'awk "BEGIN { exit !($worst <= 1e-4) }"'
+check_expr "160 choices compared, all in the reference ($res)" '[ "$seen" -eq 160 ] && [ "$miss" -eq 0 ]'
+check_expr "continuation token counts equal the reference's" '[ "$badtok" -eq 0 ]'
+check_expr "max |log-likelihood - reference| $worst <= 1e-4" 'awk "BEGIN { exit !($worst <= 1e-4) }"'
 
 # --- JSON and several files ---------------------------------------------------------------------
 head -n 3 "$tmp/demo40.jsonl" >"$tmp/a.jsonl"
 head -n 5 "$tmp/demo40.jsonl" | tail -n 2 >"$tmp/b.jsonl"
 j=$(timeout 120 "$SUBMOE" eval "$demo" --task "$tmp/a.jsonl" -T "$tmp/b.jsonl" --json 2>/dev/null)
-check "--json lists both tasks and their mean" 'echo "$j" | grep -q "\"tasks\": \[{\"file\": \"$tmp/a.jsonl\", \"items\": 3," &&
+check_expr "--json lists both tasks and their mean" 'echo "$j" | grep -q "\"tasks\": \[{\"file\": \"$tmp/a.jsonl\", \"items\": 3," &&
     echo "$j" | grep -q "\"mean\": {\"items\": 5,"'
 t=$(timeout 120 "$SUBMOE" eval "$demo" --task "$tmp/a.jsonl" -T "$tmp/b.jsonl" 2>/dev/null)
-check "the table has a row per task and the mean" 'echo "$t" | grep -q "^mean of 2 tasks"'
+check_expr "the table has a row per task and the mean" 'echo "$t" | grep -q "^mean of 2 tasks"'
 
 # --- broken task files: FILE:LINE, exit 1, nothing printed, no --items file ----------------------
 while read -r name where what; do
@@ -55,7 +51,7 @@ while read -r name where what; do
     timeout 60 "$SUBMOE" eval "$demo" --task "$corrupt/$name" --items "$tmp/i.tsv" >"$tmp/out" 2>"$tmp/err"
     rc=$?
     msg=$(cat "$tmp/err")
-    check "$name: exit 1, one message naming $name$where ($msg)" \
+    check_expr "$name: exit 1, one message naming $name$where ($msg)" \
         '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ] && [ ! -e "$tmp/i.tsv" ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
          grep -qF "$corrupt/$name$where: $what" "$tmp/err"'
 done <<'LIST'
@@ -81,15 +77,15 @@ empty.jsonl - no items
 blank-lines.jsonl - no items
 empty-context.jsonl :1 the context encodes to no tokens
 LIST
-check "every file in tests/corrupt-task is covered" '[ "$(ls "$corrupt" | wc -l)" -eq 21 ]'
+check_expr "every file in tests/corrupt-task is covered" '[ "$(ls "$corrupt" | wc -l)" -eq 21 ]'
 
 # A later bad file: nothing is printed for the good first one either.
 timeout 60 "$SUBMOE" eval "$demo" --task "$tmp/a.jsonl" --task "$corrupt/gold-negative.jsonl" >"$tmp/out" 2>"$tmp/err"
 rc=$?
-check "a bad second file: exit 1, nothing printed" '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ]'
+check_expr "a bad second file: exit 1, nothing printed" '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ]'
 timeout 60 "$SUBMOE" eval "$demo" --task "$tmp/missing.jsonl" >"$tmp/out" 2>"$tmp/err"
 rc=$?
-check "a missing task file: exit 1 naming it" '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ] && grep -qF "$tmp/missing.jsonl" "$tmp/err"'
+check_expr "a missing task file: exit 1 naming it" '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ] && grep -qF "$tmp/missing.jsonl" "$tmp/err"'
 
 # A model without tokenizer.json.
 mkdir "$tmp/notok"
@@ -97,7 +93,7 @@ ln -s "$demo/config.json" "$tmp/notok/config.json"
 ln -s "$demo/model.safetensors" "$tmp/notok/model.safetensors"
 timeout 60 "$SUBMOE" eval "$tmp/notok" --task "$tmp/a.jsonl" >"$tmp/out" 2>"$tmp/err"
 rc=$?
-check "no tokenizer.json: exit 1, one message naming it ($(cat "$tmp/err"))" \
+check_expr "no tokenizer.json: exit 1, one message naming it ($(cat "$tmp/err"))" \
     '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "tokenizer.json" "$tmp/err"'
 
 # --items never lands on an input: the task file, or a file of the model.
@@ -107,17 +103,17 @@ for target in "$tmp/a-copy.jsonl" "$tmp/demo-copy/config.json"; do
     before=$(cksum <"$target")
     timeout 60 "$SUBMOE" eval "$tmp/demo-copy" --task "$tmp/a-copy.jsonl" --items "$target" >"$tmp/out" 2>"$tmp/err"
     rc=$?
-    check "--items $(basename "$target"), an input: exit 1, one message, unchanged" \
+    check_expr "--items $(basename "$target"), an input: exit 1, one message, unchanged" \
         '[ $rc -eq 1 ] && [ ! -s "$tmp/out" ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ "$(cksum <"$target")" = "$before" ]'
 done
 
 # Usage errors: exit 2.
 "$SUBMOE" eval "$demo" --task "$tmp/a.jsonl" --tokens "$SRCDIR/data/heldout.u32" >"$tmp/out" 2>"$tmp/err"
-check "--task with --tokens: exit 2" '[ $? -eq 2 ] && grep -q "do not go together" "$tmp/err"'
+check_expr "--task with --tokens: exit 2" '[ $? -eq 2 ] && grep -q "do not go together" "$tmp/err"'
 "$SUBMOE" eval "$demo" --tokens "$SRCDIR/data/heldout.u32" --no-special >"$tmp/out" 2>"$tmp/err"
-check "--no-special without --task: exit 2" '[ $? -eq 2 ] && grep -q "need --task" "$tmp/err"'
+check_expr "--no-special without --task: exit 2" '[ $? -eq 2 ] && grep -q "need --task" "$tmp/err"'
 "$SUBMOE" eval "$demo" --task "$tmp/a.jsonl" --delimiter "$(printf '\377')" >"$tmp/out" 2>"$tmp/err"
-check "--delimiter that is not UTF-8: exit 2" '[ $? -eq 2 ] && grep -q "not valid UTF-8" "$tmp/err"'
+check_expr "--delimiter that is not UTF-8: exit 2" '[ $? -eq 2 ] && grep -q "not valid UTF-8" "$tmp/err"'
 
 echo "1..$n"
 [ "$fail" -eq 0 ]

@@ -7,10 +7,9 @@
 # existing output: every write and the one rename (renameat2 RENAME_EXCHANGE of the new output
 # with the old) fail in turn and the old output stays byte-identical.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-fault.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
 cd "$tmp" || exit 1
 S=$SUBMOE
 model_args="--arch mixtral --layers 2 --hidden 16 --intermediate 32 --experts 4 --clusters 2 --heads 2 --kv-heads 1 --vocab 256 -q"
@@ -24,7 +23,7 @@ inject() {
     kind=$1 count=$2 name=$3 out=$4
     shift 5
     i=1
-    bad=0
+    misbehaved=0
     while [ $i -le "$count" ]; do
         case $kind:$((i % 3)) in
         write:0) spec="write:$i" ;;
@@ -38,16 +37,14 @@ inject() {
         if [ $st -ne 1 ] || [ "$(wc -l <err)" -ne 1 ] || ! grep -qE "(write failed|cannot move|cannot rename).*(space|Input/output)" err ||
             ! grep -qF "$out" err || [ -n "$left" ]; then
             echo "    $name, $spec: exit $st, left '$left', stderr: $(cat err)"
-            bad=$((bad + 1))
+            misbehaved=$((misbehaved + 1))
         fi
         i=$((i + 1))
     done
-    n=$((n + 1))
-    if [ $bad -eq 0 ]; then
-        echo "ok $n - $name: each of $count ${kind}s failed in turn: exit 1, one message, nothing left"
+    if [ $misbehaved -eq 0 ]; then
+        ok "$name: each of $count ${kind}s failed in turn: exit 1, one message, nothing left"
     else
-        echo "not ok $n - $name: $bad of $count ${kind} points misbehaved"
-        fail=$((fail + 1))
+        bad "$name: $misbehaved of $count ${kind} points misbehaved"
     fi
 }
 points() { # points KIND COMMAND...: how many write/rename points a clean run has
@@ -65,7 +62,7 @@ run_all() { # run_all NAME OUTPUT COMMAND...
     r=$(points rename "$@")
     rm -rf "$out"
     if [ -z "$w" ] || [ "$w" -lt 1 ]; then
-        n=$((n + 1)); echo "not ok $n - $name: no write points counted"; fail=$((fail + 1)); return
+        bad "$name: no write points counted"; return
     fi
     inject write "$w" "$name" "$out" -- "$@"
     inject rename "$r" "$name" "$out" -- "$@"
@@ -89,12 +86,11 @@ printf '{"bos_token_id": 1}\n' >m2/generation_config.json
 "$S" plan m2 --ratio 0.5 -m submoe -c m2.stats --format hf -o p4.yaml -q
 src2_sum=$(cat m2/* | cksum)
 "$S" apply p3.yaml -o clean -q
-n=$((n + 1))
 if [ -f clean/model-00002-of-00002.safetensors ] && [ -f clean/model.safetensors.index.json ] &&
     cmp -s clean/tokenizer.json m2/tokenizer.json && cmp -s clean/generation_config.json m2/generation_config.json; then
-    echo "ok $n - the hf test output has two shards, an index and the tokenizer and generation files"
+    ok "the hf test output has two shards, an index and the tokenizer and generation files"
 else
-    echo "not ok $n - the hf test output lacks shards or copied files: $(ls clean)"; fail=$((fail + 1))
+    bad "the hf test output lacks shards or copied files: $(ls clean)"
 fi
 rm -rf clean
 run_all "apply (hf, 2 shards, tokenizer files)" out3 "$S" apply p3.yaml -o out3 -q
@@ -111,7 +107,7 @@ rm -rf oldc
 for kind in write rename; do
     count=$fw
     [ $kind = rename ] && count=$fr
-    i=1 bad=0
+    i=1 misbehaved=0
     while [ $i -le "${count:-0}" ]; do
         case $kind:$((i % 3)) in
         write:0) spec="write:$i" ;;
@@ -125,25 +121,21 @@ for kind in write rename; do
         if [ $st -ne 1 ] || [ "$(wc -l <err)" -ne 1 ] || ! grep -qE "(write failed|cannot move|cannot rename).*(space|Input/output)" err ||
             ! grep -qF old err || [ -n "$left" ] || [ "$(cd old && ls && cat ./* | cksum)" != "$old_sum" ]; then
             echo "    --force, $spec: exit $st, left '$left', stderr: $(cat err)"
-            bad=$((bad + 1))
+            misbehaved=$((misbehaved + 1))
         fi
         i=$((i + 1))
     done
-    n=$((n + 1))
-    if [ "${count:-0}" -ge 1 ] && [ $bad -eq 0 ]; then
-        echo "ok $n - apply --force over an existing output: each of $count ${kind}s failed in turn: exit 1, one message, the old output byte-identical"
+    if [ "${count:-0}" -ge 1 ] && [ $misbehaved -eq 0 ]; then
+        ok "apply --force over an existing output: each of $count ${kind}s failed in turn: exit 1, one message, the old output byte-identical"
     else
-        echo "not ok $n - apply --force: $bad of ${count:-0} ${kind} points misbehaved"
-        fail=$((fail + 1))
+        bad "apply --force: $misbehaved of ${count:-0} ${kind} points misbehaved"
     fi
 done
-n=$((n + 1))
-if [ "${fr:-0}" -eq 1 ]; then echo "ok $n - --force has one rename (the new output exchanged with the old one)"; else
-    echo "not ok $n - --force has ${fr:-0} renames, want 1"; fail=$((fail + 1)); fi
+if [ "${fr:-0}" -eq 1 ]; then ok "--force has one rename (the new output exchanged with the old one)"; else
+    bad "--force has ${fr:-0} renames, want 1"; fi
 
-n=$((n + 1))
 if [ "$(cat m/* | cksum)" = "$src_sum" ] && [ "$(cat m2/* | cksum)" = "$src2_sum" ]; then
-    echo "ok $n - the source models are unchanged"; else
-    echo "not ok $n - a source model changed"; fail=$((fail + 1)); fi
+    ok "the source models are unchanged"; else
+    bad "a source model changed"; fi
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

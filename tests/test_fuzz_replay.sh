@@ -4,35 +4,30 @@
 # line is "# expect: MESSAGE" must also be refused by `submoe apply` with exactly that message
 # (the regression inputs of fuzz findings; the seeds copied from tests/plans are test_plan's).
 set -u
-fail=0
-n=0
+. "$SRCDIR/tests/lib.sh"
+show_failure() { echo "$out" | tail -20 | sed 's/^/    /'; }
 for h in st config index tokens plan calib resolve; do
-    n=$((n + 1))
     if out=$("$BUILDDIR/tests/fuzz_replay_$h" "$SRCDIR/fuzz/corpus/$h" 2>&1); then
-        echo "ok $n - fuzz_$h: $(echo "$out" | tail -1)"
+        ok "fuzz_$h: $(echo "$out" | tail -1)"
     else
-        echo "not ok $n - fuzz_$h"
-        echo "$out" | tail -20 | sed 's/^/    /'
-        fail=$((fail + 1))
+        bad "fuzz_$h"
     fi
 done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-replay.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+show_failure() { echo "#   want: submoe apply: $want"; }
 for f in "$SRCDIR"/fuzz/corpus/plan/*; do
     name=$(basename "$f")
     [ -e "$SRCDIR/tests/plans/$name" ] && continue # a seed copied from tests/plans: test_plan checks it
     want=$(sed -n '1s/^# expect: //p' "$f")
     [ -n "$want" ] || continue
-    n=$((n + 1))
     cp "$f" "$tmp/$name"
     got=$(cd "$tmp" && "$SUBMOE" apply "$name" -o "$tmp/out" 2>&1)
     status=$?
     if [ "$status" -ne 1 ] || [ "$got" != "submoe apply: $want" ]; then
-        echo "not ok $n - $name: exit $status, got: $got"
-        echo "#   want: submoe apply: $want"
-        fail=$((fail + 1))
+        bad "$name: exit $status, got: $got"
     else
-        echo "ok $n - $name: $want"
+        ok "$name: $want"
     fi
 done
 echo "$n checks, $fail failed"

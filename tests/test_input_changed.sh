@@ -6,10 +6,11 @@
 # stops the command once its N-th input file is mapped (pause:N at its N-th write), the test
 # truncates, then continues it. One case truncates by the clock instead, as a user would.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-changed.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
+shown=/dev/null
+show_failure() { sed 's/^/    | /' "$shown"; }
 
 m="$tmp/m"
 "$SUBMOE" synth --arch mixtral --layers 2 --hidden 256 --intermediate 512 --experts 8 --clusters 4 -q --out "$m" ||
@@ -45,22 +46,22 @@ run_paused() {
 verdict() {
     name=$1 file=$2
     shift 2
-    n=$((n + 1))
     left=""
     for o in "$@"; do
         for f in "$o" "$o".tmp-*; do [ -e "$f" ] && left="$left $f"; done
     done
     want="$file changed or became unreadable while reading (tensor "
+    shown=$tmp/err
     if [ "$status" -ne 1 ]; then
-        echo "not ok $n - $name: exit status $status, want 1"; sed 's/^/    | /' "$tmp/err"; fail=$((fail + 1))
+        bad "$name: exit status $status, want 1"
     elif ! grep -qF "$want" "$tmp/err"; then
-        echo "not ok $n - $name: no '$want...' message:"; sed 's/^/    | /' "$tmp/err"; fail=$((fail + 1))
+        bad "$name: no '$want...' message:"
     elif [ -s "$tmp/out" ]; then
-        echo "not ok $n - $name: printed a result:"; sed 's/^/    | /' "$tmp/out"; fail=$((fail + 1))
+        shown=$tmp/out; bad "$name: printed a result:"
     elif [ -n "$left" ]; then
-        echo "not ok $n - $name: left behind:$left"; fail=$((fail + 1))
+        shown=/dev/null; bad "$name: left behind:$left"
     else
-        echo "ok $n - $name: $(grep -F "$want" "$tmp/err" | head -n 1)"
+        ok "$name: $(grep -F "$want" "$tmp/err" | head -n 1)"
     fi
 }
 

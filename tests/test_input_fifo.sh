@@ -4,10 +4,11 @@
 # command, as a FIFO (and a few as a device or a directory), must be refused at once with status 1
 # and "PATH: not a regular file (...)". The workbench shows the refusal and still quits on q.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-fifo.XXXXXX")
 trap 'for s in "$tmp"/*.sock; do [ -e "$s" ] && tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
-fail=0
-n=0
+shown=/dev/null # what a failure shows: the output checked last
+show_failure() { sed 's/^/    | /' "$shown"; }
 
 # refused NAME PATH -- command...: exit 1 within 10 s, naming PATH as not a regular file
 refused() {
@@ -15,16 +16,15 @@ refused() {
     shift 3
     timeout 10 "$@" </dev/null >"$tmp/out" 2>&1
     got=$?
-    n=$((n + 1))
+    shown=$tmp/out
     if [ "$got" -eq 124 ]; then
-        echo "not ok $n - $name: still blocked after 10 s"; fail=$((fail + 1))
+        shown=/dev/null; bad "$name: still blocked after 10 s"
     elif [ "$got" -ne 1 ]; then
-        echo "not ok $n - $name: exit $got, want 1"; sed 's/^/    | /' "$tmp/out"; fail=$((fail + 1))
+        bad "$name: exit $got, want 1"
     elif ! grep -qF -- "$path: not a regular file (" "$tmp/out"; then
-        echo "not ok $n - $name: no '$path: not a regular file' message:"; sed 's/^/    | /' "$tmp/out"
-        fail=$((fail + 1))
+        bad "$name: no '$path: not a regular file' message:"
     else
-        echo "ok $n - $name: $(head -n 1 "$tmp/out")"
+        ok "$name: $(head -n 1 "$tmp/out")"
     fi
 }
 
@@ -69,11 +69,11 @@ printf 'submoe_plan: 1\nmodel: {path: %s}\ncalibration: {stats: %s}\ndefaults: {
     "$tmp/tok" "$tmp/demo.stats" >"$tmp/tok.yaml"
 refused "apply: tokenizer.json (copied to the output) a FIFO" "$tmp/tok/tokenizer.json" -- \
     "$SUBMOE" apply "$tmp/tok.yaml" -q -o "$tmp/x.out"
-n=$((n + 1))
+shown=/dev/null
 if ls "$tmp" | grep -q 'x\.'; then
-    echo "not ok $n - output or temporaries left behind: $(ls "$tmp" | grep 'x\.' | tr '\n' ' ')"; fail=$((fail + 1))
+    bad "output or temporaries left behind: $(ls "$tmp" | grep 'x\.' | tr '\n' ' ')"
 else
-    echo "ok $n - no output or temporary left behind"
+    ok "no output or temporary left behind"
 fi
 
 # The workbench, in tmux: --plan is read before the screen opens (status 1 and the message);
@@ -84,7 +84,7 @@ if command -v tmux >/dev/null 2>&1; then
     tui() {
         name=$1 pat=$2
         shift 2
-        sock="$tmp/$n.sock"
+        sock="$tmp/$((n + 1)).sock"
         : >"$tmp/tui.status"
         tmux -S "$sock" new-session -d -s wb -x 120 -y 30 \
             "TERM=xterm-256color LANG=C.UTF-8 NO_COLOR=1 timeout --foreground 60 '$SUBMOE' tui '$DEMO' $* 2>'$tmp/tui.err'; echo \$? >'$tmp/tui.status'; sleep 60"
@@ -93,18 +93,17 @@ if command -v tmux >/dev/null 2>&1; then
             grep -qF -- "$pat"; do
             sleep 0.05; i=$((i + 1))
         done
-        n=$((n + 1))
         if [ $i -ge 200 ]; then
-            echo "not ok $n - $name: '$pat' never shown"; tmux -S "$sock" capture-pane -t wb -p | sed 's/^/    | /'
-            fail=$((fail + 1))
+            tmux -S "$sock" capture-pane -t wb -p >"$tmp/screen"
+            shown=$tmp/screen; bad "$name: '$pat' never shown"
         else
             tmux -S "$sock" send-keys -t wb q
             i=0
             while [ $i -lt 200 ] && [ ! -s "$tmp/tui.status" ]; do sleep 0.05; i=$((i + 1)); done
             if [ ! -s "$tmp/tui.status" ]; then
-                echo "not ok $n - $name: shown, but q did not quit within 10 s"; fail=$((fail + 1))
+                shown=/dev/null; bad "$name: shown, but q did not quit within 10 s"
             else
-                echo "ok $n - $name: '$pat' shown, exit $(cat "$tmp/tui.status")"
+                ok "$name: '$pat' shown, exit $(cat "$tmp/tui.status")"
             fi
         fi
         tmux -S "$sock" kill-server >/dev/null 2>&1

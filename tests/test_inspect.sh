@@ -2,16 +2,11 @@
 # `submoe inspect` on synthetic models of all five architectures in both expert layouts: the
 # parameter counts it reports must equal the ones computed here from the shapes alone.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-inspect.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-n=0
 L=3 H=64 I=128 E=8 K=2 NH=4 NKV=2 HD=16 V=256 D=256 S=256 NS=2
 json_int() { sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" "$2" | head -n 1; }
-check() {
-    n=$((n + 1))
-    if [ "$2" = "$3" ]; then echo "ok $n - $1 = $2"; else echo "not ok $n - $1: got '$2', want '$3'"; fail=$((fail + 1)); fi
-}
 for arch in mixtral qwen2_moe qwen3_moe olmoe deepseek; do
     # Expected counts, from first principles.
     attn=$((2 * H + NH * HD * H + 2 * NKV * HD * H + H * NH * HD))
@@ -34,26 +29,26 @@ for arch in mixtral qwen2_moe qwen3_moe olmoe deepseek; do
         d="$tmp/$arch-$layout"
         "$SUBMOE" synth --arch "$arch" --layout "$layout" --layers $L --hidden $H --intermediate $I --experts $E \
             --top-k $K --heads $NH --kv-heads $NKV --vocab $V --dense-intermediate $D --shared-intermediate $S \
-            --shared-experts $NS --first-dense 1 --dtype bf16 -q --out "$d" || { fail=$((fail + 1)); continue; }
-        "$SUBMOE" inspect --json "$d" >"$d.json" || { echo "not ok - inspect $arch $layout failed"; fail=$((fail + 1)); continue; }
-        check "$arch $layout total" "$(json_int total "$d.json")" "$total"
-        check "$arch $layout per expert" "$(json_int per_expert "$d.json")" "$per"
-        check "$arch $layout active per token" "$(json_int active_per_token "$d.json")" "$active"
-        check "$arch $layout layout" "$(sed -n 's/.*"expert_layout": "\([a-z-]*\)".*/\1/p' "$d.json")" "$layout"
+            --shared-experts $NS --first-dense 1 --dtype bf16 -q --out "$d" || { bad "synth $arch $layout failed"; continue; }
+        "$SUBMOE" inspect --json "$d" >"$d.json" || { bad "inspect $arch $layout failed"; continue; }
+        check_eq "$arch $layout total" "$(json_int total "$d.json")" "$total"
+        check_eq "$arch $layout per expert" "$(json_int per_expert "$d.json")" "$per"
+        check_eq "$arch $layout active per token" "$(json_int active_per_token "$d.json")" "$active"
+        check_eq "$arch $layout layout" "$(sed -n 's/.*"expert_layout": "\([a-z-]*\)".*/\1/p' "$d.json")" "$layout"
         # Every stored element is 2 bytes (bf16): the file holds the header plus exactly 2*total bytes.
         size=$(wc -c <"$d/model.safetensors")
         hlen=$(od -An -t u8 -N 8 "$d/model.safetensors" | tr -d ' ')
-        check "$arch $layout file size" "$size" "$((8 + hlen + 2 * total))"
-        "$SUBMOE" inspect "$d" >"$d.txt" || fail=$((fail + 1))
+        check_eq "$arch $layout file size" "$size" "$((8 + hlen + 2 * total))"
+        "$SUBMOE" inspect "$d" >"$d.txt" || bad "inspect $arch $layout (human output) failed"
         grep -q "^Architecture   $arch" "$d.txt" && grep -q "top-$K" "$d.txt"
-        check "$arch $layout human output" "$?" 0
+        check_eq "$arch $layout human output" "$?" 0
     done
 done
 # The bundled demo model.
 if "$SUBMOE" inspect --json "$DEMO" >"$tmp/demo.json"; then
-    check "demo architecture" "$(sed -n 's/.*"architecture": "\([a-z0-9_]*\)".*/\1/p' "$tmp/demo.json")" mixtral
+    check_eq "demo architecture" "$(sed -n 's/.*"architecture": "\([a-z0-9_]*\)".*/\1/p' "$tmp/demo.json")" mixtral
 else
-    echo "not ok - inspect of the demo model failed"; fail=$((fail + 1))
+    bad "inspect of the demo model failed"
 fi
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

@@ -4,13 +4,13 @@
 # check. Nesting deeper than 64 is refused while scanning, at once, with file:line:col; 64 deep
 # is not refused for its depth.
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-depth.XXXXXX")
 trap '[ -e "$tmp/t.sock" ] && tmux -S "$tmp/t.sock" kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
-fail=0
-n=0
 LIMIT=${DEPTH_LIMIT:-2}
+shown=/dev/null # what a failure shows
+show_failure() { sed 's/^/    | /' "$shown"; }
 
-now() { date +%s.%N; }
 # repeat STRING COUNT
 repeat() { awk -v s="$1" -v n="$2" 'BEGIN { while (n-- > 0) printf "%s", s }'; }
 
@@ -21,17 +21,17 @@ deep() {
     t0=$(now)
     timeout 60 "$SUBMOE" apply "$file" -q -o "$tmp/out" >"$tmp/err" 2>&1
     got=$?
-    took=$(echo "$(now) $t0" | awk '{ printf "%.2f", $1 - $2 }')
-    n=$((n + 1))
+    took=$(seconds_since "$t0")
     want="$file:$where: lists and mappings nested more than 64 deep"
+    shown=$tmp/err
     if [ "$got" -ne 1 ]; then
-        echo "not ok $n - $name: exit $got, want 1 (after $took s)"; sed 's/^/    | /' "$tmp/err"; fail=$((fail + 1))
+        bad "$name: exit $got, want 1 (after $took s)"
     elif ! grep -qF -- "$want" "$tmp/err"; then
-        echo "not ok $n - $name: no '$want':"; sed 's/^/    | /' "$tmp/err"; fail=$((fail + 1))
-    elif awk -v t="$took" -v l="$LIMIT" 'BEGIN { exit !(t > l) }'; then
-        echo "not ok $n - $name: took $took s (limit $LIMIT s)"; fail=$((fail + 1))
+        bad "$name: no '$want':"
+    elif longer_than "$took" "$LIMIT"; then
+        shown=/dev/null; bad "$name: took $took s (limit $LIMIT s)"
     else
-        echo "ok $n - $name: refused in $took s"
+        ok "$name: refused in $took s"
     fi
 }
 
@@ -48,11 +48,11 @@ deep "3000 block lists, each indented one more" "$tmp/block-seq.yaml" 65:129
 { repeat '[' 64; repeat ']' 64; echo; } >"$tmp/d64.yaml"
 timeout 60 "$SUBMOE" apply "$tmp/d64.yaml" -q -o "$tmp/out" >"$tmp/err" 2>&1
 got=$?
-n=$((n + 1))
+shown=$tmp/err
 if [ "$got" -eq 1 ] && ! grep -q 'nested more than' "$tmp/err"; then
-    echo "ok $n - 64 deep is not refused for its depth: $(head -n 1 "$tmp/err")"
+    ok "64 deep is not refused for its depth: $(head -n 1 "$tmp/err")"
 else
-    echo "not ok $n - 64 deep: exit $got"; sed 's/^/    | /' "$tmp/err"; fail=$((fail + 1))
+    bad "64 deep: exit $got"
 fi
 
 # the workbench's --plan reads the same way: refused before the screen opens
@@ -61,12 +61,11 @@ if command -v tmux >/dev/null 2>&1; then
         "TERM=xterm-256color LANG=C.UTF-8 timeout --foreground 60 '$SUBMOE' tui '$DEMO' --plan '$tmp/flow-seq.yaml' 2>'$tmp/tui.err'; echo \$? >'$tmp/tui.status'; sleep 60"
     i=0
     while [ $i -lt $((LIMIT * 20)) ] && [ ! -s "$tmp/tui.status" ]; do sleep 0.05; i=$((i + 1)); done
-    n=$((n + 1))
+    shown=$tmp/tui.err
     if [ "$(cat "$tmp/tui.status" 2>/dev/null)" = 1 ] && grep -qF "flow-seq.yaml:1:65: lists and mappings nested" "$tmp/tui.err"; then
-        echo "ok $n - tui --plan: $(cat "$tmp/tui.err")"
+        ok "tui --plan: $(cat "$tmp/tui.err")"
     else
-        echo "not ok $n - tui --plan: status '$(cat "$tmp/tui.status" 2>/dev/null)' within $LIMIT s"
-        sed 's/^/    | /' "$tmp/tui.err"; fail=$((fail + 1))
+        bad "tui --plan: status '$(cat "$tmp/tui.status" 2>/dev/null)' within $LIMIT s"
     fi
 else
     echo "# tmux not installed: the workbench case skipped"

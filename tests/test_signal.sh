@@ -5,6 +5,7 @@
 # while building layers, apply while merging (prune-output's expert outputs take seconds per layer;
 # the writes are quick), and eval in the middle of the forward pass (nothing printed).
 set -u
+. "$SRCDIR/tests/lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-signal.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/tmpdir"
@@ -13,42 +14,31 @@ export TMPDIR
 # One forward-pass thread: the long commands stay long on a machine with many cores.
 SUBMOE_THREADS=1
 export SUBMOE_THREADS
-fail=0
-n=0
 # Seconds a command may take to exit after the signal (generous for the sanitizer build).
 LIMIT=${SIGNAL_LIMIT:-2.5}
 
-now() { date +%s.%N; }
-
-# wait_for PATH: until PATH exists (at most 20 s).
-wait_for() {
-    i=0
-    while [ ! -e "$1" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
-}
-
-# check NAME SIG PID T0 OUTPUT...: the command (PID) got SIG at time T0; it must exit with
+# check_signalled NAME SIG PID T0 OUTPUT...: the command (PID) got SIG at time T0; it must exit with
 # 128+SIG within LIMIT seconds, and none of OUTPUT (or OUTPUT.*) may exist.
-check() {
+check_signalled() {
     name=$1 sig=$2 pid=$3 t0=$4
     shift 4
     wait "$pid"
     status=$?
-    took=$(echo "$(now) $t0" | awk '{ printf "%.2f", $1 - $2 }')
+    took=$(seconds_since "$t0")
     want=$((128 + $(kill -l "$sig")))
-    n=$((n + 1))
     left=""
     for o in "$@"; do
         for f in "$o" "$o".*; do [ -e "$f" ] && left="$left $f"; done
     done
     for f in "$tmp/tmpdir"/*; do [ -e "$f" ] && left="$left $f"; done
     if [ "$status" -ne "$want" ]; then
-        echo "not ok $n - $name SIG$sig: exit status $status, want $want"; fail=$((fail + 1))
-    elif awk -v t="$took" -v l="$LIMIT" 'BEGIN { exit !(t > l) }'; then
-        echo "not ok $n - $name SIG$sig: took $took s to exit (limit $LIMIT s)"; fail=$((fail + 1))
+        bad "$name SIG$sig: exit status $status, want $want"
+    elif longer_than "$took" "$LIMIT"; then
+        bad "$name SIG$sig: took $took s to exit (limit $LIMIT s)"
     elif [ -n "$left" ]; then
-        echo "not ok $n - $name SIG$sig: left behind:$left"; fail=$((fail + 1))
+        bad "$name SIG$sig: left behind:$left"
     else
-        echo "ok $n - $name SIG$sig: exit $status after $took s, nothing left behind"
+        ok "$name SIG$sig: exit $status after $took s, nothing left behind"
     fi
 }
 
@@ -57,11 +47,11 @@ for sig in INT TERM; do
     out="$tmp/model-$sig"
     "$SUBMOE" synth --arch mixtral --layers 4 --hidden 1024 --intermediate 4096 --experts 8 -q --out "$out" &
     pid=$!
-    wait_for "$out.tmp-$pid"
+    wait_for_file "$out.tmp-$pid"
     sleep 0.2
     t0=$(now)
     kill -$sig $pid
-    check synth $sig $pid "$t0" "$out"
+    check_signalled synth $sig $pid "$t0" "$out"
 done
 
 # A model whose commands each run for many seconds: 4 MoE layers of 8 experts, hidden 256.
@@ -75,11 +65,11 @@ m="$tmp/m"
 out="$tmp/c.stats"
 "$SUBMOE" calibrate "$m" --tokens "$SRCDIR/data/calib.u32" --samples 256 -q -o "$out" &
 pid=$!
-wait_for "$out.tmp-$pid"
+wait_for_file "$out.tmp-$pid"
 sleep 0.3
 t0=$(now)
 kill -INT $pid
-check calibrate INT $pid "$t0" "$out"
+check_signalled calibrate INT $pid "$t0" "$out"
 
 # plan from the cached stats: every layer's auto build takes seconds; no plan file written
 out="$tmp/p.yaml"
@@ -88,7 +78,7 @@ pid=$!
 sleep 1.5
 t0=$(now)
 kill -TERM $pid
-check "plan -c" TERM $pid "$t0" "$out"
+check_signalled "plan -c" TERM $pid "$t0" "$out"
 
 # apply while merging: the output directory is begun after the first pass (cheap here); the
 # second pass spends seconds per layer on prune-output's expert outputs, milliseconds writing
@@ -98,11 +88,11 @@ for sig in INT TERM; do
     out="$tmp/out-$sig"
     "$SUBMOE" apply "$tmp/apply.yaml" -q -o "$out" &
     pid=$!
-    wait_for "$out.tmp-$pid"
+    wait_for_file "$out.tmp-$pid"
     sleep 0.5
     t0=$(now)
     kill -$sig $pid
-    check "apply (merging)" $sig $pid "$t0" "$out"
+    check_signalled "apply (merging)" $sig $pid "$t0" "$out"
 done
 
 # A second signal while the first one's orderly stop is stuck in a step that cannot be cancelled
@@ -116,25 +106,23 @@ i=0
 while ! grep -q stalling "$tmp/twice.err" 2>/dev/null && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
 kill -INT $pid
 sleep 1
-n=$((n + 1))
 if kill -0 $pid 2>/dev/null; then
-    echo "ok $n - one SIGINT during an uncancellable step: still stopping after 1 s"
+    ok "one SIGINT during an uncancellable step: still stopping after 1 s"
 else
-    echo "not ok $n - the stalled apply exited on the first SIGINT (the stall did not hold)"; fail=$((fail + 1))
+    bad "the stalled apply exited on the first SIGINT (the stall did not hold)"
 fi
 t0=$(now)
 kill -INT $pid
 wait $pid
 status=$?
-took=$(echo "$(now) $t0" | awk '{ printf "%.2f", $1 - $2 }')
-n=$((n + 1))
-if [ $status -eq 130 ] && awk -v t="$took" -v l="$LIMIT" 'BEGIN { exit !(t <= l) }' &&
+took=$(seconds_since "$t0")
+if [ $status -eq 130 ] && ! longer_than "$took" "$LIMIT" &&
     grep -q "^submoe: second signal: quitting at once; left behind: $out.tmp-$pid\$" "$tmp/twice.err" &&
     [ "$(grep -vc '^submoe-fault' "$tmp/twice.err")" -eq 1 ] &&
     [ ! -e "$out" ]; then
-    echo "ok $n - a second SIGINT quits at once ($took s, status 130), naming $out.tmp-$pid"
+    ok "a second SIGINT quits at once ($took s, status 130), naming $out.tmp-$pid"
 else
-    echo "not ok $n - second SIGINT: status $status after $took s; stderr: $(cat "$tmp/twice.err")"; fail=$((fail + 1))
+    bad "second SIGINT: status $status after $took s; stderr: $(cat "$tmp/twice.err")"
 fi
 rm -rf "$out.tmp-$pid"
 
@@ -145,12 +133,11 @@ for sig in INT TERM; do
     sleep 1
     t0=$(now)
     kill -$sig $pid
-    check eval $sig $pid "$t0"
-    n=$((n + 1))
+    check_signalled eval $sig $pid "$t0"
     if [ -s "$tmp/eval.out" ]; then
-        echo "not ok $n - eval printed a result after SIG$sig: $(cat "$tmp/eval.out")"; fail=$((fail + 1))
+        bad "eval printed a result after SIG$sig: $(cat "$tmp/eval.out")"
     else
-        echo "ok $n - eval printed nothing after SIG$sig"
+        ok "eval printed nothing after SIG$sig"
     fi
 done
 

@@ -8,6 +8,7 @@
 # no sanitizer report appeared, and each session still quits cleanly at the end.
 #   TUI_FUZZ_SEED=N (printed; default from the clock) repeats the same key sequences.
 set -u
+. "$SRCDIR/tests/lib.sh"
 command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
 seed=${TUI_FUZZ_SEED:-$(date +%s)}
 total=${TUI_FUZZ_SECONDS:-66}
@@ -17,14 +18,6 @@ echo "# seed $seed: repeat with TUI_FUZZ_SEED=$seed"
 export ASAN_OPTIONS UBSAN_OPTIONS
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-keyfuzz.XXXXXX")
 trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
-fail=0
-n=0
-check() { # check NAME COMMAND...
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; fail=$((fail + 1)); fi
-}
 
 check "in-process: ${inproc} s of random keys and worker results, drawn (seed $seed)" \
     timeout $((inproc * 4 + 120)) "$BUILDDIR/tests/test_tui_fuzz" "$inproc" "$seed"
