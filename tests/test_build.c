@@ -9,11 +9,10 @@
 #include "pipeline/build.h"
 #include "pipeline/planner.h"
 #include "util/diag.h"
+#include "fixture.h"
 #include "testutil.h"
 
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static sm_layer_job job_for(int layer, sm_merge_method method, int k, sm_router_mode router)
 {
@@ -35,8 +34,8 @@ static sm_layer_job job_for(int layer, sm_merge_method method, int k, sm_router_
  * perplexity of building the chosen method directly. */
 static void test_auto_shared(const char *tokens, const char *held, sm_arch arch)
 {
-    char dir[] = "/tmp/submoe-test-build-XXXXXX";
-    if (!mkdtemp(dir)) {
+    char *dir = fx_tmpdir("submoe-test-build");
+    if (!dir) {
         CHECK(0, "mkdtemp");
         return;
     }
@@ -47,13 +46,13 @@ static void test_auto_shared(const char *tokens, const char *held, sm_arch arch)
     o.first_dense = 1;
     sm_model *m = NULL;
     sm_calib *c = NULL;
-    if (sm_synth_write(&o, dir) || !(m = sm_model_open(dir))) {
+    if (fx_synth(&o, dir) || !(m = sm_model_open(dir))) {
         CHECK(0, "%s synth: %s", sm_arch_name(arch), sm_errmsg());
         goto out;
     }
     sm_calib_spec s;
-    sm_calib_spec_default(&s);
-    s.tokens = tokens, s.samples = 4, s.seq_len = 128, s.keep = 400, s.heldout = 100, s.sample = 64, s.quiet = true;
+    fx_calib_spec(&s, tokens, 4, 128);
+    s.keep = 400, s.heldout = 100, s.sample = 64;
     if (!(c = sm_calib_capture(m, &s, NULL, NULL, NULL))) {
         CHECK(0, "%s capture: %s", sm_arch_name(arch), sm_errmsg());
         goto out;
@@ -89,10 +88,7 @@ static void test_auto_shared(const char *tokens, const char *held, sm_arch arch)
 out:
     sm_calib_free(c);
     sm_model_close(m);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", dir);
+    fx_tmpdir_remove(dir);
 }
 
 /* Builders for sm_perplexity_built: every MoE layer merged 8 -> 4 (mode 0), none (1), or an
@@ -117,27 +113,20 @@ static int build_each(void *ctx, int layer, const sm_monitor *mon, sm_layer_buil
 
 int main(void)
 {
-    const char *demo = getenv("DEMO"), *srcdir = getenv("SRCDIR");
-    if (!demo || !srcdir) {
+    if (!getenv("DEMO") || !getenv("SRCDIR")) {
         CHECK(0, "DEMO and SRCDIR must be set");
         return tu_done();
     }
-    sm_model *m = sm_model_open(demo);
+    sm_model *m = fx_demo_open();
     CHECK(m != NULL, "demo opens");
     if (!m)
         return tu_done();
-    char tokens[512], held[512];
-    snprintf(tokens, sizeof tokens, "%s/data/calib.u32", srcdir);
-    snprintf(held, sizeof held, "%s/data/heldout.u32", srcdir);
+    char *tokens = fx_srcpath("data/calib.u32"), *held = fx_srcpath("data/heldout.u32");
     sm_calib_spec s;
-    sm_calib_spec_default(&s);
-    s.tokens = tokens;
-    s.samples = 8;
-    s.seq_len = 128;
+    fx_calib_spec(&s, tokens, 8, 128);
     s.keep = 800;
     s.heldout = 200;
     s.sample = 128;
-    s.quiet = true;
     sm_calib *c = sm_calib_capture(m, &s, NULL, NULL, NULL);
     CHECK(c != NULL, "capture %s", c ? "" : sm_errmsg());
     if (!c)
@@ -369,5 +358,6 @@ int main(void)
     sm_model_close(m);
     test_auto_shared(tokens, held, SM_ARCH_QWEN2_MOE);
     test_auto_shared(tokens, held, SM_ARCH_DEEPSEEK);
+    free(tokens), free(held);
     return tu_done();
 }

@@ -8,13 +8,14 @@
 #include "pipeline/calib.h"
 #include "util/diag.h"
 #include "util/rng.h"
+#include "fixture.h"
 #include "testutil.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmp[256];
+static char *tmp; /* the scratch directory */
 
 static void write_tokens(const char *path, int n, int vocab, uint64_t seed)
 {
@@ -164,24 +165,19 @@ static void test_large_foreign(sm_model *m)
 }
 
 /* The demo: a capture's statistics read back from the stats file equal a fresh computation. */
-static void test_demo_cache(const char *demo, const char *srcdir)
+static void test_demo_cache(void)
 {
-    sm_model *m = sm_model_open(demo);
+    sm_model *m = fx_demo_open();
     CHECK(m != NULL, "demo opens %s", m ? "" : sm_errmsg());
     if (!m)
         return;
-    char tokens[512], stats[300];
-    snprintf(tokens, sizeof tokens, "%s/data/calib.u32", srcdir);
+    char *tokens = fx_srcpath("data/calib.u32"), stats[300];
     snprintf(stats, sizeof stats, "%s/demo.stats", tmp);
     sm_calib_spec s;
-    sm_calib_spec_default(&s);
-    s.tokens = tokens;
-    s.samples = 8;
-    s.seq_len = 128;
+    fx_calib_spec(&s, tokens, 8, 128);
     s.keep = 600;
     s.heldout = 100;
     s.sample = 64;
-    s.quiet = true;
     bool reused = true;
     sm_calib *c = sm_calib_capture(m, &s, stats, NULL, &reused);
     CHECK(c && !reused, "first capture computes (%s)", c ? "" : sm_errmsg());
@@ -305,6 +301,7 @@ static void test_demo_cache(const char *demo, const char *srcdir)
           "wrong width: %s", sm_errmsg());
     sm_calib_free(cf);
     sm_model_close(m);
+    free(tokens);
 }
 
 /* Planted clusters in a synth model's weights are recovered from its own forward pass:
@@ -333,20 +330,15 @@ static void test_synth_recovery(void)
         snprintf(tok, sizeof tok, "%s/synth.u32", tmp);
         if (seed == 1)
             write_tokens(tok, 4096, 200, 7);
-        mkdir(dir, 0755);
-        if (sm_synth_write(&o, dir)) {
+        if (fx_synth(&o, dir)) {
             CHECK(0, "synth %llu: %s", (unsigned long long)seed, sm_errmsg());
             continue;
         }
         sm_model *m = sm_model_open(dir);
         sm_calib_spec s;
-        sm_calib_spec_default(&s);
-        s.tokens = tok;
-        s.samples = 4;
-        s.seq_len = 64;
+        fx_calib_spec(&s, tok, 4, 64);
         s.keep = 0;
         s.sample = 128;
-        s.quiet = true;
         sm_calib *c = m ? sm_calib_capture(m, &s, NULL, NULL, NULL) : NULL;
         if (!c) {
             CHECK(0, "synth %llu capture: %s", (unsigned long long)seed, sm_errmsg());
@@ -381,20 +373,13 @@ static void test_synth_recovery(void)
 
 int main(void)
 {
-    const char *demo = getenv("DEMO"), *srcdir = getenv("SRCDIR");
-    snprintf(tmp, sizeof tmp, "%s/test_calib.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
+    if (!(tmp = fx_tmpdir("test_calib")))
         return 1;
-    }
-    if (demo && srcdir)
-        test_demo_cache(demo, srcdir);
+    if (getenv("DEMO") && getenv("SRCDIR"))
+        test_demo_cache();
     else
         CHECK(0, "DEMO and SRCDIR must be set");
     test_synth_recovery();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    fx_tmpdir_remove(tmp);
     return tu_done();
 }

@@ -10,6 +10,7 @@
 #include "util/mem.h"
 #include "util/rng.h"
 #include "engine/reference.h"
+#include "fixture.h"
 #include "testutil.h"
 
 #include <sys/stat.h>
@@ -234,8 +235,7 @@ static int open_synth(const char *dir, bool permute, sm_synth_opts *o)
     o->heads = 4, o->kv_heads = 2, o->vocab = 64, o->noise = 0.1, o->seed = 21, o->quiet = true;
     o->dtype = SM_DT_F32;
     o->permute = permute;
-    mkdir(dir, 0755);
-    return sm_synth_write(o, dir);
+    return fx_synth(o, dir);
 }
 
 static void test_synth_alignment(const char *tmp)
@@ -525,9 +525,8 @@ static void test_align_monitor(void)
 
 int main(void)
 {
-    char tmp[256];
-    snprintf(tmp, sizeof tmp, "%s/test_align.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmp))
+    char *tmp = fx_tmpdir("test_align");
+    if (!tmp)
         return 1;
     test_solver();
     test_permuted_function();
@@ -535,9 +534,6 @@ int main(void)
     test_large();
     test_align_monitor();
     test_candidates_noisy();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    fx_tmpdir_remove(tmp);
     return tu_done();
 }

@@ -11,6 +11,7 @@
 #include "forward/forward.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "fixture.h"
 #include "testutil.h"
 #include "util/diag.h"
 #include "util/fileio.h"
@@ -136,33 +137,13 @@ static void run_fixture(const char *path)
     char what[128];
     snprintf(what, sizeof what, "%s/%s", arch, layout);
 
-    char tmpl[] = "/tmp/test_forward.XXXXXX";
-    char *tmp = mkdtemp(tmpl);
+    char *tmp = fx_tmpdir("test_forward");
     char dir[256];
-    snprintf(dir, sizeof dir, "%s/model", tmp);
-    json_t *sy = json_object_get(fx, "synth");
-    int argc = 3 + (int)json_array_size(sy);
-    char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    argv[0] = "synth";
-    argv[1] = "--out";
-    argv[2] = dir;
-    for (size_t i = 0; i < json_array_size(sy); i++)
-        argv[3 + i] = (char *)json_string_value(json_array_get(sy, i));
-    optind = 0;
-    int rc = cmd_synth(argc, argv);
-    free(argv);
-    CHECK(rc == 0, "%s: synth regenerates the model", what);
-    /* config.json keys the fixture sets after synth (e.g. mlp_only_layers, which synth's command
-     * line cannot express) */
-    json_t *patch = json_object_get(fx, "config");
-    if (json_object_size(patch)) {
-        char cfgp[300];
-        snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
-        json_t *cfg = json_load_file(cfgp, 0, &je);
-        CHECK(cfg && json_object_update(cfg, patch) == 0 && json_dump_file(cfg, cfgp, JSON_INDENT(2)) == 0,
-              "%s: config.json patched", what);
-        json_decref(cfg);
-    }
+    snprintf(dir, sizeof dir, "%s/model", tmp ? tmp : "/nonexistent");
+    int rc = fx_synth_reference(fx, dir);
+    CHECK(rc != 1, "%s: synth regenerates the model", what);
+    if (json_object_size(json_object_get(fx, "config")))
+        CHECK(rc == 0, "%s: config.json patched", what);
 
     sm_model *m = sm_model_open(dir);
     CHECK(m != NULL, "%s: model opens %s", what, m ? "" : sm_errmsg());
@@ -260,12 +241,8 @@ static void run_fixture(const char *path)
         }
         CHECK(tf && fclose(tf) == 0, "%s: token file written", what);
         sm_calib_spec cs;
-        sm_calib_spec_default(&cs);
-        cs.tokens = tokf;
-        cs.samples = n_seq;
-        cs.seq_len = T;
+        fx_calib_spec(&cs, tokf, n_seq, T);
         cs.keep = 0;
-        cs.quiet = true;
         sm_calib *cal = sm_calib_capture(m, &cs, act, NULL, NULL);
         CHECK(cal != NULL, "%s: stats file written %s", what, cal ? "" : sm_errmsg());
         sm_calib_free(cal);
@@ -296,10 +273,7 @@ static void run_fixture(const char *path)
         free(logits);
         sm_model_close(m);
     }
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    fx_tmpdir_remove(tmp);
     json_decref(fx);
 }
 
@@ -345,9 +319,9 @@ static int acc_chunk(void *ctx, int layer, int64_t row0, int64_t n, int64_t tota
     return acc_whole(ctx, layer, (int)n, x, lg, tk, tw);
 }
 
-static void test_chunks(const char *demo)
+static void test_chunks(void)
 {
-    sm_model *m = demo ? sm_model_open(demo) : NULL;
+    sm_model *m = fx_demo_open();
     CHECK(m != NULL, "demo opens for the chunk test");
     if (!m)
         return;
@@ -385,8 +359,7 @@ static void test_chunks(const char *demo)
  * same weights as the layout --sparse-step gives, and the config says so. */
 static void test_synth_mlp_only(void)
 {
-    char tmpl[] = "/tmp/test_forward.XXXXXX";
-    char *tmp = mkdtemp(tmpl);
+    char *tmp = fx_tmpdir("test_forward");
     char a[300], b[300], x[340]; /* x: a or b and a file name */
     snprintf(a, sizeof a, "%s/a", tmp);
     snprintf(b, sizeof b, "%s/b", tmp);
@@ -397,10 +370,10 @@ static void test_synth_mlp_only(void)
     o.quiet = true;
     o.mlp_only_layers = list;
     o.n_mlp_only_layers = 2;
-    int ra = sm_mkdirs(a) || sm_synth_write(&o, a);
+    int ra = fx_synth(&o, a);
     sm_synth_opts s = o;
     s.mlp_only_layers = NULL, s.n_mlp_only_layers = 0, s.sparse_step = 2;
-    int rb = sm_mkdirs(b) || sm_synth_write(&s, b);
+    int rb = fx_synth(&s, b);
     CHECK(ra == 0 && rb == 0, "synth with mlp_only_layers [0, 2] and with --sparse-step 2");
     sm_model *m = sm_model_open(a);
     CHECK(m != NULL, "the mlp_only_layers model opens %s", m ? "" : sm_errmsg());
@@ -427,25 +400,23 @@ static void test_synth_mlp_only(void)
     sm_synth_defaults(&s, SM_ARCH_MIXTRAL);
     s.mlp_only_layers = list, s.n_mlp_only_layers = 1;
     CHECK(sm_synth_check(&s) != 0, "mlp_only_layers for mixtral refused: %s", sm_errmsg());
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    fx_tmpdir_remove(tmp);
 }
 
 int main(void)
 {
     test_kernels();
-    test_chunks(getenv("DEMO"));
+    test_chunks();
     test_synth_mlp_only();
-    const char *src = getenv("SRCDIR");
     static const char *const archs[] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek"};
     static const char *const layouts[] = {"per-expert", "fused"};
     for (int a = 0; a < 5; a++)
         for (int l = 0; l < 2; l++) {
-            char p[1024];
-            snprintf(p, sizeof p, "%s/tests/fixtures/fwd-%s-%s.json", src ? src : ".", archs[a], layouts[l]);
+            char rel[80];
+            snprintf(rel, sizeof rel, "tests/fixtures/fwd-%s-%s.json", archs[a], layouts[l]);
+            char *p = fx_srcpath(rel);
             run_fixture(p);
+            free(p);
         }
     CHECK(cover.norms == 10, "random norm weights in all %d fixtures", cover.norms);
     CHECK(cover.routed_scaling == 2, "routed_scaling_factor != 1 in %d deepseek fixtures", cover.routed_scaling);

@@ -3,6 +3,7 @@
  * cancelled and nothing can be published, as after a signal. Faults that are not a guarded
  * file's still crash: a truncated mapping nobody registered, a write into a guarded mapping. */
 #include "model/st.h"
+#include "fixture.h"
 #include "testutil.h"
 #include "util/diag.h"
 #include "util/fileio.h"
@@ -82,8 +83,8 @@ static void write_guarded(void)
 
 int main(void)
 {
-    char dir[] = "/tmp/test_mapguard.XXXXXX";
-    if (!mkdtemp(dir))
+    char *dir = fx_tmpdir("test_mapguard");
+    if (!dir)
         return 1;
     snprintf(path, sizeof path, "%s/m.safetensors", dir);
     snprintf(other, sizeof other, "%s/other.bin", dir);
@@ -120,8 +121,6 @@ int main(void)
     sm_err("some later failure");
     CHECK_STR(sm_errmsg(), want, "and is what any later failure reports");
     free(buf);
-    unlink(path);
-    unlink(other);
-    rmdir(dir);
+    fx_tmpdir_remove(dir);
     return tu_done();
 }

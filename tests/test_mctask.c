@@ -10,6 +10,7 @@
 #include "text/tok.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "fixture.h"
 #include "testutil.h"
 
 #include <getopt.h>
@@ -19,26 +20,7 @@
 /* Synth the fixture's model into dir (as test_forward does). */
 static int synth_model(json_t *fx, const char *dir)
 {
-    json_t *sy = json_object_get(fx, "synth");
-    int argc = 3 + (int)json_array_size(sy);
-    char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    argv[0] = "synth";
-    argv[1] = "--out";
-    argv[2] = (char *)dir;
-    for (size_t i = 0; i < json_array_size(sy); i++)
-        argv[3 + i] = (char *)json_string_value(json_array_get(sy, i));
-    optind = 0;
-    int rc = cmd_synth(argc, argv);
-    free(argv);
-    json_t *patch = json_object_get(fx, "config");
-    if (!rc && json_object_size(patch)) {
-        char *cfgp = sm_path_join(dir, "config.json");
-        json_error_t je;
-        json_t *cfg = json_load_file(cfgp, 0, &je);
-        rc = !cfg || json_object_update(cfg, patch) || json_dump_file(cfg, cfgp, JSON_INDENT(2));
-        json_decref(cfg);
-        free(cfgp);
-    }
+    int rc = fx_synth_reference(fx, dir);
     char *tp = sm_path_join(dir, "tokenizer.json");
     if (!rc)
         rc = json_dump_file(json_object_get(fx, "tokenizer"), tp, 0);
@@ -54,9 +36,8 @@ static void run_fixture(const char *path)
     if (!fx)
         return;
     const char *arch = json_string_value(json_object_get(fx, "arch"));
-    char tmpl[] = "/tmp/test_mctask.XXXXXX";
-    char *tmp = mkdtemp(tmpl);
-    char *dir = sm_path_join(tmp, "model");
+    char *tmp = fx_tmpdir("test_mctask");
+    char *dir = sm_path_join(tmp ? tmp : "/nonexistent", "model");
     CHECK(synth_model(fx, dir) == 0, "%s: synth model and tokenizer.json", arch);
     sm_model *m = sm_model_open(dir);
     sm_tok *tok = sm_tok_load(dir);
@@ -97,10 +78,7 @@ static void run_fixture(const char *path)
         sm_mc_task_free(&t);
     sm_tok_free(tok);
     sm_model_close(m);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd)) {
-    }
+    fx_tmpdir_remove(tmp);
     free(dir);
     json_decref(fx);
 }
@@ -178,15 +156,16 @@ static void test_reader(void)
 
 int main(void)
 {
-    const char *src = getenv("SRCDIR");
     test_helpers();
     test_reader();
     test_metrics();
     static const char *const archs[] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek"};
     for (size_t i = 0; i < sizeof archs / sizeof *archs; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/tests/fixtures/task-%s.json", src ? src : ".", archs[i]);
+        char rel[64];
+        snprintf(rel, sizeof rel, "tests/fixtures/task-%s.json", archs[i]);
+        char *path = fx_srcpath(rel);
         run_fixture(path);
+        free(path);
     }
     return tu_done();
 }

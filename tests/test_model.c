@@ -6,19 +6,18 @@
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/mem.h"
-#include "util/outdir.h"
+#include "fixture.h"
 #include "testutil.h"
 
 #include <stdlib.h>
 #include <unistd.h>
 
-static char tmpl[256];
+static char *tmpl; /* the scratch directory */
 
 static char *make_synth(const sm_synth_opts *o, const char *tag)
 {
     char *dir = xasprintf("%s/%s", tmpl, tag);
-    sm_mkdirs(dir);
-    if (sm_synth_write(o, dir) != 0) {
+    if (fx_synth(o, dir) != 0) {
         printf("synth failed: %s\n", sm_errmsg());
         return NULL;
     }
@@ -113,11 +112,8 @@ static void test_writer_roundtrip(void)
 
 int main(void)
 {
-    snprintf(tmpl, sizeof tmpl, "%s/submoe-test-model.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmpl)) {
-        perror("mkdtemp");
+    if (!(tmpl = fx_tmpdir("submoe-test-model")))
         return 1;
-    }
     test_writer_roundtrip();
     for (int a = 0; a < SM_ARCH_COUNT; a++) {
         sm_synth_opts o;
@@ -226,6 +222,6 @@ int main(void)
         free(d2);
         free(d3);
     }
-    sm_remove_tree(tmpl);
+    fx_tmpdir_remove(tmpl);
     return tu_done();
 }

@@ -5,6 +5,7 @@
 #include "plan/plan.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "fixture.h"
 #include "testutil.h"
 
 #include <dirent.h>
@@ -150,9 +151,8 @@ static int bad_cases(const char *dir, const char *demo)
 
 int main(void)
 {
-    const char *src = getenv("SRCDIR"), *demo = getenv("DEMO");
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/tests/plans", src ? src : ".");
+    const char *demo = getenv("DEMO");
+    char *dir = fx_srcpath("tests/plans");
     test_full(dir);
     int n = bad_cases(dir, demo ? demo : "data/demo");
     CHECK(n >= 15, "%d malformed plans checked", n);
@@ -160,5 +160,6 @@ int main(void)
     CHECK(sm_parse_size("4G", &v) == 0 && v == 4ull << 30 && sm_parse_size("500MB", &v) == 0 && v == 500ull << 20 &&
               sm_parse_size("12", &v) == 0 && v == 12 && sm_parse_size("4X", &v) != 0 && sm_parse_size("-1", &v) != 0,
           "sizes");
+    free(dir);
     return tu_done();
 }

@@ -1,0 +1,85 @@
+#include "fixture.h"
+
+#include "cmd/cmd.h"
+#include "util/diag.h"
+#include "util/fileio.h"
+#include "util/mem.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+char *fx_tmpdir(const char *name)
+{
+    const char *base = getenv("TMPDIR");
+    char *dir = xasprintf("%s/%s.XXXXXX", base && base[0] ? base : "/tmp", name);
+    if (!mkdtemp(dir)) {
+        printf("# fixture: cannot make %s\n", dir);
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+void fx_tmpdir_remove(char *dir)
+{
+    if (dir && sm_remove_tree(dir))
+        printf("# fixture: %s\n", sm_errmsg());
+    free(dir);
+}
+
+char *fx_srcpath(const char *rel)
+{
+    const char *src = getenv("SRCDIR");
+    return xasprintf("%s/%s", src ? src : ".", rel);
+}
+
+sm_model *fx_demo_open(void)
+{
+    const char *demo = getenv("DEMO");
+    if (!demo) {
+        printf("# fixture: DEMO must be set (the demo model's directory)\n");
+        return NULL;
+    }
+    return sm_model_open(demo);
+}
+
+int fx_synth(const sm_synth_opts *o, const char *dir)
+{
+    return sm_mkdirs(dir) || sm_synth_write(o, dir) ? -1 : 0;
+}
+
+int fx_synth_reference(json_t *fixture, const char *dir)
+{
+    json_t *args = json_object_get(fixture, "synth");
+    int argc = 3 + (int)json_array_size(args);
+    char **argv = xcalloc((size_t)argc + 1, sizeof *argv);
+    argv[0] = "synth";
+    argv[1] = "--out";
+    argv[2] = (char *)dir;
+    for (size_t i = 0; i < json_array_size(args); i++)
+        argv[3 + i] = (char *)json_string_value(json_array_get(args, i));
+    optind = 0;
+    int rc = cmd_synth(argc, argv);
+    free(argv);
+    if (rc)
+        return 1;
+    json_t *patch = json_object_get(fixture, "config");
+    if (!json_object_size(patch))
+        return 0;
+    char *path = sm_path_join(dir, "config.json");
+    json_t *cfg = json_load_file(path, 0, NULL);
+    rc = !cfg || json_object_update(cfg, patch) || json_dump_file(cfg, path, JSON_INDENT(2)) ? 2 : 0;
+    json_decref(cfg);
+    free(path);
+    return rc;
+}
+
+void fx_calib_spec(sm_calib_spec *s, const char *tokens, int samples, int seq_len)
+{
+    sm_calib_spec_default(s);
+    s->tokens = tokens;
+    s->samples = samples;
+    s->seq_len = seq_len;
+    s->quiet = true;
+}

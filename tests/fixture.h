@@ -1,0 +1,39 @@
+/* fixture: the set-ups the C tests share — a scratch directory, files of the source tree, the demo
+ * model, synthetic models (from options or from a reference fixture's synth command line) and
+ * quiet calibration specs. Nothing here checks anything: each helper returns NULL or non-zero on
+ * failure (with sm_errmsg() or a "# fixture:" line saying why), and the test's CHECK decides. */
+#ifndef SM_TEST_FIXTURE_H
+#define SM_TEST_FIXTURE_H
+
+#include <jansson.h>
+
+#include "model/model.h"
+#include "model/synth.h"
+#include "pipeline/calib.h"
+
+/* A new empty directory "$TMPDIR/NAME.XXXXXX" (/tmp without TMPDIR), or NULL. Remove it, with
+ * everything in it, and free the name with fx_tmpdir_remove. */
+char *fx_tmpdir(const char *name);
+void fx_tmpdir_remove(char *dir);
+
+/* "$SRCDIR/REL" ("./REL" without SRCDIR). Caller frees. */
+char *fx_srcpath(const char *rel);
+
+/* The demo model ($DEMO) opened; NULL without DEMO (a "# fixture:" line) or when it does not open
+ * (sm_errmsg). */
+sm_model *fx_demo_open(void);
+
+/* Write the synthetic model o describes into dir (created, with its parents, if missing). 0, or
+ * -1 with sm_errmsg. */
+int fx_synth(const sm_synth_opts *o, const char *dir);
+
+/* Regenerate a reference fixture's model (tools/ref_forward.py) into dir: `submoe synth --out
+ * dir` with the fixture's "synth" arguments, then the config.json keys of its "config" object
+ * (what synth's command line cannot express, e.g. mlp_only_layers). 0; 1 if synth failed; 2 if
+ * the config could not be patched. */
+int fx_synth_reference(json_t *fixture, const char *dir);
+
+/* The default calibration spec, quiet, on `tokens`: samples sequences of seq_len tokens. */
+void fx_calib_spec(sm_calib_spec *s, const char *tokens, int samples, int seq_len);
+
+#endif
