@@ -84,7 +84,7 @@ if command -v tmux >/dev/null 2>&1; then
     tui() {
         name=$1 pat=$2
         shift 2
-        sock="$tmp/$((n + 1)).sock"
+        sock="$tmp/$n.sock"
         : >"$tmp/tui.status"
         tmux -S "$sock" new-session -d -s wb -x 120 -y 30 \
             "TERM=xterm-256color LANG=C.UTF-8 NO_COLOR=1 timeout --foreground 60 '$SUBMOE' tui '$DEMO' $* 2>'$tmp/tui.err'; echo \$? >'$tmp/tui.status'; sleep 60"
