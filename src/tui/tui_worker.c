@@ -1,6 +1,8 @@
 /* tui_worker: the workbench's application object (see tui_worker.h) — its job queue, status line
- * and warnings, its input files, and the conversions between plans and the edited state. Used by
- * the loop (tui_app.c) and by the jobs (tui_jobs.c); calls neither. */
+ * and warnings, its input files, and the edited layers as plan entries: each layer is written by
+ * the resolver's inverse and read (and built) by the resolver (pipeline/resolve.h), so the edited
+ * state means what `submoe apply` makes of the saved plan. Used by the loop (tui_app.c) and by the
+ * jobs (tui_jobs.c); calls neither. */
 #include "tui/tui_worker.h"
 
 #include "pipeline/apply.h"
@@ -8,7 +10,6 @@
 #include "util/diag.h"
 #include "util/mem.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
