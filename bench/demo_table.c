@@ -5,7 +5,8 @@
  *   bench/demo_table [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N]
  *                    [--seq-len T] [--max-tokens N] [--align]
  *
- * Every row is built with the same pipeline `submoe apply` runs (pipeline/build.h: statistics
+ * Every row is built with the same pipeline `submoe apply` runs (each layer resolved by
+ * pipeline/resolve.h from the row's defaults and the planner's groups; pipeline/build.h: statistics
  * on the calibration fit rows, k-means++ on output similarity with seed 1, the merge, the router
  * fit) and evaluated in memory with the merged layers swapped into the forward pass — the same
  * numbers `apply` + `eval` give, without writing models. */
@@ -17,6 +18,7 @@
 #include "model/tokens.h"
 #include "pipeline/build.h"
 #include "pipeline/planner.h"
+#include "pipeline/resolve.h"
 #include "util/diag.h"
 #include "util/progress.h"
 
@@ -39,26 +41,23 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
     const sm_config *c = sm_model_config(model);
     sm_layer_build *b = calloc((size_t)c->n_layers, sizeof *b);
     const sm_moe_block **blocks = calloc((size_t)c->n_layers, sizeof *blocks);
+    sm_resolved_layer *rl = calloc((size_t)c->n_layers, sizeof *rl);
     double ppl = NAN;
     int ok = 1;
     for (int l = 0; ok && l < c->n_layers; l++) {
         if (pl[l].layer < 0)
             continue;
-        sm_layer_job j;
-        memset(&j, 0, sizeof j);
-        j.layer = l;
-        j.k = pl[l].k;
-        j.groups = sm_merge_method_merges(method) || is_auto ? pl[l].assign : NULL;
-        j.algo = SM_CLUSTER_KMEANS;
-        j.sim = SM_SIM_OUTPUT;
-        j.seed = 1;
-        j.spec.method = method;
-        j.spec.router = router;
-        j.spec.align = align;
-        j.regroup = is_auto; /* the planner's groups: auto may also try dominant ones */
+        /* the layer as `submoe apply` resolves a plan with these defaults and the planner's groups */
+        sm_plan p;
+        sm_plan_init(&p);
+        p.defaults.has_method = true, p.defaults.method_auto = is_auto, p.defaults.method = method;
+        p.defaults.has_router = true, p.defaults.router = router;
+        p.defaults.has_align = true, p.defaults.align = align;
+        sm_resolve_layer(&p, NULL, l, pl[l].n, pl[l].k, pl[l].assign, &rl[l]);
+        const sm_layer_job *j = &rl[l].job;
         char why[600];
-        if ((is_auto ? sm_layer_build_auto(model, calib, &j, NULL, &b[l], why, sizeof why)
-                     : sm_layer_build_run(model, calib, &j, NULL, &b[l])) != 0) {
+        if ((is_auto ? sm_layer_build_auto(model, calib, j, NULL, &b[l], why, sizeof why)
+                     : sm_layer_build_run(model, calib, j, NULL, &b[l])) != 0) {
             fprintf(stderr, "demo_table: %s\n", sm_errmsg());
             ok = 0;
             break;
@@ -67,9 +66,12 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
     }
     if (ok && sm_perplexity_with(model, held.ids, n_seq, seq_len, blocks, NULL, &ppl) != 0)
         fprintf(stderr, "demo_table: %s\n", sm_errmsg());
-    for (int l = 0; l < c->n_layers; l++)
+    for (int l = 0; l < c->n_layers; l++) {
         sm_layer_build_free(&b[l]);
+        sm_resolved_layer_free(&rl[l]);
+    }
     free(b);
+    free(rl);
     free(blocks);
     return ppl;
 }

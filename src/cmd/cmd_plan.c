@@ -2,7 +2,7 @@
  * every MoE layer and write a complete, explicit YAML plan with the statistics behind it as
  * comments. */
 #include "cmd/cmd.h"
-#include "pipeline/apply.h"
+#include "pipeline/resolve.h"
 #include "plan/plan.h"
 #include "util/datadir.h"
 #include "util/diag.h"
@@ -395,41 +395,6 @@ static int check_model(sm_plan *p)
     return rc;
 }
 
-/* Layer l of the plan as it was built: its experts, method, groups and ranks. */
-static void plan_layer_of(sm_plan_layer *pl, int l, const sm_resolved_layer *rl, const sm_layer_build *b,
-                          const char *why)
-{
-    memset(pl, 0, sizeof *pl);
-    pl->layer = l;
-    pl->s.has_experts = true;
-    pl->s.experts = b->merged.n_experts;
-    pl->s.has_method = true;
-    pl->s.method_auto = rl->is_auto;
-    pl->s.method = b->merged.method;
-    if (rl->is_auto)
-        pl->chosen = xstrdup(why);
-    else if (sm_merge_method_merges(b->merged.method))
-        pl->s.has_align = true, pl->s.align = rl->job.spec.align;
-    if (sm_merge_method_merges(b->merged.method) || rl->is_auto) {
-        /* the groups merged: auto may have chosen other groups than the clustering's
-         * (dominant ones); a pruned layer records the clustering's */
-        const int *groups = sm_merge_method_merges(b->merged.method) ? b->assign : rl->assign;
-        pl->n_groups = rl->job.k;
-        pl->group_len = xcalloc((size_t)pl->n_groups, sizeof(int));
-        pl->groups = xcalloc((size_t)pl->n_groups, sizeof(int *));
-        for (int g = 0; g < pl->n_groups; g++) {
-            pl->groups[g] = xcalloc((size_t)rl->n, sizeof(int));
-            for (int e = 0; e < rl->n; e++)
-                if (groups[e] == g)
-                    pl->groups[g][pl->group_len[g]++] = e;
-        }
-    }
-    for (int j = 0; j < 3; j++) {
-        pl->s.rank.set[j] = true;
-        pl->s.rank.r[j] = rl->job.spec.matrix[j].rank;
-    }
-}
-
 /* Every MoE layer built and spelled out in the plan, with the statistics and preview as comments;
  * n_moe, err_sum: the layers with a held-out output error and its sum. */
 static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *mon, int *n_moe, double *err_sum)
@@ -450,7 +415,13 @@ static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *m
             return -1;
         p->layers = xrealloc(p->layers, sizeof *p->layers * (size_t)(p->n_layers + 1));
         sm_plan_layer *pl = &p->layers[p->n_layers++];
-        plan_layer_of(pl, l, rl, &b, why);
+        /* the groups merged: auto may have chosen other groups than the clustering's (dominant
+         * ones); a pruned layer records the clustering's */
+        if (sm_merge_method_merges(b.merged.method) && rl->assign)
+            memcpy(rl->assign, b.assign, sizeof(int) * (size_t)rl->n);
+        if (!rl->is_auto)
+            rl->job.spec.method = b.merged.method;
+        sm_resolve_layer_entry(rl, rl->is_auto, why, false, pl); /* the router is the defaults' */
         layer_comment(pl, r, rl, &b);
         if (b.output_error >= 0)
             *err_sum += b.output_error, (*n_moe)++;

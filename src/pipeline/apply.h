@@ -1,6 +1,6 @@
-/* apply: run a plan — resolve every MoE layer's settings (layer override, else the plan's
- * defaults, else the documented defaults), calibrate or reuse the stats file, build each layer
- * and stream it into the output format. `submoe apply` and the workbench's commit both call
+/* apply: run a plan — resolve it (pipeline/resolve.h: every MoE layer's settings, the layer's
+ * own, else the plan's defaults, else the documented ones; calibration or the stats file), build
+ * each layer and stream it into the output format. `submoe apply` and the workbench's commit both call
  * sm_apply, so a plan saved from the workbench and applied headless gives the same bytes.
  *
  * Two passes over the MoE layers: the first fixes every layer's clusters and output shape (needed
@@ -18,6 +18,7 @@
 #include "model/export.h"
 #include "pipeline/build.h"
 #include "pipeline/calib.h"
+#include "pipeline/resolve.h"
 #include "plan/plan.h"
 #include "util/iopaths.h"
 
@@ -26,35 +27,7 @@
 #define SM_APPLY_DEFAULT_AUTO SM_PLAN_DEFAULT_AUTO
 #define SM_APPLY_DEFAULT_METHOD SM_PLAN_DEFAULT_METHOD
 #define SM_APPLY_DEFAULT_ROUTER SM_PLAN_DEFAULT_ROUTER
-#define SM_APPLY_DEFAULT_FORMAT SM_OUT_SUBMOE
-
-/* One MoE layer, resolved. */
-typedef struct sm_resolved_layer {
-    int layer, n;                  /* original experts */
-    bool is_auto;
-    char *auto_why;                /* the choice and the errors behind it (auto) */
-    sm_layer_job job;              /* job.groups points at assign when merging */
-    int *assign;                   /* n: clusters (merges), or NULL */
-    sm_merge_opts (*cluster)[3];   /* per-cluster options (job.spec.cluster) */
-} sm_resolved_layer;
-
-typedef struct sm_resolved_plan {
-    sm_model *model;
-    sm_calib *calib;
-    int n_layers;                  /* model layers */
-    sm_resolved_layer *layers;     /* n_layers entries; .n == 0 for dense layers */
-    sm_out_format format;
-    int dtype;
-    uint64_t shard_size;
-    char *outdir;                  /* resolved output.path, or NULL */
-    uint64_t plan_hash;
-    bool calib_reused;
-} sm_resolved_plan;
-
-/* Open the plan's model, check the plan against it, calibrate (or reuse the stats file) and fix
- * every MoE layer's method, clusters, ranks and router. 0, or -1 with a message. */
-int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_resolved_plan *out);
-void sm_resolved_plan_free(sm_resolved_plan *r);
+#define SM_APPLY_DEFAULT_FORMAT SM_RESOLVE_DEFAULT_FORMAT
 
 typedef struct sm_apply_opts {
     const char *outdir;     /* NULL: the plan's output.path */

@@ -19,9 +19,9 @@ void sm_planned_layer_free(sm_planned_layer *p)
     p->layer = -1;
 }
 
-static int target_k(const sm_planner_opts *o, int n, int top_k)
+int sm_planner_target_k(int experts, double ratio, int n, int top_k)
 {
-    int k = o->experts > 0 ? o->experts : (int)lround((double)n * (1.0 - o->ratio));
+    int k = experts > 0 ? experts : (int)lround((double)n * (1.0 - ratio));
     if (k < top_k)
         k = top_k;
     return k > n ? n : k < 1 ? 1 : k;
@@ -64,7 +64,7 @@ int sm_planner_run(const sm_model *m, sm_calib *c, const sm_planner_opts *o, con
     int64_t budget = 0;
     for (int i = 0; i < nm; i++) {
         int n = sm_model_layer_experts(m, moe[i]);
-        kk[i] = target_k(o, n, cfg->top_k);
+        kk[i] = sm_planner_target_k(o->experts, o->ratio, n, cfg->top_k);
         budget += kk[i];
     }
     sm_kmeans_opts ko = {.seed = o->seed};

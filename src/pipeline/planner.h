@@ -34,6 +34,10 @@ typedef struct sm_planned_layer {
     double *within;          /* k: mean pairwise output similarity inside each cluster (1 for singletons) */
 } sm_planned_layer;
 
+/* The one rule for a layer's expert count from a target (every front end uses it): `experts`
+ * (> 0), else round(n·(1 − ratio)); at least top_k and 1, at most n. */
+int sm_planner_target_k(int experts, double ratio, int n, int top_k);
+
 /* out has one entry per model layer. Experts per layer come from the target (rounded to nearest,
  * clamped to [top_k, n]); adaptive keeps the same total. 0, or -1 with a message. */
 int sm_planner_run(const sm_model *m, sm_calib *c, const sm_planner_opts *o, const sm_monitor *mon,

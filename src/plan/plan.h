@@ -141,7 +141,7 @@ const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer);
 #define SM_PLAN_DEFAULT_ROUTER SM_ROUTER_COLLAPSE_LSTSQ
 
 /* What a layer's settings come to: its own, else the plan's defaults, else the documented ones.
- * apply, the workbench and the model checks all read plans through it. */
+ * The resolver (pipeline/resolve.h) and the model checks read plans through it. */
 typedef struct sm_plan_effective {
     bool is_auto;
     sm_merge_method method;        /* auto: SM_PLAN_DEFAULT_METHOD, its merge candidate */

@@ -1,7 +1,7 @@
 /* tui_jobs: what the workbench's worker thread does (see tui_jobs.h, tui_worker.h) — calibrate,
  * preview a layer, re-cluster, compute a spectrum, the plan's perplexity, save / open plans,
- * commit. Plans are converted to and from the edited state by tui_worker.c, which gives the
- * workbench's plans the same meaning as the CLI's (pipeline/apply.c resolves them the same way). */
+ * commit. Every layer is built as pipeline/resolve.c resolves the plan the workbench saves
+ * (tui_layer_resolve), so a preview is what `submoe apply` makes of that plan. */
 #include "forward/moelayer.h"
 #include "model/tokens.h"
 #include "pipeline/apply.h"
@@ -18,61 +18,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the plan of a layer as an engine job ------------------------------------------------- */
-
-/* The job for one layer of the edited plan. `cluster_opts` (k × 3) receives per-group ranks when
- * the layer has them; the caller frees it after the build. */
-static sm_layer_job layer_job(const tui_app *a, const tui_layer_plan *p, int layer, uint64_t seed,
-                              sm_merge_opts (**cluster_opts)[3])
+/* Build one layer as the plan says, resolved as apply resolves it (auto decides unless the plan
+ * recorded its choice, `chosen`). */
+static int build_layer(tui_app *a, int l, const tui_layer_plan *p, uint64_t seed, const char *chosen,
+                       const sm_monitor *mon, sm_layer_build *b, char *why, size_t wn)
 {
-    sm_layer_job j;
-    memset(&j, 0, sizeof j);
-    j.layer = layer;
-    j.algo = a->algo[layer];
-    j.sim = a->sim[layer];
-    j.seed = seed;
-    j.spec.method = p->decided ? p->decided_method : p->is_auto ? SM_APPLY_DEFAULT_METHOD : p->method;
-    j.spec.align = p->decided ? p->decided_align : !p->is_auto && p->align;
-    j.spec.router = p->router;
-    for (int q = 0; q < 3; q++)
-        j.spec.matrix[q] = sm_plan_matrix_opts(&a->merge, p->rank[q]);
-    bool keep = !p->is_auto && p->method == SM_MERGE_KEEP;
-    j.k = keep ? p->n : p->k;
-    *cluster_opts = NULL;
-    if (p->is_auto || sm_merge_method_merges(p->method)) {
-        j.groups = p->assign;
-        j.regroup = p->is_auto && p->groups_auto; /* as `submoe plan` does with clustered groups */
-        if (tui_has_group_ranks(p)) {
-            sm_merge_opts(*co)[3] = xcalloc((size_t)p->k, sizeof *co);
-            for (int c = 0; c < p->k; c++)
-                for (int q = 0; q < 3; q++) {
-                    co[c][q] = j.spec.matrix[q];
-                    co[c][q].rank = tui_group_rank(p, c, q);
-                }
-            j.spec.cluster = (const sm_merge_opts(*)[3])co;
-            j.spec.n_cluster = p->k;
-            *cluster_opts = co;
-        }
-    }
-    return j;
+    sm_resolved_layer rl;
+    tui_layer_resolve(a, l, p, seed, chosen, &rl);
+    why[0] = 0;
+    int rc = rl.is_auto ? sm_layer_build_auto(a->model, a->calib, &rl.job, mon, b, why, wn)
+                        : sm_layer_build_run(a->model, a->calib, &rl.job, mon, b);
+    if (!rl.is_auto && rl.auto_why)
+        snprintf(why, wn, "%s", rl.auto_why);
+    sm_resolved_layer_free(&rl);
+    return rc;
 }
 
-/* Build one layer as the plan says (auto decides unless the plan recorded its choice). */
-static int build_layer(tui_app *a, int l, const tui_layer_plan *p, uint64_t seed, const sm_monitor *mon,
-                       sm_layer_build *b, char *why, size_t wn)
+/* Groups for a layer by its clustering (`algo`: the opened plan's, or k-means when the user asks
+ * to re-cluster) at its count. */
+static int cluster_layer(tui_app *a, int l, const tui_layer_plan *p, uint64_t seed, const sm_moe_layer *ml,
+                         const sm_cluster_algo *algo, const sm_monitor *mon, int *assign)
 {
-    sm_merge_opts(*co)[3];
-    sm_layer_job j = layer_job(a, p, l, seed, &co);
-    why[0] = 0;
-    int rc;
-    if (p->is_auto && !p->decided) {
-        rc = sm_layer_build_auto(a->model, a->calib, &j, mon, b, why, wn);
-    } else {
-        rc = sm_layer_build_run(a->model, a->calib, &j, mon, b);
-        if (p->decided && a->decided_why[l])
-            snprintf(why, wn, "%s", a->decided_why[l]);
-    }
-    free(co);
+    sm_resolved_layer rl;
+    tui_layer_resolve(a, l, p, seed, NULL, &rl);
+    rl.job.groups = NULL;
+    rl.job.k = p->k;
+    if (algo)
+        rl.job.algo = *algo;
+    int rc = sm_layer_cluster(a->calib, ml, &rl.job, mon, assign);
+    sm_resolved_layer_free(&rl);
     return rc;
 }
 
@@ -124,11 +98,7 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
                 memcpy(assign, planned[l].assign, sizeof(int) * (size_t)p.n);
                 got = true;
             } else {
-                sm_merge_opts(*co)[3];
-                sm_layer_job j = layer_job(a, &p, l, seed, &co);
-                free(co);
-                j.groups = NULL;
-                rc = sm_layer_cluster(a->calib, &ml, &j, NULL, assign);
+                rc = cluster_layer(a, l, &p, seed, &ml, NULL, NULL, assign);
                 got = !rc;
             }
         }
@@ -190,10 +160,12 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
     tui_layer_plan p = a->s.plan[l];
     unsigned gen = a->s.plan_gen[l];
     uint64_t seed = a->s.seed;
+    char chosen[600];
+    snprintf(chosen, sizeof chosen, "%s", tui_decided_why(a, l, &p) ? tui_decided_why(a, l, &p) : "");
     pthread_mutex_unlock(&a->mu);
     sm_layer_build b;
     char why[600];
-    if (build_layer(a, l, &p, seed, mon, &b, why, sizeof why))
+    if (build_layer(a, l, &p, seed, chosen[0] ? chosen : NULL, mon, &b, why, sizeof why))
         return -1;
     if (sm_layer_build_check(&b)) { /* a preview never shows nan */
         sm_layer_build_free(&b);
@@ -236,13 +208,8 @@ static int job_recluster(tui_app *a, int l, const sm_monitor *mon)
     int assign[TUI_MAX_EXPERTS];
     if (sm_moe_layer_load(a->model, l, &ml))
         return -1;
-    sm_merge_opts(*co)[3];
-    sm_layer_job j = layer_job(a, &p, l, seed, &co);
-    free(co);
-    j.groups = NULL;
-    j.algo = SM_CLUSTER_KMEANS;
-    j.k = p.k;
-    int rc = sm_layer_cluster(a->calib, &ml, &j, mon, assign);
+    const sm_cluster_algo kmeans = SM_CLUSTER_KMEANS;
+    int rc = cluster_layer(a, l, &p, seed, &ml, &kmeans, mon, assign);
     sm_moe_layer_free(&ml);
     if (rc)
         return -1;
@@ -318,17 +285,17 @@ static int ppl_build_layer(void *ctx, int l, const sm_monitor *mon, sm_layer_bui
     pthread_mutex_lock(&c->a->mu);
     tui_layer_plan p = c->a->s.plan[l];
     const tui_layer_data *d = &c->a->s.data[l];
+    char chosen[600];
+    const char *decided = tui_decided_why(c->a, l, &p);
     sm_merge_method mm;
     bool al;
-    if (p.is_auto && !p.decided && tui_preview_fresh(&c->a->s, l) && d->chosen[0] &&
-        sm_auto_choice_parse(d->chosen, &mm, &al) == 0) {
-        p.decided = true;
-        p.decided_method = mm;
-        p.decided_align = al;
-    }
+    if (!decided && p.is_auto && tui_preview_fresh(&c->a->s, l) && d->chosen[0] &&
+        sm_auto_choice_parse(d->chosen, &mm, &al) == 0)
+        decided = d->chosen;
+    snprintf(chosen, sizeof chosen, "%s", decided ? decided : "");
     pthread_mutex_unlock(&c->a->mu);
     char why[600];
-    return build_layer(c->a, l, &p, c->seed, mon, out, why, sizeof why);
+    return build_layer(c->a, l, &p, c->seed, chosen[0] ? chosen : NULL, mon, out, why, sizeof why);
 }
 
 /* Perplexity of the original model and of the plan on held-out token windows. Each layer is

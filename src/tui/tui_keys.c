@@ -20,7 +20,7 @@ static sm_rank rank_step(const tui_state *s, const tui_layer_plan *p, int cluste
     int members = tui_cluster_size(p, cluster);
     int64_t max = tui_rank_max(s, matrix, members);
     int64_t step = fine ? 1 : (max / 16 > 0 ? max / 16 : 1);
-    int64_t cur = tui_rank_value(s, tui_group_rank(p, cluster, matrix), matrix, members);
+    int64_t cur = tui_rank_value(s, p, tui_group_rank(p, cluster, matrix), matrix, members);
     cur += dir * step;
     if (cur >= max)
         return (sm_rank){SM_RANK_FULL, 0, 0};

@@ -1,6 +1,7 @@
 /* tui_state: workbench state, plan edits with undo/redo, and what the plan costs, without curses
  * (see tui_state.h). Keys are in tui_keys.c, layouts in tui_layout.c. */
 #include "tui/tui_state.h"
+#include "pipeline/resolve.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -337,16 +338,13 @@ bool tui_ppl_fresh(const tui_state *s)
 
 int64_t tui_rank_max(const tui_state *s, int matrix, int members)
 {
-    int64_t out = matrix == 2 ? s->hidden : s->inter, in = matrix == 2 ? s->inter : s->hidden;
-    int64_t wide = (int64_t)(members > 0 ? members : 1) * in;
-    return out < wide ? out : wide;
+    return sm_resolve_rank_max(matrix == 2 ? s->hidden : s->inter, matrix == 2 ? s->inter : s->hidden, members);
 }
 
-int64_t tui_rank_value(const tui_state *s, sm_rank r, int matrix, int members)
+int64_t tui_rank_value(const tui_state *s, const tui_layer_plan *p, sm_rank r, int matrix, int members)
 {
-    int64_t max = tui_rank_max(s, matrix, members);
-    int64_t v = r.kind == SM_RANK_FULL ? max : r.kind == SM_RANK_COUNT ? r.count : (int64_t)(r.fraction * (double)max);
-    return v > max ? max : v < 1 ? 1 : v;
+    return sm_resolve_rank_value(&r, p->is_auto ? SM_PLAN_DEFAULT_METHOD : p->method, matrix == 2 ? s->hidden : s->inter,
+                                 matrix == 2 ? s->inter : s->hidden, members);
 }
 
 int64_t tui_plan_params(const tui_state *s, int layer)

@@ -194,9 +194,10 @@ int64_t tui_plan_params(const tui_state *s, int layer);
 /* Whole-model parameters after the plan. */
 int64_t tui_model_params_after(const tui_state *s);
 /* The largest rank of a matrix (0 gate, 1 up, 2 down) for a cluster of `members` experts, and a
- * rank as a number (full = that maximum). */
+ * rank as the number of directions layer p's method keeps (full = that maximum): the resolver's
+ * rule (sm_resolve_rank_value), which is the engine's. */
 int64_t tui_rank_max(const tui_state *s, int matrix, int members);
-int64_t tui_rank_value(const tui_state *s, sm_rank r, int matrix, int members);
+int64_t tui_rank_value(const tui_state *s, const tui_layer_plan *p, sm_rank r, int matrix, int members);
 /* Members of cluster c of a layer. */
 int tui_cluster_size(const tui_layer_plan *p, int c);
 /* Whether the layer's spectrum is of its current cluster s->spec_cluster (same members). */

@@ -15,7 +15,8 @@ static int64_t shown_rank(const tui_state *s, int len)
 {
     const tui_layer_plan *p = &s->plan[s->layer];
     int members = tui_cluster_size(p, s->spec_cluster);
-    int64_t rk = tui_rank_value(s, tui_group_rank(p, s->spec_cluster, s->spec_matrix), s->spec_matrix, members);
+    int64_t rk = tui_rank_value(s, p, tui_group_rank(p, s->spec_cluster, s->spec_matrix), s->spec_matrix,
+                                members);
     return rk > len ? len : rk;
 }
 

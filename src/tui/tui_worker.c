@@ -1,13 +1,15 @@
 /* tui_worker: the workbench's application object (see tui_worker.h) — its job queue, status line
- * and warnings, its input files, and the conversions between plans and the edited state. Used by
- * the loop (tui_app.c) and by the jobs (tui_jobs.c); calls neither. */
+ * and warnings, its input files, and the edited layers as plan entries: each layer is written by
+ * the resolver's inverse and read (and built) by the resolver (pipeline/resolve.h), so the edited
+ * state means what `submoe apply` makes of the saved plan. Used by the loop (tui_app.c) and by the
+ * jobs (tui_jobs.c); calls neither. */
 #include "tui/tui_worker.h"
 
 #include "pipeline/apply.h"
+#include "pipeline/resolve.h"
 #include "util/diag.h"
 #include "util/mem.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,15 +89,14 @@ void tui_cancel_work(tui_app *a)
     pthread_mutex_unlock(&a->mu);
 }
 
-/* ---- plans --------------------------------------------------------------------------------- */
+/* ---- plans ---------------------------------------------------------------------------------- */
 
 void tui_default_layer_plan(tui_layer_plan *p, int n, int top_k)
 {
     memset(p, 0, sizeof *p);
     p->n = n;
-    int k = (int)lround(n * 0.75);
-    k = k < top_k ? top_k : k;
-    p->k = k > n ? n : k < 1 ? 1 : k; /* no empty group, even with fewer experts than top-k */
+    /* no empty group, even with fewer experts than top-k */
+    p->k = sm_planner_target_k(0, TUI_DEFAULT_RATIO, n, top_k);
     for (int i = 0; i < n; i++)
         p->assign[i] = i % p->k; /* until calibration clusters them */
     p->is_auto = SM_APPLY_DEFAULT_AUTO;
@@ -106,6 +107,147 @@ void tui_default_layer_plan(tui_layer_plan *p, int n, int top_k)
         p->rank[q] = (sm_rank){SM_RANK_FULL, 0, 0};
 }
 
+const char *tui_decided_why(const tui_app *a, int l, const tui_layer_plan *tp)
+{
+    return tp->is_auto && tp->decided ? a->decided_why[l] : NULL;
+}
+
+/* An edited layer as a plan entry, through the resolver's inverse: the edits are then what a
+ * saved plan says, and what resolving it builds. `groups`: write the groups. */
+static void plan_add_layer(sm_plan *p, int l, const tui_layer_plan *tp, const char *chosen, bool groups)
+{
+    sm_resolved_layer rl;
+    memset(&rl, 0, sizeof rl);
+    rl.layer = l;
+    rl.n = tp->n;
+    rl.job.k = tp->k;
+    rl.job.spec.method = tp->method;
+    rl.job.spec.align = tp->align;
+    rl.job.spec.router = tp->router;
+    for (int q = 0; q < 3; q++)
+        rl.job.spec.matrix[q].rank = tp->rank[q];
+    int assign[TUI_MAX_EXPERTS];
+    memcpy(assign, tp->assign, sizeof(int) * (size_t)tp->n);
+    rl.assign = groups ? assign : NULL;
+    sm_plan_cluster clusters[TUI_MAX_EXPERTS];
+    for (int g = 0; g < tp->k; g++) { /* the groups' own ranks */
+        sm_plan_cluster *pc = &clusters[rl.n_clusters];
+        memset(pc, 0, sizeof *pc);
+        pc->index = g;
+        for (int q = 0; q < 3; q++)
+            pc->rank.set[q] = tui_group_rank_set(tp, g, q), pc->rank.r[q] = tui_group_rank(tp, g, q);
+        rl.n_clusters += pc->rank.set[0] || pc->rank.set[1] || pc->rank.set[2];
+    }
+    rl.clusters = clusters;
+    p->layers = xrealloc(p->layers, sizeof *p->layers * (size_t)(p->n_layers + 1));
+    sm_resolve_layer_entry(&rl, tp->is_auto, chosen, true, &p->layers[p->n_layers++]);
+}
+
+/* The plan-wide settings a layer is resolved with: the seed and the merge options. */
+static void plan_head(const tui_app *a, uint64_t seed, sm_plan *p)
+{
+    sm_plan_init(p);
+    p->has_seed = true;
+    p->seed = seed;
+    p->merge = a->merge;
+}
+
+void tui_layer_resolve(const tui_app *a, int l, const tui_layer_plan *tp, uint64_t seed, const char *chosen,
+                       sm_resolved_layer *rl)
+{
+    sm_plan p;
+    plan_head(a, seed, &p);
+    /* groups a clustering made are the resolver's `clustered` (auto may then regroup), as when
+     * `submoe apply` clusters a plan that gives none */
+    plan_add_layer(&p, l, tp, chosen, !tp->groups_auto);
+    sm_resolve_layer(&p, &p.layers[0], l, tp->n, tp->k, tp->groups_auto ? tp->assign : NULL, rl);
+    rl->job.algo = a->algo[l];
+    rl->job.sim = a->sim[l];
+    sm_plan_free(&p);
+}
+
+/* Layer l of an opened plan into the state, as the resolver reads it. Under mu. */
+static int load_layer(tui_app *a, const sm_plan *p, int l, bool target)
+{
+    tui_state *s = &a->s;
+    const sm_plan_layer *pl = sm_plan_find_layer(p, l);
+    tui_layer_plan *tp = &s->plan[l];
+    tui_default_layer_plan(tp, tp->n, s->top_k);
+    sm_resolved_layer rl;
+    sm_resolve_layer(p, pl, l, tp->n, 0, NULL, &rl);
+    sm_plan_effective eff; /* an auto layer's own alignment, for when its method is set */
+    sm_plan_effective_settings(p, pl, &eff);
+    tp->decided = rl.auto_why != NULL;
+    tp->is_auto = rl.is_auto || tp->decided;
+    tp->method = tp->is_auto ? SM_APPLY_DEFAULT_METHOD : rl.job.spec.method;
+    tp->align = eff.align;
+    tp->decided_method = rl.job.spec.method, tp->decided_align = rl.job.spec.align;
+    tp->router = rl.job.spec.router;
+    for (int q = 0; q < 3; q++)
+        tp->rank[q] = rl.job.spec.matrix[q].rank;
+    a->algo[l] = rl.job.algo;
+    a->sim[l] = rl.job.sim;
+    a->have_groups[l] = rl.assign && !rl.groups_pending;
+    if (a->have_groups[l]) { /* sm_plan_check_model: every expert in exactly one group */
+        tui_plan_set_groups(tp, rl.assign);
+        tp->groups_auto = false;
+    } else if (pl && pl->s.has_experts) {
+        tui_plan_group_count(tp, pl->s.experts); /* until calibration clusters them */
+    } else if (target) {
+        a->planner_pending = true; /* counts and groups from the planner after calibration */
+    }
+    int rc = 0;
+    for (int q = 0; q < rl.n_clusters && !rc; q++)
+        for (int m = 0; m < 3 && !rc; m++)
+            if (rl.clusters[q].rank.set[m] && tp->n_group_ranks < TUI_MAX_GROUP_RANKS) {
+                int i = tp->n_group_ranks++;
+                tp->group_ranks[i].cluster = rl.clusters[q].index;
+                tp->group_ranks[i].matrix = m;
+                tp->group_ranks[i].r = rl.clusters[q].rank.r[m];
+            } else if (rl.clusters[q].rank.set[m]) {
+                rc = sm_err("%s: layer %d: the workbench keeps at most %d group ranks per layer", p->file, l,
+                            TUI_MAX_GROUP_RANKS);
+            }
+    free(a->decided_why[l]);
+    a->decided_why[l] = rl.auto_why; /* auto: the choice recorded in the plan */
+    rl.auto_why = NULL;
+    sm_resolved_layer_free(&rl);
+    s->plan_gen[l]++;
+    s->data[l].have_preview = false;
+    return rc;
+}
+
+/* An opened plan's calibration and output settings into the app. Under mu. */
+static void load_settings(tui_app *a, const sm_plan *p, const char *path)
+{
+    tui_state *s = &a->s;
+    if (p->calib.stats) {
+        char *t = sm_plan_resolve_path(p, p->calib.stats);
+        snprintf(a->calib_file, sizeof a->calib_file, "%s", t);
+        free(t);
+    } else {
+        a->calib_file[0] = 0;
+        if (p->calib.tokens) {
+            char *t = sm_plan_resolve_path(p, p->calib.tokens);
+            snprintf(a->tokens, sizeof a->tokens, "%s", t);
+            free(t);
+            a->tokens_default = false;
+        }
+        sm_resolve_calib_spec(p, &a->spec);
+    }
+    a->spec.tokens = a->tokens;
+    s->seed = p->has_seed ? p->seed : 1;
+    a->merge = p->merge;
+    if (p->output.has_format)
+        s->commit_format = p->output.format == SM_OUT_HF ? 1 : p->output.format == SM_OUT_HF_EXPANDED ? 2 : 0;
+    if (p->output.path) {
+        char *o = sm_plan_resolve_path(p, p->output.path);
+        snprintf(s->commit_dir, sizeof s->commit_dir, "%s", o);
+        free(o);
+    }
+    snprintf(s->plan_path, sizeof s->plan_path, "%s", path);
+}
+
 int tui_app_load_plan(tui_app *a, const char *path)
 {
     sm_plan p;
@@ -114,120 +256,30 @@ int tui_app_load_plan(tui_app *a, const char *path)
         return -1;
     }
     const sm_config *c = sm_model_config(a->model);
-    bool target = p.defaults.has_experts || p.has_ratio;
     pthread_mutex_lock(&a->mu);
     tui_state *s = &a->s;
     a->planner_pending = false;
-    for (int l = 0; l < c->n_layers; l++) {
-        if (!c->is_moe[l])
-            continue;
-        const sm_plan_layer *pl = sm_plan_find_layer(&p, l);
-        tui_layer_plan *tp = &s->plan[l];
-        tui_default_layer_plan(tp, tp->n, s->top_k);
-        sm_plan_effective eff; /* what apply makes of the layer */
-        sm_plan_effective_settings(&p, pl, &eff);
-        tp->is_auto = eff.is_auto;
-        tp->method = eff.method;
-        tp->router = eff.router;
-        tp->align = eff.align;
-        memcpy(tp->rank, eff.rank, sizeof tp->rank);
-        a->algo[l] = eff.clustering;
-        a->sim[l] = eff.similarity;
-        a->have_groups[l] = false;
-        if (pl && pl->n_groups) { /* sm_plan_check_model: every expert in exactly one group */
-            int assign[TUI_MAX_EXPERTS] = {0};
-            for (int g = 0; g < pl->n_groups; g++)
-                for (int e = 0; e < pl->group_len[g]; e++)
-                    assign[pl->groups[g][e]] = g;
-            tui_plan_set_groups(tp, assign);
-            a->have_groups[l] = true;
-            tp->groups_auto = false;
-        } else if (pl && pl->s.has_experts) {
-            tui_plan_group_count(tp, pl->s.experts); /* until calibration clusters them */
-        } else if (target) {
-            a->planner_pending = true; /* counts and groups from the planner after calibration */
-        }
-        for (int q = 0; pl && q < pl->n_clusters; q++)
-            for (int m = 0; m < 3; m++)
-                if (pl->clusters[q].rank.set[m] && tp->n_group_ranks < TUI_MAX_GROUP_RANKS) {
-                    int i = tp->n_group_ranks++;
-                    tp->group_ranks[i].cluster = pl->clusters[q].index;
-                    tp->group_ranks[i].matrix = m;
-                    tp->group_ranks[i].r = pl->clusters[q].rank.r[m];
-                } else if (pl->clusters[q].rank.set[m]) {
-                    pthread_mutex_unlock(&a->mu);
-                    sm_plan_free(&p);
-                    return sm_err("%s: layer %d: the workbench keeps at most %d group ranks per layer", path, l,
-                                  TUI_MAX_GROUP_RANKS);
-                }
-        free(a->decided_why[l]);
-        a->decided_why[l] = NULL;
-        sm_merge_method mm;
-        bool al;
-        if (tp->is_auto && pl && pl->chosen && sm_auto_choice_parse(pl->chosen, &mm, &al) == 0) {
-            tp->decided = true, tp->decided_method = mm, tp->decided_align = al;
-            a->decided_why[l] = xstrdup(pl->chosen);
-        }
-        s->plan_gen[l]++;
-        s->data[l].have_preview = false;
+    bool target = sm_resolve_planner_opts(&p, &a->planner);
+    int rc = 0;
+    for (int l = 0; l < c->n_layers && !rc; l++)
+        if (c->is_moe[l])
+            rc = load_layer(a, &p, l, target);
+    if (!rc) {
+        load_settings(a, &p, path);
+        s->modified = false;
+        s->ppl_plan = -1;
+        s->layer = s->layer >= 0 && s->layer < s->n_layers && s->is_moe[s->layer] ? s->layer : 0;
+        s->ci = s->cj = s->spec_cluster = 0;
+        tui_clear_history(s);
     }
-    if (a->planner_pending)
-        a->planner = (sm_planner_opts){.experts = p.defaults.has_experts ? p.defaults.experts : 0,
-                                       .ratio = p.has_ratio ? p.ratio : 0,
-                                       .adaptive = p.adaptive,
-                                       .window = p.has_window ? p.window : 2,
-                                       .algo = p.defaults.has_clustering ? p.defaults.clustering : SM_CLUSTER_KMEANS,
-                                       .sim = p.defaults.has_similarity ? p.defaults.similarity : SM_SIM_OUTPUT,
-                                       .seed = p.has_seed ? p.seed : 1};
-    if (p.calib.stats) {
-        char *t = sm_plan_resolve_path(&p, p.calib.stats);
-        snprintf(a->calib_file, sizeof a->calib_file, "%s", t);
-        free(t);
-    } else {
-        a->calib_file[0] = 0;
-        if (p.calib.tokens) {
-            char *t = sm_plan_resolve_path(&p, p.calib.tokens);
-            snprintf(a->tokens, sizeof a->tokens, "%s", t);
-            free(t);
-            a->tokens_default = false;
-        }
-        if (p.calib.has_samples)
-            a->spec.samples = p.calib.samples;
-        if (p.calib.has_seq_len)
-            a->spec.seq_len = p.calib.seq_len;
-        if (p.calib.has_keep)
-            a->spec.keep = p.calib.keep;
-        if (p.calib.has_heldout)
-            a->spec.heldout = p.calib.heldout;
-        if (p.calib.has_sample)
-            a->spec.sample = p.calib.sample;
-        if (p.calib.has_seed)
-            a->spec.seed = p.calib.seed;
-    }
-    a->spec.tokens = a->tokens;
-    s->seed = p.has_seed ? p.seed : 1;
-    a->merge = p.merge;
-    if (p.output.has_format)
-        s->commit_format = p.output.format == SM_OUT_HF ? 1 : p.output.format == SM_OUT_HF_EXPANDED ? 2 : 0;
-    if (p.output.path) {
-        char *o = sm_plan_resolve_path(&p, p.output.path);
-        snprintf(s->commit_dir, sizeof s->commit_dir, "%s", o);
-        free(o);
-    }
-    snprintf(s->plan_path, sizeof s->plan_path, "%s", path);
-    s->modified = false;
-    s->ppl_plan = -1;
-    s->layer = s->layer >= 0 && s->layer < s->n_layers && s->is_moe[s->layer] ? s->layer : 0;
-    s->ci = s->cj = s->spec_cluster = 0;
-    tui_clear_history(s);
     pthread_mutex_unlock(&a->mu);
     sm_plan_free(&p);
-    return 0;
+    return rc;
 }
 
 void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
 {
-    sm_plan_init(p);
+    plan_head(a, a->s.seed, p);
     p->file = xstrdup(file);
     p->model_path = xstrdup(a->s.model);
     sm_model_fingerprint(a->model, p->fingerprint);
@@ -242,58 +294,12 @@ void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
         p->calib.keep = a->spec.keep, p->calib.heldout = a->spec.heldout;
         p->calib.sample = a->spec.sample, p->calib.seed = a->spec.seed;
     }
-    p->has_seed = true;
-    p->seed = a->s.seed;
-    p->merge = a->merge;
     static const sm_out_format fmts[3] = {SM_OUT_SUBMOE, SM_OUT_HF, SM_OUT_HF_EXPANDED};
     p->output.has_format = true;
     p->output.format = fmts[a->s.commit_format % 3];
     const tui_state *s = &a->s;
-    for (int l = 0; l < s->n_layers; l++) {
-        if (!s->is_moe[l])
-            continue;
-        const tui_layer_plan *tp = &s->plan[l];
-        p->layers = xrealloc(p->layers, sizeof *p->layers * (size_t)(p->n_layers + 1));
-        sm_plan_layer *pl = &p->layers[p->n_layers++];
-        memset(pl, 0, sizeof *pl);
-        pl->layer = l;
-        pl->s.has_method = true;
-        pl->s.method_auto = tp->is_auto;
-        pl->s.method = tp->method;
-        if (tp->is_auto && tp->decided && a->decided_why[l])
-            pl->chosen = xstrdup(a->decided_why[l]);
-        bool merges = !tp->is_auto && sm_merge_method_merges(tp->method);
-        if (merges)
-            pl->s.has_align = true, pl->s.align = tp->align;
-        pl->s.has_router = true;
-        pl->s.router = tp->router;
-        for (int q = 0; q < 3; q++)
-            pl->s.rank.r[q] = tp->rank[q], pl->s.rank.set[q] = true;
-        bool keep = tp->method == SM_MERGE_KEEP && !tp->is_auto;
-        pl->s.has_experts = true;
-        pl->s.experts = keep ? tp->n : tp->k;
-        if (tp->is_auto || merges) {
-            pl->n_groups = tp->k;
-            pl->group_len = xcalloc((size_t)tp->k, sizeof(int));
-            pl->groups = xcalloc((size_t)tp->k, sizeof(int *));
-            for (int g = 0; g < tp->k; g++) {
-                pl->groups[g] = xcalloc((size_t)tp->n, sizeof(int));
-                for (int e = 0; e < tp->n; e++)
-                    if (tp->assign[e] == g)
-                        pl->groups[g][pl->group_len[g]++] = e;
-            }
-            for (int g = 0; g < tp->k; g++) {
-                bool any = tui_group_rank_set(tp, g, 0) || tui_group_rank_set(tp, g, 1) || tui_group_rank_set(tp, g, 2);
-                if (!any)
-                    continue;
-                pl->clusters = xrealloc(pl->clusters, sizeof *pl->clusters * (size_t)(pl->n_clusters + 1));
-                sm_plan_cluster *pc = &pl->clusters[pl->n_clusters++];
-                memset(pc, 0, sizeof *pc);
-                pc->index = g;
-                for (int q = 0; q < 3; q++)
-                    pc->rank.set[q] = tui_group_rank_set(tp, g, q), pc->rank.r[q] = tui_group_rank(tp, g, q);
-            }
-        }
-    }
+    for (int l = 0; l < s->n_layers; l++)
+        if (s->is_moe[l])
+            plan_add_layer(p, l, &s->plan[l], tui_decided_why(a, l, &s->plan[l]), true);
     p->header_comment = xasprintf("saved from the submoe workbench");
 }

@@ -16,6 +16,7 @@
 #include "pipeline/build.h"
 #include "pipeline/calib.h"
 #include "pipeline/planner.h"
+#include "pipeline/resolve.h"
 #include "plan/plan.h"
 #include "tui/tui_state.h"
 #include "util/iopaths.h"
@@ -72,10 +73,21 @@ void tui_app_inputs(const tui_app *a, sm_paths *inputs);
 /* "; warning: ..." when a warning came since the last call (then cleared), else "". Under mu. */
 const char *tui_take_warning(tui_app *a);
 
-/* A layer of n experts before calibration: the default method and router, round(3n/4) groups
- * (at least top_k, at most n) assigned round-robin, full ranks. */
+/* The workbench's target before a plan or the user says otherwise: a quarter of the experts. */
+#define TUI_DEFAULT_RATIO 0.25
+/* A layer of n experts before calibration: the default method and router, the count
+ * sm_planner_target_k gives for TUI_DEFAULT_RATIO, assigned round-robin, full ranks. */
 void tui_default_layer_plan(tui_layer_plan *p, int n, int top_k);
-/* Read a plan into the state and the app (the model must match). 0, or -1 with a message. */
+/* The choice an opened plan recorded for an auto layer, while the layer is unedited, or NULL. */
+const char *tui_decided_why(const tui_app *a, int l, const tui_layer_plan *tp);
+/* An edited layer resolved as `submoe apply` resolves the plan the workbench saves: the layer as a
+ * plan entry (pipeline/resolve.h's inverse), with `chosen` as its recorded auto choice (or NULL),
+ * through sm_resolve_layer; groups a clustering made stay the resolver's to regroup. The
+ * clustering and similarity are the opened plan's. Free rl with sm_resolved_layer_free. */
+void tui_layer_resolve(const tui_app *a, int l, const tui_layer_plan *tp, uint64_t seed, const char *chosen,
+                       sm_resolved_layer *rl);
+/* Read a plan into the state and the app (the model must match), each layer as the resolver reads
+ * it. 0, or -1 with a message. */
 int tui_app_load_plan(tui_app *a, const char *path);
 /* The edited plan as a submoe_plan document (caller holds the lock; sm_plan_free after). */
 void tui_app_plan(tui_app *a, sm_plan *p, const char *file);
