@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 #include "engine/align.h"
+#include "engine/subset.h"
 #include "model/dtype.h"
 
 #include <cblas.h>
@@ -11,7 +12,6 @@
 #include "util/mem.h"
 
 #define DEFAULT_BLOCK 256
-_Static_assert(SM_PRUNE_OUTPUT_REF_ROWS % DEFAULT_BLOCK == 0, "reference rows must be whole blocks");
 #define DEFAULT_SAMPLE 512
 
 /* ---- analysis ------------------------------------------------------------------------------ */
@@ -470,69 +470,21 @@ static int select_layer(const sm_moe_block *src, const int *keep, int k, sm_merg
     return 0;
 }
 
-typedef struct prune_ctx {
-    const sm_moe_block *src;
-    const float *x;
-    int64_t m, cached;  /* rows; leading rows whose reference outputs are kept in yref */
-    float *yref, *y, *yr;
-    float *rows;
-    sm_expert *experts;
-} prune_ctx;
-
-static int prune_subset_error(void *vctx, const int *keep, int k, double *err)
-{
-    prune_ctx *c = vctx;
-    const sm_moe_block *s = c->src;
-    if (sm_router_prune(s->router, s->n_experts, s->hidden, keep, k, c->rows) != 0)
-        return -1;
-    for (int j = 0; j < k; j++)
-        c->experts[j] = s->experts[keep[j]];
-    sm_moe_block b = *s;
-    b.n_router = b.n_experts = k;
-    b.router = c->rows;
-    b.experts = c->experts;
-    b.expert_map = NULL;
-    if (b.rule.top_k > k)
-        b.rule.top_k = k;
-    sm_error_acc acc = {0, 0};
-    const int64_t blk = DEFAULT_BLOCK, h = s->hidden;
-    for (int64_t t0 = 0; t0 < c->m; t0 += blk) {
-        int64_t mb = c->m - t0 < blk ? c->m - t0 : blk;
-        const float *ref = c->yref + t0 * h;
-        if (t0 + mb > c->cached) { /* beyond the kept reference outputs: recompute this block's */
-            if (sm_moe_forward(s, c->x + t0 * h, mb, c->yr, NULL) != 0)
-                return -1;
-            ref = c->yr;
-        }
-        if (sm_moe_forward(&b, c->x + t0 * h, mb, c->y, NULL) != 0)
-            return -1;
-        sm_error_acc_add(&acc, ref, c->y, mb * h);
-    }
-    *err = sm_error_acc_value(&acc);
-    return 0;
-}
-
+/* prune-output: the subset with the least output error on the calibration rows, every candidate
+ * scored from expert outputs computed once (subset.h) instead of a block forward per candidate. */
 static int prune_by_output(const sm_moe_block *src, int k, const float *x, int64_t m,
                            const sm_monitor *mon, int *keep)
 {
     if (!x || m <= 0)
         return sm_err("prune-output needs calibration inputs");
-    const int64_t h = src->hidden;
-    /* SM_PRUNE_OUTPUT_REF_ROWS is a multiple of the block, so a block is kept whole or not at all. */
-    const int64_t cached = m < SM_PRUNE_OUTPUT_REF_ROWS ? m : SM_PRUNE_OUTPUT_REF_ROWS;
-    prune_ctx c = {src, x, m, cached, sm_alloc_f32((size_t)(cached * h)),
-                   sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)), sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)),
-                   sm_alloc_f32((size_t)(src->n_experts * h)),
-                   sm_alloc((size_t)src->n_experts, sizeof(sm_expert))};
-    int rc = c.yref && c.y && c.yr && c.rows && c.experts ? 0 : -1;
-    for (int64_t t0 = 0; rc == 0 && t0 < cached; t0 += DEFAULT_BLOCK) {
-        int64_t mb = cached - t0 < DEFAULT_BLOCK ? cached - t0 : DEFAULT_BLOCK;
-        rc = sm_moe_forward(src, x + t0 * h, mb, c.yref + t0 * h, NULL);
-    }
+    sm_monitor_span span;
+    sm_subset_cache *c = sm_subset_cache_new(src, x, m, k, sm_monitor_span_init(&span, mon, 0.0, 0.5));
+    if (!c)
+        return -1;
     sm_prune_result res;
-    if (rc == 0)
-        rc = sm_prune_output(src->n_experts, k, prune_subset_error, &c, 0, mon, keep, &res);
-    free(c.yref), free(c.y), free(c.yr), free(c.rows), free(c.experts);
+    int rc = sm_prune_output(src->n_experts, k, sm_subset_cache_error, c, 0,
+                             sm_monitor_span_init(&span, mon, 0.5, 1.0), keep, &res);
+    sm_subset_cache_free(c);
     return rc;
 }
 
