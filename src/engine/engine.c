@@ -732,11 +732,22 @@ int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const i
 
 /* ---- errors -------------------------------------------------------------------------------- */
 
+/* Rows per block of an output-error pass: enough that each expert gets about ERROR_EXPERT_ROWS
+ * gathered rows (256 rows of a 64-expert top-8 layer would give it 32, GEMMs dominated by packing
+ * the weights), at least DEFAULT_BLOCK, at most ERROR_BLOCK_MAX (bounded scratch). */
+#define ERROR_EXPERT_ROWS 256
+#define ERROR_BLOCK_MAX 4096
+static int64_t error_block_rows(const sm_moe_block *b)
+{
+    int64_t rows = (int64_t)ERROR_EXPERT_ROWS * b->n_experts / (b->rule.top_k > 0 ? b->rule.top_k : 1);
+    return rows < DEFAULT_BLOCK ? DEFAULT_BLOCK : rows > ERROR_BLOCK_MAX ? ERROR_BLOCK_MAX : rows;
+}
+
 int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const float *x, int64_t m,
                     const sm_monitor *mon, double *rel)
 {
     sm_moe_block mb = sm_merged_layer_block(l, src);
-    const int64_t h = src->hidden, blk = DEFAULT_BLOCK;
+    const int64_t h = src->hidden, blk = m > 0 && m < error_block_rows(src) ? m : error_block_rows(src);
     float *ya = sm_alloc_f32((size_t)(blk * h)), *yb = sm_alloc_f32((size_t)(blk * h));
     sm_error_acc acc = {0, 0};
     int rc = ya && yb ? 0 : -1;
