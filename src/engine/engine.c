@@ -49,33 +49,48 @@ static int block_is_plain(const sm_moe_block *b)
     return 0;
 }
 
-/* Gram accumulation of the tokens of block [t0, t0+mb) routed to each expert. */
-static int accumulate_grams(const sm_moe_block *b, const float *x, int64_t mb, const int *idx,
-                            sm_layer_analysis *a, float *xs, float *g, float *u, float *tmp)
+/* The Gram pass gathers each expert's routed rows across blocks and accumulates them GRAM_ROWS at
+ * a time, so its GEMMs have GRAM_ROWS rows rather than the handful one block routes to one expert
+ * (32 of 256 rows per expert at 64 experts, top-8). Buffers: n × GRAM_ROWS × hidden floats. */
+#define GRAM_ROWS 256
+typedef struct gram_batch {
+    float *rows;    /* n × GRAM_ROWS × hidden: each expert's pending rows */
+    int64_t *count; /* n */
+} gram_batch;
+
+/* Add expert e's pending rows to its Grams. g, u, tmp: scratch of GRAM_ROWS rows. */
+static void gram_flush(const sm_moe_block *b, sm_layer_analysis *a, gram_batch *gb, int e, float *g, float *u,
+                       float *tmp)
+{
+    const int64_t h = a->hidden, inter = a->inter, me = gb->count[e];
+    const float *xs = gb->rows + (int64_t)e * GRAM_ROWS * h;
+    if (!me)
+        return;
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)h, (int)me, 1.0f, xs, (int)h, 1.0f, a->gram_in[e],
+                (int)h);
+    const sm_expert *ex = &b->experts[e];
+    sm_linear_forward(&ex->gate, xs, me, g, tmp);
+    sm_linear_forward(&ex->up, xs, me, u, tmp);
+    for (int64_t q = 0; q < me * inter; q++)
+        g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)inter, (int)me, 1.0f, g, (int)inter, 1.0f,
+                a->gram_mid[e], (int)inter);
+    gb->count[e] = 0;
+}
+
+/* The rows of block x (mb rows) routed to each expert, into its pending rows. */
+static void gram_add_block(const sm_moe_block *b, const float *x, int64_t mb, const int *idx, sm_layer_analysis *a,
+                           gram_batch *gb, float *g, float *u, float *tmp)
 {
     const int k = b->rule.top_k;
-    const int64_t h = a->hidden, inter = a->inter;
-    for (int e = 0; e < a->n; e++) {
-        int64_t me = 0;
-        for (int64_t t = 0; t < mb; t++)
-            for (int j = 0; j < k; j++)
-                if (idx[t * k + j] == e) {
-                    memcpy(xs + me++ * h, x + t * h, sizeof(float) * (size_t)h);
-                    break;
-                }
-        if (!me)
-            continue;
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)h, (int)me, 1.0f, xs, (int)h,
-                    1.0f, a->gram_in[e], (int)h);
-        const sm_expert *ex = &b->experts[e];
-        sm_linear_forward(&ex->gate, xs, me, g, tmp);
-        sm_linear_forward(&ex->up, xs, me, u, tmp);
-        for (int64_t q = 0; q < me * inter; q++)
-            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)inter, (int)me, 1.0f, g,
-                    (int)inter, 1.0f, a->gram_mid[e], (int)inter);
-    }
-    return 0;
+    const int64_t h = a->hidden;
+    for (int64_t t = 0; t < mb; t++)
+        for (int j = 0; j < k; j++) { /* a row's selected experts are distinct */
+            const int e = idx[t * k + j];
+            memcpy(gb->rows + ((int64_t)e * GRAM_ROWS + gb->count[e]++) * h, x + t * h, sizeof(float) * (size_t)h);
+            if (gb->count[e] == GRAM_ROWS)
+                gram_flush(b, a, gb, e, g, u, tmp);
+        }
 }
 
 static void symmetrize(float *m, int64_t n)
@@ -269,6 +284,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     double *shift = sm_zalloc((size_t)n, sizeof(double));
     float *zc = sm_alloc_f32((size_t)(blk * n)), *pz = sm_alloc_f32((size_t)n * n);
     float *xs = NULL, *g = NULL, *u = NULL, *tmp = NULL, *xbuf = sm_alloc_f32((size_t)(blk * h));
+    gram_batch gb = {NULL, NULL};
     int rc = -1;
     if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !z || !w ||
         !idx || !zsum || !zz || !shift || !zc || !pz || !xbuf)
@@ -285,6 +301,10 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     }
     int64_t tc = low_rank_columns(b);
     int64_t rows = blk > sample ? blk : sample;
+    rows = a->gram_in && rows < GRAM_ROWS ? GRAM_ROWS : rows;
+    if (a->gram_in && (!(gb.rows = sm_alloc_f32((size_t)((int64_t)n * GRAM_ROWS * h))) ||
+                       !(gb.count = sm_zalloc((size_t)n, sizeof(int64_t)))))
+        goto done;
     xs = sm_alloc_f32((size_t)(rows * h));
     g = sm_alloc_f32((size_t)(rows * inter));
     u = sm_alloc_f32((size_t)(rows * inter));
@@ -327,12 +347,13 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
             for (int j = i; j < n; j++)
                 zz[i * n + j] += pz[i * n + j];
         if (a->gram_in)
-            accumulate_grams(b, xb, mb, idx, a, xs, g, u, tmp);
+            gram_add_block(b, xb, mb, idx, a, &gb, g, u, tmp);
         sm_monitor_report(mon, 0.7 * (double)(t0 + mb) / m, "routing statistics");
     }
     sm_route_frequencies(a->counts, m, n, a->freq);
     logit_correlation(zsum, zz, m, n, a->sim_logit);
     for (int e = 0; a->gram_in && e < n; e++) {
+        gram_flush(b, a, &gb, e, g, u, tmp);
         symmetrize(a->gram_in[e], h);
         symmetrize(a->gram_mid[e], inter);
     }
@@ -351,7 +372,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     rc = 0;
 done:
     free(z), free(w), free(idx), free(zsum), free(zz), free(shift), free(zc), free(pz);
-    free(xs), free(g), free(u), free(tmp), free(xbuf);
+    free(xs), free(g), free(u), free(tmp), free(xbuf), free(gb.rows), free(gb.count);
     if (rc != 0)
         sm_layer_analysis_free(a);
     return rc;

@@ -36,7 +36,8 @@ typedef struct sm_analysis_opts {
     bool grams;        /* accumulate input Grams for submoe-whitened: n·(H² + I²) floats, kept
                         * for the layer's whole merge — 6.6 GiB for Mixtral-8x7B (8 experts,
                         * H 4096, I 14336; 6.1 GiB of it gram_mid), 2.3 GiB for Qwen3-30B-A3B
-                        * (128 experts, H 2048, I 768), independent of m */
+                        * (128 experts, H 2048, I 768), independent of m; plus n·256·H floats of
+                        * each expert's pending rows (its GEMMs run 256 rows at a time) */
     bool weight_sim;   /* compute weight similarity (dense experts only) */
 } sm_analysis_opts;
 
