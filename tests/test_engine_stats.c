@@ -2,7 +2,7 @@
  * references: input Grams Σ x xᵀ and down-projection Grams over the tokens routed to each
  * expert, the router-logit correlation against a two-pass Pearson; results independent of the
  * block size and of how the rows are supplied (sm_engine_analyse_rows); and prune-output
- * beyond the reference outputs it keeps in memory (SM_PRUNE_OUTPUT_REF_ROWS). */
+ * scoring every row (past PRUNE_ROWS_EARLY, where it once stopped keeping reference outputs). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,9 @@
 #include "engine/engine.h"
 #include "moe/route.h"
 #include "testutil.h"
+
+/* Rows after which the later, different rows begin in test_prune_output_streamed. */
+#define PRUNE_ROWS_EARLY 4096
 #include "util/diag.h"
 #include "util/rng.h"
 
@@ -202,14 +205,13 @@ static void test_blocks(const sm_moe_block *b, const float *x)
     sm_layer_analysis_free(&a1000);
 }
 
-/* prune-output over more rows than it keeps reference outputs for: the subset it picks has the
- * least output error over all rows, as measured independently by sm_engine_error, although
- * the later rows change which subset that is. */
+/* prune-output over many rows: the subset it picks has the least output error over all rows, as
+ * measured independently by sm_engine_error, although the later rows change which subset that is. */
 static void test_prune_output_streamed(const sm_moe_block *b)
 {
-    const int64_t m = SM_PRUNE_OUTPUT_REF_ROWS + 600, late = SM_PRUNE_OUTPUT_REF_ROWS;
+    const int64_t m = PRUNE_ROWS_EARLY + 600, late = PRUNE_ROWS_EARLY;
     float *x = make_inputs(m, 31);
-    /* The rows past the kept references come from elsewhere and weigh more (inputs × 4 along
+    /* The later rows come from elsewhere and weigh more (inputs × 4 along
      * another direction), so they decide the choice. */
     sm_rng r;
     sm_rng_seed(&r, 32);
@@ -260,8 +262,8 @@ static void test_prune_output_streamed(const sm_moe_block *b)
     CHECK(chosen == arg_all && fabs(e_chosen - best_all) <= 1e-12 * best_all,
           "prune-output picks the best subset over all %lld rows (%#x, error %.6f; best %#x %.6f)", (long long)m,
           chosen, e_chosen, arg_all, best_all);
-    CHECK(arg_all != arg_early, "the rows past the %d kept references decide it (best on the first %lld rows: %#x)",
-          SM_PRUNE_OUTPUT_REF_ROWS, (long long)late, arg_early);
+    CHECK(arg_all != arg_early, "the rows past the first %d decide it (best on the first %lld rows: %#x)",
+          PRUNE_ROWS_EARLY, (long long)late, arg_early);
     free(x);
 }
 

@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 #include "engine/align.h"
+#include "engine/subset.h"
 #include "model/dtype.h"
 
 #include <cblas.h>
@@ -11,7 +12,6 @@
 #include "util/mem.h"
 
 #define DEFAULT_BLOCK 256
-_Static_assert(SM_PRUNE_OUTPUT_REF_ROWS % DEFAULT_BLOCK == 0, "reference rows must be whole blocks");
 #define DEFAULT_SAMPLE 512
 
 /* ---- analysis ------------------------------------------------------------------------------ */
@@ -49,33 +49,48 @@ static int block_is_plain(const sm_moe_block *b)
     return 0;
 }
 
-/* Gram accumulation of the tokens of block [t0, t0+mb) routed to each expert. */
-static int accumulate_grams(const sm_moe_block *b, const float *x, int64_t mb, const int *idx,
-                            sm_layer_analysis *a, float *xs, float *g, float *u, float *tmp)
+/* The Gram pass gathers each expert's routed rows across blocks and accumulates them GRAM_ROWS at
+ * a time, so its GEMMs have GRAM_ROWS rows rather than the handful one block routes to one expert
+ * (32 of 256 rows per expert at 64 experts, top-8). Buffers: n × GRAM_ROWS × hidden floats. */
+#define GRAM_ROWS 256
+typedef struct gram_batch {
+    float *rows;    /* n × GRAM_ROWS × hidden: each expert's pending rows */
+    int64_t *count; /* n */
+} gram_batch;
+
+/* Add expert e's pending rows to its Grams. g, u, tmp: scratch of GRAM_ROWS rows. */
+static void gram_flush(const sm_moe_block *b, sm_layer_analysis *a, gram_batch *gb, int e, float *g, float *u,
+                       float *tmp)
+{
+    const int64_t h = a->hidden, inter = a->inter, me = gb->count[e];
+    const float *xs = gb->rows + (int64_t)e * GRAM_ROWS * h;
+    if (!me)
+        return;
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)h, (int)me, 1.0f, xs, (int)h, 1.0f, a->gram_in[e],
+                (int)h);
+    const sm_expert *ex = &b->experts[e];
+    sm_linear_forward(&ex->gate, xs, me, g, tmp);
+    sm_linear_forward(&ex->up, xs, me, u, tmp);
+    for (int64_t q = 0; q < me * inter; q++)
+        g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)inter, (int)me, 1.0f, g, (int)inter, 1.0f,
+                a->gram_mid[e], (int)inter);
+    gb->count[e] = 0;
+}
+
+/* The rows of block x (mb rows) routed to each expert, into its pending rows. */
+static void gram_add_block(const sm_moe_block *b, const float *x, int64_t mb, const int *idx, sm_layer_analysis *a,
+                           gram_batch *gb, float *g, float *u, float *tmp)
 {
     const int k = b->rule.top_k;
-    const int64_t h = a->hidden, inter = a->inter;
-    for (int e = 0; e < a->n; e++) {
-        int64_t me = 0;
-        for (int64_t t = 0; t < mb; t++)
-            for (int j = 0; j < k; j++)
-                if (idx[t * k + j] == e) {
-                    memcpy(xs + me++ * h, x + t * h, sizeof(float) * (size_t)h);
-                    break;
-                }
-        if (!me)
-            continue;
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)h, (int)me, 1.0f, xs, (int)h,
-                    1.0f, a->gram_in[e], (int)h);
-        const sm_expert *ex = &b->experts[e];
-        sm_linear_forward(&ex->gate, xs, me, g, tmp);
-        sm_linear_forward(&ex->up, xs, me, u, tmp);
-        for (int64_t q = 0; q < me * inter; q++)
-            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)inter, (int)me, 1.0f, g,
-                    (int)inter, 1.0f, a->gram_mid[e], (int)inter);
-    }
-    return 0;
+    const int64_t h = a->hidden;
+    for (int64_t t = 0; t < mb; t++)
+        for (int j = 0; j < k; j++) { /* a row's selected experts are distinct */
+            const int e = idx[t * k + j];
+            memcpy(gb->rows + ((int64_t)e * GRAM_ROWS + gb->count[e]++) * h, x + t * h, sizeof(float) * (size_t)h);
+            if (gb->count[e] == GRAM_ROWS)
+                gram_flush(b, a, gb, e, g, u, tmp);
+        }
 }
 
 static void symmetrize(float *m, int64_t n)
@@ -269,6 +284,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     double *shift = sm_zalloc((size_t)n, sizeof(double));
     float *zc = sm_alloc_f32((size_t)(blk * n)), *pz = sm_alloc_f32((size_t)n * n);
     float *xs = NULL, *g = NULL, *u = NULL, *tmp = NULL, *xbuf = sm_alloc_f32((size_t)(blk * h));
+    gram_batch gb = {NULL, NULL};
     int rc = -1;
     if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !z || !w ||
         !idx || !zsum || !zz || !shift || !zc || !pz || !xbuf)
@@ -285,6 +301,10 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     }
     int64_t tc = low_rank_columns(b);
     int64_t rows = blk > sample ? blk : sample;
+    rows = a->gram_in && rows < GRAM_ROWS ? GRAM_ROWS : rows;
+    if (a->gram_in && (!(gb.rows = sm_alloc_f32((size_t)((int64_t)n * GRAM_ROWS * h))) ||
+                       !(gb.count = sm_zalloc((size_t)n, sizeof(int64_t)))))
+        goto done;
     xs = sm_alloc_f32((size_t)(rows * h));
     g = sm_alloc_f32((size_t)(rows * inter));
     u = sm_alloc_f32((size_t)(rows * inter));
@@ -327,12 +347,13 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
             for (int j = i; j < n; j++)
                 zz[i * n + j] += pz[i * n + j];
         if (a->gram_in)
-            accumulate_grams(b, xb, mb, idx, a, xs, g, u, tmp);
+            gram_add_block(b, xb, mb, idx, a, &gb, g, u, tmp);
         sm_monitor_report(mon, 0.7 * (double)(t0 + mb) / m, "routing statistics");
     }
     sm_route_frequencies(a->counts, m, n, a->freq);
     logit_correlation(zsum, zz, m, n, a->sim_logit);
     for (int e = 0; a->gram_in && e < n; e++) {
+        gram_flush(b, a, &gb, e, g, u, tmp);
         symmetrize(a->gram_in[e], h);
         symmetrize(a->gram_mid[e], inter);
     }
@@ -351,7 +372,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     rc = 0;
 done:
     free(z), free(w), free(idx), free(zsum), free(zz), free(shift), free(zc), free(pz);
-    free(xs), free(g), free(u), free(tmp), free(xbuf);
+    free(xs), free(g), free(u), free(tmp), free(xbuf), free(gb.rows), free(gb.count);
     if (rc != 0)
         sm_layer_analysis_free(a);
     return rc;
@@ -470,69 +491,21 @@ static int select_layer(const sm_moe_block *src, const int *keep, int k, sm_merg
     return 0;
 }
 
-typedef struct prune_ctx {
-    const sm_moe_block *src;
-    const float *x;
-    int64_t m, cached;  /* rows; leading rows whose reference outputs are kept in yref */
-    float *yref, *y, *yr;
-    float *rows;
-    sm_expert *experts;
-} prune_ctx;
-
-static int prune_subset_error(void *vctx, const int *keep, int k, double *err)
-{
-    prune_ctx *c = vctx;
-    const sm_moe_block *s = c->src;
-    if (sm_router_prune(s->router, s->n_experts, s->hidden, keep, k, c->rows) != 0)
-        return -1;
-    for (int j = 0; j < k; j++)
-        c->experts[j] = s->experts[keep[j]];
-    sm_moe_block b = *s;
-    b.n_router = b.n_experts = k;
-    b.router = c->rows;
-    b.experts = c->experts;
-    b.expert_map = NULL;
-    if (b.rule.top_k > k)
-        b.rule.top_k = k;
-    sm_error_acc acc = {0, 0};
-    const int64_t blk = DEFAULT_BLOCK, h = s->hidden;
-    for (int64_t t0 = 0; t0 < c->m; t0 += blk) {
-        int64_t mb = c->m - t0 < blk ? c->m - t0 : blk;
-        const float *ref = c->yref + t0 * h;
-        if (t0 + mb > c->cached) { /* beyond the kept reference outputs: recompute this block's */
-            if (sm_moe_forward(s, c->x + t0 * h, mb, c->yr, NULL) != 0)
-                return -1;
-            ref = c->yr;
-        }
-        if (sm_moe_forward(&b, c->x + t0 * h, mb, c->y, NULL) != 0)
-            return -1;
-        sm_error_acc_add(&acc, ref, c->y, mb * h);
-    }
-    *err = sm_error_acc_value(&acc);
-    return 0;
-}
-
+/* prune-output: the subset with the least output error on the calibration rows, every candidate
+ * scored from expert outputs computed once (subset.h) instead of a block forward per candidate. */
 static int prune_by_output(const sm_moe_block *src, int k, const float *x, int64_t m,
                            const sm_monitor *mon, int *keep)
 {
     if (!x || m <= 0)
         return sm_err("prune-output needs calibration inputs");
-    const int64_t h = src->hidden;
-    /* SM_PRUNE_OUTPUT_REF_ROWS is a multiple of the block, so a block is kept whole or not at all. */
-    const int64_t cached = m < SM_PRUNE_OUTPUT_REF_ROWS ? m : SM_PRUNE_OUTPUT_REF_ROWS;
-    prune_ctx c = {src, x, m, cached, sm_alloc_f32((size_t)(cached * h)),
-                   sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)), sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)),
-                   sm_alloc_f32((size_t)(src->n_experts * h)),
-                   sm_alloc((size_t)src->n_experts, sizeof(sm_expert))};
-    int rc = c.yref && c.y && c.yr && c.rows && c.experts ? 0 : -1;
-    for (int64_t t0 = 0; rc == 0 && t0 < cached; t0 += DEFAULT_BLOCK) {
-        int64_t mb = cached - t0 < DEFAULT_BLOCK ? cached - t0 : DEFAULT_BLOCK;
-        rc = sm_moe_forward(src, x + t0 * h, mb, c.yref + t0 * h, NULL);
-    }
+    sm_monitor_span span;
+    sm_subset_cache *c = sm_subset_cache_new(src, x, m, k, sm_monitor_span_init(&span, mon, 0.0, 0.5));
+    if (!c)
+        return -1;
     sm_prune_result res;
-    if (rc == 0)
-        rc = sm_prune_output(src->n_experts, k, prune_subset_error, &c, 0, mon, keep, &res);
-    free(c.yref), free(c.y), free(c.yr), free(c.rows), free(c.experts);
+    int rc = sm_prune_output(src->n_experts, k, sm_subset_cache_error, c, 0,
+                             sm_monitor_span_init(&span, mon, 0.5, 1.0), keep, &res);
+    sm_subset_cache_free(c);
     return rc;
 }
 
@@ -780,11 +753,22 @@ int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const i
 
 /* ---- errors -------------------------------------------------------------------------------- */
 
+/* Rows per block of an output-error pass: enough that each expert gets about ERROR_EXPERT_ROWS
+ * gathered rows (256 rows of a 64-expert top-8 layer would give it 32, GEMMs dominated by packing
+ * the weights), at least DEFAULT_BLOCK, at most ERROR_BLOCK_MAX (bounded scratch). */
+#define ERROR_EXPERT_ROWS 256
+#define ERROR_BLOCK_MAX 4096
+static int64_t error_block_rows(const sm_moe_block *b)
+{
+    int64_t rows = (int64_t)ERROR_EXPERT_ROWS * b->n_experts / (b->rule.top_k > 0 ? b->rule.top_k : 1);
+    return rows < DEFAULT_BLOCK ? DEFAULT_BLOCK : rows > ERROR_BLOCK_MAX ? ERROR_BLOCK_MAX : rows;
+}
+
 int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const float *x, int64_t m,
                     const sm_monitor *mon, double *rel)
 {
     sm_moe_block mb = sm_merged_layer_block(l, src);
-    const int64_t h = src->hidden, blk = DEFAULT_BLOCK;
+    const int64_t h = src->hidden, blk = m > 0 && m < error_block_rows(src) ? m : error_block_rows(src);
     float *ya = sm_alloc_f32((size_t)(blk * h)), *yb = sm_alloc_f32((size_t)(blk * h));
     sm_error_acc acc = {0, 0};
     int rc = ya && yb ? 0 : -1;

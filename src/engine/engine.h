@@ -36,7 +36,8 @@ typedef struct sm_analysis_opts {
     bool grams;        /* accumulate input Grams for submoe-whitened: n·(H² + I²) floats, kept
                         * for the layer's whole merge — 6.6 GiB for Mixtral-8x7B (8 experts,
                         * H 4096, I 14336; 6.1 GiB of it gram_mid), 2.3 GiB for Qwen3-30B-A3B
-                        * (128 experts, H 2048, I 768), independent of m */
+                        * (128 experts, H 2048, I 768), independent of m; plus n·256·H floats of
+                        * each expert's pending rows (its GEMMs run 256 rows at a time) */
     bool weight_sim;   /* compute weight similarity (dense experts only) */
 } sm_analysis_opts;
 
@@ -124,14 +125,10 @@ typedef struct sm_merged_layer {
     double align_corr;          /* aligned merges: mean correlation of matched neurons (else 0) */
 } sm_merged_layer;
 
-/* prune-output keeps the reference (original block) outputs of at most this many leading rows
- * of x in memory (64 MiB at H = 4096) and recomputes those of later rows block by block for
- * every candidate subset: memory bounded by this, not by m. */
-#define SM_PRUNE_OUTPUT_REF_ROWS 4096
-
 /* Merge (or prune) a layer. assign/k: the clusters (ignored by keep; for pruning, k is the
  * number of experts kept). x/m: calibration inputs for collapse-lstsq, prune-output and
- * alignment (may be NULL/0 otherwise).
+ * alignment (may be NULL/0 otherwise). prune-output scores every candidate subset on all m rows
+ * from expert outputs computed once (engine/subset.h, whose memory it needs).
  * Memory, besides the result: alignment 2·min(m, SM_ALIGN_MAX_ROWS)·I + I² floats per aligned
  * member (align.h); submoe-whitened per matrix the members' whitening factors n·in² floats, the
  * whitened copies n·out·in floats, one in² double Cholesky workspace and the union Gram

@@ -1,0 +1,315 @@
+/* subset: subset output errors from cached expert outputs (see subset.h). */
+#include "engine/subset.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/diag.h"
+#include "util/mem.h"
+
+/* Work between cancellation checks while the cache is built: an expert runs on at most this many
+ * floating-point operations' worth of rows at a time (but never fewer than MIN_RUN_ROWS rows,
+ * which keeps its GEMMs large), and the Grams are formed GRAM_ROWS rows at a time. */
+#define RUN_FLOP 3e10
+#define MIN_RUN_ROWS 128
+#define GRAM_ROWS 256
+
+struct sm_subset_cache {
+    int n, top_k, R, min_keep;
+    int64_t m;
+    sm_route_rule rule;
+    float *z;      /* m × n: the full router's logits */
+    int *order;    /* m × R: experts by descending routing probability (ties: lower index) */
+    int *pos;      /* m × n: position of each expert in its row's order, −1 beyond R */
+    float *w_ref;  /* m × top_k: the full block's weights of order's first top_k */
+    double *gram;  /* m × R(R+1)/2: packed upper Gram of the row's top-R expert outputs */
+    double den;    /* ||Y||² of the full block, shared experts included */
+    float *zs, *ws; /* evaluation scratch: m × n kept logits, m × top_k weights */
+    int *idx;       /* m × top_k */
+};
+
+void sm_subset_cache_free(sm_subset_cache *c)
+{
+    if (!c)
+        return;
+    free(c->z), free(c->order), free(c->pos), free(c->w_ref), free(c->gram);
+    free(c->zs), free(c->ws), free(c->idx);
+    free(c);
+}
+
+static int64_t packed_size(int R) { return (int64_t)R * (R + 1) / 2; }
+
+/* Index of (a, b), a ≤ b, in a packed upper triangle of order R. */
+static int64_t packed_at(int R, int a, int b) { return (int64_t)a * R - (int64_t)a * (a - 1) / 2 + (b - a); }
+
+/* Every row's R most probable experts, in the order sm_route_select picks them: probabilities as
+ * it computes them (sm_route_softmax), repeated strict '>' scans, so equal probabilities go to the
+ * lower index. Then the full block's own selection, which must be the order's first top_k. */
+static int rank_rows(sm_subset_cache *c)
+{
+    const int n = c->n, R = c->R, k = c->top_k;
+    float *p = sm_alloc_f32((size_t)n);
+    unsigned char *taken = sm_alloc((size_t)n, 1);
+    int *idx = sm_alloc((size_t)(c->m * k), sizeof(int));
+    int rc = p && taken && idx ? 0 : -1;
+    for (int64_t t = 0; rc == 0 && t < c->m; t++) {
+        int *ord = c->order + t * R, *pos = c->pos + t * n;
+        sm_route_softmax(c->z + t * n, n, p);
+        memset(taken, 0, (size_t)n);
+        for (int i = 0; i < n; i++)
+            pos[i] = -1;
+        for (int j = 0; j < R; j++) {
+            int best = -1;
+            for (int i = 0; i < n; i++)
+                if (!taken[i] && (best < 0 || p[i] > p[best]))
+                    best = i;
+            taken[best] = 1;
+            ord[j] = best;
+            pos[best] = j;
+        }
+    }
+    if (rc == 0)
+        rc = sm_route_select(&c->rule, c->z, c->m, n, idx, c->w_ref);
+    for (int64_t t = 0; rc == 0 && t < c->m; t++)
+        for (int j = 0; j < k; j++)
+            if (idx[t * k + j] != c->order[t * R + j])
+                rc = sm_err("internal: the routing of row %lld differs from its ranking", (long long)t);
+    free(p), free(taken), free(idx);
+    return rc;
+}
+
+/* Scratch of one block of rows while the cache is built. */
+typedef struct block_ws {
+    int64_t rows;   /* rows per block */
+    float *out;     /* rows × R × H: row t's outputs in its order */
+    float *xs, *ys; /* rows × H: an expert's gathered inputs and outputs; the shared experts' sum */
+    int64_t *tok;   /* rows: gathered rows of an expert */
+    double *d, *g;  /* R × H, R × R: one row's outputs in double and their Gram */
+} block_ws;
+
+/* Run expert e on the rows tok[0..ne) of the block at x (chunks of at most `run` rows, the
+ * cancellation points) and scatter its outputs into ws->out at each row's position. */
+static int run_expert(const sm_subset_cache *c, const sm_moe_block *b, int e, const float *x, int64_t t0,
+                      int64_t ne, block_ws *ws, const sm_monitor *mon)
+{
+    const int64_t h = b->hidden, inter = b->experts[e].gate.out;
+    int64_t run = (int64_t)(RUN_FLOP / (6.0 * (double)h * (double)inter));
+    run = run < MIN_RUN_ROWS ? MIN_RUN_ROWS : run;
+    for (int64_t r0 = 0; r0 < ne; r0 += run) {
+        const int64_t nr = ne - r0 < run ? ne - r0 : run;
+        if (sm_monitor_check(mon) != 0)
+            return -1;
+        for (int64_t r = 0; r < nr; r++)
+            memcpy(ws->xs + r * h, x + ws->tok[r0 + r] * h, sizeof(float) * (size_t)h);
+        if (sm_expert_forward(&b->experts[e], ws->xs, nr, ws->ys) != 0)
+            return -1;
+        for (int64_t r = 0; r < nr; r++) {
+            const int64_t t = ws->tok[r0 + r];
+            const int p = c->pos[(t0 + t) * c->n + e];
+            memcpy(ws->out + (t * c->R + p) * h, ws->ys + r * h, sizeof(float) * (size_t)h);
+        }
+    }
+    return 0;
+}
+
+/* ||Y||² of the block's rows [t0, t0 + tb): the weighted top_k outputs plus the shared experts. */
+static int block_norm(sm_subset_cache *c, const sm_moe_block *b, const float *x, int64_t t0, int64_t tb,
+                      block_ws *ws)
+{
+    const int64_t h = b->hidden;
+    const int R = c->R, k = c->top_k;
+    if (b->n_shared > 0) {
+        memset(ws->xs, 0, sizeof(float) * (size_t)(tb * h));
+        for (int i = 0; i < b->n_shared; i++) {
+            if (sm_expert_forward(&b->shared[i], x, tb, ws->ys) != 0)
+                return -1;
+            for (int64_t q = 0; q < tb * h; q++)
+                ws->xs[q] += ws->ys[q];
+        }
+    }
+    for (int64_t t = 0; t < tb; t++) {
+        const float *w = c->w_ref + (t0 + t) * k, *o = ws->out + t * R * h;
+        double gate = 1.0;
+        if (b->n_shared > 0 && b->shared_gate)
+            gate = 1.0 / (1.0 + exp(-(double)cblas_sdot((int)h, x + t * h, 1, b->shared_gate, 1)));
+        double s = 0.0;
+        for (int64_t q = 0; q < h; q++) {
+            double y = b->n_shared > 0 ? gate * ws->xs[t * h + q] : 0.0;
+            for (int j = 0; j < k; j++)
+                y += (double)w[j] * o[j * h + q];
+            s += y * y;
+        }
+        c->den += s;
+    }
+    return 0;
+}
+
+/* The Grams of the block's rows, in double (a subset's error is a small difference of large
+ * terms when dropped experts resemble kept ones). */
+static int block_grams(sm_subset_cache *c, int64_t h, int64_t t0, int64_t tb, block_ws *ws, const sm_monitor *mon)
+{
+    const int R = c->R;
+    for (int64_t t = 0; t < tb; t++) {
+        if (t % GRAM_ROWS == 0 && sm_monitor_check(mon) != 0)
+            return -1;
+        const float *o = ws->out + t * R * h;
+        for (int64_t q = 0; q < R * h; q++)
+            ws->d[q] = o[q];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, R, (int)h, 1.0, ws->d, (int)h, 0.0, ws->g, R);
+        double *dst = c->gram + (t0 + t) * packed_size(R);
+        for (int a = 0; a < R; a++)
+            for (int q = a; q < R; q++)
+                *dst++ = ws->g[a * R + q];
+    }
+    return 0;
+}
+
+/* Outputs of rows [t0, t0 + tb): every expert on the rows that rank it in their top R. */
+static int cache_block(sm_subset_cache *c, const sm_moe_block *b, const float *x, int64_t t0, int64_t tb,
+                       block_ws *ws, const sm_monitor *mon)
+{
+    const int n = c->n;
+    for (int e = 0; e < n; e++) {
+        int64_t ne = 0;
+        for (int64_t t = 0; t < tb; t++)
+            if (c->pos[(t0 + t) * n + e] >= 0)
+                ws->tok[ne++] = t;
+        if (ne && run_expert(c, b, e, x, t0, ne, ws, mon) != 0)
+            return -1;
+        sm_monitor_report(mon, ((double)t0 + (double)tb * (e + 1) / n) / (double)c->m, "expert outputs for pruning");
+    }
+    if (block_norm(c, b, x, t0, tb, ws) != 0)
+        return -1;
+    return block_grams(c, b->hidden, t0, tb, ws, mon);
+}
+
+static int cache_outputs(sm_subset_cache *c, const sm_moe_block *b, const float *x, const sm_monitor *mon)
+{
+    const int64_t h = b->hidden;
+    block_ws ws = {0};
+    ws.rows = SM_SUBSET_BLOCK_BYTES / ((int64_t)sizeof(float) * h * (c->R + 2));
+    ws.rows = ws.rows < 1 ? 1 : ws.rows > c->m ? c->m : ws.rows;
+    ws.out = sm_alloc_f32((size_t)(ws.rows * c->R * h));
+    ws.xs = sm_alloc_f32((size_t)(ws.rows * h));
+    ws.ys = sm_alloc_f32((size_t)(ws.rows * h));
+    ws.tok = sm_alloc((size_t)ws.rows, sizeof(int64_t));
+    ws.d = sm_alloc((size_t)(c->R * h), sizeof(double));
+    ws.g = sm_alloc((size_t)c->R * (size_t)c->R, sizeof(double));
+    int rc = ws.out && ws.xs && ws.ys && ws.tok && ws.d && ws.g ? 0 : -1;
+    for (int64_t t0 = 0; rc == 0 && t0 < c->m; t0 += ws.rows) {
+        const int64_t tb = c->m - t0 < ws.rows ? c->m - t0 : ws.rows;
+        rc = cache_block(c, b, x + t0 * h, t0, tb, &ws, mon);
+    }
+    free(ws.out), free(ws.xs), free(ws.ys), free(ws.tok), free(ws.d), free(ws.g);
+    return rc;
+}
+
+sm_subset_cache *sm_subset_cache_new(const sm_moe_block *b, const float *x, int64_t m, int min_keep,
+                                     const sm_monitor *mon)
+{
+    if (sm_moe_block_check(b) != 0)
+        return NULL;
+    if (b->expert_map || b->n_router != b->n_experts) {
+        sm_err("subset errors need a layer with one router row per expert");
+        return NULL;
+    }
+    const int n = b->n_experts;
+    if (!x || m <= 0 || m > INT_MAX) {
+        sm_err("subset errors need calibration inputs");
+        return NULL;
+    }
+    if (min_keep < 1 || min_keep > n) {
+        sm_err("cannot keep %d of %d experts", min_keep, n);
+        return NULL;
+    }
+    sm_subset_cache *c = sm_zalloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->n = n;
+    c->m = m;
+    c->rule = b->rule;
+    c->top_k = b->rule.top_k;
+    c->min_keep = min_keep;
+    c->R = c->top_k + (n - min_keep) < n ? c->top_k + (n - min_keep) : n;
+    c->z = sm_alloc_f32((size_t)(m * n));
+    c->order = sm_alloc((size_t)(m * c->R), sizeof(int));
+    c->pos = sm_alloc((size_t)(m * n), sizeof(int));
+    c->w_ref = sm_alloc_f32((size_t)(m * c->top_k));
+    c->gram = sm_alloc((size_t)m, sizeof(double) * (size_t)packed_size(c->R));
+    c->zs = sm_alloc_f32((size_t)(m * n));
+    c->ws = sm_alloc_f32((size_t)(m * c->top_k));
+    c->idx = sm_alloc((size_t)(m * c->top_k), sizeof(int));
+    if (!c->z || !c->order || !c->pos || !c->w_ref || !c->gram || !c->zs || !c->ws || !c->idx)
+        goto fail;
+    /* the logits a pruned block computes are these, restricted to its rows */
+    sm_route_logits(x, m, b->hidden, b->router, n, c->z);
+    for (int64_t q = 0; q < m * n; q++)
+        if (!isfinite(c->z[q])) {
+            sm_err("the router logits of row %lld are not finite: the inputs or the router overflow float32",
+                   (long long)(q / n));
+            goto fail;
+        }
+    if (rank_rows(c) != 0 || cache_outputs(c, b, x, mon) != 0)
+        goto fail;
+    return c;
+fail:
+    sm_subset_cache_free(c);
+    return NULL;
+}
+
+/* ||Σ_a cv[a] E_{pv[a]}||² of one row from its packed Gram. */
+static double quadratic(const double *g, int R, const int *pv, const double *cv, int np)
+{
+    double s = 0.0;
+    for (int a = 0; a < np; a++)
+        for (int q = 0; q < np; q++) {
+            int i = pv[a] < pv[q] ? pv[a] : pv[q], j = pv[a] < pv[q] ? pv[q] : pv[a];
+            s += cv[a] * cv[q] * g[packed_at(R, i, j)];
+        }
+    return s;
+}
+
+int sm_subset_cache_error(void *cache, const int *keep, int k, double *err)
+{
+    sm_subset_cache *c = cache;
+    const int n = c->n, R = c->R, top = c->top_k;
+    if (k < c->min_keep || k > n)
+        return sm_err("subset of %d experts: the cache covers subsets of %d to %d", k, c->min_keep, n);
+    for (int j = 0; j < k; j++)
+        if (keep[j] < 0 || keep[j] >= n || (j > 0 && keep[j] <= keep[j - 1]))
+            return sm_err("kept experts must be ascending indices below %d", n);
+    sm_route_rule rule = c->rule;
+    rule.top_k = top < k ? top : k;
+    const int kk = rule.top_k;
+    for (int64_t t = 0; t < c->m; t++)
+        for (int j = 0; j < k; j++)
+            c->zs[t * k + j] = c->z[t * n + keep[j]];
+    if (sm_route_select(&rule, c->zs, c->m, k, c->idx, c->ws) != 0)
+        return -1;
+    double num = 0.0;
+    int pv[128];
+    double cv[128];
+    for (int64_t t = 0; t < c->m; t++) {
+        int np = 0;
+        for (int j = 0; j < top; j++) /* the full block's selection: the first top_k of the order */
+            pv[np] = j, cv[np++] = c->w_ref[t * top + j];
+        for (int j = 0; j < kk; j++) {
+            const int p = c->pos[t * n + keep[c->idx[t * kk + j]]];
+            if (p < 0)
+                return sm_err("internal: row %lld selects an expert beyond its %d cached ones", (long long)t, R);
+            int a = 0;
+            while (a < np && pv[a] != p)
+                a++;
+            if (a == np)
+                pv[np] = p, cv[np++] = 0.0;
+            cv[a] -= c->ws[t * kk + j];
+        }
+        num += quadratic(c->gram + t * packed_size(R), R, pv, cv, np);
+    }
+    num = num > 0.0 ? num : 0.0;
+    *err = c->den > 0.0 ? sqrt(num / c->den) : sqrt(num);
+    return 0;
+}
