@@ -188,13 +188,13 @@ workbench() { # NAME MODEL STATS LIMIT
     # quit (and confirm if it asks): how long until the process is gone
     tq=$(now)
     tmux -S "$sock" send-keys -t wb q
-    i=0
-    while [ $i -lt 1200 ]; do
+    wb_i=0
+    while [ $wb_i -lt 1200 ]; do
         scr=$(tmux -S "$sock" capture-pane -t wb -p 2>/dev/null)
         case $scr in *EXIT=*) wb_quit=$(calc "$(now) - $tq"); break ;; esac
         echo "$scr" | grep -q 'Quit and discard' && tmux -S "$sock" send-keys -t wb y
         sleep 0.1
-        i=$((i + 1))
+        wb_i=$((wb_i + 1))
     done
     tmux -S "$sock" kill-server >/dev/null 2>&1
     sleep 1
@@ -202,11 +202,8 @@ workbench() { # NAME MODEL STATS LIMIT
     rss_kb=${rss_kb:-0}
 }
 
-bench_shape() {
-    IFS='|' read -r name label arch layers H I E K NH NKV HD V S D opts <<EOF
-$1
-EOF
-    want_shape "$name" || return 0
+# The shape's directory, disk check, memory bound, synth and roof. 1: skip the shape.
+shape_prepare() {
     shape_dir=$scratch/$name
     rm -rf "$shape_dir"
     mkdir -p "$shape_dir"
@@ -221,7 +218,7 @@ EOF
     free_kb=$(df -Pk "$scratch" | awk 'NR == 2 { print $4 }')
     if [ "$free_kb" -lt "$need_kb" ]; then
         row "$name" "skipped: needs $(mb "$need_kb") of disk" "$(mb "$free_kb") free" "" ""
-        return 0
+        return 1
     fi
     # item 7's bound: two MoE layers of fp32 expert weights (routed, shared, router) + 1 GiB
     layer_b=$(calc "($E * 3 * $H * $I + 3 * $H * $S + $E * $H) * 4")
@@ -230,8 +227,8 @@ EOF
     run_step "$shape_dir/synth" "$timeout_s" "$submoe" synth --arch "$arch" --out "$model" --layers "$layers" \
         --hidden "$H" --intermediate "$I" --experts "$E" --top-k "$K" --heads "$NH" --kv-heads "$NKV" --head-dim "$HD" \
         --vocab "$V" --dtype bf16 $opts -q
-    time_row "$name" "synth ($(du -sh "$model" 2>/dev/null | cut -f1) bf16)" "$timeout_s"
-    [ $status = ok ] || return 0
+    time_row "$name" "synth$([ -d "$model" ] && echo " ($(du -sh "$model" | cut -f1) bf16)")" "$timeout_s"
+    [ $status = ok ] || return 1
     ins=$("$submoe" inspect "$model" --json)
     active=$(field "$ins" active_per_token)
     grep -q '"tie_word_embeddings": *true' "$model/config.json" && tied=1 || tied=0
@@ -239,12 +236,14 @@ EOF
     roof=$(calc "$roof_rate * 1e9 / (2 * $mult)")
     say "$(printf '%-9s active parameters %.3f G (%.3f G multiplied per token); roof %.0f tokens/s (%s); memory bound %s' \
         "$name" "$(calc "$active / 1e9")" "$(calc "$mult / 1e9")" "$roof" "$roof_prec" "$(mb "$bound_kb")")"
+}
 
-    # calibrate (needed by every later step)
+# calibrate: the stats file every later step reads. 1: it failed.
+step_calibrate() {
     run_step "$shape_dir/calib" "$timeout_s" "$submoe" calibrate "$model" --tokens "$calib_tokens" -o "$stats" \
         --samples $calib_samples --seq-len $calib_seq -q
     time_row "$name" "calibrate ($((calib_samples * calib_seq)) tokens)" "$timeout_s"
-    [ $status = ok ] || { rm -rf "$shape_dir"; return 0; }
+    [ $status = ok ] || return 1
     calib_tps=$(calc "$calib_samples * $calib_seq / $wall")
     row "$name" "  calibrate tokens/s" "$(calc "sprintf(\"%.1f\", $calib_tps)")" "" ""
     row "$name" "  calibrate peak RSS" "$(mb "$rss_kb")" "" ""
@@ -253,7 +252,9 @@ EOF
     else
         row "$name" "  calibrate / roof" "$(calc "sprintf(\"%.3f\", $calib_tps / $roof)")" "" ""
     fi
+}
 
+step_eval() {
     eval_tps=
     if want_step eval; then
         run_step "$shape_dir/eval" "$timeout_s" "$submoe" eval "$model" --tokens "$heldout" --max-tokens "$eval_tokens" --json
@@ -270,7 +271,10 @@ EOF
             fi
         fi
     fi
+}
 
+# The PyTorch eager forward of the same weights, fp32 and bf16, against calibrate and eval.
+step_torch() {
     if want_step torch && [ "$name" = olmoe2 ]; then
         if ! "$python" -c 'import torch' >/dev/null 2>&1; then
             row "$name" "PyTorch eager bf16 / fp32" "skipped" "(no torch in $python)" ""
@@ -295,7 +299,9 @@ EOF
             fi
         fi
     fi
+}
 
+step_plan_default() {
     if want_step plan; then
         case $name in
         olmoe) bar=600 ;;
@@ -319,7 +325,9 @@ EOF
         fi
         rss_row "$name" "  plan (default) peak RSS" "$bound_kb"
     fi
+}
 
+step_plan_submoe_apply() {
     if want_step plan-submoe || want_step apply; then
         run_step "$shape_dir/plan-submoe" "$timeout_s" "$submoe" plan "$model" --ratio $ratio -m submoe -c "$stats" \
             -o "$shape_dir/plan-submoe.yaml" -q
@@ -332,14 +340,20 @@ EOF
             rm -rf "$shape_dir/merged"
         fi
     fi
+}
 
+step_workbench() {
     if want_step workbench && { [ "$name" = olmoe ] || [ "$name" = olmoe2 ]; }; then
         if ! command -v tmux >/dev/null 2>&1; then
             row "$name" "workbench" "skipped (no tmux)" "" ""
         else
             if [ "$name" = olmoe ]; then lim=$(calc "$cap * 600"); else lim=$timeout_s; fi
             workbench "$name" "$model" "$stats" "$lim"
-            fig() { if [ -n "$1" ]; then calc "sprintf(\"%.1f s\", $1)"; else echo "> $lim s (stopped)"; fi; }
+            fig() {
+                if [ -n "$1" ]; then calc "sprintf(\"%.1f s\", $1)"
+                elif [ $status = error ]; then echo "error"
+                else echo "> $lim s (stopped)"; fi
+            }
             if [ "$name" = olmoe ]; then
                 v() { if [ -n "$1" ]; then verdict "$1 <= $2"; else echo FAIL; fi; }
                 row "$name" "workbench: stats file open" "$(fig "$wb_open")" "<= 10 s" "$(v "$wb_open" 10)"
@@ -355,15 +369,29 @@ EOF
             [ "$rss_kb" -gt 0 ] && row "$name" "  workbench peak RSS" "$(mb "$rss_kb")" "" ""
         fi
     fi
+}
+
+bench_shape() {
+    IFS='|' read -r name label arch layers H I E K NH NKV HD V S D opts <<EOF
+$1
+EOF
+    want_shape "$name" || return 0
+    if shape_prepare && step_calibrate; then
+        step_eval
+        step_torch
+        step_plan_default
+        step_plan_submoe_apply
+        step_workbench
+    fi
     rm -rf "$shape_dir"
     shape_dir=
 }
 
 n_shapes=$(echo "$shapes" | wc -l)
-i=1
-while [ $i -le "$n_shapes" ]; do
-    bench_shape "$(echo "$shapes" | sed -n "${i}p")"
-    i=$((i + 1))
+shape_i=1
+while [ $shape_i -le "$n_shapes" ]; do
+    bench_shape "$(echo "$shapes" | sed -n "${shape_i}p")"
+    shape_i=$((shape_i + 1))
 done
 say ""
 say "results: $results (shared machine: load average now $(cut -d' ' -f1-3 /proc/loadavg))"
