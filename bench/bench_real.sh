@@ -100,8 +100,11 @@ run_step() {
     wall=$(calc "$(now) - $t0")
     rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$log.time" 2>/dev/null)
     rss_kb=${rss_kb:-0}
-    if [ $rc = 124 ] || [ $rc = 137 ]; then
+    if [ $rc = 124 ] || { [ $rc = 137 ] && awk "BEGIN { exit !($wall >= $lim) }"; }; then
         status=timeout
+    elif [ $rc = 137 ]; then # SIGKILL before the limit: the kernel's OOM killer, as a rule
+        status=error
+        echo "    | killed by SIGKILL after $wall s (out of memory? see dmesg)" | tee -a "$results"
     elif [ $rc != 0 ]; then
         status=error
         sed 's/^/    | /' "$log.err" | tail -n 5 | tee -a "$results"
