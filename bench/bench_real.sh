@@ -68,6 +68,7 @@ results=$scratch/bench-real.txt
 sock=$scratch/tmux.sock
 cleanup() {
     tmux -S "$sock" kill-server >/dev/null 2>&1
+    rm -f "$sock"
     [ -n "${shape_dir:-}" ] && rm -rf "$shape_dir"
 }
 trap cleanup EXIT
