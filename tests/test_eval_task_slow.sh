@@ -8,7 +8,7 @@ n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 bad() { n=$((n + 1)); echo "not ok $n - $1"; fail=$((fail + 1)); }
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-got=$(timeout 1200 "$SUBMOE" eval "$SRCDIR/data/demo" --task "$SRCDIR/data/demo-task.jsonl" -q)
+got=$(timeout 1200 "$SUBMOE" eval "$SRCDIR/data/demo" --task "$SRCDIR/data/demo-task.jsonl" --precision fp32 -q)
 rc=$?
 want=$(awk 'NR == 1 { printf "%.6f %.6f\n", $8, $10 }' "$SRCDIR/tests/fixtures/demo-task-ref.tsv")
 check "the whole demo task: exit $rc, acc acc_norm ($got) = the reference's ($want)" '[ $rc -eq 0 ] && [ "$got" = "$want" ]'

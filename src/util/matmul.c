@@ -1,6 +1,8 @@
+#include "config.h"
 #include "util/matmul.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
@@ -32,13 +34,57 @@ void sm_bf16_unpack(float *dst, const uint16_t *src, size_t n)
     }
 }
 
+/* ---- oneDNN, loaded on first use ----
+ * dlopen rather than linking: libdnnl is 40 MB of code, which alone exceeds the address-space
+ * limits that util/limits.c reports with a message (it would fail before main), and a machine
+ * without it still runs everything on OpenBLAS. */
+
+#define DNNL_FUNCS(X)                                                                            \
+    X(get_effective_cpu_isa) X(engine_create) X(stream_create) X(stream_destroy)                 \
+    X(memory_desc_init_by_strides) X(memory_desc_init_by_tag) X(matmul_desc_init)                \
+    X(primitive_attr_create) X(primitive_attr_set_scratchpad_mode) X(post_ops_create)            \
+    X(post_ops_append_sum) X(primitive_attr_set_post_ops) X(primitive_desc_create)               \
+    X(primitive_desc_query) X(primitive_desc_query_md) X(memory_desc_get_size) X(primitive_create) \
+    X(primitive_desc_destroy) X(post_ops_destroy) X(primitive_attr_destroy) X(memory_create)     \
+    X(primitive_execute) X(stream_wait) X(memory_destroy)
+
+static struct {
+#define FIELD(f) __typeof__(&dnnl_##f) f;
+    DNNL_FUNCS(FIELD)
+#undef FIELD
+} dl;
+static char dl_error[256];
+
+/* 0 when every function was found; else -1 with dl_error set. */
+static int dl_load(void)
+{
+    void *h = dlopen(SM_DNNL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(dl_error, sizeof dl_error, "%s", e ? e : SM_DNNL_SONAME ": cannot be loaded");
+        return -1;
+    }
+#define LOAD(f)                                                                      \
+    if (!(*(void **)&dl.f = dlsym(h, "dnnl_" #f))) {                                 \
+        snprintf(dl_error, sizeof dl_error, SM_DNNL_SONAME " has no dnnl_" #f);      \
+        return -1;                                                                   \
+    }
+    DNNL_FUNCS(LOAD)
+#undef LOAD
+    return 0;
+}
+
 /* ---- precision ---- */
+
+static bool loaded(void);
 
 bool sm_matmul_bf16_supported(void)
 {
+    if (!loaded())
+        return false;
     /* oneDNN's effective ISA honours ONEDNN_MAX_CPU_ISA, so the fp32 fallback can be tried on
      * a bf16 machine. The ISA values nest: AMX includes the AVX512-BF16 bits. */
-    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    unsigned isa = (unsigned)dl.get_effective_cpu_isa();
     return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
 }
 
@@ -53,6 +99,9 @@ int sm_precision_parse(const char *s, sm_precision *out)
         return 0;
     }
     if (!strcmp(s, "bf16")) {
+        if (!loaded())
+            return sm_err("--precision bf16: oneDNN could not be loaded (%s; Debian package libdnnl2); "
+                          "use --precision fp32 or auto", dl_error);
         if (!sm_matmul_bf16_supported())
             return sm_err("--precision bf16: this CPU has no bf16 dot products (AVX512-BF16 or AMX); "
                           "use --precision fp32 or auto");
@@ -96,7 +145,7 @@ static void state_free(void *p)
 {
     thread_state *t = p;
     if (t->stream)
-        dnnl_stream_destroy(t->stream);
+        dl.stream_destroy(t->stream);
     free(t->xb);
     free(t->yp);
     free(t->scratch);
@@ -105,8 +154,14 @@ static void state_free(void *p)
 
 static void init(void)
 {
-    engine_ok = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success &&
+    engine_ok = dl_load() == 0 && dl.engine_create(&engine, dnnl_cpu, 0) == dnnl_success &&
                 pthread_key_create(&state_key, state_free) == 0;
+}
+
+static bool loaded(void)
+{
+    pthread_once(&init_once, init);
+    return engine_ok;
 }
 
 static thread_state *state(void)
@@ -120,7 +175,7 @@ static thread_state *state(void)
     t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    if (dnnl_stream_create(&t->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
+    if (dl.stream_create(&t->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
         pthread_setspecific(state_key, t) != 0) {
         state_free(t);
         return NULL;
@@ -167,7 +222,7 @@ static pthread_mutex_t prims_lock = PTHREAD_MUTEX_INITIALIZER;
 static void md2(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t sr, int64_t sc, dnnl_data_type_t dt)
 {
     dnnl_dims_t dims = {r, c}, strides = {sr, sc};
-    dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
+    dl.memory_desc_init_by_strides(md, 2, dims, dt, strides);
 }
 
 /* Source m×k, weights k×n viewed over the n×k row-major W (strides 1, k), destination m×n. */
@@ -189,33 +244,33 @@ static void prim_create(prim_entry *e)
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
     snprintf(e->impl, sizeof e->impl, "openblas");
-    if (dnnl_matmul_desc_init(&desc, &src, &wei, NULL, &dst) != dnnl_success ||
-        dnnl_primitive_attr_create(&attr) != dnnl_success ||
-        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success)
+    if (dl.matmul_desc_init(&desc, &src, &wei, NULL, &dst) != dnnl_success ||
+        dl.primitive_attr_create(&attr) != dnnl_success ||
+        dl.primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success)
         goto out;
-    if (e->acc && (dnnl_post_ops_create(&po) != dnnl_success || dnnl_post_ops_append_sum(po, 1.0f) != dnnl_success ||
-                   dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success))
+    if (e->acc && (dl.post_ops_create(&po) != dnnl_success || dl.post_ops_append_sum(po, 1.0f) != dnnl_success ||
+                   dl.primitive_attr_set_post_ops(attr, po) != dnnl_success))
         goto out;
-    if (dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL) != dnnl_success)
+    if (dl.primitive_desc_create(&pd, &desc, attr, engine, NULL) != dnnl_success)
         goto out;
     const char *impl = NULL;
-    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    dl.primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
     /* oneDNN's reference kernels are far slower than OpenBLAS: only its optimised ones are used */
     if (!impl || !strncmp(impl, "ref", 3))
         goto out;
-    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    e->scratch = sp ? dnnl_memory_desc_get_size(sp) : 0;
-    if (dnnl_primitive_create(&e->prim, pd) != dnnl_success)
+    const dnnl_memory_desc_t *sp = dl.primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->scratch = sp ? dl.memory_desc_get_size(sp) : 0;
+    if (dl.primitive_create(&e->prim, pd) != dnnl_success)
         e->prim = NULL;
     else
         snprintf(e->impl, sizeof e->impl, "%s", impl);
 out:
     if (pd)
-        dnnl_primitive_desc_destroy(pd);
+        dl.primitive_desc_destroy(pd);
     if (po)
-        dnnl_post_ops_destroy(po);
+        dl.post_ops_destroy(po);
     if (attr)
-        dnnl_primitive_attr_destroy(attr);
+        dl.primitive_attr_destroy(attr);
 }
 
 static prim_entry *prim_get(int64_t m, int64_t n, int64_t k, bool bf16, bool acc)
@@ -271,28 +326,28 @@ static int execute(const prim_entry *e, thread_state *t, const void *xs, const v
     void *sp = e->scratch ? grow(&t->scratch, &t->scratch_cap, e->scratch) : NULL;
     if (e->scratch && !sp)
         return -1;
-    if (dnnl_memory_create(&ms, &src, engine, (void *)xs) != dnnl_success ||
-        dnnl_memory_create(&mw, &wei, engine, (void *)wp) != dnnl_success ||
-        dnnl_memory_create(&md, &dst, engine, y) != dnnl_success)
+    if (dl.memory_create(&ms, &src, engine, (void *)xs) != dnnl_success ||
+        dl.memory_create(&mw, &wei, engine, (void *)wp) != dnnl_success ||
+        dl.memory_create(&md, &dst, engine, y) != dnnl_success)
         goto out;
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
     int nargs = 3;
     if (sp) {
         dnnl_memory_desc_t spd;
         dnnl_dims_t d = {(int64_t)e->scratch};
-        dnnl_memory_desc_init_by_tag(&spd, 1, d, dnnl_u8, dnnl_a);
-        if (dnnl_memory_create(&mp, &spd, engine, sp) != dnnl_success)
+        dl.memory_desc_init_by_tag(&spd, 1, d, dnnl_u8, dnnl_a);
+        if (dl.memory_create(&mp, &spd, engine, sp) != dnnl_success)
             goto out;
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, mp};
     }
-    if (dnnl_primitive_execute(e->prim, t->stream, nargs, args) == dnnl_success &&
-        dnnl_stream_wait(t->stream) == dnnl_success)
+    if (dl.primitive_execute(e->prim, t->stream, nargs, args) == dnnl_success &&
+        dl.stream_wait(t->stream) == dnnl_success)
         rc = 0;
 out:;
     dnnl_memory_t all[4] = {ms, mw, md, mp};
     for (int i = 0; i < 4; i++)
         if (all[i])
-            dnnl_memory_destroy(all[i]);
+            dl.memory_destroy(all[i]);
     return rc;
 }
 
@@ -355,6 +410,12 @@ void sm_matmul(int64_t m, int64_t n, int64_t k, const float *x, const float *w, 
         return;
     bool bf16 = wb != NULL, acc = beta != 0.0f;
     thread_state *t = !bf16 && small_fp32(m, n, k) ? NULL : state();
+#ifdef __SANITIZE_ADDRESS__
+    /* LeakSanitizer (GCC 12) crashes at exit scanning the dynamic TLS that oneDNN (dlopen'ed)
+     * leaves in OpenMP's pooled worker threads: sanitizer builds run it on the calling thread. */
+    if (t && omp_get_max_threads() > 1)
+        omp_set_num_threads(1);
+#endif
     const void *wp = bf16 ? (const void *)wb : (const void *)w;
     for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
         int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
