@@ -103,8 +103,9 @@ int main(void)
     sm_precision p;
     CHECK(sm_precision_parse("fp32", &p) == 0 && p == SM_PRECISION_FP32, "fp32 parses");
     CHECK(sm_precision_parse("auto", &p) == 0 &&
-              p == (sm_matmul_bf16_supported() ? SM_PRECISION_BF16 : SM_PRECISION_FP32),
-          "auto is bf16 exactly where supported");
+              p == (sm_matmul_bf16_pays() ? SM_PRECISION_BF16 : SM_PRECISION_FP32),
+          "auto is bf16 exactly where it pays (%s here)", sm_precision_name(p));
+    CHECK(!sm_matmul_bf16_pays() || sm_matmul_bf16_supported(), "bf16 pays only where supported");
     CHECK(sm_precision_parse("fp16", &p) != 0, "fp16 is refused");
     printf("%d checks, %d failed\n", tu_checks, tu_failures);
     return tu_failures ? 1 : 0;

@@ -1,4 +1,4 @@
-/* forward: the built-in CPU fp32 forward pass of the five MoE architectures (DESIGN §3.2).
+/* forward: the built-in CPU forward pass of the five MoE architectures (DESIGN §3.2).
  *
  * Layer-at-a-time streaming: a batch of sequences goes through layer L completely before layer
  * L+1 is touched; only one layer's weights are converted to fp32 at a time, and within a layer the

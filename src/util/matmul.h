@@ -19,8 +19,11 @@ typedef enum { SM_PRECISION_FP32, SM_PRECISION_BF16 } sm_precision;
 
 /* The CPU runs bf16 dot products natively (oneDNN's ISA: AVX512-BF16 or AMX). */
 bool sm_matmul_bf16_supported(void);
-/* "auto" (bf16 where supported, else fp32), "fp32" or "bf16" (refused, with a message naming
- * the CPU's ISA, where unsupported): 0, or -1 with a message. */
+/* bf16 is supported and faster than fp32: AMX, or AVX512-BF16 on AMD (on Intel without AMX its
+ * dot products run at the fp32 FMA rate, and rounding x costs extra). */
+bool sm_matmul_bf16_pays(void);
+/* "auto" (bf16 where it pays, else fp32), "fp32" or "bf16" (refused, with a message naming the
+ * missing instructions, where unsupported): 0, or -1 with a message. */
 int sm_precision_parse(const char *s, sm_precision *out);
 const char *sm_precision_name(sm_precision p);
 
