@@ -18,28 +18,33 @@
 #include "util/mem.h"
 #include "util/rng.h"
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
 
 typedef enum { V_BLAS, V_DNNL_F32, V_DNNL_BF16 } variant;
 
+/* Best wall time; *cpu: the CPU seconds (all threads) of that run, which a loaded machine
+ * inflates far less than the wall time. */
 static double run(variant v, int64_t m, int64_t n, int64_t k, const float *x, const float *w,
-                  const uint16_t *wb, float *y, int reps)
+                  const uint16_t *wb, float *y, int reps, double *cpu)
 {
     double best = 1e30;
     for (int r = 0; r <= reps; r++) { /* r == 0: warm-up */
-        double t0 = now();
+        double t0 = now(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         if (v == V_BLAS)
             sm_matmul_blas(m, n, k, x, w, NULL, 0.0f, y);
         else
             sm_matmul(m, n, k, x, v == V_DNNL_F32 ? w : NULL, v == V_DNNL_BF16 ? wb : NULL, 0.0f, y);
-        double t = now() - t0;
-        if (r > 0 && t < best)
+        double t = now() - t0, c = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        if (r > 0 && t < best) {
             best = t;
+            *cpu = c;
+        }
     }
     return best;
 }
@@ -93,18 +98,28 @@ int main(int argc, char **argv)
     printf("y = x·Wᵀ, x %lld×%lld, W %lld×%lld (%.1f GFLOP), best of %d; bf16 %s on this CPU\n",
            (long long)m, (long long)k, (long long)n, (long long)k, flop * 1e-9, reps,
            sm_matmul_bf16_supported() ? "supported" : "not supported");
-    printf("%-22s %-28s %10s %10s %12s\n", "variant", "implementation", "ms", "GFLOP/s", "rel. error");
+    double load[3] = {0};
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3)
+            load[0] = load[1] = load[2] = 0;
+        fclose(la);
+    }
+    printf("load average %.1f %.1f %.1f; GFLOP per CPU-second counts every thread's time\n", load[0], load[1],
+           load[2]);
+    printf("%-16s %-22s %9s %9s %12s %10s\n", "variant", "implementation", "ms", "GFLOP/s", "GFLOP/CPU-s",
+           "rel. error");
     const char *names[] = {"OpenBLAS sgemm", "oneDNN fp32", "oneDNN bf16"};
     double base = 0;
     for (int v = V_BLAS; v <= V_DNNL_BF16; v++) {
         if (v == V_DNNL_BF16 && !sm_matmul_bf16_supported())
             continue;
-        double t = run((variant)v, m, n, k, x, w, wb, y, reps);
+        double cpu = 0, t = run((variant)v, m, n, k, x, w, wb, y, reps, &cpu);
         const char *impl = v == V_BLAS ? "openblas" : sm_matmul_impl(n, k, v == V_DNNL_BF16);
         if (v == V_BLAS)
             base = t;
-        printf("%-22s %-28s %10.2f %10.1f %12.2e   %.2f× OpenBLAS\n", names[v], impl, t * 1e3, flop / t * 1e-9,
-               error(m, n, k, x, w, y), base / t);
+        printf("%-16s %-22s %9.2f %9.1f %12.1f %10.2e   %.2f× OpenBLAS\n", names[v], impl, t * 1e3,
+               flop / t * 1e-9, cpu > 0 ? flop / cpu * 1e-9 : 0.0, error(m, n, k, x, w, y), base / t);
     }
     free(x), free(w), free(y), free(wb);
     return 0;
