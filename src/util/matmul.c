@@ -59,7 +59,7 @@ static char dl_error[256];
 /* 0 when every function was found; else -1 with dl_error set. */
 static int dl_load(void)
 {
-    void *h = dlopen(SM_DNNL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    void *h = dlopen(SM_DNNL_SONAME, RTLD_LAZY | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();
         snprintf(dl_error, sizeof dl_error, "%s", e ? e : SM_DNNL_SONAME ": cannot be loaded");
@@ -79,21 +79,51 @@ static int dl_load(void)
 
 static bool loaded(void);
 
+/* oneDNN's ISA limit from the environment (its own variables): then only oneDNN can say. */
+static bool isa_limited(void)
+{
+    return getenv("ONEDNN_MAX_CPU_ISA") || getenv("DNNL_MAX_CPU_ISA");
+}
+
+/* The CPU's own answer (no oneDNN: loading its 40 MB takes seconds on a loaded machine, which
+ * a command that never needs it should not pay): AVX-512 state enabled by the OS, and
+ * AVX512-BF16 (*amx: AMX-BF16 too). */
+static bool cpu_bf16(bool *amx)
+{
+    unsigned a, b, c, d;
+    *amx = false;
+    if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !(c & (1u << 27))) /* OSXSAVE */
+        return false;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xe6u) != 0xe6u) /* SSE, AVX, opmask and both ZMM halves enabled */
+        return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16))) /* AVX512F */
+        return false;
+    *amx = (d & (1u << 22)) && (d & (1u << 24)); /* AMX-BF16, AMX-TILE */
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)); /* AVX512-BF16 */
+}
+
 bool sm_matmul_bf16_supported(void)
 {
-    if (!loaded())
-        return false;
-    /* oneDNN's effective ISA honours ONEDNN_MAX_CPU_ISA, so the fp32 fallback can be tried on
-     * a bf16 machine. The ISA values nest: AMX includes the AVX512-BF16 bits. */
-    unsigned isa = (unsigned)dl.get_effective_cpu_isa();
-    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    if (isa_limited()) {
+        if (!loaded())
+            return false;
+        /* The ISA values nest: AMX includes the AVX512-BF16 bits. */
+        unsigned isa = (unsigned)dl.get_effective_cpu_isa();
+        return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    }
+    bool amx;
+    return cpu_bf16(&amx);
 }
 
 bool sm_matmul_bf16_pays(void)
 {
     if (!sm_matmul_bf16_supported())
         return false;
-    if ((unsigned)dl.get_effective_cpu_isa() == (unsigned)dnnl_cpu_isa_avx512_core_amx)
+    bool amx;
+    if (isa_limited() ? (unsigned)dl.get_effective_cpu_isa() == (unsigned)dnnl_cpu_isa_avx512_core_amx
+                      : (cpu_bf16(&amx), amx))
         return true;
     /* Intel's AVX512-BF16 without AMX issues one 32-product vdpbf16ps per cycle, the rate of its
      * two fp32 FMAs: oneDNN 2.6 measured 84 against 155 GFLOP/s per core here (bench/README).
