@@ -38,7 +38,7 @@ static void usage(FILE *out)
             "      --sample M        rows every expert runs on for output similarity (512)\n"
             "      --seed S          sampling seed (1)\n"
             "  -P, --precision P     the forward pass's and the statistics' products: auto (bf16\n"
-            "                        where the CPU has bf16 dot products, else fp32), fp32 or bf16 (auto)\n"
+            "                        where faster: AMX, or AVX512-BF16 on AMD; else fp32), fp32 or bf16 (auto)\n"
             "  -f, --force           recompute even if OUT is up to date\n"
             "  -q, --quiet           no progress bar or summary\n"
             "  -h, --help            show this help\n");

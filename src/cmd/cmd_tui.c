@@ -27,7 +27,7 @@ static void usage(FILE *out)
             "                     data/calib.u32, bytes of English text: give your model's own tokens)\n"
             "      --heldout FILE held-out tokens for perplexity (default: data/heldout.u32)\n"
             "  -P, --precision P  the calibration's, the statistics' and the plan perplexity's\n"
-            "                     products: auto (bf16 where the CPU has it), fp32 or bf16 (auto)\n"
+            "                     products: auto (bf16 where faster), fp32 or bf16 (auto)\n"
             "      --frames N     exit after drawing N screens (for tests)\n"
             "  -h, --help         show this help\n");
 }
