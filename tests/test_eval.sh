@@ -89,7 +89,7 @@ check_reference() { # NAME DIR
     if [ -f "$2/reference.json" ]; then
         ref=$(sed -n 's/.*"heldout_ppl": *\([0-9.eE+-]*\).*/\1/p' "$2/reference.json" | head -n 1)
         sl=$(sed -n 's/.*"seq_len": *\([0-9]*\).*/\1/p' "$2/reference.json" | head -n 1)
-        got=$("$SUBMOE" eval "$2" --tokens "$SRCDIR/data/heldout.u32" --seq-len "${sl:-256}" --quiet)
+        got=$("$SUBMOE" eval "$2" --tokens "$SRCDIR/data/heldout.u32" --seq-len "${sl:-256}" --precision fp32 --quiet)
         check_expr "$1 held-out perplexity $got vs PyTorch $ref (0.1%)" '[ -n "$ref" ] &&
             awk -v a="$got" -v b="$ref" "BEGIN { d = (a - b) / b; if (d < 0) d = -d; exit !(d <= 0.001) }"'
     else

@@ -15,7 +15,7 @@ corrupt="$SRCDIR/tests/corrupt-task"
 
 # --- the demo task, first 40 items --------------------------------------------------------------
 head -n 40 "$SRCDIR/data/demo-task.jsonl" >"$tmp/demo40.jsonl"
-timeout 300 "$SUBMOE" eval "$demo" --task "$tmp/demo40.jsonl" --items "$tmp/items.tsv" -q >"$tmp/out" 2>"$tmp/err"
+timeout 300 "$SUBMOE" eval "$demo" --task "$tmp/demo40.jsonl" --precision fp32 --items "$tmp/items.tsv" -q >"$tmp/out" 2>"$tmp/err"
 rc=$?
 check_expr "demo task (40 items) runs (exit $rc)" '[ $rc -eq 0 ] && [ -s "$tmp/items.tsv" ]'
 cat "$tmp/err"

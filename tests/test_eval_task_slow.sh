@@ -4,7 +4,7 @@
 # (tests/fixtures/demo-task-ref.tsv, first line). tests/test_eval_task.sh checks the first 40 items.
 set -u
 . "$SRCDIR/tests/lib.sh"
-got=$(timeout 1200 "$SUBMOE" eval "$SRCDIR/data/demo" --task "$SRCDIR/data/demo-task.jsonl" -q)
+got=$(timeout 1200 "$SUBMOE" eval "$SRCDIR/data/demo" --task "$SRCDIR/data/demo-task.jsonl" --precision fp32 -q)
 rc=$?
 want=$(awk 'NR == 1 { printf "%.6f %.6f\n", $8, $10 }' "$SRCDIR/tests/fixtures/demo-task-ref.tsv")
 check_expr "the whole demo task: exit $rc, acc acc_norm ($got) = the reference's ($want)" '[ $rc -eq 0 ] && [ "$got" = "$want" ]'

@@ -7,7 +7,7 @@
 set -u
 . "$SRCDIR/tests/lib.sh"
 ref=5.7677052614605895
-p=$("$SUBMOE" eval "$DEMO" --tokens "$SRCDIR/data/heldout.u32" --seq-len 500 --quiet) || { echo "not ok 1 - eval failed"; exit 1; }
+p=$("$SUBMOE" eval "$DEMO" --tokens "$SRCDIR/data/heldout.u32" --seq-len 500 --precision fp32 --quiet) || { echo "not ok 1 - eval failed"; exit 1; }
 if awk -v a="$p" -v b="$ref" 'BEGIN { d = (a - b) / b; if (d < 0) d = -d; exit !(d <= 1e-5) }'; then
     echo "ok 1 - 500-token windows (two attention blocks): perplexity $p = PyTorch $ref within 1e-5"
 else

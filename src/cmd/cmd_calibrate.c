@@ -38,6 +38,8 @@ static void usage(FILE *out)
             "      --heldout M       rows of those held out for previews (a quarter)\n"
             "      --sample M        rows every expert runs on for output similarity (512)\n"
             "      --seed S          sampling seed (1)\n"
+            "  -P, --precision P     the forward pass's and the statistics' products: auto (bf16\n"
+            "                        where faster: AMX, or AVX512-BF16 on AMD; else fp32), fp32 or bf16 (auto)\n"
             "  -f, --force           recompute even if OUT is up to date\n"
             "  -q, --quiet           no progress bar or summary\n"
             "  -h, --help            show this help\n");
@@ -63,9 +65,9 @@ int cmd_calibrate(int argc, char **argv)
         {"keep", required_argument, NULL, 'k'}, {"seed", required_argument, NULL, O_SEED},
         {"heldout", required_argument, NULL, O_HELDOUT}, {"sample", required_argument, NULL, O_SAMPLE},
         {"force", no_argument, NULL, 'f'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'}, {"precision", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0},
     };
-    const char *tokens = NULL, *out = NULL;
+    const char *tokens = NULL, *out = NULL, *precision = "auto";
     sm_calib_spec spec;
     sm_calib_spec_default(&spec);
     long long samples = spec.samples, seq_len = spec.seq_len, keep = spec.keep, seed = (long long)spec.seed;
@@ -73,8 +75,9 @@ int cmd_calibrate(int argc, char **argv)
     bool force = false, quiet = false;
     int ch, bad = 0;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "t:o:s:n:k:fqh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "t:o:s:n:k:fqhP:", opts, NULL)) != -1) {
         switch (ch) {
+        case 'P': precision = optarg; break;
         case 't': tokens = optarg; break;
         case 'o': out = optarg; break;
         case 's': bad |= parse_ll("--samples", optarg, 1, 1 << 20, &samples); break;
@@ -92,6 +95,10 @@ int cmd_calibrate(int argc, char **argv)
             fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
             return 2;
         }
+    }
+    if (sm_precision_parse(precision, &spec.precision)) {
+        fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
+        return 2;
     }
     if (optind != argc - 1 || !tokens || !out) {
         fprintf(stderr, "submoe calibrate: %s\n",

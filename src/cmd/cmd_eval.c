@@ -32,6 +32,8 @@ static void usage(FILE *out)
             "  -t, --tokens FILE     token file (required)\n"
             "  -n, --seq-len N       window length (256)\n"
             "  -m, --max-tokens N    use at most the first N tokens (all)\n"
+            "  -P, --precision P     products of the weights: auto (bf16 where faster than fp32: AMX,\n"
+            "                        or AVX512-BF16 on AMD; else fp32), fp32 or bf16 (fp32 accumulation) (auto)\n"
             "\n"
             "With --task: zero-shot multiple choice as lm-eval-harness's multiple_choice: each line of\n"
             "FILE is {\"context\": ..., \"choices\": [...], \"gold\": N}; a choice scores the sum of\n"
@@ -94,7 +96,8 @@ int cmd_eval(int argc, char **argv)
         {"max-tokens", required_argument, NULL, 'm'}, {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {"task", required_argument, NULL, 'T'},
         {"delimiter", required_argument, NULL, 'D'}, {"no-special", no_argument, NULL, 'B'},
-        {"items", required_argument, NULL, 'I'}, {NULL, 0, NULL, 0},
+        {"items", required_argument, NULL, 'I'}, {"precision", required_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
     };
     const char *task_files[argc > 0 ? argc : 1]; /* at most one per argument */
     sm_eval_task_args ta = {.files = task_files, .add_special = true};
@@ -102,10 +105,12 @@ int cmd_eval(int argc, char **argv)
     const char *tokens = NULL;
     long long seq_len = 256, max_tokens = 0;
     bool quiet = false, json = false;
+    const char *precision = "auto";
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "t:n:m:qjhT:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "t:n:m:qjhT:P:", opts, NULL)) != -1) {
         switch (ch) {
+        case 'P': precision = optarg; break;
         case 'T': ta.files[ta.n_files++] = optarg; break;
         case 'D': ta.delimiter = optarg; task_opts = true; break;
         case 'B': ta.add_special = false; task_opts = true; break;
@@ -142,6 +147,12 @@ int cmd_eval(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    sm_precision prec;
+    if (sm_precision_parse(precision, &prec)) {
+        fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
+        return 2;
+    }
+    ta.precision = prec;
     const char *dir = argv[optind];
     if (ta.n_files) {
         ta.model = dir;
@@ -161,8 +172,8 @@ int cmd_eval(int argc, char **argv)
         return 1;
     }
     sm_eval_result r;
-    int rc = sm_eval_perplexity_mon(m, t.ids, t.n, (int)seq_len, (size_t)max_tokens, quiet || json,
-                                    sm_signals_monitor(), &r);
+    int rc = sm_eval_perplexity_prec(m, t.ids, t.n, (int)seq_len, (size_t)max_tokens, quiet || json, prec,
+                                     sm_signals_monitor(), &r);
     if (!rc && sm_interrupted()) /* finished just as a signal arrived: no result either */
         rc = -1;
     if (rc) {
@@ -180,7 +191,8 @@ int cmd_eval(int argc, char **argv)
             printf("bits per byte   %.6f\n", r.bits_per_byte);
         printf("windows         %d x %d tokens (%llu predicted)\n", r.windows, r.seq_len,
                (unsigned long long)r.predicted);
-        printf("time            %.2f s (%.0f tokens/s)\n", r.seconds, r.seconds > 0 ? r.tokens / r.seconds : 0.0);
+        printf("time            %.2f s (%.0f tokens/s, %s products)\n", r.seconds,
+               r.seconds > 0 ? r.tokens / r.seconds : 0.0, sm_precision_name(prec));
     }
     sm_tokens_free(&t);
     sm_model_close(m);

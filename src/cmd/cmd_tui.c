@@ -26,6 +26,8 @@ static void usage(FILE *out)
             "  -t, --tokens FILE  calibration tokens (raw uint32 or .npy; default: the bundled\n"
             "                     data/calib.u32, bytes of English text: give your model's own tokens)\n"
             "      --heldout FILE held-out tokens for perplexity (default: data/heldout.u32)\n"
+            "  -P, --precision P  the calibration's, the statistics' and the plan perplexity's\n"
+            "                     products: auto (bf16 where faster), fp32 or bf16 (auto)\n"
             "      --frames N     exit after drawing N screens (for tests)\n"
             "  -h, --help         show this help\n");
 }
@@ -37,6 +39,7 @@ int cmd_tui(int argc, char **argv)
                                          {"tokens", required_argument, NULL, 't'},
                                          {"heldout", required_argument, NULL, 'H'},
                                          {"frames", required_argument, NULL, 'F'},
+                                         {"precision", required_argument, NULL, 'P'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     tui_options o = {0};
@@ -45,8 +48,10 @@ int cmd_tui(int argc, char **argv)
     if (env && *env)
         o.frames = atoi(env);
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "p:c:t:h", opts, NULL)) != -1) {
+    const char *precision = "auto";
+    while ((ch = getopt_long(argc, argv, "p:c:t:hP:", opts, NULL)) != -1) {
         switch (ch) {
+        case 'P': precision = optarg; break;
         case 'p': o.plan = optarg; break;
         case 'c': o.calib = optarg; break;
         case 't': o.tokens = optarg; break;
@@ -58,6 +63,10 @@ int cmd_tui(int argc, char **argv)
     }
     if (optind < argc - 1) {
         usage(stderr);
+        return 2;
+    }
+    if (sm_precision_parse(precision, &o.precision)) {
+        fprintf(stderr, "submoe tui: %s\n", sm_errmsg());
         return 2;
     }
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {

@@ -184,7 +184,7 @@ int sm_eval_tasks(const sm_eval_task_args *a)
         rc = sm_err_prefix("--task needs the model's tokenizer");
     double t0 = sm_now();
     sm_mc_opts o = {.delimiter = a->delimiter, .add_special = a->add_special, .quiet = a->quiet || a->json,
-                    .mon = sm_signals_monitor()};
+                    .mon = sm_signals_monitor(), .precision = a->precision};
     for (int i = 0; i < a->n_files && !rc; i++)
         rc = sm_mc_score(m, tok, &r[i].task, &o, &r[i].s);
     if (!rc && sm_interrupted()) /* finished just as a signal arrived: no result either */

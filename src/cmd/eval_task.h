@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 
+#include "util/matmul.h"
+
 typedef struct sm_eval_task_args {
     const char *model;
     const char **files;     /* task files (JSONL) */
@@ -11,6 +13,7 @@ typedef struct sm_eval_task_args {
     const char *delimiter;  /* NULL: " " */
     const char *items_out;  /* per-choice log-likelihoods as TSV, or NULL */
     bool add_special, quiet, json;
+    sm_precision precision;  /* the forward pass's products */
 } sm_eval_task_args;
 
 /* Score every task file and print the table (or JSON); the exit status. Everything is read,

@@ -464,7 +464,7 @@ int64_t sm_merged_layer_params(const sm_merged_layer *l)
 
 static sm_linear linear_of(const sm_merged *mm)
 {
-    sm_linear l = {mm->out, mm->in, mm->w, mm->a, mm->b, mm->rank};
+    sm_linear l = {.out = mm->out, .in = mm->in, .w = mm->w, .a = mm->a, .b = mm->b, .rank = mm->rank};
     return l;
 }
 

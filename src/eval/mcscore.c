@@ -114,6 +114,7 @@ static int run_batch(const sm_model *m, const mc_seq *seqs, int n, const sm_mc_o
     sm_forward_opts_init(&fo);
     fo.logits = logits;
     fo.mon = o->mon;
+    fo.precision = o->precision;
     int rc = sm_forward(m, ids, n, T, &fo);
     for (int s = 0; !rc && s < n; s++) {
         double sum = 0;

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "util/matmul.h"
 #include "util/monitor.h"
 #include "eval/mctask.h"
 #include "model/model.h"
@@ -26,6 +27,7 @@ typedef struct sm_mc_opts {
                              * (the tokenizer's default); false: add_bos_token=False */
     bool quiet;             /* no progress bar */
     const sm_monitor *mon;  /* cancellation (NULL: none) */
+    sm_precision precision; /* the forward pass's products (fp32 when zeroed) */
 } sm_mc_opts;
 
 typedef struct sm_mc_scores {

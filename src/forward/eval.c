@@ -36,6 +36,12 @@ int sm_eval_perplexity(const sm_model *m, const int32_t *ids, size_t n, int seq_
 int sm_eval_perplexity_mon(const sm_model *m, const int32_t *ids, size_t n, int seq_len, size_t max_tokens,
                            bool quiet, const sm_monitor *mon, sm_eval_result *out)
 {
+    return sm_eval_perplexity_prec(m, ids, n, seq_len, max_tokens, quiet, SM_PRECISION_FP32, mon, out);
+}
+
+int sm_eval_perplexity_prec(const sm_model *m, const int32_t *ids, size_t n, int seq_len, size_t max_tokens,
+                            bool quiet, sm_precision precision, const sm_monitor *mon, sm_eval_result *out)
+{
     const sm_config *c = sm_model_config(m);
     memset(out, 0, sizeof *out);
     if (seq_len < 2)
@@ -62,6 +68,7 @@ int sm_eval_perplexity_mon(const sm_model *m, const int32_t *ids, size_t n, int 
         sm_forward_opts_init(&o);
         o.nll_sum = &nll;
         o.nll_count = &count;
+        o.precision = precision;
         prog_ctx pc = {&p, w * (uint64_t)seq_len, (uint64_t)nb * (uint64_t)seq_len, c->n_layers + 1, mon};
         o.on_layer = on_layer;
         o.on_layer_ctx = &pc;

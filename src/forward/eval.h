@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/matmul.h"
 #include "util/monitor.h"
 #include "model/model.h"
 
@@ -31,5 +32,8 @@ int sm_eval_perplexity(const sm_model *m, const int32_t *ids, size_t n, int seq_
  * layer once mon->cancel is set. mon may be NULL. */
 int sm_eval_perplexity_mon(const sm_model *m, const int32_t *ids, size_t n, int seq_len, size_t max_tokens,
                            bool quiet, const sm_monitor *mon, sm_eval_result *out);
+/* The same with the forward pass's products in `precision` (the two above: fp32). */
+int sm_eval_perplexity_prec(const sm_model *m, const int32_t *ids, size_t n, int seq_len, size_t max_tokens,
+                            bool quiet, sm_precision precision, const sm_monitor *mon, sm_eval_result *out);
 
 #endif

@@ -1,4 +1,4 @@
-/* forward: layer-at-a-time fp32 forward pass (see forward.h). */
+/* forward: layer-at-a-time forward pass, fp32 or bf16 products (see forward.h). */
 #include "forward/forward.h"
 #include "moe/moe.h"
 #include "forward/moelayer.h"
@@ -60,9 +60,13 @@ void sm_rope(float *x, int T, int n_heads, int head_dim, double theta, int pos0)
 
 /* ---- one layer's fp32 weights ---- */
 
+/* In bf16, the matrices (projections, dense MLP, experts) are held in bf16 only (the *16
+ * pointers; the fp32 ones are NULL), vectors (norms, biases) stay fp32. */
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *qn, *kn, *ffn_norm;
+    uint16_t *wq16, *wk16, *wv16, *wo16, *dg16, *du16, *dd16;
     sm_moe_layer moe;          /* the model's MoE layer (unless overridden) */
+    sm_moe_bf16 moe16;         /* the block in bf16 */
     const sm_moe_block *block; /* the MoE block this layer runs, or NULL (dense layer) */
     float *dg, *du, *dd;
     int nid;
@@ -85,6 +89,33 @@ static float *load(const sm_model *m, sm_wrole role, int layer, int index, int64
     return p;
 }
 
+/* A matrix straight to bf16, in panels of rows (no fp32 copy of the whole matrix). */
+static uint16_t *load16(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows)
+{
+    sm_weight w;
+    if (sm_model_weight(m, role, layer, index, &w))
+        return NULL;
+    uint16_t *p = sm_alloc((size_t)(w.rows * w.cols), sizeof *p);
+    int64_t panel = w.cols > 0 && w.cols < 65536 ? 65536 / w.cols + 1 : 1;
+    float *f = p ? sm_alloc_f32((size_t)(panel * w.cols)) : NULL;
+    if (!p || !f) {
+        free(p), free(f);
+        return NULL;
+    }
+    for (int64_t r = 0; r < w.rows; r += panel) {
+        int64_t nr = w.rows - r < panel ? w.rows - r : panel;
+        if (sm_weight_rows_to_f32(&w, r, nr, f)) {
+            free(p), free(f);
+            return NULL;
+        }
+        sm_bf16_pack(p + r * w.cols, f, (size_t)(nr * w.cols));
+    }
+    free(f);
+    if (rows)
+        *rows = w.rows;
+    return p;
+}
+
 static void free_layer(layer_w *w)
 {
     float **all[] = {&w->attn_norm, &w->wq, &w->wk, &w->wv, &w->wo, &w->bq, &w->bk, &w->bv, &w->qn, &w->kn,
@@ -93,6 +124,12 @@ static void free_layer(layer_w *w)
         free(*all[i]);
         *all[i] = NULL;
     }
+    uint16_t **all16[] = {&w->wq16, &w->wk16, &w->wv16, &w->wo16, &w->dg16, &w->du16, &w->dd16};
+    for (size_t i = 0; i < sizeof all16 / sizeof all16[0]; i++) {
+        free(*all16[i]);
+        *all16[i] = NULL;
+    }
+    sm_moe_bf16_free(&w->moe16);
     sm_moe_layer_free(&w->moe);
     memset(w, 0, sizeof *w);
 }
@@ -100,17 +137,25 @@ static void free_layer(layer_w *w)
 static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_w *w)
 {
     const sm_config *c = sm_model_config(m);
+    const bool bf16 = o->precision == SM_PRECISION_BF16;
     memset(w, 0, sizeof *w);
 #define LD(dst, role, idx, rows)                        \
     do {                                                \
         if (!((dst) = load(m, (role), l, (idx), (rows)))) \
             goto fail;                                  \
     } while (0)
+    /* a matrix: fp32 into dst, or bf16 into dst##16 */
+#define LDM(dst, role, idx, rows)                                   \
+    do {                                                            \
+        if (bf16 ? !(dst##16 = load16(m, (role), l, (idx), (rows))) \
+                 : !((dst) = load(m, (role), l, (idx), (rows))))   \
+            goto fail;                                              \
+    } while (0)
     LD(w->attn_norm, SM_W_ATTN_NORM, 0, NULL);
-    LD(w->wq, SM_W_Q, 0, NULL);
-    LD(w->wk, SM_W_K, 0, NULL);
-    LD(w->wv, SM_W_V, 0, NULL);
-    LD(w->wo, SM_W_O, 0, NULL);
+    LDM(w->wq, SM_W_Q, 0, NULL);
+    LDM(w->wk, SM_W_K, 0, NULL);
+    LDM(w->wv, SM_W_V, 0, NULL);
+    LDM(w->wo, SM_W_O, 0, NULL);
     if (c->qkv_bias) {
         LD(w->bq, SM_W_Q_BIAS, 0, NULL);
         LD(w->bk, SM_W_K_BIAS, 0, NULL);
@@ -129,15 +174,22 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
             if (sm_moe_layer_load(m, l, &w->moe))
                 goto fail;
             w->block = &w->moe.block;
+            if (bf16 && sm_moe_bf16_from_layer(&w->moe, &w->moe16))
+                goto fail;
+        } else if (bf16 && sm_moe_bf16_make(w->block, &w->moe16)) {
+            goto fail;
         }
+        if (bf16)
+            w->block = &w->moe16.block;
     } else {
         int64_t r;
-        LD(w->dg, SM_W_DENSE_GATE, 0, &r);
+        LDM(w->dg, SM_W_DENSE_GATE, 0, &r);
         w->nid = (int)r;
-        LD(w->du, SM_W_DENSE_UP, 0, NULL);
-        LD(w->dd, SM_W_DENSE_DOWN, 0, NULL);
+        LDM(w->du, SM_W_DENSE_UP, 0, NULL);
+        LDM(w->dd, SM_W_DENSE_DOWN, 0, NULL);
     }
 #undef LD
+#undef LDM
     return 0;
 fail:
     free_layer(w);
@@ -158,9 +210,9 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     float *att = sm_alloc_f32(n * qd), *sc = sm_alloc_f32((size_t)(T < ATT_BLOCK ? T : ATT_BLOCK) * T);
     if (!q || !k || !v || !att || !sc)
         goto out;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, qd, H, 1.0f, hn, H, w->wq, H, 0.0f, q, qd);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, kd, H, 1.0f, hn, H, w->wk, H, 0.0f, k, kd);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, kd, H, 1.0f, hn, H, w->wv, H, 0.0f, v, kd);
+    sm_matmul((int64_t)n, qd, H, hn, w->wq, w->wq16, 0.0f, q);
+    sm_matmul((int64_t)n, kd, H, hn, w->wk, w->wk16, 0.0f, k);
+    sm_matmul((int64_t)n, kd, H, hn, w->wv, w->wv16, 0.0f, v);
     if (w->bq)
         for (size_t t = 0; t < n; t++) {
             for (int i = 0; i < qd; i++)
@@ -224,7 +276,7 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
         }
     }
     /* x += att Wo^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, H, qd, 1.0f, att, qd, w->wo, qd, 1.0f, x, H);
+    sm_matmul((int64_t)n, H, qd, att, w->wo, w->wo16, 1.0f, x);
     rc = 0;
 out:
     free(q);
@@ -242,17 +294,18 @@ static int head(const sm_model *m, float *x, const int32_t *ids, int n_seq, int 
     const sm_config *c = sm_model_config(m);
     int H = c->hidden, V = c->vocab;
     int rc = -1;
+    const bool bf16 = o->precision == SM_PRECISION_BF16;
     float *fn = load(m, SM_W_FINAL_NORM, 0, 0, NULL);
-    float *lm = load(m, SM_W_LM_HEAD, 0, 0, NULL);
+    float *lm = bf16 ? NULL : load(m, SM_W_LM_HEAD, 0, 0, NULL);
+    uint16_t *lm16 = bf16 ? load16(m, SM_W_LM_HEAD, 0, 0, NULL) : NULL;
     float *lg = sm_alloc_f32((size_t)T * V);
-    if (!fn || !lm || !lg)
+    if (!fn || !(lm || lm16) || !lg)
         goto out;
     for (size_t t = 0; t < (size_t)n_seq * T; t++)
         sm_rmsnorm(x + t * H, x + t * H, fn, H, (float)c->rms_eps);
     for (int s = 0; s < n_seq; s++) {
         float *dst = o->logits ? o->logits + (size_t)s * T * V : lg;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, V, H, 1.0f, x + (size_t)s * T * H, H, lm, H, 0.0f,
-                    dst, V);
+        sm_matmul(T, V, H, x + (size_t)s * T * H, lm, lm16, 0.0f, dst);
         if (o->nll_sum) {
             for (int t = 0; t + 1 < T; t++) {
                 const float *r = dst + (size_t)t * V;
@@ -279,6 +332,7 @@ static int head(const sm_model *m, float *x, const int32_t *ids, int n_seq, int 
 out:
     free(fn);
     free(lm);
+    free(lm16);
     free(lg);
     return rc;
 }
@@ -291,6 +345,7 @@ typedef struct {
     int l, T, s0, s1, seq0;   /* seq0: window number of the chunk's first sequence */
     float *x, *hn, *ff, *lg, *tw;
     int *tk;
+    bool single;              /* one matmul thread (several threads share the batch) */
     int rc;
     char err[512];
 } layer_job;
@@ -318,6 +373,7 @@ static int layer_seqs(layer_job *j, int s0, int s1)
             return -1;
     } else {
         sm_expert d = sm_expert_dense(H, w->nid, w->dg, w->du, w->dd);
+        d.gate.wb = w->dg16, d.up.wb = w->du16, d.down.wb = w->dd16;
         if (sm_expert_forward(&d, hn, (int64_t)n, ff))
             return -1;
     }
@@ -350,9 +406,12 @@ static int unit_seqs(int T)
 static void layer_part(layer_job *j)
 {
     int u = unit_seqs(j->T);
+    int matmul_threads = j->single ? sm_matmul_set_threads(1) : 0;
     j->rc = 0;
     for (int s = j->s0; s < j->s1 && !j->rc; s += u)
         j->rc = layer_seqs(j, s, s + u < j->s1 ? s + u : j->s1);
+    if (j->single)
+        sm_matmul_set_threads(matmul_threads);
     if (j->rc)
         snprintf(j->err, sizeof j->err, "%s", sm_errmsg());
 }
@@ -454,6 +513,8 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             }
             int started = 1;
             bool single_blas = cn > 1; /* several sequences: BLAS single-threaded, whatever ct */
+            for (int i = 0; i < ct; i++)
+                jobs[i].single = single_blas;
             if (single_blas)
                 openblas_set_num_threads(1);
             if (ct > 1) {

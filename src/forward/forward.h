@@ -1,10 +1,12 @@
-/* forward: the built-in CPU fp32 forward pass of the five MoE architectures (DESIGN §3.2).
+/* forward: the built-in CPU forward pass of the five MoE architectures (DESIGN §3.2).
  *
  * Layer-at-a-time streaming: a batch of sequences goes through layer L completely before layer
  * L+1 is touched; only one layer's weights are converted to fp32 at a time, and within a layer the
  * sequences run in chunks of about SM_FORWARD_CHUNK_TOKENS tokens, so memory is one layer's
  * weights, the residual stream [n_seq * seq_len, hidden] and one chunk's scratch, independent of
- * the model size. Matrix work is OpenBLAS sgemm.
+ * the model size. The projections, the experts and the LM head run through util/matmul (oneDNN),
+ * in fp32 or, with opts.precision bf16, on bf16 copies of the weights with fp32 accumulation;
+ * attention scores, norms and softmax stay fp32.
  *
  * Semantics follow Hugging Face transformers' modeling code of each architecture:
  * RMSNorm  y = w * x / sqrt(mean(x^2) + eps) (float);
@@ -21,6 +23,7 @@
 
 #include <stdint.h>
 
+#include "util/matmul.h"
 #include "util/monitor.h"
 #include "moe/moe.h"
 #include "model/model.h"
@@ -65,6 +68,9 @@ typedef struct sm_forward_opts {
     /* Cancellation, checked after every chunk of every layer and before the head: -1 with
      * "cancelled" (NULL: none). */
     const sm_monitor *mon;
+    /* Products of the weights: fp32 (the default) or bf16 (util/matmul.h; the caller checked
+     * that the CPU supports it). Override blocks are copied to bf16 for their layer. */
+    sm_precision precision;
 } sm_forward_opts;
 
 void sm_forward_opts_init(sm_forward_opts *o);

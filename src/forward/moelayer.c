@@ -2,6 +2,7 @@
 #include "forward/moelayer.h"
 #include "moe/route.h"
 #include "util/diag.h"
+#include "util/matmul.h"
 #include "util/mem.h"
 
 #include <stdlib.h>
@@ -161,4 +162,113 @@ uint64_t sm_moe_layer_bytes(const sm_model *m, int layer)
     if (c->n_shared > 0 && sm_model_weight(m, SM_W_SHARED_GATE, layer, 0, &w) == 0)
         bytes += 3 * (uint64_t)w.rows * H * 4;
     return bytes;
+}
+
+/* ---- bf16 copies ---- */
+
+static int64_t expert_dense_elems(const sm_expert *e)
+{
+    const sm_linear *l[3] = {&e->gate, &e->up, &e->down};
+    int64_t n = 0;
+    for (int i = 0; i < 3; i++)
+        n += l[i]->w ? l[i]->out * l[i]->in : 0;
+    return n;
+}
+
+/* Give e's dense fp32 matrices bf16 copies taken from *store (advanced). */
+static void expert_to_bf16(sm_expert *e, uint16_t **store)
+{
+    sm_linear *l[3] = {&e->gate, &e->up, &e->down};
+    for (int i = 0; i < 3; i++)
+        if (l[i]->w) {
+            size_t n = (size_t)(l[i]->out * l[i]->in);
+            sm_bf16_pack(*store, l[i]->w, n);
+            l[i]->wb = *store;
+            *store += n;
+        }
+}
+
+int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out)
+{
+    memset(out, 0, sizeof *out);
+    out->block = *src;
+    int64_t total = 0;
+    for (int e = 0; e < src->n_experts; e++)
+        total += expert_dense_elems(&src->experts[e]);
+    if (src->n_shared > 0)
+        total += expert_dense_elems(src->shared);
+    if (src->n_shared > 1)
+        return sm_err("MoE block: %d shared experts (at most one is supported)", src->n_shared);
+    out->experts = sm_alloc(src->n_experts > 0 ? (size_t)src->n_experts : 1, sizeof *out->experts);
+    out->store = sm_alloc(total > 0 ? (size_t)total : 1, sizeof *out->store);
+    if (!out->experts || !out->store) {
+        sm_moe_bf16_free(out);
+        return -1;
+    }
+    uint16_t *p = out->store;
+    for (int e = 0; e < src->n_experts; e++) {
+        out->experts[e] = src->experts[e];
+        expert_to_bf16(&out->experts[e], &p);
+    }
+    out->block.experts = out->experts;
+    if (src->n_shared > 0) {
+        out->shared = *src->shared;
+        expert_to_bf16(&out->shared, &p);
+        out->block.shared = &out->shared;
+    }
+    return 0;
+}
+
+/* Forget the dense fp32 matrices of e (factored ones stay). */
+static void drop_f32(sm_expert *e)
+{
+    sm_linear *l[3] = {&e->gate, &e->up, &e->down};
+    for (int i = 0; i < 3; i++)
+        if (!l[i]->a)
+            l[i]->w = NULL;
+}
+
+int sm_moe_bf16_from_layer(sm_moe_layer *l, sm_moe_bf16 *out)
+{
+    if (sm_moe_bf16_make(&l->block, out))
+        return -1;
+    for (int e = 0; e < out->block.n_experts; e++)
+        drop_f32(&out->experts[e]);
+    if (out->block.n_shared > 0)
+        drop_f32(&out->shared);
+    for (int e = 0; l->experts && e < l->block.n_experts; e++)
+        drop_f32(&l->experts[e]); /* no pointer into what is freed below survives */
+    if (l->block.n_shared > 0) {
+        sm_linear *sl[3] = {&l->shared.gate, &l->shared.up, &l->shared.down};
+        for (int i = 0; i < 3; i++)
+            sl[i]->w = NULL;
+    }
+    for (int e = 0; e < l->block.n_experts; e++) {
+        if (l->gate) {
+            free(l->gate[e]);
+            l->gate[e] = NULL;
+        }
+        if (l->up) {
+            free(l->up[e]);
+            l->up[e] = NULL;
+        }
+        if (l->down) {
+            free(l->down[e]);
+            l->down[e] = NULL;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        free(l->shared_w[i]);
+        l->shared_w[i] = NULL;
+    }
+    return 0;
+}
+
+void sm_moe_bf16_free(sm_moe_bf16 *b)
+{
+    if (!b)
+        return;
+    free(b->experts);
+    free(b->store);
+    memset(b, 0, sizeof *b);
 }

@@ -34,6 +34,23 @@ int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out);
 int sm_moe_layer_load_shell(const sm_model *m, int layer, sm_moe_layer *out);
 void sm_moe_layer_free(sm_moe_layer *l);
 
+/* A MoE block whose dense expert matrices (routed and shared) are also held in bf16, so that
+ * its products run in bf16 (util/matmul.h); factored matrices, the router and the shared gate
+ * stay fp32. The source block must outlive it unless `drop_f32` was used. */
+typedef struct sm_moe_bf16 {
+    sm_moe_block block;
+    sm_expert *experts;   /* block.n_experts */
+    sm_expert shared;
+    uint16_t *store;      /* every bf16 matrix, one allocation */
+} sm_moe_bf16;
+
+/* 0, or -1 with a message (out of memory). */
+int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out);
+/* The same for a layer loaded by sm_moe_layer_load, whose fp32 expert matrices are then freed
+ * (only bf16 remains: for the forward pass, which reads nothing else). */
+int sm_moe_bf16_from_layer(sm_moe_layer *l, sm_moe_bf16 *out);
+void sm_moe_bf16_free(sm_moe_bf16 *b);
+
 /* fp32 bytes of one layer's routed experts, router and shared experts (for memory planning). */
 uint64_t sm_moe_layer_bytes(const sm_model *m, int layer);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/diag.h"
+#include "util/matmul.h"
 #include "util/mem.h"
 
 sm_expert sm_expert_dense(int64_t hidden, int64_t inter, const float *gate, const float *up,
@@ -27,7 +28,7 @@ static int linear_check(const sm_linear *l, int64_t out, int64_t in, const char 
                       (long long)l->in, (long long)out, (long long)in);
     if (out <= 0 || in <= 0 || out > INT_MAX || in > INT_MAX)
         return sm_err("%s has unsupported dimensions", what);
-    if (l->w)
+    if (l->w || l->wb)
         return 0;
     if (!l->a || !l->b || l->rank < 1 || l->rank > INT_MAX)
         return sm_err("%s has no weights", what);
@@ -48,19 +49,16 @@ void sm_linear_forward(const sm_linear *l, const float *x, int64_t m, float *y, 
 {
     if (m <= 0)
         return;
-    if (l->w) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)l->out, (int)l->in,
-                    1.0f, x, (int)l->in, l->w, (int)l->in, 0.0f, y, (int)l->out);
+    if (l->w || l->wb) { /* bf16 when held in bf16 */
+        sm_matmul(m, l->out, l->in, x, l->w, l->wb, 0.0f, y);
         return;
     }
     /* y = (x bᵀ) aᵀ */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)l->rank, (int)l->in, 1.0f,
-                x, (int)l->in, l->b, (int)l->in, 0.0f, tmp, (int)l->rank);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)l->out, (int)l->rank, 1.0f,
-                tmp, (int)l->rank, l->a, (int)l->rank, 0.0f, y, (int)l->out);
+    sm_matmul(m, l->rank, l->in, x, l->b, NULL, 0.0f, tmp);
+    sm_matmul(m, l->out, l->rank, tmp, l->a, NULL, 0.0f, y);
 }
 
-static int64_t linear_tmp(const sm_linear *l) { return l->w ? 0 : l->rank; }
+static int64_t linear_tmp(const sm_linear *l) { return l->w || l->wb ? 0 : l->rank; }
 
 static int64_t expert_tmp_cols(const sm_expert *e)
 {

@@ -15,12 +15,14 @@
 #include "moe/route.h"
 
 /* A linear map y = W x with W out×in, stored densely or as a product W = a·b (a out×rank,
- * b rank×in) for low-rank merged experts. */
+ * b rank×in) for low-rank merged experts. A dense W may also (or only) be held in bf16: then the
+ * products run in bf16 with fp32 accumulation (util/matmul.h); code that reads W itself uses w. */
 typedef struct sm_linear {
     int64_t out, in;
-    const float *w;     /* dense, or NULL when factored */
+    const float *w;     /* dense, or NULL when factored (or held in bf16 only) */
     const float *a, *b; /* factored */
     int64_t rank;
+    const uint16_t *wb; /* dense bf16 (out×in), or NULL */
 } sm_linear;
 
 typedef struct sm_expert {

@@ -286,10 +286,11 @@ static void ppl_layer(void *ctx, int done)
 /* Perplexity with MoE layers from `override`, `on_layer` after each layer (both given ctx). */
 static int ppl_run(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
                    int (*override)(void *, int, const sm_moe_block **), void (*on_layer)(void *, int), void *ctx,
-                   const sm_monitor *mon, double *ppl)
+                   sm_precision precision, const sm_monitor *mon, double *ppl)
 {
     sm_forward_opts fo;
     sm_forward_opts_init(&fo);
+    fo.precision = precision;
     double nll = 0;
     uint64_t cnt = 0;
     fo.nll_sum = &nll;
@@ -308,11 +309,18 @@ static int ppl_run(const sm_model *m, const int32_t *ids, int n_seq, int seq_len
     return 0;
 }
 
+int sm_perplexity_with_prec(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
+                            const sm_moe_block *const *blocks, sm_precision precision, const sm_monitor *mon,
+                            double *ppl)
+{
+    ppl_ctx p = {blocks, mon, sm_model_config(m)->n_layers};
+    return ppl_run(m, ids, n_seq, seq_len, ppl_override, ppl_layer, &p, precision, mon, ppl);
+}
+
 int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
                        const sm_moe_block *const *blocks, const sm_monitor *mon, double *ppl)
 {
-    ppl_ctx p = {blocks, mon, sm_model_config(m)->n_layers};
-    return ppl_run(m, ids, n_seq, seq_len, ppl_override, ppl_layer, &p, mon, ppl);
+    return sm_perplexity_with_prec(m, ids, n_seq, seq_len, blocks, SM_PRECISION_FP32, mon, ppl);
 }
 
 typedef struct {
@@ -348,14 +356,20 @@ static void built_layer_done(void *ctx, int done)
     sm_monitor_report(p->mon, (done + 1.0) / (p->n_layers + 1.0), "building and evaluating layers");
 }
 
-int sm_perplexity_built(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
-                        void *build_ctx, const sm_monitor *mon, double *ppl)
+int sm_perplexity_built_prec(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
+                             void *build_ctx, sm_precision precision, const sm_monitor *mon, double *ppl)
 {
     built_ctx p = {.build = build, .ctx = build_ctx, .mon = mon, .n_layers = sm_model_config(m)->n_layers};
     if (mon)
         p.cancel_only.cancel = mon->cancel;
-    int rc = ppl_run(m, ids, n_seq, seq_len, built_override, built_layer_done, &p, mon, ppl);
+    int rc = ppl_run(m, ids, n_seq, seq_len, built_override, built_layer_done, &p, precision, mon, ppl);
     if (p.have) /* a run stopped inside a layer */
         sm_layer_build_free(&p.cur);
     return rc;
+}
+
+int sm_perplexity_built(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
+                        void *build_ctx, const sm_monitor *mon, double *ppl)
+{
+    return sm_perplexity_built_prec(m, ids, n_seq, seq_len, build, build_ctx, SM_PRECISION_FP32, mon, ppl);
 }

@@ -86,4 +86,11 @@ typedef int (*sm_layer_builder)(void *ctx, int layer, const sm_monitor *mon, sm_
 int sm_perplexity_built(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
                         void *build_ctx, const sm_monitor *mon, double *ppl);
 
+/* The two above with the forward pass's products in `precision` (they use fp32). */
+int sm_perplexity_with_prec(const sm_model *m, const int32_t *ids, int n_seq, int seq_len,
+                            const sm_moe_block *const *blocks, sm_precision precision, const sm_monitor *mon,
+                            double *ppl);
+int sm_perplexity_built_prec(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
+                             void *build_ctx, sm_precision precision, const sm_monitor *mon, double *ppl);
+
 #endif

@@ -127,6 +127,8 @@ static uint64_t fingerprint(const sm_model *m, const int32_t *ids, const sm_cali
                     held_rows(kept_rows(s), s->heldout), s->sample > 0 ? s->sample : DEFAULT_SAMPLE,
                     (int64_t)s->seed};
     h = sm_fnv1a(h, v, sizeof v);
+    if (s->precision == SM_PRECISION_BF16) /* fp32 fingerprints stay those of earlier files */
+        h = sm_fnv1a(h, "bf16", 4);
     return sm_fnv1a(h, ids, (size_t)total_rows(s) * sizeof *ids);
 }
 
@@ -239,7 +241,15 @@ static int cap_write_layer(cap_ctx *c, int layer)
     sm_monitor_span span;
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
-    if (sm_engine_analyse(&c->layer.block, c->kx, c->fit, &ao, mon, &a))
+    /* in bf16, the experts' products run on bf16 copies (the weight similarity still reads fp32) */
+    sm_moe_bf16 b16;
+    bool bf16 = c->s->precision == SM_PRECISION_BF16;
+    if (bf16 && sm_moe_bf16_make(&c->layer.block, &b16))
+        return sm_err_prefix("statistics");
+    int arc = sm_engine_analyse(bf16 ? &b16.block : &c->layer.block, c->kx, c->fit, &ao, mon, &a);
+    if (bf16)
+        sm_moe_bf16_free(&b16);
+    if (arc)
         return sm_err_prefix("statistics");
     double *cnt = sm_alloc((size_t)E, sizeof *cnt);
     int rc = -1;
@@ -387,6 +397,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     fo.capture_ctx = &c;
     fo.moe_override = cap_override;
     fo.moe_override_ctx = &c;
+    fo.precision = s->precision;
     int last = 0; /* capture only: stop after the last MoE layer */
     for (int l = 0; l < cfg->n_layers; l++)
         if (cfg->is_moe[l])

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "util/matmul.h"
 #include "model/model.h"
 
 typedef struct sm_calib_spec {
@@ -47,6 +48,8 @@ typedef struct sm_calib_spec {
     uint64_t seed;
     bool quiet;           /* no progress bar */
     bool refresh;         /* recompute even when the cache file matches */
+    sm_precision precision; /* the forward pass's and the statistics' products (fp32 when zeroed;
+                             * bf16 is part of the cache fingerprint) */
 } sm_calib_spec;
 
 /* samples 32, seq_len 256, keep 4096, heldout -1, sample 512, seed 1, tokens NULL. */

@@ -127,6 +127,7 @@ static int setup(tui_app *a, const tui_options *o)
     a->spec.keep = 2048;
     a->spec.heldout = 512;
     a->spec.quiet = true;
+    a->spec.precision = o->precision;
     a->tokens_default = !o->tokens;
     char *t = o->tokens ? xstrdup(o->tokens) : sm_path_join(sm_data_dir(), "calib.u32");
     char *h = o->heldout ? xstrdup(o->heldout) : sm_path_join(sm_data_dir(), "heldout.u32");

@@ -5,6 +5,8 @@
 #ifndef SM_TUI_APP_H
 #define SM_TUI_APP_H
 
+#include "util/matmul.h"
+
 typedef struct tui_options {
     const char *model;    /* model directory (NULL: the bundled demo) */
     const char *plan;     /* a plan to open (edited and saved there), or NULL */
@@ -12,6 +14,7 @@ typedef struct tui_options {
     const char *tokens;   /* calibration tokens (NULL: the bundled data/calib.u32) */
     const char *heldout;  /* held-out tokens for perplexity (NULL: data/heldout.u32) */
     int frames;           /* > 0: exit after drawing that many screens (tests under sanitizers) */
+    sm_precision precision; /* calibration, statistics and the plan's perplexity (util/matmul.h) */
 } tui_options;
 
 /* Run on the terminal until the user quits. 0, or -1 with a message (before the terminal was

@@ -320,12 +320,13 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
     if (n_seq < 1)
         rc = sm_err("%s holds fewer than %d tokens", a->heldout, T);
     if (!rc && orig < 0)
-        rc = sm_perplexity_with(a->model, t.ids, n_seq, T, blocks, sm_monitor_span_init(&span, mon, 0, 0.2), &orig);
+        rc = sm_perplexity_with_prec(a->model, t.ids, n_seq, T, blocks, a->spec.precision,
+                                     sm_monitor_span_init(&span, mon, 0, 0.2), &orig);
     double pp = -1;
     ppl_build_ctx bc = {a, seed};
     if (!rc)
-        rc = sm_perplexity_built(a->model, t.ids, n_seq, T, ppl_build_layer, &bc,
-                                 sm_monitor_span_init(&span, mon, 0.2, 1), &pp);
+        rc = sm_perplexity_built_prec(a->model, t.ids, n_seq, T, ppl_build_layer, &bc, a->spec.precision,
+                                      sm_monitor_span_init(&span, mon, 0.2, 1), &pp);
     free(blocks);
     sm_tokens_free(&t);
     pthread_mutex_lock(&a->mu);

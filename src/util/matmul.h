@@ -1,0 +1,50 @@
+/* matmul: y = x·Wᵀ through oneDNN's matmul (issue 16 item 4), in fp32 or in bf16 with fp32
+ * accumulation, with OpenBLAS sgemm as the fallback when oneDNN refuses a shape.
+ *
+ * x is m×k fp32 row-major, W is n×k row-major (the layout of a Hugging Face weight), stored fp32
+ * or bf16; y is m×n fp32. The precision is the weights' storage: bf16 weights (converted once when
+ * a layer is loaded, or read straight from a bf16 checkpoint) run bf16 × bf16 → fp32, where x is
+ * rounded to bf16 per call; fp32 weights run oneDNN's fp32 kernels. Primitives are created once
+ * per (n, k, precision, accumulate, threads) with a runtime M and kept for the process.
+ * Threads: each calling thread uses its own OpenMP thread count (sm_matmul_set_threads), so the
+ * forward pass's workers run single-threaded like their OpenBLAS calls. */
+#ifndef SM_MATMUL_H
+#define SM_MATMUL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { SM_PRECISION_FP32, SM_PRECISION_BF16 } sm_precision;
+
+/* The CPU runs bf16 dot products natively (oneDNN's ISA: AVX512-BF16 or AMX). */
+bool sm_matmul_bf16_supported(void);
+/* bf16 is supported and faster than fp32: AMX, or AVX512-BF16 on AMD (on Intel without AMX its
+ * dot products run at the fp32 FMA rate, and rounding x costs extra). */
+bool sm_matmul_bf16_pays(void);
+/* "auto" (bf16 where it pays, else fp32), "fp32" or "bf16" (refused, with a message naming the
+ * missing instructions, where unsupported): 0, or -1 with a message. */
+int sm_precision_parse(const char *s, sm_precision *out);
+const char *sm_precision_name(sm_precision p);
+
+/* Round to nearest even (NaN stays NaN). */
+void sm_bf16_pack(uint16_t *dst, const float *src, size_t n);
+void sm_bf16_unpack(float *dst, const uint16_t *src, size_t n);
+
+/* y (m×n) = x (m×k) · Wᵀ + beta·y, beta 0 or 1; W is w (fp32) or, when wb is non-NULL, wb
+ * (bf16, computed in bf16). */
+void sm_matmul(int64_t m, int64_t n, int64_t k, const float *x, const float *w, const uint16_t *wb,
+               float beta, float *y);
+
+/* The same on OpenBLAS sgemm (the fallback; bf16 weights widened in panels). For benchmarks and
+ * tests that compare the two. */
+void sm_matmul_blas(int64_t m, int64_t n, int64_t k, const float *x, const float *w,
+                    const uint16_t *wb, float beta, float *y);
+
+/* oneDNN threads of the calling thread (OpenMP's per-thread count); returns the previous one. */
+int sm_matmul_set_threads(int n);
+/* The implementation oneDNN picks for this shape and precision ("brg:avx512_core_bf16", ...),
+ * or "openblas" when it refuses. */
+const char *sm_matmul_impl(int64_t n, int64_t k, bool bf16);
+
+#endif

@@ -1,0 +1,112 @@
+/* util/matmul: y = x·Wᵀ through oneDNN against an fp64 reference.
+ *
+ * fp32: every element within 1e-5 of the largest |y| (the same bound OpenBLAS meets), for shapes
+ * that take oneDNN (n·k ≥ 2^20) with full row blocks, a padded last block and accumulation
+ * (beta 1), and for small shapes (OpenBLAS). bf16: the product of the bf16-rounded x and W,
+ * accumulated in fp32, so within 1e-5 of the fp64 product of the rounded operands, and about 2^-9
+ * from the fp32 product. Also the rounding of sm_bf16_pack (nearest even, NaN kept) and the
+ * OpenBLAS fallback with bf16 weights. */
+#include <stdint.h>
+
+#include "testutil.h"
+#include "util/matmul.h"
+#include "util/mem.h"
+#include "util/rng.h"
+
+/* max |y − x·Wᵀ − beta·y0| / max |x·Wᵀ| in fp64 over every element */
+static double rel_error(int64_t m, int64_t n, int64_t k, const float *x, const float *w, float beta,
+                        const float *y0, const float *y)
+{
+    double emax = 0, ymax = 0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++)
+                s += (double)x[i * k + p] * w[j * k + p];
+            ymax = fmax(ymax, fabs(s));
+            emax = fmax(emax, fabs(s + beta * y0[i * n + j] - y[i * n + j]));
+        }
+    return emax / ymax;
+}
+
+static void fill(sm_rng *r, float *v, int64_t n, double scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (float)(scale * sm_rng_normal(r));
+}
+
+static void rounded(float *dst, const float *src, int64_t n)
+{
+    uint16_t *b = xmalloc(sizeof *b * (size_t)n);
+    sm_bf16_pack(b, src, (size_t)n);
+    sm_bf16_unpack(dst, b, (size_t)n);
+    free(b);
+}
+
+static void check_shape(sm_rng *r, int64_t m, int64_t n, int64_t k, float beta)
+{
+    float *x = sm_alloc_f32((size_t)(m * k)), *w = sm_alloc_f32((size_t)(n * k));
+    float *y0 = sm_alloc_f32((size_t)(m * n)), *y = sm_alloc_f32((size_t)(m * n));
+    float *xr = sm_alloc_f32((size_t)(m * k)), *wr = sm_alloc_f32((size_t)(n * k));
+    uint16_t *wb = xmalloc(sizeof *wb * (size_t)(n * k));
+    fill(r, x, m * k, 1.0), fill(r, w, n * k, 0.02), fill(r, y0, m * n, 1.0);
+    sm_bf16_pack(wb, w, (size_t)(n * k));
+    rounded(xr, x, m * k), rounded(wr, w, n * k);
+
+    memcpy(y, y0, sizeof *y * (size_t)(m * n));
+    sm_matmul(m, n, k, x, w, NULL, beta, y);
+    double e = rel_error(m, n, k, x, w, beta, y0, y);
+    CHECK(e < 1e-5, "fp32 %lld×%lld·%lld×%lld beta %g: error %.2e (%s)", (long long)m, (long long)k, (long long)n,
+          (long long)k, beta, e, sm_matmul_impl(n, k, false));
+
+    if (sm_matmul_bf16_supported()) {
+        memcpy(y, y0, sizeof *y * (size_t)(m * n));
+        sm_matmul(m, n, k, x, NULL, wb, beta, y);
+        double eb = rel_error(m, n, k, xr, wr, beta, y0, y), ef = rel_error(m, n, k, x, w, beta, y0, y);
+        CHECK(eb < 1e-5, "bf16 %lld×%lld·%lld×%lld: error %.2e against the rounded operands (%s)", (long long)m,
+              (long long)k, (long long)n, (long long)k, eb, sm_matmul_impl(n, k, true));
+        CHECK(ef > 1e-5 && ef < 2e-2, "bf16: error %.2e against fp32 operands (bf16 rounding, not garbage)", ef);
+    }
+    /* the fallback widens bf16 weights: the product of x and the rounded W */
+    memcpy(y, y0, sizeof *y * (size_t)(m * n));
+    sm_matmul_blas(m, n, k, x, NULL, wb, beta, y);
+    double el = rel_error(m, n, k, x, wr, beta, y0, y);
+    CHECK(el < 1e-5, "OpenBLAS with bf16 weights: error %.2e", el);
+    free(x), free(w), free(y0), free(y), free(xr), free(wr), free(wb);
+}
+
+static void check_rounding(void)
+{
+    float in[6] = {1.0f, 1.00390625f /* 1 + 2^-8: a tie, to even (1) */, 1.01171875f /* 1 + 3·2^-8: tie, up */,
+                   -2.5f, NAN, 3.0e38f};
+    uint16_t out[6];
+    sm_bf16_pack(out, in, 6);
+    CHECK(out[0] == 0x3f80 && out[1] == 0x3f80 && out[2] == 0x3f82, "ties round to even: %04x %04x %04x", out[0],
+          out[1], out[2]);
+    CHECK(out[3] == 0xc020, "-2.5 is exact: %04x", out[3]);
+    float back[6];
+    sm_bf16_unpack(back, out, 6);
+    CHECK(isnan(back[4]), "NaN stays NaN (%04x)", out[4]);
+    CHECK(isfinite(back[5]) && fabs(back[5] - 3.0e38) < 3.0e38 / 128, "large finite values stay finite: %g", back[5]);
+}
+
+int main(void)
+{
+    sm_rng r;
+    sm_rng_seed(&r, 7);
+    check_rounding();
+    printf("# bf16 %s on this CPU\n", sm_matmul_bf16_supported() ? "supported" : "not supported (fp32 only)");
+    check_shape(&r, 1024 + 37, 1024, 1024, 0.0f); /* a full row block and a padded one */
+    check_shape(&r, 19, 1100, 1000, 1.0f);       /* few rows, accumulate */
+    check_shape(&r, 300, 1024, 1024, 1.0f);       /* accumulate, padded block */
+    check_shape(&r, 50, 64, 48, 0.0f);            /* small: OpenBLAS in fp32 */
+    sm_precision p;
+    CHECK(sm_precision_parse("fp32", &p) == 0 && p == SM_PRECISION_FP32, "fp32 parses");
+    CHECK(sm_precision_parse("auto", &p) == 0 &&
+              p == (sm_matmul_bf16_pays() ? SM_PRECISION_BF16 : SM_PRECISION_FP32),
+          "auto is bf16 exactly where it pays (%s here)", sm_precision_name(p));
+    CHECK(!sm_matmul_bf16_pays() || sm_matmul_bf16_supported(), "bf16 pays only where supported");
+    CHECK(sm_precision_parse("fp16", &p) != 0, "fp16 is refused");
+    printf("%d checks, %d failed\n", tu_checks, tu_failures);
+    return tu_failures ? 1 : 0;
+}
