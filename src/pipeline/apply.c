@@ -159,7 +159,7 @@ int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_reso
                 memcpy(rl->assign, planned[l].assign, sizeof(int) * (size_t)rl->n);
             } else {
                 sm_moe_layer ml;
-                if (sm_moe_layer_load(r->model, l, &ml) == 0) {
+                if (sm_moe_layer_load_mon(r->model, l, mon, &ml) == 0) {
                     rc = sm_layer_cluster(r->calib, &ml, j, mon, rl->assign);
                     sm_moe_layer_free(&ml);
                 } else {

@@ -185,7 +185,7 @@ static int cap_override(void *ctx, int layer, const sm_moe_block **block)
 {
     cap_ctx *c = ctx;
     sm_moe_layer_free(&c->layer);
-    if (sm_moe_layer_load(c->m, layer, &c->layer))
+    if (sm_moe_layer_load_mon(c->m, layer, c->mon, &c->layer))
         return -1;
     *block = &c->layer.block;
     return 0;
@@ -387,6 +387,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     fo.capture_ctx = &c;
     fo.moe_override = cap_override;
     fo.moe_override_ctx = &c;
+    fo.mon = mon; /* the forward pass checks it within layers (cap_chunk only between chunks) */
     int last = 0; /* capture only: stop after the last MoE layer */
     for (int l = 0; l < cfg->n_layers; l++)
         if (cfg->is_moe[l])
