@@ -341,7 +341,8 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     if (sample_expert_outputs(b, source, mon, a, xs, g, u, tmp) != 0)
         goto done;
     sm_outputs o = sm_layer_analysis_outputs(a);
-    if (sm_similarity_output(&o, NULL, a->sim_output) != 0)
+    sm_monitor quiet = {NULL, NULL, mon ? mon->cancel : NULL}; /* cancellable; progress stays put */
+    if (sm_similarity_output(&o, &quiet, a->sim_output) != 0)
         goto done;
     if (opts && opts->weight_sim && weight_similarity(b, mon, a) != 0)
         goto done;
