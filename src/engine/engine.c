@@ -478,6 +478,7 @@ typedef struct prune_ctx {
     float *yref, *y, *yr;
     float *rows;
     sm_expert *experts;
+    const sm_monitor *mon; /* a candidate's block forward is seconds at real shapes: checked per slot */
 } prune_ctx;
 
 static int prune_subset_error(void *vctx, const int *keep, int k, double *err)
@@ -501,11 +502,11 @@ static int prune_subset_error(void *vctx, const int *keep, int k, double *err)
         int64_t mb = c->m - t0 < blk ? c->m - t0 : blk;
         const float *ref = c->yref + t0 * h;
         if (t0 + mb > c->cached) { /* beyond the kept reference outputs: recompute this block's */
-            if (sm_moe_forward(s, c->x + t0 * h, mb, c->yr, NULL) != 0)
+            if (sm_moe_forward_mon(s, c->x + t0 * h, mb, c->yr, NULL, c->mon) != 0)
                 return -1;
             ref = c->yr;
         }
-        if (sm_moe_forward(&b, c->x + t0 * h, mb, c->y, NULL) != 0)
+        if (sm_moe_forward_mon(&b, c->x + t0 * h, mb, c->y, NULL, c->mon) != 0)
             return -1;
         sm_error_acc_add(&acc, ref, c->y, mb * h);
     }
@@ -524,11 +525,11 @@ static int prune_by_output(const sm_moe_block *src, int k, const float *x, int64
     prune_ctx c = {src, x, m, cached, sm_alloc_f32((size_t)(cached * h)),
                    sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)), sm_alloc_f32((size_t)(DEFAULT_BLOCK * h)),
                    sm_alloc_f32((size_t)(src->n_experts * h)),
-                   sm_alloc((size_t)src->n_experts, sizeof(sm_expert))};
+                   sm_alloc((size_t)src->n_experts, sizeof(sm_expert)), mon};
     int rc = c.yref && c.y && c.yr && c.rows && c.experts ? 0 : -1;
     for (int64_t t0 = 0; rc == 0 && t0 < cached; t0 += DEFAULT_BLOCK) {
         int64_t mb = cached - t0 < DEFAULT_BLOCK ? cached - t0 : DEFAULT_BLOCK;
-        rc = sm_moe_forward(src, x + t0 * h, mb, c.yref + t0 * h, NULL);
+        rc = sm_moe_forward_mon(src, x + t0 * h, mb, c.yref + t0 * h, NULL, mon);
     }
     sm_prune_result res;
     if (rc == 0)
@@ -792,8 +793,8 @@ int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const flo
     for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += blk) {
         const int64_t n = m - t0 < blk ? m - t0 : blk;
         if ((rc = sm_monitor_check(mon)) != 0 ||
-            (rc = sm_moe_forward(src, x + t0 * h, n, ya, NULL)) != 0 ||
-            (rc = sm_moe_forward(&mb, x + t0 * h, n, yb, NULL)) != 0)
+            (rc = sm_moe_forward_mon(src, x + t0 * h, n, ya, NULL, mon)) != 0 ||
+            (rc = sm_moe_forward_mon(&mb, x + t0 * h, n, yb, NULL, mon)) != 0)
             break;
         sm_error_acc_add(&acc, ya, yb, n * h);
         sm_monitor_report(mon, (double)(t0 + n) / m, "output error");

@@ -161,7 +161,11 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     if (!q || !k || !v || !att || !sc)
         goto out;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, qd, H, 1.0f, hn, H, w->wq, H, 0.0f, q, qd);
+    if (sm_monitor_check(mon)) /* each projection of a 2048-row unit is ~17 GFLOP at H 2048 */
+        goto out;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, kd, H, 1.0f, hn, H, w->wk, H, 0.0f, k, kd);
+    if (sm_monitor_check(mon))
+        goto out;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, kd, H, 1.0f, hn, H, w->wv, H, 0.0f, v, kd);
     if (w->bq)
         for (size_t t = 0; t < n; t++) {
