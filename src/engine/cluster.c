@@ -392,6 +392,8 @@ int sm_cluster_cost_curve(const sm_outputs *o, const double *s, sm_cluster_algo 
         return sm_err("cost curve range %d..%d invalid for %d experts", k_lo, k_hi, n);
     if (algo == SM_CLUSTER_KMEDOIDS)
         return sm_err("cost curves are defined for k-means and hierarchical clustering");
+    /* each k's clustering is seconds of work at real shapes: cancellable, its progress silent */
+    sm_monitor quiet = {NULL, NULL, mon ? mon->cancel : NULL};
     int *assign = sm_alloc((size_t)n, sizeof(int));
     sm_hjoin *joins = sm_alloc((size_t)n, sizeof(sm_hjoin));
     double *own_s = NULL;
@@ -400,7 +402,7 @@ int sm_cluster_cost_curve(const sm_outputs *o, const double *s, sm_cluster_algo 
         goto done;
     if (!s) {
         if (!(own_s = sm_alloc((size_t)n * n, sizeof(double))) ||
-            sm_similarity_output(o, NULL, own_s) != 0)
+            sm_similarity_output(o, &quiet, own_s) != 0)
             goto done;
         s = own_s;
     }
@@ -411,11 +413,11 @@ int sm_cluster_cost_curve(const sm_outputs *o, const double *s, sm_cluster_algo 
             goto done;
         if (algo == SM_CLUSTER_HIERARCHICAL) {
             if (sm_hcluster_cut(joins, n, k, assign) != 0 ||
-                sm_cluster_cost(o, assign, k, NULL, &j[k]) != 0)
+                sm_cluster_cost(o, assign, k, &quiet, &j[k]) != 0)
                 goto done;
         } else {
             sm_kmeans_result r;
-            if (sm_kmeans_outputs(o, s, k, opts, NULL, assign, &r) != 0)
+            if (sm_kmeans_outputs(o, s, k, opts, &quiet, assign, &r) != 0)
                 goto done;
             j[k] = r.cost;
         }

@@ -362,7 +362,8 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     if (sample_expert_outputs(b, source, mon, a, xs, g, u, tmp) != 0)
         goto done;
     sm_outputs o = sm_layer_analysis_outputs(a);
-    if (sm_similarity_output(&o, NULL, a->sim_output) != 0)
+    sm_monitor quiet = {NULL, NULL, mon ? mon->cancel : NULL}; /* cancellable; progress stays put */
+    if (sm_similarity_output(&o, &quiet, a->sim_output) != 0)
         goto done;
     if (opts && opts->weight_sim && weight_similarity(b, mon, a) != 0)
         goto done;
@@ -775,8 +776,8 @@ int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const flo
     for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += blk) {
         const int64_t n = m - t0 < blk ? m - t0 : blk;
         if ((rc = sm_monitor_check(mon)) != 0 ||
-            (rc = sm_moe_forward(src, x + t0 * h, n, ya, NULL)) != 0 ||
-            (rc = sm_moe_forward(&mb, x + t0 * h, n, yb, NULL)) != 0)
+            (rc = sm_moe_forward_mon(src, x + t0 * h, n, ya, NULL, mon)) != 0 ||
+            (rc = sm_moe_forward_mon(&mb, x + t0 * h, n, yb, NULL, mon)) != 0)
             break;
         sm_error_acc_add(&acc, ya, yb, n * h);
         sm_monitor_report(mon, (double)(t0 + n) / m, "output error");

@@ -171,7 +171,7 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
         if (o->moe_override && o->moe_override(o->moe_override_ctx, l, &w->block))
             goto fail;
         if (!w->block) {
-            if (sm_moe_layer_load(m, l, &w->moe))
+            if (sm_moe_layer_load_mon(m, l, o->mon, &w->moe))
                 goto fail;
             w->block = &w->moe.block;
             if (bf16 && sm_moe_bf16_from_layer(&w->moe, &w->moe16))
@@ -200,7 +200,9 @@ fail:
 
 #define ATT_BLOCK 256 /* queries per score block */
 
-static int attention(const sm_config *c, const layer_w *w, const float *hn, int n_seq, int T, float *x)
+/* mon: checked after the projections and per window (a real shape's unit runs for seconds). */
+static int attention(const sm_config *c, const layer_w *w, const float *hn, int n_seq, int T, float *x,
+                     const sm_monitor *mon)
 {
     int H = c->hidden, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     int qd = nh * hd, kd = nkv * hd;
@@ -211,7 +213,11 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     if (!q || !k || !v || !att || !sc)
         goto out;
     sm_matmul((int64_t)n, qd, H, hn, w->wq, w->wq16, 0.0f, q);
+    if (sm_monitor_check(mon)) /* each projection of a 2048-row unit is ~17 GFLOP at H 2048 */
+        goto out;
     sm_matmul((int64_t)n, kd, H, hn, w->wk, w->wk16, 0.0f, k);
+    if (sm_monitor_check(mon))
+        goto out;
     sm_matmul((int64_t)n, kd, H, hn, w->wv, w->wv16, 0.0f, v);
     if (w->bq)
         for (size_t t = 0; t < n; t++) {
@@ -222,6 +228,8 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
                 v[t * kd + i] += w->bv[i];
             }
         }
+    if (sm_monitor_check(mon))
+        goto out;
     float eps = (float)c->rms_eps;
     if (c->qk_norm == SM_QKNORM_FULL) {
         for (size_t t = 0; t < n; t++) {
@@ -243,6 +251,8 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     float scale = (float)(1.0 / sqrt((double)hd));
     int group = nh / nkv;
     for (int s = 0; s < n_seq; s++) {
+        if (sm_monitor_check(mon))
+            goto out;
         const float *qs = q + (size_t)s * T * qd, *ks = k + (size_t)s * T * kd, *vs = v + (size_t)s * T * kd;
         float *as = att + (size_t)s * T * qd;
         for (int h = 0; h < nh; h++) {
@@ -304,6 +314,8 @@ static int head(const sm_model *m, float *x, const int32_t *ids, int n_seq, int 
     for (size_t t = 0; t < (size_t)n_seq * T; t++)
         sm_rmsnorm(x + t * H, x + t * H, fn, H, (float)c->rms_eps);
     for (int s = 0; s < n_seq; s++) {
+        if (sm_monitor_check(o->mon)) /* the LM head of one window is a large product */
+            goto out;
         float *dst = o->logits ? o->logits + (size_t)s * T * V : lg;
         sm_matmul(T, V, H, x + (size_t)s * T * H, lm, lm16, 0.0f, dst);
         if (o->nll_sum) {
@@ -343,6 +355,7 @@ typedef struct {
     const sm_config *c;
     const layer_w *w;
     int l, T, s0, s1, seq0;   /* seq0: window number of the chunk's first sequence */
+    const sm_monitor *mon;    /* checked between units, after attention and between experts */
     float *x, *hn, *ff, *lg, *tw;
     int *tk;
     bool single;              /* one matmul thread (several threads share the batch) */
@@ -361,7 +374,7 @@ static int layer_seqs(layer_job *j, int s0, int s1)
     float eps = (float)c->rms_eps;
     for (size_t t = 0; t < n; t++)
         sm_rmsnorm(hn + t * H, x + t * H, w->attn_norm, H, eps);
-    if (attention(c, w, hn, s1 - s0, j->T, x))
+    if (attention(c, w, hn, s1 - s0, j->T, x, j->mon) || sm_monitor_check(j->mon))
         return -1;
     for (size_t t = 0; t < n; t++)
         sm_rmsnorm(hn + t * H, x + t * H, w->ffn_norm, H, eps);
@@ -369,7 +382,7 @@ static int layer_seqs(layer_job *j, int s0, int s1)
         /* The MoE block shared with the engine (engine/moe.h, routing rules in route.h). */
         const sm_moe_block *b = w->block;
         sm_moe_trace tr = {j->lg + r0 * b->n_router, j->tk + r0 * k, j->tw + r0 * k};
-        if (sm_moe_forward(b, hn, (int64_t)n, ff, &tr))
+        if (sm_moe_forward_mon(b, hn, (int64_t)n, ff, &tr, j->mon))
             return -1;
     } else {
         sm_expert d = sm_expert_dense(H, w->nid, w->dg, w->du, w->dd);
@@ -409,7 +422,7 @@ static void layer_part(layer_job *j)
     int matmul_threads = j->single ? sm_matmul_set_threads(1) : 0;
     j->rc = 0;
     for (int s = j->s0; s < j->s1 && !j->rc; s += u)
-        j->rc = layer_seqs(j, s, s + u < j->s1 ? s + u : j->s1);
+        j->rc = sm_monitor_check(j->mon) || layer_seqs(j, s, s + u < j->s1 ? s + u : j->s1) ? -1 : 0;
     if (j->single)
         sm_matmul_set_threads(matmul_threads);
     if (j->rc)
@@ -509,7 +522,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             for (int i = 0; i < ct; i++) { /* whole units per thread */
                 int s0 = (int)((long)units * i / ct) * u, s1 = (int)((long)units * (i + 1) / ct) * u;
                 jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = s0, .s1 = s1 < cn ? s1 : cn, .seq0 = c0,
-                                      .x = x + row0 * H, .hn = hn, .ff = ff, .lg = lg, .tw = tw, .tk = tk};
+                                      .mon = o->mon, .x = x + row0 * H, .hn = hn, .ff = ff, .lg = lg, .tw = tw, .tk = tk};
             }
             int started = 1;
             bool single_blas = cn > 1; /* several sequences: BLAS single-threaded, whatever ct */

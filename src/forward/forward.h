@@ -65,8 +65,9 @@ typedef struct sm_forward_opts {
      * router row count is the E of the capture callback for that layer. */
     int (*moe_override)(void *ctx, int layer, const sm_moe_block **block);
     void *moe_override_ctx;
-    /* Cancellation, checked after every chunk of every layer and before the head: -1 with
-     * "cancelled" (NULL: none). */
+    /* Cancellation, checked while a layer's experts are converted, before every unit of rows,
+     * after its attention and between its expert slots, and before each window's LM head: -1
+     * with "cancelled" (NULL: none). */
     const sm_monitor *mon;
     /* Products of the weights: fp32 (the default) or bf16 (util/matmul.h; the caller checked
      * that the CPU supports it). Override blocks are copied to bf16 for their layer. */

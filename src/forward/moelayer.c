@@ -27,7 +27,7 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     return p;
 }
 
-static int load(const sm_model *m, int layer, bool experts, sm_moe_layer *o)
+static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mon, sm_moe_layer *o)
 {
     const sm_config *c = sm_model_config(m);
     memset(o, 0, sizeof *o);
@@ -47,6 +47,8 @@ static int load(const sm_model *m, int layer, bool experts, sm_moe_layer *o)
         if (!o->gate || !o->up || !o->down || !o->experts)
             goto fail;
         for (int e = 0; e < n; e++) {
+            if (sm_monitor_check(mon))
+                goto fail;
             sm_linear *lin[3] = {&o->experts[e].gate, &o->experts[e].up, &o->experts[e].down};
             float **dense[3] = {&o->gate[e], &o->up[e], &o->down[e]};
             for (int k = 0; k < 3; k++) {
@@ -113,12 +115,17 @@ fail:
 
 int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out)
 {
-    return load(m, layer, true, out);
+    return load(m, layer, true, NULL, out);
+}
+
+int sm_moe_layer_load_mon(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out)
+{
+    return load(m, layer, true, mon, out);
 }
 
 int sm_moe_layer_load_shell(const sm_model *m, int layer, sm_moe_layer *out)
 {
-    return load(m, layer, false, out);
+    return load(m, layer, false, NULL, out);
 }
 
 void sm_moe_layer_free(sm_moe_layer *l)

@@ -29,6 +29,9 @@ typedef struct sm_moe_layer {
 /* Load MoE layer `layer` (which must be a MoE layer of the model). 0, or -1 with a message that
  * names the layer. */
 int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out);
+/* The same, checking `mon` (may be NULL) between experts: converting a real layer's experts to
+ * fp32 takes seconds (-1 with "cancelled"). */
+int sm_moe_layer_load_mon(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out);
 /* Load only the router, shared experts and rule (no routed experts), for callers that supply
  * their own experts (a merged layer). block.experts is NULL and block.n_experts 0. */
 int sm_moe_layer_load_shell(const sm_model *m, int layer, sm_moe_layer *out);

@@ -181,6 +181,12 @@ static float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
 int sm_moe_forward(const sm_moe_block *b, const float *x, int64_t m, float *y,
                    const sm_moe_trace *trace)
 {
+    return sm_moe_forward_mon(b, x, m, y, trace, NULL);
+}
+
+int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *y,
+                       const sm_moe_trace *trace, const sm_monitor *mon)
+{
     if (sm_moe_block_check(b) != 0)
         return -1;
     if (m <= 0)
@@ -214,6 +220,8 @@ int sm_moe_forward(const sm_moe_block *b, const float *x, int64_t m, float *y,
         const int64_t n0 = sl.start[s], ms = sl.start[s + 1] - n0;
         if (ms == 0)
             continue;
+        if (sm_monitor_check(mon))
+            goto done;
         for (int64_t r = 0; r < ms; r++)
             memcpy(xs + r * h, x + sl.tok[n0 + r] * h, sizeof(float) * (size_t)h);
         expert_forward_ws(&b->experts[s], xs, ms, ys, g, u, tmp);
@@ -224,6 +232,8 @@ int sm_moe_forward(const sm_moe_block *b, const float *x, int64_t m, float *y,
         /* Sum of the shared experts on all tokens, then gated into y. */
         memset(xs, 0, sizeof(float) * (size_t)(m * h));
         for (int i = 0; i < b->n_shared; i++) {
+            if (sm_monitor_check(mon))
+                goto done;
             expert_forward_ws(&b->shared[i], x, m, ys, g, u, tmp);
             for (int64_t e = 0; e < m * h; e++)
                 xs[e] += ys[e];

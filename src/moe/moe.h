@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "moe/route.h"
+#include "util/monitor.h"
 
 /* A linear map y = W x with W out×in, stored densely or as a product W = a·b (a out×rank,
  * b rank×in) for low-rank merged experts. A dense W may also (or only) be held in bf16: then the
@@ -68,6 +69,10 @@ typedef struct sm_moe_trace {
 /* y (m×H) = block(x) for x (m×H). 0, or -1 with a message. */
 int sm_moe_forward(const sm_moe_block *b, const float *x, int64_t m, float *y,
                    const sm_moe_trace *trace);
+/* The same, checking `mon` (may be NULL) between expert slots: a block of thousands of rows at
+ * real shapes runs for seconds (-1 with "cancelled"). */
+int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *y,
+                       const sm_moe_trace *trace, const sm_monitor *mon);
 
 /* Streaming relative error ||Y_ref − Y||_F / ||Y_ref||_F. */
 typedef struct sm_error_acc {

@@ -48,7 +48,7 @@ int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, 
     out->layer = job->layer;
     out->output_error = -1;
     sm_monitor_span span;
-    if (sm_moe_layer_load(m, job->layer, &out->src))
+    if (sm_moe_layer_load_mon(m, job->layer, mon, &out->src))
         return -1;
     const sm_moe_block *src = &out->src.block;
     int n = out->n = src->n_router;

@@ -42,6 +42,7 @@ typedef struct {
     int64_t xf_fit, xf_held;     /* rows of each in xf */
     sm_layer_analysis *an;       /* cached statistics */
     bool an_grams;
+    bool an_mapped;              /* an->outputs points into the file's mapping (not owned) */
 } calib_layer;
 
 struct sm_calib {
@@ -187,7 +188,7 @@ static int cap_override(void *ctx, int layer, const sm_moe_block **block)
 {
     cap_ctx *c = ctx;
     sm_moe_layer_free(&c->layer);
-    if (sm_moe_layer_load(c->m, layer, &c->layer))
+    if (sm_moe_layer_load_mon(c->m, layer, c->mon, &c->layer))
         return -1;
     *block = &c->layer.block;
     return 0;
@@ -216,6 +217,17 @@ static int write_doubles(st_writer *w, const double *d, size_t n)
 
 static int cap_write_layer(cap_ctx *c, int layer);
 
+/* Every expert's outputs (a quarter of a GiB per layer at real shapes): expert by expert, so that
+ * the writing stays cancellable. */
+static int write_outputs(cap_ctx *c, const sm_layer_analysis *a)
+{
+    size_t per = (size_t)a->sampled * (size_t)a->hidden;
+    for (int e = 0; e < a->n; e++)
+        if (sm_monitor_check(c->mon) || st_writer_write_f32(c->w, a->outputs + (size_t)e * per, per))
+            return -1;
+    return 0;
+}
+
 /* A layer's kept rows are complete: write them and its statistics, or say which file and layer
  * could not be (a non-finite value, a full disk). */
 static int cap_finish_layer(cap_ctx *c, int layer)
@@ -232,7 +244,7 @@ static int cap_write_layer(cap_ctx *c, int layer)
     int E = sm_model_layer_experts(c->m, layer);
     if (c->got != c->keep)
         return sm_err("internal: %lld of %lld rows captured", (long long)c->got, (long long)c->keep);
-    if (st_writer_write_f32(c->w, c->kx, (size_t)c->keep * cfg->hidden) ||
+    if (sm_monitor_check(c->mon) || st_writer_write_f32(c->w, c->kx, (size_t)c->keep * cfg->hidden) ||
         st_writer_write_f32(c->w, c->kl, (size_t)c->keep * E) ||
         st_writer_write_f32(c->w, c->kk, (size_t)c->keep * c->k))
         return -1;
@@ -256,8 +268,7 @@ static int cap_write_layer(cap_ctx *c, int layer)
     if (cnt) {
         for (int i = 0; i < E; i++)
             cnt[i] = (double)a.counts[i];
-        rc = write_doubles(c->w, cnt, (size_t)E) ||
-                     st_writer_write_f32(c->w, a.outputs, (size_t)E * (size_t)a.sampled * (size_t)a.hidden) ||
+        rc = write_doubles(c->w, cnt, (size_t)E) || write_outputs(c, &a) ||
                      write_doubles(c->w, a.sim_output, (size_t)E * E) ||
                      write_doubles(c->w, a.sim_logit, (size_t)E * E) ||
                      write_doubles(c->w, a.sim_weight, (size_t)E * E)
@@ -398,6 +409,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     fo.moe_override = cap_override;
     fo.moe_override_ctx = &c;
     fo.precision = s->precision;
+    fo.mon = mon; /* the forward pass checks it within layers (cap_chunk only between chunks) */
     int last = 0; /* capture only: stop after the last MoE layer */
     for (int l = 0; l < cfg->n_layers; l++)
         if (cfg->is_moe[l])
@@ -759,6 +771,17 @@ static const float *rows_from_file(void *ctx, int64_t t0, int64_t n, float *buf)
     return buf;
 }
 
+/* Free statistics of layer cl (outputs in the mapping are dropped from memory, not freed). */
+static void analysis_free(calib_layer *cl, sm_layer_analysis *a)
+{
+    if (cl->an_mapped && a->outputs) {
+        st_release(cl->outputs->data, cl->outputs->nbytes);
+        a->outputs = NULL;
+    }
+    cl->an_mapped = false;
+    sm_layer_analysis_free(a);
+}
+
 static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_layer_analysis *a)
 {
     int n = (int)cl->counts->shape[0];
@@ -771,25 +794,31 @@ static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_la
     a->inter = sm_model_weight(c->m, SM_W_EXPERT_GATE, (int)(cl - c->layer), 0, &gw) == 0 ? gw.rows : 0;
     a->counts = sm_alloc((size_t)n, sizeof *a->counts);
     a->freq = sm_alloc((size_t)n, sizeof *a->freq);
-    a->outputs = sm_alloc_f32((size_t)cl->outputs->numel);
+    /* The expert outputs are most of a layer's statistics (E·s·H floats: 256 MiB at OLMoE's
+     * shape): used in place from the mapping when aligned, so that opening costs no copy and
+     * only the pages read count; copied otherwise. */
+    cl->an_mapped = (uintptr_t)cl->outputs->data % _Alignof(float) == 0;
+    a->outputs = cl->an_mapped ? (float *)(uintptr_t)cl->outputs->data : sm_alloc_f32((size_t)cl->outputs->numel);
     double **dst[3] = {&a->sim_output, &a->sim_logit, &a->sim_weight};
     for (int j = 0; j < 3; j++)
         *dst[j] = sm_alloc((size_t)n * n, sizeof(double));
     if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !a->sim_weight) {
-        sm_layer_analysis_free(a);
+        analysis_free(cl, a);
         return -1;
     }
     for (int i = 0; i < n; i++)
         a->counts[i] = (int64_t)f32_at(cl->counts, i);
     for (int i = 0; i < n; i++)
         a->freq[i] = (double)a->counts[i] / (double)m_fit;
-    memcpy(a->outputs, cl->outputs->data, sizeof(float) * cl->outputs->numel);
-    st_release(cl->outputs->data, cl->outputs->nbytes);
+    if (!cl->an_mapped) {
+        memcpy(a->outputs, cl->outputs->data, sizeof(float) * cl->outputs->numel);
+        st_release(cl->outputs->data, cl->outputs->nbytes);
+    }
     for (int j = 0; j < 3; j++)
         for (int i = 0; i < n * n; i++)
             (*dst[j])[i] = f32_at(cl->sim[j], i);
     if (sm_layer_analysis_check(a)) { /* stored statistics are held to what computing them guarantees */
-        sm_layer_analysis_free(a);
+        analysis_free(cl, a);
         return -1;
     }
     return 0;
@@ -829,9 +858,10 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
         return sm_err_prefix("%s", sm_calib_path(c));
     }
     if (cl->an) {
-        sm_layer_analysis_free(cl->an);
+        analysis_free(cl, cl->an);
         free(cl->an);
     }
+    cl->an_mapped = c->stats && !grams && a->outputs == (const float *)cl->outputs->data;
     cl->an = a;
     cl->an_grams = grams;
     *out = a;
@@ -846,7 +876,7 @@ void sm_calib_release(sm_calib *c, int layer)
     free(cl->xf);
     cl->xf = NULL;
     if (cl->an) {
-        sm_layer_analysis_free(cl->an);
+        analysis_free(cl, cl->an);
         free(cl->an);
         cl->an = NULL;
     }

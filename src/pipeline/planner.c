@@ -34,7 +34,7 @@ static int layer_analysis(const sm_model *m, sm_calib *c, int l, const sm_monito
     if (sm_calib_has_stats(c))
         return sm_calib_analysis(c, l, NULL, false, mon, a);
     sm_moe_layer ml;
-    if (sm_moe_layer_load(m, l, &ml))
+    if (sm_moe_layer_load_mon(m, l, mon, &ml))
         return -1;
     int rc = sm_calib_analysis(c, l, &ml.block, false, mon, a);
     sm_moe_layer_free(&ml);
@@ -114,7 +114,8 @@ int sm_planner_run(const sm_model *m, sm_calib *c, const sm_planner_opts *o, con
                               p->assign))
             goto done;
         sm_outputs so = sm_layer_analysis_outputs(a);
-        if (sm_cluster_cost(&so, p->assign, k, NULL, &p->cost))
+        sm_monitor quiet = {NULL, NULL, mon ? mon->cancel : NULL}; /* cancellable, progress silent */
+        if (sm_cluster_cost(&so, p->assign, k, &quiet, &p->cost))
             goto done;
         for (int q = 0; q < k; q++) {
             double s = 0;

@@ -266,7 +266,7 @@ static int resolve_layers(const sm_plan *p, sm_resolved_plan *r, const sm_planne
                           p->file, l);
         if (rl->groups_pending) {
             sm_moe_layer ml;
-            if (sm_moe_layer_load(r->model, l, &ml))
+            if (sm_moe_layer_load_mon(r->model, l, mon, &ml))
                 return -1;
             int rc = sm_layer_cluster(r->calib, &ml, &rl->job, mon, rl->assign);
             sm_moe_layer_free(&ml);

@@ -66,6 +66,9 @@ static void *worker(void *arg)
         memmove(a->q, a->q + 1, sizeof a->q[0] * (size_t)--a->nq);
         a->s.queued = a->nq;
         a->cancel = 0;
+        a->running = j;
+        a->running_now = true;
+        a->preempted = false;
         a->s.busy = true;
         a->s.progress = 0;
         if (j.kind == TUI_JOB_PREVIEW || j.kind == TUI_JOB_RECLUSTER || j.kind == TUI_JOB_SPECTRUM)
@@ -74,7 +77,12 @@ static void *worker(void *arg)
             snprintf(a->s.job, sizeof a->s.job, "%s", names[j.kind]);
         pthread_mutex_unlock(&a->mu);
         sm_monitor mon = {on_progress, a, &a->cancel};
-        if (tui_job_run(a, &j, &mon))
+        int rc = tui_job_run(a, &j, &mon);
+        pthread_mutex_lock(&a->mu);
+        bool preempted = a->preempted; /* queued again behind the user's job: not an error */
+        a->running_now = a->preempted = false;
+        pthread_mutex_unlock(&a->mu);
+        if (rc && !preempted)
             tui_status(a, true, "%s", a->cancel ? "cancelled" : sm_errmsg());
         pthread_mutex_lock(&a->mu);
         a->s.busy = a->nq > 0;

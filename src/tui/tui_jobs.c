@@ -79,13 +79,14 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
             continue;
         sm_moe_layer ml;
         const sm_layer_analysis *an;
-        if (sm_moe_layer_load(a->model, l, &ml)) {
+        double lo = 0.7 + 0.3 * l / c->n_layers, hi = 0.7 + 0.3 * (l + 1) / c->n_layers;
+        /* a stats file has the statistics: the layer's weights are not needed (seconds each) */
+        if (sm_calib_has_stats(a->calib) ? sm_moe_layer_load_shell(a->model, l, &ml)
+                                         : sm_moe_layer_load_mon(a->model, l, mon, &ml)) {
             rc = -1;
             break;
         }
-        rc = sm_calib_analysis(a->calib, l, &ml.block, false,
-                               sm_monitor_span_init(&span, mon, 0.7 + 0.3 * l / c->n_layers,
-                                                    0.7 + 0.3 * (l + 1) / c->n_layers),
+        rc = sm_calib_analysis(a->calib, l, &ml.block, false, sm_monitor_span_init(&span, mon, lo, (lo + hi) / 2),
                                &an);
         int assign[TUI_MAX_EXPERTS];
         bool got = false;
@@ -98,7 +99,7 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
                 memcpy(assign, planned[l].assign, sizeof(int) * (size_t)p.n);
                 got = true;
             } else {
-                rc = cluster_layer(a, l, &p, seed, &ml, NULL, NULL, assign);
+                rc = cluster_layer(a, l, &p, seed, &ml, NULL, sm_monitor_span_init(&span, mon, (lo + hi) / 2, hi), assign);
                 got = !rc;
             }
         }
@@ -206,7 +207,7 @@ static int job_recluster(tui_app *a, int l, const sm_monitor *mon)
     pthread_mutex_unlock(&a->mu);
     sm_moe_layer ml;
     int assign[TUI_MAX_EXPERTS];
-    if (sm_moe_layer_load(a->model, l, &ml))
+    if (sm_moe_layer_load_mon(a->model, l, mon, &ml))
         return -1;
     const sm_cluster_algo kmeans = SM_CLUSTER_KMEANS;
     int rc = cluster_layer(a, l, &p, seed, &ml, &kmeans, mon, assign);
@@ -229,7 +230,7 @@ static int job_spectrum(tui_app *a, int l, int cluster, const sm_monitor *mon)
     if (cluster >= p.k || fresh)
         return 0;
     sm_moe_layer ml;
-    if (sm_moe_layer_load(a->model, l, &ml))
+    if (sm_moe_layer_load_mon(a->model, l, mon, &ml))
         return -1;
     const float **w[3];
     for (int q = 0; q < 3; q++)

@@ -17,9 +17,9 @@
 
 /* ---- queue --------------------------------------------------------------------------------- */
 
-void tui_push(tui_app *a, tui_job j)
+/* Queue j under the lock; front: first among the background jobs (a pre-empted one). */
+static void push_locked(tui_app *a, tui_job j, bool front)
 {
-    pthread_mutex_lock(&a->mu);
     int at = -1;
     for (int i = 0; i < a->nq; i++)
         if (a->q[i].kind == j.kind && a->q[i].layer == j.layer && a->q[i].cluster == j.cluster) {
@@ -34,7 +34,7 @@ void tui_push(tui_app *a, tui_job j)
     }
     if (a->nq < TUI_QUEUE) {
         int pos = a->nq;
-        if (!j.background) /* ahead of the background work, behind earlier user jobs */
+        if (!j.background || front) /* ahead of the background work, behind earlier user jobs */
             for (pos = 0; pos < a->nq && !a->q[pos].background; pos++)
                 ;
         memmove(a->q + pos + 1, a->q + pos, sizeof a->q[0] * (size_t)(a->nq - pos));
@@ -42,6 +42,21 @@ void tui_push(tui_app *a, tui_job j)
         a->nq++;
     }
     a->s.queued = a->nq;
+}
+
+void tui_push(tui_app *a, tui_job j)
+{
+    pthread_mutex_lock(&a->mu);
+    push_locked(a, j, false);
+    /* A user's request does not wait behind a background preview (seconds per layer at real
+     * shapes): cancel it and run it again later, unless it is the very job asked for. */
+    const tui_job *r = &a->running;
+    bool same = r->kind == j.kind && r->layer == j.layer && r->cluster == j.cluster && !j.force;
+    if (!j.background && a->running_now && r->background && !a->preempted && !same) {
+        a->preempted = true;
+        a->cancel = 1;
+        push_locked(a, *r, true);
+    }
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
 }

@@ -4,8 +4,8 @@
  *
  * The UI thread owns the terminal and the state's selection; the worker owns the model, the
  * calibration and the engine. Both touch `s` only under `mu`. Jobs run one at a time, user jobs
- * ahead of background ones (the previews of every layer after calibration); Esc cancels the
- * running job and drops the background ones. */
+ * ahead of background ones (the previews of every layer after calibration), and a user job
+ * pre-empts a running background one; Esc cancels the running job and drops the background ones. */
 #ifndef SM_TUI_WORKER_H
 #define SM_TUI_WORKER_H
 
@@ -40,6 +40,10 @@ typedef struct tui_app {
     int nq;
     bool stop;
     volatile int cancel;
+    tui_job running;          /* the job the worker runs, while running_now */
+    bool running_now;
+    bool preempted;           /* that job, a background one, was cancelled for a user's job and
+                               * queued again: its "cancelled" is not an error */
     /* the worker's */
     sm_model *model;
     sm_calib *calib;
@@ -60,7 +64,9 @@ typedef struct tui_app {
     char last_warning[200];
 } tui_app;
 
-/* Queue a job (identical queued jobs are merged; a user job goes ahead of background ones). */
+/* Queue a job (identical queued jobs are merged; a user job goes ahead of background ones). A user
+ * job pre-empts a running background job: that one is cancelled (within the monitor's bound) and
+ * queued again first among the background work. */
 void tui_push(tui_app *a, tui_job j);
 /* Esc: stop the running job and drop the queued background work. */
 void tui_cancel_work(tui_app *a);

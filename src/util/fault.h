@@ -13,6 +13,8 @@
  * SUBMOE_FAULT="mapped:N"      the same pause once the N-th input file has been mapped and its
  *                               header validated, before any of its data is read (model/st.c)
  * SUBMOE_FAULT="count"          nothing fails; at exit "submoe-fault: W writes, R renames" on stderr
+ * SUBMOE_FAULT="checks"         nothing fails; at exit the number of monitor checks and the longest
+ *                               CPU time a thread worked between two (util/monitor.h), on stderr
  * SUBMOE_FAULT="no-renameat2"   renameat2's flags fail with EINVAL, as on file systems without
  *                               them, so publishing takes its fallbacks (util/publish.h)
  * Every write of the program goes through sm_fwrite / sm_write_file (util/fileio.h) and every

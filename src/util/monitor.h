@@ -28,8 +28,16 @@ static inline bool sm_monitor_cancelled(const sm_monitor *m)
     return m && m->cancel && *m->cancel;
 }
 
-/* 0, or -1 with the message "cancelled" when cancellation was requested. */
-int sm_monitor_check(const sm_monitor *m);
+/* 0, or -1 with the message "cancelled" when cancellation was requested.
+ *
+ * Long loops call it at least every ~200 ms of work at real shapes, so that Esc, q and a signal
+ * take effect within a second. SUBMOE_FAULT=checks measures that (util/fault.h): every check of a
+ * cancellable monitor records the CPU time its thread spent since the thread's previous check
+ * (or since the thread started), and at exit stderr gets "submoe-fault: N monitor checks,
+ * longest gap G ms of CPU time, from FILE:LINE to FILE:LINE" — CPU time, not wall time, so the figure
+ * does not grow when other processes share the cores. */
+int sm_monitor_check_at(const sm_monitor *m, const char *file, int line);
+#define sm_monitor_check(m) sm_monitor_check_at((m), __FILE__, __LINE__)
 
 /* A sub-range [lo, hi] of a parent's progress: work reported as 0..1 on the span's monitor
  * appears as lo..hi on the parent; cancellation is the parent's. */
