@@ -150,9 +150,9 @@ say "matmul 4096x2048 . 2048x1024 (bench_gemm, best of 3 s): oneDNN bf16 ${bf16:
 # faster than fp32: on a CPU with avx512_bf16 but no AMX, oneDNN's bf16 can be the slower one).
 # bf16 counts only where oneDNN runs it natively (an implementation that is not its reference one).
 roof_rate=${sgemm:-0} roof_prec="OpenBLAS sgemm"
-if [ -n "$f32" ] && [ "$(calc "$f32 > $roof_rate")" = 1 ]; then roof_rate=$f32 roof_prec="oneDNN fp32"; fi
+if [ -n "$f32" ] && [ "$(calc "($f32 > $roof_rate)")" = 1 ]; then roof_rate=$f32 roof_prec="oneDNN fp32"; fi
 case "${bf16_impl:-ref}" in
-*bf16* | *amx*) if [ "$(calc "$bf16 > $roof_rate")" = 1 ]; then roof_rate=$bf16 roof_prec="oneDNN bf16"; fi ;;
+*bf16* | *amx*) if [ "$(calc "($bf16 > $roof_rate)")" = 1 ]; then roof_rate=$bf16 roof_prec="oneDNN bf16"; fi ;;
 esac
 say "roof precision: $roof_prec at $roof_rate GFLOP/s"
 say ""
