@@ -54,12 +54,23 @@ static int calibrate(const sm_plan *p, sm_resolved_plan *r, const sm_monitor *mo
     s.quiet = quiet;
     char *tokens = sm_plan_resolve_path(p, p->calib.tokens), *stats = sm_plan_resolve_path(p, p->calib.stats);
     s.tokens = tokens;
-    if (tokens)
+    /* calibration.text: the files relative to the plan, and the digests it recorded checked */
+    char **files = xcalloc((size_t)p->calib.n_text + 1, sizeof *files);
+    for (int i = 0; i < p->calib.n_text; i++)
+        files[i] = sm_plan_resolve_path(p, p->calib.text[i]);
+    sm_text_source text = {(const char *const *)files, p->calib.n_text, p->calib.text_field};
+    s.text = p->calib.n_text ? &text : NULL;
+    s.expect_text_digest = p->calib.text_digest;
+    s.expect_tokenizer_digest = p->calib.tokenizer_digest;
+    if (tokens || s.text)
         r->calib = sm_calib_capture(r->model, &s, stats, mon, &r->calib_reused);
     else if (stats)
         r->calib = sm_calib_read(r->model, stats, p->calib.has_heldout ? p->calib.heldout : -1);
     else
-        sm_err("%s: calibration.tokens (or calibration.stats) is required to merge or prune", p->file);
+        sm_err("%s: calibration.tokens, text or stats is required to merge or prune", p->file);
+    for (int i = 0; i < p->calib.n_text; i++)
+        free(files[i]);
+    free(files);
     free(tokens);
     free(stats);
     return r->calib ? 0 : -1;
@@ -398,7 +409,12 @@ static int check_outdir(const sm_plan *p, const char *outdir, const sm_apply_opt
     sm_paths_add_model(&inputs, model);
     sm_paths_add(&inputs, "plan", p->file);
     sm_paths_add(&inputs, "tokens file", tokens);
-    sm_paths_add(tokens ? &outputs : &inputs, "stats file", stats);
+    for (int i = 0; i < p->calib.n_text; i++) {
+        char *t = sm_plan_resolve_path(p, p->calib.text[i]);
+        sm_paths_add(&inputs, "text file", t);
+        free(t);
+    }
+    sm_paths_add(tokens || p->calib.n_text ? &outputs : &inputs, "stats file", stats);
     for (int i = 0; o->inputs && i < o->inputs->n; i++)
         sm_paths_add(&inputs, o->inputs->v[i].what, o->inputs->v[i].path);
     sm_paths_add(&outputs, "output directory", outdir);

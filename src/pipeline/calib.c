@@ -85,7 +85,7 @@ static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens
         return sm_err("%s: the model has no MoE layers to calibrate", sm_model_dir(m));
     if (total_rows(s) > INT32_MAX)
         return sm_err("%d samples x %d tokens is too many for one run", s->samples, s->seq_len);
-    if ((uint64_t)total_rows(s) > n_tokens)
+    if ((uint64_t)total_rows(s) > n_tokens) /* (text: sm_corpus_windows has said so already) */
         return sm_err("%s holds %zu tokens; %d samples x %d tokens need %" PRId64, s->tokens, n_tokens, s->samples,
                       s->seq_len, total_rows(s));
     int64_t keep = kept_rows(s), held = held_rows(keep, s->heldout);
@@ -94,9 +94,62 @@ static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens
     return 0;
 }
 
-static uint64_t fingerprint(const sm_model *m, const int32_t *ids, const sm_calib_spec *s)
+/* The calibration ids: a token file's, or windows drawn from text (with its digests). */
+typedef struct {
+    sm_tokens t;
+    bool text;
+    char text_digest[SM_CORPUS_DIGEST_LEN], tokenizer_digest[SM_CORPUS_DIGEST_LEN];
+    const char *separator;
+} calib_ids;
+
+static int check_digest(const char *what, const char *want, const char *have)
 {
+    if (want && strcmp(want, have))
+        return sm_err("the %s changed since the plan was written (digest %s, now %s): recalibrating on it would "
+                      "not reproduce the plan's statistics", what, want, have);
+    return 0;
+}
+
+static int read_ids(const sm_model *m, const sm_calib_spec *s, calib_ids *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s->text)
+        return s->tokens ? sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &out->t)
+                         : sm_err("calibration needs a token file or text");
+    sm_corpus c;
+    if (sm_corpus_load(s->text, sm_model_dir(m), sm_model_config(m)->vocab, &c))
+        return -1;
+    char *names = sm_text_source_names(s->text);
+    int n_win = 0;
+    int rc = check_digest("calibration text", s->expect_text_digest, c.text_digest) ||
+                     check_digest("tokenizer", s->expect_tokenizer_digest, c.tokenizer_digest) ||
+                     (s->samples >= 1 && s->seq_len >= 2 &&
+                      sm_corpus_windows(&c, names, s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS, s->seed, &out->t.ids,
+                                        &n_win))
+                 ? -1
+                 : 0;
+    out->t.n = (size_t)n_win * (size_t)(s->seq_len > 0 ? s->seq_len : 0);
+    out->text = true;
+    memcpy(out->text_digest, c.text_digest, sizeof c.text_digest);
+    memcpy(out->tokenizer_digest, c.tokenizer_digest, sizeof c.tokenizer_digest);
+    out->separator = c.separator_kind;
+    free(names);
+    sm_corpus_free(&c);
+    if (rc)
+        sm_tokens_free(&out->t);
+    return rc;
+}
+
+static uint64_t fingerprint(const sm_model *m, const calib_ids *ci, const sm_calib_spec *s)
+{
+    const int32_t *ids = ci->t.ids;
     uint64_t h = SM_FNV_OFFSET;
+    if (ci->text) { /* the whole text and the tokenizer, not only the windows drawn */
+        const char *field = s->text->field ? s->text->field : "text";
+        h = sm_fnv1a(h, ci->text_digest, strlen(ci->text_digest));
+        h = sm_fnv1a(h, ci->tokenizer_digest, strlen(ci->tokenizer_digest));
+        h = sm_fnv1a(h, field, strlen(field) + 1);
+    }
     char *cfgpath = sm_path_join(sm_model_dir(m), "config.json");
     size_t len;
     char *txt = sm_read_file(cfgpath, 1 << 24, &len);
@@ -132,15 +185,13 @@ static uint64_t fingerprint(const sm_model *m, const int32_t *ids, const sm_cali
 
 int sm_calib_spec_fingerprint(const sm_model *m, const sm_calib_spec *s, uint64_t *out)
 {
-    if (!s->tokens)
-        return sm_err("calibration needs a token file");
-    sm_tokens t;
-    if (sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &t))
+    calib_ids ci;
+    if (read_ids(m, s, &ci))
         return -1;
-    int rc = check_spec(m, s, t.n);
+    int rc = check_spec(m, s, ci.t.n);
     if (!rc)
-        *out = fingerprint(m, t.ids, s);
-    sm_tokens_free(&t);
+        *out = fingerprint(m, &ci, s);
+    sm_tokens_free(&ci.t);
     return rc;
 }
 
@@ -334,9 +385,25 @@ static int meta_i(st_writer *w, const char *key, int64_t v)
 }
 
 /* Capture into `path` (atomically: a temporary sibling renamed into place). */
-static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens *t, uint64_t fp, const char *path,
+/* The source of the ids in the stats file's metadata: the token file, or the text and digests. */
+static int meta_source(st_writer *w, const sm_calib_spec *s, const calib_ids *ci)
+{
+    if (!ci->text)
+        return st_writer_meta(w, "tokens", s->tokens);
+    char *names = sm_text_source_names(s->text);
+    int rc = st_writer_meta(w, "text", names) ||
+             st_writer_meta(w, "text_field", s->text->field ? s->text->field : "text") ||
+             st_writer_meta(w, "text_digest", ci->text_digest) ||
+             st_writer_meta(w, "tokenizer_digest", ci->tokenizer_digest) ||
+             st_writer_meta(w, "text_separator", ci->separator) || st_writer_meta(w, "text_windows", "seeded");
+    free(names);
+    return rc ? -1 : 0;
+}
+
+static int capture_to(const sm_model *m, const sm_calib_spec *s, const calib_ids *ci, uint64_t fp, const char *path,
                       const sm_monitor *mon)
 {
+    const sm_tokens *t = &ci->t;
     const sm_config *cfg = sm_model_config(m);
     int total = (int)total_rows(s), keep = (int)kept_rows(s);
     int fit = keep - (int)held_rows(keep, s->heldout);
@@ -365,7 +432,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     sm_model_fingerprint(m, mfp);
     if (st_writer_meta(w, "format", "submoe-activations") || st_writer_meta(w, "version", STATS_VERSION) ||
         st_writer_meta(w, "fingerprint", fph) || st_writer_meta(w, "model_fingerprint", mfp) ||
-        st_writer_meta(w, "model", sm_model_dir(m)) || st_writer_meta(w, "tokens", s->tokens) ||
+        st_writer_meta(w, "model", sm_model_dir(m)) || meta_source(w, s, ci) ||
         meta_i(w, "samples", s->samples) || meta_i(w, "seq_len", s->seq_len) || meta_i(w, "rows", keep) ||
         meta_i(w, "heldout", keep - fit) || meta_i(w, "sample", sample) || meta_i(w, "seed", (int64_t)s->seed))
         goto out;
@@ -418,15 +485,14 @@ sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char
 {
     if (reused)
         *reused = false;
-    if (!s->tokens)
-        return sm_err("calibration needs a token file"), NULL;
-    sm_tokens t;
-    if (sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &t))
+    calib_ids ci;
+    if (read_ids(m, s, &ci))
         return NULL;
+    const sm_tokens t = ci.t;
     sm_calib *c = NULL;
     if (check_spec(m, s, t.n))
         goto out;
-    uint64_t fp = fingerprint(m, t.ids, s), have;
+    uint64_t fp = fingerprint(m, &ci, s), have;
     if (cache && !s->refresh && sm_exists(cache) && sm_calib_file_fingerprint(cache, &have) == 0 && have == fp) {
         if ((c = sm_calib_read(m, cache, -1)) && reused)
             *reused = true;
@@ -438,7 +504,7 @@ sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char
         const char *dir = getenv("TMPDIR");
         path = xasprintf("%s/submoe-calib-%ld", dir && *dir ? dir : "/tmp", (long)getpid());
     }
-    if (capture_to(m, s, &t, fp, path, mon) == 0) {
+    if (capture_to(m, s, &ci, fp, path, mon) == 0) {
         c = sm_calib_read(m, path, -1);
         if (!cache) {
             unlink(path);
@@ -458,7 +524,7 @@ out:
         c->eval_ids = xmalloc(sizeof(int32_t) * (size_t)c->eval_n_seq * (size_t)s->seq_len);
         memcpy(c->eval_ids, t.ids + total_rows(s), sizeof(int32_t) * (size_t)c->eval_n_seq * (size_t)s->seq_len);
     }
-    sm_tokens_free(&t);
+    sm_tokens_free(&ci.t);
     return c;
 }
 
@@ -622,6 +688,11 @@ void sm_calib_free(sm_calib *c)
 const char *sm_calib_path(const sm_calib *c)
 {
     return c->path ? c->path : "(temporary)";
+}
+
+const char *sm_calib_metadata(const sm_calib *c, const char *key)
+{
+    return st_metadata(c->f, key);
 }
 
 bool sm_calib_has_stats(const sm_calib *c)
