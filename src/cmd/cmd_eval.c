@@ -49,6 +49,8 @@ static void usage(FILE *out)
             "      --no-special      encode without the tokenizer's BOS/EOS (lm-eval's add_bos_token=False;\n"
             "                        by default they are added, as lm-eval's HFLM does when it is unset)\n"
             "      --items FILE      write every choice's log-likelihood as TSV to FILE\n"
+            "      --max-length N    left-truncate longer items to N tokens as lm-eval does (default: the\n"
+            "                        config's max_position_embeddings, else 2048)\n"
             "  -q, --quiet           print only the perplexity (with --task: acc acc_norm per file)\n"
             "  -j, --json            print a JSON object (implies no progress bar)\n"
             "  -h, --help            show this help\n");
@@ -108,7 +110,8 @@ int cmd_eval(int argc, char **argv)
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {"task", required_argument, NULL, 'T'},
         {"delimiter", required_argument, NULL, 'D'}, {"no-special", no_argument, NULL, 'B'},
         {"items", required_argument, NULL, 'I'}, {"text", required_argument, NULL, 'X'},
-        {"text-field", required_argument, NULL, 'F'}, {NULL, 0, NULL, 0},
+        {"text-field", required_argument, NULL, 'F'}, {"max-length", required_argument, NULL, 'L'},
+        {NULL, 0, NULL, 0},
     };
     cmd_text_args text;
     cmd_text_args_init(&text, argc);
@@ -126,6 +129,17 @@ int cmd_eval(int argc, char **argv)
         case 'D': ta.delimiter = optarg; task_opts = true; break;
         case 'B': ta.add_special = false; task_opts = true; break;
         case 'I': ta.items_out = optarg; task_opts = true; break;
+        case 'L': {
+            long long v = 0;
+            if (parse_count("--max-length", optarg, 1, &v) || v > 1 << 24) {
+                fprintf(stderr, "submoe eval: %s\n", v > 1 << 24 ? "--max-length: too large" : sm_errmsg());
+                cmd_text_args_free(&text);
+                return 2;
+            }
+            ta.max_length = (int)v;
+            task_opts = true;
+            break;
+        }
         case 't': tokens = optarg; break;
         case 'X': text.files[text.n++] = optarg, text.given = true; break;
         case 'F': text.field = optarg; break;
@@ -154,8 +168,8 @@ int cmd_eval(int argc, char **argv)
     int sources = !!tokens + !!ta.n_files + text.given;
     const char *problem = cmd_text_args_finish(&text, argc, argv, optind) ? sm_errmsg()
                           : sources == 0 ? "--tokens FILE, --text FILE or --task FILE is required"
-                          : sources > 1  ? "one of --tokens, --text and --task"
-                          : task_opts && !ta.n_files       ? "--delimiter, --no-special and --items need --task"
+                          : sources > 1  ? "--tokens, --text and --task do not go together (give one)"
+                          : task_opts && !ta.n_files       ? "--delimiter, --no-special, --items and --max-length need --task"
                           : ta.delimiter && !valid_utf8(ta.delimiter) ? "--delimiter is not valid UTF-8"
                                                            : NULL;
     if (problem) {
