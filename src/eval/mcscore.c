@@ -120,6 +120,10 @@ static int run_batch(const sm_model *m, const mc_seq *seqs, int n, const sm_mc_o
     fo.targets = targets;
     fo.target_logprob = lp;
     fo.mon = o->mon;
+    fo.moe_override = o->moe_override;
+    fo.moe_override_ctx = o->override_ctx;
+    fo.on_layer = o->on_layer;
+    fo.on_layer_ctx = o->override_ctx;
     int rc = sm_forward(m, ids, n, T, &fo);
     for (int s = 0; !rc && s < n; s++) {
         double sum = 0;
@@ -148,14 +152,16 @@ static int score_all(const sm_model *m, const mc_seq *seqs, size_t n, const sm_m
     mc_seq *sorted = xmalloc(n * sizeof *sorted);
     memcpy(sorted, seqs, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, by_length);
-    double bll[MC_MAX_BATCH];
+    size_t budget = o->batch_tokens > 0 ? (size_t)o->batch_tokens : MC_BATCH_TOKENS,
+           max_batch = o->batch_tokens > 0 ? n : MC_MAX_BATCH;
+    double *bll = xmalloc((max_batch > 0 ? max_batch : 1) * sizeof *bll);
     sm_progress p;
     sm_progress_start(&p, "eval", n, o->quiet);
     int rc = 0;
     for (size_t s = 0; s < n && !rc;) {
         size_t k = 1;
         /* sorted: the last sequence of a batch is its longest */
-        while (s + k < n && k < MC_MAX_BATCH && (k + 1) * (size_t)sorted[s + k].len <= MC_BATCH_TOKENS)
+        while (s + k < n && k < max_batch && (k + 1) * (size_t)sorted[s + k].len <= budget)
             k++;
         rc = sm_monitor_check(o->mon) || run_batch(m, sorted + s, (int)k, o, bll, tokens) ? -1 : 0;
         for (size_t i = 0; !rc && i < k; i++)
@@ -165,6 +171,7 @@ static int score_all(const sm_model *m, const mc_seq *seqs, size_t n, const sm_m
         sm_monitor_report(o->mon, (double)s / (double)n, "eval");
     }
     free(sorted);
+    free(bll);
     if (rc) {
         sm_progress_end(&p, false);
         return -1;

@@ -22,6 +22,7 @@
 #include "util/monitor.h"
 #include "eval/mctask.h"
 #include "model/model.h"
+#include "moe/moe.h"
 #include "text/tok.h"
 
 typedef struct sm_mc_opts {
@@ -33,6 +34,13 @@ typedef struct sm_mc_opts {
                              * first tokens dropped; 0: the config's max_position_embeddings, else
                              * 2048, as lm-eval's HFLM) */
     const sm_monitor *mon;  /* cancellation (NULL: none) */
+    /* Another model's MoE layers (forward.h's moe_override and on_layer, passed to every
+     * forward run; NULL: the model's own): the workbench scores a plan without writing it. Each
+     * batch runs every layer again, so batches are then up to batch_tokens (0: the default). */
+    int (*moe_override)(void *ctx, int layer, const sm_moe_block **block);
+    void (*on_layer)(void *ctx, int layer_done);
+    void *override_ctx;
+    int batch_tokens;
 } sm_mc_opts;
 
 typedef struct sm_mc_scores {

@@ -63,10 +63,28 @@ const char *tui_take_warning(tui_app *a)
     return taken;
 }
 
+void tui_app_set_text(tui_app *a, const char *const *files, int n, const char *field)
+{
+    for (int i = 0; i < a->n_text; i++)
+        free(a->text[i]);
+    free(a->text);
+    free(a->text_field);
+    a->text = n ? xcalloc((size_t)n, sizeof *a->text) : NULL;
+    for (int i = 0; i < n; i++)
+        a->text[i] = xstrdup(files[i]);
+    a->n_text = n;
+    a->text_field = field ? xstrdup(field) : NULL;
+    a->text_src = (sm_text_source){(const char *const *)a->text, n, a->text_field};
+    a->spec.text = n ? &a->text_src : NULL;
+}
+
 void tui_app_inputs(const tui_app *a, sm_paths *inputs)
 {
     sm_paths_add_model(inputs, a->s.model);
-    sm_paths_add(inputs, "tokens file", a->calib_file[0] ? NULL : a->tokens);
+    sm_paths_add(inputs, "tokens file", a->calib_file[0] || a->n_text ? NULL : a->tokens);
+    for (int i = 0; !a->calib_file[0] && i < a->n_text; i++)
+        sm_paths_add(inputs, "text file", a->text[i]);
+    sm_paths_add(inputs, "task file", a->task);
     sm_paths_add(inputs, "held-out tokens file", a->heldout);
     sm_paths_add(inputs, "stats file", a->calib_file);
 }
@@ -185,6 +203,14 @@ int tui_app_load_plan(tui_app *a, const char *path)
         free(t);
     } else {
         a->calib_file[0] = 0;
+        char **text = xcalloc((size_t)p.calib.n_text + 1, sizeof *text);
+        for (int i = 0; i < p.calib.n_text; i++)
+            text[i] = sm_plan_resolve_path(&p, p.calib.text[i]);
+        if (p.calib.n_text || p.calib.tokens) /* the plan's source replaces ours */
+            tui_app_set_text(a, (const char *const *)text, p.calib.n_text, p.calib.text_field);
+        for (int i = 0; i < p.calib.n_text; i++)
+            free(text[i]);
+        free(text);
         if (p.calib.tokens) {
             char *t = sm_plan_resolve_path(&p, p.calib.tokens);
             snprintf(a->tokens, sizeof a->tokens, "%s", t);
@@ -217,6 +243,7 @@ int tui_app_load_plan(tui_app *a, const char *path)
     snprintf(s->plan_path, sizeof s->plan_path, "%s", path);
     s->modified = false;
     s->ppl_plan = -1;
+    s->acc_plan = -1;
     s->layer = s->layer >= 0 && s->layer < s->n_layers && s->is_moe[s->layer] ? s->layer : 0;
     s->ci = s->cj = s->spec_cluster = 0;
     tui_clear_history(s);
@@ -235,7 +262,17 @@ void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
     if (a->calib_file[0]) { /* read as it is, with its own held-out split */
         p->calib.stats = xstrdup(a->calib_file);
     } else {
-        p->calib.tokens = xstrdup(a->tokens);
+        if (a->n_text) { /* the text and, once calibrated, the digests the statistics came from */
+            p->calib.text = xcalloc((size_t)a->n_text, sizeof *p->calib.text);
+            for (int i = 0; i < a->n_text; i++)
+                p->calib.text[p->calib.n_text++] = xstrdup(a->text[i]);
+            p->calib.text_field = a->text_field ? xstrdup(a->text_field) : NULL;
+            const char *td = a->calib ? sm_calib_metadata(a->calib, "text_digest") : NULL,
+                       *kd = a->calib ? sm_calib_metadata(a->calib, "tokenizer_digest") : NULL;
+            p->calib.text_digest = td ? xstrdup(td) : NULL;
+            p->calib.tokenizer_digest = kd ? xstrdup(kd) : NULL;
+        } else
+            p->calib.tokens = xstrdup(a->tokens);
         p->calib.has_samples = p->calib.has_seq_len = p->calib.has_keep = p->calib.has_heldout = true;
         p->calib.has_sample = p->calib.has_seed = true;
         p->calib.samples = a->spec.samples, p->calib.seq_len = a->spec.seq_len;
