@@ -1,5 +1,6 @@
 /* calib: calibration capture, statistics and the stats file (see calib.h). */
 #include "pipeline/calib.h"
+#include "pipeline/calib_ids.h"
 #include "forward/forward.h"
 #include "forward/moelayer.h"
 #include "model/st.h"
@@ -94,62 +95,11 @@ static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens
     return 0;
 }
 
-/* The calibration ids: a token file's, or windows drawn from text (with its digests). */
-typedef struct {
-    sm_tokens t;
-    bool text;
-    char text_digest[SM_CORPUS_DIGEST_LEN], tokenizer_digest[SM_CORPUS_DIGEST_LEN];
-    const char *separator;
-} calib_ids;
-
-static int check_digest(const char *what, const char *want, const char *have)
-{
-    if (want && strcmp(want, have))
-        return sm_err("the %s changed since the plan was written (digest %s, now %s): recalibrating on it would "
-                      "not reproduce the plan's statistics", what, want, have);
-    return 0;
-}
-
-static int read_ids(const sm_model *m, const sm_calib_spec *s, calib_ids *out)
-{
-    memset(out, 0, sizeof *out);
-    if (!s->text)
-        return s->tokens ? sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &out->t)
-                         : sm_err("calibration needs a token file or text");
-    sm_corpus c;
-    if (sm_corpus_load(s->text, sm_model_dir(m), sm_model_config(m)->vocab, &c))
-        return -1;
-    char *names = sm_text_source_names(s->text);
-    int n_win = 0;
-    int rc = check_digest("calibration text", s->expect_text_digest, c.text_digest) ||
-                     check_digest("tokenizer", s->expect_tokenizer_digest, c.tokenizer_digest) ||
-                     (s->samples >= 1 && s->seq_len >= 2 &&
-                      sm_corpus_windows(&c, names, s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS, s->seed, &out->t.ids,
-                                        &n_win))
-                 ? -1
-                 : 0;
-    out->t.n = (size_t)n_win * (size_t)(s->seq_len > 0 ? s->seq_len : 0);
-    out->text = true;
-    memcpy(out->text_digest, c.text_digest, sizeof c.text_digest);
-    memcpy(out->tokenizer_digest, c.tokenizer_digest, sizeof c.tokenizer_digest);
-    out->separator = c.separator_kind;
-    free(names);
-    sm_corpus_free(&c);
-    if (rc)
-        sm_tokens_free(&out->t);
-    return rc;
-}
-
-static uint64_t fingerprint(const sm_model *m, const calib_ids *ci, const sm_calib_spec *s)
+static uint64_t fingerprint(const sm_model *m, const sm_calib_ids *ci, const sm_calib_spec *s)
 {
     const int32_t *ids = ci->t.ids;
     uint64_t h = SM_FNV_OFFSET;
-    if (ci->text) { /* the whole text and the tokenizer, not only the windows drawn */
-        const char *field = s->text->field ? s->text->field : "text";
-        h = sm_fnv1a(h, ci->text_digest, strlen(ci->text_digest));
-        h = sm_fnv1a(h, ci->tokenizer_digest, strlen(ci->tokenizer_digest));
-        h = sm_fnv1a(h, field, strlen(field) + 1);
-    }
+    h = sm_calib_ids_hash(h, ci, s); /* text: the whole text and the tokenizer, not only the windows */
     char *cfgpath = sm_path_join(sm_model_dir(m), "config.json");
     size_t len;
     char *txt = sm_read_file(cfgpath, 1 << 24, &len);
@@ -185,8 +135,8 @@ static uint64_t fingerprint(const sm_model *m, const calib_ids *ci, const sm_cal
 
 int sm_calib_spec_fingerprint(const sm_model *m, const sm_calib_spec *s, uint64_t *out)
 {
-    calib_ids ci;
-    if (read_ids(m, s, &ci))
+    sm_calib_ids ci;
+    if (sm_calib_ids_read(m, s, &ci))
         return -1;
     int rc = check_spec(m, s, ci.t.n);
     if (!rc)
@@ -385,22 +335,7 @@ static int meta_i(st_writer *w, const char *key, int64_t v)
 }
 
 /* Capture into `path` (atomically: a temporary sibling renamed into place). */
-/* The source of the ids in the stats file's metadata: the token file, or the text and digests. */
-static int meta_source(st_writer *w, const sm_calib_spec *s, const calib_ids *ci)
-{
-    if (!ci->text)
-        return st_writer_meta(w, "tokens", s->tokens);
-    char *names = sm_text_source_names(s->text);
-    int rc = st_writer_meta(w, "text", names) ||
-             st_writer_meta(w, "text_field", s->text->field ? s->text->field : "text") ||
-             st_writer_meta(w, "text_digest", ci->text_digest) ||
-             st_writer_meta(w, "tokenizer_digest", ci->tokenizer_digest) ||
-             st_writer_meta(w, "text_separator", ci->separator) || st_writer_meta(w, "text_windows", "seeded");
-    free(names);
-    return rc ? -1 : 0;
-}
-
-static int capture_to(const sm_model *m, const sm_calib_spec *s, const calib_ids *ci, uint64_t fp, const char *path,
+static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_ids *ci, uint64_t fp, const char *path,
                       const sm_monitor *mon)
 {
     const sm_tokens *t = &ci->t;
@@ -432,7 +367,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const calib_ids
     sm_model_fingerprint(m, mfp);
     if (st_writer_meta(w, "format", "submoe-activations") || st_writer_meta(w, "version", STATS_VERSION) ||
         st_writer_meta(w, "fingerprint", fph) || st_writer_meta(w, "model_fingerprint", mfp) ||
-        st_writer_meta(w, "model", sm_model_dir(m)) || meta_source(w, s, ci) ||
+        st_writer_meta(w, "model", sm_model_dir(m)) || sm_calib_ids_meta(w, s, ci) ||
         meta_i(w, "samples", s->samples) || meta_i(w, "seq_len", s->seq_len) || meta_i(w, "rows", keep) ||
         meta_i(w, "heldout", keep - fit) || meta_i(w, "sample", sample) || meta_i(w, "seed", (int64_t)s->seed))
         goto out;
@@ -485,8 +420,8 @@ sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char
 {
     if (reused)
         *reused = false;
-    calib_ids ci;
-    if (read_ids(m, s, &ci))
+    sm_calib_ids ci;
+    if (sm_calib_ids_read(m, s, &ci))
         return NULL;
     const sm_tokens t = ci.t;
     sm_calib *c = NULL;
