@@ -419,7 +419,7 @@ static int job_accuracy(tui_app *a, const sm_monitor *mon)
     unsigned gen = tui_plan_gen_sum(&a->s);
     pthread_mutex_unlock(&a->mu);
     sm_monitor_span span;
-    sm_mc_opts o = {.add_special = true, .quiet = true, .batch_tokens = TUI_ACC_BATCH_TOKENS};
+    sm_mc_opts o = {.add_special = true, .quiet = true}; /* the original: batched as eval --task */
     sm_mc_scores sc;
     int rc = 0;
     if (orig < 0) {
@@ -431,6 +431,7 @@ static int job_accuracy(tui_app *a, const sm_monitor *mon)
     sm_built_layers bl;
     sm_built_layers_init(&bl, a->model, ppl_build_layer, &bc, sm_monitor_span_init(&span, mon, 0.3, 1));
     o.mon = bl.mon;
+    o.batch_tokens = TUI_ACC_BATCH_TOKENS;
     o.moe_override = sm_built_override;
     o.on_layer = sm_built_layer_done;
     o.override_ctx = &bl;
