@@ -53,7 +53,8 @@ static void *worker(void *arg)
 {
     tui_app *a = arg;
     static const char *const names[] = {"", "calibrating", "preview", "re-clustering", "spectrum",
-                                        "perplexity", "saving", "opening", "committing"};
+                                        "perplexity", "saving", "opening", "committing", "accuracy"};
+    _Static_assert(sizeof names / sizeof names[0] == TUI_JOB_ACCURACY + 1, "a name for every job kind");
     for (;;) {
         pthread_mutex_lock(&a->mu);
         while (!a->nq && !a->stop)
