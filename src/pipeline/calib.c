@@ -96,11 +96,18 @@ static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens
     return 0;
 }
 
+/* The source fields of s for calib_ids. */
+static sm_calib_source source_of(const sm_calib_spec *s)
+{
+    return (sm_calib_source){s->tokens, s->text, s->expect_text_digest, s->expect_tokenizer_digest,
+                             s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS, s->seed};
+}
+
 static uint64_t fingerprint(const sm_model *m, const sm_calib_ids *ci, const sm_calib_spec *s)
 {
     const int32_t *ids = ci->t.ids;
     uint64_t h = SM_FNV_OFFSET;
-    h = sm_calib_ids_hash(h, ci, s); /* text: the whole text and the tokenizer, not only the windows */
+    h = sm_calib_ids_hash(h, ci); /* text: the whole text and the tokenizer, not only the windows */
     char *cfgpath = sm_path_join(sm_model_dir(m), "config.json");
     size_t len;
     char *txt = sm_read_file(cfgpath, 1 << 24, &len);
@@ -139,7 +146,8 @@ static uint64_t fingerprint(const sm_model *m, const sm_calib_ids *ci, const sm_
 int sm_calib_spec_fingerprint(const sm_model *m, const sm_calib_spec *s, uint64_t *out)
 {
     sm_calib_ids ci;
-    if (sm_calib_ids_read(m, s, &ci))
+    sm_calib_source src = source_of(s);
+    if (sm_calib_ids_read(m, &src, &ci))
         return -1;
     int rc = check_spec(m, s, ci.t.n);
     if (!rc)
@@ -388,7 +396,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
     sm_model_fingerprint(m, mfp);
     if (st_writer_meta(w, "format", "submoe-activations") || st_writer_meta(w, "version", STATS_VERSION) ||
         st_writer_meta(w, "fingerprint", fph) || st_writer_meta(w, "model_fingerprint", mfp) ||
-        st_writer_meta(w, "model", sm_model_dir(m)) || sm_calib_ids_meta(w, s, ci) ||
+        st_writer_meta(w, "model", sm_model_dir(m)) || sm_calib_ids_meta(w, ci) ||
         meta_i(w, "samples", s->samples) || meta_i(w, "seq_len", s->seq_len) || meta_i(w, "rows", keep) ||
         meta_i(w, "heldout", keep - fit) || meta_i(w, "sample", sample) || meta_i(w, "seed", (int64_t)s->seed))
         goto out;
@@ -444,7 +452,8 @@ sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char
     if (reused)
         *reused = false;
     sm_calib_ids ci;
-    if (sm_calib_ids_read(m, s, &ci))
+    sm_calib_source src = source_of(s);
+    if (sm_calib_ids_read(m, &src, &ci))
         return NULL;
     const sm_tokens t = ci.t;
     sm_calib *c = NULL;

@@ -15,9 +15,10 @@ static int check_digest(const char *what, const char *names, const char *want, c
     return 0;
 }
 
-int sm_calib_ids_read(const sm_model *m, const sm_calib_spec *s, sm_calib_ids *out)
+int sm_calib_ids_read(const sm_model *m, const sm_calib_source *s, sm_calib_ids *out)
 {
     memset(out, 0, sizeof *out);
+    out->src = *s;
     if (!s->text)
         return s->tokens ? sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &out->t)
                          : sm_err("calibration needs a token file or text");
@@ -29,7 +30,7 @@ int sm_calib_ids_read(const sm_model *m, const sm_calib_spec *s, sm_calib_ids *o
     int rc = check_digest("calibration text", names, s->expect_text_digest, c.text_digest) ||
                      check_digest("tokenizer", tok, s->expect_tokenizer_digest, c.tokenizer_digest) ||
                      (s->samples >= 1 && s->seq_len >= 2 &&
-                      sm_corpus_windows(&c, names, s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS, s->seed, &out->t.ids,
+                      sm_corpus_windows(&c, names, s->samples, s->seq_len, s->eval_windows, s->seed, &out->t.ids,
                                         &n_win))
                  ? -1
                  : 0;
@@ -46,18 +47,20 @@ int sm_calib_ids_read(const sm_model *m, const sm_calib_spec *s, sm_calib_ids *o
     return rc;
 }
 
-uint64_t sm_calib_ids_hash(uint64_t h, const sm_calib_ids *ci, const sm_calib_spec *s)
+uint64_t sm_calib_ids_hash(uint64_t h, const sm_calib_ids *ci)
 {
     if (!ci->text)
         return h;
+    const sm_calib_source *s = &ci->src;
     const char *field = s->text->field ? s->text->field : "text";
     h = sm_fnv1a(h, ci->text_digest, strlen(ci->text_digest));
     h = sm_fnv1a(h, ci->tokenizer_digest, strlen(ci->tokenizer_digest));
     return sm_fnv1a(h, field, strlen(field) + 1);
 }
 
-int sm_calib_ids_meta(st_writer *w, const sm_calib_spec *s, const sm_calib_ids *ci)
+int sm_calib_ids_meta(st_writer *w, const sm_calib_ids *ci)
 {
+    const sm_calib_source *s = &ci->src;
     if (!ci->text)
         return st_writer_meta(w, "tokens", s->tokens);
     char *names = sm_text_source_names(s->text);
