@@ -1,9 +1,11 @@
 /* demo_table: the paper's comparison on a bundled demo model — held-out perplexity of the
  * original and, at 25% and 50% expert reduction, of every merge and pruning method with the
- * `remap` and `collapse-lstsq` routers (issue 5's acceptance table; DESIGN §5 "Quality").
+ * `remap` and `collapse-lstsq` routers (issue 5's acceptance table; DESIGN §5 "Quality"), and
+ * the zero-shot accuracy (acc, eval --task) of the collapse-lstsq model on the demo task, the
+ * shape of the paper's Table 1 (issue 17).
  *
  *   bench/demo_table [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N]
- *                    [--seq-len T] [--max-tokens N] [--align]
+ *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]
  *
  * Every row is built with the same pipeline `submoe apply` runs (each layer resolved by
  * pipeline/resolve.h from the row's defaults and the planner's groups; pipeline/build.h: statistics
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/mcscore.h"
 #include "model/tokens.h"
 #include "pipeline/build.h"
 #include "pipeline/planner.h"
@@ -33,10 +36,33 @@ static sm_model *model;
 static sm_calib *calib;
 static sm_tokens held;
 static int n_seq, seq_len;
+static sm_tok *tok;          /* NULL: no accuracy column */
+static sm_mc_task task;
+
+static int blocks_override(void *ctx, int layer, const sm_moe_block **block)
+{
+    *block = ((const sm_moe_block *const *)ctx)[layer];
+    return 0;
+}
+
+/* acc on the task with MoE layers from blocks (NULL entries: the model's own). */
+static double task_acc(const sm_moe_block **blocks)
+{
+    sm_mc_opts o = {.add_special = true, .quiet = true, .moe_override = blocks_override,
+                    .override_ctx = (void *)blocks, .batch_tokens = 65536};
+    sm_mc_scores sc;
+    if (sm_mc_score(model, tok, &task, &o, &sc)) {
+        fprintf(stderr, "demo_table: %s\n", sm_errmsg());
+        return NAN;
+    }
+    double acc = sc.acc;
+    sm_mc_scores_free(&sc);
+    return acc;
+}
 
 /* Perplexity of a whole-model plan: every MoE layer built with `method` at the planned k. */
 static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_router_mode router, bool is_auto,
-                       bool align)
+                       bool align, double *acc)
 {
     const sm_config *c = sm_model_config(model);
     sm_layer_build *b = calloc((size_t)c->n_layers, sizeof *b);
@@ -66,6 +92,8 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
     }
     if (ok && sm_perplexity_with(model, held.ids, n_seq, seq_len, blocks, NULL, &ppl) != 0)
         fprintf(stderr, "demo_table: %s\n", sm_errmsg());
+    if (acc)
+        *acc = ok && tok ? task_acc(blocks) : NAN;
     for (int l = 0; l < c->n_layers; l++) {
         sm_layer_build_free(&b[l]);
         sm_resolved_layer_free(&rl[l]);
@@ -78,7 +106,8 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
 
 int main(int argc, char **argv)
 {
-    const char *dir = "data/demo", *ctok = "data/calib.u32", *htok = "data/heldout.u32";
+    const char *dir = "data/demo", *ctok = "data/calib.u32", *htok = "data/heldout.u32",
+               *task_file = "data/demo-task.jsonl";
     int samples = 32, max_tokens = 32768;
     seq_len = 256;
     for (int i = 1; i < argc; i++) {
@@ -94,9 +123,13 @@ int main(int argc, char **argv)
             seq_len = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-tokens") && i + 1 < argc)
             max_tokens = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--task") && i + 1 < argc)
+            task_file = argv[++i];
+        else if (!strcmp(argv[i], "--no-task"))
+            task_file = NULL;
         else {
             fprintf(stderr, "usage: %s [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N] "
-                            "[--seq-len T] [--max-tokens N]\n", argv[0]);
+                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]\n", argv[0]);
             return 2;
         }
     }
@@ -104,6 +137,8 @@ int main(int argc, char **argv)
         sm_die("%s", sm_errmsg());
     const sm_config *c = sm_model_config(model);
     if (sm_tokens_read(htok, c->vocab, &held))
+        sm_die("%s", sm_errmsg());
+    if (task_file && (sm_mc_task_read(task_file, &task) || !(tok = sm_tok_load(dir))))
         sm_die("%s", sm_errmsg());
     n_seq = (int)((held.n < (size_t)max_tokens ? held.n : (size_t)max_tokens) / (size_t)seq_len);
     sm_calib_spec s;
@@ -119,13 +154,18 @@ int main(int argc, char **argv)
     double base;
     if (sm_perplexity_with(model, held.ids, n_seq, seq_len, none, NULL, &base))
         sm_die("%s", sm_errmsg());
+    double base_acc = tok ? task_acc(none) : NAN;
     free(none);
     int n_experts = sm_model_layer_experts(model, c->n_layers - 1);
     printf("demo_table: %s (%s, %d MoE layers x %d experts, top-%d)\n", dir, sm_arch_name(c->arch),
            c->n_moe_layers, n_experts, c->top_k);
     printf("calibration: %d x %d tokens of %s (4096 rows kept per layer, 1024 held out); "
            "evaluation: %d x %d tokens of %s\n\n", samples, seq_len, ctok, n_seq, seq_len, htok);
-    printf("original perplexity %.3f\n\n", base);
+    printf("original perplexity %.3f", base);
+    if (tok)
+        printf(", accuracy %.3f on %s (%zu items, acc as eval --task; the acc column: the lstsq model)",
+               base_acc, task_file, task.n);
+    printf("\n\n");
 
     const row rows[] = {
         {"submoe", SM_MERGE_SUBMOE, false, false, false, SM_CLUSTER_KMEANS},
@@ -142,7 +182,7 @@ int main(int argc, char **argv)
     const double ratios[2] = {0.25, 0.5};
     printf("%-18s", "method");
     for (int r = 0; r < 2; r++)
-        printf(" | %3.0f%% fewer: remap  lstsq", ratios[r] * 100);
+        printf(" | %3.0f%% fewer: remap  lstsq%s", ratios[r] * 100, tok ? "    acc" : "");
     printf("\n");
     double best_merge[2] = {INFINITY, INFINITY}, best_prune[2] = {INFINITY, INFINITY}, avg[2] = {0, 0};
     double unaligned[2] = {INFINITY, INFINITY}, aligned[2] = {INFINITY, INFINITY}, autov[2] = {0, 0};
@@ -155,11 +195,15 @@ int main(int argc, char **argv)
             if (c->n_layers > 64 || sm_planner_run(model, calib, &po, NULL, pl))
                 sm_die("%s", sm_errmsg());
             bool prune = !sm_merge_method_merges(rows[q].method);
-            double p_remap = plan_ppl(pl, rows[q].method, SM_ROUTER_REMAP, rows[q].is_auto, rows[q].align);
+            double acc = NAN;
+            double p_remap = plan_ppl(pl, rows[q].method, SM_ROUTER_REMAP, rows[q].is_auto, rows[q].align,
+                                      prune ? &acc : NULL);
             double p_lstsq = prune ? p_remap
                                    : plan_ppl(pl, rows[q].method, SM_ROUTER_COLLAPSE_LSTSQ, rows[q].is_auto,
-                                              rows[q].align);
+                                              rows[q].align, &acc);
             printf(" |           %7.3f %6.3f", p_remap, p_lstsq);
+            if (tok)
+                printf(" %6.3f", acc);
             double best = fmin(p_remap, p_lstsq);
             if (rows[q].method == SM_MERGE_SUBMOE && !rows[q].is_auto && !rows[q].adaptive && !rows[q].align)
                 unaligned[r] = fmin(unaligned[r], best);
@@ -194,6 +238,8 @@ int main(int argc, char **argv)
                fmin(best_merge[r], best_prune[r]));
     printf("(%.1f s)\n", sm_now() - t0);
     sm_calib_free(calib);
+    sm_tok_free(tok);
+    sm_mc_task_free(&task);
     sm_tokens_free(&held);
     sm_model_close(model);
     return 0;

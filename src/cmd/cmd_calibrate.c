@@ -1,6 +1,7 @@
 /* submoe calibrate: capture the MoE-block inputs of calibration tokens and the engine's
  * statistics on them into a stats file (pipeline/calib.h). */
 #include "cmd/cmd.h"
+#include "cmd/text_args.h"
 #include "model/model.h"
 #include "pipeline/calib.h"
 #include "util/diag.h"
@@ -20,6 +21,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: submoe calibrate MODEL --tokens FILE -o OUT [OPTIONS]\n"
+            "       submoe calibrate MODEL --text FILE... -o OUT [OPTIONS]\n"
             "\n"
             "Run MODEL on --samples windows of --seq-len consecutive tokens from FILE (from the start,\n"
             "non-overlapping; raw little-endian uint32 or .npy int32/int64) with the built-in forward\n"
@@ -30,14 +32,19 @@ static void usage(FILE *out)
             "OUT records a fingerprint of the model, the settings and the tokens: if it already\n"
             "matches, nothing is recomputed. See submoe(1), FILES.\n"
             "\n"
-            "  -t, --tokens FILE     calibration token file (required)\n"
+            "  -t, --tokens FILE     calibration token file\n"
+            "      --text FILE...    calibration text instead: UTF-8 plain text (a file is a document) or\n"
+            "                        JSON Lines (.jsonl: a document per line), tokenized with MODEL's\n"
+            "                        tokenizer.json, each document after the tokenizer's BOS (else EOS);\n"
+            "                        the windows are drawn from the stream with --seed (see submoe(1), TEXT)\n"
+            "      --text-field NAME the JSON Lines field holding the text (text)\n"
             "  -o, --out FILE        stats file to write (required)\n"
             "  -s, --samples N       calibration sequences (32)\n"
             "  -n, --seq-len N       tokens per sequence (256)\n"
             "  -k, --keep M          keep a uniform sample of M rows per layer (4096; 0 = all)\n"
             "      --heldout M       rows of those held out for previews (a quarter)\n"
             "      --sample M        rows every expert runs on for output similarity (512)\n"
-            "      --seed S          sampling seed (1)\n"
+            "      --seed S          sampling seed: rows, and with --text the windows (1)\n"
             "  -P, --precision P     the forward pass's and the statistics' products: auto (bf16\n"
             "                        where faster: AMX, or AVX512-BF16 on AMD; else fp32), fp32 or bf16 (auto)\n"
             "  -f, --force           recompute even if OUT is up to date\n"
@@ -58,16 +65,20 @@ static int parse_ll(const char *opt, const char *s, long long lo, long long hi, 
 
 int cmd_calibrate(int argc, char **argv)
 {
-    enum { O_SEED = 256, O_HELDOUT, O_SAMPLE };
+    enum { O_SEED = 256, O_HELDOUT, O_SAMPLE, O_TEXT, O_TEXT_FIELD };
     static const struct option opts[] = {
         {"tokens", required_argument, NULL, 't'}, {"out", required_argument, NULL, 'o'},
         {"samples", required_argument, NULL, 's'}, {"seq-len", required_argument, NULL, 'n'},
         {"keep", required_argument, NULL, 'k'}, {"seed", required_argument, NULL, O_SEED},
         {"heldout", required_argument, NULL, O_HELDOUT}, {"sample", required_argument, NULL, O_SAMPLE},
         {"force", no_argument, NULL, 'f'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'}, {"precision", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'}, {"precision", required_argument, NULL, 'P'},
+        {"text", required_argument, NULL, O_TEXT}, {"text-field", required_argument, NULL, O_TEXT_FIELD},
+        {NULL, 0, NULL, 0},
     };
     const char *tokens = NULL, *out = NULL, *precision = "auto";
+    cmd_text_args text;
+    cmd_text_args_init(&text, argc);
     sm_calib_spec spec;
     sm_calib_spec_default(&spec);
     long long samples = spec.samples, seq_len = spec.seq_len, keep = spec.keep, seed = (long long)spec.seed;
@@ -88,22 +99,31 @@ int cmd_calibrate(int argc, char **argv)
         case O_SEED: bad |= parse_ll("--seed", optarg, 0, INT64_MAX, &seed); break;
         case 'f': force = true; break;
         case 'q': quiet = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case O_TEXT: text.files[text.n++] = optarg, text.given = true; break;
+        case O_TEXT_FIELD: text.field = optarg; break;
+        case 'h': usage(stdout); cmd_text_args_free(&text); return 0;
+        default: usage(stderr); cmd_text_args_free(&text); return 2;
         }
         if (bad) {
             fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
+            cmd_text_args_free(&text);
             return 2;
         }
     }
     if (sm_precision_parse(precision, &spec.precision)) {
         fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
+        cmd_text_args_free(&text);
         return 2;
     }
-    if (optind != argc - 1 || !tokens || !out) {
-        fprintf(stderr, "submoe calibrate: %s\n",
-                !tokens ? "--tokens FILE is required" : !out ? "-o OUT is required" : "expected one MODEL directory");
+    const char *problem = cmd_text_args_finish(&text, argc, argv, optind) ? sm_errmsg()
+                          : !tokens && !text.given                           ? "--tokens FILE or --text FILE is required"
+                          : tokens && text.given                             ? "--tokens and --text do not go together"
+                          : !out                                             ? "-o OUT is required"
+                                                                             : NULL;
+    if (problem) {
+        fprintf(stderr, "submoe calibrate: %s\n", problem);
         usage(stderr);
+        cmd_text_args_free(&text);
         return 2;
     }
     /* The stats file is replaced atomically: through a symbolic link to its regular file (the
@@ -116,12 +136,15 @@ int cmd_calibrate(int argc, char **argv)
                    "and renamed into place)", out);
         fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
         free(target);
+        cmd_text_args_free(&text);
         return 1;
     }
     /* never over the model or the tokens (calibrate m -o m/model.safetensors) */
     sm_paths inputs = {0}, outputs = {0};
     sm_paths_add_model(&inputs, argv[optind]);
     sm_paths_add(&inputs, "tokens file", tokens);
+    for (int i = 0; i < text.n; i++)
+        sm_paths_add(&inputs, "text file", text.files[i]);
     sm_paths_add(&outputs, "stats file", out);
     int guard = sm_check_output_paths(&inputs, &outputs);
     sm_paths_free(&inputs);
@@ -130,9 +153,11 @@ int cmd_calibrate(int argc, char **argv)
     if (!m) {
         fprintf(stderr, "submoe calibrate: %s\n", sm_errmsg());
         free(target);
+        cmd_text_args_free(&text);
         return 1;
     }
     spec.tokens = tokens;
+    spec.text = text.given ? &text.src : NULL;
     spec.samples = (int)samples;
     spec.seq_len = (int)seq_len;
     spec.keep = keep;
@@ -161,11 +186,16 @@ int cmd_calibrate(int argc, char **argv)
             printf("%s is up to date (fingerprint %016" PRIx64 ")\n", out, fp);
         else
             printf("%s: %d MoE layers x %" PRId64 " rows (%" PRId64 " fit, %" PRId64
-                   " held out) from %lld samples x %lld tokens, with statistics\n",
-                   out, cfg->n_moe_layers, m_fit + m_held, m_fit, m_held, samples, seq_len);
+                   " held out) from %lld samples x %lld tokens%s, with statistics\n",
+                   out, cfg->n_moe_layers, m_fit + m_held, m_fit, m_held, samples, seq_len,
+                   text.given ? " drawn from the text" : "");
+        if (text.given)
+            printf("text digest %s, tokenizer digest %s\n", sm_calib_metadata(c, "text_digest"),
+                   sm_calib_metadata(c, "tokenizer_digest"));
     }
     sm_calib_free(c);
     sm_model_close(m);
     free(target);
+    cmd_text_args_free(&text);
     return rc;
 }

@@ -2,6 +2,7 @@
  * zero-shot multiple-choice accuracy on task files (--task; cmd/eval_task.c). */
 #include "cmd/cmd.h"
 #include "cmd/eval_task.h"
+#include "cmd/text_args.h"
 #include "forward/eval.h"
 #include "model/model.h"
 #include "model/tokens.h"
@@ -22,6 +23,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: submoe eval MODEL --tokens FILE [OPTIONS]\n"
+            "       submoe eval MODEL --text FILE... [--text-field NAME] [OPTIONS]\n"
             "       submoe eval MODEL --task FILE.jsonl [--task FILE.jsonl ...] [OPTIONS]\n"
             "\n"
             "Perplexity of MODEL on the token ids in FILE (raw little-endian uint32, or .npy int32/int64),\n"
@@ -29,7 +31,11 @@ static void usage(FILE *out)
             "from the preceding ones in the window; trailing tokens that do not fill a window are dropped.\n"
             "For byte-level models (vocabulary 256) also bits per byte (= log2 perplexity).\n"
             "\n"
-            "  -t, --tokens FILE     token file (required)\n"
+            "  -t, --tokens FILE     token file\n"
+            "      --text FILE...    text instead: UTF-8 plain text (a file is a document) or JSON Lines\n"
+            "                        (.jsonl: a document per line), tokenized with MODEL's tokenizer.json,\n"
+            "                        each document after the tokenizer's BOS (else EOS); see submoe(1), TEXT\n"
+            "      --text-field NAME the JSON Lines field holding the text (text)\n"
             "  -n, --seq-len N       window length (256)\n"
             "  -m, --max-tokens N    use at most the first N tokens (all)\n"
             "  -P, --precision P     products of the weights: auto (bf16 where faster than fp32: AMX,\n"
@@ -45,6 +51,8 @@ static void usage(FILE *out)
             "      --no-special      encode without the tokenizer's BOS/EOS (lm-eval's add_bos_token=False;\n"
             "                        by default they are added, as lm-eval's HFLM does when it is unset)\n"
             "      --items FILE      write every choice's log-likelihood as TSV to FILE\n"
+            "      --max-length N    left-truncate longer items to N tokens as lm-eval does (default: the\n"
+            "                        config's max_position_embeddings, else 2048)\n"
             "  -q, --quiet           print only the perplexity (with --task: acc acc_norm per file)\n"
             "  -j, --json            print a JSON object (implies no progress bar)\n"
             "  -h, --help            show this help\n");
@@ -62,10 +70,17 @@ static int parse_count(const char *opt, const char *s, long long lo, long long *
 }
 
 /* The result as one JSON object: every field or an error (util/jsonout.h), never `{}`. */
-static int print_json(const char *dir, const char *tokens, const sm_eval_result *r)
+static int print_json(const char *dir, const char *tokens, const sm_corpus *text, const sm_eval_result *r)
 {
     json_t *j = json_object();
-    int bad = sm_json_set(j, "model", json_string(dir)) | sm_json_set(j, "tokens_file", json_string(tokens)) |
+    int bad = sm_json_set(j, "model", json_string(dir));
+    if (text)
+        bad |= sm_json_set(j, "text_digest", json_string(text->text_digest)) |
+               sm_json_set(j, "tokenizer_digest", json_string(text->tokenizer_digest)) |
+               sm_json_set(j, "documents", json_integer((json_int_t)text->docs));
+    else
+        bad |= sm_json_set(j, "tokens_file", json_string(tokens));
+    bad |= 
               sm_json_set(j, "seq_len", json_integer(r->seq_len)) |
               sm_json_set(j, "windows", json_integer(r->windows)) |
               sm_json_set(j, "tokens", json_integer((json_int_t)r->tokens)) |
@@ -97,8 +112,11 @@ int cmd_eval(int argc, char **argv)
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {"task", required_argument, NULL, 'T'},
         {"delimiter", required_argument, NULL, 'D'}, {"no-special", no_argument, NULL, 'B'},
         {"items", required_argument, NULL, 'I'}, {"precision", required_argument, NULL, 'P'},
-        {NULL, 0, NULL, 0},
+        {"text", required_argument, NULL, 'X'}, {"text-field", required_argument, NULL, 'F'},
+        {"max-length", required_argument, NULL, 'L'}, {NULL, 0, NULL, 0},
     };
+    cmd_text_args text;
+    cmd_text_args_init(&text, argc);
     const char *task_files[argc > 0 ? argc : 1]; /* at most one per argument */
     sm_eval_task_args ta = {.files = task_files, .add_special = true};
     bool task_opts = false;
@@ -115,41 +133,59 @@ int cmd_eval(int argc, char **argv)
         case 'D': ta.delimiter = optarg; task_opts = true; break;
         case 'B': ta.add_special = false; task_opts = true; break;
         case 'I': ta.items_out = optarg; task_opts = true; break;
+        case 'L': {
+            long long v = 0;
+            if (parse_count("--max-length", optarg, 1, &v) || v > 1 << 24) {
+                fprintf(stderr, "submoe eval: %s\n", v > 1 << 24 ? "--max-length: too large" : sm_errmsg());
+                cmd_text_args_free(&text);
+                return 2;
+            }
+            ta.max_length = (int)v;
+            task_opts = true;
+            break;
+        }
         case 't': tokens = optarg; break;
+        case 'X': text.files[text.n++] = optarg, text.given = true; break;
+        case 'F': text.field = optarg; break;
         case 'n':
             if (parse_count("--seq-len", optarg, 2, &seq_len) || seq_len > 1 << 24) {
                 if (seq_len > 1 << 24)
                     sm_err("--seq-len: %lld is too large", seq_len);
                 fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
+                cmd_text_args_free(&text);
                 return 2;
             }
             break;
         case 'm':
             if (parse_count("--max-tokens", optarg, 2, &max_tokens)) {
                 fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
+                cmd_text_args_free(&text);
                 return 2;
             }
             break;
         case 'q': quiet = true; break;
         case 'j': json = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h': usage(stdout); cmd_text_args_free(&text); return 0;
+        default: usage(stderr); cmd_text_args_free(&text); return 2;
         }
     }
-    const char *problem = optind != argc - 1            ? "expected one MODEL directory"
-                          : !tokens && !ta.n_files         ? "--tokens FILE or --task FILE is required"
-                          : tokens && ta.n_files           ? "--tokens and --task do not go together"
-                          : task_opts && !ta.n_files       ? "--delimiter, --no-special and --items need --task"
+    int sources = !!tokens + !!ta.n_files + text.given;
+    const char *problem = cmd_text_args_finish(&text, argc, argv, optind) ? sm_errmsg()
+                          : sources == 0 ? "--tokens FILE, --text FILE or --task FILE is required"
+                          : sources > 1  ? "--tokens, --text and --task do not go together (give one)"
+                          : task_opts && !ta.n_files       ? "--delimiter, --no-special, --items and --max-length need --task"
                           : ta.delimiter && !valid_utf8(ta.delimiter) ? "--delimiter is not valid UTF-8"
                                                            : NULL;
     if (problem) {
         fprintf(stderr, "submoe eval: %s\n", problem);
         usage(stderr);
+        cmd_text_args_free(&text);
         return 2;
     }
     sm_precision prec;
     if (sm_precision_parse(precision, &prec)) {
         fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
+        cmd_text_args_free(&text);
         return 2;
     }
     ta.precision = prec;
@@ -158,19 +194,26 @@ int cmd_eval(int argc, char **argv)
         ta.model = dir;
         ta.quiet = quiet;
         ta.json = json;
+        cmd_text_args_free(&text);
         return sm_eval_tasks(&ta);
     }
     sm_model *m = sm_model_open(dir);
     if (!m) {
         fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
+        cmd_text_args_free(&text);
         return 1;
     }
-    sm_tokens t;
-    if (sm_tokens_read(tokens, sm_model_config(m)->vocab, &t)) {
+    sm_tokens t = {0};
+    sm_corpus corpus = {0};
+    if (text.given ? sm_corpus_load(&text.src, dir, sm_model_config(m)->vocab, &corpus)
+                   : sm_tokens_read(tokens, sm_model_config(m)->vocab, &t)) {
         fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
         sm_model_close(m);
+        cmd_text_args_free(&text);
         return 1;
     }
+    if (text.given) /* the stream stands for the token file */
+        t.ids = corpus.ids, t.n = corpus.n, corpus.ids = NULL;
     sm_eval_result r;
     int rc = sm_eval_perplexity_prec(m, t.ids, t.n, (int)seq_len, (size_t)max_tokens, quiet || json, prec,
                                      sm_signals_monitor(), &r);
@@ -179,7 +222,7 @@ int cmd_eval(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "submoe eval: %s\n", sm_signals_errmsg());
     } else if (json) {
-        rc = print_json(dir, tokens, &r);
+        rc = print_json(dir, tokens, text.given ? &corpus : NULL, &r);
         if (rc)
             fprintf(stderr, "submoe eval: %s\n", sm_errmsg());
     } else if (quiet) {
@@ -195,6 +238,8 @@ int cmd_eval(int argc, char **argv)
                r.seconds > 0 ? r.tokens / r.seconds : 0.0, sm_precision_name(prec));
     }
     sm_tokens_free(&t);
+    sm_corpus_free(&corpus);
+    cmd_text_args_free(&text);
     sm_model_close(m);
     return rc ? 1 : 0;
 }

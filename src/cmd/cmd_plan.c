@@ -2,6 +2,7 @@
  * every MoE layer and write a complete, explicit YAML plan with the statistics behind it as
  * comments. */
 #include "cmd/cmd.h"
+#include "cmd/text_args.h"
 #include "pipeline/resolve.h"
 #include "plan/plan.h"
 #include "util/datadir.h"
@@ -24,6 +25,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: submoe plan MODEL (--experts N | --ratio R) -o PLAN [OPTIONS]\n"
+            "       submoe plan MODEL (--experts N | --ratio R) --text FILE... -o PLAN [OPTIONS]\n"
             "\n"
             "Calibrate MODEL (or reuse --calib), decide how many experts every MoE layer keeps, cluster\n"
             "its experts and write PLAN, a complete submoe-plan(5) document: every layer's expert count,\n"
@@ -56,6 +58,10 @@ static void usage(FILE *out)
             "                           experts trained from scratch; auto tries both)\n"
             "Calibration:\n"
             "  -t, --tokens FILE        calibration tokens (default: the bundled data/calib.u32)\n"
+            "      --text FILE...       calibration text instead, tokenized with MODEL's tokenizer.json, windows\n"
+            "                           drawn with seed 1 (as submoe calibrate --text); the plan records the\n"
+            "                           files and the text and tokenizer digests\n"
+            "      --text-field NAME    the JSON Lines field holding the text (text)\n"
             "  -c, --calib FILE         stats file: an existing one is read as it is (from submoe calibrate\n"
             "                           or an activations file made elsewhere); with --tokens, or when it\n"
             "                           does not exist, it caches the capture (reused when it matches)\n"
@@ -208,7 +214,9 @@ static int check_paths(const sm_plan *p, const char *model, const char *out)
     sm_paths inputs = {0}, outputs = {0};
     sm_paths_add_model(&inputs, model);
     sm_paths_add(&inputs, "tokens file", p->calib.tokens);
-    sm_paths_add(p->calib.tokens ? &outputs : &inputs, "stats file", p->calib.stats);
+    for (int i = 0; i < p->calib.n_text; i++)
+        sm_paths_add(&inputs, "text file", p->calib.text[i]);
+    sm_paths_add(p->calib.tokens || p->calib.n_text ? &outputs : &inputs, "stats file", p->calib.stats);
     sm_paths_add(&outputs, "plan", out);
     int rc = sm_check_output_paths(&inputs, &outputs);
     sm_paths_free(&inputs);
@@ -218,7 +226,7 @@ static int check_paths(const sm_plan *p, const char *model, const char *out)
 
 enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
        O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR, O_ALIGN,
-       O_SVD };
+       O_SVD, O_TEXT, O_TEXT_FIELD };
 static const struct option plan_options[] = {
     {"experts", required_argument, NULL, 'e'},    {"ratio", required_argument, NULL, 'r'},
     {"allocation", required_argument, NULL, O_ALLOC}, {"window", required_argument, NULL, O_WINDOW},
@@ -233,6 +241,7 @@ static const struct option plan_options[] = {
     {"dtype", required_argument, NULL, O_DTYPE},  {"shard-size", required_argument, NULL, O_SHARD},
     {"out-dir", required_argument, NULL, O_OUTDIR}, {"out", required_argument, NULL, 'o'},
     {"align", no_argument, NULL, O_ALIGN},
+    {"text", required_argument, NULL, O_TEXT},    {"text-field", required_argument, NULL, O_TEXT_FIELD},
     {"quiet", no_argument, NULL, 'q'},            {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -241,6 +250,7 @@ static const struct option plan_options[] = {
 typedef struct plan_args {
     const char *out, *tokens, *calib;
     bool quiet;
+    cmd_text_args text;
 } plan_args;
 
 /* One option into the plan or the arguments; non-zero (with the message set) when its value is bad. */
@@ -301,6 +311,8 @@ static int parse_option(int ch, sm_plan *p, plan_args *a)
         bad = sm_plan_svd_parse(optarg, &p->merge.svd);
         break;
     case 't': a->tokens = optarg; break;
+    case O_TEXT: a->text.files[a->text.n++] = optarg, a->text.given = true; break;
+    case O_TEXT_FIELD: a->text.field = optarg; break;
     case 'c': a->calib = optarg; break;
     case O_SAMPLES:
         bad = parse_int("--samples", optarg, 1, 1 << 20, &v);
@@ -354,7 +366,15 @@ static void set_paths(sm_plan *p, const char *model, const plan_args *a)
     char *dflt = NULL;
     /* --calib alone names an existing stats/activations file to read as it is; otherwise the
      * tokens (the bundled ones by default) are captured, with --calib as the cache. */
-    if (!tokens && !(a->calib && sm_exists(a->calib)))
+    if (a->text.given) { /* text: the files, the field and the window seed recorded */
+        p->calib.text = xcalloc((size_t)a->text.n, sizeof *p->calib.text);
+        for (int i = 0; i < a->text.n; i++)
+            p->calib.text[p->calib.n_text++] = sm_path_absolute(a->text.files[i]);
+        if (a->text.field)
+            p->calib.text_field = xstrdup(a->text.field);
+        if (!p->calib.has_seed)
+            p->calib.has_seed = true, p->calib.seed = 1;
+    } else if (!tokens && !(a->calib && sm_exists(a->calib)))
         tokens = dflt = sm_path_join(sm_data_dir(), "calib.u32");
     if (tokens)
         p->calib.tokens = sm_path_absolute(tokens);
@@ -430,23 +450,38 @@ static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *m
     return 0;
 }
 
+/* The digests of the text the statistics came from (the stats file's metadata) into the plan. */
+static void record_text_digests(sm_plan *p, const sm_resolved_plan *r)
+{
+    const char *td = r->calib ? sm_calib_metadata(r->calib, "text_digest") : NULL,
+               *kd = r->calib ? sm_calib_metadata(r->calib, "tokenizer_digest") : NULL;
+    if (!p->calib.n_text || !td || !kd)
+        return;
+    free(p->calib.text_digest);
+    free(p->calib.tokenizer_digest);
+    p->calib.text_digest = xstrdup(td);
+    p->calib.tokenizer_digest = xstrdup(kd);
+}
+
 int cmd_plan(int argc, char **argv)
 {
     sm_plan p;
     sm_plan_init(&p);
-    plan_args a = {NULL, NULL, NULL, false};
+    plan_args a = {NULL, NULL, NULL, false, {0}};
+    cmd_text_args_init(&a.text, argc);
     int ch, bad = 0;
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "e:r:m:t:c:o:qh", plan_options, NULL)) != -1) {
         switch (ch) {
-        case 'h': usage(stdout); sm_plan_free(&p); return 0;
-        case '?': usage(stderr); sm_plan_free(&p); return 2;
+        case 'h': usage(stdout); sm_plan_free(&p); cmd_text_args_free(&a.text); return 0;
+        case '?': usage(stderr); sm_plan_free(&p); cmd_text_args_free(&a.text); return 2;
         default: bad = parse_option(ch, &p, &a); break;
         }
     }
     const char *out = a.out;
     const char *err = bad ? sm_errmsg()
-                      : optind != argc - 1 ? "expected one MODEL directory"
+                      : cmd_text_args_finish(&a.text, argc, argv, optind) ? sm_errmsg()
+                      : a.text.given && a.tokens ? "--tokens and --text do not go together"
                       : !out ? "-o PLAN is required"
                       : p.defaults.has_experts == p.has_ratio ? "give --experts N or --ratio R (one of them)"
                                                                : NULL;
@@ -455,6 +490,7 @@ int cmd_plan(int argc, char **argv)
         if (!bad)
             usage(stderr);
         sm_plan_free(&p);
+        cmd_text_args_free(&a.text);
         return 2;
     }
     set_paths(&p, argv[optind], &a);
@@ -469,6 +505,7 @@ int cmd_plan(int argc, char **argv)
         goto out;
     if (sm_plan_resolve(&p, mon, a.quiet, &r))
         goto out;
+    record_text_digests(&p, &r);
     int n_moe = 0;
     double err_sum = 0;
     if (spell_out_layers(&p, &r, mon, &n_moe, &err_sum))
@@ -491,5 +528,6 @@ out:
     free(target);
     sm_resolved_plan_free(&r);
     sm_plan_free(&p);
+    cmd_text_args_free(&a.text);
     return rc;
 }

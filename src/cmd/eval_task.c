@@ -94,6 +94,10 @@ static int print_json(const sm_eval_task_args *a, const task_run *r, size_t all,
     }
     bad |= sm_json_set(j, "tasks", tasks);
     bad |= sm_json_set(j, "mean", summary_json(NULL, all, m));
+    uint64_t tokens = 0; /* read by the model, padding included (long items: truncated) */
+    for (int i = 0; i < a->n_files; i++)
+        tokens += r[i].s.tokens;
+    bad |= sm_json_set(j, "tokens", json_integer((json_int_t)tokens));
     bad |= sm_json_set(j, "seconds", sm_json_number(seconds));
     int rc = bad ? -1 : sm_json_print(stdout, j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10), "the task result");
     json_decref(j);
@@ -184,6 +188,7 @@ int sm_eval_tasks(const sm_eval_task_args *a)
         rc = sm_err_prefix("--task needs the model's tokenizer");
     double t0 = sm_now();
     sm_mc_opts o = {.delimiter = a->delimiter, .add_special = a->add_special, .quiet = a->quiet || a->json,
+                    .max_length = a->max_length,
                     .mon = sm_signals_monitor(), .precision = a->precision};
     for (int i = 0; i < a->n_files && !rc; i++)
         rc = sm_mc_score(m, tok, &r[i].task, &o, &r[i].s);

@@ -12,6 +12,7 @@ typedef struct sm_eval_task_args {
     int n_files;
     const char *delimiter;  /* NULL: " " */
     const char *items_out;  /* per-choice log-likelihoods as TSV, or NULL */
+    int max_length;         /* 0: the model's (see eval/mcscore.h) */
     bool add_special, quiet, json;
     sm_precision precision;  /* the forward pass's products */
 } sm_eval_task_args;

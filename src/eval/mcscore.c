@@ -10,14 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Logits of a batch are [sequences * longest, vocab] floats: keep them under this. */
-#define MC_LOGIT_BYTES ((size_t)256 << 20)
+/* A batch is at most this many (padded) tokens: the residual stream is [tokens, hidden]; logits
+ * are never held for a whole batch (forward.h's target_logprob). */
+#define MC_BATCH_TOKENS 16384
 #define MC_MAX_BATCH 64
+/* lm-eval's HFLM max_length when the config gives none (_DEFAULT_MAX_LENGTH). */
+#define MC_DEFAULT_MAX_LENGTH 2048
 
-/* One (item, choice) sequence: the ids of context + continuation, the continuation from start. */
+/* One (item, choice) sequence: whole = ids[0..n) of context + continuation, the continuation
+ * from start. As lm-eval's _loglikelihood_tokens, the model reads whole[-(max_length + 1):][:-1]:
+ * positions off .. n-2 (len = n - 1 - off <= max_length tokens), each predicting the next. */
 typedef struct {
     int32_t *ids;
-    int len, start;
+    int n, start, off, len;
     size_t slot;    /* index of its log-likelihood */
 } mc_seq;
 
@@ -53,7 +58,7 @@ static int too_long(const char *file, int line, size_t n)
 
 /* lm-eval's _encode_pair for choice c of an item. */
 static int encode_choice(sm_tok *tok, const char *file, const sm_mc_item *it, int c, const char *delim,
-                         bool special, int32_t vocab, size_t slot, mc_seq *out)
+                         bool special, int32_t vocab, int max_len, size_t slot, mc_seq *out)
 {
     size_t clen = strlen(it->context), keep = sm_mc_rstrip_len(it->context, clen);
     char *text = xasprintf("%s%s%s", it->context, delim, it->choices[c]);
@@ -68,8 +73,11 @@ static int encode_choice(sm_tok *tok, const char *file, const sm_mc_item *it, in
         rc = sm_err("%s:%d: the context encodes to no tokens: nothing to predict the choices from", file, it->line);
     else if (whole.n <= ctx.n)
         rc = sm_err("%s:%d: choices[%d] adds no tokens to the context", file, it->line, c);
-    else if (whole.n > (size_t)1 << 24)
+    else if (whole.n > (size_t)1 << 30)
         rc = too_long(file, it->line, whole.n);
+    else if (whole.n - ctx.n > (size_t)max_len)
+        rc = sm_err("%s:%d: choices[%d] is %zu tokens, more than the model's max length of %d (lm-eval cannot "
+                    "score it either; --max-length)", file, it->line, c, whole.n - ctx.n, max_len);
     for (size_t i = 0; !rc && i < whole.n; i++)
         if (whole.v[i] < 0 || whole.v[i] >= vocab)
             rc = sm_err("%s:%d: token id %d is outside the model's vocabulary of %d (a tokenizer of another "
@@ -81,21 +89,11 @@ static int encode_choice(sm_tok *tok, const char *file, const sm_mc_item *it, in
     }
     out->slot = slot;
     out->ids = whole.v;
-    out->len = (int)whole.n;
+    out->n = (int)whole.n;
     out->start = (int)ctx.n;
+    out->off = whole.n > (size_t)max_len + 1 ? (int)(whole.n - (size_t)max_len - 1) : 0; /* left-truncation */
+    out->len = out->n - 1 - out->off;
     return 0;
-}
-
-/* log p(ids[t] | ids[..t-1]) from the logits row of position t-1, in double. */
-static double log_prob(const float *row, int vocab, int32_t id)
-{
-    float mx = row[0];
-    for (int v = 1; v < vocab; v++)
-        mx = row[v] > mx ? row[v] : mx;
-    double sum = 0;
-    for (int v = 0; v < vocab; v++)
-        sum += exp((double)row[v] - mx);
-    return (double)row[id] - mx - log(sum);
 }
 
 /* Run seqs[0..n) right-padded to the longest (causal attention and per-token routing leave the
@@ -103,28 +101,41 @@ static double log_prob(const float *row, int vocab, int32_t id)
 static int run_batch(const sm_model *m, const mc_seq *seqs, int n, const sm_mc_opts *o, double *ll,
                      uint64_t *tokens)
 {
-    int vocab = sm_model_config(m)->vocab, T = 0;
+    int T = 0;
     for (int s = 0; s < n; s++)
         T = seqs[s].len > T ? seqs[s].len : T;
-    int32_t *ids = xcalloc((size_t)n * (size_t)T, sizeof *ids);
-    for (int s = 0; s < n; s++)
-        memcpy(ids + (size_t)s * T, seqs[s].ids, (size_t)seqs[s].len * sizeof *ids);
-    float *logits = xmalloc((size_t)n * (size_t)T * (size_t)vocab * sizeof *logits);
+    size_t NT = (size_t)n * (size_t)T;
+    int32_t *ids = xcalloc(NT, sizeof *ids), *targets = xmalloc(NT * sizeof *targets);
+    double *lp = xcalloc(NT, sizeof *lp);
+    for (size_t i = 0; i < NT; i++)
+        targets[i] = -1;
+    for (int s = 0; s < n; s++) {
+        const mc_seq *q = &seqs[s];
+        memcpy(ids + (size_t)s * T, q->ids + q->off, (size_t)q->len * sizeof *ids);
+        for (int p = q->start - 1 - q->off; p < q->len; p++) /* position p predicts whole[off + p + 1] */
+            targets[(size_t)s * T + (size_t)p] = q->ids[q->off + p + 1];
+    }
     sm_forward_opts fo;
     sm_forward_opts_init(&fo);
-    fo.logits = logits;
+    fo.targets = targets;
+    fo.target_logprob = lp;
     fo.mon = o->mon;
     fo.precision = o->precision;
+    fo.moe_override = o->moe_override;
+    fo.moe_override_ctx = o->override_ctx;
+    fo.on_layer = o->on_layer;
+    fo.on_layer_ctx = o->override_ctx;
     int rc = sm_forward(m, ids, n, T, &fo);
     for (int s = 0; !rc && s < n; s++) {
         double sum = 0;
-        for (int t = seqs[s].start; t < seqs[s].len; t++)
-            sum += log_prob(logits + ((size_t)s * T + (size_t)t - 1) * (size_t)vocab, vocab, seqs[s].ids[t]);
+        for (int p = seqs[s].start - 1 - seqs[s].off; p < seqs[s].len; p++)
+            sum += lp[(size_t)s * T + (size_t)p];
         ll[s] = sum;
     }
-    *tokens += (uint64_t)n * (uint64_t)T;
+    *tokens += (uint64_t)NT;
     free(ids);
-    free(logits);
+    free(targets);
+    free(lp);
     return rc;
 }
 
@@ -134,23 +145,24 @@ static int by_length(const void *a, const void *b)
     return x->len != y->len ? (x->len < y->len ? -1 : 1) : (x->slot < y->slot ? -1 : 1);
 }
 
-/* Sequences in order of length (little padding), in batches whose padded logits fit
- * MC_LOGIT_BYTES (at least one sequence). */
+/* Sequences in order of length (little padding), in batches of at most MC_BATCH_TOKENS padded
+ * tokens (at least one sequence). */
 static int score_all(const sm_model *m, const mc_seq *seqs, size_t n, const sm_mc_opts *o, double *ll,
                      uint64_t *tokens)
 {
-    size_t row_bytes = (size_t)sm_model_config(m)->vocab * sizeof(float);
     mc_seq *sorted = xmalloc(n * sizeof *sorted);
     memcpy(sorted, seqs, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, by_length);
-    double bll[MC_MAX_BATCH];
+    size_t budget = o->batch_tokens > 0 ? (size_t)o->batch_tokens : MC_BATCH_TOKENS,
+           max_batch = o->batch_tokens > 0 ? n : MC_MAX_BATCH;
+    double *bll = xmalloc((max_batch > 0 ? max_batch : 1) * sizeof *bll);
     sm_progress p;
     sm_progress_start(&p, "eval", n, o->quiet);
     int rc = 0;
     for (size_t s = 0; s < n && !rc;) {
         size_t k = 1;
         /* sorted: the last sequence of a batch is its longest */
-        while (s + k < n && k < MC_MAX_BATCH && (k + 1) * (size_t)sorted[s + k].len * row_bytes <= MC_LOGIT_BYTES)
+        while (s + k < n && k < max_batch && (k + 1) * (size_t)sorted[s + k].len <= budget)
             k++;
         rc = sm_monitor_check(o->mon) || run_batch(m, sorted + s, (int)k, o, bll, tokens) ? -1 : 0;
         for (size_t i = 0; !rc && i < k; i++)
@@ -160,6 +172,7 @@ static int score_all(const sm_model *m, const mc_seq *seqs, size_t n, const sm_m
         sm_monitor_report(o->mon, (double)s / (double)n, "eval");
     }
     free(sorted);
+    free(bll);
     if (rc) {
         sm_progress_end(&p, false);
         return -1;
@@ -240,15 +253,18 @@ int sm_mc_score(const sm_model *m, sm_tok *tok, const sm_mc_task *t, const sm_mc
     out->pred_bytes = xcalloc(t->n, sizeof *out->pred_bytes);
     int rc = 0;
     int32_t vocab = sm_model_config(m)->vocab;
+    int max_len = o->max_length > 0                        ? o->max_length
+                  : sm_model_config(m)->max_positions > 0 ? sm_model_config(m)->max_positions
+                                                          : MC_DEFAULT_MAX_LENGTH;
     /* Encode everything first: a bad item is reported before any forward work. */
     for (size_t i = 0; i < t->n && !rc; i++)
         for (int c = 0; c < t->items[i].n_choices && !rc; c++)
-            rc = encode_choice(tok, t->path, &t->items[i], c, delim, o->add_special, vocab, out->first[i] + (size_t)c,
-                               &seqs[out->first[i] + (size_t)c]);
+            rc = encode_choice(tok, t->path, &t->items[i], c, delim, o->add_special, vocab, max_len,
+                               out->first[i] + (size_t)c, &seqs[out->first[i] + (size_t)c]);
     if (!rc)
         rc = score_all(m, seqs, total, o, out->ll, &out->tokens);
     for (size_t s = 0; s < total; s++) {
-        out->n_tokens[s] = seqs[s].len - seqs[s].start;
+        out->n_tokens[s] = seqs[s].n - seqs[s].start;
         free(seqs[s].ids);
     }
     free(seqs);

@@ -8,7 +8,11 @@
  * highest score divided by the choice's length in characters (Unicode code points, as Python's
  * len(str) that lm-eval uses); acc_bytes: divided by its UTF-8 byte length instead (lm-eval's
  * acc_bytes); ties go to the first choice (numpy argmax). Standard errors are lm-eval's
- * mean_stderr: sample standard deviation / sqrt(n). */
+ * mean_stderr: sample standard deviation / sqrt(n).
+ * Truncation as lm-eval's _loglikelihood_tokens: the model reads (whole)[-(max_length + 1):][:-1],
+ * so an item longer than the model's max length loses its first tokens; a continuation longer
+ * than max_length is an error. The head never holds more than a block of [rows, vocab] logits
+ * (forward.h), so a long item with a large vocabulary stays in bounded memory. */
 #ifndef SM_MCSCORE_H
 #define SM_MCSCORE_H
 
@@ -19,6 +23,7 @@
 #include "util/monitor.h"
 #include "eval/mctask.h"
 #include "model/model.h"
+#include "moe/moe.h"
 #include "text/tok.h"
 
 typedef struct sm_mc_opts {
@@ -26,8 +31,18 @@ typedef struct sm_mc_opts {
     bool add_special;       /* the tokenizer's BOS/EOS, as lm-eval's HFLM with add_bos_token unset
                              * (the tokenizer's default); false: add_bos_token=False */
     bool quiet;             /* no progress bar */
+    int max_length;         /* lm-eval's max_length: longer items are left-truncated to it (their
+                             * first tokens dropped; 0: the config's max_position_embeddings, else
+                             * 2048, as lm-eval's HFLM) */
     const sm_monitor *mon;  /* cancellation (NULL: none) */
     sm_precision precision; /* the forward pass's products (fp32 when zeroed) */
+    /* Another model's MoE layers (forward.h's moe_override and on_layer, passed to every
+     * forward run; NULL: the model's own): the workbench scores a plan without writing it. Each
+     * batch runs every layer again, so batches are then up to batch_tokens (0: the default). */
+    int (*moe_override)(void *ctx, int layer, const sm_moe_block **block);
+    void (*on_layer)(void *ctx, int layer_done);
+    void *override_ctx;
+    int batch_tokens;
 } sm_mc_opts;
 
 typedef struct sm_mc_scores {

@@ -299,46 +299,85 @@ out:
 
 /* ---- the whole pass ---- */
 
+/* log p(id) from a logits row, in double (max in float, as mcscore's reference scoring did). */
+static double row_logprob(const float *row, int V, int32_t id)
+{
+    float mx = row[0];
+    for (int v = 1; v < V; v++)
+        mx = row[v] > mx ? row[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < V; v++)
+        sum += exp((double)row[v] - mx);
+    return (double)row[id] - mx - log(sum);
+}
+
+/* Rows [t0, t0 + nt) of window s: their negative log-likelihoods and target log-probabilities. */
+static int head_scores(const float *dst, const int32_t *ids, int s, int T, int t0, int nt, int V,
+                       const sm_forward_opts *o)
+{
+    for (int i = 0; i < nt; i++) {
+        int t = t0 + i;
+        const float *r = dst + (size_t)i * V;
+        size_t at = (size_t)s * T + (size_t)t;
+        if (o->target_logprob && o->targets[at] >= 0)
+            o->target_logprob[at] = row_logprob(r, V, o->targets[at]);
+        if (!o->nll_sum || t + 1 >= T)
+            continue;
+        float mx = r[0];
+        for (int j = 1; j < V; j++)
+            if (r[j] > mx)
+                mx = r[j];
+        double sum = 0;
+        for (int j = 0; j < V; j++)
+            sum += exp((double)r[j] - mx);
+        double nll = log(sum) + mx - r[ids[at + 1]];
+        if (!isfinite(nll)) /* the hidden state was finite: the head's logits overflowed */
+            return sm_err("lm_head: the logits of token %d of window %d are not finite (the final norm or "
+                          "the output projection overflows float32)", t, s);
+        *o->nll_sum += nll;
+    }
+    return 0;
+}
+
 static int head(const sm_model *m, float *x, const int32_t *ids, int n_seq, int T, const sm_forward_opts *o)
 {
     const sm_config *c = sm_model_config(m);
     int H = c->hidden, V = c->vocab;
     int rc = -1;
     const bool bf16 = o->precision == SM_PRECISION_BF16;
+    /* rows of logits at a time: a whole window when it fits (as always), else a block */
+    size_t fit = SM_FORWARD_HEAD_BYTES / ((size_t)V * sizeof(float));
+    int rows = o->logits || (size_t)T <= fit ? T : fit > 0 ? (int)fit : 1;
     float *fn = load(m, SM_W_FINAL_NORM, 0, 0, NULL);
     float *lm = bf16 ? NULL : load(m, SM_W_LM_HEAD, 0, 0, NULL);
     uint16_t *lm16 = bf16 ? load16(m, SM_W_LM_HEAD, 0, 0, NULL) : NULL;
-    float *lg = sm_alloc_f32((size_t)T * V);
-    if (!fn || !(lm || lm16) || !lg)
+    float *lg = o->logits ? NULL : sm_alloc_f32((size_t)rows * V);
+    if (!fn || !(lm || lm16) || (!o->logits && !lg))
         goto out;
     for (size_t t = 0; t < (size_t)n_seq * T; t++)
         sm_rmsnorm(x + t * H, x + t * H, fn, H, (float)c->rms_eps);
     for (int s = 0; s < n_seq; s++) {
-        if (sm_monitor_check(o->mon)) /* the LM head of one window is a large product */
-            goto out;
-        float *dst = o->logits ? o->logits + (size_t)s * T * V : lg;
-        sm_matmul(T, V, H, x + (size_t)s * T * H, lm, lm16, 0.0f, dst);
-        if (o->nll_sum) {
-            for (int t = 0; t + 1 < T; t++) {
-                const float *r = dst + (size_t)t * V;
-                float mx = r[0];
-                for (int j = 1; j < V; j++)
-                    if (r[j] > mx)
-                        mx = r[j];
-                double sum = 0;
-                for (int j = 0; j < V; j++)
-                    sum += exp((double)r[j] - mx);
-                double nll = log(sum) + mx - r[ids[(size_t)s * T + t + 1]];
-                if (!isfinite(nll)) { /* the hidden state was finite: the head's logits overflowed */
-                    sm_err("lm_head: the logits of token %d of window %d are not finite (the final norm or "
-                           "the output projection overflows float32)", t, s);
-                    goto out;
-                }
-                *o->nll_sum += nll;
-            }
-            if (o->nll_count)
-                *o->nll_count += (uint64_t)(T - 1);
+        /* only target log-probabilities: only the rows that have a target (a task item's
+         * continuation, not its long context) go through the head */
+        int lo = 0, hi = T;
+        if (!o->logits && !o->nll_sum) {
+            const int32_t *tg = o->targets + (size_t)s * T;
+            while (lo < T && tg[lo] < 0)
+                lo++;
+            while (hi > lo && tg[hi - 1] < 0)
+                hi--;
         }
+        for (int t0 = lo; t0 < hi; t0 += rows) {
+            if (sm_monitor_check(o->mon)) /* a block of the LM head is a large product */
+                goto out;
+            int nt = hi - t0 < rows ? hi - t0 : rows;
+            float *dst = o->logits ? o->logits + ((size_t)s * T + (size_t)t0) * V : lg;
+            sm_matmul(nt, V, H, x + ((size_t)s * T + (size_t)t0) * H, lm, lm16, 0.0f, dst);
+            if ((o->nll_sum || o->target_logprob) && head_scores(dst, ids, s, T, t0, nt, V, o))
+                goto out;
+        }
+        if (o->nll_sum && o->nll_count)
+            *o->nll_count += (uint64_t)(T - 1);
     }
     rc = 0;
 out:
@@ -560,7 +599,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
         if (o->on_layer)
             o->on_layer(o->on_layer_ctx, l);
     }
-    if (last == c->n_layers - 1 && (o->logits || o->nll_sum))
+    if (last == c->n_layers - 1 && (o->logits || o->nll_sum || o->target_logprob))
         if (head(m, x, ids, n_seq, T, o))
             goto out;
     rc = 0;

@@ -46,11 +46,18 @@ typedef int (*sm_moe_capture_chunk_fn)(void *ctx, int layer, int64_t row0, int64
 /* Default tokens per chunk: each layer runs on this many tokens at a time, so that apart from the
  * residual stream [n_seq * seq_len, hidden] the memory is that of one chunk. */
 #define SM_FORWARD_CHUNK_TOKENS 8192
+/* The head's logits scratch: one window's [seq_len, vocab] up to this, else blocks of rows. */
+#define SM_FORWARD_HEAD_BYTES ((size_t)256 << 20)
 
 typedef struct sm_forward_opts {
     /* Optional outputs. */
     float *logits;          /* [n_seq * seq_len, vocab] if non-NULL */
     double *nll_sum;        /* if non-NULL: += -log p(ids[t+1] | ids[..t]) for t < seq_len-1 */
+    /* Log-probabilities of chosen next tokens without [n_seq * seq_len, vocab] logits: where
+     * targets[i] >= 0 (i = s * seq_len + t), target_logprob[i] = log p(targets[i] | ids[..t]) of
+     * sequence s; the head runs on a block of rows at a time (SM_FORWARD_HEAD_BYTES of logits). */
+    const int32_t *targets;
+    double *target_logprob;
     uint64_t *nll_count;    /* += number of predicted tokens */
     sm_moe_capture_fn capture;  /* whole batch at once (forces a single chunk) */
     sm_moe_capture_chunk_fn capture_chunk; /* chunk by chunk (shares capture_ctx) */

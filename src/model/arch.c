@@ -154,6 +154,11 @@ static int parse_common(cfgctx *c, sm_config *o)
                  json_string_value(act));
     else if (clip && !json_is_null(clip))
         snprintf(o->unsupported, sizeof o->unsupported, "clip_qkv (q/k/v clipping is not implemented)");
+    /* Only informative (task items are left-truncated to it, as lm-eval does): a value of another
+     * type is ignored rather than refused. */
+    json_t *mp = json_object_get(c->root, "max_position_embeddings");
+    if (mp && json_is_integer(mp) && json_integer_value(mp) > 0)
+        o->max_positions = json_integer_value(mp) > INT32_MAX ? INT32_MAX : (int)json_integer_value(mp);
     /* Sliding-window attention: Mixtral's sliding_window (null when off); Qwen's only when
      * use_sliding_window is true. */
     json_t *sw = json_object_get(c->root, "sliding_window"), *use = json_object_get(c->root, "use_sliding_window");

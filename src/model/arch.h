@@ -35,6 +35,7 @@ typedef struct sm_config {
     sm_qknorm qk_norm;           /* qwen3_moe per head, olmoe full width */
     int sliding_window;          /* attention window of the config (0: none); the forward pass
                                   * refuses sequences longer than it rather than ignore it */
+    int max_positions;           /* max_position_embeddings (0: not given); lm-eval's max length */
     char unsupported[200];       /* a config feature the forward pass does not implement ("" if
                                   * none): eval and calibration refuse the model with it, while
                                   * inspect and merges from an activations file still work */

@@ -209,7 +209,11 @@ static int check_outdir(const sm_plan *p, const char *outdir, const sm_apply_opt
     sm_paths_add_model(&inputs, model);
     sm_paths_add(&inputs, "plan", p->file);
     sm_paths_add(&inputs, "tokens file", tokens);
-    sm_paths_add(tokens ? &outputs : &inputs, "stats file", stats);
+    char **text = sm_resolve_calib_text(p);
+    for (int i = 0; i < p->calib.n_text; i++)
+        sm_paths_add(&inputs, "text file", text[i]);
+    sm_resolve_calib_text_free(p, text);
+    sm_paths_add(tokens || p->calib.n_text ? &outputs : &inputs, "stats file", stats);
     for (int i = 0; o->inputs && i < o->inputs->n; i++)
         sm_paths_add(&inputs, o->inputs->v[i].what, o->inputs->v[i].path);
     sm_paths_add(&outputs, "output directory", outdir);

@@ -323,19 +323,21 @@ int sm_perplexity_with(const sm_model *m, const int32_t *ids, int n_seq, int seq
     return sm_perplexity_with_prec(m, ids, n_seq, seq_len, blocks, SM_PRECISION_FP32, mon, ppl);
 }
 
-typedef struct {
-    sm_layer_builder build;
-    void *ctx;
-    sm_monitor cancel_only; /* the caller's cancellation, without its progress */
-    const sm_monitor *mon;
-    int n_layers;
-    bool have;
-    sm_layer_build cur; /* built in place: its block points into itself */
-} built_ctx;
-
-static int built_override(void *ctx, int layer, const sm_moe_block **block)
+void sm_built_layers_init(sm_built_layers *b, const sm_model *m, sm_layer_builder build, void *ctx,
+                          const sm_monitor *mon)
 {
-    built_ctx *p = ctx;
+    memset(b, 0, sizeof *b);
+    b->build = build;
+    b->ctx = ctx;
+    b->mon = mon;
+    b->n_layers = sm_model_config(m)->n_layers;
+    if (mon)
+        b->cancel_only.cancel = mon->cancel;
+}
+
+int sm_built_override(void *ctx, int layer, const sm_moe_block **block)
+{
+    sm_built_layers *p = ctx;
     if (p->have)
         sm_layer_build_free(&p->cur);
     p->have = false;
@@ -347,24 +349,29 @@ static int built_override(void *ctx, int layer, const sm_moe_block **block)
     return 0;
 }
 
-static void built_layer_done(void *ctx, int done)
+void sm_built_layer_done(void *ctx, int done)
 {
-    built_ctx *p = ctx;
+    sm_built_layers *p = ctx;
     if (p->have)
         sm_layer_build_free(&p->cur);
     p->have = false;
     sm_monitor_report(p->mon, (done + 1.0) / (p->n_layers + 1.0), "building and evaluating layers");
 }
 
+void sm_built_layers_end(sm_built_layers *b)
+{
+    if (b->have) /* a run stopped inside a layer */
+        sm_layer_build_free(&b->cur);
+    b->have = false;
+}
+
 int sm_perplexity_built_prec(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
                              void *build_ctx, sm_precision precision, const sm_monitor *mon, double *ppl)
 {
-    built_ctx p = {.build = build, .ctx = build_ctx, .mon = mon, .n_layers = sm_model_config(m)->n_layers};
-    if (mon)
-        p.cancel_only.cancel = mon->cancel;
-    int rc = ppl_run(m, ids, n_seq, seq_len, built_override, built_layer_done, &p, precision, mon, ppl);
-    if (p.have) /* a run stopped inside a layer */
-        sm_layer_build_free(&p.cur);
+    sm_built_layers p;
+    sm_built_layers_init(&p, m, build, build_ctx, mon);
+    int rc = ppl_run(m, ids, n_seq, seq_len, sm_built_override, sm_built_layer_done, &p, precision, mon, ppl);
+    sm_built_layers_end(&p);
     return rc;
 }
 

@@ -93,4 +93,22 @@ int sm_perplexity_with_prec(const sm_model *m, const int32_t *ids, int n_seq, in
 int sm_perplexity_built_prec(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, sm_layer_builder build,
                              void *build_ctx, sm_precision precision, const sm_monitor *mon, double *ppl);
 
+/* The same building for any forward run (task accuracy of a plan): pass sm_built_override and
+ * sm_built_layer_done as forward.h's moe_override and on_layer with the sm_built_layers as their
+ * context; sm_built_layers_end after the run (it frees a layer a stopped run left). */
+typedef struct sm_built_layers {
+    sm_layer_builder build;
+    void *ctx;
+    sm_monitor cancel_only; /* the caller's cancellation, without its progress */
+    const sm_monitor *mon;
+    int n_layers;
+    bool have;
+    sm_layer_build cur;     /* built in place: its block points into itself */
+} sm_built_layers;
+void sm_built_layers_init(sm_built_layers *b, const sm_model *m, sm_layer_builder build, void *ctx,
+                          const sm_monitor *mon);
+int sm_built_override(void *ctx, int layer, const sm_moe_block **block);
+void sm_built_layer_done(void *ctx, int layer_done);
+void sm_built_layers_end(sm_built_layers *b);
+
 #endif

@@ -1,5 +1,6 @@
 /* calib: calibration capture, statistics and the stats file (see calib.h). */
 #include "pipeline/calib.h"
+#include "pipeline/calib_ids.h"
 #include "forward/forward.h"
 #include "forward/moelayer.h"
 #include "model/st.h"
@@ -86,7 +87,7 @@ static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens
         return sm_err("%s: the model has no MoE layers to calibrate", sm_model_dir(m));
     if (total_rows(s) > INT32_MAX)
         return sm_err("%d samples x %d tokens is too many for one run", s->samples, s->seq_len);
-    if ((uint64_t)total_rows(s) > n_tokens)
+    if ((uint64_t)total_rows(s) > n_tokens) /* (text: sm_corpus_windows has said so already) */
         return sm_err("%s holds %zu tokens; %d samples x %d tokens need %" PRId64, s->tokens, n_tokens, s->samples,
                       s->seq_len, total_rows(s));
     int64_t keep = kept_rows(s), held = held_rows(keep, s->heldout);
@@ -95,9 +96,18 @@ static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens
     return 0;
 }
 
-static uint64_t fingerprint(const sm_model *m, const int32_t *ids, const sm_calib_spec *s)
+/* The source fields of s for calib_ids. */
+static sm_calib_source source_of(const sm_calib_spec *s)
 {
+    return (sm_calib_source){s->tokens, s->text, s->expect_text_digest, s->expect_tokenizer_digest,
+                             s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS, s->seed};
+}
+
+static uint64_t fingerprint(const sm_model *m, const sm_calib_ids *ci, const sm_calib_spec *s)
+{
+    const int32_t *ids = ci->t.ids;
     uint64_t h = SM_FNV_OFFSET;
+    h = sm_calib_ids_hash(h, ci); /* text: the whole text and the tokenizer, not only the windows */
     char *cfgpath = sm_path_join(sm_model_dir(m), "config.json");
     size_t len;
     char *txt = sm_read_file(cfgpath, 1 << 24, &len);
@@ -135,15 +145,14 @@ static uint64_t fingerprint(const sm_model *m, const int32_t *ids, const sm_cali
 
 int sm_calib_spec_fingerprint(const sm_model *m, const sm_calib_spec *s, uint64_t *out)
 {
-    if (!s->tokens)
-        return sm_err("calibration needs a token file");
-    sm_tokens t;
-    if (sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &t))
+    sm_calib_ids ci;
+    sm_calib_source src = source_of(s);
+    if (sm_calib_ids_read(m, &src, &ci))
         return -1;
-    int rc = check_spec(m, s, t.n);
+    int rc = check_spec(m, s, ci.t.n);
     if (!rc)
-        *out = fingerprint(m, t.ids, s);
-    sm_tokens_free(&t);
+        *out = fingerprint(m, &ci, s);
+    sm_tokens_free(&ci.t);
     return rc;
 }
 
@@ -355,9 +364,10 @@ static int meta_i(st_writer *w, const char *key, int64_t v)
 }
 
 /* Capture into `path` (atomically: a temporary sibling renamed into place). */
-static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens *t, uint64_t fp, const char *path,
+static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_ids *ci, uint64_t fp, const char *path,
                       const sm_monitor *mon)
 {
+    const sm_tokens *t = &ci->t;
     const sm_config *cfg = sm_model_config(m);
     int total = (int)total_rows(s), keep = (int)kept_rows(s);
     int fit = keep - (int)held_rows(keep, s->heldout);
@@ -386,7 +396,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_tokens
     sm_model_fingerprint(m, mfp);
     if (st_writer_meta(w, "format", "submoe-activations") || st_writer_meta(w, "version", STATS_VERSION) ||
         st_writer_meta(w, "fingerprint", fph) || st_writer_meta(w, "model_fingerprint", mfp) ||
-        st_writer_meta(w, "model", sm_model_dir(m)) || st_writer_meta(w, "tokens", s->tokens) ||
+        st_writer_meta(w, "model", sm_model_dir(m)) || sm_calib_ids_meta(w, ci) ||
         meta_i(w, "samples", s->samples) || meta_i(w, "seq_len", s->seq_len) || meta_i(w, "rows", keep) ||
         meta_i(w, "heldout", keep - fit) || meta_i(w, "sample", sample) || meta_i(w, "seed", (int64_t)s->seed))
         goto out;
@@ -441,15 +451,15 @@ sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char
 {
     if (reused)
         *reused = false;
-    if (!s->tokens)
-        return sm_err("calibration needs a token file"), NULL;
-    sm_tokens t;
-    if (sm_tokens_read(s->tokens, sm_model_config(m)->vocab, &t))
+    sm_calib_ids ci;
+    sm_calib_source src = source_of(s);
+    if (sm_calib_ids_read(m, &src, &ci))
         return NULL;
+    const sm_tokens t = ci.t;
     sm_calib *c = NULL;
     if (check_spec(m, s, t.n))
         goto out;
-    uint64_t fp = fingerprint(m, t.ids, s), have;
+    uint64_t fp = fingerprint(m, &ci, s), have;
     if (cache && !s->refresh && sm_exists(cache) && sm_calib_file_fingerprint(cache, &have) == 0 && have == fp) {
         if ((c = sm_calib_read(m, cache, -1)) && reused)
             *reused = true;
@@ -461,7 +471,7 @@ sm_calib *sm_calib_capture(const sm_model *m, const sm_calib_spec *s, const char
         const char *dir = getenv("TMPDIR");
         path = xasprintf("%s/submoe-calib-%ld", dir && *dir ? dir : "/tmp", (long)getpid());
     }
-    if (capture_to(m, s, &t, fp, path, mon) == 0) {
+    if (capture_to(m, s, &ci, fp, path, mon) == 0) {
         c = sm_calib_read(m, path, -1);
         if (!cache) {
             unlink(path);
@@ -481,7 +491,7 @@ out:
         c->eval_ids = xmalloc(sizeof(int32_t) * (size_t)c->eval_n_seq * (size_t)s->seq_len);
         memcpy(c->eval_ids, t.ids + total_rows(s), sizeof(int32_t) * (size_t)c->eval_n_seq * (size_t)s->seq_len);
     }
-    sm_tokens_free(&t);
+    sm_tokens_free(&ci.t);
     return c;
 }
 
@@ -645,6 +655,11 @@ void sm_calib_free(sm_calib *c)
 const char *sm_calib_path(const sm_calib *c)
 {
     return c->path ? c->path : "(temporary)";
+}
+
+const char *sm_calib_metadata(const sm_calib *c, const char *key)
+{
+    return st_metadata(c->f, key);
 }
 
 bool sm_calib_has_stats(const sm_calib *c)

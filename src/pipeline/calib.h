@@ -22,7 +22,10 @@
  *   layers.L.sim_weight      F32 [E, E]   weight similarity
  *   __metadata__: format "submoe-activations", version "2", fingerprint (16 hex: model config,
  *   tensor shapes and dtypes, settings, token ids), model_fingerprint (sm_model_fingerprint),
- *   model, tokens, samples, seq_len, rows, heldout, sample, seed.
+ *   model, tokens, samples, seq_len, rows, heldout, sample, seed; from text instead of tokens:
+ *   text (the files), text_field, text_digest, tokenizer_digest, text_separator (bos, eos or
+ *   none), text_windows ("seeded": the draw of sm_corpus_windows with `seed`). The fingerprint
+ *   covers the text and tokenizer digests, so a changed byte in either recalibrates.
  * Files from elsewhere need only `layers.L.moe_input` (any float dtype) for every MoE layer;
  * everything else is recomputed. Similarities are kept at float precision whether computed or
  * read, so a cached run and a fresh one cluster identically.
@@ -38,9 +41,17 @@
 #include "engine/engine.h"
 #include "util/matmul.h"
 #include "model/model.h"
+#include "text/corpus.h"
 
 typedef struct sm_calib_spec {
-    const char *tokens;   /* token file (raw uint32 or .npy) */
+    const char *tokens;   /* token file (raw uint32 or .npy), or NULL with text */
+    /* Text instead (text/corpus.h): the stream of its documents through the model's tokenizer;
+     * the windows are its non-overlapping windows drawn with `seed` (sm_corpus_windows), the
+     * calibration ones then SM_CALIB_EVAL_WINDOWS more for held-out loss. */
+    const sm_text_source *text;
+    /* Digests a plan recorded (NULL: unchecked): a capture from other text or another tokenizer
+     * is refused, naming which changed. */
+    const char *expect_text_digest, *expect_tokenizer_digest;
     int samples, seq_len; /* windows */
     int64_t keep;         /* rows kept per layer (0 = all) */
     int64_t heldout;      /* of those, held out for previews (-1 = a quarter, 0 = none) */
@@ -52,7 +63,7 @@ typedef struct sm_calib_spec {
                              * bf16 is part of the cache fingerprint) */
 } sm_calib_spec;
 
-/* samples 32, seq_len 256, keep 4096, heldout -1, sample 512, seed 1, tokens NULL. */
+/* samples 32, seq_len 256, keep 4096, heldout -1, sample 512, seed 1, tokens and text NULL. */
 void sm_calib_spec_default(sm_calib_spec *s);
 
 typedef struct sm_calib sm_calib;
@@ -73,6 +84,8 @@ int sm_calib_spec_fingerprint(const sm_model *m, const sm_calib_spec *s, uint64_
 int sm_calib_file_fingerprint(const char *path, uint64_t *out);
 
 const char *sm_calib_path(const sm_calib *c);   /* the file, or "(temporary)" */
+/* A metadata value of the stats file (text_digest, tokenizer_digest, ...), or NULL. */
+const char *sm_calib_metadata(const sm_calib *c, const char *key);
 bool sm_calib_has_stats(const sm_calib *c);     /* the file carried statistics */
 
 /* Inputs of MoE layer L as f32: fit rows then held-out rows (views valid until release/free),

@@ -23,6 +23,23 @@ void sm_resolve_calib_spec(const sm_plan *p, sm_calib_spec *s)
         s->sample = p->calib.sample;
     if (p->calib.has_seed)
         s->seed = p->calib.seed;
+    s->expect_text_digest = p->calib.text_digest;
+    s->expect_tokenizer_digest = p->calib.tokenizer_digest;
+}
+
+char **sm_resolve_calib_text(const sm_plan *p)
+{
+    char **files = xcalloc((size_t)p->calib.n_text + 1, sizeof *files);
+    for (int i = 0; i < p->calib.n_text; i++)
+        files[i] = sm_plan_resolve_path(p, p->calib.text[i]);
+    return files;
+}
+
+void sm_resolve_calib_text_free(const sm_plan *p, char **files)
+{
+    for (int i = 0; files && i < p->calib.n_text; i++)
+        free(files[i]);
+    free(files);
 }
 
 bool sm_resolve_planner_opts(const sm_plan *p, sm_planner_opts *o)
@@ -212,12 +229,16 @@ static int calibrate(const sm_plan *p, sm_resolved_plan *r, const sm_monitor *mo
     s.quiet = quiet;
     char *tokens = sm_plan_resolve_path(p, p->calib.tokens), *stats = sm_plan_resolve_path(p, p->calib.stats);
     s.tokens = tokens;
-    if (tokens)
+    char **files = sm_resolve_calib_text(p);
+    sm_text_source text = {(const char *const *)files, p->calib.n_text, p->calib.text_field};
+    s.text = p->calib.n_text ? &text : NULL;
+    if (tokens || s.text)
         r->calib = sm_calib_capture(r->model, &s, stats, mon, &r->calib_reused);
     else if (stats)
         r->calib = sm_calib_read(r->model, stats, p->calib.has_heldout ? p->calib.heldout : -1);
     else
-        sm_err("%s: calibration.tokens (or calibration.stats) is required to merge or prune", p->file);
+        sm_err("%s: calibration.tokens, text or stats is required to merge or prune", p->file);
+    sm_resolve_calib_text_free(p, files);
     free(tokens);
     free(stats);
     return r->calib ? 0 : -1;

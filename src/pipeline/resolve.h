@@ -51,8 +51,14 @@ typedef struct sm_resolved_plan {
 } sm_resolved_plan;
 
 /* The plan's calibration settings over `s` (what the plan does not give stays as it is: apply
- * starts from sm_calib_spec_default, the workbench from its lighter defaults). Paths not set. */
+ * starts from sm_calib_spec_default, the workbench from its lighter defaults), with the text and
+ * tokenizer digests the plan recorded (pointing into the plan: apply refuses changed text). Paths
+ * not set: the text files come from sm_resolve_calib_text. */
 void sm_resolve_calib_spec(const sm_plan *p, sm_calib_spec *s);
+/* calibration.text's files relative to the plan: p->calib.n_text owned names (an array even when
+ * there are none); sm_resolve_calib_text_free frees them. */
+char **sm_resolve_calib_text(const sm_plan *p);
+void sm_resolve_calib_text_free(const sm_plan *p, char **files);
 /* The planner's options for the plan's target (defaults.experts or ratio); false when the plan
  * has no target. */
 bool sm_resolve_planner_opts(const sm_plan *p, sm_planner_opts *o);

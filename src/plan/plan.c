@@ -85,6 +85,12 @@ void sm_plan_free(sm_plan *p)
     free(p->model_path);
     free(p->calib.tokens);
     free(p->calib.stats);
+    for (int i = 0; i < p->calib.n_text; i++)
+        free(p->calib.text[i]);
+    free(p->calib.text);
+    free(p->calib.text_field);
+    free(p->calib.text_digest);
+    free(p->calib.tokenizer_digest);
     free(p->output.path);
     free(p->header_comment);
     sm_plan_init(p);
@@ -444,11 +450,21 @@ static int format(const sm_plan *p, bool comments, char **text, size_t *len)
     if (p->has_fingerprint)
         put(&b, "  fingerprint: \"%s\"\n", p->fingerprint);
     const typeof(p->calib) *c = &p->calib;
-    if (c->tokens || c->stats || c->has_samples || c->has_seq_len || c->has_keep || c->has_heldout ||
+    if (c->tokens || c->stats || c->n_text || c->has_samples || c->has_seq_len || c->has_keep || c->has_heldout ||
         c->has_sample || c->has_seed) {
         put(&b, "calibration:\n");
         if (c->tokens)
             put(&b, "  tokens: "), put_str(&b, c->tokens), put(&b, "\n");
+        if (c->n_text)
+            put(&b, "  text:\n");
+        for (int i = 0; i < c->n_text; i++)
+            put(&b, "    - "), put_str(&b, c->text[i]), put(&b, "\n");
+        if (c->text_field)
+            put(&b, "  text_field: "), put_str(&b, c->text_field), put(&b, "\n");
+        if (c->text_digest)
+            put(&b, "  text_digest: "), put_str(&b, c->text_digest), put(&b, "\n");
+        if (c->tokenizer_digest)
+            put(&b, "  tokenizer_digest: "), put_str(&b, c->tokenizer_digest), put(&b, "\n");
         if (c->has_samples)
             put(&b, "  samples: %d\n", c->samples);
         if (c->has_seq_len)

@@ -97,6 +97,10 @@ typedef struct sm_plan {
     sm_plan_pos pos_fingerprint, pos_model;
     struct {
         char *tokens, *stats;          /* as written, or NULL */
+        char **text;                   /* text files instead of tokens (text/corpus.h), as written */
+        int n_text;
+        char *text_field;              /* JSON Lines field, or NULL ("text") */
+        char *text_digest, *tokenizer_digest; /* recorded by plan: apply refuses changed text */
         bool has_samples, has_seq_len, has_keep, has_heldout, has_sample, has_seed;
         int samples, seq_len;
         int64_t keep, heldout, sample;

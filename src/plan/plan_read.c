@@ -529,6 +529,36 @@ static int model_pair(const rd *r, const char *path, const char *key, yaml_node_
     return 0;
 }
 
+/* calibration.text: one file or a list of them. */
+static int text_read(const rd *r, yaml_node_t *vn, const char *path, sm_plan *p)
+{
+    if (vn->type == YAML_SCALAR_NODE) {
+        p->calib.text = xcalloc(1, sizeof *p->calib.text);
+        p->calib.n_text = 1;
+        return want_string(r, vn, path, &p->calib.text[0]);
+    }
+    if (vn->type != YAML_SEQUENCE_NODE)
+        return fail_at(r, vn, path, "expected a text file or a list of them, got %s", type_name(vn));
+    int n = (int)(vn->data.sequence.items.top - vn->data.sequence.items.start);
+    if (n < 1)
+        return fail_at(r, vn, path, "must name at least one text file");
+    p->calib.text = xcalloc((size_t)n, sizeof *p->calib.text);
+    p->calib.n_text = n;
+    for (int i = 0; i < n; i++)
+        if (want_string(r, yaml_document_get_node(r->doc, vn->data.sequence.items.start[i]), path, &p->calib.text[i]))
+            return -1;
+    return 0;
+}
+
+static int want_digest(const rd *r, yaml_node_t *vn, const char *path, char **out)
+{
+    if (want_string(r, vn, path, out))
+        return -1;
+    const char *s = *out;
+    bool ok = strlen(s) == 24 && !strncmp(s, "fnv1a64:", 8) && strspn(s + 8, "0123456789abcdef") == 16;
+    return ok ? 0 : fail_at(r, vn, path, "expected \"fnv1a64:\" and 16 lowercase hex digits, got '%s'", s);
+}
+
 static int calib_pair(const rd *r, const char *path, const char *key, yaml_node_t *kn, yaml_node_t *vn, void *ctx)
 {
     (void)kn;
@@ -536,6 +566,14 @@ static int calib_pair(const rd *r, const char *path, const char *key, yaml_node_
     int64_t v;
     if (!strcmp(key, "tokens"))
         return want_string(r, vn, path, &p->calib.tokens);
+    if (!strcmp(key, "text"))
+        return text_read(r, vn, path, p);
+    if (!strcmp(key, "text_field"))
+        return want_string(r, vn, path, &p->calib.text_field);
+    if (!strcmp(key, "text_digest"))
+        return want_digest(r, vn, path, &p->calib.text_digest);
+    if (!strcmp(key, "tokenizer_digest"))
+        return want_digest(r, vn, path, &p->calib.tokenizer_digest);
     if (!strcmp(key, "stats"))
         return want_string(r, vn, path, &p->calib.stats);
     if (!strcmp(key, "samples"))
@@ -604,8 +642,15 @@ static int root_pair(const rd *r, const char *path, const char *key, yaml_node_t
     }
     if (!strcmp(key, "calibration")) {
         static const char *const keys[] = {"tokens", "samples", "seq_len", "keep", "heldout", "sample",
-                                           "seed", "stats", NULL};
-        return each_pair(r, vn, path, keys, calib_pair, p);
+                                           "seed", "stats", "text", "text_field", "text_digest",
+                                           "tokenizer_digest", NULL};
+        if (each_pair(r, vn, path, keys, calib_pair, p))
+            return -1;
+        if (p->calib.tokens && p->calib.n_text)
+            return fail_at(r, vn, path, "tokens and text do not go together (one calibration source)");
+        if (!p->calib.n_text && (p->calib.text_field || p->calib.text_digest || p->calib.tokenizer_digest))
+            return fail_at(r, vn, path, "text_field, text_digest and tokenizer_digest need text");
+        return 0;
     }
     if (!strcmp(key, "defaults")) {
         static const char *const keys[] = {"method", "similarity", "clustering", "router", "rank", "align",

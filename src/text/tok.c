@@ -30,6 +30,7 @@ struct sm_tok {
     char **id_token;          /* id -> token string (added tokens over the vocabulary) */
     bool *id_special;
     int32_t n_ids;
+    int32_t bos_id, eos_id;   /* tokenizer_config.json's bos_token / eos_token, or -1 */
     /* scratch, reused between calls */
     sm_tok_segs raw, norm_segs;
     sm_tok_buf nbuf, ntmp;
@@ -116,22 +117,25 @@ static int read_config(sm_tok *t, const char *name, const char *text, size_t len
         json_t *tok = json_object_get(root, keys[k][1]);
         if (json_is_object(tok))
             tok = json_object_get(tok, "content");
-        if (!json_object_get(root, keys[k][0]) || json_is_null(json_object_get(root, keys[k][0])))
-            continue;
-        if ((rc = sm_tok_jbool(&c, root, keys[k][0], false, &b)) != 0)
-            break;
-        add[k] = b;
-        if (!rc && json_is_string(tok)) {
+        if (json_is_string(tok)) { /* the token is known even when it is not added (lm-eval's prefix token) */
             const char *s = json_string_value(tok);
             for (size_t i = 0; i < t->added.n && id[k] < 0; i++)
                 if (!strcmp(t->added.tok[i].content, s))
                     id[k] = t->added.tok[i].id;
             if (id[k] < 0)
                 id[k] = sm_tok_strmap_get(&t->bpe.vocab, s, strlen(s));
-            if (id[k] < 0 && add[k] == 1)
-                rc = sm_tok_jerr(&c, keys[k][1], "token \"%s\" is not in the tokenizer's vocabulary", s);
         }
+        if (!json_object_get(root, keys[k][0]) || json_is_null(json_object_get(root, keys[k][0])))
+            continue;
+        if ((rc = sm_tok_jbool(&c, root, keys[k][0], false, &b)) != 0)
+            break;
+        add[k] = b;
+        if (json_is_string(tok) && id[k] < 0 && add[k] == 1)
+            rc = sm_tok_jerr(&c, keys[k][1], "token \"%s\" is not in the tokenizer's vocabulary",
+                             json_string_value(tok));
     }
+    t->bos_id = id[0];
+    t->eos_id = id[1];
     if (!rc)
         sm_tok_post_override(&t->post, add[0], id[0], add[1], id[1]);
     json_decref(root);
@@ -148,6 +152,7 @@ sm_tok *sm_tok_load_mem(const char *name, const char *text, size_t len, const ch
         return NULL;
     }
     sm_tok *t = xcalloc(1, sizeof *t);
+    t->bos_id = t->eos_id = -1;
     sm_tok_jctx c = {name, ""};
     json_t *added = NULL;
     int rc = check_top(&c, root) || read_model(&c, root, t);
@@ -293,4 +298,10 @@ int32_t sm_tok_vocab_size(const sm_tok *t) { return t->n_ids; }
 const char *sm_tok_id_token(const sm_tok *t, int32_t id)
 {
     return id >= 0 && id < t->n_ids ? t->id_token[id] : NULL;
+}
+
+void sm_tok_special_ids(const sm_tok *t, int32_t *bos, int32_t *eos)
+{
+    *bos = t->bos_id;
+    *eos = t->eos_id;
 }

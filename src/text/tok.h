@@ -34,4 +34,8 @@ int32_t sm_tok_vocab_size(const sm_tok *t);
 /* The token string of an id, or NULL. */
 const char *sm_tok_id_token(const sm_tok *t, int32_t id);
 
+/* tokenizer_config.json's bos_token and eos_token as ids (-1 when it names none, or there is no
+ * tokenizer_config.json), whether or not the post-processor adds them. */
+void sm_tok_special_ids(const sm_tok *t, int32_t *bos, int32_t *eos);
+
 #endif

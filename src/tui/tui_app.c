@@ -53,7 +53,8 @@ static void *worker(void *arg)
 {
     tui_app *a = arg;
     static const char *const names[] = {"", "calibrating", "preview", "re-clustering", "spectrum",
-                                        "perplexity", "saving", "opening", "committing"};
+                                        "perplexity", "saving", "opening", "committing", "accuracy"};
+    _Static_assert(sizeof names / sizeof names[0] == TUI_JOB_ACCURACY + 1, "a name for every job kind");
     for (;;) {
         pthread_mutex_lock(&a->mu);
         while (!a->nq && !a->stop)
@@ -146,6 +147,18 @@ static int setup(tui_app *a, const tui_options *o)
     free(t);
     free(h);
     a->spec.tokens = a->tokens;
+    a->heldout_given = o->heldout != NULL;
+    char **text = xcalloc((size_t)o->n_text + 1, sizeof *text);
+    for (int i = 0; i < o->n_text; i++)
+        text[i] = sm_path_absolute(o->text[i]);
+    tui_app_set_text(a, (const char *const *)text, o->n_text, o->text_field);
+    for (int i = 0; i < o->n_text; i++)
+        free(text[i]);
+    free(text);
+    char *task = o->task ? xstrdup(o->task) : sm_path_join(sm_data_dir(), "demo-task.jsonl");
+    if (!realpath(task, a->task))
+        snprintf(a->task, sizeof a->task, "%s", task);
+    free(task);
     if (o->calib && !realpath(o->calib, a->calib_file))
         return sm_err("%s: cannot open: %s", o->calib, strerror(errno));
     snprintf(s->plan_path, sizeof s->plan_path, "%s", o->plan ? o->plan : "submoe-plan.yaml");
@@ -158,8 +171,9 @@ static int setup(tui_app *a, const tui_options *o)
         if (o->calib) /* --calib wins over the plan's calibration */
             snprintf(a->calib_file, sizeof a->calib_file, "%s", cf);
     }
-    snprintf(s->status, sizeof s->status, "calibrating on %.200s ... (? for help)",
-             a->calib_file[0] ? a->calib_file : a->tokens);
+    snprintf(s->status, sizeof s->status, "calibrating on %.200s%s ... (? for help)",
+             a->calib_file[0] ? a->calib_file : a->n_text ? a->text[0] : a->tokens,
+             !a->calib_file[0] && a->n_text > 1 ? " and more text" : "");
     return 0;
 }
 
@@ -189,6 +203,7 @@ static void free_app(tui_app *a)
     for (int l = 0; l < TUI_MAX_LAYERS; l++)
         free(a->decided_why[l]);
     free(a->warnings);
+    tui_app_set_text(a, NULL, 0, NULL);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     free(a);
@@ -270,6 +285,8 @@ int tui_run(const tui_options *o)
             tui_push(a, (tui_job){TUI_JOB_PREVIEW, layer, 0, (act & TUI_ACT_FORCE) != 0, false});
         if (act & TUI_ACT_PERPLEXITY)
             tui_push(a, (tui_job){TUI_JOB_PPL, 0, 0, false, false});
+        if (act & TUI_ACT_ACCURACY)
+            tui_push(a, (tui_job){TUI_JOB_ACCURACY, 0, 0, false, false});
         if (act & TUI_ACT_SAVE)
             tui_push(a, (tui_job){TUI_JOB_SAVE, 0, 0, false, false});
         if (act & TUI_ACT_OPEN)

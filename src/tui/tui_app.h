@@ -12,7 +12,12 @@ typedef struct tui_options {
     const char *plan;     /* a plan to open (edited and saved there), or NULL */
     const char *calib;    /* a stats / activations file instead of calibrating, or NULL */
     const char *tokens;   /* calibration tokens (NULL: the bundled data/calib.u32) */
-    const char *heldout;  /* held-out tokens for perplexity (NULL: data/heldout.u32) */
+    const char *heldout;  /* held-out tokens for perplexity (NULL: data/heldout.u32; with text,
+                           * the text's windows after the calibration ones) */
+    const char *const *text; /* calibration text files instead of tokens (text/corpus.h), or NULL */
+    int n_text;
+    const char *text_field;  /* their JSON Lines field, or NULL */
+    const char *task;     /* task file for the accuracy key A (NULL: data/demo-task.jsonl) */
     int frames;           /* > 0: exit after drawing that many screens (tests under sanitizers) */
     sm_precision precision; /* calibration, statistics and the plan's perplexity (util/matmul.h) */
 } tui_options;

@@ -77,11 +77,19 @@ static void draw_header(const tui_state *s, const tui_rect *r)
                  tui_ppl_fresh(s) ? "" : " (before edits)");
     else
         snprintf(pp, sizeof pp, "perplexity: P");
+    char acc[96]; /* after the perplexity when there is room */
+    if (s->acc_original >= 0 && s->acc_plan >= 0)
+        snprintf(acc, sizeof acc, "accuracy %.3f %s %.3f%s", s->acc_original, tc_g("\u2192", "->"), s->acc_plan,
+                 s->acc_gen == tui_plan_gen_sum(s) ? "" : " (before edits)");
+    else
+        snprintf(acc, sizeof acc, "accuracy: A");
     int leftw = r->w - (jw ? jw + 2 : 0);
     x = r->x + tc_put(r->y + 1, r->x, leftw, "params %s %s %s (%+.1f%%)", a, tc_g("\u2192", "->"), b,
                       s->total_params ? 100.0 * (double)(after - s->total_params) / (double)s->total_params : 0.0);
     if (tui_strwidth(pp) + 3 <= r->x + leftw - x)
-        tc_put(r->y + 1, x, r->x + leftw - x, "   %s", pp);
+        x += tc_put(r->y + 1, x, r->x + leftw - x, "   %s", pp);
+    if (tui_strwidth(acc) + 3 <= r->x + leftw - x)
+        tc_put(r->y + 1, x, r->x + leftw - x, "   %s", acc);
     if (jw) {
         tc_on(TC_PAIR_WARN, A_BOLD);
         tc_put(r->y + 1, r->x + r->w - jw, jw, "%s", jobtxt);

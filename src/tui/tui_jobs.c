@@ -2,6 +2,7 @@
  * preview a layer, re-cluster, compute a spectrum, the plan's perplexity, save / open plans,
  * commit. Every layer is built as pipeline/resolve.c resolves the plan the workbench saves
  * (tui_layer_resolve), so a preview is what `submoe apply` makes of that plan. */
+#include "eval/mcscore.h"
 #include "forward/moelayer.h"
 #include "model/tokens.h"
 #include "pipeline/apply.h"
@@ -135,12 +136,12 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
     a->s.calibrated = true;
     int cur = a->s.layer;
     /* the bundled tokens are bytes: for a model with a real tokenizer they are ids, not text */
-    bool bytes_for_tokenizer = !a->calib_file[0] && a->tokens_default && c->vocab != 256;
+    bool bytes_for_tokenizer = !a->calib_file[0] && !a->n_text && a->tokens_default && c->vocab != 256;
     if (bytes_for_tokenizer)
         snprintf(a->s.status, sizeof a->s.status, "calibrated on the bundled byte tokens: give --tokens FILE");
     else
         snprintf(a->s.status, sizeof a->s.status, "calibrated on %.60s; previewing every layer",
-                 sm_basename(a->calib_file[0] ? a->calib_file : a->tokens));
+                 sm_basename(a->calib_file[0] ? a->calib_file : a->n_text ? a->text[0] : a->tokens));
     a->s.status_error = bytes_for_tokenizer;
     pthread_mutex_unlock(&a->mu);
     /* previews: the selected layer first, then every other one in the background */
@@ -303,13 +304,36 @@ static int ppl_build_layer(void *ctx, int l, const sm_monitor *mon, sm_layer_bui
  * built as the forward pass reaches it and freed after it, so memory holds one merged layer. */
 #define TUI_PPL_WINDOWS 16
 #define TUI_PPL_SEQ 256
+/* The held-out windows: --heldout's tokens, or with calibration text (and no --heldout) the text's
+ * windows after the calibration ones, which the statistics never saw (sm_calib_eval_windows). */
+static int heldout_windows(tui_app *a, sm_tokens *t, int *T, int *n_seq)
+{
+    const int32_t *ids;
+    int nw, len;
+    if (a->n_text && !a->heldout_given && !a->calib_file[0]) {
+        if (sm_calib_eval_windows(a->calib, &ids, &nw, &len))
+            return sm_err("the calibration text has no windows left after the calibration ones for perplexity: "
+                          "give more text, or --heldout FILE");
+        t->n = (size_t)nw * (size_t)len;
+        t->ids = xmalloc(t->n * sizeof *t->ids);
+        memcpy(t->ids, ids, t->n * sizeof *t->ids);
+        *T = len, *n_seq = nw;
+        return 0;
+    }
+    if (sm_tokens_read(a->heldout, sm_model_config(a->model)->vocab, t))
+        return -1;
+    *T = TUI_PPL_SEQ;
+    *n_seq = (int)(t->n / (size_t)*T < TUI_PPL_WINDOWS ? t->n / (size_t)*T : TUI_PPL_WINDOWS);
+    return 0;
+}
+
 static int job_ppl(tui_app *a, const sm_monitor *mon)
 {
     const sm_config *c = sm_model_config(a->model);
     sm_tokens t;
-    if (sm_tokens_read(a->heldout, c->vocab, &t))
+    int T = 0, n_seq = 0;
+    if (heldout_windows(a, &t, &T, &n_seq))
         return -1;
-    int T = TUI_PPL_SEQ, n_seq = (int)(t.n / (size_t)T < TUI_PPL_WINDOWS ? t.n / (size_t)T : TUI_PPL_WINDOWS);
     const sm_moe_block **blocks = xcalloc((size_t)c->n_layers, sizeof *blocks); /* none: the original */
     int rc = 0;
     pthread_mutex_lock(&a->mu);
@@ -341,6 +365,65 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
         a->s.status_error = false;
     }
     pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+/* Task accuracy (eval --task, eval/mcscore.h) of the original model and of the plan, each layer
+ * built as the forward pass reaches it (as for perplexity); the whole task runs as one batch per
+ * TUI_ACC_BATCH_TOKENS so that a layer is built once per batch. */
+#define TUI_ACC_BATCH_TOKENS 65536
+static int job_accuracy(tui_app *a, const sm_monitor *mon)
+{
+    sm_mc_task task;
+    if (sm_mc_task_read(a->task, &task))
+        return -1;
+    sm_tok *tok = sm_tok_load(sm_model_dir(a->model));
+    if (!tok) {
+        sm_mc_task_free(&task);
+        return sm_err_prefix("the accuracy key needs the model's tokenizer");
+    }
+    pthread_mutex_lock(&a->mu);
+    double orig = a->s.acc_original;
+    ppl_build_ctx bc = {a, a->s.seed};
+    unsigned gen = tui_plan_gen_sum(&a->s);
+    pthread_mutex_unlock(&a->mu);
+    sm_monitor_span span;
+    /* the original: batched as eval --task */
+    sm_mc_opts o = {.add_special = true, .quiet = true, .precision = a->spec.precision};
+    sm_mc_scores sc;
+    int rc = 0;
+    if (orig < 0) {
+        o.mon = sm_monitor_span_init(&span, mon, 0, 0.3);
+        if (!(rc = sm_mc_score(a->model, tok, &task, &o, &sc)))
+            orig = sc.acc;
+        sm_mc_scores_free(&sc);
+    }
+    sm_built_layers bl;
+    sm_built_layers_init(&bl, a->model, ppl_build_layer, &bc, sm_monitor_span_init(&span, mon, 0.3, 1));
+    o.mon = bl.mon;
+    o.batch_tokens = TUI_ACC_BATCH_TOKENS;
+    o.moe_override = sm_built_override;
+    o.on_layer = sm_built_layer_done;
+    o.override_ctx = &bl;
+    double acc = -1, acc_norm = -1;
+    if (!rc && !(rc = sm_mc_score(a->model, tok, &task, &o, &sc)))
+        acc = sc.acc, acc_norm = sc.acc_norm;
+    if (!rc)
+        sm_mc_scores_free(&sc);
+    sm_built_layers_end(&bl);
+    sm_tok_free(tok);
+    pthread_mutex_lock(&a->mu);
+    if (orig >= 0)
+        a->s.acc_original = orig;
+    if (!rc) {
+        a->s.acc_plan = acc;
+        a->s.acc_gen = gen;
+        snprintf(a->s.status, sizeof a->s.status, "accuracy on %.60s (%zu items): original %.3f, plan %.3f (acc_norm %.3f)",
+                 sm_basename(a->task), task.n, orig, acc, acc_norm);
+        a->s.status_error = false;
+    }
+    pthread_mutex_unlock(&a->mu);
+    sm_mc_task_free(&task);
     return rc;
 }
 
@@ -376,12 +459,13 @@ static int job_open(tui_app *a, const sm_monitor *mon)
     snprintf(old_tokens, sizeof old_tokens, "%s", a->tokens);
     snprintf(old_calib, sizeof old_calib, "%s", a->calib_file);
     sm_calib_spec old_spec = a->spec;
+    bool old_text = a->n_text > 0;
     if (tui_app_load_plan(a, a->open_path))
         return -1;
     bool same_calib = a->calib && !strcmp(old_tokens, a->tokens) && !strcmp(old_calib, a->calib_file) &&
                       old_spec.samples == a->spec.samples && old_spec.seq_len == a->spec.seq_len &&
                       old_spec.keep == a->spec.keep && old_spec.heldout == a->spec.heldout &&
-                      old_spec.sample == a->spec.sample && old_spec.seed == a->spec.seed;
+                      old_spec.sample == a->spec.sample && old_spec.seed == a->spec.seed && !old_text && !a->n_text;
     if (!same_calib) {
         pthread_mutex_lock(&a->mu);
         a->s.calibrated = false;
@@ -450,6 +534,7 @@ int tui_job_run(tui_app *a, const tui_job *j, const sm_monitor *mon)
     case TUI_JOB_RECLUSTER: return job_recluster(a, j->layer, mon);
     case TUI_JOB_SPECTRUM: return job_spectrum(a, j->layer, j->cluster, mon);
     case TUI_JOB_PPL: return job_ppl(a, mon);
+    case TUI_JOB_ACCURACY: return job_accuracy(a, mon);
     case TUI_JOB_SAVE: return job_save(a);
     case TUI_JOB_OPEN: return job_open(a, mon);
     case TUI_JOB_COMMIT: return job_commit(a, j->force, mon);

@@ -491,6 +491,12 @@ static int action_perplexity(key_ctx *c)
     return TUI_ACT_PERPLEXITY | TUI_ACT_REDRAW;
 }
 
+static int action_accuracy(key_ctx *c)
+{
+    (void)c;
+    return TUI_ACT_ACCURACY | TUI_ACT_REDRAW;
+}
+
 static int action_save_dialog(key_ctx *c)
 {
     open_input(c->s, TUI_DIALOG_SAVE, c->s->plan_path);
@@ -545,6 +551,7 @@ static key_handler *const key_table[TUI_KEY_END + 1] = {
     ['U'] = action_redo, [18] = action_redo, /* ctrl-r */
     ['p'] = action_preview,
     ['P'] = action_perplexity,
+    ['A'] = action_accuracy,
     ['w'] = action_save_dialog,
     ['o'] = action_open_dialog,
     ['C'] = action_commit_dialog,

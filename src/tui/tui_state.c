@@ -11,6 +11,7 @@ void tui_state_init(tui_state *s)
 {
     memset(s, 0, sizeof *s);
     s->ppl_original = s->ppl_plan = -1;
+    s->acc_original = s->acc_plan = -1;
     s->seed = 1;
     s->color = true;
     s->utf8 = true;

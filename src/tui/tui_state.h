@@ -83,6 +83,7 @@ typedef enum {
     TUI_ACT_SPECTRUM = 256,   /* the spectrum of s->spec_cluster in the current layer */
     TUI_ACT_OPEN = 512,       /* open the plan s->input */
     TUI_ACT_FORCE = 1024,     /* with COMMIT: replace an existing directory (the user said yes) */
+    TUI_ACT_ACCURACY = 2048,  /* task accuracy of the original and the plan */
 } tui_action;
 
 typedef enum {
@@ -114,6 +115,8 @@ typedef struct tui_state {
     bool calibrated;
     double ppl_original, ppl_plan; /* < 0: not computed */
     unsigned ppl_gen;             /* sum of plan_gen when ppl_plan was computed */
+    double acc_original, acc_plan; /* task accuracy (acc), < 0: not computed */
+    unsigned acc_gen;             /* sum of plan_gen when acc_plan was computed */
     /* selection */
     tui_view view;
     int layer;                    /* selected layer */

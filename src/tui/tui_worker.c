@@ -80,10 +80,28 @@ const char *tui_take_warning(tui_app *a)
     return taken;
 }
 
+void tui_app_set_text(tui_app *a, const char *const *files, int n, const char *field)
+{
+    for (int i = 0; i < a->n_text; i++)
+        free(a->text[i]);
+    free(a->text);
+    free(a->text_field);
+    a->text = n ? xcalloc((size_t)n, sizeof *a->text) : NULL;
+    for (int i = 0; i < n; i++)
+        a->text[i] = xstrdup(files[i]);
+    a->n_text = n;
+    a->text_field = field ? xstrdup(field) : NULL;
+    a->text_src = (sm_text_source){(const char *const *)a->text, n, a->text_field};
+    a->spec.text = n ? &a->text_src : NULL;
+}
+
 void tui_app_inputs(const tui_app *a, sm_paths *inputs)
 {
     sm_paths_add_model(inputs, a->s.model);
-    sm_paths_add(inputs, "tokens file", a->calib_file[0] ? NULL : a->tokens);
+    sm_paths_add(inputs, "tokens file", a->calib_file[0] || a->n_text ? NULL : a->tokens);
+    for (int i = 0; !a->calib_file[0] && i < a->n_text; i++)
+        sm_paths_add(inputs, "text file", a->text[i]);
+    sm_paths_add(inputs, "task file", a->task);
     sm_paths_add(inputs, "held-out tokens file", a->heldout);
     sm_paths_add(inputs, "stats file", a->calib_file);
 }
@@ -242,6 +260,10 @@ static void load_settings(tui_app *a, const sm_plan *p, const char *path)
         free(t);
     } else {
         a->calib_file[0] = 0;
+        char **text = sm_resolve_calib_text(p);
+        if (p->calib.n_text || p->calib.tokens) /* the plan's source replaces ours */
+            tui_app_set_text(a, (const char *const *)text, p->calib.n_text, p->calib.text_field);
+        sm_resolve_calib_text_free(p, text);
         if (p->calib.tokens) {
             char *t = sm_plan_resolve_path(p, p->calib.tokens);
             snprintf(a->tokens, sizeof a->tokens, "%s", t);
@@ -249,6 +271,9 @@ static void load_settings(tui_app *a, const sm_plan *p, const char *path)
             a->tokens_default = false;
         }
         sm_resolve_calib_spec(p, &a->spec);
+        /* the workbench recalibrates on changed text (the plan it saves records the new digests);
+         * the plan's digests would not outlive it */
+        a->spec.expect_text_digest = a->spec.expect_tokenizer_digest = NULL;
     }
     a->spec.tokens = a->tokens;
     s->seed = p->has_seed ? p->seed : 1;
@@ -283,6 +308,7 @@ int tui_app_load_plan(tui_app *a, const char *path)
         load_settings(a, &p, path);
         s->modified = false;
         s->ppl_plan = -1;
+        s->acc_plan = -1;
         s->layer = s->layer >= 0 && s->layer < s->n_layers && s->is_moe[s->layer] ? s->layer : 0;
         s->ci = s->cj = s->spec_cluster = 0;
         tui_clear_history(s);
@@ -302,7 +328,17 @@ void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
     if (a->calib_file[0]) { /* read as it is, with its own held-out split */
         p->calib.stats = xstrdup(a->calib_file);
     } else {
-        p->calib.tokens = xstrdup(a->tokens);
+        if (a->n_text) { /* the text and, once calibrated, the digests the statistics came from */
+            p->calib.text = xcalloc((size_t)a->n_text, sizeof *p->calib.text);
+            for (int i = 0; i < a->n_text; i++)
+                p->calib.text[p->calib.n_text++] = xstrdup(a->text[i]);
+            p->calib.text_field = a->text_field ? xstrdup(a->text_field) : NULL;
+            const char *td = a->calib ? sm_calib_metadata(a->calib, "text_digest") : NULL,
+                       *kd = a->calib ? sm_calib_metadata(a->calib, "tokenizer_digest") : NULL;
+            p->calib.text_digest = td ? xstrdup(td) : NULL;
+            p->calib.tokenizer_digest = kd ? xstrdup(kd) : NULL;
+        } else
+            p->calib.tokens = xstrdup(a->tokens);
         p->calib.has_samples = p->calib.has_seq_len = p->calib.has_keep = p->calib.has_heldout = true;
         p->calib.has_sample = p->calib.has_seed = true;
         p->calib.samples = a->spec.samples, p->calib.seq_len = a->spec.seq_len;

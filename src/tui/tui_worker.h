@@ -22,7 +22,7 @@
 #include "util/iopaths.h"
 
 enum { TUI_JOB_CALIB = 1, TUI_JOB_PREVIEW, TUI_JOB_RECLUSTER, TUI_JOB_SPECTRUM, TUI_JOB_PPL, TUI_JOB_SAVE,
-       TUI_JOB_OPEN, TUI_JOB_COMMIT };
+       TUI_JOB_OPEN, TUI_JOB_COMMIT, TUI_JOB_ACCURACY };
 
 typedef struct tui_job {
     int kind, layer, cluster;
@@ -50,6 +50,12 @@ typedef struct tui_app {
     sm_calib_spec spec;
     char tokens[PATH_MAX], heldout[PATH_MAX], calib_file[PATH_MAX], open_path[PATH_MAX];
     bool tokens_default;                       /* tokens: the bundled data/calib.u32 */
+    bool heldout_given;                        /* --heldout (else, with text, the text's own windows) */
+    char **text;                               /* calibration text instead of tokens (owned), or NULL */
+    int n_text;
+    char *text_field;
+    sm_text_source text_src;                   /* spec.text points here */
+    char task[PATH_MAX];                       /* task file of the accuracy key */
     /* what an opened plan says that the state does not show, kept for saving */
     bool have_groups[TUI_MAX_LAYERS];          /* groups given: do not cluster after calibration */
     sm_cluster_algo algo[TUI_MAX_LAYERS];      /* clustering of layers without groups */
@@ -78,6 +84,10 @@ void tui_status(tui_app *a, bool error, const char *fmt, ...) __attribute__((for
 void tui_app_inputs(const tui_app *a, sm_paths *inputs);
 /* "; warning: ..." when a warning came since the last call (then cleared), else "". Under mu. */
 const char *tui_take_warning(tui_app *a);
+
+/* Calibrate on text files (absolute names; n 0: on the tokens again) with their JSON Lines field
+ * (NULL: "text"); spec.text follows. */
+void tui_app_set_text(tui_app *a, const char *const *files, int n, const char *field);
 
 /* The workbench's target before a plan or the user says otherwise: a quarter of the experts. */
 #define TUI_DEFAULT_RATIO 0.25
