@@ -104,6 +104,18 @@ int main(void)
     CHECK(rc == 0 && ml.n_experts == G && ml.n_router == N, "submoe full rank, remap %s",
           rc ? sm_errmsg() : "");
     CHECK(sm_engine_error(&src, &ml, xheld, 400, NULL, &e_merge) == 0, "error");
+    {   /* a shared reference forward (auto's candidates) gives the same figure, bit for bit */
+        float *ref = malloc(sizeof(float) * 800 * (size_t)src.hidden);
+        double e_ref = -1, e_ref_cal = -1, e_cal = -2;
+        CHECK(ref && sm_engine_reference(&src, xheld, 400, NULL, ref) == 0 &&
+                  sm_engine_error_ref(&src, &ml, xheld, ref, 400, NULL, &e_ref) == 0 && e_ref == e_merge,
+              "error against a precomputed reference %.9g = %.9g", e_ref, e_merge);
+        CHECK(ref && sm_engine_reference(&src, xcal, 800, NULL, ref) == 0 &&
+                  sm_engine_error_ref(&src, &ml, xcal, ref, 800, NULL, &e_ref_cal) == 0 &&
+                  sm_engine_error(&src, &ml, xcal, 800, NULL, &e_cal) == 0 && e_ref_cal == e_cal && e_cal > 0,
+              "on 800 rows too %.9g = %.9g", e_ref_cal, e_cal);
+        free(ref);
+    }
     CHECK(ml.mats[0][0].member_err[0] < 0.05, "member error of a near-duplicate %.4f",
           ml.mats[0][0].member_err[0]);
     sm_merged_layer_free(&ml);

@@ -765,25 +765,53 @@ static int64_t error_block_rows(const sm_moe_block *b)
     return rows < DEFAULT_BLOCK ? DEFAULT_BLOCK : rows > ERROR_BLOCK_MAX ? ERROR_BLOCK_MAX : rows;
 }
 
-int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const float *x, int64_t m,
-                    const sm_monitor *mon, double *rel)
+/* The reference's output and the candidate's come from the same blocks of rows either way, so
+ * an error against a precomputed reference (sm_engine_reference) is bit-identical to one that
+ * recomputes it. */
+static int error_pass(const sm_moe_block *src, const sm_merged_layer *l, const float *x, const float *ref,
+                      int64_t m, const sm_monitor *mon, double *rel)
 {
     sm_moe_block mb = sm_merged_layer_block(l, src);
     const int64_t h = src->hidden, blk = m > 0 && m < error_block_rows(src) ? m : error_block_rows(src);
-    float *ya = sm_alloc_f32((size_t)(blk * h)), *yb = sm_alloc_f32((size_t)(blk * h));
+    float *ya = ref ? NULL : sm_alloc_f32((size_t)(blk * h)), *yb = sm_alloc_f32((size_t)(blk * h));
     sm_error_acc acc = {0, 0};
-    int rc = ya && yb ? 0 : -1;
+    int rc = (ya || ref) && yb ? 0 : -1;
     for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += blk) {
         const int64_t n = m - t0 < blk ? m - t0 : blk;
         if ((rc = sm_monitor_check(mon)) != 0 ||
-            (rc = sm_moe_forward_mon(src, x + t0 * h, n, ya, NULL, mon)) != 0 ||
+            (!ref && (rc = sm_moe_forward_mon(src, x + t0 * h, n, ya, NULL, mon)) != 0) ||
             (rc = sm_moe_forward_mon(&mb, x + t0 * h, n, yb, NULL, mon)) != 0)
             break;
-        sm_error_acc_add(&acc, ya, yb, n * h);
+        sm_error_acc_add(&acc, ref ? ref + t0 * h : ya, yb, n * h);
         sm_monitor_report(mon, (double)(t0 + n) / m, "output error");
     }
     free(ya), free(yb);
     if (rc == 0)
         *rel = sm_error_acc_value(&acc);
     return rc;
+}
+
+int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const float *x, int64_t m,
+                    const sm_monitor *mon, double *rel)
+{
+    return error_pass(src, l, x, NULL, m, mon, rel);
+}
+
+int sm_engine_reference(const sm_moe_block *src, const float *x, int64_t m, const sm_monitor *mon, float *ref)
+{
+    const int64_t h = src->hidden, blk = m > 0 && m < error_block_rows(src) ? m : error_block_rows(src);
+    int rc = 0;
+    for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += blk) {
+        const int64_t n = m - t0 < blk ? m - t0 : blk;
+        if ((rc = sm_monitor_check(mon)) != 0 || (rc = sm_moe_forward_mon(src, x + t0 * h, n, ref + t0 * h, NULL, mon)) != 0)
+            break;
+        sm_monitor_report(mon, (double)(t0 + n) / m, "reference output");
+    }
+    return rc;
+}
+
+int sm_engine_error_ref(const sm_moe_block *src, const sm_merged_layer *l, const float *x, const float *ref,
+                        int64_t m, const sm_monitor *mon, double *rel)
+{
+    return error_pass(src, l, x, ref, m, mon, rel);
 }

@@ -41,15 +41,23 @@ static double mean_member_error(const sm_merged_layer *l)
     return cnt ? s / cnt : 0;
 }
 
-int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
-                       sm_layer_build *out)
+/* A build on a layer already loaded (`shared`, borrowed: auto's candidates share one copy of
+ * the source weights) or loaded here (NULL); `ref`: the source's output on the held-out rows
+ * (sm_engine_reference), or NULL to compute it. */
+static int build_with(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
+                      const sm_moe_layer *shared, const float *ref, sm_layer_build *out)
 {
     memset(out, 0, sizeof *out);
     out->layer = job->layer;
     out->output_error = -1;
     sm_monitor_span span;
-    if (sm_moe_layer_load_mon(m, job->layer, mon, &out->src))
+    if (shared) {
+        out->src = *shared;
+        out->src.block.shared = out->src.shared_inter ? &out->src.shared : NULL;
+        out->src_borrowed = true;
+    } else if (sm_moe_layer_load_mon(m, job->layer, mon, &out->src)) {
         return -1;
+    }
     const sm_moe_block *src = &out->src.block;
     int n = out->n = src->n_router;
     sm_merge_method method = job->spec.method;
@@ -76,8 +84,8 @@ int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, 
     memcpy(out->assign, out->merged.cluster_of, sizeof(int) * (size_t)n);
     out->block = sm_merged_layer_block(&out->merged, src);
     if (m_held > 0 &&
-        sm_engine_error(src, &out->merged, held, m_held, sm_monitor_span_init(&span, mon, 0.9, 1.0),
-                        &out->output_error))
+        sm_engine_error_ref(src, &out->merged, held, ref, m_held, sm_monitor_span_init(&span, mon, 0.9, 1.0),
+                            &out->output_error))
         goto fail;
     out->mean_member_error = mean_member_error(&out->merged);
     out->params_before = (int64_t)n * 3 * out->src.inter * src->hidden;
@@ -87,6 +95,12 @@ fail:
     sm_err_prefix("layer %d", job->layer);
     sm_layer_build_free(out);
     return -1;
+}
+
+int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
+                       sm_layer_build *out)
+{
+    return build_with(m, c, job, mon, NULL, NULL, out);
 }
 
 int sm_layer_build_check(const sm_layer_build *b)
@@ -102,7 +116,8 @@ void sm_layer_build_free(sm_layer_build *b)
     if (!b)
         return;
     sm_merged_layer_free(&b->merged);
-    sm_moe_layer_free(&b->src);
+    if (!b->src_borrowed)
+        sm_moe_layer_free(&b->src);
     free(b->assign);
     memset(b, 0, sizeof *b);
     /* A layer's matrices are a few MB each: below glibc's (adaptive) mmap threshold they live in
@@ -185,6 +200,25 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         free(dominant);
         return -1;
     }
+    /* One copy of the source layer and one reference forward on the held-out rows, shared by
+     * every candidate (each used to load its own copy and recompute the reference). */
+    sm_moe_layer src;
+    const float *fit, *held = NULL;
+    int64_t m_fit, m_held = 0;
+    float *ref = NULL;
+    sm_monitor_span span0;
+    if (sm_moe_layer_load_mon(m, job->layer, sm_monitor_span_init(&span0, mon, 0.0, 0.0), &src)) {
+        free(blocks), free(dominant);
+        return -1;
+    }
+    if (sm_calib_inputs(c, job->layer, &fit, &m_fit, &held, &m_held) ||
+        (m_held > 0 && (!(ref = sm_alloc_f32((size_t)(m_held * src.block.hidden))) ||
+                        sm_engine_reference(&src.block, held, m_held, sm_monitor_span_init(&span0, mon, 0.0, 0.0), ref)))) {
+        sm_err_prefix("layer %d", job->layer);
+        free(ref), free(blocks), free(dominant);
+        sm_moe_layer_free(&src);
+        return -1;
+    }
     sm_layer_build best;
     memset(&best, 0, sizeof best);
     double best_score = 0;
@@ -202,7 +236,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         sm_layer_build b;
         sm_monitor_span span;
         double lo = (double)i / nc, hi = (i + 1.0) / nc, score;
-        if (sm_layer_build_run(m, c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &b)) {
+        if (build_with(m, c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &src, ref, &b)) {
             rc = -1;
             break;
         }
@@ -243,15 +277,18 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     }
     free(blocks);
     free(dominant);
+    free(ref);
     if (rc) {
         if (have >= 0)
             sm_layer_build_free(&best);
+        sm_moe_layer_free(&src);
         return -1;
     }
     snprintf(why, why_len, "%s%s%s (%s: %s)", sm_merge_method_name(cand[have].method),
              cand[have].align ? "+align" : "", cand[have].dominant ? "/dominant" : "",
              by_loss ? "held-out loss, nats/token" : "held-out output error", errs);
     build_move(out, &best);
+    out->src_borrowed = false; /* the winner takes the shared copy */
     return 0;
 }
 

@@ -32,6 +32,7 @@ typedef struct sm_layer_job {
 typedef struct sm_layer_build {
     int layer;
     sm_moe_layer src;         /* the layer's original fp32 weights */
+    bool src_borrowed;        /* src is another's (auto's shared copy): freeing leaves it */
     const sm_layer_analysis *analysis; /* owned by the calib (until sm_calib_release) */
     int n;                    /* original experts */
     int *assign;              /* n: cluster of each expert as merged (pruning: -1 dropped) */
