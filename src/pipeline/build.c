@@ -160,15 +160,27 @@ static int auto_score(const sm_model *m, const sm_layer_build *b, int layer, con
     return 0;
 }
 
+typedef struct {
+    sm_merge_method method;
+    bool align, dominant;
+} auto_candidate;
+
+static sm_layer_job candidate_job(const sm_layer_job *job, const auto_candidate *cand, const int *dominant)
+{
+    sm_layer_job j = *job;
+    j.spec.method = cand->method;
+    j.spec.align = cand->align;
+    if (cand->dominant)
+        j.groups = dominant;
+    return j;
+}
+
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len)
 {
     /* Candidates: the merge without and with neuron alignment (on the job's groups, and with
      * job->regroup also on dominant groups), then both prunings. */
-    struct {
-        sm_merge_method method;
-        bool align, dominant;
-    } cand[6];
+    auto_candidate cand[6];
     int nc = 0;
     bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
     bool regroup = merges && job->regroup;
@@ -223,16 +235,13 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     memset(&best, 0, sizeof best);
     double best_score = 0;
     int have = -1, rc = 0;
+    bool best_held = false; /* best holds the best-so-far build (else only its score is kept) */
     size_t used = 0;
     char errs[600] = "";
     for (int i = 0; i < nc && !rc; i++) {
         if (cand[i].dominant && skip_dominant)
             continue;
-        sm_layer_job j = *job;
-        j.spec.method = cand[i].method;
-        j.spec.align = cand[i].align;
-        if (cand[i].dominant)
-            j.groups = dominant;
+        sm_layer_job j = candidate_job(job, &cand[i], dominant);
         sm_layer_build b;
         sm_monitor_span span;
         double lo = (double)i / nc, hi = (i + 1.0) / nc, score;
@@ -266,20 +275,33 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
                                  used ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
                                  cand[i].dominant ? "/dominant" : "", score);
         if (have < 0 || score < best_score) {
-            if (have >= 0)
+            if (best_held)
                 sm_layer_build_free(&best);
-            build_move(&best, &b);
+            /* A merged layer owns weights about the size of the source's: holding it while the
+             * next candidate is built would need room for three layers. Keep its score and build
+             * it again if it wins. A pruned layer only points into the shared source: keep it. */
+            best_held = !sm_merge_method_merges(cand[i].method);
+            if (best_held)
+                build_move(&best, &b);
+            else
+                sm_layer_build_free(&b);
             best_score = score;
             have = i;
         } else {
             sm_layer_build_free(&b);
         }
     }
+    if (!rc && have >= 0 && !best_held) { /* the winner again: the same job on the same rows, the same layer */
+        sm_layer_job j = candidate_job(job, &cand[have], dominant);
+        sm_monitor_span span;
+        rc = build_with(m, c, &j, sm_monitor_span_init(&span, mon, 1.0, 1.0), &src, ref, &best);
+        best_held = rc == 0;
+    }
     free(blocks);
     free(dominant);
     free(ref);
     if (rc) {
-        if (have >= 0)
+        if (best_held)
             sm_layer_build_free(&best);
         sm_moe_layer_free(&src);
         return -1;
