@@ -768,8 +768,8 @@ static int64_t error_block_rows(const sm_moe_block *b)
 /* The reference's output and the candidate's come from the same blocks of rows either way, so
  * an error against a precomputed reference (sm_engine_reference) is bit-identical to one that
  * recomputes it. */
-static int error_pass(const sm_moe_block *src, const sm_merged_layer *l, const float *x, const float *ref,
-                      int64_t m, const sm_monitor *mon, double *rel)
+int sm_engine_error_ref(const sm_moe_block *src, const sm_merged_layer *l, const float *x, const float *ref,
+                        int64_t m, const sm_monitor *mon, double *rel)
 {
     sm_moe_block mb = sm_merged_layer_block(l, src);
     const int64_t h = src->hidden, blk = m > 0 && m < error_block_rows(src) ? m : error_block_rows(src);
@@ -794,7 +794,7 @@ static int error_pass(const sm_moe_block *src, const sm_merged_layer *l, const f
 int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const float *x, int64_t m,
                     const sm_monitor *mon, double *rel)
 {
-    return error_pass(src, l, x, NULL, m, mon, rel);
+    return sm_engine_error_ref(src, l, x, NULL, m, mon, rel);
 }
 
 int sm_engine_reference(const sm_moe_block *src, const float *x, int64_t m, const sm_monitor *mon, float *ref)
@@ -808,10 +808,4 @@ int sm_engine_reference(const sm_moe_block *src, const float *x, int64_t m, cons
         sm_monitor_report(mon, (double)(t0 + n) / m, "reference output");
     }
     return rc;
-}
-
-int sm_engine_error_ref(const sm_moe_block *src, const sm_merged_layer *l, const float *x, const float *ref,
-                        int64_t m, const sm_monitor *mon, double *rel)
-{
-    return error_pass(src, l, x, ref, m, mon, rel);
 }

@@ -154,7 +154,8 @@ int sm_engine_error(const sm_moe_block *src, const sm_merged_layer *l, const flo
 /* The source block's output on m inputs (m × hidden into ref), in the blocks sm_engine_error
  * uses, so that candidates compared on the same rows share one reference forward. */
 int sm_engine_reference(const sm_moe_block *src, const float *x, int64_t m, const sm_monitor *mon, float *ref);
-/* sm_engine_error against a reference from sm_engine_reference: the same figure, bit for bit. */
+/* sm_engine_error against a reference from sm_engine_reference (NULL: computed here): the same
+ * figure, bit for bit. */
 int sm_engine_error_ref(const sm_moe_block *src, const sm_merged_layer *l, const float *x, const float *ref,
                         int64_t m, const sm_monitor *mon, double *rel);
 
