@@ -46,8 +46,8 @@ static int64_t packed_size(int R) { return (int64_t)R * (R + 1) / 2; }
 static int64_t packed_at(int R, int a, int b) { return (int64_t)a * R - (int64_t)a * (a - 1) / 2 + (b - a); }
 
 /* Every row's R most probable experts, in the order sm_route_select picks them: probabilities as
- * it computes them (sm_route_softmax), repeated strict '>' scans, so equal probabilities go to the
- * lower index. Then the full block's own selection, which must be the order's first top_k. */
+ * it computes them (sm_route_softmax) and ranks them (sm_route_rank). Then the full block's own
+ * selection, which must be the order's first top_k. */
 static int rank_rows(sm_subset_cache *c)
 {
     const int n = c->n, R = c->R, k = c->top_k;
@@ -58,18 +58,11 @@ static int rank_rows(sm_subset_cache *c)
     for (int64_t t = 0; rc == 0 && t < c->m; t++) {
         int *ord = c->order + t * R, *pos = c->pos + t * n;
         sm_route_softmax(c->z + t * n, n, p);
-        memset(taken, 0, (size_t)n);
+        sm_route_rank(p, n, R, taken, ord);
         for (int i = 0; i < n; i++)
             pos[i] = -1;
-        for (int j = 0; j < R; j++) {
-            int best = -1;
-            for (int i = 0; i < n; i++)
-                if (!taken[i] && (best < 0 || p[i] > p[best]))
-                    best = i;
-            taken[best] = 1;
-            ord[j] = best;
-            pos[best] = j;
-        }
+        for (int j = 0; j < R; j++)
+            pos[ord[j]] = j;
     }
     if (rc == 0)
         rc = sm_route_select(&c->rule, c->z, c->m, n, idx, c->w_ref);

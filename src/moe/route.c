@@ -50,6 +50,20 @@ void sm_route_softmax(const float *z, int n, float *p)
         p[i] *= inv;
 }
 
+void sm_route_rank(const float *p, int n, int k, unsigned char *taken, int *order)
+{
+    /* k passes of a strict '>' scan: the lowest index wins among equal probabilities. */
+    memset(taken, 0, (size_t)n);
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (!taken[i] && (best < 0 || p[i] > p[best]))
+                best = i;
+        taken[best] = 1;
+        order[j] = best;
+    }
+}
+
 int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, int *idx, float *w)
 {
     const int k = r->top_k;
@@ -65,18 +79,11 @@ int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, in
         int *ti = idx + t * k;
         float *tw = w + t * k;
         sm_route_softmax(z + t * n, n, p);
-        /* k passes of a strict '>' scan: the lowest index wins among equal probabilities. */
-        memset(taken, 0, (size_t)n);
+        sm_route_rank(p, n, k, taken, ti);
         float sum = 0.0f;
         for (int j = 0; j < k; j++) {
-            int best = -1;
-            for (int i = 0; i < n; i++)
-                if (!taken[i] && (best < 0 || p[i] > p[best]))
-                    best = i;
-            taken[best] = 1;
-            ti[j] = best;
-            tw[j] = p[best];
-            sum += p[best];
+            tw[j] = p[ti[j]];
+            sum += p[ti[j]];
         }
         for (int j = 0; j < k; j++) {
             if (r->renorm)

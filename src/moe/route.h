@@ -37,6 +37,10 @@ void sm_route_logits(const float *x, int64_t m, int64_t hidden, const float *rou
 /* p = softmax(z) for one token (float, max-subtracted, sum accumulated in double). */
 void sm_route_softmax(const float *z, int n, float *p);
 
+/* order[0..k) = the k most probable of p[0..n) in the order sm_route_select picks them (equal
+ * probabilities: the lower index first). taken: n bytes of scratch. */
+void sm_route_rank(const float *p, int n, int k, unsigned char *taken, int *order);
+
 /* For each of m tokens: idx[t·k + j] the j-th selected router row (descending weight), w the
  * weights. 0, or -1 if the rule is invalid for n rows. */
 int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, int *idx,
