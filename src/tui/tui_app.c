@@ -121,13 +121,11 @@ static int setup(tui_app *a, const tui_options *o)
     s->layer = -1;
     for (int l = 0; l < c->n_layers; l++) {
         s->is_moe[l] = c->is_moe[l];
-        a->algo[l] = SM_CLUSTER_KMEANS;
-        a->sim[l] = SM_SIM_OUTPUT;
         if (!c->is_moe[l])
             continue;
         if (s->layer < 0)
             s->layer = l;
-        tui_default_layer_plan(&s->plan[l], sm_model_layer_experts(a->model, l), c->top_k);
+        tui_plan_layer_init(s, l, sm_model_layer_experts(a->model, l)); /* the plan's defaults */
     }
     if (s->layer < 0)
         return sm_err("%s: the model has no MoE layers", abs);
@@ -200,8 +198,6 @@ static void free_app(tui_app *a)
     tui_state_free_data(&a->s);
     sm_calib_free(a->calib);
     sm_model_close(a->model);
-    for (int l = 0; l < TUI_MAX_LAYERS; l++)
-        free(a->decided_why[l]);
     free(a->warnings);
     tui_app_set_text(a, NULL, 0, NULL);
     pthread_mutex_destroy(&a->mu);
