@@ -1,5 +1,6 @@
-/* tui_state: workbench state, plan edits with undo/redo, and what the plan costs, without curses
- * (see tui_state.h). Keys are in tui_keys.c, layouts in tui_layout.c. */
+/* tui_state: workbench state without curses — the groups' arithmetic, the selection, what is
+ * fresh, the rank rule as the views count it (see tui_state.h). The plan and its edits, undo and
+ * costs are tui_plan.c's; keys are tui_keys.c's, layouts tui_layout.c's. */
 #include "tui/tui_state.h"
 #include "pipeline/resolve.h"
 
@@ -120,44 +121,6 @@ void tui_clear_history(tui_state *s)
     s->n_undo = s->n_redo = 0;
 }
 
-/* The entry and its clustering swap places with the history's top: nothing is copied. */
-static bool swap_plan(tui_state *s, bool undo)
-{
-    int *n = undo ? &s->n_undo : &s->n_redo, *m = undo ? &s->n_redo : &s->n_undo;
-    typeof(s->undo[0]) *from = undo ? s->undo : s->redo, *to = undo ? s->redo : s->undo;
-    sm_plan_layer *pl = *n ? tui_entry(s, from[*n - 1].layer) : NULL;
-    if (!pl)
-        return false;
-    int l = from[*n - 1].layer;
-    to[*m].layer = l;
-    to[*m].before = *pl;
-    memcpy(to[*m].clustered, s->clustered[l], sizeof s->clustered[l]);
-    (*m)++;
-    --*n;
-    *pl = from[*n].before;
-    memset(&from[*n].before, 0, sizeof from[*n].before);
-    memcpy(s->clustered[l], from[*n].clustered, sizeof s->clustered[l]);
-    s->plan_gen[l]++;
-    tui_layer_refresh(s, l);
-    if (s->layer != l) {
-        s->layer = l;
-        s->ci = s->cj = s->spec_cluster = 0;
-    }
-    tui_selection_settle(s);
-    s->modified = true;
-    return true;
-}
-
-bool tui_undo(tui_state *s)
-{
-    return swap_plan(s, true);
-}
-
-bool tui_redo(tui_state *s)
-{
-    return swap_plan(s, false);
-}
-
 int tui_cluster_order(const tui_layer *p, int *order)
 {
     int pos = 0;
@@ -235,35 +198,3 @@ int64_t tui_rank_value(const tui_state *s, const tui_layer *p, sm_rank r, int ma
                                  matrix == 2 ? s->inter : s->hidden, members);
 }
 
-int64_t tui_plan_params(const tui_state *s, int layer)
-{
-    const tui_layer *p = &s->res[layer];
-    if (tui_preview_fresh(s, layer) && s->data[layer].params_after > 0)
-        return s->data[layer].params_after;
-    int64_t per = 3 * s->hidden * s->inter;
-    if (p->method == SM_MERGE_KEEP && !p->is_auto)
-        return per * p->n;
-    if (p->method == SM_MERGE_SUBMOE_WHITENED && !p->is_auto) { /* factors, by each group's rank */
-        int64_t tot = 0;
-        for (int c = 0; c < p->k; c++)
-            for (int j = 0; j < 3; j++) {
-                int64_t out = j == 2 ? s->hidden : s->inter, in = j == 2 ? s->inter : s->hidden;
-                sm_rank r = tui_group_rank(s, layer, c, j);
-                int64_t v = tui_rank_value(s, p, r, j, tui_cluster_size(p, c));
-                tot += r.kind == SM_RANK_FULL ? out * in : v * (out + in);
-            }
-        return tot;
-    }
-    return per * p->k;
-}
-
-int64_t tui_model_params_after(const tui_state *s)
-{
-    int64_t before = 0, after = 0;
-    for (int l = 0; l < s->n_layers; l++)
-        if (s->is_moe[l]) {
-            before += (int64_t)s->res[l].n * 3 * s->hidden * s->inter;
-            after += tui_plan_params(s, l);
-        }
-    return s->total_params - before + after;
-}
