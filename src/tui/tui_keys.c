@@ -241,6 +241,7 @@ typedef struct {
     tui_state *s;
     int key;
     const tui_layer *p;            /* the current layer resolved; NULL when the layer is out of range */
+    sm_plan_effective eff;         /* its settings as the plan says them (entry, else defaults) */
     bool moe;                      /* the current layer is a MoE layer (then p is set) */
     int order[TUI_MAX_EXPERTS], n; /* its experts in cluster order: the heatmap's rows */
     bool heat, spec;               /* the heatmap / the spectrum is the view shown */
@@ -472,7 +473,7 @@ static int action_align(key_ctx *c)
         return TUI_ACT_REDRAW;
     }
     sm_plan_layer *pl = tui_edit_begin(c->s, c->s->layer);
-    pl->s.has_align = true, pl->s.align = !p->align;
+    pl->s.has_align = true, pl->s.align = !c->eff.align;
     tui_edit_end(c->s, c->s->layer);
     status(c->s, false, "layer %d: neuron alignment %s", c->s->layer, p->align ? "on" : "off");
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
@@ -483,7 +484,7 @@ static int action_router(key_ctx *c)
     if (!c->moe)
         return TUI_ACT_NONE;
     sm_plan_layer *pl = tui_edit_begin(c->s, c->s->layer);
-    pl->s.has_router = true, pl->s.router = (sm_router_mode)((c->p->router + 1) % 3);
+    pl->s.has_router = true, pl->s.router = (sm_router_mode)((c->eff.router + 1) % 3);
     tui_edit_end(c->s, c->s->layer);
     status(c->s, false, "layer %d: router %s", c->s->layer, sm_router_mode_name(c->p->router));
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
@@ -548,6 +549,30 @@ static int action_redraw(key_ctx *c)
     return TUI_ACT_REDRAW;
 }
 
+/* The help overlay (?), beside the bindings it describes; NULL-terminated. */
+const char *const tui_key_help[] = {
+    "Views    1 plan  2 heatmap  3 spectrum  (Tab: the next one)",
+    "Layers   j/k or arrows (plan view), J/K or PgDn/PgUp (any view)",
+    "Heatmap  arrows/hjkl move the cursor  s output/weight/router similarity",
+    "         m row's expert into the column's group  n into a new group",
+    "         g merge the row's and the column's groups  Home/End corners",
+    "Spectrum h/l rank -/+ a sixteenth  H/L -/+1  x gate/up/down  j/k </> group",
+    "Ranks    = type a rank (full, 64, 0.25)  f full rank for the whole layer",
+    "Groups   +/- one group more/fewer (k-means)  c re-cluster (next seed)",
+    "Method   M auto/submoe/.../keep  a neuron alignment  r router mode",
+    "Preview  p this layer  P perplexity of the plan  A its task accuracy",
+    "         Esc cancels the work",
+    "Edits    u undo  U redo",
+    "Files    w save the plan  o open a plan  C commit the merged model",
+    "         ? this help  q quit",
+    "",
+    "error: relative MoE-block output error on held-out tokens (~ stale)",
+    "method: * chosen by auto, +a neurons aligned before merging",
+    "",
+    "any key closes this help",
+    NULL,
+};
+
 /* The key bindings; a key not here does nothing. The TUI_KEY_* codes are the largest keys. */
 static key_handler *const key_table[TUI_KEY_END + 1] = {
     ['q'] = action_quit,
@@ -595,6 +620,8 @@ static int key_action(tui_state *s, int key)
     c.p = s->layer >= 0 && s->layer < s->n_layers ? &s->res[s->layer] : NULL;
     c.moe = c.p && s->is_moe[s->layer];
     c.n = c.moe ? tui_cluster_order(c.p, c.order) : 0;
+    if (c.moe)
+        sm_plan_effective_settings(&s->plan, tui_entry(s, s->layer), &c.eff);
     c.heat = s->view == TUI_VIEW_HEATMAP;
     c.spec = s->view == TUI_VIEW_SPECTRUM;
     return key_table[key](&c);

@@ -149,6 +149,8 @@ void tui_state_free_data(tui_state *s);
 
 /* Handle one key (curses key codes or characters). Returns tui_action flags. */
 int tui_key(tui_state *s, int key);
+/* The help overlay's lines, NULL-terminated: kept beside the key table (tui_keys.c). */
+extern const char *const tui_key_help[];
 
 /* ---- group arithmetic on a resolved layer (tui_state.c) ------------------------------------
  * A layer's groups are consistent when 1 ≤ k ≤ n, every label is in [0, k) and no group is
