@@ -1,5 +1,5 @@
-/* tui_app: the workbench's loop and its worker thread (see tui_app.h); the queue and the
- * conversions between plans and the edited state are tui_worker.c's, the jobs tui_jobs.c's.
+/* tui_app: the workbench's loop and its worker thread (see tui_app.h); the queue, opening and
+ * saving plans are tui_worker.c's, the plan and its edits tui_plan.c's, the jobs tui_jobs.c's.
  *
  * The UI thread owns the terminal: it draws the state under the lock, reads keys with a 100 ms
  * timeout (so progress repaints) and turns actions into jobs. The worker runs one job at a time,
@@ -130,11 +130,9 @@ static int setup(tui_app *a, const tui_options *o)
     if (s->layer < 0)
         return sm_err("%s: the model has no MoE layers", abs);
     sm_calib_spec_default(&a->spec);
-    a->spec.samples = 16;
-    a->spec.keep = 2048;
-    a->spec.heldout = 512;
     a->spec.quiet = true;
     a->spec.precision = o->precision;
+    tui_app_calib_settings(a); /* the numbers are the plan's */
     a->tokens_default = !o->tokens;
     char *t = o->tokens ? xstrdup(o->tokens) : sm_path_join(sm_data_dir(), "calib.u32");
     char *h = o->heldout ? xstrdup(o->heldout) : sm_path_join(sm_data_dir(), "heldout.u32");

@@ -1,5 +1,8 @@
 /* tui_state: everything the workbench shows and edits, without a terminal.
  *
+ * What it edits is the plan itself (an sm_plan, one entry per MoE layer: tui_plan.c); what the
+ * views show of a layer is that entry resolved (pipeline/resolve.h), as `submoe apply` would.
+ *
  * The screen is rendered from this state (tui_draw.c and the tui_view_*.c files); keys become
  * state changes and requests for work (tui_key, tui_keys.c); layouts are pure functions of the
  * terminal size (tui_layout.c). All three are unit-tested without curses. Work (calibration,

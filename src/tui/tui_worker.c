@@ -1,8 +1,8 @@
 /* tui_worker: the workbench's application object (see tui_worker.h) — its job queue, status line
- * and warnings, its input files, and the edited layers as plan entries: each layer is written by
- * the resolver's inverse and read (and built) by the resolver (pipeline/resolve.h), so the edited
- * state means what `submoe apply` makes of the saved plan. Used by the loop (tui_app.c) and by the
- * jobs (tui_jobs.c); calls neither. */
+ * and warnings, its input files, and plans opened (kept as the state's plan) and saved (each layer
+ * resolved, then written by the resolver's inverse, pipeline/resolve.h), so the state means what
+ * `submoe apply` makes of the saved plan. Used by the loop (tui_app.c) and by the jobs
+ * (tui_jobs.c); calls neither. */
 #include "tui/tui_worker.h"
 
 #include "pipeline/apply.h"
@@ -124,7 +124,28 @@ void tui_cancel_work(tui_app *a)
 
 /* ---- plans ---------------------------------------------------------------------------------- */
 
-/* An opened plan's calibration and output settings into the app. Under mu. */
+void tui_app_calib_settings(tui_app *a)
+{
+    sm_plan *p = &a->s.plan;
+    sm_calib_spec d;
+    sm_calib_spec_default(&d);
+#define TUI_CALIB_DEFAULT(field, value) \
+    if (!p->calib.has_##field)          \
+        p->calib.has_##field = true, p->calib.field = (value);
+    TUI_CALIB_DEFAULT(samples, 16)
+    TUI_CALIB_DEFAULT(seq_len, d.seq_len)
+    TUI_CALIB_DEFAULT(keep, 2048)
+    TUI_CALIB_DEFAULT(heldout, 512)
+    TUI_CALIB_DEFAULT(sample, d.sample)
+    TUI_CALIB_DEFAULT(seed, d.seed)
+#undef TUI_CALIB_DEFAULT
+    sm_resolve_calib_spec(p, &a->spec);
+    /* the workbench recalibrates on changed text (the plan it saves records the new digests);
+     * the plan's digests would not outlive it */
+    a->spec.expect_text_digest = a->spec.expect_tokenizer_digest = NULL;
+}
+
+/* An opened plan's calibration sources and output settings into the app. Under mu. */
 static void load_settings(tui_app *a, const sm_plan *p, const char *path)
 {
     tui_state *s = &a->s;
@@ -144,10 +165,6 @@ static void load_settings(tui_app *a, const sm_plan *p, const char *path)
             free(t);
             a->tokens_default = false;
         }
-        sm_resolve_calib_spec(p, &a->spec);
-        /* the workbench recalibrates on changed text (the plan it saves records the new digests);
-         * the plan's digests would not outlive it */
-        a->spec.expect_text_digest = a->spec.expect_tokenizer_digest = NULL;
     }
     a->spec.tokens = a->tokens;
     if (p->output.has_format)
@@ -178,6 +195,7 @@ int tui_app_load_plan(tui_app *a, const char *path)
     s->plan = p; /* the state's plan from now on */
     if (!s->plan.has_seed) /* the resolver's default, kept visible for `c` */
         s->plan.has_seed = true, s->plan.seed = 1;
+    tui_app_calib_settings(a);
     a->planner_pending = false;
     for (int l = 0; l < c->n_layers; l++) {
         s->entry[l] = -1;
@@ -237,11 +255,12 @@ void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
             p->calib.tokenizer_digest = kd ? xstrdup(kd) : NULL;
         } else
             p->calib.tokens = xstrdup(a->tokens);
+        const sm_plan *sp = &a->s.plan; /* the numbers: every one given (tui_app_calib_settings) */
         p->calib.has_samples = p->calib.has_seq_len = p->calib.has_keep = p->calib.has_heldout = true;
         p->calib.has_sample = p->calib.has_seed = true;
-        p->calib.samples = a->spec.samples, p->calib.seq_len = a->spec.seq_len;
-        p->calib.keep = a->spec.keep, p->calib.heldout = a->spec.heldout;
-        p->calib.sample = a->spec.sample, p->calib.seed = a->spec.seed;
+        p->calib.samples = sp->calib.samples, p->calib.seq_len = sp->calib.seq_len;
+        p->calib.keep = sp->calib.keep, p->calib.heldout = sp->calib.heldout;
+        p->calib.sample = sp->calib.sample, p->calib.seed = sp->calib.seed;
     }
     static const sm_out_format fmts[3] = {SM_OUT_SUBMOE, SM_OUT_HF, SM_OUT_HF_EXPANDED};
     p->output.has_format = true;

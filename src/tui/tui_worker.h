@@ -47,7 +47,7 @@ typedef struct tui_app {
     /* the worker's */
     sm_model *model;
     sm_calib *calib;
-    sm_calib_spec spec;
+    sm_calib_spec spec;                        /* its numbers are s.plan.calib's (tui_app_calib_settings) */
     char tokens[PATH_MAX], heldout[PATH_MAX], calib_file[PATH_MAX], open_path[PATH_MAX];
     bool tokens_default;                       /* tokens: the bundled data/calib.u32 */
     bool heldout_given;                        /* --heldout (else, with text, the text's own windows) */
@@ -85,6 +85,11 @@ const char *tui_take_warning(tui_app *a);
  * (NULL: "text"); spec.text follows. */
 void tui_app_set_text(tui_app *a, const char *const *files, int n, const char *field);
 
+/* The plan's calibration settings (samples, seq_len, keep, heldout, sample, seed) are the
+ * workbench's: those it does not give become the workbench's lighter defaults (16 samples, keep
+ * 2048, 512 held out: the demo calibrates in seconds), and the worker's spec follows them. Under
+ * mu. */
+void tui_app_calib_settings(tui_app *a);
 /* Read a plan (the model must match) and keep it as the state's plan, every MoE layer resolved;
  * its calibration and output settings go to the app. 0, or -1 with a message. */
 int tui_app_load_plan(tui_app *a, const char *path);
