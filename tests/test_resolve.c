@@ -136,14 +136,30 @@ static void test_rank_rule(void)
     tui_state_init(&s);
     s.hidden = 256;
     s.inter = 128;
-    tui_layer_plan p;
-    tui_default_layer_plan(&p, 8, 2);
-    p.is_auto = false;
-    p.method = SM_MERGE_SUBMOE_WHITENED;
-    CHECK(tui_rank_value(&s, &p, half, 0, 2) == 42 && tui_rank_max(&s, 0, 2) == 128,
+    s.n_layers = 1;
+    s.top_k = 2;
+    s.is_moe[0] = true;
+    tui_plan_layer_init(&s, 0, 8);
+    tui_set_method(&s, 0, false, SM_MERGE_SUBMOE_WHITENED);
+    CHECK(tui_rank_value(&s, &s.res[0], half, 0, 2) == 42 && tui_rank_max(&s, 0, 2) == 128,
           "the workbench shows the whitened gate rank 0.5 of a group of 2 as 42 of 128");
-    p.method = SM_MERGE_AVERAGE;
-    CHECK(tui_rank_value(&s, &p, half, 0, 2) == 64, "a method without ranks shows submoe's (64)");
+    tui_set_method(&s, 0, false, SM_MERGE_AVERAGE);
+    CHECK(tui_rank_value(&s, &s.res[0], half, 0, 2) == 64, "a method without ranks shows submoe's (64)");
+    /* the estimate before a preview counts factors by the same rule: 4 groups of 2 at rank 0.5 */
+    tui_set_method(&s, 0, false, SM_MERGE_SUBMOE_WHITENED);
+    tui_set_rank(&s, 0, -1, half);
+    int64_t est = 0;
+    for (int j = 0; j < 3; j++) {
+        int64_t out = j == 2 ? 256 : 128, in = j == 2 ? 128 : 256;
+        est += sm_resolve_rank_value(&half, SM_MERGE_SUBMOE_WHITENED, out, in, 2) * (out + in);
+    }
+    tui_entry(&s, 0)->s.experts = 4; /* groups of two, as a clustering gave them */
+    for (int i = 0; i < 8; i++)
+        s.clustered[0][i] = i / 2;
+    tui_layer_refresh(&s, 0);
+    CHECK(tui_plan_params(&s, 0) == 4 * est, "the whitened estimate is the resolver's rank (%lld, want %lld)",
+          (long long)tui_plan_params(&s, 0), (long long)(4 * est));
+    tui_state_free_data(&s);
 }
 
 static void test_count_rule(void)
@@ -151,10 +167,15 @@ static void test_count_rule(void)
     int same = 0, cases = 0;
     for (int n = 1; n <= 64; n++)
         for (int top_k = 1; top_k <= 8; top_k++) {
-            tui_layer_plan p;
-            tui_default_layer_plan(&p, n, top_k);
+            static tui_state s; /* large: not on the stack */
+            tui_state_free_data(&s);
+            tui_state_init(&s);
+            s.n_layers = 1;
+            s.top_k = top_k;
+            s.is_moe[0] = true;
+            tui_plan_layer_init(&s, 0, n);
             cases++;
-            same += p.k == sm_planner_target_k(0, TUI_DEFAULT_RATIO, n, top_k) && tui_plan_consistent(&p);
+            same += s.res[0].k == sm_planner_target_k(0, TUI_DEFAULT_RATIO, n, top_k) && tui_plan_consistent(&s.res[0]);
         }
     CHECK(same == cases, "the workbench's default count is the planner's rule at ratio %.2f (%d of %d)",
           TUI_DEFAULT_RATIO, same, cases);

@@ -51,11 +51,11 @@ static int random_key(void)
 #define PENDING 16
 static struct {
     int layer;
-    tui_layer_plan asked;
+    tui_layer asked;
 } pending[PENDING];
 static int n_pending;
 
-static void random_groups(const tui_layer_plan *p, int k, int *assign, bool hostile)
+static void random_groups(const tui_layer *p, int k, int *assign, bool hostile)
 {
     for (int i = 0; i < p->n; i++)
         assign[i] = below(k > 0 ? k : 1);
@@ -68,7 +68,7 @@ static void worker_event(void)
 {
     int assign[TUI_MAX_EXPERTS];
     int l = s.layer;
-    tui_layer_plan *p = &s.plan[l];
+    const tui_layer *p = &s.res[l];
     switch (below(7)) {
     case 0: /* a re-clustering asked for earlier arrives (k-means may leave groups empty) */
         if (n_pending) {
@@ -80,7 +80,7 @@ static void worker_event(void)
         break;
     case 1: /* a preview of an auto layer adopts its dominant groups */
         if (s.is_moe[l] && p->is_auto && p->groups_auto) {
-            tui_layer_plan asked = *p;
+            tui_layer asked = *p;
             random_groups(p, p->k, assign, true);
             tui_adopt_groups(&s, l, &asked, assign);
             tui_layer_data *d = &s.data[l];
@@ -98,12 +98,9 @@ static void worker_event(void)
         if (below(8) == 0) {
             for (int m = 0; m < s.n_layers; m++)
                 if (s.is_moe[m]) {
-                    if (below(2)) {
-                        random_groups(&s.plan[m], 1 + below(s.plan[m].n), assign, false);
-                        tui_plan_set_groups(&s.plan[m], assign);
-                    } else {
-                        tui_plan_group_count(&s.plan[m], below(s.plan[m].n + 2));
-                    }
+                    int n = s.res[m].n;
+                    random_groups(&s.res[m], 1 + below(n), assign, false);
+                    fake_entry(&s, m, n, below(n + 2), below(2) ? assign : NULL);
                     s.plan_gen[m]++;
                 }
             s.ci = s.cj = s.spec_cluster = 0;
@@ -191,7 +188,7 @@ int main(int argc, char **argv)
                 last[n_last++ % 24] = k;
                 if ((act & TUI_ACT_RECLUSTER) && n_pending < PENDING) {
                     pending[n_pending].layer = s.layer;
-                    pending[n_pending++].asked = s.plan[s.layer];
+                    pending[n_pending++].asked = s.res[s.layer];
                 }
                 if (act & TUI_ACT_QUIT)
                     s.modified = false, s.dialog = TUI_DIALOG_NONE;

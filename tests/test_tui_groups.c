@@ -35,17 +35,17 @@ static void test_minus(void)
 {
     fresh();
     bool ok = press("2", "2") && press("-", "2 -");
-    CHECK(ok && s.plan[0].k == 3, "2 -: one group fewer, the groups still cover every expert (k %d)", s.plan[0].k);
+    CHECK(ok && s.res[0].k == 3, "2 -: one group fewer, the groups still cover every expert (k %d)", s.res[0].k);
     fresh();
     ok = press("2-", "2 -") && press("-", "2 - -");
-    CHECK(ok && s.plan[0].k == 2, "2 - -: down to top-k groups (k %d)", s.plan[0].k);
+    CHECK(ok && s.res[0].k == 2, "2 - -: down to top-k groups (k %d)", s.res[0].k);
     fresh();
     ok = press("2+", "2 +") && press("+", "2 + +");
-    CHECK(ok && s.plan[0].k == 6, "2 + +: two groups more (k %d)", s.plan[0].k);
+    CHECK(ok && s.res[0].k == 6, "2 + +: two groups more (k %d)", s.res[0].k);
     fresh();
     ok = press("2+++++", "2 + x5");
-    CHECK(ok && s.plan[0].k == 8 && strstr(s.status, "one group per expert"), "+ up to one group per expert (k %d)",
-          s.plan[0].k);
+    CHECK(ok && s.res[0].k == 8 && strstr(s.status, "one group per expert"), "+ up to one group per expert (k %d)",
+          s.res[0].k);
 }
 
 /* 2 - m, 2 - n, 2 - g: the group edits after - (they walk the order and the labels). */
@@ -69,10 +69,10 @@ static void test_undo_redo(void)
 {
     fresh();
     bool ok = press("2-jjm", "2 - j j m");
-    ok = ok && press("u", "undo m") && press("u", "undo -") && s.plan[0].k == 4;
-    ok = ok && press("U", "redo -") && s.plan[0].k == 3 && press("U", "redo m");
+    ok = ok && press("u", "undo m") && press("u", "undo -") && s.res[0].k == 4;
+    ok = ok && press("U", "redo -") && s.res[0].k == 3 && press("U", "redo m");
     ok = ok && press("uuuuUUUU+u-U", "mixed undo / redo");
-    CHECK(ok, "undo / redo over -, m, + keep the groups consistent (k %d)", s.plan[0].k);
+    CHECK(ok, "undo / redo over -, m, + keep the groups consistent (k %d)", s.res[0].k);
 }
 
 /* The worker's results arriving while the layer is edited: a re-clustering asked for at one group
@@ -81,39 +81,39 @@ static void test_worker_results(void)
 {
     fresh();
     press("2-", "2 -");
-    tui_layer_plan asked = s.plan[0]; /* what the re-clustering job read */
+    tui_layer asked = s.res[0]; /* what the re-clustering job read */
     press("-", "2 - -");
     int kmeans[TUI_MAX_EXPERTS] = {0, 0, 0, 1, 1, 1, 2, 2};
     bool adopted = tui_adopt_groups(&s, 0, &asked, kmeans);
-    CHECK(!adopted && s.plan[0].k == 2 && fake_consistent(&s, "stale re-cluster"),
+    CHECK(!adopted && s.res[0].k == 2 && fake_consistent(&s, "stale re-cluster"),
           "a re-clustering for groups edited since is dropped");
-    asked = s.plan[0];
+    asked = s.res[0];
     int two[TUI_MAX_EXPERTS] = {1, 1, 0, 0, 1, 1, 0, 1};
     adopted = tui_adopt_groups(&s, 0, &asked, two);
-    CHECK(adopted && s.plan[0].k == 2 && s.plan[0].assign[2] == 0 && fake_consistent(&s, "re-cluster"),
+    CHECK(adopted && s.res[0].k == 2 && s.res[0].assign[2] == 0 && fake_consistent(&s, "re-cluster"),
           "a current re-clustering is adopted");
     /* k-means may leave a group empty: fewer groups, no hole */
-    asked = s.plan[0];
+    asked = s.res[0];
     int holes[TUI_MAX_EXPERTS] = {0, 0, 3, 3, 5, 5, 5, 0};
     s.ci = s.cj = 7;
     s.spec_cluster = 1;
     adopted = tui_adopt_groups(&s, 0, &asked, holes);
-    CHECK(adopted && s.plan[0].k == 3 && fake_consistent(&s, "empty groups"),
-          "labels with empty groups between them are compacted (k %d)", s.plan[0].k);
+    CHECK(adopted && s.res[0].k == 3 && fake_consistent(&s, "empty groups"),
+          "labels with empty groups between them are compacted (k %d)", s.res[0].k);
     if (drawing)
         fake_draw(&s, 80, 24);
     /* labels out of range are refused, the plan kept */
-    asked = s.plan[0];
+    asked = s.res[0];
     int bad[TUI_MAX_EXPERTS] = {0, 1, -1, 2, 999, 0, 1, 2};
-    tui_layer_plan before = s.plan[0];
-    CHECK(!tui_adopt_groups(&s, 0, &asked, bad) && !memcmp(&before, &s.plan[0], sizeof before),
+    tui_layer before = s.res[0];
+    CHECK(!tui_adopt_groups(&s, 0, &asked, bad) && !memcmp(&before, &s.res[0], sizeof before),
           "labels out of range are refused");
     /* a result arriving while the cursor sits on another layer leaves the selection alone */
     press("1J", "next layer");
     int layer = s.layer;
-    asked = s.plan[0];
+    asked = s.res[0];
     int one_each[TUI_MAX_EXPERTS] = {0, 1, 2, 3, 4, 5, 6, 7};
-    CHECK(tui_adopt_groups(&s, 0, &asked, one_each) && s.layer == layer && s.plan[0].k == 8 &&
+    CHECK(tui_adopt_groups(&s, 0, &asked, one_each) && s.layer == layer && s.res[0].k == 8 &&
               fake_consistent(&s, "other layer"),
           "a result for another layer");
 }
@@ -123,17 +123,23 @@ static void test_worker_results(void)
 static void test_group_count(void)
 {
     fresh();
-    tui_layer_plan *p = &s.plan[0];
-    tui_plan_group_count(p, 5);
+    const tui_layer *p = &s.res[0];
+    fake_entry(&s, 0, 8, 5, NULL);
     CHECK(p->k == 5 && fake_consistent(&s, "count 5"), "5 groups from 4");
-    tui_plan_group_count(p, 2);
+    fake_entry(&s, 0, 8, 2, NULL);
     CHECK(p->k == 2 && fake_consistent(&s, "count 2"), "2 groups from 5");
-    tui_plan_group_count(p, 8);
+    fake_entry(&s, 0, 8, 8, NULL);
     CHECK(p->k == 8 && fake_consistent(&s, "count 8"), "one group per expert");
-    tui_plan_group_count(p, 99);
+    fake_entry(&s, 0, 8, 99, NULL);
     CHECK(p->k == 8 && fake_consistent(&s, "count 99"), "no more groups than experts");
-    tui_plan_group_count(p, 0);
+    fake_entry(&s, 0, 8, 0, NULL);
     CHECK(p->k == 1 && fake_consistent(&s, "count 0"), "at least one group");
+    /* the same arithmetic on a layer's groups, as - and + use it before the re-clustering arrives */
+    tui_layer g = s.res[0];
+    tui_plan_group_count(&g, 5);
+    CHECK(g.k == 5 && tui_plan_consistent(&g), "tui_plan_group_count: 5 groups from 1");
+    tui_plan_group_count(&g, 0);
+    CHECK(g.k == 1 && tui_plan_consistent(&g), "tui_plan_group_count: at least one group");
 }
 
 /* A plan whose groups are inconsistent however it came about (older code, a job that wrote the
@@ -141,7 +147,7 @@ static void test_group_count(void)
 static void test_order_total(void)
 {
     fresh();
-    tui_layer_plan *p = &s.plan[0];
+    tui_layer *p = &s.res[0];
     p->k = 3; /* labels go to 3 */
     int order[TUI_MAX_EXPERTS], seen[TUI_MAX_EXPERTS] = {0};
     int m = tui_cluster_order(p, order);

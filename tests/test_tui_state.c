@@ -46,7 +46,7 @@ static void test_layout(void)
           "the layer list's extra columns from 110 columns on");
 }
 
-static void plan_with(tui_layer_plan *p, int n, int k)
+static void plan_with(tui_layer *p, int n, int k)
 {
     memset(p, 0, sizeof *p);
     p->n = n;
@@ -58,7 +58,7 @@ static void plan_with(tui_layer_plan *p, int n, int k)
 }
 
 /* Columns the drawing uses for the visible window (cells plus group boundaries). */
-static int used_width(const tui_layer_plan *p, const tui_heat_geom *g)
+static int used_width(const tui_layer *p, const tui_heat_geom *g)
 {
     int order[TUI_MAX_EXPERTS];
     tui_cluster_order(p, order);
@@ -70,7 +70,7 @@ static int used_width(const tui_layer_plan *p, const tui_heat_geom *g)
 
 static void test_heat_geometry(void)
 {
-    tui_layer_plan p;
+    tui_layer p;
     plan_with(&p, 8, 6);
     tui_heat_geom g = tui_heat_geometry(&p, 0, 0, 49, 14);
     CHECK(g.cw == 4 && !g.scrolled && g.ncols == 8 && g.nrows == 8 && g.sep_rows && g.label_rows == 1 &&
@@ -129,8 +129,11 @@ static void test_text(void)
     CHECK_STR(out, "/data/demo", "a short path is unchanged");
 }
 
+/* Two MoE layers of 8 experts (layer 1 dense), their groups {0,1} {2,3} {4,5} {6,7} as a
+ * clustering gave them, everything else the plan's defaults (auto, full ranks, lstsq router). */
 static void demo_state(tui_state *s)
 {
+    tui_state_free_data(s);
     tui_state_init(s);
     s->n_layers = 3;
     s->top_k = 2;
@@ -138,72 +141,90 @@ static void demo_state(tui_state *s)
     s->inter = 256;
     s->total_params = 4000000;
     s->is_moe[0] = s->is_moe[2] = true; /* layer 1 is dense */
+    int pairs[8] = {0, 0, 1, 1, 2, 2, 3, 3};
     for (int l = 0; l < 3; l += 2) {
-        tui_layer_plan *p = &s->plan[l];
-        plan_with(p, 8, 4);
-        for (int i = 0; i < 8; i++)
-            p->assign[i] = i / 2; /* {0,1} {2,3} {4,5} {6,7} */
-        p->is_auto = true;
-        p->router = SM_ROUTER_COLLAPSE_LSTSQ;
+        tui_plan_layer_init(s, l, 8);
+        tui_entry(s, l)->s.experts = 4;
+        memcpy(s->clustered[l], pairs, sizeof pairs);
+        tui_layer_refresh(s, l);
     }
+}
+
+/* What the plan says of layer l: its entry's settings over the plan's defaults. */
+static sm_plan_effective said(tui_state *s, int l)
+{
+    sm_plan_effective e;
+    sm_plan_effective_settings(&s->plan, tui_entry(s, l), &e);
+    return e;
 }
 
 static void test_edits(void)
 {
     static tui_state s; /* large: not on the stack */
     demo_state(&s);
-    CHECK(tui_move_expert(&s, 0, 1, 2) == 0 && s.plan[0].k == 4 && s.plan[0].assign[1] == s.plan[0].assign[4] &&
-              s.plan[0].assign[1] != s.plan[0].assign[0] && s.modified,
+    CHECK(tui_move_expert(&s, 0, 1, 2) == 0 && s.res[0].k == 4 && s.res[0].assign[1] == s.res[0].assign[4] &&
+              s.res[0].assign[1] != s.res[0].assign[0] && s.modified,
           "move expert 1 into group 2 (with experts 4 and 5)");
-    CHECK(tui_move_expert(&s, 0, 0, s.plan[0].k) == 1 && s.n_undo == 1,
+    CHECK(tui_move_expert(&s, 0, 0, s.res[0].k) == 1 && s.n_undo == 1,
           "expert 0, alone in its group, into a new group: nothing to do, no undo step");
-    CHECK(tui_move_expert(&s, 0, 4, s.plan[0].k) == 0 && s.plan[0].k == 5, "expert 4 into a new group: 5 groups");
-    int before = s.plan[0].k;
-    tui_move_expert(&s, 0, 3, s.plan[0].assign[2]); /* expert 2 is alone: nothing; 3 joins 2 */
+    CHECK(tui_move_expert(&s, 0, 4, s.res[0].k) == 0 && s.res[0].k == 5, "expert 4 into a new group: 5 groups");
+    int before = s.res[0].k;
+    tui_move_expert(&s, 0, 3, s.res[0].assign[2]); /* expert 2 is alone: nothing; 3 joins 2 */
     int maxl = -1;
     for (int i = 0; i < 8; i++)
-        maxl = s.plan[0].assign[i] > maxl ? s.plan[0].assign[i] : maxl;
-    int after = s.plan[0].k;
+        maxl = s.res[0].assign[i] > maxl ? s.res[0].assign[i] : maxl;
+    int after = s.res[0].k;
     CHECK(maxl + 1 == after, "labels stay 0..k-1 after moves (k %d -> %d)", before, after);
-    CHECK(tui_merge_clusters(&s, 0, 0, 1) == 0 && s.plan[0].k == after - 1, "merging two groups: %d groups",
-          s.plan[0].k);
+    CHECK(tui_merge_clusters(&s, 0, 0, 1) == 0 && s.res[0].k == after - 1, "merging two groups: %d groups",
+          s.res[0].k);
     CHECK(tui_merge_clusters(&s, 0, 1, 1) == -1, "a group cannot merge with itself");
-    CHECK(tui_undo(&s) && s.plan[0].k == after, "undo restores the merge");
-    CHECK(tui_redo(&s) && s.plan[0].k == after - 1, "redo repeats it");
+    CHECK(tui_undo(&s) && s.res[0].k == after, "undo restores the merge");
+    CHECK(tui_redo(&s) && s.res[0].k == after - 1, "redo repeats it");
     while (tui_undo(&s))
         ;
-    CHECK(s.plan[0].k == 4 && s.plan[0].assign[1] == 0 && s.plan[0].assign[7] == 3, "undo all: the original plan");
+    CHECK(s.res[0].k == 4 && s.res[0].assign[1] == 0 && s.res[0].assign[7] == 3, "undo all: the original plan");
     CHECK(!tui_undo(&s), "nothing more to undo");
 
     /* per-group ranks: set, shown by tui_group_rank, cleared by group edits and by a layer rank */
     tui_set_group_rank(&s, 0, 2, 0, (sm_rank){SM_RANK_COUNT, 64, 0});
-    CHECK(tui_has_group_ranks(&s.plan[0]) && tui_group_rank(&s.plan[0], 2, 0).count == 64 &&
-              tui_group_rank(&s.plan[0], 1, 0).kind == SM_RANK_FULL,
+    CHECK(tui_has_group_ranks(&s, 0) && tui_group_rank(&s, 0, 2, 0).count == 64 &&
+              tui_group_rank(&s, 0, 1, 0).kind == SM_RANK_FULL,
           "a group's own rank overrides the layer's for that group only");
     tui_move_expert(&s, 0, 0, 3);
-    CHECK(!tui_has_group_ranks(&s.plan[0]), "moving an expert relabels groups: their own ranks are cleared");
+    CHECK(!tui_has_group_ranks(&s, 0), "moving an expert relabels groups: their own ranks are cleared");
     tui_undo(&s);
-    CHECK(tui_has_group_ranks(&s.plan[0]), "undo brings them back");
+    CHECK(tui_has_group_ranks(&s, 0), "undo brings them back");
     tui_set_rank(&s, 0, 0, (sm_rank){SM_RANK_COUNT, 32, 0});
-    CHECK(!tui_has_group_ranks(&s.plan[0]) && tui_group_rank(&s.plan[0], 2, 0).count == 32,
+    CHECK(!tui_has_group_ranks(&s, 0) && tui_group_rank(&s, 0, 2, 0).count == 32,
           "a layer rank for gate applies to every group");
     /* room for every group's three ranks in the widest layer (was 48 entries: a 128-expert layer's
      * 64 groups lost ranks, silently, when a plan was opened) */
-    s.plan[1].n = TUI_MAX_EXPERTS;
-    s.plan[1].k = TUI_MAX_EXPERTS;
+    s.is_moe[1] = true;
+    tui_plan_layer_init(&s, 1, TUI_MAX_EXPERTS);
+    int each[TUI_MAX_EXPERTS];
     for (int i = 0; i < TUI_MAX_EXPERTS; i++)
-        s.plan[1].assign[i] = i;
+        each[i] = i;
+    tui_entry(&s, 1)->s.experts = TUI_MAX_EXPERTS;
+    memcpy(s.clustered[1], each, sizeof each);
+    tui_layer_refresh(&s, 1);
     int set_all = 0;
     for (int c = 0; c < TUI_MAX_EXPERTS; c++)
         set_all += tui_set_group_rank(&s, 1, c, -1, (sm_rank){SM_RANK_COUNT, 1 + c, 0}) == 0;
-    CHECK(set_all == TUI_MAX_EXPERTS && s.plan[1].n_group_ranks == 3 * TUI_MAX_EXPERTS &&
-              tui_group_rank(&s.plan[1], TUI_MAX_EXPERTS - 1, 2).count == TUI_MAX_EXPERTS,
+    int n_group_ranks = 0; /* the entry's per-cluster ranks, as a saved plan lists them */
+    for (int i = 0; i < tui_entry(&s, 1)->n_clusters; i++)
+        for (int j = 0; j < 3; j++)
+            n_group_ranks += tui_entry(&s, 1)->clusters[i].rank.set[j];
+    CHECK(set_all == TUI_MAX_EXPERTS && n_group_ranks == 3 * TUI_MAX_EXPERTS &&
+              tui_group_rank(&s, 1, TUI_MAX_EXPERTS - 1, 2).count == TUI_MAX_EXPERTS,
           "every group of a %d-expert layer keeps its own three ranks (%d set)", TUI_MAX_EXPERTS, set_all);
     CHECK(tui_set_group_rank(&s, 1, TUI_MAX_EXPERTS, 0, (sm_rank){SM_RANK_COUNT, 8, 0}) == -1,
           "a group the layer does not have is refused");
-    s.plan[0].decided = true;
+    tui_entry(&s, 0)->chosen = strdup("submoe (held-out loss, nats/token: submoe 1.2, prune-frequency 1.3)");
+    tui_layer_refresh(&s, 0);
+    CHECK(s.res[0].decided, "an opened plan's recorded choice decides the layer");
     tui_set_rank(&s, 0, 1, (sm_rank){SM_RANK_COUNT, 32, 0});
-    CHECK(!s.plan[0].decided, "an edit makes auto decide again (a plan's recorded choice is dropped)");
+    CHECK(!s.res[0].decided && !tui_entry(&s, 0)->chosen,
+          "an edit makes auto decide again (a plan's recorded choice is dropped)");
 
     /* parameter estimate, then the preview's exact count when fresh */
     demo_state(&s);
@@ -247,16 +268,16 @@ static void test_keys(void)
     key(&s, 'j');
     key(&s, 'j');
     int act = key(&s, 'm'); /* row expert 2 into column expert 0's group */
-    CHECK((act & TUI_ACT_PREVIEW) && s.plan[0].assign[2] == s.plan[0].assign[0] && s.modified,
+    CHECK((act & TUI_ACT_PREVIEW) && s.res[0].assign[2] == s.res[0].assign[0] && s.modified,
           "m: the row's expert joins the column's group and asks for a preview");
     int order[TUI_MAX_EXPERTS];
-    tui_cluster_order(&s.plan[0], order);
+    tui_cluster_order(&s.res[0], order);
     CHECK(order[s.ci] == 2, "... the cursor stays on expert 2");
     CHECK(!(key(&s, 'm') & TUI_ACT_PREVIEW) && strstr(s.status, "already"), "m again: already there (%s)", s.status);
-    CHECK((key(&s, 'n') & TUI_ACT_PREVIEW) && s.plan[0].k == 5, "n: the row's expert alone in a new group");
+    CHECK((key(&s, 'n') & TUI_ACT_PREVIEW) && s.res[0].k == 5, "n: the row's expert alone in a new group");
     s.ci = 0, s.cj = 7;
-    int k0 = s.plan[0].k;
-    CHECK((key(&s, 'g') & TUI_ACT_PREVIEW) && s.plan[0].k == k0 - 1, "g: merge the row's and the column's groups");
+    int k0 = s.res[0].k;
+    CHECK((key(&s, 'g') & TUI_ACT_PREVIEW) && s.res[0].k == k0 - 1, "g: merge the row's and the column's groups");
     CHECK(key(&s, 's') && s.sim_kind == 1 && key(&s, 's') && key(&s, 's') && s.sim_kind == 0,
           "s cycles output, weight, router similarity");
     CHECK(key(&s, 'q') == TUI_ACT_REDRAW && s.dialog == TUI_DIALOG_QUIT, "q with edits asks first");
@@ -270,64 +291,74 @@ static void test_keys(void)
     s.spec_matrix = 2;
     key(&s, TUI_KEY_LEFT);
     /* down is 128 x 256 per expert; a group of 2: largest rank min(128, 512) = 128, steps of 8 */
-    CHECK(tui_group_rank_set(&s.plan[0], 0, 2) && tui_group_rank(&s.plan[0], 0, 2).count == 120 &&
-              s.plan[0].rank[2].kind == SM_RANK_FULL && !tui_group_rank_set(&s.plan[0], 1, 2),
+    CHECK(tui_group_rank_set(&s, 0, 0, 2) && tui_group_rank(&s, 0, 0, 2).count == 120 &&
+              said(&s, 0).rank[2].kind == SM_RANK_FULL && !tui_group_rank_set(&s, 0, 1, 2),
           "h lowers group 0's down rank by a sixteenth (%lld), nothing else",
-          (long long)tui_group_rank(&s.plan[0], 0, 2).count);
+          (long long)tui_group_rank(&s, 0, 0, 2).count);
     key(&s, 'H');
-    CHECK(tui_group_rank(&s.plan[0], 0, 2).count == 119, "H by one");
+    CHECK(tui_group_rank(&s, 0, 0, 2).count == 119, "H by one");
     key(&s, 'L');
     key(&s, 'l');
-    CHECK(tui_group_rank(&s.plan[0], 0, 2).kind == SM_RANK_FULL, "L and l back up to full rank");
+    CHECK(tui_group_rank(&s, 0, 0, 2).kind == SM_RANK_FULL, "L and l back up to full rank");
     CHECK((key(&s, 'j') & TUI_ACT_SPECTRUM) && s.spec_cluster == 1 && (key(&s, '>') & TUI_ACT_SPECTRUM) &&
               s.spec_cluster == 2 && key(&s, '<') && s.spec_cluster == 1,
           "j and > / < choose the group");
     CHECK(key(&s, 'x') && s.spec_matrix == 0, "x cycles the matrix");
     key(&s, '=');
-    CHECK(s.dialog == TUI_DIALOG_RANK && s.rank_matrix == 0 && !strcmp(s.input, "full"),
-          "= in the spectrum: the group's gate rank, prefilled");
+    CHECK(s.dialog == TUI_DIALOG_RANK && s.rank_matrix == 0 && !strcmp(s.input, ""),
+          "= in the spectrum: the group's gate rank, the prompt empty (issue 19: typing replaces, never appends)");
     type(&s, "64");
-    CHECK((key(&s, TUI_KEY_ENTER) & TUI_ACT_PREVIEW) && tui_group_rank(&s.plan[0], 1, 0).count == 64 &&
-              tui_group_rank(&s.plan[0], 0, 0).kind == SM_RANK_FULL,
+    CHECK((key(&s, TUI_KEY_ENTER) & TUI_ACT_PREVIEW) && tui_group_rank(&s, 0, 1, 0).count == 64 &&
+              tui_group_rank(&s, 0, 0, 0).kind == SM_RANK_FULL,
           "Enter sets it for that group");
     key(&s, '1');
     key(&s, '=');
     type(&s, "0.25");
     key(&s, TUI_KEY_ENTER);
-    CHECK(s.plan[0].rank[1].kind == SM_RANK_FRACTION && !tui_has_group_ranks(&s.plan[0]),
+    CHECK(said(&s, 0).rank[1].kind == SM_RANK_FRACTION && !tui_has_group_ranks(&s, 0),
           "= elsewhere: every matrix of every group");
     key(&s, '=');
     type(&s, "lots");
     CHECK(!(key(&s, TUI_KEY_ENTER) & TUI_ACT_PREVIEW) && s.status_error && strstr(s.status, "not a rank"),
           "a bad rank is refused with a message (%s)", s.status);
-    CHECK((key(&s, 'f') & TUI_ACT_PREVIEW) && s.plan[0].rank[1].kind == SM_RANK_FULL, "f: full rank");
+    CHECK((key(&s, 'f') & TUI_ACT_PREVIEW) && said(&s, 0).rank[1].kind == SM_RANK_FULL, "f: full rank");
+    /* the largest rank of the layer: down, 128 x 256, in groups of 2 (issue 19: 1288 was taken) */
+    key(&s, '=');
+    type(&s, "1288");
+    CHECK(!strcmp(s.input, "128") && s.status_error && strstr(s.status, "outside 1..128"),
+          "a rank above the largest is refused as it is typed (%s; field '%s')", s.status, s.input);
+    key(&s, 21);
+    type(&s, "0");
+    CHECK(!(key(&s, TUI_KEY_ENTER) & TUI_ACT_PREVIEW) && strstr(s.status, "outside 1..128") &&
+              said(&s, 0).rank[1].kind == SM_RANK_FULL,
+          "rank 0 is refused at Enter, the plan unchanged");
 
     /* layers, method, alignment, router, groups */
     s.view = TUI_VIEW_LAYERS;
     CHECK((key(&s, 'j') & TUI_ACT_PREVIEW) && s.layer == 2, "j: the next MoE layer (skips the dense one)");
     CHECK(key(&s, 'j') == TUI_ACT_NONE && s.layer == 2, "... and stops at the last");
     CHECK(key(&s, 'K') && s.layer == 0 && key(&s, TUI_KEY_PGDN) && s.layer == 2, "K / PgDn: previous / next MoE layer");
-    CHECK(!(key(&s, 'a') & TUI_ACT_PREVIEW) && !s.plan[2].align, "a on auto: it tries both, nothing to toggle");
+    CHECK(!(key(&s, 'a') & TUI_ACT_PREVIEW) && !said(&s, 2).align, "a on auto: it tries both, nothing to toggle");
     key(&s, 'M');
-    CHECK(!s.plan[2].is_auto && s.plan[2].method == SM_MERGE_SUBMOE, "M: auto -> submoe");
-    CHECK((key(&s, 'a') & TUI_ACT_PREVIEW) && s.plan[2].align, "a: alignment on");
+    CHECK(!said(&s, 2).is_auto && said(&s, 2).method == SM_MERGE_SUBMOE, "M: auto -> submoe");
+    CHECK((key(&s, 'a') & TUI_ACT_PREVIEW) && said(&s, 2).align, "a: alignment on");
     for (int i = 0; i < 4; i++)
         key(&s, 'M');
-    CHECK(s.plan[2].method == SM_MERGE_PRUNE_FREQUENCY && !(key(&s, 'a') & TUI_ACT_PREVIEW),
+    CHECK(said(&s, 2).method == SM_MERGE_PRUNE_FREQUENCY && !(key(&s, 'a') & TUI_ACT_PREVIEW),
           "pruning: alignment does not apply");
     key(&s, 'M');
     key(&s, 'M');
-    CHECK(s.plan[2].method == SM_MERGE_KEEP && tui_plan_params(&s, 2) == 8 * 3 * 128 * 256, "keep: every expert");
+    CHECK(said(&s, 2).method == SM_MERGE_KEEP && tui_plan_params(&s, 2) == 8 * 3 * 128 * 256, "keep: every expert");
     key(&s, 'M');
-    CHECK(s.plan[2].is_auto, "M cycles back to auto");
+    CHECK(said(&s, 2).is_auto, "M cycles back to auto");
     key(&s, 'r');
-    CHECK(s.plan[2].router == SM_ROUTER_COLLAPSE_MEAN, "r: next router mode (%s)", sm_router_mode_name(s.plan[2].router));
-    CHECK((key(&s, '-') & TUI_ACT_RECLUSTER) && s.plan[2].k == 3, "-: one group fewer, re-cluster");
-    s.plan[2].k = 2;
+    CHECK(said(&s, 2).router == SM_ROUTER_COLLAPSE_MEAN, "r: next router mode (%s)", sm_router_mode_name(said(&s, 2).router));
+    CHECK((key(&s, '-') & TUI_ACT_RECLUSTER) && s.res[2].k == 3, "-: one group fewer, re-cluster");
+    tui_set_group_count(&s, 2, 2);
     CHECK(!(key(&s, '-') & TUI_ACT_RECLUSTER) && strstr(s.status, "no fewer"), "never fewer groups than top-k");
-    CHECK((key(&s, '+') & TUI_ACT_RECLUSTER) && s.plan[2].k == 3, "+: one group more");
-    uint64_t seed = s.seed;
-    CHECK((key(&s, 'c') & TUI_ACT_RECLUSTER) && s.seed == seed + 1, "c: re-cluster with the next seed");
+    CHECK((key(&s, '+') & TUI_ACT_RECLUSTER) && s.res[2].k == 3, "+: one group more");
+    uint64_t seed = s.plan.seed;
+    CHECK((key(&s, 'c') & TUI_ACT_RECLUSTER) && s.plan.seed == seed + 1, "c: re-cluster with the next seed");
     CHECK((key(&s, 'p') & TUI_ACT_PREVIEW) && (key(&s, 'p') & TUI_ACT_FORCE), "p: preview now");
     CHECK(key(&s, 'P') & TUI_ACT_PERPLEXITY, "P: perplexity of the plan");
 

@@ -14,6 +14,42 @@
 #include "tui/tui_draw.h"
 #include "tui/tui_state.h"
 
+/* Layer l's entry as an opened plan gives it: its own groups (labels `assign`), or only a count
+ * k (assign NULL); the rest the plan's defaults. Resolved as tui_app_load_plan resolves it. */
+static void fake_entry(tui_state *s, int l, int n, int k, const int *assign)
+{
+    if (s->entry[l] < 0)
+        tui_plan_layer_init(s, l, n);
+    sm_plan_layer *pl = tui_entry(s, l);
+    sm_plan_layer_free(pl);
+    pl->layer = l;
+    pl->s.has_experts = true;
+    pl->s.experts = k < 1 ? 1 : k > n ? n : k;
+    tui_layer g = {.n = n};
+    if (assign && tui_plan_set_groups(&g, assign) == 0) {
+        pl->s.experts = pl->n_groups = g.k;
+        pl->group_len = calloc((size_t)g.k, sizeof(int));
+        pl->groups = calloc((size_t)g.k, sizeof(int *));
+        for (int c = 0; c < g.k; c++) {
+            pl->groups[c] = calloc((size_t)n, sizeof(int));
+            for (int i = 0; i < n; i++)
+                if (g.assign[i] == c)
+                    pl->groups[c][pl->group_len[c]++] = i;
+        }
+    }
+    tui_plan_layer_init(s, l, n);
+}
+
+/* Layer l's groups as a clustering gave them (labels 0..k-1, none empty), at the entry's count. */
+static void fake_clustered(tui_state *s, int l, int k, const int *assign)
+{
+    sm_plan_layer *pl = tui_entry(s, l);
+    pl->s.has_experts = true;
+    pl->s.experts = k;
+    memcpy(s->clustered[l], assign, sizeof(int) * (size_t)s->res[l].n);
+    tui_layer_refresh(s, l);
+}
+
 /* n experts per MoE layer (layer 1 dense), top-2, groups {0,1} {2,3} ... as clustering gave. */
 static void fake_state(tui_state *s, int n_layers, int n)
 {
@@ -32,16 +68,12 @@ static void fake_state(tui_state *s, int n_layers, int n)
         s->is_moe[l] = l != 1;
         if (!s->is_moe[l])
             continue;
-        tui_layer_plan *p = &s->plan[l];
-        memset(p, 0, sizeof *p);
-        p->n = n;
-        p->k = (n + 1) / 2;
+        tui_plan_layer_init(s, l, n); /* auto, full ranks: the plan's defaults */
+        int pairs[TUI_MAX_EXPERTS];
         for (int i = 0; i < n; i++)
-            p->assign[i] = i / 2;
-        p->is_auto = true;
-        p->groups_auto = true;
-        for (int q = 0; q < 3; q++)
-            p->rank[q] = (sm_rank){SM_RANK_FULL, 0, 0};
+            pairs[i] = i / 2;
+        fake_clustered(s, l, (n + 1) / 2, pairs);
+        const tui_layer *p = &s->res[l];
         tui_layer_data *d = &s->data[l];
         d->have_stats = true;
         d->n = n;
@@ -76,7 +108,7 @@ static bool fake_consistent(const tui_state *s, const char *ctx)
     for (int l = 0; l < s->n_layers; l++) {
         if (!s->is_moe[l])
             continue;
-        const tui_layer_plan *p = &s->plan[l];
+        const tui_layer *p = &s->res[l];
         int size[TUI_MAX_EXPERTS] = {0}, order[TUI_MAX_EXPERTS], seen[TUI_MAX_EXPERTS] = {0};
         if (p->n < 1 || p->n > TUI_MAX_EXPERTS || p->k < 1 || p->k > p->n) {
             printf("# %s: layer %d: %d experts in %d groups\n", ctx, l, p->n, p->k);
@@ -109,7 +141,7 @@ static bool fake_consistent(const tui_state *s, const char *ctx)
         printf("# %s: selected layer %d of %d\n", ctx, s->layer, s->n_layers);
         return false;
     }
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     if (s->is_moe[s->layer] && (s->ci < 0 || s->ci >= p->n || s->cj < 0 || s->cj >= p->n ||
                                 s->spec_cluster < 0 || s->spec_cluster >= p->k)) {
         printf("# %s: cursor (%d, %d), group %d, in %d experts, %d groups\n", ctx, s->ci, s->cj, s->spec_cluster,

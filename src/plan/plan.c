@@ -66,20 +66,53 @@ void sm_plan_init(sm_plan *p)
     p->output.dtype = -1;
 }
 
+void sm_plan_layer_free(sm_plan_layer *l)
+{
+    if (!l)
+        return;
+    for (int g = 0; g < l->n_groups; g++)
+        free(l->groups[g]);
+    free(l->groups);
+    free(l->group_len);
+    free(l->clusters);
+    free(l->chosen);
+    free(l->comment);
+    memset(l, 0, sizeof *l);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+void sm_plan_layer_copy(sm_plan_layer *dst, const sm_plan_layer *src)
+{
+    *dst = *src;
+    dst->chosen = dup_or_null(src->chosen);
+    dst->comment = dup_or_null(src->comment);
+    dst->clusters = NULL;
+    if (src->n_clusters) {
+        dst->clusters = xcalloc((size_t)src->n_clusters, sizeof *dst->clusters);
+        memcpy(dst->clusters, src->clusters, sizeof *dst->clusters * (size_t)src->n_clusters);
+    }
+    dst->group_len = NULL, dst->groups = NULL;
+    if (src->n_groups) {
+        dst->group_len = xcalloc((size_t)src->n_groups, sizeof *dst->group_len);
+        dst->groups = xcalloc((size_t)src->n_groups, sizeof *dst->groups);
+        for (int g = 0; g < src->n_groups; g++) {
+            dst->group_len[g] = src->group_len[g];
+            dst->groups[g] = xcalloc((size_t)(src->group_len[g] > 0 ? src->group_len[g] : 1), sizeof(int));
+            memcpy(dst->groups[g], src->groups[g], sizeof(int) * (size_t)src->group_len[g]);
+        }
+    }
+}
+
 void sm_plan_free(sm_plan *p)
 {
     if (!p)
         return;
-    for (int i = 0; i < p->n_layers; i++) {
-        sm_plan_layer *l = &p->layers[i];
-        for (int g = 0; g < l->n_groups; g++)
-            free(l->groups[g]);
-        free(l->groups);
-        free(l->group_len);
-        free(l->clusters);
-        free(l->chosen);
-        free(l->comment);
-    }
+    for (int i = 0; i < p->n_layers; i++)
+        sm_plan_layer_free(&p->layers[i]);
     free(p->layers);
     free(p->file);
     free(p->model_path);

@@ -136,6 +136,11 @@ int sm_plan_read(const char *path, sm_plan *out);
  * plans built in memory are returned as is). Caller frees. */
 char *sm_plan_resolve_path(const sm_plan *p, const char *written);
 
+/* A deep copy of a layer entry (groups, cluster ranks, chosen, comment), e.g. for undo; free it
+ * with sm_plan_layer_free, which frees what an entry owns and zeroes it. */
+void sm_plan_layer_copy(sm_plan_layer *dst, const sm_plan_layer *src);
+void sm_plan_layer_free(sm_plan_layer *l);
+
 /* The plan's layer entry for layer L, or NULL. */
 const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer);
 

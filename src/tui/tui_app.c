@@ -1,5 +1,5 @@
-/* tui_app: the workbench's loop and its worker thread (see tui_app.h); the queue and the
- * conversions between plans and the edited state are tui_worker.c's, the jobs tui_jobs.c's.
+/* tui_app: the workbench's loop and its worker thread (see tui_app.h); the queue, opening and
+ * saving plans are tui_worker.c's, the plan and its edits tui_plan.c's, the jobs tui_jobs.c's.
  *
  * The UI thread owns the terminal: it draws the state under the lock, reads keys with a 100 ms
  * timeout (so progress repaints) and turns actions into jobs. The worker runs one job at a time,
@@ -121,22 +121,18 @@ static int setup(tui_app *a, const tui_options *o)
     s->layer = -1;
     for (int l = 0; l < c->n_layers; l++) {
         s->is_moe[l] = c->is_moe[l];
-        a->algo[l] = SM_CLUSTER_KMEANS;
-        a->sim[l] = SM_SIM_OUTPUT;
         if (!c->is_moe[l])
             continue;
         if (s->layer < 0)
             s->layer = l;
-        tui_default_layer_plan(&s->plan[l], sm_model_layer_experts(a->model, l), c->top_k);
+        tui_plan_layer_init(s, l, sm_model_layer_experts(a->model, l)); /* the plan's defaults */
     }
     if (s->layer < 0)
         return sm_err("%s: the model has no MoE layers", abs);
     sm_calib_spec_default(&a->spec);
-    a->spec.samples = 16;
-    a->spec.keep = 2048;
-    a->spec.heldout = 512;
     a->spec.quiet = true;
     a->spec.precision = o->precision;
+    tui_app_calib_settings(a); /* the numbers are the plan's */
     a->tokens_default = !o->tokens;
     char *t = o->tokens ? xstrdup(o->tokens) : sm_path_join(sm_data_dir(), "calib.u32");
     char *h = o->heldout ? xstrdup(o->heldout) : sm_path_join(sm_data_dir(), "heldout.u32");
@@ -200,8 +196,6 @@ static void free_app(tui_app *a)
     tui_state_free_data(&a->s);
     sm_calib_free(a->calib);
     sm_model_close(a->model);
-    for (int l = 0; l < TUI_MAX_LAYERS; l++)
-        free(a->decided_why[l]);
     free(a->warnings);
     tui_app_set_text(a, NULL, 0, NULL);
     pthread_mutex_destroy(&a->mu);

@@ -6,28 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const help[] = {
-    "Views    1 plan  2 heatmap  3 spectrum  (Tab: the next one)",
-    "Layers   j/k or arrows (plan view), J/K or PgDn/PgUp (any view)",
-    "Heatmap  arrows/hjkl move the cursor  s output/weight/router similarity",
-    "         m row's expert into the column's group  n into a new group",
-    "         g merge the row's and the column's groups  Home/End corners",
-    "Spectrum h/l rank -/+ a sixteenth  H/L -/+1  x gate/up/down  j/k </> group",
-    "Ranks    = type a rank (full, 64, 0.25)  f full rank for the whole layer",
-    "Groups   +/- one group more/fewer (k-means)  c re-cluster (next seed)",
-    "Method   M auto/submoe/.../keep  a neuron alignment  r router mode",
-    "Preview  p this layer  P perplexity of the plan  A its task accuracy",
-    "         Esc cancels the work",
-    "Edits    u undo  U redo",
-    "Files    w save the plan  o open a plan  C commit the merged model",
-    "         ? this help  q quit",
-    "",
-    "error: relative MoE-block output error on held-out tokens (~ stale)",
-    "method: * chosen by auto, +a neurons aligned before merging",
-    "",
-    "any key closes this help",
-};
-
 static void frame(int y0, int x0, int h, int w, const char *title)
 {
     tc_on(TC_PAIR_TITLE, A_BOLD);
@@ -80,8 +58,8 @@ void tui_dialog_draw(const tui_state *s, int cols, int rows)
     switch (s->dialog) {
     case TUI_DIALOG_HELP:
         title = "keys";
-        for (size_t i = 0; i < sizeof help / sizeof help[0]; i++)
-            lines[n++] = help[i];
+        for (int i = 0; tui_key_help[i] && n < (int)(sizeof lines / sizeof lines[0]); i++)
+            lines[n++] = tui_key_help[i];
         break;
     case TUI_DIALOG_QUIT:
         title = "quit";

@@ -100,7 +100,7 @@ static void draw_header(const tui_state *s, const tui_rect *r)
 /* The method column: what will be done, "*" when auto chose it, "+a" when aligned. */
 static void method_cell(const tui_state *s, int l, char *buf, size_t n)
 {
-    const tui_layer_plan *p = &s->plan[l];
+    const tui_layer *p = &s->res[l];
     const tui_layer_data *d = &s->data[l];
     if (p->is_auto) {
         if (tui_preview_fresh(s, l) && d->chosen[0])
@@ -132,7 +132,7 @@ static void draw_layers(const tui_state *s, const tui_rect *r, bool wide)
     tc_off(TC_PAIR_DIM, 0);
     const char *arrow = tc_g("\u2192", ">");
     for (int l = first, row = r->y + 2; l < s->n_layers && row < r->y + r->h; l++, row++) {
-        const tui_layer_plan *p = &s->plan[l];
+        const tui_layer *p = &s->res[l];
         const tui_layer_data *d = &s->data[l];
         bool sel = l == s->layer;
         if (sel) {

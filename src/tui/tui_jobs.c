@@ -1,7 +1,7 @@
 /* tui_jobs: what the workbench's worker thread does (see tui_jobs.h, tui_worker.h) — calibrate,
  * preview a layer, re-cluster, compute a spectrum, the plan's perplexity, save / open plans,
  * commit. Every layer is built as pipeline/resolve.c resolves the plan the workbench saves
- * (tui_layer_resolve), so a preview is what `submoe apply` makes of that plan. */
+ * (tui_layer_resolve, tui_plan.c), so a preview is what `submoe apply` makes of that plan. */
 #include "eval/mcscore.h"
 #include "forward/moelayer.h"
 #include "model/tokens.h"
@@ -19,35 +19,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Build one layer as the plan says, resolved as apply resolves it (auto decides unless the plan
- * recorded its choice, `chosen`). */
-static int build_layer(tui_app *a, int l, const tui_layer_plan *p, uint64_t seed, const char *chosen,
-                       const sm_monitor *mon, sm_layer_build *b, char *why, size_t wn)
+/* Build a resolved layer (auto decides unless the plan recorded its choice, `chosen`). */
+static int build_layer(tui_app *a, sm_resolved_layer *rl, const sm_monitor *mon, sm_layer_build *b, char *why,
+                       size_t wn)
 {
-    sm_resolved_layer rl;
-    tui_layer_resolve(a, l, p, seed, chosen, &rl);
     why[0] = 0;
-    int rc = rl.is_auto ? sm_layer_build_auto(a->model, a->calib, &rl.job, mon, b, why, wn)
-                        : sm_layer_build_run(a->model, a->calib, &rl.job, mon, b);
-    if (!rl.is_auto && rl.auto_why)
-        snprintf(why, wn, "%s", rl.auto_why);
-    sm_resolved_layer_free(&rl);
+    int rc = rl->is_auto ? sm_layer_build_auto(a->model, a->calib, &rl->job, mon, b, why, wn)
+                         : sm_layer_build_run(a->model, a->calib, &rl->job, mon, b);
+    if (!rl->is_auto && rl->auto_why)
+        snprintf(why, wn, "%s", rl->auto_why);
+    sm_resolved_layer_free(rl);
     return rc;
 }
 
-/* Groups for a layer by its clustering (`algo`: the opened plan's, or k-means when the user asks
- * to re-cluster) at its count. */
-static int cluster_layer(tui_app *a, int l, const tui_layer_plan *p, uint64_t seed, const sm_moe_layer *ml,
-                         const sm_cluster_algo *algo, const sm_monitor *mon, int *assign)
+/* Groups for a resolved layer by its clustering (`algo`: k-means when the user asks to
+ * re-cluster) at its count. Frees rl. */
+static int cluster_layer(tui_app *a, sm_resolved_layer *rl, int k, const sm_moe_layer *ml, const sm_cluster_algo *algo,
+                         const sm_monitor *mon, int *assign)
 {
-    sm_resolved_layer rl;
-    tui_layer_resolve(a, l, p, seed, NULL, &rl);
-    rl.job.groups = NULL;
-    rl.job.k = p->k;
+    rl->job.groups = NULL;
+    rl->job.k = k;
     if (algo)
-        rl.job.algo = *algo;
-    int rc = sm_layer_cluster(a->calib, ml, &rl.job, mon, assign);
-    sm_resolved_layer_free(&rl);
+        rl->job.algo = *algo;
+    int rc = sm_layer_cluster(a->calib, ml, &rl->job, mon, assign);
+    sm_resolved_layer_free(rl);
     return rc;
 }
 
@@ -67,9 +62,13 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
         return -1;
     const sm_config *c = sm_model_config(a->model);
     sm_planned_layer *planned = NULL;
+    sm_planner_opts po;
+    pthread_mutex_lock(&a->mu);
+    sm_resolve_planner_opts(&a->s.plan, &po);
+    pthread_mutex_unlock(&a->mu);
     if (a->planner_pending) {
         planned = xcalloc((size_t)c->n_layers, sizeof *planned);
-        if (sm_planner_run(a->model, a->calib, &a->planner, sm_monitor_span_init(&span, mon, 0.6, 0.7), planned)) {
+        if (sm_planner_run(a->model, a->calib, &po, sm_monitor_span_init(&span, mon, 0.6, 0.7), planned)) {
             free(planned);
             return -1;
         }
@@ -92,18 +91,20 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
         int assign[TUI_MAX_EXPERTS];
         bool got = false;
         pthread_mutex_lock(&a->mu);
-        tui_layer_plan p = a->s.plan[l];
-        uint64_t seed = a->s.seed;
+        tui_layer p = a->s.res[l];
+        sm_resolved_layer rl;
+        tui_layer_resolve(&a->s, l, NULL, &rl);
         pthread_mutex_unlock(&a->mu);
         if (!rc && !a->have_groups[l] && (p.is_auto || sm_merge_method_merges(p.method))) {
             if (planned && planned[l].assign && (planned[l].k == p.k || a->planner_pending)) {
                 memcpy(assign, planned[l].assign, sizeof(int) * (size_t)p.n);
                 got = true;
             } else {
-                rc = cluster_layer(a, l, &p, seed, &ml, NULL, sm_monitor_span_init(&span, mon, (lo + hi) / 2, hi), assign);
+                rc = cluster_layer(a, &rl, p.k, &ml, NULL, sm_monitor_span_init(&span, mon, (lo + hi) / 2, hi), assign);
                 got = !rc;
             }
         }
+        sm_resolved_layer_free(&rl);
         pthread_mutex_lock(&a->mu);
         tui_layer_data *d = &a->s.data[l];
         if (!rc) {
@@ -159,15 +160,14 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
         pthread_mutex_unlock(&a->mu);
         return 0;
     }
-    tui_layer_plan p = a->s.plan[l];
+    tui_layer p = a->s.res[l];
     unsigned gen = a->s.plan_gen[l];
-    uint64_t seed = a->s.seed;
-    char chosen[600];
-    snprintf(chosen, sizeof chosen, "%s", tui_decided_why(a, l, &p) ? tui_decided_why(a, l, &p) : "");
+    sm_resolved_layer rl;
+    tui_layer_resolve(&a->s, l, NULL, &rl);
     pthread_mutex_unlock(&a->mu);
     sm_layer_build b;
     char why[600];
-    if (build_layer(a, l, &p, seed, chosen[0] ? chosen : NULL, mon, &b, why, sizeof why))
+    if (build_layer(a, &rl, mon, &b, why, sizeof why))
         return -1;
     if (sm_layer_build_check(&b)) { /* a preview never shows nan */
         sm_layer_build_free(&b);
@@ -203,15 +203,18 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
 static int job_recluster(tui_app *a, int l, const sm_monitor *mon)
 {
     pthread_mutex_lock(&a->mu);
-    tui_layer_plan p = a->s.plan[l];
-    uint64_t seed = a->s.seed;
+    tui_layer p = a->s.res[l];
+    sm_resolved_layer rl;
+    tui_layer_resolve(&a->s, l, NULL, &rl);
     pthread_mutex_unlock(&a->mu);
     sm_moe_layer ml;
     int assign[TUI_MAX_EXPERTS];
-    if (sm_moe_layer_load_mon(a->model, l, mon, &ml))
+    if (sm_moe_layer_load_mon(a->model, l, mon, &ml)) {
+        sm_resolved_layer_free(&rl);
         return -1;
+    }
     const sm_cluster_algo kmeans = SM_CLUSTER_KMEANS;
-    int rc = cluster_layer(a, l, &p, seed, &ml, &kmeans, mon, assign);
+    int rc = cluster_layer(a, &rl, p.k, &ml, &kmeans, mon, assign);
     sm_moe_layer_free(&ml);
     if (rc)
         return -1;
@@ -225,7 +228,7 @@ static int job_recluster(tui_app *a, int l, const sm_monitor *mon)
 static int job_spectrum(tui_app *a, int l, int cluster, const sm_monitor *mon)
 {
     pthread_mutex_lock(&a->mu);
-    tui_layer_plan p = a->s.plan[l];
+    tui_layer p = a->s.res[l];
     bool fresh = tui_spectrum_fresh(&a->s, l) && a->s.spec_cluster == cluster;
     pthread_mutex_unlock(&a->mu);
     if (cluster >= p.k || fresh)
@@ -274,7 +277,6 @@ static int job_spectrum(tui_app *a, int l, int cluster, const sm_monitor *mon)
 
 typedef struct {
     tui_app *a;
-    uint64_t seed;
 } ppl_build_ctx;
 
 /* Layer L as the plan says it now, for the streamed perplexity run. An auto layer whose preview
@@ -285,19 +287,17 @@ static int ppl_build_layer(void *ctx, int l, const sm_monitor *mon, sm_layer_bui
 {
     ppl_build_ctx *c = ctx;
     pthread_mutex_lock(&c->a->mu);
-    tui_layer_plan p = c->a->s.plan[l];
-    const tui_layer_data *d = &c->a->s.data[l];
-    char chosen[600];
-    const char *decided = tui_decided_why(c->a, l, &p);
+    const tui_state *s = &c->a->s;
+    const tui_layer_data *d = &s->data[l];
     sm_merge_method mm;
     bool al;
-    if (!decided && p.is_auto && tui_preview_fresh(&c->a->s, l) && d->chosen[0] &&
-        sm_auto_choice_parse(d->chosen, &mm, &al) == 0)
-        decided = d->chosen;
-    snprintf(chosen, sizeof chosen, "%s", decided ? decided : "");
+    bool previewed = s->res[l].is_auto && tui_preview_fresh(s, l) && d->chosen[0] &&
+                     sm_auto_choice_parse(d->chosen, &mm, &al) == 0;
+    sm_resolved_layer rl;
+    tui_layer_resolve(s, l, previewed ? d->chosen : NULL, &rl);
     pthread_mutex_unlock(&c->a->mu);
     char why[600];
-    return build_layer(c->a, l, &p, c->seed, chosen[0] ? chosen : NULL, mon, out, why, sizeof why);
+    return build_layer(c->a, &rl, mon, out, why, sizeof why);
 }
 
 /* Perplexity of the original model and of the plan on held-out token windows. Each layer is
@@ -338,7 +338,6 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
     int rc = 0;
     pthread_mutex_lock(&a->mu);
     double orig = a->s.ppl_original;
-    uint64_t seed = a->s.seed;
     unsigned gen = tui_plan_gen_sum(&a->s);
     pthread_mutex_unlock(&a->mu);
     sm_monitor_span span;
@@ -348,7 +347,7 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
         rc = sm_perplexity_with_prec(a->model, t.ids, n_seq, T, blocks, a->spec.precision,
                                      sm_monitor_span_init(&span, mon, 0, 0.2), &orig);
     double pp = -1;
-    ppl_build_ctx bc = {a, seed};
+    ppl_build_ctx bc = {a};
     if (!rc)
         rc = sm_perplexity_built_prec(a->model, t.ids, n_seq, T, ppl_build_layer, &bc, a->spec.precision,
                                       sm_monitor_span_init(&span, mon, 0.2, 1), &pp);
@@ -384,7 +383,7 @@ static int job_accuracy(tui_app *a, const sm_monitor *mon)
     }
     pthread_mutex_lock(&a->mu);
     double orig = a->s.acc_original;
-    ppl_build_ctx bc = {a, a->s.seed};
+    ppl_build_ctx bc = {a};
     unsigned gen = tui_plan_gen_sum(&a->s);
     pthread_mutex_unlock(&a->mu);
     sm_monitor_span span;

@@ -15,12 +15,13 @@ static int moe_step(const tui_state *s, int from, int dir)
 }
 
 /* One rank step of a group's matrix: a sixteenth of its largest rank (`fine`: one), up to full. */
-static sm_rank rank_step(const tui_state *s, const tui_layer_plan *p, int cluster, int matrix, int dir, bool fine)
+static sm_rank rank_step(const tui_state *s, const tui_layer *p, int cluster, int matrix, int dir, bool fine)
 {
+    int layer = (int)(p - s->res);
     int members = tui_cluster_size(p, cluster);
     int64_t max = tui_rank_max(s, matrix, members);
     int64_t step = fine ? 1 : (max / 16 > 0 ? max / 16 : 1);
-    int64_t cur = tui_rank_value(s, p, tui_group_rank(p, cluster, matrix), matrix, members);
+    int64_t cur = tui_rank_value(s, p, tui_group_rank(s, layer, cluster, matrix), matrix, members);
     cur += dir * step;
     if (cur >= max)
         return (sm_rank){SM_RANK_FULL, 0, 0};
@@ -71,6 +72,37 @@ static bool edit_input(tui_state *s, int key)
 
 static const char *const matrix_names[3] = {"gate", "up", "down"};
 
+/* The largest rank the rank prompt accepts: the shown group's matrix (rank_matrix ≥ 0), else the
+ * smallest over the layer's groups and matrices (the rank is set for all of them). */
+static int64_t rank_prompt_max(const tui_state *s)
+{
+    const tui_layer *p = &s->res[s->layer];
+    int64_t max = -1;
+    for (int c = 0; c < p->k; c++)
+        for (int j = 0; j < 3; j++)
+            if ((s->rank_matrix < 0 || (s->rank_matrix == j && c == s->spec_cluster))) {
+                int64_t m = tui_rank_max(s, j, tui_cluster_size(p, c));
+                max = max < 0 || m < max ? m : max;
+            }
+    return max < 1 ? 1 : max;
+}
+
+/* A rank typed so far: refused on the spot when it is a count outside [1, max]. */
+static bool rank_input_ok(tui_state *s, const char *text, bool whole)
+{
+    int64_t max = rank_prompt_max(s), v = 0;
+    const char *t = text;
+    for (; *t >= '0' && *t <= '9'; t++)
+        v = v > max ? v : v * 10 + (*t - '0');
+    bool count = t != text && !*t;
+    if (count && (v > max || (whole && v < 1))) {
+        status(s, true, "rank %s is outside 1..%lld (full: %lld); or a fraction like 0.25", text, (long long)max,
+               (long long)max);
+        return false;
+    }
+    return true;
+}
+
 static int dialog_key(tui_state *s, int key)
 {
     bool enter = key == TUI_KEY_ENTER || key == '\r';
@@ -118,7 +150,10 @@ static int dialog_key(tui_state *s, int key)
         return TUI_ACT_REDRAW;
     }
     if (!enter) {
-        edit_input(s, key);
+        char before[sizeof s->input];
+        snprintf(before, sizeof before, "%s", s->input);
+        if (edit_input(s, key) && d == TUI_DIALOG_RANK && !rank_input_ok(s, s->input, false))
+            snprintf(s->input, sizeof s->input, "%s", before); /* the key is refused */
         return TUI_ACT_REDRAW;
     }
     s->dialog = TUI_DIALOG_NONE;
@@ -141,6 +176,8 @@ static int dialog_key(tui_state *s, int key)
         return TUI_ACT_OPEN | TUI_ACT_REDRAW;
     case TUI_DIALOG_RANK: {
         sm_rank r;
+        if (!rank_input_ok(s, s->input, true))
+            return TUI_ACT_REDRAW;
         if (sm_rank_parse(s->input, &r)) {
             status(s, true, "not a rank: '%.60s' (full, a count like 64, or a fraction like 0.25)", s->input);
             return TUI_ACT_REDRAW;
@@ -172,7 +209,7 @@ static int layer_changed(tui_state *s)
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (s->view == TUI_VIEW_SPECTRUM ? TUI_ACT_SPECTRUM : 0);
 }
 
-static int cluster_key(tui_state *s, tui_layer_plan *p, int key, const int *order, int n)
+static int cluster_key(tui_state *s, const tui_layer *p, int key, const int *order, int n)
 {
     if (s->view != TUI_VIEW_HEATMAP || s->ci >= n || s->cj >= n) {
         status(s, false, "m, n and g edit groups in the heatmap (2): move the cursor to a cell first");
@@ -203,7 +240,8 @@ static int cluster_key(tui_state *s, tui_layer_plan *p, int key, const int *orde
 typedef struct {
     tui_state *s;
     int key;
-    tui_layer_plan *p;             /* the current layer's plan; NULL when the layer is out of range */
+    const tui_layer *p;            /* the current layer resolved; NULL when the layer is out of range */
+    sm_plan_effective eff;         /* its settings as the plan says them (entry, else defaults) */
     bool moe;                      /* the current layer is a MoE layer (then p is set) */
     int order[TUI_MAX_EXPERTS], n; /* its experts in cluster order: the heatmap's rows */
     bool heat, spec;               /* the heatmap / the spectrum is the view shown */
@@ -306,7 +344,7 @@ static int action_horizontal(key_ctx *c)
         return TUI_ACT_REDRAW;
     }
     if (c->spec && c->moe) {
-        sm_rank cur = tui_group_rank(c->p, s->spec_cluster, s->spec_matrix);
+        sm_rank cur = tui_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix);
         sm_rank r = rank_step(s, c->p, s->spec_cluster, s->spec_matrix, dir, key == 'H' || key == 'L');
         if (sm_rank_equal(&r, &cur))
             return TUI_ACT_NONE;
@@ -362,10 +400,7 @@ static int action_rank_dialog(key_ctx *c)
     tui_state *s = c->s;
     /* in the spectrum: the shown group's matrix; elsewhere: the whole layer */
     s->rank_matrix = c->spec ? s->spec_matrix : -1;
-    sm_rank cur = c->spec ? tui_group_rank(c->p, s->spec_cluster, s->spec_matrix) : c->p->rank[0];
-    char buf[32];
-    sm_rank_format(&cur, buf, sizeof buf);
-    open_input(s, TUI_DIALOG_RANK, buf);
+    open_input(s, TUI_DIALOG_RANK, ""); /* empty: a typed digit is the rank, not appended to it */
     return TUI_ACT_REDRAW;
 }
 
@@ -383,7 +418,7 @@ static int action_group_count(key_ctx *c)
     if (!c->moe)
         return TUI_ACT_NONE;
     tui_state *s = c->s;
-    tui_layer_plan *p = c->p;
+    const tui_layer *p = c->p;
     if (c->key == '+' && p->k >= p->n) {
         status(s, false, "layer %d: already one group per expert", s->layer);
         return TUI_ACT_REDRAW;
@@ -392,12 +427,10 @@ static int action_group_count(key_ctx *c)
         status(s, false, "layer %d: no fewer groups than experts per token (%d)", s->layer, s->top_k);
         return TUI_ACT_REDRAW;
     }
-    tui_edit_begin(s, s->layer);
     /* groups at the new count now (the views walk them), k-means ones when they arrive */
-    tui_plan_group_count(p, p->k + (c->key == '+' ? 1 : -1));
-    p->n_group_ranks = 0; /* groups are relabelled */
+    tui_set_group_count(s, s->layer, p->k + (c->key == '+' ? 1 : -1));
     status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, p->k,
-           (unsigned long long)s->seed);
+           (unsigned long long)s->plan.seed);
     return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
 }
 
@@ -406,12 +439,10 @@ static int action_recluster(key_ctx *c)
     if (!c->moe)
         return TUI_ACT_NONE;
     tui_state *s = c->s;
-    tui_edit_begin(s, s->layer);
-    c->p->n_group_ranks = 0;
-    c->p->groups_auto = false; /* k-means groups asked for by hand: auto keeps them */
-    s->seed++;
+    tui_keep_groups(s, s->layer); /* k-means groups asked for by hand: auto keeps them */
+    s->plan.seed++;
     status(s, false, "layer %d: re-clustering into %d groups (k-means, seed %llu)", s->layer, c->p->k,
-           (unsigned long long)s->seed);
+           (unsigned long long)s->plan.seed);
     return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
 }
 
@@ -420,34 +451,30 @@ static int action_method(key_ctx *c)
 {
     if (!c->moe)
         return TUI_ACT_NONE;
-    tui_layer_plan *p = c->p;
-    tui_edit_begin(c->s, c->s->layer);
-    if (p->is_auto) {
-        p->is_auto = false;
-        p->method = SM_MERGE_SUBMOE;
-    } else if (p->method + 1 < SM_MERGE_METHOD_COUNT) {
-        p->method = (sm_merge_method)(p->method + 1);
-    } else {
-        p->is_auto = true;
-        p->method = SM_MERGE_SUBMOE;
-    }
+    const tui_layer *p = c->p;
+    bool is_auto = !p->is_auto && p->method + 1 >= SM_MERGE_METHOD_COUNT;
+    sm_merge_method m = p->is_auto || is_auto ? SM_MERGE_SUBMOE : (sm_merge_method)(p->method + 1);
+    tui_set_method(c->s, c->s->layer, is_auto, m);
     status(c->s, false, "layer %d: method %s", c->s->layer,
            p->is_auto ? "auto (merge or prune, whichever loses least)" : sm_merge_method_name(p->method));
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
 }
 
+/* A key that sets one per-layer setting is this: the entry's field set between tui_edit_begin and
+ * tui_edit_end (undo, resolve), a status line, and a preview. */
 static int action_align(key_ctx *c)
 {
     if (!c->moe)
         return TUI_ACT_NONE;
-    tui_layer_plan *p = c->p;
+    const tui_layer *p = c->p;
     if (p->is_auto || !sm_merge_method_merges(p->method)) {
         status(c->s, false, "alignment applies to merge methods; %s", p->is_auto ? "auto tries with and without it"
                                                                                   : "this method does not merge");
         return TUI_ACT_REDRAW;
     }
-    tui_edit_begin(c->s, c->s->layer);
-    p->align = !p->align;
+    sm_plan_layer *pl = tui_edit_begin(c->s, c->s->layer);
+    pl->s.has_align = true, pl->s.align = !c->eff.align;
+    tui_edit_end(c->s, c->s->layer);
     status(c->s, false, "layer %d: neuron alignment %s", c->s->layer, p->align ? "on" : "off");
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
 }
@@ -456,8 +483,9 @@ static int action_router(key_ctx *c)
 {
     if (!c->moe)
         return TUI_ACT_NONE;
-    tui_edit_begin(c->s, c->s->layer);
-    c->p->router = (sm_router_mode)((c->p->router + 1) % 3);
+    sm_plan_layer *pl = tui_edit_begin(c->s, c->s->layer);
+    pl->s.has_router = true, pl->s.router = (sm_router_mode)((c->eff.router + 1) % 3);
+    tui_edit_end(c->s, c->s->layer);
     status(c->s, false, "layer %d: router %s", c->s->layer, sm_router_mode_name(c->p->router));
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
 }
@@ -521,6 +549,30 @@ static int action_redraw(key_ctx *c)
     return TUI_ACT_REDRAW;
 }
 
+/* The help overlay (?), beside the bindings it describes; NULL-terminated. */
+const char *const tui_key_help[] = {
+    "Views    1 plan  2 heatmap  3 spectrum  (Tab: the next one)",
+    "Layers   j/k or arrows (plan view), J/K or PgDn/PgUp (any view)",
+    "Heatmap  arrows/hjkl move the cursor  s output/weight/router similarity",
+    "         m row's expert into the column's group  n into a new group",
+    "         g merge the row's and the column's groups  Home/End corners",
+    "Spectrum h/l rank -/+ a sixteenth  H/L -/+1  x gate/up/down  j/k </> group",
+    "Ranks    = type a rank (full, 64, 0.25)  f full rank for the whole layer",
+    "Groups   +/- one group more/fewer (k-means)  c re-cluster (next seed)",
+    "Method   M auto/submoe/.../keep  a neuron alignment  r router mode",
+    "Preview  p this layer  P perplexity of the plan  A its task accuracy",
+    "         Esc cancels the work",
+    "Edits    u undo  U redo",
+    "Files    w save the plan  o open a plan  C commit the merged model",
+    "         ? this help  q quit",
+    "",
+    "error: relative MoE-block output error on held-out tokens (~ stale)",
+    "method: * chosen by auto, +a neurons aligned before merging",
+    "",
+    "any key closes this help",
+    NULL,
+};
+
 /* The key bindings; a key not here does nothing. The TUI_KEY_* codes are the largest keys. */
 static key_handler *const key_table[TUI_KEY_END + 1] = {
     ['q'] = action_quit,
@@ -565,9 +617,11 @@ static int key_action(tui_state *s, int key)
     if (key < 0 || key > TUI_KEY_END || !key_table[key])
         return TUI_ACT_NONE;
     key_ctx c = {.s = s, .key = key};
-    c.p = s->layer >= 0 && s->layer < s->n_layers ? &s->plan[s->layer] : NULL;
+    c.p = s->layer >= 0 && s->layer < s->n_layers ? &s->res[s->layer] : NULL;
     c.moe = c.p && s->is_moe[s->layer];
     c.n = c.moe ? tui_cluster_order(c.p, c.order) : 0;
+    if (c.moe)
+        sm_plan_effective_settings(&s->plan, tui_entry(s, s->layer), &c.eff);
     c.heat = s->view == TUI_VIEW_HEATMAP;
     c.spec = s->view == TUI_VIEW_SPECTRUM;
     return key_table[key](&c);

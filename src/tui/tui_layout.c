@@ -38,7 +38,7 @@ static int digits(int v)
 
 /* How many columns from col0 fit in `avail` columns with cell width cw, group boundaries
  * taking one column each (the drawing walks the same way). */
-static int fit_from(const tui_layer_plan *p, const int *order, int col0, int cw, int avail)
+static int fit_from(const tui_layer *p, const int *order, int col0, int cw, int avail)
 {
     int x = 0, c = col0;
     for (; c < p->n; c++) {
@@ -55,7 +55,7 @@ static int clampi(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-tui_heat_geom tui_heat_geometry(const tui_layer_plan *p, int ci, int cj, int w, int h)
+tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h)
 {
     tui_heat_geom g;
     memset(&g, 0, sizeof g);

@@ -1,5 +1,6 @@
-/* tui_state: workbench state, plan edits with undo/redo, and what the plan costs, without curses
- * (see tui_state.h). Keys are in tui_keys.c, layouts in tui_layout.c. */
+/* tui_state: workbench state without curses — the groups' arithmetic, the selection, what is
+ * fresh, the rank rule as the views count it (see tui_state.h). The plan and its edits, undo and
+ * costs are tui_plan.c's; keys are tui_keys.c's, layouts tui_layout.c's. */
 #include "tui/tui_state.h"
 #include "pipeline/resolve.h"
 
@@ -12,7 +13,11 @@ void tui_state_init(tui_state *s)
     memset(s, 0, sizeof *s);
     s->ppl_original = s->ppl_plan = -1;
     s->acc_original = s->acc_plan = -1;
-    s->seed = 1;
+    sm_plan_init(&s->plan);
+    s->plan.has_seed = true;
+    s->plan.seed = 1;
+    for (int l = 0; l < TUI_MAX_LAYERS; l++)
+        s->entry[l] = -1;
     s->color = true;
     s->utf8 = true;
     s->rank_matrix = -1;
@@ -27,9 +32,13 @@ void tui_state_free_data(tui_state *s)
             s->data[l].sim[q] = s->data[l].spec[q] = NULL;
         }
     }
+    tui_clear_history(s);
+    sm_plan_free(&s->plan);
+    for (int l = 0; l < TUI_MAX_LAYERS; l++)
+        s->entry[l] = -1;
 }
 
-int tui_plan_set_groups(tui_layer_plan *p, const int *assign)
+int tui_plan_set_groups(tui_layer *p, const int *assign)
 {
     bool used[TUI_MAX_EXPERTS] = {false};
     for (int i = 0; i < p->n; i++) {
@@ -47,7 +56,7 @@ int tui_plan_set_groups(tui_layer_plan *p, const int *assign)
     return 0;
 }
 
-bool tui_plan_consistent(const tui_layer_plan *p)
+bool tui_plan_consistent(const tui_layer *p)
 {
     if (p->n < 1 || p->n > TUI_MAX_EXPERTS || p->k < 1 || p->k > p->n)
         return false;
@@ -65,7 +74,7 @@ bool tui_plan_consistent(const tui_layer_plan *p)
 
 /* The smallest (largest) group; ties go to the later label, so the first groups keep their
  * members. */
-static int group_by_size(const tui_layer_plan *p, bool largest, int except)
+static int group_by_size(const tui_layer *p, bool largest, int except)
 {
     int best = -1, best_size = 0;
     for (int c = 0; c < p->k; c++) {
@@ -76,7 +85,7 @@ static int group_by_size(const tui_layer_plan *p, bool largest, int except)
     return best;
 }
 
-void tui_plan_group_count(tui_layer_plan *p, int k)
+void tui_plan_group_count(tui_layer *p, int k)
 {
     if (p->n < 1)
         return;
@@ -103,160 +112,16 @@ void tui_plan_group_count(tui_layer_plan *p, int k)
     }
 }
 
-void tui_edit_begin(tui_state *s, int layer)
-{
-    if (s->n_undo == TUI_UNDO) {
-        memmove(s->undo, s->undo + 1, sizeof s->undo[0] * (TUI_UNDO - 1));
-        s->n_undo--;
-    }
-    s->undo[s->n_undo].layer = layer;
-    s->undo[s->n_undo++].before = s->plan[layer];
-    s->n_redo = 0;
-    s->modified = true;
-    s->plan_gen[layer]++;
-    s->plan[layer].decided = false; /* an edited auto layer is decided again */
-}
-
-/* Group edits relabel the groups: their own ranks no longer apply. */
-static void clear_group_ranks(tui_layer_plan *p)
-{
-    p->n_group_ranks = 0;
-}
-
 void tui_clear_history(tui_state *s)
 {
+    for (int i = 0; i < s->n_undo; i++)
+        sm_plan_layer_free(&s->undo[i].before);
+    for (int i = 0; i < s->n_redo; i++)
+        sm_plan_layer_free(&s->redo[i].before);
     s->n_undo = s->n_redo = 0;
 }
 
-int tui_move_expert(tui_state *s, int layer, int expert, int cluster)
-{
-    tui_layer_plan *p = &s->plan[layer];
-    if (expert < 0 || expert >= p->n || cluster < 0 || cluster > p->k)
-        return -1;
-    if (p->assign[expert] == cluster)
-        return 1;
-    /* a new group for an expert that is already alone changes nothing */
-    if (cluster == p->k && tui_cluster_size(p, p->assign[expert]) == 1)
-        return 1;
-    tui_edit_begin(s, layer);
-    p->groups_auto = false;
-    int assign[TUI_MAX_EXPERTS];
-    memcpy(assign, p->assign, sizeof(int) * (size_t)p->n);
-    assign[expert] = cluster == p->k ? TUI_MAX_EXPERTS - 1 : cluster; /* a new group, relabelled k */
-    tui_plan_set_groups(p, assign);
-    clear_group_ranks(p);
-    return 0;
-}
-
-int tui_merge_clusters(tui_state *s, int layer, int a, int b)
-{
-    tui_layer_plan *p = &s->plan[layer];
-    if (a == b || a < 0 || b < 0 || a >= p->k || b >= p->k)
-        return -1;
-    tui_edit_begin(s, layer);
-    p->groups_auto = false;
-    int assign[TUI_MAX_EXPERTS];
-    for (int i = 0; i < p->n; i++)
-        assign[i] = p->assign[i] == b ? a : p->assign[i];
-    tui_plan_set_groups(p, assign);
-    clear_group_ranks(p);
-    return 0;
-}
-
-void tui_set_rank(tui_state *s, int layer, int matrix, sm_rank r)
-{
-    tui_edit_begin(s, layer);
-    tui_layer_plan *p = &s->plan[layer];
-    for (int j = 0; j < 3; j++)
-        if (matrix < 0 || matrix == j) {
-            p->rank[j] = r;
-            int n = 0;
-            for (int i = 0; i < p->n_group_ranks; i++)
-                if (p->group_ranks[i].matrix != j)
-                    p->group_ranks[n++] = p->group_ranks[i];
-            p->n_group_ranks = n;
-        }
-}
-
-static int find_group_rank(const tui_layer_plan *p, int cluster, int matrix)
-{
-    for (int i = 0; i < p->n_group_ranks; i++)
-        if (p->group_ranks[i].cluster == cluster && p->group_ranks[i].matrix == matrix)
-            return i;
-    return -1;
-}
-
-int tui_set_group_rank(tui_state *s, int layer, int cluster, int matrix, sm_rank r)
-{
-    tui_layer_plan *p = &s->plan[layer];
-    if (cluster < 0 || cluster >= p->k)
-        return -1;
-    int need = 0;
-    for (int j = 0; j < 3; j++)
-        need += (matrix < 0 || matrix == j) && find_group_rank(p, cluster, j) < 0;
-    if (p->n_group_ranks + need > TUI_MAX_GROUP_RANKS)
-        return -1;
-    tui_edit_begin(s, layer);
-    for (int j = 0; j < 3; j++)
-        if (matrix < 0 || matrix == j) {
-            int i = find_group_rank(p, cluster, j);
-            if (i < 0) {
-                i = p->n_group_ranks++;
-                p->group_ranks[i].cluster = cluster, p->group_ranks[i].matrix = j;
-            }
-            p->group_ranks[i].r = r;
-        }
-    return 0;
-}
-
-sm_rank tui_group_rank(const tui_layer_plan *p, int cluster, int matrix)
-{
-    int i = find_group_rank(p, cluster, matrix);
-    return i >= 0 ? p->group_ranks[i].r : p->rank[matrix];
-}
-
-bool tui_group_rank_set(const tui_layer_plan *p, int cluster, int matrix)
-{
-    return find_group_rank(p, cluster, matrix) >= 0;
-}
-
-bool tui_has_group_ranks(const tui_layer_plan *p)
-{
-    return p->n_group_ranks > 0;
-}
-
-static bool swap_plan(tui_state *s, bool undo)
-{
-    int *n = undo ? &s->n_undo : &s->n_redo, *m = undo ? &s->n_redo : &s->n_undo;
-    typeof(s->undo[0]) *from = undo ? s->undo : s->redo, *to = undo ? s->redo : s->undo;
-    if (*n == 0)
-        return false;
-    int l = from[*n - 1].layer;
-    to[*m].layer = l;
-    to[*m].before = s->plan[l];
-    (*m)++;
-    s->plan[l] = from[--*n].before;
-    s->plan_gen[l]++;
-    if (s->layer != l) {
-        s->layer = l;
-        s->ci = s->cj = s->spec_cluster = 0;
-    }
-    tui_selection_settle(s);
-    s->modified = true;
-    return true;
-}
-
-bool tui_undo(tui_state *s)
-{
-    return swap_plan(s, true);
-}
-
-bool tui_redo(tui_state *s)
-{
-    return swap_plan(s, false);
-}
-
-int tui_cluster_order(const tui_layer_plan *p, int *order)
+int tui_cluster_order(const tui_layer *p, int *order)
 {
     int pos = 0;
     for (int c = 0; c < p->k; c++)
@@ -271,27 +136,12 @@ int tui_cluster_order(const tui_layer_plan *p, int *order)
     return pos;
 }
 
-bool tui_adopt_groups(tui_state *s, int layer, const tui_layer_plan *asked, const int *assign)
-{
-    tui_layer_plan *p = &s->plan[layer];
-    if (p->n != asked->n || p->k != asked->k || memcmp(p->assign, asked->assign, sizeof(int) * (size_t)p->n))
-        return false; /* the groups were edited since the job read them: its result is stale */
-    tui_layer_plan next = *p;
-    if (tui_plan_set_groups(&next, assign) || !memcmp(next.assign, p->assign, sizeof(int) * (size_t)p->n))
-        return false;
-    *p = next;
-    p->n_group_ranks = 0; /* the groups are relabelled */
-    s->plan_gen[layer]++;
-    tui_selection_settle(s);
-    return true;
-}
-
 void tui_selection_settle(tui_state *s)
 {
     if (s->n_layers < 1)
         return;
     s->layer = s->layer < 0 ? 0 : s->layer >= s->n_layers ? s->n_layers - 1 : s->layer;
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     int last = p->n > 0 ? p->n - 1 : 0;
     s->ci = s->ci < 0 ? 0 : s->ci > last ? last : s->ci;
     s->cj = s->cj < 0 ? 0 : s->cj > last ? last : s->cj;
@@ -299,7 +149,7 @@ void tui_selection_settle(tui_state *s)
         s->spec_cluster = 0;
 }
 
-int tui_cluster_size(const tui_layer_plan *p, int c)
+int tui_cluster_size(const tui_layer *p, int c)
 {
     int m = 0;
     for (int i = 0; i < p->n; i++)
@@ -315,7 +165,7 @@ bool tui_preview_fresh(const tui_state *s, int layer)
 bool tui_spectrum_fresh(const tui_state *s, int layer)
 {
     const tui_layer_data *d = &s->data[layer];
-    const tui_layer_plan *p = &s->plan[layer];
+    const tui_layer *p = &s->res[layer];
     if (!d->have_spectrum || d->spec_cluster != s->spec_cluster)
         return false;
     for (int i = 0; i < p->n; i++)
@@ -342,41 +192,9 @@ int64_t tui_rank_max(const tui_state *s, int matrix, int members)
     return sm_resolve_rank_max(matrix == 2 ? s->hidden : s->inter, matrix == 2 ? s->inter : s->hidden, members);
 }
 
-int64_t tui_rank_value(const tui_state *s, const tui_layer_plan *p, sm_rank r, int matrix, int members)
+int64_t tui_rank_value(const tui_state *s, const tui_layer *p, sm_rank r, int matrix, int members)
 {
     return sm_resolve_rank_value(&r, p->is_auto ? SM_PLAN_DEFAULT_METHOD : p->method, matrix == 2 ? s->hidden : s->inter,
                                  matrix == 2 ? s->inter : s->hidden, members);
 }
 
-int64_t tui_plan_params(const tui_state *s, int layer)
-{
-    const tui_layer_plan *p = &s->plan[layer];
-    if (tui_preview_fresh(s, layer) && s->data[layer].params_after > 0)
-        return s->data[layer].params_after;
-    int64_t per = 3 * s->hidden * s->inter;
-    if (p->method == SM_MERGE_KEEP && !p->is_auto)
-        return per * p->n;
-    if (p->method == SM_MERGE_SUBMOE_WHITENED && !p->is_auto) {
-        int64_t tot = 0;
-        for (int j = 0; j < 3; j++) {
-            int64_t out = j == 2 ? s->hidden : s->inter, in = j == 2 ? s->inter : s->hidden, r = 0;
-            if (sm_rank_resolve(&p->rank[j], p->method, out, in, 2, &r) || r == 0)
-                tot += out * in;
-            else
-                tot += r * (out + in);
-        }
-        return tot * p->k;
-    }
-    return per * p->k;
-}
-
-int64_t tui_model_params_after(const tui_state *s)
-{
-    int64_t before = 0, after = 0;
-    for (int l = 0; l < s->n_layers; l++)
-        if (s->is_moe[l]) {
-            before += (int64_t)s->plan[l].n * 3 * s->hidden * s->inter;
-            after += tui_plan_params(s, l);
-        }
-    return s->total_params - before + after;
-}

@@ -1,5 +1,8 @@
 /* tui_state: everything the workbench shows and edits, without a terminal.
  *
+ * What it edits is the plan itself (an sm_plan, one entry per MoE layer: tui_plan.c); what the
+ * views show of a layer is that entry resolved (pipeline/resolve.h), as `submoe apply` would.
+ *
  * The screen is rendered from this state (tui_draw.c and the tui_view_*.c files); keys become
  * state changes and requests for work (tui_key, tui_keys.c); layouts are pure functions of the
  * terminal size (tui_layout.c). All three are unit-tested without curses. Work (calibration,
@@ -12,6 +15,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "pipeline/resolve.h"
 
 /* Keys, as tui_app translates them from curses (plain characters are themselves). */
 enum { TUI_KEY_UP = 0x1001, TUI_KEY_DOWN, TUI_KEY_LEFT, TUI_KEY_RIGHT, TUI_KEY_BACKSPACE, TUI_KEY_RESIZE,
@@ -21,32 +25,24 @@ enum { TUI_KEY_UP = 0x1001, TUI_KEY_DOWN, TUI_KEY_LEFT, TUI_KEY_RIGHT, TUI_KEY_B
 #define TUI_MAX_EXPERTS 256
 #define TUI_MAX_LAYERS 512
 #define TUI_UNDO 64
-/* Every group's own gate, up and down rank: an opened plan's per-cluster ranks are never dropped. */
-#define TUI_MAX_GROUP_RANKS (TUI_MAX_EXPERTS * 3)
 
 typedef enum { TUI_VIEW_LAYERS = 0, TUI_VIEW_HEATMAP, TUI_VIEW_SPECTRUM, TUI_VIEW_COUNT } tui_view;
 
-/* One MoE layer's plan, as edited. */
-typedef struct tui_layer_plan {
+/* What resolving one MoE layer's plan entry gives (tui_layer_refresh, pipeline/resolve.h), as
+ * the views read it. Never edited: every edit is an edit of the entry (tui_plan.c), then the
+ * layer is resolved again. */
+typedef struct tui_layer {
     int n, k;                      /* experts before, clusters (or experts kept) after */
     int assign[TUI_MAX_EXPERTS];   /* cluster of each expert, canonical labels */
-    sm_merge_method method;
+    sm_merge_method method;        /* auto: its merge candidate */
     bool is_auto;                  /* method auto (the default): the worker chooses per layer */
     bool align;                    /* neuron alignment before merging (merge methods) */
-    bool groups_auto;              /* groups made by clustering, not by hand or a plan: auto may
-                                    * regroup (dominant groups), and the preview adopts its choice */
+    bool groups_auto;              /* the entry gives no groups: they are a clustering's
+                                    * (s->clustered), which auto may regroup (dominant groups) */
     sm_router_mode router;
-    sm_rank rank[3];               /* gate, up, down, for every group */
-    int n_group_ranks;             /* groups' own ranks, overriding the layer's */
-    struct {
-        int cluster, matrix;
-        sm_rank r;
-    } group_ranks[TUI_MAX_GROUP_RANKS];
-    /* auto, decided in an opened plan ("chosen:"): built as recorded until the layer is edited */
-    bool decided;
-    sm_merge_method decided_method;
-    bool decided_align;
-} tui_layer_plan;
+    sm_rank rank[3];               /* gate, up, down, for every group without its own */
+    bool decided;                  /* auto, decided in the plan ("chosen:"): built as recorded */
+} tui_layer;
 
 /* What the worker knows about a layer. */
 typedef struct tui_layer_data {
@@ -105,11 +101,14 @@ typedef struct tui_state {
     int n_layers, top_k, n_experts;
     bool is_moe[TUI_MAX_LAYERS];
     int64_t hidden, inter, total_params;
-    /* plan */
-    tui_layer_plan plan[TUI_MAX_LAYERS];
+    /* the plan itself: its defaults, seed and merge options, and one entry per MoE layer (an
+     * entry without groups leaves them to a clustering: s->clustered) */
+    sm_plan plan;
+    int entry[TUI_MAX_LAYERS];         /* index of layer l's entry in plan.layers, −1: none */
+    int clustered[TUI_MAX_LAYERS][TUI_MAX_EXPERTS]; /* a clustering's groups, at the entry's count */
+    tui_layer res[TUI_MAX_LAYERS];     /* each MoE layer resolved */
     unsigned plan_gen[TUI_MAX_LAYERS]; /* bumped by every edit of a layer */
     bool modified;
-    uint64_t seed;
     /* data from the worker */
     tui_layer_data data[TUI_MAX_LAYERS];
     bool calibrated;
@@ -126,7 +125,8 @@ typedef struct tui_state {
     /* undo */
     struct {
         int layer;
-        tui_layer_plan before;
+        sm_plan_layer before;          /* a deep copy of the entry (sm_plan_layer_copy) */
+        int clustered[TUI_MAX_EXPERTS];
     } undo[TUI_UNDO], redo[TUI_UNDO];
     int n_undo, n_redo;
     /* jobs and messages */
@@ -147,52 +147,84 @@ typedef struct tui_state {
 } tui_state;
 
 void tui_state_init(tui_state *s);
+/* Frees the worker's data, the plan and the undo history. */
 void tui_state_free_data(tui_state *s);
 
 /* Handle one key (curses key codes or characters). Returns tui_action flags. */
 int tui_key(tui_state *s, int key);
+/* The help overlay's lines, NULL-terminated: kept beside the key table (tui_keys.c). */
+extern const char *const tui_key_help[];
 
-/* A layer's groups are consistent when 1 ≤ k ≤ n, every label is in [0, k) and no group is
+/* ---- group arithmetic on a resolved layer (tui_state.c) ------------------------------------
+ * A layer's groups are consistent when 1 ≤ k ≤ n, every label is in [0, k) and no group is
  * empty: the views, the keys and the jobs walk them that way. Every change of the groups goes
  * through tui_plan_set_groups or tui_plan_group_count, which keep it so.
  * Set the groups from labels in [0, TUI_MAX_EXPERTS): relabelled 0..k-1 in their order, empty
  * labels dropped, k counted. -1 (p unchanged) for a label out of range. */
-int tui_plan_set_groups(tui_layer_plan *p, const int *assign);
-bool tui_plan_consistent(const tui_layer_plan *p);
+int tui_plan_set_groups(tui_layer *p, const int *assign);
+bool tui_plan_consistent(const tui_layer *p);
 /* Change the group count to k (clamped to 1..n) at once: the two smallest groups merge, or the
  * largest gives its last member a group of its own, until there are k. The re-clustering the
  * user asked for (- and +) replaces them when it arrives; until then the plan is consistent. */
-void tui_plan_group_count(tui_layer_plan *p, int k);
-/* A worker's groups for a layer, computed from the plan `asked` (its copy when the job started):
- * adopted only when the layer's groups are still those, and the labels valid. Group ranks are
- * dropped, the plan's generation bumped, the selection settled. Returns whether the groups
- * changed. */
-bool tui_adopt_groups(tui_state *s, int layer, const tui_layer_plan *asked, const int *assign);
-/* Keep the selection inside what it selects: the layer, the heatmap cursor within its n
- * experts, the spectrum's group within its k groups. After every key and every worker result. */
-void tui_selection_settle(tui_state *s);
+void tui_plan_group_count(tui_layer *p, int k);
 
-/* Edits (each records undo and marks the plan modified). */
-void tui_edit_begin(tui_state *s, int layer);
+/* ---- the plan (tui_plan.c): the state's sm_plan, edited entry by entry ---------------------- */
+
+/* The workbench's target before a plan or the user says otherwise: a quarter of the experts. */
+#define TUI_DEFAULT_RATIO 0.25
+/* Layer l's entry in s->plan, or NULL (a dense layer). */
+sm_plan_layer *tui_entry(tui_state *s, int layer);
+const sm_plan_layer *tui_entry_c(const tui_state *s, int layer);
+/* Give MoE layer l of n experts an entry: the plan's own when it has one, else an empty one (the
+ * plan's defaults); without a count or groups it gets the count sm_planner_target_k gives for the
+ * plan's target (TUI_DEFAULT_RATIO without one), groups round robin until calibration clusters
+ * them. Resolves the layer. */
+void tui_plan_layer_init(tui_state *s, int layer, int n);
+/* Resolve layer l's entry again into s->res[l] (after every change of the entry or clustering). */
+void tui_layer_refresh(tui_state *s, int layer);
+/* The layer as the worker builds it: its entry resolved with sm_resolve_layer, the groups a
+ * clustering made passed as `clustered` (auto may regroup them), with `chosen` as auto's recorded
+ * choice when the entry has none (NULL: none). Free rl with sm_resolved_layer_free. */
+void tui_layer_resolve(const tui_state *s, int layer, const char *chosen, sm_resolved_layer *rl);
+/* The groups a worker computed for a layer from the resolved layer `asked` (its copy when the job
+ * started): adopted only when the layer's groups are still those, and the labels valid — into the
+ * entry when it gives groups, else as its clustering at the new count. Group ranks are dropped,
+ * the plan's generation bumped, the selection settled. Returns whether the groups changed. */
+bool tui_adopt_groups(tui_state *s, int layer, const tui_layer *asked, const int *assign);
+
+/* Edits. tui_edit_begin records undo (a copy of the entry), marks the plan modified, drops the
+ * entry's recorded auto choice (an edited layer is decided again) and returns the entry to edit;
+ * tui_edit_end resolves the layer again. A key that sets one field of the entry is those two
+ * calls around the assignment (tui_keys.c). */
+sm_plan_layer *tui_edit_begin(tui_state *s, int layer);
+void tui_edit_end(tui_state *s, int layer);
 int tui_move_expert(tui_state *s, int layer, int expert, int cluster); /* cluster == k: a new one */
 int tui_merge_clusters(tui_state *s, int layer, int a, int b);
+/* The group count, now (tui_plan_group_count), until the re-clustering asked for arrives. */
+void tui_set_group_count(tui_state *s, int layer, int k);
+/* The current groups become the entry's own (a hand-asked re-clustering: auto keeps them). */
+void tui_keep_groups(tui_state *s, int layer);
+void tui_set_method(tui_state *s, int layer, bool is_auto, sm_merge_method m);
 /* The layer's rank of a matrix (−1: all three), for every group (its own ranks are cleared). */
 void tui_set_rank(tui_state *s, int layer, int matrix, sm_rank r);
 /* One group's own rank of a matrix (−1: all three). 0, or -1 for a group the layer does not have. */
 int tui_set_group_rank(tui_state *s, int layer, int cluster, int matrix, sm_rank r);
 /* The rank a group's matrix is merged at: its own, else the layer's. */
-sm_rank tui_group_rank(const tui_layer_plan *p, int cluster, int matrix);
-bool tui_has_group_ranks(const tui_layer_plan *p);
+sm_rank tui_group_rank(const tui_state *s, int layer, int cluster, int matrix);
+bool tui_has_group_ranks(const tui_state *s, int layer);
 /* Whether group c has its own rank for a matrix. */
-bool tui_group_rank_set(const tui_layer_plan *p, int cluster, int matrix);
+bool tui_group_rank_set(const tui_state *s, int layer, int cluster, int matrix);
 bool tui_undo(tui_state *s);
 bool tui_redo(tui_state *s);
 void tui_clear_history(tui_state *s);
+/* Keep the selection inside what it selects: the layer, the heatmap cursor within its n
+ * experts, the spectrum's group within its k groups. After every key and every worker result. */
+void tui_selection_settle(tui_state *s);
 
 /* Experts of a layer in cluster order (order[pos] = expert). Returns n: all of them, always. */
-int tui_cluster_order(const tui_layer_plan *p, int *order);
+int tui_cluster_order(const tui_layer *p, int *order);
 /* Parameters of a layer's routed experts after the plan (its latest fresh preview when there is
- * one, else a dense estimate with factors counted by rank). */
+ * one, else an estimate: dense, or factors by each group's rank as the resolver counts it). */
 int64_t tui_plan_params(const tui_state *s, int layer);
 /* Whole-model parameters after the plan. */
 int64_t tui_model_params_after(const tui_state *s);
@@ -200,9 +232,9 @@ int64_t tui_model_params_after(const tui_state *s);
  * rank as the number of directions layer p's method keeps (full = that maximum): the resolver's
  * rule (sm_resolve_rank_value), which is the engine's. */
 int64_t tui_rank_max(const tui_state *s, int matrix, int members);
-int64_t tui_rank_value(const tui_state *s, const tui_layer_plan *p, sm_rank r, int matrix, int members);
+int64_t tui_rank_value(const tui_state *s, const tui_layer *p, sm_rank r, int matrix, int members);
 /* Members of cluster c of a layer. */
-int tui_cluster_size(const tui_layer_plan *p, int c);
+int tui_cluster_size(const tui_layer *p, int c);
 /* Whether the layer's spectrum is of its current cluster s->spec_cluster (same members). */
 bool tui_spectrum_fresh(const tui_state *s, int layer);
 /* Whether a layer's preview / the perplexity is for the plan as it is now. */
@@ -238,7 +270,7 @@ typedef struct tui_heat_geom {
     int label_w;        /* row label width */
     bool scrolled;      /* not everything is visible */
 } tui_heat_geom;
-tui_heat_geom tui_heat_geometry(const tui_layer_plan *p, int ci, int cj, int w, int h);
+tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h);
 
 /* Heatmap shading: index in [0, levels) for a similarity in [lo, hi]. */
 int tui_shade(double v, double lo, double hi, int levels);

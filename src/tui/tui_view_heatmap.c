@@ -60,7 +60,7 @@ static void cell(int y, int x, int cw, int shade_color, int shade_mono, bool cur
 void tui_view_heatmap_draw(const tui_state *s, const tui_rect *r)
 {
     const tui_layer_data *d = &s->data[s->layer];
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     char title[128];
     snprintf(title, sizeof title, "layer %d: %s similarity (s) %s %d groups", s->layer, kinds[s->sim_kind],
              tc_g("\u00b7", "-"), p->k);
@@ -172,7 +172,7 @@ void tui_view_heatmap_draw(const tui_state *s, const tui_rect *r)
 void tui_view_heatmap_detail(const tui_state *s, int y, int x, int w)
 {
     const tui_layer_data *d = &s->data[s->layer];
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     int order[TUI_MAX_EXPERTS], n = tui_cluster_order(p, order);
     if (!d->have_stats || d->n != p->n || s->ci >= n || s->cj >= n) {
         tc_put(y, x, w, "statistics not computed yet");

@@ -42,7 +42,7 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
         tc_put(r->y + 2, r->x + 2, r->w - 4, "a dense layer: nothing to merge");
         return;
     }
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     const tui_layer_data *d = &s->data[s->layer];
     int y = r->y + 1, ymax = r->y + r->h;
     char text[800];
@@ -82,14 +82,14 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
         snprintf(text, sizeof text, "gate %s %s up %s %s down %s (=)", rk[0], tc_g("\u00b7", "-"), rk[1],
                  tc_g("\u00b7", "-"), rk[2]);
         y = field(y, ymax, r, "ranks", text, 1);
-        if (tui_has_group_ranks(p)) { /* the groups' own ranks */
+        if (tui_has_group_ranks(s, s->layer)) { /* the groups' own ranks */
             size_t n = 0;
             text[0] = 0;
             for (int c = 0; c < p->k && n < sizeof text - 64; c++)
                 for (int j = 0; j < 3; j++)
-                    if (tui_group_rank_set(p, c, j)) {
+                    if (tui_group_rank_set(s, s->layer, c, j)) {
                         char rb[24];
-                        sm_rank r = tui_group_rank(p, c, j);
+                        sm_rank r = tui_group_rank(s, s->layer, c, j);
                         sm_rank_format(&r, rb, sizeof rb);
                         n += (size_t)snprintf(text + n, sizeof text - n, "%sg%d %s %s", n ? ", " : "", c,
                                               matrix_names[j], rb);
@@ -155,7 +155,7 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
 
 void tui_view_plan_detail(const tui_state *s, int y, int x, int w)
 {
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     int largest = 0, single = 0;
     for (int c = 0; c < p->k; c++) {
         int m = tui_cluster_size(p, c);

@@ -13,9 +13,9 @@ static const char *const mats[3] = {"gate", "up", "down"};
 /* The chosen rank of the shown matrix, clamped to the spectrum's length. */
 static int64_t shown_rank(const tui_state *s, int len)
 {
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     int members = tui_cluster_size(p, s->spec_cluster);
-    int64_t rk = tui_rank_value(s, p, tui_group_rank(p, s->spec_cluster, s->spec_matrix), s->spec_matrix,
+    int64_t rk = tui_rank_value(s, p, tui_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix), s->spec_matrix,
                                 members);
     return rk > len ? len : rk;
 }
@@ -33,7 +33,7 @@ static void energy(const double *sv, int len, int64_t rk, double *kept, double *
 void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
 {
     const tui_layer_data *d = &s->data[s->layer];
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     char title[160];
     snprintf(title, sizeof title, "layer %d %s group %d of %d %s %s%s%s %s%s%s %s%s%s", s->layer, tc_g("\u00b7", "-"),
              s->spec_cluster, p->k, tc_g("\u00b7", "-"), s->spec_matrix == 0 ? "[" : "", mats[0],
@@ -130,7 +130,7 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
 void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w)
 {
     const tui_layer_data *d = &s->data[s->layer];
-    const tui_layer_plan *p = &s->plan[s->layer];
+    const tui_layer *p = &s->res[s->layer];
     char members[256] = "";
     size_t n = 0;
     for (int i = 0; i < p->n && n < sizeof members - 8; i++)

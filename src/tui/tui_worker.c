@@ -1,8 +1,8 @@
 /* tui_worker: the workbench's application object (see tui_worker.h) — its job queue, status line
- * and warnings, its input files, and the edited layers as plan entries: each layer is written by
- * the resolver's inverse and read (and built) by the resolver (pipeline/resolve.h), so the edited
- * state means what `submoe apply` makes of the saved plan. Used by the loop (tui_app.c) and by the
- * jobs (tui_jobs.c); calls neither. */
+ * and warnings, its input files, and plans opened (kept as the state's plan) and saved (each layer
+ * resolved, then written by the resolver's inverse, pipeline/resolve.h), so the state means what
+ * `submoe apply` makes of the saved plan. Used by the loop (tui_app.c) and by the jobs
+ * (tui_jobs.c); calls neither. */
 #include "tui/tui_worker.h"
 
 #include "pipeline/apply.h"
@@ -124,133 +124,28 @@ void tui_cancel_work(tui_app *a)
 
 /* ---- plans ---------------------------------------------------------------------------------- */
 
-void tui_default_layer_plan(tui_layer_plan *p, int n, int top_k)
+void tui_app_calib_settings(tui_app *a)
 {
-    memset(p, 0, sizeof *p);
-    p->n = n;
-    /* no empty group, even with fewer experts than top-k */
-    p->k = sm_planner_target_k(0, TUI_DEFAULT_RATIO, n, top_k);
-    for (int i = 0; i < n; i++)
-        p->assign[i] = i % p->k; /* until calibration clusters them */
-    p->is_auto = SM_APPLY_DEFAULT_AUTO;
-    p->groups_auto = true;
-    p->method = SM_APPLY_DEFAULT_METHOD;
-    p->router = SM_APPLY_DEFAULT_ROUTER;
-    for (int q = 0; q < 3; q++)
-        p->rank[q] = (sm_rank){SM_RANK_FULL, 0, 0};
+    sm_plan *p = &a->s.plan;
+    sm_calib_spec d;
+    sm_calib_spec_default(&d);
+#define TUI_CALIB_DEFAULT(field, value) \
+    if (!p->calib.has_##field)          \
+        p->calib.has_##field = true, p->calib.field = (value);
+    TUI_CALIB_DEFAULT(samples, 16)
+    TUI_CALIB_DEFAULT(seq_len, d.seq_len)
+    TUI_CALIB_DEFAULT(keep, 2048)
+    TUI_CALIB_DEFAULT(heldout, 512)
+    TUI_CALIB_DEFAULT(sample, d.sample)
+    TUI_CALIB_DEFAULT(seed, d.seed)
+#undef TUI_CALIB_DEFAULT
+    sm_resolve_calib_spec(p, &a->spec);
+    /* the workbench recalibrates on changed text (the plan it saves records the new digests);
+     * the plan's digests would not outlive it */
+    a->spec.expect_text_digest = a->spec.expect_tokenizer_digest = NULL;
 }
 
-const char *tui_decided_why(const tui_app *a, int l, const tui_layer_plan *tp)
-{
-    return tp->is_auto && tp->decided ? a->decided_why[l] : NULL;
-}
-
-/* An edited layer as a plan entry, through the resolver's inverse: the edits are then what a
- * saved plan says, and what resolving it builds. `groups`: write the groups. */
-static void plan_add_layer(sm_plan *p, int l, const tui_layer_plan *tp, const char *chosen, bool groups)
-{
-    sm_resolved_layer rl;
-    memset(&rl, 0, sizeof rl);
-    rl.layer = l;
-    rl.n = tp->n;
-    rl.job.k = tp->k;
-    rl.job.spec.method = tp->method;
-    rl.job.spec.align = tp->align;
-    rl.job.spec.router = tp->router;
-    for (int q = 0; q < 3; q++)
-        rl.job.spec.matrix[q].rank = tp->rank[q];
-    int assign[TUI_MAX_EXPERTS];
-    memcpy(assign, tp->assign, sizeof(int) * (size_t)tp->n);
-    rl.assign = groups ? assign : NULL;
-    sm_plan_cluster clusters[TUI_MAX_EXPERTS];
-    for (int g = 0; g < tp->k; g++) { /* the groups' own ranks */
-        sm_plan_cluster *pc = &clusters[rl.n_clusters];
-        memset(pc, 0, sizeof *pc);
-        pc->index = g;
-        for (int q = 0; q < 3; q++)
-            pc->rank.set[q] = tui_group_rank_set(tp, g, q), pc->rank.r[q] = tui_group_rank(tp, g, q);
-        rl.n_clusters += pc->rank.set[0] || pc->rank.set[1] || pc->rank.set[2];
-    }
-    rl.clusters = clusters;
-    p->layers = xrealloc(p->layers, sizeof *p->layers * (size_t)(p->n_layers + 1));
-    sm_resolve_layer_entry(&rl, tp->is_auto, chosen, true, &p->layers[p->n_layers++]);
-}
-
-/* The plan-wide settings a layer is resolved with: the seed and the merge options. */
-static void plan_head(const tui_app *a, uint64_t seed, sm_plan *p)
-{
-    sm_plan_init(p);
-    p->has_seed = true;
-    p->seed = seed;
-    p->merge = a->merge;
-}
-
-void tui_layer_resolve(const tui_app *a, int l, const tui_layer_plan *tp, uint64_t seed, const char *chosen,
-                       sm_resolved_layer *rl)
-{
-    sm_plan p;
-    plan_head(a, seed, &p);
-    /* groups a clustering made are the resolver's `clustered` (auto may then regroup), as when
-     * `submoe apply` clusters a plan that gives none */
-    plan_add_layer(&p, l, tp, chosen, !tp->groups_auto);
-    sm_resolve_layer(&p, &p.layers[0], l, tp->n, tp->k, tp->groups_auto ? tp->assign : NULL, rl);
-    rl->job.algo = a->algo[l];
-    rl->job.sim = a->sim[l];
-    sm_plan_free(&p);
-}
-
-/* Layer l of an opened plan into the state, as the resolver reads it. Under mu. */
-static int load_layer(tui_app *a, const sm_plan *p, int l, bool target)
-{
-    tui_state *s = &a->s;
-    const sm_plan_layer *pl = sm_plan_find_layer(p, l);
-    tui_layer_plan *tp = &s->plan[l];
-    tui_default_layer_plan(tp, tp->n, s->top_k);
-    sm_resolved_layer rl;
-    sm_resolve_layer(p, pl, l, tp->n, 0, NULL, &rl);
-    sm_plan_effective eff; /* an auto layer's own alignment, for when its method is set */
-    sm_plan_effective_settings(p, pl, &eff);
-    tp->decided = rl.auto_why != NULL;
-    tp->is_auto = rl.is_auto || tp->decided;
-    tp->method = tp->is_auto ? SM_APPLY_DEFAULT_METHOD : rl.job.spec.method;
-    tp->align = eff.align;
-    tp->decided_method = rl.job.spec.method, tp->decided_align = rl.job.spec.align;
-    tp->router = rl.job.spec.router;
-    for (int q = 0; q < 3; q++)
-        tp->rank[q] = rl.job.spec.matrix[q].rank;
-    a->algo[l] = rl.job.algo;
-    a->sim[l] = rl.job.sim;
-    a->have_groups[l] = rl.assign && !rl.groups_pending;
-    if (a->have_groups[l]) { /* sm_plan_check_model: every expert in exactly one group */
-        tui_plan_set_groups(tp, rl.assign);
-        tp->groups_auto = false;
-    } else if (pl && pl->s.has_experts) {
-        tui_plan_group_count(tp, pl->s.experts); /* until calibration clusters them */
-    } else if (target) {
-        a->planner_pending = true; /* counts and groups from the planner after calibration */
-    }
-    int rc = 0;
-    for (int q = 0; q < rl.n_clusters && !rc; q++)
-        for (int m = 0; m < 3 && !rc; m++)
-            if (rl.clusters[q].rank.set[m] && tp->n_group_ranks < TUI_MAX_GROUP_RANKS) {
-                int i = tp->n_group_ranks++;
-                tp->group_ranks[i].cluster = rl.clusters[q].index;
-                tp->group_ranks[i].matrix = m;
-                tp->group_ranks[i].r = rl.clusters[q].rank.r[m];
-            } else if (rl.clusters[q].rank.set[m]) {
-                rc = sm_err("%s: layer %d: the workbench keeps at most %d group ranks per layer", p->file, l,
-                            TUI_MAX_GROUP_RANKS);
-            }
-    free(a->decided_why[l]);
-    a->decided_why[l] = rl.auto_why; /* auto: the choice recorded in the plan */
-    rl.auto_why = NULL;
-    sm_resolved_layer_free(&rl);
-    s->plan_gen[l]++;
-    s->data[l].have_preview = false;
-    return rc;
-}
-
-/* An opened plan's calibration and output settings into the app. Under mu. */
+/* An opened plan's calibration sources and output settings into the app. Under mu. */
 static void load_settings(tui_app *a, const sm_plan *p, const char *path)
 {
     tui_state *s = &a->s;
@@ -270,14 +165,8 @@ static void load_settings(tui_app *a, const sm_plan *p, const char *path)
             free(t);
             a->tokens_default = false;
         }
-        sm_resolve_calib_spec(p, &a->spec);
-        /* the workbench recalibrates on changed text (the plan it saves records the new digests);
-         * the plan's digests would not outlive it */
-        a->spec.expect_text_digest = a->spec.expect_tokenizer_digest = NULL;
     }
     a->spec.tokens = a->tokens;
-    s->seed = p->has_seed ? p->seed : 1;
-    a->merge = p->merge;
     if (p->output.has_format)
         s->commit_format = p->output.format == SM_OUT_HF ? 1 : p->output.format == SM_OUT_HF_EXPANDED ? 2 : 0;
     if (p->output.path) {
@@ -298,29 +187,56 @@ int tui_app_load_plan(tui_app *a, const char *path)
     const sm_config *c = sm_model_config(a->model);
     pthread_mutex_lock(&a->mu);
     tui_state *s = &a->s;
+    load_settings(a, &p, path);
+    sm_planner_opts po;
+    bool target = sm_resolve_planner_opts(&p, &po);
+    tui_clear_history(s);
+    sm_plan_free(&s->plan);
+    s->plan = p; /* the state's plan from now on */
+    if (!s->plan.has_seed) /* the resolver's default, kept visible for `c` */
+        s->plan.has_seed = true, s->plan.seed = 1;
+    tui_app_calib_settings(a);
     a->planner_pending = false;
-    bool target = sm_resolve_planner_opts(&p, &a->planner);
-    int rc = 0;
-    for (int l = 0; l < c->n_layers && !rc; l++)
-        if (c->is_moe[l])
-            rc = load_layer(a, &p, l, target);
-    if (!rc) {
-        load_settings(a, &p, path);
-        s->modified = false;
-        s->ppl_plan = -1;
-        s->acc_plan = -1;
-        s->layer = s->layer >= 0 && s->layer < s->n_layers && s->is_moe[s->layer] ? s->layer : 0;
-        s->ci = s->cj = s->spec_cluster = 0;
-        tui_clear_history(s);
+    for (int l = 0; l < c->n_layers; l++) {
+        s->entry[l] = -1;
+        if (!c->is_moe[l])
+            continue;
+        const sm_plan_layer *pl = sm_plan_find_layer(&s->plan, l);
+        a->have_groups[l] = pl && pl->n_groups;
+        /* counts and groups from the planner after calibration */
+        a->planner_pending |= target && !(pl && (pl->n_groups || pl->s.has_experts));
+        tui_plan_layer_init(s, l, sm_model_layer_experts(a->model, l));
+        s->plan_gen[l]++;
+        s->data[l].have_preview = false;
     }
+    s->modified = false;
+    s->ppl_plan = -1;
+    s->acc_plan = -1;
+    s->layer = s->layer >= 0 && s->layer < s->n_layers && s->is_moe[s->layer] ? s->layer : 0;
+    s->ci = s->cj = s->spec_cluster = 0;
     pthread_mutex_unlock(&a->mu);
-    sm_plan_free(&p);
-    return rc;
+    return 0;
+}
+
+/* Auto's choice for layer l to record in a saved plan: the plan's own, else a fresh preview's. */
+static const char *saved_choice(const tui_state *s, int l)
+{
+    const sm_plan_layer *pl = tui_entry_c(s, l);
+    const tui_layer_data *d = &s->data[l];
+    sm_merge_method m;
+    bool al;
+    if (pl->chosen || !s->res[l].is_auto)
+        return pl->chosen;
+    return tui_preview_fresh(s, l) && d->chosen[0] && sm_auto_choice_parse(d->chosen, &m, &al) == 0 ? d->chosen
+                                                                                                  : NULL;
 }
 
 void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
 {
-    plan_head(a, a->s.seed, p);
+    sm_plan_init(p); /* the plan-wide settings a layer is resolved with: the seed and the merge options */
+    p->has_seed = true;
+    p->seed = a->s.plan.seed;
+    p->merge = a->s.plan.merge;
     p->file = xstrdup(file);
     p->model_path = xstrdup(a->s.model);
     sm_model_fingerprint(a->model, p->fingerprint);
@@ -339,18 +255,25 @@ void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
             p->calib.tokenizer_digest = kd ? xstrdup(kd) : NULL;
         } else
             p->calib.tokens = xstrdup(a->tokens);
+        const sm_plan *sp = &a->s.plan; /* the numbers: every one given (tui_app_calib_settings) */
         p->calib.has_samples = p->calib.has_seq_len = p->calib.has_keep = p->calib.has_heldout = true;
         p->calib.has_sample = p->calib.has_seed = true;
-        p->calib.samples = a->spec.samples, p->calib.seq_len = a->spec.seq_len;
-        p->calib.keep = a->spec.keep, p->calib.heldout = a->spec.heldout;
-        p->calib.sample = a->spec.sample, p->calib.seed = a->spec.seed;
+        p->calib.samples = sp->calib.samples, p->calib.seq_len = sp->calib.seq_len;
+        p->calib.keep = sp->calib.keep, p->calib.heldout = sp->calib.heldout;
+        p->calib.sample = sp->calib.sample, p->calib.seed = sp->calib.seed;
     }
     static const sm_out_format fmts[3] = {SM_OUT_SUBMOE, SM_OUT_HF, SM_OUT_HF_EXPANDED};
     p->output.has_format = true;
     p->output.format = fmts[a->s.commit_format % 3];
     const tui_state *s = &a->s;
-    for (int l = 0; l < s->n_layers; l++)
-        if (s->is_moe[l])
-            plan_add_layer(p, l, &s->plan[l], tui_decided_why(a, l, &s->plan[l]), true);
+    for (int l = 0; l < s->n_layers; l++) {
+        if (!s->is_moe[l])
+            continue;
+        sm_resolved_layer rl;
+        tui_layer_resolve(s, l, NULL, &rl);
+        p->layers = xrealloc(p->layers, sizeof *p->layers * (size_t)(p->n_layers + 1));
+        sm_resolve_layer_entry(&rl, s->res[l].is_auto, saved_choice(s, l), true, &p->layers[p->n_layers++]);
+        sm_resolved_layer_free(&rl);
+    }
     p->header_comment = xasprintf("saved from the submoe workbench");
 }

@@ -47,7 +47,7 @@ typedef struct tui_app {
     /* the worker's */
     sm_model *model;
     sm_calib *calib;
-    sm_calib_spec spec;
+    sm_calib_spec spec;                        /* its numbers are s.plan.calib's (tui_app_calib_settings) */
     char tokens[PATH_MAX], heldout[PATH_MAX], calib_file[PATH_MAX], open_path[PATH_MAX];
     bool tokens_default;                       /* tokens: the bundled data/calib.u32 */
     bool heldout_given;                        /* --heldout (else, with text, the text's own windows) */
@@ -56,14 +56,10 @@ typedef struct tui_app {
     char *text_field;
     sm_text_source text_src;                   /* spec.text points here */
     char task[PATH_MAX];                       /* task file of the accuracy key */
-    /* what an opened plan says that the state does not show, kept for saving */
-    bool have_groups[TUI_MAX_LAYERS];          /* groups given: do not cluster after calibration */
-    sm_cluster_algo algo[TUI_MAX_LAYERS];      /* clustering of layers without groups */
-    sm_similarity_kind sim[TUI_MAX_LAYERS];
+    /* what the worker did with the plan (the plan itself is the state's, s.plan) */
+    bool have_groups[TUI_MAX_LAYERS];          /* the layer's groups are a plan's or a clustering's:
+                                                * do not cluster again after calibration */
     bool planner_pending;                      /* counts/groups from the plan's target, after calibration */
-    sm_planner_opts planner;
-    char *decided_why[TUI_MAX_LAYERS];         /* auto: the choice recorded in the plan */
-    sm_plan_merge merge;                       /* the plan's damping and svd, written back as read */
     /* warnings (sm_warn) while the terminal is the workbench's: the last one goes on the status
      * line after the job's own message, all of them to stderr at exit */
     char *warnings;
@@ -89,23 +85,19 @@ const char *tui_take_warning(tui_app *a);
  * (NULL: "text"); spec.text follows. */
 void tui_app_set_text(tui_app *a, const char *const *files, int n, const char *field);
 
-/* The workbench's target before a plan or the user says otherwise: a quarter of the experts. */
-#define TUI_DEFAULT_RATIO 0.25
-/* A layer of n experts before calibration: the default method and router, the count
- * sm_planner_target_k gives for TUI_DEFAULT_RATIO, assigned round-robin, full ranks. */
-void tui_default_layer_plan(tui_layer_plan *p, int n, int top_k);
-/* The choice an opened plan recorded for an auto layer, while the layer is unedited, or NULL. */
-const char *tui_decided_why(const tui_app *a, int l, const tui_layer_plan *tp);
-/* An edited layer resolved as `submoe apply` resolves the plan the workbench saves: the layer as a
- * plan entry (pipeline/resolve.h's inverse), with `chosen` as its recorded auto choice (or NULL),
- * through sm_resolve_layer; groups a clustering made stay the resolver's to regroup. The
- * clustering and similarity are the opened plan's. Free rl with sm_resolved_layer_free. */
-void tui_layer_resolve(const tui_app *a, int l, const tui_layer_plan *tp, uint64_t seed, const char *chosen,
-                       sm_resolved_layer *rl);
-/* Read a plan into the state and the app (the model must match), each layer as the resolver reads
- * it. 0, or -1 with a message. */
+/* The plan's calibration settings (samples, seq_len, keep, heldout, sample, seed) are the
+ * workbench's: those it does not give become the workbench's lighter defaults (16 samples, keep
+ * 2048, 512 held out: the demo calibrates in seconds), and the worker's spec follows them. Under
+ * mu. */
+void tui_app_calib_settings(tui_app *a);
+/* Read a plan (the model must match) and keep it as the state's plan, every MoE layer resolved;
+ * its calibration and output settings go to the app. 0, or -1 with a message. */
 int tui_app_load_plan(tui_app *a, const char *path);
-/* The edited plan as a submoe_plan document (caller holds the lock; sm_plan_free after). */
+/* The state's plan as a submoe_plan document to save or commit: each layer written by the
+ * resolver's inverse (sm_resolve_layer_entry) from the layer resolved, with auto's choice
+ * (`chosen:`) of a fresh preview, so that `submoe apply` builds what was previewed without
+ * searching again; the app's calibration and output settings. Caller holds the lock;
+ * sm_plan_free after. */
 void tui_app_plan(tui_app *a, sm_plan *p, const char *file);
 
 #endif

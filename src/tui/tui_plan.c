@@ -1,0 +1,370 @@
+/* tui_plan: the workbench's plan — the state's sm_plan, one entry per MoE layer — and its edits
+ * (see tui_state.h). Every edit changes the layer's entry (undo keeps a copy of it), then the
+ * layer is resolved again with pipeline/resolve.h's sm_resolve_layer, as `submoe apply` resolves
+ * the saved plan: what the views show is what the plan means. */
+#include "pipeline/planner.h"
+#include "tui/tui_state.h"
+#include "util/mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+sm_plan_layer *tui_entry(tui_state *s, int layer)
+{
+    return layer >= 0 && layer < TUI_MAX_LAYERS && s->entry[layer] >= 0 ? &s->plan.layers[s->entry[layer]] : NULL;
+}
+
+const sm_plan_layer *tui_entry_c(const tui_state *s, int layer)
+{
+    return layer >= 0 && layer < TUI_MAX_LAYERS && s->entry[layer] >= 0 ? &s->plan.layers[s->entry[layer]] : NULL;
+}
+
+/* The entry's count: its groups', else its experts'. */
+static int entry_k(const sm_plan_layer *pl)
+{
+    return pl->n_groups ? pl->n_groups : pl->s.has_experts ? pl->s.experts : 0;
+}
+
+void tui_plan_layer_init(tui_state *s, int layer, int n)
+{
+    int at = -1;
+    for (int i = 0; i < s->plan.n_layers && at < 0; i++)
+        if (s->plan.layers[i].layer == layer)
+            at = i;
+    if (at < 0) { /* a layer the plan does not name: its defaults */
+        s->plan.layers = xrealloc(s->plan.layers, sizeof *s->plan.layers * (size_t)(s->plan.n_layers + 1));
+        at = s->plan.n_layers++;
+        memset(&s->plan.layers[at], 0, sizeof s->plan.layers[at]);
+        s->plan.layers[at].layer = layer;
+    }
+    s->entry[layer] = at;
+    s->res[layer].n = n;
+    sm_plan_layer *pl = &s->plan.layers[at];
+    if (!entry_k(pl)) { /* the plan's target, else the workbench's, by the planner's rule */
+        sm_planner_opts o;
+        bool target = sm_resolve_planner_opts(&s->plan, &o);
+        pl->s.has_experts = true;
+        pl->s.experts = sm_planner_target_k(target ? o.experts : 0, target ? o.ratio : TUI_DEFAULT_RATIO, n, s->top_k);
+    }
+    for (int i = 0; i < n; i++) /* until calibration clusters them */
+        s->clustered[layer][i] = i % entry_k(pl);
+    tui_layer_refresh(s, layer);
+}
+
+void tui_layer_resolve(const tui_state *s, int layer, const char *chosen, sm_resolved_layer *rl)
+{
+    const sm_plan_layer *pl = tui_entry_c(s, layer);
+    sm_plan_layer e;
+    sm_plan_layer_copy(&e, pl);
+    /* the workbench clusters a layer itself (with the entry's clustering and similarity, below):
+     * its groups are the resolver's `clustered`, as the planner's are for `submoe apply` */
+    e.s.has_clustering = e.s.has_similarity = false;
+    if (chosen && !e.chosen)
+        e.chosen = xstrdup(chosen);
+    sm_resolve_layer(&s->plan, &e, layer, s->res[layer].n, entry_k(pl), pl->n_groups ? NULL : s->clustered[layer], rl);
+    sm_plan_effective eff;
+    sm_plan_effective_settings(&s->plan, pl, &eff);
+    rl->job.algo = eff.clustering;
+    rl->job.sim = eff.similarity;
+    sm_plan_layer_free(&e);
+}
+
+void tui_layer_refresh(tui_state *s, int layer)
+{
+    const sm_plan_layer *pl = tui_entry_c(s, layer);
+    if (!pl)
+        return;
+    tui_layer *r = &s->res[layer];
+    sm_resolved_layer rl;
+    tui_layer_resolve(s, layer, NULL, &rl);
+    sm_plan_effective eff; /* an auto layer's own alignment, for when its method is set */
+    sm_plan_effective_settings(&s->plan, pl, &eff);
+    r->is_auto = eff.is_auto;
+    r->decided = eff.is_auto && !rl.is_auto;
+    r->method = eff.is_auto ? eff.method : rl.job.spec.method;
+    r->align = eff.align;
+    r->router = rl.job.spec.router;
+    for (int q = 0; q < 3; q++)
+        r->rank[q] = rl.job.spec.matrix[q].rank;
+    r->groups_auto = !pl->n_groups;
+    if (pl->n_groups && rl.assign) { /* sm_plan_check_model: every expert in exactly one group */
+        tui_plan_set_groups(r, rl.assign);
+    } else {
+        r->k = entry_k(pl);
+        memcpy(r->assign, s->clustered[layer], sizeof(int) * (size_t)r->n);
+    }
+    sm_resolved_layer_free(&rl);
+}
+
+/* ---- edits ---------------------------------------------------------------------------------- */
+
+sm_plan_layer *tui_edit_begin(tui_state *s, int layer)
+{
+    sm_plan_layer *pl = tui_entry(s, layer);
+    if (s->n_undo == TUI_UNDO) {
+        sm_plan_layer_free(&s->undo[0].before);
+        memmove(s->undo, s->undo + 1, sizeof s->undo[0] * (TUI_UNDO - 1));
+        s->n_undo--;
+    }
+    for (int i = 0; i < s->n_redo; i++)
+        sm_plan_layer_free(&s->redo[i].before);
+    s->n_redo = 0;
+    s->undo[s->n_undo].layer = layer;
+    sm_plan_layer_copy(&s->undo[s->n_undo].before, pl);
+    memcpy(s->undo[s->n_undo++].clustered, s->clustered[layer], sizeof s->clustered[layer]);
+    s->modified = true;
+    s->plan_gen[layer]++;
+    free(pl->chosen); /* an edited auto layer is decided again */
+    pl->chosen = NULL;
+    return pl;
+}
+
+void tui_edit_end(tui_state *s, int layer)
+{
+    tui_layer_refresh(s, layer);
+}
+
+/* The groups' own ranks of a matrix (−1: every matrix) dropped. */
+static void drop_group_ranks(sm_plan_layer *pl, int matrix)
+{
+    int n = 0;
+    for (int i = 0; i < pl->n_clusters; i++) {
+        sm_plan_cluster c = pl->clusters[i];
+        for (int j = 0; j < 3; j++)
+            c.rank.set[j] &= matrix >= 0 && matrix != j;
+        if (c.rank.set[0] || c.rank.set[1] || c.rank.set[2])
+            pl->clusters[n++] = c;
+    }
+    pl->n_clusters = n;
+}
+
+/* Consistent groups g as the entry's own (its groups, or its clustering at g's count when it gives
+ * none and `own` is false); the groups are relabelled, so their own ranks go. */
+static void set_groups(tui_state *s, int layer, sm_plan_layer *pl, const tui_layer *g, bool own)
+{
+    drop_group_ranks(pl, -1);
+    pl->s.has_experts = true;
+    pl->s.experts = g->k;
+    if (!own && !pl->n_groups) {
+        memcpy(s->clustered[layer], g->assign, sizeof(int) * (size_t)g->n);
+        return;
+    }
+    for (int c = 0; c < pl->n_groups; c++)
+        free(pl->groups[c]);
+    pl->n_groups = g->k;
+    pl->group_len = xrealloc(pl->group_len, sizeof *pl->group_len * (size_t)g->k);
+    pl->groups = xrealloc(pl->groups, sizeof *pl->groups * (size_t)g->k);
+    for (int c = 0; c < g->k; c++) {
+        pl->groups[c] = xcalloc((size_t)g->n, sizeof(int));
+        pl->group_len[c] = 0;
+        for (int i = 0; i < g->n; i++)
+            if (g->assign[i] == c)
+                pl->groups[c][pl->group_len[c]++] = i;
+    }
+}
+
+int tui_move_expert(tui_state *s, int layer, int expert, int cluster)
+{
+    const tui_layer *p = &s->res[layer];
+    if (expert < 0 || expert >= p->n || cluster < 0 || cluster > p->k)
+        return -1;
+    if (p->assign[expert] == cluster)
+        return 1;
+    /* a new group for an expert that is already alone changes nothing */
+    if (cluster == p->k && tui_cluster_size(p, p->assign[expert]) == 1)
+        return 1;
+    tui_layer g = *p;
+    int assign[TUI_MAX_EXPERTS];
+    memcpy(assign, p->assign, sizeof(int) * (size_t)p->n);
+    assign[expert] = cluster == p->k ? TUI_MAX_EXPERTS - 1 : cluster; /* a new group, relabelled k */
+    tui_plan_set_groups(&g, assign);
+    set_groups(s, layer, tui_edit_begin(s, layer), &g, true);
+    tui_edit_end(s, layer);
+    return 0;
+}
+
+int tui_merge_clusters(tui_state *s, int layer, int a, int b)
+{
+    const tui_layer *p = &s->res[layer];
+    if (a == b || a < 0 || b < 0 || a >= p->k || b >= p->k)
+        return -1;
+    tui_layer g = *p;
+    int assign[TUI_MAX_EXPERTS];
+    for (int i = 0; i < p->n; i++)
+        assign[i] = p->assign[i] == b ? a : p->assign[i];
+    tui_plan_set_groups(&g, assign);
+    set_groups(s, layer, tui_edit_begin(s, layer), &g, true);
+    tui_edit_end(s, layer);
+    return 0;
+}
+
+void tui_set_group_count(tui_state *s, int layer, int k)
+{
+    tui_layer g = s->res[layer];
+    tui_plan_group_count(&g, k);
+    set_groups(s, layer, tui_edit_begin(s, layer), &g, false);
+    tui_edit_end(s, layer);
+}
+
+void tui_keep_groups(tui_state *s, int layer)
+{
+    tui_layer g = s->res[layer];
+    set_groups(s, layer, tui_edit_begin(s, layer), &g, true);
+    tui_edit_end(s, layer);
+}
+
+bool tui_adopt_groups(tui_state *s, int layer, const tui_layer *asked, const int *assign)
+{
+    const tui_layer *p = &s->res[layer];
+    if (p->n != asked->n || p->k != asked->k || memcmp(p->assign, asked->assign, sizeof(int) * (size_t)p->n))
+        return false; /* the groups were edited since the job read them: its result is stale */
+    tui_layer next = *p;
+    if (tui_plan_set_groups(&next, assign) || !memcmp(next.assign, p->assign, sizeof(int) * (size_t)p->n))
+        return false;
+    set_groups(s, layer, tui_entry(s, layer), &next, false);
+    s->plan_gen[layer]++;
+    tui_layer_refresh(s, layer);
+    tui_selection_settle(s);
+    return true;
+}
+
+void tui_set_method(tui_state *s, int layer, bool is_auto, sm_merge_method m)
+{
+    sm_plan_layer *pl = tui_edit_begin(s, layer);
+    pl->s.has_method = true;
+    pl->s.method_auto = is_auto;
+    pl->s.method = m;
+    tui_edit_end(s, layer);
+}
+
+void tui_set_rank(tui_state *s, int layer, int matrix, sm_rank r)
+{
+    if (!tui_entry(s, layer))
+        return;
+    sm_plan_layer *pl = tui_edit_begin(s, layer);
+    for (int j = 0; j < 3; j++)
+        if (matrix < 0 || matrix == j)
+            pl->s.rank.set[j] = true, pl->s.rank.r[j] = r;
+    drop_group_ranks(pl, matrix);
+    tui_edit_end(s, layer);
+}
+
+static const sm_plan_cluster *find_cluster(const sm_plan_layer *pl, int cluster)
+{
+    for (int i = 0; pl && i < pl->n_clusters; i++)
+        if (pl->clusters[i].index == cluster)
+            return &pl->clusters[i];
+    return NULL;
+}
+
+int tui_set_group_rank(tui_state *s, int layer, int cluster, int matrix, sm_rank r)
+{
+    if (!tui_entry(s, layer) || cluster < 0 || cluster >= s->res[layer].k)
+        return -1;
+    sm_plan_layer *pl = tui_edit_begin(s, layer);
+    sm_plan_cluster *c = (sm_plan_cluster *)find_cluster(pl, cluster);
+    if (!c) {
+        pl->clusters = xrealloc(pl->clusters, sizeof *pl->clusters * (size_t)(pl->n_clusters + 1));
+        c = &pl->clusters[pl->n_clusters++];
+        memset(c, 0, sizeof *c);
+        c->index = cluster;
+    }
+    for (int j = 0; j < 3; j++)
+        if (matrix < 0 || matrix == j)
+            c->rank.set[j] = true, c->rank.r[j] = r;
+    tui_edit_end(s, layer);
+    return 0;
+}
+
+sm_rank tui_group_rank(const tui_state *s, int layer, int cluster, int matrix)
+{
+    const sm_plan_cluster *c = find_cluster(tui_entry_c(s, layer), cluster);
+    return c && c->rank.set[matrix] ? c->rank.r[matrix] : s->res[layer].rank[matrix];
+}
+
+bool tui_group_rank_set(const tui_state *s, int layer, int cluster, int matrix)
+{
+    const sm_plan_cluster *c = find_cluster(tui_entry_c(s, layer), cluster);
+    return c && c->rank.set[matrix];
+}
+
+bool tui_has_group_ranks(const tui_state *s, int layer)
+{
+    const sm_plan_layer *pl = tui_entry_c(s, layer);
+    return pl && pl->n_clusters > 0;
+}
+
+/* ---- history ------------------------------------------------------------------------------- */
+
+/* The entry and its clustering swap places with the history's top: nothing is copied. */
+static bool swap_plan(tui_state *s, bool undo)
+{
+    int *n = undo ? &s->n_undo : &s->n_redo, *m = undo ? &s->n_redo : &s->n_undo;
+    typeof(s->undo[0]) *from = undo ? s->undo : s->redo, *to = undo ? s->redo : s->undo;
+    sm_plan_layer *pl = *n ? tui_entry(s, from[*n - 1].layer) : NULL;
+    if (!pl)
+        return false;
+    int l = from[*n - 1].layer;
+    to[*m].layer = l;
+    to[*m].before = *pl;
+    memcpy(to[*m].clustered, s->clustered[l], sizeof s->clustered[l]);
+    (*m)++;
+    --*n;
+    *pl = from[*n].before;
+    memset(&from[*n].before, 0, sizeof from[*n].before);
+    memcpy(s->clustered[l], from[*n].clustered, sizeof s->clustered[l]);
+    s->plan_gen[l]++;
+    tui_layer_refresh(s, l);
+    if (s->layer != l) {
+        s->layer = l;
+        s->ci = s->cj = s->spec_cluster = 0;
+    }
+    tui_selection_settle(s);
+    s->modified = true;
+    return true;
+}
+
+bool tui_undo(tui_state *s)
+{
+    return swap_plan(s, true);
+}
+
+bool tui_redo(tui_state *s)
+{
+    return swap_plan(s, false);
+}
+
+/* ---- what the plan costs ---------------------------------------------------------------------- */
+
+int64_t tui_plan_params(const tui_state *s, int layer)
+{
+    const tui_layer *p = &s->res[layer];
+    if (tui_preview_fresh(s, layer) && s->data[layer].params_after > 0)
+        return s->data[layer].params_after;
+    int64_t per = 3 * s->hidden * s->inter;
+    if (p->method == SM_MERGE_KEEP && !p->is_auto)
+        return per * p->n;
+    if (p->method == SM_MERGE_SUBMOE_WHITENED && !p->is_auto) { /* factors, by each group's rank */
+        int64_t tot = 0;
+        for (int c = 0; c < p->k; c++)
+            for (int j = 0; j < 3; j++) {
+                int64_t out = j == 2 ? s->hidden : s->inter, in = j == 2 ? s->inter : s->hidden;
+                sm_rank r = tui_group_rank(s, layer, c, j);
+                int64_t v = tui_rank_value(s, p, r, j, tui_cluster_size(p, c));
+                tot += r.kind == SM_RANK_FULL ? out * in : v * (out + in);
+            }
+        return tot;
+    }
+    return per * p->k;
+}
+
+int64_t tui_model_params_after(const tui_state *s)
+{
+    int64_t before = 0, after = 0;
+    for (int l = 0; l < s->n_layers; l++)
+        if (s->is_moe[l]) {
+            before += (int64_t)s->res[l].n * 3 * s->hidden * s->inter;
+            after += tui_plan_params(s, l);
+        }
+    return s->total_params - before + after;
+}
