@@ -171,6 +171,26 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
     pl->comment = xstrdup(text);
 }
 
+/* hf holds dense experts only: a group stored as rank-r factors (sm_rank_factored) is refused,
+ * naming the layer. Non-zero (with the message) when it has one. */
+static int hf_factors(const sm_resolved_plan *r, const sm_resolved_layer *rl, sm_merge_method m)
+{
+    int64_t(*ranks)[3] = xcalloc((size_t)rl->job.k, sizeof *ranks);
+    int n = sm_resolve_stored_ranks(r->model, rl, m, ranks);
+    static const char *const mat[3] = {"gate", "up", "down"};
+    for (int q = 0; n > 0 && q < rl->job.k; q++)
+        for (int k = 0; k < 3; k++)
+            if (ranks[q][k]) {
+                sm_err("--format hf: layer %d stores %d matrices as low-rank factors (%s merge at rank %lld, e.g. "
+                       "group %d's %s), which hf cannot hold; use --format submoe, or hf-expanded, or rank full",
+                       rl->layer, n, sm_merge_method_name(m), (long long)ranks[q][k], q, mat[k]);
+                q = rl->job.k;
+                break;
+            }
+    free(ranks);
+    return n != 0;
+}
+
 /* hf needs one expert count in every MoE layer, a collapsed router and dense experts;
  * hf-expanded needs every original expert mapped to a merged one (no pruning). */
 static int check_format(const sm_plan *p, const sm_resolved_plan *r)
@@ -200,8 +220,8 @@ static int check_format(const sm_plan *p, const sm_resolved_plan *r)
             if (merges && rl->job.spec.router == SM_ROUTER_REMAP)
                 return sm_err("--format hf: the remap router keeps every original router row; use --router "
                               "collapse-lstsq, or --format hf-expanded or submoe");
-            if (m == SM_MERGE_SUBMOE_WHITENED)
-                return sm_err("--format hf: submoe-whitened stores low-rank factors; use --format submoe");
+            if (merges && hf_factors(r, rl, m))
+                return -1;
         }
     }
     return 0;

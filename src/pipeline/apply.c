@@ -61,24 +61,12 @@ static int layer_shape(sm_resolved_plan *r, sm_resolved_layer *rl, sm_out_format
     }
     bool remap = j->spec.router == SM_ROUTER_REMAP;
     *s = (sm_export_shape){remap ? n : j->k, j->k, remap ? rl->assign : NULL, NULL};
-    if (m == SM_MERGE_SUBMOE_WHITENED) {
-        sm_weight g;
-        if (sm_model_weight(r->model, SM_W_EXPERT_GATE, rl->layer, 0, &g))
-            return -1;
-        int64_t I = g.rows, H = g.cols;
-        *ranks = xcalloc((size_t)j->k, sizeof **ranks);
-        for (int q = 0; q < j->k; q++) {
-            int members = 0;
-            for (int e = 0; e < n; e++)
-                members += rl->assign[e] == q;
-            for (int mm = 0; mm < 3; mm++) {
-                const sm_merge_opts *o = j->spec.cluster ? &j->spec.cluster[q][mm] : &j->spec.matrix[mm];
-                if (sm_rank_resolve(&o->rank, m, mm == 2 ? H : I, mm == 2 ? I : H, members, &(*ranks)[q][mm]))
-                    return sm_err_prefix("layer %d cluster %d", rl->layer, q);
-            }
-        }
+    *ranks = xcalloc((size_t)j->k, sizeof **ranks);
+    int factored = sm_resolve_stored_ranks(r->model, rl, m, *ranks);
+    if (factored < 0)
+        return -1;
+    if (factored)
         s->rank = (const int64_t(*)[3]) * ranks;
-    }
     return 0;
 }
 
