@@ -57,7 +57,8 @@ static void usage(FILE *out)
             "      --align              align the members' intermediate neurons before merging (for\n"
             "                           experts trained from scratch; auto tries both)\n"
             "Calibration:\n"
-            "  -t, --tokens FILE        calibration tokens (default: the bundled data/calib.u32)\n"
+            "  -t, --tokens FILE        calibration tokens (default: the bundled data/calib.u32, bytes of\n"
+            "                           English text: only for a byte vocabulary, else refused)\n"
             "      --text FILE...       calibration text instead, tokenized with MODEL's tokenizer.json, windows\n"
             "                           drawn with seed 1 (as submoe calibrate --text); the plan records the\n"
             "                           files and the text and tokenizer digests\n"
@@ -377,8 +378,9 @@ static int parse_option(int ch, sm_plan *p, plan_args *a)
     return bad;
 }
 
-/* The plan's file, model and calibration paths, absolute. */
-static void set_paths(sm_plan *p, const char *model, const plan_args *a)
+/* The plan's file, model and calibration paths, absolute. True when the tokens are the bundled
+ * default (none given). */
+static bool set_paths(sm_plan *p, const char *model, const plan_args *a)
 {
     const char *tokens = a->tokens;
     p->file = xstrdup(a->out);
@@ -402,11 +404,14 @@ static void set_paths(sm_plan *p, const char *model, const plan_args *a)
      * of a link to it), or the absolute name it will have */
     if (a->calib)
         p->calib.stats = sm_path_absolute(a->calib);
+    bool bundled = dflt != NULL;
     free(dflt);
+    return bundled;
 }
 
-/* The model's fingerprint into the plan, and --experts checked against its MoE layers. */
-static int check_model(sm_plan *p)
+/* The model's fingerprint into the plan, --experts checked against its MoE layers, and the
+ * bundled byte tokens (`bundled`: the default, not named) refused for another vocabulary. */
+static int check_model(sm_plan *p, bool bundled)
 {
     sm_model *m = sm_model_open(p->model_path);
     if (!m)
@@ -421,8 +426,8 @@ static int check_model(sm_plan *p)
     sm_plan_effective eff; /* as the plan checks read it (plan.c) */
     sm_plan_effective_settings(p, NULL, &eff);
     bool remap_merge = !eff.is_auto && sm_merge_method_merges(eff.method) && eff.router == SM_ROUTER_REMAP;
-    int rc = 0;
-    if (p->defaults.has_experts && (p->defaults.experts > most || (p->defaults.experts < mc->top_k && !remap_merge))) {
+    int rc = bundled ? sm_bundled_tokens_check(mc->vocab, p->calib.tokens, "--tokens") : 0;
+    if (!rc && p->defaults.has_experts && (p->defaults.experts > most || (p->defaults.experts < mc->top_k && !remap_merge))) {
         if (p->defaults.experts > most)
             sm_err("--experts %d: the model's MoE layers have %d experts", p->defaults.experts, most);
         else
@@ -513,7 +518,7 @@ int cmd_plan(int argc, char **argv)
         cmd_text_args_free(&a.text);
         return 2;
     }
-    set_paths(&p, argv[optind], &a);
+    bool bundled = set_paths(&p, argv[optind], &a);
 
     int rc = 1;
     sm_resolved_plan r;
@@ -521,7 +526,7 @@ int cmd_plan(int argc, char **argv)
     const sm_monitor *mon = sm_signals_monitor(); /* SIGINT/SIGTERM stop the work */
     char *target = NULL;
     bool direct;
-    if (sm_output_target(out, &target, &direct) || check_paths(&p, argv[optind], out) || check_model(&p))
+    if (sm_output_target(out, &target, &direct) || check_paths(&p, argv[optind], out) || check_model(&p, bundled))
         goto out;
     if (sm_plan_resolve(&p, mon, a.quiet, &r))
         goto out;

@@ -148,8 +148,10 @@ static int write_layer(sm_exporter *x, const sm_resolved_layer *rl, sm_out_forma
     return rc;
 }
 
-/* config.json "submoe_provenance" as JSON text; NULL with a message. */
-static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
+/* config.json "submoe_provenance" as JSON text; NULL with a message. `slots` (per model layer,
+ * or NULL before the layers are built) gives every MoE layer's output slot of each original
+ * expert, -1 when dropped: "expert_slots", which `diff` maps experts through. */
+static char *provenance(const sm_plan *p, const sm_resolved_plan *r, int *const *slots)
 {
     char fp[32];
     sm_model_fingerprint(r->model, fp);
@@ -178,6 +180,21 @@ static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
         bad |= sm_json_set(layers, key, json_string(desc));
     }
     bad |= sm_json_set(o, "layers", layers);
+    json_t *slot_map = json_object();
+    for (int l = 0; slots && l < r->n_layers; l++) {
+        if (!slots[l])
+            continue;
+        char key[16];
+        snprintf(key, sizeof key, "%d", l);
+        json_t *a = json_array();
+        for (int i = 0; i < r->layers[l].n; i++)
+            bad |= sm_json_append(a, json_integer(slots[l][i]), "expert_slots");
+        bad |= sm_json_set(slot_map, key, a);
+    }
+    if (slots)
+        bad |= sm_json_set(o, "expert_slots", slot_map);
+    else
+        json_decref(slot_map);
     char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!text && !bad)
@@ -235,6 +252,7 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
     int rc = -1;
     sm_export_shape *shapes = xcalloc((size_t)r.n_layers, sizeof *shapes);
     int64_t(**ranks)[3] = xcalloc((size_t)r.n_layers, sizeof *ranks);
+    int **slots = xcalloc((size_t)r.n_layers, sizeof *slots);
     sm_exporter *x = NULL;
     char *prov = NULL;
     sm_progress prog;
@@ -249,7 +267,7 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
                               layer_shape(&r, &r.layers[l], r.format, sm_monitor_span_init(&span, o->mon, 0.3, 0.3),
                                           &shapes[l], &ranks[l])))
             goto out;
-    if (!(prov = provenance(p, &r)))
+    if (!(prov = provenance(p, &r, NULL))) /* refused now, before any work, if it cannot be written */
         goto out;
     sm_export_opts eo = {.format = export_format(r.format), .dtype = r.dtype, .shard_size = r.shard_size,
                          .provenance = prov, .force = o->force};
@@ -271,6 +289,9 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
             sm_layer_build_run(r.model, r.calib, &rl->job, sm_monitor_span_init(&span, o->mon, lo, hi), &b))
             goto out;
         int wrc = write_layer(x, rl, r.format, &b, o->mon);
+        slots[l] = xcalloc((size_t)rl->n, sizeof *slots[l]);
+        for (int i = 0; i < rl->n; i++) /* hf-expanded: original slot i holds expert i's group */
+            slots[l][i] = r.format == SM_OUT_HF_EXPANDED || !b.merged.cluster_of ? i : b.merged.cluster_of[i];
         rep->params_before += b.params_before;
         rep->params_after += b.params_after;
         if (b.output_error >= 0) {
@@ -287,6 +308,10 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
     rep->mean_output_error = with_err ? err_sum / with_err : -1;
     if (sm_monitor_check(o->mon)) /* cancelled during the last layer: publish nothing */
         goto out;
+    free(prov);
+    if (!(prov = provenance(p, &r, slots)))
+        goto out;
+    sm_export_set_provenance(x, prov);
     rc = sm_export_finish(x);
     x = NULL;
 out:
@@ -294,8 +319,9 @@ out:
         sm_progress_end(&prog, rc == 0);
     sm_export_abort(x);
     for (int l = 0; l < r.n_layers; l++)
-        free(ranks[l]);
+        free(ranks[l]), free(slots[l]);
     free(ranks);
+    free(slots);
     free(shapes);
     free(prov);
     sm_resolved_plan_free(&r);
