@@ -25,8 +25,8 @@ check "... dropped experts listed" test "$(grep -c '^only in A: model.layers.[0-
 sed 's/"expert_slots"/"expert_slots_unknown"/' "$tmp/pruned/config.json" >"$tmp/cfg"
 mkdir "$tmp/byname" && cp "$tmp/pruned/model.safetensors" "$tmp/byname/" && cp "$tmp/cfg" "$tmp/byname/config.json"
 "$SUBMOE" diff "$DEMO" "$tmp/byname" >"$tmp/out"
-check "without expert_slots: by name, renumbered experts differ" \
-    sh -c "grep -q '^[0-9]* tensors compared, [1-9][0-9]* differ' '$tmp/out' && grep -q 'shape differs: .*gate.weight' '$tmp/out'"
+check "without expert_slots: by name, renumbered experts differ, and said so" \
+    sh -c "grep -q '^[0-9]* tensors compared, [1-9][0-9]* differ' '$tmp/out' && grep -q 'shape differs: .*gate.weight' '$tmp/out' && grep -q '^note: B.s provenance has no expert_slots' '$tmp/out'"
 
 # --json: shapes are arrays of integers.
 "$SUBMOE" diff "$DEMO" "$tmp/pruned" --json --all >"$tmp/j"

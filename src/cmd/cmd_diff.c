@@ -239,9 +239,15 @@ static int load_slots(const sm_model *a, const sm_model *b, expert_slots *x)
         x->n_layers = ca->n_layers;
         x->slots = xcalloc((size_t)x->n_layers, sizeof *x->slots);
         const json_t *rec = json_object_get(prov, "expert_slots");
+        bool any = false;
         for (int l = 0; l < ca->n_layers && !rc; l++)
-            if (ca->is_moe[l] && cb->is_moe[l])
-                rc = layer_slots(a, b, l, rec, cfg, &x->slots[l]);
+            if (ca->is_moe[l] && cb->is_moe[l] && !(rc = layer_slots(a, b, l, rec, cfg, &x->slots[l])))
+                any |= x->slots[l] != NULL;
+        if (!rc && !any) { /* nothing to map through: by name, and said so */
+            slots_free(x);
+            memset(x, 0, sizeof *x);
+            snprintf(x->note, sizeof x->note, "B's provenance has no expert_slots (an older output): experts by name");
+        }
     }
     json_decref(root);
     free(cfg);
@@ -458,7 +464,8 @@ static void print_text(const diff_out *d, const expert_slots *x)
     json_t *v;
     char sa[96], sb[96];
     if (x->slots)
-        printf("experts compared through B's provenance (expert_slots): A's expert i against the slot holding it\n");
+        printf("experts matched through B's provenance (expert_slots, else remap expert maps): A's expert i "
+               "against the slot holding it\n");
     if (x->note[0])
         printf("note: %s\n", x->note);
     json_array_foreach(d->tensors, i, v) {
