@@ -25,6 +25,19 @@
 #include "util/diag.h"
 #include "util/progress.h"
 
+/* Perplexities closer than this (relative) are a tie (issue 19: 3.843 vs 3.844 on one held-out
+ * window decides nothing). */
+#define TIE_REL 0.005
+
+/* The paper's ordering: subspace merging (`merge`) beats the best of pruning and averaging
+ * (`other`) by more than TIE_REL. */
+static const char *ordering_verdict(double merge, double other)
+{
+    if (fabs(merge - other) < TIE_REL * fmin(merge, other))
+        return "a tie (within 0.5%): the paper's ordering is not shown";
+    return merge < other ? "subspace merging wins (paper's ordering)" : "paper's ordering does NOT hold";
+}
+
 typedef struct {
     const char *label;
     sm_merge_method method;
@@ -229,8 +242,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < 2; r++)
         printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
                ratios[r] * 100, best_merge[r], best_prune[r], avg[r],
-               best_merge[r] < best_prune[r] && best_merge[r] < avg[r] ? "subspace merging wins (paper's ordering)"
-                                                                       : "paper's ordering does NOT hold");
+               ordering_verdict(best_merge[r], fmin(best_prune[r], avg[r])));
     for (int r = 0; r < 2; r++)
         printf("%2.0f%% fewer experts: aligned merge %.3f vs unaligned %.3f vs best pruning %.3f; auto %.3f "
                "(best single method %.3f)\n",

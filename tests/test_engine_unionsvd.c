@@ -75,6 +75,15 @@ static void literal(int n, int out, int in, float **w, const double *fw, int r, 
     free(wc);
 }
 
+/* The merged matrix as dense out×in: `w`, or A·B formed once into `w` for a factored result
+ * (the factors stay; sm_merged_free frees both). */
+static const float *dense_of(sm_merged *m)
+{
+    if (!m->w && m->rank > 0 && (m->w = malloc(sizeof(float) * (size_t)(m->out * m->in))))
+        sm_merged_to_dense(m, (float *)m->w);
+    return m->w;
+}
+
 static void test_submoe_shapes(void)
 {
     const shape shapes[] = {
@@ -151,21 +160,31 @@ static void test_submoe_shapes(void)
                 o.usvd.solver = (sm_usvd_solver)sv;
                 int rc = sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &o, NULL, &a);
                 CHECK(rc == 0, "submoe rank %d %s", r, rc ? sm_errmsg() : "");
-                if (!a.w)
+                if (rc)
                     continue;
-                double dp = ref_rel_diff(a.w, proj, (int64_t)out * in);
-                double dl = ref_rel_diff(a.w, lit, (int64_t)out * in);
-                CHECK(dp <= TOL_RANK && dl <= TOL_RANK && a.rank == 0,
+                /* Stored as factors exactly when they are smaller (r·(out+in) < out·in). */
+                const bool small = (int64_t)r * (out + in) < (int64_t)out * in;
+                CHECK(small ? a.rank == r && a.a && a.b && !a.w &&
+                                  sm_merged_params(&a) == (int64_t)r * (out + in)
+                            : a.rank == 0 && a.w && sm_merged_params(&a) == (int64_t)out * in,
+                      "n=%d %dx%d r=%d: stored %s (rank %lld, %lld parameters)", n, out, in, r,
+                      small ? "as factors" : "dense", (long long)a.rank, (long long)sm_merged_params(&a));
+                float *dense = malloc(sizeof(float) * (size_t)out * in);
+                sm_merged_to_dense(&a, dense);
+                double dp = ref_rel_diff(dense, proj, (int64_t)out * in);
+                double dl = ref_rel_diff(dense, lit, (int64_t)out * in);
+                CHECK(dp <= TOL_RANK && dl <= TOL_RANK,
                       "n=%d %dx%d (%s) r=%d %s: vs U_rU_rᵀW̄ %.2e, vs U_rΣ_r(V_mᵀ)_r %.2e", n, out,
                       in, side, r, sm_usvd_solver_name(a.solver), dp, dl);
                 /* Member errors are the relative Frobenius distances. */
                 double e0 = 0, n0 = 0;
                 for (int64_t e = 0; e < (int64_t)out * in; e++) {
-                    double dd = (double)w[0][e] - a.w[e];
+                    double dd = (double)w[0][e] - dense[e];
                     e0 += dd * dd;
                     n0 += (double)w[0][e] * w[0][e];
                 }
                 CHECK_NEAR(a.member_err[0], sqrt(e0 / n0), 1e-9, "member 0 relative error");
+                free(dense);
                 sm_merged_free(&a);
             }
             free(lit);
@@ -254,13 +273,13 @@ static void test_randomized(void)
         CHECK(sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &orr, NULL, &b) == 0 &&
                   b.solver == SM_USVD_RANDOMIZED,
               "randomized");
-        double d = ref_rel_diff_ff(b.w, a.w, (int64_t)out * in);
+        double d = ref_rel_diff_ff(dense_of(&b), dense_of(&a), (int64_t)out * in);
         CHECK(d <= 1e-4, "n=%d %dx%d r=%d with a spectral gap: randomized = eigen, rel diff %.2e",
               n, out, in, r, d);
         /* Same seed → identical bytes. */
         sm_merged c;
         CHECK(sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &orr, NULL, &c) == 0 &&
-                  memcmp(c.w, b.w, sizeof(float) * (size_t)out * in) == 0,
+                  memcmp(dense_of(&c), dense_of(&b), sizeof(float) * (size_t)out * in) == 0,
               "randomized is deterministic for a seed");
         /* These Grams (300) are at most SM_USVD_AUTO_EIGEN_MAX: AUTO keeps the exact dense
          * eigensolver even at r = 8 (test_auto_randomized covers larger Grams). */
@@ -349,7 +368,7 @@ static void test_auto_randomized(void)
               sm_usvd_gram_side(&set) == SM_USVD_LEFT ? "left" : "right", (long long)dim, SM_USVD_AUTO_EIGEN_MAX, r,
               rc ? "?" : sm_usvd_solver_name(a.solver));
         if (rc == 0) {
-            double dl = ref_rel_diff(a.w, lit, (int64_t)out * in), dp = ref_rel_diff(a.w, proj, (int64_t)out * in);
+            double dl = ref_rel_diff(dense_of(&a), lit, (int64_t)out * in), dp = ref_rel_diff(a.w, proj, (int64_t)out * in);
             CHECK(dl <= TOL_RANK && dp <= TOL_RANK,
                   "auto (randomized) = literal U_rΣ_r(V_mᵀ)_r from dgesdd, rel diff %.2e; = U_rU_rᵀW̄ %.2e", dl, dp);
             sm_merged_free(&a);
@@ -460,7 +479,7 @@ static void test_whitened(void)
         sm_merge_opts op = {.rank = {SM_RANK_COUNT, r, 0}};
         sm_merged p;
         sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &op, NULL, &p);
-        CHECK(ref_rel_diff_ff(ab, p.w, (int64_t)out * in) > 1e-3,
+        CHECK(ref_rel_diff_ff(ab, dense_of(&p), (int64_t)out * in) > 1e-3,
               "whitened subspace differs from the plain one (%.2e)",
               ref_rel_diff_ff(ab, p.w, (int64_t)out * in));
         sm_merged_free(&p);

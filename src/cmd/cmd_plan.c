@@ -57,7 +57,8 @@ static void usage(FILE *out)
             "      --align              align the members' intermediate neurons before merging (for\n"
             "                           experts trained from scratch; auto tries both)\n"
             "Calibration:\n"
-            "  -t, --tokens FILE        calibration tokens (default: the bundled data/calib.u32)\n"
+            "  -t, --tokens FILE        calibration tokens (default: the bundled data/calib.u32, bytes of\n"
+            "                           English text: only for a byte vocabulary, else refused)\n"
             "      --text FILE...       calibration text instead, tokenized with MODEL's tokenizer.json, windows\n"
             "                           drawn with seed 1 (as submoe calibrate --text); the plan records the\n"
             "                           files and the text and tokenizer digests\n"
@@ -171,6 +172,26 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
     pl->comment = xstrdup(text);
 }
 
+/* hf holds dense experts only: a group stored as rank-r factors (sm_rank_factored) is refused,
+ * naming the layer. Non-zero (with the message) when it has one. */
+static int hf_factors(const sm_resolved_plan *r, const sm_resolved_layer *rl, sm_merge_method m)
+{
+    int64_t(*ranks)[3] = xcalloc((size_t)rl->job.k, sizeof *ranks);
+    int n = sm_resolve_stored_ranks(r->model, rl, m, ranks);
+    static const char *const mat[3] = {"gate", "up", "down"};
+    for (int q = 0; n > 0 && q < rl->job.k; q++)
+        for (int k = 0; k < 3; k++)
+            if (ranks[q][k]) {
+                sm_err("--format hf: layer %d stores %d matrices as low-rank factors (%s merge at rank %lld, e.g. "
+                       "group %d's %s), which hf cannot hold; use --format submoe, or hf-expanded, or rank full",
+                       rl->layer, n, sm_merge_method_name(m), (long long)ranks[q][k], q, mat[k]);
+                q = rl->job.k;
+                break;
+            }
+    free(ranks);
+    return n != 0;
+}
+
 /* hf needs one expert count in every MoE layer, a collapsed router and dense experts;
  * hf-expanded needs every original expert mapped to a merged one (no pruning). */
 static int check_format(const sm_plan *p, const sm_resolved_plan *r)
@@ -200,8 +221,8 @@ static int check_format(const sm_plan *p, const sm_resolved_plan *r)
             if (merges && rl->job.spec.router == SM_ROUTER_REMAP)
                 return sm_err("--format hf: the remap router keeps every original router row; use --router "
                               "collapse-lstsq, or --format hf-expanded or submoe");
-            if (m == SM_MERGE_SUBMOE_WHITENED)
-                return sm_err("--format hf: submoe-whitened stores low-rank factors; use --format submoe");
+            if (merges && hf_factors(r, rl, m))
+                return -1;
         }
     }
     return 0;
@@ -357,8 +378,9 @@ static int parse_option(int ch, sm_plan *p, plan_args *a)
     return bad;
 }
 
-/* The plan's file, model and calibration paths, absolute. */
-static void set_paths(sm_plan *p, const char *model, const plan_args *a)
+/* The plan's file, model and calibration paths, absolute. True when the tokens are the bundled
+ * default (none given). */
+static bool set_paths(sm_plan *p, const char *model, const plan_args *a)
 {
     const char *tokens = a->tokens;
     p->file = xstrdup(a->out);
@@ -382,11 +404,14 @@ static void set_paths(sm_plan *p, const char *model, const plan_args *a)
      * of a link to it), or the absolute name it will have */
     if (a->calib)
         p->calib.stats = sm_path_absolute(a->calib);
+    bool bundled = dflt != NULL;
     free(dflt);
+    return bundled;
 }
 
-/* The model's fingerprint into the plan, and --experts checked against its MoE layers. */
-static int check_model(sm_plan *p)
+/* The model's fingerprint into the plan, --experts checked against its MoE layers, and the
+ * bundled byte tokens (`bundled`: the default, not named) refused for another vocabulary. */
+static int check_model(sm_plan *p, bool bundled)
 {
     sm_model *m = sm_model_open(p->model_path);
     if (!m)
@@ -401,8 +426,8 @@ static int check_model(sm_plan *p)
     sm_plan_effective eff; /* as the plan checks read it (plan.c) */
     sm_plan_effective_settings(p, NULL, &eff);
     bool remap_merge = !eff.is_auto && sm_merge_method_merges(eff.method) && eff.router == SM_ROUTER_REMAP;
-    int rc = 0;
-    if (p->defaults.has_experts && (p->defaults.experts > most || (p->defaults.experts < mc->top_k && !remap_merge))) {
+    int rc = bundled ? sm_bundled_tokens_check(mc->vocab, p->calib.tokens, "--tokens") : 0;
+    if (!rc && p->defaults.has_experts && (p->defaults.experts > most || (p->defaults.experts < mc->top_k && !remap_merge))) {
         if (p->defaults.experts > most)
             sm_err("--experts %d: the model's MoE layers have %d experts", p->defaults.experts, most);
         else
@@ -493,7 +518,7 @@ int cmd_plan(int argc, char **argv)
         cmd_text_args_free(&a.text);
         return 2;
     }
-    set_paths(&p, argv[optind], &a);
+    bool bundled = set_paths(&p, argv[optind], &a);
 
     int rc = 1;
     sm_resolved_plan r;
@@ -501,7 +526,7 @@ int cmd_plan(int argc, char **argv)
     const sm_monitor *mon = sm_signals_monitor(); /* SIGINT/SIGTERM stop the work */
     char *target = NULL;
     bool direct;
-    if (sm_output_target(out, &target, &direct) || check_paths(&p, argv[optind], out) || check_model(&p))
+    if (sm_output_target(out, &target, &direct) || check_paths(&p, argv[optind], out) || check_model(&p, bundled))
         goto out;
     if (sm_plan_resolve(&p, mon, a.quiet, &r))
         goto out;

@@ -164,6 +164,11 @@ int sm_member_errors(const sm_matset *set, const float *merged, double *err)
     return 0;
 }
 
+bool sm_rank_factored(int64_t rank, int64_t out, int64_t in)
+{
+    return rank > 0 && rank * (out + in) < out * in;
+}
+
 int64_t sm_merged_params(const sm_merged *m)
 {
     return m->rank > 0 ? m->rank * (m->out + m->in) : m->out * m->in;
@@ -342,6 +347,60 @@ done:
     return rc;
 }
 
+/* ---- factors ------------------------------------------------------------------------------- */
+
+/* Plain Sub-MoE at rank r as two factors with A·B = U_r U_rᵀ W̄ (what sm_usvd_project forms):
+ * on the Gram's right side A = W_cat V_r = U_r Σ_r and B = Σ_i w_i V_{i,r}ᵀ (the paper's
+ * U_r Σ_r (V_mᵀ)_r); on the left A = U_r and B = U_rᵀ W̄. */
+static int submoe_factors(const sm_matset *set, const double *w, const sm_usvd_basis *basis,
+                          sm_merged *out)
+{
+    const int64_t outd = set->out, in = set->in, rank = basis->rank;
+    out->rank = rank;
+    out->a = sm_alloc_f32((size_t)(outd * rank));
+    out->b = sm_zalloc((size_t)(rank * in), sizeof(float));
+    if (!out->a || !out->b)
+        return -1;
+    if (basis->side == SM_USVD_RIGHT) {
+        if (sm_usvd_cat_times_basis(set, basis, out->a) != 0)
+            return -1;
+        for (int i = 0; i < set->n; i++)
+            for (int64_t c = 0; c < rank; c++)
+                cblas_saxpy((int)in, (float)w[i], basis->vec + c * basis->dim + (int64_t)i * in, 1,
+                            out->b + c * in, 1);
+        return 0;
+    }
+    float *wbar = sm_alloc_f32((size_t)(outd * in));
+    if (!wbar)
+        return -1;
+    sm_weighted_sum(set, w, wbar);
+    for (int64_t r = 0; r < outd; r++)
+        for (int64_t c = 0; c < rank; c++)
+            out->a[r * rank + c] = basis->vec[c * outd + r];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rank, (int)in, (int)outd, 1.0f,
+                basis->vec, (int)outd, wbar, (int)in, 0.0f, out->b, (int)in);
+    free(wbar);
+    return 0;
+}
+
+/* Factors no smaller than the matrix are stored as the matrix (sm_rank_factored). */
+static int densify_if_larger(sm_merged *m)
+{
+    if (m->rank == 0 || sm_rank_factored(m->rank, m->out, m->in))
+        return 0;
+    float *w = sm_alloc_f32((size_t)(m->out * m->in));
+    if (!w || sm_merged_to_dense(m, w) != 0) {
+        free(w);
+        return -1;
+    }
+    free(m->a);
+    free(m->b);
+    m->a = m->b = NULL;
+    m->rank = 0;
+    m->w = w;
+    return 0;
+}
+
 /* ---- entry point --------------------------------------------------------------------------- */
 
 int sm_merge_matrix(sm_merge_method m, const sm_matset *set, const double *freq,
@@ -377,12 +436,17 @@ int sm_merge_matrix(sm_merge_method m, const sm_matset *set, const double *freq,
                                   sm_monitor_span_init(&span, mon, 0.0, 0.85), &basis) != 0)
             goto fail;
         out->solver = basis.solver;
-        out->w = sm_alloc_f32((size_t)(set->out * set->in));
-        int rc = out->w ? sm_usvd_project(set, &basis, out->weights, out->w) : -1;
+        int rc;
+        if (sm_rank_factored(basis.rank, set->out, set->in)) {
+            rc = submoe_factors(set, out->weights, &basis, out);
+        } else {
+            out->w = sm_alloc_f32((size_t)(set->out * set->in));
+            rc = out->w ? sm_usvd_project(set, &basis, out->weights, out->w) : -1;
+        }
         sm_usvd_basis_free(&basis);
         if (rc != 0)
             goto fail;
-    } else if (merge_whitened(set, out->weights, gram, rank, o, mon, out) != 0) {
+    } else if (merge_whitened(set, out->weights, gram, rank, o, mon, out) != 0 || densify_if_larger(out) != 0) {
         goto fail;
     }
     if (sm_monitor_check(mon) != 0)

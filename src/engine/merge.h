@@ -3,12 +3,16 @@
  * Methods (per cluster and per matrix gate/up/down):
  *   submoe           W_merged = U_r U_rᵀ W̄, W̄ = Σ f_i W_i / Σ f_i, U_r the union-SVD basis of
  *                    [W_1 | … | W_n] (unionsvd.h). Full rank is W̄ exactly, no decomposition.
+ *                    A rank r below the break-even (sm_rank_factored) is stored as factors A·B:
+ *                    on the Gram's right side A = W_cat V_r = U_r Σ_r, B = Σ_i f̃_i V_{i,r}ᵀ
+ *                    (the paper's U_r Σ_r (V_mᵀ)_r), on the left A = U_r, B = U_rᵀ W̄.
  *   submoe-whitened  Sub-MoE†: S_i = chol(C_i + λ_i I) with C_i the input Gram of member i,
  *                    W'_i = W_i S_i, U'_r the union basis of [W'_1 | … | W'_n]; stored as two
  *                    factors A (out×r) and B (r×in) with A·B = U'_r U'_rᵀ W̄, r·(out+in)
- *                    parameters. Damping λ_i = damping · mean(diag C_i) (relative, default
- *                    1e-2; a member with an all-zero Gram uses the members' mean diagonal, and
- *                    1 if every Gram is zero). Full rank stores W̄ densely.
+ *                    parameters (dense A·B when that is not smaller, sm_rank_factored).
+ *                    Damping λ_i = damping · mean(diag C_i) (relative, default 1e-2; a member
+ *                    with an all-zero Gram uses the members' mean diagonal, and 1 if every
+ *                    Gram is zero). Full rank stores W̄ densely.
  *                    Memory per call, besides the result: the members' factors S_i (n·in²
  *                    floats), the whitened copies W'_i (n·out·in floats), an in×in double
  *                    Cholesky workspace and the union Gram (min(out, n·in)² floats); for a
@@ -98,6 +102,11 @@ int sm_merge_matrix(sm_merge_method m, const sm_matset *set, const double *freq,
                     const float *const *gram, const sm_merge_opts *o, const sm_monitor *mon,
                     sm_merged *out);
 void sm_merged_free(sm_merged *m);
+
+/* Whether a rank-r out×in merge is stored as factors A (out×r), B (r×in): only when they are
+ * smaller than the matrix, r·(out+in) < out·in; otherwise it is stored dense. The writers and
+ * the plan checks follow the same rule. */
+bool sm_rank_factored(int64_t rank, int64_t out, int64_t in);
 
 /* Stored parameters: out·in dense, rank·(out+in) factored. */
 int64_t sm_merged_params(const sm_merged *m);

@@ -260,6 +260,11 @@ fail:
     return NULL;
 }
 
+void sm_export_set_provenance(sm_exporter *x, const char *provenance)
+{
+    x->o.provenance = provenance;
+}
+
 uint64_t sm_export_total_bytes(const sm_exporter *x)
 {
     return x->total;

@@ -62,6 +62,9 @@ sm_exporter *sm_export_begin(const sm_model *src, const char *outdir, const sm_e
 /* MoE layer L's data, every MoE layer in increasing order: router (n_router × hidden) and
  * mats[slot][0..2] (gate, up, down) matching the declared shape. */
 int sm_export_layer(sm_exporter *x, int layer, const float *router, const sm_export_matrix (*mats)[3]);
+/* Replace the provenance record (sm_export_opts.provenance; the text must live until
+ * sm_export_finish), e.g. with what only the layers' building told. */
+void sm_export_set_provenance(sm_exporter *x, const char *provenance);
 /* Copy what remains, write config.json, the index and the copied files, rename into place. */
 int sm_export_finish(sm_exporter *x);
 /* Remove everything written; frees x. (sm_export_finish frees x too, also on failure.) */

@@ -61,24 +61,12 @@ static int layer_shape(sm_resolved_plan *r, sm_resolved_layer *rl, sm_out_format
     }
     bool remap = j->spec.router == SM_ROUTER_REMAP;
     *s = (sm_export_shape){remap ? n : j->k, j->k, remap ? rl->assign : NULL, NULL};
-    if (m == SM_MERGE_SUBMOE_WHITENED) {
-        sm_weight g;
-        if (sm_model_weight(r->model, SM_W_EXPERT_GATE, rl->layer, 0, &g))
-            return -1;
-        int64_t I = g.rows, H = g.cols;
-        *ranks = xcalloc((size_t)j->k, sizeof **ranks);
-        for (int q = 0; q < j->k; q++) {
-            int members = 0;
-            for (int e = 0; e < n; e++)
-                members += rl->assign[e] == q;
-            for (int mm = 0; mm < 3; mm++) {
-                const sm_merge_opts *o = j->spec.cluster ? &j->spec.cluster[q][mm] : &j->spec.matrix[mm];
-                if (sm_rank_resolve(&o->rank, m, mm == 2 ? H : I, mm == 2 ? I : H, members, &(*ranks)[q][mm]))
-                    return sm_err_prefix("layer %d cluster %d", rl->layer, q);
-            }
-        }
+    *ranks = xcalloc((size_t)j->k, sizeof **ranks);
+    int factored = sm_resolve_stored_ranks(r->model, rl, m, *ranks);
+    if (factored < 0)
+        return -1;
+    if (factored)
         s->rank = (const int64_t(*)[3]) * ranks;
-    }
     return 0;
 }
 
@@ -160,8 +148,10 @@ static int write_layer(sm_exporter *x, const sm_resolved_layer *rl, sm_out_forma
     return rc;
 }
 
-/* config.json "submoe_provenance" as JSON text; NULL with a message. */
-static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
+/* config.json "submoe_provenance" as JSON text; NULL with a message. `slots` (per model layer,
+ * or NULL before the layers are built) gives every MoE layer's output slot of each original
+ * expert, -1 when dropped: "expert_slots", which `diff` maps experts through. */
+static char *provenance(const sm_plan *p, const sm_resolved_plan *r, int *const *slots)
 {
     char fp[32];
     sm_model_fingerprint(r->model, fp);
@@ -190,6 +180,21 @@ static char *provenance(const sm_plan *p, const sm_resolved_plan *r)
         bad |= sm_json_set(layers, key, json_string(desc));
     }
     bad |= sm_json_set(o, "layers", layers);
+    json_t *slot_map = json_object();
+    for (int l = 0; slots && l < r->n_layers; l++) {
+        if (!slots[l])
+            continue;
+        char key[16];
+        snprintf(key, sizeof key, "%d", l);
+        json_t *a = json_array();
+        for (int i = 0; i < r->layers[l].n; i++)
+            bad |= sm_json_append(a, json_integer(slots[l][i]), "expert_slots");
+        bad |= sm_json_set(slot_map, key, a);
+    }
+    if (slots)
+        bad |= sm_json_set(o, "expert_slots", slot_map);
+    else
+        json_decref(slot_map);
     char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!text && !bad)
@@ -247,6 +252,7 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
     int rc = -1;
     sm_export_shape *shapes = xcalloc((size_t)r.n_layers, sizeof *shapes);
     int64_t(**ranks)[3] = xcalloc((size_t)r.n_layers, sizeof *ranks);
+    int **slots = xcalloc((size_t)r.n_layers, sizeof *slots);
     sm_exporter *x = NULL;
     char *prov = NULL;
     sm_progress prog;
@@ -261,7 +267,7 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
                               layer_shape(&r, &r.layers[l], r.format, sm_monitor_span_init(&span, o->mon, 0.3, 0.3),
                                           &shapes[l], &ranks[l])))
             goto out;
-    if (!(prov = provenance(p, &r)))
+    if (!(prov = provenance(p, &r, NULL))) /* refused now, before any work, if it cannot be written */
         goto out;
     sm_export_opts eo = {.format = export_format(r.format), .dtype = r.dtype, .shard_size = r.shard_size,
                          .provenance = prov, .force = o->force};
@@ -283,6 +289,9 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
             sm_layer_build_run(r.model, r.calib, &rl->job, sm_monitor_span_init(&span, o->mon, lo, hi), &b))
             goto out;
         int wrc = write_layer(x, rl, r.format, &b, o->mon);
+        slots[l] = xcalloc((size_t)rl->n, sizeof *slots[l]);
+        for (int i = 0; i < rl->n; i++) /* hf-expanded: original slot i holds expert i's group */
+            slots[l][i] = r.format == SM_OUT_HF_EXPANDED || !b.merged.cluster_of ? i : b.merged.cluster_of[i];
         rep->params_before += b.params_before;
         rep->params_after += b.params_after;
         if (b.output_error >= 0) {
@@ -299,6 +308,10 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
     rep->mean_output_error = with_err ? err_sum / with_err : -1;
     if (sm_monitor_check(o->mon)) /* cancelled during the last layer: publish nothing */
         goto out;
+    free(prov);
+    if (!(prov = provenance(p, &r, slots)))
+        goto out;
+    sm_export_set_provenance(x, prov);
     rc = sm_export_finish(x);
     x = NULL;
 out:
@@ -306,8 +319,9 @@ out:
         sm_progress_end(&prog, rc == 0);
     sm_export_abort(x);
     for (int l = 0; l < r.n_layers; l++)
-        free(ranks[l]);
+        free(ranks[l]), free(slots[l]);
     free(ranks);
+    free(slots);
     free(shapes);
     free(prov);
     sm_resolved_plan_free(&r);

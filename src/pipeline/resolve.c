@@ -77,6 +77,37 @@ int64_t sm_resolve_rank_value(const sm_rank *r, sm_merge_method m, int64_t out, 
     return v > max ? max : v < 1 ? 1 : v;
 }
 
+int sm_resolve_stored_ranks(const sm_model *m, const sm_resolved_layer *rl, sm_merge_method method,
+                            int64_t (*ranks)[3])
+{
+    const sm_layer_job *j = &rl->job;
+    memset(ranks, 0, sizeof *ranks * (size_t)j->k);
+    if (method != SM_MERGE_SUBMOE && method != SM_MERGE_SUBMOE_WHITENED)
+        return 0;
+    sm_weight g;
+    if (!rl->assign)
+        return sm_err("layer %d: groups not known yet", rl->layer);
+    if (sm_model_weight(m, SM_W_EXPERT_GATE, rl->layer, 0, &g))
+        return -1;
+    const int64_t I = g.rows, H = g.cols;
+    int factored = 0;
+    for (int q = 0; q < j->k; q++) {
+        int members = 0;
+        for (int e = 0; e < rl->n; e++)
+            members += rl->assign[e] == q;
+        for (int mm = 0; mm < 3; mm++) {
+            const sm_merge_opts *o = j->spec.cluster ? &j->spec.cluster[q][mm] : &j->spec.matrix[mm];
+            const int64_t out = mm == 2 ? H : I, in = mm == 2 ? I : H;
+            int64_t r;
+            if (sm_rank_resolve(&o->rank, method, out, in, members, &r))
+                return sm_err_prefix("layer %d group %d", rl->layer, q);
+            ranks[q][mm] = sm_rank_factored(r, out, in) ? r : 0;
+            factored += ranks[q][mm] > 0;
+        }
+    }
+    return factored;
+}
+
 /* ---- one layer ------------------------------------------------------------------------------ */
 
 void sm_resolved_layer_free(sm_resolved_layer *rl)

@@ -87,6 +87,13 @@ void sm_resolve_layer_entry(const sm_resolved_layer *rl, bool is_auto, const cha
 int64_t sm_resolve_rank_max(int64_t out, int64_t in, int members);
 int64_t sm_resolve_rank_value(const sm_rank *r, sm_merge_method m, int64_t out, int64_t in, int members);
 
+/* How a merging layer's groups will be stored under `method`: ranks[q][gate, up, down] is the
+ * factor rank of group q's matrix, 0 when it is stored dense (full rank, no rank, or factors no
+ * smaller than the matrix: sm_rank_factored), for rl->job.k groups of rl->assign. Returns how
+ * many matrices are factored, or -1 with a message. */
+int sm_resolve_stored_ranks(const sm_model *m, const sm_resolved_layer *rl, sm_merge_method method,
+                            int64_t (*ranks)[3]);
+
 /* Open the plan's model, check the plan against it, calibrate (or reuse the stats file) and fix
  * every MoE layer's method, clusters, ranks and router. 0, or -1 with a message. */
 int sm_plan_resolve(const sm_plan *p, const sm_monitor *mon, bool quiet, sm_resolved_plan *out);

@@ -8,6 +8,7 @@
 #include "pipeline/apply.h"
 #include "tui/tui_jobs.h"
 #include "tui/tui_worker.h"
+#include "util/datadir.h"
 #include "util/diag.h"
 #include "util/fileio.h"
 #include "util/mem.h"
@@ -320,7 +321,8 @@ static int heldout_windows(tui_app *a, sm_tokens *t, int *T, int *n_seq)
         *T = len, *n_seq = nw;
         return 0;
     }
-    if (sm_tokens_read(a->heldout, sm_model_config(a->model)->vocab, t))
+    if ((!a->heldout_given && sm_bundled_tokens_check(sm_model_config(a->model)->vocab, a->heldout, "--heldout")) ||
+        sm_tokens_read(a->heldout, sm_model_config(a->model)->vocab, t))
         return -1;
     *T = TUI_PPL_SEQ;
     *n_seq = (int)(t->n / (size_t)*T < TUI_PPL_WINDOWS ? t->n / (size_t)*T : TUI_PPL_WINDOWS);
