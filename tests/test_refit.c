@@ -1,5 +1,6 @@
 /* test_refit: output-preserving refit of merged down projections (engine/refit.h, DESIGN §2.10).
- *   - a cluster of identical experts refits to itself (relative difference ≤ 1e-4);
+ *   - a cluster of identical experts refits to itself (relative difference ≤ 1e-4), at widths of
+ *     one and of three Cholesky panels;
  *   - each cluster's own fit residual never grows (its objective at D⁰ bounds it);
  *   - the MoE-block output error on the fit rows never grows, on a random layer (clusters of
  *     distinct experts, full and reduced rank) and on every demo layer (remap, so the routing is
@@ -15,7 +16,7 @@
 #include "testutil.h"
 
 #define H 32
-#define I 48
+static int64_t I = 48; /* intermediate width: 300 runs the refit's Cholesky over several panels */
 #define N 6
 #define M 900
 
@@ -84,8 +85,8 @@ static void test_identical(const float *x)
         double d0 = rel_diff(out.experts[0].down.w, l.e[0].down.w, (int64_t)H * I);
         double d1 = rel_diff(out.experts[1].down.w, l.e[2].down.w, (int64_t)H * I);
         CHECK(out.refit_clusters == 2 && d0 <= 1e-4 && d1 <= 1e-4,
-              "identical members refit to themselves (%d clusters refitted; relative change %.2g and %.2g, bound "
-              "1e-4)", out.refit_clusters, d0, d1);
+              "I = %lld: identical members refit to themselves (%d clusters refitted; relative change %.2g and %.2g, "
+              "bound 1e-4)", (long long)I, out.refit_clusters, d0, d1);
         double err;
         CHECK(sm_engine_error(&l.b, &out, x, M, NULL, &err) == 0 && err <= 1e-5,
               "and the refitted layer reproduces the block (error %.2g)", err);
@@ -216,6 +217,9 @@ int main(void)
     sm_rng_fill_normal(&r, x, (size_t)M * H, 1.0f);
     sm_rng_fill_normal(&r, xh, (size_t)300 * H, 1.0f);
     test_identical(x);
+    I = 300;
+    test_identical(x);
+    I = 48;
     test_monotone(x, xh, (sm_rank){SM_RANK_FULL, 0, 0}, "full rank");
     test_monotone(x, xh, (sm_rank){SM_RANK_FRACTION, 0, 0.5}, "rank 0.5");
     test_factored_refused(x);

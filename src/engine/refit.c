@@ -1,6 +1,7 @@
 /* refit: output-preserving refit of a merged down projection (see refit.h). */
 #include "engine/refit.h"
 #include "engine/dense.h"
+#include "engine/lapack.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -11,8 +12,13 @@
 #include "util/mem.h"
 
 #define ROUTE_BLOCK 256
-#define FIT_ROWS 256   /* rows per Gram update: GEMM-sized batches of the cluster's routed rows */
-#define SOLVE_COLS 256 /* right-hand sides per triangular solve, a monitor check between them */
+/* Work between monitor checks stays far below the ~200 ms util/monitor.h asks for at I = 1408:
+ * rows per Gram update (GEMM-sized batches of the cluster's routed rows), right-hand sides per
+ * triangular solve, and the Cholesky's panel and trailing-update strip widths. */
+#define FIT_ROWS 128
+#define SOLVE_COLS 64
+#define CHOL_PANEL 128
+#define CHOL_STRIP 256
 
 void sm_refit_routes_free(sm_refit_routes *r)
 {
@@ -80,7 +86,7 @@ static int64_t factor_cols(const sm_expert *e)
 }
 
 /* y (nb × H) = Σ_i g_i E_i over the members selected on each pending row. */
-static int member_targets(fit_ws *w, int nb)
+static int member_targets(fit_ws *w, int nb, const sm_monitor *mon)
 {
     const int k = w->routes->k, n = w->src->n_experts;
     const int64_t h = w->h;
@@ -102,7 +108,7 @@ static int member_targets(fit_ws *w, int nb)
         }
         if (!ng)
             continue;
-        if (sm_expert_forward(&w->src->experts[i], w->xg, ng, w->yg) != 0)
+        if (sm_monitor_check(mon) != 0 || sm_expert_forward(&w->src->experts[i], w->xg, ng, w->yg) != 0)
             return -1;
         for (int q = 0; q < ng; q++)
             cblas_saxpy((int)h, gw[q], w->yg + q * h, 1, w->y + at[q] * h, 1);
@@ -111,7 +117,7 @@ static int member_targets(fit_ws *w, int nb)
 }
 
 /* Add the pending rows to A and B. */
-static int flush(fit_ws *w)
+static int flush(fit_ws *w, const sm_monitor *mon)
 {
     const int nb = w->pending;
     const int64_t h = w->h, inter = w->inter;
@@ -121,7 +127,7 @@ static int flush(fit_ws *w)
         memcpy(w->xs + r * h, w->x + w->rows[r] * h, sizeof(float) * (size_t)h);
     sm_linear_forward(&w->merged->gate, w->xs, nb, w->g, w->tmp);
     sm_linear_forward(&w->merged->up, w->xs, nb, w->u, w->tmp);
-    if (member_targets(w, nb) != 0)
+    if (member_targets(w, nb, mon) != 0 || sm_monitor_check(mon) != 0)
         return -1;
     for (int r = 0; r < nb; r++) {
         for (int64_t q = 0; q < inter; q++) {
@@ -135,6 +141,8 @@ static int flush(fit_ws *w)
     }
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)inter, nb, 1.0, w->hs, (int)inter, 1.0, w->A,
                 (int)inter);
+    if (sm_monitor_check(mon) != 0)
+        return -1;
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)inter, nb, 1.0, w->yd, (int)h, w->hs,
                 (int)inter, 1.0, w->B, (int)inter);
     w->fitted += nb;
@@ -157,12 +165,46 @@ static int accumulate(fit_ws *w, const sm_monitor *mon)
         w->rows[w->pending] = t;
         w->s[w->pending++] = s;
         if (w->pending == FIT_ROWS) {
-            if (sm_monitor_check(mon) != 0 || flush(w) != 0)
+            if (sm_monitor_check(mon) != 0 || flush(w, mon) != 0)
                 return -1;
             sm_monitor_report(mon, 0.7 * (double)(t + 1) / (double)w->routes->m, "refit: Gram");
         }
     }
-    return flush(w);
+    return flush(w, mon);
+}
+
+/* Cholesky a = L Lᵀ of the n×n column-major SPD a (lower triangle), right-looking by panels, the
+ * trailing update in strips, with monitor checks between: one LAPACK dpotrf over I = 14336 would
+ * run a TFLOP unchecked. */
+static int chol_checked(int n, double *a, const sm_monitor *mon)
+{
+    for (int k0 = 0; k0 < n; k0 += CHOL_PANEL) {
+        const int kb = n - k0 < CHOL_PANEL ? n - k0 : CHOL_PANEL, o = k0 + kb, m2 = n - o;
+        int info = 0;
+        double *l11 = a + k0 + (int64_t)k0 * n, *l21 = a + o + (int64_t)k0 * n;
+        if (sm_monitor_check(mon) != 0)
+            return -1;
+        dpotrf_("L", &kb, l11, &n, &info, 1);
+        if (info > 0)
+            return sm_err("the refit's Gram is not positive definite (Cholesky pivot %d of %d)", k0 + info, n);
+        if (info < 0)
+            return sm_err("dpotrf: invalid argument %d", -info);
+        if (!m2)
+            break;
+        cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m2, kb, 1.0, l11, n, l21, n);
+        for (int j0 = 0; j0 < m2; j0 += CHOL_STRIP) { /* A22 -= L21 L21ᵀ, strip [j0, j1) of its columns */
+            const int j1 = m2 - j0 < CHOL_STRIP ? m2 : j0 + CHOL_STRIP;
+            double *a22 = a + o + (int64_t)o * n;
+            if (sm_monitor_check(mon) != 0)
+                return -1;
+            cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, j1 - j0, kb, -1.0, l21 + j0, n, 1.0,
+                        a22 + j0 + (int64_t)j0 * n, n);
+            if (j1 < m2)
+                cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, m2 - j1, j1 - j0, kb, -1.0, l21 + j1, n,
+                            l21 + j0, n, 1.0, a22 + j1 + (int64_t)j0 * n, n);
+        }
+    }
+    return 0;
 }
 
 /* Σ‖y − s D h‖² = Σ‖y‖² − 2⟨D, B⟩ + ⟨D A, D⟩ for D (H×I, float) and the unridged A (full, row-major) and B. */
@@ -194,7 +236,7 @@ static int solve(fit_ws *w, sm_merged *down, double lambda, const sm_monitor *mo
         w->A[q * inter + q] += lambda;
     /* Row-major upper = column-major lower; B row-major H×I = column-major I×H: the right-hand
      * sides of A Dᵀ = Bᵀ are B's rows. */
-    if (sm_monitor_check(mon) != 0 || sm_chol_f64((int)inter, w->A) != 0)
+    if (chol_checked((int)inter, w->A, mon) != 0)
         return -1;
     for (int64_t j0 = 0; j0 < h; j0 += SOLVE_COLS) {
         const int nc = (int)(h - j0 < SOLVE_COLS ? h - j0 : SOLVE_COLS);
