@@ -5,10 +5,13 @@
  *   - the MoE-block output error on the fit rows never grows, on a random layer (clusters of
  *     distinct experts, full and reduced rank) and on every demo layer (remap, so the routing is
  *     the source's); the held-out errors are printed beside;
- *   - a factored down projection (submoe-whitened below full rank) is refused with a message. */
+ *   - a factored down projection (submoe-whitened below full rank) is refused with a message;
+ *   - refit in a plan (defaults, layer, cluster, auto's recorded choice) reaches the engine job
+ *     through the resolver, and its inverse writes it back. */
 #include "engine/engine.h"
 #include "forward/moelayer.h"
 #include "pipeline/build.h"
+#include "pipeline/resolve.h"
 #include "util/diag.h"
 #include "util/mem.h"
 #include "util/rng.h"
@@ -209,6 +212,52 @@ static void test_demo(void)
     free(tokens);
 }
 
+static void test_plan_resolve(void)
+{
+    const char *text = "submoe_plan: 1\nmodel: {path: x}\ndefaults: {method: submoe, refit: down}\nlayers:\n"
+                       "  1:\n    groups: [[0, 1], [2, 3], [4, 5], [6, 7]]\n    clusters: {2: {refit: none}}\n"
+                       "  2: {refit: none}\n"
+                       "  3: {method: auto, chosen: \"submoe+align+refit/dominant (held-out loss: submoe 0.3)\"}\n";
+    sm_plan p;
+    int rc = sm_plan_parse(text, strlen(text), "refit.yaml", &p);
+    CHECK(rc == 0, "a plan with refit parses %s", rc ? sm_errmsg() : "");
+    if (rc)
+        return;
+    sm_resolved_layer r[4];
+    for (int L = 0; L < 4; L++)
+        sm_resolve_layer(&p, sm_plan_find_layer(&p, L), L, 8, 4, NULL, &r[L]);
+    const sm_layer_spec *s1 = &r[1].job.spec;
+    CHECK(s1->refit && s1->cluster_refit && s1->n_cluster == 4 && s1->cluster_refit[0] && s1->cluster_refit[3] &&
+              !s1->cluster_refit[2],
+          "layer 1: refit from the defaults, cluster 2's own refit: none");
+    CHECK(!r[2].job.spec.refit && r[0].job.spec.refit && !r[0].job.spec.cluster_refit,
+          "layer 2: refit: none; layer 0 (no entry): the defaults' down");
+    CHECK(!r[3].is_auto && r[3].job.spec.refit && r[3].job.spec.align && !r[3].job.spec.cluster_refit,
+          "auto's recorded choice submoe+align+refit is built with refit");
+    CHECK(sm_auto_choice_refit("submoe+refit (held-out loss: submoe 0.3)") &&
+              !sm_auto_choice_refit("submoe (held-out loss: submoe 0.3, submoe+refit 0.4)"),
+          "sm_auto_choice_refit reads the choice, not the scores");
+    sm_plan q;
+    sm_plan_init(&q);
+    q.model_path = xstrdup("x");
+    q.n_layers = 2;
+    q.layers = xcalloc(2, sizeof *q.layers);
+    sm_resolve_layer_entry(&r[1], false, NULL, false, &q.layers[0]);
+    sm_resolve_layer_entry(&r[2], false, NULL, false, &q.layers[1]);
+    char *out = NULL;
+    size_t len = 0;
+    sm_plan_format(&q, &out, &len);
+    CHECK(out && strstr(out, "  1:\n    experts: 4\n    method: submoe\n    align: false\n    refit: down\n") &&
+              strstr(out, "      2: {refit: none}\n") && strstr(out, "  2:\n") &&
+              strstr(strstr(out, "  2:\n"), "refit: none\n"),
+          "the inverse writes the layers' and the cluster's refit back:\n%s", out ? out : "");
+    free(out);
+    sm_plan_free(&q);
+    for (int L = 0; L < 4; L++)
+        sm_resolved_layer_free(&r[L]);
+    sm_plan_free(&p);
+}
+
 int main(void)
 {
     sm_rng r;
@@ -223,6 +272,7 @@ int main(void)
     test_monotone(x, xh, (sm_rank){SM_RANK_FULL, 0, 0}, "full rank");
     test_monotone(x, xh, (sm_rank){SM_RANK_FRACTION, 0, 0.5}, "rank 0.5");
     test_factored_refused(x);
+    test_plan_resolve();
     free(x), free(xh);
     if (getenv("DEMO"))
         test_demo();
