@@ -5,7 +5,10 @@
  * shape of the paper's Table 1 (issue 17).
  *
  *   bench/demo_table [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N]
- *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]
+ *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--refit-only]
+ *
+ * After the table, refit's held-out gain (issue 18 item 3): the merges of the table without and with
+ * `refit: down`, both routers (--refit-only prints only that part).
  *
  * Every row is built with the same pipeline `submoe apply` runs (each layer resolved by
  * pipeline/resolve.h from the row's defaults and the planner's groups; pipeline/build.h: statistics
@@ -50,6 +53,7 @@ static sm_calib *calib;
 static sm_tokens held;
 static int n_seq, seq_len;
 static sm_tok *tok;          /* NULL: no accuracy column */
+static bool plan_refit;      /* every merge of plan_ppl's plans with refit: down */
 static sm_mc_task task;
 
 static int blocks_override(void *ctx, int layer, const sm_moe_block **block)
@@ -92,6 +96,7 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
         p.defaults.has_method = true, p.defaults.method_auto = is_auto, p.defaults.method = method;
         p.defaults.has_router = true, p.defaults.router = router;
         p.defaults.has_align = true, p.defaults.align = align;
+        p.defaults.has_refit = true, p.defaults.refit = plan_refit;
         sm_resolve_layer(&p, NULL, l, pl[l].n, pl[l].k, pl[l].assign, &rl[l]);
         const sm_layer_job *j = &rl[l].job;
         char why[600];
@@ -117,11 +122,67 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
     return ppl;
 }
 
+/* refit's held-out gain: perplexity of the table's merges without and with refit: down, at each
+ * ratio and router (the groups of the planner, as in the table). */
+static void refit_gain_table(void)
+{
+    const struct {
+        const char *label;
+        bool align;
+        sm_cluster_algo algo;
+    } merges[] = {
+        {"submoe", false, SM_CLUSTER_KMEANS},
+        {"submoe, aligned", true, SM_CLUSTER_KMEANS},
+        {"submoe, dominant", false, SM_CLUSTER_DOMINANT},
+        {"submoe, dom+align", true, SM_CLUSTER_DOMINANT},
+    };
+    const double ratios[2] = {0.25, 0.5};
+    const sm_router_mode routers[2] = {SM_ROUTER_REMAP, SM_ROUTER_COLLAPSE_LSTSQ};
+    const sm_config *c = sm_model_config(model);
+    printf("\nrefit: down (each merged down projection refitted to its members' routing-weighted outputs on the\n"
+           "calibration fit rows): held-out perplexity without -> with refit, and the change\n");
+    printf("%-18s", "merge");
+    for (int r = 0; r < 2; r++)
+        printf(" | %3.0f%% fewer: remap                   lstsq                  ", ratios[r] * 100);
+    printf("\n");
+    double gain_sum[2][2] = {{0, 0}, {0, 0}};
+    int n_rows = (int)(sizeof merges / sizeof merges[0]);
+    for (int q = 0; q < n_rows; q++) {
+        printf("%-18s", merges[q].label);
+        for (int r = 0; r < 2; r++) {
+            sm_planned_layer pl[64];
+            sm_planner_opts po = {.ratio = ratios[r], .window = 2, .algo = merges[q].algo, .sim = SM_SIM_OUTPUT,
+                                  .seed = 1};
+            if (c->n_layers > 64 || sm_planner_run(model, calib, &po, NULL, pl))
+                sm_die("%s", sm_errmsg());
+            printf(" |");
+            for (int ro = 0; ro < 2; ro++) {
+                plan_refit = false;
+                double p0 = plan_ppl(pl, SM_MERGE_SUBMOE, routers[ro], false, merges[q].align, NULL);
+                plan_refit = true;
+                double p1 = plan_ppl(pl, SM_MERGE_SUBMOE, routers[ro], false, merges[q].align, NULL);
+                plan_refit = false;
+                printf(" %7.3f -> %7.3f (%+5.1f%%)", p0, p1, 100.0 * (p1 / p0 - 1.0));
+                gain_sum[r][ro] += p1 / p0 - 1.0;
+            }
+            for (int l = 0; l < c->n_layers; l++)
+                sm_planned_layer_free(&pl[l]);
+            fflush(stdout);
+        }
+        printf("\n");
+    }
+    for (int r = 0; r < 2; r++)
+        printf("%2.0f%% fewer experts: refit changes held-out perplexity by %+.1f%% (remap) and %+.1f%% (lstsq) on "
+               "average over these merges\n",
+               ratios[r] * 100, 100.0 * gain_sum[r][0] / n_rows, 100.0 * gain_sum[r][1] / n_rows);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = "data/demo", *ctok = "data/calib.u32", *htok = "data/heldout.u32",
                *task_file = "data/demo-task.jsonl";
     int samples = 32, max_tokens = 32768;
+    bool refit_only = false;
     seq_len = 256;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
@@ -140,9 +201,12 @@ int main(int argc, char **argv)
             task_file = argv[++i];
         else if (!strcmp(argv[i], "--no-task"))
             task_file = NULL;
+        else if (!strcmp(argv[i], "--refit-only"))
+            refit_only = true;
         else {
             fprintf(stderr, "usage: %s [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N] "
-                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]\n", argv[0]);
+                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--refit-only]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -179,6 +243,8 @@ int main(int argc, char **argv)
         printf(", accuracy %.3f on %s (%zu items, acc as eval --task; the acc column: the lstsq model)",
                base_acc, task_file, task.n);
     printf("\n\n");
+    if (refit_only)
+        goto refit;
 
     const row rows[] = {
         {"submoe", SM_MERGE_SUBMOE, false, false, false, SM_CLUSTER_KMEANS},
@@ -248,6 +314,8 @@ int main(int argc, char **argv)
                "(best single method %.3f)\n",
                ratios[r] * 100, aligned[r], unaligned[r], best_prune[r], autov[r],
                fmin(best_merge[r], best_prune[r]));
+refit:
+    refit_gain_table();
     printf("(%.1f s)\n", sm_now() - t0);
     sm_calib_free(calib);
     sm_tok_free(tok);

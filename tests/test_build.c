@@ -70,6 +70,7 @@ static void test_auto_shared(const char *tokens, const char *held, sm_arch arch)
     bool al;
     sm_auto_choice_parse(why, &mm, &al);
     j.spec.method = mm, j.spec.align = al;
+    j.spec.refit = sm_auto_choice_refit(why);
     CHECK(sm_layer_build_run(m, c, &j, NULL, &d) == 0, "%s: the chosen method built directly", sm_arch_name(arch));
     sm_tokens t;
     const sm_config *cfg = sm_model_config(m);

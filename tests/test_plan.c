@@ -53,6 +53,9 @@ static void test_full(const char *dir)
     CHECK(l2 && l2->n_clusters == 2 && l2->clusters[1].index == 2 && l2->clusters[1].rank.set[2] &&
               !l2->clusters[1].rank.set[0] && l2->clusters[1].rank.r[2].fraction == 0.25,
           "layer 2: per-cluster ranks");
+    CHECK(l2 && l2->s.has_refit && !l2->s.refit && l2->clusters[0].has_refit && !l2->clusters[0].refit &&
+              !l2->clusters[1].has_refit && !d->has_refit,
+          "layer 2: refit: none, and per cluster");
     CHECK(l2 && l2->pos.line == 31 && l2->pos.col == 3, "layer 2 remembers its position (%d:%d)", l2 ? l2->pos.line : 0,
           l2 ? l2->pos.col : 0);
     CHECK(l3 && l3->s.method_auto && l3->s.align && l3->chosen && strstr(l3->chosen, "aligned"),

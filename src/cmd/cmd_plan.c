@@ -56,6 +56,9 @@ static void usage(FILE *out)
             "      --svd S              union-SVD subspace: auto (default), exact or randomized\n"
             "      --align              align the members' intermediate neurons before merging (for\n"
             "                           experts trained from scratch; auto tries both)\n"
+            "      --refit[=down|none]  refit each merged expert's down projection by ridge least squares\n"
+            "                           so it reproduces its members' routing-weighted outputs on the\n"
+            "                           calibration rows (refit: down; auto tries both)\n"
             "Calibration:\n"
             "  -t, --tokens FILE        calibration tokens (default: the bundled data/calib.u32, bytes of\n"
             "                           English text: only for a byte vocabulary, else refused)\n"
@@ -136,6 +139,9 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
                           b->merged.align_corr > 0 ? " aligned" : "");
     if (b->merged.align_corr > 0)
         n += (size_t)snprintf(text + n, sizeof text - n, " (matched neurons correlate %.3f)", b->merged.align_corr);
+    if (b->merged.refit_clusters > 0)
+        n += (size_t)snprintf(text + n, sizeof text - n, ", down projection refitted in %d cluster%s",
+                              b->merged.refit_clusters, b->merged.refit_clusters > 1 ? "s" : "");
     if (sm_merge_method_merges(b->merged.method))
         n += (size_t)snprintf(text + n, sizeof text - n, ", router %s", sm_router_mode_name(rl->job.spec.router));
     if (b->output_error >= 0)
@@ -247,7 +253,8 @@ static int check_paths(const sm_plan *p, const char *model, const char *out)
 
 enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
        O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR, O_ALIGN,
-       O_SVD, O_TEXT, O_TEXT_FIELD };
+       O_SVD, O_TEXT, O_TEXT_FIELD,
+       O_REFIT };
 static const struct option plan_options[] = {
     {"experts", required_argument, NULL, 'e'},    {"ratio", required_argument, NULL, 'r'},
     {"allocation", required_argument, NULL, O_ALLOC}, {"window", required_argument, NULL, O_WINDOW},
@@ -262,6 +269,7 @@ static const struct option plan_options[] = {
     {"dtype", required_argument, NULL, O_DTYPE},  {"shard-size", required_argument, NULL, O_SHARD},
     {"out-dir", required_argument, NULL, O_OUTDIR}, {"out", required_argument, NULL, 'o'},
     {"align", no_argument, NULL, O_ALIGN},
+    {"refit", optional_argument, NULL, O_REFIT},
     {"text", required_argument, NULL, O_TEXT},    {"text-field", required_argument, NULL, O_TEXT_FIELD},
     {"quiet", no_argument, NULL, 'q'},            {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -323,6 +331,11 @@ static int parse_option(int ch, sm_plan *p, plan_args *a)
         break;
     case O_RANK: bad = parse_ranks(optarg, &p->defaults.rank); break;
     case O_ALIGN: p->defaults.has_align = p->defaults.align = true; break;
+    case O_REFIT:
+        p->defaults.has_refit = true, p->defaults.refit = true;
+        if (optarg && sm_plan_refit_parse(optarg, &p->defaults.refit))
+            bad = sm_err("--refit: expected down or none, got '%s'", optarg);
+        break;
     case O_DAMPING:
         bad = parse_num("--damping", optarg, 1e-12, 1e6, &p->merge.damping);
         p->merge.has_damping = true;

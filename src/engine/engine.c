@@ -571,13 +571,21 @@ static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
     return 0;
 }
 
-/* Merge of cluster c's gate, up and down (aligned copies where there are) into out->experts[c].
- * f: the members' frequencies; w, gr: scratch for n pointers. Progress: [m_lo, c_hi]. */
+static bool refit_asked(const sm_layer_spec *spec, int c)
+{
+    return spec->cluster_refit && c < spec->n_cluster ? spec->cluster_refit[c] : spec->refit;
+}
+
+/* Merge of cluster c's gate, up and down (aligned copies where there are) into out->experts[c],
+ * then its refit when asked (routes: the fit rows' routing). f: the members' frequencies; w, gr:
+ * scratch for n pointers. Progress: [m_lo, c_hi]. */
 static int merge_cluster(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int c, int nm,
                          const double *f, const float **w, const float **gr, const aligned_experts *al,
-                         const sm_layer_spec *spec, const sm_monitor *mon, double m_lo, double c_hi,
-                         sm_merged_layer *out)
+                         const sm_layer_spec *spec, const float *x, const sm_refit_routes *routes,
+                         const sm_monitor *mon, double m_lo, double c_hi, sm_merged_layer *out)
 {
+    const double r_hi = c_hi, r_lo = refit_asked(spec, c) ? m_lo + (c_hi - m_lo) * 0.75 : c_hi;
+    c_hi = r_lo;
     const int n = src->n_experts;
     for (int j = 0; j < 3; j++) {
         int q = 0;
@@ -611,6 +619,17 @@ static int merge_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
     out->experts[c].gate = linear_of(&out->mats[c][0]);
     out->experts[c].up = linear_of(&out->mats[c][1]);
     out->experts[c].down = linear_of(&out->mats[c][2]);
+    if (!refit_asked(spec, c))
+        return 0;
+    sm_matset set = {nm, out->mats[c][2].out, out->mats[c][2].in, w}; /* the members' downs as merged */
+    sm_monitor_span span;
+    int rc = sm_refit_merged(src, assign, c, &set, out->mats[c], &out->experts[c], x, routes, spec->refit_ridge,
+                             sm_monitor_span_init(&span, mon, r_lo, r_hi));
+    if (rc < 0 && !sm_monitor_cancelled(mon))
+        sm_err_prefix("cluster %d", c);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    out->refit_clusters++;
     return 0;
 }
 
@@ -659,11 +678,17 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
     double *f = sm_alloc((size_t)n, sizeof(double));
     aligned_experts al = {sm_zalloc((size_t)n, sizeof(sm_expert)), sm_zalloc((size_t)n * 3, sizeof(float *)),
                           sm_zalloc((size_t)n, sizeof(float *))};
+    sm_refit_routes routes = {0}; /* the fit rows' routing, when a cluster is refitted */
+    bool any_refit = false;
+    for (int c = 0; c < k; c++)
+        any_refit |= refit_asked(spec, c);
     int rc = -1;
     if (!out->mats || !out->experts || !out->cluster_of || !w || !gr || !f || !al.experts || !al.bufs ||
         !al.gram_mid)
         goto done;
     memcpy(out->cluster_of, assign, sizeof(int) * (size_t)n);
+    if (any_refit && sm_refit_route(src, x, m, mon, &routes) != 0)
+        goto done;
     int n_aligned = 0;
     for (int c = 0; c < k; c++) {
         int nm = 0;
@@ -677,7 +702,8 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
         const double m_lo = aligning ? 0.5 * (c_lo + c_hi) : c_lo;
         if (aligning && align_cluster(src, a, assign, c, nm, x, m, mon, c_lo, m_lo, &al, &n_aligned, out) != 0)
             goto done;
-        if (merge_cluster(src, a, assign, c, nm, f, w, gr, &al, spec, mon, m_lo, c_hi, out) != 0)
+        if (merge_cluster(src, a, assign, c, nm, f, w, gr, &al, spec, x, any_refit ? &routes : NULL, mon, m_lo, c_hi,
+                          out) != 0)
             goto done;
         for (int i = 0; i < n; i++) { /* the cluster's permuted copies are merged: drop them */
             for (int q = 0; q < 3; q++) {
@@ -700,6 +726,7 @@ done:
         free(al.gram_mid[i]);
     free(al.experts), free(al.bufs), free(al.gram_mid);
     free(w), free(gr), free(f);
+    sm_refit_routes_free(&routes);
     return rc;
 }
 

@@ -23,6 +23,7 @@
 #include "engine/merge.h"
 #include "util/monitor.h"
 #include "engine/prune.h"
+#include "engine/refit.h"
 #include "engine/router.h"
 #include "engine/similarity.h"
 #include "engine/unionsvd.h"
@@ -108,6 +109,12 @@ typedef struct sm_layer_spec {
     /* Neuron alignment (engine/align.h) before merging: every member of a cluster is permuted to
      * match its most frequent member, using the calibration inputs x. */
     bool align;
+    /* Output-preserving refit of each merged cluster's down projection (refit.h) on the
+     * calibration inputs x; cluster_refit (n_cluster entries, or NULL) overrides it per cluster.
+     * refit_ridge: relative λ (0 = SM_REFIT_RIDGE_DEFAULT). */
+    bool refit;
+    const bool *cluster_refit;
+    double refit_ridge;
 } sm_layer_spec;
 
 typedef struct sm_merged_layer {
@@ -123,6 +130,7 @@ typedef struct sm_merged_layer {
     int *cluster_of;            /* original n: slot of each original expert (−1 = dropped) */
     int n_original;
     double align_corr;          /* aligned merges: mean correlation of matched neurons (else 0) */
+    int refit_clusters;         /* clusters whose down projection was refitted */
 } sm_merged_layer;
 
 /* Merge (or prune) a layer. assign/k: the clusters (ignored by keep; for pruning, k is the

@@ -38,6 +38,7 @@ static int layer_shape(sm_resolved_plan *r, sm_resolved_layer *rl, sm_out_format
         bool al = false;
         j->spec.method = sm_auto_choice_parse(why, &mm, &al) == 0 ? mm : b.merged.method;
         j->spec.align = al;
+        j->spec.refit = sm_auto_choice_refit(why), j->spec.cluster_refit = NULL;
         if (sm_merge_method_merges(b.merged.method) && rl->assign) /* the groups it merged on */
             memcpy(rl->assign, b.assign, sizeof(int) * (size_t)rl->n);
         rl->auto_why = xstrdup(why);

@@ -165,6 +165,13 @@ typedef struct {
     bool align, dominant;
 } auto_candidate;
 
+/* A candidate's refit (refit: down, DESIGN §2.10) is the whole layer's, whatever the plan says. */
+static void candidate_refit(sm_layer_job *j, bool refit)
+{
+    j->spec.refit = refit;
+    j->spec.cluster_refit = NULL;
+}
+
 static sm_layer_job candidate_job(const sm_layer_job *job, const auto_candidate *cand, const int *dominant)
 {
     sm_layer_job j = *job;
@@ -180,7 +187,8 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
 {
     /* Candidates: the merge without and with neuron alignment (on the job's groups, and with
      * job->regroup also on dominant groups), then both prunings. */
-    auto_candidate cand[6];
+    auto_candidate cand[10];
+    bool refit[10] = {false}; /* candidate i refits its merged down projections */
     int nc = 0;
     bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
     bool regroup = merges && job->regroup;
@@ -191,6 +199,15 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     if (regroup) { /* skipped when the dominant groups are the job's own */
         cand[nc++] = (typeof(cand[0])){job->spec.method, false, true};
         cand[nc++] = (typeof(cand[0])){job->spec.method, true, true};
+    }
+    /* the same merges with their down projections refitted (issue 18 item 3) */
+    if (merges) {
+        refit[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, false, false};
+        refit[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, true, false};
+    }
+    if (regroup) {
+        refit[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, false, true};
+        refit[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, true, true};
     }
     cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_FREQUENCY, false, false};
     cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_OUTPUT, false, false};
@@ -242,6 +259,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         if (cand[i].dominant && skip_dominant)
             continue;
         sm_layer_job j = candidate_job(job, &cand[i], dominant);
+        candidate_refit(&j, refit[i]);
         sm_layer_build b;
         sm_monitor_span span;
         double lo = (double)i / nc, hi = (i + 1.0) / nc, score;
@@ -271,9 +289,9 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
             rc = -1;
             break;
         }
-        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s%s %.4g",
+        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s%s%s %.4g",
                                  used ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
-                                 cand[i].dominant ? "/dominant" : "", score);
+                                 refit[i] ? "+refit" : "", cand[i].dominant ? "/dominant" : "", score);
         if (have < 0 || score < best_score) {
             if (best_held)
                 sm_layer_build_free(&best);
@@ -293,6 +311,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     }
     if (!rc && have >= 0 && !best_held) { /* the winner again: the same job on the same rows, the same layer */
         sm_layer_job j = candidate_job(job, &cand[have], dominant);
+        candidate_refit(&j, refit[have]);
         sm_monitor_span span;
         rc = build_with(m, c, &j, sm_monitor_span_init(&span, mon, 1.0, 1.0), &src, ref, &best);
         best_held = rc == 0;
@@ -306,12 +325,18 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         sm_moe_layer_free(&src);
         return -1;
     }
-    snprintf(why, why_len, "%s%s%s (%s: %s)", sm_merge_method_name(cand[have].method),
-             cand[have].align ? "+align" : "", cand[have].dominant ? "/dominant" : "",
+    snprintf(why, why_len, "%s%s%s%s (%s: %s)", sm_merge_method_name(cand[have].method),
+             cand[have].align ? "+align" : "", refit[have] ? "+refit" : "", cand[have].dominant ? "/dominant" : "",
              by_loss ? "held-out loss, nats/token" : "held-out output error", errs);
     build_move(out, &best);
     out->src_borrowed = false; /* the winner takes the shared copy */
     return 0;
+}
+
+bool sm_auto_choice_refit(const char *why)
+{
+    const char *r = why ? strstr(why, "+refit") : NULL;
+    return r && (size_t)(r - why) < strcspn(why, " "); /* in the choice, not in its scores */
 }
 
 int sm_auto_choice_parse(const char *why, sm_merge_method *out, bool *align)

@@ -57,18 +57,21 @@ int sm_layer_build_check(const sm_layer_build *b);
 /* method auto (DESIGN §2.5b): build the job's merge method on its clusters without and with neuron
  * alignment (with job->regroup, also on dominant groups: the k most-routed experts as centres,
  * which keeps busy experts apart on models with skewed routing), prune-frequency and prune-output
- * (keeping job->k experts), and keep the best — out->assign holds the chosen groups:
+ * (keeping job->k experts), each merge also with its down projections refitted (refit: down), and
+ * keep the best — out->assign holds the chosen groups:
  *   - by held-out loss of the whole model with the candidate layer swapped in, when the model has
  *     at most SM_AUTO_LOSS_MAX_PARAMS parameters and the calib has held-out token windows
  *     (sm_calib_eval_windows) — a forward pass is cheap there, and the MoE-block error alone can
  *     prefer a choice that hurts more downstream;
  *   - else by MoE-block output error on the held-out rows.
- * `why` receives "<chosen>[+align][/dominant] (<metric>: submoe 0.2, submoe+align 0.1, ...)". */
+ * `why` receives "<chosen>[+align][+refit][/dominant] (<metric>: submoe 0.2, submoe+align 0.1, ...)". */
 #define SM_AUTO_LOSS_MAX_PARAMS 1000000000ull
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len);
 /* The method (and whether aligned) named at the start of an auto `why` string; -1 if none. */
 int sm_auto_choice_parse(const char *why, sm_merge_method *out, bool *align);
+/* Whether the choice at the start of an auto `why` string refits ("submoe+refit", "submoe+align+refit/dominant"). */
+bool sm_auto_choice_refit(const char *why);
 
 /* Clusters of a layer for a job without merging (for `plan`): assign[n], canonical labels. */
 int sm_layer_cluster(sm_calib *c, const sm_moe_layer *src, const sm_layer_job *job, const sm_monitor *mon,

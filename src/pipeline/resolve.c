@@ -116,6 +116,7 @@ void sm_resolved_layer_free(sm_resolved_layer *rl)
         return;
     free(rl->assign);
     free(rl->cluster);
+    free(rl->cluster_refit);
     free(rl->auto_why);
     free(rl->clusters);
     memset(rl, 0, sizeof *rl);
@@ -136,6 +137,18 @@ static void resolve_cluster_ranks(const sm_plan_layer *pl, sm_resolved_layer *rl
                 rl->cluster[pl->clusters[q].index][m].rank = pl->clusters[q].rank.r[m];
     j->spec.cluster = (const sm_merge_opts(*)[3])rl->cluster;
     j->spec.n_cluster = j->k;
+    bool any_refit = false;
+    for (int q = 0; q < pl->n_clusters; q++)
+        any_refit |= pl->clusters[q].has_refit;
+    if (!any_refit)
+        return;
+    rl->cluster_refit = xcalloc((size_t)j->k, sizeof *rl->cluster_refit);
+    for (int q = 0; q < j->k; q++)
+        rl->cluster_refit[q] = j->spec.refit;
+    for (int q = 0; q < pl->n_clusters; q++)
+        if (pl->clusters[q].has_refit && pl->clusters[q].index < j->k)
+            rl->cluster_refit[pl->clusters[q].index] = pl->clusters[q].refit;
+    j->spec.cluster_refit = rl->cluster_refit;
 }
 
 void sm_resolve_layer(const sm_plan *p, const sm_plan_layer *pl, int layer, int n, int target_k,
@@ -152,6 +165,7 @@ void sm_resolve_layer(const sm_plan *p, const sm_plan_layer *pl, int layer, int 
     j->spec.method = eff.method;
     j->spec.router = eff.router;
     j->spec.align = eff.align;
+    j->spec.refit = eff.refit;
     j->algo = eff.clustering;
     j->sim = eff.similarity;
     j->seed = p->has_seed ? p->seed : 1;
@@ -191,6 +205,7 @@ void sm_resolve_layer(const sm_plan *p, const sm_plan_layer *pl, int layer, int 
         rl->auto_why = xstrdup(pl->chosen);
         j->spec.method = mm;
         j->spec.align = al;
+        j->spec.refit = sm_auto_choice_refit(pl->chosen), j->spec.cluster_refit = NULL;
         rl->is_auto = false; /* decided in the plan */
     }
 }
@@ -213,6 +228,8 @@ void sm_resolve_layer_entry(const sm_resolved_layer *rl, bool is_auto, const cha
         pl->chosen = xstrdup(chosen);
     if (merges)
         pl->s.has_align = true, pl->s.align = j->spec.align;
+    if (merges)
+        pl->s.has_refit = true, pl->s.refit = j->spec.refit;
     if (router)
         pl->s.has_router = true, pl->s.router = j->spec.router;
     for (int q = 0; q < 3; q++)

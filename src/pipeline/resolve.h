@@ -33,6 +33,7 @@ typedef struct sm_resolved_layer {
     int *assign;                   /* n: clusters (merges and auto; explicit groups always), or NULL */
     bool groups_pending;           /* assign still to be clustered (sm_layer_cluster with job) */
     sm_merge_opts (*cluster)[3];   /* per-cluster options (job.spec.cluster) */
+    bool *cluster_refit;           /* per-cluster refit (job.spec.cluster_refit), or NULL */
     int n_clusters;                /* the plan's per-cluster rank overrides, as given */
     sm_plan_cluster *clusters;
 } sm_resolved_layer;
@@ -76,8 +77,9 @@ void sm_resolved_layer_free(sm_resolved_layer *rl);
 
 /* The inverse: a resolved layer as a plan entry that resolves back to it — its experts, method
  * (auto, with its recorded choice `chosen` or none), alignment (merges), groups (merges and auto:
- * rl->assign, unless NULL), every matrix's rank, the per-group ranks it was given (merges and
- * auto), and the router when `router` (else the plan's defaults give it). sm_plan_free frees it with its plan. */
+ * rl->assign, unless NULL), every matrix's rank, the per-group ranks and refits it was given (merges
+ * and auto), refit (merges; auto's is in `chosen`), and the router when `router` (else the plan's
+ * defaults give it). sm_plan_free frees it with its plan. */
 void sm_resolve_layer_entry(const sm_resolved_layer *rl, bool is_auto, const char *chosen, bool router,
                             sm_plan_layer *out);
 

@@ -147,6 +147,18 @@ const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer)
     return NULL;
 }
 
+const char *sm_plan_refit_name(bool refit)
+{
+    return refit ? "down" : "none";
+}
+
+int sm_plan_refit_parse(const char *s, bool *out)
+{
+    if (!strcmp(s, "down") || !strcmp(s, "none"))
+        return *out = !strcmp(s, "down"), 0;
+    return sm_err("unknown refit '%s' (expected down or none)", s);
+}
+
 #define PICK(field, has, dflt) (pl && pl->s.has) ? pl->s.field : p->defaults.has ? p->defaults.field : (dflt)
 
 void sm_plan_effective_settings(const sm_plan *p, const sm_plan_layer *pl, sm_plan_effective *out)
@@ -155,6 +167,7 @@ void sm_plan_effective_settings(const sm_plan *p, const sm_plan_layer *pl, sm_pl
     out->method = out->is_auto ? SM_PLAN_DEFAULT_METHOD : PICK(method, has_method, SM_PLAN_DEFAULT_METHOD);
     out->router = PICK(router, has_router, SM_PLAN_DEFAULT_ROUTER);
     out->align = PICK(align, has_align, false);
+    out->refit = PICK(refit, has_refit, SM_PLAN_DEFAULT_REFIT);
     out->clustering = PICK(clustering, has_clustering, SM_CLUSTER_KMEANS);
     out->similarity = PICK(similarity, has_similarity, SM_SIM_OUTPUT);
     for (int j = 0; j < 3; j++)
@@ -223,6 +236,19 @@ static int check_ranks(const sm_plan *p, const sm_plan_ranks *rk, const char *ke
     return 0;
 }
 
+/* refit: down rewrites a dense down projection; submoe-whitened below full rank stores it as two
+ * factors (refit before factoring is not supported). */
+static int check_refit(const sm_plan *p, const sm_plan_effective *eff, bool refit, const sm_rank *down,
+                       sm_plan_pos pos, const char *key)
+{
+    if (!refit || eff->is_auto || eff->method != SM_MERGE_SUBMOE_WHITENED || down->kind == SM_RANK_FULL)
+        return 0;
+    char r[32];
+    sm_rank_format(down, r, sizeof r);
+    return at(p, pos, "%s: refit: down needs a dense down projection, but submoe-whitened at rank %s stores it as "
+                      "two factors; give the down projection rank full or set refit: none", key, r);
+}
+
 int sm_plan_check_model(const sm_plan *p, const sm_model *m)
 {
     const sm_config *c = sm_model_config(m);
@@ -248,6 +274,9 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m)
     sm_plan_effective dflt;
     sm_plan_effective_settings(p, NULL, &dflt);
     bool dflt_remap_merge = !dflt.is_auto && sm_merge_method_merges(dflt.method) && dflt.router == SM_ROUTER_REMAP;
+    if (check_refit(p, &dflt, dflt.refit, &dflt.rank[2],
+                    p->defaults.has_refit ? p->defaults.pos_refit : p->defaults.rank.pos[2], "defaults.refit"))
+        return -1;
     if (p->defaults.has_experts && p->defaults.experts < c->top_k && !dflt_remap_merge)
         return at(p, p->defaults.pos_experts,
                   "defaults.experts: %d is fewer than the %d experts each token is routed to (only a merge with "
@@ -308,9 +337,13 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m)
             maxm = l->group_len[g] > maxm ? l->group_len[g] : maxm;
         if (!l->n_groups)
             maxm = n;
-        char rk[80];
+        char rk[100];
         snprintf(rk, sizeof rk, "%s.rank", key);
         if (check_ranks(p, &l->s.rank, rk, inter, H, maxm))
+            return -1;
+        snprintf(rk, sizeof rk, "%s.refit", key);
+        if (check_refit(p, &eff, eff.refit, &eff.rank[2],
+                        l->s.has_refit ? l->s.pos_refit : l->s.rank.set[2] ? l->s.rank.pos[2] : l->pos, rk))
             return -1;
         for (int q = 0; q < l->n_clusters; q++) {
             const sm_plan_cluster *cl = &l->clusters[q];
@@ -321,6 +354,11 @@ int sm_plan_check_model(const sm_plan *p, const sm_model *m)
                     return at(p, cl->pos, "%s.clusters.%d: cluster given twice", key, cl->index);
             snprintf(rk, sizeof rk, "%s.clusters.%d.rank", key, cl->index);
             if (check_ranks(p, &cl->rank, rk, inter, H, l->group_len[cl->index]))
+                return -1;
+            snprintf(rk, sizeof rk, "%s.clusters.%d.refit", key, cl->index);
+            if (check_refit(p, &eff, cl->has_refit ? cl->refit : eff.refit,
+                            cl->rank.set[2] ? &cl->rank.r[2] : &eff.rank[2],
+                            cl->has_refit ? cl->pos_refit : cl->rank.set[2] ? cl->rank.pos[2] : cl->pos, rk))
                 return -1;
         }
     }
@@ -452,6 +490,8 @@ static void put_settings(sbuf *b, const char *ind, const sm_plan_settings *s)
         put(b, "%srouter: %s\n", ind, sm_router_mode_name(s->router));
     if (s->has_align)
         put(b, "%salign: %s\n", ind, s->align ? "true" : "false");
+    if (s->has_refit)
+        put(b, "%srefit: %s\n", ind, sm_plan_refit_name(s->refit));
     if (any_rank(&s->rank)) {
         put(b, "%srank: ", ind);
         put_ranks(b, &s->rank);
@@ -552,8 +592,12 @@ static int format(const sm_plan *p, bool comments, char **text, size_t *len)
             if (l->n_clusters) {
                 put(&b, "    clusters:\n");
                 for (int q = 0; q < l->n_clusters; q++) {
-                    put(&b, "      %d: {rank: ", l->clusters[q].index);
-                    put_ranks(&b, &l->clusters[q].rank);
+                    const sm_plan_cluster *cl = &l->clusters[q];
+                    put(&b, "      %d: {", cl->index);
+                    if (any_rank(&cl->rank))
+                        put(&b, "rank: "), put_ranks(&b, &cl->rank);
+                    if (cl->has_refit)
+                        put(&b, "%srefit: %s", any_rank(&cl->rank) ? ", " : "", sm_plan_refit_name(cl->refit));
                     put(&b, "}\n");
                 }
             }

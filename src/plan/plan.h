@@ -63,6 +63,8 @@ typedef struct sm_plan_settings {
     bool has_router;
     sm_router_mode router;
     bool has_align, align;
+    bool has_refit, refit;     /* refit: down (true) or none */
+    sm_plan_pos pos_refit;
     bool has_experts;
     int experts;
     sm_plan_ranks rank;
@@ -72,7 +74,8 @@ typedef struct sm_plan_settings {
 typedef struct sm_plan_cluster {
     int index;
     sm_plan_ranks rank;
-    sm_plan_pos pos;
+    bool has_refit, refit;     /* the cluster's own refit: down / none */
+    sm_plan_pos pos, pos_refit;
 } sm_plan_cluster;
 
 typedef struct sm_plan_layer {
@@ -148,6 +151,11 @@ const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer);
 #define SM_PLAN_DEFAULT_AUTO true
 #define SM_PLAN_DEFAULT_METHOD SM_MERGE_SUBMOE /* also auto's merge candidate */
 #define SM_PLAN_DEFAULT_ROUTER SM_ROUTER_COLLAPSE_LSTSQ
+#define SM_PLAN_DEFAULT_REFIT false
+
+/* refit's values: "down" (true) or "none" (false). */
+const char *sm_plan_refit_name(bool refit);
+int sm_plan_refit_parse(const char *s, bool *out);
 
 /* What a layer's settings come to: its own, else the plan's defaults, else the documented ones.
  * The resolver (pipeline/resolve.h) and the model checks read plans through it. */
@@ -156,6 +164,7 @@ typedef struct sm_plan_effective {
     sm_merge_method method;        /* auto: SM_PLAN_DEFAULT_METHOD, its merge candidate */
     sm_router_mode router;
     bool align;
+    bool refit;                    /* refit: down */
     sm_cluster_algo clustering;
     sm_similarity_kind similarity;
     sm_rank rank[3];               /* gate, up, down */

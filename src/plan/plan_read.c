@@ -312,6 +312,7 @@ static int parse_sim(const char *s, void *out) { return sm_similarity_kind_parse
 static int parse_algo(const char *s, void *out) { return sm_cluster_algo_parse(s, out); }
 static int parse_router(const char *s, void *out) { return sm_router_mode_parse(s, out); }
 static int parse_svd(const char *s, void *out) { return sm_plan_svd_parse(s, out); }
+static int parse_refit(const char *s, void *out) { return sm_plan_refit_parse(s, out); }
 
 static int groups_read(const rd *r, yaml_node_t *vn, const char *path, sm_plan_layer *l);
 static int clusters_read(const rd *r, yaml_node_t *vn, const char *path, sm_plan_layer *l);
@@ -340,6 +341,8 @@ static int settings_pair(const rd *r, const char *path, const char *key, yaml_no
         return s->has_router = true, read_enum(r, vn, path, parse_router, &s->router);
     if (!strcmp(key, "align"))
         return s->has_align = true, want_bool(r, vn, path, &s->align);
+    if (!strcmp(key, "refit"))
+        return s->has_refit = true, s->pos_refit = pos_of(vn), read_enum(r, vn, path, parse_refit, &s->refit);
     if (!strcmp(key, "rank"))
         return read_ranks(r, vn, path, &s->rank);
     if (!strcmp(key, "experts")) {
@@ -457,15 +460,20 @@ static int cluster_pair(const rd *r, const char *path, const char *key, yaml_nod
     memset(c, 0, sizeof *c);
     c->index = (int)idx;
     c->pos = pos_of(kn);
-    static const char *const keys[] = {"rank", NULL};
     if (vn->type != YAML_MAPPING_NODE)
         return fail_at(r, vn, path, "expected a mapping like {rank: 64}, got %s", type_name(vn));
     for (yaml_node_pair_t *p = vn->data.mapping.pairs.start; p < vn->data.mapping.pairs.top; p++) {
         yaml_node_t *k2 = yaml_document_get_node(r->doc, p->key), *v2 = yaml_document_get_node(r->doc, p->value);
         char sub[300];
         snprintf(sub, sizeof sub, "%s.%s", path, scalar(k2) ? scalar(k2) : "?");
-        if (!scalar(k2) || strcmp(scalar(k2), keys[0]))
-            return fail_at(r, k2, sub, "unknown key (expected one of: rank)");
+        if (scalar(k2) && !strcmp(scalar(k2), "refit")) {
+            c->has_refit = true, c->pos_refit = pos_of(v2);
+            if (read_enum(r, v2, sub, parse_refit, &c->refit))
+                return -1;
+            continue;
+        }
+        if (!scalar(k2) || strcmp(scalar(k2), "rank"))
+            return fail_at(r, k2, sub, "unknown key (expected one of: rank, refit)");
         if (read_ranks(r, v2, sub, &c->rank))
             return -1;
     }
@@ -492,7 +500,9 @@ static int layer_pair(const rd *r, const char *path, const char *key, yaml_node_
     l->layer = (int)L;
     l->pos = pos_of(kn);
     static const char *const keys[] = {"experts", "method", "similarity", "clustering", "router", "align",
-                                       "rank", "groups", "clusters", "chosen", NULL};
+                                       "rank", "groups", "clusters", "chosen",
+                                       "refit",
+                                       NULL};
     settings_ctx c = {p, &l->s, l};
     if (each_pair(r, vn, path, keys, settings_pair, &c))
         return -1;
@@ -655,6 +665,7 @@ static int root_pair(const rd *r, const char *path, const char *key, yaml_node_t
     if (!strcmp(key, "defaults")) {
         static const char *const keys[] = {"method", "similarity", "clustering", "router", "rank", "align",
                                            "damping", "svd", "seed", "experts", "ratio", "allocation", "window",
+                                           "refit",
                                            NULL};
         settings_ctx c = {p, &p->defaults, NULL};
         if (each_pair(r, vn, path, keys, settings_pair, &c))
