@@ -32,7 +32,7 @@ static int below(int n)
 static int random_key(void)
 {
     static const int keys[] = {'q', '?', 27, '\t', '1', '2', '3', 'K', 'J', 'k', 'j', 'h', 'l', 'H', 'L', 's', 'x',
-                               '<', '>', ',', '.', 'f', '=', 'm', 'n', 'g', '+', '-', 'c', 'M', 'a', 'r', 'u', 'U',
+                               '<', '>', ',', '.', 'f', '=', 'm', 'n', 'g', '+', '-', 'c', 'M', 'a', 'R', 'r', 'u', 'U',
                                18, 'p', 'P', 'w', 'o', 'C', 'y', 'Y', '\n', '\r', 21, 127, 8, TUI_KEY_UP,
                                TUI_KEY_DOWN, TUI_KEY_LEFT, TUI_KEY_RIGHT, TUI_KEY_BACKSPACE, TUI_KEY_RESIZE,
                                TUI_KEY_PGUP, TUI_KEY_PGDN, TUI_KEY_HOME, TUI_KEY_END};

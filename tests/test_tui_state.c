@@ -339,9 +339,14 @@ static void test_keys(void)
     CHECK(key(&s, 'j') == TUI_ACT_NONE && s.layer == 2, "... and stops at the last");
     CHECK(key(&s, 'K') && s.layer == 0 && key(&s, TUI_KEY_PGDN) && s.layer == 2, "K / PgDn: previous / next MoE layer");
     CHECK(!(key(&s, 'a') & TUI_ACT_PREVIEW) && !said(&s, 2).align, "a on auto: it tries both, nothing to toggle");
+    CHECK(!(key(&s, 'R') & TUI_ACT_PREVIEW) && !said(&s, 2).refit, "R on auto: it tries both, nothing to toggle");
     key(&s, 'M');
     CHECK(!said(&s, 2).is_auto && said(&s, 2).method == SM_MERGE_SUBMOE, "M: auto -> submoe");
     CHECK((key(&s, 'a') & TUI_ACT_PREVIEW) && said(&s, 2).align, "a: alignment on");
+    CHECK((key(&s, 'R') & TUI_ACT_PREVIEW) && said(&s, 2).refit && tui_entry_c(&s, 2)->s.has_refit,
+          "R: refit down, written in the layer's entry");
+    key(&s, 'u');
+    CHECK(!said(&s, 2).refit && said(&s, 2).align, "u: undoes R alone");
     for (int i = 0; i < 4; i++)
         key(&s, 'M');
     CHECK(said(&s, 2).method == SM_MERGE_PRUNE_FREQUENCY && !(key(&s, 'a') & TUI_ACT_PREVIEW),

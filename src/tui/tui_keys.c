@@ -479,6 +479,24 @@ static int action_align(key_ctx *c)
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
 }
 
+/* refit: down, the merged down projections fitted to the members' routed outputs (DESIGN §2.10). */
+static int action_refit(key_ctx *c)
+{
+    if (!c->moe)
+        return TUI_ACT_NONE;
+    const tui_layer *p = c->p;
+    if (p->is_auto || !sm_merge_method_merges(p->method)) {
+        status(c->s, false, "refit applies to merge methods; %s", p->is_auto ? "auto tries with and without it"
+                                                                              : "this method does not merge");
+        return TUI_ACT_REDRAW;
+    }
+    sm_plan_layer *pl = tui_edit_begin(c->s, c->s->layer);
+    pl->s.has_refit = true, pl->s.refit = !c->eff.refit;
+    tui_edit_end(c->s, c->s->layer);
+    status(c->s, false, "layer %d: refit %s", c->s->layer, c->eff.refit ? "none" : "down (merged down projections refitted)");
+    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
+}
+
 static int action_router(key_ctx *c)
 {
     if (!c->moe)
@@ -560,6 +578,7 @@ const char *const tui_key_help[] = {
     "Ranks    = type a rank (full, 64, 0.25)  f full rank for the whole layer",
     "Groups   +/- one group more/fewer (k-means)  c re-cluster (next seed)",
     "Method   M auto/submoe/.../keep  a neuron alignment  r router mode",
+    "         R refit the merged down projections (refit: down)",
     "Preview  p this layer  P perplexity of the plan  A its task accuracy",
     "         Esc cancels the work",
     "Edits    u undo  U redo",
@@ -598,6 +617,7 @@ static key_handler *const key_table[TUI_KEY_END + 1] = {
     ['c'] = action_recluster,
     ['M'] = action_method,
     ['a'] = action_align,
+    ['R'] = action_refit,
     ['r'] = action_router,
     ['u'] = action_undo,
     ['U'] = action_redo, [18] = action_redo, /* ctrl-r */

@@ -96,8 +96,12 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
                     }
             y = field(y, ymax, r, "", text, 2);
         }
-        if (!p->is_auto)
+        if (!p->is_auto) {
             y = field(y, ymax, r, "align", p->align ? "on: neurons matched before merging (a)" : "off (a)", 1);
+            sm_plan_effective eff;
+            sm_plan_effective_settings(&s->plan, tui_entry_c(s, s->layer), &eff);
+            y = field(y, ymax, r, "refit", eff.refit ? "down: fitted to the members' outputs (R)" : "none (R)", 1);
+        }
     }
     /* what the preview built, when it dropped experts */
     bool pruned = fresh && (d->built_method == SM_MERGE_PRUNE_FREQUENCY || d->built_method == SM_MERGE_PRUNE_OUTPUT);
