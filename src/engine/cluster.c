@@ -21,7 +21,8 @@
 #define KMEANS_GRAM_MIN ((int64_t)1 << 25)
 
 /* o with what repeated centroid cosines reuse (*own_yn / *own_gram, freed by the caller): the
- * per-token Grams at real sizes, else the normalised rows when they fit. -1 on cancellation. */
+ * per-token Grams at real sizes (when they fit the same budget: 64 MiB at 128 experts and 512
+ * rows), else the normalised rows when they fit. -1 on cancellation. */
 static int prepare_outputs(const sm_outputs *o, const sm_monitor *mon, sm_outputs *on, float **own_yn,
                            double **own_gram)
 {
@@ -29,7 +30,8 @@ static int prepare_outputs(const sm_outputs *o, const sm_monitor *mon, sm_output
     *own_yn = NULL, *own_gram = NULL;
     if (o->gram || o->yn)
         return 0;
-    if ((int64_t)o->n * o->m * o->hidden >= KMEANS_GRAM_MIN) {
+    bool gram_fits = (double)o->m * o->n * o->n * sizeof(double) <= (double)KMEANS_NORMALISED_MAX;
+    if ((int64_t)o->n * o->m * o->hidden >= KMEANS_GRAM_MIN && gram_fits) {
         if (!(*own_gram = sm_outputs_gram(o, mon)))
             return -1;
         on->gram = *own_gram;
