@@ -54,7 +54,7 @@ static const double planted_noise = 1.0;
 static void test_planted(void)
 {
     float *y = planted_outputs(11, planted_noise);
-    sm_outputs o = {N, M, H, y};
+    sm_outputs o = {N, M, H, y, NULL, NULL};
     double s[N * N];
     CHECK(sm_similarity_output(&o, NULL, s) == 0, "output similarity");
     double worst = 0;
@@ -75,7 +75,7 @@ static void test_planted(void)
     }
     /* Same seed → same clusters (on a harder, noisier problem where seeds matter). */
     float *yn = planted_outputs(12, 3.0);
-    sm_outputs on = {N, M, H, yn};
+    sm_outputs on = {N, M, H, yn, NULL, NULL};
     int a1[N], a2[N], a3[N];
     sm_kmeans_opts o7 = {.seed = 7}, o8 = {.seed = 8, .restarts = 3};
     sm_kmeans_outputs(&on, NULL, K, &o7, NULL, a1, NULL);
@@ -182,9 +182,85 @@ static void test_hier_hand(void)
           "algorithm names");
 }
 
+/* Normalised outputs read in place (sm_outputs_normalise, what k-means keeps across its
+ * iterations) give the same centroid cosines, bit for bit, as normalising block by block, over
+ * more than one token block (the block budget is 16 Mi floats: here 6 rows of 4096 per token
+ * fit 682 tokens, and there are 700). */
+static void test_normalised_in_place(void)
+{
+    enum { n = 4, k = 2, m = 700, h = 4096 };
+    sm_rng r;
+    sm_rng_seed(&r, 3);
+    float *y = malloc(sizeof(float) * n * m * h);
+    for (size_t e = 0; e < (size_t)n * m * h; e++)
+        y[e] = (float)sm_rng_normal(&r) + (e / ((size_t)m * h) % 2 ? 0.5f : 0.0f);
+    sm_outputs o = {n, m, h, y, NULL, NULL};
+    float *yn = sm_outputs_normalise(&o, (size_t)1 << 30);
+    CHECK(yn != NULL, "normalised copy");
+    CHECK(sm_outputs_normalise(&o, 1000) == NULL, "a copy over its byte budget is refused");
+    sm_outputs on = o;
+    on.yn = yn;
+    int assign[n] = {0, 1, 0, 1};
+    double a[n * k], b[n * k], ao[n * k], bo[n * k];
+    CHECK(sm_outputs_centroid_cos(&o, assign, k, false, NULL, a) == 0 &&
+              sm_outputs_centroid_cos(&on, assign, k, false, NULL, b) == 0 &&
+              sm_outputs_centroid_cos(&o, assign, k, true, NULL, ao) == 0 &&
+              sm_outputs_centroid_cos(&on, assign, k, true, NULL, bo) == 0,
+          "centroid cosines with and without the normalised copy");
+    CHECK(memcmp(a, b, sizeof a) == 0 && memcmp(ao, bo, sizeof ao) == 0,
+          "the same centroid cosines bit for bit (%.17g, %.17g)", a[0], b[0]);
+    free(yn);
+    free(y);
+}
+
+/* The per-token Gram path (sm_outputs_gram, what k-means uses at real sizes) gives the row
+ * path's centroid cosines up to float rounding, including an expert whose outputs are all zero
+ * (cosine 0), sets the others to 0 with own_only, and k-means on it finds the same partitions on
+ * the planted problem and on a noisier one. */
+static void test_gram_path(void)
+{
+    float *y = planted_outputs(21, 3.0);
+    memset(y + 5 * M * H, 0, sizeof(float) * M * H); /* expert 5: silent */
+    sm_outputs o = {N, M, H, y, NULL, NULL};
+    double *g = sm_outputs_gram(&o, NULL);
+    CHECK(g != NULL, "per-token Grams");
+    sm_outputs og = o;
+    og.gram = g;
+    int assign[N];
+    for (int i = 0; i < N; i++)
+        assign[i] = (i * 7) % K;
+    double a[N * K], b[N * K], bo[N * K], worst = 0;
+    CHECK(sm_outputs_centroid_cos(&o, assign, K, false, NULL, a) == 0 &&
+              sm_outputs_centroid_cos(&og, assign, K, false, NULL, b) == 0 &&
+              sm_outputs_centroid_cos(&og, assign, K, true, NULL, bo) == 0,
+          "centroid cosines from rows and from Grams");
+    bool own = true;
+    for (int e = 0; e < N * K; e++) {
+        worst = fmax(worst, fabs(a[e] - b[e]));
+        own = own && bo[e] == (assign[e / K] == e % K ? b[e] : 0.0);
+    }
+    CHECK(worst < 1e-6, "the same centroid cosines up to float rounding (worst difference %.2e)", worst);
+    CHECK(own, "own_only keeps the own cluster's entries and zeroes the others");
+    CHECK(b[5 * K] == 0.0 && b[5 * K + 1] == 0.0, "a silent expert has cosine 0 with every centroid");
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        int p1[N], p2[N];
+        sm_kmeans_opts ko = {.seed = seed};
+        sm_kmeans_result r1, r2;
+        CHECK(sm_kmeans_outputs(&o, NULL, K, &ko, NULL, p1, &r1) == 0 &&
+                  sm_kmeans_outputs(&og, NULL, K, &ko, NULL, p2, &r2) == 0 && memcmp(p1, p2, sizeof p1) == 0 &&
+                  fabs(r1.cost - r2.cost) < 1e-6,
+              "k-means seed %llu: the same partition from Grams (cost %.6f and %.6f)", (unsigned long long)seed,
+              r1.cost, r2.cost);
+    }
+    free(g);
+    free(y);
+}
+
 int main(void)
 {
     test_planted();
+    test_normalised_in_place();
+    test_gram_path();
     test_similarities();
     test_ari();
     test_hier_hand();

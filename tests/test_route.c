@@ -232,10 +232,47 @@ static void test_gather(void)
     CHECK(worst < 1e-5, "gathered block = per-token evaluation (max diff %.2e)", worst);
 }
 
+/* Row panels (sm_moe_panel_flop; a monitor check between panels): with a budget of one row's
+ * work every panel has 48 rows, so 200 tokens' slots (~130 rows each, top-2 of 3) and the
+ * shared expert (200 rows) run in 3 to 5 panels. The block gives what it gives in one product
+ * per slot. */
+static void test_panels(void)
+{
+    enum { H = 6, I = 5, E = 3, M = 200 };
+    static float wg[E + 1][I * H], wu[E + 1][I * H], wd[E + 1][H * I], r[E * H], x[M * H], y1[M * H], y2[M * H];
+    unsigned s = 7;
+    for (int e = 0; e <= E; e++)
+        for (int k = 0; k < I * H; k++)
+            wg[e][k] = RND(), wu[e][k] = RND(), wd[e][k] = RND();
+    for (int k = 0; k < E * H; k++)
+        r[k] = RND();
+    for (int k = 0; k < M * H; k++)
+        x[k] = RND();
+    sm_expert ex[E + 1];
+    for (int e = 0; e <= E; e++)
+        ex[e] = sm_expert_dense(H, I, wg[e], wu[e], wd[e]);
+    sm_moe_block b = {H, E, r, {2, true, 1.0f}, E, ex, NULL, 1, ex + E, NULL};
+    volatile int cancel = 0;
+    sm_monitor mon = {NULL, NULL, &cancel};
+    double saved = sm_moe_panel_flop;
+    CHECK(sm_moe_forward_mon(&b, x, M, y1, NULL, &mon) == 0, "block forward in one product per slot");
+    sm_moe_panel_flop = 1;
+    CHECK(sm_moe_forward_mon(&b, x, M, y2, NULL, &mon) == 0, "block forward in panels of 48 rows");
+    double worst = 0, scale = 0;
+    for (int k = 0; k < M * H; k++)
+        worst = fmax(worst, fabs(y1[k] - y2[k])), scale = fmax(scale, fabs(y1[k]));
+    CHECK(worst <= 1e-6 * scale, "panels give the same block output (max diff %.2e of %.2e)", worst, scale);
+    cancel = 1;
+    CHECK(sm_moe_forward_mon(&b, x, M, y2, NULL, &mon) == -1, "a cancelled monitor stops the panels");
+    sm_err_clear();
+    sm_moe_panel_flop = saved;
+}
+
 int main(void)
 {
     test_rules();
     test_blocks();
     test_gather();
+    test_panels();
     return tu_done();
 }

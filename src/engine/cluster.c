@@ -11,6 +11,35 @@
 
 #define KMEANS_MAX_ITER 100
 #define KMEANS_RESTARTS 4
+/* Normalised outputs kept across k-means iterations up to this size (256 MiB at OLMoE's shape,
+ * 512 sampled rows); larger ones are normalised block by block every iteration as before. */
+#define KMEANS_NORMALISED_MAX ((size_t)512 << 20)
+/* From this many output floats (n·m·hidden: OLMoE's 64 experts × 512 rows × 2048 are 2^26) the
+ * centroid cosines come from per-token Grams (sm_outputs_gram): an iteration then costs
+ * m·n² instead of m·n·hidden, and the Grams cost about one iteration of the row path. Below it,
+ * and so on the demo and the test shapes, the row path's arithmetic is kept exactly. */
+#define KMEANS_GRAM_MIN ((int64_t)1 << 25)
+
+/* o with what repeated centroid cosines reuse (*own_yn / *own_gram, freed by the caller): the
+ * per-token Grams at real sizes (when they fit the same budget: 64 MiB at 128 experts and 512
+ * rows), else the normalised rows when they fit. -1 on cancellation. */
+static int prepare_outputs(const sm_outputs *o, const sm_monitor *mon, sm_outputs *on, float **own_yn,
+                           double **own_gram)
+{
+    *on = *o;
+    *own_yn = NULL, *own_gram = NULL;
+    if (o->gram || o->yn)
+        return 0;
+    bool gram_fits = (double)o->m * o->n * o->n * sizeof(double) <= (double)KMEANS_NORMALISED_MAX;
+    if ((int64_t)o->n * o->m * o->hidden >= KMEANS_GRAM_MIN && gram_fits) {
+        if (!(*own_gram = sm_outputs_gram(o, mon)))
+            return -1;
+        on->gram = *own_gram;
+    } else if ((*own_yn = sm_outputs_normalise(o, KMEANS_NORMALISED_MAX))) {
+        on->yn = *own_yn;
+    }
+    return 0;
+}
 
 static const char *const algo_names[] = {"kmeans", "hierarchical", "kmedoids", "dominant"};
 
@@ -193,6 +222,15 @@ int sm_kmeans_outputs(const sm_outputs *o, const double *s, int k, const sm_kmea
         free(own_s);
         return -1;
     }
+    /* every iteration of every restart reads the same outputs: prepare them once */
+    sm_outputs on;
+    float *own_yn;
+    double *own_gram;
+    if (prepare_outputs(o, mon, &on, &own_yn, &own_gram) != 0) {
+        free(cur), free(own_s);
+        return -1;
+    }
+    o = &on;
     sm_rng rng;
     sm_rng_seed(&rng, opts ? opts->seed : 0);
     sm_kmeans_result best = {INFINITY, 0};
@@ -211,6 +249,8 @@ int sm_kmeans_outputs(const sm_outputs *o, const double *s, int k, const sm_kmea
     }
     free(cur);
     free(own_s);
+    free(own_yn);
+    free(own_gram);
     if (rc != 0)
         return -1;
     sm_cluster_canonical(assign, n);
@@ -397,6 +437,8 @@ int sm_cluster_cost_curve(const sm_outputs *o, const double *s, sm_cluster_algo 
     int *assign = sm_alloc((size_t)n, sizeof(int));
     sm_hjoin *joins = sm_alloc((size_t)n, sizeof(sm_hjoin));
     double *own_s = NULL;
+    float *own_yn = NULL;
+    double *own_gram = NULL;
     int rc = -1;
     if (!assign || !joins)
         goto done;
@@ -408,6 +450,10 @@ int sm_cluster_cost_curve(const sm_outputs *o, const double *s, sm_cluster_algo 
     }
     if (algo == SM_CLUSTER_HIERARCHICAL && sm_hcluster_tree(s, n, joins) != 0)
         goto done;
+    sm_outputs on; /* every k reads the same outputs */
+    if (prepare_outputs(o, &quiet, &on, &own_yn, &own_gram) != 0)
+        goto done;
+    o = &on;
     for (int k = k_lo; k <= k_hi; k++) {
         if (sm_monitor_check(mon) != 0)
             goto done;
@@ -425,7 +471,7 @@ int sm_cluster_cost_curve(const sm_outputs *o, const double *s, sm_cluster_algo 
     }
     rc = 0;
 done:
-    free(assign), free(joins), free(own_s);
+    free(assign), free(joins), free(own_s), free(own_yn), free(own_gram);
     return rc;
 }
 

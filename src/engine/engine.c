@@ -32,7 +32,7 @@ void sm_layer_analysis_free(sm_layer_analysis *a)
 
 sm_outputs sm_layer_analysis_outputs(const sm_layer_analysis *a)
 {
-    sm_outputs o = {a->n, a->sampled, a->hidden, a->outputs};
+    sm_outputs o = {a->n, a->sampled, a->hidden, a->outputs, NULL, NULL};
     return o;
 }
 

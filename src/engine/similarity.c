@@ -54,6 +54,94 @@ static void gather_normalised(const sm_outputs *o, int64_t t0, int64_t tb, float
         }
 }
 
+float *sm_outputs_normalise(const sm_outputs *o, size_t max_bytes)
+{
+    if (sm_outputs_check(o) != 0) {
+        sm_err_clear();
+        return NULL;
+    }
+    const size_t len = (size_t)o->n * (size_t)o->m * (size_t)o->hidden;
+    if (len > max_bytes / sizeof(float))
+        return NULL;
+    float *yn = malloc(len * sizeof(float));
+    if (!yn)
+        return NULL;
+    memcpy(yn, o->y, len * sizeof(float));
+    for (size_t r = 0; r < (size_t)o->n * (size_t)o->m; r++)
+        normalise(yn + r * (size_t)o->hidden, o->hidden); /* as gather_normalised does per block */
+    return yn;
+}
+
+double *sm_outputs_gram(const sm_outputs *o, const sm_monitor *mon)
+{
+    if (sm_outputs_check(o) != 0)
+        return NULL;
+    const int n = o->n;
+    const int64_t h = o->hidden, nn = (int64_t)n * n;
+    double *g = sm_alloc((size_t)(o->m * nn), sizeof(double));
+    float *p = sm_alloc_f32((size_t)nn);
+    if (!g || !p) {
+        free(g), free(p);
+        return NULL;
+    }
+    for (int64_t t = 0; t < o->m; t++) {
+        if (sm_monitor_check(mon) != 0) {
+            free(g), free(p);
+            return NULL;
+        }
+        /* the n rows Y_i(t) lie m·h floats apart */
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, (int)h, 1.0f, o->y + t * h, (int)(o->m * h), 0.0f,
+                    p, n);
+        double *gt = g + t * nn;
+        for (int i = 0; i < n; i++)
+            for (int j = i; j < n; j++)
+                gt[i * n + j] = gt[j * n + i] = p[i * n + j];
+        sm_monitor_report(mon, (double)(t + 1) / (double)o->m, "output Grams");
+    }
+    free(p);
+    return g;
+}
+
+/* sm_outputs_centroid_cos from the per-token Grams: with S_c(t) = Σ_{j∈c} Y_j(t) (the mean's
+ * 1/|c| cancels), cos(Y_i, S_c) = Σ_{j∈c} G_ij / sqrt(G_ii · Σ_{j,l∈c} G_jl); a zero vector has
+ * cosine 0, as the row path's normalisation leaves it zero. */
+static int centroid_cos_gram(const sm_outputs *o, const int *assign, int k, bool own_only, const sm_monitor *mon,
+                             double *acc)
+{
+    const int n = o->n;
+    const int64_t nn = (int64_t)n * n;
+    double *pc = sm_alloc((size_t)n * k, sizeof(double)), *sc = sm_alloc((size_t)k, sizeof(double));
+    if (!pc || !sc) {
+        free(pc), free(sc);
+        return -1;
+    }
+    memset(acc, 0, sizeof(double) * (size_t)n * k);
+    for (int64_t t = 0; t < o->m; t++) {
+        if ((t & 63) == 0 && sm_monitor_check(mon) != 0) {
+            free(pc), free(sc);
+            return -1;
+        }
+        const double *gt = o->gram + t * nn;
+        memset(pc, 0, sizeof(double) * (size_t)n * k);
+        memset(sc, 0, sizeof(double) * (size_t)k);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                pc[i * k + assign[j]] += gt[i * n + j]; /* <Y_i, S_c> */
+        for (int j = 0; j < n; j++)
+            sc[assign[j]] += pc[j * k + assign[j]]; /* |S_c|² */
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < k; c++) {
+                double d = gt[i * n + i] * sc[c];
+                acc[i * k + c] += d > 0.0 ? pc[i * k + c] / sqrt(d) : 0.0;
+            }
+    }
+    for (int64_t e = 0; e < (int64_t)n * k; e++)
+        acc[e] = own_only && assign[e / k] != e % k ? 0.0 : acc[e] / (double)o->m;
+    sm_monitor_report(mon, 1.0, "centroid similarity");
+    free(pc), free(sc);
+    return 0;
+}
+
 int sm_similarity_output(const sm_outputs *o, const sm_monitor *mon, double *s)
 {
     if (sm_outputs_check(o) != 0)
@@ -189,11 +277,15 @@ int sm_outputs_centroid_cos(const sm_outputs *o, const int *assign, int k, bool 
     for (int i = 0; i < o->n; i++)
         if (assign[i] < 0 || assign[i] >= k)
             return sm_err("expert %d assigned to cluster %d of %d", i, assign[i], k);
+    if (o->gram)
+        return centroid_cos_gram(o, assign, k, own_only, mon, acc);
     const int n = o->n;
     const int64_t h = o->hidden, tb_max = block_tokens(o, n + k);
-    float *yb = sm_alloc_f32((size_t)(n * tb_max * h));
+    /* normalised rows: read in place from o->yn (expert i's block rows are contiguous there, the
+     * experts m·h apart), else gathered per block */
+    float *yb = o->yn ? NULL : sm_alloc_f32((size_t)(n * tb_max * h));
     float *cb = sm_alloc_f32((size_t)(k * tb_max * h)), *p = sm_alloc_f32((size_t)n * k);
-    if (!yb || !cb || !p) {
+    if ((!yb && !o->yn) || !cb || !p) {
         free(yb), free(cb), free(p);
         return -1;
     }
@@ -212,13 +304,16 @@ int sm_outputs_centroid_cos(const sm_outputs *o, const int *assign, int k, bool 
         for (int c = 0; c < k; c++)
             for (int64_t t = 0; t < tb; t++)
                 normalise(cb + c * ld + t * h, h);
-        gather_normalised(o, t0, tb, yb);
+        const float *ya = o->yn ? o->yn + t0 * h : yb;
+        const int64_t lda = o->yn ? o->m * h : ld;
+        if (!o->yn)
+            gather_normalised(o, t0, tb, yb);
         if (own_only) {
             for (int i = 0; i < n; i++)
                 acc[i * k + assign[i]] +=
-                    cblas_sdot((int)ld, yb + i * ld, 1, cb + assign[i] * ld, 1);
+                    cblas_sdot((int)ld, ya + i * lda, 1, cb + assign[i] * ld, 1);
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, (int)ld, 1.0f, yb, (int)ld,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, (int)ld, 1.0f, ya, (int)lda,
                         cb, (int)ld, 0.0f, p, k);
             for (int64_t e = 0; e < (int64_t)n * k; e++)
                 acc[e] += p[e];

@@ -19,9 +19,28 @@ typedef struct sm_outputs {
     int n;
     int64_t m, hidden;
     const float *y;
+    /* Optional (NULL: normalised block by block): y with every row scaled to unit length, in the
+     * same layout, from sm_outputs_normalise; centroid cosines then read it in place. */
+    const float *yn;
+    /* Optional (NULL: from the rows): the per-token Grams of the outputs, m blocks of n×n
+     * doubles, gram[t·n·n + i·n + j] = <Y_i(t), Y_j(t)>, from sm_outputs_gram. Centroid cosines
+     * then cost O(m·n²) instead of O(m·n·hidden): cos(Y_i, Σ_{j∈c} Y_j) needs only these dot
+     * products. Equal to the row path up to float rounding (not bit for bit). */
+    const double *gram;
 } sm_outputs;
 
 int sm_outputs_check(const sm_outputs *o);
+
+/* A copy of o->y with every row at unit length (n·m·hidden floats, the caller frees), so that
+ * repeated centroid cosines (k-means iterations, restarts, a cost curve's k) do not normalise
+ * the same rows again: the results are bit-identical. NULL, without a message, when it would
+ * exceed `max_bytes` or cannot be allocated: callers then go on without it. */
+float *sm_outputs_normalise(const sm_outputs *o, size_t max_bytes);
+
+/* The per-token Grams of o (m·n·n doubles, the caller frees; see sm_outputs.gram): m products
+ * of n×hidden by its transpose, checked against `mon` between tokens. NULL on failure (with a
+ * message) or cancellation. */
+double *sm_outputs_gram(const sm_outputs *o, const sm_monitor *mon);
 
 /* s (n×n, row-major, symmetric, diagonal 1 unless an expert's outputs are all zero). */
 int sm_similarity_output(const sm_outputs *o, const sm_monitor *mon, double *s);

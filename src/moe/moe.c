@@ -178,6 +178,20 @@ static int build_slot_lists(const sm_moe_block *b, const int *idx, const float *
 
 static float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
 
+double sm_moe_panel_flop = 16e9;
+
+/* Rows of an expert's forward between two monitor checks: about sm_moe_panel_flop of work (an
+ * upper bound: a factored expert does less), a multiple of 16, at least 48 (small products take
+ * a slow path, util/matmul.h). A slot within one panel runs exactly as one product. */
+static int64_t panel_rows(const sm_expert *e, int64_t hidden)
+{
+    double per_row = 6.0 * (double)hidden * (double)e->gate.out;
+    double p = sm_moe_panel_flop / (per_row > 1 ? per_row : 1);
+    int64_t r = p > 1e15 ? (int64_t)1e15 : (int64_t)p;
+    r -= r % 16;
+    return r < 48 ? 48 : r;
+}
+
 int sm_moe_forward(const sm_moe_block *b, const float *x, int64_t m, float *y,
                    const sm_moe_trace *trace)
 {
@@ -217,24 +231,29 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
         goto done;
     memset(y, 0, sizeof(float) * (size_t)(m * h));
     for (int s = 0; s < b->n_experts; s++) {
-        const int64_t n0 = sl.start[s], ms = sl.start[s + 1] - n0;
-        if (ms == 0)
-            continue;
-        if (sm_monitor_check(mon))
-            goto done;
-        for (int64_t r = 0; r < ms; r++)
-            memcpy(xs + r * h, x + sl.tok[n0 + r] * h, sizeof(float) * (size_t)h);
-        expert_forward_ws(&b->experts[s], xs, ms, ys, g, u, tmp);
-        for (int64_t r = 0; r < ms; r++)
-            cblas_saxpy((int)h, sl.wt[n0 + r], ys + r * h, 1, y + sl.tok[n0 + r] * h, 1);
+        const int64_t n0 = sl.start[s], ms = sl.start[s + 1] - n0, pr = panel_rows(&b->experts[s], h);
+        for (int64_t p0 = 0; p0 < ms; p0 += pr) {
+            const int64_t np = ms - p0 < pr ? ms - p0 : pr, *tok = sl.tok + n0 + p0;
+            if (sm_monitor_check(mon))
+                goto done;
+            for (int64_t r = 0; r < np; r++)
+                memcpy(xs + r * h, x + tok[r] * h, sizeof(float) * (size_t)h);
+            expert_forward_ws(&b->experts[s], xs, np, ys, g, u, tmp);
+            for (int64_t r = 0; r < np; r++)
+                cblas_saxpy((int)h, sl.wt[n0 + p0 + r], ys + r * h, 1, y + tok[r] * h, 1);
+        }
     }
     if (b->n_shared > 0) {
         /* Sum of the shared experts on all tokens, then gated into y. */
         memset(xs, 0, sizeof(float) * (size_t)(m * h));
         for (int i = 0; i < b->n_shared; i++) {
-            if (sm_monitor_check(mon))
-                goto done;
-            expert_forward_ws(&b->shared[i], x, m, ys, g, u, tmp);
+            const int64_t pr = panel_rows(&b->shared[i], h);
+            for (int64_t p0 = 0; p0 < m; p0 += pr) {
+                const int64_t np = m - p0 < pr ? m - p0 : pr;
+                if (sm_monitor_check(mon))
+                    goto done;
+                expert_forward_ws(&b->shared[i], x + p0 * h, np, ys + p0 * h, g, u, tmp);
+            }
             for (int64_t e = 0; e < m * h; e++)
                 xs[e] += ys[e];
         }

@@ -70,9 +70,14 @@ typedef struct sm_moe_trace {
 int sm_moe_forward(const sm_moe_block *b, const float *x, int64_t m, float *y,
                    const sm_moe_trace *trace);
 /* The same, checking `mon` (may be NULL) between expert slots: a block of thousands of rows at
- * real shapes runs for seconds (-1 with "cancelled"). */
+ * real shapes runs for seconds (-1 with "cancelled"). A slot (or shared expert) whose rows are
+ * more than sm_moe_panel_flop of work runs in row panels with a check between them: at
+ * Mixtral's shape one slot is ~180 GFLOP, seconds without a check. */
 int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *y,
                        const sm_moe_trace *trace, const sm_monitor *mon);
+/* Work per panel, FLOP: 16e9, ~150 ms of oneDNN fp32 on 2 cores here (panels are at least 48
+ * rows, so that they stay large products). Tests lower it to run panels on small shapes. */
+extern double sm_moe_panel_flop;
 
 /* Streaming relative error ||Y_ref − Y||_F / ||Y_ref||_F. */
 typedef struct sm_error_acc {

@@ -92,6 +92,19 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
         int assign[TUI_MAX_EXPERTS];
         bool got = false;
         pthread_mutex_lock(&a->mu);
+        tui_layer_data *d = &a->s.data[l];
+        if (!rc) { /* shown at once: the layer's heatmap does not wait for its clustering */
+            d->n = an->n;
+            memcpy(d->freq, an->freq, sizeof(double) * (size_t)an->n);
+            const double *src[3] = {an->sim_output, an->sim_weight, an->sim_logit};
+            for (int q = 0; q < 3; q++) {
+                free(d->sim[q]);
+                d->sim[q] = src[q] ? xmalloc(sizeof(double) * (size_t)an->n * (size_t)an->n) : NULL;
+                if (src[q])
+                    memcpy(d->sim[q], src[q], sizeof(double) * (size_t)an->n * (size_t)an->n);
+            }
+            d->have_stats = true;
+        }
         tui_layer p = a->s.res[l];
         sm_resolved_layer rl;
         tui_layer_resolve(&a->s, l, NULL, &rl);
@@ -107,19 +120,6 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
         }
         sm_resolved_layer_free(&rl);
         pthread_mutex_lock(&a->mu);
-        tui_layer_data *d = &a->s.data[l];
-        if (!rc) {
-            d->n = an->n;
-            memcpy(d->freq, an->freq, sizeof(double) * (size_t)an->n);
-            const double *src[3] = {an->sim_output, an->sim_weight, an->sim_logit};
-            for (int q = 0; q < 3; q++) {
-                free(d->sim[q]);
-                d->sim[q] = src[q] ? xmalloc(sizeof(double) * (size_t)an->n * (size_t)an->n) : NULL;
-                if (src[q])
-                    memcpy(d->sim[q], src[q], sizeof(double) * (size_t)an->n * (size_t)an->n);
-            }
-            d->have_stats = true;
-        }
         if (got) { /* unless the user edited the groups meanwhile: then those are the plan's */
             tui_adopt_groups(&a->s, l, &p, assign);
             a->have_groups[l] = true; /* from now on the state's groups are the plan's */
@@ -198,6 +198,7 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
     snprintf(d->chosen, sizeof d->chosen, "%s", why);
     pthread_mutex_unlock(&a->mu);
     sm_layer_build_free(&b);
+    sm_calib_release(a->calib, l); /* the state has the figures: one layer's inputs and statistics at a time */
     return 0;
 }
 
