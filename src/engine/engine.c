@@ -26,7 +26,7 @@ void sm_layer_analysis_free(sm_layer_analysis *a)
         free(a->gram_mid[i]);
     free(a->gram_in), free(a->gram_mid);
     free(a->counts), free(a->freq), free(a->outputs);
-    free(a->sim_output), free(a->sim_weight), free(a->sim_logit);
+    free(a->sim_output), free(a->sim_weight), free(a->sim_logit), free(a->saliency);
     memset(a, 0, sizeof *a);
 }
 
@@ -151,7 +151,8 @@ int sm_layer_analysis_check(const sm_layer_analysis *a)
         const char *what;
         const double *v;
     } sims[] = {{"output similarity", a->sim_output}, {"logit similarity", a->sim_logit},
-                {"weight similarity", a->sim_weight}, {"routing frequency", a->freq}};
+                {"weight similarity", a->sim_weight}, {"routing frequency", a->freq},
+                {"REAP saliency", a->saliency}};
     for (size_t j = 0; j < sizeof sims / sizeof sims[0]; j++) {
         int64_t i = first_nonfinite_d(sims[j].v, j < 3 ? nn : a->n);
         if (i >= 0)
@@ -278,6 +279,9 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     a->outputs = sm_alloc_f32((size_t)(n * sample * h));
     a->sim_output = sm_alloc((size_t)n * n, sizeof(double));
     a->sim_logit = sm_alloc((size_t)n * n, sizeof(double));
+    a->saliency = sm_alloc((size_t)n, sizeof(double));
+    sm_saliency_acc sal;
+    int sal_rc = sm_saliency_begin(&sal, b, blk);
     float *z = sm_alloc_f32((size_t)(blk * n)), *w = sm_alloc_f32((size_t)(blk * k));
     int *idx = sm_alloc((size_t)(blk * k), sizeof(int));
     double *zsum = sm_zalloc((size_t)n, sizeof(double)), *zz = sm_zalloc((size_t)n * n, sizeof(double));
@@ -286,7 +290,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     float *xs = NULL, *g = NULL, *u = NULL, *tmp = NULL, *xbuf = sm_alloc_f32((size_t)(blk * h));
     gram_batch gb = {NULL, NULL};
     int rc = -1;
-    if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !z || !w ||
+    if (sal_rc || !a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !a->saliency || !z || !w ||
         !idx || !zsum || !zz || !shift || !zc || !pz || !xbuf)
         goto done;
     if (opts && opts->grams) {
@@ -330,6 +334,8 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         if (sm_route_select(&b->rule, z, mb, n, idx, w) != 0)
             goto done;
         sm_route_count(idx, mb, k, n, a->counts);
+        if (sm_saliency_add(&sal, b, xb, mb, idx, w) != 0)
+            goto done;
         if (t0 == 0) /* provisional centre: keeps the one-pass covariance well conditioned */
             for (int i = 0; i < n; i++) {
                 double s = 0.0;
@@ -351,6 +357,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         sm_monitor_report(mon, 0.7 * (double)(t0 + mb) / m, "routing statistics");
     }
     sm_route_frequencies(a->counts, m, n, a->freq);
+    sm_saliency_result(&sal, a->saliency);
     logit_correlation(zsum, zz, m, n, a->sim_logit);
     for (int e = 0; a->gram_in && e < n; e++) {
         gram_flush(b, a, &gb, e, g, u, tmp);
@@ -374,6 +381,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
 done:
     free(z), free(w), free(idx), free(zsum), free(zz), free(shift), free(zc), free(pz);
     free(xs), free(g), free(u), free(tmp), free(xbuf), free(gb.rows), free(gb.count);
+    sm_saliency_free(&sal);
     if (rc != 0)
         sm_layer_analysis_free(a);
     return rc;

@@ -249,7 +249,8 @@ static int cap_write_layer(cap_ctx *c, int layer)
         rc = write_doubles(c->w, cnt, (size_t)E) || write_outputs(c, &a) ||
                      write_doubles(c->w, a.sim_output, (size_t)E * E) ||
                      write_doubles(c->w, a.sim_logit, (size_t)E * E) ||
-                     write_doubles(c->w, a.sim_weight, (size_t)E * E)
+                     write_doubles(c->w, a.sim_weight, (size_t)E * E) ||
+                     write_doubles(c->w, a.saliency, (size_t)E)
                  ? -1
                  : 0;
     }
@@ -357,7 +358,8 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
         if (declare(w, l, "moe_input", 2, keep, cfg->hidden, 0) || declare(w, l, "router_logits", 2, keep, E, 0) ||
             declare(w, l, "topk", 2, keep, cfg->top_k, 0) || declare(w, l, "counts", 1, E, 0, 0) ||
             declare(w, l, "expert_outputs", 3, E, sample, cfg->hidden) || declare(w, l, "sim_output", 2, E, E, 0) ||
-            declare(w, l, "sim_logit", 2, E, E, 0) || declare(w, l, "sim_weight", 2, E, E, 0))
+            declare(w, l, "sim_logit", 2, E, E, 0) || declare(w, l, "sim_weight", 2, E, E, 0) ||
+            declare(w, l, "saliency", 1, E, 0, 0))
             goto out;
     }
     char fph[32], mfp[32];

@@ -20,6 +20,10 @@
  *   layers.L.sim_output      F32 [E, E]   output similarity (paper Eq. 2)
  *   layers.L.sim_logit       F32 [E, E]   router-logit correlation
  *   layers.L.sim_weight      F32 [E, E]   weight similarity
+ *   layers.L.saliency        F32 [E]      REAP saliency (engine/saliency.h) on every fit row;
+ *                                         files written before it lack it: it is then computed
+ *                                         from the layer's experts when statistics are asked
+ *                                         for with them (sm_calib_analysis), not stored back
  *   __metadata__: format "submoe-activations", version "2", fingerprint (16 hex: model config,
  *   tensor shapes and dtypes, settings, token ids), model_fingerprint (sm_model_fingerprint),
  *   model, tokens, samples, seq_len, rows, heldout, sample, seed; from text instead of tokens:

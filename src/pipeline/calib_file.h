@@ -15,6 +15,7 @@
 typedef struct {
     int64_t rows;                /* m in the file */
     const sm_tensor *x, *counts, *outputs, *sim[3]; /* sim: output, logit, weight */
+    const sm_tensor *saliency;   /* or NULL: a file from before REAP saliencies */
     float *xf;                   /* converted inputs (cached): the fit then the held-out sample */
     int64_t xf_fit, xf_held;     /* rows of each in xf */
     sm_layer_analysis *an;       /* cached statistics */

@@ -13,13 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Similarities are stored as float: round computed ones the same way. */
+/* Similarities and saliencies are stored as float: round computed ones the same way. */
 static void round_sims(sm_layer_analysis *a)
 {
     double *s[3] = {a->sim_output, a->sim_logit, a->sim_weight};
     for (int j = 0; j < 3; j++)
         for (int i = 0; s[j] && i < a->n * a->n; i++)
             s[j][i] = (float)s[j][i];
+    for (int i = 0; a->saliency && i < a->n; i++)
+        a->saliency[i] = (float)a->saliency[i];
 }
 
 /* ---- reading -------------------------------------------------------------------------------- */
@@ -60,6 +62,18 @@ static int64_t meta_int(st_file *f, const char *key, int64_t dflt)
     errno = 0;
     long long x = strtoll(v, &end, 10);
     return *end || errno ? dflt : (int64_t)x;
+}
+
+/* A stored saliency: F32 [E], every entry finite and >= 0 (a mean of weights times norms). */
+static int check_saliency(const sm_tensor *t, int l, int64_t E)
+{
+    if (t->dtype != SM_DT_F32 || !shape_is(t, 1, E, 0, 0))
+        return sm_err("tensor 'layers.%d.saliency' must be F32 [%" PRId64 "] for this model", l, E);
+    for (int64_t i = 0; i < E; i++)
+        if (!(f32_at(t, i) >= 0) || !isfinite(f32_at(t, i)))
+            return sm_err("tensor 'layers.%d.saliency': entry %" PRId64 " is not a saliency (%g)", l, i,
+                          (double)f32_at(t, i));
+    return 0;
 }
 
 sm_calib *sm_calib_read(const sm_model *m, const char *path, int64_t heldout)
@@ -117,6 +131,8 @@ sm_calib *sm_calib_read(const sm_model *m, const char *path, int64_t heldout)
         cl->sim[0] = find(f, l, "sim_output");
         cl->sim[1] = find(f, l, "sim_logit");
         cl->sim[2] = find(f, l, "sim_weight");
+        if ((cl->saliency = find(f, l, "saliency")) && check_saliency(cl->saliency, l, E))
+            goto fail;
         bool ok = cl->counts && cl->outputs && cl->sim[0] && cl->sim[1] && cl->sim[2];
         if (ok) {
             ok = cl->counts->dtype == SM_DT_F32 && shape_is(cl->counts, 1, E, 0, 0) &&
@@ -349,10 +365,34 @@ static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_la
     for (int j = 0; j < 3; j++)
         for (int i = 0; i < n * n; i++)
             (*dst[j])[i] = f32_at(cl->sim[j], i);
+    if (cl->saliency) {
+        if (!(a->saliency = sm_alloc((size_t)n, sizeof *a->saliency))) {
+            analysis_free(cl, a);
+            return -1;
+        }
+        for (int i = 0; i < n; i++)
+            a->saliency[i] = f32_at(cl->saliency, i);
+    }
     if (sm_layer_analysis_check(a)) { /* stored statistics are held to what computing them guarantees */
         analysis_free(cl, a);
         return -1;
     }
+    return 0;
+}
+
+/* A file from before saliencies: compute them from the layer's experts on the fit rows (as the
+ * capture would have), rounded like stored ones; not written back (the file stays as it was). */
+static int saliency_from_rows(sm_calib *c, calib_layer *cl, int64_t m_fit, const sm_moe_block *block,
+                              const sm_monitor *mon, sm_layer_analysis *a)
+{
+    file_rows fr = {c, cl, cl->x->shape[1]};
+    if (!(a->saliency = sm_alloc((size_t)a->n, sizeof *a->saliency)) ||
+        sm_saliency_rows(block, m_fit, rows_from_file, &fr, mon, a->saliency)) {
+        free(a->saliency);
+        a->saliency = NULL;
+        return -1;
+    }
+    round_sims(a);
     return 0;
 }
 
@@ -362,17 +402,22 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
     calib_layer *cl = get_layer(c, layer);
     if (!cl)
         return -1;
+    const int64_t m_fit = cl->rows - c->heldout; /* statistics use every fit row of the file */
     if (cl->an && (cl->an_grams || !grams)) {
+        /* read earlier without the experts from a file without saliencies: compute them now */
+        if (!cl->an->saliency && block && saliency_from_rows(c, cl, m_fit, block, mon, cl->an))
+            return sm_err_prefix("%s: layer %d saliency", sm_calib_path(c), layer);
         *out = cl->an;
         return 0;
     }
-    const int64_t m_fit = cl->rows - c->heldout; /* statistics use every fit row of the file */
     sm_layer_analysis *a = sm_zalloc(1, sizeof *a);
     if (!a)
         return -1;
     int rc;
     if (c->stats && !grams) {
         rc = analysis_from_file(c, cl, m_fit, a);
+        if (!rc && !a->saliency && block && (rc = saliency_from_rows(c, cl, m_fit, block, mon, a)))
+            analysis_free(cl, a);
     } else if (!block) {
         rc = sm_err("layer %d: statistics need the layer's experts", layer);
     } else {

@@ -1,0 +1,50 @@
+/* saliency: REAP's expert saliency (DESIGN §2.8; Cerebras, arXiv 2510.13999).
+ *
+ *     S_j = (1/|X_j|) Σ_{x∈X_j} g_j(x) · ‖E_j(x)‖₂
+ *
+ * X_j the calibration rows whose top-k contains j, g_j(x) the weight the layer's own routing rule
+ * gives j on x: sm_route_select, the code the forward uses (softmax over all rows, top k,
+ * renormalised over the k when the rule says so, times routed_scaling_factor). Shared experts are
+ * not routed and count for no expert. An expert no row selects has saliency 0.
+ *
+ * The sum runs over every calibration row given (not only the analysis' output sample): each row
+ * runs its k selected experts once, a MoE-block forward's work. */
+#ifndef SM_SALIENCY_H
+#define SM_SALIENCY_H
+
+#include <stdint.h>
+
+#include "moe/moe.h"
+#include "util/monitor.h"
+
+typedef struct sm_saliency_acc {
+    int n, k;
+    int64_t hidden;
+    double *sum;     /* n: Σ g_j(x)·‖E_j(x)‖ so far */
+    int64_t *count;  /* n: |X_j| so far */
+    int64_t cap;     /* rows of the gather buffers */
+    float *xs, *ws, *y;
+    int *order, *start;
+} sm_saliency_acc;
+
+/* An accumulator for block b (one router row per expert, no expert map) taking blocks of at most
+ * max_rows rows. 0, or -1 with a message. */
+int sm_saliency_begin(sm_saliency_acc *s, const sm_moe_block *b, int64_t max_rows);
+/* Add mb rows x (mb × hidden) whose selection idx/w (mb × k) came from sm_route_select with b's
+ * rule. 0, or -1 on allocation failure. */
+int sm_saliency_add(sm_saliency_acc *s, const sm_moe_block *b, const float *x, int64_t mb, const int *idx,
+                    const float *w);
+/* saliency[n] = the means so far. */
+void sm_saliency_result(const sm_saliency_acc *s, double *saliency);
+void sm_saliency_free(sm_saliency_acc *s);
+
+/* The saliencies of block b on m rows served block by block by rows(ctx, t0, n, buf) (the engine's
+ * row-source callback, engine.h): routing, then the selected experts on each block.
+ * Cancellable between blocks. 0, or -1 with a message. */
+typedef const float *(*sm_saliency_rows_fn)(void *ctx, int64_t t0, int64_t n, float *buf);
+int sm_saliency_rows(const sm_moe_block *b, int64_t m, sm_saliency_rows_fn rows, void *ctx,
+                     const sm_monitor *mon, double *saliency);
+/* The same on m rows in memory. */
+int sm_saliency(const sm_moe_block *b, const float *x, int64_t m, double *saliency);
+
+#endif
