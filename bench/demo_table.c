@@ -173,10 +173,13 @@ int main(int argc, char **argv)
         {"submoe, aligned", SM_MERGE_SUBMOE, false, false, true, SM_CLUSTER_KMEANS},
         {"submoe, dominant", SM_MERGE_SUBMOE, false, false, false, SM_CLUSTER_DOMINANT},
         {"submoe, dom+align", SM_MERGE_SUBMOE, false, false, true, SM_CLUSTER_DOMINANT},
+        {"submoe, reap", SM_MERGE_SUBMOE, false, false, false, SM_CLUSTER_REAP},
+        {"submoe, reap+align", SM_MERGE_SUBMOE, false, false, true, SM_CLUSTER_REAP},
         {"freq-average", SM_MERGE_FREQ_AVERAGE, false, false, false, SM_CLUSTER_KMEANS},
         {"average", SM_MERGE_AVERAGE, false, false, false, SM_CLUSTER_KMEANS},
         {"prune-frequency", SM_MERGE_PRUNE_FREQUENCY, false, false, false, SM_CLUSTER_KMEANS},
         {"prune-output", SM_MERGE_PRUNE_OUTPUT, false, false, false, SM_CLUSTER_KMEANS},
+        {"prune-reap", SM_MERGE_PRUNE_REAP, false, false, false, SM_CLUSTER_KMEANS},
         {"auto (default)", SM_MERGE_SUBMOE, false, true, false, SM_CLUSTER_KMEANS},
     };
     const double ratios[2] = {0.25, 0.5};
@@ -224,8 +227,10 @@ int main(int argc, char **argv)
         printf("\n");
     }
     printf("\n(pruning drops router rows; its two columns are the same model. dominant: M-SMoE's groups, the\n"
-           " most-routed experts as centres. auto: per layer, the best of submoe and submoe aligned on\n"
-           " k-means and dominant groups and both prunings, by held-out loss with that layer swapped in)\n");
+           " most-routed experts as centres. reap: REAM-style groups, the most REAP-salient experts as\n"
+           " centres; prune-reap keeps the most salient. auto: per layer, the best of submoe and submoe\n"
+           " aligned on k-means, dominant and reap groups and the three prunings, by held-out loss with that\n"
+           " layer swapped in)\n");
     for (int r = 0; r < 2; r++)
         printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
                ratios[r] * 100, best_merge[r], best_prune[r], avg[r],

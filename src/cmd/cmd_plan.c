@@ -154,6 +154,11 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
         for (int i = 0; i < a->n && n < sizeof text - 16; i++)
             n += (size_t)snprintf(text + n, sizeof text - n, " %d:%.3f", i, a->freq[i]);
     }
+    if (a && a->saliency) { /* REAP (DESIGN §2.8): what prune-reap and reap groups rank by */
+        n += (size_t)snprintf(text + n, sizeof text - n, "\nREAP saliency:");
+        for (int i = 0; i < a->n && n < sizeof text - 20; i++)
+            n += (size_t)snprintf(text + n, sizeof text - n, " %d:%.4g", i, a->saliency[i]);
+    }
     if (a && sm_merge_method_merges(b->merged.method)) {
         n += (size_t)snprintf(text + n, sizeof text - n, "\nmean output similarity within groups:");
         for (int q = 0; q < b->k && n < sizeof text - 24; q++) {

@@ -429,6 +429,11 @@ int sm_engine_cluster(const sm_layer_analysis *a, sm_cluster_algo algo, sm_simil
         return sm_kmedoids(s, a->n, k, &ko, assign, NULL);
     case SM_CLUSTER_DOMINANT:
         return sm_cluster_dominant(a->freq, s, a->n, k, assign);
+    case SM_CLUSTER_REAP:
+        if (!a->saliency)
+            return sm_err("reap groups need REAP saliencies (statistics read without the layer's experts from a "
+                          "stats file that predates them)");
+        return sm_cluster_reap(a->saliency, s, a->n, k, assign);
     }
     return sm_err("unknown clustering algorithm");
 }
@@ -740,6 +745,13 @@ int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const i
         if (!a)
             rc = sm_err("prune-frequency needs routing frequencies");
         else if ((rc = sm_prune_frequency(a->freq, n, k, keep)) == 0)
+            rc = select_layer(src, keep, k, out);
+        break;
+    case SM_MERGE_PRUNE_REAP:
+        if (!a || !a->saliency)
+            rc = sm_err("prune-reap needs REAP saliencies (statistics read without the layer's experts from a "
+                        "stats file that predates them)");
+        else if ((rc = sm_prune_frequency(a->saliency, n, k, keep)) == 0)
             rc = select_layer(src, keep, k, out);
         break;
     case SM_MERGE_PRUNE_OUTPUT:

@@ -101,7 +101,7 @@ int sm_engine_cluster(const sm_layer_analysis *a, sm_cluster_algo algo, sm_simil
 /* ---- merged layer -------------------------------------------------------------------------- */
 
 typedef struct sm_layer_spec {
-    sm_merge_method method;     /* per-cluster merge, prune-frequency, prune-output or keep */
+    sm_merge_method method;     /* per-cluster merge, prune-frequency, prune-output, prune-reap or keep */
     sm_merge_opts matrix[3];    /* gate, up, down */
     sm_router_mode router;      /* merges only; pruning drops rows */
     double ridge;               /* collapse-lstsq (0 = default) */

@@ -180,7 +180,8 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
 {
     /* Candidates: the merge without and with neuron alignment (on the job's groups, and with
      * job->regroup also on dominant groups), then both prunings. */
-    auto_candidate cand[6];
+    auto_candidate cand[9];
+    bool cand_reap[9] = {false}; /* a merge on reap groups */
     int nc = 0;
     bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
     bool regroup = merges && job->regroup;
@@ -194,9 +195,13 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     }
     cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_FREQUENCY, false, false};
     cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_OUTPUT, false, false};
+    for (int a = 0; a < 2 && regroup; a++) /* REAP (DESIGN §2.8): reap groups, then prune-reap */
+        cand_reap[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, a == 1, false};
+    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_REAP, false, false};
     int n = sm_model_layer_experts(m, job->layer);
-    int *dominant = regroup ? sm_alloc((size_t)n, sizeof *dominant) : NULL;
-    bool skip_dominant = !regroup;
+    int *dominant = regroup ? sm_alloc((size_t)n * 2, sizeof *dominant) : NULL; /* dominant, then reap groups */
+    int *reap = dominant ? dominant + n : NULL;
+    bool skip_dominant = !regroup, skip_reap = !regroup;
     if (regroup && !dominant)
         return -1;
     /* The score: held-out loss of the whole model with the candidate layer swapped in, when a
@@ -241,7 +246,11 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     for (int i = 0; i < nc && !rc; i++) {
         if (cand[i].dominant && skip_dominant)
             continue;
+        if (cand_reap[i] && skip_reap)
+            continue;
         sm_layer_job j = candidate_job(job, &cand[i], dominant);
+        if (cand_reap[i])
+            j.groups = reap;
         sm_layer_build b;
         sm_monitor_span span;
         double lo = (double)i / nc, hi = (i + 1.0) / nc, score;
@@ -254,10 +263,12 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
              * the layer); tried only when they differ from the job's groups */
             int *own = sm_alloc((size_t)n, sizeof *own);
             rc = own ? sm_cluster_dominant(b.analysis->freq, b.analysis->sim_output, n, job->k, dominant) : -1;
+            rc = rc ? rc : sm_cluster_reap(b.analysis->saliency, b.analysis->sim_output, n, job->k, reap);
             if (!rc) {
                 memcpy(own, job->groups, sizeof(int) * (size_t)n);
                 sm_cluster_canonical(own, n);
                 skip_dominant = memcmp(own, dominant, sizeof(int) * (size_t)n) == 0;
+                skip_reap = !memcmp(own, reap, sizeof(int) * (size_t)n) || !memcmp(dominant, reap, sizeof(int) * (size_t)n);
             }
             free(own);
             if (rc) {
@@ -271,9 +282,9 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
             rc = -1;
             break;
         }
-        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s%s %.4g",
+        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s%s%s %.4g",
                                  used ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
-                                 cand[i].dominant ? "/dominant" : "", score);
+                                 cand[i].dominant ? "/dominant" : "", cand_reap[i] ? "/reap" : "", score);
         if (have < 0 || score < best_score) {
             if (best_held)
                 sm_layer_build_free(&best);
@@ -293,6 +304,8 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     }
     if (!rc && have >= 0 && !best_held) { /* the winner again: the same job on the same rows, the same layer */
         sm_layer_job j = candidate_job(job, &cand[have], dominant);
+        if (cand_reap[have])
+            j.groups = reap;
         sm_monitor_span span;
         rc = build_with(m, c, &j, sm_monitor_span_init(&span, mon, 1.0, 1.0), &src, ref, &best);
         best_held = rc == 0;
@@ -306,8 +319,8 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         sm_moe_layer_free(&src);
         return -1;
     }
-    snprintf(why, why_len, "%s%s%s (%s: %s)", sm_merge_method_name(cand[have].method),
-             cand[have].align ? "+align" : "", cand[have].dominant ? "/dominant" : "",
+    snprintf(why, why_len, "%s%s%s%s (%s: %s)", sm_merge_method_name(cand[have].method),
+             cand[have].align ? "+align" : "", cand[have].dominant ? "/dominant" : "", cand_reap[have] ? "/reap" : "",
              by_loss ? "held-out loss, nats/token" : "held-out output error", errs);
     build_move(out, &best);
     out->src_borrowed = false; /* the winner takes the shared copy */

@@ -108,7 +108,8 @@ int sm_calib_rows(sm_calib *c, int layer, int64_t *fit_rows, int64_t *held_rows,
                   int64_t *held_used);
 /* Statistics of MoE layer L on all of its fit rows (not only those sm_calib_inputs samples):
  * read from the file, or computed with `block` (the layer's fp32 experts, which may be NULL
- * when the file has them and grams is false), streaming the rows from the file block by block
+ * when the file has them and grams is false; a file without saliencies gets them computed when
+ * `block` has its experts, else the analysis' saliency is NULL), streaming the rows from the file block by block
  * so memory does not grow with the row count. grams: also the per-expert input Grams (for
  * submoe-whitened; always computed; n·(H² + I²) floats). Cached until release. */
 int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool grams,

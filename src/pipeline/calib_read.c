@@ -380,6 +380,12 @@ static int analysis_from_file(sm_calib *c, calib_layer *cl, int64_t m_fit, sm_la
     return 0;
 }
 
+/* A block with its routed experts (not a shell: the workbench reads stored statistics without). */
+static bool has_experts(const sm_moe_block *b)
+{
+    return b && b->experts && b->n_experts > 0;
+}
+
 /* A file from before saliencies: compute them from the layer's experts on the fit rows (as the
  * capture would have), rounded like stored ones; not written back (the file stays as it was). */
 static int saliency_from_rows(sm_calib *c, calib_layer *cl, int64_t m_fit, const sm_moe_block *block,
@@ -405,7 +411,7 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
     const int64_t m_fit = cl->rows - c->heldout; /* statistics use every fit row of the file */
     if (cl->an && (cl->an_grams || !grams)) {
         /* read earlier without the experts from a file without saliencies: compute them now */
-        if (!cl->an->saliency && block && saliency_from_rows(c, cl, m_fit, block, mon, cl->an))
+        if (!cl->an->saliency && has_experts(block) && saliency_from_rows(c, cl, m_fit, block, mon, cl->an))
             return sm_err_prefix("%s: layer %d saliency", sm_calib_path(c), layer);
         *out = cl->an;
         return 0;
@@ -416,7 +422,7 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
     int rc;
     if (c->stats && !grams) {
         rc = analysis_from_file(c, cl, m_fit, a);
-        if (!rc && !a->saliency && block && (rc = saliency_from_rows(c, cl, m_fit, block, mon, a)))
+        if (!rc && !a->saliency && has_experts(block) && (rc = saliency_from_rows(c, cl, m_fit, block, mon, a)))
             analysis_free(cl, a);
     } else if (!block) {
         rc = sm_err("layer %d: statistics need the layer's experts", layer);
