@@ -90,6 +90,53 @@ static void check_rule(const char *what, bool renorm, float scaling, bool shared
         sm_layer_analysis_free(&a);
 }
 
+/* prune-reap keeps the most salient experts (not the most routed), ties to the lower index; reap
+ * groups make them the centres; both refuse an analysis without saliencies. */
+static void check_selection(void)
+{
+    layer l;
+    make_layer(&l, true, 1.0f, false);
+    double freq[N] = {0.6, 0.3, 0.1}, sal[N] = {0.1, 0.5, 0.9};
+    double sim[N * N] = {1, 0.2, 0.7, 0.2, 1, 0.3, 0.7, 0.3, 1};
+    int64_t counts[N] = {6, 3, 1};
+    sm_layer_analysis a = {.n = N, .hidden = H, .inter = 1, .tokens = 10, .counts = counts, .freq = freq,
+                           .sim_output = sim, .sim_logit = sim, .saliency = sal};
+    sm_layer_spec spec = {.method = SM_MERGE_PRUNE_REAP};
+    sm_merged_layer m;
+    int rc = sm_engine_merge(&l.b, &a, NULL, 2, &spec, NULL, 0, NULL, &m);
+    CHECK(rc == 0 && m.n_experts == 2 && m.source[0] == 1 && m.source[1] == 2 && m.cluster_of[0] == -1,
+          "prune-reap k=2 keeps experts 1 and 2 (saliency .5, .9), not the most routed 0");
+    if (rc == 0)
+        sm_merged_layer_free(&m);
+    sal[0] = 0.5; /* a tie between 0 and 1: the lower index */
+    rc = sm_engine_merge(&l.b, &a, NULL, 2, &spec, NULL, 0, NULL, &m);
+    CHECK(rc == 0 && m.source[0] == 0 && m.source[1] == 2, "prune-reap ties go to the lower index (keeps 0, 2)");
+    if (rc == 0)
+        sm_merged_layer_free(&m);
+    sal[0] = 0.1;
+    int assign[N];
+    rc = sm_engine_cluster(&a, SM_CLUSTER_REAP, SM_SIM_OUTPUT, 2, 1, NULL, assign);
+    CHECK(rc == 0 && assign[0] == 0 && assign[2] == 0 && assign[1] == 1,
+          "reap groups: centres 2 and 1, expert 0 joins 2 (similarity .7 > .2): %d %d %d", assign[0], assign[1],
+          assign[2]);
+    rc = sm_engine_cluster(&a, SM_CLUSTER_DOMINANT, SM_SIM_OUTPUT, 2, 1, NULL, assign);
+    CHECK(rc == 0 && assign[0] == 0 && assign[1] == 1 && assign[2] == 0,
+          "dominant groups for contrast: centres 0 and 1, expert 2 joins 0");
+    sm_merge_method mm;
+    sm_cluster_algo ca;
+    CHECK(sm_merge_method_parse("prune-reap", &mm) == 0 && mm == SM_MERGE_PRUNE_REAP &&
+              !strcmp(sm_merge_method_name(mm), "prune-reap") && !sm_merge_method_merges(mm),
+          "prune-reap parses, names itself, is not a merge");
+    CHECK(sm_cluster_algo_parse("reap", &ca) == 0 && ca == SM_CLUSTER_REAP && !strcmp(sm_cluster_algo_name(ca), "reap"),
+          "clustering reap parses and names itself");
+    a.saliency = NULL;
+    CHECK(sm_engine_merge(&l.b, &a, NULL, 2, &spec, NULL, 0, NULL, &m) != 0 && strstr(sm_errmsg(), "saliencies"),
+          "prune-reap without saliencies: %s", sm_errmsg());
+    CHECK(sm_engine_cluster(&a, SM_CLUSTER_REAP, SM_SIM_OUTPUT, 2, 1, NULL, assign) != 0 &&
+              strstr(sm_errmsg(), "saliencies"),
+          "reap groups without saliencies: %s", sm_errmsg());
+}
+
 int main(void)
 {
     /* hand values spelled out once, so the expectation is not only the formula above */
@@ -109,6 +156,7 @@ int main(void)
     make_layer(&l, true, 1.0f, false);
     CHECK(sm_saliency(&l.b, X, 1, s) == 0 && s[2] == 0.0 && s[0] > 0 && s[1] > 0,
           "only e1: expert 2 is never selected, saliency 0 (%g)", s[2]);
+    check_selection();
     /* a remapped block is refused with a message */
     int map[N] = {0, 0, 1};
     l.b.expert_map = map, l.b.n_experts = 2;
