@@ -6,6 +6,9 @@
  *
  *   bench/demo_table [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N]
  *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]
+ *                    [--row LABEL]...
+ * --row (repeatable) runs only the rows of those labels ("prune-reap", "submoe, reap", ...): a
+ * quicker partial table on a loaded machine; the summary lines then cover only those rows.
  *
  * Every row is built with the same pipeline `submoe apply` runs (each layer resolved by
  * pipeline/resolve.h from the row's defaults and the planner's groups; pipeline/build.h: statistics
@@ -109,6 +112,8 @@ int main(int argc, char **argv)
     const char *dir = "data/demo", *ctok = "data/calib.u32", *htok = "data/heldout.u32",
                *task_file = "data/demo-task.jsonl";
     int samples = 32, max_tokens = 32768;
+    const char *only[16];
+    int n_only = 0;
     seq_len = 256;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
@@ -127,9 +132,11 @@ int main(int argc, char **argv)
             task_file = argv[++i];
         else if (!strcmp(argv[i], "--no-task"))
             task_file = NULL;
+        else if (!strcmp(argv[i], "--row") && i + 1 < argc && n_only < 16)
+            only[n_only++] = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N] "
-                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]\n", argv[0]);
+                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--row LABEL]...\n", argv[0]);
             return 2;
         }
     }
@@ -190,6 +197,11 @@ int main(int argc, char **argv)
     double best_merge[2] = {INFINITY, INFINITY}, best_prune[2] = {INFINITY, INFINITY}, avg[2] = {0, 0};
     double unaligned[2] = {INFINITY, INFINITY}, aligned[2] = {INFINITY, INFINITY}, autov[2] = {0, 0};
     for (size_t q = 0; q < sizeof rows / sizeof rows[0]; q++) {
+        bool run = n_only == 0;
+        for (int i = 0; i < n_only; i++)
+            run = run || !strcmp(only[i], rows[q].label);
+        if (!run)
+            continue;
         printf("%-18s", rows[q].label);
         for (int r = 0; r < 2; r++) {
             sm_planned_layer pl[64];

@@ -319,6 +319,8 @@ static void test_keys(void)
     key(&s, 'M');
     CHECK(s.plan[2].method == SM_MERGE_KEEP && tui_plan_params(&s, 2) == 8 * 3 * 128 * 256, "keep: every expert");
     key(&s, 'M');
+    CHECK(!s.plan[2].is_auto && s.plan[2].method == SM_MERGE_PRUNE_REAP, "M: keep -> prune-reap (issue 18)");
+    key(&s, 'M');
     CHECK(s.plan[2].is_auto, "M cycles back to auto");
     key(&s, 'r');
     CHECK(s.plan[2].router == SM_ROUTER_COLLAPSE_MEAN, "r: next router mode (%s)", sm_router_mode_name(s.plan[2].router));

@@ -8,15 +8,32 @@
 #include "util/diag.h"
 #include "util/mem.h"
 
-#define SALIENCY_BLOCK 256
+/* The running sums and the scratch of one pass. */
+typedef struct saliency_acc {
+    int n, k;
+    int64_t hidden;
+    double *sum;     /* n: Σ g_j(x)·‖E_j(x)‖ so far */
+    int64_t *count;  /* n: |X_j| so far */
+    int64_t cap;     /* rows of the gather buffers */
+    float *xs, *ws, *y;
+    int *order, *start;
+} saliency_acc;
 
-void sm_saliency_free(sm_saliency_acc *s)
+/* Rows per block: enough that each expert gets about SALIENCY_EXPERT_ROWS of them (its GEMMs
+ * would otherwise be dominated by reading its weights: 256 rows of a 64-expert top-8 layer give
+ * it 32), within [SALIENCY_BLOCK_MIN, SALIENCY_BLOCK_MAX] (bounded scratch: 4096 × hidden floats
+ * for the rows, the gathered rows and their outputs each). */
+#define SALIENCY_EXPERT_ROWS 256
+#define SALIENCY_BLOCK_MIN 256
+#define SALIENCY_BLOCK_MAX 4096
+
+static void acc_free(saliency_acc *s)
 {
     free(s->sum), free(s->count), free(s->xs), free(s->ws), free(s->y), free(s->order), free(s->start);
     memset(s, 0, sizeof *s);
 }
 
-int sm_saliency_begin(sm_saliency_acc *s, const sm_moe_block *b, int64_t max_rows)
+static int acc_begin(saliency_acc *s, const sm_moe_block *b, int64_t max_rows)
 {
     memset(s, 0, sizeof *s);
     if (sm_moe_block_check(b) != 0)
@@ -32,14 +49,15 @@ int sm_saliency_begin(sm_saliency_acc *s, const sm_moe_block *b, int64_t max_row
     s->order = sm_alloc((size_t)(max_rows * s->k), sizeof *s->order);
     s->start = sm_alloc((size_t)s->n + 1, sizeof *s->start);
     if (!s->sum || !s->count || !s->xs || !s->y || !s->ws || !s->order || !s->start) {
-        sm_saliency_free(s);
+        acc_free(s);
         return -1;
     }
     return 0;
 }
 
-int sm_saliency_add(sm_saliency_acc *s, const sm_moe_block *b, const float *x, int64_t mb, const int *idx,
-                    const float *w)
+/* Add mb rows x (mb × hidden) whose selection idx/w came from sm_route_select with b's rule. */
+static int acc_add(saliency_acc *s, const sm_moe_block *b, const float *x, int64_t mb, const int *idx,
+                   const float *w)
 {
     const int n = s->n, k = s->k;
     const int64_t h = s->hidden;
@@ -78,7 +96,7 @@ int sm_saliency_add(sm_saliency_acc *s, const sm_moe_block *b, const float *x, i
     return 0;
 }
 
-void sm_saliency_result(const sm_saliency_acc *s, double *saliency)
+static void acc_result(const saliency_acc *s, double *saliency)
 {
     for (int e = 0; e < s->n; e++)
         saliency[e] = s->count[e] ? s->sum[e] / (double)s->count[e] : 0.0;
@@ -87,30 +105,34 @@ void sm_saliency_result(const sm_saliency_acc *s, double *saliency)
 int sm_saliency_rows(const sm_moe_block *b, int64_t m, sm_saliency_rows_fn rows, void *ctx,
                      const sm_monitor *mon, double *saliency)
 {
-    sm_saliency_acc s;
-    if (sm_saliency_begin(&s, b, SALIENCY_BLOCK) != 0)
+    if (b->rule.top_k < 1)
+        return sm_err("saliency needs a routing rule with top_k >= 1");
+    int64_t blk = (int64_t)SALIENCY_EXPERT_ROWS * b->n_router / b->rule.top_k;
+    blk = blk < SALIENCY_BLOCK_MIN ? SALIENCY_BLOCK_MIN : blk > SALIENCY_BLOCK_MAX ? SALIENCY_BLOCK_MAX : blk;
+    saliency_acc s;
+    if (acc_begin(&s, b, blk) != 0)
         return -1;
     const int n = s.n, k = s.k;
     const int64_t h = s.hidden;
-    float *z = sm_alloc_f32((size_t)(SALIENCY_BLOCK * n)), *w = sm_alloc_f32((size_t)(SALIENCY_BLOCK * k));
-    float *buf = sm_alloc_f32((size_t)(SALIENCY_BLOCK * h));
-    int *idx = sm_alloc((size_t)(SALIENCY_BLOCK * k), sizeof *idx);
+    float *z = sm_alloc_f32((size_t)(blk * n)), *w = sm_alloc_f32((size_t)(blk * k));
+    float *buf = sm_alloc_f32((size_t)(blk * h));
+    int *idx = sm_alloc((size_t)(blk * k), sizeof *idx);
     int rc = z && w && buf && idx ? 0 : -1;
-    for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += SALIENCY_BLOCK) {
-        const int64_t mb = m - t0 < SALIENCY_BLOCK ? m - t0 : SALIENCY_BLOCK;
+    for (int64_t t0 = 0; rc == 0 && t0 < m; t0 += blk) {
+        const int64_t mb = m - t0 < blk ? m - t0 : blk;
         const float *xb = sm_monitor_check(mon) ? NULL : rows(ctx, t0, mb, buf);
         if (!xb) {
             rc = -1;
             break;
         }
         sm_route_logits(xb, mb, h, b->router, n, z);
-        rc = sm_route_select(&b->rule, z, mb, n, idx, w) || sm_saliency_add(&s, b, xb, mb, idx, w) ? -1 : 0;
+        rc = sm_route_select(&b->rule, z, mb, n, idx, w) || acc_add(&s, b, xb, mb, idx, w) ? -1 : 0;
         sm_monitor_report(mon, (double)(t0 + mb) / (double)m, "saliency");
     }
     if (rc == 0)
-        sm_saliency_result(&s, saliency);
+        acc_result(&s, saliency);
     free(z), free(w), free(buf), free(idx);
-    sm_saliency_free(&s);
+    acc_free(&s);
     return rc;
 }
 

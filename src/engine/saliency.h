@@ -8,7 +8,9 @@
  * not routed and count for no expert. An expert no row selects has saliency 0.
  *
  * The sum runs over every calibration row given (not only the analysis' output sample): each row
- * runs its k selected experts once, a MoE-block forward's work. */
+ * runs its k selected experts once, a MoE-block forward's work, in blocks of rows large enough
+ * that each expert's GEMM has about 256 rows (at most 4096 rows of scratch). Each expert's sum
+ * runs in row order, so the result does not depend on how the rows are blocked. */
 #ifndef SM_SALIENCY_H
 #define SM_SALIENCY_H
 
@@ -17,29 +19,9 @@
 #include "moe/moe.h"
 #include "util/monitor.h"
 
-typedef struct sm_saliency_acc {
-    int n, k;
-    int64_t hidden;
-    double *sum;     /* n: Σ g_j(x)·‖E_j(x)‖ so far */
-    int64_t *count;  /* n: |X_j| so far */
-    int64_t cap;     /* rows of the gather buffers */
-    float *xs, *ws, *y;
-    int *order, *start;
-} sm_saliency_acc;
-
-/* An accumulator for block b (one router row per expert, no expert map) taking blocks of at most
- * max_rows rows. 0, or -1 with a message. */
-int sm_saliency_begin(sm_saliency_acc *s, const sm_moe_block *b, int64_t max_rows);
-/* Add mb rows x (mb × hidden) whose selection idx/w (mb × k) came from sm_route_select with b's
- * rule. 0, or -1 on allocation failure. */
-int sm_saliency_add(sm_saliency_acc *s, const sm_moe_block *b, const float *x, int64_t mb, const int *idx,
-                    const float *w);
-/* saliency[n] = the means so far. */
-void sm_saliency_result(const sm_saliency_acc *s, double *saliency);
-void sm_saliency_free(sm_saliency_acc *s);
-
-/* The saliencies of block b on m rows served block by block by rows(ctx, t0, n, buf) (the engine's
- * row-source callback, engine.h): routing, then the selected experts on each block.
+/* The saliencies of block b (one router row per expert, no expert map) on m rows served block by
+ * block by rows(ctx, t0, n, buf) (the engine's row-source callback, engine.h; buf holds n rows):
+ * routing, then the selected experts on each block.
  * Cancellable between blocks. 0, or -1 with a message. */
 typedef const float *(*sm_saliency_rows_fn)(void *ctx, int64_t t0, int64_t n, float *buf);
 int sm_saliency_rows(const sm_moe_block *b, int64_t m, sm_saliency_rows_fn rows, void *ctx,

@@ -179,7 +179,8 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
                         sm_layer_build *out, char *why, size_t why_len)
 {
     /* Candidates: the merge without and with neuron alignment (on the job's groups, and with
-     * job->regroup also on dominant groups), then both prunings. */
+     * job->regroup also on dominant groups), then both prunings; then REAP's (reap groups,
+     * prune-reap). */
     auto_candidate cand[9];
     bool cand_reap[9] = {false}; /* a merge on reap groups */
     int nc = 0;
