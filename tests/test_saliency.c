@@ -137,6 +137,45 @@ static void check_selection(void)
           "reap groups without saliencies: %s", sm_errmsg());
 }
 
+/* Many rows (several of the accumulator's blocks): equal to a row-by-row computation with the
+ * formula, and the same bits whether rows arrive in one call or in chunks of 7 (the analysis). */
+static void check_many_rows(void)
+{
+    enum { M = 1000 };
+    layer l;
+    make_layer(&l, true, 2.5f, true);
+    static float x[M * H];
+    uint64_t st = 12345;
+    for (int i = 0; i < M * H; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(st >> 11) / 9007199254740992.0 * 4.0 - 2.0);
+    }
+    double want[N] = {0}, cnt[N] = {0}, got[N];
+    for (int t = 0; t < M; t++) {
+        float z[N], w[2], y[H];
+        int idx[2];
+        sm_route_logits(x + t * H, 1, H, l.router, N, z);
+        sm_route_select(&l.b.rule, z, 1, N, idx, w);
+        for (int j = 0; j < 2; j++) {
+            sm_expert_forward(&l.ex[idx[j]], x + t * H, 1, y);
+            want[idx[j]] += w[j] * sqrt((double)y[0] * y[0] + (double)y[1] * y[1]);
+            cnt[idx[j]]++;
+        }
+    }
+    int rc = sm_saliency(&l.b, x, M, got);
+    for (int j = 0; j < N; j++) {
+        char name[64];
+        snprintf(name, sizeof name, "%d rows, row by row: S_%d", M, j);
+        CHECK_NEAR(rc == 0 ? got[j] : NAN, cnt[j] ? want[j] / cnt[j] : 0.0, 1e-5, name);
+    }
+    sm_layer_analysis a;
+    sm_analysis_opts ao = {.block = 7, .sample = 16};
+    rc = sm_engine_analyse(&l.b, x, M, &ao, NULL, &a);
+    CHECK(rc == 0 && !memcmp(a.saliency, got, sizeof got), "%d rows in chunks of 7: the same bits", M);
+    if (rc == 0)
+        sm_layer_analysis_free(&a);
+}
+
 int main(void)
 {
     /* hand values spelled out once, so the expectation is not only the formula above */
@@ -157,6 +196,7 @@ int main(void)
     CHECK(sm_saliency(&l.b, X, 1, s) == 0 && s[2] == 0.0 && s[0] > 0 && s[1] > 0,
           "only e1: expert 2 is never selected, saliency 0 (%g)", s[2]);
     check_selection();
+    check_many_rows();
     /* a remapped block is refused with a message */
     int map[N] = {0, 0, 1};
     l.b.expert_map = map, l.b.n_experts = 2;

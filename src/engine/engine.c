@@ -280,6 +280,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     a->sim_output = sm_alloc((size_t)n * n, sizeof(double));
     a->sim_logit = sm_alloc((size_t)n * n, sizeof(double));
     a->saliency = sm_alloc((size_t)n, sizeof(double));
+    sm_saliency_acc *sal = sm_saliency_new(b);
     float *z = sm_alloc_f32((size_t)(blk * n)), *w = sm_alloc_f32((size_t)(blk * k));
     int *idx = sm_alloc((size_t)(blk * k), sizeof(int));
     double *zsum = sm_zalloc((size_t)n, sizeof(double)), *zz = sm_zalloc((size_t)n * n, sizeof(double));
@@ -288,7 +289,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     float *xs = NULL, *g = NULL, *u = NULL, *tmp = NULL, *xbuf = sm_alloc_f32((size_t)(blk * h));
     gram_batch gb = {NULL, NULL};
     int rc = -1;
-    if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !a->saliency || !z || !w ||
+    if (!sal || !a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !a->saliency || !z || !w ||
         !idx || !zsum || !zz || !shift || !zc || !pz || !xbuf)
         goto done;
     if (opts && opts->grams) {
@@ -332,6 +333,8 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         if (sm_route_select(&b->rule, z, mb, n, idx, w) != 0)
             goto done;
         sm_route_count(idx, mb, k, n, a->counts);
+        if (sm_saliency_push(sal, xb, mb, idx, w) != 0)
+            goto done;
         if (t0 == 0) /* provisional centre: keeps the one-pass covariance well conditioned */
             for (int i = 0; i < n; i++) {
                 double s = 0.0;
@@ -360,14 +363,14 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         symmetrize(a->gram_mid[e], inter);
     }
 
-    /* REAP saliencies: a second pass, in blocks large enough for the experts' GEMMs (saliency.h) */
-    sm_monitor quiet = {NULL, NULL, mon ? mon->cancel : NULL}; /* cancellable; progress stays put */
-    if (sm_saliency_rows(b, m, source->rows, source->ctx, &quiet, a->saliency) != 0)
+    if (sm_saliency_finish(sal, a->saliency) != 0)
         goto done;
+
     /* Every expert on the evenly spaced token sample. */
     if (sample_expert_outputs(b, source, mon, a, xs, g, u, tmp) != 0)
         goto done;
     sm_outputs o = sm_layer_analysis_outputs(a);
+    sm_monitor quiet = {NULL, NULL, mon ? mon->cancel : NULL}; /* cancellable; progress stays put */
     if (sm_similarity_output(&o, &quiet, a->sim_output) != 0)
         goto done;
     if (opts && opts->weight_sim && weight_similarity(b, mon, a) != 0)
@@ -379,6 +382,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
 done:
     free(z), free(w), free(idx), free(zsum), free(zz), free(shift), free(zc), free(pz);
     free(xs), free(g), free(u), free(tmp), free(xbuf), free(gb.rows), free(gb.count);
+    sm_saliency_free(sal);
     if (rc != 0)
         sm_layer_analysis_free(a);
     return rc;
