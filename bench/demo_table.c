@@ -8,7 +8,7 @@
  *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]
  *                    [--row LABEL]...
  * --row (repeatable) runs only the rows of those labels ("prune-reap", "submoe, reap", ...): a
- * quicker partial table on a loaded machine; the summary lines then cover only those rows.
+ * quicker partial table on a loaded machine, without the summary lines (they compare every row).
  *
  * Every row is built with the same pipeline `submoe apply` runs (each layer resolved by
  * pipeline/resolve.h from the row's defaults and the planner's groups; pipeline/build.h: statistics
@@ -243,12 +243,14 @@ int main(int argc, char **argv)
            " centres; prune-reap keeps the most salient. auto: per layer, the best of submoe and submoe\n"
            " aligned on k-means, dominant and reap groups and the three prunings, by held-out loss with that\n"
            " layer swapped in)\n");
-    for (int r = 0; r < 2; r++)
+    if (n_only) /* the comparisons below need every row */
+        printf("(--row: a partial table, no summary)\n");
+    for (int r = 0; !n_only && r < 2; r++)
         printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
                ratios[r] * 100, best_merge[r], best_prune[r], avg[r],
                best_merge[r] < best_prune[r] && best_merge[r] < avg[r] ? "subspace merging wins (paper's ordering)"
                                                                        : "paper's ordering does NOT hold");
-    for (int r = 0; r < 2; r++)
+    for (int r = 0; !n_only && r < 2; r++)
         printf("%2.0f%% fewer experts: aligned merge %.3f vs unaligned %.3f vs best pruning %.3f; auto %.3f "
                "(best single method %.3f)\n",
                ratios[r] * 100, aligned[r], unaligned[r], best_prune[r], autov[r],
