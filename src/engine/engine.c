@@ -280,7 +280,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     a->sim_output = sm_alloc((size_t)n * n, sizeof(double));
     a->sim_logit = sm_alloc((size_t)n * n, sizeof(double));
     a->saliency = sm_alloc((size_t)n, sizeof(double));
-    sm_saliency_acc *sal = sm_saliency_new(b);
+    sm_saliency_acc *sal = sm_saliency_new(b, mon);
     float *z = sm_alloc_f32((size_t)(blk * n)), *w = sm_alloc_f32((size_t)(blk * k));
     int *idx = sm_alloc((size_t)(blk * k), sizeof(int));
     double *zsum = sm_zalloc((size_t)n, sizeof(double)), *zz = sm_zalloc((size_t)n * n, sizeof(double));

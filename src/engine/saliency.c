@@ -17,6 +17,7 @@
 
 struct sm_saliency_acc {
     const sm_moe_block *b;
+    const sm_monitor *mon;
     int n, k;
     int64_t hidden, blk;
     double *sum;      /* n: Σ g_j(x)·‖E_j(x)‖ so far */
@@ -37,7 +38,7 @@ void sm_saliency_free(sm_saliency_acc *s)
     free(s);
 }
 
-sm_saliency_acc *sm_saliency_new(const sm_moe_block *b)
+sm_saliency_acc *sm_saliency_new(const sm_moe_block *b, const sm_monitor *mon)
 {
     if (sm_moe_block_check(b) != 0)
         return NULL;
@@ -48,7 +49,7 @@ sm_saliency_acc *sm_saliency_new(const sm_moe_block *b)
     sm_saliency_acc *s = sm_zalloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->b = b, s->n = b->n_experts, s->k = b->rule.top_k, s->hidden = b->hidden;
+    s->b = b, s->mon = mon, s->n = b->n_experts, s->k = b->rule.top_k, s->hidden = b->hidden;
     int64_t blk = (int64_t)SALIENCY_EXPERT_ROWS * s->n / (s->k > 0 ? s->k : 1);
     s->blk = blk < SALIENCY_BLOCK_MIN ? SALIENCY_BLOCK_MIN : blk > SALIENCY_BLOCK_MAX ? SALIENCY_BLOCK_MAX : blk;
     const size_t rows = (size_t)s->blk, h = (size_t)s->hidden, k = (size_t)s->k;
@@ -85,6 +86,8 @@ static int process(sm_saliency_acc *s)
         const int64_t me = s->start[e + 1] - s->start[e];
         if (!me)
             continue;
+        if (sm_monitor_check(s->mon) != 0) /* a block of 4096 rows is seconds of work at real shapes */
+            return -1;
         for (int64_t r = 0; r < me; r++) {
             const int q = s->order[s->start[e] + r];
             memcpy(s->xs + r * h, s->x + (int64_t)(q / k) * h, sizeof(float) * (size_t)h);
@@ -133,7 +136,7 @@ int sm_saliency_finish(sm_saliency_acc *s, double *saliency)
 int sm_saliency_rows(const sm_moe_block *b, int64_t m, sm_saliency_rows_fn rows, void *ctx,
                      const sm_monitor *mon, double *saliency)
 {
-    sm_saliency_acc *s = sm_saliency_new(b);
+    sm_saliency_acc *s = sm_saliency_new(b, mon);
     if (!s)
         return -1;
     const int n = s->n, k = s->k;

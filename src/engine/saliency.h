@@ -22,9 +22,10 @@
 
 typedef struct sm_saliency_acc sm_saliency_acc;
 
-/* An accumulator for block b (one router row per expert, no expert map; b must outlive it).
- * NULL with a message. */
-sm_saliency_acc *sm_saliency_new(const sm_moe_block *b);
+/* An accumulator for block b (one router row per expert, no expert map; b and mon must outlive
+ * it). Processing a block checks `mon` (may be NULL) between experts: push and finish then fail
+ * with "cancelled". NULL with a message. */
+sm_saliency_acc *sm_saliency_new(const sm_moe_block *b, const sm_monitor *mon);
 /* Push mb rows x (mb × hidden) with their selection idx/w (mb × top_k) from sm_route_select with
  * b's rule. 0, or -1 with a message. */
 int sm_saliency_push(sm_saliency_acc *s, const float *x, int64_t mb, const int *idx, const float *w);
