@@ -6,6 +6,9 @@
  *
  *   bench/demo_table [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N]
  *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--refit-only]
+ *                    [--row LABEL]...
+ * --row (repeatable) runs only the rows of those labels ("prune-reap", "submoe, reap", ...): a
+ * quicker partial table on a loaded machine, without the summary lines (they compare every row).
  *
  * After the table, refit's held-out gain (issue 18 item 3): the merges of the table without and with
  * `refit: down`, both routers (--refit-only prints only that part).
@@ -183,6 +186,8 @@ int main(int argc, char **argv)
                *task_file = "data/demo-task.jsonl";
     int samples = 32, max_tokens = 32768;
     bool refit_only = false;
+    const char *only[16];
+    int n_only = 0;
     seq_len = 256;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
@@ -203,9 +208,12 @@ int main(int argc, char **argv)
             task_file = NULL;
         else if (!strcmp(argv[i], "--refit-only"))
             refit_only = true;
+        else if (!strcmp(argv[i], "--row") && i + 1 < argc && n_only < 16)
+            only[n_only++] = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N] "
-                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--refit-only]\n",
+                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--refit-only] "
+                            "[--row LABEL]...\n",
                     argv[0]);
             return 2;
         }
@@ -252,10 +260,13 @@ int main(int argc, char **argv)
         {"submoe, aligned", SM_MERGE_SUBMOE, false, false, true, SM_CLUSTER_KMEANS},
         {"submoe, dominant", SM_MERGE_SUBMOE, false, false, false, SM_CLUSTER_DOMINANT},
         {"submoe, dom+align", SM_MERGE_SUBMOE, false, false, true, SM_CLUSTER_DOMINANT},
+        {"submoe, reap", SM_MERGE_SUBMOE, false, false, false, SM_CLUSTER_REAP},
+        {"submoe, reap+align", SM_MERGE_SUBMOE, false, false, true, SM_CLUSTER_REAP},
         {"freq-average", SM_MERGE_FREQ_AVERAGE, false, false, false, SM_CLUSTER_KMEANS},
         {"average", SM_MERGE_AVERAGE, false, false, false, SM_CLUSTER_KMEANS},
         {"prune-frequency", SM_MERGE_PRUNE_FREQUENCY, false, false, false, SM_CLUSTER_KMEANS},
         {"prune-output", SM_MERGE_PRUNE_OUTPUT, false, false, false, SM_CLUSTER_KMEANS},
+        {"prune-reap", SM_MERGE_PRUNE_REAP, false, false, false, SM_CLUSTER_KMEANS},
         {"auto (default)", SM_MERGE_SUBMOE, false, true, false, SM_CLUSTER_KMEANS},
     };
     const double ratios[2] = {0.25, 0.5};
@@ -266,6 +277,11 @@ int main(int argc, char **argv)
     double best_merge[2] = {INFINITY, INFINITY}, best_prune[2] = {INFINITY, INFINITY}, avg[2] = {0, 0};
     double unaligned[2] = {INFINITY, INFINITY}, aligned[2] = {INFINITY, INFINITY}, autov[2] = {0, 0};
     for (size_t q = 0; q < sizeof rows / sizeof rows[0]; q++) {
+        bool run = n_only == 0;
+        for (int i = 0; i < n_only; i++)
+            run = run || !strcmp(only[i], rows[q].label);
+        if (!run)
+            continue;
         printf("%-18s", rows[q].label);
         for (int r = 0; r < 2; r++) {
             sm_planned_layer pl[64];
@@ -303,13 +319,17 @@ int main(int argc, char **argv)
         printf("\n");
     }
     printf("\n(pruning drops router rows; its two columns are the same model. dominant: M-SMoE's groups, the\n"
-           " most-routed experts as centres. auto: per layer, the best of submoe and submoe aligned on\n"
-           " k-means and dominant groups and both prunings, by held-out loss with that layer swapped in)\n");
-    for (int r = 0; r < 2; r++)
+           " most-routed experts as centres. reap: REAM-style groups, the most REAP-salient experts as\n"
+           " centres; prune-reap keeps the most salient. auto: per layer, the best of submoe and submoe\n"
+           " aligned on k-means, dominant and reap groups and the three prunings, by held-out loss with that\n"
+           " layer swapped in)\n");
+    if (n_only) /* the comparisons below need every row */
+        printf("(--row: a partial table, no summary)\n");
+    for (int r = 0; !n_only && r < 2; r++)
         printf("%2.0f%% fewer experts: best submoe %.3f vs best pruning %.3f vs average %.3f -> %s\n",
                ratios[r] * 100, best_merge[r], best_prune[r], avg[r],
                ordering_verdict(best_merge[r], fmin(best_prune[r], avg[r])));
-    for (int r = 0; r < 2; r++)
+    for (int r = 0; !n_only && r < 2; r++)
         printf("%2.0f%% fewer experts: aligned merge %.3f vs unaligned %.3f vs best pruning %.3f; auto %.3f "
                "(best single method %.3f)\n",
                ratios[r] * 100, aligned[r], unaligned[r], best_prune[r], autov[r],

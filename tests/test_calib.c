@@ -81,6 +81,95 @@ static int write_misaligned_copy(const char *src, const char *dst)
     return ok && o ? 0 : -1;
 }
 
+/* Copy a stats file without its saliency tensors (a file written before them), or with every
+ * saliency replaced by `bad` when bad is not 0. 0 on success. */
+static int copy_stats_saliency(const char *src, const char *dst, float bad)
+{
+    static const char *const keys[] = {"format", "version", "fingerprint", "model_fingerprint", "model", "tokens",
+                                       "samples", "seq_len", "rows", "heldout", "sample", "seed"};
+    st_file *f = st_open(src);
+    if (!f)
+        return -1;
+    st_writer *w = st_writer_new();
+    int ok = 1;
+    for (size_t i = 0; ok && i < st_count(f); i++) {
+        const sm_tensor *t = st_tensor(f, i);
+        if (!bad && strstr(t->name, ".saliency"))
+            continue;
+        ok = st_writer_declare(w, t->name, t->dtype, t->ndim, t->shape) == 0;
+    }
+    for (size_t k = 0; ok && k < sizeof keys / sizeof keys[0]; k++)
+        if (st_metadata(f, keys[k]))
+            ok = st_writer_meta(w, keys[k], st_metadata(f, keys[k])) == 0;
+    ok = ok && st_writer_begin(w, dst) == 0;
+    for (size_t i = 0; ok && i < st_count(f); i++) {
+        const sm_tensor *t = st_tensor(f, i);
+        if (!strstr(t->name, ".saliency")) {
+            ok = st_writer_write(w, t->data, (size_t)t->nbytes) == 0;
+        } else if (bad) {
+            float *v = malloc((size_t)t->nbytes);
+            for (uint64_t j = 0; v && j < t->numel; j++)
+                v[j] = bad;
+            ok = v && st_writer_write_f32(w, v, (size_t)t->numel) == 0;
+            free(v);
+        }
+    }
+    ok = ok && st_writer_finish(w) == 0;
+    st_writer_free(w);
+    st_close(f);
+    return ok ? 0 : -1;
+}
+
+/* REAP saliencies (engine/saliency.h) in the stats file: stored by the capture and identical to
+ * a fresh computation; a file written before them still reads, computes them from the layer's
+ * experts (bit for bit what the capture stores) and has none without the experts; a malformed
+ * one is refused, naming the tensor. */
+static void test_saliency_stats(sm_model *m, sm_calib *c, const char *stats)
+{
+    const sm_config *cfg = sm_model_config(m);
+    char old[300], bad[300];
+    snprintf(old, sizeof old, "%s/old.stats", tmp);
+    snprintf(bad, sizeof bad, "%s/bad-saliency.stats", tmp);
+    CHECK(copy_stats_saliency(stats, old, 0) == 0 && copy_stats_saliency(stats, bad, -1.0f) == 0,
+          "stats copied without saliencies and with negative ones");
+    sm_calib *co = sm_calib_read(m, old, -1);
+    CHECK(co && sm_calib_has_stats(co), "a stats file without saliencies reads, with statistics %s",
+          co ? "" : sm_errmsg());
+    for (int l = 0; c && co && l < cfg->n_layers; l++) {
+        if (!cfg->is_moe[l])
+            continue;
+        const sm_layer_analysis *stored = NULL, *none = NULL, *recomputed = NULL, *fresh = NULL;
+        sm_moe_layer ml;
+        if (sm_moe_layer_load(m, l, &ml))
+            continue;
+        CHECK(sm_calib_analysis(c, l, NULL, false, NULL, &stored) == 0 && stored->saliency,
+              "layer %d: the stats file stores saliencies", l);
+        double pos = 0;
+        for (int i = 0; stored && stored->saliency && i < stored->n; i++)
+            pos += stored->saliency[i] > 0 && stored->counts[i] > 0;
+        CHECK(stored && pos > 0, "layer %d: routed experts have positive saliency", l);
+        CHECK(sm_calib_analysis(co, l, NULL, false, NULL, &none) == 0 && !none->saliency,
+              "layer %d: an old file read without the experts has none", l);
+        CHECK(sm_calib_analysis(co, l, &ml.block, false, NULL, &recomputed) == 0 && recomputed->saliency &&
+                  stored && stored->saliency &&
+                  !memcmp(recomputed->saliency, stored->saliency, sizeof(double) * (size_t)stored->n),
+              "layer %d: an old file computes them from the experts, identical to the stored ones", l);
+        /* the same rows (its own split) computed from scratch by the analysis */
+        sm_calib *cs = sm_calib_read(m, stats, -1);
+        CHECK(cs && sm_calib_analysis(cs, l, &ml.block, true, NULL, &fresh) == 0 && fresh->saliency && stored &&
+                  !memcmp(fresh->saliency, stored->saliency, sizeof(double) * (size_t)stored->n),
+              "layer %d: a fresh analysis gives the stored saliencies exactly", l);
+        sm_calib_free(cs);
+        sm_moe_layer_free(&ml);
+    }
+    sm_calib_free(co);
+    sm_err_clear();
+    sm_calib *cb = sm_calib_read(m, bad, -1);
+    CHECK(!cb && strstr(sm_errmsg(), "bad-saliency.stats") && strstr(sm_errmsg(), "saliency': entry 0"),
+          "a negative saliency is refused: %s", sm_errmsg());
+    sm_calib_free(cb);
+}
+
 /* A foreign activations file of more rows than SM_CALIB_MAX_ROWS: sm_calib_inputs gives a
  * bounded, evenly spaced sample of fit and held-out rows (reported by sm_calib_rows), while the
  * statistics still cover every fit row, streamed from the file: they equal sm_engine_analyse
@@ -236,6 +325,8 @@ static void test_demo_cache(void)
               "layer %d: misaligned file gives identical inputs", l);
     }
     sm_calib_free(cp);
+
+    test_saliency_stats(m, c, stats);
 
     /* A different split on read invalidates the stored statistics (they were fit on other rows). */
     sm_calib *c3 = sm_calib_read(m, stats, 200);

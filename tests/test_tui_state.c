@@ -355,6 +355,8 @@ static void test_keys(void)
     key(&s, 'M');
     CHECK(said(&s, 2).method == SM_MERGE_KEEP && tui_plan_params(&s, 2) == 8 * 3 * 128 * 256, "keep: every expert");
     key(&s, 'M');
+    CHECK(!said(&s, 2).is_auto && said(&s, 2).method == SM_MERGE_PRUNE_REAP, "M: keep -> prune-reap (issue 18)");
+    key(&s, 'M');
     CHECK(said(&s, 2).is_auto, "M cycles back to auto");
     key(&s, 'r');
     CHECK(said(&s, 2).router == SM_ROUTER_COLLAPSE_MEAN, "r: next router mode (%s)", sm_router_mode_name(said(&s, 2).router));

@@ -39,16 +39,18 @@ static void usage(FILE *out)
             "Allocation and clustering:\n"
             "      --allocation A       uniform (default) or adaptive (by marginal clustering cost)\n"
             "      --window W           adaptive window in MoE layers (2; 0 = whole model)\n"
-            "      --clustering C       kmeans (default), hierarchical, kmedoids or dominant (the most-routed\n"
-            "                           experts as centres, for skewed routing)\n"
+            "      --clustering C       kmeans (default), hierarchical, kmedoids, dominant (the most-routed\n"
+            "                           experts as centres, for skewed routing) or reap (the most\n"
+            "                           REAP-salient experts as centres)\n"
             "      --similarity S       output (default), weight or logit\n"
             "      --seed S             clustering seed (1)\n"
             "Merging:\n"
             "  -m, --method M           auto (default: per layer, the best of submoe with and without\n"
-            "                           neuron alignment, on the clustering's groups and on dominant ones,\n"
-            "                           prune-frequency and prune-output, by held-out loss with the layer\n"
-            "                           swapped in), or one of submoe, submoe-whitened, freq-average,\n"
-            "                           average, prune-frequency, prune-output, keep for every layer\n"
+            "                           neuron alignment, on the clustering's groups, on dominant and on\n"
+            "                           reap ones, prune-frequency, prune-output and prune-reap, by held-out\n"
+            "                           loss with the layer swapped in), or one of submoe, submoe-whitened,\n"
+            "                           freq-average, average, prune-frequency, prune-output, prune-reap\n"
+            "                           (the most REAP-salient experts), keep for every layer\n"
             "      --router R           collapse-lstsq (default), collapse-mean or remap\n"
             "      --rank RANK          full (default), an integer or a fraction, for gate, up and down;\n"
             "                           or gate=RANK,up=RANK,down=RANK\n"
@@ -160,6 +162,11 @@ static void layer_comment(sm_plan_layer *pl, const sm_resolved_plan *r, const sm
         n += (size_t)snprintf(text + n, sizeof text - n, "\nrouting frequency:");
         for (int i = 0; i < a->n && n < sizeof text - 16; i++)
             n += (size_t)snprintf(text + n, sizeof text - n, " %d:%.3f", i, a->freq[i]);
+    }
+    if (a && a->saliency) { /* REAP (DESIGN §2.8): what prune-reap and reap groups rank by */
+        n += (size_t)snprintf(text + n, sizeof text - n, "\nREAP saliency:");
+        for (int i = 0; i < a->n && n < sizeof text - 20; i++)
+            n += (size_t)snprintf(text + n, sizeof text - n, " %d:%.4g", i, a->saliency[i]);
     }
     if (a && sm_merge_method_merges(b->merged.method)) {
         n += (size_t)snprintf(text + n, sizeof text - n, "\nmean output similarity within groups:");

@@ -41,21 +41,21 @@ static int prepare_outputs(const sm_outputs *o, const sm_monitor *mon, sm_output
     return 0;
 }
 
-static const char *const algo_names[] = {"kmeans", "hierarchical", "kmedoids", "dominant"};
+static const char *const algo_names[] = {"kmeans", "hierarchical", "kmedoids", "dominant", "reap"};
 
 const char *sm_cluster_algo_name(sm_cluster_algo a)
 {
-    return (unsigned)a < 4 ? algo_names[a] : "?";
+    return (unsigned)a < sizeof algo_names / sizeof algo_names[0] ? algo_names[a] : "?";
 }
 
 int sm_cluster_algo_parse(const char *name, sm_cluster_algo *out)
 {
-    for (int a = 0; a < 4; a++)
+    for (int a = 0; a < (int)(sizeof algo_names / sizeof algo_names[0]); a++)
         if (name && strcmp(name, algo_names[a]) == 0) {
             *out = (sm_cluster_algo)a;
             return 0;
         }
-    return sm_err("unknown clustering '%s' (expected kmeans, hierarchical, kmedoids or dominant)",
+    return sm_err("unknown clustering '%s' (expected kmeans, hierarchical, kmedoids, dominant or reap)",
                   name ? name : "");
 }
 
@@ -549,4 +549,9 @@ int sm_cluster_dominant(const double *freq, const double *s, int n, int k, int *
     }
     free(order);
     return sm_cluster_canonical(assign, n) < 0 ? -1 : 0;
+}
+
+int sm_cluster_reap(const double *saliency, const double *s, int n, int k, int *assign)
+{
+    return sm_cluster_dominant(saliency, s, n, k, assign);
 }

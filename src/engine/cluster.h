@@ -17,6 +17,9 @@
  *                busy ones (whose frequency-weighted merge they barely change) instead of two
  *                busy experts being merged together, which is what hurts on models with skewed
  *                routing.
+ *   reap         REAM-style: the same with the k most salient experts (REAP saliency,
+ *                saliency.h) as centres — an expert that is routed rarely but strongly, with
+ *                large outputs, stays a centre; one routed often with small weight joins one.
  * Cluster labels are canonical: numbered 0..k−1 in order of each cluster's smallest member.
  * The clustering cost J = Σ_i d(i, c(i)) drives non-uniform allocation (allocate.h). */
 #ifndef SM_CLUSTER_H
@@ -27,9 +30,10 @@
 #include "util/monitor.h"
 #include "engine/similarity.h"
 
-typedef enum { SM_CLUSTER_KMEANS = 0, SM_CLUSTER_HIERARCHICAL, SM_CLUSTER_KMEDOIDS, SM_CLUSTER_DOMINANT } sm_cluster_algo;
+typedef enum { SM_CLUSTER_KMEANS = 0, SM_CLUSTER_HIERARCHICAL, SM_CLUSTER_KMEDOIDS, SM_CLUSTER_DOMINANT,
+               SM_CLUSTER_REAP } sm_cluster_algo;
 
-const char *sm_cluster_algo_name(sm_cluster_algo a); /* "kmeans", "hierarchical", "kmedoids", "dominant" */
+const char *sm_cluster_algo_name(sm_cluster_algo a); /* "kmeans", "hierarchical", "kmedoids", "dominant", "reap" */
 int sm_cluster_algo_parse(const char *name, sm_cluster_algo *out);
 
 typedef struct sm_kmeans_opts {
@@ -68,6 +72,8 @@ int sm_hcluster_average(const double *s, int n, int k, int *assign);
 /* dominant: centres are the k experts with the highest freq (ties: lower index); each other
  * expert i joins the centre e with the highest s[i·n + e] (ties: lower index). */
 int sm_cluster_dominant(const double *freq, const double *s, int n, int k, int *assign);
+/* reap: sm_cluster_dominant with the saliencies in place of the frequencies. */
+int sm_cluster_reap(const double *saliency, const double *s, int n, int k, int *assign);
 
 /* J = Σ_i [1 − (1/m) Σ_t cos(Y_i(t), C_{c(i)}(t))] for a partition into k clusters. */
 int sm_cluster_cost(const sm_outputs *o, const int *assign, int k, const sm_monitor *mon,

@@ -26,7 +26,7 @@ void sm_layer_analysis_free(sm_layer_analysis *a)
         free(a->gram_mid[i]);
     free(a->gram_in), free(a->gram_mid);
     free(a->counts), free(a->freq), free(a->outputs);
-    free(a->sim_output), free(a->sim_weight), free(a->sim_logit);
+    free(a->sim_output), free(a->sim_weight), free(a->sim_logit), free(a->saliency);
     memset(a, 0, sizeof *a);
 }
 
@@ -151,7 +151,8 @@ int sm_layer_analysis_check(const sm_layer_analysis *a)
         const char *what;
         const double *v;
     } sims[] = {{"output similarity", a->sim_output}, {"logit similarity", a->sim_logit},
-                {"weight similarity", a->sim_weight}, {"routing frequency", a->freq}};
+                {"weight similarity", a->sim_weight}, {"routing frequency", a->freq},
+                {"REAP saliency", a->saliency}};
     for (size_t j = 0; j < sizeof sims / sizeof sims[0]; j++) {
         int64_t i = first_nonfinite_d(sims[j].v, j < 3 ? nn : a->n);
         if (i >= 0)
@@ -278,6 +279,8 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     a->outputs = sm_alloc_f32((size_t)(n * sample * h));
     a->sim_output = sm_alloc((size_t)n * n, sizeof(double));
     a->sim_logit = sm_alloc((size_t)n * n, sizeof(double));
+    a->saliency = sm_alloc((size_t)n, sizeof(double));
+    sm_saliency_acc *sal = sm_saliency_new(b, mon);
     float *z = sm_alloc_f32((size_t)(blk * n)), *w = sm_alloc_f32((size_t)(blk * k));
     int *idx = sm_alloc((size_t)(blk * k), sizeof(int));
     double *zsum = sm_zalloc((size_t)n, sizeof(double)), *zz = sm_zalloc((size_t)n * n, sizeof(double));
@@ -286,7 +289,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     float *xs = NULL, *g = NULL, *u = NULL, *tmp = NULL, *xbuf = sm_alloc_f32((size_t)(blk * h));
     gram_batch gb = {NULL, NULL};
     int rc = -1;
-    if (!a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !z || !w ||
+    if (!sal || !a->counts || !a->freq || !a->outputs || !a->sim_output || !a->sim_logit || !a->saliency || !z || !w ||
         !idx || !zsum || !zz || !shift || !zc || !pz || !xbuf)
         goto done;
     if (opts && opts->grams) {
@@ -330,6 +333,8 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         if (sm_route_select(&b->rule, z, mb, n, idx, w) != 0)
             goto done;
         sm_route_count(idx, mb, k, n, a->counts);
+        if (sm_saliency_push(sal, xb, mb, idx, w) != 0)
+            goto done;
         if (t0 == 0) /* provisional centre: keeps the one-pass covariance well conditioned */
             for (int i = 0; i < n; i++) {
                 double s = 0.0;
@@ -358,6 +363,9 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         symmetrize(a->gram_mid[e], inter);
     }
 
+    if (sm_saliency_finish(sal, a->saliency) != 0)
+        goto done;
+
     /* Every expert on the evenly spaced token sample. */
     if (sample_expert_outputs(b, source, mon, a, xs, g, u, tmp) != 0)
         goto done;
@@ -374,6 +382,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
 done:
     free(z), free(w), free(idx), free(zsum), free(zz), free(shift), free(zc), free(pz);
     free(xs), free(g), free(u), free(tmp), free(xbuf), free(gb.rows), free(gb.count);
+    sm_saliency_free(sal);
     if (rc != 0)
         sm_layer_analysis_free(a);
     return rc;
@@ -421,6 +430,11 @@ int sm_engine_cluster(const sm_layer_analysis *a, sm_cluster_algo algo, sm_simil
         return sm_kmedoids(s, a->n, k, &ko, assign, NULL);
     case SM_CLUSTER_DOMINANT:
         return sm_cluster_dominant(a->freq, s, a->n, k, assign);
+    case SM_CLUSTER_REAP:
+        if (!a->saliency)
+            return sm_err("reap groups need REAP saliencies (statistics read without the layer's experts from a "
+                          "stats file that predates them)");
+        return sm_cluster_reap(a->saliency, s, a->n, k, assign);
     }
     return sm_err("unknown clustering algorithm");
 }
@@ -759,6 +773,13 @@ int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const i
         if (!a)
             rc = sm_err("prune-frequency needs routing frequencies");
         else if ((rc = sm_prune_frequency(a->freq, n, k, keep)) == 0)
+            rc = select_layer(src, keep, k, out);
+        break;
+    case SM_MERGE_PRUNE_REAP:
+        if (!a || !a->saliency)
+            rc = sm_err("prune-reap needs REAP saliencies (statistics read without the layer's experts from a "
+                        "stats file that predates them)");
+        else if ((rc = sm_prune_frequency(a->saliency, n, k, keep)) == 0)
             rc = select_layer(src, keep, k, out);
         break;
     case SM_MERGE_PRUNE_OUTPUT:

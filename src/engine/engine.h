@@ -3,7 +3,8 @@
  *     analysis  →  clusters  →  merged layer  →  errors
  *
  *   sm_engine_analyse     route the layer's calibration inputs (block by block), count
- *                         frequencies, run every expert on a token sample, similarities, and
+ *                         frequencies and REAP saliencies, run every expert on a token sample,
+ *                         similarities, and
  *                         optionally the per-expert input Grams for whitening;
  *   sm_engine_cluster     k clusters by k-means / hierarchical / k-medoids on a similarity;
  *   sm_engine_merge       one merged expert per cluster (or a pruned subset) with its router
@@ -25,6 +26,7 @@
 #include "engine/prune.h"
 #include "engine/refit.h"
 #include "engine/router.h"
+#include "engine/saliency.h"
 #include "engine/similarity.h"
 #include "engine/unionsvd.h"
 #include "moe/moe.h"
@@ -51,6 +53,8 @@ typedef struct sm_layer_analysis {
     double *sim_output; /* n × n */
     double *sim_weight; /* n × n, or NULL */
     double *sim_logit;  /* n × n */
+    double *saliency;   /* n: REAP saliency (saliency.h) on all the tokens, or NULL (a stats file
+                         * from before saliencies, read without the layer's experts) */
     float **gram_in;    /* n × (hidden × hidden) or NULL: Σ x xᵀ over tokens routed to i */
     float **gram_mid;   /* n × (inter × inter) or NULL: same for the down projection's inputs */
 } sm_layer_analysis;
@@ -98,7 +102,7 @@ int sm_engine_cluster(const sm_layer_analysis *a, sm_cluster_algo algo, sm_simil
 /* ---- merged layer -------------------------------------------------------------------------- */
 
 typedef struct sm_layer_spec {
-    sm_merge_method method;     /* per-cluster merge, prune-frequency, prune-output or keep */
+    sm_merge_method method;     /* per-cluster merge, prune-frequency, prune-output, prune-reap or keep */
     sm_merge_opts matrix[3];    /* gate, up, down */
     sm_router_mode router;      /* merges only; pruning drops rows */
     double ridge;               /* collapse-lstsq (0 = default) */

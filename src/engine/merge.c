@@ -19,6 +19,7 @@ static const char *const method_names[SM_MERGE_METHOD_COUNT] = {
     [SM_MERGE_PRUNE_FREQUENCY] = "prune-frequency",
     [SM_MERGE_PRUNE_OUTPUT] = "prune-output",
     [SM_MERGE_KEEP] = "keep",
+    [SM_MERGE_PRUNE_REAP] = "prune-reap",
 };
 
 const char *sm_merge_method_name(sm_merge_method m)
@@ -34,7 +35,7 @@ int sm_merge_method_parse(const char *name, sm_merge_method *out)
             return 0;
         }
     return sm_err("unknown merge method '%s' (expected submoe, submoe-whitened, freq-average, "
-                  "average, prune-frequency, prune-output or keep)",
+                  "average, prune-frequency, prune-output, prune-reap or keep)",
                   name ? name : "");
 }
 

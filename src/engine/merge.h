@@ -24,7 +24,7 @@
  *                    the left side A = U'_r, B = U'_rᵀ W̄ (no division by small σ). Same A·B.
  *   freq-average     W̄ (HC-SMoE / M-SMoE style).
  *   average          uniform mean of the members.
- *   prune-frequency, prune-output, keep: layer-level selections, see prune.h.
+ *   prune-frequency, prune-output, prune-reap, keep: layer-level selections, see prune.h.
  * Frequencies f_i ≥ 0; all zero means uniform weights. */
 #ifndef SM_MERGE_H
 #define SM_MERGE_H
@@ -44,6 +44,7 @@ typedef enum {
     SM_MERGE_PRUNE_FREQUENCY,
     SM_MERGE_PRUNE_OUTPUT,
     SM_MERGE_KEEP,
+    SM_MERGE_PRUNE_REAP,
     SM_MERGE_METHOD_COUNT
 } sm_merge_method;
 

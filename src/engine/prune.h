@@ -1,6 +1,8 @@
 /* prune: which experts a pruned layer keeps (DESIGN §2.5).
  *
  *   prune-frequency  the k most-routed experts (ties: lower index).
+ *   prune-reap       the k most salient experts by REAP saliency (saliency.h; ties: lower index):
+ *                    sm_prune_frequency on the saliencies.
  *   prune-output     the k-subset with the least MoE-block output error, evaluated by a
  *                    caller-supplied callback (this module knows nothing about the block):
  *                    exhaustive over all C(N, k) subsets when that is at most

@@ -160,176 +160,211 @@ static int auto_score(const sm_model *m, const sm_layer_build *b, int layer, con
     return 0;
 }
 
+typedef enum { AUTO_GROUPS_OWN, AUTO_GROUPS_DOMINANT, AUTO_GROUPS_REAP } auto_groups;
+static const char *const auto_groups_tag[] = {"", "/dominant", "/reap"};
+
 typedef struct {
     sm_merge_method method;
-    bool align, dominant;
+    bool align, refit;
+    auto_groups groups;
 } auto_candidate;
 
-/* A candidate's refit (refit: down, DESIGN §2.10) is the whole layer's, whatever the plan says. */
-static void candidate_refit(sm_layer_job *j, bool refit)
+/* The fixed candidates, at most 9, and one more: the best merge refitted. */
+#define AUTO_MAX_CANDIDATES 10
+
+/* Candidates: the merge without and with neuron alignment on the job's groups (with job->regroup
+ * also on dominant groups), prune-frequency and prune-output; then REAP's (with job->regroup the
+ * merge on reap groups, and prune-reap). The best merge refitted comes last (auto_run_layer). */
+static int auto_candidates(const sm_layer_job *job, auto_candidate *cand)
 {
-    j->spec.refit = refit;
-    j->spec.cluster_refit = NULL;
+    int nc = 0;
+    bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
+    bool regroup = merges && job->regroup;
+    for (int g = AUTO_GROUPS_OWN; g <= AUTO_GROUPS_DOMINANT; g++)
+        for (int a = 0; a < 2 && merges && (g == AUTO_GROUPS_OWN || regroup); a++)
+            cand[nc++] = (auto_candidate){job->spec.method, a == 1, false, (auto_groups)g};
+    cand[nc++] = (auto_candidate){SM_MERGE_PRUNE_FREQUENCY, false, false, AUTO_GROUPS_OWN};
+    cand[nc++] = (auto_candidate){SM_MERGE_PRUNE_OUTPUT, false, false, AUTO_GROUPS_OWN};
+    for (int a = 0; a < 2 && regroup; a++) /* REAP (DESIGN §2.8): reap groups, then prune-reap */
+        cand[nc++] = (auto_candidate){job->spec.method, a == 1, false, AUTO_GROUPS_REAP};
+    cand[nc++] = (auto_candidate){SM_MERGE_PRUNE_REAP, false, false, AUTO_GROUPS_OWN};
+    return nc;
 }
 
-static sm_layer_job candidate_job(const sm_layer_job *job, const auto_candidate *cand, const int *dominant)
+/* One layer's search: what every candidate shares, and the best so far. */
+typedef struct {
+    const sm_model *m;
+    sm_calib *c;
+    const sm_layer_job *job;
+    int n;
+    sm_moe_layer src;              /* one copy of the source layer ... */
+    float *ref;                    /* ... and one reference forward on the held-out rows */
+    int *regroups;                 /* 2n: dominant groups, then reap groups */
+    bool skip[3];                  /* a grouping equal to one already tried */
+    const sm_moe_block **blocks;   /* by loss: the model with one layer swapped in */
+    const int32_t *ids;
+    int n_seq, T;
+    sm_layer_build best;
+    bool best_held;                /* best holds the best-so-far build (else only its score is kept) */
+    double best_score, merge_score;
+    int have, best_merge;          /* the best candidate, the best merge (−1: none yet) */
+    size_t used;
+    char errs[600];
+} auto_run;
+
+static sm_layer_job candidate_job(const auto_run *r, const auto_candidate *cand)
 {
-    sm_layer_job j = *job;
+    sm_layer_job j = *r->job;
     j.spec.method = cand->method;
     j.spec.align = cand->align;
-    if (cand->dominant)
-        j.groups = dominant;
+    j.spec.refit = cand->refit; /* a candidate's refit is the whole layer's, whatever the plan says */
+    j.spec.cluster_refit = NULL;
+    if (cand->groups != AUTO_GROUPS_OWN)
+        j.groups = r->regroups + (cand->groups == AUTO_GROUPS_REAP ? r->n : 0);
     return j;
+}
+
+static int candidate_name(char *buf, size_t len, const auto_candidate *cand)
+{
+    return snprintf(buf, len, "%s%s%s%s", sm_merge_method_name(cand->method), cand->align ? "+align" : "",
+                    cand->refit ? "+refit" : "", auto_groups_tag[cand->groups]);
+}
+
+/* Dominant and reap groups from the statistics the first merge just used (no second load of the
+ * layer); each tried only when it differs from the groups tried before it. */
+static int auto_regroup(auto_run *r, const sm_layer_analysis *an)
+{
+    int n = r->n, *dominant = r->regroups, *reap = r->regroups + n;
+    int *own = sm_alloc((size_t)n, sizeof *own);
+    int rc = own ? sm_cluster_dominant(an->freq, an->sim_output, n, r->job->k, dominant) : -1;
+    rc = rc ? rc : sm_cluster_reap(an->saliency, an->sim_output, n, r->job->k, reap);
+    if (!rc) {
+        memcpy(own, r->job->groups, sizeof(int) * (size_t)n);
+        sm_cluster_canonical(own, n);
+        r->skip[AUTO_GROUPS_DOMINANT] = !memcmp(own, dominant, sizeof(int) * (size_t)n);
+        r->skip[AUTO_GROUPS_REAP] = !memcmp(own, reap, sizeof(int) * (size_t)n) || !memcmp(dominant, reap, sizeof(int) * (size_t)n);
+    }
+    free(own);
+    return rc;
+}
+
+/* Build and score one candidate; keep it if it is the best so far. `last`: no candidate follows,
+ * so a winning merge is kept rather than built again. */
+static int auto_try(auto_run *r, const auto_candidate *cand, int i, bool last, double lo, double hi,
+                    const sm_monitor *mon)
+{
+    sm_layer_job j = candidate_job(r, cand);
+    sm_layer_build b;
+    sm_monitor_span span;
+    double score;
+    if (build_with(r->m, r->c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &r->src, r->ref, &b))
+        return -1;
+    if ((i == 0 && r->regroups && auto_regroup(r, b.analysis)) ||
+        auto_score(r->m, &b, j.layer, r->blocks, r->ids, r->n_seq, r->T,
+                   sm_monitor_span_init(&span, mon, lo + (hi - lo) * 0.6, hi), &score)) {
+        sm_layer_build_free(&b);
+        return -1;
+    }
+    r->used += (size_t)snprintf(r->errs + r->used, r->used < sizeof r->errs ? sizeof r->errs - r->used : 0, "%s",
+                                r->used ? ", " : "");
+    r->used += (size_t)candidate_name(r->errs + r->used, r->used < sizeof r->errs ? sizeof r->errs - r->used : 0, cand);
+    r->used += (size_t)snprintf(r->errs + r->used, r->used < sizeof r->errs ? sizeof r->errs - r->used : 0, " %.4g",
+                                score);
+    bool merges = sm_merge_method_merges(cand->method);
+    if (merges && !cand->refit && (r->best_merge < 0 || score < r->merge_score))
+        r->merge_score = score, r->best_merge = i;
+    if (r->have >= 0 && score >= r->best_score) {
+        sm_layer_build_free(&b);
+        return 0;
+    }
+    if (r->best_held)
+        sm_layer_build_free(&r->best);
+    /* A merged layer owns weights about the size of the source's: holding it while the next
+     * candidate is built would need room for three layers. Keep its score and build it again if
+     * it wins. A pruned layer only points into the shared source: keep it. */
+    r->best_held = !merges || last;
+    if (r->best_held)
+        build_move(&r->best, &b);
+    else
+        sm_layer_build_free(&b);
+    r->best_score = score;
+    r->have = i;
+    return 0;
+}
+/* The search over one layer's candidates, sharing r's source layer and reference. */
+static int auto_search(auto_run *r, auto_candidate *cand, int nc, const sm_monitor *mon)
+{
+    const double parts = nc + 1.0; /* the refit of the best merge is the last part */
+    for (int i = 0; i < nc; i++) {
+        if (r->skip[cand[i].groups])
+            continue;
+        if (auto_try(r, &cand[i], i, false, i / parts, (i + 1) / parts, mon))
+            return -1;
+    }
+    if (r->best_merge >= 0) { /* the best merge with its down projections refitted (DESIGN §2.10) */
+        cand[nc] = cand[r->best_merge];
+        cand[nc].refit = true;
+        if (auto_try(r, &cand[nc], nc, true, nc / parts, 1.0, mon))
+            return -1;
+    }
+    if (!r->best_held) { /* the winner again: the same job on the same rows, the same layer */
+        sm_layer_job j = candidate_job(r, &cand[r->have]);
+        sm_monitor_span span;
+        if (build_with(r->m, r->c, &j, sm_monitor_span_init(&span, mon, 1.0, 1.0), &r->src, r->ref, &r->best))
+            return -1;
+        r->best_held = true;
+    }
+    return 0;
 }
 
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len)
 {
-    /* Candidates: the merge without and with neuron alignment (on the job's groups, and with
-     * job->regroup also on dominant groups), then both prunings. */
-    auto_candidate cand[10];
-    bool refit[10] = {false}; /* candidate i refits its merged down projections */
-    int nc = 0;
-    bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
-    bool regroup = merges && job->regroup;
-    if (merges) {
-        cand[nc++] = (typeof(cand[0])){job->spec.method, false, false};
-        cand[nc++] = (typeof(cand[0])){job->spec.method, true, false};
-    }
-    if (regroup) { /* skipped when the dominant groups are the job's own */
-        cand[nc++] = (typeof(cand[0])){job->spec.method, false, true};
-        cand[nc++] = (typeof(cand[0])){job->spec.method, true, true};
-    }
-    /* the same merges with their down projections refitted (issue 18 item 3) */
-    if (merges) {
-        refit[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, false, false};
-        refit[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, true, false};
-    }
-    if (regroup) {
-        refit[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, false, true};
-        refit[nc] = true, cand[nc++] = (typeof(cand[0])){job->spec.method, true, true};
-    }
-    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_FREQUENCY, false, false};
-    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_OUTPUT, false, false};
-    int n = sm_model_layer_experts(m, job->layer);
-    int *dominant = regroup ? sm_alloc((size_t)n, sizeof *dominant) : NULL;
-    bool skip_dominant = !regroup;
-    if (regroup && !dominant)
+    auto_candidate cand[AUTO_MAX_CANDIDATES];
+    int nc = auto_candidates(job, cand);
+    auto_run *r = sm_zalloc(1, sizeof *r);
+    if (!r)
         return -1;
+    *r = (auto_run){.m = m, .c = c, .job = job, .n = sm_model_layer_experts(m, job->layer), .have = -1, .best_merge = -1};
+    bool regroup = sm_merge_method_merges(job->spec.method) && job->groups && job->regroup;
+    r->skip[AUTO_GROUPS_DOMINANT] = r->skip[AUTO_GROUPS_REAP] = !regroup;
     /* The score: held-out loss of the whole model with the candidate layer swapped in, when a
      * forward pass is cheap and held-out windows exist (block error alone can mislead: a layer
      * whose pruning looks harmless locally may hurt much more downstream); else the held-out
      * MoE-block output error. */
-    const int32_t *ids = NULL;
-    int n_seq = 0, T = 0;
-    bool by_loss = sm_model_param_count(m) <= SM_AUTO_LOSS_MAX_PARAMS && sm_calib_eval_windows(c, &ids, &n_seq, &T) == 0;
-    const sm_config *cfg = sm_model_config(m);
-    const sm_moe_block **blocks = by_loss ? sm_zalloc((size_t)cfg->n_layers, sizeof *blocks) : NULL;
-    if (by_loss && !blocks) {
-        free(dominant);
-        return -1;
-    }
-    /* One copy of the source layer and one reference forward on the held-out rows, shared by
-     * every candidate (each used to load its own copy and recompute the reference). */
-    sm_moe_layer src;
+    bool by_loss = sm_model_param_count(m) <= SM_AUTO_LOSS_MAX_PARAMS &&
+                   sm_calib_eval_windows(c, &r->ids, &r->n_seq, &r->T) == 0;
     const float *fit, *held = NULL;
     int64_t m_fit, m_held = 0;
-    float *ref = NULL;
     sm_monitor_span span0;
-    if (sm_moe_layer_load_mon(m, job->layer, sm_monitor_span_init(&span0, mon, 0.0, 0.0), &src)) {
-        free(blocks), free(dominant);
-        return -1;
-    }
-    if (sm_calib_inputs(c, job->layer, &fit, &m_fit, &held, &m_held) ||
-        (m_held > 0 && (!(ref = sm_alloc_f32((size_t)(m_held * src.block.hidden))) ||
-                        sm_engine_reference(&src.block, held, m_held, sm_monitor_span_init(&span0, mon, 0.0, 0.0), ref)))) {
+    int rc = (regroup && !(r->regroups = sm_alloc((size_t)r->n * 2, sizeof *r->regroups))) ||
+                     (by_loss && !(r->blocks = sm_zalloc((size_t)sm_model_config(m)->n_layers, sizeof *r->blocks)))
+                 ? -1
+                 : 0;
+    bool loaded = !rc && !sm_moe_layer_load_mon(m, job->layer, sm_monitor_span_init(&span0, mon, 0.0, 0.0), &r->src);
+    if (loaded && (sm_calib_inputs(c, job->layer, &fit, &m_fit, &held, &m_held) ||
+                   (m_held > 0 && (!(r->ref = sm_alloc_f32((size_t)(m_held * r->src.block.hidden))) ||
+                                   sm_engine_reference(&r->src.block, held, m_held,
+                                                       sm_monitor_span_init(&span0, mon, 0.0, 0.0), r->ref))))) {
         sm_err_prefix("layer %d", job->layer);
-        free(ref), free(blocks), free(dominant);
-        sm_moe_layer_free(&src);
-        return -1;
+        rc = -1;
     }
-    sm_layer_build best;
-    memset(&best, 0, sizeof best);
-    double best_score = 0;
-    int have = -1, rc = 0;
-    bool best_held = false; /* best holds the best-so-far build (else only its score is kept) */
-    size_t used = 0;
-    char errs[600] = "";
-    for (int i = 0; i < nc && !rc; i++) {
-        if (cand[i].dominant && skip_dominant)
-            continue;
-        sm_layer_job j = candidate_job(job, &cand[i], dominant);
-        candidate_refit(&j, refit[i]);
-        sm_layer_build b;
-        sm_monitor_span span;
-        double lo = (double)i / nc, hi = (i + 1.0) / nc, score;
-        if (build_with(m, c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &src, ref, &b)) {
-            rc = -1;
-            break;
-        }
-        if (i == 0 && regroup) {
-            /* dominant groups from the statistics the first merge just used (no second load of
-             * the layer); tried only when they differ from the job's groups */
-            int *own = sm_alloc((size_t)n, sizeof *own);
-            rc = own ? sm_cluster_dominant(b.analysis->freq, b.analysis->sim_output, n, job->k, dominant) : -1;
-            if (!rc) {
-                memcpy(own, job->groups, sizeof(int) * (size_t)n);
-                sm_cluster_canonical(own, n);
-                skip_dominant = memcmp(own, dominant, sizeof(int) * (size_t)n) == 0;
-            }
-            free(own);
-            if (rc) {
-                sm_layer_build_free(&b);
-                break;
-            }
-        }
-        if (auto_score(m, &b, job->layer, blocks, ids, n_seq, T,
-                       sm_monitor_span_init(&span, mon, lo + (hi - lo) * 0.6, hi), &score)) {
-            sm_layer_build_free(&b);
-            rc = -1;
-            break;
-        }
-        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s%s%s %.4g",
-                                 used ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
-                                 refit[i] ? "+refit" : "", cand[i].dominant ? "/dominant" : "", score);
-        if (have < 0 || score < best_score) {
-            if (best_held)
-                sm_layer_build_free(&best);
-            /* A merged layer owns weights about the size of the source's: holding it while the
-             * next candidate is built would need room for three layers. Keep its score and build
-             * it again if it wins. A pruned layer only points into the shared source: keep it. */
-            best_held = !sm_merge_method_merges(cand[i].method);
-            if (best_held)
-                build_move(&best, &b);
-            else
-                sm_layer_build_free(&b);
-            best_score = score;
-            have = i;
-        } else {
-            sm_layer_build_free(&b);
-        }
-    }
-    if (!rc && have >= 0 && !best_held) { /* the winner again: the same job on the same rows, the same layer */
-        sm_layer_job j = candidate_job(job, &cand[have], dominant);
-        candidate_refit(&j, refit[have]);
-        sm_monitor_span span;
-        rc = build_with(m, c, &j, sm_monitor_span_init(&span, mon, 1.0, 1.0), &src, ref, &best);
-        best_held = rc == 0;
-    }
-    free(blocks);
-    free(dominant);
-    free(ref);
+    rc = rc || !loaded ? -1 : auto_search(r, cand, nc, mon);
+    free(r->blocks), free(r->regroups), free(r->ref);
     if (rc) {
-        if (best_held)
-            sm_layer_build_free(&best);
-        sm_moe_layer_free(&src);
+        if (r->best_held)
+            sm_layer_build_free(&r->best);
+        if (loaded)
+            sm_moe_layer_free(&r->src);
+        free(r);
         return -1;
     }
-    snprintf(why, why_len, "%s%s%s%s (%s: %s)", sm_merge_method_name(cand[have].method),
-             cand[have].align ? "+align" : "", refit[have] ? "+refit" : "", cand[have].dominant ? "/dominant" : "",
-             by_loss ? "held-out loss, nats/token" : "held-out output error", errs);
-    build_move(out, &best);
+    char name[64];
+    candidate_name(name, sizeof name, &cand[r->have]);
+    snprintf(why, why_len, "%s (%s: %s)", name, by_loss ? "held-out loss, nats/token" : "held-out output error", r->errs);
+    build_move(out, &r->best);
     out->src_borrowed = false; /* the winner takes the shared copy */
+    free(r);
     return 0;
 }
 
@@ -338,7 +373,6 @@ bool sm_auto_choice_refit(const char *why)
     const char *r = why ? strstr(why, "+refit") : NULL;
     return r && (size_t)(r - why) < strcspn(why, " "); /* in the choice, not in its scores */
 }
-
 int sm_auto_choice_parse(const char *why, sm_merge_method *out, bool *align)
 {
     char name[40];

@@ -22,7 +22,7 @@ typedef struct sm_layer_job {
     int k;                    /* clusters (merges) or experts kept (pruning); ignored by keep */
     const int *groups;        /* cluster of each original expert in [0, k), or NULL: cluster */
     bool regroup;             /* auto: groups came from a clustering, not the user, so auto may
-                               * also try dominant groups (sm_cluster_dominant) */
+                               * also try dominant and reap groups (sm_cluster_dominant, _reap) */
     sm_cluster_algo algo;     /* when groups is NULL */
     sm_similarity_kind sim;
     uint64_t seed;
@@ -56,15 +56,17 @@ int sm_layer_build_check(const sm_layer_build *b);
 
 /* method auto (DESIGN §2.5b): build the job's merge method on its clusters without and with neuron
  * alignment (with job->regroup, also on dominant groups: the k most-routed experts as centres,
- * which keeps busy experts apart on models with skewed routing), prune-frequency and prune-output
- * (keeping job->k experts), each merge also with its down projections refitted (refit: down), and
- * keep the best — out->assign holds the chosen groups:
+ * which keeps busy experts apart on models with skewed routing, and on reap groups: the k most
+ * REAP-salient experts as centres; each skipped when it equals groups already tried),
+ * prune-frequency, prune-output and prune-reap (keeping job->k experts), then the best of the
+ * merges again with its down projections refitted (refit: down), and keep the best —
+ * out->assign holds the chosen groups:
  *   - by held-out loss of the whole model with the candidate layer swapped in, when the model has
  *     at most SM_AUTO_LOSS_MAX_PARAMS parameters and the calib has held-out token windows
  *     (sm_calib_eval_windows) — a forward pass is cheap there, and the MoE-block error alone can
  *     prefer a choice that hurts more downstream;
  *   - else by MoE-block output error on the held-out rows.
- * `why` receives "<chosen>[+align][+refit][/dominant] (<metric>: submoe 0.2, submoe+align 0.1, ...)". */
+ * `why` receives "<chosen>[+align][+refit][/dominant|/reap] (<metric>: submoe 0.2, submoe+align 0.1, ...)". */
 #define SM_AUTO_LOSS_MAX_PARAMS 1000000000ull
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len);

@@ -20,6 +20,10 @@
  *   layers.L.sim_output      F32 [E, E]   output similarity (paper Eq. 2)
  *   layers.L.sim_logit       F32 [E, E]   router-logit correlation
  *   layers.L.sim_weight      F32 [E, E]   weight similarity
+ *   layers.L.saliency        F32 [E]      REAP saliency (engine/saliency.h) on every fit row;
+ *                                         files written before it lack it: it is then computed
+ *                                         from the layer's experts when statistics are asked
+ *                                         for with them (sm_calib_analysis), not stored back
  *   __metadata__: format "submoe-activations", version "2", fingerprint (16 hex: model config,
  *   tensor shapes and dtypes, settings, token ids), model_fingerprint (sm_model_fingerprint),
  *   model, tokens, samples, seq_len, rows, heldout, sample, seed; from text instead of tokens:
@@ -104,7 +108,8 @@ int sm_calib_rows(sm_calib *c, int layer, int64_t *fit_rows, int64_t *held_rows,
                   int64_t *held_used);
 /* Statistics of MoE layer L on all of its fit rows (not only those sm_calib_inputs samples):
  * read from the file, or computed with `block` (the layer's fp32 experts, which may be NULL
- * when the file has them and grams is false), streaming the rows from the file block by block
+ * when the file has them and grams is false; a file without saliencies gets them computed when
+ * `block` has its experts, else the analysis' saliency is NULL), streaming the rows from the file block by block
  * so memory does not grow with the row count. grams: also the per-expert input Grams (for
  * submoe-whitened; always computed; n·(H² + I²) floats). Cached until release. */
 int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool grams,

@@ -27,12 +27,16 @@ int sm_planner_target_k(int experts, double ratio, int n, int top_k)
     return k > n ? n : k < 1 ? 1 : k;
 }
 
-/* Statistics of a layer, computing them from its weights when the calib has none. */
-static int layer_analysis(const sm_model *m, sm_calib *c, int l, const sm_monitor *mon,
+/* Statistics of a layer, computing them from its weights when the calib has none (or, with
+ * `saliency`, has none of the REAP saliencies: a stats file from before them). */
+static int layer_analysis(const sm_model *m, sm_calib *c, int l, bool saliency, const sm_monitor *mon,
                           const sm_layer_analysis **a)
 {
-    if (sm_calib_has_stats(c))
-        return sm_calib_analysis(c, l, NULL, false, mon, a);
+    if (sm_calib_has_stats(c)) {
+        int rc = sm_calib_analysis(c, l, NULL, false, mon, a);
+        if (rc || !saliency || (*a)->saliency)
+            return rc;
+    }
     sm_moe_layer ml;
     if (sm_moe_layer_load_mon(m, l, mon, &ml))
         return -1;
@@ -75,7 +79,7 @@ int sm_planner_run(const sm_model *m, sm_calib *c, const sm_planner_opts *o, con
             const sm_layer_analysis *a;
             sm_monitor_span span;
             double lo = 0.8 * i / nm, hi = 0.8 * (i + 1) / nm;
-            if (layer_analysis(m, c, l, sm_monitor_span_init(&span, mon, lo, (lo + hi) / 2), &a))
+            if (layer_analysis(m, c, l, false, sm_monitor_span_init(&span, mon, lo, (lo + hi) / 2), &a))
                 goto done;
             if (!(curve[i] = sm_zalloc((size_t)n + 1, sizeof(double))))
                 goto done;
@@ -101,7 +105,7 @@ int sm_planner_run(const sm_model *m, sm_calib *c, const sm_planner_opts *o, con
         const sm_layer_analysis *a;
         sm_monitor_span span;
         double lo = 0.8 + 0.2 * i / nm;
-        if (layer_analysis(m, c, l, sm_monitor_span_init(&span, mon, lo, lo + 0.1 / nm), &a))
+        if (layer_analysis(m, c, l, o->algo == SM_CLUSTER_REAP, sm_monitor_span_init(&span, mon, lo, lo + 0.1 / nm), &a))
             goto done;
         p->assign = sm_alloc((size_t)n, sizeof *p->assign);
         p->freq = sm_alloc((size_t)n, sizeof *p->freq);

@@ -96,6 +96,8 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
         if (!rc) { /* shown at once: the layer's heatmap does not wait for its clustering */
             d->n = an->n;
             memcpy(d->freq, an->freq, sizeof(double) * (size_t)an->n);
+            if ((d->have_saliency = an->saliency != NULL))
+                memcpy(d->saliency, an->saliency, sizeof(double) * (size_t)an->n);
             const double *src[3] = {an->sim_output, an->sim_weight, an->sim_logit};
             for (int q = 0; q < 3; q++) {
                 free(d->sim[q]);

@@ -125,7 +125,8 @@ int tui_shade(double v, double lo, double hi, int levels)
 const char *tui_method_short(sm_merge_method m)
 {
     static const char *const names[SM_MERGE_METHOD_COUNT] = {"submoe", "sub-whit", "freq-avg", "average",
-                                                              "prune-f", "prune-o", "keep"};
+                                                              "prune-f", "prune-o", "keep",
+                                                              "prune-r"};
     return (int)m >= 0 && m < SM_MERGE_METHOD_COUNT ? names[m] : "?";
 }
 

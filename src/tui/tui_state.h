@@ -49,6 +49,8 @@ typedef struct tui_layer_data {
     bool have_stats;
     int n;
     double freq[TUI_MAX_EXPERTS];
+    bool have_saliency;            /* REAP saliency (absent from stats files older than it) */
+    double saliency[TUI_MAX_EXPERTS];
     double *sim[3];                /* n × n: output, weight, logit (owned; weight may be NULL) */
     /* the latest preview, of the plan as it was at plan_gen == preview_gen */
     bool have_preview;

@@ -1,5 +1,6 @@
 /* tui_view_plan: view 1, the selected layer's plan — method (and what auto chose, with the
- * scores that decided it), router, ranks, alignment, and the groups with routing shares. */
+ * scores that decided it), router, ranks, alignment, REAP saliencies, and the groups with
+ * routing shares. */
 #include "tui/tui_curses.h"
 #include "tui/tui_views.h"
 
@@ -12,6 +13,23 @@ static void share(char *buf, size_t n, double f)
     char t[16];
     snprintf(t, sizeof t, "%.2f", f);
     snprintf(buf, n, "%s", t[0] == '0' ? t + 1 : t);
+}
+
+/* "e3 1.21  e0 .84 ...": experts by REAP saliency, descending (ties: lower index). */
+static const char *salient_text(const tui_layer_data *d, char *text, size_t len)
+{
+    bool used[TUI_MAX_EXPERTS] = {false};
+    size_t n = 0;
+    text[0] = 0;
+    for (int r = 0; r < d->n && n < len - 24; r++) {
+        int best = -1;
+        for (int i = 0; i < d->n; i++)
+            if (!used[i] && (best < 0 || d->saliency[i] > d->saliency[best]))
+                best = i;
+        used[best] = true;
+        n += (size_t)snprintf(text + n, len - n, "%se%d %.3g", n ? "  " : "", best, d->saliency[best]);
+    }
+    return text;
 }
 
 static const char *const matrix_names[3] = {"gate", "up", "down"};
@@ -104,7 +122,8 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
         }
     }
     /* what the preview built, when it dropped experts */
-    bool pruned = fresh && (d->built_method == SM_MERGE_PRUNE_FREQUENCY || d->built_method == SM_MERGE_PRUNE_OUTPUT);
+    bool pruned = fresh && (d->built_method == SM_MERGE_PRUNE_FREQUENCY || d->built_method == SM_MERGE_PRUNE_OUTPUT ||
+                            d->built_method == SM_MERGE_PRUNE_REAP);
     if (pruned) {
         size_t n = 0;
         text[0] = 0;
@@ -118,6 +137,8 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
     } else if (!p->is_auto && p->method == SM_MERGE_KEEP) {
         y = field(y, ymax, r, "keeps", "every expert, unchanged", 1);
     }
+    if (d->have_stats && d->have_saliency) /* REAP: the most salient first (prune-reap keeps, reap centres) */
+        y = field(y, ymax, r, "salient", salient_text(d, text, sizeof text), 2);
     if (!p->is_auto && !sm_merge_method_merges(p->method))
         return;
     /* the groups: expert and its routing share */

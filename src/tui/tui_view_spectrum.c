@@ -147,7 +147,7 @@ void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w)
     const tui_layer_data *dd = &s->data[s->layer];
     bool pruned = tui_preview_fresh(s, s->layer) &&
                   (dd->built_method == SM_MERGE_PRUNE_FREQUENCY || dd->built_method == SM_MERGE_PRUNE_OUTPUT ||
-                   dd->built_method == SM_MERGE_KEEP);
+                   dd->built_method == SM_MERGE_PRUNE_REAP || dd->built_method == SM_MERGE_KEEP);
     if (pruned) {
         tc_put(y, x, w, "%s, group %d: rank %lld/%d, %.2f%% energy; layer %s: ranks unused (M)",
                mats[s->spec_matrix], s->spec_cluster, (long long)rk, len, tot > 0 ? 100 * kept / tot : 100.0,
