@@ -518,37 +518,53 @@ typedef struct aligned_experts {
     float **gram_mid; /* the intermediate Gram permuted like the expert, when the analysis has one */
 } aligned_experts;
 
-/* Alignment of cluster c: permuted copies of every member but the most frequent (the reference).
- * Progress: [c_lo, m_lo], one equal share per aligned member. */
-static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int c, int nm,
-                         const float *x, int64_t m, const sm_monitor *mon, double c_lo, double m_lo,
-                         aligned_experts *al, int *n_aligned, sm_merged_layer *out)
+/* The member of cluster c every other member is aligned to: the most frequent. */
+static int cluster_reference(const sm_layer_analysis *a, const int *assign, int n, int c)
 {
-    const int n = src->n_experts;
-    const int64_t h = src->hidden;
-    int done_members = 0;
     int ref = -1;
     for (int i = 0; i < n; i++)
         if (assign[i] == c && (ref < 0 || (a && a->freq[i] > a->freq[ref])))
             ref = i;
+    return ref;
+}
+
+/* Alignment of cluster c: permuted copies of every member but the reference that the alignment
+ * moves (memo: alignments already made). Progress: [c_lo, m_lo], one equal share per member. */
+static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int c, int nm,
+                         const float *x, int64_t m, sm_align_memo *memo, const sm_monitor *mon, double c_lo,
+                         double m_lo, aligned_experts *al, int *n_aligned, sm_merged_layer *out)
+{
+    const int n = src->n_experts;
+    const int64_t h = src->hidden;
+    int done_members = 0;
+    const int ref = cluster_reference(a, assign, n, c);
     for (int i = 0; i < n; i++) {
         if (assign[i] != c || i == ref)
             continue;
         const sm_expert *e = &src->experts[i];
         int64_t ni = e->gate.out;
         int *perm = sm_alloc((size_t)ni, sizeof *perm);
-        float *pg = sm_alloc_f32((size_t)(ni * h)), *pu = sm_alloc_f32((size_t)(ni * h));
-        float *pd = sm_alloc_f32((size_t)(ni * h));
+        float *pg = NULL, *pu = NULL, *pd = NULL;
         double corr = 0;
+        bool moved = true;
         sm_monitor_span aspan;
         const sm_monitor *amon = sm_monitor_span_init(&aspan, mon, c_lo + (m_lo - c_lo) * done_members / (nm - 1),
                                                       c_lo + (m_lo - c_lo) * (done_members + 1) / (nm - 1));
         done_members++;
-        if (!perm || !pg || !pu || !pd || sm_align_pair(&src->experts[ref], e, x, m, amon, perm, &corr) != 0) {
+        if (!perm || sm_align_pair_memo(memo, src, ref, i, x, m, amon, perm, &corr, &moved) != 0 ||
+            /* the identity: the member is merged as it is (the same bytes as a permuted copy) */
+            (moved && (!(pg = sm_alloc_f32((size_t)(ni * h))) || !(pu = sm_alloc_f32((size_t)(ni * h))) ||
+                       !(pd = sm_alloc_f32((size_t)(ni * h)))))) {
             free(perm), free(pg), free(pu), free(pd);
             if (!sm_monitor_cancelled(mon))
                 sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
             return -1;
+        }
+        out->align_corr += corr;
+        (*n_aligned)++;
+        if (!moved) {
+            free(perm);
+            continue;
         }
         sm_expert_permute(e, perm, pg, pu, pd);
         al->experts[i] = sm_expert_dense(h, ni, pg, pu, pd);
@@ -564,10 +580,40 @@ static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
                     gm[r * ni + q] = a->gram_mid[i][(int64_t)perm[r] * ni + perm[q]];
             al->gram_mid[i] = gm;
         }
-        out->align_corr += corr;
-        (*n_aligned)++;
         free(perm);
     }
+    return 0;
+}
+
+int sm_engine_align_moves(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int k,
+                          const float *x, int64_t m, sm_align_memo *memo, const sm_monitor *mon, int *moved)
+{
+    const int n = src->n_experts;
+    int *perm = NULL, total = 0, done = 0;
+    *moved = 0;
+    for (int i = 0; i < n; i++)
+        total += i != cluster_reference(a, assign, n, assign[i]);
+    for (int c = 0; c < k; c++) {
+        const int ref = cluster_reference(a, assign, n, c);
+        for (int i = 0; i < n; i++) {
+            if (assign[i] != c || i == ref)
+                continue;
+            bool mv;
+            sm_monitor_span span;
+            if ((!perm && !(perm = sm_alloc((size_t)src->experts[i].gate.out, sizeof *perm))) ||
+                sm_align_pair_memo(memo, src, ref, i, x, m,
+                                   sm_monitor_span_init(&span, mon, (double)done / total, (done + 1.0) / total), perm,
+                                   NULL, &mv) != 0) {
+                free(perm);
+                if (!sm_monitor_cancelled(mon))
+                    sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
+                return -1;
+            }
+            done++;
+            *moved += mv;
+        }
+    }
+    free(perm);
     return 0;
 }
 
@@ -675,7 +721,8 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
         const bool aligning = spec->align && nm > 1;
         const double c_lo = (double)c / k, c_hi = (c + 1.0) / k;
         const double m_lo = aligning ? 0.5 * (c_lo + c_hi) : c_lo;
-        if (aligning && align_cluster(src, a, assign, c, nm, x, m, mon, c_lo, m_lo, &al, &n_aligned, out) != 0)
+        if (aligning && align_cluster(src, a, assign, c, nm, x, m, spec->align_memo, mon, c_lo, m_lo, &al, &n_aligned,
+                                       out) != 0)
             goto done;
         if (merge_cluster(src, a, assign, c, nm, f, w, gr, &al, spec, mon, m_lo, c_hi, out) != 0)
             goto done;

@@ -108,6 +108,9 @@ typedef struct sm_layer_spec {
     /* Neuron alignment (engine/align.h) before merging: every member of a cluster is permuted to
      * match its most frequent member, using the calibration inputs x. */
     bool align;
+    /* Alignments already computed on this source layer and these x/m (align.h), reused and
+     * added to; NULL: every alignment is computed. */
+    struct sm_align_memo *align_memo;
 } sm_layer_spec;
 
 typedef struct sm_merged_layer {
@@ -138,6 +141,12 @@ int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const i
                     int k, const sm_layer_spec *spec, const float *x, int64_t m,
                     const sm_monitor *mon, sm_merged_layer *out);
 void sm_merged_layer_free(sm_merged_layer *l);
+
+/* The alignments an aligned merge of src on assign (k clusters) makes, computed into memo (which
+ * it needs), and *moved, how many members they permute: with none, the aligned merge is the
+ * unaligned one, byte for byte. 0, or -1 with a message ("cancelled" when cancelled). */
+int sm_engine_align_moves(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int k,
+                          const float *x, int64_t m, struct sm_align_memo *memo, const sm_monitor *mon, int *moved);
 
 /* A block view of the merged layer (shares the source's shared experts and rule). */
 sm_moe_block sm_merged_layer_block(const sm_merged_layer *l, const sm_moe_block *src);

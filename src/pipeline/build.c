@@ -1,5 +1,6 @@
 /* build: one MoE layer of a plan, built in memory (see build.h). */
 #include "pipeline/build.h"
+#include "engine/align.h"
 #include "forward/forward.h"
 #include "util/diag.h"
 #include "util/mem.h"
@@ -165,14 +166,53 @@ typedef struct {
     bool align, dominant;
 } auto_candidate;
 
-static sm_layer_job candidate_job(const sm_layer_job *job, const auto_candidate *cand, const int *dominant)
+static sm_layer_job candidate_job(const sm_layer_job *job, const auto_candidate *cand, const int *dominant,
+                                  sm_align_memo *memo)
 {
     sm_layer_job j = *job;
     j.spec.method = cand->method;
     j.spec.align = cand->align;
+    j.spec.align_memo = memo;
     if (cand->dominant)
         j.groups = dominant;
     return j;
+}
+
+/* An aligned candidate whose alignments permute nothing is its unaligned twin (same method and
+ * groups), byte for byte: its twin's score, when the twin was scored (else -1). The alignments
+ * are computed into memo, where the build finds them if it runs. */
+static int aligned_twin(sm_calib *c, const sm_layer_job *j, const sm_moe_layer *src,
+                        const auto_candidate *cand, int i, const bool *scored, sm_align_memo *memo,
+                        const sm_monitor *mon, int *twin)
+{
+    *twin = -1;
+    for (int q = 0; q < i && *twin < 0; q++)
+        if (scored[q] && !cand[q].align && cand[q].method == cand[i].method && cand[q].dominant == cand[i].dominant)
+            *twin = q;
+    if (*twin < 0)
+        return 0;
+    const int n = src->block.n_router;
+    const sm_layer_analysis *a;
+    const float *fit, *held;
+    int64_t m_fit, m_held;
+    int *assign = sm_alloc((size_t)n, sizeof *assign), moved = 0;
+    int rc = !assign || sm_calib_inputs(c, j->layer, &fit, &m_fit, &held, &m_held) ||
+                     sm_calib_analysis(c, j->layer, &src->block, j->spec.method == SM_MERGE_SUBMOE_WHITENED, mon, &a) ||
+                     sm_layer_cluster(c, src, j, mon, assign) ||
+                     sm_engine_align_moves(&src->block, a, assign, j->k, fit, m_fit, memo, mon, &moved)
+                 ? -1
+                 : 0;
+    free(assign);
+    if (moved)
+        *twin = -1;
+    return rc;
+}
+
+static void append_score(char *errs, size_t len, size_t *used, const auto_candidate *cand, double score)
+{
+    *used += (size_t)snprintf(errs + *used, *used < len ? len - *used : 0, "%s%s%s%s %.4g", *used ? ", " : "",
+                              sm_merge_method_name(cand->method), cand->align ? "+align" : "",
+                              cand->dominant ? "/dominant" : "", score);
 }
 
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
@@ -238,13 +278,28 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     bool best_held = false; /* best holds the best-so-far build (else only its score is kept) */
     size_t used = 0;
     char errs[600] = "";
+    sm_align_memo *memo = sm_align_memo_new(n);
+    bool scored[sizeof cand / sizeof cand[0]] = {false};
+    double score_of[sizeof cand / sizeof cand[0]];
+    rc = memo ? 0 : -1;
     for (int i = 0; i < nc && !rc; i++) {
         if (cand[i].dominant && skip_dominant)
             continue;
-        sm_layer_job j = candidate_job(job, &cand[i], dominant);
+        sm_layer_job j = candidate_job(job, &cand[i], dominant, memo);
         sm_layer_build b;
         sm_monitor_span span;
         double lo = (double)i / nc, hi = (i + 1.0) / nc, score;
+        int twin = -1;
+        if (cand[i].align &&
+            aligned_twin(c, &j, &src, cand, i, scored, memo, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.5),
+                         &twin)) {
+            rc = -1;
+            break;
+        }
+        if (twin >= 0) { /* its twin's build and score: nothing to build */
+            append_score(errs, sizeof errs, &used, &cand[i], score_of[twin]);
+            continue;
+        }
         if (build_with(m, c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &src, ref, &b)) {
             rc = -1;
             break;
@@ -271,9 +326,9 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
             rc = -1;
             break;
         }
-        used += (size_t)snprintf(errs + used, used < sizeof errs ? sizeof errs - used : 0, "%s%s%s%s %.4g",
-                                 used ? ", " : "", sm_merge_method_name(cand[i].method), cand[i].align ? "+align" : "",
-                                 cand[i].dominant ? "/dominant" : "", score);
+        append_score(errs, sizeof errs, &used, &cand[i], score);
+        scored[i] = true;
+        score_of[i] = score;
         if (have < 0 || score < best_score) {
             if (best_held)
                 sm_layer_build_free(&best);
@@ -292,11 +347,12 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         }
     }
     if (!rc && have >= 0 && !best_held) { /* the winner again: the same job on the same rows, the same layer */
-        sm_layer_job j = candidate_job(job, &cand[have], dominant);
+        sm_layer_job j = candidate_job(job, &cand[have], dominant, memo);
         sm_monitor_span span;
         rc = build_with(m, c, &j, sm_monitor_span_init(&span, mon, 1.0, 1.0), &src, ref, &best);
         best_held = rc == 0;
     }
+    sm_align_memo_free(memo);
     free(blocks);
     free(dominant);
     free(ref);
