@@ -528,8 +528,8 @@ static void test_memo(const char *tmp)
     sm_synth_assignment(&op, 0, assign);
     sm_align_memo *memo = sm_align_memo_new(8), *memo_u = sm_align_memo_new(8);
     int moved_p = -1, moved_u = -1;
-    int rc = sm_engine_align_moves(&lp.block, NULL, assign, 4, x, m, memo, NULL, &moved_p) ||
-             sm_engine_align_moves(&lu.block, NULL, assign, 4, x, m, memo_u, NULL, &moved_u);
+    int rc = sm_align_moves(&lp.block, NULL, assign, 4, x, m, memo, NULL, &moved_p) ||
+             sm_align_moves(&lu.block, NULL, assign, 4, x, m, memo_u, NULL, &moved_u);
     CHECK(rc == 0 && moved_p == 4 && moved_u == 0,
           "alignments counted: %d of 4 members moved on the permuted synth, %d on the plain one %s", moved_p, moved_u,
           rc ? sm_errmsg() : "");

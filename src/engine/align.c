@@ -373,6 +373,47 @@ int sm_align_pair_memo(sm_align_memo *memo, const sm_moe_block *block, int ref_i
     return 0;
 }
 
+int sm_align_reference(const double *freq, const int *assign, int n, int c)
+{
+    int ref = -1;
+    for (int i = 0; i < n; i++)
+        if (assign[i] == c && (ref < 0 || (freq && freq[i] > freq[ref])))
+            ref = i;
+    return ref;
+}
+
+int sm_align_moves(const sm_moe_block *block, const double *freq, const int *assign, int k, const float *x,
+                   int64_t m, sm_align_memo *memo, const sm_monitor *mon, int *moved)
+{
+    const int n = block->n_experts;
+    int *perm = NULL, total = 0, done = 0;
+    *moved = 0;
+    for (int i = 0; i < n; i++)
+        total += i != sm_align_reference(freq, assign, n, assign[i]);
+    for (int c = 0; c < k; c++) {
+        const int ref = sm_align_reference(freq, assign, n, c);
+        for (int i = 0; i < n; i++) {
+            if (assign[i] != c || i == ref)
+                continue;
+            bool mv;
+            sm_monitor_span span;
+            if ((!perm && !(perm = sm_alloc((size_t)block->experts[i].gate.out, sizeof *perm))) ||
+                sm_align_pair_memo(memo, block, ref, i, x, m,
+                                   sm_monitor_span_init(&span, mon, (double)done / total, (done + 1.0) / total), perm,
+                                   NULL, &mv) != 0) {
+                free(perm);
+                if (!sm_monitor_cancelled(mon))
+                    sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
+                return -1;
+            }
+            done++;
+            *moved += mv;
+        }
+    }
+    free(perm);
+    return 0;
+}
+
 void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down)
 {
     int64_t ni = src->gate.out, H = src->gate.in;

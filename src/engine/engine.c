@@ -518,16 +518,6 @@ typedef struct aligned_experts {
     float **gram_mid; /* the intermediate Gram permuted like the expert, when the analysis has one */
 } aligned_experts;
 
-/* The member of cluster c every other member is aligned to: the most frequent. */
-static int cluster_reference(const sm_layer_analysis *a, const int *assign, int n, int c)
-{
-    int ref = -1;
-    for (int i = 0; i < n; i++)
-        if (assign[i] == c && (ref < 0 || (a && a->freq[i] > a->freq[ref])))
-            ref = i;
-    return ref;
-}
-
 /* Alignment of cluster c: permuted copies of every member but the reference that the alignment
  * moves (memo: alignments already made). Progress: [c_lo, m_lo], one equal share per member. */
 static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int c, int nm,
@@ -537,7 +527,7 @@ static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
     const int n = src->n_experts;
     const int64_t h = src->hidden;
     int done_members = 0;
-    const int ref = cluster_reference(a, assign, n, c);
+    const int ref = sm_align_reference(a ? a->freq : NULL, assign, n, c);
     for (int i = 0; i < n; i++) {
         if (assign[i] != c || i == ref)
             continue;
@@ -582,38 +572,6 @@ static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
         }
         free(perm);
     }
-    return 0;
-}
-
-int sm_engine_align_moves(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int k,
-                          const float *x, int64_t m, sm_align_memo *memo, const sm_monitor *mon, int *moved)
-{
-    const int n = src->n_experts;
-    int *perm = NULL, total = 0, done = 0;
-    *moved = 0;
-    for (int i = 0; i < n; i++)
-        total += i != cluster_reference(a, assign, n, assign[i]);
-    for (int c = 0; c < k; c++) {
-        const int ref = cluster_reference(a, assign, n, c);
-        for (int i = 0; i < n; i++) {
-            if (assign[i] != c || i == ref)
-                continue;
-            bool mv;
-            sm_monitor_span span;
-            if ((!perm && !(perm = sm_alloc((size_t)src->experts[i].gate.out, sizeof *perm))) ||
-                sm_align_pair_memo(memo, src, ref, i, x, m,
-                                   sm_monitor_span_init(&span, mon, (double)done / total, (done + 1.0) / total), perm,
-                                   NULL, &mv) != 0) {
-                free(perm);
-                if (!sm_monitor_cancelled(mon))
-                    sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
-                return -1;
-            }
-            done++;
-            *moved += mv;
-        }
-    }
-    free(perm);
     return 0;
 }
 

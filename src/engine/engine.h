@@ -142,11 +142,6 @@ int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const i
                     const sm_monitor *mon, sm_merged_layer *out);
 void sm_merged_layer_free(sm_merged_layer *l);
 
-/* The alignments an aligned merge of src on assign (k clusters) makes, computed into memo (which
- * it needs), and *moved, how many members they permute: with none, the aligned merge is the
- * unaligned one, byte for byte. 0, or -1 with a message ("cancelled" when cancelled). */
-int sm_engine_align_moves(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int k,
-                          const float *x, int64_t m, struct sm_align_memo *memo, const sm_monitor *mon, int *moved);
 
 /* A block view of the merged layer (shares the source's shared experts and rule). */
 sm_moe_block sm_merged_layer_block(const sm_merged_layer *l, const sm_moe_block *src);

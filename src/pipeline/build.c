@@ -199,7 +199,7 @@ static int aligned_twin(sm_calib *c, const sm_layer_job *j, const sm_moe_layer *
     int rc = !assign || sm_calib_inputs(c, j->layer, &fit, &m_fit, &held, &m_held) ||
                      sm_calib_analysis(c, j->layer, &src->block, j->spec.method == SM_MERGE_SUBMOE_WHITENED, mon, &a) ||
                      sm_layer_cluster(c, src, j, mon, assign) ||
-                     sm_engine_align_moves(&src->block, a, assign, j->k, fit, m_fit, memo, mon, &moved)
+                     sm_align_moves(&src->block, a->freq, assign, j->k, fit, m_fit, memo, mon, &moved)
                  ? -1
                  : 0;
     free(assign);
