@@ -166,6 +166,29 @@ typedef struct {
     bool align, dominant;
 } auto_candidate;
 
+#define AUTO_MAX_CANDIDATES 6
+
+/* Candidates: the merge without and with neuron alignment (on the job's groups, and with
+ * job->regroup also on dominant groups), then both prunings. An aligned merge follows its
+ * unaligned twin (aligned_twin looks back for it). */
+static int auto_candidates(const sm_layer_job *job, auto_candidate *cand)
+{
+    int nc = 0;
+    bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
+    bool regroup = merges && job->regroup;
+    if (merges) {
+        cand[nc++] = (typeof(cand[0])){job->spec.method, false, false};
+        cand[nc++] = (typeof(cand[0])){job->spec.method, true, false};
+    }
+    if (regroup) { /* skipped when the dominant groups are the job's own */
+        cand[nc++] = (typeof(cand[0])){job->spec.method, false, true};
+        cand[nc++] = (typeof(cand[0])){job->spec.method, true, true};
+    }
+    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_FREQUENCY, false, false};
+    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_OUTPUT, false, false};
+    return nc;
+}
+
 static sm_layer_job candidate_job(const sm_layer_job *job, const auto_candidate *cand, const int *dominant,
                                   sm_align_memo *memo)
 {
@@ -218,22 +241,9 @@ static void append_score(char *errs, size_t len, size_t *used, const auto_candid
 int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                         sm_layer_build *out, char *why, size_t why_len)
 {
-    /* Candidates: the merge without and with neuron alignment (on the job's groups, and with
-     * job->regroup also on dominant groups), then both prunings. */
-    auto_candidate cand[6];
-    int nc = 0;
-    bool merges = sm_merge_method_merges(job->spec.method) && job->groups;
-    bool regroup = merges && job->regroup;
-    if (merges) {
-        cand[nc++] = (typeof(cand[0])){job->spec.method, false, false};
-        cand[nc++] = (typeof(cand[0])){job->spec.method, true, false};
-    }
-    if (regroup) { /* skipped when the dominant groups are the job's own */
-        cand[nc++] = (typeof(cand[0])){job->spec.method, false, true};
-        cand[nc++] = (typeof(cand[0])){job->spec.method, true, true};
-    }
-    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_FREQUENCY, false, false};
-    cand[nc++] = (typeof(cand[0])){SM_MERGE_PRUNE_OUTPUT, false, false};
+    auto_candidate cand[AUTO_MAX_CANDIDATES];
+    const int nc = auto_candidates(job, cand);
+    const bool regroup = sm_merge_method_merges(job->spec.method) && job->groups && job->regroup;
     int n = sm_model_layer_experts(m, job->layer);
     int *dominant = regroup ? sm_alloc((size_t)n, sizeof *dominant) : NULL;
     bool skip_dominant = !regroup;
@@ -279,8 +289,8 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     size_t used = 0;
     char errs[600] = "";
     sm_align_memo *memo = sm_align_memo_new(n);
-    bool scored[sizeof cand / sizeof cand[0]] = {false};
-    double score_of[sizeof cand / sizeof cand[0]];
+    bool scored[AUTO_MAX_CANDIDATES] = {false};
+    double score_of[AUTO_MAX_CANDIDATES];
     rc = memo ? 0 : -1;
     for (int i = 0; i < nc && !rc; i++) {
         if (cand[i].dominant && skip_dominant)
@@ -291,7 +301,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
         double lo = (double)i / nc, hi = (i + 1.0) / nc, score;
         int twin = -1;
         if (cand[i].align &&
-            aligned_twin(c, &j, &src, cand, i, scored, memo, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.5),
+            aligned_twin(c, &j, &src, cand, i, scored, memo, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.3),
                          &twin)) {
             rc = -1;
             break;
@@ -300,7 +310,8 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
             append_score(errs, sizeof errs, &used, &cand[i], score_of[twin]);
             continue;
         }
-        if (build_with(m, c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &src, ref, &b)) {
+        const double b_lo = cand[i].align ? lo + (hi - lo) * 0.3 : lo; /* after the alignments */
+        if (build_with(m, c, &j, sm_monitor_span_init(&span, mon, b_lo, lo + (hi - lo) * 0.6), &src, ref, &b)) {
             rc = -1;
             break;
         }
