@@ -228,13 +228,18 @@ static void watch_init(watch *w, const char *cancel_on, double above)
     w->cancel_above = above;
 }
 
-static int open_synth(const char *dir, bool permute, sm_synth_opts *o)
+static void synth_opts(bool permute, sm_synth_opts *o)
 {
     sm_synth_defaults(o, SM_ARCH_MIXTRAL);
     o->layers = 1, o->hidden = 64, o->intermediate = 96, o->experts = 8, o->clusters = 4;
     o->heads = 4, o->kv_heads = 2, o->vocab = 64, o->noise = 0.1, o->seed = 21, o->quiet = true;
     o->dtype = SM_DT_F32;
     o->permute = permute;
+}
+
+static int open_synth(const char *dir, bool permute, sm_synth_opts *o)
+{
+    synth_opts(permute, o);
     return fx_synth(o, dir);
 }
 
@@ -465,6 +470,93 @@ static void test_large(void)
     free(got), free(inv);
 }
 
+/* Correlations of I × rows ≥ 2^20 go through util/matmul on transposed activations: a planted
+ * permutation is still recovered exactly. */
+static void test_large_correlations(void)
+{
+    perm_pair f;
+    perm_pair_make(&f, 64, 512, SM_ALIGN_MAX_ROWS, 23, 0);
+    int *got = xmalloc(sizeof(int) * (size_t)f.I), right = 0;
+    double corr = 0;
+    int rc = sm_align_pair(&f.e, &f.ep, f.x, f.m, NULL, got, &corr);
+    for (int i = 0; i < f.I; i++)
+        right += f.perm[got[i]] == i;
+    CHECK(rc == 0 && right == f.I && corr > 0.999, "I = 512 on %d rows (oneDNN correlations): %d of 512 neurons "
+                                                   "matched, mean corr %.4f",
+          SM_ALIGN_MAX_ROWS, right, corr);
+    perm_pair_free(&f);
+    free(got);
+}
+
+static bool merged_equal(const sm_merged_layer *a, const sm_merged_layer *b)
+{
+    if (a->n_experts != b->n_experts || a->n_router != b->n_router ||
+        memcmp(a->router, b->router, sizeof(float) * (size_t)(a->n_router * a->hidden)))
+        return false;
+    for (int q = 0; q < a->n_experts; q++)
+        for (int j = 0; j < 3; j++) {
+            const sm_merged *x = &a->mats[q][j], *y = &b->mats[q][j];
+            if (x->rank != y->rank || !x->w != !y->w || (x->w && memcmp(x->w, y->w, sizeof(float) * (size_t)(x->out * x->in))))
+                return false;
+        }
+    return true;
+}
+
+/* The alignment memo (method auto's candidates share one per layer): an aligned merge through it
+ * equals one without it, byte for byte, also when every pair comes from the memo; the moves it
+ * counts are the planted ones; and where alignment moves nothing, the aligned merge is the
+ * unaligned one byte for byte (so auto may take the unaligned twin's score). */
+static void test_memo(const char *tmp)
+{
+    char dp[300], du[300];
+    snprintf(dp, sizeof dp, "%s/perm", tmp);
+    snprintf(du, sizeof du, "%s/plain", tmp);
+    sm_synth_opts op; /* the models test_synth_alignment wrote */
+    synth_opts(true, &op);
+    sm_model *mp = sm_model_open(dp), *mu = sm_model_open(du);
+    sm_moe_layer lp, lu;
+    if (!mp || !mu || sm_moe_layer_load(mp, 0, &lp) || sm_moe_layer_load(mu, 0, &lu)) {
+        CHECK(0, "models load: %s", sm_errmsg());
+        return;
+    }
+    int64_t m = 512, H = 64;
+    float *x = sm_alloc_f32((size_t)(m * H));
+    sm_rng r;
+    sm_rng_seed(&r, 3);
+    sm_rng_fill_normal(&r, x, (size_t)(m * H), 1.0f);
+    int assign[8];
+    sm_synth_assignment(&op, 0, assign);
+    sm_align_memo *memo = sm_align_memo_new(8), *memo_u = sm_align_memo_new(8);
+    int moved_p = -1, moved_u = -1;
+    int rc = sm_align_moves(&lp.block, NULL, assign, 4, x, m, memo, NULL, &moved_p) ||
+             sm_align_moves(&lu.block, NULL, assign, 4, x, m, memo_u, NULL, &moved_u);
+    CHECK(rc == 0 && moved_p == 4 && moved_u == 0,
+          "alignments counted: %d of 4 members moved on the permuted synth, %d on the plain one %s", moved_p, moved_u,
+          rc ? sm_errmsg() : "");
+    sm_layer_spec spec = {.method = SM_MERGE_SUBMOE, .router = SM_ROUTER_COLLAPSE_MEAN, .align = true};
+    sm_merged_layer fresh, cached, again, plain_aligned, plain;
+    rc = sm_engine_merge(&lp.block, NULL, assign, 4, &spec, x, m, NULL, &fresh);
+    spec.align_memo = memo;
+    rc |= sm_engine_merge(&lp.block, NULL, assign, 4, &spec, x, m, NULL, &cached);
+    rc |= sm_engine_merge(&lp.block, NULL, assign, 4, &spec, x, m, NULL, &again);
+    spec.align_memo = memo_u;
+    rc |= sm_engine_merge(&lu.block, NULL, assign, 4, &spec, x, m, NULL, &plain_aligned);
+    spec.align = false, spec.align_memo = NULL;
+    rc |= sm_engine_merge(&lu.block, NULL, assign, 4, &spec, x, m, NULL, &plain);
+    CHECK(rc == 0, "merges run %s", rc ? sm_errmsg() : "");
+    if (!rc) {
+        CHECK(merged_equal(&fresh, &cached) && merged_equal(&fresh, &again),
+              "aligned merge through the memo (filled by the count, then by itself) == without it, byte for byte");
+        CHECK(merged_equal(&plain_aligned, &plain), "alignment moving nothing: aligned merge == unaligned, byte for byte");
+    }
+    sm_merged_layer_free(&fresh), sm_merged_layer_free(&cached), sm_merged_layer_free(&again);
+    sm_merged_layer_free(&plain_aligned), sm_merged_layer_free(&plain);
+    sm_align_memo_free(memo), sm_align_memo_free(memo_u);
+    free(x);
+    sm_moe_layer_free(&lp), sm_moe_layer_free(&lu);
+    sm_model_close(mp), sm_model_close(mu);
+}
+
 /* A random expert and a permuted noisy copy: I = 300 neurons, so the Hungarian method reports
  * every 64 of its 300 rows and the activations come in two blocks of rows. */
 static void test_align_monitor(void)
@@ -532,6 +624,8 @@ int main(void)
     test_permuted_function();
     test_synth_alignment(tmp);
     test_large();
+    test_large_correlations();
+    test_memo(tmp);
     test_align_monitor();
     test_candidates_noisy();
     fx_tmpdir_remove(tmp);

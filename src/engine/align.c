@@ -1,6 +1,7 @@
 /* align: neuron alignment of experts (see align.h). */
 #include "engine/align.h"
 #include "util/diag.h"
+#include "util/matmul.h"
 #include "util/mem.h"
 
 #include <cblas.h>
@@ -85,9 +86,10 @@ int sm_assignment_solve(const double *cost, int n, int *assign)
 
 /* Standardised SwiGLU activations of an expert on `rows` of x (m × hidden; row t of the sample
  * is x row t·m/rows): h (rows × I). Forward passes in blocks of ACT_BLOCK rows (xs: ACT_BLOCK ×
- * hidden, tmp: ACT_BLOCK × I scratch), cancellable between blocks; progress lo..hi. */
-static int activations(const sm_expert *e, const float *x, int64_t m, int64_t rows, float *h, float *xs, float *tmp,
-                       const sm_monitor *mon, double lo, double hi)
+ * hidden, tmp: ACT_BLOCK × I scratch), cancellable between blocks; progress lo..hi. ht: NULL, or
+ * where the standardised activations go transposed (I × rows; h then keeps the raw ones). */
+static int activations(const sm_expert *e, const float *x, int64_t m, int64_t rows, float *h, float *ht, float *xs,
+                       float *tmp, const sm_monitor *mon, double lo, double hi)
 {
     int64_t ni = e->gate.out, H = e->gate.in;
     for (int64_t t0 = 0; t0 < rows; t0 += ACT_BLOCK) {
@@ -103,20 +105,37 @@ static int activations(const sm_expert *e, const float *x, int64_t m, int64_t ro
             hb[q] = hb[q] / (1.0f + expf(-hb[q])) * tmp[q];
         sm_monitor_report(mon, lo + (hi - lo) * (double)(t0 + mb) / rows, "alignment: activations");
     }
-    for (int64_t j = 0; j < ni; j++) {
-        double s = 0, ss = 0;
-        for (int64_t t = 0; t < rows; t++)
-            s += h[t * ni + j];
-        double mean = s / rows;
-        for (int64_t t = 0; t < rows; t++) {
-            double d = h[t * ni + j] - mean;
-            ss += d * d;
-        }
-        double sd = sqrt(ss / rows);
-        float scale = sd > 1e-12 * (fabs(mean) + 1e-30) && sd > 0 ? (float)(1.0 / sd) : 0.0f;
-        for (int64_t t = 0; t < rows; t++)
-            h[t * ni + j] = (float)((h[t * ni + j] - mean) * scale);
+    /* Per column: mean, then the sum of squared deviations, each summed over rows in order
+     * (walked row by row, every column at once: contiguous reads). */
+    double *mean = sm_zalloc((size_t)ni, sizeof *mean), *ss = sm_zalloc((size_t)ni, sizeof *ss);
+    float *scale = sm_alloc_f32((size_t)ni);
+    if (!mean || !ss || !scale) {
+        free(mean), free(ss), free(scale);
+        return -1;
     }
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t j = 0; j < ni; j++)
+            mean[j] += h[t * ni + j];
+    for (int64_t j = 0; j < ni; j++)
+        mean[j] /= rows;
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t j = 0; j < ni; j++) {
+            double d = h[t * ni + j] - mean[j];
+            ss[j] += d * d;
+        }
+    for (int64_t j = 0; j < ni; j++) {
+        double sd = sqrt(ss[j] / rows);
+        scale[j] = sd > 1e-12 * (fabs(mean[j]) + 1e-30) && sd > 0 ? (float)(1.0 / sd) : 0.0f;
+    }
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t j = 0; j < ni; j++) {
+            float v = (float)((h[t * ni + j] - mean[j]) * scale[j]);
+            if (ht)
+                ht[j * rows + t] = v;
+            else
+                h[t * ni + j] = v;
+        }
+    free(mean), free(ss), free(scale);
     return 0;
 }
 
@@ -241,28 +260,39 @@ int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, in
     int64_t rows = m < SM_ALIGN_MAX_ROWS ? m : SM_ALIGN_MAX_ROWS;
     int64_t blk = rows < ACT_BLOCK ? rows : ACT_BLOCK;
     float *xs = sm_alloc_f32((size_t)(blk * H)), *tmp = sm_alloc_f32((size_t)(blk * ni));
-    float *hr = sm_alloc_f32((size_t)(rows * ni)), *hm = sm_alloc_f32((size_t)(rows * ni));
+    /* Large correlations run through oneDNN (util/matmul: 4–6x OpenBLAS here), which wants the
+     * activations transposed (hr is then the raw activations' scratch for both experts); small
+     * ones keep their OpenBLAS product (and results). */
+    const bool large = ni >= 32 && ni * rows >= (int64_t)1 << 20;
+    float *hr = sm_alloc_f32((size_t)(rows * ni)), *hm = large ? hr : sm_alloc_f32((size_t)(rows * ni));
+    float *hrt = large ? sm_alloc_f32((size_t)(rows * ni)) : NULL, *hmt = large ? sm_alloc_f32((size_t)(rows * ni)) : NULL;
     float *c = sm_alloc_f32((size_t)(ni * ni));
     int *got = sm_alloc((size_t)ni, sizeof *got);
     int rc = -1;
-    if (!xs || !hr || !hm || !tmp || !c || !got)
+    if (!xs || !hr || !hm || !tmp || !c || !got || (large && (!hrt || !hmt)))
         goto out;
     /* Progress: activations 0–0.4, correlations 0.4–0.7, matching 0.7–1 (roughly their share
      * of the time at Mixtral and Qwen3 shapes). */
-    if (activations(ref, x, m, rows, hr, xs, tmp, mon, 0.0, 0.2) ||
-        activations(mem, x, m, rows, hm, xs, tmp, mon, 0.2, 0.4))
+    if (activations(ref, x, m, rows, hr, hrt, xs, tmp, mon, 0.0, 0.2) ||
+        activations(mem, x, m, rows, hm, hmt, xs, tmp, mon, 0.2, 0.4))
         goto out;
-    /* C = H_refᵀ H_mem / rows, CORR_COLS columns at a time. */
+    /* C = H_refᵀ H_mem / rows, CORR_COLS columns (large: rows of C) at a time. */
     for (int64_t j0 = 0; j0 < ni; j0 += CORR_COLS) {
         if (sm_monitor_check(mon))
             goto out;
         int64_t nb = ni - j0 < CORR_COLS ? ni - j0 : CORR_COLS;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ni, (int)nb, (int)rows, 1.0f / (float)rows, hr,
-                    (int)ni, hm + j0, (int)ni, 0.0f, c + j0, (int)ni);
+        if (large) {
+            sm_matmul(nb, ni, rows, hrt + j0 * rows, hmt, NULL, 0.0f, c + j0 * ni);
+            for (int64_t q = j0 * ni; q < (j0 + nb) * ni; q++)
+                c[q] *= 1.0f / (float)rows;
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ni, (int)nb, (int)rows, 1.0f / (float)rows, hr,
+                        (int)ni, hm + j0, (int)ni, 0.0f, c + j0, (int)ni);
+        }
         sm_monitor_report(mon, 0.4 + 0.3 * (double)(j0 + nb) / ni, "alignment: correlations");
     }
-    free(hr), free(hm), free(tmp), free(xs);
-    hr = hm = tmp = xs = NULL;
+    free(hr), free(large ? NULL : hm), free(hrt), free(hmt), free(tmp), free(xs);
+    hr = hm = hrt = hmt = tmp = xs = NULL;
     sm_monitor_span span;
     if (sm_align_match(c, (int)ni, ni <= SM_ALIGN_EXACT_MAX, sm_monitor_span_init(&span, mon, 0.7, 1.0), got))
         goto out;
@@ -276,8 +306,112 @@ int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, in
     sm_monitor_report(mon, 1.0, "alignment");
     rc = 0;
 out:
-    free(xs), free(hr), free(hm), free(tmp), free(c), free(got);
+    free(xs), free(hr), free(hm != hr ? hm : NULL), free(hrt), free(hmt), free(tmp), free(c), free(got);
     return rc;
+}
+
+typedef struct {
+    int *perm; /* NULL: not computed yet */
+    double corr;
+    bool moved;
+} memo_entry;
+
+struct sm_align_memo {
+    int n;
+    memo_entry *pairs; /* n × n, [ref · n + member] */
+};
+
+sm_align_memo *sm_align_memo_new(int n_experts)
+{
+    sm_align_memo *memo = sm_zalloc(1, sizeof *memo);
+    if (!memo)
+        return NULL;
+    memo->n = n_experts;
+    if (!(memo->pairs = sm_zalloc((size_t)n_experts * (size_t)n_experts, sizeof *memo->pairs))) {
+        free(memo);
+        return NULL;
+    }
+    return memo;
+}
+
+void sm_align_memo_free(sm_align_memo *memo)
+{
+    if (!memo)
+        return;
+    for (size_t q = 0; q < (size_t)memo->n * (size_t)memo->n; q++)
+        free(memo->pairs[q].perm);
+    free(memo->pairs);
+    free(memo);
+}
+
+int sm_align_pair_memo(sm_align_memo *memo, const sm_moe_block *block, int ref_i, int mem_i, const float *x,
+                       int64_t m, const sm_monitor *mon, int *perm, double *mean_corr, bool *moved)
+{
+    const sm_expert *ref = &block->experts[ref_i], *mem = &block->experts[mem_i];
+    const int64_t ni = ref->gate.out;
+    memo_entry *e = memo && ref_i < memo->n && mem_i < memo->n ? &memo->pairs[(size_t)ref_i * memo->n + mem_i] : NULL;
+    if (e && e->perm) {
+        memcpy(perm, e->perm, sizeof(int) * (size_t)ni);
+        if (mean_corr)
+            *mean_corr = e->corr;
+        *moved = e->moved;
+        return 0;
+    }
+    double corr = 0;
+    if (sm_align_pair(ref, mem, x, m, mon, perm, &corr))
+        return -1;
+    *moved = false;
+    for (int64_t i = 0; i < ni && !*moved; i++)
+        *moved = perm[i] != i;
+    if (mean_corr)
+        *mean_corr = corr;
+    if (e && (e->perm = sm_alloc((size_t)ni, sizeof *e->perm))) { /* no room: just not remembered */
+        memcpy(e->perm, perm, sizeof(int) * (size_t)ni);
+        e->corr = corr;
+        e->moved = *moved;
+    }
+    return 0;
+}
+
+int sm_align_reference(const double *freq, const int *assign, int n, int c)
+{
+    int ref = -1;
+    for (int i = 0; i < n; i++)
+        if (assign[i] == c && (ref < 0 || (freq && freq[i] > freq[ref])))
+            ref = i;
+    return ref;
+}
+
+int sm_align_moves(const sm_moe_block *block, const double *freq, const int *assign, int k, const float *x,
+                   int64_t m, sm_align_memo *memo, const sm_monitor *mon, int *moved)
+{
+    const int n = block->n_experts;
+    int *perm = NULL, total = 0, done = 0;
+    *moved = 0;
+    for (int i = 0; i < n; i++)
+        total += i != sm_align_reference(freq, assign, n, assign[i]);
+    for (int c = 0; c < k; c++) {
+        const int ref = sm_align_reference(freq, assign, n, c);
+        for (int i = 0; i < n; i++) {
+            if (assign[i] != c || i == ref)
+                continue;
+            bool mv;
+            sm_monitor_span span;
+            if ((!perm && !(perm = sm_alloc((size_t)block->experts[i].gate.out, sizeof *perm))) ||
+                sm_align_pair_memo(memo, block, ref, i, x, m,
+                                   sm_monitor_span_init(&span, mon, (double)done / total, (done + 1.0) / total), perm,
+                                   NULL, &mv) != 0) {
+                free(perm);
+                if (!sm_monitor_cancelled(mon))
+                    sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
+                return -1;
+            }
+            done++;
+            *moved += mv;
+        }
+    }
+    free(perm);
+    return 0;
 }
 
 void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down)

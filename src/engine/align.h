@@ -51,6 +51,31 @@ int sm_align_match(const float *c, int n, bool exact, const sm_monitor *mon, int
 int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, int64_t m, const sm_monitor *mon,
                   int *perm, double *mean_corr);
 
+/* Alignments already computed on one layer, by (reference, member) expert index: method auto
+ * aligns the same pairs on the same rows for several candidates (on k-means and on dominant
+ * groups, for the merge it builds to score and again for the winner), and each pair costs two
+ * activation passes and an I×I matching. A memo serves one source layer and one x/m only; the
+ * caller keeps it with them. */
+typedef struct sm_align_memo sm_align_memo;
+sm_align_memo *sm_align_memo_new(int n_experts);
+void sm_align_memo_free(sm_align_memo *memo);
+
+/* sm_align_pair of experts ref_i and mem_i of `block`, through memo (NULL: computed each time).
+ * *moved: whether perm differs from the identity (the aligned copy would equal the source). */
+int sm_align_pair_memo(sm_align_memo *memo, const sm_moe_block *block, int ref_i, int mem_i, const float *x,
+                       int64_t m, const sm_monitor *mon, int *perm, double *mean_corr, bool *moved);
+
+/* The member of cluster c (of assign, n experts) the others are aligned to: the most frequent
+ * (freq NULL: the first). */
+int sm_align_reference(const double *freq, const int *assign, int n, int c);
+
+/* The alignments an aligned merge of block on assign (k clusters) makes, computed into memo
+ * (which it needs; freq as sm_align_reference), and *moved, how many members they permute: with
+ * none, the aligned merge is the unaligned one, byte for byte. 0, or -1 with a message
+ * ("cancelled" when cancelled). */
+int sm_align_moves(const sm_moe_block *block, const double *freq, const int *assign, int k, const float *x,
+                   int64_t m, sm_align_memo *memo, const sm_monitor *mon, int *moved);
+
 /* Dense permuted copies: gate/up (I×H) rows i = src rows perm[i]; down (H×I) columns i = src
  * columns perm[i]. */
 void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down);

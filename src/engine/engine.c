@@ -532,37 +532,43 @@ typedef struct aligned_experts {
     float **gram_mid; /* the intermediate Gram permuted like the expert, when the analysis has one */
 } aligned_experts;
 
-/* Alignment of cluster c: permuted copies of every member but the most frequent (the reference).
- * Progress: [c_lo, m_lo], one equal share per aligned member. */
+/* Alignment of cluster c: permuted copies of every member but the reference that the alignment
+ * moves (memo: alignments already made). Progress: [c_lo, m_lo], one equal share per member. */
 static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int c, int nm,
-                         const float *x, int64_t m, const sm_monitor *mon, double c_lo, double m_lo,
-                         aligned_experts *al, int *n_aligned, sm_merged_layer *out)
+                         const float *x, int64_t m, sm_align_memo *memo, const sm_monitor *mon, double c_lo,
+                         double m_lo, aligned_experts *al, int *n_aligned, sm_merged_layer *out)
 {
     const int n = src->n_experts;
     const int64_t h = src->hidden;
     int done_members = 0;
-    int ref = -1;
-    for (int i = 0; i < n; i++)
-        if (assign[i] == c && (ref < 0 || (a && a->freq[i] > a->freq[ref])))
-            ref = i;
+    const int ref = sm_align_reference(a ? a->freq : NULL, assign, n, c);
     for (int i = 0; i < n; i++) {
         if (assign[i] != c || i == ref)
             continue;
         const sm_expert *e = &src->experts[i];
         int64_t ni = e->gate.out;
         int *perm = sm_alloc((size_t)ni, sizeof *perm);
-        float *pg = sm_alloc_f32((size_t)(ni * h)), *pu = sm_alloc_f32((size_t)(ni * h));
-        float *pd = sm_alloc_f32((size_t)(ni * h));
+        float *pg = NULL, *pu = NULL, *pd = NULL;
         double corr = 0;
+        bool moved = true;
         sm_monitor_span aspan;
         const sm_monitor *amon = sm_monitor_span_init(&aspan, mon, c_lo + (m_lo - c_lo) * done_members / (nm - 1),
                                                       c_lo + (m_lo - c_lo) * (done_members + 1) / (nm - 1));
         done_members++;
-        if (!perm || !pg || !pu || !pd || sm_align_pair(&src->experts[ref], e, x, m, amon, perm, &corr) != 0) {
+        if (!perm || sm_align_pair_memo(memo, src, ref, i, x, m, amon, perm, &corr, &moved) != 0 ||
+            /* the identity: the member is merged as it is (the same bytes as a permuted copy) */
+            (moved && (!(pg = sm_alloc_f32((size_t)(ni * h))) || !(pu = sm_alloc_f32((size_t)(ni * h))) ||
+                       !(pd = sm_alloc_f32((size_t)(ni * h)))))) {
             free(perm), free(pg), free(pu), free(pd);
             if (!sm_monitor_cancelled(mon))
                 sm_err_prefix("cluster %d: aligning expert %d to %d", c, i, ref);
             return -1;
+        }
+        out->align_corr += corr;
+        (*n_aligned)++;
+        if (!moved) {
+            free(perm);
+            continue;
         }
         sm_expert_permute(e, perm, pg, pu, pd);
         al->experts[i] = sm_expert_dense(h, ni, pg, pu, pd);
@@ -578,8 +584,6 @@ static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
                     gm[r * ni + q] = a->gram_mid[i][(int64_t)perm[r] * ni + perm[q]];
             al->gram_mid[i] = gm;
         }
-        out->align_corr += corr;
-        (*n_aligned)++;
         free(perm);
     }
     return 0;
@@ -714,7 +718,8 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
         const bool aligning = spec->align && nm > 1;
         const double c_lo = (double)c / k, c_hi = (c + 1.0) / k;
         const double m_lo = aligning ? 0.5 * (c_lo + c_hi) : c_lo;
-        if (aligning && align_cluster(src, a, assign, c, nm, x, m, mon, c_lo, m_lo, &al, &n_aligned, out) != 0)
+        if (aligning && align_cluster(src, a, assign, c, nm, x, m, spec->align_memo, mon, c_lo, m_lo, &al, &n_aligned,
+                                       out) != 0)
             goto done;
         if (merge_cluster(src, a, assign, c, nm, f, w, gr, &al, spec, x, any_refit ? &routes : NULL, mon, m_lo, c_hi,
                           out) != 0)

@@ -119,6 +119,9 @@ typedef struct sm_layer_spec {
     bool refit;
     const bool *cluster_refit;
     double refit_ridge;
+    /* Alignments already computed on this source layer and these x/m (align.h), reused and
+     * added to; NULL: every alignment is computed. */
+    struct sm_align_memo *align_memo;
 } sm_layer_spec;
 
 typedef struct sm_merged_layer {
@@ -150,6 +153,7 @@ int sm_engine_merge(const sm_moe_block *src, const sm_layer_analysis *a, const i
                     int k, const sm_layer_spec *spec, const float *x, int64_t m,
                     const sm_monitor *mon, sm_merged_layer *out);
 void sm_merged_layer_free(sm_merged_layer *l);
+
 
 /* A block view of the merged layer (shares the source's shared experts and rule). */
 sm_moe_block sm_merged_layer_block(const sm_merged_layer *l, const sm_moe_block *src);

@@ -1,5 +1,6 @@
 /* build: one MoE layer of a plan, built in memory (see build.h). */
 #include "pipeline/build.h"
+#include "engine/align.h"
 #include "forward/forward.h"
 #include "util/diag.h"
 #include "util/mem.h"
@@ -208,6 +209,9 @@ typedef struct {
     bool best_held;                /* best holds the best-so-far build (else only its score is kept) */
     double best_score, merge_score;
     int have, best_merge;          /* the best candidate, the best merge (−1: none yet) */
+    sm_align_memo *memo;           /* every pair's alignment, computed once for every candidate */
+    bool scored[AUTO_MAX_CANDIDATES];
+    double score_of[AUTO_MAX_CANDIDATES];
     size_t used;
     char errs[600];
 } auto_run;
@@ -219,6 +223,7 @@ static sm_layer_job candidate_job(const auto_run *r, const auto_candidate *cand)
     j.spec.align = cand->align;
     j.spec.refit = cand->refit; /* a candidate's refit is the whole layer's, whatever the plan says */
     j.spec.cluster_refit = NULL;
+    j.spec.align_memo = r->memo;
     if (cand->groups != AUTO_GROUPS_OWN)
         j.groups = r->regroups + (cand->groups == AUTO_GROUPS_REAP ? r->n : 0);
     return j;
@@ -248,6 +253,44 @@ static int auto_regroup(auto_run *r, const sm_layer_analysis *an)
     return rc;
 }
 
+/* "<candidate> <score>" appended to the scores auto records. */
+static void auto_note(auto_run *r, const auto_candidate *cand, double score)
+{
+    size_t len = sizeof r->errs;
+    r->used += (size_t)snprintf(r->errs + r->used, r->used < len ? len - r->used : 0, "%s", r->used ? ", " : "");
+    r->used += (size_t)candidate_name(r->errs + r->used, r->used < len ? len - r->used : 0, cand);
+    r->used += (size_t)snprintf(r->errs + r->used, r->used < len ? len - r->used : 0, " %.4g", score);
+}
+
+/* An aligned candidate whose alignments permute nothing is its unaligned twin (same method,
+ * groups and refit), byte for byte: its twin's index, when the twin was scored (else -1). The
+ * alignments are computed into the memo, where the build finds them if it runs. */
+static int aligned_twin(auto_run *r, const auto_candidate *cand, int i, const sm_monitor *mon, int *twin)
+{
+    *twin = -1;
+    for (int q = 0; q < i && *twin < 0; q++)
+        if (r->scored[q] && !cand[q].align && cand[q].method == cand[i].method && cand[q].groups == cand[i].groups &&
+            cand[q].refit == cand[i].refit)
+            *twin = q;
+    if (*twin < 0)
+        return 0;
+    sm_layer_job j = candidate_job(r, &cand[i]);
+    const sm_layer_analysis *a;
+    const float *fit, *held;
+    int64_t m_fit, m_held;
+    int *assign = sm_alloc((size_t)r->n, sizeof *assign), moved = 0;
+    int rc = !assign || sm_calib_inputs(r->c, j.layer, &fit, &m_fit, &held, &m_held) ||
+                     sm_calib_analysis(r->c, j.layer, &r->src.block, j.spec.method == SM_MERGE_SUBMOE_WHITENED, mon, &a) ||
+                     sm_layer_cluster(r->c, &r->src, &j, mon, assign) ||
+                     sm_align_moves(&r->src.block, a->freq, assign, j.k, fit, m_fit, r->memo, mon, &moved)
+                 ? -1
+                 : 0;
+    free(assign);
+    if (moved)
+        *twin = -1;
+    return rc;
+}
+
 /* Build and score one candidate; keep it if it is the best so far. `last`: no candidate follows,
  * so a winning merge is kept rather than built again. */
 static int auto_try(auto_run *r, const auto_candidate *cand, int i, bool last, double lo, double hi,
@@ -265,11 +308,8 @@ static int auto_try(auto_run *r, const auto_candidate *cand, int i, bool last, d
         sm_layer_build_free(&b);
         return -1;
     }
-    r->used += (size_t)snprintf(r->errs + r->used, r->used < sizeof r->errs ? sizeof r->errs - r->used : 0, "%s",
-                                r->used ? ", " : "");
-    r->used += (size_t)candidate_name(r->errs + r->used, r->used < sizeof r->errs ? sizeof r->errs - r->used : 0, cand);
-    r->used += (size_t)snprintf(r->errs + r->used, r->used < sizeof r->errs ? sizeof r->errs - r->used : 0, " %.4g",
-                                score);
+    auto_note(r, cand, score);
+    r->scored[i] = true, r->score_of[i] = score;
     bool merges = sm_merge_method_merges(cand->method);
     if (merges && !cand->refit && (r->best_merge < 0 || score < r->merge_score))
         r->merge_score = score, r->best_merge = i;
@@ -298,7 +338,16 @@ static int auto_search(auto_run *r, auto_candidate *cand, int nc, const sm_monit
     for (int i = 0; i < nc; i++) {
         if (r->skip[cand[i].groups])
             continue;
-        if (auto_try(r, &cand[i], i, false, i / parts, (i + 1) / parts, mon))
+        double lo = i / parts, hi = (i + 1) / parts, mid = lo + (hi - lo) * 0.3;
+        sm_monitor_span span;
+        int twin = -1;
+        if (cand[i].align && aligned_twin(r, cand, i, sm_monitor_span_init(&span, mon, lo, mid), &twin))
+            return -1;
+        if (twin >= 0) { /* its twin's build and score: nothing to build */
+            auto_note(r, &cand[i], r->score_of[twin]);
+            continue;
+        }
+        if (auto_try(r, &cand[i], i, false, cand[i].align ? mid : lo, hi, mon))
             return -1;
     }
     if (r->best_merge >= 0) { /* the best merge with its down projections refitted (DESIGN §2.10) */
@@ -337,7 +386,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     const float *fit, *held = NULL;
     int64_t m_fit, m_held = 0;
     sm_monitor_span span0;
-    int rc = (regroup && !(r->regroups = sm_alloc((size_t)r->n * 2, sizeof *r->regroups))) ||
+    int rc = !(r->memo = sm_align_memo_new(r->n)) || (regroup && !(r->regroups = sm_alloc((size_t)r->n * 2, sizeof *r->regroups))) ||
                      (by_loss && !(r->blocks = sm_zalloc((size_t)sm_model_config(m)->n_layers, sizeof *r->blocks)))
                  ? -1
                  : 0;
@@ -351,6 +400,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
     }
     rc = rc || !loaded ? -1 : auto_search(r, cand, nc, mon);
     free(r->blocks), free(r->regroups), free(r->ref);
+    sm_align_memo_free(r->memo);
     if (rc) {
         if (r->best_held)
             sm_layer_build_free(&r->best);
