@@ -639,6 +639,14 @@ static int merge_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
     out->experts[c].down = linear_of(&out->mats[c][2]);
     if (!refit_asked(spec, c))
         return 0;
+    /* A plain submoe merge below the break-even rank is stored factored; the refit is a full-rank
+     * fit, so its down projection becomes dense (submoe-whitened's factors are refused instead:
+     * refit.h). */
+    if (spec->method == SM_MERGE_SUBMOE && out->mats[c][2].rank > 0) {
+        if (sm_merged_densify(&out->mats[c][2]))
+            return -1;
+        out->experts[c].down = linear_of(&out->mats[c][2]);
+    }
     sm_matset set = {nm, out->mats[c][2].out, out->mats[c][2].in, w}; /* the members' downs as merged */
     sm_monitor_span span;
     int rc = sm_refit_merged(src, assign, c, &set, out->mats[c], &out->experts[c], x, routes, spec->refit_ridge,

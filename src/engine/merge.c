@@ -384,10 +384,9 @@ static int submoe_factors(const sm_matset *set, const double *w, const sm_usvd_b
     return 0;
 }
 
-/* Factors no smaller than the matrix are stored as the matrix (sm_rank_factored). */
-static int densify_if_larger(sm_merged *m)
+int sm_merged_densify(sm_merged *m)
 {
-    if (m->rank == 0 || sm_rank_factored(m->rank, m->out, m->in))
+    if (m->rank == 0)
         return 0;
     float *w = sm_alloc_f32((size_t)(m->out * m->in));
     if (!w || sm_merged_to_dense(m, w) != 0) {
@@ -400,6 +399,12 @@ static int densify_if_larger(sm_merged *m)
     m->rank = 0;
     m->w = w;
     return 0;
+}
+
+/* Factors no smaller than the matrix are stored as the matrix (sm_rank_factored). */
+static int densify_if_larger(sm_merged *m)
+{
+    return m->rank == 0 || sm_rank_factored(m->rank, m->out, m->in) ? 0 : sm_merged_densify(m);
 }
 
 /* ---- entry point --------------------------------------------------------------------------- */

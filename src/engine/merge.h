@@ -94,6 +94,9 @@ typedef struct sm_merged {
     sm_usvd_solver solver; /* union-basis path used; SM_USVD_AUTO when none was needed */
 } sm_merged;
 
+/* A factored result multiplied out into its dense `w` (nothing to do when dense). */
+int sm_merged_densify(sm_merged *m);
+
 /* Normalised member weights: f_i / Σ f (uniform when all zero, or for `average`). */
 int sm_merge_weights(sm_merge_method m, const double *freq, int n, double *w);
 

@@ -350,7 +350,10 @@ static int auto_search(auto_run *r, auto_candidate *cand, int nc, const sm_monit
         if (auto_try(r, &cand[i], i, false, cand[i].align ? mid : lo, hi, mon))
             return -1;
     }
-    if (r->best_merge >= 0) { /* the best merge with its down projections refitted (DESIGN §2.10) */
+    /* the best merge with its down projections refitted (DESIGN §2.10), where that keeps its size:
+     * a refitted down projection is dense, and below full rank it may have been factored */
+    const sm_layer_spec *spec = &r->job->spec;
+    if (r->best_merge >= 0 && spec->matrix[2].rank.kind == SM_RANK_FULL && !spec->cluster) {
         cand[nc] = cand[r->best_merge];
         cand[nc].refit = true;
         if (auto_try(r, &cand[nc], nc, true, nc / parts, 1.0, mon))
