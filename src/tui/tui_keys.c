@@ -457,7 +457,7 @@ static int action_router(key_ctx *c)
     if (!c->moe)
         return TUI_ACT_NONE;
     tui_edit_begin(c->s, c->s->layer);
-    c->p->router = (sm_router_mode)((c->p->router + 1) % 3);
+    c->p->router = (sm_router_mode)((c->p->router + 1) % SM_ROUTER_MODE_COUNT);
     status(c->s, false, "layer %d: router %s", c->s->layer, sm_router_mode_name(c->p->router));
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;
 }
