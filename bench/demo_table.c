@@ -5,7 +5,7 @@
  * shape of the paper's Table 1 (issue 17).
  *
  *   bench/demo_table [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N]
- *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]
+ *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--routers-only]
  *
  * Every row is built with the same pipeline `submoe apply` runs (each layer resolved by
  * pipeline/resolve.h from the row's defaults and the planner's groups; pipeline/build.h: statistics
@@ -104,11 +104,54 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
     return ppl;
 }
 
+/* Issue 18: the routers side by side on the k-means submoe merge and on auto, and the default
+ * plan — a plan that says nothing: auto, with the router its output format (submoe) gets. */
+static void router_rows(const sm_config *c, const double ratios[2])
+{
+    const sm_router_mode modes[] = {SM_ROUTER_REMAP, SM_ROUTER_COLLAPSE_LSTSQ, SM_ROUTER_COLLAPSE_KL,
+                                    SM_ROUTER_COLLAPSE_MEAN};
+    const struct {
+        const char *label;
+        bool is_auto;
+    } merges[] = {{"submoe", false}, {"auto", true}};
+    printf("\nrouters (perplexity)  |");
+    for (int r = 0; r < 2; r++)
+        printf(" %2.0f%% fewer:  remap   lstsq      kl    mean |", ratios[r] * 100);
+    printf("\n");
+    sm_plan dflt; /* what a plan that says nothing resolves to */
+    sm_plan_init(&dflt);
+    sm_plan_effective eff;
+    sm_plan_effective_settings(&dflt, NULL, &eff);
+    for (size_t q = 0; q < sizeof merges / sizeof merges[0]; q++) {
+        printf("%-22s|", merges[q].label);
+        for (int r = 0; r < 2; r++) {
+            sm_planned_layer pl[64];
+            sm_planner_opts po = {.ratio = ratios[r], .window = 2, .algo = SM_CLUSTER_KMEANS, .sim = SM_SIM_OUTPUT,
+                                  .seed = 1};
+            if (c->n_layers > 64 || sm_planner_run(model, calib, &po, NULL, pl))
+                sm_die("%s", sm_errmsg());
+            printf("           ");
+            for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++)
+                printf(" %7.3f", plan_ppl(pl, SM_MERGE_SUBMOE, modes[mi], merges[q].is_auto, false, NULL));
+            printf(" |");
+            for (int l = 0; l < c->n_layers; l++)
+                sm_planned_layer_free(&pl[l]);
+            fflush(stdout);
+        }
+        printf("\n");
+    }
+    printf("(the default plan: %s with router %s, the one its output format, submoe, holds best: the auto row's "
+           "%s column)\n",
+           eff.is_auto ? "auto" : sm_merge_method_name(eff.method), sm_router_mode_name(eff.router),
+           sm_router_mode_name(eff.router));
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = "data/demo", *ctok = "data/calib.u32", *htok = "data/heldout.u32",
                *task_file = "data/demo-task.jsonl";
     int samples = 32, max_tokens = 32768;
+    bool routers_only = false; /* only the routers' rows (issue 18) */
     seq_len = 256;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
@@ -127,9 +170,11 @@ int main(int argc, char **argv)
             task_file = argv[++i];
         else if (!strcmp(argv[i], "--no-task"))
             task_file = NULL;
+        else if (!strcmp(argv[i], "--routers-only"))
+            routers_only = true;
         else {
             fprintf(stderr, "usage: %s [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N] "
-                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task]\n", argv[0]);
+                            "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--routers-only]\n", argv[0]);
             return 2;
         }
     }
@@ -180,6 +225,8 @@ int main(int argc, char **argv)
         {"auto (default)", SM_MERGE_SUBMOE, false, true, false, SM_CLUSTER_KMEANS},
     };
     const double ratios[2] = {0.25, 0.5};
+    if (routers_only)
+        goto routers;
     printf("%-18s", "method");
     for (int r = 0; r < 2; r++)
         printf(" | %3.0f%% fewer: remap  lstsq%s", ratios[r] * 100, tok ? "    acc" : "");
@@ -236,6 +283,8 @@ int main(int argc, char **argv)
                "(best single method %.3f)\n",
                ratios[r] * 100, aligned[r], unaligned[r], best_prune[r], autov[r],
                fmin(best_merge[r], best_prune[r]));
+routers:
+    router_rows(c, ratios);
     printf("(%.1f s)\n", sm_now() - t0);
     sm_calib_free(calib);
     sm_tok_free(tok);

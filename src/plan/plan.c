@@ -114,13 +114,18 @@ const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer)
     return NULL;
 }
 
+sm_router_mode sm_plan_default_router(const sm_plan *p)
+{
+    return p->output.has_format && p->output.format == SM_OUT_HF ? SM_PLAN_DEFAULT_COLLAPSE : SM_PLAN_DEFAULT_ROUTER;
+}
+
 #define PICK(field, has, dflt) (pl && pl->s.has) ? pl->s.field : p->defaults.has ? p->defaults.field : (dflt)
 
 void sm_plan_effective_settings(const sm_plan *p, const sm_plan_layer *pl, sm_plan_effective *out)
 {
     out->is_auto = PICK(method_auto, has_method, SM_PLAN_DEFAULT_AUTO);
     out->method = out->is_auto ? SM_PLAN_DEFAULT_METHOD : PICK(method, has_method, SM_PLAN_DEFAULT_METHOD);
-    out->router = PICK(router, has_router, SM_PLAN_DEFAULT_ROUTER);
+    out->router = PICK(router, has_router, sm_plan_default_router(p));
     out->align = PICK(align, has_align, false);
     out->clustering = PICK(clustering, has_clustering, SM_CLUSTER_KMEANS);
     out->similarity = PICK(similarity, has_similarity, SM_SIM_OUTPUT);
