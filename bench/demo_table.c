@@ -6,12 +6,14 @@
  *
  *   bench/demo_table [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N]
  *                    [--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--refit-only]
+ *                    [--routers-only]
  *                    [--row LABEL]...
  * --row (repeatable) runs only the rows of those labels ("prune-reap", "submoe, reap", ...): a
  * quicker partial table on a loaded machine, without the summary lines (they compare every row).
  *
  * After the table, refit's held-out gain (issue 18 item 3): the merges of the table without and with
- * `refit: down`, both routers (--refit-only prints only that part).
+ * `refit: down`, both routers (--refit-only prints only that part); then the routers remap / lstsq /
+ * kl / mean on the submoe merge and on auto (--routers-only prints only that part).
  *
  * Every row is built with the same pipeline `submoe apply` runs (each layer resolved by
  * pipeline/resolve.h from the row's defaults and the planner's groups; pipeline/build.h: statistics
@@ -180,12 +182,57 @@ static void refit_gain_table(void)
                ratios[r] * 100, 100.0 * gain_sum[r][0] / n_rows, 100.0 * gain_sum[r][1] / n_rows);
 }
 
+/* Issue 18: the routers side by side on the k-means submoe merge and on auto, and the default
+ * plan — a plan that says nothing: auto, with the router its output format (submoe) gets. */
+static void router_rows(void)
+{
+    const sm_config *c = sm_model_config(model);
+    const double ratios[2] = {0.25, 0.5};
+    const sm_router_mode modes[] = {SM_ROUTER_REMAP, SM_ROUTER_COLLAPSE_LSTSQ, SM_ROUTER_COLLAPSE_KL,
+                                    SM_ROUTER_COLLAPSE_MEAN};
+    const struct {
+        const char *label;
+        bool is_auto;
+    } merges[] = {{"submoe", false}, {"auto", true}};
+    printf("\nrouters (perplexity)  |");
+    for (int r = 0; r < 2; r++)
+        printf(" %2.0f%% fewer:  remap   lstsq      kl    mean |", ratios[r] * 100);
+    printf("\n");
+    sm_plan dflt; /* what a plan that says nothing resolves to */
+    sm_plan_init(&dflt);
+    sm_plan_effective eff;
+    sm_plan_effective_settings(&dflt, NULL, &eff);
+    for (size_t q = 0; q < sizeof merges / sizeof merges[0]; q++) {
+        printf("%-22s|", merges[q].label);
+        for (int r = 0; r < 2; r++) {
+            sm_planned_layer pl[64];
+            sm_planner_opts po = {.ratio = ratios[r], .window = 2, .algo = SM_CLUSTER_KMEANS, .sim = SM_SIM_OUTPUT,
+                                  .seed = 1};
+            if (c->n_layers > 64 || sm_planner_run(model, calib, &po, NULL, pl))
+                sm_die("%s", sm_errmsg());
+            printf("           ");
+            for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++)
+                printf(" %7.3f", plan_ppl(pl, SM_MERGE_SUBMOE, modes[mi], merges[q].is_auto, false, NULL));
+            printf(" |");
+            for (int l = 0; l < c->n_layers; l++)
+                sm_planned_layer_free(&pl[l]);
+            fflush(stdout);
+        }
+        printf("\n");
+    }
+    printf("(the default plan: %s with router %s, the one its output format, submoe, holds best: the auto row's "
+           "%s column)\n",
+           eff.is_auto ? "auto" : sm_merge_method_name(eff.method), sm_router_mode_name(eff.router),
+           sm_router_mode_name(eff.router));
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = "data/demo", *ctok = "data/calib.u32", *htok = "data/heldout.u32",
                *task_file = "data/demo-task.jsonl";
     int samples = 32, max_tokens = 32768;
     bool refit_only = false;
+    bool routers_only = false; /* only the routers' rows (issue 18) */
     const char *only[16];
     int n_only = 0;
     seq_len = 256;
@@ -208,12 +255,14 @@ int main(int argc, char **argv)
             task_file = NULL;
         else if (!strcmp(argv[i], "--refit-only"))
             refit_only = true;
+        else if (!strcmp(argv[i], "--routers-only"))
+            routers_only = true;
         else if (!strcmp(argv[i], "--row") && i + 1 < argc && n_only < 16)
             only[n_only++] = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--model DIR] [--calib TOKENS] [--heldout TOKENS] [--samples N] "
                             "[--seq-len T] [--max-tokens N] [--task FILE.jsonl | --no-task] [--refit-only] "
-                            "[--row LABEL]...\n",
+                            "[--routers-only] [--row LABEL]...\n",
                     argv[0]);
             return 2;
         }
@@ -251,7 +300,7 @@ int main(int argc, char **argv)
         printf(", accuracy %.3f on %s (%zu items, acc as eval --task; the acc column: the lstsq model)",
                base_acc, task_file, task.n);
     printf("\n\n");
-    if (refit_only)
+    if (refit_only || routers_only)
         goto refit;
 
     const row rows[] = {
@@ -335,7 +384,10 @@ int main(int argc, char **argv)
                ratios[r] * 100, aligned[r], unaligned[r], best_prune[r], autov[r],
                fmin(best_merge[r], best_prune[r]));
 refit:
-    refit_gain_table();
+    if (!routers_only)
+        refit_gain_table();
+    if (!refit_only)
+        router_rows();
     printf("(%.1f s)\n", sm_now() - t0);
     sm_calib_free(calib);
     sm_tok_free(tok);

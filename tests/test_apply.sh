@@ -37,12 +37,16 @@ check "refusal: one line" test "$(wc -l <"$tmp/err")" -eq 1
 check "--force replaces it" cmp -s "$tmp/a/model.safetensors" "$tmp/b/model.safetensors"
 check "no temporary directories left" test -z "$(ls "$tmp" | grep tmp-)"
 
-# Formats: the native form runs in eval; collapse-lstsq hf equals the native form; a remap plan
-# in hf-expanded equals the same plan in the native form.
+# Formats: the native form runs in eval; collapsed-router hf equals the native form with that
+# router; a remap plan in hf-expanded equals the same plan in the native form. A plan that names
+# no router gets the best its format holds (issue 18): remap natively, collapse-kl in hf.
 p_native=$(ppl "$tmp/a")
 "$SUBMOE" apply "$tmp/p.yaml" -o "$tmp/hf" --format hf -q
 p_hf=$(ppl "$tmp/hf")
-check "hf loads and evaluates (ppl $p_hf = native $p_native)" close "$p_hf" "$p_native" 1e-6
+sed 's/^  ratio: 0.25$/  ratio: 0.25\n  router: collapse-kl/' "$tmp/p.yaml" >"$tmp/kl.yaml"
+"$SUBMOE" apply "$tmp/kl.yaml" -o "$tmp/kln" -q
+p_kln=$(ppl "$tmp/kln")
+check "hf loads and evaluates: no router means collapse-kl (ppl $p_hf = native collapse-kl $p_kln)" close "$p_hf" "$p_kln" 1e-6
 check "hf reduces the expert count in config.json" grep -q '"num_local_experts": 6' "$tmp/hf/config.json"
 sed 's/^  ratio: 0.25$/  ratio: 0.25\n  router: remap/' "$tmp/p.yaml" >"$tmp/remap.yaml"
 "$SUBMOE" apply "$tmp/remap.yaml" -o "$tmp/rn" -q
@@ -51,6 +55,8 @@ p_rn=$(ppl "$tmp/rn")
 p_rx=$(ppl "$tmp/rx")
 check "remap: hf-expanded ($p_rx) = native with expert maps ($p_rn)" close "$p_rx" "$p_rn" 1e-6
 check "native remap layers record their expert maps" grep -q '"expert_map"' "$tmp/rn/config.json"
+check "a plan without a router is applied with remap in the native format" \
+    cmp -s "$tmp/a/model.safetensors" "$tmp/rn/model.safetensors"
 p_orig=$(ppl "$DEMO")
 check "merging 8 -> 6 costs perplexity ($p_orig -> $p_native)" awk -v a="$p_native" -v b="$p_orig" 'BEGIN { exit !(a > b) }'
 "$SUBMOE" apply "$tmp/remap.yaml" -o "$tmp/rh" --format hf -q 2>"$tmp/err"
@@ -90,7 +96,7 @@ check "submoe-whitened rank 32 writes weight_a/weight_b factors" sh -c "grep -a 
 p_lr=$(ppl "$tmp/lr")
 check "factored model evaluates (ppl $p_lr)" awk -v a="$p_lr" 'BEGIN { exit !(a > 1 && a < 100) }'
 "$SUBMOE" inspect "$tmp/lr" >"$tmp/insp"
-check "inspect reads the native format: per-layer counts and factor ranks" grep -q '^    2  MoE          6            6  18 of 18 matrices as A.B, rank 32' "$tmp/insp"
+check "inspect reads the native format: per-layer counts and factor ranks" grep -q '^    2  MoE          6            8  18 of 18 matrices as A.B, rank 32 (expert map)' "$tmp/insp"
 "$SUBMOE" inspect "$tmp/rn" >"$tmp/insp"
 check "inspect shows remapped layers' router rows" grep -q '^    1  MoE          6            8  dense (expert map)' "$tmp/insp"
 "$SUBMOE" diff "$DEMO" "$tmp/rx" >"$tmp/diff"

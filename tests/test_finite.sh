@@ -27,7 +27,7 @@ sm plan m --experts 4 --method submoe --calib big.stats -o big.yaml -q 2>e1
 check_expr "plan whose merge overflows: refused, the layer named (no silently missing error)" \
     '[ $? -eq 1 ] && grep -q "layer 0: the merged layer.s held-out output error is not finite" e1 && [ ! -e big.yaml ]'
 # the same plan made on sound statistics, then applied with the overflowing ones
-sm plan m --experts 4 --method submoe --calib m.stats -o ok.yaml -q && sed 's|m\.stats|big.stats|' ok.yaml >big.yaml
+sm plan m --experts 4 --method submoe --router collapse-lstsq --calib m.stats -o ok.yaml -q && sed 's|m\.stats|big.stats|' ok.yaml >big.yaml
 sm apply big.yaml -o out1 -q 2>e2
 check_expr "apply of overflowing merge: exit 1" '[ $? -eq 1 ]'
 check_expr "message names output, layer and gate.weight" \

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void test_full(const char *dir)
 {
@@ -152,8 +153,41 @@ static int bad_cases(const char *dir, const char *demo)
     return n;
 }
 
+/* Issue 18: a plan that names no router gets the best its output format holds. */
+static void test_default_router(void)
+{
+    const char *text = "submoe_plan: 1\nmodel: { path: m }\nlayers:\n  1: { router: collapse-mean }\n";
+    const struct {
+        const char *format; /* NULL: none given */
+        sm_router_mode want;
+    } cases[] = {{NULL, SM_ROUTER_REMAP},
+                 {"submoe", SM_ROUTER_REMAP},
+                 {"hf-expanded", SM_ROUTER_REMAP},
+                 {"hf", SM_ROUTER_COLLAPSE_KL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sm_plan p;
+        if (sm_plan_parse(text, strlen(text), "router.yaml", &p) != 0) {
+            CHECK(0, "parse: %s", sm_errmsg());
+            return;
+        }
+        if (cases[i].format) {
+            p.output.has_format = true;
+            sm_out_format_parse(cases[i].format, &p.output.format);
+        }
+        sm_plan_effective dflt, layer;
+        sm_plan_effective_settings(&p, NULL, &dflt);
+        sm_plan_effective_settings(&p, sm_plan_find_layer(&p, 1), &layer);
+        CHECK(dflt.router == cases[i].want && layer.router == SM_ROUTER_COLLAPSE_MEAN,
+              "format %s: default router %s (want %s), a layer's own router kept (%s)",
+              cases[i].format ? cases[i].format : "(none)", sm_router_mode_name(dflt.router),
+              sm_router_mode_name(cases[i].want), sm_router_mode_name(layer.router));
+        sm_plan_free(&p);
+    }
+}
+
 int main(void)
 {
+    test_default_router();
     const char *demo = getenv("DEMO");
     char *dir = fx_srcpath("tests/plans");
     test_full(dir);

@@ -3,6 +3,7 @@
  * comments. */
 #include "cmd/cmd.h"
 #include "cmd/text_args.h"
+#include "engine/router_report.h"
 #include "pipeline/resolve.h"
 #include "plan/plan.h"
 #include "util/datadir.h"
@@ -51,7 +52,12 @@ static void usage(FILE *out)
             "                           loss with the layer swapped in), or one of submoe, submoe-whitened,\n"
             "                           freq-average, average, prune-frequency, prune-output, prune-reap\n"
             "                           (the most REAP-salient experts), keep for every layer\n"
-            "      --router R           collapse-lstsq (default), collapse-mean or remap\n"
+            "      --router R           remap, collapse-lstsq, collapse-kl or collapse-mean (default: the\n"
+            "                           best the output format holds: remap for submoe and hf-expanded,\n"
+            "                           collapse-kl for hf)\n"
+            "      --routers            compare the routers on every merged layer: held-out KL, top-k\n"
+            "                           agreement and MoE-block output error of remap, collapse-lstsq,\n"
+            "                           collapse-kl and collapse-mean, as comments on the layer\n"
             "      --rank RANK          full (default), an integer or a fraction, for gate, up and down;\n"
             "                           or gate=RANK,up=RANK,down=RANK\n"
             "      --damping D          whitening damping for submoe-whitened (0.01)\n"
@@ -261,7 +267,8 @@ static int check_paths(const sm_plan *p, const char *model, const char *out)
 enum { O_ALLOC = 256, O_WINDOW, O_CLUSTERING, O_SIMILARITY, O_SEED, O_ROUTER, O_RANK, O_DAMPING, O_SAMPLES,
        O_SEQ_LEN, O_KEEP, O_HELDOUT, O_FORMAT, O_DTYPE, O_SHARD, O_OUTDIR, O_ALIGN,
        O_SVD, O_TEXT, O_TEXT_FIELD,
-       O_REFIT };
+       O_REFIT,
+       O_ROUTERS };
 static const struct option plan_options[] = {
     {"experts", required_argument, NULL, 'e'},    {"ratio", required_argument, NULL, 'r'},
     {"allocation", required_argument, NULL, O_ALLOC}, {"window", required_argument, NULL, O_WINDOW},
@@ -279,6 +286,7 @@ static const struct option plan_options[] = {
     {"refit", optional_argument, NULL, O_REFIT},
     {"text", required_argument, NULL, O_TEXT},    {"text-field", required_argument, NULL, O_TEXT_FIELD},
     {"quiet", no_argument, NULL, 'q'},            {"help", no_argument, NULL, 'h'},
+    {"routers", no_argument, NULL, O_ROUTERS},
     {NULL, 0, NULL, 0},
 };
 
@@ -287,6 +295,7 @@ typedef struct plan_args {
     const char *out, *tokens, *calib;
     bool quiet;
     cmd_text_args text;
+    bool routers; /* --routers: the router report on every merged layer */
 } plan_args;
 
 /* One option into the plan or the arguments; non-zero (with the message set) when its value is bad. */
@@ -394,6 +403,7 @@ static int parse_option(int ch, sm_plan *p, plan_args *a)
     case O_OUTDIR: p->output.path = sm_path_absolute(optarg); break;
     case 'o': a->out = optarg; break;
     case 'q': a->quiet = true; break;
+    case O_ROUTERS: a->routers = true; break;
     }
     return bad;
 }
@@ -462,7 +472,34 @@ static int check_model(sm_plan *p, bool bundled)
 
 /* Every MoE layer built and spelled out in the plan, with the statistics and preview as comments;
  * n_moe, err_sum: the layers with a held-out output error and its sum. */
-static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *mon, int *n_moe, double *err_sum)
+/* --routers: the routers of a merged layer side by side, appended to its comment. */
+static int router_comment(sm_plan_layer *pl, sm_resolved_plan *r, const sm_layer_build *b, const sm_monitor *mon)
+{
+    const float *fit, *held;
+    int64_t m_fit, m_held;
+    sm_router_score sc[SM_ROUTER_REPORT_MODES];
+    if (sm_calib_inputs(r->calib, b->layer, &fit, &m_fit, &held, &m_held) ||
+        sm_router_report(&b->src.block, &b->merged, b->analysis ? b->analysis->freq : NULL, fit, m_fit, held,
+                         m_held, mon, sc))
+        return sm_err_prefix("layer %d: --routers", b->layer);
+    char text[1024];
+    size_t n = (size_t)snprintf(text, sizeof text,
+                                "%s\nrouters on %" PRId64 " held-out rows (KL of the summed member probabilities in "
+                                "nats/row, top-%d agreement, MoE-block output error):",
+                                pl->comment ? pl->comment : "", m_held, b->src.block.rule.top_k);
+    for (int i = 0; i < SM_ROUTER_REPORT_MODES && n < sizeof text; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "%s %s %.5f %.3f %.4f", i ? "," : "",
+                              sm_router_mode_name(sc[i].mode), sc[i].kl, sc[i].agree, sc[i].output_error);
+    if (n < sizeof text)
+        snprintf(text + n, sizeof text - n, "; best collapse %s",
+                 sm_router_mode_name(sm_router_report_best_collapse(sc)));
+    free(pl->comment);
+    pl->comment = xstrdup(text);
+    return 0;
+}
+
+static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *mon, bool routers, int *n_moe,
+                            double *err_sum)
 {
     for (int l = 0; l < r->n_layers; l++) {
         sm_resolved_layer *rl = &r->layers[l];
@@ -488,6 +525,10 @@ static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *m
             rl->job.spec.method = b.merged.method;
         sm_resolve_layer_entry(rl, rl->is_auto, why, false, pl); /* the router is the defaults' */
         layer_comment(pl, r, rl, &b);
+        if (routers && sm_merge_method_merges(b.merged.method) && router_comment(pl, r, &b, mon)) {
+            sm_layer_build_free(&b);
+            return -1;
+        }
         if (b.output_error >= 0)
             *err_sum += b.output_error, (*n_moe)++;
         sm_layer_build_free(&b);
@@ -512,7 +553,7 @@ int cmd_plan(int argc, char **argv)
 {
     sm_plan p;
     sm_plan_init(&p);
-    plan_args a = {NULL, NULL, NULL, false, {0}};
+    plan_args a = {NULL, NULL, NULL, false, {0}, false};
     cmd_text_args_init(&a.text, argc);
     int ch, bad = 0;
     optind = 1;
@@ -553,7 +594,7 @@ int cmd_plan(int argc, char **argv)
     record_text_digests(&p, &r);
     int n_moe = 0;
     double err_sum = 0;
-    if (spell_out_layers(&p, &r, mon, &n_moe, &err_sum))
+    if (spell_out_layers(&p, &r, mon, a.routers, &n_moe, &err_sum))
         goto out;
     /* An output format the plan cannot be applied in is refused now, not at apply time. */
     if (check_format(&p, &r))

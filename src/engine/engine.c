@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 #include "engine/align.h"
+#include "engine/router_kl.h"
 #include "engine/subset.h"
 #include "model/dtype.h"
 
@@ -661,7 +662,8 @@ static int merge_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
 
 /* The merged layer's router: the source's with an expert map (remap), or one row per cluster. */
 static int fit_router(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign, int k,
-                      const sm_layer_spec *spec, const float *x, int64_t m, sm_merged_layer *out)
+                      const sm_layer_spec *spec, const float *x, int64_t m, const sm_monitor *mon,
+                      sm_merged_layer *out)
 {
     const int n = src->n_experts;
     const int64_t h = src->hidden;
@@ -679,11 +681,16 @@ static int fit_router(const sm_moe_block *src, const sm_layer_analysis *a, const
     if (!(out->router = sm_alloc_f32((size_t)(k * h))))
         return -1;
     const double *freq = a ? a->freq : NULL;
-    return spec->router == SM_ROUTER_COLLAPSE_MEAN
-               ? sm_router_collapse_mean(src->router, n, h, assign, k, freq, out->router)
-           : x && m > 0
-               ? sm_router_collapse_lstsq(src->router, n, h, assign, k, freq, x, m, spec->ridge, out->router)
-               : sm_err("collapse-lstsq needs calibration inputs");
+    if (spec->router == SM_ROUTER_COLLAPSE_MEAN)
+        return sm_router_collapse_mean(src->router, n, h, assign, k, freq, out->router);
+    if (!x || m < 1)
+        return sm_err("%s needs calibration inputs", sm_router_mode_name(spec->router));
+    /* the merge reported progress to the end: the fit only checks for cancellation */
+    const sm_monitor cancel_only = {.cancel = mon ? mon->cancel : NULL};
+    return spec->router == SM_ROUTER_COLLAPSE_KL
+               ? sm_router_collapse_kl(src->router, n, h, assign, k, freq, x, m, spec->ridge, &cancel_only,
+                                       out->router)
+               : sm_router_collapse_lstsq(src->router, n, h, assign, k, freq, x, m, spec->ridge, out->router);
 }
 
 static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, const int *assign,
@@ -743,7 +750,7 @@ static int merge_clusters(const sm_moe_block *src, const sm_layer_analysis *a, c
     }
     if (n_aligned)
         out->align_corr /= n_aligned;
-    if (fit_router(src, a, assign, k, spec, x, m, out) != 0)
+    if (fit_router(src, a, assign, k, spec, x, m, mon, out) != 0)
         goto done;
     rc = 0;
 done:

@@ -105,7 +105,7 @@ typedef struct sm_layer_spec {
     sm_merge_method method;     /* per-cluster merge, prune-frequency, prune-output, prune-reap or keep */
     sm_merge_opts matrix[3];    /* gate, up, down */
     sm_router_mode router;      /* merges only; pruning drops rows */
-    double ridge;               /* collapse-lstsq (0 = default) */
+    double ridge;               /* collapse-lstsq and collapse-kl (0 = default) */
     /* Per-cluster options: cluster c < n_cluster uses cluster[c][j] instead of matrix[j] (the
      * caller fills every entry, copying matrix[] where a cluster has no override). NULL = none. */
     const sm_merge_opts (*cluster)[3];

@@ -13,21 +13,22 @@
 /* Tokens per accumulation block of the least-squares fit. */
 #define FIT_BLOCK 1024
 
-static const char *const mode_names[] = {"remap", "collapse-lstsq", "collapse-mean"};
+static const char *const mode_names[SM_ROUTER_MODE_COUNT] = {"remap", "collapse-lstsq", "collapse-mean",
+                                                              "collapse-kl"};
 
 const char *sm_router_mode_name(sm_router_mode m)
 {
-    return (unsigned)m < 3 ? mode_names[m] : "?";
+    return (unsigned)m < SM_ROUTER_MODE_COUNT ? mode_names[m] : "?";
 }
 
 int sm_router_mode_parse(const char *name, sm_router_mode *out)
 {
-    for (int m = 0; m < 3; m++)
+    for (int m = 0; m < SM_ROUTER_MODE_COUNT; m++)
         if (name && strcmp(name, mode_names[m]) == 0) {
             *out = (sm_router_mode)m;
             return 0;
         }
-    return sm_err("unknown router mode '%s' (expected remap, collapse-lstsq or collapse-mean)",
+    return sm_err("unknown router mode '%s' (expected remap, collapse-lstsq, collapse-mean or collapse-kl)",
                   name ? name : "");
 }
 

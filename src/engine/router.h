@@ -16,17 +16,26 @@
  *                   and returns u_c + m̄ (m̄ = mean of the w̄_c), the exact minimiser of the
  *                   objective above with a free per-token offset.
  *   collapse-mean   w_c = Σ_{i∈c} f_i w_i / Σ_{i∈c} f_i (uniform when the members' f are 0).
+ *   collapse-kl     one row per cluster by softmax regression on the summed member
+ *                   probabilities (engine/router_kl.h), warm-started from collapse-lstsq.
  * Pruning keeps the rows of the kept experts. */
 #ifndef SM_ROUTER_H
 #define SM_ROUTER_H
 
 #include <stdint.h>
 
-typedef enum { SM_ROUTER_REMAP = 0, SM_ROUTER_COLLAPSE_LSTSQ, SM_ROUTER_COLLAPSE_MEAN } sm_router_mode;
+typedef enum {
+    SM_ROUTER_REMAP = 0,
+    SM_ROUTER_COLLAPSE_LSTSQ,
+    SM_ROUTER_COLLAPSE_MEAN,
+    SM_ROUTER_COLLAPSE_KL,
+} sm_router_mode;
+#define SM_ROUTER_MODE_COUNT 4
 
-#define SM_ROUTER_RIDGE_DEFAULT 1e-3
+#define SM_ROUTER_RIDGE_DEFAULT 1e-3 /* collapse-lstsq and collapse-kl */
 
-const char *sm_router_mode_name(sm_router_mode m); /* "remap", "collapse-lstsq", "collapse-mean" */
+/* "remap", "collapse-lstsq", "collapse-mean", "collapse-kl" */
+const char *sm_router_mode_name(sm_router_mode m);
 int sm_router_mode_parse(const char *name, sm_router_mode *out);
 
 /* Validate a partition (cluster_of[i] in [0, k), every cluster non-empty). */

@@ -3,6 +3,7 @@
 #include "pipeline/apply.h"
 #include "util/diag.h"
 #include "util/fileio.h"
+#include "util/hash.h"
 #include "util/jsonout.h"
 #include "util/mem.h"
 #include "util/progress.h"
@@ -245,10 +246,21 @@ int sm_apply(const sm_plan *p, const sm_apply_opts *o, sm_apply_report *rep)
     free(early);
     if (crc)
         return -1;
-    if (sm_plan_resolve(p, sm_monitor_span_init(&span, o->mon, 0, 0.3), o->quiet, &r))
-        return -1;
+    /* --format: a layer that names no router gets the one this format holds (plan.h), so the
+     * plan is resolved as if it said the format; its hash stays the plan's own */
+    sm_plan as_written = *p; /* a view: freed with p */
     if (o->format >= 0)
-        r.format = (sm_out_format)o->format;
+        as_written.output.has_format = true, as_written.output.format = (sm_out_format)o->format;
+    if (sm_plan_resolve(&as_written, sm_monitor_span_init(&span, o->mon, 0, 0.3), o->quiet, &r))
+        return -1;
+    if (o->format >= 0) {
+        char *text;
+        size_t len;
+        if (sm_plan_format_bare(p, &text, &len) == 0) {
+            r.plan_hash = sm_fnv1a(SM_FNV_OFFSET, text, len);
+            free(text);
+        }
+    }
     const char *outdir = o->outdir ? o->outdir : r.outdir;
     int rc = -1;
     sm_export_shape *shapes = xcalloc((size_t)r.n_layers, sizeof *shapes);

@@ -26,7 +26,10 @@
  * merge candidate is submoe — at least as good as the best single method on every layer. */
 #define SM_APPLY_DEFAULT_AUTO SM_PLAN_DEFAULT_AUTO
 #define SM_APPLY_DEFAULT_METHOD SM_PLAN_DEFAULT_METHOD
-#define SM_APPLY_DEFAULT_ROUTER SM_PLAN_DEFAULT_ROUTER
+/* The workbench's per-layer router (it writes every layer's router and can commit any format):
+ * the best collapse, which every format holds, until its previews follow the output format
+ * (plans and apply do: sm_plan_default_router). */
+#define SM_APPLY_DEFAULT_ROUTER SM_PLAN_DEFAULT_COLLAPSE
 #define SM_APPLY_DEFAULT_FORMAT SM_RESOLVE_DEFAULT_FORMAT
 
 typedef struct sm_apply_opts {

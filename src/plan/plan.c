@@ -159,13 +159,18 @@ int sm_plan_refit_parse(const char *s, bool *out)
     return sm_err("unknown refit '%s' (expected down or none)", s);
 }
 
+sm_router_mode sm_plan_default_router(const sm_plan *p)
+{
+    return p->output.has_format && p->output.format == SM_OUT_HF ? SM_PLAN_DEFAULT_COLLAPSE : SM_PLAN_DEFAULT_ROUTER;
+}
+
 #define PICK(field, has, dflt) (pl && pl->s.has) ? pl->s.field : p->defaults.has ? p->defaults.field : (dflt)
 
 void sm_plan_effective_settings(const sm_plan *p, const sm_plan_layer *pl, sm_plan_effective *out)
 {
     out->is_auto = PICK(method_auto, has_method, SM_PLAN_DEFAULT_AUTO);
     out->method = out->is_auto ? SM_PLAN_DEFAULT_METHOD : PICK(method, has_method, SM_PLAN_DEFAULT_METHOD);
-    out->router = PICK(router, has_router, SM_PLAN_DEFAULT_ROUTER);
+    out->router = PICK(router, has_router, sm_plan_default_router(p));
     out->align = PICK(align, has_align, false);
     out->refit = PICK(refit, has_refit, SM_PLAN_DEFAULT_REFIT);
     out->clustering = PICK(clustering, has_clustering, SM_CLUSTER_KMEANS);

@@ -150,7 +150,12 @@ const sm_plan_layer *sm_plan_find_layer(const sm_plan *p, int layer);
 /* The documented defaults (man/submoe-plan.5) for what neither a layer nor `defaults` says. */
 #define SM_PLAN_DEFAULT_AUTO true
 #define SM_PLAN_DEFAULT_METHOD SM_MERGE_SUBMOE /* also auto's merge candidate */
-#define SM_PLAN_DEFAULT_ROUTER SM_ROUTER_COLLAPSE_LSTSQ
+/* The router a plan that names none gets is the best its output format can hold
+ * (sm_plan_default_router): remap, exact, where the format keeps every router row (submoe, the
+ * default format, and hf-expanded); the best collapse for hf, which stores one row per expert. */
+#define SM_PLAN_DEFAULT_ROUTER SM_ROUTER_REMAP
+#define SM_PLAN_DEFAULT_COLLAPSE SM_ROUTER_COLLAPSE_KL
+sm_router_mode sm_plan_default_router(const sm_plan *p);
 #define SM_PLAN_DEFAULT_REFIT false
 
 /* refit's values: "down" (true) or "none" (false). */

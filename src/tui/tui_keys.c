@@ -502,7 +502,7 @@ static int action_router(key_ctx *c)
     if (!c->moe)
         return TUI_ACT_NONE;
     sm_plan_layer *pl = tui_edit_begin(c->s, c->s->layer);
-    pl->s.has_router = true, pl->s.router = (sm_router_mode)((c->eff.router + 1) % 3);
+    pl->s.has_router = true, pl->s.router = (sm_router_mode)((c->eff.router + 1) % SM_ROUTER_MODE_COUNT);
     tui_edit_end(c->s, c->s->layer);
     status(c->s, false, "layer %d: router %s", c->s->layer, sm_router_mode_name(c->p->router));
     return TUI_ACT_REDRAW | TUI_ACT_PREVIEW;

@@ -1,0 +1,70 @@
+/* router_kl: the collapse-kl router (DESIGN §2.9) and the measures that compare collapsed routers.
+ *
+ * One router row per cluster, W ∈ R^{k×H} (the routers of every supported architecture have no
+ * bias, so there is none to fit), minimising on m calibration rows x_t
+ *
+ *     f(W) = (1/m) Σ_t KL(p(x_t) ‖ softmax(W x_t)) + λ ||W − W⁰||²,
+ *     p_c(x) = Σ_{i∈c} softmax(z(x))_i     (z = the original router's logits),
+ *     λ = ridge · mean diag(XᵀX)/m         (relative; ridge ≤ 0 = SM_ROUTER_KL_RIDGE_DEFAULT),
+ *
+ * multinomial logistic regression with soft labels, strictly convex. W⁰ (the "prior") is the
+ * collapse-lstsq solution, which is also the warm start: collapse-kl refines collapse-lstsq.
+ * (§2.9 writes λ||W||²; a ridge toward 0 or toward collapse-mean's rows dominates the KL term,
+ * whose curvature q(1 − q)·x² is small, and measured on the demos it made the held-out KL worse
+ * than collapse-lstsq's at every ridge tried. When every cluster is one expert W⁰ is the
+ * original router, the exact minimiser, f = 0.) The default ridge, 1e-2, is ten times
+ * collapse-lstsq's: on the demos 1e-3 and 1e-2 give about the same held-out KL, and real shapes
+ * (H = 2048 and more) have more unknowns per calibration row.
+ *
+ * Solver: L-BFGS (8 pairs) with Armijo backtracking. Newton needs the (kH)² Hessian (98k
+ * unknowns at k = 48, H = 2048) and Newton per row-block k H×H factorisations per step; an
+ * L-BFGS step costs one f/∇f evaluation = two m×H×k products (logits, then (Q − P)ᵀX), in
+ * blocks of 1024 rows with a monitor check between blocks.
+ * Stopping rule: ||∇f|| ≤ 1e-6 · ||∇f(W⁰)||, or a step that lowers f by less than 1e-10 · |f|
+ * (or no step of the line search lowers it: f is at float precision), or SM_ROUTER_KL_MAX_ITER
+ * iterations. */
+#ifndef SM_ROUTER_KL_H
+#define SM_ROUTER_KL_H
+
+#include <stdint.h>
+
+#include "util/monitor.h"
+
+#define SM_ROUTER_KL_MAX_ITER 200
+#define SM_ROUTER_KL_RIDGE_DEFAULT 1e-2
+
+typedef struct sm_router_kl sm_router_kl;
+
+/* The problem on m rows x (m × hidden, borrowed until free). prior: W⁰ (k × hidden, copied), or
+ * NULL for the collapse-mean rows with the members' frequencies freq (NULL = uniform). NULL with
+ * a message on bad input. */
+sm_router_kl *sm_router_kl_new(const float *router, int n, int64_t hidden, const int *cluster_of, int k,
+                               const double *freq, const float *prior, const float *x, int64_t m, double ridge);
+void sm_router_kl_free(sm_router_kl *p);
+
+/* f(W) and, when grad is not NULL, ∇f (both k × hidden, row-major, double). */
+int sm_router_kl_eval(sm_router_kl *p, const double *w, double *grad, const sm_monitor *mon, double *f);
+
+typedef struct sm_router_kl_info {
+    int iterations, evaluations;
+    double f_start, f_end;       /* objective at the warm start and at the result */
+} sm_router_kl_info;
+
+/* Minimise from `start` (k × hidden) into rows (may be the same array). info may be NULL. */
+int sm_router_kl_solve(sm_router_kl *p, const float *start, const sm_monitor *mon, float *rows,
+                       sm_router_kl_info *info);
+
+/* collapse-lstsq (with `ridge`, ≤ 0: its default) as prior and warm start, then
+ * sm_router_kl_solve (with `ridge`, ≤ 0: SM_ROUTER_KL_RIDGE_DEFAULT). */
+int sm_router_collapse_kl(const float *router, int n, int64_t hidden, const int *cluster_of, int k,
+                          const double *freq, const float *x, int64_t m, double ridge, const sm_monitor *mon,
+                          float *rows);
+
+/* How well collapsed rows (k × hidden) reproduce the summed member probabilities on m rows:
+ * the mean KL(p ‖ softmax(rows x)) (nats per row) and the top-k agreement, the mean over rows
+ * of |top_k(p) ∩ top_k(q)| / top_k (top_k clamped to k; ties to the lower index, as routing). */
+int sm_router_collapse_measure(const float *router, int n, int64_t hidden, const int *cluster_of, int k,
+                               const float *rows, const float *x, int64_t m, int top_k, double *kl,
+                               double *agree);
+
+#endif
