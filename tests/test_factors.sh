@@ -18,7 +18,7 @@ calib="-t $SRCDIR/data/calib.u32 --samples 8 --seq-len 128 --keep 600 --heldout 
 "$SUBMOE" apply "$tmp/r32.yaml" -o "$tmp/r32" -q
 "$SUBMOE" inspect "$tmp/r32" >"$tmp/insp"
 check "rank 32 submoe is stored as factors in every layer" \
-    test "$(grep -c '^    [0-9]  MoE          6            6  18 of 18 matrices as A.B, rank 32' "$tmp/insp")" -eq 4
+    test "$(grep -c '^    [0-9]  MoE          6            8  18 of 18 matrices as A.B, rank 32 (expert map)' "$tmp/insp")" -eq 4
 
 # The demo: hidden 128, intermediate 256; 4 layers of 6 groups, 3 matrices each (256×128 or
 # 128×256): each saves 256·128 − 32·(256 + 128) parameters; the source dtype is bf16.
@@ -64,6 +64,10 @@ for m in submoe submoe-whitened; do
     "$SUBMOE" apply "$tmp/$m-100.yaml" -o "$tmp/$m-100" -q
     check "... and is written dense" sh -c "! grep -a -q 'weight_a' '$tmp/$m-100/model.safetensors'"
 done
+# (compared with the full-rank merge in the same format: hf's router is a collapse, one row per
+# group, where the native output keeps every row for remap)
+"$SUBMOE" plan "$DEMO" --ratio 0.25 -m submoe --format hf $calib -o "$tmp/full-hf.yaml" -q
+"$SUBMOE" apply "$tmp/full-hf.yaml" -o "$tmp/full-hf" -q
 check_eq "dense rank-100 output: the full-rank output's size" "$(total "$tmp/submoe-100" total)" \
-    "$(total "$tmp/full" total)"
+    "$(total "$tmp/full-hf" total)"
 [ "$fail" -eq 0 ]

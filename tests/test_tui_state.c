@@ -359,7 +359,7 @@ static void test_keys(void)
     key(&s, 'M');
     CHECK(said(&s, 2).is_auto, "M cycles back to auto");
     key(&s, 'r');
-    CHECK(said(&s, 2).router == SM_ROUTER_COLLAPSE_MEAN, "r: next router mode (%s)", sm_router_mode_name(said(&s, 2).router));
+    CHECK(said(&s, 2).router == SM_ROUTER_COLLAPSE_LSTSQ, "r: next router mode after the default remap (%s)", sm_router_mode_name(said(&s, 2).router));
     CHECK((key(&s, '-') & TUI_ACT_RECLUSTER) && s.res[2].k == 3, "-: one group fewer, re-cluster");
     tui_set_group_count(&s, 2, 2);
     CHECK(!(key(&s, '-') & TUI_ACT_RECLUSTER) && strstr(s.status, "no fewer"), "never fewer groups than top-k");

@@ -272,7 +272,10 @@ void tui_app_plan(tui_app *a, sm_plan *p, const char *file)
         sm_resolved_layer rl;
         tui_layer_resolve(s, l, NULL, &rl);
         p->layers = xrealloc(p->layers, sizeof *p->layers * (size_t)(p->n_layers + 1));
-        sm_resolve_layer_entry(&rl, s->res[l].is_auto, saved_choice(s, l), true, &p->layers[p->n_layers++]);
+        /* the router only where the layer names one: else the output format's default holds (remap for
+         * submoe and hf-expanded, the best collapse for hf: plan.h) */
+        sm_resolve_layer_entry(&rl, s->res[l].is_auto, saved_choice(s, l), tui_entry_c(s, l)->s.has_router,
+                               &p->layers[p->n_layers++]);
         sm_resolved_layer_free(&rl);
     }
     p->header_comment = xasprintf("saved from the submoe workbench");
