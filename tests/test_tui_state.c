@@ -392,6 +392,20 @@ static void test_keys(void)
     CHECK(s.dialog == TUI_DIALOG_COMMIT && !strcmp(s.input, "out"), "C asks where, prefilled");
     key(&s, TUI_KEY_TAB);
     CHECK(s.commit_format == 1, "Tab: the next format");
+    { /* issue 18: a layer naming no router previews with the one the commit format holds */
+        int l = 0;
+        while (l < s.n_layers && (!s.is_moe[l] || tui_entry_c(&s, l)->s.has_router))
+            l++;
+        CHECK(l < s.n_layers && s.res[l].router == SM_PLAN_DEFAULT_COLLAPSE,
+              "hf: layer %d (no router of its own) previews with hf's collapse (%s)", l,
+              l < s.n_layers ? sm_router_mode_name(s.res[l].router) : "none");
+        unsigned gen = l < s.n_layers ? s.plan_gen[l] : 0;
+        key(&s, TUI_KEY_TAB);
+        key(&s, TUI_KEY_TAB);
+        CHECK(s.commit_format == 0 && l < s.n_layers && s.res[l].router == SM_ROUTER_REMAP && s.plan_gen[l] != gen,
+              "submoe again: remap, and the layer's preview is stale");
+        key(&s, TUI_KEY_TAB);
+    }
     key(&s, 'x');
     key(&s, TUI_KEY_BACKSPACE);
     key(&s, '2');

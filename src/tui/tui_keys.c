@@ -145,9 +145,8 @@ static int dialog_key(tui_state *s, int key)
                                          : d == TUI_DIALOG_OPEN ? "open" : "rank");
         return TUI_ACT_REDRAW;
     }
-    if (key == TUI_KEY_TAB && d == TUI_DIALOG_COMMIT) {
-        s->commit_format = (s->commit_format + 1) % 3;
-        return TUI_ACT_REDRAW;
+    if (key == TUI_KEY_TAB && d == TUI_DIALOG_COMMIT) { /* previews follow the format's router */
+        return tui_set_commit_format(s, s->commit_format + 1) ? TUI_ACT_REDRAW | TUI_ACT_PREVIEW : TUI_ACT_REDRAW;
     }
     if (!enter) {
         char before[sizeof s->input];

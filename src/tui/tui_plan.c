@@ -96,6 +96,24 @@ void tui_layer_refresh(tui_state *s, int layer)
     sm_resolved_layer_free(&rl);
 }
 
+int tui_set_commit_format(tui_state *s, int format)
+{
+    static const sm_out_format fmts[3] = {SM_OUT_SUBMOE, SM_OUT_HF, SM_OUT_HF_EXPANDED};
+    s->commit_format = format % 3;
+    s->plan.output.has_format = true;
+    s->plan.output.format = fmts[s->commit_format];
+    int changed = 0;
+    for (int l = 0; l < s->n_layers; l++) {
+        if (!s->is_moe[l] || !tui_entry_c(s, l))
+            continue;
+        sm_router_mode before = s->res[l].router;
+        tui_layer_refresh(s, l);
+        if (s->res[l].router != before)
+            s->plan_gen[l]++, changed++;
+    }
+    return changed;
+}
+
 /* ---- edits ---------------------------------------------------------------------------------- */
 
 sm_plan_layer *tui_edit_begin(tui_state *s, int layer)

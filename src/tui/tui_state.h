@@ -184,6 +184,11 @@ const sm_plan_layer *tui_entry_c(const tui_state *s, int layer);
 void tui_plan_layer_init(tui_state *s, int layer, int n);
 /* Resolve layer l's entry again into s->res[l] (after every change of the entry or clustering). */
 void tui_layer_refresh(tui_state *s, int layer);
+/* The commit format (0 submoe, 1 hf, 2 hf-expanded) as the plan's output format: a layer that
+ * names no router then previews with the one that format holds (remap, or hf's collapse:
+ * plan.h sm_plan_default_router). Layers whose router changes are resolved again and their
+ * previews marked stale; returns how many. */
+int tui_set_commit_format(tui_state *s, int format);
 /* The layer as the worker builds it: its entry resolved with sm_resolve_layer, the groups a
  * clustering made passed as `clustered` (auto may regroup them), with `chosen` as auto's recorded
  * choice when the entry has none (NULL: none). Free rl with sm_resolved_layer_free. */
