@@ -101,24 +101,12 @@ static void symmetrize(float *m, int64_t n)
             m[j * n + i] = m[i * n + j];
 }
 
-typedef struct {
-    const float *x;
-    int64_t h;
-} memory_rows;
-
-static const float *rows_in_memory(void *ctx, int64_t t0, int64_t n, float *buf)
-{
-    const memory_rows *r = ctx;
-    (void)n, (void)buf;
-    return r->x + t0 * r->h;
-}
-
 int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
                       const sm_analysis_opts *opts, const sm_monitor *mon,
                       sm_layer_analysis *a)
 {
-    memory_rows mr = {x, b ? b->hidden : 0};
-    sm_row_source src = {m, rows_in_memory, &mr};
+    sm_memory_rows mr = {x, b ? b->hidden : 0};
+    sm_row_source src = {m, sm_rows_in_memory, &mr};
     if (!x) {
         memset(a, 0, sizeof *a);
         return sm_err("analysis needs calibration inputs");

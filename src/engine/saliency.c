@@ -163,20 +163,15 @@ int sm_saliency_rows(const sm_moe_block *b, int64_t m, sm_saliency_rows_fn rows,
     return rc;
 }
 
-typedef struct {
-    const float *x;
-    int64_t h;
-} memory_rows;
-
-static const float *rows_in_memory(void *ctx, int64_t t0, int64_t n, float *buf)
+const float *sm_rows_in_memory(void *ctx, int64_t t0, int64_t n, float *buf)
 {
-    const memory_rows *r = ctx;
+    const sm_memory_rows *r = ctx;
     (void)n, (void)buf;
     return r->x + t0 * r->h;
 }
 
 int sm_saliency(const sm_moe_block *b, const float *x, int64_t m, double *saliency)
 {
-    memory_rows mr = {x, b->hidden};
-    return sm_saliency_rows(b, m, rows_in_memory, &mr, NULL, saliency);
+    sm_memory_rows mr = {x, b->hidden};
+    return sm_saliency_rows(b, m, sm_rows_in_memory, &mr, NULL, saliency);
 }

@@ -42,4 +42,12 @@ int sm_saliency_rows(const sm_moe_block *b, int64_t m, sm_saliency_rows_fn rows,
 /* The same on m rows in memory. */
 int sm_saliency(const sm_moe_block *b, const float *x, int64_t m, double *saliency);
 
+/* Rows already in memory (x, rows of h floats) as a row-source callback (sm_saliency_rows_fn, the
+ * engine's sm_row_source): ctx is an sm_memory_rows the caller keeps; buf is not used. */
+typedef struct sm_memory_rows {
+    const float *x;
+    int64_t h;
+} sm_memory_rows;
+const float *sm_rows_in_memory(void *ctx, int64_t t0, int64_t n, float *buf);
+
 #endif
