@@ -49,3 +49,14 @@ wait_for_file() {
         wait_i=$((wait_i + 1))
     done
 }
+
+# A test of the workbench through tmux: skipped (77) without tmux. T runs tmux on the socket in
+# $sock (set before the first call), screen captures the session "wb", keys sends it keys, and a
+# failed check shows the screen.
+tmux_harness() {
+    command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
+    T() { tmux -S "$sock" "$@"; }
+    screen() { T capture-pane -t wb -p 2>/dev/null; }
+    show_failure() { screen | sed 's/^/    | /'; }
+    keys() { T send-keys -t wb "$@"; }
+}

@@ -5,14 +5,10 @@
 # (the commit fails and says so); the workbench goes on.
 set -u
 . "$SRCDIR/tests/lib.sh"
-command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
+tmux_harness
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-outtui.XXXXXX")
 sock="$tmp/tmux.sock"
-T() { tmux -S "$sock" "$@"; }
 trap 'T kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
-screen() { T capture-pane -t wb -p 2>/dev/null; }
-show_failure() { screen | sed 's/^/    | /'; }
-keys() { T send-keys -t wb "$@"; }
 S=$SUBMOE
 timeout 120 "$S" synth --arch mixtral --layers 4 --hidden 256 --intermediate 1024 --experts 8 --heads 8 --kv-heads 2 \
     -q --out "$tmp/mm"

@@ -8,17 +8,13 @@
 # ASCII terminal without colour. Polls the screen with timeouts, so sanitizer builds pass too.
 set -u
 . "$SRCDIR/tests/lib.sh"
-command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
+tmux_harness
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tui.XXXXXX")
 sock="$tmp/tmux.sock"
-T() { tmux -S "$sock" "$@"; }
 trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
-screen() { T capture-pane -t wb -p 2>/dev/null; }
-show_failure() { screen | sed 's/^/    | /'; }
 # wait_for PATTERN [SECONDS] (lib.sh) polls screen until it matches (extended regex)
 has() { screen | grep -Eq -- "$1"; }
 hasnt() { ! screen | grep -Eq -- "$1"; }
-keys() { T send-keys -t wb "$@"; }
 # the first number after a label on the screen, e.g. field 'output error'
 field() { screen | grep -Eo -- "$1 [0-9.]+" | head -1 | grep -Eo '[0-9.]+$'; }
 # wait_change LABEL OLD [SECONDS]: until the number after LABEL differs from OLD

@@ -9,14 +9,10 @@
 #   plan without its `chosen:` lines.
 set -u
 . "$SRCDIR/tests/lib.sh"
-command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
+tmux_harness
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuiplan.XXXXXX")
 sock="$tmp/tmux.sock"
-T() { tmux -S "$sock" "$@"; }
 trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
-screen() { T capture-pane -t wb -p 2>/dev/null; }
-show_failure() { screen | sed 's/^/    | /'; }
-keys() { T send-keys -t wb "$@"; }
 # save: w, Enter (the plan's own path), until the status says so
 save() {
     keys w Enter

@@ -6,14 +6,10 @@
 # tmux; polls with timeouts, so sanitizer builds pass too.
 set -u
 . "$SRCDIR/tests/lib.sh"
-command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
+tmux_harness
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuitext.XXXXXX")
 sock="$tmp/tmux.sock"
-T() { tmux -S "$sock" "$@"; }
 trap 'tmux -S "$sock" kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
-screen() { T capture-pane -t wb -p 2>/dev/null; }
-show_failure() { screen | sed 's/^/    | /'; }
-keys() { T send-keys -t wb "$@"; }
 
 "$SUBMOE" tokenize "$DEMO" --decode "$SRCDIR/data/calib.u32" >"$tmp/calib.txt"
 head -n 12 "$SRCDIR/data/demo-task.jsonl" >"$tmp/task12.jsonl"
