@@ -285,7 +285,7 @@ static void test_keys(void)
     CHECK(key(&s, 'u') & TUI_ACT_PREVIEW, "u undoes");
     CHECK(key(&s, 'U') & TUI_ACT_PREVIEW, "U redoes");
 
-    /* spectrum: per-group ranks with h/l/H/L, the rank dialog, groups with j/k and < > */
+    /* spectrum: per-group ranks with h/l and [/], the rank dialog, groups with j/k and < > */
     demo_state(&s);
     CHECK((key(&s, '3') & TUI_ACT_SPECTRUM) && s.view == TUI_VIEW_SPECTRUM, "3: the spectrum view");
     s.spec_matrix = 2;
@@ -295,11 +295,11 @@ static void test_keys(void)
               said(&s, 0).rank[2].kind == SM_RANK_FULL && !tui_group_rank_set(&s, 0, 1, 2),
           "h lowers group 0's down rank by a sixteenth (%lld), nothing else",
           (long long)tui_group_rank(&s, 0, 0, 2).count);
-    key(&s, 'H');
-    CHECK(tui_group_rank(&s, 0, 0, 2).count == 119, "H by one");
-    key(&s, 'L');
+    key(&s, '[');
+    CHECK(tui_group_rank(&s, 0, 0, 2).count == 119, "[ by one");
+    key(&s, ']');
     key(&s, 'l');
-    CHECK(tui_group_rank(&s, 0, 0, 2).kind == SM_RANK_FULL, "L and l back up to full rank");
+    CHECK(tui_group_rank(&s, 0, 0, 2).kind == SM_RANK_FULL, "] and l back up to full rank");
     CHECK((key(&s, 'j') & TUI_ACT_SPECTRUM) && s.spec_cluster == 1 && (key(&s, '>') & TUI_ACT_SPECTRUM) &&
               s.spec_cluster == 2 && key(&s, '<') && s.spec_cluster == 1,
           "j and > / < choose the group");

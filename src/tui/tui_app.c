@@ -87,10 +87,14 @@ static void *worker(void *arg)
             tui_status(a, true, "%s", a->cancel ? "cancelled" : sm_errmsg());
         pthread_mutex_lock(&a->mu);
         a->s.busy = a->nq > 0;
-        /* the background previews are done: say so, unless the status line moved on */
+        /* the background previews are done: say so, unless the status line moved on to another
+         * message (a cleared one had only lost its context) */
         char *tail = strstr(a->s.status, "; previewing every layer");
-        if (!a->nq && j.background && tail)
-            snprintf(tail, sizeof a->s.status - (size_t)(tail - a->s.status), "; every layer previewed (P: perplexity)");
+        if (!a->nq && j.background && (tail || !a->s.status[0])) {
+            char said[TUI_STATUS_MAX];
+            snprintf(said, sizeof said, "%.*s", tail ? (int)(tail - a->s.status) : 0, a->s.status);
+            tui_say(&a->s, false, "%s%severy layer previewed (P: perplexity)", said, said[0] ? "; " : "");
+        }
         pthread_mutex_unlock(&a->mu);
     }
 }
@@ -167,7 +171,7 @@ static int setup(tui_app *a, const tui_options *o)
         if (o->calib) /* --calib wins over the plan's calibration */
             snprintf(a->calib_file, sizeof a->calib_file, "%s", cf);
     }
-    snprintf(s->status, sizeof s->status, "calibrating on %.200s%s ... (? for help)",
+    tui_say(s, false, "calibrating on %s%s ... (? for help)",
              a->calib_file[0] ? a->calib_file : a->n_text ? a->text[0] : a->tokens,
              !a->calib_file[0] && a->n_text > 1 ? " and more text" : "");
     return 0;
@@ -247,6 +251,7 @@ int tui_run(const tui_options *o)
         getmaxyx(stdscr, rows, cols);
         pthread_mutex_lock(&a->mu);
         tui_selection_settle(&a->s); /* the worker may have changed what the cursors select */
+        a->s.screen_cols = cols, a->s.screen_rows = rows; /* the log's and help's pages */
         tui_draw(&a->s, cols, rows);
         /* the spectrum view asks for its spectrum whenever the shown group's members changed */
         const tui_state *s = &a->s;

@@ -1,5 +1,5 @@
-/* tui_dialog: the workbench's dialogs (quit, commit, replace, save, open, rank) and the help
- * overlay, drawn as a framed box in the middle of the screen over the frame. */
+/* tui_dialog: the workbench's dialogs (quit, commit, replace, save, open, rank), drawn as a framed
+ * box in the middle of the screen over the frame, and the full-screen help and message log. */
 #include "tui/tui_curses.h"
 #include "tui/tui_views.h"
 
@@ -45,8 +45,76 @@ static void field(int y, int x, int w, const char *label, const char *text)
     tc_off(0, A_REVERSE);
 }
 
+/* A full-screen overlay of `n` text lines (the help's page, the log's window) with its footer. */
+static void overlay_box(int cols, int rows, const char *title, char (*lines)[TUI_WRAP_LINE], const bool *is_error, int n,
+                    const char *footer)
+{
+    int w = cols, h = rows;
+    frame(0, 0, h, w, title);
+    for (int i = 0; i < n && i < h - 3; i++) {
+        if (is_error && is_error[i])
+            tc_on(TC_PAIR_ERROR, A_BOLD);
+        tc_put(1 + i, 2, w - 4, "%s", lines[i]);
+        if (is_error && is_error[i])
+            tc_off(TC_PAIR_ERROR, A_BOLD);
+    }
+    tc_on(TC_PAIR_DIM, 0);
+    tc_put(h - 2, 2, w - 4, "%s", footer);
+    tc_off(TC_PAIR_DIM, 0);
+}
+
+/* The help, a page at a time when it does not fit (tui_keys.c's help_key turns the pages). */
+static void help_draw(const tui_state *s, int cols, int rows)
+{
+    int per = rows - 4 > 1 ? rows - 4 : 1;
+    if (per > 128)
+        per = 128;
+    int total = tui_help_lines(cols - 4, 0, NULL, 0);
+    int pages = (total + per - 1) / per;
+    int page = s->help_page < pages ? s->help_page : pages - 1;
+    static char lines[128][TUI_WRAP_LINE];
+    int n = tui_help_lines(cols - 4, page * per, lines, per) - page * per;
+    n = n < per ? n : per;
+    char title[64];
+    if (pages > 1)
+        snprintf(title, sizeof title, "keys, page %d of %d", page + 1, pages);
+    else
+        snprintf(title, sizeof title, "keys");
+    overlay_box(cols, rows, title, lines, NULL, n,
+                page + 1 < pages ? "Space/PgDn: next page  PgUp: back  other keys close" : "any key closes this help");
+}
+
+/* The log: the newest messages at the bottom, log_scroll lines up from there. */
+static void log_draw(const tui_state *s, int cols, int rows)
+{
+    int per = rows - 4 > 1 ? rows - 4 : 1;
+    if (per > 128)
+        per = 128;
+    int total = tui_log_lines(s, cols - 4, 0, NULL, NULL, 0);
+    int scroll = s->log_scroll < total - per ? s->log_scroll : total - per;
+    int first = total - per - (scroll > 0 ? scroll : 0);
+    first = first < 0 ? 0 : first;
+    static char lines[128][TUI_WRAP_LINE];
+    bool err[128] = {false};
+    int n = tui_log_lines(s, cols - 4, first, lines, err, per) - first;
+    n = n < per ? n : per;
+    char title[64];
+    snprintf(title, sizeof title, "messages: %d, lines %d-%d of %d", s->n_log, total ? first + 1 : 0, first + n, total);
+    if (!s->n_log)
+        snprintf(lines[n++], TUI_WRAP_LINE, "(no messages yet)");
+    overlay_box(cols, rows, title, lines, err, n, "j/k line  PgUp/PgDn page  Home/End  Esc, q or L closes");
+}
+
 void tui_dialog_draw(const tui_state *s, int cols, int rows)
 {
+    if (s->dialog == TUI_DIALOG_HELP) {
+        help_draw(s, cols, rows);
+        return;
+    }
+    if (s->dialog == TUI_DIALOG_LOG) {
+        log_draw(s, cols, rows);
+        return;
+    }
     static const char *const fmts[3] = {"submoe (native: any plan, low-rank factors)", "hf (standard layout)",
                                         "hf-expanded (original expert count)"};
     static const char *const mats[3] = {"gate", "up", "down"};
@@ -56,11 +124,6 @@ void tui_dialog_draw(const tui_state *s, int cols, int rows)
     int n = 0, input_row = -1;
     const char *input_label = NULL;
     switch (s->dialog) {
-    case TUI_DIALOG_HELP:
-        title = "keys";
-        for (int i = 0; tui_key_help[i] && n < (int)(sizeof lines / sizeof lines[0]); i++)
-            lines[n++] = tui_key_help[i];
-        break;
     case TUI_DIALOG_QUIT:
         title = "quit";
         lines[n++] = "The plan has unsaved edits.";

@@ -53,8 +53,13 @@ static void draw_header(const tui_state *s, const tui_rect *r)
     char path[512];
     tui_short_path(s->model, room > 12 ? room : 12, path, sizeof path, s->utf8);
     x += tc_put(r->y, x, r->x + r->w - x, "  %s", path);
+    if (tui_strwidth(shape) + 2 > r->x + r->w - x) /* narrow: the shape in fewer words, or none */
+        snprintf(shape, sizeof shape, "%s %s %d experts", s->arch, tc_g("\u00b7", "-"), s->n_experts);
+    if (tui_strwidth(shape) + 2 > r->x + r->w - x)
+        snprintf(shape, sizeof shape, "%s", s->arch);
     tc_on(TC_PAIR_DIM, 0);
-    tc_put(r->y, x, r->x + r->w - x, "  %s", shape);
+    if (tui_strwidth(shape) + 2 <= r->x + r->w - x)
+        tc_put(r->y, x, r->x + r->w - x, "  %s", shape);
     tc_off(TC_PAIR_DIM, 0);
 
     /* line 2: size before → after, perplexity; the running job on the right */
@@ -128,7 +133,11 @@ static void draw_layers(const tui_state *s, const tui_rect *r, bool wide)
         snprintf(title, sizeof title, "layers");
     tc_title(r, title, s->view == TUI_VIEW_LAYERS);
     tc_on(TC_PAIR_DIM, 0);
-    tc_put(r->y + 1, r->x, r->w, "  L experts method    error%s", wide ? "    saved router" : "");
+    bool narrow = r->w < 30; /* experts kept only, so that the error keeps 4 columns or more */
+    if (narrow)
+        tc_put(r->y + 1, r->x, r->w, "  L kept method   error");
+    else
+        tc_put(r->y + 1, r->x, r->w, "  L experts method    error%s", wide ? "    saved router" : "");
     tc_off(TC_PAIR_DIM, 0);
     const char *arrow = tc_g("\u2192", ">");
     for (int l = first, row = r->y + 2; l < s->n_layers && row < r->y + r->h; l++, row++) {
@@ -147,10 +156,16 @@ static void draw_layers(const tui_state *s, const tui_rect *r, bool wide)
             char m[24], err[16] = "     -";
             method_cell(s, l, m, sizeof m);
             bool fresh = tui_preview_fresh(s, l);
-            if (d->have_preview)
-                snprintf(err, sizeof err, "%6.4f", d->output_error);
             int k = p->method == SM_MERGE_KEEP && !p->is_auto ? p->n : p->k;
-            int x = r->x + tc_put(row, r->x, r->w - 1, " %2d %3d%s%-3d %-9s ", l, p->n, arrow, k, m);
+            int x = r->x + (narrow ? tc_put(row, r->x, r->w - 1, " %2d %4d %-8s ", l, k, m)
+                                   : tc_put(row, r->x, r->w - 1, " %2d %3d%s%-3d %-9s ", l, p->n, arrow, k, m));
+            if (d->have_preview) { /* the value in the columns left (a narrow list: "2e-3", never "0") */
+                int room = r->x + r->w - 1 - x - (fresh ? 0 : 1);
+                char v[16];
+                room = room < 6 ? room : 6;
+                tui_fmt_fit(d->output_error, room, v, sizeof v);
+                snprintf(err, sizeof err, "%*s", room, v);
+            }
             if (!fresh && !sel)
                 tc_on(TC_PAIR_DIM, 0);
             x += tc_put(row, x, r->x + r->w - 1 - x, "%s%s", err, fresh || !d->have_preview ? "" : "~");
@@ -216,7 +231,7 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
     static const char *const hints[TUI_VIEW_COUNT] = {
         "M method  a align  r router  +/- groups  c re-cluster  = rank  P perplexity",
         "m row's expert to column's group  n new group  g merge groups  s similarity",
-        "h/l rank  H/L by one  = type a rank  f full  x gate/up/down  j/k group",
+        "h/l rank  [/] by one  = type a rank  f full  x gate/up/down  j/k group",
     };
     if (last > y - 1 && last >= r->y + 2) {
         tc_on(TC_PAIR_DIM, 0);
@@ -225,25 +240,39 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
     }
 }
 
-static void draw_status(const tui_state *s, const tui_rect *r)
+/* The status bar, and above it the rest of a message too long for it: the message area grows up
+ * over the detail panel (never cutting the message; the log, L, keeps it too). */
+static void draw_status(const tui_state *s, const tui_rect *r, int rows)
 {
-    const char *keys = r->w >= 100 ? " ? help  w save  C commit  q quit " : " ? help  q quit ";
+    const char *keys = r->w >= 100 ? " ? help  L log  w save  C commit  q quit " : " ? help  L log  q quit ";
     int kw = (int)strlen(keys);
-    tc_on(TC_PAIR_BAR, s->color ? 0 : A_REVERSE);
-    mvhline(r->y, r->x, ' ', r->w);
-    tc_off(TC_PAIR_BAR, s->color ? 0 : A_REVERSE);
-    if (s->status_error)
-        tc_on(TC_PAIR_ERROR, A_BOLD | A_REVERSE);
-    else
-        tc_on(TC_PAIR_BAR, s->color ? 0 : A_REVERSE);
-    tc_put(r->y, r->x, r->w - kw, " %s", s->status);
-    if (s->status_error)
-        tc_off(TC_PAIR_ERROR, A_BOLD | A_REVERSE);
-    else
-        tc_off(TC_PAIR_BAR, s->color ? 0 : A_REVERSE);
-    tc_on(TC_PAIR_BAR, A_BOLD | (s->color ? 0 : A_REVERSE));
+    static char lines[32][TUI_WRAP_LINE];
+    int max = rows - 4 < 32 ? rows - 4 : 32;
+    int n = tui_message_lines(s->status, r->w, kw, lines, max, s->utf8);
+    /* the keys share the bottom row with the message's last line when it leaves room */
+    int h = n + (n > 0 && tui_strwidth(lines[n - 1]) > r->w - kw - 1);
+    h = h < 1 ? 1 : h;
+    int y0 = r->y - (h - 1);
+    attr_t bar = s->color ? 0 : A_REVERSE;
+    for (int i = 0; i < h; i++) {
+        tc_on(TC_PAIR_BAR, bar);
+        mvhline(y0 + i, r->x, ' ', r->w);
+        tc_off(TC_PAIR_BAR, bar);
+        if (i >= n)
+            continue;
+        if (s->status_error)
+            tc_on(TC_PAIR_ERROR, A_BOLD | A_REVERSE);
+        else
+            tc_on(TC_PAIR_BAR, bar);
+        tc_put(y0 + i, r->x, r->w - 1, " %s", lines[i]);
+        if (s->status_error)
+            tc_off(TC_PAIR_ERROR, A_BOLD | A_REVERSE);
+        else
+            tc_off(TC_PAIR_BAR, bar);
+    }
+    tc_on(TC_PAIR_BAR, A_BOLD | bar);
     tc_put(r->y, r->x + r->w - kw, kw, "%s", keys);
-    tc_off(TC_PAIR_BAR, A_BOLD | (s->color ? 0 : A_REVERSE));
+    tc_off(TC_PAIR_BAR, A_BOLD | bar);
 }
 
 void tui_draw(const tui_state *s, int cols, int rows)
@@ -267,7 +296,7 @@ void tui_draw(const tui_state *s, int cols, int rows)
     else
         tui_view_plan_draw(s, &L.main);
     draw_detail(s, &L.detail);
-    draw_status(s, &L.status);
+    draw_status(s, &L.status, rows);
     if (s->dialog != TUI_DIALOG_NONE)
         tui_dialog_draw(s, cols, rows);
     refresh();

@@ -142,11 +142,10 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
     /* the bundled tokens are bytes: for a model with a real tokenizer they are ids, not text */
     bool bytes_for_tokenizer = !a->calib_file[0] && !a->n_text && a->tokens_default && c->vocab != 256;
     if (bytes_for_tokenizer)
-        snprintf(a->s.status, sizeof a->s.status, "calibrated on the bundled byte tokens: give --tokens FILE");
+        tui_say(&a->s, true, "calibrated on the bundled byte tokens: give --tokens FILE");
     else
-        snprintf(a->s.status, sizeof a->s.status, "calibrated on %.60s; previewing every layer",
-                 sm_basename(a->calib_file[0] ? a->calib_file : a->n_text ? a->text[0] : a->tokens));
-    a->s.status_error = bytes_for_tokenizer;
+        tui_say(&a->s, false, "calibrated on %s; previewing every layer",
+                sm_basename(a->calib_file[0] ? a->calib_file : a->n_text ? a->text[0] : a->tokens));
     pthread_mutex_unlock(&a->mu);
     /* previews: the selected layer first, then every other one in the background */
     tui_push(a, (tui_job){TUI_JOB_PREVIEW, cur, 0, false, false});
@@ -364,9 +363,8 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
     if (!rc) {
         a->s.ppl_plan = pp;
         a->s.ppl_gen = gen;
-        snprintf(a->s.status, sizeof a->s.status, "perplexity on %d x %d held-out tokens: original %.3f, plan %.3f (%+.1f%%)",
+        tui_say(&a->s, false, "perplexity on %d x %d held-out tokens: original %.3f, plan %.3f (%+.1f%%)",
                  n_seq, T, orig, pp, 100 * (pp - orig) / orig);
-        a->s.status_error = false;
     }
     pthread_mutex_unlock(&a->mu);
     return rc;
@@ -422,9 +420,8 @@ static int job_accuracy(tui_app *a, const sm_monitor *mon)
     if (!rc) {
         a->s.acc_plan = acc;
         a->s.acc_gen = gen;
-        snprintf(a->s.status, sizeof a->s.status, "accuracy on %.60s (%zu items): original %.3f, plan %.3f (acc_norm %.3f)",
+        tui_say(&a->s, false, "accuracy on %s (%zu items): original %.3f, plan %.3f (acc_norm %.3f)",
                  sm_basename(a->task), task.n, orig, acc, acc_norm);
-        a->s.status_error = false;
     }
     pthread_mutex_unlock(&a->mu);
     sm_mc_task_free(&task);
@@ -449,9 +446,8 @@ static int job_save(tui_app *a)
     pthread_mutex_lock(&a->mu);
     if (!rc) {
         a->s.modified = false;
-        snprintf(a->s.status, sizeof a->s.status, "plan saved to %.100s (submoe apply %.100s -o DIR runs it)%s", path,
+        tui_say(&a->s, false, "plan saved to %s (submoe apply %s -o DIR runs it)%s", path,
                  path, tui_take_warning(a));
-        a->s.status_error = false;
     }
     pthread_mutex_unlock(&a->mu);
     return rc;
@@ -479,8 +475,7 @@ static int job_open(tui_app *a, const sm_monitor *mon)
     int rc = job_calibrate(a, mon);
     pthread_mutex_lock(&a->mu);
     if (!rc) {
-        snprintf(a->s.status, sizeof a->s.status, "opened %.200s; previewing every layer", a->s.plan_path);
-        a->s.status_error = false;
+        tui_say(&a->s, false, "opened %s; previewing every layer", a->s.plan_path);
     }
     pthread_mutex_unlock(&a->mu);
     return rc;
@@ -501,8 +496,7 @@ static int job_commit(tui_app *a, bool force, const sm_monitor *mon)
         sm_plan_free(&p);
         return 0;
     }
-    snprintf(a->s.status, sizeof a->s.status, "committing to %.120s (%s) ...", dir, sm_out_format_name(fmt));
-    a->s.status_error = false;
+    tui_say(&a->s, false, "committing to %s (%s) ...", dir, sm_out_format_name(fmt));
     pthread_mutex_unlock(&a->mu);
     sm_paths inputs = {0};
     tui_app_inputs(a, &inputs);
@@ -515,11 +509,10 @@ static int job_commit(tui_app *a, bool force, const sm_monitor *mon)
         uint64_t bytes = sm_dir_size(rep.outdir[0] ? rep.outdir : dir);
         pthread_mutex_lock(&a->mu);
         snprintf(a->s.committed, sizeof a->s.committed, "%.500s", dir);
-        snprintf(a->s.status, sizeof a->s.status, "committed to %.120s (%s): %.1f MB, experts at %.0f%%%s", dir,
+        tui_say(&a->s, false, "committed to %s (%s): %.1f MB, experts at %.0f%%%s", dir,
                  sm_out_format_name(fmt), (double)bytes / 1e6,
                  rep.params_before ? 100.0 * (double)rep.params_after / (double)rep.params_before : 0.0,
                  tui_take_warning(a));
-        a->s.status_error = false;
         pthread_mutex_unlock(&a->mu);
     }
     return rc;

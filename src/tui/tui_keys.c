@@ -35,9 +35,8 @@ static void status(tui_state *s, bool error, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->status, sizeof s->status, fmt, ap);
+    tui_say_v(s, error, fmt, ap);
     va_end(ap);
-    s->status_error = error;
 }
 
 static void open_input(tui_state *s, tui_dialog d, const char *initial)
@@ -103,13 +102,65 @@ static bool rank_input_ok(tui_state *s, const char *text, bool whole)
     return true;
 }
 
+/* Rows of text a full-screen overlay (help, log) shows: the screen less its frame and footer. */
+static int overlay_rows(const tui_state *s)
+{
+    int rows = s->screen_rows > 0 ? s->screen_rows : 24;
+    return rows - 4 > 1 ? rows - 4 : 1;
+}
+
+/* The help's pages: Space, PgDn, j or Down the next one, PgUp, k or Up the one before; any other
+ * key (or paging past the last) closes it. */
+static int help_key(tui_state *s, int key)
+{
+    int lines = tui_help_lines((s->screen_cols > 0 ? s->screen_cols : 80) - 4, 0, NULL, 0); /* tui_dialog.c's */
+    int pages = (lines + overlay_rows(s) - 1) / overlay_rows(s);
+    if (key == ' ' || key == TUI_KEY_PGDN || key == 'j' || key == TUI_KEY_DOWN) {
+        if (s->help_page + 1 < pages) {
+            s->help_page++;
+            return TUI_ACT_REDRAW;
+        }
+    } else if (key == TUI_KEY_PGUP || key == 'k' || key == TUI_KEY_UP) {
+        if (s->help_page > 0)
+            s->help_page--;
+        return TUI_ACT_REDRAW;
+    }
+    s->dialog = TUI_DIALOG_NONE;
+    return TUI_ACT_REDRAW;
+}
+
+/* The log: j/k (arrows) a line, PgUp/PgDn a page, Home/End its start and end; Esc, q or L close. */
+static int log_key(tui_state *s, int key)
+{
+    int page = overlay_rows(s);
+    int cols = s->screen_cols > 0 ? s->screen_cols : 80;
+    int most = tui_log_lines(s, cols - 4, 0, NULL, NULL, 0) - page; /* tui_dialog.c's width */
+    most = most > 0 ? most : 0;
+    switch (key) {
+    case 'k': case TUI_KEY_UP: s->log_scroll++; break;
+    case 'j': case TUI_KEY_DOWN: s->log_scroll--; break;
+    case TUI_KEY_PGUP: s->log_scroll += page; break;
+    case TUI_KEY_PGDN: case ' ': s->log_scroll -= page; break;
+    case TUI_KEY_HOME: case 'g': s->log_scroll = most; break;
+    case TUI_KEY_END: case 'G': s->log_scroll = 0; break;
+    case TUI_KEY_ESC: case 'q': case 'L':
+        s->dialog = TUI_DIALOG_NONE;
+        return TUI_ACT_REDRAW;
+    default:
+        return TUI_ACT_NONE;
+    }
+    s->log_scroll = s->log_scroll < 0 ? 0 : s->log_scroll > most ? most : s->log_scroll;
+    return TUI_ACT_REDRAW;
+}
+
 static int dialog_key(tui_state *s, int key)
 {
     bool enter = key == TUI_KEY_ENTER || key == '\r';
     switch (s->dialog) {
     case TUI_DIALOG_HELP:
-        s->dialog = TUI_DIALOG_NONE;
-        return TUI_ACT_REDRAW;
+        return help_key(s, key);
+    case TUI_DIALOG_LOG:
+        return log_key(s, key);
     case TUI_DIALOG_QUIT:
         s->dialog = TUI_DIALOG_NONE;
         if (key == 'y' || key == 'Y')
@@ -262,6 +313,15 @@ static int action_quit(key_ctx *c)
 static int action_help(key_ctx *c)
 {
     c->s->dialog = TUI_DIALOG_HELP;
+    c->s->help_page = 0;
+    return TUI_ACT_REDRAW;
+}
+
+/* L: every message of the session, the newest at the bottom. */
+static int action_log(key_ctx *c)
+{
+    c->s->dialog = TUI_DIALOG_LOG;
+    c->s->log_scroll = 0;
     return TUI_ACT_REDRAW;
 }
 
@@ -329,14 +389,15 @@ static int action_home_end(key_ctx *c)
     return TUI_ACT_NONE;
 }
 
-/* Left / right: the column in the heatmap, the shown matrix's rank in the spectrum (H / L: by one),
+/* Left / right: the column in the heatmap, the shown matrix's rank in the spectrum ([ / ]: by one),
  * into the heatmap from the layer list. */
 static int action_horizontal(key_ctx *c)
 {
     tui_state *s = c->s;
     int key = c->key;
-    int dir = key == TUI_KEY_LEFT || key == 'h' || key == 'H' ? -1 : 1;
-    if (c->heat) {
+    int dir = key == TUI_KEY_LEFT || key == 'h' || key == '[' ? -1 : 1;
+    bool fine = key == '[' || key == ']';
+    if (c->heat && !fine) {
         int cj = s->cj + dir;
         if (cj >= 0 && cj < c->n)
             s->cj = cj;
@@ -344,7 +405,7 @@ static int action_horizontal(key_ctx *c)
     }
     if (c->spec && c->moe) {
         sm_rank cur = tui_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix);
-        sm_rank r = rank_step(s, c->p, s->spec_cluster, s->spec_matrix, dir, key == 'H' || key == 'L');
+        sm_rank r = rank_step(s, c->p, s->spec_cluster, s->spec_matrix, dir, fine);
         if (sm_rank_equal(&r, &cur))
             return TUI_ACT_NONE;
         if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix, r)) {
@@ -573,7 +634,7 @@ const char *const tui_key_help[] = {
     "Heatmap  arrows/hjkl move the cursor  s output/weight/router similarity",
     "         m row's expert into the column's group  n into a new group",
     "         g merge the row's and the column's groups  Home/End corners",
-    "Spectrum h/l rank -/+ a sixteenth  H/L -/+1  x gate/up/down  j/k </> group",
+    "Spectrum h/l rank -/+ a sixteenth  [/] -/+1  x gate/up/down  j/k </> group",
     "Ranks    = type a rank (full, 64, 0.25)  f full rank for the whole layer",
     "Groups   +/- one group more/fewer (k-means)  c re-cluster (next seed)",
     "Method   M auto/submoe/.../keep  a neuron alignment  r router mode",
@@ -583,13 +644,36 @@ const char *const tui_key_help[] = {
     "Edits    u undo  U redo",
     "Files    w save the plan  o open a plan  C commit the merged model",
     "         ? this help  q quit",
+    "Messages L the log of every message (j/k, PgUp/PgDn; Esc closes)",
     "",
     "error: relative MoE-block output error on held-out tokens (~ stale)",
     "method: * chosen by auto, +a neurons aligned before merging",
-    "",
-    "any key closes this help",
     NULL,
 };
+
+int tui_help_lines(int width, int first, char (*out)[TUI_WRAP_LINE], int max_lines)
+{
+    enum { INDENT = 9 }; /* "Spectrum " */
+    int total = 0;
+    for (int h = 0; tui_key_help[h]; h++) {
+        const char *line = tui_key_help[h];
+        bool keyed = strlen(line) > INDENT && line[INDENT - 1] == ' ' && line[INDENT] != ' ';
+        char wrapped[16][TUI_WRAP_LINE];
+        int nl = keyed ? tui_wrap(line + INDENT, width - INDENT, wrapped, 16, true) : tui_wrap(line, width, wrapped, 16, true);
+        if (!nl)
+            snprintf(wrapped[nl++], TUI_WRAP_LINE, "%s", ""); /* a blank line stays */
+        for (int i = 0; i < nl; i++, total++) {
+            int at = total - first;
+            if (!out || at < 0 || at >= max_lines)
+                continue;
+            if (keyed)
+                snprintf(out[at], TUI_WRAP_LINE, "%-*.*s%.1000s", INDENT, i ? 0 : INDENT, line, wrapped[i]);
+            else
+                snprintf(out[at], TUI_WRAP_LINE, "%.1000s", wrapped[i]);
+        }
+    }
+    return total;
+}
 
 /* The key bindings; a key not here does nothing. The TUI_KEY_* codes are the largest keys. */
 static key_handler *const key_table[TUI_KEY_END + 1] = {
@@ -603,8 +687,10 @@ static key_handler *const key_table[TUI_KEY_END + 1] = {
     [TUI_KEY_UP] = action_vertical, ['k'] = action_vertical,
     [TUI_KEY_DOWN] = action_vertical, ['j'] = action_vertical,
     [TUI_KEY_HOME] = action_home_end, [TUI_KEY_END] = action_home_end,
-    [TUI_KEY_LEFT] = action_horizontal, ['h'] = action_horizontal, ['H'] = action_horizontal,
-    [TUI_KEY_RIGHT] = action_horizontal, ['l'] = action_horizontal, ['L'] = action_horizontal,
+    [TUI_KEY_LEFT] = action_horizontal, ['h'] = action_horizontal,
+    [TUI_KEY_RIGHT] = action_horizontal, ['l'] = action_horizontal,
+    ['['] = action_horizontal, [']'] = action_horizontal,
+    ['L'] = action_log,
     ['s'] = action_similarity_kind,
     ['x'] = action_spectrum_matrix,
     ['<'] = action_spectrum_group, [','] = action_spectrum_group,
@@ -646,9 +732,19 @@ static int key_action(tui_state *s, int key)
     return key_table[key](&c);
 }
 
+/* The work a key starts: a message about what was there before no longer applies. */
+#define TUI_ACT_WORK (TUI_ACT_PREVIEW | TUI_ACT_PERPLEXITY | TUI_ACT_SAVE | TUI_ACT_COMMIT | TUI_ACT_RECLUSTER | \
+                      TUI_ACT_SPECTRUM | TUI_ACT_OPEN | TUI_ACT_ACCURACY)
+
 int tui_key(tui_state *s, int key)
 {
+    int said = s->n_log, layer = s->layer;
+    tui_view view = s->view;
+    bool dialog = s->dialog != TUI_DIALOG_NONE;
     int act = key_action(s, key);
+    /* the shown message's context changed (and the key said nothing new): clear it */
+    if (!dialog && s->n_log == said && (s->layer != layer || s->view != view || (act & TUI_ACT_WORK)))
+        tui_say_clear(s);
     tui_selection_settle(s); /* whatever the key changed, the cursors stay inside */
     return act;
 }

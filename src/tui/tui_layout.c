@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 tui_layout tui_layout_compute(int cols, int rows)
 {
@@ -184,12 +185,20 @@ int tui_wrap(const char *text, int width, char out[][TUI_WRAP_LINE], int max_lin
         while (*s == ' ')
             s++;
         n++;
-        if (*s && n == max_lines) { /* cut: mark the last line */
-            const char *ell = utf8 ? "\u2026" : "...";
-            int ew = utf8 ? 1 : 3;
-            size_t keep = tui_bytes_for(out[n - 1], width - ew);
-            out[n - 1][keep] = 0;
-            strcat(out[n - 1], ell);
+        if (*s && n == max_lines) { /* cut: the last line ends in whole words, then " …" */
+            const char *ell = utf8 ? " \u2026" : " ...";
+            int ew = utf8 ? 2 : 4;
+            char *last = out[n - 1];
+            while (tui_strwidth(last) + ew > width) {
+                char *sp = strrchr(last, ' ');
+                if (!sp) { /* one word wider than the line: keep what fits */
+                    last[tui_bytes_for(last, width - ew > 0 ? width - ew : 0)] = 0;
+                    break;
+                }
+                *sp = 0;
+            }
+            if (tui_strwidth(last) + ew <= width)
+                strcat(last, ell);
         }
     }
     return n;
@@ -212,4 +221,98 @@ void tui_short_path(const char *path, int width, char *out, size_t n, bool utf8)
     if (slash && tui_strwidth(slash) >= (width - ew) / 2)
         tail = slash;
     snprintf(out, n, "%s%s", ell, tail);
+}
+
+int tui_message_lines(const char *msg, int cols, int keys_w, char out[][TUI_WRAP_LINE], int max_lines, bool utf8)
+{
+    if (max_lines < 1)
+        return 0;
+    if (tui_strwidth(msg) <= cols - keys_w - 1) {
+        snprintf(out[0], TUI_WRAP_LINE, "%s", msg);
+        return 1;
+    }
+    return tui_wrap(msg, cols - 2, out, max_lines, utf8);
+}
+
+void tui_fmt_fit(double v, int width, char *out, size_t n)
+{
+    static const char *const fixed[] = {"%.4f", "%.3f", "%.2f"};
+    char t[64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(t, sizeof t, fixed[i], v);
+        /* only while it still shows a non-zero digit of a non-zero value */
+        if ((int)strlen(t) <= width && (v == 0 || strpbrk(t, "123456789"))) {
+            snprintf(out, n, "%s", t);
+            return;
+        }
+        if (v > 0 && v < 1 && t[0] == '0' && (int)strlen(t) - 1 <= width && strpbrk(t, "123456789")) {
+            snprintf(out, n, "%s", t + 1); /* ".153" */
+            return;
+        }
+    }
+    if (v > 0 && v < 1e-1) { /* small: one digit and an exponent ("2e-3") */
+        snprintf(t, sizeof t, "%.0e", v);
+        char *e = strchr(t, 'e'); /* "2e-03" -> "2e-3" */
+        if (e && e[1] == '-' && e[2] == '0')
+            memmove(e + 2, e + 3, strlen(e + 3) + 1);
+        if ((int)strlen(t) <= width) {
+            snprintf(out, n, "%s", t);
+            return;
+        }
+        snprintf(out, n, "%s", width >= 5 ? "<1e-4" : "~0");
+        return;
+    }
+    snprintf(t, sizeof t, "%.0f", v);
+    snprintf(out, n, "%s", (int)strlen(t) <= width ? t : "big");
+}
+
+int tui_log_lines(const tui_state *s, int width, int first, char (*out)[TUI_WRAP_LINE], bool *is_error,
+                  int max_lines)
+{
+    enum { STAMP = 9 }; /* "HH:MM:SS " */
+    int total = 0;
+    for (int m = 0; m < s->n_log; m++) {
+        char lines[64][TUI_WRAP_LINE];
+        int nl = tui_wrap(s->log[m].text, width - STAMP > 8 ? width - STAMP : 8, lines, 64, s->utf8);
+        for (int i = 0; i < nl; i++, total++) {
+            int at = total - first;
+            if (at < 0 || at >= max_lines || !out)
+                continue;
+            char stamp[16] = "";
+            if (i == 0) {
+                time_t t = (time_t)s->log[m].time;
+                struct tm tm;
+                localtime_r(&t, &tm);
+                strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
+            }
+            snprintf(out[at], TUI_WRAP_LINE, "%-*s%s", STAMP, stamp, lines[i]);
+            if (is_error)
+                is_error[at] = s->log[m].error;
+        }
+    }
+    return total;
+}
+
+/* Whether text wraps into at most max_lines lines of width columns, no word cut. */
+static bool wraps_within(const char *text, int width, int max_lines)
+{
+    static _Thread_local char lines[64][TUI_WRAP_LINE];
+    if (max_lines > 63)
+        max_lines = 63;
+    return tui_wrap(text, width, lines, max_lines + 1, true) <= max_lines;
+}
+
+int tui_fit_items(char *out, size_t len, const char *prefix, const char *const *items, int n, const char *sep,
+                  int width, int max_lines)
+{
+    for (int k = n; k >= 0; k--) {
+        size_t at = (size_t)snprintf(out, len, "%s", prefix);
+        for (int i = 0; i < k && at < len; i++)
+            at += (size_t)snprintf(out + at, len - at, "%s%s", i ? sep : "", items[i]);
+        if (k < n && at < len)
+            at += (size_t)snprintf(out + at, len - at, "%s(+%d more)", k ? " " : "", n - k);
+        if (at < len && wraps_within(out, width, max_lines))
+            return k;
+    }
+    return 0; /* not even the count fits: it is left to the wrap */
 }

@@ -3,10 +3,13 @@
  * costs are tui_plan.c's; keys are tui_keys.c's, layouts tui_layout.c's. */
 #include "tui/tui_state.h"
 #include "pipeline/resolve.h"
+#include "util/mem.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void tui_state_init(tui_state *s)
 {
@@ -34,8 +37,40 @@ void tui_state_free_data(tui_state *s)
     }
     tui_clear_history(s);
     sm_plan_free(&s->plan);
+    for (int i = 0; i < s->n_log; i++)
+        free(s->log[i].text);
+    free(s->log);
+    s->log = NULL;
+    s->n_log = s->cap_log = 0;
     for (int l = 0; l < TUI_MAX_LAYERS; l++)
         s->entry[l] = -1;
+}
+
+void tui_say_v(tui_state *s, bool error, const char *fmt, va_list ap)
+{
+    vsnprintf(s->status, sizeof s->status, fmt, ap);
+    s->status_error = error;
+    if (!s->status[0])
+        return;
+    if (s->n_log == s->cap_log) {
+        s->cap_log = s->cap_log ? 2 * s->cap_log : 64;
+        s->log = xrealloc(s->log, sizeof *s->log * (size_t)s->cap_log);
+    }
+    s->log[s->n_log++] = (tui_message){(long long)time(NULL), error, xstrdup(s->status)};
+}
+
+void tui_say(tui_state *s, bool error, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tui_say_v(s, error, fmt, ap);
+    va_end(ap);
+}
+
+void tui_say_clear(tui_state *s)
+{
+    s->status[0] = 0;
+    s->status_error = false;
 }
 
 int tui_plan_set_groups(tui_layer *p, const int *assign)

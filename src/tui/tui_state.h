@@ -11,6 +11,7 @@
 #ifndef SM_TUI_STATE_H
 #define SM_TUI_STATE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -93,8 +94,17 @@ typedef enum {
     TUI_DIALOG_OPEN,      /* plan file to open */
     TUI_DIALOG_DISCARD,   /* unsaved edits: open another plan anyway? */
     TUI_DIALOG_RANK,      /* a typed rank for the layer (or one matrix) */
-    TUI_DIALOG_HELP
+    TUI_DIALOG_HELP,
+    TUI_DIALOG_LOG        /* the session's messages (L) */
 } tui_dialog;
+
+/* One message of the session, as the log (L) shows it. */
+typedef struct tui_message {
+    long long time;       /* seconds since the epoch */
+    bool error;
+    char *text;           /* owned */
+} tui_message;
+#define TUI_STATUS_MAX 1024
 
 typedef struct tui_state {
     /* model */
@@ -136,8 +146,13 @@ typedef struct tui_state {
     double progress;
     char job[64];
     int queued;                   /* jobs waiting behind the running one */
-    char status[256];
+    char status[TUI_STATUS_MAX];  /* the message shown (wrapped into the message area, never cut) */
     bool status_error;            /* the status line holds an error */
+    tui_message *log;             /* every message of the session (tui_say), oldest first */
+    int n_log, cap_log;
+    int log_scroll;               /* the log view: lines scrolled up from its end */
+    int help_page;                /* the help overlay's page */
+    int screen_cols, screen_rows; /* the terminal's size as last drawn (the log's and help's pages) */
     tui_dialog dialog;
     char input[512];              /* dialog text field */
     int rank_matrix;              /* TUI_DIALOG_RANK: −1 all three matrices, else one */
@@ -152,9 +167,18 @@ void tui_state_init(tui_state *s);
 /* Frees the worker's data, the plan and the undo history. */
 void tui_state_free_data(tui_state *s);
 
+/* A message: shown in the message area and kept in the log (L) with its time. Every status,
+ * error or warning goes through here. A key that changes the layer or the view, or starts work,
+ * without saying anything clears the shown message (its context is gone); the log keeps it. */
+void tui_say(tui_state *s, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void tui_say_v(tui_state *s, bool error, const char *fmt, va_list ap);
+/* Clear the shown message (the log keeps it). */
+void tui_say_clear(tui_state *s);
+
 /* Handle one key (curses key codes or characters). Returns tui_action flags. */
 int tui_key(tui_state *s, int key);
-/* The help overlay's lines, NULL-terminated: kept beside the key table (tui_keys.c). */
+/* The help overlay's lines, NULL-terminated: kept beside the key table (tui_keys.c). A line is
+ * "Heading  text" (the heading in the first 9 columns) or free text. */
 extern const char *const tui_key_help[];
 
 /* ---- group arithmetic on a resolved layer (tui_state.c) ------------------------------------
@@ -289,8 +313,35 @@ const char *tui_method_short(sm_merge_method m);
 /* Word-wrap `text` to lines of at most `width` columns (breaking at spaces where possible). Lines
  * go to out[i] (each up to TUI_WRAP_LINE bytes); returns the number of lines (≤ max_lines; the
  * last line ends in "…" / "..." when text was cut). */
-#define TUI_WRAP_LINE 256
+#define TUI_WRAP_LINE 1024
 int tui_wrap(const char *text, int width, char out[][TUI_WRAP_LINE], int max_lines, bool utf8);
+
+/* The message area: `msg` on the status line when it fits in `cols` − `keys_w` − 1 columns
+ * (returns 1, out[0] the message), else wrapped to cols − 2 columns over up to max_lines lines
+ * (the key hints give way). Returns the number of lines. */
+int tui_message_lines(const char *msg, int cols, int keys_w, char out[][TUI_WRAP_LINE], int max_lines, bool utf8);
+
+/* A value in at most `width` columns (≥ 4 gives a value, never a bare "0"): "%.4f" when it fits,
+ * fewer decimals, ".153" without the leading zero, "2e-3" for small values, "<1e-4" below that
+ * when it fits, else "~0". */
+void tui_fmt_fit(double v, int width, char *out, size_t n);
+
+/* The help at `width` columns: its lines wrapped, continuation lines under the text (not the
+ * heading). Lines [first, first + max_lines) go to out (NULL: only count); returns the number of
+ * lines of the whole help (tui_keys.c, beside the help). */
+int tui_help_lines(int width, int first, char (*out)[TUI_WRAP_LINE], int max_lines);
+
+/* The log view at `width` columns: each message is "HH:MM:SS " and its text wrapped, its
+ * continuation lines indented under the text. Lines [first, first + max_lines) go to out (errors
+ * flagged in is_error when not NULL). Returns the number of lines of the whole log. */
+int tui_log_lines(const tui_state *s, int width, int first, char (*out)[TUI_WRAP_LINE], bool *is_error,
+                  int max_lines);
+
+/* A list that fits: `prefix`, then as many of the n items (joined by sep) as wrap into max_lines
+ * lines of `width` columns, then " (+N more)" for the rest — never an item cut. Returns the
+ * number of items shown. */
+int tui_fit_items(char *out, size_t len, const char *prefix, const char *const *items, int n, const char *sep,
+                  int width, int max_lines);
 
 /* Shorten a path to at most `width` columns, keeping its end ("…/models/demo"). */
 void tui_short_path(const char *path, int width, char *out, size_t n, bool utf8);

@@ -5,6 +5,7 @@
 #include "tui/tui_views.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ".62" for a share in [0, 1): two decimals without the leading zero. */
@@ -15,24 +16,64 @@ static void share(char *buf, size_t n, double f)
     snprintf(buf, n, "%s", t[0] == '0' ? t + 1 : t);
 }
 
-/* "e3 1.21  e0 .84 ...": experts by REAP saliency, descending (ties: lower index). */
-static const char *salient_text(const tui_layer_data *d, char *text, size_t len)
+/* "e3 1.21", "e0 .84", ...: experts by REAP saliency, descending (ties: lower index). */
+static int salient_items(const tui_layer_data *d, char (*item)[24], const char **items)
 {
     bool used[TUI_MAX_EXPERTS] = {false};
-    size_t n = 0;
-    text[0] = 0;
-    for (int r = 0; r < d->n && n < len - 24; r++) {
+    for (int r = 0; r < d->n; r++) {
         int best = -1;
         for (int i = 0; i < d->n; i++)
             if (!used[i] && (best < 0 || d->saliency[i] > d->saliency[best]))
                 best = i;
         used[best] = true;
-        n += (size_t)snprintf(text + n, len - n, "%se%d %.3g", n ? "  " : "", best, d->saliency[best]);
+        snprintf(item[r], 24, "e%d %.3g", best, d->saliency[best]);
+        items[r] = item[r];
     }
-    return text;
+    return d->n;
 }
 
 static const char *const matrix_names[3] = {"gate", "up", "down"};
+
+static double score_of(const char *item)
+{
+    const char *sp = strrchr(item, ' ');
+    return sp ? strtod(sp + 1, NULL) : 0;
+}
+
+/* auto's "<method> (<metric>: <candidate> <score>, ...)" as "<method>, by <metric>: " and the
+ * candidates best first (the lowest loss or error), as many as fit in the field's lines. */
+static void chosen_text(const char *chosen, char *text, size_t len, int width, int max_lines)
+{
+    char buf[600];
+    snprintf(buf, sizeof buf, "%s", chosen);
+    char *paren = strchr(buf, '(');
+    if (!paren) {
+        snprintf(text, len, "%s", buf);
+        return;
+    }
+    *paren = 0; /* buf: the method, without the space before "(" */
+    if (paren > buf && paren[-1] == ' ')
+        paren[-1] = 0;
+    char *rest = paren + 1;
+    size_t n = strlen(rest);
+    if (n && rest[n - 1] == ')')
+        rest[n - 1] = 0;
+    char *colon = strstr(rest, ": "), *scores = colon ? colon + 2 : rest;
+    if (colon)
+        *colon = 0;
+    const char *items[64];
+    int k = 0;
+    for (char *save = NULL, *t = strtok_r(scores, ",", &save); t && k < 64; t = strtok_r(NULL, ",", &save))
+        items[k++] = t + strspn(t, " ");
+    for (int i = 1; i < k; i++) /* insertion sort: best first, ties in their order */
+        for (int j = i; j > 0 && score_of(items[j]) < score_of(items[j - 1]); j--) {
+            const char *t = items[j];
+            items[j] = items[j - 1], items[j - 1] = t;
+        }
+    char prefix[700];
+    snprintf(prefix, sizeof prefix, "%s, by %s: ", buf, colon ? rest : "score");
+    tui_fit_items(text, len, prefix, items, k, ", ", width, max_lines);
+}
 
 /* label column, then the text wrapped under it; returns the next row */
 static int field(int y, int ymax, const tui_rect *r, const char *label, const char *text, int max_lines)
@@ -71,22 +112,12 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
         snprintf(text, sizeof text, "auto (M): merge or prune, least loss");
     else
         snprintf(text, sizeof text, "%s (M)", sm_merge_method_name(p->method));
-    y = field(y, ymax, r, "method", text, 1);
+    y = field(y, ymax, r, "method", text, 2);
     if (p->is_auto) {
         if (fresh && d->chosen[0]) {
-            /* "<method> (<metric>: <scores>)" → "<method>, by <metric>: <scores>" */
-            const char *paren = strchr(d->chosen, '(');
-            char m[64];
-            snprintf(m, sizeof m, "%.*s", paren ? (int)(paren - d->chosen - 1) : (int)strlen(d->chosen), d->chosen);
-            char rest[600] = "";
-            if (paren) {
-                snprintf(rest, sizeof rest, "%s", paren + 1);
-                size_t n = strlen(rest);
-                if (n && rest[n - 1] == ')')
-                    rest[n - 1] = 0;
-            }
-            snprintf(text, sizeof text, "%s, by %s", m, rest);
-            y = field(y, ymax, r, "chose", text, r->h >= 14 ? 3 : 2);
+            int lines = r->h >= 14 ? 4 : 3;
+            chosen_text(d->chosen, text, sizeof text, r->w - 10, lines);
+            y = field(y, ymax, r, "chose", text, r->h >= 14 ? 6 : 3);
         } else {
             y = field(y, ymax, r, "chose", s->calibrated ? "(previewing...)" : "(after calibration)", 1);
         }
@@ -99,7 +130,7 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
             sm_rank_format(&p->rank[j], rk[j], sizeof rk[j]);
         snprintf(text, sizeof text, "gate %s %s up %s %s down %s (=)", rk[0], tc_g("\u00b7", "-"), rk[1],
                  tc_g("\u00b7", "-"), rk[2]);
-        y = field(y, ymax, r, "ranks", text, 1);
+        y = field(y, ymax, r, "ranks", text, 2);
         if (tui_has_group_ranks(s, s->layer)) { /* the groups' own ranks */
             size_t n = 0;
             text[0] = 0;
@@ -124,21 +155,27 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
     /* what the preview built, when it dropped experts */
     bool pruned = fresh && (d->built_method == SM_MERGE_PRUNE_FREQUENCY || d->built_method == SM_MERGE_PRUNE_OUTPUT ||
                             d->built_method == SM_MERGE_PRUNE_REAP);
+    static char item[TUI_MAX_EXPERTS][24];
+    const char *items[TUI_MAX_EXPERTS];
     if (pruned) {
-        size_t n = 0;
-        text[0] = 0;
         for (int pass = 0; pass < 2; pass++) {
-            n += (size_t)snprintf(text + n, sizeof text - n, "%s", pass ? "; drops" : "");
-            for (int i = 0; i < p->n && n < sizeof text - 8; i++)
-                if ((d->built_slot[i] < 0) == (pass == 1))
-                    n += (size_t)snprintf(text + n, sizeof text - n, " e%d", i);
+            int n = 0;
+            for (int i = 0; i < p->n; i++)
+                if ((d->built_slot[i] < 0) == (pass == 1)) {
+                    snprintf(item[n], sizeof item[n], "e%d", i);
+                    items[n] = item[n], n++;
+                }
+            tui_fit_items(text, sizeof text, "", items, n, " ", r->w - 10, 2);
+            y = field(y, ymax, r, pass ? "drops" : "keeps", n ? text : "none", 2);
         }
-        y = field(y, ymax, r, "keeps", text + 1, 2);
     } else if (!p->is_auto && p->method == SM_MERGE_KEEP) {
         y = field(y, ymax, r, "keeps", "every expert, unchanged", 1);
     }
-    if (d->have_stats && d->have_saliency) /* REAP: the most salient first (prune-reap keeps, reap centres) */
-        y = field(y, ymax, r, "salient", salient_text(d, text, sizeof text), 2);
+    if (d->have_stats && d->have_saliency) { /* REAP: the most salient first (prune-reap keeps, reap centres) */
+        int n = salient_items(d, item, items);
+        tui_fit_items(text, sizeof text, "", items, n, "  ", r->w - 10, 2);
+        y = field(y, ymax, r, "salient", text, 2);
+    }
     if (!p->is_auto && !sm_merge_method_merges(p->method))
         return;
     /* the groups: expert and its routing share */
@@ -150,26 +187,31 @@ void tui_view_plan_draw(const tui_state *s, const tui_rect *r)
     }
     int w = r->w - 7;
     for (int c = 0; c < p->k && y < ymax; c++) {
-        char line[2048];
-        size_t n = 0;
-        line[0] = 0;
-        for (int i = 0; i < p->n && n < sizeof line - 32; i++)
+        int n = 0;
+        for (int i = 0; i < p->n; i++)
             if (p->assign[i] == c) {
                 char f[16] = "";
                 if (d->have_stats)
                     share(f, sizeof f, d->freq[i]);
-                n += (size_t)snprintf(line + n, sizeof line - n, "%se%d %s", n ? "  " : "", i, f);
+                snprintf(item[n], sizeof item[n], "e%d %s", i, f);
+                items[n] = item[n], n++;
             }
+        int room = ymax - y < 8 ? ymax - y : 8;
+        char line[2048];
+        tui_fit_items(line, sizeof line, "", items, n, "  ", w, room);
         char lines[8][TUI_WRAP_LINE];
         bool last_group_rows = ymax - y == 1 && c + 1 < p->k;
         if (last_group_rows) { /* no room for the rest: say how many are hidden */
             tc_on(TC_PAIR_DIM, 0);
-            tc_put(y++, r->x + 3, r->w - 4, "%s %d more groups: the heatmap (2) shows them all", tc_g("\u2026", "..."),
-                   p->k - c);
+            char more[96];
+            snprintf(more, sizeof more, "%s %d more groups: the heatmap (2) shows them all", tc_g("\u2026", "..."), p->k - c);
+            if (tui_strwidth(more) > r->w - 4)
+                snprintf(more, sizeof more, "%s %d more (2: heatmap)", tc_g("\u2026", "..."), p->k - c);
+            tc_put(y++, r->x + 3, r->w - 4, "%s", more);
             tc_off(TC_PAIR_DIM, 0);
             break;
         }
-        int nl = tui_wrap(line, w, lines, ymax - y < 8 ? ymax - y : 8, tc_utf8);
+        int nl = tui_wrap(line, w, lines, room, tc_utf8);
         for (int i = 0; i < nl && y < ymax; i++, y++) {
             if (i == 0)
                 tc_put(y, r->x + 1, 5, "%4d", c);

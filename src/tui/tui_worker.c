@@ -66,8 +66,7 @@ void tui_status(tui_app *a, bool error, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     pthread_mutex_lock(&a->mu);
-    vsnprintf(a->s.status, sizeof a->s.status, fmt, ap);
-    a->s.status_error = error;
+    tui_say_v(&a->s, error, fmt, ap);
     pthread_mutex_unlock(&a->mu);
     va_end(ap);
 }
@@ -117,8 +116,7 @@ void tui_cancel_work(tui_app *a)
             a->q[n++] = a->q[i];
     a->nq = n;
     a->s.queued = n;
-    snprintf(a->s.status, sizeof a->s.status, "cancelled");
-    a->s.status_error = false;
+    tui_say(&a->s, false, "cancelled");
     pthread_mutex_unlock(&a->mu);
 }
 
