@@ -102,7 +102,7 @@ static void log_draw(const tui_state *s, int cols, int rows)
     snprintf(title, sizeof title, "messages: %d, lines %d-%d of %d", s->n_log, total ? first + 1 : 0, first + n, total);
     if (!s->n_log)
         snprintf(lines[n++], TUI_WRAP_LINE, "(no messages yet)");
-    overlay_box(cols, rows, title, lines, err, n, "j/k line  PgUp/PgDn page  Home/End  Esc, q or L closes");
+    overlay_box(cols, rows, title, lines, err, n, "j/k line  PgUp/PgDn page  g/G start/end  Esc, q or L closes");
 }
 
 void tui_dialog_draw(const tui_state *s, int cols, int rows)

@@ -1,0 +1,69 @@
+# tui_lib.sh: what the workbench's message tests share (sourced after lib.sh and tmux_harness, with
+# $cols set to the terminal's width). Screens are captured with NO_COLOR=1, where the message area
+# is the rows in reverse video at the bottom of the screen.
+
+# screen_e: the screen with its attributes (escape sequences).
+screen_e() { T capture-pane -e -t wb -p 2>/dev/null; }
+
+# cut_lines FILE: the lines of a captured screen that cut text, with their numbers; none: status 1.
+# A line cuts text when
+#  - a word runs into the screen's last column (its last two columns are letters or digits): the
+#    word is continued on nothing;
+#  - or an ellipsis "…" stands for text left out, except a shortened path's start ("…/models/x")
+#    and a count of what is not shown ("… 5 more"): that is, "…" at the end of a line, "…"
+#    followed by anything but "/" or a space, or "… " followed by anything but a digit.
+cut_lines() {
+    LC_ALL=C.UTF-8 grep -nE "^.{$((cols - 2))}[[:alnum:]]{2}\$|…\$|…[^/ ]|… [^0-9]" "$1"
+}
+
+# message_shown FILE: the message shown in a screen captured by screen_e — the rows in reverse
+# video at the bottom, without the key hints, joined by single spaces ("" when none is shown).
+message_shown() {
+    esc=$(printf '\033')
+    awk -v esc="$esc" '{ row[NR] = $0 }
+        END {
+            first = NR + 1
+            for (i = NR; i > 0; i--) {
+                line = row[i]
+                if (substr(line, 1, 1) != esc) break
+                head = substr(line, 1, 16)
+                if (index(head, "7m") == 0 && index(head, ";7;") == 0) break
+                first = i
+            }
+            for (i = first; i <= NR; i++) print row[i]
+        }' "$1" | sed "s/$esc\[[0-9;]*m//g; s/ ? help  L log .*quit *\$//" | tr '\n' ' ' | tr -s ' ' |
+        sed 's/^ //; s/ $//'
+}
+
+# log_entries FILE: open the log (L), read it page by page from its start and write its messages
+# to FILE, one a line, without their time stamps, wrapped lines joined by single spaces; then close
+# it (Esc). 1 when the log did not open.
+log_entries() {
+    keys L
+    wait_for 'messages: [0-9]+, lines' 10 || return 1
+    keys g # its start (Home: tmux sends the pane terminal's sequence, not always curses' KEY_HOME)
+    sleep 0.5
+    : >"$1.lines"
+    seen=0
+    while :; do
+        screen >"$1.page"
+        title=$(sed -n '1s/.*lines \([0-9]*\)-\([0-9]*\) of \([0-9]*\).*/\1 \2 \3/p' "$1.page")
+        set -- "$1" $title
+        [ $# -eq 4 ] || return 1
+        # rows 2.. of the frame are lines $2..$3 of the log: keep those not read yet
+        sed -n "2,$(($3 - $2 + 2))p" "$1.page" | sed 's/^│ //; s/ *│$//' |
+            awk -v first="$2" -v seen="$seen" '{ if (first + NR - 1 > seen) print }' >>"$1.lines"
+        seen=$3
+        [ "$3" -lt "$4" ] || break
+        keys PgDn
+        wait_i=0
+        while [ $wait_i -lt 50 ] && screen | sed -n 1p | grep -q "lines $2-"; do
+            sleep 0.1
+            wait_i=$((wait_i + 1))
+        done
+    done
+    keys Escape
+    awk '/^[0-9][0-9]:[0-9][0-9]:[0-9][0-9] / { if (e != "") print e; e = substr($0, 10); next }
+         { sub(/^ +/, ""); e = e " " $0 }
+         END { if (e != "") print e }' "$1.lines" | tr -s ' ' | sed 's/^ //; s/ $//' >"$1"
+}
