@@ -51,7 +51,7 @@ while IFS='|' read -r name open want close; do
         ok "$name: no line cuts text ($(grep -c . "$tmp/$name.txt") lines)"
     fi
     msg=$(message_shown "$tmp/$name.esc")
-    [ -z "$msg" ] || echo "$msg" >>"$tmp/shown"
+    [ -z "$msg" ] || printf '%s\n' "$msg" >>"$tmp/shown"
     # shellcheck disable=SC2086
     [ -z "$close" ] || keys $close
     sleep 0.5
@@ -61,7 +61,7 @@ check "the log opens and reads" log_entries "$tmp/log"
 sort -u "$tmp/shown" >"$tmp/shown.u"
 check_expr "messages were shown ($(wc -l <"$tmp/shown.u"))" "[ \$(wc -l <'$tmp/shown.u') -ge 3 ]"
 while read -r msg; do
-    check "shown whole in the log: '$msg'" grep -Fxq -- "$msg" "$tmp/log"
+    check "shown whole in the log: '$msg'" has_entry "$tmp/log" "$msg"
 done <"$tmp/shown.u"
 keys q
 wait_for 'Quit and discard' 10

@@ -16,24 +16,53 @@ cut_lines() {
     LC_ALL=C.UTF-8 grep -nE "^.{$((cols - 2))}[[:alnum:]]{2}\$|…\$|…[^/ ]|… [^0-9]" "$1"
 }
 
-# message_shown FILE: the message shown in a screen captured by screen_e — the rows in reverse
-# video at the bottom, without the key hints, joined by single spaces ("" when none is shown).
+# message_shown FILE: the message shown in a screen captured by screen_e — the rows at the bottom
+# whose first column is in reverse video (tmux writes an attribute only where it changes, so the
+# SGR state is followed across lines), without the key hints, joined by single spaces ("" when none
+# is shown).
 message_shown() {
     esc=$(printf '\033')
-    awk -v esc="$esc" '{ row[NR] = $0 }
+    awk -v esc="$esc" '
+        function sgr(p, n, a, t) {
+            n = split(p, a, ";")
+            if (n == 0) rev = 0
+            for (t = 1; t <= n; t++)
+                if (a[t] == "" || a[t] == "0" || a[t] == "27") rev = 0
+                else if (a[t] == "7") rev = 1
+        }
+        # apply the sequences at the start of s; return the rest
+        function lead(s, j) {
+            while (substr(s, 1, 2) == esc "[") {
+                j = index(s, "m")
+                sgr(substr(s, 3, j - 3))
+                s = substr(s, j + 1)
+            }
+            return s
+        }
+        {
+            text = lead($0)
+            first_rev[NR] = rev
+            row[NR] = text
+            rest = text
+            while ((k = index(rest, esc "[")) > 0) {
+                rest = substr(rest, k)
+                j = index(rest, "m")
+                sgr(substr(rest, 3, j - 3))
+                rest = substr(rest, j + 1)
+            }
+        }
         END {
             first = NR + 1
-            for (i = NR; i > 0; i--) {
-                line = row[i]
-                if (substr(line, 1, 1) != esc) break
-                head = substr(line, 1, 16)
-                if (index(head, "7m") == 0 && index(head, ";7;") == 0) break
-                first = i
-            }
+            for (i = NR; i > 0 && first_rev[i]; i--) first = i
             for (i = first; i <= NR; i++) print row[i]
         }' "$1" | sed "s/$esc\[[0-9;]*m//g; s/ ? help  L log .*quit *\$//" | tr '\n' ' ' | tr -s ' ' |
         sed 's/^ //; s/ $//'
 }
+
+# same_text A B: A and B are the same text but for spaces (a wrapped row may break a long word).
+same_text() { [ "$(printf '%s' "$1" | tr -d ' ')" = "$(printf '%s' "$2" | tr -d ' ')" ]; }
+# has_entry FILE MESSAGE: a line of FILE (log_entries) is MESSAGE but for spaces.
+has_entry() { tr -d ' ' <"$1" | grep -Fxq -- "$(printf '%s' "$2" | tr -d ' ')"; }
 
 # log_entries FILE: open the log (L), read it page by page from its start and write its messages
 # to FILE, one a line, without their time stamps, wrapped lines joined by single spaces; then close

@@ -170,12 +170,17 @@ int tui_wrap(const char *text, int width, char out[][TUI_WRAP_LINE], int max_lin
             take = strlen(s);
         } else {
             take = tui_bytes_for(s, width);
-            /* break after the last space that fits, if there is one */
+            /* break after the last space that fits, if there is one, else after a '/' (a path) */
             size_t sp = take;
             while (sp > 0 && s[sp] != ' ')
                 sp--;
+            size_t sl = take - 1;
+            while (sl > 0 && s[sl] != '/')
+                sl--;
             if (sp > 0)
                 take = sp;
+            else if (sl > 0)
+                take = sl + 1;
         }
         memcpy(out[n], s, take);
         out[n][take] = 0;
