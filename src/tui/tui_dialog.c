@@ -81,7 +81,9 @@ static void help_draw(const tui_state *s, int cols, int rows)
     else
         snprintf(title, sizeof title, "keys");
     overlay_box(cols, rows, title, lines, NULL, n,
-                page + 1 < pages ? "Space/PgDn: next page  PgUp: back  other keys close" : "any key closes this help");
+                page + 1 < pages ? (cols >= 56 ? "Space/PgDn: next page  PgUp: back  other keys close"
+                                               : "Space: next page  other keys close")
+                                 : "any key closes this help");
 }
 
 /* The log: the newest messages at the bottom, log_scroll lines up from there. */
@@ -102,7 +104,9 @@ static void log_draw(const tui_state *s, int cols, int rows)
     snprintf(title, sizeof title, "messages: %d, lines %d-%d of %d", s->n_log, total ? first + 1 : 0, first + n, total);
     if (!s->n_log)
         snprintf(lines[n++], TUI_WRAP_LINE, "(no messages yet)");
-    overlay_box(cols, rows, title, lines, err, n, "j/k line  PgUp/PgDn page  g/G start/end  Esc, q or L closes");
+    overlay_box(cols, rows, title, lines, err, n,
+                cols >= 64 ? "j/k line  PgUp/PgDn page  g/G start/end  Esc, q or L closes"
+                           : "j/k  PgUp/PgDn  g/G  Esc closes");
 }
 
 void tui_dialog_draw(const tui_state *s, int cols, int rows)

@@ -186,6 +186,23 @@ static void draw_layers(const tui_state *s, const tui_rect *r, bool wide)
     }
 }
 
+/* A line of items separated by sep, its last items dropped until it fits in w columns (a hint
+ * line, a summary), so that no item is cut. */
+static void put_items(int y, int x, int w, const char *text, const char *sep)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", text);
+    while (tui_strwidth(buf) > w) {
+        char *cut = NULL;
+        for (char *p = strstr(buf, sep); p; p = strstr(p + 1, sep))
+            cut = p;
+        if (!cut)
+            break;
+        *cut = 0;
+    }
+    tc_put(y, x, w, "%s", buf);
+}
+
 static void draw_detail(const tui_state *s, const tui_rect *r)
 {
     char title[64];
@@ -217,9 +234,11 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
                 snprintf(we, sizeof we, "%.4f", d->member_error);
             if (!fresh)
                 tc_on(TC_PAIR_DIM, 0);
-            tc_put(y, x, w, "preview%s: output error %.4f %s weight error %s %s experts %s %s %s",
-                   fresh ? "" : " (before the last edit; updating)", d->output_error, tc_g("\u00b7", "-"), we,
-                   tc_g("\u00b7", "-"), a, tc_g("\u2192", "->"), b);
+            char line[256];
+            snprintf(line, sizeof line, "preview%s: output error %.4f %s weight error %s %s experts %s %s %s",
+                     fresh ? "" : " (before the last edit; updating)", d->output_error, tc_g("\u00b7", "-"), we,
+                     tc_g("\u00b7", "-"), a, tc_g("\u2192", "->"), b);
+            put_items(y, x, w, line, tc_g(" \u00b7 ", " - "));
             if (!fresh)
                 tc_off(TC_PAIR_DIM, 0);
         } else {
@@ -235,7 +254,7 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
     };
     if (last > y - 1 && last >= r->y + 2) {
         tc_on(TC_PAIR_DIM, 0);
-        tc_put(last, x, w, "%s", hints[s->view]);
+        put_items(last, x, w, hints[s->view], "  ");
         tc_off(TC_PAIR_DIM, 0);
     }
 }

@@ -232,7 +232,11 @@ void tui_view_plan_detail(const tui_state *s, int y, int x, int w)
     char rk[3][24];
     for (int j = 0; j < 3; j++)
         sm_rank_format(&p->rank[j], rk[j], sizeof rk[j]);
-    tc_put(y, x, w, "%d experts %s %d groups (largest %d, %d alone) %s ranks %s %s/%s %s/%s %s", p->n,
-           tc_g("\u2192", "->"), p->k, largest, single, tc_g("\u00b7", "-"), matrix_names[0], rk[0], matrix_names[1],
-           rk[1], matrix_names[2], rk[2]);
+    char groups[128], ranks[128];
+    snprintf(groups, sizeof groups, "%d experts %s %d groups (largest %d, %d alone)", p->n, tc_g("\u2192", "->"), p->k,
+             largest, single);
+    snprintf(ranks, sizeof ranks, " %s ranks %s %s/%s %s/%s %s", tc_g("\u00b7", "-"), matrix_names[0], rk[0],
+             matrix_names[1], rk[1], matrix_names[2], rk[2]);
+    /* the ranks only when they fit whole (the plan view above shows them too) */
+    tc_put(y, x, w, "%s%s", groups, tui_strwidth(groups) + tui_strwidth(ranks) <= w ? ranks : "");
 }
