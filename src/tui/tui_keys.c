@@ -129,7 +129,8 @@ static int help_key(tui_state *s, int key)
     return TUI_ACT_REDRAW;
 }
 
-/* The log: j/k (arrows) a line, PgUp/PgDn a page, Home/End its start and end; Esc, q or L close. */
+/* The log: j/k (arrows) a line, PgUp/PgDn (Space) a page, g/G (Home/End) its start and end; Esc, q or
+ * L close it. */
 static int log_key(tui_state *s, int key)
 {
     int page = overlay_rows(s);
