@@ -247,6 +247,7 @@ int tui_run(const tui_options *o)
         getmaxyx(stdscr, rows, cols);
         pthread_mutex_lock(&a->mu);
         tui_selection_settle(&a->s); /* the worker may have changed what the cursors select */
+        a->s.cols = cols, a->s.rows = rows; /* paging steps by what is shown */
         tui_draw(&a->s, cols, rows);
         /* the spectrum view asks for its spectrum whenever the shown group's members changed */
         const tui_state *s = &a->s;
