@@ -5,7 +5,8 @@
  *   - tui_plan_params, the estimate shown before a preview, equals what `submoe apply` writes:
  *     the expert tensors of the written model (factors A, B or dense matrices) of every layer
  *     counted, on the demo, at a rank below the break-even (submoe, rank 32: factors) and above
- *     it (submoe-whitened, rank 100: dense, though the whitened merge is a product of factors). */
+ *     it (submoe-whitened, rank 100: dense, though the whitened merge is a product of factors);
+ *   - the heatmap's keys (PgDn/PgUp, /, z) on a 128-expert layer, without a terminal. */
 #include "engine/merge.h"
 #include "model/model.h"
 #include "pipeline/apply.h"
@@ -35,6 +36,58 @@ static void test_marks(void)
     tui_spectrum_marks(flat, 4, 4096, 1024, &m);
     CHECK(m.energy[0] == 4 && m.energy[1] == 4 && m.energy[2] == 4 && m.break_even == 819,
           "a flat spectrum needs every direction; 4096 x 1024 breaks even at 819 (%lld)", (long long)m.break_even);
+}
+
+/* The heatmap's keys without a terminal (the tmux test drives the real binary): PgDn/PgUp page
+ * the experts by what the grid shows at the recorded terminal size and leave the layer alone,
+ * / jumps (refusing an expert outside the layer as typed), z toggles the overview. */
+static void test_heat_keys(void)
+{
+    static tui_state s; /* large: not on the stack */
+    tui_state_init(&s);
+    s.n_layers = 2, s.top_k = 8, s.n_experts = 128, s.hidden = 32, s.inter = 32;
+    for (int l = 0; l < 2; l++) {
+        s.is_moe[l] = true;
+        tui_plan_layer_init(&s, l, 128);
+    }
+    s.layer = 0, s.view = TUI_VIEW_HEATMAP, s.cols = 80, s.rows = 24;
+    tui_layout L = tui_layout_compute(80, 24);
+    tui_layer u;
+    int uci, ucj;
+    tui_heat_geom g = tui_heat_view_geometry(&s, L.main.w - 1, L.main.h - 2, &u, &uci, &ucj);
+    tui_key(&s, TUI_KEY_PGDN);
+    CHECK(s.layer == 0 && s.ci == g.nrows && s.cj == g.ncols && g.ncols > 1,
+          "PgDn in the heatmap: a page of rows (%d) and of columns (%d), the same layer", s.ci, s.cj);
+    int presses = 1;
+    while ((s.ci < 127 || s.cj < 127) && presses < 128)
+        tui_key(&s, TUI_KEY_PGDN), presses++;
+    CHECK(s.ci == 127 && s.cj == 127 && presses <= 127 / 8, "... expert position 127 after %d pages", presses);
+    g = tui_heat_view_geometry(&s, L.main.w - 1, L.main.h - 2, &u, &uci, &ucj); /* pages vary with the boundaries */
+    tui_key(&s, TUI_KEY_PGUP);
+    CHECK(s.cj == 127 - g.ncols && s.ci == 127 - g.nrows && s.layer == 0, "PgUp: a page back (%d columns)", g.ncols);
+    tui_key(&s, '/');
+    CHECK(s.dialog == TUI_DIALOG_EXPERT && !s.input[0], "/: the expert prompt, empty");
+    tui_key(&s, '1'), tui_key(&s, '3'), tui_key(&s, '0');
+    CHECK(!strcmp(s.input, "13") && s.status_error && strstr(s.status, "0..127"),
+          "130 refused as typed (field '%s': %s)", s.input, s.status);
+    tui_key(&s, TUI_KEY_ENTER);
+    int order[TUI_MAX_EXPERTS];
+    tui_cluster_order(&s.res[0], order);
+    CHECK(s.dialog == TUI_DIALOG_NONE && order[s.ci] == 13 && order[s.cj] == 13, "Enter: the cursor on expert 13");
+    tui_key(&s, 'z');
+    g = tui_heat_view_geometry(&s, L.main.w - 1, L.main.h - 2, &u, &uci, &ucj);
+    CHECK(s.heat_overview && g.overview && g.by_group && g.cw == 1 && u.n == s.res[0].k &&
+              uci == s.res[0].assign[13],
+          "z: the overview, one column per group at 80x24 (%d groups), the cursor on expert 13's", u.n);
+    tui_layout W = tui_layout_compute(200, 60);
+    g = tui_heat_view_geometry(&s, W.main.w - 1, W.main.h - 2, &u, &uci, &ucj);
+    CHECK(!g.by_group && g.cw == 1 && g.ncols == 128 && u.n == 128, "... one column per expert at 200x60");
+    tui_key(&s, 'z');
+    CHECK(!s.heat_overview, "z again: the cells");
+    s.view = TUI_VIEW_LAYERS;
+    tui_key(&s, TUI_KEY_PGDN);
+    CHECK(s.layer == 1, "PgDn outside the heatmap: the next layer");
+    tui_state_free_data(&s);
 }
 
 /* Routed expert parameters of layer l as stored in the written model. */
@@ -117,6 +170,7 @@ static void estimate_vs_written(const char *method, int rank, bool factored)
 int main(void)
 {
     test_marks();
+    test_heat_keys();
     if (!getenv("DEMO") || !getenv("SRCDIR")) {
         CHECK(0, "DEMO and SRCDIR must be set");
         return tu_done();
