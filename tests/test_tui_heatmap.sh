@@ -23,11 +23,11 @@ for size in 80x24 200x60; do
     T new-session -d -s wb -x "$cols" -y "$rows" \
         "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$tmp/q128' --plan '$tmp/p$size.yaml'; echo EXIT=\$?; sleep 600"
     keys 2
-    check "$size: the heatmap of 128 experts, scrolled" wait_for 'experts 1-[0-9]+, 1-[0-9]+ of 128|1-[0-9]+,1-[0-9]+/128' 120
+    check "$size: the heatmap of 128 experts, scrolled" wait_for 'rows 1-[0-9]+, cols 1-[0-9]+/128|1-[0-9]+,1-[0-9]+/128' 120
     check "$size: the cursor starts on expert 0" wait_for 'S\(e0, ?e0\)' 5
     for i in 1 2 3 4 5 6 7 8 9 10 11 12; do keys NPage; done
     check "$size: PgDn pages to the last expert, 127 (in cluster order)" wait_for 'S\(e127, ?e127\)' 10
-    check "$size: ... the window ends at column 128 of 128" wait_for '[0-9]+-128 of 128|[0-9]+-128/128' 5
+    check "$size: ... the window ends at column 128 of 128" wait_for '[0-9]+-128/128' 5
     check_expr "$size: ... 127 is on the column labels" "labels | grep -qw 127"
     for i in 1 2 3 4 5 6 7 8 9 10 11 12; do keys PPage; done
     check "$size: PgUp pages back to expert 0" wait_for 'S\(e0, ?e0\)' 10
@@ -39,9 +39,9 @@ for size in 80x24 200x60; do
     keys z
     check "$size: z shows the overview" wait_for 'heatmap overview' 5
     if [ "$size" = 200x60 ]; then
-        check "$size: ... one column per expert, all 128 across" wait_for 'experts 1-[0-9]+, 1-128 of 128' 5
+        check "$size: ... one column per expert, all 128 across" wait_for 'rows 1-[0-9]+, cols 1-128/128' 5
     else
-        check "$size: ... one column per group (128 do not fit)" wait_for 'groups [0-9]+-[0-9]+, [0-9]+-[0-9]+ of [0-9]+|/[0-9]+g' 5
+        check "$size: ... one column per group (128 do not fit)" wait_for 'group rows [0-9]+-[0-9]+, cols [0-9]+-[0-9]+/[0-9]+|/[0-9]+g' 5
     fi
     keys z
     check "$size: z again: the cells" wait_for 'heatmap cells' 5

@@ -212,8 +212,8 @@ static void legend(const tui_rect *r, const tui_heat_geom *g, int ly, double lo,
     const char *what = g->by_group ? "groups" : "experts";
     char sc[96];
     int room = r->x + r->w - lx;
-    snprintf(sc, sizeof sc, "  %s %d-%d, %d-%d of %d", what, g->row0 + 1, g->row0 + g->nrows, g->col0 + 1,
-             g->col0 + g->ncols, units);
+    snprintf(sc, sizeof sc, "  %srows %d-%d, cols %d-%d/%d", g->by_group ? "group " : "", g->row0 + 1,
+             g->row0 + g->nrows, g->col0 + 1, g->col0 + g->ncols, units);
     if (tui_strwidth(sc) > room) /* narrow: the numbers only */
         snprintf(sc, sizeof sc, " %d-%d,%d-%d/%d%s", g->row0 + 1, g->row0 + g->nrows, g->col0 + 1,
                  g->col0 + g->ncols, units, g->by_group ? "g" : "");
