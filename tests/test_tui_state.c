@@ -99,11 +99,12 @@ static void test_heat_geometry(void)
     }
     CHECK(ok, "64 experts in a 49x13 panel: scrolled, the cursor always visible, within the panel");
     g = tui_heat_geometry(&p, 0, 0, 49, 13);
-    CHECK(g.label_rows == 2 && g.label_w == 3, "two-digit expert labels stacked in 2 rows (%d)", g.label_rows);
+    CHECK(g.label_rows == 1 && g.label_w == 3,
+          "two-digit expert labels on one row, horizontal (issue 19: stacked digits garbled) (%d)", g.label_rows);
     plan_with(&p, 128, 128);
     g = tui_heat_geometry(&p, 127, 127, 150, 60);
-    CHECK(g.scrolled && g.ncols >= 20 && g.label_rows == 3 && g.label_w == 4 && g.label_w + used_width(&p, &g) <= 150,
-          "128 experts: 3-digit labels, %d columns visible", g.ncols);
+    CHECK(g.scrolled && g.ncols >= 20 && g.label_rows == 1 && g.label_w == 4 && g.label_w + used_width(&p, &g) <= 150,
+          "128 experts: 3-digit labels on one row, %d columns visible", g.ncols);
 }
 
 static void test_text(void)

@@ -181,6 +181,14 @@ void tui_dialog_draw(const tui_state *s, int cols, int rows)
         lines[n++] = "full, a count (64), or a fraction (0.25) of the largest rank";
         lines[n++] = "Enter sets   Esc cancels";
         break;
+    case TUI_DIALOG_EXPERT:
+        title = "jump to an expert";
+        snprintf(buf[0], sizeof buf[0], "Expert of layer %d (0..%d):", s->layer, s->res[s->layer].n - 1);
+        lines[n++] = buf[0];
+        input_row = n, input_label = "expert";
+        lines[n++] = "";
+        lines[n++] = "Enter jumps   Esc cancels";
+        break;
     default:
         return;
     }

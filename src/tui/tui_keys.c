@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int moe_step(const tui_state *s, int from, int dir)
@@ -154,6 +155,33 @@ static int log_key(tui_state *s, int key)
     return TUI_ACT_REDRAW;
 }
 
+/* An expert number typed so far into the / prompt: refused on the spot outside the layer. */
+static bool expert_input_ok(tui_state *s, const char *text)
+{
+    int n = s->res[s->layer].n;
+    long v = 0;
+    const char *t = text;
+    for (; *t >= '0' && *t <= '9'; t++)
+        v = v >= n ? v : v * 10 + (*t - '0');
+    if (*t || v >= n) {
+        status(s, true, "expert %s is not in layer %d: its experts are 0..%d", text, s->layer, n - 1);
+        return false;
+    }
+    return true;
+}
+
+/* The heatmap's cursor onto expert e (row and column), found in cluster order. */
+static void jump_to_expert(tui_state *s, int e)
+{
+    const tui_layer *p = &s->res[s->layer];
+    int order[TUI_MAX_EXPERTS], n = tui_cluster_order(p, order);
+    for (int q = 0; q < n; q++)
+        if (order[q] == e)
+            s->ci = s->cj = q;
+    status(s, false, "expert %d: group %d of %d (%d members)", e, p->assign[e], p->k,
+           tui_cluster_size(p, p->assign[e]));
+}
+
 static int dialog_key(tui_state *s, int key)
 {
     bool enter = key == TUI_KEY_ENTER || key == '\r';
@@ -184,6 +212,7 @@ static int dialog_key(tui_state *s, int key)
     case TUI_DIALOG_SAVE:
     case TUI_DIALOG_OPEN:
     case TUI_DIALOG_RANK:
+    case TUI_DIALOG_EXPERT:
         break;
     default:
         s->dialog = TUI_DIALOG_NONE;
@@ -194,7 +223,8 @@ static int dialog_key(tui_state *s, int key)
     if (key == TUI_KEY_ESC) {
         s->dialog = TUI_DIALOG_NONE;
         status(s, false, "%s cancelled", d == TUI_DIALOG_COMMIT ? "commit" : d == TUI_DIALOG_SAVE ? "save"
-                                         : d == TUI_DIALOG_OPEN ? "open" : "rank");
+                                         : d == TUI_DIALOG_OPEN ? "open"
+                                         : d == TUI_DIALOG_EXPERT ? "jump" : "rank");
         return TUI_ACT_REDRAW;
     }
     if (key == TUI_KEY_TAB && d == TUI_DIALOG_COMMIT) { /* previews follow the format's router */
@@ -205,6 +235,8 @@ static int dialog_key(tui_state *s, int key)
         snprintf(before, sizeof before, "%s", s->input);
         if (edit_input(s, key) && d == TUI_DIALOG_RANK && !rank_input_ok(s, s->input, false))
             snprintf(s->input, sizeof s->input, "%s", before); /* the key is refused */
+        if (d == TUI_DIALOG_EXPERT && strcmp(before, s->input) && !expert_input_ok(s, s->input))
+            snprintf(s->input, sizeof s->input, "%s", before);
         return TUI_ACT_REDRAW;
     }
     s->dialog = TUI_DIALOG_NONE;
@@ -225,6 +257,10 @@ static int dialog_key(tui_state *s, int key)
             return TUI_ACT_REDRAW;
         }
         return TUI_ACT_OPEN | TUI_ACT_REDRAW;
+    case TUI_DIALOG_EXPERT:
+        if (expert_input_ok(s, s->input))
+            jump_to_expert(s, atoi(s->input));
+        return TUI_ACT_REDRAW;
     case TUI_DIALOG_RANK: {
         sm_rank r;
         if (!rank_input_ok(s, s->input, true))
@@ -347,8 +383,56 @@ static int action_view(key_ctx *c)
     return view_shown(c->s, (tui_view)(c->key - '1'));
 }
 
+/* PgUp / PgDn in the heatmap: the cursor a page of rows and of columns on, so the grid shows the
+ * next experts (or groups, in the overview); what a page is comes from the terminal's size. */
+static int heat_page(key_ctx *c)
+{
+    tui_state *s = c->s;
+    int dir = c->key == TUI_KEY_PGUP ? -1 : 1;
+    tui_layout L = tui_layout_compute(s->screen_cols > 0 ? s->screen_cols : 80, s->screen_rows > 0 ? s->screen_rows : 24);
+    static tui_layer u; /* large: not on the stack */
+    int uci, ucj;
+    tui_heat_geom g = tui_heat_view_geometry(s, L.main.w - 1, L.main.h - 2, &u, &uci, &ucj);
+    int rows = g.nrows > 0 ? g.nrows : 1, cols = g.ncols > 0 ? g.ncols : 1;
+    if (g.by_group) { /* to the first expert of the group a page on */
+        int gi = uci + dir * rows, gj = ucj + dir * cols;
+        gi = gi < 0 ? 0 : gi >= c->p->k ? c->p->k - 1 : gi;
+        gj = gj < 0 ? 0 : gj >= c->p->k ? c->p->k - 1 : gj;
+        for (int q = c->n - 1; q >= 0; q--) {
+            if (c->p->assign[c->order[q]] == gi)
+                s->ci = q;
+            if (c->p->assign[c->order[q]] == gj)
+                s->cj = q;
+        }
+    } else {
+        s->ci += dir * rows, s->cj += dir * cols; /* tui_selection_settle keeps them inside */
+    }
+    return TUI_ACT_REDRAW;
+}
+
+/* /: a prompt for the expert the heatmap jumps to. */
+static int action_jump_dialog(key_ctx *c)
+{
+    if (!c->heat || !c->moe)
+        return TUI_ACT_NONE;
+    open_input(c->s, TUI_DIALOG_EXPERT, "");
+    return TUI_ACT_REDRAW;
+}
+
+/* z: the heatmap's overview on or off (from another view: the heatmap, in its overview). */
+static int action_overview(key_ctx *c)
+{
+    tui_state *s = c->s;
+    s->heat_overview = !c->heat || !s->heat_overview;
+    s->view = TUI_VIEW_HEATMAP;
+    status(s, false, "heatmap %s", s->heat_overview ? "overview (z: cells again)" : "cells (z: overview)");
+    return TUI_ACT_REDRAW;
+}
+
 static int action_layer_step(key_ctx *c)
 {
+    if (c->heat && c->moe && (c->key == TUI_KEY_PGUP || c->key == TUI_KEY_PGDN))
+        return heat_page(c);
     c->s->layer = moe_step(c->s, c->s->layer, c->key == TUI_KEY_PGUP || c->key == 'K' ? -1 : 1);
     return layer_changed(c->s);
 }
@@ -631,8 +715,9 @@ static int action_redraw(key_ctx *c)
 /* The help overlay (?), beside the bindings it describes; NULL-terminated. */
 const char *const tui_key_help[] = {
     "Views    1 plan  2 heatmap  3 spectrum  (Tab: the next one)",
-    "Layers   j/k or arrows (plan view), J/K or PgDn/PgUp (any view)",
+    "Layers   j/k or arrows (plan view), J/K, PgDn/PgUp outside the heatmap",
     "Heatmap  arrows/hjkl move the cursor  s output/weight/router similarity",
+    "         PgUp/PgDn page the experts  / jump to an expert  z overview",
     "         m row's expert into the column's group  n into a new group",
     "         g merge the row's and the column's groups  Home/End corners",
     "Spectrum h/l rank -/+ a sixteenth  [/] -/+1  x gate/up/down  j/k </> group",
@@ -698,6 +783,8 @@ static key_handler *const key_table[TUI_KEY_END + 1] = {
     ['>'] = action_spectrum_group, ['.'] = action_spectrum_group,
     ['f'] = action_full_rank,
     ['='] = action_rank_dialog,
+    ['/'] = action_jump_dialog,
+    ['z'] = action_overview,
     ['m'] = action_cluster_edit, ['n'] = action_cluster_edit, ['g'] = action_cluster_edit,
     ['+'] = action_group_count, ['-'] = action_group_count,
     ['c'] = action_recluster,

@@ -56,7 +56,8 @@ static int clampi(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h)
+/* The grid; `one`: cells one character wide and tall (the overview). */
+static tui_heat_geom geometry(const tui_layer *p, int ci, int cj, int w, int h, bool one)
 {
     tui_heat_geom g;
     memset(&g, 0, sizeof g);
@@ -70,13 +71,12 @@ tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h
     g.cw = 0;
     g.ch = 1;
     int cwmax = n + seps <= avail ? (avail - seps) / n : 0;
-    if (cwmax > 8)
-        cwmax = 8;
+    if (cwmax > (one ? 1 : 8))
+        cwmax = one ? 1 : 8;
     if (cwmax) {
         /* everything fits across: cells as large as the panel allows, about square (a cell of
          * ch rows is 2·ch columns wide; one-row cells up to 4) */
-        int label_rows = cwmax > d ? 1 : d;
-        int avail_h = h - label_rows;
+        int avail_h = h - 1; /* one row of labels */
         for (int ch = 4; ch >= 2; ch--)
             if (n * ch + seps <= avail_h && 2 * ch <= cwmax) {
                 g.ch = ch;
@@ -86,7 +86,7 @@ tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h
         g.col0 = 0;
         g.ncols = n;
     } else { /* scroll: cells two wide, the cursor's column near the middle */
-        g.cw = avail >= 2 ? 2 : 1;
+        g.cw = avail >= 2 && !one ? 2 : 1;
         int v = avail / (g.cw + 1); /* columns that fit whatever the boundaries */
         v = v < 1 ? 1 : v;
         g.col0 = clampi(cj - v / 2, 0, n - v > 0 ? n - v : 0);
@@ -94,7 +94,7 @@ tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h
         if (g.ncols < 1)
             g.ncols = 1;
     }
-    g.label_rows = g.cw > d ? 1 : d;
+    g.label_rows = 1; /* horizontal numbers, as many as fit (tui_view_heatmap.c) */
     if (g.label_rows >= h)
         g.label_rows = 0;
     int avail_h = h - g.label_rows;
@@ -111,6 +111,39 @@ tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h
         g.row0 = clampi(ci - g.nrows / 2, 0, n - g.nrows);
     }
     g.scrolled = g.nrows < n || g.ncols < n;
+    return g;
+}
+
+tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h)
+{
+    return geometry(p, ci, cj, w, h, false);
+}
+
+tui_heat_geom tui_heat_view_geometry(const tui_state *s, int w, int h, tui_layer *units, int *uci, int *ucj)
+{
+    const tui_layer *p = &s->res[s->layer];
+    *units = *p;
+    *uci = s->ci, *ucj = s->cj;
+    if (!s->heat_overview)
+        return geometry(p, s->ci, s->cj, w, h, false);
+    int n = p->n, d = digits(n > 0 ? n - 1 : 0), avail = w - d - 1;
+    tui_heat_geom g;
+    if (n + p->k - 1 <= avail) { /* one column per expert, with the group boundaries */
+        g = geometry(p, s->ci, s->cj, w, h, true);
+    } else if (n <= avail) { /* one column per expert, boundaries left out */
+        memset(units->assign, 0, sizeof units->assign);
+        units->k = 1;
+        g = geometry(units, s->ci, s->cj, w, h, true);
+    } else { /* one column per group */
+        int order[TUI_MAX_EXPERTS];
+        tui_cluster_order(p, order);
+        *uci = p->assign[order[s->ci]], *ucj = p->assign[order[s->cj]];
+        memset(units->assign, 0, sizeof units->assign);
+        units->n = p->k, units->k = 1;
+        g = geometry(units, *uci, *ucj, w, h, true);
+        g.by_group = true;
+    }
+    g.overview = true;
     return g;
 }
 

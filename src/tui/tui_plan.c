@@ -2,6 +2,7 @@
  * (see tui_state.h). Every edit changes the layer's entry (undo keeps a copy of it), then the
  * layer is resolved again with pipeline/resolve.h's sm_resolve_layer, as `submoe apply` resolves
  * the saved plan: what the views show is what the plan means. */
+#include "engine/merge.h"
 #include "pipeline/planner.h"
 #include "tui/tui_state.h"
 #include "util/mem.h"
@@ -354,6 +355,26 @@ bool tui_redo(tui_state *s)
 
 /* ---- what the plan costs ---------------------------------------------------------------------- */
 
+/* Whether layer p's merges keep ranks the writer may store as factors (auto's are its own). */
+static bool stores_ranks(const tui_layer *p)
+{
+    return !p->is_auto && (p->method == SM_MERGE_SUBMOE || p->method == SM_MERGE_SUBMOE_WHITENED);
+}
+
+int64_t tui_group_params(const tui_state *s, int layer, int cluster)
+{
+    const tui_layer *p = &s->res[layer];
+    int64_t tot = 0;
+    for (int j = 0; j < 3; j++) {
+        int64_t out = j == 2 ? s->hidden : s->inter, in = j == 2 ? s->inter : s->hidden;
+        int64_t r = stores_ranks(p) ? tui_rank_value(s, p, tui_group_rank(s, layer, cluster, j), j,
+                                                     tui_cluster_size(p, cluster))
+                                    : 0;
+        tot += sm_rank_factored(r, out, in) ? r * (out + in) : out * in; /* the writer's rule */
+    }
+    return tot;
+}
+
 int64_t tui_plan_params(const tui_state *s, int layer)
 {
     const tui_layer *p = &s->res[layer];
@@ -362,18 +383,38 @@ int64_t tui_plan_params(const tui_state *s, int layer)
     int64_t per = 3 * s->hidden * s->inter;
     if (p->method == SM_MERGE_KEEP && !p->is_auto)
         return per * p->n;
-    if (p->method == SM_MERGE_SUBMOE_WHITENED && !p->is_auto) { /* factors, by each group's rank */
+    if (stores_ranks(p)) { /* factors below the break-even, by each group's rank */
         int64_t tot = 0;
         for (int c = 0; c < p->k; c++)
-            for (int j = 0; j < 3; j++) {
-                int64_t out = j == 2 ? s->hidden : s->inter, in = j == 2 ? s->inter : s->hidden;
-                sm_rank r = tui_group_rank(s, layer, c, j);
-                int64_t v = tui_rank_value(s, p, r, j, tui_cluster_size(p, c));
-                tot += r.kind == SM_RANK_FULL ? out * in : v * (out + in);
-            }
+            tot += tui_group_params(s, layer, c);
         return tot;
     }
     return per * p->k;
+}
+
+void tui_spectrum_marks(const double *sv, int len, int64_t out, int64_t in, tui_spec_marks *m)
+{
+    static const double keep[3] = {0.90, 0.95, 0.99};
+    double total = 0, cum = 0;
+    for (int i = 0; i < len; i++)
+        total += sv[i] * sv[i];
+    for (int q = 0; q < 3; q++)
+        m->energy[q] = len;
+    for (int i = 0, q = 0; i < len && q < 3; i++) {
+        cum += sv[i] * sv[i];
+        while (q < 3 && cum >= keep[q] * total * (1 - 1e-12)) /* smallest rank keeping that share */
+            m->energy[q++] = i + 1;
+    }
+    /* sm_rank_factored is monotone in the rank: the last rank it accepts */
+    int64_t lo = 0, hi = out < in ? out : in;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo + 1) / 2;
+        if (sm_rank_factored(mid, out, in))
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    m->break_even = lo;
 }
 
 int64_t tui_model_params_after(const tui_state *s)

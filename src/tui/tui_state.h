@@ -94,6 +94,7 @@ typedef enum {
     TUI_DIALOG_OPEN,      /* plan file to open */
     TUI_DIALOG_DISCARD,   /* unsaved edits: open another plan anyway? */
     TUI_DIALOG_RANK,      /* a typed rank for the layer (or one matrix) */
+    TUI_DIALOG_EXPERT,    /* /: the heatmap jumps to a typed expert */
     TUI_DIALOG_HELP,
     TUI_DIALOG_LOG        /* the session's messages (L) */
 } tui_dialog;
@@ -134,6 +135,7 @@ typedef struct tui_state {
     int ci, cj;                   /* heatmap cursor (positions in cluster order) */
     int sim_kind;                 /* 0 output, 1 weight, 2 logit */
     int spec_cluster, spec_matrix;
+    bool heat_overview;           /* z: the heatmap shrunk to one character per expert or group */
     /* undo */
     struct {
         int layer;
@@ -255,8 +257,20 @@ void tui_selection_settle(tui_state *s);
 /* Experts of a layer in cluster order (order[pos] = expert). Returns n: all of them, always. */
 int tui_cluster_order(const tui_layer *p, int *order);
 /* Parameters of a layer's routed experts after the plan (its latest fresh preview when there is
- * one, else an estimate: dense, or factors by each group's rank as the resolver counts it). */
+ * one, else an estimate: each group as the writer stores it, tui_group_params). */
 int64_t tui_plan_params(const tui_state *s, int layer);
+/* Parameters of group c of a layer as the writer stores them at the group's ranks: per matrix,
+ * r·(out + in) factors when sm_rank_factored says they are smaller, else the dense out·in (merge
+ * methods without ranks, and auto, count dense). */
+int64_t tui_group_params(const tui_state *s, int layer, int cluster);
+/* The rank chooser's marks on a spectrum sv[0..len) of an out × in matrix: the smallest ranks
+ * keeping 90, 95 and 99% of the energy Σσ², and the break-even: the largest rank stored as
+ * factors (sm_rank_factored; 0 when none is). */
+typedef struct tui_spec_marks {
+    int64_t energy[3];
+    int64_t break_even;
+} tui_spec_marks;
+void tui_spectrum_marks(const double *sv, int len, int64_t out, int64_t in, tui_spec_marks *m);
 /* Whole-model parameters after the plan. */
 int64_t tui_model_params_after(const tui_state *s);
 /* The largest rank of a matrix (0 gate, 1 up, 2 down) for a cluster of `members` experts, and a
@@ -300,8 +314,16 @@ typedef struct tui_heat_geom {
     /* nrows experts take nrows·ch rows (+ k − 1 boundary rows with sep_rows) */
     int label_w;        /* row label width */
     bool scrolled;      /* not everything is visible */
+    bool overview;      /* s->heat_overview: one character per expert ... */
+    bool by_group;      /* ... or, when even that does not fit across, per group */
 } tui_heat_geom;
 tui_heat_geom tui_heat_geometry(const tui_layer *p, int ci, int cj, int w, int h);
+/* The heatmap view's grid for the selected layer in a w × h panel: tui_heat_geometry, or the
+ * overview (s->heat_overview), whose cells are one character: one per expert (with the group
+ * boundaries when they fit too), else one per group. `units` gets what the rows and columns are
+ * (the layer itself, or one boundary-less group of its experts or of its groups) and *uci, *ucj
+ * the cursor's row and column among them. Paging (PgUp/PgDn) steps by what it shows. */
+tui_heat_geom tui_heat_view_geometry(const tui_state *s, int w, int h, tui_layer *units, int *uci, int *ucj);
 
 /* Heatmap shading: index in [0, levels) for a similarity in [lo, hi]. */
 int tui_shade(double v, double lo, double hi, int levels);

@@ -1,6 +1,8 @@
 /* tui_view_spectrum: view 3, the singular values of one cluster's concatenated weights W_cat
  * (the union SVD's spectrum) for gate, up or down on a log scale, the cumulative energy curve,
- * and the chosen rank with the energy it keeps and the truncation error it costs. */
+ * and the chosen rank with the energy it keeps and the truncation error it costs; marks for the
+ * rank chooser (tui_spectrum_marks): the ranks keeping 90/95/99% of the energy, the break-even
+ * below which the writer stores factors, and what the group and the layer store at the ranks. */
 #include "tui/tui_curses.h"
 #include "tui/tui_views.h"
 
@@ -18,6 +20,41 @@ static int64_t shown_rank(const tui_state *s, int len)
     int64_t rk = tui_rank_value(s, p, tui_group_rank(s, s->layer, s->spec_cluster, s->spec_matrix), s->spec_matrix,
                                 members);
     return rk > len ? len : rk;
+}
+
+/* The shown matrix's shape: gate and up are inter × hidden, down hidden × inter. */
+static void shown_shape(const tui_state *s, int64_t *out, int64_t *in)
+{
+    *out = s->spec_matrix == 2 ? s->hidden : s->inter;
+    *in = s->spec_matrix == 2 ? s->inter : s->hidden;
+}
+
+/* Column of the plot where rank rk ends (the first column past its values). */
+static int rank_col(int64_t rk, int len, int W)
+{
+    int c = (int)ceil((double)rk * W / len);
+    return c > W ? W : c;
+}
+
+/* The rank chooser's rows under the axis: the marks' ranks, and what the group and the layer
+ * store at the current ranks (tui_group_params, tui_plan_params: the writer's rule). */
+static void draw_marks(const tui_state *s, const tui_rect *r, int y, const tui_spec_marks *mk)
+{
+    char line[160];
+    const char *bar = tc_g("\u2506", ":");
+    snprintf(line, sizeof line, "90%% r%lld  95%% r%lld  99%% r%lld  %s break-even r%lld", (long long)mk->energy[0],
+             (long long)mk->energy[1], (long long)mk->energy[2], bar, (long long)mk->break_even);
+    if (tui_strwidth(line) > r->w - 2) /* narrow: the same numbers, closer */
+        snprintf(line, sizeof line, "90/95/99%% r%lld/%lld/%lld %s break-even r%lld", (long long)mk->energy[0],
+                 (long long)mk->energy[1], (long long)mk->energy[2], bar, (long long)mk->break_even);
+    tc_on(TC_PAIR_OK, 0);
+    tc_put(y, r->x + 1, r->w - 2, "%s", line);
+    tc_off(TC_PAIR_OK, 0);
+    char g[16], dense[16], layer[16];
+    tc_fmt_params(g, sizeof g, (double)tui_group_params(s, s->layer, s->spec_cluster));
+    tc_fmt_params(dense, sizeof dense, 3.0 * (double)s->hidden * (double)s->inter);
+    tc_fmt_params(layer, sizeof layer, (double)tui_plan_params(s, s->layer));
+    tc_put(y + 1, r->x + 1, r->w - 2, "group %d %s params (dense %s), layer %s", s->spec_cluster, g, dense, layer);
 }
 
 static void energy(const double *sv, int len, int64_t rk, double *kept, double *total)
@@ -53,7 +90,7 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
     int64_t rk = shown_rank(s, len);
     double kept, tot;
     energy(sv, len, rk, &kept, &tot);
-    int px = r->x + 7, W = r->w - 7 - 6, H = r->h - 3;
+    int px = r->x + 7, W = r->w - 7 - 6, H = r->h - 5;
     if (W < 8 || H < 3 || len < 1) {
         tc_put(r->y + 1, r->x + 1, r->w - 2, "rank %lld of %d", (long long)rk, len);
         return;
@@ -66,8 +103,17 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
     bot = fmax(bot, top - 8); /* the rest sits on the axis */
     if (bot >= top)
         bot = top - 1;
-    int mark = (int)ceil((double)rk * W / len); /* first column past the kept values */
-    mark = mark > W ? W : mark;
+    int mark = rank_col(rk, len, W);
+    int64_t out, in;
+    shown_shape(s, &out, &in);
+    tui_spec_marks mk;
+    tui_spectrum_marks(sv, len, out, in, &mk);
+    /* the break-even, dotted, where bars and the curve leave room (drawn first, under them) */
+    int be = mk.break_even > 0 && mk.break_even < len ? rank_col(mk.break_even, len, W) : -1;
+    tc_on(TC_PAIR_OK, 0);
+    for (int y = 0; be >= 0 && y < H; y++)
+        mvaddstr(r->y + H - y, px + be, tc_g("\u2506", ":"));
+    tc_off(TC_PAIR_OK, 0);
     double cum = 0;
     for (int c = 0; c < W; c++) {
         int i0 = (int)((double)c * len / W), i1 = (int)((double)(c + 1) * len / W);
@@ -108,6 +154,10 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
     tc_put(r->y + 1, px + W + 2, 4, "100%%");
     tc_put(r->y + H, px + W + 2, 4, "0%%");
     int ax = r->y + H + 1;
+    tc_on(TC_PAIR_OK, 0); /* ticks under the energy marks */
+    for (int q = 0; q < 3; q++)
+        mvaddstr(ax, px + rank_col(mk.energy[q], len, W) - (mk.energy[q] > 0), tc_g("\u25b4", "^"));
+    tc_off(TC_PAIR_OK, 0);
     tc_put(ax, px, 6, "1");
     char lenbuf[16];
     snprintf(lenbuf, sizeof lenbuf, "%d", len);
@@ -122,9 +172,10 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
     tc_put(ax, rx, (int)strlen(rb), "%s", rb);
     tc_off(TC_PAIR_WARN, A_BOLD);
     tc_on(TC_PAIR_DIM, 0);
-    tc_put(ax + 1, r->x + 1, r->w - 2, "%s singular value (log)  %s energy kept  %s rank",
-           tc_g("\u2588", "#"), tc_g("\u2022", "*"), tc_g("\u2502", "|"));
+    tc_put(ax + 3, r->x + 1, r->w - 2, "%s singular value (log)  %s energy kept  %s rank%s",
+           tc_g("\u2588", "#"), tc_g("\u2022", "*"), tc_g("\u2502", "|"), r->w < 62 ? "" : tc_utf8 ? "  \u25b4 90/95/99%" : "  ^ 90/95/99%");
     tc_off(TC_PAIR_DIM, 0);
+    draw_marks(s, r, ax + 1, &mk);
 }
 
 void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w)

@@ -1,0 +1,53 @@
+#!/bin/sh
+# The heatmap at 128 experts (issue 19 item 4), on the real binary through tmux, at 80x24 and
+# 200x60, on a 128-expert qwen3_moe synth (one layer, small so it calibrates in seconds):
+# - PgDn pages the experts (the layer has one MoE layer: before, PgDn stepped layers and did
+#   nothing here) until the cursor is on expert 127, its number on the column labels; PgUp back;
+# - / jumps to an expert: 130 is refused as it is typed, with the layer's range; 100 is reached;
+# - z shows the overview: one column per expert at 200x60 (all 128 across), one per group at
+#   80x24 (128 columns do not fit in 49); z again gives the cells back.
+set -u
+. "$SRCDIR/tests/lib.sh"
+tmux_harness
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuiheat.XXXXXX")
+sock="$tmp/tmux.sock"
+trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
+"$SUBMOE" synth --arch qwen3_moe --out "$tmp/q128" --layers 1 --hidden 32 --intermediate 32 --experts 128 \
+    --top-k 8 --clusters 32 -q
+# the column-label row of the heatmap: the screen's fourth line (header 2, the panel's title)
+labels() { screen | sed -n 4p; }
+
+for size in 80x24 200x60; do
+    cols=${size%x*} rows=${size#*x}
+    sock="$tmp/tmux$size.sock"
+    T new-session -d -s wb -x "$cols" -y "$rows" \
+        "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$tmp/q128' --plan '$tmp/p$size.yaml'; echo EXIT=\$?; sleep 600"
+    keys 2
+    check "$size: the heatmap of 128 experts, scrolled" wait_for 'rows 1-[0-9]+, cols 1-[0-9]+/128|1-[0-9]+,1-[0-9]+/128' 120
+    check "$size: the cursor starts on expert 0" wait_for 'S\(e0, ?e0\)' 5
+    for i in 1 2 3 4 5 6 7 8 9 10 11 12; do keys NPage; done
+    check "$size: PgDn pages to the last expert, 127 (in cluster order)" wait_for 'S\(e127, ?e127\)' 10
+    check "$size: ... the window ends at column 128 of 128" wait_for '[0-9]+-128/128' 5
+    check_expr "$size: ... 127 is on the column labels" "labels | grep -qw 127"
+    for i in 1 2 3 4 5 6 7 8 9 10 11 12; do keys PPage; done
+    check "$size: PgUp pages back to expert 0" wait_for 'S\(e0, ?e0\)' 10
+    keys / 1 3 0
+    check "$size: / refuses 130 as it is typed" wait_for 'expert 130 is not in layer 0: its experts are 0\.\.127' 10
+    keys BSpace 0 0 Enter # "13" less its 3, then 00
+    check "$size: / 100 jumps to expert 100" wait_for 'S\(e100, ?e100\)' 10
+    check "$size: ... saying its group" wait_for 'expert 100: group [0-9]+ of [0-9]+' 5
+    keys z
+    check "$size: z shows the overview" wait_for 'heatmap overview' 5
+    if [ "$size" = 200x60 ]; then
+        check "$size: ... one column per expert, all 128 across" wait_for 'rows 1-[0-9]+, cols 1-128/128' 5
+    else
+        check "$size: ... one column per group (128 do not fit)" wait_for 'group rows [0-9]+-[0-9]+, cols [0-9]+-[0-9]+/[0-9]+|/[0-9]+g' 5
+    fi
+    keys z
+    check "$size: z again: the cells" wait_for 'heatmap cells' 5
+    keys q
+    check "$size: quits with 0" wait_for 'EXIT=0' 30
+    T kill-server >/dev/null 2>&1
+done
+echo "$n checks, $fail failed"
+[ "$fail" -eq 0 ]
