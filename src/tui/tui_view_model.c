@@ -151,11 +151,11 @@ static void draw_row(const tui_state *s, int l, int y, int h, const tui_rect *r,
         draw_freq(s, l, y, x + 1, fw, h);
 }
 
-/* Layout of the rows: their height (1-4 rows, the whole panel when it has room) and the first. */
+/* Layout of the rows: their height (1-12 rows, the whole panel when it has room) and the first. */
 static void rows_geometry(const tui_state *s, const int *rows, int n, int avail, int *h, int *first)
 {
     *h = n > 0 ? avail / n : 1;
-    *h = *h < 1 ? 1 : *h > 4 ? 4 : *h;
+    *h = *h < 1 ? 1 : *h > 12 ? 12 : *h; /* taller bars while the screen has room */
     int shown = avail / *h;
     int cur = 0;
     for (int i = 0; i < n; i++)
