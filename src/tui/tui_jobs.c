@@ -550,7 +550,9 @@ static int job_compare(tui_app *a)
     int n = 0;
     for (int l = 0; l < a->s.n_layers; l++)
         n += a->s.is_moe[l];
-    snprintf(a->s.status, sizeof a->s.status, "comparing with %.150s; errors of its %d layers follow", path, n);
+    char shown[64];
+    tui_short_path(path, 40, shown, sizeof shown, a->s.utf8);
+    snprintf(a->s.status, sizeof a->s.status, "comparing with %s; its %d layers' errors follow", shown, n);
     a->s.status_error = false;
     const sm_config *c = sm_model_config(a->model);
     pthread_mutex_unlock(&a->mu);

@@ -141,10 +141,11 @@ void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
             rows[n++] = l;
             differ += tui_compare_layer(s, l) != 0;
         }
-    char title[160], path[96];
-    tui_short_path(o->path, 60, path, sizeof path, s->utf8);
-    snprintf(title, sizeof title, "compare: this plan %s %s (%d of %d layers differ)", tc_g("\u2192", "->"), path,
-             differ, n);
+    char title[600], path[512], counts[64];
+    snprintf(counts, sizeof counts, " (%d of %d layers differ)", differ, n);
+    /* the path shortened to what the title rule leaves: "─ compare: this plan → " and the counts */
+    tui_short_path(o->path, r->w - 26 - tui_strwidth(counts), path, sizeof path, s->utf8);
+    snprintf(title, sizeof title, "compare: this plan %s %s%s", tc_g("\u2192", "->"), path, counts);
     tc_title(r, title, true);
     bool wide = r->w >= 110;
     columns c = wide ? (columns){5, 20, 24, 18, 20} : (columns){5, 13, 18, 12, 11};
