@@ -126,6 +126,50 @@ static void draw_totals(const tui_state *s, int y, const tui_rect *r)
     tc_put(y + 2, x, w, "accuracy    this %s (A) %s other not computed", u, tc_g("\u00b7", "-"));
 }
 
+/* "{e0 e1} {e2} ..." of a layer's groups. */
+static void groups_text(const tui_layer *p, char *buf, size_t n)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int c = 0; c < p->k && at + 16 < n; c++) {
+        at += (size_t)snprintf(buf + at, n - at, "%s{", c ? " " : "");
+        bool first = true;
+        for (int i = 0; i < p->n && at + 16 < n; i++)
+            if (p->assign[i] == c) {
+                at += (size_t)snprintf(buf + at, n - at, "%se%d", first ? "" : " ", i);
+                first = false;
+            }
+        at += (size_t)snprintf(buf + at, n - at, "}");
+    }
+}
+
+/* Below the rows when there is room: the selected layer's groups in both plans, wrapped. */
+static void draw_groups(const tui_state *s, int y, int ymax, const tui_rect *r)
+{
+    const tui_other *o = s->other;
+    int l = s->layer;
+    if (ymax - y < 4 || !s->is_moe[l])
+        return;
+    char text[2048], lines[8][TUI_WRAP_LINE];
+    tc_on(TC_PAIR_DIM, 0);
+    tc_put(y++, r->x + 1, r->w - 2, "layer %d's groups", l);
+    tc_off(TC_PAIR_DIM, 0);
+    for (int side = 0; side < 2 && y < ymax; side++) {
+        const tui_layer *p = side ? &o->res[l] : &s->res[l];
+        if (side && !o->grouped[l])
+            snprintf(text, sizeof text, "%d groups, by its clustering (computing)", p->k);
+        else
+            groups_text(p, text, sizeof text);
+        int room = (ymax - y) / (2 - side); /* half for each plan */
+        int nl = tui_wrap(text, r->w - 10, lines, room < 8 ? room : 8, tc_utf8);
+        for (int i = 0; i < nl && y < ymax; i++, y++) {
+            if (i == 0)
+                tc_put(y, r->x + 1, 7, "%s", side ? "other" : "this");
+            tc_put(y, r->x + 8, r->w - 9, "%s", lines[i]);
+        }
+    }
+}
+
 void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
 {
     const tui_other *o = s->other;
@@ -176,6 +220,7 @@ void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
     for (int i = first; i < n && y < r->y + 2 + avail; i++, y++)
         draw_row(s, rows[i], y, r, &c);
     int ty = r->y + r->h - 3;
+    draw_groups(s, y + 1, ty - 1, r);
     tc_hrule(ty - 1, r->x, r->w);
     draw_totals(s, ty, r);
 }
