@@ -236,6 +236,10 @@ int tui_run(const tui_options *o)
     cbreak();
     noecho();
     keypad(stdscr, TRUE);
+    /* tmux and screen send these for Home and End whatever TERM says; undecoded, "ESC [ 4 ~" would
+     * be four keys, and 4 shows the model view */
+    define_key("\033[1~", KEY_HOME);
+    define_key("\033[4~", KEY_END);
     set_escdelay(25);
     timeout(100);
     curs_set(0);
