@@ -53,8 +53,9 @@ static void *worker(void *arg)
 {
     tui_app *a = arg;
     static const char *const names[] = {"", "calibrating", "preview", "re-clustering", "spectrum",
-                                        "perplexity", "saving", "opening", "committing", "accuracy"};
-    _Static_assert(sizeof names / sizeof names[0] == TUI_JOB_ACCURACY + 1, "a name for every job kind");
+                                        "perplexity", "saving", "opening", "committing", "accuracy",
+                                        "reading the plan to compare", "comparing"};
+    _Static_assert(sizeof names / sizeof names[0] == TUI_JOB_LAST + 1, "a name for every job kind");
     for (;;) {
         pthread_mutex_lock(&a->mu);
         while (!a->nq && !a->stop)
@@ -72,7 +73,8 @@ static void *worker(void *arg)
         a->preempted = false;
         a->s.busy = true;
         a->s.progress = 0;
-        if (j.kind == TUI_JOB_PREVIEW || j.kind == TUI_JOB_RECLUSTER || j.kind == TUI_JOB_SPECTRUM)
+        if (j.kind == TUI_JOB_PREVIEW || j.kind == TUI_JOB_RECLUSTER || j.kind == TUI_JOB_SPECTRUM ||
+            j.kind == TUI_JOB_OTHER)
             snprintf(a->s.job, sizeof a->s.job, "%s L%d", names[j.kind], j.layer);
         else
             snprintf(a->s.job, sizeof a->s.job, "%s", names[j.kind]);
@@ -238,6 +240,10 @@ int tui_run(const tui_options *o)
     cbreak();
     noecho();
     keypad(stdscr, TRUE);
+    /* tmux and screen send these for Home and End whatever TERM says; undecoded, "ESC [ 4 ~" would
+     * be four keys, and 4 shows the model view */
+    define_key("\033[1~", KEY_HOME);
+    define_key("\033[4~", KEY_END);
     set_escdelay(25);
     timeout(100);
     curs_set(0);
@@ -273,6 +279,11 @@ int tui_run(const tui_options *o)
         bool busy = a->s.busy;
         if (act & TUI_ACT_OPEN)
             snprintf(a->open_path, sizeof a->open_path, "%s", a->s.input);
+        if (act & TUI_ACT_COMPARE)
+            snprintf(a->compare_path, sizeof a->compare_path, "%s", a->s.input);
+        bool stale[TUI_MAX_LAYERS] = {false}; /* several layers changed at once: their previews */
+        for (int l = 0; (act & TUI_ACT_PREVIEW_ALL) && l < a->s.n_layers; l++)
+            stale[l] = a->s.is_moe[l] && !tui_preview_fresh(&a->s, l);
         pthread_mutex_unlock(&a->mu);
         if (act & TUI_ACT_QUIT)
             quit = true;
@@ -282,6 +293,14 @@ int tui_run(const tui_options *o)
             tui_push(a, (tui_job){TUI_JOB_RECLUSTER, layer, 0, false, false});
         else if (act & TUI_ACT_PREVIEW)
             tui_push(a, (tui_job){TUI_JOB_PREVIEW, layer, 0, (act & TUI_ACT_FORCE) != 0, false});
+        if (act & TUI_ACT_PREVIEW_ALL) { /* the selected layer first, the others behind the user's work */
+            tui_push(a, (tui_job){TUI_JOB_PREVIEW, layer, 0, false, false});
+            for (int l = 0; l < TUI_MAX_LAYERS; l++)
+                if (stale[l] && l != layer)
+                    tui_push(a, (tui_job){TUI_JOB_PREVIEW, l, 0, false, true});
+        }
+        if (act & TUI_ACT_COMPARE)
+            tui_push(a, (tui_job){TUI_JOB_COMPARE, 0, 0, false, false});
         if (act & TUI_ACT_PERPLEXITY)
             tui_push(a, (tui_job){TUI_JOB_PPL, 0, 0, false, false});
         if (act & TUI_ACT_ACCURACY)

@@ -168,9 +168,19 @@ void tui_dialog_draw(const tui_state *s, int cols, int rows)
         lines[n++] = "";
         lines[n++] = "Enter opens   Esc cancels";
         break;
+    case TUI_DIALOG_COMPARE:
+        title = "compare with a plan";
+        input_row = n, input_label = "file";
+        lines[n++] = "";
+        lines[n++] = "";
+        lines[n++] = "Enter opens it beside this plan (view 5)   Esc cancels";
+        break;
     case TUI_DIALOG_RANK:
         title = "rank";
-        if (s->rank_matrix < 0)
+        if (s->rank_matrix == TUI_RANK_EVERY_LAYER)
+            snprintf(buf[0], sizeof buf[0], "Rank of gate, up and down in every group of every %slayer:",
+                     tui_any_marked(s) ? "marked " : "");
+        else if (s->rank_matrix < 0)
             snprintf(buf[0], sizeof buf[0], "Rank of gate, up and down in every group of layer %d:", s->layer);
         else
             snprintf(buf[0], sizeof buf[0], "Rank of %s in group %d of layer %d:", mats[s->rank_matrix % 3],

@@ -219,6 +219,10 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
         tui_view_heatmap_detail(s, y, x, w);
     else if (s->view == TUI_VIEW_SPECTRUM)
         tui_view_spectrum_detail(s, y, x, w);
+    else if (s->view == TUI_VIEW_MODEL)
+        tui_view_model_detail(s, y, x, w);
+    else if (s->view == TUI_VIEW_COMPARE)
+        tui_view_compare_detail(s, y, x, w);
     else
         tui_view_plan_detail(s, y, x, w);
     y++;
@@ -251,6 +255,8 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
         "M method  a align  r router  +/- groups  c re-cluster  = rank  P perplexity",
         "m row's expert to column's group  n new group  g merge groups  s similarity",
         "h/l rank  [/] by one  = type a rank  f full  x gate/up/down  j/k group",
+        "space mark  M r = a: every (marked) layer  S sort  Enter the layer  u undo",
+        "O open a plan to compare  j/k layer  Enter the layer  P perplexity",
     };
     if (last > y - 1 && last >= r->y + 2) {
         tc_on(TC_PAIR_DIM, 0);
@@ -307,12 +313,18 @@ void tui_draw(const tui_state *s, int cols, int rows)
         return;
     }
     draw_header(s, &L.header);
-    draw_layers(s, &L.layers, L.wide);
+    tui_rect body = {L.layers.y, 0, L.layers.h, cols}; /* views 4 and 5 take the layer list's room too */
+    if (s->view == TUI_VIEW_MODEL)
+        tui_view_model_draw(s, &body);
+    else if (s->view == TUI_VIEW_COMPARE)
+        tui_view_compare_draw(s, &body);
+    else
+        draw_layers(s, &L.layers, L.wide);
     if (s->view == TUI_VIEW_HEATMAP)
         tui_view_heatmap_draw(s, &L.main);
     else if (s->view == TUI_VIEW_SPECTRUM)
         tui_view_spectrum_draw(s, &L.main);
-    else
+    else if (s->view == TUI_VIEW_LAYERS)
         tui_view_plan_draw(s, &L.main);
     draw_detail(s, &L.detail);
     draw_status(s, &L.status, rows);

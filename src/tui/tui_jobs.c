@@ -152,6 +152,12 @@ static int job_calibrate(tui_app *a, const sm_monitor *mon)
     for (int l = 0; l < c->n_layers; l++)
         if (c->is_moe[l] && l != cur)
             tui_push(a, (tui_job){TUI_JOB_PREVIEW, l, 0, false, true});
+    pthread_mutex_lock(&a->mu);
+    bool other = a->s.other != NULL; /* a plan compared against before calibration: its errors now */
+    pthread_mutex_unlock(&a->mu);
+    for (int l = 0; other && l < c->n_layers; l++)
+        if (c->is_moe[l])
+            tui_push(a, (tui_job){TUI_JOB_OTHER, l, 0, false, true});
     return 0;
 }
 
@@ -518,10 +524,96 @@ static int job_commit(tui_app *a, bool force, const sm_monitor *mon)
     return rc;
 }
 
+/* Read the plan O named, check it against the model, keep it as the plan compared against, and
+ * build its layers in the background for their errors. */
+static int job_compare(tui_app *a)
+{
+    char path[PATH_MAX];
+    pthread_mutex_lock(&a->mu);
+    snprintf(path, sizeof path, "%s", a->compare_path);
+    pthread_mutex_unlock(&a->mu);
+    sm_plan p;
+    if (sm_plan_read(path, &p) || sm_plan_check_model(&p, a->model)) {
+        sm_plan_free(&p);
+        return sm_err_prefix("cannot compare with it");
+    }
+    pthread_mutex_lock(&a->mu);
+    tui_other_open(&a->s, &p, path);
+    a->s.view = TUI_VIEW_COMPARE;
+    int n = 0;
+    for (int l = 0; l < a->s.n_layers; l++)
+        n += a->s.is_moe[l];
+    char shown[64];
+    tui_short_path(path, 40, shown, sizeof shown, a->s.utf8);
+    snprintf(a->s.status, sizeof a->s.status, "comparing with %s; its %d layers' errors follow", shown, n);
+    a->s.status_error = false;
+    const sm_config *c = sm_model_config(a->model);
+    pthread_mutex_unlock(&a->mu);
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->is_moe[l])
+            tui_push(a, (tui_job){TUI_JOB_OTHER, l, 0, false, true});
+    return 0;
+}
+
+/* Layer l as the compared plan says: clustered when its entry gives no groups, then built for its
+ * held-out error and parameters. Dropped when another plan was opened meanwhile. */
+static int job_other(tui_app *a, int l, const sm_monitor *mon)
+{
+    pthread_mutex_lock(&a->mu);
+    if (!a->s.other || a->s.other->have_error[l]) {
+        pthread_mutex_unlock(&a->mu);
+        return 0;
+    }
+    unsigned gen = a->s.other_gen;
+    bool cluster = !a->s.other->grouped[l];
+    tui_layer p = a->s.other->res[l];
+    sm_resolved_layer rl;
+    tui_other_resolve(&a->s, l, &rl);
+    pthread_mutex_unlock(&a->mu);
+    if (cluster && (p.is_auto || sm_merge_method_merges(p.method))) {
+        sm_moe_layer ml;
+        int assign[TUI_MAX_EXPERTS];
+        if (sm_moe_layer_load_mon(a->model, l, mon, &ml)) {
+            sm_resolved_layer_free(&rl);
+            return -1;
+        }
+        int rc = cluster_layer(a, &rl, p.k, &ml, NULL, mon, assign);
+        sm_moe_layer_free(&ml);
+        if (rc)
+            return -1;
+        pthread_mutex_lock(&a->mu);
+        if (a->s.other && a->s.other_gen == gen)
+            tui_other_set_groups(&a->s, l, assign);
+        tui_other_resolve(&a->s, l, &rl);
+        pthread_mutex_unlock(&a->mu);
+    }
+    sm_layer_build b;
+    char why[600];
+    if (build_layer(a, &rl, mon, &b, why, sizeof why))
+        return -1;
+    int rc = sm_layer_build_check(&b);
+    pthread_mutex_lock(&a->mu);
+    tui_other *o = a->s.other;
+    if (!rc && o && a->s.other_gen == gen) {
+        o->have_error[l] = true;
+        o->error[l] = b.output_error;
+        o->params[l] = b.params_after;
+        if (!o->grouped[l] && b.assign) /* auto's groups, as built */
+            tui_other_set_groups(&a->s, l, b.assign);
+    }
+    pthread_mutex_unlock(&a->mu);
+    sm_layer_build_free(&b);
+    sm_calib_release(a->calib, l);
+    return rc;
+}
+
 int tui_job_run(tui_app *a, const tui_job *j, const sm_monitor *mon)
 {
     bool ready = a->calib != NULL;
-    if (!ready && j->kind != TUI_JOB_CALIB && j->kind != TUI_JOB_SAVE && j->kind != TUI_JOB_OPEN) {
+    if (!ready && j->kind == TUI_JOB_OTHER)
+        return 0; /* queued again when calibration ends */
+    if (!ready && j->kind != TUI_JOB_CALIB && j->kind != TUI_JOB_SAVE && j->kind != TUI_JOB_OPEN &&
+        j->kind != TUI_JOB_COMPARE) {
         tui_status(a, false, "still calibrating: try again when it is done");
         return 0;
     }
@@ -535,6 +627,8 @@ int tui_job_run(tui_app *a, const tui_job *j, const sm_monitor *mon)
     case TUI_JOB_SAVE: return job_save(a);
     case TUI_JOB_OPEN: return job_open(a, mon);
     case TUI_JOB_COMMIT: return job_commit(a, j->force, mon);
+    case TUI_JOB_COMPARE: return job_compare(a);
+    case TUI_JOB_OTHER: return job_other(a, j->layer, mon);
     default: return 0;
     }
 }

@@ -76,6 +76,8 @@ static const char *const matrix_names[3] = {"gate", "up", "down"};
  * smallest over the layer's groups and matrices (the rank is set for all of them). */
 static int64_t rank_prompt_max(const tui_state *s)
 {
+    if (s->rank_matrix == TUI_RANK_EVERY_LAYER)
+        return tui_apply_rank_max(s);
     const tui_layer *p = &s->res[s->layer];
     int64_t max = -1;
     for (int c = 0; c < p->k; c++)
@@ -213,6 +215,7 @@ static int dialog_key(tui_state *s, int key)
     case TUI_DIALOG_OPEN:
     case TUI_DIALOG_RANK:
     case TUI_DIALOG_EXPERT:
+    case TUI_DIALOG_COMPARE:
         break;
     default:
         s->dialog = TUI_DIALOG_NONE;
@@ -223,7 +226,7 @@ static int dialog_key(tui_state *s, int key)
     if (key == TUI_KEY_ESC) {
         s->dialog = TUI_DIALOG_NONE;
         status(s, false, "%s cancelled", d == TUI_DIALOG_COMMIT ? "commit" : d == TUI_DIALOG_SAVE ? "save"
-                                         : d == TUI_DIALOG_OPEN ? "open"
+                                         : d == TUI_DIALOG_OPEN ? "open" : d == TUI_DIALOG_COMPARE ? "compare"
                                          : d == TUI_DIALOG_EXPERT ? "jump" : "rank");
         return TUI_ACT_REDRAW;
     }
@@ -261,6 +264,8 @@ static int dialog_key(tui_state *s, int key)
         if (expert_input_ok(s, s->input))
             jump_to_expert(s, atoi(s->input));
         return TUI_ACT_REDRAW;
+    case TUI_DIALOG_COMPARE:
+        return TUI_ACT_COMPARE | TUI_ACT_REDRAW;
     case TUI_DIALOG_RANK: {
         sm_rank r;
         if (!rank_input_ok(s, s->input, true))
@@ -271,6 +276,11 @@ static int dialog_key(tui_state *s, int key)
         }
         char buf[32];
         sm_rank_format(&r, buf, sizeof buf);
+        if (s->rank_matrix == TUI_RANK_EVERY_LAYER) {
+            int n = tui_apply_rank(s, r);
+            status(s, false, "rank %s for gate, up and down on %d layer%s (u undoes them all)", buf, n, n == 1 ? "" : "s");
+            return TUI_ACT_REDRAW | TUI_ACT_PREVIEW_ALL;
+        }
         if (s->rank_matrix >= 0) {
             if (tui_set_group_rank(s, s->layer, s->spec_cluster, s->rank_matrix, r)) {
                 status(s, true, "layer %d has no group %d", s->layer, s->spec_cluster);
@@ -442,6 +452,20 @@ static int action_vertical(key_ctx *c)
 {
     tui_state *s = c->s;
     int dir = c->key == TUI_KEY_UP || c->key == 'k' ? -1 : 1;
+    if (s->view == TUI_VIEW_MODEL || s->view == TUI_VIEW_COMPARE) { /* the view's rows, in its order */
+        int rows[TUI_MAX_LAYERS], n = tui_model_rows(s, rows), at = 0;
+        if (s->view == TUI_VIEW_COMPARE) /* by layer */
+            for (int l = 0, i = 0; l < s->n_layers; l++)
+                if (s->is_moe[l])
+                    rows[i++] = l;
+        for (int i = 0; i < n; i++)
+            if (rows[i] == s->layer)
+                at = i;
+        if (at + dir < 0 || at + dir >= n)
+            return TUI_ACT_NONE;
+        s->layer = rows[at + dir];
+        return layer_changed(s);
+    }
     if (s->view == TUI_VIEW_LAYERS) {
         int l = moe_step(s, s->layer, dir);
         if (l == s->layer)
@@ -543,8 +567,9 @@ static int action_rank_dialog(key_ctx *c)
     if (!c->moe)
         return TUI_ACT_NONE;
     tui_state *s = c->s;
-    /* in the spectrum: the shown group's matrix; elsewhere: the whole layer */
-    s->rank_matrix = c->spec ? s->spec_matrix : -1;
+    /* in the spectrum: the shown group's matrix; in the model view: every (marked) layer; elsewhere:
+     * the whole layer */
+    s->rank_matrix = c->spec ? s->spec_matrix : s->view == TUI_VIEW_MODEL ? TUI_RANK_EVERY_LAYER : -1;
     open_input(s, TUI_DIALOG_RANK, ""); /* empty: a typed digit is the rank, not appended to it */
     return TUI_ACT_REDRAW;
 }
@@ -591,6 +616,15 @@ static int action_recluster(key_ctx *c)
     return TUI_ACT_REDRAW | TUI_ACT_RECLUSTER;
 }
 
+/* The status line and the reaction after apply-to-all changed n layers. */
+static int applied(tui_state *s, int n, const char *what, const char *value)
+{
+    int t[TUI_MAX_LAYERS], targets = tui_model_targets(s, t);
+    status(s, false, "%s %s on %d of %d %s layers%s", what, value, n, targets, tui_any_marked(s) ? "marked" : "MoE",
+           n ? " (u undoes them all)" : "");
+    return TUI_ACT_REDRAW | (n ? TUI_ACT_PREVIEW_ALL : 0);
+}
+
 /* The merge methods in turn, then auto, then the first method again. */
 static int action_method(key_ctx *c)
 {
@@ -599,6 +633,10 @@ static int action_method(key_ctx *c)
     const tui_layer *p = c->p;
     bool is_auto = !p->is_auto && p->method + 1 >= SM_MERGE_METHOD_COUNT;
     sm_merge_method m = p->is_auto || is_auto ? SM_MERGE_SUBMOE : (sm_merge_method)(p->method + 1);
+    if (c->s->view == TUI_VIEW_MODEL) { /* the step after the selected layer's, on every target */
+        int n = tui_apply_method(c->s, is_auto, m);
+        return applied(c->s, n, "method", is_auto ? "auto" : sm_merge_method_name(m));
+    }
     tui_set_method(c->s, c->s->layer, is_auto, m);
     status(c->s, false, "layer %d: method %s", c->s->layer,
            p->is_auto ? "auto (merge or prune, whichever loses least)" : sm_merge_method_name(p->method));
@@ -612,6 +650,10 @@ static int action_align(key_ctx *c)
     if (!c->moe)
         return TUI_ACT_NONE;
     const tui_layer *p = c->p;
+    if (c->s->view == TUI_VIEW_MODEL) {
+        bool on = !(!p->is_auto && sm_merge_method_merges(p->method) && p->align);
+        return applied(c->s, tui_apply_align(c->s, on), "alignment", on ? "on (merging layers)" : "off");
+    }
     if (p->is_auto || !sm_merge_method_merges(p->method)) {
         status(c->s, false, "alignment applies to merge methods; %s", p->is_auto ? "auto tries with and without it"
                                                                                   : "this method does not merge");
@@ -646,6 +688,10 @@ static int action_router(key_ctx *c)
 {
     if (!c->moe)
         return TUI_ACT_NONE;
+    if (c->s->view == TUI_VIEW_MODEL) {
+        sm_router_mode r = (sm_router_mode)((c->p->router + 1) % SM_ROUTER_MODE_COUNT);
+        return applied(c->s, tui_apply_router(c->s, r), "router", sm_router_mode_name(r));
+    }
     sm_plan_layer *pl = tui_edit_begin(c->s, c->s->layer);
     pl->s.has_router = true, pl->s.router = (sm_router_mode)((c->eff.router + 1) % SM_ROUTER_MODE_COUNT);
     tui_edit_end(c->s, c->s->layer);
@@ -655,20 +701,15 @@ static int action_router(key_ctx *c)
 
 static int action_undo(key_ctx *c)
 {
-    if (tui_undo(c->s))
-        status(c->s, false, "undone (layer %d)", c->s->layer);
+    bool undo = c->key == 'u';
+    int n = undo ? tui_undo(c->s) : tui_redo(c->s);
+    if (n == 1)
+        status(c->s, false, "%s (layer %d)", undo ? "undone" : "redone", c->s->layer);
+    else if (n > 1)
+        status(c->s, false, "%s on %d layers", undo ? "undone" : "redone", n);
     else
-        status(c->s, false, "nothing to undo");
-    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (c->spec ? TUI_ACT_SPECTRUM : 0);
-}
-
-static int action_redo(key_ctx *c)
-{
-    if (tui_redo(c->s))
-        status(c->s, false, "redone (layer %d)", c->s->layer);
-    else
-        status(c->s, false, "nothing to redo");
-    return TUI_ACT_REDRAW | TUI_ACT_PREVIEW | (c->spec ? TUI_ACT_SPECTRUM : 0);
+        status(c->s, false, "nothing to %s", undo ? "undo" : "redo");
+    return TUI_ACT_REDRAW | (n > 1 ? TUI_ACT_PREVIEW_ALL : TUI_ACT_PREVIEW) | (c->spec ? TUI_ACT_SPECTRUM : 0);
 }
 
 static int action_preview(key_ctx *c)
@@ -700,6 +741,43 @@ static int action_open_dialog(key_ctx *c)
     return TUI_ACT_REDRAW;
 }
 
+static int action_compare_dialog(key_ctx *c)
+{
+    open_input(c->s, TUI_DIALOG_COMPARE, c->s->other ? c->s->other->path : c->s->plan_path);
+    return TUI_ACT_REDRAW;
+}
+
+/* space: mark / unmark the selected layer for apply-to-all (the model view). */
+static int action_mark(key_ctx *c)
+{
+    if (c->s->view != TUI_VIEW_MODEL || !c->moe)
+        return TUI_ACT_NONE;
+    c->s->marked[c->s->layer] = !c->s->marked[c->s->layer];
+    int l = moe_step(c->s, c->s->layer, 1); /* on to the next layer, as a file manager's mark does */
+    if (!c->s->model_sorted && l != c->s->layer) {
+        c->s->layer = l;
+        return layer_changed(c->s);
+    }
+    return TUI_ACT_REDRAW;
+}
+
+static int action_sort(key_ctx *c)
+{
+    if (c->s->view != TUI_VIEW_MODEL)
+        return TUI_ACT_NONE;
+    c->s->model_sorted = !c->s->model_sorted;
+    status(c->s, false, "model view by %s", c->s->model_sorted ? "error, worst first" : "layer");
+    return TUI_ACT_REDRAW;
+}
+
+/* Enter in the model view or the comparison: the selected layer's plan (view 1). */
+static int action_enter(key_ctx *c)
+{
+    if (c->s->view != TUI_VIEW_MODEL && c->s->view != TUI_VIEW_COMPARE)
+        return TUI_ACT_NONE;
+    return view_shown(c->s, TUI_VIEW_LAYERS);
+}
+
 static int action_commit_dialog(key_ctx *c)
 {
     open_input(c->s, TUI_DIALOG_COMMIT, c->s->commit_dir);
@@ -714,7 +792,7 @@ static int action_redraw(key_ctx *c)
 
 /* The help overlay (?), beside the bindings it describes; NULL-terminated. */
 const char *const tui_key_help[] = {
-    "Views    1 plan  2 heatmap  3 spectrum  (Tab: the next one)",
+    "Views    1 plan  2 heatmap  3 spectrum  4 model  5 compare  (Tab: next)",
     "Layers   j/k or arrows (plan view), J/K, PgDn/PgUp outside the heatmap",
     "Heatmap  arrows/hjkl move the cursor  s output/weight/router similarity",
     "         PgUp/PgDn page the experts  / jump to an expert  z overview",
@@ -727,8 +805,9 @@ const char *const tui_key_help[] = {
     "         R refit the merged down projections (refit: down)",
     "Preview  p this layer  P perplexity of the plan  A its task accuracy",
     "         Esc cancels the work",
+    "Model    space mark  S sort  Enter plan  M r = a: every (marked) layer",
     "Edits    u undo  U redo",
-    "Files    w save the plan  o open a plan  C commit the merged model",
+    "Files    w save  o open a plan  O compare with a plan (5)  C commit",
     "         ? this help  q quit",
     "Messages L the log of every message (j/k, PgUp/PgDn; Esc closes)",
     "",
@@ -768,6 +847,11 @@ static key_handler *const key_table[TUI_KEY_END + 1] = {
     [TUI_KEY_ESC] = action_cancel,
     [TUI_KEY_TAB] = action_next_view,
     ['1'] = action_view, ['2'] = action_view, ['3'] = action_view,
+    ['4'] = action_view, ['5'] = action_view,
+    [' '] = action_mark,
+    ['S'] = action_sort,
+    [TUI_KEY_ENTER] = action_enter,
+    ['O'] = action_compare_dialog,
     [TUI_KEY_PGUP] = action_layer_step, ['K'] = action_layer_step,
     [TUI_KEY_PGDN] = action_layer_step, ['J'] = action_layer_step,
     [TUI_KEY_UP] = action_vertical, ['k'] = action_vertical,
@@ -793,7 +877,7 @@ static key_handler *const key_table[TUI_KEY_END + 1] = {
     ['R'] = action_refit,
     ['r'] = action_router,
     ['u'] = action_undo,
-    ['U'] = action_redo, [18] = action_redo, /* ctrl-r */
+    ['U'] = action_undo, [18] = action_undo, /* ctrl-r */
     ['p'] = action_preview,
     ['P'] = action_perplexity,
     ['A'] = action_accuracy,

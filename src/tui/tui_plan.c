@@ -26,35 +26,40 @@ static int entry_k(const sm_plan_layer *pl)
     return pl->n_groups ? pl->n_groups : pl->s.has_experts ? pl->s.experts : 0;
 }
 
-void tui_plan_layer_init(tui_state *s, int layer, int n)
+int tui_plan_entry_init(sm_plan *p, int layer, int n, int top_k, int *clustered)
 {
     int at = -1;
-    for (int i = 0; i < s->plan.n_layers && at < 0; i++)
-        if (s->plan.layers[i].layer == layer)
+    for (int i = 0; i < p->n_layers && at < 0; i++)
+        if (p->layers[i].layer == layer)
             at = i;
     if (at < 0) { /* a layer the plan does not name: its defaults */
-        s->plan.layers = xrealloc(s->plan.layers, sizeof *s->plan.layers * (size_t)(s->plan.n_layers + 1));
-        at = s->plan.n_layers++;
-        memset(&s->plan.layers[at], 0, sizeof s->plan.layers[at]);
-        s->plan.layers[at].layer = layer;
+        p->layers = xrealloc(p->layers, sizeof *p->layers * (size_t)(p->n_layers + 1));
+        at = p->n_layers++;
+        memset(&p->layers[at], 0, sizeof p->layers[at]);
+        p->layers[at].layer = layer;
     }
-    s->entry[layer] = at;
-    s->res[layer].n = n;
-    sm_plan_layer *pl = &s->plan.layers[at];
+    sm_plan_layer *pl = &p->layers[at];
     if (!entry_k(pl)) { /* the plan's target, else the workbench's, by the planner's rule */
         sm_planner_opts o;
-        bool target = sm_resolve_planner_opts(&s->plan, &o);
+        bool target = sm_resolve_planner_opts(p, &o);
         pl->s.has_experts = true;
-        pl->s.experts = sm_planner_target_k(target ? o.experts : 0, target ? o.ratio : TUI_DEFAULT_RATIO, n, s->top_k);
+        pl->s.experts = sm_planner_target_k(target ? o.experts : 0, target ? o.ratio : TUI_DEFAULT_RATIO, n, top_k);
     }
     for (int i = 0; i < n; i++) /* until calibration clusters them */
-        s->clustered[layer][i] = i % entry_k(pl);
+        clustered[i] = i % entry_k(pl);
+    return at;
+}
+
+void tui_plan_layer_init(tui_state *s, int layer, int n)
+{
+    s->entry[layer] = tui_plan_entry_init(&s->plan, layer, n, s->top_k, s->clustered[layer]);
+    s->res[layer].n = n;
     tui_layer_refresh(s, layer);
 }
 
-void tui_layer_resolve(const tui_state *s, int layer, const char *chosen, sm_resolved_layer *rl)
+void tui_resolve_entry(const sm_plan *p, const sm_plan_layer *pl, int layer, int n, const int *clustered,
+                       const char *chosen, sm_resolved_layer *rl)
 {
-    const sm_plan_layer *pl = tui_entry_c(s, layer);
     sm_plan_layer e;
     sm_plan_layer_copy(&e, pl);
     /* the workbench clusters a layer itself (with the entry's clustering and similarity, below):
@@ -62,24 +67,25 @@ void tui_layer_resolve(const tui_state *s, int layer, const char *chosen, sm_res
     e.s.has_clustering = e.s.has_similarity = false;
     if (chosen && !e.chosen)
         e.chosen = xstrdup(chosen);
-    sm_resolve_layer(&s->plan, &e, layer, s->res[layer].n, entry_k(pl), pl->n_groups ? NULL : s->clustered[layer], rl);
+    sm_resolve_layer(p, &e, layer, n, entry_k(pl), pl->n_groups ? NULL : clustered, rl);
     sm_plan_effective eff;
-    sm_plan_effective_settings(&s->plan, pl, &eff);
+    sm_plan_effective_settings(p, pl, &eff);
     rl->job.algo = eff.clustering;
     rl->job.sim = eff.similarity;
     sm_plan_layer_free(&e);
 }
 
-void tui_layer_refresh(tui_state *s, int layer)
+void tui_layer_resolve(const tui_state *s, int layer, const char *chosen, sm_resolved_layer *rl)
 {
-    const sm_plan_layer *pl = tui_entry_c(s, layer);
-    if (!pl)
-        return;
-    tui_layer *r = &s->res[layer];
+    tui_resolve_entry(&s->plan, tui_entry_c(s, layer), layer, s->res[layer].n, s->clustered[layer], chosen, rl);
+}
+
+void tui_refresh_entry(const sm_plan *p, const sm_plan_layer *pl, int layer, const int *clustered, tui_layer *r)
+{
     sm_resolved_layer rl;
-    tui_layer_resolve(s, layer, NULL, &rl);
+    tui_resolve_entry(p, pl, layer, r->n, clustered, NULL, &rl);
     sm_plan_effective eff; /* an auto layer's own alignment, for when its method is set */
-    sm_plan_effective_settings(&s->plan, pl, &eff);
+    sm_plan_effective_settings(p, pl, &eff);
     r->is_auto = eff.is_auto;
     r->decided = eff.is_auto && !rl.is_auto;
     r->method = eff.is_auto ? eff.method : rl.job.spec.method;
@@ -92,9 +98,16 @@ void tui_layer_refresh(tui_state *s, int layer)
         tui_plan_set_groups(r, rl.assign);
     } else {
         r->k = entry_k(pl);
-        memcpy(r->assign, s->clustered[layer], sizeof(int) * (size_t)r->n);
+        memcpy(r->assign, clustered, sizeof(int) * (size_t)r->n);
     }
     sm_resolved_layer_free(&rl);
+}
+
+void tui_layer_refresh(tui_state *s, int layer)
+{
+    const sm_plan_layer *pl = tui_entry_c(s, layer);
+    if (pl)
+        tui_refresh_entry(&s->plan, pl, layer, s->clustered[layer], &s->res[layer]);
 }
 
 int tui_set_commit_format(tui_state *s, int format)
@@ -117,20 +130,44 @@ int tui_set_commit_format(tui_state *s, int format)
 
 /* ---- edits ---------------------------------------------------------------------------------- */
 
+void tui_edit_batch_begin(tui_state *s)
+{
+    s->batch = true;
+    s->batch_open = false;
+}
+
+void tui_edit_batch_end(tui_state *s)
+{
+    s->batch = s->batch_open = false;
+}
+
+/* The undo step an edit of `layer` records into: a new one, unless a batch's step is open. */
+static tui_undo_layer *undo_slot(tui_state *s)
+{
+    if (!(s->batch && s->batch_open)) {
+        if (s->n_undo == TUI_UNDO) { /* the oldest step goes */
+            tui_undo_step_free(&s->undo[0]);
+            memmove(s->undo, s->undo + 1, sizeof s->undo[0] * (TUI_UNDO - 1));
+            s->n_undo--;
+        }
+        s->undo[s->n_undo++] = (tui_undo_step){0, NULL};
+        s->batch_open = s->batch;
+    }
+    tui_undo_step *st = &s->undo[s->n_undo - 1];
+    st->l = xrealloc(st->l, sizeof *st->l * (size_t)(st->n + 1));
+    return &st->l[st->n++];
+}
+
 sm_plan_layer *tui_edit_begin(tui_state *s, int layer)
 {
     sm_plan_layer *pl = tui_entry(s, layer);
-    if (s->n_undo == TUI_UNDO) {
-        sm_plan_layer_free(&s->undo[0].before);
-        memmove(s->undo, s->undo + 1, sizeof s->undo[0] * (TUI_UNDO - 1));
-        s->n_undo--;
-    }
     for (int i = 0; i < s->n_redo; i++)
-        sm_plan_layer_free(&s->redo[i].before);
+        tui_undo_step_free(&s->redo[i]);
     s->n_redo = 0;
-    s->undo[s->n_undo].layer = layer;
-    sm_plan_layer_copy(&s->undo[s->n_undo].before, pl);
-    memcpy(s->undo[s->n_undo++].clustered, s->clustered[layer], sizeof s->clustered[layer]);
+    tui_undo_layer *u = undo_slot(s);
+    u->layer = layer;
+    sm_plan_layer_copy(&u->before, pl);
+    memcpy(u->clustered, s->clustered[layer], sizeof s->clustered[layer]);
     s->modified = true;
     s->plan_gen[layer]++;
     free(pl->chosen); /* an edited auto layer is decided again */
@@ -315,40 +352,56 @@ bool tui_has_group_ranks(const tui_state *s, int layer)
 
 /* ---- history ------------------------------------------------------------------------------- */
 
-/* The entry and its clustering swap places with the history's top: nothing is copied. */
-static bool swap_plan(tui_state *s, bool undo)
+/* The entries and clusterings of the history's top step swap places with the plan's: nothing is
+ * copied. The selection goes to the step's layer (of several: stays when it is one of them). */
+static int swap_plan(tui_state *s, bool undo)
 {
     int *n = undo ? &s->n_undo : &s->n_redo, *m = undo ? &s->n_redo : &s->n_undo;
-    typeof(s->undo[0]) *from = undo ? s->undo : s->redo, *to = undo ? s->redo : s->undo;
-    sm_plan_layer *pl = *n ? tui_entry(s, from[*n - 1].layer) : NULL;
-    if (!pl)
-        return false;
-    int l = from[*n - 1].layer;
-    to[*m].layer = l;
-    to[*m].before = *pl;
-    memcpy(to[*m].clustered, s->clustered[l], sizeof s->clustered[l]);
-    (*m)++;
-    --*n;
-    *pl = from[*n].before;
-    memset(&from[*n].before, 0, sizeof from[*n].before);
-    memcpy(s->clustered[l], from[*n].clustered, sizeof s->clustered[l]);
-    s->plan_gen[l]++;
-    tui_layer_refresh(s, l);
-    if (s->layer != l) {
-        s->layer = l;
+    tui_undo_step *from = undo ? s->undo : s->redo, *to = undo ? s->redo : s->undo;
+    s->batch_open = false; /* an edit after this starts a step of its own */
+    if (!*n)
+        return 0;
+    tui_undo_step st = from[--*n];
+    from[*n] = (tui_undo_step){0, NULL};
+    bool here = false;
+    for (int i = st.n - 1; i >= 0; i--) { /* the last change first: a layer may appear twice */
+        tui_undo_layer *u = &st.l[i];
+        sm_plan_layer *pl = tui_entry(s, u->layer);
+        if (!pl)
+            continue;
+        sm_plan_layer cur = *pl;
+        *pl = u->before;
+        u->before = cur;
+        int tmp[TUI_MAX_EXPERTS];
+        memcpy(tmp, s->clustered[u->layer], sizeof tmp);
+        memcpy(s->clustered[u->layer], u->clustered, sizeof tmp);
+        memcpy(u->clustered, tmp, sizeof tmp);
+        s->plan_gen[u->layer]++;
+        tui_layer_refresh(s, u->layer);
+        here |= u->layer == s->layer;
+    }
+    /* the reverse step, in the reverse order: undoing it walks the layers back again */
+    for (int i = 0, j = st.n - 1; i < j; i++, j--) {
+        tui_undo_layer t = st.l[i];
+        st.l[i] = st.l[j];
+        st.l[j] = t;
+    }
+    to[(*m)++] = st;
+    if (!here && st.n) {
+        s->layer = st.l[st.n - 1].layer;
         s->ci = s->cj = s->spec_cluster = 0;
     }
     tui_selection_settle(s);
     s->modified = true;
-    return true;
+    return st.n;
 }
 
-bool tui_undo(tui_state *s)
+int tui_undo(tui_state *s)
 {
     return swap_plan(s, true);
 }
 
-bool tui_redo(tui_state *s)
+int tui_redo(tui_state *s)
 {
     return swap_plan(s, false);
 }
@@ -361,32 +414,34 @@ static bool stores_ranks(const tui_layer *p)
     return !p->is_auto && (p->method == SM_MERGE_SUBMOE || p->method == SM_MERGE_SUBMOE_WHITENED);
 }
 
-int64_t tui_group_params(const tui_state *s, int layer, int cluster)
+/* Group c of resolved layer p with entry pl (of any plan), as the writer stores it. */
+static int64_t group_params(const tui_state *s, const tui_layer *p, const sm_plan_layer *pl, int cluster)
 {
-    const tui_layer *p = &s->res[layer];
+    const sm_plan_cluster *gc = find_cluster(pl, cluster);
     int64_t tot = 0;
     for (int j = 0; j < 3; j++) {
         int64_t out = j == 2 ? s->hidden : s->inter, in = j == 2 ? s->inter : s->hidden;
-        int64_t r = stores_ranks(p) ? tui_rank_value(s, p, tui_group_rank(s, layer, cluster, j), j,
-                                                     tui_cluster_size(p, cluster))
-                                    : 0;
+        sm_rank rank = gc && gc->rank.set[j] ? gc->rank.r[j] : p->rank[j];
+        int64_t r = stores_ranks(p) ? tui_rank_value(s, p, rank, j, tui_cluster_size(p, cluster)) : 0;
         tot += sm_rank_factored(r, out, in) ? r * (out + in) : out * in; /* the writer's rule */
     }
     return tot;
 }
 
-int64_t tui_plan_params(const tui_state *s, int layer)
+int64_t tui_group_params(const tui_state *s, int layer, int cluster)
 {
-    const tui_layer *p = &s->res[layer];
-    if (tui_preview_fresh(s, layer) && s->data[layer].params_after > 0)
-        return s->data[layer].params_after;
+    return group_params(s, &s->res[layer], tui_entry_c(s, layer), cluster);
+}
+
+int64_t tui_entry_params(const tui_state *s, const tui_layer *p, const sm_plan_layer *pl)
+{
     int64_t per = 3 * s->hidden * s->inter;
     if (p->method == SM_MERGE_KEEP && !p->is_auto)
         return per * p->n;
     if (stores_ranks(p)) { /* factors below the break-even, by each group's rank */
         int64_t tot = 0;
         for (int c = 0; c < p->k; c++)
-            tot += tui_group_params(s, layer, c);
+            tot += group_params(s, p, pl, c);
         return tot;
     }
     return per * p->k;
@@ -415,6 +470,13 @@ void tui_spectrum_marks(const double *sv, int len, int64_t out, int64_t in, tui_
             hi = mid - 1;
     }
     m->break_even = lo;
+}
+
+int64_t tui_plan_params(const tui_state *s, int layer)
+{
+    if (tui_preview_fresh(s, layer) && s->data[layer].params_after > 0)
+        return s->data[layer].params_after;
+    return tui_entry_params(s, &s->res[layer], tui_entry_c(s, layer));
 }
 
 int64_t tui_model_params_after(const tui_state *s)

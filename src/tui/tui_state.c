@@ -36,6 +36,7 @@ void tui_state_free_data(tui_state *s)
         }
     }
     tui_clear_history(s);
+    tui_other_close(s);
     sm_plan_free(&s->plan);
     for (int i = 0; i < s->n_log; i++)
         free(s->log[i].text);
@@ -147,13 +148,33 @@ void tui_plan_group_count(tui_layer *p, int k)
     }
 }
 
+void tui_undo_step_free(tui_undo_step *st)
+{
+    for (int i = 0; i < st->n; i++)
+        sm_plan_layer_free(&st->l[i].before);
+    free(st->l);
+    st->l = NULL;
+    st->n = 0;
+}
+
 void tui_clear_history(tui_state *s)
 {
     for (int i = 0; i < s->n_undo; i++)
-        sm_plan_layer_free(&s->undo[i].before);
+        tui_undo_step_free(&s->undo[i]);
     for (int i = 0; i < s->n_redo; i++)
-        sm_plan_layer_free(&s->redo[i].before);
+        tui_undo_step_free(&s->redo[i]);
     s->n_undo = s->n_redo = 0;
+    s->batch_open = false;
+}
+
+void tui_other_close(tui_state *s)
+{
+    if (!s->other)
+        return;
+    sm_plan_free(&s->other->plan);
+    free(s->other);
+    s->other = NULL;
+    s->other_gen++;
 }
 
 int tui_cluster_order(const tui_layer *p, int *order)

@@ -27,7 +27,10 @@ enum { TUI_KEY_UP = 0x1001, TUI_KEY_DOWN, TUI_KEY_LEFT, TUI_KEY_RIGHT, TUI_KEY_B
 #define TUI_MAX_LAYERS 512
 #define TUI_UNDO 64
 
-typedef enum { TUI_VIEW_LAYERS = 0, TUI_VIEW_HEATMAP, TUI_VIEW_SPECTRUM, TUI_VIEW_COUNT } tui_view;
+/* Views 1-5: a layer's plan, its heatmap, its spectrum; every layer at once (the model view);
+ * the plan against another one (compare). */
+typedef enum { TUI_VIEW_LAYERS = 0, TUI_VIEW_HEATMAP, TUI_VIEW_SPECTRUM, TUI_VIEW_MODEL, TUI_VIEW_COMPARE,
+               TUI_VIEW_COUNT } tui_view;
 
 /* What resolving one MoE layer's plan entry gives (tui_layer_refresh, pipeline/resolve.h), as
  * the views read it. Never edited: every edit is an edit of the entry (tui_plan.c), then the
@@ -83,6 +86,8 @@ typedef enum {
     TUI_ACT_OPEN = 512,       /* open the plan s->input */
     TUI_ACT_FORCE = 1024,     /* with COMMIT: replace an existing directory (the user said yes) */
     TUI_ACT_ACCURACY = 2048,  /* task accuracy of the original and the plan */
+    TUI_ACT_PREVIEW_ALL = 1 << 14, /* several layers changed (the model view): preview every stale one */
+    TUI_ACT_COMPARE = 1 << 15, /* open the plan s->input to compare against (view 5) */
 } tui_action;
 
 typedef enum {
@@ -95,6 +100,7 @@ typedef enum {
     TUI_DIALOG_DISCARD,   /* unsaved edits: open another plan anyway? */
     TUI_DIALOG_RANK,      /* a typed rank for the layer (or one matrix) */
     TUI_DIALOG_EXPERT,    /* /: the heatmap jumps to a typed expert */
+    TUI_DIALOG_COMPARE,   /* plan file to compare against */
     TUI_DIALOG_HELP,
     TUI_DIALOG_LOG        /* the session's messages (L) */
 } tui_dialog;
@@ -106,6 +112,31 @@ typedef struct tui_message {
     char *text;           /* owned */
 } tui_message;
 #define TUI_STATUS_MAX 1024
+
+/* One layer's entry before an edit, for undo. */
+typedef struct tui_undo_layer {
+    int layer;
+    sm_plan_layer before;          /* a deep copy of the entry (sm_plan_layer_copy) */
+    int clustered[TUI_MAX_EXPERTS];
+} tui_undo_layer;
+typedef struct tui_undo_step {
+    int n;
+    tui_undo_layer *l;             /* n layers (owned) */
+} tui_undo_step;
+
+/* A second plan, opened to compare against (view 5): read with sm_plan_read, checked against the
+ * model and resolved by the same resolver, layer by layer (tui_compare.c). Its layers' errors
+ * and, for entries without groups, their clusterings come from the worker. */
+typedef struct tui_other {
+    sm_plan plan;
+    char path[512];
+    tui_layer res[TUI_MAX_LAYERS];
+    int clustered[TUI_MAX_LAYERS][TUI_MAX_EXPERTS]; /* groups of entries without their own */
+    bool grouped[TUI_MAX_LAYERS];   /* the groups are known: the entry's own, or clustered */
+    bool have_error[TUI_MAX_LAYERS];
+    double error[TUI_MAX_LAYERS];   /* held-out output error of the layer built as it says */
+    int64_t params[TUI_MAX_LAYERS]; /* its routed experts' parameters, built (0: not yet) */
+} tui_other;
 
 typedef struct tui_state {
     /* model */
@@ -136,13 +167,17 @@ typedef struct tui_state {
     int sim_kind;                 /* 0 output, 1 weight, 2 logit */
     int spec_cluster, spec_matrix;
     bool heat_overview;           /* z: the heatmap shrunk to one character per expert or group */
-    /* undo */
-    struct {
-        int layer;
-        sm_plan_layer before;          /* a deep copy of the entry (sm_plan_layer_copy) */
-        int clustered[TUI_MAX_EXPERTS];
-    } undo[TUI_UNDO], redo[TUI_UNDO];
+    /* undo: each step holds the entries it changed, one layer's or several (the model view's
+     * apply-to-all: tui_edit_batch_begin) */
+    tui_undo_step undo[TUI_UNDO], redo[TUI_UNDO];
     int n_undo, n_redo;
+    bool batch, batch_open;       /* inside a batch; its step was started */
+    /* the model view (4): its order, and the layers space selected for apply-to-all */
+    bool model_sorted;            /* by error, worst first (S); else by layer */
+    bool marked[TUI_MAX_LAYERS];
+    /* the plan compared against (view 5, O), or NULL */
+    tui_other *other;
+    unsigned other_gen;           /* bumped by every plan opened to compare: older results are dropped */
     /* jobs and messages */
     bool busy;
     double progress;
@@ -157,7 +192,8 @@ typedef struct tui_state {
     int screen_cols, screen_rows; /* the terminal's size as last drawn (the log's and help's pages) */
     tui_dialog dialog;
     char input[512];              /* dialog text field */
-    int rank_matrix;              /* TUI_DIALOG_RANK: −1 all three matrices, else one */
+    int rank_matrix;              /* TUI_DIALOG_RANK: −1 all three matrices, else one;
+                                   * TUI_RANK_EVERY_LAYER: all three, on every (marked) layer */
     int commit_format;            /* 0 submoe, 1 hf, 2 hf-expanded (Tab in the commit dialog) */
     char plan_path[512];
     char commit_dir[512];
@@ -208,8 +244,16 @@ const sm_plan_layer *tui_entry_c(const tui_state *s, int layer);
  * plan's target (TUI_DEFAULT_RATIO without one), groups round robin until calibration clusters
  * them. Resolves the layer. */
 void tui_plan_layer_init(tui_state *s, int layer, int n);
+/* The same for any plan p: the index of layer l's entry (added when p has none), its groups
+ * round robin into clustered[0..n). */
+int tui_plan_entry_init(sm_plan *p, int layer, int n, int top_k, int *clustered);
 /* Resolve layer l's entry again into s->res[l] (after every change of the entry or clustering). */
 void tui_layer_refresh(tui_state *s, int layer);
+/* The same for entry pl of any plan p (an opened plan to compare against): resolved for layer
+ * `layer` of r->n experts, `clustered` its groups when the entry gives none. */
+void tui_resolve_entry(const sm_plan *p, const sm_plan_layer *pl, int layer, int n, const int *clustered,
+                       const char *chosen, sm_resolved_layer *rl);
+void tui_refresh_entry(const sm_plan *p, const sm_plan_layer *pl, int layer, const int *clustered, tui_layer *r);
 /* The commit format (0 submoe, 1 hf, 2 hf-expanded) as the plan's output format: a layer that
  * names no router then previews with the one that format holds (remap, or hf's collapse:
  * plan.h sm_plan_default_router). Layers whose router changes are resolved again and their
@@ -247,9 +291,15 @@ sm_rank tui_group_rank(const tui_state *s, int layer, int cluster, int matrix);
 bool tui_has_group_ranks(const tui_state *s, int layer);
 /* Whether group c has its own rank for a matrix. */
 bool tui_group_rank_set(const tui_state *s, int layer, int cluster, int matrix);
-bool tui_undo(tui_state *s);
-bool tui_redo(tui_state *s);
+/* Several edits as one undo step (the model view's apply-to-all): every tui_edit_begin between
+ * these two adds its layer's entry to the same step. */
+void tui_edit_batch_begin(tui_state *s);
+void tui_edit_batch_end(tui_state *s);
+/* Undo / redo the last step: every layer it changed. Returns how many layers (0: nothing). */
+int tui_undo(tui_state *s);
+int tui_redo(tui_state *s);
 void tui_clear_history(tui_state *s);
+void tui_undo_step_free(tui_undo_step *st);
 /* Keep the selection inside what it selects: the layer, the heatmap cursor within its n
  * experts, the spectrum's group within its k groups. After every key and every worker result. */
 void tui_selection_settle(tui_state *s);
@@ -271,6 +321,8 @@ typedef struct tui_spec_marks {
     int64_t break_even;
 } tui_spec_marks;
 void tui_spectrum_marks(const double *sv, int len, int64_t out, int64_t in, tui_spec_marks *m);
+/* The estimate for a resolved layer p of entry pl (of any plan). */
+int64_t tui_entry_params(const tui_state *s, const tui_layer *p, const sm_plan_layer *pl);
 /* Whole-model parameters after the plan. */
 int64_t tui_model_params_after(const tui_state *s);
 /* The largest rank of a matrix (0 gate, 1 up, 2 down) for a cluster of `members` experts, and a
@@ -286,6 +338,45 @@ bool tui_spectrum_fresh(const tui_state *s, int layer);
 bool tui_preview_fresh(const tui_state *s, int layer);
 bool tui_ppl_fresh(const tui_state *s);
 unsigned tui_plan_gen_sum(const tui_state *s);
+
+/* ---- the model view (tui_model.c): every layer at once, and settings for many ------------- */
+
+/* The MoE layers in the model view's order (by layer, or by error, worst first, with the layers
+ * without a preview last). Returns how many. */
+int tui_model_rows(const tui_state *s, int *layers);
+/* The layers apply-to-all changes: those marked (space), else every MoE layer. */
+int tui_model_targets(const tui_state *s, int *layers);
+bool tui_any_marked(const tui_state *s);
+#define TUI_RANK_EVERY_LAYER (-2)
+/* Set one setting on every target layer as one undo step; a layer whose entry already says it
+ * is left alone (no undo, no new preview). Alignment only where the layer merges. Each changed
+ * layer is resolved again and its preview marked stale. Return how many layers changed. */
+int tui_apply_method(tui_state *s, bool is_auto, sm_merge_method m);
+int tui_apply_router(tui_state *s, sm_router_mode r);
+int tui_apply_align(tui_state *s, bool align);
+int tui_apply_rank(tui_state *s, sm_rank r);
+/* The largest count rank accepted for every target layer (the smallest of their groups' maxima). */
+int64_t tui_apply_rank_max(const tui_state *s);
+
+/* ---- comparing plans (tui_compare.c) ---------------------------------------------------------- */
+
+/* Keep plan p (read and checked against the model by the caller; owned from now on) as the plan
+ * compared against, every MoE layer resolved as the workbench resolves its own. */
+void tui_other_open(tui_state *s, sm_plan *p, const char *path);
+/* Forget it (tui_state.c: freed with the state). */
+void tui_other_close(tui_state *s);
+/* Layer l of the other plan resolved (its groups: the entry's, else other->clustered[l]). */
+void tui_other_resolve(const tui_state *s, int layer, sm_resolved_layer *rl);
+/* The groups the worker clustered for an entry without its own (labels of the layer's n experts). */
+void tui_other_set_groups(tui_state *s, int layer, const int *assign);
+/* What differs in layer l between the plan and the other one: TUI_DIFF_* flags. */
+enum { TUI_DIFF_GROUPS = 1, TUI_DIFF_METHOD = 2, TUI_DIFF_ROUTER = 4, TUI_DIFF_RANK = 8, TUI_DIFF_ALIGN = 16 };
+unsigned tui_compare_layer(const tui_state *s, int layer);
+/* Experts whose group-mates differ between two groupings of n experts. */
+int tui_groups_moved(const tui_layer *a, const tui_layer *b);
+/* The other plan's routed-expert parameters of a layer (built, else estimated) and the model's. */
+int64_t tui_other_params(const tui_state *s, int layer);
+int64_t tui_other_model_params(const tui_state *s);
 
 /* ---- layout (tui_layout.c): pure functions of sizes ------------------------------------- */
 

@@ -22,7 +22,10 @@
 #include "util/iopaths.h"
 
 enum { TUI_JOB_CALIB = 1, TUI_JOB_PREVIEW, TUI_JOB_RECLUSTER, TUI_JOB_SPECTRUM, TUI_JOB_PPL, TUI_JOB_SAVE,
-       TUI_JOB_OPEN, TUI_JOB_COMMIT, TUI_JOB_ACCURACY };
+       TUI_JOB_OPEN, TUI_JOB_COMMIT, TUI_JOB_ACCURACY,
+       TUI_JOB_COMPARE, /* open compare_path as the plan compared against */
+       TUI_JOB_OTHER,   /* build a layer as the compared plan says: its error (and groups) */
+       TUI_JOB_LAST = TUI_JOB_OTHER };
 
 typedef struct tui_job {
     int kind, layer, cluster;
@@ -49,6 +52,7 @@ typedef struct tui_app {
     sm_calib *calib;
     sm_calib_spec spec;                        /* its numbers are s.plan.calib's (tui_app_calib_settings) */
     char tokens[PATH_MAX], heldout[PATH_MAX], calib_file[PATH_MAX], open_path[PATH_MAX];
+    char compare_path[PATH_MAX];               /* the plan O asked to compare against */
     bool tokens_default;                       /* tokens: the bundled data/calib.u32 */
     bool heldout_given;                        /* --heldout (else, with text, the text's own windows) */
     char **text;                               /* calibration text instead of tokens (owned), or NULL */

@@ -1,0 +1,238 @@
+/* tui_view_compare: view 5, the plan beside another one (O opens it) — per MoE layer what differs
+ * in groups, method, router, rank and held-out error ("this→other", the differences bright), and
+ * the totals: parameters, and perplexity and accuracy where they were computed. */
+#include "tui/tui_curses.h"
+#include "tui/tui_views.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *router_short(sm_router_mode m)
+{
+    const char *n = sm_router_mode_name(m);
+    return strncmp(n, "collapse-", 9) ? n : n + 9;
+}
+
+static void rank_text(const tui_layer *p, char *buf, size_t n)
+{
+    char r[3][24];
+    for (int j = 0; j < 3; j++)
+        sm_rank_format(&p->rank[j], r[j], sizeof r[j]);
+    if (!strcmp(r[0], r[1]) && !strcmp(r[1], r[2]))
+        snprintf(buf, n, "%s", r[0]);
+    else
+        snprintf(buf, n, "%s/%s/%s", r[0], r[1], r[2]);
+}
+
+static void method_text(const tui_layer *p, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s", p->is_auto ? "auto" : tui_method_short(p->method),
+             !p->is_auto && p->align && sm_merge_method_merges(p->method) ? "+a" : "");
+}
+
+/* One cell: "a" when both say it, else "a→b" bright (dim while b is still being computed). */
+static void cell(int y, int x, int w, bool differs, const char *a, const char *b)
+{
+    if (differs && !strcmp(b, tc_g("\u2026", "..."))) {
+        tc_on(TC_PAIR_DIM, 0);
+        tc_put(y, x, w - 1, "%s%s%s", a, tc_g("\u2192", ">"), b);
+        tc_off(TC_PAIR_DIM, 0);
+    } else if (differs) {
+        tc_on(TC_PAIR_WARN, A_BOLD);
+        tc_put(y, x, w - 1, "%s%s%s", a, tc_g("\u2192", ">"), b);
+        tc_off(TC_PAIR_WARN, A_BOLD);
+    } else {
+        tc_on(TC_PAIR_DIM, 0);
+        tc_put(y, x, w - 1, "%s", a);
+        tc_off(TC_PAIR_DIM, 0);
+    }
+}
+
+typedef struct {
+    int l, groups, method, router, rank;
+} columns;
+
+static void draw_row(const tui_state *s, int l, int y, const tui_rect *r, const columns *c)
+{
+    const tui_other *o = s->other;
+    const tui_layer *a = &s->res[l], *b = &o->res[l];
+    unsigned d = tui_compare_layer(s, l);
+    bool sel = l == s->layer;
+    if (sel) {
+        tc_on(TC_PAIR_SELECT, A_BOLD | (s->color ? 0 : A_REVERSE));
+        mvhline(y, r->x, ' ', r->w);
+    }
+    int x = r->x;
+    tc_put(y, x, c->l, "%s%3d", d ? "*" : " ", l);
+    x += c->l;
+    char ta[80], tb[80];
+    if (d & TUI_DIFF_GROUPS) {
+        int moved = o->grouped[l] ? tui_groups_moved(a, b) : -1;
+        snprintf(ta, sizeof ta, "%d", a->k);
+        if (moved >= 0 && a->k == b->k)
+            snprintf(tb, sizeof tb, "%d, %d moved", b->k, moved);
+        else
+            snprintf(tb, sizeof tb, "%d", b->k);
+    } else {
+        snprintf(ta, sizeof ta, "%d%s", a->k, o->grouped[l] ? " same" : "");
+    }
+    cell(y, x, c->groups, d & TUI_DIFF_GROUPS, ta, tb);
+    x += c->groups;
+    method_text(a, ta, sizeof ta);
+    method_text(b, tb, sizeof tb);
+    cell(y, x, c->method, d & (TUI_DIFF_METHOD | TUI_DIFF_ALIGN), ta, tb);
+    x += c->method;
+    cell(y, x, c->router, d & TUI_DIFF_ROUTER, router_short(a->router), router_short(b->router));
+    x += c->router;
+    rank_text(a, ta, sizeof ta);
+    rank_text(b, tb, sizeof tb);
+    cell(y, x, c->rank, d & TUI_DIFF_RANK, ta, tb);
+    x += c->rank;
+    /* errors: this plan's preview (~ stale), the other's as the worker built it */
+    const tui_layer_data *da = &s->data[l];
+    char ea[16] = "-", eb[16];
+    snprintf(eb, sizeof eb, "%s", tc_g("\u2026", "..."));
+    if (da->have_preview)
+        snprintf(ea, sizeof ea, "%.4f%s", da->output_error, tui_preview_fresh(s, l) ? "" : "~");
+    if (o->have_error[l])
+        snprintf(eb, sizeof eb, "%.4f", o->error[l]);
+    bool differs = !o->have_error[l] || !da->have_preview || strcmp(ea, eb);
+    cell(y, x, r->x + r->w - x, differs, ea, eb);
+    if (sel)
+        tc_off(TC_PAIR_SELECT, A_BOLD | (s->color ? 0 : A_REVERSE));
+}
+
+/* "5.123" or "not computed", for a figure < 0 when not computed. */
+static void figure(char *buf, size_t n, double v, bool stale)
+{
+    if (v < 0)
+        snprintf(buf, n, "not computed");
+    else
+        snprintf(buf, n, "%.3f%s", v, stale ? " (before edits)" : "");
+}
+
+static void draw_totals(const tui_state *s, int y, const tui_rect *r)
+{
+    char a[32], b[32], o[32], t[48], u[48];
+    tc_fmt_params(a, sizeof a, (double)tui_model_params_after(s));
+    tc_fmt_params(b, sizeof b, (double)tui_other_model_params(s));
+    tc_fmt_params(o, sizeof o, (double)s->total_params);
+    int x = r->x + 1, w = r->w - 2;
+    tc_put(y, x, w, "params      this %s %s other %s (original %s)", a, tc_g("\u00b7", "-"), b, o);
+    figure(t, sizeof t, s->ppl_plan, s->ppl_plan >= 0 && !tui_ppl_fresh(s));
+    tc_put(y + 1, x, w, "perplexity  this %s (P) %s other not computed", t,
+           tc_g("\u00b7", "-"));
+    figure(u, sizeof u, s->acc_plan, s->acc_plan >= 0 && s->acc_gen != tui_plan_gen_sum(s));
+    tc_put(y + 2, x, w, "accuracy    this %s (A) %s other not computed", u, tc_g("\u00b7", "-"));
+}
+
+/* "{e0 e1} {e2} ..." of a layer's groups. */
+static void groups_text(const tui_layer *p, char *buf, size_t n)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int c = 0; c < p->k && at + 16 < n; c++) {
+        at += (size_t)snprintf(buf + at, n - at, "%s{", c ? " " : "");
+        bool first = true;
+        for (int i = 0; i < p->n && at + 16 < n; i++)
+            if (p->assign[i] == c) {
+                at += (size_t)snprintf(buf + at, n - at, "%se%d", first ? "" : " ", i);
+                first = false;
+            }
+        at += (size_t)snprintf(buf + at, n - at, "}");
+    }
+}
+
+/* Below the rows when there is room: the selected layer's groups in both plans, wrapped. */
+static void draw_groups(const tui_state *s, int y, int ymax, const tui_rect *r)
+{
+    const tui_other *o = s->other;
+    int l = s->layer;
+    if (ymax - y < 4 || !s->is_moe[l])
+        return;
+    char text[2048], lines[8][TUI_WRAP_LINE];
+    tc_on(TC_PAIR_DIM, 0);
+    tc_put(y++, r->x + 1, r->w - 2, "layer %d's groups", l);
+    tc_off(TC_PAIR_DIM, 0);
+    for (int side = 0; side < 2 && y < ymax; side++) {
+        const tui_layer *p = side ? &o->res[l] : &s->res[l];
+        if (side && !o->grouped[l])
+            snprintf(text, sizeof text, "%d groups, by its clustering (computing)", p->k);
+        else
+            groups_text(p, text, sizeof text);
+        int room = (ymax - y) / (2 - side); /* half for each plan */
+        int nl = tui_wrap(text, r->w - 10, lines, room < 8 ? room : 8, tc_utf8);
+        for (int i = 0; i < nl && y < ymax; i++, y++) {
+            if (i == 0)
+                tc_put(y, r->x + 1, 7, "%s", side ? "other" : "this");
+            tc_put(y, r->x + 8, r->w - 9, "%s", lines[i]);
+        }
+    }
+}
+
+void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
+{
+    const tui_other *o = s->other;
+    if (!o) {
+        tc_title(r, "compare plans", true);
+        tc_put(r->y + 2, r->x + 2, r->w - 4, "no plan to compare against: O opens one (a plan of this model,");
+        tc_put(r->y + 3, r->x + 2, r->w - 4, "e.g. one saved before with w); its layers are resolved as this one's.");
+        return;
+    }
+    int rows[TUI_MAX_LAYERS], n = 0, differ = 0;
+    for (int l = 0; l < s->n_layers; l++)
+        if (s->is_moe[l]) {
+            rows[n++] = l;
+            differ += tui_compare_layer(s, l) != 0;
+        }
+    char title[600], path[512], counts[64];
+    snprintf(counts, sizeof counts, " (%d of %d layers differ)", differ, n);
+    /* the path shortened to what the title rule leaves: "─ compare: this plan → " and the counts */
+    tui_short_path(o->path, r->w - 26 - tui_strwidth(counts), path, sizeof path, s->utf8);
+    snprintf(title, sizeof title, "compare: this plan %s %s%s", tc_g("\u2192", "->"), path, counts);
+    tc_title(r, title, true);
+    bool wide = r->w >= 110;
+    columns c = wide ? (columns){5, 20, 24, 18, 20} : (columns){5, 13, 18, 12, 11};
+    int avail = r->h - 2 - 4; /* title, header; a rule and three lines of totals */
+    int first = 0, cur = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i] == s->layer)
+            cur = i;
+    if (n > avail && avail > 0) {
+        first = cur - avail / 2;
+        first = first < 0 ? 0 : first > n - avail ? n - avail : first;
+    }
+    tc_on(TC_PAIR_DIM, 0);
+    int x = r->x;
+    tc_put(r->y + 1, x, c.l, "    L");
+    x += c.l;
+    tc_put(r->y + 1, x + 1, c.groups, "groups");
+    x += c.groups;
+    tc_put(r->y + 1, x, c.method, "method");
+    x += c.method;
+    tc_put(r->y + 1, x, c.router, "router");
+    x += c.router;
+    tc_put(r->y + 1, x, c.rank, "rank");
+    x += c.rank;
+    tc_put(r->y + 1, x, r->x + r->w - x, "error");
+    tc_off(TC_PAIR_DIM, 0);
+    int y = r->y + 2;
+    for (int i = first; i < n && y < r->y + 2 + avail; i++, y++)
+        draw_row(s, rows[i], y, r, &c);
+    int ty = r->y + r->h - 3;
+    draw_groups(s, y + 1, ty - 1, r);
+    tc_hrule(ty - 1, r->x, r->w);
+    draw_totals(s, ty, r);
+}
+
+void tui_view_compare_detail(const tui_state *s, int y, int x, int w)
+{
+    if (!s->other) {
+        tc_put(y, x, w, "O opens a plan to compare against");
+        return;
+    }
+    unsigned d = tui_compare_layer(s, s->layer);
+    tc_put(y, x, w, "layer %d: %s%s%s%s%s%s", s->layer, d ? "differs in" : "the same in both plans",
+           d & TUI_DIFF_GROUPS ? " groups" : "", d & TUI_DIFF_METHOD ? " method" : "", d & TUI_DIFF_ALIGN ? " alignment" : "",
+           d & TUI_DIFF_ROUTER ? " router" : "", d & TUI_DIFF_RANK ? " rank" : "");
+}
