@@ -1,6 +1,7 @@
 /* tui_keys: what every key does to the workbench state (see tui_state.h), without a terminal.
  * Keys return tui_action flags; the loop in tui_app.c turns those into jobs for the worker. */
 #include "tui/tui_state.h"
+#include "tui/tui_export.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -132,6 +133,7 @@ static int dialog_key(tui_state *s, int key)
     case TUI_DIALOG_SAVE:
     case TUI_DIALOG_OPEN:
     case TUI_DIALOG_RANK:
+    case TUI_DIALOG_EXPORT:
         break;
     default:
         s->dialog = TUI_DIALOG_NONE;
@@ -142,7 +144,7 @@ static int dialog_key(tui_state *s, int key)
     if (key == TUI_KEY_ESC) {
         s->dialog = TUI_DIALOG_NONE;
         status(s, false, "%s cancelled", d == TUI_DIALOG_COMMIT ? "commit" : d == TUI_DIALOG_SAVE ? "save"
-                                         : d == TUI_DIALOG_OPEN ? "open" : "rank");
+                                         : d == TUI_DIALOG_OPEN ? "open" : d == TUI_DIALOG_EXPORT ? "export" : "rank");
         return TUI_ACT_REDRAW;
     }
     if (key == TUI_KEY_TAB && d == TUI_DIALOG_COMMIT) { /* previews follow the format's router */
@@ -167,6 +169,9 @@ static int dialog_key(tui_state *s, int key)
     case TUI_DIALOG_SAVE:
         snprintf(s->plan_path, sizeof s->plan_path, "%s", s->input);
         return TUI_ACT_SAVE | TUI_ACT_REDRAW;
+    case TUI_DIALOG_EXPORT:
+        snprintf(s->export_dir, sizeof s->export_dir, "%s", s->input);
+        return TUI_ACT_EXPORT | TUI_ACT_REDRAW;
     case TUI_DIALOG_OPEN:
         if (s->modified) {
             s->dialog = TUI_DIALOG_DISCARD;
@@ -554,6 +559,13 @@ static int action_open_dialog(key_ctx *c)
     return TUI_ACT_REDRAW;
 }
 
+/* E: the current view as figures (tui_export.h), into the directory the prompt asks for. */
+static int action_export_dialog(key_ctx *c)
+{
+    open_input(c->s, TUI_DIALOG_EXPORT, c->s->export_dir[0] ? c->s->export_dir : TUI_EXPORT_DEFAULT_DIR);
+    return TUI_ACT_REDRAW;
+}
+
 static int action_commit_dialog(key_ctx *c)
 {
     open_input(c->s, TUI_DIALOG_COMMIT, c->s->commit_dir);
@@ -583,6 +595,7 @@ const char *const tui_key_help[] = {
     "Edits    u undo  U redo",
     "Files    w save the plan  o open a plan  C commit the merged model",
     "         ? this help  q quit",
+    "Figures  E export this view (plan view: the model chart): SVG PDF PNG CSV",
     "",
     "error: relative MoE-block output error on held-out tokens (~ stale)",
     "method: * chosen by auto, +a neurons aligned before merging",
@@ -626,6 +639,7 @@ static key_handler *const key_table[TUI_KEY_END + 1] = {
     ['w'] = action_save_dialog,
     ['o'] = action_open_dialog,
     ['C'] = action_commit_dialog,
+    ['E'] = action_export_dialog,
     [TUI_KEY_RESIZE] = action_redraw,
 };
 

@@ -82,6 +82,7 @@ typedef enum {
     TUI_ACT_OPEN = 512,       /* open the plan s->input */
     TUI_ACT_FORCE = 1024,     /* with COMMIT: replace an existing directory (the user said yes) */
     TUI_ACT_ACCURACY = 2048,  /* task accuracy of the original and the plan */
+    TUI_ACT_EXPORT = 1 << 20, /* E: the current view as figures into s->export_dir (tui_export.h) */
 } tui_action;
 
 typedef enum {
@@ -93,6 +94,7 @@ typedef enum {
     TUI_DIALOG_OPEN,      /* plan file to open */
     TUI_DIALOG_DISCARD,   /* unsaved edits: open another plan anyway? */
     TUI_DIALOG_RANK,      /* a typed rank for the layer (or one matrix) */
+    TUI_DIALOG_EXPORT,    /* the directory the current view's figures go to */
     TUI_DIALOG_HELP
 } tui_dialog;
 
@@ -144,6 +146,7 @@ typedef struct tui_state {
     int commit_format;            /* 0 submoe, 1 hf, 2 hf-expanded (Tab in the commit dialog) */
     char plan_path[512];
     char commit_dir[512];
+    char export_dir[512];         /* E's directory (empty: TUI_EXPORT_DEFAULT_DIR) */
     char committed[512];
     bool color, utf8;
 } tui_state;
