@@ -87,6 +87,8 @@ fails() {
 check "a missing model" fails missing "$tmp/nomodel" "$tmp/x1" "$tmp/nomodel" -o "$tmp/x1"
 printf 'version: 1\nlayers: [[[\n' >"$tmp/bad.yaml"
 check "a bad plan" fails badplan "$tmp/bad.yaml" "$tmp/x2" "$DEMO" --plan "$tmp/bad.yaml" -c "$stats" -o "$tmp/x2"
+check "a plan for another model" fails otherplan "$tmp/q3.yaml" "$tmp/x4" "$DEMO" --plan "$tmp/q3.yaml" -c "$stats" \
+    -o "$tmp/x4"
 check "a missing stats file" fails nostats "$tmp/none.stats" "$tmp/x3" "$DEMO" -c "$tmp/none.stats" -o "$tmp/x3"
 : >"$tmp/file"
 check "an unwritable DIR (under a file)" fails unwritable "$tmp/file/out" "$tmp/file/out" "$DEMO" -c "$stats" \

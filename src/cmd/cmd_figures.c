@@ -99,8 +99,8 @@ static int open_source(const fig_args *a, fig_source *s, const sm_monitor *mon)
         free(s->plan.calib.stats);
         s->plan.calib.stats = a->calib ? sm_path_absolute(a->calib) : NULL;
     }
-    if (sm_plan_resolve(&s->plan, mon, a->quiet, &s->r))
-        return sm_err_prefix("%s", a->plan);
+    if (sm_plan_resolve(&s->plan, mon, a->quiet, &s->r)) /* its messages name the plan */
+        return -1;
     s->model = s->r.model, s->calib = s->r.calib;
     return 0;
 }
