@@ -36,7 +36,7 @@ for size in 80x24 200x60; do
     wait_for 'directory submoe-figures' 10
     keys Enter
     check "$size: from the plan view, the model chart, its files named" \
-        wait_for 'wrote submoe-figures/model\.svg \.pdf' 20
+        wait_for 'submoe-figures/model\.\{svg,pdf,png,csv\}, model-frequency\.csv' 20
     check "$size: model.{svg,pdf,png,csv}, 960x214" figure_ok "$dir/submoe-figures" model 960 214
     check_eq "$size: model.csv has the 4 MoE layers" "$(($(wc -l <"$dir/submoe-figures/model.csv") - 1))" 4
     check "$size: and model-frequency.csv" test -s "$dir/submoe-figures/model-frequency.csv"
@@ -45,7 +45,7 @@ for size in 80x24 200x60; do
     wait_for 'directory submoe-figures' 10
     keys Enter
     check "$size: from the heatmap, layer 0's output similarity" \
-        wait_for 'wrote submoe-figures/layer0-similarity-output\.svg' 20
+        wait_for 'submoe-figures/layer0-similarity-output\.\{svg,pdf,png,csv\}' 20
     check "$size: its files, 720x640" figure_ok "$dir/submoe-figures" layer0-similarity-output 720 640
     check_eq "$size: its CSV has the 8x8 cells" \
         "$(($(wc -l <"$dir/submoe-figures/layer0-similarity-output.csv") - 1))" 64
@@ -55,7 +55,7 @@ for size in 80x24 200x60; do
     keys E
     wait_for 'directory submoe-figures' 10
     keys Enter
-    check "$size: from the spectrum, the group's spectrum" wait_for 'wrote submoe-figures/layer0-group0-spectrum' 20
+    check "$size: from the spectrum, the group's spectrum" wait_for 'submoe-figures/layer0-group0-spectrum\.\{svg,pdf,png,csv\}' 20
     check "$size: its files, 960x420" figure_ok "$dir/submoe-figures" layer0-group0-spectrum 960 420
     check_expr "$size: the plan's rank marked once per matrix" \
         "[ \$(awk -F, 'NR > 1 { r += \$5 } END { print r }' '$dir/submoe-figures/layer0-group0-spectrum.csv') -eq 3 ]"

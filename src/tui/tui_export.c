@@ -141,8 +141,10 @@ bool tui_export_write(const tui_export *x, char *msg, size_t n)
         snprintf(msg, n, "export failed: %s", sm_errmsg());
         return true;
     }
-    snprintf(msg, n, "wrote %.150s/%s.svg .pdf .png .csv%s", x->dir, x->base,
-             x->kind == TUI_EXPORT_MODEL ? " -frequency.csv" : "");
+    /* the files, no verb: "DIR/layer0-similarity-output.{svg,pdf,png,csv}" fits the status line
+     * at 80 columns */
+    snprintf(msg, n, "%.150s/%s.{svg,pdf,png,csv}%s", x->dir, x->base,
+             x->kind == TUI_EXPORT_MODEL ? ", model-frequency.csv" : "");
     return false;
 }
 
