@@ -371,5 +371,6 @@ out:
     if (begun)
         sm_outdir_abort(&od);
     close_source(&src);
+    fig_render_cleanup();
     return rc;
 }

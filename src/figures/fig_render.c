@@ -7,8 +7,10 @@
 
 #include <cairo-pdf.h>
 #include <cairo-svg.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -131,6 +133,12 @@ int fig_render_write(const char *dir, const char *base, int w, int h, fig_draw_f
         free(name);
     }
     return rc;
+}
+
+void fig_render_cleanup(void)
+{
+    cairo_debug_reset_static_data(); /* drops cairo's font faces, then fontconfig's own caches */
+    FcFini();
 }
 
 /* viridis at nine stops (matplotlib's table, every 32nd entry), linearly interpolated */

@@ -31,6 +31,10 @@ int fig_render_write(const char *dir, const char *base, int w, int h, fig_draw_f
 /* An extra CSV beside a figure (e.g. the model chart's frequencies). 0 or -1 with a message. */
 int fig_write_csv(const char *dir, const char *name, const char *csv, fig_written *wr);
 
+/* Release cairo's caches (fonts) once no figure is being drawn: at the end of a command or of
+ * the workbench, so a leak checker sees only what the program itself still holds. */
+void fig_render_cleanup(void);
+
 /* ---- shared drawing helpers ---------------------------------------------------------------- */
 /* The colour of v in [0, 1] on the figures' perceptual ramp (viridis-like, dark to light). */
 void fig_ramp(double v, double rgb[3]);

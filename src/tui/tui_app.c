@@ -8,6 +8,7 @@
 #include "tui/tui_app.h"
 #include "pipeline/apply.h"
 #include "tui/tui_draw.h"
+#include "figures/fig_render.h"
 #include "tui/tui_export.h"
 #include "tui/tui_jobs.h"
 #include "tui/tui_worker.h"
@@ -327,6 +328,7 @@ int tui_run(const tui_options *o)
     if (a->s.committed[0])
         printf("committed: %s\n", a->s.committed);
     free_app(a);
+    fig_render_cleanup(); /* the fonts E's figures loaded */
     /* the loop also ends when a model file changed under a step: fail with that message */
     return sm_mapguard_tripped() ? -1 : 0;
 }
