@@ -1,6 +1,7 @@
 /* fig_heatmap: see fig_heatmap.h. */
 #include "figures/fig_heatmap.h"
 
+#include "figures/fig_cairo.h"
 #include "util/diag.h"
 #include "util/mem.h"
 

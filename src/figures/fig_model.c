@@ -1,6 +1,7 @@
 /* fig_model: see fig_model.h. */
 #include "figures/fig_model.h"
 
+#include "figures/fig_cairo.h"
 #include "util/diag.h"
 #include "util/mem.h"
 

@@ -1,13 +1,12 @@
 /* fig_render: surfaces, files and the shared look of every figure (see fig_render.h). */
 #include "figures/fig_render.h"
 
+#include "figures/fig_cairo.h"
+
 #include "util/diag.h"
 #include "util/mem.h"
 #include "util/publish.h"
 
-#include <cairo-pdf.h>
-#include <cairo-svg.h>
-#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -115,6 +114,8 @@ int fig_render_write(const char *dir, const char *base, int w, int h, fig_draw_f
                      const char *csv, fig_written *wr)
 {
     static const char *const ext[3] = {"svg", "pdf", "png"};
+    if (fig_cairo_load())
+        return sm_err_prefix("%s/%s", dir, base);
     int rc = 0;
     for (int f = 0; f < 3 && !rc; f++) {
         fig_buf buf = {0};
@@ -137,8 +138,7 @@ int fig_render_write(const char *dir, const char *base, int w, int h, fig_draw_f
 
 void fig_render_cleanup(void)
 {
-    cairo_debug_reset_static_data(); /* drops cairo's font faces, then fontconfig's own caches */
-    FcFini();
+    fig_cairo_release();
 }
 
 /* viridis at nine stops (matplotlib's table, every 32nd entry), linearly interpolated */

@@ -1,6 +1,7 @@
 /* fig_spectrum: see fig_spectrum.h. */
 #include "figures/fig_spectrum.h"
 
+#include "figures/fig_cairo.h"
 #include "util/diag.h"
 #include "util/mem.h"
 
