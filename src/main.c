@@ -27,6 +27,7 @@ const sm_command sm_commands[] = {
     {"diff", cmd_diff, "per-tensor relative error between two models", false},
     {"tokenize", cmd_tokenize, "text files to token ids with a model's tokenizer.json (and back)", false},
     {"tui", cmd_tui, "the interactive workbench (also: submoe with no arguments on a terminal)", true},
+    {"figures", cmd_figures, "figures for papers: similarity heatmaps, spectra, the model chart (SVG, PDF, PNG, CSV)", true},
     {NULL, NULL, NULL, false},
 };
 

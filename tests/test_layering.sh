@@ -26,6 +26,8 @@ check "the MoE block (src/moe) includes neither forward/ nor engine/" none '\(fo
 check "below the pipeline nothing includes pipeline/, tui/ or cmd/" none '\(pipeline\|tui\|cmd\)/' \
     "$src"/util/*.[ch] "$src"/model/*.[ch] "$src"/moe/*.[ch] "$src"/engine/*.[ch] "$src"/forward/*.[ch] "$src"/plan/*.[ch] \
     "$src"/text/*.[ch]
+check "figures/ (drawing from plain data) includes only util/ of src/" none '\(model\|moe\|engine\|forward\|plan\|pipeline\|text\|eval\|tui\|cmd\)/' \
+    "$src"/figures/*.[ch]
 check "the workbench does not include cmd/" none 'cmd/' "$src"/tui/*.[ch]
 check "tui/ and cmd/ are included only from src/tui, src/cmd and src/main.c" none '\(tui\|cmd\)/' \
     $(ls "$src"/*/*.[ch] | grep -v "^$src/\(tui\|cmd\)/")

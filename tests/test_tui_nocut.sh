@@ -30,7 +30,8 @@ log|L|messages: [0-9]+, lines|Escape
 model|4|model: [0-9]+ MoE layers|
 compare|5|compare plans|
 compare dialog|O|compare with a plan|Escape
-jump|2 /|jump to an expert|Escape'
+jump|2 /|jump to an expert|Escape
+export|E|export this view as figures|Escape'
 
 T new-session -d -s wb -x "$cols" -y "$rows" \
     "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$DEMO'; echo EXIT=\$?; sleep 600"

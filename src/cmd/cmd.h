@@ -20,6 +20,7 @@ int cmd_apply(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_tui(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_figures(int argc, char **argv);
 
 extern const sm_command sm_commands[];
 

@@ -8,6 +8,8 @@
 #include "tui/tui_app.h"
 #include "pipeline/apply.h"
 #include "tui/tui_draw.h"
+#include "figures/fig_render.h"
+#include "tui/tui_export.h"
 #include "tui/tui_jobs.h"
 #include "tui/tui_worker.h"
 #include "util/datadir.h"
@@ -179,6 +181,20 @@ static int setup(tui_app *a, const tui_options *o)
     return 0;
 }
 
+/* E: the view's figures, drawn here (a fraction of a second) rather than queued behind the
+ * background previews; the state's lock is held only to copy what the view shows. */
+static void export_view(tui_app *a)
+{
+    tui_export x;
+    pthread_mutex_lock(&a->mu);
+    tui_export_prepare(&a->s, a->s.export_dir, &x);
+    pthread_mutex_unlock(&a->mu);
+    char msg[256];
+    bool err = tui_export_write(&x, msg, sizeof msg);
+    tui_status(a, err, "%s", msg);
+    tui_export_free(&x);
+}
+
 static int translate(int ch)
 {
     switch (ch) {
@@ -311,6 +327,8 @@ int tui_run(const tui_options *o)
             tui_push(a, (tui_job){TUI_JOB_OPEN, 0, 0, false, false});
         if (act & TUI_ACT_COMMIT)
             tui_push(a, (tui_job){TUI_JOB_COMMIT, 0, 0, (act & TUI_ACT_FORCE) != 0, false});
+        if (act & TUI_ACT_EXPORT)
+            export_view(a);
     }
     pthread_mutex_lock(&a->mu);
     a->cancel = 1;
@@ -334,6 +352,7 @@ int tui_run(const tui_options *o)
     if (a->s.committed[0])
         printf("committed: %s\n", a->s.committed);
     free_app(a);
+    fig_render_cleanup(); /* the fonts E's figures loaded */
     /* the loop also ends when a model file changed under a step: fail with that message */
     return sm_mapguard_tripped() ? -1 : 0;
 }

@@ -175,6 +175,13 @@ void tui_dialog_draw(const tui_state *s, int cols, int rows)
         lines[n++] = "";
         lines[n++] = "Enter opens it beside this plan (view 5)   Esc cancels";
         break;
+    case TUI_DIALOG_EXPORT:
+        title = "export this view as figures";
+        input_row = n, input_label = "directory";
+        lines[n++] = "";
+        lines[n++] = "";
+        lines[n++] = "Enter writes SVG, PDF, PNG and CSV there   Esc cancels";
+        break;
     case TUI_DIALOG_RANK:
         title = "rank";
         if (s->rank_matrix == TUI_RANK_EVERY_LAYER)

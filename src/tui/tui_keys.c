@@ -1,6 +1,7 @@
 /* tui_keys: what every key does to the workbench state (see tui_state.h), without a terminal.
  * Keys return tui_action flags; the loop in tui_app.c turns those into jobs for the worker. */
 #include "tui/tui_state.h"
+#include "tui/tui_export.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -216,6 +217,7 @@ static int dialog_key(tui_state *s, int key)
     case TUI_DIALOG_RANK:
     case TUI_DIALOG_EXPERT:
     case TUI_DIALOG_COMPARE:
+    case TUI_DIALOG_EXPORT:
         break;
     default:
         s->dialog = TUI_DIALOG_NONE;
@@ -227,7 +229,7 @@ static int dialog_key(tui_state *s, int key)
         s->dialog = TUI_DIALOG_NONE;
         status(s, false, "%s cancelled", d == TUI_DIALOG_COMMIT ? "commit" : d == TUI_DIALOG_SAVE ? "save"
                                          : d == TUI_DIALOG_OPEN ? "open" : d == TUI_DIALOG_COMPARE ? "compare"
-                                         : d == TUI_DIALOG_EXPERT ? "jump" : "rank");
+                                         : d == TUI_DIALOG_EXPORT ? "export" : d == TUI_DIALOG_EXPERT ? "jump" : "rank");
         return TUI_ACT_REDRAW;
     }
     if (key == TUI_KEY_TAB && d == TUI_DIALOG_COMMIT) { /* previews follow the format's router */
@@ -254,6 +256,9 @@ static int dialog_key(tui_state *s, int key)
     case TUI_DIALOG_SAVE:
         snprintf(s->plan_path, sizeof s->plan_path, "%s", s->input);
         return TUI_ACT_SAVE | TUI_ACT_REDRAW;
+    case TUI_DIALOG_EXPORT:
+        snprintf(s->export_dir, sizeof s->export_dir, "%s", s->input);
+        return TUI_ACT_EXPORT | TUI_ACT_REDRAW;
     case TUI_DIALOG_OPEN:
         if (s->modified) {
             s->dialog = TUI_DIALOG_DISCARD;
@@ -778,6 +783,13 @@ static int action_enter(key_ctx *c)
     return view_shown(c->s, TUI_VIEW_LAYERS);
 }
 
+/* E: the current view as figures (tui_export.h), into the directory the prompt asks for. */
+static int action_export_dialog(key_ctx *c)
+{
+    open_input(c->s, TUI_DIALOG_EXPORT, c->s->export_dir[0] ? c->s->export_dir : TUI_EXPORT_DEFAULT_DIR);
+    return TUI_ACT_REDRAW;
+}
+
 static int action_commit_dialog(key_ctx *c)
 {
     open_input(c->s, TUI_DIALOG_COMMIT, c->s->commit_dir);
@@ -806,7 +818,7 @@ const char *const tui_key_help[] = {
     "Preview  p this layer  P the plan's perplexity  A its accuracy  Esc cancels",
     "Model    space mark  S sort  Enter plan  M r = a: every (marked) layer",
     "Edits    u undo  U redo      ? this help  L the log of every message  q quit",
-    "Files    w save  o open a plan  O compare with a plan (5)  C commit",
+    "Files    w save  o open  O compare with a plan (5)  C commit  E export figures",
     "",
     "error: relative MoE-block output error on held-out tokens (~ stale)",
     "method: * chosen by auto, +a neurons aligned before merging",
@@ -881,6 +893,7 @@ static key_handler *const key_table[TUI_KEY_END + 1] = {
     ['w'] = action_save_dialog,
     ['o'] = action_open_dialog,
     ['C'] = action_commit_dialog,
+    ['E'] = action_export_dialog,
     [TUI_KEY_RESIZE] = action_redraw,
 };
 

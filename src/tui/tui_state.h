@@ -88,6 +88,7 @@ typedef enum {
     TUI_ACT_ACCURACY = 2048,  /* task accuracy of the original and the plan */
     TUI_ACT_PREVIEW_ALL = 1 << 14, /* several layers changed (the model view): preview every stale one */
     TUI_ACT_COMPARE = 1 << 15, /* open the plan s->input to compare against (view 5) */
+    TUI_ACT_EXPORT = 1 << 20, /* E: the current view as figures into s->export_dir (tui_export.h) */
 } tui_action;
 
 typedef enum {
@@ -101,6 +102,7 @@ typedef enum {
     TUI_DIALOG_RANK,      /* a typed rank for the layer (or one matrix) */
     TUI_DIALOG_EXPERT,    /* /: the heatmap jumps to a typed expert */
     TUI_DIALOG_COMPARE,   /* plan file to compare against */
+    TUI_DIALOG_EXPORT,    /* the directory the current view's figures go to */
     TUI_DIALOG_HELP,
     TUI_DIALOG_LOG        /* the session's messages (L) */
 } tui_dialog;
@@ -197,6 +199,7 @@ typedef struct tui_state {
     int commit_format;            /* 0 submoe, 1 hf, 2 hf-expanded (Tab in the commit dialog) */
     char plan_path[512];
     char commit_dir[512];
+    char export_dir[512];         /* E's directory (empty: TUI_EXPORT_DEFAULT_DIR) */
     char committed[512];
     bool color, utf8;
 } tui_state;
