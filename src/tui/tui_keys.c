@@ -818,7 +818,7 @@ const char *const tui_key_help[] = {
     "Preview  p this layer  P the plan's perplexity  A its accuracy  Esc cancels",
     "Model    space mark  S sort  Enter plan  M r = a: every (marked) layer",
     "Edits    u undo  U redo      ? this help  L the log of every message  q quit",
-    "Files    w save  o open  O compare with a plan (5)  C commit  E export figures",
+    "Files    w save  o open  O compare a plan (5)  C commit  E export figures",
     "",
     "error: relative MoE-block output error on held-out tokens (~ stale)",
     "method: * chosen by auto, +a neurons aligned before merging",
