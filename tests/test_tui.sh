@@ -111,7 +111,7 @@ keys y
 check "... y opens the saved plan again" wait_for 'opened .*plan\.yaml' 60
 check "... not modified" sh -c "! tmux -S '$sock' capture-pane -t wb -p | grep -q 'modified'"
 keys '?'
-check "? shows every key" wait_for 'P perplexity of the plan'
+check "? shows every key" wait_for "P the plan's perplexity"
 keys x 2 c
 check "an edit after opening marks the plan modified" wait_for '\[modified\]'
 keys q
