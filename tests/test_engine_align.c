@@ -488,6 +488,32 @@ static void test_large_correlations(void)
     free(got);
 }
 
+/* On the large path a memo keeps each expert's activations: pairs sharing an expert (a reference
+ * with two members, a member met again in another pair) then match exactly as separate
+ * sm_align_pair calls do, perm and mean correlation. */
+static void test_memo_activations(void)
+{
+    perm_pair f, g;
+    perm_pair_make(&f, 64, 512, SM_ALIGN_MAX_ROWS, 29, 0.05);
+    perm_pair_make(&g, 64, 512, 16, 31, 0.05);
+    sm_expert ex[3] = {f.e, f.ep, g.ep};
+    sm_moe_block b = {.hidden = 64, .n_experts = 3, .experts = ex};
+    sm_align_memo *memo = sm_align_memo_new(3);
+    const int pairs[5][2] = {{0, 1}, {0, 2}, {1, 2}, {2, 1}, {0, 1}};
+    int *want = xmalloc(sizeof(int) * 512), *got = xmalloc(sizeof(int) * 512), same = 0;
+    for (int q = 0; q < 5; q++) {
+        double cw = 0, cg = -1;
+        bool moved;
+        int rc = sm_align_pair(&ex[pairs[q][0]], &ex[pairs[q][1]], f.x, f.m, NULL, want, &cw) ||
+                 sm_align_pair_memo(memo, &b, pairs[q][0], pairs[q][1], f.x, f.m, NULL, got, &cg, &moved);
+        same += !rc && !memcmp(want, got, sizeof(int) * 512) && cw == cg;
+    }
+    CHECK(same == 5, "pairs through the memo's kept activations == sm_align_pair: %d of 5", same);
+    sm_align_memo_free(memo);
+    perm_pair_free(&f), perm_pair_free(&g);
+    free(want), free(got);
+}
+
 static bool merged_equal(const sm_merged_layer *a, const sm_merged_layer *b)
 {
     if (a->n_experts != b->n_experts || a->n_router != b->n_router ||
@@ -625,6 +651,7 @@ int main(void)
     test_synth_alignment(tmp);
     test_large();
     test_large_correlations();
+    test_memo_activations();
     test_memo(tmp);
     test_align_monitor();
     test_candidates_noisy();

@@ -553,6 +553,37 @@ static void test_weights_and_cancel(void)
     free_members(w, 3);
 }
 
+/* A one-member cluster at full rank is its member: sm_merge_matrix_single shares the member's
+ * matrix, with the values, weight and member error sm_merge_matrix's copy has (−0.0 aside: the
+ * copy's weighted sum turns it into +0.0, the share keeps it); anything else is left to
+ * sm_merge_matrix (1). */
+static void test_single_member(void)
+{
+    sm_rng rng;
+    sm_rng_seed(&rng, 9);
+    float **w = make_members(&rng, 2, 20, 10);
+    double f[2] = {0.3, 0.7};
+    sm_matset one = {1, 20, 10, (const float *const *)w}, two = {2, 20, 10, (const float *const *)w};
+    sm_merge_opts low = {.rank = {SM_RANK_COUNT, 5, 0}};
+    for (int mi = 0; mi < 3; mi++) {
+        const sm_merge_method m = mi == 0 ? SM_MERGE_SUBMOE : mi == 1 ? SM_MERGE_FREQ_AVERAGE : SM_MERGE_AVERAGE;
+        sm_merged copy, share;
+        int rc = sm_merge_matrix(m, &one, f, NULL, NULL, NULL, &copy) || sm_merge_matrix_single(m, &one, f, NULL, &share);
+        CHECK(rc == 0 && share.w == w[0] && share.w_borrowed && !copy.w_borrowed &&
+                  memcmp(copy.w, share.w, sizeof(float) * 200) == 0 && copy.weights[0] == share.weights[0] &&
+                  copy.member_err[0] == share.member_err[0] && share.rank == 0 && share.n_members == 1,
+              "%s: a one-member cluster shared == copied", sm_merge_method_name(m));
+        sm_merged_free(&copy), sm_merged_free(&share); /* the share leaves the member's matrix */
+    }
+    sm_merged x;
+    CHECK(sm_merge_matrix_single(SM_MERGE_SUBMOE, &two, f, NULL, &x) == 1 &&
+              sm_merge_matrix_single(SM_MERGE_SUBMOE, &one, f, &low, &x) == 1 &&
+              sm_merge_matrix_single(SM_MERGE_PRUNE_FREQUENCY, &one, f, NULL, &x) == 1,
+          "two members, a low rank, a pruning: merged, not shared");
+    CHECK(w[0][0] == w[0][0] && isfinite(w[0][199]), "the member's matrix survives the share's free");
+    free_members(w, 2);
+}
+
 int main(void)
 {
     test_rank_spec();
@@ -562,5 +593,6 @@ int main(void)
     test_auto_randomized();
     test_whitened();
     test_weights_and_cancel();
+    test_single_member();
     return tu_done();
 }

@@ -245,8 +245,24 @@ int sm_align_match(const float *c, int n, bool exact, const sm_monitor *mon, int
     return rc;
 }
 
-int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, int64_t m, const sm_monitor *mon,
-                  int *perm, double *mean_corr)
+/* Whether a pair's correlations take the large path (oneDNN on transposed activations). */
+static bool pair_large(int64_t ni, int64_t rows) { return ni >= 32 && ni * rows >= (int64_t)1 << 20; }
+
+static int64_t pair_rows(int64_t m) { return m < SM_ALIGN_MAX_ROWS ? m : SM_ALIGN_MAX_ROWS; }
+
+/* The large path's standardised activations of an expert, transposed (I × rows), kept per expert
+ * by a memo: acts[e], NULL until computed. */
+typedef struct {
+    float **acts;
+    int64_t bytes; /* held, at most SM_ALIGN_MEMO_ACT_BYTES */
+} act_cache;
+
+/* sm_align_pair; on the large path, the reference's and the member's transposed activations are
+ * taken from *ref_t / *mem_t when set, and those computed here are handed back through them (the
+ * caller then owns them) when keep is true. */
+static int align_pair_acts(const sm_expert *ref, const sm_expert *mem, const float *x, int64_t m,
+                           const sm_monitor *mon, int *perm, double *mean_corr, bool keep, float **ref_t,
+                           float **mem_t)
 {
     if (!ref->gate.w || !ref->up.w || !ref->down.w || !mem->gate.w || !mem->up.w || !mem->down.w)
         return sm_err("alignment needs dense experts");
@@ -257,24 +273,26 @@ int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, in
         return sm_err("intermediate size %lld is too large to align", (long long)ni);
     if (!x || m < 2)
         return sm_err("alignment needs calibration inputs");
-    int64_t rows = m < SM_ALIGN_MAX_ROWS ? m : SM_ALIGN_MAX_ROWS;
+    int64_t rows = pair_rows(m);
     int64_t blk = rows < ACT_BLOCK ? rows : ACT_BLOCK;
     float *xs = sm_alloc_f32((size_t)(blk * H)), *tmp = sm_alloc_f32((size_t)(blk * ni));
     /* Large correlations run through oneDNN (util/matmul: 4–6x OpenBLAS here), which wants the
      * activations transposed (hr is then the raw activations' scratch for both experts); small
      * ones keep their OpenBLAS product (and results). */
-    const bool large = ni >= 32 && ni * rows >= (int64_t)1 << 20;
-    float *hr = sm_alloc_f32((size_t)(rows * ni)), *hm = large ? hr : sm_alloc_f32((size_t)(rows * ni));
-    float *hrt = large ? sm_alloc_f32((size_t)(rows * ni)) : NULL, *hmt = large ? sm_alloc_f32((size_t)(rows * ni)) : NULL;
+    const bool large = pair_large(ni, rows);
+    const bool have_r = large && ref_t && *ref_t, have_m = large && mem_t && *mem_t;
+    float *hr = have_r && have_m ? NULL : sm_alloc_f32((size_t)(rows * ni)), *hm = large ? hr : sm_alloc_f32((size_t)(rows * ni));
+    float *hrt = !large ? NULL : have_r ? *ref_t : sm_alloc_f32((size_t)(rows * ni));
+    float *hmt = !large ? NULL : have_m ? *mem_t : sm_alloc_f32((size_t)(rows * ni));
     float *c = sm_alloc_f32((size_t)(ni * ni));
     int *got = sm_alloc((size_t)ni, sizeof *got);
     int rc = -1;
-    if (!xs || !hr || !hm || !tmp || !c || !got || (large && (!hrt || !hmt)))
+    if (!xs || (!hr && !(have_r && have_m)) || (!large && !hm) || !tmp || !c || !got || (large && (!hrt || !hmt)))
         goto out;
     /* Progress: activations 0–0.4, correlations 0.4–0.7, matching 0.7–1 (roughly their share
      * of the time at Mixtral and Qwen3 shapes). */
-    if (activations(ref, x, m, rows, hr, hrt, xs, tmp, mon, 0.0, 0.2) ||
-        activations(mem, x, m, rows, hm, hmt, xs, tmp, mon, 0.2, 0.4))
+    if ((!have_r && activations(ref, x, m, rows, hr, hrt, xs, tmp, mon, 0.0, 0.2)) ||
+        (!have_m && activations(mem, x, m, rows, hm, hmt, xs, tmp, mon, 0.2, 0.4)))
         goto out;
     /* C = H_refᵀ H_mem / rows, CORR_COLS columns (large: rows of C) at a time. */
     for (int64_t j0 = 0; j0 < ni; j0 += CORR_COLS) {
@@ -291,7 +309,15 @@ int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, in
         }
         sm_monitor_report(mon, 0.4 + 0.3 * (double)(j0 + nb) / ni, "alignment: correlations");
     }
-    free(hr), free(large ? NULL : hm), free(hrt), free(hmt), free(tmp), free(xs);
+    if (large && keep) { /* computed here: the caller keeps them */
+        if (!have_r)
+            *ref_t = hrt;
+        if (!have_m)
+            *mem_t = hmt;
+    } else if (large) {
+        free(have_r ? NULL : hrt), free(have_m ? NULL : hmt);
+    }
+    free(hr), free(large ? NULL : hm), free(tmp), free(xs);
     hr = hm = hrt = hmt = tmp = xs = NULL;
     sm_monitor_span span;
     if (sm_align_match(c, (int)ni, ni <= SM_ALIGN_EXACT_MAX, sm_monitor_span_init(&span, mon, 0.7, 1.0), got))
@@ -306,8 +332,15 @@ int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, in
     sm_monitor_report(mon, 1.0, "alignment");
     rc = 0;
 out:
-    free(xs), free(hr), free(hm != hr ? hm : NULL), free(hrt), free(hmt), free(tmp), free(c), free(got);
+    free(xs), free(hr), free(hm != hr ? hm : NULL), free(have_r ? NULL : hrt), free(have_m ? NULL : hmt), free(tmp);
+    free(c), free(got);
     return rc;
+}
+
+int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, int64_t m, const sm_monitor *mon,
+                  int *perm, double *mean_corr)
+{
+    return align_pair_acts(ref, mem, x, m, mon, perm, mean_corr, false, NULL, NULL);
 }
 
 typedef struct {
@@ -319,6 +352,7 @@ typedef struct {
 struct sm_align_memo {
     int n;
     memo_entry *pairs; /* n × n, [ref · n + member] */
+    act_cache acts;    /* every expert's activations, computed once (large path, while room) */
 };
 
 sm_align_memo *sm_align_memo_new(int n_experts)
@@ -327,8 +361,9 @@ sm_align_memo *sm_align_memo_new(int n_experts)
     if (!memo)
         return NULL;
     memo->n = n_experts;
-    if (!(memo->pairs = sm_zalloc((size_t)n_experts * (size_t)n_experts, sizeof *memo->pairs))) {
-        free(memo);
+    if (!(memo->pairs = sm_zalloc((size_t)n_experts * (size_t)n_experts, sizeof *memo->pairs)) ||
+        !(memo->acts.acts = sm_zalloc((size_t)n_experts, sizeof *memo->acts.acts))) {
+        free(memo->pairs), free(memo);
         return NULL;
     }
     return memo;
@@ -340,7 +375,9 @@ void sm_align_memo_free(sm_align_memo *memo)
         return;
     for (size_t q = 0; q < (size_t)memo->n * (size_t)memo->n; q++)
         free(memo->pairs[q].perm);
-    free(memo->pairs);
+    for (int e = 0; e < memo->n; e++)
+        free(memo->acts.acts[e]);
+    free(memo->pairs), free(memo->acts.acts);
     free(memo);
 }
 
@@ -358,7 +395,15 @@ int sm_align_pair_memo(sm_align_memo *memo, const sm_moe_block *block, int ref_i
         return 0;
     }
     double corr = 0;
-    if (sm_align_pair(ref, mem, x, m, mon, perm, &corr))
+    float **rt = e ? &memo->acts.acts[ref_i] : NULL, **mt = e ? &memo->acts.acts[mem_i] : NULL;
+    const int64_t act_bytes = (int64_t)sizeof(float) * ni * pair_rows(m);
+    const int64_t fresh = (rt && !*rt ? act_bytes : 0) + (mt && !*mt ? act_bytes : 0);
+    const bool keep = e && memo->acts.bytes + fresh <= SM_ALIGN_MEMO_ACT_BYTES;
+    const bool had_r = rt && *rt, had_m = mt && *mt;
+    int rc = align_pair_acts(ref, mem, x, m, mon, perm, &corr, keep, rt, mt);
+    if (keep) /* what the pair computed on the large path is now held (also when it then failed) */
+        memo->acts.bytes += act_bytes * ((rt && *rt && !had_r) + (mt && *mt && !had_m));
+    if (rc)
         return -1;
     *moved = false;
     for (int64_t i = 0; i < ni && !*moved; i++)

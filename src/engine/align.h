@@ -57,6 +57,9 @@ int sm_align_pair(const sm_expert *ref, const sm_expert *mem, const float *x, in
  * activation passes and an I×I matching. A memo serves one source layer and one x/m only; the
  * caller keeps it with them. */
 typedef struct sm_align_memo sm_align_memo;
+/* A memo also keeps each expert's standardised activations (large shapes: an expert is in pairs
+ * of several groupings), up to this many bytes per layer. */
+#define SM_ALIGN_MEMO_ACT_BYTES (512ll << 20)
 sm_align_memo *sm_align_memo_new(int n_experts);
 void sm_align_memo_free(sm_align_memo *memo);
 

@@ -615,9 +615,12 @@ static int merge_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
         sm_monitor_span span;
         const sm_monitor *sub =
             sm_monitor_span_init(&span, mon, m_lo + (c_hi - m_lo) * j / 3.0, m_lo + (c_hi - m_lo) * (j + 1) / 3.0);
-        if (sm_merge_matrix(spec->method, &set, f, a && a->gram_in ? gr : NULL,
-                            spec->cluster && c < spec->n_cluster ? &spec->cluster[c][j] : &spec->matrix[j], sub,
-                            &out->mats[c][j]) != 0) {
+        const sm_merge_opts *mo = spec->cluster && c < spec->n_cluster ? &spec->cluster[c][j] : &spec->matrix[j];
+        /* a kept expert is shared, not copied, unless its refit rewrites it */
+        int single = refit_asked(spec, c) ? 1 : sm_merge_matrix_single(spec->method, &set, f, mo, &out->mats[c][j]);
+        if (single < 0 ||
+            (single > 0 && sm_merge_matrix(spec->method, &set, f, a && a->gram_in ? gr : NULL, mo, sub,
+                                           &out->mats[c][j]) != 0)) {
             if (!sm_monitor_cancelled(mon))
                 sm_err_prefix("cluster %d %s", c, j == 0 ? "gate" : j == 1 ? "up" : "down");
             return -1;

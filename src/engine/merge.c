@@ -194,7 +194,8 @@ void sm_merged_free(sm_merged *m)
 {
     if (!m)
         return;
-    free(m->w);
+    if (!m->w_borrowed)
+        free(m->w);
     free(m->a);
     free(m->b);
     free(m->weights);
@@ -408,6 +409,30 @@ static int densify_if_larger(sm_merged *m)
 }
 
 /* ---- entry point --------------------------------------------------------------------------- */
+
+int sm_merge_matrix_single(sm_merge_method m, const sm_matset *set, const double *freq, const sm_merge_opts *o,
+                           sm_merged *out)
+{
+    memset(out, 0, sizeof *out);
+    int64_t rank;
+    if (set->n != 1 || !sm_merge_method_merges(m) || sm_matset_check(set) != 0 ||
+        sm_rank_resolve(o ? &o->rank : NULL, m, set->out, set->in, set->n, &rank) != 0 || rank != 0)
+        return 1; /* sm_merge_matrix merges it, or says what is wrong */
+    out->out = set->out;
+    out->in = set->in;
+    out->n_members = 1;
+    out->weights = sm_alloc(1, sizeof(double));
+    out->member_err = sm_alloc(1, sizeof(double));
+    if (!out->weights || !out->member_err || sm_merge_weights(m, freq, 1, out->weights) != 0) {
+        sm_merged_free(out);
+        return -1;
+    }
+    /* the weight is f/f = 1 and the weighted sum a copy; its error against the member is 0 */
+    out->w = (float *)set->w[0];
+    out->w_borrowed = true;
+    out->member_err[0] = 0.0;
+    return 0;
+}
 
 int sm_merge_matrix(sm_merge_method m, const sm_matset *set, const double *freq,
                     const float *const *gram, const sm_merge_opts *o, const sm_monitor *mon,

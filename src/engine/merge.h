@@ -92,6 +92,7 @@ typedef struct sm_merged {
     double *weights;       /* the normalised member weights of W̄ */
     double *member_err;    /* ||W_i − W_merged||_F / ||W_i||_F (absolute when W_i = 0) */
     sm_usvd_solver solver; /* union-basis path used; SM_USVD_AUTO when none was needed */
+    bool w_borrowed;       /* `w` is the member's own matrix (sm_merge_matrix_single): not freed */
 } sm_merged;
 
 /* A factored result multiplied out into its dense `w` (nothing to do when dense). */
@@ -106,6 +107,12 @@ int sm_merge_matrix(sm_merge_method m, const sm_matset *set, const double *freq,
                     const float *const *gram, const sm_merge_opts *o, const sm_monitor *mon,
                     sm_merged *out);
 void sm_merged_free(sm_merged *m);
+/* A one-member cluster at full rank, whose merge W̄ = 1·W is the member itself: `out` points at the
+ * member's matrix instead of a copy (the same values, and no copy of every kept expert per merged
+ * layer); the member must outlive `out`. 1 when the cluster is not such (sm_merge_matrix then
+ * merges it), 0 when `out` is made, −1 on error. */
+int sm_merge_matrix_single(sm_merge_method m, const sm_matset *set, const double *freq, const sm_merge_opts *o,
+                           sm_merged *out);
 
 /* Whether a rank-r out×in merge is stored as factors A (out×r), B (r×in): only when they are
  * smaller than the matrix, r·(out+in) < out·in; otherwise it is stored dense. The writers and

@@ -291,6 +291,17 @@ static int aligned_twin(auto_run *r, const auto_candidate *cand, int i, const sm
     return rc;
 }
 
+/* Parameters a merged layer holds in its own memory (not its kept experts, which are the
+ * source's). */
+static int64_t owned_params(const sm_merged_layer *l)
+{
+    int64_t p = 0;
+    for (int c = 0; l->mats && c < l->n_experts; c++)
+        for (int j = 0; j < 3; j++)
+            p += l->mats[c][j].w_borrowed ? 0 : sm_merged_params(&l->mats[c][j]);
+    return p;
+}
+
 /* Build and score one candidate; keep it if it is the best so far. `last`: no candidate follows,
  * so a winning merge is kept rather than built again. */
 static int auto_try(auto_run *r, const auto_candidate *cand, int i, bool last, double lo, double hi,
@@ -319,10 +330,11 @@ static int auto_try(auto_run *r, const auto_candidate *cand, int i, bool last, d
     }
     if (r->best_held)
         sm_layer_build_free(&r->best);
-    /* A merged layer owns weights about the size of the source's: holding it while the next
-     * candidate is built would need room for three layers. Keep its score and build it again if
-     * it wins. A pruned layer only points into the shared source: keep it. */
-    r->best_held = !merges || last;
+    /* A pruned layer only points into the shared source, and a merged one shares its kept experts
+     * with it and owns only its merged ones: keep it while it owns at most half a layer (the
+     * source, it and the next candidate then fit in two layers). A larger one (a merge that owns
+     * more) is built again if it wins. */
+    r->best_held = !merges || last || 2 * owned_params(&b.merged) <= b.params_before;
     if (r->best_held)
         build_move(&r->best, &b);
     else
