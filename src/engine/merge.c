@@ -288,6 +288,12 @@ static int merge_whitened(const sm_matset *set, const double *w, const float *co
             goto done;
         if (!(wp[i] = sm_alloc_f32((size_t)(outd * in))))
             goto done;
+        /* W_i S_i: S_i is stored whole with zeros above its diagonal, so a large product runs as
+         * a full one on oneDNN (twice strmm's flops at about four times its rate here). */
+        if (sm_gemm_dnnl(outd, in, in)) {
+            sm_gemm_f32(false, false, outd, in, in, set->w[i], in, s[i], in, 0.0f, wp[i], in);
+            continue;
+        }
         memcpy(wp[i], set->w[i], (size_t)(outd * in) * sizeof(float));
         cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, (int)outd,
                     (int)in, 1.0f, s[i], (int)in, wp[i], (int)in);
