@@ -10,6 +10,7 @@
 #include "engine/reference.h"
 #include "testutil.h"
 #include "util/diag.h"
+#include "util/matmul.h"
 
 /* Tolerances: the Gram is single precision, so subspaces carry ~1e-6 relative error scaled by
  * σ_1²/(σ_r² − σ_{r+1}²); the random shapes below keep that factor under ~20. */
@@ -387,8 +388,9 @@ static void test_auto_randomized(void)
 /* Whitened: A·B = U'_r U'_rᵀ W̄ with U' from dgesdd of [W_1 S_1 | …], S_i = chol(C_i + λ_i I). */
 static void test_whitened(void)
 {
-    /* The last two have out < in (the down projection's orientation). */
-    const shape shapes[] = {{2, 30, 24}, {2, 80, 16}, {3, 20, 12}, {2, 16, 40}, {3, 12, 50}};
+    /* The last two small ones have out < in (the down projection's orientation); the last one's
+     * whitening (512·256·256 multiply-adds) and Gram run on oneDNN. */
+    const shape shapes[] = {{2, 30, 24}, {2, 80, 16}, {3, 20, 12}, {2, 16, 40}, {3, 12, 50}, {2, 512, 256}};
     sm_rng rng;
     sm_rng_seed(&rng, 4242);
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
@@ -584,6 +586,70 @@ static void test_single_member(void)
     free_members(w, 2);
 }
 
+/* Shapes whose products pass 2^24 multiply-adds run on oneDNN's fp32 kernels (util/matmul),
+ * both Gram sides: the Gram against fp64 from W_cat (1e-5 of its largest entry, exactly
+ * symmetric), the projections at full rank (U Uᵀ = I: the weighted sum, TOL_EXACT), and a rank-r
+ * merge against the literal dgesdd formula (TOL_RANK, as test_submoe_shapes). */
+static void test_large_products(void)
+{
+    const shape shapes[] = {{2, 512, 256} /* left Gram 512², 2^26 */, {2, 1024, 160} /* right, blocks 160² */};
+    sm_rng rng;
+    sm_rng_seed(&rng, 31);
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int n = shapes[si].n, out = shapes[si].out, in = shapes[si].in, r = 24;
+        float **w = spectral_members(&rng, n, out, in, r, 0.05);
+        sm_matset set = {n, out, in, (const float *const *)w};
+        const int64_t dim = sm_usvd_max_rank(&set);
+        const bool left = sm_usvd_gram_side(&set) == SM_USVD_LEFT;
+        const int64_t gm = left ? out : in, gk = left ? in : out;
+        if (!sm_gemm_dnnl(gm, gm, gk))
+            printf("# oneDNN is not loaded: these products run on OpenBLAS\n");
+        float *g = malloc(sizeof(float) * (size_t)(dim * dim));
+        CHECK(sm_usvd_gram(&set, NULL, g) == 0, "gram");
+        double *wc = ref_concat(n, out, in, w);
+        const int cat = n * in;
+        double emax = 0, gmax = 0, asym = 0;
+        for (int64_t i = 0; i < dim; i++)
+            for (int64_t j = 0; j < dim; j++) {
+                double ref = 0;
+                for (int64_t p = 0; p < (left ? cat : out); p++)
+                    ref += left ? wc[i * cat + p] * wc[j * cat + p] : wc[p * cat + i] * wc[p * cat + j];
+                gmax = fmax(gmax, fabs(ref));
+                emax = fmax(emax, fabs(ref - g[i * dim + j]));
+                asym = fmax(asym, fabs((double)g[i * dim + j] - g[j * dim + i]));
+            }
+        CHECK(emax / gmax < 1e-5 && asym == 0, "%s Gram %lld² (%s): error %.2e of its largest entry, asymmetry %g",
+              left ? "left" : "right", (long long)dim, sm_gemm_impl(!left, left, gm, gm, gk, in, in, left ? out : dim),
+              emax / gmax, asym);
+        free(wc);
+        free(g);
+
+        double freq[2] = {3, 1}, fw[2] = {0.75, 0.25};
+        sm_usvd_basis b;
+        float *proj = malloc(sizeof(float) * (size_t)out * in), *wbar = malloc(sizeof(float) * (size_t)out * in);
+        CHECK(sm_usvd_basis_compute(&set, dim, NULL, NULL, &b) == 0 && sm_usvd_project(&set, &b, fw, proj) == 0,
+              "full-rank basis and projection");
+        sm_weighted_sum(&set, fw, wbar);
+        double d = ref_rel_diff_ff(proj, wbar, (int64_t)out * in);
+        CHECK(d <= TOL_EXACT, "%s: the projection on the full basis is the weighted sum, rel diff %.2e",
+              left ? "left" : "right", d);
+        sm_usvd_basis_free(&b);
+
+        sm_merge_opts o = {.rank = {SM_RANK_COUNT, r, 0}};
+        o.usvd.solver = SM_USVD_EIGEN;
+        sm_merged a;
+        double *lit = malloc(sizeof(double) * (size_t)out * in), *pr = malloc(sizeof(double) * (size_t)out * in);
+        literal(n, out, in, w, fw, r, lit, pr, NULL);
+        CHECK(sm_merge_matrix(SM_MERGE_SUBMOE, &set, freq, NULL, &o, NULL, &a) == 0, "rank %d merge", r);
+        double dl = ref_rel_diff(dense_of(&a), lit, (int64_t)out * in), dp = ref_rel_diff(dense_of(&a), pr, (int64_t)out * in);
+        CHECK(dl <= TOL_RANK && dp <= TOL_RANK, "%s r=%d: vs U_rΣ_r(V_mᵀ)_r %.2e, vs U_rU_rᵀW̄ %.2e",
+              left ? "left" : "right", r, dl, dp);
+        sm_merged_free(&a);
+        free(lit), free(pr), free(proj), free(wbar);
+        free_members(w, n);
+    }
+}
+
 int main(void)
 {
     test_rank_spec();
@@ -594,5 +660,6 @@ int main(void)
     test_whitened();
     test_weights_and_cancel();
     test_single_member();
+    test_large_products();
     return tu_done();
 }

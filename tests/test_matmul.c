@@ -5,7 +5,9 @@
  * (beta 1), and for small shapes (OpenBLAS). bf16: the product of the bf16-rounded x and W,
  * accumulated in fp32, so within 1e-5 of the fp64 product of the rounded operands, and about 2^-9
  * from the fp32 product. Also the rounding of sm_bf16_pack (nearest even, NaN kept) and the
- * OpenBLAS fallback with bf16 weights. */
+ * OpenBLAS fallback with bf16 weights. And sm_gemm_f32, the general fp32 product (check_gemm). */
+#include <cblas.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "testutil.h"
@@ -75,6 +77,48 @@ static void check_shape(sm_rng *r, int64_t m, int64_t n, int64_t k, float beta)
     free(x), free(w), free(y0), free(y), free(xr), free(wr), free(wb);
 }
 
+/* sm_gemm_f32 (the union SVD's products): every transpose pair, leading dimensions wider than the
+ * matrices, beta 0 and 1, against fp64 within 1e-5 of the largest |C|; below 2^24 multiply-adds
+ * bit-identical to cblas_sgemm (the demo's merges keep their exact results). */
+static void check_gemm(sm_rng *r, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float beta)
+{
+    const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 7;
+    const int64_t arows = ta ? k : m, brows = tb ? n : k;
+    float *a = sm_alloc_f32((size_t)(arows * lda)), *b = sm_alloc_f32((size_t)(brows * ldb));
+    float *c0 = sm_alloc_f32((size_t)(m * ldc)), *c = sm_alloc_f32((size_t)(m * ldc));
+    fill(r, a, arows * lda, 1.0), fill(r, b, brows * ldb, 0.05), fill(r, c0, m * ldc, 1.0);
+    memcpy(c, c0, sizeof *c * (size_t)(m * ldc));
+    sm_gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    double emax = 0, cmax = 0, pad = 0;
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++)
+                s += (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+            cmax = fmax(cmax, fabs(s));
+            emax = fmax(emax, fabs(s + beta * c0[i * ldc + j] - c[i * ldc + j]));
+        }
+        for (int64_t j = n; j < ldc; j++) /* the columns past n are not C's */
+            pad = fmax(pad, fabs(c[i * ldc + j] - c0[i * ldc + j]));
+    }
+    const char *impl = sm_gemm_impl(ta, tb, m, n, k, lda, ldb, ldc);
+    CHECK(emax / cmax < 1e-5 && pad == 0, "gemm %c%c %lld×%lld·%lld beta %g: error %.2e, past ldc %g (%s)",
+          ta ? 'T' : 'N', tb ? 'T' : 'N', (long long)m, (long long)n, (long long)k, beta, emax / cmax, pad, impl);
+    if (m * n * k < (int64_t)1 << 24) {
+        float *cb = sm_alloc_f32((size_t)(m * ldc));
+        memcpy(cb, c0, sizeof *cb * (size_t)(m * ldc));
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                    (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, cb, (int)ldc);
+        CHECK(!strcmp(impl, "openblas") && !memcmp(cb, c, sizeof *c * (size_t)(m * ldc)),
+              "gemm below 2^24 multiply-adds is OpenBLAS's, bit for bit (%s)", impl);
+        free(cb);
+    } else if (sm_gemm_dnnl(m, n, k)) {
+        CHECK(strcmp(impl, "openblas") != 0, "gemm %lld×%lld·%lld runs on oneDNN (%s)", (long long)m, (long long)n,
+              (long long)k, impl);
+    }
+    free(a), free(b), free(c0), free(c);
+}
+
 static void check_rounding(void)
 {
     float in[6] = {1.0f, 1.00390625f /* 1 + 2^-8: a tie, to even (1) */, 1.01171875f /* 1 + 3·2^-8: tie, up */,
@@ -100,6 +144,10 @@ int main(void)
     check_shape(&r, 19, 1100, 1000, 1.0f);       /* few rows, accumulate */
     check_shape(&r, 300, 1024, 1024, 1.0f);       /* accumulate, padded block */
     check_shape(&r, 50, 64, 48, 0.0f);            /* small: OpenBLAS in fp32 */
+    for (int t = 0; t < 4; t++) {
+        check_gemm(&r, t & 1, t & 2, 1024 + 40, 300, 256, t & 1 ? 1.0f : 0.0f); /* a full row block and a rest */
+        check_gemm(&r, t & 1, t & 2, 60, 70, 80, t & 2 ? 1.0f : 0.0f);       /* small: OpenBLAS */
+    }
     sm_precision p;
     CHECK(sm_precision_parse("fp32", &p) == 0 && p == SM_PRECISION_FP32, "fp32 parses");
     CHECK(sm_precision_parse("auto", &p) == 0 &&

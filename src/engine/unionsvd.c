@@ -7,6 +7,7 @@
 
 #include "engine/dense.h"
 #include "util/diag.h"
+#include "util/matmul.h"
 #include "util/mem.h"
 #include "util/rng.h"
 
@@ -21,7 +22,10 @@
  * is cheap and exact. */
 
 /* Gram products are split so that one BLAS call stays around this many flops, which keeps
- * cancellation responsive without hurting BLAS efficiency. */
+ * cancellation responsive without hurting BLAS efficiency. Products big enough for oneDNN
+ * (sm_gemm_dnnl) run there whole, both triangles, as its fp32 kernels run more than twice
+ * OpenBLAS ssyrk's rate here (bench/README); smaller ones stay on ssyrk, so the demo's merges
+ * keep their exact results. */
 #define GRAM_CHUNK_FLOPS 4e10
 
 const char *sm_usvd_solver_name(sm_usvd_solver s)
@@ -100,8 +104,12 @@ int sm_usvd_gram(const sm_matset *s, const sm_monitor *mon, float *g)
                 int64_t kc = in - c0 < step ? in - c0 : step;
                 if (sm_monitor_check(mon) != 0)
                     return -1;
-                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)out, (int)kc, 1.0f,
-                            s->w[i] + c0, (int)in, done ? 1.0f : 0.0f, g, (int)out);
+                if (sm_gemm_dnnl(out, out, kc))
+                    sm_gemm_f32(false, true, out, out, kc, s->w[i] + c0, in, s->w[i] + c0, in,
+                                done ? 1.0f : 0.0f, g, out);
+                else
+                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)out, (int)kc, 1.0f,
+                                s->w[i] + c0, (int)in, done ? 1.0f : 0.0f, g, (int)out);
                 sm_monitor_report(mon, (double)++done / total, "Gram matrix");
             }
         sm_symmetrize_upper_f32(out, g);
@@ -119,13 +127,12 @@ int sm_usvd_gram(const sm_matset *s, const sm_monitor *mon, float *g)
                     float beta = r0 ? 1.0f : 0.0f;
                     if (sm_monitor_check(mon) != 0)
                         return -1;
-                    if (i == j)
+                    if (i == j && !sm_gemm_dnnl(in, in, kr))
                         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)in, (int)kr,
                                     1.0f, s->w[i] + r0 * in, (int)in, beta, gij, (int)dim);
                     else
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in, (int)in,
-                                    (int)kr, 1.0f, s->w[i] + r0 * in, (int)in,
-                                    s->w[j] + r0 * in, (int)in, beta, gij, (int)dim);
+                        sm_gemm_f32(true, false, in, in, kr, s->w[i] + r0 * in, in,
+                                    s->w[j] + r0 * in, in, beta, gij, dim);
                     sm_monitor_report(mon, (double)++done / total, "Gram matrix");
                 }
             }
@@ -210,9 +217,8 @@ static int basis_randomized(const float *g, int64_t dim, int64_t rank, int64_t w
     for (int pass = 0; pass <= q + 1; pass++) {
         if (sm_monitor_check(mon) != 0)
             goto done;
-        /* y = G qm (G symmetric, so row/column-major agree). */
-        cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, l, n, 1.0f, g, n, qm, n, 0.0f,
-                    y, n);
+        /* y = G qm (column-major n×l, i.e. row-major l×n: yᵀ = qmᵀ G, G symmetric). */
+        sm_gemm_f32(false, false, l, n, n, qm, n, g, n, 0.0f, y, n);
         sm_monitor_report(mon, (pass + 1.0) / (q + 3.0), "randomized subspace");
         if (pass == q + 1)
             break;
@@ -224,8 +230,9 @@ static int basis_randomized(const float *g, int64_t dim, int64_t rank, int64_t w
         y = qm;
         qm = tmp;
     }
-    /* Rayleigh–Ritz: T = Qᵀ (G Q), symmetrised, eigenpairs ascending. */
-    cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, l, l, n, 1.0f, qm, n, y, n, 0.0f, t, l);
+    /* Rayleigh–Ritz: T = Qᵀ (G Q), symmetrised, eigenpairs ascending (computed row-major as
+     * Tᵀ = (G Q)ᵀ Q, which the symmetrisation makes the same). */
+    sm_gemm_f32(false, true, l, l, n, y, n, qm, n, 0.0f, t, l);
     for (int64_t i = 0; i < width; i++)
         for (int64_t j = i + 1; j < width; j++) {
             float v = 0.5f * (t[i * width + j] + t[j * width + i]);
@@ -239,8 +246,7 @@ static int basis_randomized(const float *g, int64_t dim, int64_t rank, int64_t w
         memcpy(zr + c * width, t + (width - 1 - c) * width, (size_t)width * sizeof(float));
     if (basis_alloc(b, dim, rank) != 0)
         goto done;
-    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, (int)rank, l, 1.0f, qm, n, zr, l,
-                0.0f, b->vec, n);
+    sm_gemm_f32(false, false, rank, n, l, zr, l, qm, n, 0.0f, b->vec, n); /* row-major zrᵀ qmᵀ */
     for (int64_t c = 0; c < rank; c++)
         b->sv[c] = sqrt(fmax((double)theta[width - 1 - c], 0.0));
     b->solver = SM_USVD_RANDOMIZED;
@@ -348,9 +354,8 @@ static void cat_times_v(const sm_matset *s, const sm_usvd_basis *b, float *a)
 {
     const int64_t dim = b->dim;
     for (int i = 0; i < s->n; i++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->out, (int)b->rank,
-                    (int)s->in, 1.0f, s->w[i], (int)s->in, b->vec + (int64_t)i * s->in, (int)dim,
-                    i ? 1.0f : 0.0f, a, (int)b->rank);
+        sm_gemm_f32(false, true, s->out, b->rank, s->in, s->w[i], s->in, b->vec + (int64_t)i * s->in, dim,
+                    i ? 1.0f : 0.0f, a, b->rank);
 }
 
 int sm_usvd_cat_times_basis(const sm_matset *s, const sm_usvd_basis *b, float *a)
@@ -375,10 +380,8 @@ int sm_usvd_project(const sm_matset *s, const sm_usvd_basis *b, const double *we
         float *t = sm_alloc_f32((size_t)(r * in));
         if (!t)
             return -1;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)in, (int)out, 1.0f,
-                    b->vec, (int)dim, dst, (int)in, 0.0f, t, (int)in);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)r, 1.0f,
-                    b->vec, (int)dim, t, (int)in, 0.0f, dst, (int)in);
+        sm_gemm_f32(false, false, r, in, out, b->vec, dim, dst, in, 0.0f, t, in);
+        sm_gemm_f32(true, false, out, in, r, b->vec, dim, t, in, 0.0f, dst, in);
         free(t);
     } else {
         /* dst = (W_cat V_r)(Σ_i weights[i] V_iᵀ): V_iᵀ is the r×in slice at column i·in of the
@@ -395,8 +398,7 @@ int sm_usvd_project(const sm_matset *s, const sm_usvd_basis *b, const double *we
             for (int64_t c = 0; c < r; c++)
                 cblas_saxpy((int)in, wi, b->vec + c * dim + (int64_t)i * in, 1, bm + c * in, 1);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)in, (int)r, 1.0f,
-                    a, (int)r, bm, (int)in, 0.0f, dst, (int)in);
+        sm_gemm_f32(false, false, out, in, r, a, r, bm, in, 0.0f, dst, in);
         free(a);
         free(bm);
     }
@@ -414,9 +416,8 @@ int sm_usvd_left_basis(const sm_matset *s, const sm_usvd_basis *b, float *u)
     /* u (out × r column-major = r × out row-major) = V_rᵀ W_catᵀ = Σ_i V_iᵀ W_iᵀ. */
     const int64_t out = s->out, in = s->in, r = b->rank;
     for (int i = 0; i < s->n; i++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)out, (int)in, 1.0f,
-                    b->vec + (int64_t)i * in, (int)b->dim, s->w[i], (int)in, i ? 1.0f : 0.0f, u,
-                    (int)out);
+        sm_gemm_f32(false, true, r, out, in, b->vec + (int64_t)i * in, b->dim, s->w[i], in, i ? 1.0f : 0.0f, u,
+                    out);
     return sm_orth_f32((int)out, (int)r, u);
 }
 

@@ -251,10 +251,18 @@ static void *grow(void **buf, size_t *cap, size_t bytes)
 #define ROW_BLOCK 1024
 #define ROW_PAD 16
 
+/* A product's layout: op(A) m×k and op(B) k×n row-major with leading dimensions, transposed or
+ * not (sm_matmul is ta 0, tb 1, lda ldb k, ldc n). */
+typedef struct {
+    bool ta, tb;
+    int64_t lda, ldb, ldc;
+} layout;
+
 typedef struct {
     int64_t m, n, k;
     bool bf16, acc;
     int threads;
+    layout lay;
     bool used;
     dnnl_primitive_t prim; /* NULL: oneDNN refused the shape (use OpenBLAS) */
     size_t scratch;
@@ -271,20 +279,31 @@ static void md2(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t sr, int64_
     dl.memory_desc_init_by_strides(md, 2, dims, dt, strides);
 }
 
-/* Source m×k, weights k×n viewed over the n×k row-major W (strides 1, k), destination m×n. */
-static void make_descs(int64_t m, int64_t n, int64_t k, bool bf16, dnnl_memory_desc_t *src,
+static layout matmul_layout(int64_t n, int64_t k)
+{
+    return (layout){.ta = false, .tb = true, .lda = k, .ldb = k, .ldc = n};
+}
+
+static bool same_layout(const layout *a, const layout *b)
+{
+    return a->ta == b->ta && a->tb == b->tb && a->lda == b->lda && a->ldb == b->ldb && a->ldc == b->ldc;
+}
+
+/* Source m×k, weights k×n (for sm_matmul viewed over the n×k row-major W: strides 1, k),
+ * destination m×n, each with its layout's strides. */
+static void make_descs(int64_t m, int64_t n, int64_t k, bool bf16, const layout *l, dnnl_memory_desc_t *src,
                        dnnl_memory_desc_t *wei, dnnl_memory_desc_t *dst)
 {
     dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
-    md2(src, m, k, k, 1, in);
-    md2(wei, k, n, 1, k, in);
-    md2(dst, m, n, n, 1, dnnl_f32);
+    md2(src, m, k, l->ta ? 1 : l->lda, l->ta ? l->lda : 1, in);
+    md2(wei, k, n, l->tb ? 1 : l->ldb, l->tb ? l->ldb : 1, in);
+    md2(dst, m, n, l->ldc, 1, dnnl_f32);
 }
 
 static void prim_create(prim_entry *e)
 {
     dnnl_memory_desc_t src, wei, dst;
-    make_descs(e->m, e->n, e->k, e->bf16, &src, &wei, &dst);
+    make_descs(e->m, e->n, e->k, e->bf16, &e->lay, &src, &wei, &dst);
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
@@ -319,21 +338,25 @@ out:
         dl.primitive_attr_destroy(attr);
 }
 
-static prim_entry *prim_get(int64_t m, int64_t n, int64_t k, bool bf16, bool acc)
+static prim_entry *prim_get(int64_t m, int64_t n, int64_t k, bool bf16, bool acc, const layout *lay)
 {
     int threads = omp_get_max_threads();
     uint64_t h = (uint64_t)m * 0x9e3779b97f4a7c15ull ^ (uint64_t)n * 0xc2b2ae3d27d4eb4full ^
-                 (uint64_t)k * 0x165667b19e3779f9ull ^ (uint64_t)(bf16 | acc << 1 | threads << 2) * 0x27d4eb2f165667c5ull;
+                 (uint64_t)k * 0x165667b19e3779f9ull ^ (uint64_t)(bf16 | acc << 1 | threads << 2) * 0x27d4eb2f165667c5ull ^
+                 (uint64_t)(lay->ta | lay->tb << 1) * 0x94d049bb133111ebull ^
+                 ((uint64_t)lay->lda * 31u + (uint64_t)lay->ldb * 17u + (uint64_t)lay->ldc) * 0xbf58476d1ce4e5b9ull;
     prim_entry *e = NULL;
     pthread_mutex_lock(&prims_lock);
     for (int probe = 0; probe < PRIM_SLOTS && !e; probe++) {
         prim_entry *s = &prims[(h + (uint64_t)probe) % PRIM_SLOTS];
         if (!s->used) {
             /* created under the lock: once per shape, and no two threads build the same one */
-            *s = (prim_entry){.m = m, .n = n, .k = k, .bf16 = bf16, .acc = acc, .threads = threads, .used = true};
+            *s = (prim_entry){.m = m, .n = n, .k = k, .bf16 = bf16, .acc = acc, .threads = threads, .lay = *lay,
+                              .used = true};
             prim_create(s);
             e = s;
-        } else if (s->m == m && s->n == n && s->k == k && s->bf16 == bf16 && s->acc == acc && s->threads == threads)
+        } else if (s->m == m && s->n == n && s->k == k && s->bf16 == bf16 && s->acc == acc && s->threads == threads &&
+                   same_layout(&s->lay, lay))
             e = s;
     }
     pthread_mutex_unlock(&prims_lock);
@@ -366,7 +389,7 @@ void sm_matmul_blas(int64_t m, int64_t n, int64_t k, const float *x, const float
 static int execute(const prim_entry *e, thread_state *t, const void *xs, const void *wp, float *y)
 {
     dnnl_memory_desc_t src, wei, dst;
-    make_descs(e->m, e->n, e->k, e->bf16, &src, &wei, &dst);
+    make_descs(e->m, e->n, e->k, e->bf16, &e->lay, &src, &wei, &dst);
     dnnl_memory_t ms = NULL, mw = NULL, md = NULL, mp = NULL;
     int rc = -1;
     void *sp = e->scratch ? grow(&t->scratch, &t->scratch_cap, e->scratch) : NULL;
@@ -425,7 +448,8 @@ static int block(thread_state *t, int64_t rows, int64_t n, int64_t k, const floa
                  bool acc, float *y)
 {
     int64_t mp = rows == ROW_BLOCK ? ROW_BLOCK : (rows + ROW_PAD - 1) / ROW_PAD * ROW_PAD;
-    prim_entry *e = prim_get(mp, n, k, bf16, acc);
+    layout lay = matmul_layout(n, k);
+    prim_entry *e = prim_get(mp, n, k, bf16, acc, &lay);
     const void *src;
     if (!e || !e->prim || block_source(t, x, rows, mp, k, bf16, &src))
         return -1;
@@ -474,6 +498,57 @@ const char *sm_matmul_impl(int64_t n, int64_t k, bool bf16)
 {
     if (!state())
         return "openblas";
-    prim_entry *e = prim_get(ROW_BLOCK, n, k, bf16, false);
+    layout lay = matmul_layout(n, k);
+    prim_entry *e = prim_get(ROW_BLOCK, n, k, bf16, false, &lay);
+    return e ? e->impl : "openblas";
+}
+
+/* ---- general fp32 products (the union SVD's Grams and projections) ---- */
+
+/* Below this many multiply-adds a product stays on OpenBLAS: oneDNN's per-call cost would show,
+ * and the demo's merges keep their exact OpenBLAS results (their largest product, a gate Gram of
+ * 256·256·128, is 2^23). */
+#define GEMM_DNNL_MIN_MACS ((int64_t)1 << 24)
+
+static void gemm_blas(const layout *l, int64_t m, int64_t n, int64_t k, const float *a, const float *b, float beta,
+                      float *c)
+{
+    cblas_sgemm(CblasRowMajor, l->ta ? CblasTrans : CblasNoTrans, l->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                (int)k, 1.0f, a, (int)l->lda, b, (int)l->ldb, beta, c, (int)l->ldc);
+}
+
+bool sm_gemm_dnnl(int64_t m, int64_t n, int64_t k)
+{
+    return m > 0 && n > 0 && k > 0 && m * n * k >= GEMM_DNNL_MIN_MACS && loaded();
+}
+
+void sm_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    const layout lay = {.ta = trans_a, .tb = trans_b, .lda = lda, .ldb = ldb, .ldc = ldc};
+    bool acc = beta != 0.0f;
+    thread_state *t = sm_gemm_dnnl(m, n, k) ? state() : NULL;
+#ifdef __SANITIZE_ADDRESS__
+    if (t && omp_get_max_threads() > 1) /* see sm_matmul */
+        omp_set_num_threads(1);
+#endif
+    for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
+        int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
+        const float *ab = trans_a ? a + r0 : a + r0 * lda;
+        prim_entry *e = t ? prim_get(rows, n, k, false, acc, &lay) : NULL;
+        if (!e || !e->prim || execute(e, t, ab, b, c + r0 * ldc))
+            gemm_blas(&lay, rows, n, k, ab, b, beta, c + r0 * ldc);
+    }
+}
+
+const char *sm_gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+                         int64_t ldc)
+{
+    const layout lay = {.ta = trans_a, .tb = trans_b, .lda = lda, .ldb = ldb, .ldc = ldc};
+    if (!sm_gemm_dnnl(m, n, k) || !state())
+        return "openblas";
+    prim_entry *e = prim_get(m < ROW_BLOCK ? m : ROW_BLOCK, n, k, false, false, &lay);
     return e ? e->impl : "openblas";
 }

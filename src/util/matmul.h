@@ -47,4 +47,17 @@ int sm_matmul_set_threads(int n);
  * or "openblas" when it refuses. */
 const char *sm_matmul_impl(int64_t n, int64_t k, bool bf16);
 
+/* C (m×n, row-major, leading dimension ldc) = op(A)·op(B) + beta·C in fp32, beta 0 or 1, with
+ * cblas_sgemm's row-major conventions (op(A) m×k, op(B) k×n; trans_a: A is stored k×m). Products
+ * of at least 2^24 multiply-adds run on oneDNN's fp32 kernels, the rest (and any shape oneDNN
+ * refuses) on OpenBLAS sgemm. For the union SVD's Grams and projections (issue 16 item 4). */
+void sm_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* sm_gemm_f32 runs this size on oneDNN (it is large enough and oneDNN is loaded): a caller with a
+ * symmetric product then computes it whole there instead of half of it with OpenBLAS ssyrk. */
+bool sm_gemm_dnnl(int64_t m, int64_t n, int64_t k);
+/* The implementation sm_gemm_f32 uses for this shape (a block of its first rows). */
+const char *sm_gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+                         int64_t ldc);
+
 #endif
