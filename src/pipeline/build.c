@@ -386,10 +386,6 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
      * MoE-block output error. */
     bool by_loss = sm_model_param_count(m) <= SM_AUTO_LOSS_MAX_PARAMS &&
                    sm_calib_auto_windows(c, &r->ids, &r->n_seq, &r->T) == 0;
-    /* every window is a forward pass per candidate: all of them where those are cheap, the
-     * workbench's 8 above an eighth of the loss path's size limit */
-    if (by_loss && r->n_seq > SM_CALIB_EVAL_WINDOWS && sm_model_param_count(m) > SM_AUTO_LOSS_MAX_PARAMS / 8)
-        r->n_seq = SM_CALIB_EVAL_WINDOWS;
     const float *fit, *held = NULL;
     int64_t m_fit, m_held = 0;
     sm_monitor_span span0;

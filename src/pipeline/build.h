@@ -63,8 +63,7 @@ int sm_layer_build_check(const sm_layer_build *b);
  * out->assign holds the chosen groups:
  *   - by held-out loss of the whole model with the candidate layer swapped in, when the model has
  *     at most SM_AUTO_LOSS_MAX_PARAMS parameters and the calib has held-out token windows
- *     (sm_calib_auto_windows: all of them up to SM_AUTO_LOSS_MAX_PARAMS / 8 parameters, else
- *     the first SM_CALIB_EVAL_WINDOWS) — a forward pass is cheap there, and the MoE-block error alone can
+ *     (sm_calib_eval_windows) — a forward pass is cheap there, and the MoE-block error alone can
  *     prefer a choice that hurts more downstream;
  *   - else by MoE-block output error on the held-out rows.
  * `why` receives "<chosen>[+align][+refit][/dominant|/reap] (<metric>: submoe 0.2, submoe+align 0.1, ...)". */

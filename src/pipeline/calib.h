@@ -123,8 +123,7 @@ int sm_calib_eval_windows(const sm_calib *c, const int32_t **ids, int *n_seq, in
 /* The same windows, up to SM_CALIB_AUTO_WINDOWS where the token file has them (text draws
  * SM_CALIB_EVAL_WINDOWS): method auto scores its candidates by held-out loss on them. Candidates
  * often differ by a few thousandths of a nat per token, about the sampling error of 8 windows'
- * loss difference; 32 windows halve it (auto takes 8 on models above SM_AUTO_LOSS_MAX_PARAMS / 8
- * parameters, where each is a costly forward pass per candidate). */
+ * loss difference; 32 windows halve it. */
 #define SM_CALIB_AUTO_WINDOWS 32
 int sm_calib_auto_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len);
 
