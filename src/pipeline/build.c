@@ -385,7 +385,7 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
      * whose pruning looks harmless locally may hurt much more downstream); else the held-out
      * MoE-block output error. */
     bool by_loss = sm_model_param_count(m) <= SM_AUTO_LOSS_MAX_PARAMS &&
-                   sm_calib_auto_windows(c, &r->ids, &r->n_seq, &r->T) == 0;
+                   sm_calib_eval_windows(c, &r->ids, &r->n_seq, &r->T) == 0;
     const float *fit, *held = NULL;
     int64_t m_fit, m_held = 0;
     sm_monitor_span span0;

@@ -115,17 +115,11 @@ int sm_calib_rows(sm_calib *c, int layer, int64_t *fit_rows, int64_t *held_rows,
 int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool grams,
                       const sm_monitor *mon, const sm_layer_analysis **out);
 /* Token windows that follow the calibration windows in the token file (at most
- * SM_CALIB_EVAL_WINDOWS of seq_len tokens), never used for statistics: the workbench's held-out
- * perplexity. 0, or -1 when the calib was read from a file or the token file had nothing after
- * the calibration windows. */
+ * SM_CALIB_EVAL_WINDOWS of seq_len tokens), never used for statistics: method auto scores its
+ * candidates by held-out loss on them. 0, or -1 when the calib was read from a file or the token
+ * file had nothing after the calibration windows. */
 #define SM_CALIB_EVAL_WINDOWS 8
 int sm_calib_eval_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len);
-/* The same windows, up to SM_CALIB_AUTO_WINDOWS where the token file has them (text draws
- * SM_CALIB_EVAL_WINDOWS): method auto scores its candidates by held-out loss on them. Candidates
- * often differ by a few thousandths of a nat per token, about the sampling error of 8 windows'
- * loss difference; 32 windows halve it. */
-#define SM_CALIB_AUTO_WINDOWS 32
-int sm_calib_auto_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len);
 
 /* Drop what is cached for layer L. */
 void sm_calib_release(sm_calib *c, int layer);
