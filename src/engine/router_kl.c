@@ -357,7 +357,7 @@ int sm_router_kl_solve(sm_router_kl *p, const float *start, const sm_monitor *mo
             break;
         lbfgs_direction(&L, &pc, g, n, py, d);
         double gd = dot(g, d, n);
-        if (!(gd < 0.0)) { /* not a descent direction (rounding): restart from −g */
+        if (!(gd < 0.0)) { /* not a descent direction (rounding): restart from −P g */
             L.used = 0;
             lbfgs_direction(&L, &pc, g, n, py, d);
             gd = dot(g, d, n);
