@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/dense.h"
 #include "engine/router.h"
 #include "moe/route.h"
 #include "util/diag.h"
@@ -16,6 +17,10 @@
 #define KL_BLOCK 1024
 /* L-BFGS pairs kept. */
 #define KL_PAIRS 8
+/* Trial steps per line search. */
+#define KL_BACKTRACKS 10
+/* The relative decrease of f below which a step has stalled (see sm_router_kl_solve). */
+#define KL_STALL 1e-6
 
 struct sm_router_kl {
     const float *x;
@@ -150,6 +155,115 @@ int sm_router_kl_eval(sm_router_kl *p, const double *w, double *grad, const sm_m
     return isfinite(*f) ? 0 : sm_err("collapse-kl: the objective is not finite (inputs overflow float32)");
 }
 
+/* The preconditioner: ∇²f's diagonal blocks approximated as s_c·C + 2λI, with C = XᵀX/m the
+ * inputs' second moment and s_c = mean_t q_c(1 − q_c) at the warm start. C's eigenvectors V
+ * (once, H×H) make every block diagonal: P g_c = ((g_c V) ⊘ (s_c σ + 2λ)) Vᵀ, two k×H×H products.
+ * Why: hidden states are strongly correlated (a few large shared directions), so the Hessian's
+ * condition follows C's (σ spans orders of magnitude), and clusters' curvatures differ by
+ * their routing mass s_c; an unscaled L-BFGS crosses both in many small steps. */
+typedef struct {
+    int k;
+    int64_t h;
+    float *vt;     /* h × h row-major: row j is C's eigenvector j */
+    double *scale; /* k × h: 1 / (s_c σ_j + 2λ) */
+    float *a, *b;  /* k × h work */
+} kl_precond;
+
+static void precond_free(kl_precond *pc)
+{
+    free(pc->vt), free(pc->scale), free(pc->a), free(pc->b);
+    memset(pc, 0, sizeof *pc);
+}
+
+static int precond_new(sm_router_kl *p, const double *w, const sm_monitor *mon, kl_precond *pc)
+{
+    const int64_t h = p->h, kh = p->k * h;
+    const int k = p->k;
+    memset(pc, 0, sizeof *pc);
+    pc->k = k, pc->h = h;
+    /* the eigendecomposition (about 10 H³ flops) where it costs less than the ~100 evaluations
+     * (4 m H k flops each) an unpreconditioned solve takes; else C ≈ its mean eigenvalue · I */
+    bool eig = (double)h * (double)h <= 40.0 * (double)p->m * k;
+    pc->vt = eig ? sm_alloc_f32((size_t)(h * h)) : NULL;
+    pc->scale = sm_alloc((size_t)kh, sizeof(double));
+    pc->a = sm_alloc_f32((size_t)kh), pc->b = sm_alloc_f32((size_t)kh);
+    float *sigma = sm_alloc_f32((size_t)h);
+    double *s = sm_zalloc((size_t)k, sizeof(double));
+    int rc = -1;
+    if ((eig && !pc->vt) || !pc->scale || !pc->a || !pc->b || !sigma || !s)
+        goto done;
+    for (int64_t e = 0; e < kh; e++)
+        p->wf[e] = (float)w[e];
+    for (int64_t t0 = 0; t0 < p->m; t0 += KL_BLOCK) {
+        if (sm_monitor_check(mon))
+            goto done;
+        const int mb = (int)(p->m - t0 < KL_BLOCK ? p->m - t0 : KL_BLOCK);
+        const float *xb = p->x + t0 * h;
+        if (eig)
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)h, mb, 1.0f / (float)p->m, xb, (int)h,
+                        t0 ? 1.0f : 0.0f, pc->vt, (int)h);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mb, k, (int)h, 1.0f, xb, (int)h, p->wf, (int)h, 0.0f,
+                    p->zblk, k);
+        for (int t = 0; t < mb; t++) {
+            const float *z = p->zblk + (int64_t)t * k;
+            double mx = -INFINITY, sum = 0.0;
+            for (int c = 0; c < k; c++)
+                mx = z[c] > mx ? z[c] : mx;
+            for (int c = 0; c < k; c++)
+                sum += exp(z[c] - mx);
+            for (int c = 0; c < k; c++) {
+                const double q = exp(z[c] - mx) / sum;
+                s[c] += q * (1.0 - q) / (double)p->m;
+            }
+        }
+    }
+    /* row-major upper = column-major lower; the vectors come back as columns = rows of vt */
+    if (sm_monitor_check(mon))
+        goto done;
+    if (eig && sm_eigh_f32((int)h, pc->vt, true, sigma)) { /* LAPACK did not converge: the cheap form */
+        sm_err_clear();
+        free(pc->vt);
+        pc->vt = NULL, eig = false;
+    }
+    if (!eig) {
+        double tr = 0.0; /* trace(C)/h = the mean squared input entry */
+        for (int64_t e = 0; e < p->m * h; e++)
+            tr += (double)p->x[e] * p->x[e];
+        for (int64_t j = 0; j < h; j++)
+            sigma[j] = (float)(tr / (double)(p->m * h));
+    }
+    for (int c = 0; c < k; c++)
+        for (int64_t j = 0; j < h; j++)
+            pc->scale[c * h + j] = 1.0 / (s[c] * (sigma[j] > 0.0f ? sigma[j] : 0.0) + 2.0 * p->lambda);
+    rc = 0;
+done:
+    free(sigma), free(s);
+    if (rc)
+        precond_free(pc);
+    return rc;
+}
+
+/* d ← P d (k × h, in place). */
+static void precond_apply(const kl_precond *pc, double *d)
+{
+    const int64_t h = pc->h, kh = pc->k * h;
+    if (!pc->vt) {
+        for (int64_t e = 0; e < kh; e++)
+            d[e] *= pc->scale[e];
+        return;
+    }
+    for (int64_t e = 0; e < kh; e++)
+        pc->b[e] = (float)d[e];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pc->k, (int)h, (int)h, 1.0f, pc->b, (int)h, pc->vt, (int)h,
+                0.0f, pc->a, (int)h);
+    for (int64_t e = 0; e < kh; e++)
+        pc->a[e] = (float)(pc->a[e] * pc->scale[e]);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pc->k, (int)h, (int)h, 1.0f, pc->a, (int)h, pc->vt,
+                (int)h, 0.0f, pc->b, (int)h);
+    for (int64_t e = 0; e < kh; e++)
+        d[e] = pc->b[e];
+}
+
 static double dot(const double *a, const double *b, int64_t n)
 {
     double s = 0.0;
@@ -164,26 +278,29 @@ typedef struct {
     int used, next;
 } lbfgs_mem;
 
-/* d = −H g; H₀ = (sᵀy / yᵀy) I from the newest pair, else a unit step along −g/‖g‖. */
-static void lbfgs_direction(const lbfgs_mem *L, const double *g, int64_t n, double *d)
+/* d = −H g (Nocedal & Wright, Algorithm 7.4 with H₀ = γ P), γ = sᵀy / yᵀPy from the newest pair,
+ * else 1: the first step is the preconditioned Newton step. `py`: work, n. */
+static void lbfgs_direction(const lbfgs_mem *L, const kl_precond *pc, const double *g, int64_t n, double *py,
+                            double *d)
 {
     double alpha[KL_PAIRS];
     for (int64_t i = 0; i < n; i++)
         d[i] = -g[i];
-    if (!L->used) {
-        const double gn = sqrt(dot(g, g, n));
-        for (int64_t i = 0; i < n; i++)
-            d[i] /= gn > 0.0 ? gn : 1.0;
-        return;
-    }
     for (int j = 0; j < L->used; j++) {
         const int q = (L->next - 1 - j + KL_PAIRS) % KL_PAIRS;
         alpha[q] = L->rho[q] * dot(L->s[q], d, n);
         for (int64_t i = 0; i < n; i++)
             d[i] -= alpha[q] * L->y[q][i];
     }
-    const int newest = (L->next - 1 + KL_PAIRS) % KL_PAIRS;
-    const double gamma = 1.0 / (L->rho[newest] * dot(L->y[newest], L->y[newest], n));
+    double gamma = 1.0;
+    if (L->used) {
+        const int newest = (L->next - 1 + KL_PAIRS) % KL_PAIRS;
+        memcpy(py, L->y[newest], sizeof(double) * (size_t)n);
+        precond_apply(pc, py);
+        const double ypy = dot(L->y[newest], py, n);
+        gamma = ypy > 0.0 ? 1.0 / (L->rho[newest] * ypy) : 1.0;
+    }
+    precond_apply(pc, d);
     for (int64_t i = 0; i < n; i++)
         d[i] *= gamma;
     for (int j = L->used - 1; j >= 0; j--) {
@@ -217,8 +334,9 @@ int sm_router_kl_solve(sm_router_kl *p, const float *start, const sm_monitor *mo
     lbfgs_mem L = {.used = 0};
     double *w = sm_alloc((size_t)n, sizeof(double)), *g = sm_alloc((size_t)n, sizeof(double));
     double *wn = sm_alloc((size_t)n, sizeof(double)), *gn = sm_alloc((size_t)n, sizeof(double));
-    double *d = sm_alloc((size_t)n, sizeof(double));
-    bool ok = w && g && wn && gn && d;
+    double *d = sm_alloc((size_t)n, sizeof(double)), *py = sm_alloc((size_t)n, sizeof(double));
+    kl_precond pc = {0};
+    bool ok = w && g && wn && gn && d && py;
     for (int j = 0; ok && j < KL_PAIRS; j++)
         ok = (L.s[j] = sm_alloc((size_t)n, sizeof(double))) && (L.y[j] = sm_alloc((size_t)n, sizeof(double)));
     sm_router_kl_info st = {0};
@@ -228,24 +346,27 @@ int sm_router_kl_solve(sm_router_kl *p, const float *start, const sm_monitor *mo
         goto done;
     for (int64_t i = 0; i < n; i++)
         w[i] = start[i];
-    if (sm_router_kl_eval(p, w, g, mon, &f))
+    if (sm_router_kl_eval(p, w, g, mon, &f) || precond_new(p, w, mon, &pc))
         goto done;
     st.evaluations = 1, st.f_start = f;
     const double g0 = sqrt(dot(g, g, n));
+    bool stalled = false;
     for (; st.iterations < max_iter; st.iterations++) {
         sm_monitor_report(mon, (double)st.iterations / max_iter, "collapse-kl");
         if (sqrt(dot(g, g, n)) <= 1e-6 * g0)
             break;
-        lbfgs_direction(&L, g, n, d);
+        lbfgs_direction(&L, &pc, g, n, py, d);
         double gd = dot(g, d, n);
-        if (!(gd < 0.0)) { /* not a descent direction (rounding): restart from −g */
+        if (!(gd < 0.0)) { /* not a descent direction (rounding): restart from −P g */
             L.used = 0;
-            lbfgs_direction(&L, g, n, d);
+            lbfgs_direction(&L, &pc, g, n, py, d);
             gd = dot(g, d, n);
         }
+        /* Armijo backtracking; the next trial is the minimiser of the quadratic through f, f'(0)
+         * and the rejected value, kept within [0.1 t, 0.5 t] */
         double t = 1.0, fn = f;
         bool stepped = false;
-        for (int bt = 0; bt < 40; bt++, t *= 0.5) {
+        for (int bt = 0; bt < KL_BACKTRACKS; bt++) {
             for (int64_t i = 0; i < n; i++)
                 wn[i] = w[i] + t * d[i];
             if (sm_router_kl_eval(p, wn, gn, mon, &fn))
@@ -255,18 +376,24 @@ int sm_router_kl_solve(sm_router_kl *p, const float *start, const sm_monitor *mo
                 stepped = true;
                 break;
             }
+            const double curv = fn - f - gd * t, tq = curv > 0.0 ? -gd * t * t / (2.0 * curv) : 0.5 * t;
+            t = fmax(0.1 * t, fmin(0.5 * t, tq));
         }
-        if (!stepped) /* no step lowers f: it is at float precision */
+        if (!stepped) /* no step along d lowers f: it is at float precision */
             break;
         lbfgs_push(&L, w, wn, g, gn, n);
         const double drop = f - fn;
         memcpy(w, wn, sizeof(double) * (size_t)n);
         memcpy(g, gn, sizeof(double) * (size_t)n);
         f = fn;
-        if (drop <= 1e-10 * fabs(f)) {
+        /* two steps in a row that move f by less than KL_STALL of itself: the logits are single
+         * precision, so below that the gradient is mostly rounding */
+        const bool small = drop <= KL_STALL * fabs(f);
+        if (small && stalled) {
             st.iterations++;
             break;
         }
+        stalled = small;
     }
     st.f_end = f;
     for (int64_t i = 0; i < n; i++)
@@ -277,7 +404,8 @@ int sm_router_kl_solve(sm_router_kl *p, const float *start, const sm_monitor *mo
 done:
     for (int j = 0; j < KL_PAIRS; j++)
         free(L.s[j]), free(L.y[j]);
-    free(w), free(g), free(wn), free(gn), free(d);
+    free(w), free(g), free(wn), free(gn), free(d), free(py);
+    precond_free(&pc);
     return rc;
 }
 
