@@ -59,4 +59,10 @@ tmux_harness() {
     screen() { T capture-pane -t wb -p 2>/dev/null; }
     show_failure() { screen | sed 's/^/    | /'; }
     keys() { T send-keys -t wb "$@"; }
+    # The workbench in session wb ($cols x $rows), started in DIR with ARGS (shell words, quoted
+    # by the caller), printing EXIT=status when it ends: tui_session "$tmp" "'$DEMO' --plan 'p'"
+    tui_session() {
+        T new-session -d -s wb -x "$cols" -y "$rows" \
+            "cd '$1' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui $2; echo EXIT=\$?; sleep 600"
+    }
 }

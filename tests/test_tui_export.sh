@@ -23,8 +23,7 @@ for size in 80x24 200x60; do
     sock="$tmp/tmux$size.sock"
     dir=$tmp/$size
     mkdir "$dir"
-    T new-session -d -s wb -x "$cols" -y "$rows" \
-        "cd '$dir' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$DEMO'; echo EXIT=\$?; sleep 600"
+    tui_session "$dir" "'$DEMO'"
     check "$size: calibrates and previews every layer" wait_for 'every layer previewed' 300
     keys E
     check "$size: E asks for the directory, submoe-figures first" wait_for 'directory submoe-figures' 10

@@ -20,8 +20,7 @@ labels() { screen | sed -n 4p; }
 for size in 80x24 200x60; do
     cols=${size%x*} rows=${size#*x}
     sock="$tmp/tmux$size.sock"
-    T new-session -d -s wb -x "$cols" -y "$rows" \
-        "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$tmp/q128' --plan '$tmp/p$size.yaml'; echo EXIT=\$?; sleep 600"
+    tui_session "$tmp" "'$tmp/q128' --plan '$tmp/p$size.yaml'"
     keys 2
     check "$size: the heatmap of 128 experts, scrolled" wait_for 'rows 1-[0-9]+, cols 1-[0-9]+/128|1-[0-9]+,1-[0-9]+/128' 120
     check "$size: the cursor starts on expert 0" wait_for 'S\(e0, ?e0\)' 5

@@ -22,8 +22,7 @@ want="plan saved to $plan (submoe apply $plan -o DIR runs it)"
 for size in 80x24 200x60; do
     cols=${size%x*} rows=${size#*x}
     sock="$tmp/tmux$size.sock"
-    T new-session -d -s wb -x "$cols" -y "$rows" \
-        "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$DEMO'; echo EXIT=\$?; sleep 600"
+    tui_session "$tmp" "'$DEMO'"
     check "$size: calibrates and previews every layer" wait_for 'every layer previewed' 300
     keys w C-u
     keys -l "$plan"
@@ -83,8 +82,7 @@ done
 for size in 80x24 200x60; do
     cols=${size%x*} rows=${size#*x}
     sock="$tmp/q$size.sock"
-    T new-session -d -s wb -x "$cols" -y "$rows" \
-        "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$tmp/q' --tokens '$SRCDIR/data/calib.u32'; echo EXIT=\$?; sleep 600"
+    tui_session "$tmp" "'$tmp/q' --tokens '$SRCDIR/data/calib.u32'"
     check "$size: the 1024-token synth calibrates on the tokens given" wait_for 'every layer previewed' 300
     keys P
     check "$size: P is refused" wait_for 'bundled byte' 120

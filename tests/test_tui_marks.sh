@@ -16,8 +16,7 @@ group_params() { screen | grep -Eo 'group [0-9]+ [0-9.]+k params' | grep -Eo '[0
 for size in 80x24 200x60; do
     cols=${size%x*} rows=${size#*x}
     sock="$tmp/tmux$size.sock"
-    T new-session -d -s wb -x "$cols" -y "$rows" \
-        "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$DEMO' --plan '$tmp/p$size.yaml'; echo EXIT=\$?; sleep 600"
+    tui_session "$tmp" "'$DEMO' --plan '$tmp/p$size.yaml'"
     check "$size: calibrates" wait_for 'calibrated on' 300
     keys M 3 # layer 0: submoe (auto -> submoe), the spectrum
     check "$size: the marks: 90/95/99% of the energy and the break-even r85" \

@@ -33,8 +33,7 @@ compare dialog|O|compare with a plan|Escape
 jump|2 /|jump to an expert|Escape
 export|E|export this view as figures|Escape'
 
-T new-session -d -s wb -x "$cols" -y "$rows" \
-    "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$DEMO'; echo EXIT=\$?; sleep 600"
+tui_session "$tmp" "'$DEMO'"
 check "calibrates and previews every layer" wait_for 'every layer previewed' 300
 : >"$tmp/shown"
 echo "$views" >"$tmp/views"

@@ -22,8 +22,7 @@ save() {
 for size in 80x24 200x60; do
     cols=${size%x*} rows=${size#*x}
     sock="$tmp/tmux$size.sock"
-    T new-session -d -s wb -x "$cols" -y "$rows" \
-        "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$DEMO' --plan '$tmp/p$size.yaml'; echo EXIT=\$?; sleep 600"
+    tui_session "$tmp" "'$DEMO' --plan '$tmp/p$size.yaml'"
     check "$size: calibrates and previews every layer" wait_for 'every layer previewed' 300
     check "$size: saves the plan" save
     cp "$tmp/p$size.yaml" "$tmp/before$size.yaml"

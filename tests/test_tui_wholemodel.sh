@@ -22,8 +22,7 @@ model_row() { screen | grep -nE "^[ *] *$1 +([0-9]+\.[0-9]{4}|-)" | head -1 | cu
 for size in 80x24 200x60; do
     cols=${size%x*} rows=${size#*x}
     sock="$tmp/tmux$size.sock"
-    T new-session -d -s wb -x "$cols" -y "$rows" \
-        "cd '$tmp' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui '$DEMO' --plan '$tmp/p$size.yaml'; echo EXIT=\$?; sleep 600"
+    tui_session "$tmp" "'$DEMO' --plan '$tmp/p$size.yaml'"
     check "$size: calibrates and previews every layer" wait_for 'every layer previewed' 300
     keys 4
     check "$size: 4 shows the model view" wait_for 'model: 4 MoE layers, by layer' 10
