@@ -9,6 +9,7 @@ static tui_app a; /* large: not on the stack */
 
 static void running(tui_job j)
 {
+    tui_state_free_data(&a.s); /* the messages logged so far (Esc logs one) */
     memset(&a, 0, sizeof a);
     pthread_mutex_init(&a.mu, NULL);
     pthread_cond_init(&a.cv, NULL);
@@ -52,5 +53,6 @@ int main(void)
     a.running.background = false;
     tui_push(&a, preview1);
     CHECK(!a.cancel && !a.preempted && a.nq == 1, "a running user job is never pre-empted");
+    tui_state_free_data(&a.s);
     return tu_failures ? 1 : 0;
 }

@@ -92,10 +92,12 @@ static void draw_row(const tui_state *s, int l, int y, const tui_rect *r, const 
     const tui_layer_data *da = &s->data[l];
     char ea[16] = "-", eb[16];
     snprintf(eb, sizeof eb, "%s", tc_g("\u2026", "..."));
-    if (da->have_preview)
-        snprintf(ea, sizeof ea, "%.4f%s", da->output_error, tui_preview_fresh(s, l) ? "" : "~");
+    if (da->have_preview) {
+        tui_fmt_fit(da->output_error, 6, ea, sizeof ea);
+        strcat(ea, tui_preview_fresh(s, l) ? "" : "~");
+    }
     if (o->have_error[l])
-        snprintf(eb, sizeof eb, "%.4f", o->error[l]);
+        tui_fmt_fit(o->error[l], 6, eb, sizeof eb);
     bool differs = !o->have_error[l] || !da->have_preview || strcmp(ea, eb);
     cell(y, x, r->x + r->w - x, differs, ea, eb);
     if (sel)

@@ -115,8 +115,11 @@ static void draw_row(const tui_state *s, int l, int y, int h, const tui_rect *r,
     x += tc_put(ty, x, right - x, "%s%3d ", s->marked[l] ? "*" : " ", l);
     /* error: the number, stale marked ~, and a bar against the worst layer */
     char err[16] = "      -";
-    if (d->have_preview)
-        snprintf(err, sizeof err, "%7.4f", d->output_error);
+    if (d->have_preview) { /* a tiny error reads 7e-8, not 0.0000 (as the plan view) */
+        char v[16];
+        tui_fmt_fit(d->output_error, 7, v, sizeof v);
+        snprintf(err, sizeof err, "%7s", v);
+    }
     x += tc_put(ty, x, right - x, "%s%s ", err, d->have_preview && !fresh ? "~" : " ");
     int fill = d->have_preview && worst > 0 ? (int)(d->output_error / worst * barw * 8 + 0.5) : 0;
     if (!sel)
