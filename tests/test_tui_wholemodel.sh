@@ -17,7 +17,7 @@ sock="$tmp/tmux.sock"
 trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
 
 # the screen row (1-based) of the model view's row of layer $1 (its text line)
-model_row() { screen | grep -nE "^[ *] *$1 +([0-9]+\.[0-9]{4}|-)" | head -1 | cut -d: -f1; }
+model_row() { screen | grep -nE "^[ *] *$1 +([0-9]*\.[0-9]+(e-[0-9]+)?|[0-9]e-[0-9]+|<1e-[0-9]+|~0|-)" | head -1 | cut -d: -f1; }
 
 for size in 80x24 200x60; do
     cols=${size%x*} rows=${size#*x}

@@ -1,5 +1,6 @@
 /* tui_prompt: the keys of the workbench's dialogs: typed paths and values (a rank or an expert
- * refused on the spot when out of range), the yes/no questions, and the help's and log's pages. */
+ * refused on the spot when out of range) and the yes/no questions. The help's and the log's
+ * pages are tui_keys.c's (they read the help text beside its bindings). */
 #include "tui/tui_prompt.h"
 
 #include <stdio.h>
@@ -71,58 +72,6 @@ static bool rank_input_ok(tui_state *s, const char *text, bool whole)
     return true;
 }
 
-/* Rows of text a full-screen overlay (help, log) shows: the screen less its frame and footer. */
-static int overlay_rows(const tui_state *s)
-{
-    int rows = s->screen_rows > 0 ? s->screen_rows : 24;
-    return rows - 4 > 1 ? rows - 4 : 1;
-}
-
-/* The help's pages: Space, PgDn, j or Down the next one, PgUp, k or Up the one before; any other
- * key (or paging past the last) closes it. */
-static int help_key(tui_state *s, int key)
-{
-    int lines = tui_help_lines((s->screen_cols > 0 ? s->screen_cols : 80) - 4, 0, NULL, 0); /* tui_dialog.c's */
-    int pages = (lines + overlay_rows(s) - 1) / overlay_rows(s);
-    if (key == ' ' || key == TUI_KEY_PGDN || key == 'j' || key == TUI_KEY_DOWN) {
-        if (s->help_page + 1 < pages) {
-            s->help_page++;
-            return TUI_ACT_REDRAW;
-        }
-    } else if (key == TUI_KEY_PGUP || key == 'k' || key == TUI_KEY_UP) {
-        if (s->help_page > 0)
-            s->help_page--;
-        return TUI_ACT_REDRAW;
-    }
-    s->dialog = TUI_DIALOG_NONE;
-    return TUI_ACT_REDRAW;
-}
-
-/* The log: j/k (arrows) a line, PgUp/PgDn (Space) a page, g/G (Home/End) its start and end; Esc, q or
- * L close it. */
-static int log_key(tui_state *s, int key)
-{
-    int page = overlay_rows(s);
-    int cols = s->screen_cols > 0 ? s->screen_cols : 80;
-    int most = tui_log_lines(s, cols - 4, 0, NULL, NULL, 0) - page; /* tui_dialog.c's width */
-    most = most > 0 ? most : 0;
-    switch (key) {
-    case 'k': case TUI_KEY_UP: s->log_scroll++; break;
-    case 'j': case TUI_KEY_DOWN: s->log_scroll--; break;
-    case TUI_KEY_PGUP: s->log_scroll += page; break;
-    case TUI_KEY_PGDN: case ' ': s->log_scroll -= page; break;
-    case TUI_KEY_HOME: case 'g': s->log_scroll = most; break;
-    case TUI_KEY_END: case 'G': s->log_scroll = 0; break;
-    case TUI_KEY_ESC: case 'q': case 'L':
-        s->dialog = TUI_DIALOG_NONE;
-        return TUI_ACT_REDRAW;
-    default:
-        return TUI_ACT_NONE;
-    }
-    s->log_scroll = s->log_scroll < 0 ? 0 : s->log_scroll > most ? most : s->log_scroll;
-    return TUI_ACT_REDRAW;
-}
-
 /* An expert number typed so far into the / prompt: refused on the spot outside the layer. */
 static bool expert_input_ok(tui_state *s, const char *text)
 {
@@ -154,10 +103,6 @@ int tui_prompt_key(tui_state *s, int key)
 {
     bool enter = key == TUI_KEY_ENTER || key == '\r';
     switch (s->dialog) {
-    case TUI_DIALOG_HELP:
-        return help_key(s, key);
-    case TUI_DIALOG_LOG:
-        return log_key(s, key);
     case TUI_DIALOG_QUIT:
         s->dialog = TUI_DIALOG_NONE;
         if (key == 'y' || key == 'Y')

@@ -1,5 +1,5 @@
 /* tui_prompt: the keys of the workbench's open dialog (s->dialog): typed input, prompts refused on
- * the spot, yes/no questions, the help's and the log's pages. */
+ * the spot, yes/no questions (not the help's or the log's pages: tui_keys.c). */
 #ifndef SM_TUI_PROMPT_H
 #define SM_TUI_PROMPT_H
 
