@@ -65,4 +65,15 @@ tmux_harness() {
         T new-session -d -s wb -x "$cols" -y "$rows" \
             "cd '$1' && NO_COLOR=1 TERM=xterm-256color LANG=C.UTF-8 '$SUBMOE' tui $2; echo EXIT=\$?; sleep 600"
     }
+    # q (and y when the plan was edited: tui_quit LABEL discard), the workbench exits with 0, and
+    # the session ends
+    tui_quit() {
+        keys q
+        if [ "${2:-}" = discard ]; then
+            check "$1: asks before discarding" wait_for 'Quit and discard' 10
+            keys y
+        fi
+        check "$1: quits with 0" wait_for 'EXIT=0' 30
+        T kill-server >/dev/null 2>&1
+    }
 }

@@ -59,9 +59,7 @@ for size in 80x24 200x60; do
     check_expr "$size: the plan's rank marked once per matrix" \
         "[ \$(awk -F, 'NR > 1 { r += \$5 } END { print r }' '$dir/submoe-figures/layer0-group0-spectrum.csv') -eq 3 ]"
 
-    keys q
-    check "$size: quits with 0" wait_for 'EXIT=0' 30
-    T kill-server >/dev/null 2>&1
+    tui_quit "$size"
 done
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

@@ -44,9 +44,7 @@ for size in 80x24 200x60; do
     fi
     keys z
     check "$size: z again: the cells" wait_for 'heatmap cells' 5
-    keys q
-    check "$size: quits with 0" wait_for 'EXIT=0' 30
-    T kill-server >/dev/null 2>&1
+    tui_quit "$size"
 done
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

@@ -94,9 +94,7 @@ for size in 80x24 200x60; do
     check "$size: no perplexity was computed" wait_for 'perplexity: P' 5
     log_entries "$tmp/plog$size"
     check "$size: the log has the refusal whole" has_entry "$tmp/plog$size" "$shown"
-    keys q
-    check "$size: quits with 0" wait_for 'EXIT=0' 30
-    T kill-server >/dev/null 2>&1
+    tui_quit "$size"
 done
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

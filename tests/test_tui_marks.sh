@@ -32,11 +32,7 @@ for size in 80x24 200x60; do
         wait_for 'group 0 7[78](\.[0-9])?k params \(dense 98k\)' 10
     lower=$(group_params)
     check_expr "$size: ... $lower k < $full k" "awk -v a='$lower' -v b='$full' 'BEGIN { exit !(a < b) }'"
-    keys q
-    check "$size: asks before discarding" wait_for 'Quit and discard' 10
-    keys y
-    check "$size: quits with 0" wait_for 'EXIT=0' 30
-    T kill-server >/dev/null 2>&1
+    tui_quit "$size" discard
 done
 echo "$n checks, $fail failed"
 [ "$fail" -eq 0 ]

@@ -81,11 +81,7 @@ for size in 80x24 200x60; do
     keys 5
     check "$size: the comparison with the saved plan stays" wait_for "compare: this plan .*p$size.yaml" 10
 
-    keys q
-    check "$size: asks before discarding" wait_for 'Quit and discard' 10
-    keys y
-    check "$size: quits with 0" wait_for 'EXIT=0' 30
-    T kill-server >/dev/null 2>&1
+    tui_quit "$size" discard
 done
 
 # scrolling: 24 MoE layers at 80x24
