@@ -87,8 +87,8 @@ static void *worker(void *arg)
         bool preempted = a->preempted; /* queued again behind the user's job: not an error */
         a->running_now = a->preempted = false;
         pthread_mutex_unlock(&a->mu);
-        if (rc && !preempted)
-            tui_status(a, true, "%s", a->cancel ? "cancelled" : sm_errmsg());
+        if (rc && !preempted && !a->cancel) /* cancelled: Esc said so (tui_cancel_work) */
+            tui_status(a, true, "%s", sm_errmsg());
         pthread_mutex_lock(&a->mu);
         a->s.busy = a->nq > 0;
         /* the background previews are done: say so, unless the status line moved on to another

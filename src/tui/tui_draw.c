@@ -38,8 +38,8 @@ static void draw_header(const tui_state *s, const tui_rect *r)
 {
     /* line 1: name, [modified], the model and its shape */
     char shape[128];
-    snprintf(shape, sizeof shape, "%s %s %d layers %s %d experts %s top-%d", s->arch, tc_g("\u00b7", "-"), s->n_layers,
-             tc_g("\u00b7", "-"), s->n_experts, tc_g("\u00b7", "-"), s->top_k);
+    snprintf(shape, sizeof shape, "%s %s %d layer%s %s %d experts %s top-%d", s->arch, tc_g("\u00b7", "-"), s->n_layers,
+             s->n_layers == 1 ? "" : "s", tc_g("\u00b7", "-"), s->n_experts, tc_g("\u00b7", "-"), s->top_k);
     int x = r->x;
     tc_on(0, A_BOLD);
     x += tc_put(r->y, x, r->w, "submoe workbench");
@@ -137,7 +137,7 @@ static void draw_layers(const tui_state *s, const tui_rect *r, bool wide)
     if (narrow)
         tc_put(r->y + 1, r->x, r->w, "  L kept method   error");
     else
-        tc_put(r->y + 1, r->x, r->w, "  L experts method    error%s", wide ? "    saved router" : "");
+        tc_put(r->y + 1, r->x, r->w, "%s", wide ? "  L experts method      error   saved router" : "  L experts method    error");
     tc_off(TC_PAIR_DIM, 0);
     const char *arrow = tc_g("\u2192", ">");
     for (int l = first, row = r->y + 2; l < s->n_layers && row < r->y + r->h; l++, row++) {
@@ -157,8 +157,11 @@ static void draw_layers(const tui_state *s, const tui_rect *r, bool wide)
             method_cell(s, l, m, sizeof m);
             bool fresh = tui_preview_fresh(s, l);
             int k = p->method == SM_MERGE_KEEP && !p->is_auto ? p->n : p->k;
+            /* wide: room for the longest method cell ("sub-whit+a*"), so that the columns after
+             * the error stay where the header puts them */
             int x = r->x + (narrow ? tc_put(row, r->x, r->w - 1, " %2d %4d %-8s ", l, k, m)
-                                   : tc_put(row, r->x, r->w - 1, " %2d %3d%s%-3d %-9s ", l, p->n, arrow, k, m));
+                                   : tc_put(row, r->x, r->w - 1, " %2d %3d%s%-3d %-*s ", l, p->n, arrow, k,
+                                            wide ? 11 : 9, m));
             if (d->have_preview) { /* the value in the columns left (a narrow list: "2e-3", never "0") */
                 int room = r->x + r->w - 1 - x - (fresh ? 0 : 1);
                 char v[16];
@@ -175,7 +178,7 @@ static void draw_layers(const tui_state *s, const tui_rect *r, bool wide)
                 double before = (double)p->n * 3 * (double)s->hidden * (double)s->inter;
                 double after = (double)tui_plan_params(s, l);
                 static const char *const rshort[3] = {"remap", "lstsq", "mean"};
-                tc_put(row, r->x + 29, r->w - 30, " %5.1f%% %s", before > 0 ? 100 * (before - after) / before : 0.0,
+                tc_put(row, r->x + 31, r->w - 32, "%5.1f%% %s", before > 0 ? 100 * (before - after) / before : 0.0,
                        p->method == SM_MERGE_KEEP || (!p->is_auto && !sm_merge_method_merges(p->method))
                            ? "-"
                            : rshort[p->router % 3]);

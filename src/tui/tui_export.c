@@ -141,9 +141,8 @@ bool tui_export_write(const tui_export *x, char *msg, size_t n)
         snprintf(msg, n, "export failed: %s", sm_errmsg());
         return true;
     }
-    /* the files, no verb: "DIR/layer0-similarity-output.{svg,pdf,png,csv}" fits the status line
-     * at 80 columns */
-    snprintf(msg, n, "%.150s/%s.{svg,pdf,png,csv}%s", x->dir, x->base,
+    /* the files written (a long path wraps in the message area) */
+    snprintf(msg, n, "exported %.150s/%s.{svg,pdf,png,csv}%s", x->dir, x->base,
              x->kind == TUI_EXPORT_MODEL ? ", model-frequency.csv" : "");
     return false;
 }

@@ -203,6 +203,8 @@ static int job_preview(tui_app *a, int l, bool force, const sm_monitor *mon)
     for (int i = 0; i < p.n && i < TUI_MAX_EXPERTS; i++)
         d->built_slot[i] = b.merged.cluster_of ? b.merged.cluster_of[i] : i;
     snprintf(d->chosen, sizeof d->chosen, "%s", why);
+    if (force) /* p: say it is done, also when nothing changed */
+        tui_say(&a->s, false, "layer %d previewed again: output error %.4g", l, b.output_error);
     pthread_mutex_unlock(&a->mu);
     sm_layer_build_free(&b);
     sm_calib_release(a->calib, l); /* the state has the figures: one layer's inputs and statistics at a time */
@@ -545,8 +547,7 @@ static int job_compare(tui_app *a)
         n += a->s.is_moe[l];
     char shown[64];
     tui_short_path(path, 40, shown, sizeof shown, a->s.utf8);
-    snprintf(a->s.status, sizeof a->s.status, "comparing with %s; its %d layers' errors follow", shown, n);
-    a->s.status_error = false;
+    tui_say(&a->s, false, "comparing with %s: previewing its %d MoE layer%s", shown, n, n == 1 ? "" : "s");
     const sm_config *c = sm_model_config(a->model);
     pthread_mutex_unlock(&a->mu);
     for (int l = 0; l < c->n_layers; l++)

@@ -95,8 +95,9 @@ static void jump_to_expert(tui_state *s, int e)
     for (int q = 0; q < n; q++)
         if (order[q] == e)
             s->ci = s->cj = q;
-    tui_say(s, false, "expert %d: group %d of %d (%d members)", e, p->assign[e], p->k,
-           tui_cluster_size(p, p->assign[e]));
+    int members = tui_cluster_size(p, p->assign[e]);
+    tui_say(s, false, "expert %d: group %d of %d (%d member%s)", e, p->assign[e], p->k, members,
+            members == 1 ? "" : "s");
 }
 
 int tui_prompt_key(tui_state *s, int key)
