@@ -239,6 +239,27 @@ static void test_edits(void)
     CHECK(!tui_preview_fresh(&s, 0) && tui_plan_params(&s, 0) == 3 * per,
           "an edit makes the preview stale (estimate: 3 groups)");
     CHECK(tui_model_params_after(&s) == 4000000 - 2 * 8 * per + 3 * per + 4 * per, "whole model after the plan");
+
+    /* a group's figure (the spectrum's): auto counts it dense, until its fresh preview built a
+     * rank-keeping merge of these very groups; then the group's ranks count, as they did in the
+     * layer's exact count (the walk-through: group 98k beside a layer 590k -> 582k) */
+    demo_state(&s);
+    tui_set_group_rank(&s, 0, 0, 1, (sm_rank){SM_RANK_COUNT, 32, 0}); /* group 0's up at rank 32 */
+    int64_t up32 = 2 * 128 * 256 + 32 * (256 + 128);
+    CHECK(s.res[0].is_auto && tui_group_params(&s, 0, 0) == per, "auto, not previewed: dense (%lld)",
+          (long long)tui_group_params(&s, 0, 0));
+    tui_layer_data *d = &s.data[0];
+    d->have_preview = true, d->preview_gen = s.plan_gen[0], d->built_method = SM_MERGE_SUBMOE;
+    for (int i = 0; i < 8; i++)
+        d->built_slot[i] = s.res[0].assign[i];
+    CHECK(tui_group_params(&s, 0, 0) == up32, "auto built submoe of these groups: up at rank 32 as factors (%lld)",
+          (long long)tui_group_params(&s, 0, 0));
+    d->built_slot[7] = d->built_slot[0];
+    CHECK(tui_group_params(&s, 0, 0) == per, "auto built other groups: dense");
+    d->built_slot[7] = s.res[0].assign[7], d->built_method = SM_MERGE_PRUNE_FREQUENCY;
+    CHECK(tui_group_params(&s, 0, 0) == per, "auto pruned: dense");
+    d->built_method = SM_MERGE_SUBMOE, d->preview_gen--;
+    CHECK(tui_group_params(&s, 0, 0) == per, "a stale preview: dense");
 }
 
 /* Press a key; return its action flags. */

@@ -414,15 +414,41 @@ static bool stores_ranks(const tui_layer *p)
     return !p->is_auto && (p->method == SM_MERGE_SUBMOE || p->method == SM_MERGE_SUBMOE_WHITENED);
 }
 
-/* Group c of resolved layer p with entry pl (of any plan), as the writer stores it. */
-static int64_t group_params(const tui_state *s, const tui_layer *p, const sm_plan_layer *pl, int cluster)
+/* Whether auto's latest preview of the layer built a rank-keeping merge of the plan's own
+ * groups (each group one merged expert): then the entry's ranks are stored as they are. */
+static bool auto_built_ranks(const tui_state *s, int layer)
+{
+    const tui_layer *p = &s->res[layer];
+    const tui_layer_data *d = &s->data[layer];
+    if (!p->is_auto || !tui_preview_fresh(s, layer) ||
+        (d->built_method != SM_MERGE_SUBMOE && d->built_method != SM_MERGE_SUBMOE_WHITENED))
+        return false;
+    int slot_of[TUI_MAX_EXPERTS];
+    for (int c = 0; c < p->k; c++)
+        slot_of[c] = -2;
+    for (int i = 0; i < p->n; i++) { /* one slot per group, and no two groups in one slot */
+        int c = p->assign[i], slot = d->built_slot[i];
+        if (slot < 0 || (slot_of[c] != -2 && slot_of[c] != slot))
+            return false;
+        slot_of[c] = slot;
+    }
+    for (int c = 0; c < p->k; c++)
+        for (int c2 = c + 1; c2 < p->k; c2++)
+            if (slot_of[c] == slot_of[c2])
+                return false;
+    return true;
+}
+
+/* Group c of resolved layer p with entry pl (of any plan), as the writer stores it; `ranked`:
+ * its ranks are stored (a rank-keeping method, or auto's choice of one). */
+static int64_t group_params(const tui_state *s, const tui_layer *p, const sm_plan_layer *pl, int cluster, bool ranked)
 {
     const sm_plan_cluster *gc = find_cluster(pl, cluster);
     int64_t tot = 0;
     for (int j = 0; j < 3; j++) {
         int64_t out = j == 2 ? s->hidden : s->inter, in = j == 2 ? s->inter : s->hidden;
         sm_rank rank = gc && gc->rank.set[j] ? gc->rank.r[j] : p->rank[j];
-        int64_t r = stores_ranks(p) ? tui_rank_value(s, p, rank, j, tui_cluster_size(p, cluster)) : 0;
+        int64_t r = ranked ? tui_rank_value(s, p, rank, j, tui_cluster_size(p, cluster)) : 0;
         tot += sm_rank_factored(r, out, in) ? r * (out + in) : out * in; /* the writer's rule */
     }
     return tot;
@@ -430,7 +456,8 @@ static int64_t group_params(const tui_state *s, const tui_layer *p, const sm_pla
 
 int64_t tui_group_params(const tui_state *s, int layer, int cluster)
 {
-    return group_params(s, &s->res[layer], tui_entry_c(s, layer), cluster);
+    const tui_layer *p = &s->res[layer];
+    return group_params(s, p, tui_entry_c(s, layer), cluster, stores_ranks(p) || auto_built_ranks(s, layer));
 }
 
 int64_t tui_entry_params(const tui_state *s, const tui_layer *p, const sm_plan_layer *pl)
@@ -441,7 +468,7 @@ int64_t tui_entry_params(const tui_state *s, const tui_layer *p, const sm_plan_l
     if (stores_ranks(p)) { /* factors below the break-even, by each group's rank */
         int64_t tot = 0;
         for (int c = 0; c < p->k; c++)
-            tot += group_params(s, p, pl, c);
+            tot += group_params(s, p, pl, c, true);
         return tot;
     }
     return per * p->k;

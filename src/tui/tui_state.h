@@ -314,7 +314,8 @@ int tui_cluster_order(const tui_layer *p, int *order);
 int64_t tui_plan_params(const tui_state *s, int layer);
 /* Parameters of group c of a layer as the writer stores them at the group's ranks: per matrix,
  * r·(out + in) factors when sm_rank_factored says they are smaller, else the dense out·in (merge
- * methods without ranks, and auto, count dense). */
+ * methods without ranks count dense, and auto, unless its fresh preview built a rank-keeping
+ * merge of the layer's groups). */
 int64_t tui_group_params(const tui_state *s, int layer, int cluster);
 /* The rank chooser's marks on a spectrum sv[0..len) of an out × in matrix: the smallest ranks
  * keeping 90, 95 and 99% of the energy Σσ², and the break-even: the largest rank stored as
