@@ -415,8 +415,12 @@ static int action_recluster(key_ctx *c)
 static int applied(tui_state *s, int n, const char *what, const char *value)
 {
     int t[TUI_MAX_LAYERS], targets = tui_model_targets(s, t);
-    status(s, false, "%s %s on %d of %d %s layers%s", what, value, n, targets, tui_any_marked(s) ? "marked" : "MoE",
-           n ? " (u undoes them all)" : "");
+    const char *kind = tui_any_marked(s) ? "marked" : "MoE", *layers = targets == 1 ? "layer" : "layers";
+    if (n)
+        status(s, false, "%s %s on %d of %d %s %s (u undoes %s)", what, value, n, targets, kind, layers,
+               n == 1 ? "it" : "them all");
+    else /* "on 0 of 1" read as a failure */
+        status(s, false, "%s %s already on the %d %s %s: nothing changed", what, value, targets, kind, layers);
     return TUI_ACT_REDRAW | (n ? TUI_ACT_PREVIEW_ALL : 0);
 }
 
@@ -592,11 +596,14 @@ static int action_redraw(key_ctx *c)
     return TUI_ACT_REDRAW;
 }
 
-/* The help overlay (?), beside the bindings it describes; NULL-terminated. */
+/* The help overlay (?), beside the bindings it describes; NULL-terminated. A line is a section's
+ * name (or blanks) to column 9, then items two spaces apart, each its keys ("J/K, PgDn/PgUp",
+ * "j/k or Up/Down", "M r = a:") then what they do: tests/test_tui_walk.sh reads the keys from
+ * the help screen this way and presses every one. */
 const char *const tui_key_help[] = {
-    "Views    1 plan  2 heatmap  3 spectrum  4 model  5 compare  (Tab: next)",
-    "Layers   j/k or arrows (plan view), J/K, PgDn/PgUp outside the heatmap",
-    "Heatmap  arrows/hjkl move the cursor  s output/weight/router similarity",
+    "Views    1 plan  2 heatmap  3 spectrum  4 model  5 compare  Tab next view",
+    "Layers   J/K, PgDn/PgUp outside the heatmap  j/k or Up/Down in view 1",
+    "Heatmap  arrows, h/j/k/l move the cursor  s output/weight/router similarity",
     "         PgUp/PgDn page the experts  / jump to an expert  z overview",
     "         m row's expert into the column's group  n into a new group",
     "         g merge the row's and the column's groups  Home/End corners",

@@ -61,7 +61,7 @@ static void draw_freq(const tui_state *s, int l, int y, int x, int w, int h)
     double top = d->freq[order[0]] > 0 ? d->freq[order[0]] : 1;
     bool pruned = tui_preview_fresh(s, l) && d->have_preview && d->built_method != SM_MERGE_KEEP &&
                   !sm_merge_method_merges(d->built_method);
-    int per = d->n <= w ? (w / d->n > 3 ? 3 : w / d->n) : 0; /* columns per expert; 0: buckets */
+    int per = d->n <= w ? (w / d->n > 6 ? 6 : w / d->n) : 0; /* columns per expert; 0: buckets */
     int cols = per ? d->n * per : w;
     for (int c = 0; c < cols; c++) {
         int e0 = per ? c / per : (int)((int64_t)c * d->n / cols), e1 = per ? e0 + 1 : (int)((int64_t)(c + 1) * d->n / cols);
@@ -150,8 +150,9 @@ static void draw_row(const tui_state *s, int l, int y, int h, const tui_rect *r,
     if (sel)
         tc_off(TC_PAIR_SELECT, A_BOLD | (s->color ? 0 : A_REVERSE));
     int fw = right - sw - 1 - (x + 1);
+    int bh = h >= 3 ? h - 1 : h; /* a blank line above, so that two layers' bars do not touch */
     if (fw >= 4)
-        draw_freq(s, l, y, x + 1, fw, h);
+        draw_freq(s, l, y + h - bh, x + 1, fw, bh);
 }
 
 /* Layout of the rows: their height (1-12 rows, the whole panel when it has room) and the first. */
@@ -181,7 +182,8 @@ void tui_view_model_draw(const tui_state *s, const tui_rect *r)
     int shown = avail / h;
     char title[128];
     int nfrom = n > shown ? first : 0, nto = n > shown ? first + shown : n;
-    snprintf(title, sizeof title, "model: %d MoE layers, by %s", n, s->model_sorted ? "error (S)" : "layer (S)");
+    snprintf(title, sizeof title, "model: %d MoE layer%s, by %s", n, n == 1 ? "" : "s",
+             s->model_sorted ? "error (S)" : "layer (S)");
     if (n > shown)
         snprintf(title + strlen(title), sizeof title - strlen(title), ", %d-%d shown", nfrom + 1, nto);
     if (marked)
@@ -204,7 +206,7 @@ void tui_view_model_detail(const tui_state *s, int y, int x, int w)
     for (int l = 0; l < s->n_layers; l++)
         marked += s->is_moe[l] && s->marked[l];
     const tui_layer *p = &s->res[s->layer];
-    tc_put(y, x, w, "layer %d%s: %d %s %d experts %s M r = a set on %s%d %s layers", s->layer,
+    tc_put(y, x, w, "layer %d%s: %d %s %d experts %s M r = a set on %s%d %s %s", s->layer,
            s->marked[s->layer] ? " (marked)" : "", p->n, tc_g("\u2192", "->"), p->k, tc_g("\u00b7", "-"),
-           marked ? "the " : "all ", n, marked ? "marked" : "MoE");
+           marked || n == 1 ? "the " : "all ", n, marked ? "marked" : "MoE", n == 1 ? "layer" : "layers");
 }
