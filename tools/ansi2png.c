@@ -6,8 +6,8 @@
  * Each character is one cell of a monospace grid (DejaVu Sans Mono through cairo's toy text API,
  * the cairo src/figures loads); SGR attributes follow xterm: 16 + 216 + 24 indexed colours, 24-bit
  * colours, bold, dim, underline, reverse. tmux writes an attribute only where it changes, so the
- * state carries over from one line to the next. Block elements (▁…█, ▌) are filled rectangles, so
- * bars touch as they do in a terminal. */
+ * state carries over from one line to the next. Block elements (▁…█, ▌) are filled rectangles and
+ * light box-drawing characters lines, so that bars and frames touch as they do in a terminal. */
 #include "config.h"
 
 #include "figures/fig_cairo.h"
@@ -146,6 +146,40 @@ static bool draw_block(const grid *g, double x, double y, unsigned cp)
     return true;
 }
 
+/* Light box-drawing lines (─ │ ┌ ┐ └ ┘ ├ ┤ ┬ ┴ ┼) through the cell's middle, to its edges, so that
+ * frames join without the gaps a font's glyphs leave. false for any other character. */
+static bool draw_box(const grid *g, double x, double y, unsigned cp)
+{
+    enum { UP = 1, DOWN = 2, LEFT = 4, RIGHT = 8 };
+    static const struct {
+        unsigned cp;
+        int arms;
+    } box[] = {
+        {0x2500, LEFT | RIGHT},      {0x2502, UP | DOWN},         {0x250c, RIGHT | DOWN},
+        {0x2510, LEFT | DOWN},       {0x2514, UP | RIGHT},        {0x2518, UP | LEFT},
+        {0x251c, UP | DOWN | RIGHT}, {0x2524, UP | DOWN | LEFT},  {0x252c, LEFT | RIGHT | DOWN},
+        {0x2534, LEFT | RIGHT | UP}, {0x253c, UP | DOWN | LEFT | RIGHT},
+    };
+    int arms = 0;
+    for (size_t i = 0; i < sizeof box / sizeof box[0]; i++)
+        if (box[i].cp == cp)
+            arms = box[i].arms;
+    if (!arms)
+        return false;
+    double cx = x + (int)(g->cw / 2) + 0.5, cy = y + (int)(g->ch / 2) + 0.5;
+    cairo_set_line_width(g->cr, 1);
+    if (arms & (LEFT | RIGHT)) {
+        cairo_move_to(g->cr, arms & LEFT ? x : cx, cy);
+        cairo_line_to(g->cr, arms & RIGHT ? x + g->cw : cx, cy);
+    }
+    if (arms & (UP | DOWN)) {
+        cairo_move_to(g->cr, cx, arms & UP ? y : cy);
+        cairo_line_to(g->cr, cx, arms & DOWN ? y + g->ch : cy);
+    }
+    cairo_stroke(g->cr);
+    return true;
+}
+
 static void draw_cell(const grid *g, int col, int row, const sgr_state *st, const char *ch, int chlen, unsigned cp)
 {
     rgb fg = palette_color(st->fg), bg = palette_color(st->bg); /* bold is the font's, not brighter */
@@ -160,7 +194,7 @@ static void draw_cell(const grid *g, int col, int row, const sgr_state *st, cons
     cairo_rectangle(g->cr, x, y, g->cw + 0.5, g->ch + 0.5);
     cairo_fill(g->cr);
     cairo_set_source_rgb(g->cr, fg.r, fg.g, fg.b);
-    if (cp != ' ' && !draw_block(g, x, y, cp)) {
+    if (cp != ' ' && !draw_block(g, x, y, cp) && !draw_box(g, x, y, cp)) {
         char text[8];
         memcpy(text, ch, (size_t)chlen);
         text[chlen] = 0;
