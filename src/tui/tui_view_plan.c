@@ -8,10 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ".62" for a share in [0, 1): two decimals without the leading zero. */
+/* ".62" for a share in [0, 1): two decimals without the leading zero; "<.01" for a routed expert
+ * below that (".00" read as never routed). */
 static void share(char *buf, size_t n, double f)
 {
     char t[16];
+    if (f > 0 && f < 0.005) {
+        snprintf(buf, n, "<.01");
+        return;
+    }
     snprintf(t, sizeof t, "%.2f", f);
     snprintf(buf, n, "%s", t[0] == '0' ? t + 1 : t);
 }
