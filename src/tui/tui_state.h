@@ -89,6 +89,7 @@ typedef enum {
     TUI_ACT_PREVIEW_ALL = 1 << 14, /* several layers changed (the model view): preview every stale one */
     TUI_ACT_COMPARE = 1 << 15, /* open the plan s->input to compare against (view 5) */
     TUI_ACT_EXPORT = 1 << 20, /* E: the current view as figures into s->export_dir (tui_export.h) */
+    TUI_ACT_PPL_BOTH = 1 << 21, /* with PERPLEXITY: of the plan compared against too (view 5's P) */
 } tui_action;
 
 typedef enum {
@@ -138,6 +139,7 @@ typedef struct tui_other {
     bool have_error[TUI_MAX_LAYERS];
     double error[TUI_MAX_LAYERS];   /* held-out output error of the layer built as it says */
     int64_t params[TUI_MAX_LAYERS]; /* its routed experts' parameters, built (0: not yet) */
+    double ppl;                     /* its perplexity on the held-out windows P uses (< 0: not computed) */
 } tui_other;
 
 typedef struct tui_state {

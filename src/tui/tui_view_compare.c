@@ -115,17 +115,35 @@ static void figure(char *buf, size_t n, double v, bool stale)
 
 static void draw_totals(const tui_state *s, int y, const tui_rect *r)
 {
-    char a[32], b[32], o[32], t[48], u[48];
+    char a[32], b[32], o[32], t[48], u[48], v[48], ratio[48] = "";
     tc_fmt_params(a, sizeof a, (double)tui_model_params_after(s));
     tc_fmt_params(b, sizeof b, (double)tui_other_model_params(s));
     tc_fmt_params(o, sizeof o, (double)s->total_params);
     int x = r->x + 1, w = r->w - 2;
-    tc_put(y, x, w, "params      this %s %s other %s (original %s)", a, tc_g("\u00b7", "-"), b, o);
-    figure(t, sizeof t, s->ppl_plan, s->ppl_plan >= 0 && !tui_ppl_fresh(s));
-    tc_put(y + 1, x, w, "perplexity  this %s (P) %s other not computed", t,
-           tc_g("\u00b7", "-"));
+    const char *dot = tc_g("\u00b7", "-");
+    tc_put(y, x, w, "params      this %s %s other %s (original %s)", a, dot, b, o);
+    /* both perplexities are P's, on the same held-out windows: their ratio when both are known */
+    bool stale = s->ppl_plan >= 0 && !tui_ppl_fresh(s);
+    figure(t, sizeof t, s->ppl_plan, stale);
+    figure(v, sizeof v, s->other->ppl, false);
+    if (s->ppl_plan > 0 && s->other->ppl > 0)
+        snprintf(ratio, sizeof ratio, " %s other/this %.3f", dot, s->other->ppl / s->ppl_plan);
+    char line[256];
+    snprintf(line, sizeof line, "perplexity  this %s %s other %s%s", t, dot, v, s->other->ppl < 0 ? " (P)" : ratio);
+    if (tui_strwidth(line) > w) { /* narrow: the same numbers, "~" for "before edits", "-" not computed */
+        if (s->ppl_plan < 0)
+            snprintf(t, sizeof t, "-");
+        else
+            snprintf(t, sizeof t, "%.3f%s", s->ppl_plan, stale ? "~" : "");
+        if (s->other->ppl < 0)
+            snprintf(v, sizeof v, "- (P)");
+        else
+            snprintf(v, sizeof v, "%.3f", s->other->ppl);
+        snprintf(line, sizeof line, "perplexity  this %s %s other %s%s", t, dot, v, ratio);
+    }
+    tc_put(y + 1, x, w, "%s", line);
     figure(u, sizeof u, s->acc_plan, s->acc_plan >= 0 && s->acc_gen != tui_plan_gen_sum(s));
-    tc_put(y + 2, x, w, "accuracy    this %s (A) %s other not computed", u, tc_g("\u00b7", "-"));
+    tc_put(y + 2, x, w, "accuracy    this %s (A) %s other not computed", u, dot);
 }
 
 /* "{e0 e1} {e2} ..." of a layer's groups. */
