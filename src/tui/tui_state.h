@@ -461,6 +461,12 @@ int tui_log_lines(const tui_state *s, int width, int first, char (*out)[TUI_WRAP
 int tui_fit_items(char *out, size_t len, const char *prefix, const char *const *items, int n, const char *sep,
                   int width, int max_lines);
 
+/* A line of items that fits (a title, a hint line): the n items in their order, joined by sep,
+ * the least important left out first (the largest prio; of equals, the last) until it fits in
+ * `width` columns — never an item cut. Returns the number of items kept (0: out is ""). */
+int tui_fit_priority(char *out, size_t len, const char *const *items, const int *prio, int n, const char *sep,
+                     int width);
+
 /* Shorten a path to at most `width` columns, keeping its end ("…/models/demo"). */
 void tui_short_path(const char *path, int width, char *out, size_t n, bool utf8);
 

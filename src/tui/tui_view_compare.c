@@ -195,8 +195,12 @@ void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
     const tui_other *o = s->other;
     if (!o) {
         tc_title(r, "compare plans", true);
-        tc_put(r->y + 2, r->x + 2, r->w - 4, "no plan to compare against: O opens one (a plan of this model,");
-        tc_put(r->y + 3, r->x + 2, r->w - 4, "e.g. one saved before with w); its layers are resolved as this one's.");
+        char lines[6][TUI_WRAP_LINE];
+        int nl = tui_wrap("no plan to compare against: O opens one (a plan of this model, e.g. one saved before "
+                          "with w); its layers are resolved as this one's.",
+                          r->w - 4, lines, r->h - 3 < 6 ? r->h - 3 : 6, tc_utf8);
+        for (int i = 0; i < nl; i++)
+            tc_put(r->y + 2 + i, r->x + 2, r->w - 4, "%s", lines[i]);
         return;
     }
     int rows[TUI_MAX_LAYERS], n = 0, differ = 0;
