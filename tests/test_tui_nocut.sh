@@ -30,11 +30,13 @@ edited|1 M|\[modified\]|
 quit|q|Quit and discard|n
 log|L|messages: [0-9]+, lines|Escape
 model|4|model: [0-9]+ MoE layers|
-compare|5|compare plans|
+compare|5|─ compare[: ]|
 compare dialog|O|compare with a plan|Escape
+compare opened|O C-u other.yaml Enter|compare: this plan .*other.yaml|
 jump|2 /|jump to an expert|Escape
 export|E|export this view as figures|Escape'
 
+"$SUBMOE" plan "$DEMO" --ratio 0.5 -m submoe -o "$tmp/other.yaml" -q >/dev/null 2>&1 # to compare with
 tui_session "$tmp" "'$DEMO'"
 check "calibrates and previews every layer" wait_for 'every layer previewed' 300
 : >"$tmp/shown"

@@ -617,8 +617,7 @@ static int job_compare(tui_app *a)
         n += a->s.is_moe[l];
     char shown[64];
     tui_short_path(path, 40, shown, sizeof shown, a->s.utf8);
-    snprintf(a->s.status, sizeof a->s.status, "comparing with %s; its %d layers' errors follow", shown, n);
-    a->s.status_error = false;
+    tui_say(&a->s, false, "comparing with %s; its %d layers' errors follow", shown, n); /* and into the log */
     const sm_config *c = sm_model_config(a->model);
     pthread_mutex_unlock(&a->mu);
     for (int l = 0; l < c->n_layers; l++)

@@ -217,6 +217,13 @@ void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
     tc_title(r, title, true);
     bool wide = r->w >= 110;
     columns c = wide ? (columns){5, 20, 24, 18, 20} : (columns){5, 13, 18, 12, 11};
+    /* narrow (60 columns): the router's column, then the rank's, give way to the error's
+     * ("0.0131→0.1639~"); a layer that differs in them still has its "*" and the detail line */
+    enum { ERROR_W = 14 };
+    if (c.l + c.groups + c.method + c.router + c.rank + ERROR_W > r->w)
+        c.router = 0;
+    if (c.l + c.groups + c.method + c.router + c.rank + ERROR_W > r->w)
+        c.rank = 0;
     int avail = r->h - 2 - 4; /* title, header; a rule and three lines of totals */
     int first = 0, cur = 0;
     for (int i = 0; i < n; i++)
