@@ -1,6 +1,7 @@
 #!/bin/sh
 # The heatmap at 128 experts (issue 19 item 4), on the real binary through tmux, at 80x24 and
 # 200x60, on a 128-expert qwen3_moe synth (one layer, small so it calibrates in seconds):
+# - the hint line names the paging keys (/ jump, z overview, PgUp/PgDn);
 # - PgDn pages the experts (the layer has one MoE layer: before, PgDn stepped layers and did
 #   nothing here) until the cursor is on expert 127, its number on the column labels; PgUp back;
 # - / jumps to an expert: 130 is refused as it is typed, with the layer's range; 100 is reached;
@@ -24,6 +25,8 @@ for size in 80x24 200x60; do
     keys 2
     check "$size: the heatmap of 128 experts, scrolled" wait_for 'rows 1-[0-9]+, cols 1-[0-9]+/128|1-[0-9]+,1-[0-9]+/128' 120
     check "$size: the cursor starts on expert 0" wait_for 'S\(e0, ?e0\)' 5
+    keys 1 2 # the message area gives the hint line back
+    check "$size: the hints name the paging keys" wait_for '/ jump  z overview  PgUp/PgDn page' 10
     for i in 1 2 3 4 5 6 7 8 9 10 11 12; do keys NPage; done
     check "$size: PgDn pages to the last expert, 127 (in cluster order)" wait_for 'S\(e127, ?e127\)' 10
     check "$size: ... the window ends at column 128 of 128" wait_for '[0-9]+-128/128' 5

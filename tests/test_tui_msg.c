@@ -150,6 +150,21 @@ static void test_fit(void)
     k = tui_fit_items(out, sizeof out, "", items, 6, "  ", 24, 1);
     CHECK(k == 2 && !strcmp(out, "e0 .09  e1 .62 (+4 more)"), "a list that does not: whole items and a count (%s)",
           out);
+
+    /* by priority (titles, hint lines): the least important out first, the last of equals first */
+    const char *hint[] = {"m move", "n new", "/ jump", "z overview", "PgUp/PgDn page"};
+    const int prio[] = {0, 3, 1, 1, 1};
+    k = tui_fit_priority(out, sizeof out, hint, prio, 5, "  ", 80);
+    CHECK(k == 5 && !strcmp(out, "m move  n new  / jump  z overview  PgUp/PgDn page"), "all that fit stay (%s)", out);
+    k = tui_fit_priority(out, sizeof out, hint, prio, 5, "  ", 43);
+    CHECK(k == 4 && !strcmp(out, "m move  / jump  z overview  PgUp/PgDn page"), "the least important goes first (%s)",
+          out);
+    k = tui_fit_priority(out, sizeof out, hint, prio, 5, "  ", 41);
+    CHECK(k == 3 && !strcmp(out, "m move  / jump  z overview"), "then the last of equals (%s)", out);
+    k = tui_fit_priority(out, sizeof out, hint, prio, 5, "  ", 6);
+    CHECK(k == 1 && !strcmp(out, "m move"), "the most important alone (%s)", out);
+    k = tui_fit_priority(out, sizeof out, hint, prio, 5, "  ", 5);
+    CHECK(k == 0 && !strcmp(out, ""), "nothing rather than a cut item (%s)", out);
 }
 
 static void test_help_pages(void)

@@ -318,7 +318,7 @@ int tui_run(const tui_options *o)
         if (act & TUI_ACT_COMPARE)
             tui_push(a, (tui_job){TUI_JOB_COMPARE, 0, 0, false, false});
         if (act & TUI_ACT_PERPLEXITY)
-            tui_push(a, (tui_job){TUI_JOB_PPL, 0, 0, false, false});
+            tui_push(a, (tui_job){TUI_JOB_PPL, 0, act & TUI_ACT_PPL_BOTH ? TUI_PPL_BOTH : 0, false, false});
         if (act & TUI_ACT_ACCURACY)
             tui_push(a, (tui_job){TUI_JOB_ACCURACY, 0, 0, false, false});
         if (act & TUI_ACT_SAVE)

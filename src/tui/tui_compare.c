@@ -19,6 +19,7 @@ void tui_other_open(tui_state *s, sm_plan *p, const char *path)
     o->plan = *p;
     memset(p, 0, sizeof *p);
     snprintf(o->path, sizeof o->path, "%s", path);
+    o->ppl = -1;
     /* every MoE layer an entry first (the array may move), then each resolved */
     for (int l = 0; l < s->n_layers; l++)
         if (s->is_moe[l])

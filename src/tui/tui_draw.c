@@ -253,17 +253,30 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
         }
         y++;
     }
-    /* key hints for the view */
-    static const char *const hints[TUI_VIEW_COUNT] = {
-        "M method  a align  r router  +/- groups  c re-cluster  = rank  P perplexity",
-        "m row's expert to column's group  n new group  g merge groups  s similarity",
-        "h/l rank  [/] by one  = type a rank  f full  x gate/up/down  j/k group",
-        "space mark  M r = a: every (marked) layer  S sort  Enter the layer  u undo",
-        "O open a plan to compare  j/k layer  Enter the layer  P perplexity",
+    /* key hints for the view, the most important first where not all fit (tui_fit_priority) */
+    static const struct {
+        const char *keys;
+        int prio;
+    } hints[TUI_VIEW_COUNT][8] = {
+        {{"M method", 0}, {"a align", 2}, {"r router", 1}, {"+/- groups", 0}, {"c re-cluster", 2}, {"= rank", 1},
+         {"P perplexity", 1}},
+        {{"m row's expert to column's group", 0}, {"n new group", 3}, {"g merge groups", 3}, {"s similarity", 2},
+         {"/ jump", 1}, {"z overview", 1}, {"PgUp/PgDn page", 1}},
+        {{"h/l rank", 0}, {"[/] by one", 2}, {"= type a rank", 1}, {"f full", 1}, {"x gate/up/down", 0},
+         {"j/k group", 1}},
+        {{"space mark", 0}, {"M r = a: every (marked) layer", 0}, {"S sort", 1}, {"Enter the layer", 1},
+         {"u undo", 2}},
+        {{"O open a plan to compare", 0}, {"j/k layer", 2}, {"Enter the layer", 2}, {"P perplexity", 1}},
     };
     if (last > y - 1 && last >= r->y + 2) {
+        const char *items[8];
+        int prio[8], n = 0;
+        for (; n < 8 && hints[s->view][n].keys; n++)
+            items[n] = hints[s->view][n].keys, prio[n] = hints[s->view][n].prio;
+        char line[256];
+        tui_fit_priority(line, sizeof line, items, prio, n, "  ", w);
         tc_on(TC_PAIR_DIM, 0);
-        put_items(last, x, w, hints[s->view], "  ");
+        tc_put(last, x, w, "%s", line);
         tc_off(TC_PAIR_DIM, 0);
     }
 }

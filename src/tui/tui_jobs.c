@@ -339,7 +339,63 @@ static int heldout_windows(tui_app *a, sm_tokens *t, int *T, int *n_seq)
     return 0;
 }
 
-static int job_ppl(tui_app *a, const sm_monitor *mon)
+/* Layer l of the compared plan (other_gen `gen`) resolved, clustered first when its entry gives
+ * no groups and the worker has not clustered it yet. 1 (nothing to free) when another plan was
+ * opened to compare meanwhile; -1 with a message. */
+static int other_layer_resolved(tui_app *a, int l, unsigned gen, const sm_monitor *mon, sm_resolved_layer *rl)
+{
+    pthread_mutex_lock(&a->mu);
+    if (!a->s.other || a->s.other_gen != gen) {
+        pthread_mutex_unlock(&a->mu);
+        return 1;
+    }
+    bool cluster = !a->s.other->grouped[l];
+    tui_layer p = a->s.other->res[l];
+    tui_other_resolve(&a->s, l, rl);
+    pthread_mutex_unlock(&a->mu);
+    if (!cluster || !(p.is_auto || sm_merge_method_merges(p.method)))
+        return 0;
+    sm_moe_layer ml;
+    int assign[TUI_MAX_EXPERTS];
+    if (sm_moe_layer_load_mon(a->model, l, mon, &ml)) {
+        sm_resolved_layer_free(rl);
+        return -1;
+    }
+    int rc = cluster_layer(a, rl, p.k, &ml, NULL, mon, assign); /* frees rl */
+    sm_moe_layer_free(&ml);
+    if (rc)
+        return -1;
+    pthread_mutex_lock(&a->mu);
+    bool same = a->s.other && a->s.other_gen == gen;
+    if (same) {
+        tui_other_set_groups(&a->s, l, assign);
+        tui_other_resolve(&a->s, l, rl);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return same ? 0 : 1;
+}
+
+typedef struct {
+    tui_app *a;
+    unsigned gen; /* the compared plan's other_gen when the job started */
+} other_build_ctx;
+
+/* Layer L as the compared plan says, for its streamed perplexity run. */
+static int other_build_layer(void *ctx, int l, const sm_monitor *mon, sm_layer_build *out)
+{
+    other_build_ctx *c = ctx;
+    sm_resolved_layer rl;
+    int rc = other_layer_resolved(c->a, l, c->gen, mon, &rl);
+    if (rc)
+        return rc < 0 ? -1 : sm_err("another plan was opened to compare meanwhile");
+    char why[600];
+    return build_layer(c->a, &rl, mon, out, why, sizeof why);
+}
+
+/* Perplexity of the original model and of the plan on the held-out windows; with `both` (the
+ * compare view's P), of the plan compared against too, on the same windows, in the same job (one
+ * Esc cancels it; what finished before stays). */
+static int job_ppl(tui_app *a, bool both, const sm_monitor *mon)
 {
     const sm_config *c = sm_model_config(a->model);
     sm_tokens t;
@@ -351,28 +407,44 @@ static int job_ppl(tui_app *a, const sm_monitor *mon)
     pthread_mutex_lock(&a->mu);
     double orig = a->s.ppl_original;
     unsigned gen = tui_plan_gen_sum(&a->s);
+    other_build_ctx oc = {a, a->s.other_gen};
+    both = both && a->s.other;
+    /* the compare view's P leaves a fresh perplexity of this plan as it is */
+    bool this_plan = !both || a->s.ppl_plan < 0 || !tui_ppl_fresh(&a->s);
     pthread_mutex_unlock(&a->mu);
+    double f0 = orig < 0 ? 0.2 : 0, f1 = both && this_plan ? (1 + f0) / 2 : 1; /* progress spans */
     sm_monitor_span span;
     if (n_seq < 1)
         rc = sm_err("%s holds fewer than %d tokens", a->heldout, T);
     if (!rc && orig < 0)
         rc = sm_perplexity_with_prec(a->model, t.ids, n_seq, T, blocks, a->spec.precision,
-                                     sm_monitor_span_init(&span, mon, 0, 0.2), &orig);
-    double pp = -1;
+                                     sm_monitor_span_init(&span, mon, 0, f0), &orig);
+    double pp = -1, po = -1;
     ppl_build_ctx bc = {a};
-    if (!rc)
+    if (!rc && this_plan)
         rc = sm_perplexity_built_prec(a->model, t.ids, n_seq, T, ppl_build_layer, &bc, a->spec.precision,
-                                      sm_monitor_span_init(&span, mon, 0.2, 1), &pp);
-    free(blocks);
-    sm_tokens_free(&t);
+                                      sm_monitor_span_init(&span, mon, f0, f1), &pp);
     pthread_mutex_lock(&a->mu);
     if (orig > 0)
         a->s.ppl_original = orig;
-    if (!rc) {
+    if (pp > 0) {
         a->s.ppl_plan = pp;
         a->s.ppl_gen = gen;
-        tui_say(&a->s, false, "perplexity on %d x %d held-out tokens: original %.3f, plan %.3f (%+.1f%%)",
-                 n_seq, T, orig, pp, 100 * (pp - orig) / orig);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (!rc && both)
+        rc = sm_perplexity_built_prec(a->model, t.ids, n_seq, T, other_build_layer, &oc, a->spec.precision,
+                                      sm_monitor_span_init(&span, mon, this_plan ? f1 : f0, 1), &po);
+    free(blocks);
+    sm_tokens_free(&t);
+    pthread_mutex_lock(&a->mu);
+    if (!rc && both && a->s.other && a->s.other_gen == oc.gen) {
+        a->s.other->ppl = po;
+        tui_say(&a->s, false, "perplexity on %d x %d held-out tokens: original %.3f, this plan %.3f, other %.3f (%.3fx this)",
+                n_seq, T, orig, a->s.ppl_plan, po, po / a->s.ppl_plan);
+    } else if (!rc && !both) {
+        tui_say(&a->s, false, "perplexity on %d x %d held-out tokens: original %.3f, plan %.3f (%+.1f%%)", n_seq, T,
+                orig, pp, 100 * (pp - orig) / orig);
     }
     pthread_mutex_unlock(&a->mu);
     return rc;
@@ -566,33 +638,16 @@ static int job_other(tui_app *a, int l, const sm_monitor *mon)
         return 0;
     }
     unsigned gen = a->s.other_gen;
-    bool cluster = !a->s.other->grouped[l];
-    tui_layer p = a->s.other->res[l];
-    sm_resolved_layer rl;
-    tui_other_resolve(&a->s, l, &rl);
     pthread_mutex_unlock(&a->mu);
-    if (cluster && (p.is_auto || sm_merge_method_merges(p.method))) {
-        sm_moe_layer ml;
-        int assign[TUI_MAX_EXPERTS];
-        if (sm_moe_layer_load_mon(a->model, l, mon, &ml)) {
-            sm_resolved_layer_free(&rl);
-            return -1;
-        }
-        int rc = cluster_layer(a, &rl, p.k, &ml, NULL, mon, assign);
-        sm_moe_layer_free(&ml);
-        if (rc)
-            return -1;
-        pthread_mutex_lock(&a->mu);
-        if (a->s.other && a->s.other_gen == gen)
-            tui_other_set_groups(&a->s, l, assign);
-        tui_other_resolve(&a->s, l, &rl);
-        pthread_mutex_unlock(&a->mu);
-    }
+    sm_resolved_layer rl;
+    int rc = other_layer_resolved(a, l, gen, mon, &rl);
+    if (rc) /* 1: another plan was opened meanwhile */
+        return rc < 0 ? -1 : 0;
     sm_layer_build b;
     char why[600];
     if (build_layer(a, &rl, mon, &b, why, sizeof why))
         return -1;
-    int rc = sm_layer_build_check(&b);
+    rc = sm_layer_build_check(&b);
     pthread_mutex_lock(&a->mu);
     tui_other *o = a->s.other;
     if (!rc && o && a->s.other_gen == gen) {
@@ -623,7 +678,7 @@ int tui_job_run(tui_app *a, const tui_job *j, const sm_monitor *mon)
     case TUI_JOB_PREVIEW: return job_preview(a, j->layer, j->force, mon);
     case TUI_JOB_RECLUSTER: return job_recluster(a, j->layer, mon);
     case TUI_JOB_SPECTRUM: return job_spectrum(a, j->layer, j->cluster, mon);
-    case TUI_JOB_PPL: return job_ppl(a, mon);
+    case TUI_JOB_PPL: return job_ppl(a, j->cluster == TUI_PPL_BOTH, mon);
     case TUI_JOB_ACCURACY: return job_accuracy(a, mon);
     case TUI_JOB_SAVE: return job_save(a);
     case TUI_JOB_OPEN: return job_open(a, mon);

@@ -518,8 +518,9 @@ static int action_preview(key_ctx *c)
 
 static int action_perplexity(key_ctx *c)
 {
-    (void)c;
-    return TUI_ACT_PERPLEXITY | TUI_ACT_REDRAW;
+    /* the compare view: of the plan compared against too, on the same windows */
+    bool both = c->s->view == TUI_VIEW_COMPARE && c->s->other;
+    return TUI_ACT_PERPLEXITY | TUI_ACT_REDRAW | (both ? TUI_ACT_PPL_BOTH : 0);
 }
 
 static int action_accuracy(key_ctx *c)

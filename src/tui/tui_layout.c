@@ -354,3 +354,30 @@ int tui_fit_items(char *out, size_t len, const char *prefix, const char *const *
     }
     return 0; /* not even the count fits: it is left to the wrap */
 }
+
+int tui_fit_priority(char *out, size_t len, const char *const *items, const int *prio, int n, const char *sep,
+                     int width)
+{
+    bool keep[64];
+    n = n < 64 ? n : 64;
+    for (int i = 0; i < n; i++)
+        keep[i] = true;
+    for (int kept = n;; kept--) {
+        size_t at = 0;
+        out[0] = 0;
+        for (int i = 0, first = 1; i < n && at < len; i++)
+            if (keep[i]) {
+                at += (size_t)snprintf(out + at, len - at, "%s%s", first ? "" : sep, items[i]);
+                first = 0;
+            }
+        if (at < len && tui_strwidth(out) <= width)
+            return kept;
+        if (kept == 0)
+            return 0;
+        int drop = -1; /* the least important item left, the last of equals */
+        for (int i = 0; i < n; i++)
+            if (keep[i] && (drop < 0 || prio[i] >= prio[drop]))
+                drop = i;
+        keep[drop] = false;
+    }
+}

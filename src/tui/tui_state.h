@@ -89,6 +89,7 @@ typedef enum {
     TUI_ACT_PREVIEW_ALL = 1 << 14, /* several layers changed (the model view): preview every stale one */
     TUI_ACT_COMPARE = 1 << 15, /* open the plan s->input to compare against (view 5) */
     TUI_ACT_EXPORT = 1 << 20, /* E: the current view as figures into s->export_dir (tui_export.h) */
+    TUI_ACT_PPL_BOTH = 1 << 21, /* with PERPLEXITY: of the plan compared against too (view 5's P) */
 } tui_action;
 
 typedef enum {
@@ -138,6 +139,7 @@ typedef struct tui_other {
     bool have_error[TUI_MAX_LAYERS];
     double error[TUI_MAX_LAYERS];   /* held-out output error of the layer built as it says */
     int64_t params[TUI_MAX_LAYERS]; /* its routed experts' parameters, built (0: not yet) */
+    double ppl;                     /* its perplexity on the held-out windows P uses (< 0: not computed) */
 } tui_other;
 
 typedef struct tui_state {
@@ -459,6 +461,12 @@ int tui_log_lines(const tui_state *s, int width, int first, char (*out)[TUI_WRAP
  * number of items shown. */
 int tui_fit_items(char *out, size_t len, const char *prefix, const char *const *items, int n, const char *sep,
                   int width, int max_lines);
+
+/* A line of items that fits (a title, a hint line): the n items in their order, joined by sep,
+ * the least important left out first (the largest prio; of equals, the last) until it fits in
+ * `width` columns — never an item cut. Returns the number of items kept (0: out is ""). */
+int tui_fit_priority(char *out, size_t len, const char *const *items, const int *prio, int n, const char *sep,
+                     int width);
 
 /* Shorten a path to at most `width` columns, keeping its end ("…/models/demo"). */
 void tui_short_path(const char *path, int width, char *out, size_t n, bool utf8);

@@ -115,17 +115,35 @@ static void figure(char *buf, size_t n, double v, bool stale)
 
 static void draw_totals(const tui_state *s, int y, const tui_rect *r)
 {
-    char a[32], b[32], o[32], t[48], u[48];
+    char a[32], b[32], o[32], t[48], u[48], v[48], ratio[48] = "";
     tc_fmt_params(a, sizeof a, (double)tui_model_params_after(s));
     tc_fmt_params(b, sizeof b, (double)tui_other_model_params(s));
     tc_fmt_params(o, sizeof o, (double)s->total_params);
     int x = r->x + 1, w = r->w - 2;
-    tc_put(y, x, w, "params      this %s %s other %s (original %s)", a, tc_g("\u00b7", "-"), b, o);
-    figure(t, sizeof t, s->ppl_plan, s->ppl_plan >= 0 && !tui_ppl_fresh(s));
-    tc_put(y + 1, x, w, "perplexity  this %s (P) %s other not computed", t,
-           tc_g("\u00b7", "-"));
+    const char *dot = tc_g("\u00b7", "-");
+    tc_put(y, x, w, "params      this %s %s other %s (original %s)", a, dot, b, o);
+    /* both perplexities are P's, on the same held-out windows: their ratio when both are known */
+    bool stale = s->ppl_plan >= 0 && !tui_ppl_fresh(s);
+    figure(t, sizeof t, s->ppl_plan, stale);
+    figure(v, sizeof v, s->other->ppl, false);
+    if (s->ppl_plan > 0 && s->other->ppl > 0)
+        snprintf(ratio, sizeof ratio, " %s other/this %.3f", dot, s->other->ppl / s->ppl_plan);
+    char line[256];
+    snprintf(line, sizeof line, "perplexity  this %s %s other %s%s", t, dot, v, s->other->ppl < 0 ? " (P)" : ratio);
+    if (tui_strwidth(line) > w) { /* narrow: the same numbers, "~" for "before edits", "-" not computed */
+        if (s->ppl_plan < 0)
+            snprintf(t, sizeof t, "-");
+        else
+            snprintf(t, sizeof t, "%.3f%s", s->ppl_plan, stale ? "~" : "");
+        if (s->other->ppl < 0)
+            snprintf(v, sizeof v, "- (P)");
+        else
+            snprintf(v, sizeof v, "%.3f", s->other->ppl);
+        snprintf(line, sizeof line, "perplexity  this %s %s other %s%s", t, dot, v, ratio);
+    }
+    tc_put(y + 1, x, w, "%s", line);
     figure(u, sizeof u, s->acc_plan, s->acc_plan >= 0 && s->acc_gen != tui_plan_gen_sum(s));
-    tc_put(y + 2, x, w, "accuracy    this %s (A) %s other not computed", u, tc_g("\u00b7", "-"));
+    tc_put(y + 2, x, w, "accuracy    this %s (A) %s other not computed", u, dot);
 }
 
 /* "{e0 e1} {e2} ..." of a layer's groups. */
@@ -177,8 +195,12 @@ void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
     const tui_other *o = s->other;
     if (!o) {
         tc_title(r, "compare plans", true);
-        tc_put(r->y + 2, r->x + 2, r->w - 4, "no plan to compare against: O opens one (a plan of this model,");
-        tc_put(r->y + 3, r->x + 2, r->w - 4, "e.g. one saved before with w); its layers are resolved as this one's.");
+        char lines[6][TUI_WRAP_LINE];
+        int nl = tui_wrap("no plan to compare against: O opens one (a plan of this model, e.g. one saved before "
+                          "with w); its layers are resolved as this one's.",
+                          r->w - 4, lines, r->h - 3 < 6 ? r->h - 3 : 6, tc_utf8);
+        for (int i = 0; i < nl; i++)
+            tc_put(r->y + 2 + i, r->x + 2, r->w - 4, "%s", lines[i]);
         return;
     }
     int rows[TUI_MAX_LAYERS], n = 0, differ = 0;
@@ -195,6 +217,13 @@ void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
     tc_title(r, title, true);
     bool wide = r->w >= 110;
     columns c = wide ? (columns){5, 20, 24, 18, 20} : (columns){5, 13, 18, 12, 11};
+    /* narrow (60 columns): the router's column, then the rank's, give way to the error's
+     * ("0.0131→0.1639~"); a layer that differs in them still has its "*" and the detail line */
+    enum { ERROR_W = 14 };
+    if (c.l + c.groups + c.method + c.router + c.rank + ERROR_W > r->w)
+        c.router = 0;
+    if (c.l + c.groups + c.method + c.router + c.rank + ERROR_W > r->w)
+        c.rank = 0;
     int avail = r->h - 2 - 4; /* title, header; a rule and three lines of totals */
     int first = 0, cur = 0;
     for (int i = 0; i < n; i++)

@@ -230,9 +230,14 @@ void tui_view_heatmap_draw(const tui_state *s, const tui_rect *r)
 {
     const tui_layer_data *d = &s->data[s->layer];
     const tui_layer *p = &s->res[s->layer];
+    /* the title in its longest form that fits: the groups, then the layer give way */
     char title[160];
     snprintf(title, sizeof title, "layer %d: %s similarity (s) %s %d groups", s->layer, kinds[s->sim_kind],
              tc_g("\u00b7", "-"), p->k);
+    if (tui_strwidth(title) > r->w - 4)
+        snprintf(title, sizeof title, "layer %d: %s similarity (s)", s->layer, kinds[s->sim_kind]);
+    if (tui_strwidth(title) > r->w - 4)
+        snprintf(title, sizeof title, "%s similarity (s)", kinds[s->sim_kind]);
     tc_title(r, title, true);
     if (!s->is_moe[s->layer]) {
         tc_put(r->y + 2, r->x + 2, r->w - 4, "a dense layer: no experts");

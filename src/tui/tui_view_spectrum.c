@@ -36,25 +36,57 @@ static int rank_col(int64_t rk, int len, int W)
     return c > W ? W : c;
 }
 
-/* The rank chooser's rows under the axis: the marks' ranks, and what the group and the layer
- * store at the current ranks (tui_group_params, tui_plan_params: the writer's rule). */
-static void draw_marks(const tui_state *s, const tui_rect *r, int y, const tui_spec_marks *mk)
+/* The first of n forms (longest first) that fits in w columns; the last one when none does. */
+static const char *first_fit(char (*forms)[320], int n, int w)
 {
-    char line[160];
+    for (int i = 0; i < n - 1; i++)
+        if (tui_strwidth(forms[i]) <= w)
+            return forms[i];
+    return forms[n - 1];
+}
+
+/* The rank chooser's rows under the axis, from row y to ymax (exclusive): the marks' ranks, what
+ * the group and the layer store at the current ranks (tui_group_params, tui_plan_params: the
+ * writer's rule) and, in a row left over, the legend. Each line in its longest form that fits;
+ * where even the marks' shortest does not, its two halves take a row each and the legend gives
+ * way. */
+static void draw_marks(const tui_state *s, const tui_rect *r, int y, int ymax, const tui_spec_marks *mk)
+{
+    int w = r->w - 2;
+    char m[3][320];
     const char *bar = tc_g("\u2506", ":");
-    snprintf(line, sizeof line, "90%% r%lld  95%% r%lld  99%% r%lld  %s break-even r%lld", (long long)mk->energy[0],
+    snprintf(m[0], sizeof m[0], "90%% r%lld  95%% r%lld  99%% r%lld  %s break-even r%lld", (long long)mk->energy[0],
              (long long)mk->energy[1], (long long)mk->energy[2], bar, (long long)mk->break_even);
-    if (tui_strwidth(line) > r->w - 2) /* narrow: the same numbers, closer */
-        snprintf(line, sizeof line, "90/95/99%% r%lld/%lld/%lld %s break-even r%lld", (long long)mk->energy[0],
-                 (long long)mk->energy[1], (long long)mk->energy[2], bar, (long long)mk->break_even);
+    snprintf(m[1], sizeof m[1], "90/95/99%% r%lld/%lld/%lld %s break-even r%lld", (long long)mk->energy[0],
+             (long long)mk->energy[1], (long long)mk->energy[2], bar, (long long)mk->break_even);
+    snprintf(m[2], sizeof m[2], "90/95/99%% r%lld/%lld/%lld", (long long)mk->energy[0], (long long)mk->energy[1],
+             (long long)mk->energy[2]);
+    bool split = tui_strwidth(m[1]) > w; /* the break-even on a row of its own */
     tc_on(TC_PAIR_OK, 0);
-    tc_put(y, r->x + 1, r->w - 2, "%s", line);
+    tc_put(y++, r->x + 1, w, "%s", split ? m[2] : first_fit(m, 2, w));
+    if (split && y < ymax)
+        tc_put(y++, r->x + 1, w, "%s break-even r%lld", bar, (long long)mk->break_even);
     tc_off(TC_PAIR_OK, 0);
-    char g[16], dense[16], layer[16];
+    char g[16], dense[16], layer[16], p[3][320];
     tc_fmt_params(g, sizeof g, (double)tui_group_params(s, s->layer, s->spec_cluster));
     tc_fmt_params(dense, sizeof dense, 3.0 * (double)s->hidden * (double)s->inter);
     tc_fmt_params(layer, sizeof layer, (double)tui_plan_params(s, s->layer));
-    tc_put(y + 1, r->x + 1, r->w - 2, "group %d %s params (dense %s), layer %s", s->spec_cluster, g, dense, layer);
+    snprintf(p[0], sizeof p[0], "group %d %s params (dense %s), layer %s", s->spec_cluster, g, dense, layer);
+    snprintf(p[1], sizeof p[1], "group %d %s, layer %s params", s->spec_cluster, g, layer);
+    snprintf(p[2], sizeof p[2], "group %d %s params", s->spec_cluster, g);
+    if (y < ymax)
+        tc_put(y++, r->x + 1, w, "%s", first_fit(p, 3, w));
+    if (y >= ymax)
+        return;
+    const char *items[4] = {tc_g("\u2588 singular value (log)", "# singular value (log)"),
+                            tc_g("\u2022 energy kept", "* energy kept"), tc_g("\u2502 rank", "| rank"),
+                            tc_g("\u25b4 90/95/99%", "^ 90/95/99%")};
+    static const int prio[4] = {0, 1, 1, 2};
+    char legend[160];
+    tui_fit_priority(legend, sizeof legend, items, prio, 4, "  ", w);
+    tc_on(TC_PAIR_DIM, 0);
+    tc_put(y, r->x + 1, w, "%s", legend);
+    tc_off(TC_PAIR_DIM, 0);
 }
 
 static void energy(const double *sv, int len, int64_t rk, double *kept, double *total)
@@ -71,11 +103,16 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
 {
     const tui_layer_data *d = &s->data[s->layer];
     const tui_layer *p = &s->res[s->layer];
-    char title[160];
-    snprintf(title, sizeof title, "layer %d %s group %d of %d %s %s%s%s %s%s%s %s%s%s", s->layer, tc_g("\u00b7", "-"),
-             s->spec_cluster, p->k, tc_g("\u00b7", "-"), s->spec_matrix == 0 ? "[" : "", mats[0],
+    /* the title: the matrices (the shown one in brackets), the group, the layer, as many as fit */
+    char title[160], layer[32], group[48], matrices[48];
+    snprintf(layer, sizeof layer, "layer %d", s->layer);
+    snprintf(group, sizeof group, "group %d of %d", s->spec_cluster, p->k);
+    snprintf(matrices, sizeof matrices, "%s%s%s %s%s%s %s%s%s", s->spec_matrix == 0 ? "[" : "", mats[0],
              s->spec_matrix == 0 ? "]" : "", s->spec_matrix == 1 ? "[" : "", mats[1], s->spec_matrix == 1 ? "]" : "",
              s->spec_matrix == 2 ? "[" : "", mats[2], s->spec_matrix == 2 ? "]" : "");
+    const char *items[3] = {layer, group, matrices};
+    static const int prio[3] = {2, 1, 0};
+    tui_fit_priority(title, sizeof title, items, prio, 3, tc_g(" \u00b7 ", " - "), r->w - 4);
     tc_title(r, title, true);
     if (!s->is_moe[s->layer]) {
         tc_put(r->y + 2, r->x + 2, r->w - 4, "a dense layer: no experts");
@@ -171,11 +208,7 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
     tc_on(TC_PAIR_WARN, A_BOLD);
     tc_put(ax, rx, (int)strlen(rb), "%s", rb);
     tc_off(TC_PAIR_WARN, A_BOLD);
-    tc_on(TC_PAIR_DIM, 0);
-    tc_put(ax + 3, r->x + 1, r->w - 2, "%s singular value (log)  %s energy kept  %s rank%s",
-           tc_g("\u2588", "#"), tc_g("\u2022", "*"), tc_g("\u2502", "|"), r->w < 62 ? "" : tc_utf8 ? "  \u25b4 90/95/99%" : "  ^ 90/95/99%");
-    tc_off(TC_PAIR_DIM, 0);
-    draw_marks(s, r, ax + 1, &mk);
+    draw_marks(s, r, ax + 1, ax + 4, &mk);
 }
 
 void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w)
@@ -187,8 +220,11 @@ void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w)
     for (int i = 0; i < p->n && n < sizeof members - 8; i++)
         if (p->assign[i] == s->spec_cluster)
             n += (size_t)snprintf(members + n, sizeof members - n, "%se%d", n ? " " : "", i);
+    char f[4][320];
     if (!tui_spectrum_fresh(s, s->layer) || !d->spec[s->spec_matrix]) {
-        tc_put(y, x, w, "group %d (%s): spectrum being computed", s->spec_cluster, members);
+        snprintf(f[0], sizeof f[0], "group %d (%s): spectrum being computed", s->spec_cluster, members);
+        snprintf(f[1], sizeof f[1], "group %d: spectrum being computed", s->spec_cluster);
+        tc_put(y, x, w, "%s", first_fit(f, 2, w));
         return;
     }
     int len = d->spec_len[s->spec_matrix];
@@ -199,13 +235,27 @@ void tui_view_spectrum_detail(const tui_state *s, int y, int x, int w)
     bool pruned = tui_preview_fresh(s, s->layer) &&
                   (dd->built_method == SM_MERGE_PRUNE_FREQUENCY || dd->built_method == SM_MERGE_PRUNE_OUTPUT ||
                    dd->built_method == SM_MERGE_PRUNE_REAP || dd->built_method == SM_MERGE_KEEP);
+    /* the longest form that fits */
+    const char *mat = mats[s->spec_matrix];
+    double pct = tot > 0 ? 100 * kept / tot : 100.0;
     if (pruned) {
-        tc_put(y, x, w, "%s, group %d: rank %lld/%d, %.2f%% energy; layer %s: ranks unused (M)",
-               mats[s->spec_matrix], s->spec_cluster, (long long)rk, len, tot > 0 ? 100 * kept / tot : 100.0,
-               dd->built_method == SM_MERGE_KEEP ? "kept" : "pruned");
+        const char *what = dd->built_method == SM_MERGE_KEEP ? "kept" : "pruned";
+        snprintf(f[0], sizeof f[0], "%s, group %d: rank %lld/%d, %.2f%% energy; layer %s: ranks unused (M)", mat,
+                 s->spec_cluster, (long long)rk, len, pct, what);
+        snprintf(f[1], sizeof f[1], "%s, group %d: rank %lld/%d; layer %s: ranks unused (M)", mat, s->spec_cluster,
+                 (long long)rk, len, what);
+        snprintf(f[2], sizeof f[2], "group %d: layer %s, ranks unused (M)", s->spec_cluster, what);
+        tc_put(y, x, w, "%s", first_fit(f, 3, w));
         return;
     }
-    tc_put(y, x, w, "%s, group %d (%s): rank %lld/%d keeps %.2f%% of the energy, error %.4f", mats[s->spec_matrix],
-           s->spec_cluster, members, (long long)rk, len, tot > 0 ? 100 * kept / tot : 100.0,
-           tot > 0 ? sqrt(fmax(0, 1 - kept / tot)) : 0.0);
+    double err = tot > 0 ? sqrt(fmax(0, 1 - kept / tot)) : 0.0;
+    snprintf(f[0], sizeof f[0], "%s, group %d (%s): rank %lld/%d keeps %.2f%% of the energy, error %.4f", mat,
+             s->spec_cluster, members, (long long)rk, len, pct, err);
+    snprintf(f[1], sizeof f[1], "%s, group %d: rank %lld/%d keeps %.2f%% of the energy, error %.4f", mat,
+             s->spec_cluster, (long long)rk, len, pct, err);
+    snprintf(f[2], sizeof f[2], "%s, group %d: rank %lld/%d, %.2f%% energy, error %.4f", mat, s->spec_cluster,
+             (long long)rk, len, pct, err);
+    snprintf(f[3], sizeof f[3], "%s, group %d: rank %lld/%d, %.2f%% energy", mat, s->spec_cluster, (long long)rk,
+             len, pct);
+    tc_put(y, x, w, "%s", first_fit(f, 4, w));
 }

@@ -27,6 +27,9 @@ enum { TUI_JOB_CALIB = 1, TUI_JOB_PREVIEW, TUI_JOB_RECLUSTER, TUI_JOB_SPECTRUM, 
        TUI_JOB_OTHER,   /* build a layer as the compared plan says: its error (and groups) */
        TUI_JOB_LAST = TUI_JOB_OTHER };
 
+/* TUI_JOB_PPL's `cluster`: the perplexity of the plan compared against too (the compare view's P). */
+#define TUI_PPL_BOTH 1
+
 typedef struct tui_job {
     int kind, layer, cluster;
     bool force;       /* preview: even when fresh; commit: replace an existing directory */
