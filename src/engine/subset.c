@@ -82,6 +82,41 @@ static int rank_rows(sm_subset_cache *c)
     return rc;
 }
 
+/* How deep each row is computed first: as deep as a search needs when it drops the experts that
+ * carry the least routing weight (what an output-error search mostly drops; half as many more
+ * than it may drop), then one more, plus one of margin; a subset that reaches deeper on a row
+ * computes that row again (extend). */
+static int initial_depths(sm_subset_cache *c)
+{
+    const int n = c->n, k = c->top_k, R = c->R;
+    int dropped = (n - c->min_keep) + (n - c->min_keep) / 2;
+    dropped = dropped < n ? dropped : n;
+    double *mass = sm_zalloc((size_t)n, sizeof(double));
+    int *by_mass = sm_alloc((size_t)n, sizeof(int));
+    unsigned char *likely = sm_zalloc((size_t)n, 1);
+    int rc = mass && by_mass && likely ? 0 : -1;
+    for (int64_t t = 0; rc == 0 && t < c->m; t++)
+        for (int j = 0; j < k; j++)
+            mass[c->order[t * R + j]] += c->w_ref[t * k + j];
+    for (int i = 0; rc == 0 && i < n; i++) { /* ascending mass, ties by index (insertion) */
+        int j = i;
+        for (; j > 0 && mass[by_mass[j - 1]] > mass[i]; j--)
+            by_mass[j] = by_mass[j - 1];
+        by_mass[j] = i;
+    }
+    for (int i = 0; rc == 0 && i < dropped; i++)
+        likely[by_mass[i]] = 1;
+    for (int64_t t = 0; rc == 0 && t < c->m; t++) {
+        int d = 0;
+        for (int kept = 0; d < R && kept < k; d++)
+            kept += !likely[c->order[t * R + d]];
+        d += 2; /* one more dropped, and one of margin */
+        c->depth[t] = d < R ? d : R;
+    }
+    free(mass), free(by_mass), free(likely);
+    return rc;
+}
+
 /* Scratch of one block of rows while the cache is built. */
 typedef struct block_ws {
     int64_t rows;   /* rows per block */
@@ -269,11 +304,9 @@ sm_subset_cache *sm_subset_cache_new(const sm_moe_block *b, const float *x, int6
                    (long long)(q / n));
             goto fail;
         }
-    /* Every row to the depth any subset one expert short of all needs; deeper when a subset
-     * needs it (sm_subset_cache_error): most rows never do. */
     for (int64_t t = 0; t < m; t++)
-        c->depth[t] = c->top_k + 1 < c->R ? c->top_k + 1 : c->R, rows[t] = t;
-    if (rank_rows(c) != 0 || cache_rows(c, rows, m, true, mon) != 0)
+        rows[t] = t;
+    if (rank_rows(c) != 0 || initial_depths(c) != 0 || cache_rows(c, rows, m, true, mon) != 0)
         goto fail;
     free(rows);
     return c;

@@ -18,9 +18,7 @@
  * rank high. So every row starts with its first top_k + 1 positions (all that subsets one expert
  * short of all need), every expert run on all the rows that rank it there (large GEMMs), and a
  * subset whose selection reaches beyond a row's positions first computes those rows again deeper
- * (sm_subset_cache_error), a couple of positions more than it needs. At OLMoE's shape (64
- * experts, top-8, 16 dropped: R = 24) the greedy search's rows end at about top_k + 2 on average,
- * a third of the expert work of computing all R.
+ * (sm_subset_cache_error), a couple of positions more than it needs.
  *
  * Memory: m·R·(R+1)/2 doubles plus m·(n + R) ints and floats (m = 3072, n = 64, top-8, 16
  * dropped: 8 MB), and while computing one block of rows' outputs, about SM_SUBSET_BLOCK_BYTES. */
