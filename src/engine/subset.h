@@ -15,10 +15,13 @@
  *
  * Rows are computed only as deep as a subset needs: a row reaches its position top_k + j only when
  * j of the experts before it are dropped, and the experts a search drops are mostly ones few rows
- * rank high. So every row starts with its first top_k + 1 positions (all that subsets one expert
- * short of all need), every expert run on all the rows that rank it there (large GEMMs), and a
- * subset whose selection reaches beyond a row's positions first computes those rows again deeper
- * (sm_subset_cache_error), a couple of positions more than it needs.
+ * rank high. So each row is first computed as deep as it needs if the experts carrying the least
+ * routing weight are dropped (1.5 times as many as may be), then one more and one of margin,
+ * every expert run on all the rows that rank it there (large GEMMs); a subset whose selection
+ * reaches beyond a row's positions computes that row again deeper (sm_subset_cache_error), a
+ * couple of positions more than it needs (a row's outputs are not kept). At OLMoE's shape (64
+ * experts, top-8, 16 dropped: R = 24) rows average 11 to 12 positions, and 0.5 to 1.5% of
+ * them are computed again (olmoe2).
  *
  * Memory: m·R·(R+1)/2 doubles plus m·(n + R) ints and floats (m = 3072, n = 64, top-8, 16
  * dropped: 8 MB), and while computing one block of rows' outputs, about SM_SUBSET_BLOCK_BYTES. */
