@@ -370,6 +370,12 @@ static int auto_search(auto_run *r, auto_candidate *cand, int nc, const sm_monit
     /* the best merge with its down projections refitted (DESIGN §2.10), where that keeps its size:
      * a refitted down projection is dense, and below full rank it may have been factored */
     const sm_layer_spec *spec = &r->job->spec;
+    if (r->best_merge < 0 || !cand[r->best_merge].align) {
+        /* nothing left aligns: the memo's activations (up to SM_ALIGN_MEMO_ACT_BYTES) would sit
+         * beside the refit candidate, the layer's peak of memory (Qwen3's shape) */
+        sm_align_memo_free(r->memo);
+        r->memo = NULL;
+    }
     if (r->best_merge >= 0 && spec->matrix[2].rank.kind == SM_RANK_FULL && !spec->cluster) {
         cand[nc] = cand[r->best_merge];
         cand[nc].refit = true;
