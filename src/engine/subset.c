@@ -16,6 +16,9 @@
 #define RUN_FLOP 3e10
 #define MIN_RUN_ROWS 128
 #define GRAM_ROWS 256
+/* Positions computed beyond what a subset needed when a row's outputs are extended (fewer
+ * extensions, each a little larger). */
+#define EXTEND_MARGIN 2
 
 struct sm_subset_cache {
     int n, top_k, R, min_keep;
@@ -25,7 +28,12 @@ struct sm_subset_cache {
     int *order;    /* m × R: experts by descending routing probability (ties: lower index) */
     int *pos;      /* m × n: position of each expert in its row's order, −1 beyond R */
     float *w_ref;  /* m × top_k: the full block's weights of order's first top_k */
-    double *gram;  /* m × R(R+1)/2: packed upper Gram of the row's top-R expert outputs */
+    double *gram;  /* m × R(R+1)/2: packed upper Gram of the row's top-R expert outputs, of which
+                    * the first depth[t] positions are computed */
+    int *depth;    /* m: positions of each row computed so far (at least top_k) */
+    const sm_moe_block *b; /* the block and rows (borrowed), for extending rows */
+    const float *x;
+    sm_monitor cancel;     /* the creator's cancellation, for extensions */
     double den;    /* ||Y||² of the full block, shared experts included */
     float *zs, *ws; /* evaluation scratch: m × n kept logits, m × top_k weights */
     int *idx;       /* m × top_k */
@@ -35,7 +43,7 @@ void sm_subset_cache_free(sm_subset_cache *c)
 {
     if (!c)
         return;
-    free(c->z), free(c->order), free(c->pos), free(c->w_ref), free(c->gram);
+    free(c->z), free(c->order), free(c->pos), free(c->w_ref), free(c->gram), free(c->depth);
     free(c->zs), free(c->ws), free(c->idx);
     free(c);
 }
@@ -74,19 +82,55 @@ static int rank_rows(sm_subset_cache *c)
     return rc;
 }
 
+/* How deep each row is computed first: as deep as a search needs when it drops the experts that
+ * carry the least routing weight (what an output-error search mostly drops; half as many more
+ * than it may drop), then one more, plus one of margin; a subset that reaches deeper on a row
+ * computes that row again (extend). */
+static int initial_depths(sm_subset_cache *c)
+{
+    const int n = c->n, k = c->top_k, R = c->R;
+    int dropped = (n - c->min_keep) + (n - c->min_keep) / 2;
+    dropped = dropped < n ? dropped : n;
+    double *mass = sm_zalloc((size_t)n, sizeof(double));
+    int *by_mass = sm_alloc((size_t)n, sizeof(int));
+    unsigned char *likely = sm_zalloc((size_t)n, 1);
+    int rc = mass && by_mass && likely ? 0 : -1;
+    for (int64_t t = 0; rc == 0 && t < c->m; t++)
+        for (int j = 0; j < k; j++)
+            mass[c->order[t * R + j]] += c->w_ref[t * k + j];
+    for (int i = 0; rc == 0 && i < n; i++) { /* ascending mass, ties by index (insertion) */
+        int j = i;
+        for (; j > 0 && mass[by_mass[j - 1]] > mass[i]; j--)
+            by_mass[j] = by_mass[j - 1];
+        by_mass[j] = i;
+    }
+    for (int i = 0; rc == 0 && i < dropped; i++)
+        likely[by_mass[i]] = 1;
+    for (int64_t t = 0; rc == 0 && t < c->m; t++) {
+        int d = 0;
+        for (int kept = 0; d < R && kept < k; d++)
+            kept += !likely[c->order[t * R + d]];
+        d += 2; /* one more dropped, and one of margin */
+        c->depth[t] = d < R ? d : R;
+    }
+    free(mass), free(by_mass), free(likely);
+    return rc;
+}
+
 /* Scratch of one block of rows while the cache is built. */
 typedef struct block_ws {
     int64_t rows;   /* rows per block */
+    const int64_t *row; /* the block's rows (indices into the cache's m) */
     float *out;     /* rows × R × H: row t's outputs in its order */
     float *xs, *ys; /* rows × H: an expert's gathered inputs and outputs; the shared experts' sum */
     int64_t *tok;   /* rows: gathered rows of an expert */
     double *d, *g;  /* R × H, R × R: one row's outputs in double and their Gram */
 } block_ws;
 
-/* Run expert e on the rows tok[0..ne) of the block at x (chunks of at most `run` rows, the
- * cancellation points) and scatter its outputs into ws->out at each row's position. */
-static int run_expert(const sm_subset_cache *c, const sm_moe_block *b, int e, const float *x, int64_t t0,
-                      int64_t ne, block_ws *ws, const sm_monitor *mon)
+/* Run expert e on the block's rows tok[0..ne) (chunks of at most `run` rows, the cancellation
+ * points) and scatter its outputs into ws->out at each row's position. */
+static int run_expert(const sm_subset_cache *c, const sm_moe_block *b, int e, const float *x, int64_t ne,
+                      block_ws *ws, const sm_monitor *mon)
 {
     const int64_t h = b->hidden, inter = b->experts[e].gate.out;
     int64_t run = (int64_t)(RUN_FLOP / (6.0 * (double)h * (double)inter));
@@ -96,12 +140,12 @@ static int run_expert(const sm_subset_cache *c, const sm_moe_block *b, int e, co
         if (sm_monitor_check(mon) != 0)
             return -1;
         for (int64_t r = 0; r < nr; r++)
-            memcpy(ws->xs + r * h, x + ws->tok[r0 + r] * h, sizeof(float) * (size_t)h);
+            memcpy(ws->xs + r * h, x + ws->row[ws->tok[r0 + r]] * h, sizeof(float) * (size_t)h);
         if (sm_expert_forward(&b->experts[e], ws->xs, nr, ws->ys) != 0)
             return -1;
         for (int64_t r = 0; r < nr; r++) {
             const int64_t t = ws->tok[r0 + r];
-            const int p = c->pos[(t0 + t) * c->n + e];
+            const int p = c->pos[ws->row[t] * c->n + e];
             memcpy(ws->out + (t * c->R + p) * h, ws->ys + r * h, sizeof(float) * (size_t)h);
         }
     }
@@ -140,51 +184,61 @@ static int block_norm(sm_subset_cache *c, const sm_moe_block *b, const float *x,
     return 0;
 }
 
-/* The Grams of the block's rows, in double (a subset's error is a small difference of large
- * terms when dropped experts resemble kept ones). */
-static int block_grams(sm_subset_cache *c, int64_t h, int64_t t0, int64_t tb, block_ws *ws, const sm_monitor *mon)
+/* The Grams of the block's rows over their first depth[t] positions, in double (a subset's error
+ * is a small difference of large terms when dropped experts resemble kept ones). */
+static int block_grams(sm_subset_cache *c, int64_t h, int64_t tb, block_ws *ws, const sm_monitor *mon)
 {
     const int R = c->R;
     for (int64_t t = 0; t < tb; t++) {
         if (t % GRAM_ROWS == 0 && sm_monitor_check(mon) != 0)
             return -1;
+        const int d = c->depth[ws->row[t]];
         const float *o = ws->out + t * R * h;
-        for (int64_t q = 0; q < R * h; q++)
+        for (int64_t q = 0; q < d * h; q++)
             ws->d[q] = o[q];
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, R, (int)h, 1.0, ws->d, (int)h, 0.0, ws->g, R);
-        double *dst = c->gram + (t0 + t) * packed_size(R);
-        for (int a = 0; a < R; a++)
-            for (int q = a; q < R; q++)
-                *dst++ = ws->g[a * R + q];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, d, (int)h, 1.0, ws->d, (int)h, 0.0, ws->g, R);
+        double *dst = c->gram + ws->row[t] * packed_size(R);
+        for (int a = 0; a < d; a++)
+            for (int q = a; q < d; q++)
+                dst[packed_at(R, a, q)] = ws->g[a * R + q];
     }
     return 0;
 }
 
-/* Outputs of rows [t0, t0 + tb): every expert on the rows that rank it in their top R. */
-static int cache_block(sm_subset_cache *c, const sm_moe_block *b, const float *x, int64_t t0, int64_t tb,
+/* Outputs of the block's rows: every expert on the rows that rank it within their first depth[t]
+ * positions; `first`: the block is rows [t0, t0 + tb) seen for the first time (||Y||² too). */
+static int cache_block(sm_subset_cache *c, const sm_moe_block *b, const float *x, int64_t tb, bool first,
                        block_ws *ws, const sm_monitor *mon)
 {
     const int n = c->n;
     for (int e = 0; e < n; e++) {
         int64_t ne = 0;
-        for (int64_t t = 0; t < tb; t++)
-            if (c->pos[(t0 + t) * n + e] >= 0)
+        for (int64_t t = 0; t < tb; t++) {
+            const int p = c->pos[ws->row[t] * n + e];
+            if (p >= 0 && p < c->depth[ws->row[t]])
                 ws->tok[ne++] = t;
-        if (ne && run_expert(c, b, e, x, t0, ne, ws, mon) != 0)
+        }
+        if (ne && run_expert(c, b, e, x, ne, ws, mon) != 0)
             return -1;
-        sm_monitor_report(mon, ((double)t0 + (double)tb * (e + 1) / n) / (double)c->m, "expert outputs for pruning");
+        if (first)
+            sm_monitor_report(mon, ((double)ws->row[0] + (double)tb * (e + 1) / n) / (double)c->m,
+                              "expert outputs for pruning");
     }
-    if (block_norm(c, b, x, t0, tb, ws) != 0)
+    if (first && block_norm(c, b, x + ws->row[0] * b->hidden, ws->row[0], tb, ws) != 0)
         return -1;
-    return block_grams(c, b->hidden, t0, tb, ws, mon);
+    return block_grams(c, b->hidden, tb, ws, mon);
 }
 
-static int cache_outputs(sm_subset_cache *c, const sm_moe_block *b, const float *x, const sm_monitor *mon)
+/* Outputs and Grams of rows[0..nr) (ascending) to their depth: the first time consecutive rows
+ * 0..m-1 (first), later the rows a subset needs deeper. */
+static int cache_rows(sm_subset_cache *c, const int64_t *rows, int64_t nr, bool first, const sm_monitor *mon)
 {
+    const sm_moe_block *b = c->b;
+    const float *x = c->x;
     const int64_t h = b->hidden;
     block_ws ws = {0};
     ws.rows = SM_SUBSET_BLOCK_BYTES / ((int64_t)sizeof(float) * h * (c->R + 2));
-    ws.rows = ws.rows < 1 ? 1 : ws.rows > c->m ? c->m : ws.rows;
+    ws.rows = ws.rows < 1 ? 1 : ws.rows > nr ? nr : ws.rows;
     ws.out = sm_alloc_f32((size_t)(ws.rows * c->R * h));
     ws.xs = sm_alloc_f32((size_t)(ws.rows * h));
     ws.ys = sm_alloc_f32((size_t)(ws.rows * h));
@@ -192,9 +246,10 @@ static int cache_outputs(sm_subset_cache *c, const sm_moe_block *b, const float 
     ws.d = sm_alloc((size_t)(c->R * h), sizeof(double));
     ws.g = sm_alloc((size_t)c->R * (size_t)c->R, sizeof(double));
     int rc = ws.out && ws.xs && ws.ys && ws.tok && ws.d && ws.g ? 0 : -1;
-    for (int64_t t0 = 0; rc == 0 && t0 < c->m; t0 += ws.rows) {
-        const int64_t tb = c->m - t0 < ws.rows ? c->m - t0 : ws.rows;
-        rc = cache_block(c, b, x + t0 * h, t0, tb, &ws, mon);
+    for (int64_t t0 = 0; rc == 0 && t0 < nr; t0 += ws.rows) {
+        const int64_t tb = nr - t0 < ws.rows ? nr - t0 : ws.rows;
+        ws.row = rows + t0;
+        rc = cache_block(c, b, x, tb, first, &ws, mon);
     }
     free(ws.out), free(ws.xs), free(ws.ys), free(ws.tok), free(ws.d), free(ws.g);
     return rc;
@@ -235,7 +290,11 @@ sm_subset_cache *sm_subset_cache_new(const sm_moe_block *b, const float *x, int6
     c->zs = sm_alloc_f32((size_t)(m * n));
     c->ws = sm_alloc_f32((size_t)(m * c->top_k));
     c->idx = sm_alloc((size_t)(m * c->top_k), sizeof(int));
-    if (!c->z || !c->order || !c->pos || !c->w_ref || !c->gram || !c->zs || !c->ws || !c->idx)
+    c->depth = sm_alloc((size_t)m, sizeof(int));
+    int64_t *rows = sm_alloc((size_t)m, sizeof(int64_t));
+    c->b = b, c->x = x;
+    c->cancel.cancel = mon ? mon->cancel : NULL;
+    if (!c->z || !c->order || !c->pos || !c->w_ref || !c->gram || !c->zs || !c->ws || !c->idx || !c->depth || !rows)
         goto fail;
     /* the logits a pruned block computes are these, restricted to its rows */
     sm_route_logits(x, m, b->hidden, b->router, n, c->z);
@@ -245,12 +304,41 @@ sm_subset_cache *sm_subset_cache_new(const sm_moe_block *b, const float *x, int6
                    (long long)(q / n));
             goto fail;
         }
-    if (rank_rows(c) != 0 || cache_outputs(c, b, x, mon) != 0)
+    for (int64_t t = 0; t < m; t++)
+        rows[t] = t;
+    if (rank_rows(c) != 0 || initial_depths(c) != 0 || cache_rows(c, rows, m, true, mon) != 0)
         goto fail;
+    free(rows);
     return c;
 fail:
+    free(rows);
     sm_subset_cache_free(c);
     return NULL;
+}
+
+/* Rows whose selection (c->idx, kk per row, of keep) reaches beyond their computed positions,
+ * computed deeper. */
+static int extend(sm_subset_cache *c, const int *keep, int kk)
+{
+    int64_t *rows = NULL, nr = 0;
+    for (int64_t t = 0; t < c->m; t++) {
+        int deepest = -1;
+        for (int j = 0; j < kk; j++) {
+            const int p = c->pos[t * c->n + keep[c->idx[t * kk + j]]];
+            if (p < 0)
+                return sm_err("internal: row %lld selects an expert beyond its %d cached ones", (long long)t, c->R);
+            deepest = p > deepest ? p : deepest;
+        }
+        if (deepest < c->depth[t])
+            continue;
+        if (!rows && !(rows = sm_alloc((size_t)c->m, sizeof(int64_t))))
+            return -1;
+        c->depth[t] = deepest + 1 + EXTEND_MARGIN < c->R ? deepest + 1 + EXTEND_MARGIN : c->R;
+        rows[nr++] = t;
+    }
+    int rc = nr ? cache_rows(c, rows, nr, false, &c->cancel) : 0;
+    free(rows);
+    return rc;
 }
 
 /* ||Σ_a cv[a] E_{pv[a]}||² of one row from its packed Gram. */
@@ -280,7 +368,7 @@ int sm_subset_cache_error(void *cache, const int *keep, int k, double *err)
     for (int64_t t = 0; t < c->m; t++)
         for (int j = 0; j < k; j++)
             c->zs[t * k + j] = c->z[t * n + keep[j]];
-    if (sm_route_select(&rule, c->zs, c->m, k, c->idx, c->ws) != 0)
+    if (sm_route_select(&rule, c->zs, c->m, k, c->idx, c->ws) != 0 || extend(c, keep, kk) != 0)
         return -1;
     double num = 0.0;
     int pv[128];

@@ -1,6 +1,7 @@
 /* build: one MoE layer of a plan, built in memory (see build.h). */
 #include "pipeline/build.h"
 #include "engine/align.h"
+#include "engine/heldout.h"
 #include "forward/forward.h"
 #include "util/diag.h"
 #include "util/mem.h"
@@ -43,10 +44,11 @@ static double mean_member_error(const sm_merged_layer *l)
 }
 
 /* A build on a layer already loaded (`shared`, borrowed: auto's candidates share one copy of
- * the source weights) or loaded here (NULL); `ref`: the source's output on the held-out rows
- * (sm_engine_reference), or NULL to compute it. */
+ * the source weights) or loaded here (NULL); the held-out error from `hc` (the shared layer's
+ * cached outputs on the held-out rows) when given, else by block forward against `ref` (the source's
+ * output on the held-out rows, sm_engine_reference), or NULL to compute it. */
 static int build_with(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
-                      const sm_moe_layer *shared, const float *ref, sm_layer_build *out)
+                      const sm_moe_layer *shared, const float *ref, sm_heldout *hc, sm_layer_build *out)
 {
     memset(out, 0, sizeof *out);
     out->layer = job->layer;
@@ -84,7 +86,9 @@ static int build_with(const sm_model *m, sm_calib *c, const sm_layer_job *job, c
         goto fail;
     memcpy(out->assign, out->merged.cluster_of, sizeof(int) * (size_t)n);
     out->block = sm_merged_layer_block(&out->merged, src);
-    if (m_held > 0 &&
+    if (hc && sm_heldout_error(hc, &out->block, sm_monitor_span_init(&span, mon, 0.9, 1.0), &out->output_error))
+        goto fail;
+    if (!hc && m_held > 0 &&
         sm_engine_error_ref(src, &out->merged, held, ref, m_held, sm_monitor_span_init(&span, mon, 0.9, 1.0),
                             &out->output_error))
         goto fail;
@@ -101,7 +105,7 @@ fail:
 int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                        sm_layer_build *out)
 {
-    return build_with(m, c, job, mon, NULL, NULL, out);
+    return build_with(m, c, job, mon, NULL, NULL, NULL, out);
 }
 
 int sm_layer_build_check(const sm_layer_build *b)
@@ -199,7 +203,8 @@ typedef struct {
     const sm_layer_job *job;
     int n;
     sm_moe_layer src;              /* one copy of the source layer ... */
-    float *ref;                    /* ... and one reference forward on the held-out rows */
+    float *ref;                    /* ... and one reference forward on the held-out rows (by loss), */
+    sm_heldout *hc;                /* or its experts' outputs there, which score candidates (by error) */
     int *regroups;                 /* 2n: dominant groups, then reap groups */
     bool skip[3];                  /* a grouping equal to one already tried */
     const sm_moe_block **blocks;   /* by loss: the model with one layer swapped in */
@@ -311,7 +316,7 @@ static int auto_try(auto_run *r, const auto_candidate *cand, int i, bool last, d
     sm_layer_build b;
     sm_monitor_span span;
     double score;
-    if (build_with(r->m, r->c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &r->src, r->ref, &b))
+    if (build_with(r->m, r->c, &j, sm_monitor_span_init(&span, mon, lo, lo + (hi - lo) * 0.6), &r->src, r->ref, r->hc, &b))
         return -1;
     if ((i == 0 && r->regroups && auto_regroup(r, b.analysis)) ||
         auto_score(r->m, &b, j.layer, r->blocks, r->ids, r->n_seq, r->T,
@@ -365,6 +370,12 @@ static int auto_search(auto_run *r, auto_candidate *cand, int nc, const sm_monit
     /* the best merge with its down projections refitted (DESIGN §2.10), where that keeps its size:
      * a refitted down projection is dense, and below full rank it may have been factored */
     const sm_layer_spec *spec = &r->job->spec;
+    if (r->best_merge < 0 || !cand[r->best_merge].align) {
+        /* nothing left aligns: the memo's activations (up to SM_ALIGN_MEMO_ACT_BYTES) would sit
+         * beside the refit candidate, the layer's peak of memory (Qwen3's shape) */
+        sm_align_memo_free(r->memo);
+        r->memo = NULL;
+    }
     if (r->best_merge >= 0 && spec->matrix[2].rank.kind == SM_RANK_FULL && !spec->cluster) {
         cand[nc] = cand[r->best_merge];
         cand[nc].refit = true;
@@ -374,7 +385,7 @@ static int auto_search(auto_run *r, auto_candidate *cand, int nc, const sm_monit
     if (!r->best_held) { /* the winner again: the same job on the same rows, the same layer */
         sm_layer_job j = candidate_job(r, &cand[r->have]);
         sm_monitor_span span;
-        if (build_with(r->m, r->c, &j, sm_monitor_span_init(&span, mon, 1.0, 1.0), &r->src, r->ref, &r->best))
+        if (build_with(r->m, r->c, &j, sm_monitor_span_init(&span, mon, 1.0, 1.0), &r->src, r->ref, r->hc, &r->best))
             return -1;
         r->best_held = true;
     }
@@ -406,15 +417,21 @@ int sm_layer_build_auto(const sm_model *m, sm_calib *c, const sm_layer_job *job,
                  ? -1
                  : 0;
     bool loaded = !rc && !sm_moe_layer_load_mon(m, job->layer, sm_monitor_span_init(&span0, mon, 0.0, 0.0), &r->src);
+    /* By error, candidates are scored from the source experts' outputs on the held-out rows
+     * (heldout.h); by loss, their block error is only reported, against one reference forward. */
     if (loaded && (sm_calib_inputs(c, job->layer, &fit, &m_fit, &held, &m_held) ||
-                   (m_held > 0 && (!(r->ref = sm_alloc_f32((size_t)(m_held * r->src.block.hidden))) ||
-                                   sm_engine_reference(&r->src.block, held, m_held,
-                                                       sm_monitor_span_init(&span0, mon, 0.0, 0.0), r->ref))))) {
+                   (m_held > 0 && !by_loss &&
+                    !(r->hc = sm_heldout_new(&r->src.block, held, m_held, sm_monitor_span_init(&span0, mon, 0.0, 0.0)))) ||
+                   (m_held > 0 && by_loss &&
+                    (!(r->ref = sm_alloc_f32((size_t)(m_held * r->src.block.hidden))) ||
+                     sm_engine_reference(&r->src.block, held, m_held, sm_monitor_span_init(&span0, mon, 0.0, 0.0),
+                                         r->ref))))) {
         sm_err_prefix("layer %d", job->layer);
         rc = -1;
     }
     rc = rc || !loaded ? -1 : auto_search(r, cand, nc, mon);
     free(r->blocks), free(r->regroups), free(r->ref);
+    sm_heldout_free(r->hc);
     sm_align_memo_free(r->memo);
     if (rc) {
         if (r->best_held)
