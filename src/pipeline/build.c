@@ -84,7 +84,7 @@ static int build_with(const sm_model *m, sm_calib *c, const sm_layer_job *job, c
         goto fail;
     memcpy(out->assign, out->merged.cluster_of, sizeof(int) * (size_t)n);
     out->block = sm_merged_layer_block(&out->merged, src);
-    if (m_held > 0 &&
+    if (m_held > 0 && !job->no_output_error &&
         sm_engine_error_ref(src, &out->merged, held, ref, m_held, sm_monitor_span_init(&span, mon, 0.9, 1.0),
                             &out->output_error))
         goto fail;
@@ -102,6 +102,12 @@ int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, 
                        sm_layer_build *out)
 {
     return build_with(m, c, job, mon, NULL, NULL, out);
+}
+
+int sm_layer_build_on(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
+                      const sm_moe_layer *src, sm_layer_build *out)
+{
+    return build_with(m, c, job, mon, src, NULL, out);
 }
 
 int sm_layer_build_check(const sm_layer_build *b)

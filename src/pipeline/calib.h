@@ -120,6 +120,11 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
  * file had nothing after the calibration windows. */
 #define SM_CALIB_EVAL_WINDOWS 8
 int sm_calib_eval_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len);
+/* The next SM_CALIB_GUARD_WINDOWS windows of the token file (as many as it has), after those:
+ * auto's plan guard (pipeline/guard.h) scores whole plans on them, windows the per-layer choice
+ * never saw. 0, or -1 when there are none (text calibration draws only the first ones). */
+#define SM_CALIB_GUARD_WINDOWS 8
+int sm_calib_guard_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len);
 
 /* Drop what is cached for layer L. */
 void sm_calib_release(sm_calib *c, int layer);
