@@ -510,9 +510,15 @@ static void guard_why(const sm_guard *g, const char *prior, char *why, size_t le
         snprintf(why, len, "%s (the plan guard kept uniform %s)", x, x);
         return;
     }
-    snprintf(why, len, "%s (%.*s; the plan guard kept uniform %s, whole-model held-out loss %.4f against %.4f for "
-                       "the per-layer choices, over this layer's own choice %.*s: %s",
-             x, (int)(colon - rest - 2), rest + 2, x, g->loss[g->best], g->loss[0], (int)(rest - prior), prior,
+    char per_layer[96];
+    if (g->dropped[0])
+        snprintf(per_layer, sizeof per_layer, "the per-layer choices %.4f above the best on the first %d windows",
+                 g->first[0] - g->best_first, g->n_first);
+    else
+        snprintf(per_layer, sizeof per_layer, "%.4f for the per-layer choices", g->loss[0]);
+    snprintf(why, len, "%s (%.*s; the plan guard kept uniform %s, whole-model held-out loss %.4f against %s, over "
+                       "this layer's own choice %.*s: %s",
+             x, (int)(colon - rest - 2), rest + 2, x, g->loss[g->best], per_layer, (int)(rest - prior), prior,
              colon + 2);
 }
 

@@ -74,11 +74,13 @@ static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens
     return 0;
 }
 
-/* The source fields of s for calib_ids. */
+/* The source fields of s for calib_ids: text draws auto's windows, then its guard's, each run
+ * the same whatever follows it. */
+_Static_assert(SM_CALIB_EVAL_WINDOWS == SM_CORPUS_EXTRA_RUN, "auto's text windows are one run of the draw");
 static sm_calib_source source_of(const sm_calib_spec *s)
 {
     return (sm_calib_source){s->tokens, s->text, s->expect_text_digest, s->expect_tokenizer_digest,
-                             s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS, s->seed};
+                             s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS + SM_CALIB_GUARD_WINDOWS, s->seed};
 }
 
 static uint64_t fingerprint(const sm_model *m, const sm_calib_ids *ci, const sm_calib_spec *s)

@@ -260,6 +260,7 @@ int sm_guard_run(const sm_model *m, sm_calib *c, const sm_guard_layer *layers, i
             g->first[i] = g->first[0];
         best_first = fmin(best_first, g->first[i]);
     }
+    g->best_first = best_first;
     for (int i = 0; i < n && !rc; i++) {
         g->loss[i] = g->first[i];
         g->dropped[i] = g->first[i] > best_first + SM_GUARD_DROP;
@@ -289,9 +290,6 @@ const char *sm_guard_choice(const sm_guard *g)
 
 void sm_guard_note(const sm_guard *g, char *buf, size_t len)
 {
-    double best_first = INFINITY;
-    for (int i = 0; i < g->n_plans; i++)
-        best_first = fmin(best_first, g->first[i]);
     size_t n = (size_t)snprintf(buf, len,
                                 "auto's plan guard, held-out loss on %d windows of %d tokens the per-layer choice did "
                                 "not see (nats/token; a plan more than %g above the best on the first %d is dropped "
@@ -299,7 +297,7 @@ void sm_guard_note(const sm_guard *g, char *buf, size_t len)
                                 g->n_windows, g->seq_len, SM_GUARD_DROP, g->n_first);
     for (int i = 0; i < g->n_plans && n < len; i++)
         n += (size_t)snprintf(buf + n, len - n, "%s %s%s %s%.4f", i ? "," : "", i ? "uniform " : "", g->name[i],
-                              g->dropped[i] ? "dropped +" : "", g->dropped[i] ? g->first[i] - best_first : g->loss[i]);
+                              g->dropped[i] ? "dropped +" : "", g->dropped[i] ? g->first[i] - g->best_first : g->loss[i]);
     if (n < len)
         snprintf(buf + n, len - n, "; kept: %s%s", g->best ? "uniform " : "", g->name[g->best]);
 }

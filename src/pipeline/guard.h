@@ -46,6 +46,7 @@ typedef struct sm_guard {
     bool dropped[SM_GUARD_MAX_PLANS];          /* above the best first[] by more than SM_GUARD_DROP */
     bool same[SM_GUARD_MAX_PLANS];             /* the same plan as the per-layer one (not run again) */
     double second0;                            /* the per-layer plan's loss on the second half */
+    double best_first;                         /* the least first[] */
     int best;                                  /* the plan kept: least loss of those not dropped
                                                 * (ties: the lower index, the per-layer plan first) */
     int n_windows, n_first, seq_len;
