@@ -395,7 +395,8 @@ int main(int argc, char **argv)
            " most-routed experts as centres. reap: REAM-style groups, the most REAP-salient experts as\n"
            " centres; prune-reap keeps the most salient. auto: per layer, the best of submoe and submoe\n"
            " aligned on k-means, dominant and reap groups and the three prunings, by held-out loss with that\n"
-           " layer swapped in)\n");
+           " layer swapped in, then the plan guard: that plan or one candidate on every layer, whichever\n"
+           " whole plan loses least on 8 other held-out windows)\n");
     if (n_only) /* the comparisons below need every row */
         printf("(--row: a partial table, no summary)\n");
     for (int r = 0; !n_only && r < 2; r++)
