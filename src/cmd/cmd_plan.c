@@ -574,19 +574,21 @@ static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *m
 }
 
 /* auto's plan guard (pipeline/guard.h) over the layers just spelled out: auto layers are scored
- * on their own groups (`own`, saved before spell_out_layers recorded the merged ones), and when a
- * uniform candidate wins the layers are spelled out again with it. `note`: the guard's scores for
+ * on their own groups (`own`, saved before spell_out_layers recorded the merged ones in
+ * rl->assign), and when a uniform candidate wins the layers are spelled out again with it. `note`: the guard's scores for
  * the plan's header (NULL when it did not run). */
 static int plan_guard(sm_plan *p, sm_resolved_plan *r, int *const *own, const sm_monitor *mon, bool routers,
                       int *n_moe, double *err_sum, char **note)
 {
     sm_guard_layer *gl = xcalloc((size_t)r->n_layers, sizeof *gl);
+    sm_layer_job *jobs = xcalloc((size_t)r->n_layers, sizeof *jobs);
     char **prior = xcalloc((size_t)r->n_layers, sizeof *prior);
     for (int i = 0; i < p->n_layers; i++) {
         sm_resolved_layer *rl = &r->layers[p->layers[i].layer];
+        jobs[rl->layer] = rl->job;
         if (own[rl->layer])
-            memcpy(rl->assign, own[rl->layer], sizeof(int) * (size_t)rl->n);
-        gl[rl->layer].job = &rl->job;
+            jobs[rl->layer].groups = own[rl->layer];
+        gl[rl->layer].job = &jobs[rl->layer];
         if (rl->is_auto)
             gl[rl->layer].chosen = prior[rl->layer] = xstrdup(p->layers[i].chosen ? p->layers[i].chosen : "");
     }
@@ -598,8 +600,12 @@ static int plan_guard(sm_plan *p, sm_resolved_plan *r, int *const *own, const sm
         *note = xstrdup(text);
     }
     if (!rc && sm_guard_choice(&g)) {
-        for (int i = 0; i < p->n_layers; i++)
+        for (int i = 0; i < p->n_layers; i++) {
+            sm_resolved_layer *rl = &r->layers[p->layers[i].layer];
+            if (own[rl->layer]) /* the candidate's own groups, not the ones the per-layer choice merged */
+                memcpy(rl->assign, own[rl->layer], sizeof(int) * (size_t)rl->n);
             sm_plan_layer_free(&p->layers[i]);
+        }
         p->n_layers = 0;
         *n_moe = 0, *err_sum = 0;
         rc = spell_out_layers(p, r, mon, routers, &g, prior, n_moe, err_sum);
@@ -607,6 +613,7 @@ static int plan_guard(sm_plan *p, sm_resolved_plan *r, int *const *own, const sm
     for (int l = 0; l < r->n_layers; l++)
         free(prior[l]);
     free(prior);
+    free(jobs);
     free(gl);
     return rc;
 }
