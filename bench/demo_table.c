@@ -28,6 +28,7 @@
 #include "eval/mcscore.h"
 #include "model/tokens.h"
 #include "pipeline/build.h"
+#include "pipeline/guard.h"
 #include "pipeline/planner.h"
 #include "pipeline/resolve.h"
 #include "util/diag.h"
@@ -90,6 +91,8 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
     sm_layer_build *b = calloc((size_t)c->n_layers, sizeof *b);
     const sm_moe_block **blocks = calloc((size_t)c->n_layers, sizeof *blocks);
     sm_resolved_layer *rl = calloc((size_t)c->n_layers, sizeof *rl);
+    sm_guard_layer *gl = calloc((size_t)c->n_layers, sizeof *gl);
+    char (*why)[600] = calloc((size_t)c->n_layers, sizeof *why);
     double ppl = NAN;
     int ok = 1;
     for (int l = 0; ok && l < c->n_layers; l++) {
@@ -104,12 +107,31 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
         p.defaults.has_refit = true, p.defaults.refit = plan_refit;
         sm_resolve_layer(&p, NULL, l, pl[l].n, pl[l].k, pl[l].assign, &rl[l]);
         const sm_layer_job *j = &rl[l].job;
-        char why[600];
-        if ((is_auto ? sm_layer_build_auto(model, calib, j, NULL, &b[l], why, sizeof why)
+        if ((is_auto ? sm_layer_build_auto(model, calib, j, NULL, &b[l], why[l], sizeof why[l])
                      : sm_layer_build_run(model, calib, j, NULL, &b[l])) != 0) {
             fprintf(stderr, "demo_table: %s\n", sm_errmsg());
             ok = 0;
             break;
+        }
+        blocks[l] = &b[l].block;
+        gl[l] = (sm_guard_layer){j, is_auto ? why[l] : NULL};
+    }
+    /* auto's plan guard, as `submoe plan` runs it: a uniform candidate replaces the per-layer
+     * choices when it scores better on the guard windows */
+    sm_guard g = {0};
+    if (ok && is_auto && sm_guard_run(model, calib, gl, c->n_layers, NULL, &g)) {
+        fprintf(stderr, "demo_table: %s\n", sm_errmsg());
+        ok = 0;
+    }
+    for (int l = 0; ok && sm_guard_choice(&g) && l < c->n_layers; l++) {
+        sm_layer_job j;
+        if (pl[l].layer < 0)
+            continue;
+        sm_layer_build_free(&b[l]);
+        if (sm_guard_candidate_job(&rl[l].job, sm_guard_choice(&g), &j) ||
+            sm_layer_build_run(model, calib, &j, NULL, &b[l])) {
+            fprintf(stderr, "demo_table: %s\n", sm_errmsg());
+            ok = 0;
         }
         blocks[l] = &b[l].block;
     }
@@ -123,6 +145,8 @@ static double plan_ppl(const sm_planned_layer *pl, sm_merge_method method, sm_ro
     }
     free(b);
     free(rl);
+    free(gl);
+    free(why);
     free(blocks);
     return ppl;
 }
@@ -371,7 +395,8 @@ int main(int argc, char **argv)
            " most-routed experts as centres. reap: REAM-style groups, the most REAP-salient experts as\n"
            " centres; prune-reap keeps the most salient. auto: per layer, the best of submoe and submoe\n"
            " aligned on k-means, dominant and reap groups and the three prunings, by held-out loss with that\n"
-           " layer swapped in)\n");
+           " layer swapped in, then the plan guard: that plan or one candidate on every layer, whichever\n"
+           " whole plan loses least on 8 other held-out windows)\n");
     if (n_only) /* the comparisons below need every row */
         printf("(--row: a partial table, no summary)\n");
     for (int r = 0; !n_only && r < 2; r++)

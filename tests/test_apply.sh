@@ -135,6 +135,13 @@ done
 # The default method, auto: the choice and its reasons are recorded; apply follows them.
 "$SUBMOE" plan "$DEMO" --ratio 0.25 $calib -o "$tmp/auto.yaml" -q
 check "default plan: method auto with the choice recorded per layer" test "$(grep -c '^    chosen: "prune-\|^    chosen: "submoe' "$tmp/auto.yaml")" -eq 4
+# auto's plan guard (issue 18): its scores and the plan kept in the header; a uniform plan kept is
+# named first in every auto layer's choice (what apply builds, without searching again).
+check "default plan: the header records auto's plan guard and the plan it kept" \
+    grep -q "^# auto's plan guard, held-out loss on 8 windows .*per-layer .*uniform prune-output .*; kept: " "$tmp/auto.yaml"
+kept=$(sed -n "s/^# auto's plan guard.*; kept: \(uniform \)\{0,1\}//p" "$tmp/auto.yaml")
+check "the kept plan ($kept) is the choice of every auto layer" \
+    sh -c "[ '$kept' = per-layer ] || [ \$(grep -c '^    chosen: \"$kept (' '$tmp/auto.yaml') -eq 4 ]"
 "$SUBMOE" apply "$tmp/auto.yaml" -o "$tmp/auto" -q
 p_auto=$(ppl "$tmp/auto")
 check "auto ($p_auto) is no worse than the submoe merge ($p_native) on the demo" awk -v a="$p_auto" -v b="$p_native" 'BEGIN { exit !(a <= b) }'

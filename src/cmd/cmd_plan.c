@@ -4,6 +4,7 @@
 #include "cmd/cmd.h"
 #include "cmd/text_args.h"
 #include "engine/router_report.h"
+#include "pipeline/guard.h"
 #include "pipeline/resolve.h"
 #include "plan/plan.h"
 #include "util/datadir.h"
@@ -498,17 +499,53 @@ static int router_comment(sm_plan_layer *pl, sm_resolved_plan *r, const sm_layer
     return 0;
 }
 
-static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *mon, bool routers, int *n_moe,
-                            double *err_sum)
+/* An auto layer's `why` when the plan guard kept uniform candidate X over the per-layer choice
+ * ("Y (metric: scores)"): "X (metric; the plan guard kept uniform X ... over this layer's own
+ * choice Y: scores)" — X first (what apply builds), the layer's scores kept. */
+static void guard_why(const sm_guard *g, const char *prior, char *why, size_t len)
 {
+    const char *x = sm_guard_choice(g), *rest = prior ? strstr(prior, " (") : NULL,
+               *colon = rest ? strstr(rest, ": ") : NULL;
+    if (!colon) {
+        snprintf(why, len, "%s (the plan guard kept uniform %s)", x, x);
+        return;
+    }
+    char per_layer[96];
+    if (g->dropped[0])
+        snprintf(per_layer, sizeof per_layer, "the per-layer choices %.4f above the best on the first %d windows",
+                 g->first[0] - g->best_first, g->n_first);
+    else
+        snprintf(per_layer, sizeof per_layer, "%.4f for the per-layer choices", g->loss[0]);
+    snprintf(why, len, "%s (%.*s; the plan guard kept uniform %s, whole-model held-out loss %.4f against %s, over "
+                       "this layer's own choice %.*s: %s",
+             x, (int)(colon - rest - 2), rest + 2, x, g->loss[g->best], per_layer, (int)(rest - prior), prior,
+             colon + 2);
+}
+
+/* Every MoE layer built and spelled out in the plan, with the statistics and preview as comments;
+ * n_moe, err_sum: the layers with a held-out output error and its sum. With a guard that kept a
+ * uniform candidate, auto layers build it (their own per-layer choice is prior[layer]). */
+static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *mon, bool routers,
+                            const sm_guard *g, char *const *prior, int *n_moe, double *err_sum)
+{
+    const char *force = g ? sm_guard_choice(g) : NULL;
     for (int l = 0; l < r->n_layers; l++) {
         sm_resolved_layer *rl = &r->layers[l];
         if (!rl->n)
             continue;
         sm_layer_build b;
-        char why[600] = "";
-        int brc = rl->is_auto ? sm_layer_build_auto(r->model, r->calib, &rl->job, mon, &b, why, sizeof why)
+        char why[1400] = "";
+        sm_layer_job forced;
+        int brc;
+        if (rl->is_auto && force) {
+            guard_why(g, prior[l], why, sizeof why);
+            brc = sm_guard_candidate_job(&rl->job, force, &forced) ? sm_err("layer %d: no candidate %s", l, force)
+                                                                    : sm_layer_build_run(r->model, r->calib, &forced,
+                                                                                         mon, &b);
+        } else {
+            brc = rl->is_auto ? sm_layer_build_auto(r->model, r->calib, &rl->job, mon, &b, why, sizeof why)
                               : sm_layer_build_run(r->model, r->calib, &rl->job, mon, &b);
+        }
         if (!brc && sm_layer_build_check(&b)) {
             sm_layer_build_free(&b);
             brc = -1;
@@ -534,6 +571,51 @@ static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *m
         sm_layer_build_free(&b);
     }
     return 0;
+}
+
+/* auto's plan guard (pipeline/guard.h) over the layers just spelled out: auto layers are scored
+ * on their own groups (`own`, saved before spell_out_layers recorded the merged ones in
+ * rl->assign), and when a uniform candidate wins the layers are spelled out again with it. `note`: the guard's scores for
+ * the plan's header (NULL when it did not run). */
+static int plan_guard(sm_plan *p, sm_resolved_plan *r, int *const *own, const sm_monitor *mon, bool routers,
+                      int *n_moe, double *err_sum, char **note)
+{
+    sm_guard_layer *gl = xcalloc((size_t)r->n_layers, sizeof *gl);
+    sm_layer_job *jobs = xcalloc((size_t)r->n_layers, sizeof *jobs);
+    char **prior = xcalloc((size_t)r->n_layers, sizeof *prior);
+    for (int i = 0; i < p->n_layers; i++) {
+        sm_resolved_layer *rl = &r->layers[p->layers[i].layer];
+        jobs[rl->layer] = rl->job;
+        if (own[rl->layer])
+            jobs[rl->layer].groups = own[rl->layer];
+        gl[rl->layer].job = &jobs[rl->layer];
+        if (rl->is_auto)
+            gl[rl->layer].chosen = prior[rl->layer] = xstrdup(p->layers[i].chosen ? p->layers[i].chosen : "");
+    }
+    sm_guard g;
+    int rc = sm_guard_run(r->model, r->calib, gl, r->n_layers, mon, &g);
+    if (!rc && g.n_plans) {
+        char text[2048];
+        sm_guard_note(&g, text, sizeof text);
+        *note = xstrdup(text);
+    }
+    if (!rc && sm_guard_choice(&g)) {
+        for (int i = 0; i < p->n_layers; i++) {
+            sm_resolved_layer *rl = &r->layers[p->layers[i].layer];
+            if (own[rl->layer]) /* the candidate's own groups, not the ones the per-layer choice merged */
+                memcpy(rl->assign, own[rl->layer], sizeof(int) * (size_t)rl->n);
+            sm_plan_layer_free(&p->layers[i]);
+        }
+        p->n_layers = 0;
+        *n_moe = 0, *err_sum = 0;
+        rc = spell_out_layers(p, r, mon, routers, &g, prior, n_moe, err_sum);
+    }
+    for (int l = 0; l < r->n_layers; l++)
+        free(prior[l]);
+    free(prior);
+    free(jobs);
+    free(gl);
+    return rc;
 }
 
 /* The digests of the text the statistics came from (the stats file's metadata) into the plan. */
@@ -585,7 +667,8 @@ int cmd_plan(int argc, char **argv)
     sm_resolved_plan r;
     memset(&r, 0, sizeof r);
     const sm_monitor *mon = sm_signals_monitor(); /* SIGINT/SIGTERM stop the work */
-    char *target = NULL;
+    char *target = NULL, *guard_note = NULL;
+    int **own = NULL;
     bool direct;
     if (sm_output_target(out, &target, &direct) || check_paths(&p, argv[optind], out) || check_model(&p, bundled))
         goto out;
@@ -594,13 +677,20 @@ int cmd_plan(int argc, char **argv)
     record_text_digests(&p, &r);
     int n_moe = 0;
     double err_sum = 0;
-    if (spell_out_layers(&p, &r, mon, a.routers, &n_moe, &err_sum))
+    own = xcalloc((size_t)r.n_layers, sizeof *own); /* auto layers' own groups, for the guard */
+    for (int l = 0; l < r.n_layers; l++)
+        if (r.layers[l].n && r.layers[l].is_auto && r.layers[l].assign)
+            own[l] = memcpy(xmalloc(sizeof(int) * (size_t)r.layers[l].n), r.layers[l].assign,
+                            sizeof(int) * (size_t)r.layers[l].n);
+    if (spell_out_layers(&p, &r, mon, a.routers, NULL, NULL, &n_moe, &err_sum) ||
+        plan_guard(&p, &r, own, mon, a.routers, &n_moe, &err_sum, &guard_note))
         goto out;
     /* An output format the plan cannot be applied in is refused now, not at apply time. */
     if (check_format(&p, &r))
         goto out;
-    char *hc = xasprintf("submoe plan for %s (%d MoE layers)\ncalibration statistics: %s", p.model_path, n_moe,
-                         r.calib ? sm_calib_path(r.calib) : "none (every layer kept)");
+    char *hc = xasprintf("submoe plan for %s (%d MoE layers)\ncalibration statistics: %s%s%s", p.model_path, n_moe,
+                         r.calib ? sm_calib_path(r.calib) : "none (every layer kept)", guard_note ? "\n" : "",
+                         guard_note ? guard_note : "");
     p.header_comment = hc;
     if (sm_check_interrupt() || sm_plan_write(&p, out))
         goto out;
@@ -612,6 +702,10 @@ out:
     if (rc)
         fprintf(stderr, "submoe plan: %s\n", sm_signals_errmsg());
     free(target);
+    for (int l = 0; own && l < r.n_layers; l++)
+        free(own[l]);
+    free(own);
+    free(guard_note);
     sm_resolved_plan_free(&r);
     sm_plan_free(&p);
     cmd_text_args_free(&a.text);

@@ -86,9 +86,10 @@ static int build_with(const sm_model *m, sm_calib *c, const sm_layer_job *job, c
         goto fail;
     memcpy(out->assign, out->merged.cluster_of, sizeof(int) * (size_t)n);
     out->block = sm_merged_layer_block(&out->merged, src);
-    if (hc && sm_heldout_error(hc, &out->block, sm_monitor_span_init(&span, mon, 0.9, 1.0), &out->output_error))
+    if (hc && !job->no_output_error &&
+        sm_heldout_error(hc, &out->block, sm_monitor_span_init(&span, mon, 0.9, 1.0), &out->output_error))
         goto fail;
-    if (!hc && m_held > 0 &&
+    if (!hc && m_held > 0 && !job->no_output_error &&
         sm_engine_error_ref(src, &out->merged, held, ref, m_held, sm_monitor_span_init(&span, mon, 0.9, 1.0),
                             &out->output_error))
         goto fail;
@@ -106,6 +107,12 @@ int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, 
                        sm_layer_build *out)
 {
     return build_with(m, c, job, mon, NULL, NULL, NULL, out);
+}
+
+int sm_layer_build_on(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
+                      const sm_moe_layer *src, sm_layer_build *out)
+{
+    return build_with(m, c, job, mon, src, NULL, NULL, out);
 }
 
 int sm_layer_build_check(const sm_layer_build *b)

@@ -27,6 +27,7 @@ typedef struct sm_layer_job {
     sm_similarity_kind sim;
     uint64_t seed;
     sm_layer_spec spec;       /* method, per-matrix merge options, router mode */
+    bool no_output_error;     /* leave output_error at -1 (a caller that only runs the block) */
 } sm_layer_job;
 
 typedef struct sm_layer_build {
@@ -49,6 +50,10 @@ typedef struct sm_layer_build {
 int sm_layer_build_run(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
                        sm_layer_build *out);
 void sm_layer_build_free(sm_layer_build *b);
+/* The same on a layer already loaded (sm_moe_layer_load_mon), which the build borrows: several
+ * builds of one layer share one copy of its weights. */
+int sm_layer_build_on(const sm_model *m, sm_calib *c, const sm_layer_job *job, const sm_monitor *mon,
+                      const sm_moe_layer *src, sm_layer_build *out);
 /* 0 when the build's previewed errors are finite numbers, else -1 naming the layer: a merge that
  * overflowed float32 is reported by what previews it (plan, the workbench), never shown as nan or
  * left out; apply's exporter refuses to write it, naming the tensor. */

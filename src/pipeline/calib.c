@@ -74,11 +74,13 @@ static int check_spec(const sm_model *m, const sm_calib_spec *s, size_t n_tokens
     return 0;
 }
 
-/* The source fields of s for calib_ids. */
+/* The source fields of s for calib_ids: text draws auto's windows, then its guard's, each run
+ * the same whatever follows it. */
+_Static_assert(SM_CALIB_EVAL_WINDOWS == SM_CORPUS_EXTRA_RUN, "auto's text windows are one run of the draw");
 static sm_calib_source source_of(const sm_calib_spec *s)
 {
     return (sm_calib_source){s->tokens, s->text, s->expect_text_digest, s->expect_tokenizer_digest,
-                             s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS, s->seed};
+                             s->samples, s->seq_len, SM_CALIB_EVAL_WINDOWS + SM_CALIB_GUARD_WINDOWS, s->seed};
 }
 
 static uint64_t fingerprint(const sm_model *m, const sm_calib_ids *ci, const sm_calib_spec *s)
@@ -457,7 +459,8 @@ out:
     /* Windows right after the calibration ones, never used for statistics: held-out loss. */
     if (c && t.n >= (size_t)(total_rows(s) + s->seq_len)) {
         size_t avail = (t.n - (size_t)total_rows(s)) / (size_t)s->seq_len;
-        c->eval_n_seq = (int)(avail < SM_CALIB_EVAL_WINDOWS ? avail : SM_CALIB_EVAL_WINDOWS);
+        int want = SM_CALIB_EVAL_WINDOWS + SM_CALIB_GUARD_WINDOWS; /* auto's windows, then its guard's */
+        c->eval_n_seq = (int)(avail < (size_t)want ? avail : (size_t)want);
         c->eval_seq_len = s->seq_len;
         c->eval_ids = xmalloc(sizeof(int32_t) * (size_t)c->eval_n_seq * (size_t)s->seq_len);
         memcpy(c->eval_ids, t.ids + total_rows(s), sizeof(int32_t) * (size_t)c->eval_n_seq * (size_t)s->seq_len);
@@ -471,7 +474,17 @@ int sm_calib_eval_windows(const sm_calib *c, const int32_t **ids, int *n_seq, in
     if (!c || !c->eval_ids)
         return -1;
     *ids = c->eval_ids;
-    *n_seq = c->eval_n_seq;
+    *n_seq = c->eval_n_seq < SM_CALIB_EVAL_WINDOWS ? c->eval_n_seq : SM_CALIB_EVAL_WINDOWS;
+    *seq_len = c->eval_seq_len;
+    return 0;
+}
+
+int sm_calib_guard_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len)
+{
+    if (!c || !c->eval_ids || c->eval_n_seq <= SM_CALIB_EVAL_WINDOWS)
+        return -1;
+    *ids = c->eval_ids + (size_t)SM_CALIB_EVAL_WINDOWS * (size_t)c->eval_seq_len;
+    *n_seq = c->eval_n_seq - SM_CALIB_EVAL_WINDOWS;
     *seq_len = c->eval_seq_len;
     return 0;
 }

@@ -51,7 +51,8 @@ typedef struct sm_calib_spec {
     const char *tokens;   /* token file (raw uint32 or .npy), or NULL with text */
     /* Text instead (text/corpus.h): the stream of its documents through the model's tokenizer;
      * the windows are its non-overlapping windows drawn with `seed` (sm_corpus_windows), the
-     * calibration ones then SM_CALIB_EVAL_WINDOWS more for held-out loss. */
+     * calibration ones then SM_CALIB_EVAL_WINDOWS more for held-out loss and
+     * SM_CALIB_GUARD_WINDOWS more for auto's plan guard. */
     const sm_text_source *text;
     /* Digests a plan recorded (NULL: unchecked): a capture from other text or another tokenizer
      * is refused, naming which changed. */
@@ -120,6 +121,11 @@ int sm_calib_analysis(sm_calib *c, int layer, const sm_moe_block *block, bool gr
  * file had nothing after the calibration windows. */
 #define SM_CALIB_EVAL_WINDOWS 8
 int sm_calib_eval_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len);
+/* The next SM_CALIB_GUARD_WINDOWS windows of the token file (as many as it has), after those:
+ * auto's plan guard (pipeline/guard.h) scores whole plans on them, windows the per-layer choice
+ * never saw (text: the next 8 windows of the draw). 0, or -1 when there are none. */
+#define SM_CALIB_GUARD_WINDOWS 8
+int sm_calib_guard_windows(const sm_calib *c, const int32_t **ids, int *n_seq, int *seq_len);
 
 /* Drop what is cached for layer L. */
 void sm_calib_release(sm_calib *c, int layer);

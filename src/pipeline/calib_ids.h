@@ -25,7 +25,7 @@ typedef struct sm_calib_source {
 
 typedef struct sm_calib_ids {
     sm_calib_source src;    /* a copy (its strings are the caller's) */
-    sm_tokens t;            /* the calibration windows, then (text) up to SM_CALIB_EVAL_WINDOWS more */
+    sm_tokens t;            /* the calibration windows, then (text) up to src.eval_windows more */
     bool text;
     char text_digest[SM_CORPUS_DIGEST_LEN], tokenizer_digest[SM_CORPUS_DIGEST_LEN];
     const char *separator;  /* "bos", "eos" or "none" */

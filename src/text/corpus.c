@@ -245,7 +245,9 @@ int sm_corpus_windows(const sm_corpus *c, const char *what, int samples, int seq
         perm[j] = t;
     }
     qsort(perm, (size_t)samples, sizeof *perm, cmp_int);
-    qsort(perm + samples, (size_t)(take - samples), sizeof *perm, cmp_int);
+    for (int r0 = samples; r0 < take; r0 += SM_CORPUS_EXTRA_RUN)
+        qsort(perm + r0, (size_t)(take - r0 < SM_CORPUS_EXTRA_RUN ? take - r0 : SM_CORPUS_EXTRA_RUN), sizeof *perm,
+              cmp_int);
     *ids = xmalloc(sizeof **ids * (size_t)take * (size_t)seq_len);
     for (int w = 0; w < take; w++)
         memcpy(*ids + (size_t)w * seq_len, c->ids + (size_t)perm[w] * seq_len, sizeof **ids * (size_t)seq_len);

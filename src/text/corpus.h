@@ -55,8 +55,11 @@ int sm_corpus_digests(const sm_text_source *src, const char *model, char *text_d
 
 /* Calibration windows drawn from the stream: its non-overlapping windows of seq_len tokens are
  * shuffled with `seed` (util/rng.h); the first `samples` of them, in stream order, then up to
- * `extra` more (in stream order) are copied into *ids (malloc'ed; *n_windows >= samples
- * windows). -1 with a message when the stream holds fewer than `samples` windows. */
+ * `extra` more (in stream order within each run of SM_CORPUS_EXTRA_RUN, so that drawing more
+ * keeps the first ones: auto's held-out windows, then its plan guard's) are copied into *ids
+ * (malloc'ed; *n_windows >= samples windows). -1 with a message when the stream holds fewer
+ * than `samples` windows. */
+#define SM_CORPUS_EXTRA_RUN 8
 int sm_corpus_windows(const sm_corpus *c, const char *what, int samples, int seq_len, int extra, uint64_t seed,
                       int32_t **ids, int *n_windows);
 
