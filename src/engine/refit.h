@@ -19,6 +19,7 @@
 #ifndef SM_REFIT_H
 #define SM_REFIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine/merge.h"
@@ -46,7 +47,13 @@ typedef struct sm_refit_info {
     /* The cluster's relative fit residual sqrt(Σ‖y − s D h‖² / Σ‖y‖²) on its rows before (D⁰) and
      * after: two extra H·I² products, so only computed when an info is passed. */
     double resid_before, resid_after;
+    bool dual; /* solved in the routed rows' space (refit.c), not the intermediate neurons' */
 } sm_refit_info;
+
+/* How the normal equations are solved: AUTO takes the row space (an n × n system for n routed
+ * rows) when there are fewer routed rows than intermediate neurons, else the I × I one. Both
+ * give the same D up to rounding; PRIMAL and DUAL force one (tests compare them). */
+typedef enum { SM_REFIT_SOLVE_AUTO, SM_REFIT_SOLVE_PRIMAL, SM_REFIT_SOLVE_DUAL } sm_refit_solve;
 
 /* Refit cluster c's down projection in place. src: the original layer (its experts give the
  * targets); assign: cluster of each original expert; merged: the cluster's merged expert (its gate
@@ -57,6 +64,10 @@ typedef struct sm_refit_info {
 int sm_refit_down(const sm_moe_block *src, const int *assign, int c, const sm_expert *merged, sm_merged *down,
                   const float *x, const sm_refit_routes *routes, double ridge, const sm_monitor *mon,
                   sm_refit_info *info);
+
+int sm_refit_down_solve(const sm_moe_block *src, const int *assign, int c, const sm_expert *merged, sm_merged *down,
+                        const float *x, const sm_refit_routes *routes, double ridge, sm_refit_solve how,
+                        const sm_monitor *mon, sm_refit_info *info);
 
 /* sm_refit_down on a merged cluster: mats its merged gate, up, down, e their expert view (e->down is
  * re-pointed), members the members' down projections as merged (aligned copies where aligned) for
