@@ -83,6 +83,16 @@ int sm_assignment_solve(const double *cost, int n, int *assign)
  * block is ~30 GFLOP of activations or ~120 GFLOP of correlations). */
 #define ACT_BLOCK 256
 #define CORR_COLS 1024
+/* Above ~2^33 flops a block (tens of ms; Mixtral's blocks above are seconds of one core), blocks
+ * shrink to that: cancellation within a second at every shape (util/monitor.h). */
+#define CHECK_FLOPS ((int64_t)1 << 33)
+
+/* `full` units of `per` flops each, or fewer so that a block stays under CHECK_FLOPS (at least 8). */
+static int64_t block_units(int64_t full, int64_t per)
+{
+    const int64_t b = CHECK_FLOPS / (per > 0 ? per : 1);
+    return b < 8 ? 8 : b > full ? full : b;
+}
 
 /* Standardised SwiGLU activations of an expert on `rows` of x (m × hidden; row t of the sample
  * is x row t·m/rows): h (rows × I). Forward passes in blocks of ACT_BLOCK rows (xs: ACT_BLOCK ×
@@ -91,11 +101,11 @@ int sm_assignment_solve(const double *cost, int n, int *assign)
 static int activations(const sm_expert *e, const float *x, int64_t m, int64_t rows, float *h, float *ht, float *xs,
                        float *tmp, const sm_monitor *mon, double lo, double hi)
 {
-    int64_t ni = e->gate.out, H = e->gate.in;
-    for (int64_t t0 = 0; t0 < rows; t0 += ACT_BLOCK) {
+    int64_t ni = e->gate.out, H = e->gate.in, blk = block_units(ACT_BLOCK, 4 * H * ni);
+    for (int64_t t0 = 0; t0 < rows; t0 += blk) {
         if (sm_monitor_check(mon))
             return -1;
-        int64_t mb = rows - t0 < ACT_BLOCK ? rows - t0 : ACT_BLOCK;
+        int64_t mb = rows - t0 < blk ? rows - t0 : blk;
         for (int64_t t = 0; t < mb; t++)
             memcpy(xs + t * H, x + ((t0 + t) * m / rows) * H, sizeof(float) * (size_t)H);
         float *hb = h + t0 * ni;
@@ -295,10 +305,11 @@ static int align_pair_acts(const sm_expert *ref, const sm_expert *mem, const flo
         (!have_m && activations(mem, x, m, rows, hm, hmt, xs, tmp, mon, 0.2, 0.4)))
         goto out;
     /* C = H_refᵀ H_mem / rows, CORR_COLS columns (large: rows of C) at a time. */
-    for (int64_t j0 = 0; j0 < ni; j0 += CORR_COLS) {
+    const int64_t corr_cols = block_units(CORR_COLS, 2 * ni * rows);
+    for (int64_t j0 = 0; j0 < ni; j0 += corr_cols) {
         if (sm_monitor_check(mon))
             goto out;
-        int64_t nb = ni - j0 < CORR_COLS ? ni - j0 : CORR_COLS;
+        int64_t nb = ni - j0 < corr_cols ? ni - j0 : corr_cols;
         if (large) {
             sm_matmul(nb, ni, rows, hrt + j0 * rows, hmt, NULL, 0.0f, c + j0 * ni);
             for (int64_t q = j0 * ni; q < (j0 + nb) * ni; q++)

@@ -15,8 +15,11 @@
 #define ROUTE_BLOCK 256
 /* Work between monitor checks stays far below the ~200 ms util/monitor.h asks for at I = 1408:
  * rows per Gram update (GEMM-sized batches of the cluster's routed rows), right-hand sides per
- * triangular solve, and the Cholesky's panel and trailing-update strip widths. */
+ * triangular solve, and the Cholesky's panel and trailing-update strip widths. Larger shapes take
+ * fewer rows or columns per step (fit_batch, solve_cols, dual_rows): at most ~2^33 flops, tens of
+ * ms, between checks. */
 #define FIT_ROWS 128
+#define CHECK_FLOPS ((int64_t)1 << 33)
 #define SOLVE_COLS 64
 #define CHOL_PANEL 128
 #define CHOL_STRIP 256
@@ -24,7 +27,7 @@
  * routed rows, 256 rows are ~5 GFLOP, tens of ms on oneDNN) and columns of S per double Gram
  * update. */
 #define DUAL_PANEL 256
-#define DUAL_GRAM_COLS 1024
+#define DUAL_GRAM_COLS 256
 
 /* Right-hand sides per triangular solve of an n × n factor: SOLVE_COLS, fewer when n is large (a
  * solve is 2·n² flops per right-hand side: 64 of them at n = 14336 would be 26 GFLOP unchecked). */
@@ -32,6 +35,21 @@ static int solve_cols(int64_t n)
 {
     const int64_t c = ((int64_t)1 << 29) / (n * n > 0 ? n * n : 1);
     return (int)(c < 1 ? 1 : c > SOLVE_COLS ? SOLVE_COLS : c);
+}
+
+/* Rows per Gram update: FIT_ROWS, fewer where a batch's forwards (the merged gate and up, 4·H·I
+ * flops a row, and each row's members, 6·H·I each) would exceed CHECK_FLOPS. */
+static int fit_batch(int64_t h, int64_t inter)
+{
+    const int64_t b = CHECK_FLOPS / (16 * h * inter > 0 ? 16 * h * inter : 1);
+    return (int)(b < 8 ? 8 : b > FIT_ROWS ? FIT_ROWS : b);
+}
+
+/* Rows of D per product with the n routed rows (2·n·I flops a row): DUAL_PANEL, or fewer. */
+static int64_t dual_rows(int64_t n, int64_t inter)
+{
+    const int64_t b = CHECK_FLOPS / (2 * n * inter > 0 ? 2 * n * inter : 1);
+    return b < 8 ? 8 : b > DUAL_PANEL ? DUAL_PANEL : b;
 }
 
 void sm_refit_routes_free(sm_refit_routes *r)
@@ -80,7 +98,7 @@ typedef struct fit_ws {
     int64_t h, inter;
     int64_t rows[FIT_ROWS]; /* pending source rows */
     double s[FIT_ROWS];     /* their summed member weights s_c(x) */
-    int pending;
+    int pending, batch;                    /* rows pending, and per Gram update (fit_batch) */
     float *xs, *g, *u, *tmp, *y, *xg, *yg; /* FIT_ROWS rows each */
     double *hs, *yd;                       /* FIT_ROWS × I and FIT_ROWS × H */
     double *A, *B;                         /* I × I (upper, row-major), H × I */
@@ -197,7 +215,7 @@ static int accumulate(fit_ws *w, const sm_monitor *mon)
             continue;
         w->rows[w->pending] = t;
         w->s[w->pending++] = s;
-        if (w->pending == FIT_ROWS) {
+        if (w->pending == w->batch) {
             if (sm_monitor_check(mon) != 0 || flush(w, mon) != 0)
                 return -1;
             sm_monitor_report(mon, 0.7 * (double)(t + 1) / (double)w->routes->m, "refit: Gram");
@@ -305,10 +323,10 @@ static void ws_free(fit_ws *w)
 /* Rᵀ (H × n) = Yᵀ − D Sᵀ for D (H × I) and *ss = ‖R‖², in panels of D's rows. */
 static int dual_residual(const fit_ws *w, const float *D, float *Rt, double *ss, const sm_monitor *mon)
 {
-    const int64_t h = w->h, inter = w->inter, n = w->n_rows;
+    const int64_t h = w->h, inter = w->inter, n = w->n_rows, panel = dual_rows(n, inter);
     double acc = 0;
-    for (int64_t j0 = 0; j0 < h; j0 += DUAL_PANEL) {
-        const int64_t hb = h - j0 < DUAL_PANEL ? h - j0 : DUAL_PANEL;
+    for (int64_t j0 = 0; j0 < h; j0 += panel) {
+        const int64_t hb = h - j0 < panel ? h - j0 : panel;
         if (sm_monitor_check(mon) != 0)
             return -1;
         sm_gemm_f32(false, true, hb, n, inter, D + j0 * inter, inter, w->S, inter, 0.0f, Rt + j0 * n, n);
@@ -369,8 +387,9 @@ static int dual_update(const fit_ws *w, const sm_merged *down, double lambda, co
         sm_monitor_report(mon, 0.8 + 0.1 * (double)(j0 + nc) / (double)h, "refit: solve");
     }
     memcpy(Dn, down->w, sizeof(float) * (size_t)(h * inter));
-    for (int64_t j0 = 0; j0 < h; j0 += DUAL_PANEL) {
-        const int64_t hb = h - j0 < DUAL_PANEL ? h - j0 : DUAL_PANEL;
+    const int64_t rows = dual_rows(n, inter);
+    for (int64_t j0 = 0; j0 < h; j0 += rows) {
+        const int64_t hb = h - j0 < rows ? h - j0 : rows;
         if (sm_monitor_check(mon) != 0)
             goto out;
         for (int64_t q = 0; q < hb * n; q++)
@@ -479,6 +498,7 @@ int sm_refit_down_solve(const sm_moe_block *src, const int *assign, int c, const
     fit_ws w = {.src = src, .assign = assign, .c = c, .merged = merged, .x = x, .routes = routes, .h = h,
                 .inter = inter};
     w.n_rows = routed_rows(routes, assign, c);
+    w.batch = fit_batch(h, inter);
     w.dual = how == SM_REFIT_SOLVE_DUAL || (how == SM_REFIT_SOLVE_AUTO && w.n_rows < inter);
     const size_t R = FIT_ROWS;
     w.xs = sm_alloc_f32(R * (size_t)h), w.xg = sm_alloc_f32(R * (size_t)h), w.y = sm_alloc_f32(R * (size_t)h);
