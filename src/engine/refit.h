@@ -14,8 +14,10 @@
  *
  * Cost per cluster: the members' forwards on their routed rows, the Gram (rows · I² flops), the
  * Cholesky (I³/3) and the solve (2·I²·H). Memory: A (I² doubles) and B (H·I doubles) — at
- * Qwen3-30B-A3B (I 768, H 2048) 17 MB; at Mixtral-8x7B (I 14336, H 4096) 2.1 GB, and there the
- * Cholesky (about 1 TFLOP) is one LAPACK call that a cancel request waits for. */
+ * Qwen3-30B-A3B (I 768, H 2048) 17 MB. With fewer routed rows n than neurons I (Mixtral-8x7B:
+ * I 14336, ~700 rows) the same D is solved in the rows' space (refit.c): an n × n double system
+ * and two fp32 n × H × I products, instead of ~3 TFLOP and 2.1 GB. Every step is cut into pieces
+ * with cancellation checks between them. */
 #ifndef SM_REFIT_H
 #define SM_REFIT_H
 
