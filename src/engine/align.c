@@ -83,9 +83,9 @@ int sm_assignment_solve(const double *cost, int n, int *assign)
  * block is ~30 GFLOP of activations or ~120 GFLOP of correlations). */
 #define ACT_BLOCK 256
 #define CORR_COLS 1024
-/* Above ~2^33 flops a block (tens of ms; Mixtral's blocks above are seconds of one core), blocks
+/* Above ~2^35 flops a block (~0.1 s; Mixtral's blocks above are seconds of one core), blocks
  * shrink to that: cancellation within a second at every shape (util/monitor.h). */
-#define CHECK_FLOPS ((int64_t)1 << 33)
+#define CHECK_FLOPS ((int64_t)1 << 35)
 
 /* `full` units of `per` flops each, or fewer so that a block stays under CHECK_FLOPS (at least 8). */
 static int64_t block_units(int64_t full, int64_t per)

@@ -16,10 +16,10 @@
 /* Work between monitor checks stays far below the ~200 ms util/monitor.h asks for at I = 1408:
  * rows per Gram update (GEMM-sized batches of the cluster's routed rows), right-hand sides per
  * triangular solve, and the Cholesky's panel and trailing-update strip widths. Larger shapes take
- * fewer rows or columns per step (fit_batch, solve_cols, dual_rows): at most ~2^33 flops, tens of
- * ms, between checks. */
+ * fewer rows or columns per step (fit_batch, solve_cols, dual_rows): at most ~2^35 flops, ~0.1 s of
+ * work, between checks. */
 #define FIT_ROWS 128
-#define CHECK_FLOPS ((int64_t)1 << 33)
+#define CHECK_FLOPS ((int64_t)1 << 35)
 #define SOLVE_COLS 64
 #define CHOL_PANEL 128
 #define CHOL_STRIP 256
