@@ -474,14 +474,26 @@ int sm_align_moves(const sm_moe_block *block, const double *freq, const int *ass
     return 0;
 }
 
-void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down)
+int sm_expert_permute_mon(const sm_expert *src, const int *perm, float *gate, float *up, float *down,
+                          const sm_monitor *mon)
 {
     int64_t ni = src->gate.out, H = src->gate.in;
     for (int64_t i = 0; i < ni; i++) {
+        if (i % 1024 == 0 && sm_monitor_check(mon))
+            return -1;
         memcpy(gate + i * H, src->gate.w + (int64_t)perm[i] * H, sizeof(float) * (size_t)H);
         memcpy(up + i * H, src->up.w + (int64_t)perm[i] * H, sizeof(float) * (size_t)H);
     }
-    for (int64_t r = 0; r < H; r++)
+    for (int64_t r = 0; r < H; r++) {
+        if (r % 256 == 0 && sm_monitor_check(mon))
+            return -1;
         for (int64_t i = 0; i < ni; i++)
             down[r * ni + i] = src->down.w[r * ni + perm[i]];
+    }
+    return 0;
+}
+
+void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down)
+{
+    sm_expert_permute_mon(src, perm, gate, up, down, NULL);
 }

@@ -559,13 +559,12 @@ static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
             free(perm);
             continue;
         }
-        sm_expert_permute(e, perm, pg, pu, pd);
-        al->experts[i] = sm_expert_dense(h, ni, pg, pu, pd);
-        al->bufs[3 * i] = pg, al->bufs[3 * i + 1] = pu, al->bufs[3 * i + 2] = pd;
-        if (sm_monitor_check(mon)) { /* the copies are most of a second at Mixtral's shape */
+        al->bufs[3 * i] = pg, al->bufs[3 * i + 1] = pu, al->bufs[3 * i + 2] = pd; /* freed by the caller */
+        if (sm_expert_permute_mon(e, perm, pg, pu, pd, mon) != 0) { /* about a second at Mixtral's shape */
             free(perm);
             return -1;
         }
+        al->experts[i] = sm_expert_dense(h, ni, pg, pu, pd);
         if (a && a->gram_mid) { /* the down projection's inputs are permuted too */
             float *gm = sm_alloc_f32((size_t)(ni * ni));
             if (!gm) {
