@@ -5,6 +5,8 @@
  *   - the MoE-block output error on the fit rows never grows, on a random layer (clusters of
  *     distinct experts, full and reduced rank) and on every demo layer (remap, so the routing is
  *     the source's); the held-out errors are printed beside;
+ *   - with fewer routed rows than neurons the row-space solve gives the I × I solve's D (1e-4
+ *     relative) and fit residual (1e-5 of ‖y‖), and identical members still refit to themselves;
  *   - a factored down projection (submoe-whitened below full rank) is refused with a message;
  *   - refit in a plan (defaults, layer, cluster, auto's recorded choice) reaches the engine job
  *     through the resolver, and its inverse writes it back. */
@@ -142,6 +144,56 @@ static void test_monotone(const float *x, const float *xh, sm_rank rank, const c
     free(l.w), free(l.router);
 }
 
+/* The row-space solve (fewer routed rows than neurons: I = 1200 against ~540 rows a cluster, the
+ * products on oneDNN's sizes) against the I × I double one, cluster by cluster: the same D to 1e-4
+ * relative, the same fit residual to 1e-5, and auto takes it. A cluster of identical
+ * members refits to itself through it too. */
+static void test_dual(const float *x)
+{
+    int twin[N] = {-1, -1, -1, 0, -1, -1}, assign[N] = {0, 1, 2, 0, 1, 2};
+    rand_layer l;
+    rand_layer_init(&l, 11, twin);
+    double freq[N] = {0.3, 0.1, 0.2, 0.15, 0.05, 0.2};
+    sm_layer_analysis a = {.n = N, .hidden = H, .inter = I, .freq = freq};
+    sm_layer_spec s0 = spec_of(false, (sm_rank){SM_RANK_FULL, 0, 0});
+    sm_merged_layer m0;
+    int rc = sm_engine_merge(&l.b, &a, assign, 3, &s0, x, M, NULL, &m0);
+    sm_refit_routes routes;
+    rc |= sm_refit_route(&l.b, x, M, NULL, &routes);
+    CHECK(rc == 0, "I = %lld: merge and routes %s", (long long)I, rc ? sm_errmsg() : "");
+    if (rc)
+        return;
+    for (int c = 0; c < 3; c++) {
+        float *dp = sm_alloc_f32((size_t)H * I), *dd = sm_alloc_f32((size_t)H * I), *d0 = m0.mats[c][2].w;
+        memcpy(dp, d0, sizeof(float) * H * I), memcpy(dd, d0, sizeof(float) * H * I);
+        sm_merged mp = m0.mats[c][2], md = m0.mats[c][2];
+        mp.w = dp, md.w = dd;
+        sm_refit_info ip, id;
+        int r1 = sm_refit_down_solve(&l.b, assign, c, &m0.experts[c], &mp, x, &routes, 0, SM_REFIT_SOLVE_PRIMAL, NULL,
+                                     &ip);
+        int r2 = sm_refit_down(&l.b, assign, c, &m0.experts[c], &md, x, &routes, 0, NULL, &id);
+        CHECK(r1 == 0 && r2 == 0 && !ip.dual && id.dual && id.rows == ip.rows && id.rows < I,
+              "cluster %d: %lld routed rows < I = %lld: auto solves in the row space %s", c, (long long)id.rows,
+              (long long)I, r1 || r2 ? sm_errmsg() : "");
+        double dd_p = rel_diff(dd, dp, (int64_t)H * I), moved = rel_diff(dp, d0, (int64_t)H * I);
+        /* the residuals are relative to ‖y‖: 1e-5 of them, or of 1 where they are ~0 (identical members) */
+        double res = fabs(id.resid_after - ip.resid_after), res0 = fabs(id.resid_before - ip.resid_before);
+        CHECK(!r1 && !r2 && dd_p <= 1e-4 && res <= 1e-5 * fmax(ip.resid_after, 1) &&
+                  res0 <= 1e-5 * fmax(ip.resid_before, 1),
+              "cluster %d: row-space D = I x I D to %.2g relative (bound 1e-4; the refit moved D by %.2g); fit "
+              "residual %.6g -> %.6g (I x I: %.6g -> %.6g, difference %.2g, bound 1e-5)", c, dd_p, moved,
+              id.resid_before, id.resid_after, ip.resid_before, ip.resid_after, res);
+        if (c == 0)
+            CHECK(!r2 && rel_diff(dd, l.e[0].down.w, (int64_t)H * I) <= 1e-4,
+                  "identical members refit to themselves in the row space (relative change %.2g, bound 1e-4)",
+                  rel_diff(dd, l.e[0].down.w, (int64_t)H * I));
+        free(dp), free(dd);
+    }
+    sm_refit_routes_free(&routes);
+    sm_merged_layer_free(&m0);
+    free(l.w), free(l.router);
+}
+
 static void test_factored_refused(const float *x)
 {
     int assign[N] = {0, 1, 2, 0, 1, 2};
@@ -272,6 +324,9 @@ int main(void)
     test_monotone(x, xh, (sm_rank){SM_RANK_FULL, 0, 0}, "full rank");
     test_monotone(x, xh, (sm_rank){SM_RANK_FRACTION, 0, 0.5}, "rank 0.5");
     test_factored_refused(x);
+    I = 1200;
+    test_dual(x);
+    I = 48;
     test_plan_resolve();
     free(x), free(xh);
     if (getenv("DEMO"))

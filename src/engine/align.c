@@ -83,6 +83,16 @@ int sm_assignment_solve(const double *cost, int n, int *assign)
  * block is ~30 GFLOP of activations or ~120 GFLOP of correlations). */
 #define ACT_BLOCK 256
 #define CORR_COLS 1024
+/* Above ~2^35 flops a block (~0.1 s; Mixtral's blocks above are seconds of one core), blocks
+ * shrink to that: cancellation within a second at every shape (util/monitor.h). */
+#define CHECK_FLOPS ((int64_t)1 << 35)
+
+/* `full` units of `per` flops each, or fewer so that a block stays under CHECK_FLOPS (at least 8). */
+static int64_t block_units(int64_t full, int64_t per)
+{
+    const int64_t b = CHECK_FLOPS / (per > 0 ? per : 1);
+    return b < 8 ? 8 : b > full ? full : b;
+}
 
 /* Standardised SwiGLU activations of an expert on `rows` of x (m × hidden; row t of the sample
  * is x row t·m/rows): h (rows × I). Forward passes in blocks of ACT_BLOCK rows (xs: ACT_BLOCK ×
@@ -91,11 +101,11 @@ int sm_assignment_solve(const double *cost, int n, int *assign)
 static int activations(const sm_expert *e, const float *x, int64_t m, int64_t rows, float *h, float *ht, float *xs,
                        float *tmp, const sm_monitor *mon, double lo, double hi)
 {
-    int64_t ni = e->gate.out, H = e->gate.in;
-    for (int64_t t0 = 0; t0 < rows; t0 += ACT_BLOCK) {
+    int64_t ni = e->gate.out, H = e->gate.in, blk = block_units(ACT_BLOCK, 4 * H * ni);
+    for (int64_t t0 = 0; t0 < rows; t0 += blk) {
         if (sm_monitor_check(mon))
             return -1;
-        int64_t mb = rows - t0 < ACT_BLOCK ? rows - t0 : ACT_BLOCK;
+        int64_t mb = rows - t0 < blk ? rows - t0 : blk;
         for (int64_t t = 0; t < mb; t++)
             memcpy(xs + t * H, x + ((t0 + t) * m / rows) * H, sizeof(float) * (size_t)H);
         float *hb = h + t0 * ni;
@@ -127,16 +137,20 @@ static int activations(const sm_expert *e, const float *x, int64_t m, int64_t ro
         double sd = sqrt(ss[j] / rows);
         scale[j] = sd > 1e-12 * (fabs(mean[j]) + 1e-30) && sd > 0 ? (float)(1.0 / sd) : 0.0f;
     }
-    for (int64_t t = 0; t < rows; t++)
-        for (int64_t j = 0; j < ni; j++) {
-            float v = (float)((h[t * ni + j] - mean[j]) * scale[j]);
-            if (ht)
-                ht[j * rows + t] = v;
-            else
-                h[t * ni + j] = v;
-        }
+    /* Standardised in blocks of 64 rows, checked between them (at Mixtral's I this pass takes most
+     * of a second); transposed column by column within a block, so the writes fill cache lines. */
+    int rc = 0;
+    for (int64_t t0 = 0; t0 < rows && !(rc = sm_monitor_check(mon)); t0 += 64) {
+        const int64_t t1 = rows - t0 < 64 ? rows : t0 + 64;
+        for (int64_t j = 0; ht && j < ni; j++)
+            for (int64_t t = t0; t < t1; t++)
+                ht[j * rows + t] = (float)((h[t * ni + j] - mean[j]) * scale[j]);
+        for (int64_t t = t0; !ht && t < t1; t++)
+            for (int64_t j = 0; j < ni; j++)
+                h[t * ni + j] = (float)((h[t * ni + j] - mean[j]) * scale[j]);
+    }
     free(mean), free(ss), free(scale);
-    return 0;
+    return rc;
 }
 
 typedef struct {
@@ -295,10 +309,11 @@ static int align_pair_acts(const sm_expert *ref, const sm_expert *mem, const flo
         (!have_m && activations(mem, x, m, rows, hm, hmt, xs, tmp, mon, 0.2, 0.4)))
         goto out;
     /* C = H_refᵀ H_mem / rows, CORR_COLS columns (large: rows of C) at a time. */
-    for (int64_t j0 = 0; j0 < ni; j0 += CORR_COLS) {
+    const int64_t corr_cols = block_units(CORR_COLS, 2 * ni * rows);
+    for (int64_t j0 = 0; j0 < ni; j0 += corr_cols) {
         if (sm_monitor_check(mon))
             goto out;
-        int64_t nb = ni - j0 < CORR_COLS ? ni - j0 : CORR_COLS;
+        int64_t nb = ni - j0 < corr_cols ? ni - j0 : corr_cols;
         if (large) {
             sm_matmul(nb, ni, rows, hrt + j0 * rows, hmt, NULL, 0.0f, c + j0 * ni);
             for (int64_t q = j0 * ni; q < (j0 + nb) * ni; q++)
@@ -459,14 +474,26 @@ int sm_align_moves(const sm_moe_block *block, const double *freq, const int *ass
     return 0;
 }
 
-void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down)
+int sm_expert_permute_mon(const sm_expert *src, const int *perm, float *gate, float *up, float *down,
+                          const sm_monitor *mon)
 {
     int64_t ni = src->gate.out, H = src->gate.in;
     for (int64_t i = 0; i < ni; i++) {
+        if (i % 1024 == 0 && sm_monitor_check(mon))
+            return -1;
         memcpy(gate + i * H, src->gate.w + (int64_t)perm[i] * H, sizeof(float) * (size_t)H);
         memcpy(up + i * H, src->up.w + (int64_t)perm[i] * H, sizeof(float) * (size_t)H);
     }
-    for (int64_t r = 0; r < H; r++)
+    for (int64_t r = 0; r < H; r++) {
+        if (r % 256 == 0 && sm_monitor_check(mon))
+            return -1;
         for (int64_t i = 0; i < ni; i++)
             down[r * ni + i] = src->down.w[r * ni + perm[i]];
+    }
+    return 0;
+}
+
+void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down)
+{
+    sm_expert_permute_mon(src, perm, gate, up, down, NULL);
 }

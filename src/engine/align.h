@@ -82,5 +82,9 @@ int sm_align_moves(const sm_moe_block *block, const double *freq, const int *ass
 /* Dense permuted copies: gate/up (I×H) rows i = src rows perm[i]; down (H×I) columns i = src
  * columns perm[i]. */
 void sm_expert_permute(const sm_expert *src, const int *perm, float *gate, float *up, float *down);
+/* The same with monitor checks every 1024 rows of gate/up and 256 rows of down (a Mixtral
+ * expert's copies take about a second): 0, or -1 ("cancelled"; the copies are then partial). */
+int sm_expert_permute_mon(const sm_expert *src, const int *perm, float *gate, float *up, float *down,
+                          const sm_monitor *mon);
 
 #endif

@@ -559,9 +559,12 @@ static int align_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
             free(perm);
             continue;
         }
-        sm_expert_permute(e, perm, pg, pu, pd);
+        al->bufs[3 * i] = pg, al->bufs[3 * i + 1] = pu, al->bufs[3 * i + 2] = pd; /* freed by the caller */
+        if (sm_expert_permute_mon(e, perm, pg, pu, pd, mon) != 0) { /* about a second at Mixtral's shape */
+            free(perm);
+            return -1;
+        }
         al->experts[i] = sm_expert_dense(h, ni, pg, pu, pd);
-        al->bufs[3 * i] = pg, al->bufs[3 * i + 1] = pu, al->bufs[3 * i + 2] = pd;
         if (a && a->gram_mid) { /* the down projection's inputs are permuted too */
             float *gm = sm_alloc_f32((size_t)(ni * ni));
             if (!gm) {
@@ -616,8 +619,9 @@ static int merge_cluster(const sm_moe_block *src, const sm_layer_analysis *a, co
         const sm_monitor *sub =
             sm_monitor_span_init(&span, mon, m_lo + (c_hi - m_lo) * j / 3.0, m_lo + (c_hi - m_lo) * (j + 1) / 3.0);
         const sm_merge_opts *mo = spec->cluster && c < spec->n_cluster ? &spec->cluster[c][j] : &spec->matrix[j];
-        /* a kept expert is shared, not copied, unless its refit rewrites it */
-        int single = refit_asked(spec, c) ? 1 : sm_merge_matrix_single(spec->method, &set, f, mo, &out->mats[c][j]);
+        /* A kept expert is shared, not copied, also when a refit is asked: a lone member at full rank
+         * is exact, and sm_refit_merged leaves it as it is (at Mixtral shape a copy is 0.7 GB). */
+        int single = sm_merge_matrix_single(spec->method, &set, f, mo, &out->mats[c][j]);
         if (single < 0 ||
             (single > 0 && sm_merge_matrix(spec->method, &set, f, a && a->gram_in ? gr : NULL, mo, sub,
                                            &out->mats[c][j]) != 0)) {

@@ -412,6 +412,25 @@ static int densify_if_larger(sm_merged *m)
     return m->rank == 0 || sm_rank_factored(m->rank, m->out, m->in) ? 0 : sm_merged_densify(m);
 }
 
+/* sm_weighted_sum in panels of rows with monitor checks between them (elementwise, so the same
+ * bytes): at Mixtral's shape a matrix is 59 M values, most of a second of memory traffic. */
+static int weighted_sum_checked(const sm_matset *set, const double *wts, float *dst, const sm_monitor *mon)
+{
+    const int64_t rows = set->in > 0 && ((int64_t)1 << 22) / set->in > 0 ? ((int64_t)1 << 22) / set->in : 1;
+    const float **p = sm_alloc((size_t)set->n, sizeof *p);
+    int rc = p ? 0 : -1;
+    for (int64_t r0 = 0; rc == 0 && r0 < set->out; r0 += rows) {
+        if ((rc = sm_monitor_check(mon)) != 0)
+            break;
+        for (int i = 0; i < set->n; i++)
+            p[i] = set->w[i] + r0 * set->in;
+        const sm_matset sub = {set->n, set->out - r0 < rows ? set->out - r0 : rows, set->in, p};
+        sm_weighted_sum(&sub, wts, dst + r0 * set->in);
+    }
+    free(p);
+    return rc;
+}
+
 /* ---- entry point --------------------------------------------------------------------------- */
 
 int sm_merge_matrix_single(sm_merge_method m, const sm_matset *set, const double *freq, const sm_merge_opts *o,
@@ -462,9 +481,9 @@ int sm_merge_matrix(sm_merge_method m, const sm_matset *set, const double *freq,
     sm_monitor_span span;
     if (rank == 0) {
         /* Exact: full-rank Sub-MoE is W̄ itself (U U ᵀ = identity on W_cat's column space). */
-        if (!(out->w = sm_alloc_f32((size_t)(set->out * set->in))))
+        if (!(out->w = sm_alloc_f32((size_t)(set->out * set->in))) ||
+            weighted_sum_checked(set, out->weights, out->w, mon) != 0)
             goto fail;
-        sm_weighted_sum(set, out->weights, out->w);
     } else if (m == SM_MERGE_SUBMOE) {
         sm_usvd_basis basis;
         if (sm_usvd_basis_compute(set, rank, o ? &o->usvd : NULL,

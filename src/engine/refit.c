@@ -9,16 +9,48 @@
 #include <string.h>
 
 #include "util/diag.h"
+#include "util/matmul.h"
 #include "util/mem.h"
 
 #define ROUTE_BLOCK 256
 /* Work between monitor checks stays far below the ~200 ms util/monitor.h asks for at I = 1408:
  * rows per Gram update (GEMM-sized batches of the cluster's routed rows), right-hand sides per
- * triangular solve, and the Cholesky's panel and trailing-update strip widths. */
+ * triangular solve, and the Cholesky's panel and trailing-update strip widths. Larger shapes take
+ * fewer rows or columns per step (fit_batch, solve_cols, dual_rows): at most ~2^35 flops, ~0.1 s of
+ * work, between checks. */
 #define FIT_ROWS 128
+#define CHECK_FLOPS ((int64_t)1 << 35)
 #define SOLVE_COLS 64
 #define CHOL_PANEL 128
 #define CHOL_STRIP 256
+/* The row-space solve's product panels: rows of D per GEMM (at Mixtral's I = 14336 and ~700
+ * routed rows, 256 rows are ~5 GFLOP, tens of ms on oneDNN) and columns of S per double Gram
+ * update. */
+#define DUAL_PANEL 256
+#define DUAL_GRAM_COLS 256
+
+/* Right-hand sides per triangular solve of an n × n factor: SOLVE_COLS, fewer when n is large (a
+ * solve is 2·n² flops per right-hand side: 64 of them at n = 14336 would be 26 GFLOP unchecked). */
+static int solve_cols(int64_t n)
+{
+    const int64_t c = ((int64_t)1 << 29) / (n * n > 0 ? n * n : 1);
+    return (int)(c < 1 ? 1 : c > SOLVE_COLS ? SOLVE_COLS : c);
+}
+
+/* Rows per Gram update: FIT_ROWS, fewer where a batch's forwards (the merged gate and up, 4·H·I
+ * flops a row, and each row's members, 6·H·I each) would exceed CHECK_FLOPS. */
+static int fit_batch(int64_t h, int64_t inter)
+{
+    const int64_t b = CHECK_FLOPS / (16 * h * inter > 0 ? 16 * h * inter : 1);
+    return (int)(b < 8 ? 8 : b > FIT_ROWS ? FIT_ROWS : b);
+}
+
+/* Rows of D per product with the n routed rows (2·n·I flops a row): DUAL_PANEL, or fewer. */
+static int64_t dual_rows(int64_t n, int64_t inter)
+{
+    const int64_t b = CHECK_FLOPS / (2 * n * inter > 0 ? 2 * n * inter : 1);
+    return b < 8 ? 8 : b > DUAL_PANEL ? DUAL_PANEL : b;
+}
 
 void sm_refit_routes_free(sm_refit_routes *r)
 {
@@ -66,10 +98,15 @@ typedef struct fit_ws {
     int64_t h, inter;
     int64_t rows[FIT_ROWS]; /* pending source rows */
     double s[FIT_ROWS];     /* their summed member weights s_c(x) */
-    int pending;
+    int pending, batch;                    /* rows pending, and per Gram update (fit_batch) */
     float *xs, *g, *u, *tmp, *y, *xg, *yg; /* FIT_ROWS rows each */
     double *hs, *yd;                       /* FIT_ROWS × I and FIT_ROWS × H */
     double *A, *B;                         /* I × I (upper, row-major), H × I */
+    /* Row space (dual): all n_rows routed rows kept instead of A and B. */
+    bool dual;
+    int64_t n_rows;
+    float *S, *Yt;                         /* n_rows × I (the rows s·h), H × n_rows (the targets, transposed) */
+    double trace;                          /* Σ‖s·h‖² = trace(A) */
     double yy;                             /* Σ‖y‖² */
     int64_t fitted;
 } fit_ws;
@@ -139,6 +176,20 @@ static int flush(fit_ws *w, const sm_monitor *mon)
             w->yy += w->yd[r * h + q] * w->yd[r * h + q];
         }
     }
+    if (w->dual) {
+        for (int r = 0; r < nb; r++) {
+            const int64_t t = w->fitted + r;
+            for (int64_t q = 0; q < inter; q++) {
+                w->S[t * inter + q] = (float)w->hs[r * inter + q];
+                w->trace += w->hs[r * inter + q] * w->hs[r * inter + q];
+            }
+            for (int64_t q = 0; q < h; q++)
+                w->Yt[q * w->n_rows + t] = w->y[r * h + q];
+        }
+        w->fitted += nb;
+        w->pending = 0;
+        return 0;
+    }
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)inter, nb, 1.0, w->hs, (int)inter, 1.0, w->A,
                 (int)inter);
     if (sm_monitor_check(mon) != 0)
@@ -164,7 +215,7 @@ static int accumulate(fit_ws *w, const sm_monitor *mon)
             continue;
         w->rows[w->pending] = t;
         w->s[w->pending++] = s;
-        if (w->pending == FIT_ROWS) {
+        if (w->pending == w->batch) {
             if (sm_monitor_check(mon) != 0 || flush(w, mon) != 0)
                 return -1;
             sm_monitor_report(mon, 0.7 * (double)(t + 1) / (double)w->routes->m, "refit: Gram");
@@ -238,8 +289,9 @@ static int solve(fit_ws *w, sm_merged *down, double lambda, const sm_monitor *mo
      * sides of A Dᵀ = Bᵀ are B's rows. */
     if (chol_checked((int)inter, w->A, mon) != 0)
         return -1;
-    for (int64_t j0 = 0; j0 < h; j0 += SOLVE_COLS) {
-        const int nc = (int)(h - j0 < SOLVE_COLS ? h - j0 : SOLVE_COLS);
+    const int nc_max = solve_cols(inter);
+    for (int64_t j0 = 0; j0 < h; j0 += nc_max) {
+        const int nc = (int)(h - j0 < nc_max ? h - j0 : nc_max);
         if (sm_monitor_check(mon) != 0 || sm_chol_solve_f64((int)inter, w->A, nc, w->B + j0 * inter) != 0)
             return -1;
         sm_monitor_report(mon, 0.8 + 0.2 * (double)(j0 + nc) / (double)h, "refit: solve");
@@ -256,12 +308,179 @@ static int solve(fit_ws *w, sm_merged *down, double lambda, const sm_monitor *mo
 static void ws_free(fit_ws *w)
 {
     free(w->xs), free(w->g), free(w->u), free(w->tmp), free(w->y), free(w->xg), free(w->yg);
-    free(w->hs), free(w->yd), free(w->A), free(w->B);
+    free(w->hs), free(w->yd), free(w->A), free(w->B), free(w->S), free(w->Yt);
+}
+
+/* ---- The row-space (dual) solve, for fewer routed rows than intermediate neurons ----
+ * With S the n routed rows s·h (n × I) and Y their targets (n × H), A = SᵀS and B = YᵀS, and the
+ * push-through identity (SᵀS + λI)⁻¹Sᵀ = Sᵀ(SSᵀ + λI)⁻¹ turns D (A + λI) = B + λD⁰ into
+ *     D = D⁰ + Rᵀ (K + λI)⁻¹ S,   R = Y − S D⁰ᵀ (the residual at D⁰),   K = SSᵀ (n × n).
+ * The same solution, with an n × n system instead of I × I: at Mixtral's I = 14336 and ~700
+ * routed rows per cluster, ~0.3 TFLOP of GEMMs in place of ~3 TFLOP of double Gram, Cholesky and
+ * solve. K and its Cholesky and solve stay in double (λ is ~1e-3 of K's diagonal there); the two
+ * H × I × n products (R and the update) are fp32 GEMMs (util/matmul: oneDNN at these sizes). */
+
+/* Rᵀ (H × n) = Yᵀ − D Sᵀ for D (H × I) and *ss = ‖R‖², in panels of D's rows. */
+static int dual_residual(const fit_ws *w, const float *D, float *Rt, double *ss, const sm_monitor *mon)
+{
+    const int64_t h = w->h, inter = w->inter, n = w->n_rows, panel = dual_rows(n, inter);
+    double acc = 0;
+    for (int64_t j0 = 0; j0 < h; j0 += panel) {
+        const int64_t hb = h - j0 < panel ? h - j0 : panel;
+        if (sm_monitor_check(mon) != 0)
+            return -1;
+        sm_gemm_f32(false, true, hb, n, inter, D + j0 * inter, inter, w->S, inter, 0.0f, Rt + j0 * n, n);
+        for (int64_t q = j0 * n; q < (j0 + hb) * n; q++) {
+            Rt[q] = w->Yt[q] - Rt[q];
+            acc += (double)Rt[q] * Rt[q];
+        }
+    }
+    *ss = acc;
+    return 0;
+}
+
+/* K (n × n, upper, row-major: Cholesky's column-major lower) += S Sᵀ in double: columns of S
+ * widened a panel at a time, K's rows in blocks between monitor checks. */
+static int dual_gram(const fit_ws *w, double *K, double *panel, const sm_monitor *mon)
+{
+    const int64_t n = w->n_rows, inter = w->inter;
+    for (int64_t j0 = 0; j0 < inter; j0 += DUAL_GRAM_COLS) {
+        const int64_t cb = inter - j0 < DUAL_GRAM_COLS ? inter - j0 : DUAL_GRAM_COLS;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t q = 0; q < cb; q++)
+                panel[t * cb + q] = w->S[t * inter + j0 + q];
+        for (int64_t i0 = 0; i0 < n; i0 += FIT_ROWS) {
+            const int64_t rb = n - i0 < FIT_ROWS ? n - i0 : FIT_ROWS;
+            if (sm_monitor_check(mon) != 0)
+                return -1;
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rb, (int)(n - i0), (int)cb, 1.0,
+                        panel + i0 * cb, (int)cb, panel + i0 * cb, (int)cb, 1.0, K + i0 * n + i0, (int)n);
+        }
+        sm_monitor_report(mon, 0.7 + 0.1 * (double)(j0 + cb) / (double)inter, "refit: Gram");
+    }
+    return 0;
+}
+
+/* D = D⁰ + Zᵀ S with Zᵀ = Rᵀ(K + λI)⁻¹, into Dn (H × I). Rt: Rᵀ at D⁰ (H × n). */
+static int dual_update(const fit_ws *w, const sm_merged *down, double lambda, const float *Rt, float *Dn,
+                       const sm_monitor *mon)
+{
+    const int64_t h = w->h, inter = w->inter, n = w->n_rows;
+    double *K = sm_zalloc((size_t)(n * n), sizeof *K);
+    double *panel = sm_alloc((size_t)(n * DUAL_GRAM_COLS), sizeof *panel);
+    double *Zt = sm_alloc((size_t)(h * n), sizeof *Zt);
+    float *Zf = sm_alloc_f32((size_t)(DUAL_PANEL * n));
+    int rc = -1;
+    if (!K || !panel || !Zt || !Zf || dual_gram(w, K, panel, mon) != 0)
+        goto out;
+    for (int64_t q = 0; q < n; q++)
+        K[q * n + q] += lambda;
+    if (chol_checked((int)n, K, mon) != 0)
+        goto out;
+    for (int64_t q = 0; q < h * n; q++)
+        Zt[q] = Rt[q];
+    const int nc_max = solve_cols(n);
+    for (int64_t j0 = 0; j0 < h; j0 += nc_max) { /* Z's columns are Rᵀ's rows */
+        const int nc = (int)(h - j0 < nc_max ? h - j0 : nc_max);
+        if (sm_monitor_check(mon) != 0 || sm_chol_solve_f64((int)n, K, nc, Zt + j0 * n) != 0)
+            goto out;
+        sm_monitor_report(mon, 0.8 + 0.1 * (double)(j0 + nc) / (double)h, "refit: solve");
+    }
+    memcpy(Dn, down->w, sizeof(float) * (size_t)(h * inter));
+    const int64_t rows = dual_rows(n, inter);
+    for (int64_t j0 = 0; j0 < h; j0 += rows) {
+        const int64_t hb = h - j0 < rows ? h - j0 : rows;
+        if (sm_monitor_check(mon) != 0)
+            goto out;
+        for (int64_t q = 0; q < hb * n; q++)
+            Zf[q] = (float)Zt[j0 * n + q];
+        sm_gemm_f32(false, false, hb, inter, n, Zf, n, w->S, inter, 1.0f, Dn + j0 * inter, inter);
+        sm_monitor_report(mon, 0.9 + 0.1 * (double)(j0 + hb) / (double)h, "refit: update");
+    }
+    rc = 0;
+out:
+    free(K), free(panel), free(Zt), free(Zf);
+    return rc;
+}
+
+/* The dual solve of the accumulated rows, written into down->w when finite. */
+static int solve_dual(fit_ws *w, sm_merged *down, double lambda, sm_refit_info *info, const sm_monitor *mon)
+{
+    const int64_t h = w->h, inter = w->inter;
+    float *Rt = sm_alloc_f32((size_t)(h * w->n_rows)), *Dn = sm_alloc_f32((size_t)(h * inter));
+    double ss = 0, norm = w->yy > 0 ? w->yy : 1.0;
+    int rc = -1;
+    if (!Rt || !Dn || dual_residual(w, down->w, Rt, &ss, mon) != 0)
+        goto out;
+    if (info)
+        info->resid_before = info->resid_after = sqrt(ss / norm);
+    if (w->fitted == 0 || !(lambda > 0)) { /* nothing to fit: D⁰ is the solution */
+        rc = 0;
+        goto out;
+    }
+    if (dual_update(w, down, lambda, Rt, Dn, mon) != 0)
+        goto out;
+    for (int64_t q = 0; q < h * inter; q++)
+        if (!isfinite(Dn[q])) {
+            rc = sm_err("the refitted down projection is not finite (row %lld): the activations overflow",
+                        (long long)(q / inter));
+            goto out;
+        }
+    if (info && dual_residual(w, Dn, Rt, &ss, mon) != 0)
+        goto out;
+    if (info)
+        info->resid_after = sqrt(ss / norm);
+    memcpy(down->w, Dn, sizeof(float) * (size_t)(h * inter));
+    rc = 0;
+out:
+    free(Rt), free(Dn);
+    return rc;
+}
+
+/* The primal solve of the accumulated A and B (with the residuals before and after for info). */
+static int solve_primal(fit_ws *w, sm_merged *down, double lambda, sm_refit_info *info, const sm_monitor *mon)
+{
+    const int64_t h = w->h, inter = w->inter;
+    double *A0 = NULL, *B0 = NULL; /* the unridged system, for the residuals */
+    if (info) {
+        A0 = sm_alloc((size_t)(inter * inter), sizeof(double)), B0 = sm_alloc((size_t)(h * inter), sizeof(double));
+        if (!A0 || !B0) {
+            free(A0), free(B0);
+            return -1;
+        }
+        memcpy(A0, w->A, sizeof(double) * (size_t)(inter * inter)), memcpy(B0, w->B, sizeof(double) * (size_t)(h * inter));
+        info->resid_before = info->resid_after = residual(w, A0, B0, down->w);
+    }
+    /* no routed rows, or all-zero activations: nothing to fit, D⁰ is the solution */
+    int rc = w->fitted == 0 || !(lambda > 0) ? 0 : solve(w, down, lambda, mon);
+    if (info && rc == 0)
+        info->resid_after = residual(w, A0, B0, down->w);
+    free(A0), free(B0);
+    return rc;
+}
+
+static int64_t routed_rows(const sm_refit_routes *routes, const int *assign, int c)
+{
+    int64_t n = 0;
+    for (int64_t t = 0; t < routes->m; t++)
+        for (int j = 0; j < routes->k; j++)
+            if (assign[routes->idx[t * routes->k + j]] == c) {
+                n++;
+                break;
+            }
+    return n;
 }
 
 int sm_refit_down(const sm_moe_block *src, const int *assign, int c, const sm_expert *merged, sm_merged *down,
                   const float *x, const sm_refit_routes *routes, double ridge, const sm_monitor *mon,
                   sm_refit_info *info)
+{
+    return sm_refit_down_solve(src, assign, c, merged, down, x, routes, ridge, SM_REFIT_SOLVE_AUTO, mon, info);
+}
+
+int sm_refit_down_solve(const sm_moe_block *src, const int *assign, int c, const sm_expert *merged, sm_merged *down,
+                        const float *x, const sm_refit_routes *routes, double ridge, sm_refit_solve how,
+                        const sm_monitor *mon, sm_refit_info *info)
 {
     if (!down->w)
         return sm_err("refit: down needs a dense down projection, and submoe-whitened stored this one as two "
@@ -278,20 +497,27 @@ int sm_refit_down(const sm_moe_block *src, const int *assign, int c, const sm_ex
         return -1;
     fit_ws w = {.src = src, .assign = assign, .c = c, .merged = merged, .x = x, .routes = routes, .h = h,
                 .inter = inter};
+    w.n_rows = routed_rows(routes, assign, c);
+    w.batch = fit_batch(h, inter);
+    w.dual = how == SM_REFIT_SOLVE_DUAL || (how == SM_REFIT_SOLVE_AUTO && w.n_rows < inter);
     const size_t R = FIT_ROWS;
     w.xs = sm_alloc_f32(R * (size_t)h), w.xg = sm_alloc_f32(R * (size_t)h), w.y = sm_alloc_f32(R * (size_t)h);
     w.yg = sm_alloc_f32(R * (size_t)h);
     w.g = sm_alloc_f32(R * (size_t)inter), w.u = sm_alloc_f32(R * (size_t)inter);
     w.tmp = sm_alloc_f32(R * (size_t)factor_cols(merged));
     w.hs = sm_alloc(R * (size_t)inter, sizeof(double)), w.yd = sm_alloc(R * (size_t)h, sizeof(double));
-    w.A = sm_zalloc((size_t)(inter * inter), sizeof(double));
-    w.B = sm_zalloc((size_t)(h * inter), sizeof(double));
+    if (w.dual) {
+        w.S = sm_alloc_f32((size_t)(w.n_rows * inter) + 1), w.Yt = sm_alloc_f32((size_t)(h * w.n_rows) + 1);
+    } else {
+        w.A = sm_zalloc((size_t)(inter * inter), sizeof(double));
+        w.B = sm_zalloc((size_t)(h * inter), sizeof(double));
+    }
     int rc = -1;
-    if (!w.xs || !w.xg || !w.y || !w.yg || !w.g || !w.u || !w.tmp || !w.hs || !w.yd || !w.A || !w.B ||
-        accumulate(&w, mon) != 0)
+    if (!w.xs || !w.xg || !w.y || !w.yg || !w.g || !w.u || !w.tmp || !w.hs || !w.yd ||
+        (w.dual ? !w.S || !w.Yt : !w.A || !w.B) || accumulate(&w, mon) != 0)
         goto done;
-    double trace = 0;
-    for (int64_t q = 0; q < inter; q++)
+    double trace = w.trace;
+    for (int64_t q = 0; !w.dual && q < inter; q++)
         trace += w.A[q * inter + q];
     if (!isfinite(trace)) {
         rc = sm_err("refit: the Gram of the merged activations is not finite: they overflow float32");
@@ -299,22 +525,8 @@ int sm_refit_down(const sm_moe_block *src, const int *assign, int c, const sm_ex
     }
     const double lambda = (ridge > 0 ? ridge : SM_REFIT_RIDGE_DEFAULT) * trace / (double)inter;
     if (info)
-        info->rows = w.fitted, info->lambda = lambda;
-    double *A0 = NULL, *B0 = NULL; /* the unridged system, for the residuals */
-    if (info) {
-        A0 = sm_alloc((size_t)(inter * inter), sizeof(double)), B0 = sm_alloc((size_t)(h * inter), sizeof(double));
-        if (!A0 || !B0) {
-            free(A0), free(B0);
-            goto done;
-        }
-        memcpy(A0, w.A, sizeof(double) * (size_t)(inter * inter)), memcpy(B0, w.B, sizeof(double) * (size_t)(h * inter));
-        info->resid_before = info->resid_after = residual(&w, A0, B0, down->w);
-    }
-    /* no routed rows, or all-zero activations: nothing to fit, D⁰ is the solution */
-    rc = w.fitted == 0 || !(lambda > 0) ? 0 : solve(&w, down, lambda, mon);
-    if (info && rc == 0)
-        info->resid_after = residual(&w, A0, B0, down->w);
-    free(A0), free(B0);
+        info->rows = w.fitted, info->lambda = lambda, info->dual = w.dual;
+    rc = w.dual ? solve_dual(&w, down, lambda, info, mon) : solve_primal(&w, down, lambda, info, mon);
     sm_monitor_report(mon, 1.0, "refit");
 done:
     ws_free(&w);

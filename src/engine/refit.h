@@ -14,11 +14,14 @@
  *
  * Cost per cluster: the members' forwards on their routed rows, the Gram (rows · I² flops), the
  * Cholesky (I³/3) and the solve (2·I²·H). Memory: A (I² doubles) and B (H·I doubles) — at
- * Qwen3-30B-A3B (I 768, H 2048) 17 MB; at Mixtral-8x7B (I 14336, H 4096) 2.1 GB, and there the
- * Cholesky (about 1 TFLOP) is one LAPACK call that a cancel request waits for. */
+ * Qwen3-30B-A3B (I 768, H 2048) 17 MB. With fewer routed rows n than neurons I (Mixtral-8x7B:
+ * I 14336, ~700 rows) the same D is solved in the rows' space (refit.c): an n × n double system
+ * and two fp32 n × H × I products, instead of ~3 TFLOP and 2.1 GB. Every step is cut into pieces
+ * with cancellation checks between them. */
 #ifndef SM_REFIT_H
 #define SM_REFIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine/merge.h"
@@ -46,7 +49,13 @@ typedef struct sm_refit_info {
     /* The cluster's relative fit residual sqrt(Σ‖y − s D h‖² / Σ‖y‖²) on its rows before (D⁰) and
      * after: two extra H·I² products, so only computed when an info is passed. */
     double resid_before, resid_after;
+    bool dual; /* solved in the routed rows' space (refit.c), not the intermediate neurons' */
 } sm_refit_info;
+
+/* How the normal equations are solved: AUTO takes the row space (an n × n system for n routed
+ * rows) when there are fewer routed rows than intermediate neurons, else the I × I one. Both
+ * give the same D up to rounding; PRIMAL and DUAL force one (tests compare them). */
+typedef enum { SM_REFIT_SOLVE_AUTO, SM_REFIT_SOLVE_PRIMAL, SM_REFIT_SOLVE_DUAL } sm_refit_solve;
 
 /* Refit cluster c's down projection in place. src: the original layer (its experts give the
  * targets); assign: cluster of each original expert; merged: the cluster's merged expert (its gate
@@ -57,6 +66,10 @@ typedef struct sm_refit_info {
 int sm_refit_down(const sm_moe_block *src, const int *assign, int c, const sm_expert *merged, sm_merged *down,
                   const float *x, const sm_refit_routes *routes, double ridge, const sm_monitor *mon,
                   sm_refit_info *info);
+
+int sm_refit_down_solve(const sm_moe_block *src, const int *assign, int c, const sm_expert *merged, sm_merged *down,
+                        const float *x, const sm_refit_routes *routes, double ridge, sm_refit_solve how,
+                        const sm_monitor *mon, sm_refit_info *info);
 
 /* sm_refit_down on a merged cluster: mats its merged gate, up, down, e their expert view (e->down is
  * re-pointed), members the members' down projections as merged (aligned copies where aligned) for

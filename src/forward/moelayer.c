@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows)
+/* A weight in fp32, converted in panels of rows between monitor checks (a Mixtral expert's
+ * matrix is 59 M values, a few hundred ms of conversion and page faults). */
+static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows, const sm_monitor *mon)
 {
     sm_weight w;
     if (sm_model_weight(m, role, layer, index, &w))
@@ -16,7 +18,11 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     float *p = sm_alloc_f32((size_t)(w.rows * w.cols));
     if (!p)
         return NULL;
-    int rc = sm_weight_to_f32(&w, p);
+    const int64_t panel = w.cols > 0 && ((int64_t)1 << 22) / w.cols > 0 ? ((int64_t)1 << 22) / w.cols : 1;
+    int rc = 0;
+    for (int64_t r0 = 0; rc == 0 && r0 < w.rows; r0 += panel)
+        rc = sm_monitor_check(mon) ? -1 : sm_weight_rows_to_f32(&w, r0, w.rows - r0 < panel ? w.rows - r0 : panel,
+                                                                 p + r0 * w.cols);
     sm_weight_release(&w);
     if (rc) {
         free(p);
@@ -37,7 +43,7 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
     int n = sm_model_layer_experts(m, layer), nr = sm_model_router_rows(m, layer);
     int64_t rows;
     o->block.n_experts = n; /* so that a failure part-way frees what was loaded */
-    if (!(o->router = load_f32(m, SM_W_ROUTER, layer, 0, NULL)))
+    if (!(o->router = load_f32(m, SM_W_ROUTER, layer, 0, NULL, NULL)))
         goto fail;
     if (experts) {
         o->gate = sm_zalloc((size_t)n, sizeof *o->gate);
@@ -57,7 +63,7 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
                 if (f < 0)
                     goto fail;
                 if (f == 0) {
-                    if (!(*dense[k] = load_f32(m, SM_W_EXPERT_GATE + k, layer, e, &rows)))
+                    if (!(*dense[k] = load_f32(m, SM_W_EXPERT_GATE + k, layer, e, &rows, mon)))
                         goto fail;
                     *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden, .w = *dense[k]};
                 } else {
@@ -90,14 +96,14 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
         o->inter = w.rows;
     }
     if (c->n_shared > 0 && sm_model_has(m, SM_W_SHARED_GATE, layer)) {
-        if (!(o->shared_w[0] = load_f32(m, SM_W_SHARED_GATE, layer, 0, &rows)))
+        if (!(o->shared_w[0] = load_f32(m, SM_W_SHARED_GATE, layer, 0, &rows, mon)))
             goto fail;
         o->shared_inter = rows;
-        if (!(o->shared_w[1] = load_f32(m, SM_W_SHARED_UP, layer, 0, NULL)) ||
-            !(o->shared_w[2] = load_f32(m, SM_W_SHARED_DOWN, layer, 0, NULL)))
+        if (!(o->shared_w[1] = load_f32(m, SM_W_SHARED_UP, layer, 0, NULL, mon)) ||
+            !(o->shared_w[2] = load_f32(m, SM_W_SHARED_DOWN, layer, 0, NULL, mon)))
             goto fail;
         o->shared = sm_expert_dense(c->hidden, rows, o->shared_w[0], o->shared_w[1], o->shared_w[2]);
-        if (c->shared_gate && !(o->shared_gate = load_f32(m, SM_W_SHARED_EXPERT_GATE, layer, 0, NULL)))
+        if (c->shared_gate && !(o->shared_gate = load_f32(m, SM_W_SHARED_EXPERT_GATE, layer, 0, NULL, NULL)))
             goto fail;
     }
     o->block = (sm_moe_block){
