@@ -2,11 +2,12 @@
  *
  *     analysis  →  clusters  →  merged layer  →  errors
  *
- *   sm_engine_analyse     route the layer's calibration inputs (block by block), count
- *                         frequencies and REAP saliencies, run every expert on a token sample,
- *                         similarities, and
- *                         optionally the per-expert input Grams for whitening;
- *   sm_engine_cluster     k clusters by k-means / hierarchical / k-medoids on a similarity;
+ *   sm_engine_analyse     (engine/analyse.h) route the layer's calibration inputs (block by
+ *                         block), count frequencies and REAP saliencies, run every expert on a
+ *                         token sample, similarities, and optionally the per-expert input Grams
+ *                         for whitening;
+ *   sm_engine_cluster     (engine/analyse.h) k clusters by k-means / hierarchical / k-medoids on
+ *                         a similarity;
  *   sm_engine_merge       one merged expert per cluster (or a pruned subset) with its router
  *                         (remap / collapse-lstsq / collapse-mean) and per-member errors;
  *   sm_engine_error       relative MoE-block output error on held-out inputs.
@@ -20,6 +21,7 @@
 #include <stdint.h>
 
 #include "engine/allocate.h"
+#include "engine/analyse.h"
 #include "engine/cluster.h"
 #include "engine/merge.h"
 #include "util/monitor.h"
@@ -30,74 +32,6 @@
 #include "engine/similarity.h"
 #include "engine/unionsvd.h"
 #include "moe/moe.h"
-
-/* ---- analysis ------------------------------------------------------------------------------ */
-
-typedef struct sm_analysis_opts {
-    int64_t block;     /* tokens per forward block (0 = 256) */
-    int64_t sample;    /* tokens whose expert outputs are kept (0 = min(m, 512)), evenly spaced */
-    bool grams;        /* accumulate input Grams for submoe-whitened: n·(H² + I²) floats, kept
-                        * for the layer's whole merge — 6.6 GiB for Mixtral-8x7B (8 experts,
-                        * H 4096, I 14336; 6.1 GiB of it gram_mid), 2.3 GiB for Qwen3-30B-A3B
-                        * (128 experts, H 2048, I 768), independent of m; plus n·256·H floats of
-                        * each expert's pending rows (its GEMMs run 256 rows at a time) */
-    bool weight_sim;   /* compute weight similarity (dense experts only) */
-} sm_analysis_opts;
-
-typedef struct sm_layer_analysis {
-    int n;              /* experts (= router rows; the block must have no expert map) */
-    int64_t hidden, inter, tokens, sampled;
-    int64_t *counts;    /* n: tokens routed to each expert */
-    double *freq;       /* n: counts / tokens */
-    float *outputs;     /* n × sampled × hidden: E_i on the sampled tokens (sm_outputs layout) */
-    double *sim_output; /* n × n */
-    double *sim_weight; /* n × n, or NULL */
-    double *sim_logit;  /* n × n */
-    double *saliency;   /* n: REAP saliency (saliency.h) on all the tokens, or NULL (a stats file
-                         * from before saliencies, read without the layer's experts) */
-    float **gram_in;    /* n × (hidden × hidden) or NULL: Σ x xᵀ over tokens routed to i */
-    float **gram_mid;   /* n × (inter × inter) or NULL: same for the down projection's inputs */
-} sm_layer_analysis;
-
-/* x: m × hidden calibration inputs in memory. Scratch memory is O((block + sample) · (hidden +
- * inter)) plus the statistics themselves (and the Grams when asked for), whatever m is. */
-int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
-                      const sm_analysis_opts *opts, const sm_monitor *mon,
-                      sm_layer_analysis *out);
-
-/* Calibration inputs supplied block by block, for inputs that are not in memory as one f32
- * array (a file in another dtype, or larger than memory): rows(ctx, t0, n, buf) returns a
- * pointer to rows [t0, t0 + n) of the m × hidden inputs, either into the source's own storage
- * or into buf (n × hidden floats, which it may fill); NULL with a message on failure. The
- * engine asks for blocks of at most opts->block rows, in order, then for single sample rows. */
-typedef struct sm_row_source {
-    int64_t m;
-    const float *(*rows)(void *ctx, int64_t t0, int64_t n, float *buf);
-    void *ctx;
-} sm_row_source;
-
-/* sm_engine_analyse on a row source: the same statistics, bit for bit, as on the same rows in
- * memory; memory bounded by the block and sample sizes, not by m. */
-int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *src,
-                           const sm_analysis_opts *opts, const sm_monitor *mon,
-                           sm_layer_analysis *out);
-void sm_layer_analysis_free(sm_layer_analysis *a);
-/* 0 when every statistic is finite, else -1 naming the first that is not (and the expert): the
- * analysis functions refuse such statistics, and so must a reader of stored ones. */
-int sm_layer_analysis_check(const sm_layer_analysis *a);
-sm_outputs sm_layer_analysis_outputs(const sm_layer_analysis *a);
-
-/* ---- clusters ------------------------------------------------------------------------------ */
-
-typedef enum { SM_SIM_OUTPUT = 0, SM_SIM_WEIGHT, SM_SIM_LOGIT } sm_similarity_kind;
-
-const char *sm_similarity_kind_name(sm_similarity_kind s); /* "output", "weight", "logit" */
-int sm_similarity_kind_parse(const char *name, sm_similarity_kind *out);
-
-/* assign[n] in [0, k), canonical labels. k-means uses the expert outputs (it is defined on
- * them; `sim` only matters for hierarchical and k-medoids). */
-int sm_engine_cluster(const sm_layer_analysis *a, sm_cluster_algo algo, sm_similarity_kind sim,
-                      int k, uint64_t seed, const sm_monitor *mon, int *assign);
 
 /* ---- merged layer -------------------------------------------------------------------------- */
 
