@@ -167,7 +167,7 @@ static void test_blocks(void)
     for (int i = 0; i < 4; i++) {
         fact[i] = experts[i];
         fa[i][0] = 2.0f, fb[i][0] = 0.5f, fb[i][1] = 0.0f;
-        fact[i].gate = (sm_linear){1, 2, NULL, fa[i], fb[i], 1};
+        fact[i].gate = (sm_linear){.out = 1, .in = 2, .a = fa[i], .b = fb[i], .rank = 1};
     }
     sm_moe_block fm = mix;
     fm.experts = fact;

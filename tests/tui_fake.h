@@ -1,7 +1,8 @@
 /* tui_fake: a workbench state as calibration leaves it (statistics, similarities, spectra) for a
  * small mixtral-like model, a checker of everything the views rely on, and drawing into a
  * curses screen that goes to /dev/null — so the state, the keys and the real drawing code run
- * in-process, without a terminal or a model. Shared by test_tui_groups and test_tui_fuzz. */
+ * in-process, without a terminal or a model. Shared by several state tests; the helpers are
+ * static inline so a test that uses some of them builds without unused-function warnings. */
 #ifndef SM_TUI_FAKE_H
 #define SM_TUI_FAKE_H
 
@@ -16,7 +17,7 @@
 
 /* Layer l's entry as an opened plan gives it: its own groups (labels `assign`), or only a count
  * k (assign NULL); the rest the plan's defaults. Resolved as tui_app_load_plan resolves it. */
-static void fake_entry(tui_state *s, int l, int n, int k, const int *assign)
+static inline void fake_entry(tui_state *s, int l, int n, int k, const int *assign)
 {
     if (s->entry[l] < 0)
         tui_plan_layer_init(s, l, n);
@@ -41,7 +42,7 @@ static void fake_entry(tui_state *s, int l, int n, int k, const int *assign)
 }
 
 /* Layer l's groups as a clustering gave them (labels 0..k-1, none empty), at the entry's count. */
-static void fake_clustered(tui_state *s, int l, int k, const int *assign)
+static inline void fake_clustered(tui_state *s, int l, int k, const int *assign)
 {
     sm_plan_layer *pl = tui_entry(s, l);
     pl->s.has_experts = true;
@@ -51,7 +52,7 @@ static void fake_clustered(tui_state *s, int l, int k, const int *assign)
 }
 
 /* n experts per MoE layer (layer 1 dense), top-2, groups {0,1} {2,3} ... as clustering gave. */
-static void fake_state(tui_state *s, int n_layers, int n)
+static inline void fake_state(tui_state *s, int n_layers, int n)
 {
     tui_state_free_data(s);
     tui_state_init(s);
@@ -103,7 +104,7 @@ static void fake_state(tui_state *s, int n_layers, int n)
 /* What the views walk must agree with what they are told: for every MoE layer 1 ≤ k ≤ n, every
  * label in [0, k), no empty group, tui_cluster_order a permutation of all n experts; the cursors
  * inside the selected layer. Prints the first problem (with `ctx`) and returns false. */
-static bool fake_consistent(const tui_state *s, const char *ctx)
+static inline bool fake_consistent(const tui_state *s, const char *ctx)
 {
     for (int l = 0; l < s->n_layers; l++) {
         if (!s->is_moe[l])
@@ -152,7 +153,7 @@ static bool fake_consistent(const tui_state *s, const char *ctx)
 }
 
 /* A curses screen writing to /dev/null, for the real drawing code. false without terminfo. */
-static bool fake_term_open(void)
+static inline bool fake_term_open(void)
 {
     static const char *const terms[] = {"xterm-256color", "xterm", "vt100", "ansi", "dumb"};
     FILE *out = fopen("/dev/null", "w"), *in = fopen("/dev/null", "r");
@@ -166,7 +167,7 @@ static bool fake_term_open(void)
 }
 
 /* Draw the state at cols × rows (the screen resized to it), as the loop does every frame. */
-static void fake_draw(const tui_state *s, int cols, int rows)
+static inline void fake_draw(const tui_state *s, int cols, int rows)
 {
     resizeterm(rows, cols);
     tui_draw(s, cols, rows);
