@@ -6,7 +6,9 @@
 #   nothing here) until the cursor is on expert 127, its number on the column labels; PgUp back;
 # - / jumps to an expert: 130 is refused as it is typed, with the layer's range; 100 is reached;
 # - z shows the overview: one column per expert at 200x60 (all 128 across), one per group at
-#   80x24 (128 columns do not fit in 49); z again gives the cells back.
+#   80x24 (128 columns do not fit in 49), its column labels at one regular step; z again gives the
+#   cells back;
+# - at the cursor's start, the diagonal, its status names the expert's share once.
 set -u
 . "$SRCDIR/tests/lib.sh"
 tmux_harness
@@ -25,6 +27,8 @@ for size in 80x24 200x60; do
     keys 2
     check "$size: the heatmap of 128 experts, scrolled" wait_for 'rows 1-[0-9]+, cols 1-[0-9]+/128|1-[0-9]+,1-[0-9]+/128' 120
     check "$size: the cursor starts on expert 0" wait_for 'S\(e0, ?e0\)' 5
+    # the diagonal: one expert, its share and group said once
+    check_expr "$size: ... its status names e0 once" "[ \$(screen | grep 'S(e0, \\?e0)' | grep -o '%' | wc -l) -eq 1 ]"
     keys 1 2 # the message area gives the hint line back
     check "$size: the hints name the paging keys" wait_for '/ jump  z overview  PgUp/PgDn page' 10
     for i in 1 2 3 4 5 6 7 8 9 10 11 12; do keys NPage; done
@@ -45,6 +49,18 @@ for size in 80x24 200x60; do
     else
         check "$size: ... one column per group (128 do not fit)" wait_for 'group rows [0-9]+-[0-9]+, cols [0-9]+-[0-9]+/[0-9]+|/[0-9]+g' 5
     fi
+    # the overview's column labels, the cursor on the first column: at a regular step, so that an
+    # unlabelled column never reads as a missing expert (before: "0 2 4 5 7 1 6" where numbers fit)
+    keys Home
+    sleep 0.5
+    starts=$(labels | sed 's/^.*error\( *saved router\)\{0,1\}//' | awk '{
+        for (i = 1; i <= length($0); i++) {
+            c = substr($0, i, 1); p = i > 1 ? substr($0, i - 1, 1) : " "
+            if (c ~ /[0-9]/ && p !~ /[0-9]/) printf "%d ", i
+        } }')
+    steps=$(echo "$starts" | awk '{ for (i = 2; i <= NF; i++) print $i - $(i - 1) }' | sort -u | wc -l)
+    check_expr "$size: ... column labels at one regular step (label columns: $starts)" \
+        "[ \$(echo $starts | wc -w) -ge 3 ] && [ $steps -eq 1 ]"
     keys z
     check "$size: z again: the cells" wait_for 'heatmap cells' 5
     tui_quit "$size"

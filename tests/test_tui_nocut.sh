@@ -3,8 +3,9 @@
 # resized) at the smallest size the workbench draws, 60x16, and at 120x40 and 200x60: every view
 # and dialog of the list below is shown in turn on the demo and captured; no line of any capture cuts
 # text (tests/tui_lib.sh, cut_lines: no word runs into the last column, no "…" stands for text left
-# out other than a path's start or a "… N more" count), and every message shown in the message
-# area is, whole, a message of the log (L).
+# out other than a path's start or a "… N more" count), the model view's column header has only
+# whole words (tui_lib.sh, header_cuts: a word cut before the last column), and every message
+# shown in the message area is, whole, a message of the log (L).
 set -u
 . "$SRCDIR/tests/lib.sh"
 tmux_harness
@@ -62,6 +63,14 @@ for size in $sizes; do
             sed 's/^/    : /' "$tmp/$name.txt"
         else
             ok "$size $name: no line cuts text ($(grep -c . "$tmp/$name.txt") lines)"
+        fi
+        if [ "$name" = model ]; then
+            if header_cuts "$tmp/$name.txt" >"$tmp/$name.hcut"; then
+                bad "$size model: the column header has only whole words; these are not:"
+                sed 's/^/    | /' "$tmp/$name.hcut"
+            else
+                ok "$size model: the column header has only whole words"
+            fi
         fi
         msg=$(message_shown "$tmp/$name.esc")
         [ -z "$msg" ] || printf '%s\n' "$msg" >>"$tmp/shown"

@@ -12,8 +12,18 @@ screen_e() { T capture-pane -e -t wb -p 2>/dev/null; }
 #  - or an ellipsis "…" stands for text left out, except a shortened path's start ("…/models/x")
 #    and a count of what is not shown ("… 5 more"): that is, "…" at the end of a line, "…"
 #    followed by anything but "/" or a space, or "… " followed by anything but a digit.
+#    The compare view's "→…" (the other plan's value, still being computed, as its legend says)
+#    stands for no text: not a cut.
 cut_lines() {
-    LC_ALL=C.UTF-8 grep -nE "^.{$((cols - 2))}[[:alnum:]]{2}\$|…\$|…[^/ ]|… [^0-9]" "$1"
+    sed 's/→…/→·/g' "$1" | LC_ALL=C.UTF-8 grep -nE "^.{$((cols - 2))}[[:alnum:]]{2}\$|…\$|…[^/ ]|… [^0-9]"
+}
+
+# header_cuts FILE: the words of the model view's column header (the line of "L   error") that are
+# not words of its forms (tui_view_model.c): a word cut to fit ("routing: expe") shows here even
+# where it does not reach the last column.
+header_cuts() {
+    sed -n '/^ *L  *error /p' "$1" | tr -s ' ' '\n' |
+        grep -vxE 'L|error|experts|method|routing:?|expert|shares,?|sorted|saved|'
 }
 
 # message_shown FILE: the message shown in a screen captured by screen_e — the rows at the bottom

@@ -297,6 +297,11 @@ int tui_run(const tui_options *o)
             snprintf(a->open_path, sizeof a->open_path, "%s", a->s.input);
         if (act & TUI_ACT_COMPARE)
             snprintf(a->compare_path, sizeof a->compare_path, "%s", a->s.input);
+        bool unbuilt[TUI_MAX_LAYERS] = {false}; /* the compared plan's layers without their error */
+        for (int l = 0; (act & TUI_ACT_OTHER_ERRORS) && a->s.other && l < a->s.n_layers; l++)
+            unbuilt[l] = a->s.is_moe[l] && !a->s.other->have_error[l];
+        if ((act & TUI_ACT_OTHER_ERRORS) && a->s.other)
+            a->s.other->stopped = false;
         bool stale[TUI_MAX_LAYERS] = {false}; /* several layers changed at once: their previews */
         for (int l = 0; (act & TUI_ACT_PREVIEW_ALL) && l < a->s.n_layers; l++)
             stale[l] = a->s.is_moe[l] && !tui_preview_fresh(&a->s, l);
@@ -317,6 +322,9 @@ int tui_run(const tui_options *o)
         }
         if (act & TUI_ACT_COMPARE)
             tui_push(a, (tui_job){TUI_JOB_COMPARE, 0, 0, false, false});
+        for (int l = 0; l < TUI_MAX_LAYERS; l++)
+            if (unbuilt[l])
+                tui_push(a, (tui_job){TUI_JOB_OTHER, l, 0, false, true});
         if (act & TUI_ACT_PERPLEXITY)
             tui_push(a, (tui_job){TUI_JOB_PPL, 0, act & TUI_ACT_PPL_BOTH ? TUI_PPL_BOTH : 0, false, false});
         if (act & TUI_ACT_ACCURACY)

@@ -12,6 +12,31 @@ static const sm_plan_layer *other_entry(const tui_state *s, int layer)
     return sm_plan_find_layer(&s->other->plan, layer);
 }
 
+const sm_plan_layer *tui_other_entry(const tui_state *s, int layer)
+{
+    return other_entry(s, layer);
+}
+
+/* The rank group c's matrix j is merged at by entry pl: its own, else the layer's. */
+static sm_rank group_rank(const sm_plan_layer *pl, const tui_layer *p, int c, int j)
+{
+    for (int i = 0; pl && i < pl->n_clusters; i++)
+        if (pl->clusters[i].index == c && pl->clusters[i].rank.set[j])
+            return pl->clusters[i].rank.r[j];
+    return p->rank[j];
+}
+
+bool tui_entry_group_ranks(const sm_plan_layer *pl, const tui_layer *p)
+{
+    for (int c = 0; pl && c < p->k; c++)
+        for (int j = 0; j < 3; j++) {
+            sm_rank r = group_rank(pl, p, c, j);
+            if (!sm_rank_equal(&r, &p->rank[j]))
+                return true;
+        }
+    return false;
+}
+
 void tui_other_open(tui_state *s, sm_plan *p, const char *path)
 {
     tui_other_close(s);
@@ -75,9 +100,15 @@ unsigned tui_compare_layer(const tui_state *s, int layer)
         d |= TUI_DIFF_METHOD;
     if (a->router != b->router)
         d |= TUI_DIFF_ROUTER;
-    for (int j = 0; j < 3; j++)
-        if (!sm_rank_equal(&a->rank[j], &b->rank[j]))
-            d |= TUI_DIFF_RANK;
+    /* the rank each group is merged at: the layer's, or the group's own */
+    const sm_plan_layer *pa = tui_entry_c(s, layer), *pb = other_entry(s, layer);
+    int k = a->k > b->k ? a->k : b->k;
+    for (int c = 0; c < k; c++)
+        for (int j = 0; j < 3; j++) {
+            sm_rank ra = group_rank(pa, a, c, j), rb = group_rank(pb, b, c, j);
+            if (!sm_rank_equal(&ra, &rb))
+                d |= TUI_DIFF_RANK;
+        }
     bool merges = !a->is_auto && !b->is_auto && sm_merge_method_merges(a->method);
     if (merges && a->align != b->align)
         d |= TUI_DIFF_ALIGN;

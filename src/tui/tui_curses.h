@@ -18,6 +18,8 @@ enum {
     TC_PAIR_OK,         /* the energy curve */
     TC_PAIR_ERROR,      /* errors in the status line */
     TC_PAIR_BAR,        /* the status bar */
+    TC_PAIR_SPEC_BAR,   /* the spectrum's bars of kept ranks */
+    TC_PAIR_SPEC_DOT,   /* the energy curve over such a bar, on the bar's colour */
     TC_PAIR_RAMP = 10
 };
 #define TC_RAMP 10      /* colour levels of the heatmap */

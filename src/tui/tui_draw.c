@@ -30,6 +30,8 @@ void tui_draw_init_colors(tui_state *s)
     init_pair(TC_PAIR_OK, COLOR_GREEN, -1);
     init_pair(TC_PAIR_ERROR, COLOR_RED, -1);
     init_pair(TC_PAIR_BAR, COLOR_BLACK, COLOR_WHITE);
+    init_pair(TC_PAIR_SPEC_BAR, COLORS >= 256 ? 250 : COLOR_WHITE, -1);
+    init_pair(TC_PAIR_SPEC_DOT, COLORS >= 256 ? 28 : COLOR_GREEN, COLORS >= 256 ? 250 : COLOR_WHITE);
     for (int i = 0; i < TC_RAMP; i++)
         init_pair((short)(TC_PAIR_RAMP + i), i >= 7 ? COLOR_BLACK : COLOR_WHITE, COLORS >= 256 ? ramp256[i] : ramp8[i]);
 }
@@ -236,14 +238,15 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
             char a[32], b[32];
             tc_fmt_params(a, sizeof a, (double)d->params_before);
             tc_fmt_params(b, sizeof b, (double)d->params_after);
-            char we[24] = "n/a";
+            char oe[16], we[16] = "n/a"; /* as the lists print them: 7e-8, never 0.0000 */
+            tui_fmt_fit(d->output_error, 6, oe, sizeof oe);
             if (d->member_error >= 0)
-                snprintf(we, sizeof we, "%.4f", d->member_error);
+                tui_fmt_fit(d->member_error, 6, we, sizeof we);
             if (!fresh)
                 tc_on(TC_PAIR_DIM, 0);
             char line[256];
-            snprintf(line, sizeof line, "preview%s: output error %.4f %s weight error %s %s experts %s %s %s",
-                     fresh ? "" : " (before the last edit; updating)", d->output_error, tc_g("\u00b7", "-"), we,
+            snprintf(line, sizeof line, "preview%s: output error %s %s weight error %s %s experts %s %s %s",
+                     fresh ? "" : " (before the last edit; updating)", oe, tc_g("\u00b7", "-"), we,
                      tc_g("\u00b7", "-"), a, tc_g("\u2192", "->"), b);
             put_items(y, x, w, line, tc_g(" \u00b7 ", " - "));
             if (!fresh)

@@ -513,7 +513,9 @@ static int action_undo(key_ctx *c)
 
 static int action_preview(key_ctx *c)
 {
-    return c->moe ? TUI_ACT_PREVIEW | TUI_ACT_FORCE | TUI_ACT_REDRAW : TUI_ACT_NONE;
+    /* the compare view: the compared plan's layers not built yet too (after Esc stopped them) */
+    int other = c->s->view == TUI_VIEW_COMPARE && c->s->other ? TUI_ACT_OTHER_ERRORS | TUI_ACT_REDRAW : 0;
+    return (c->moe ? TUI_ACT_PREVIEW | TUI_ACT_FORCE | TUI_ACT_REDRAW : TUI_ACT_NONE) | other;
 }
 
 static int action_perplexity(key_ctx *c)

@@ -90,6 +90,7 @@ typedef enum {
     TUI_ACT_COMPARE = 1 << 15, /* open the plan s->input to compare against (view 5) */
     TUI_ACT_EXPORT = 1 << 20, /* E: the current view as figures into s->export_dir (tui_export.h) */
     TUI_ACT_PPL_BOTH = 1 << 21, /* with PERPLEXITY: of the plan compared against too (view 5's P) */
+    TUI_ACT_OTHER_ERRORS = 1 << 22, /* build the compared plan's layers not built yet (view 5's p) */
 } tui_action;
 
 typedef enum {
@@ -140,6 +141,8 @@ typedef struct tui_other {
     double error[TUI_MAX_LAYERS];   /* held-out output error of the layer built as it says */
     int64_t params[TUI_MAX_LAYERS]; /* its routed experts' parameters, built (0: not yet) */
     double ppl;                     /* its perplexity on the held-out windows P uses (< 0: not computed) */
+    bool stopped;                   /* Esc dropped the building of its layers: the errors not built
+                                     * yet wait for p (view 5) */
 } tui_other;
 
 typedef struct tui_state {
@@ -378,6 +381,10 @@ void tui_other_set_groups(tui_state *s, int layer, const int *assign);
 /* What differs in layer l between the plan and the other one: TUI_DIFF_* flags. */
 enum { TUI_DIFF_GROUPS = 1, TUI_DIFF_METHOD = 2, TUI_DIFF_ROUTER = 4, TUI_DIFF_RANK = 8, TUI_DIFF_ALIGN = 16 };
 unsigned tui_compare_layer(const tui_state *s, int layer);
+/* Whether a plan's entry gives some group of layer p a rank of its own other than the layer's. */
+bool tui_entry_group_ranks(const sm_plan_layer *pl, const tui_layer *p);
+/* Layer l's entry in the other plan. */
+const sm_plan_layer *tui_other_entry(const tui_state *s, int layer);
 /* Experts whose group-mates differ between two groupings of n experts. */
 int tui_groups_moved(const tui_layer *a, const tui_layer *b);
 /* The other plan's routed-expert parameters of a layer (built, else estimated) and the model's. */

@@ -13,12 +13,17 @@ static const char *router_short(sm_router_mode m)
     return strncmp(n, "collapse-", 9) ? n : n + 9;
 }
 
-static void rank_text(const tui_layer *p, char *buf, size_t n)
+/* A layer's ranks: "full", "64/full/full" (gate/up/down), or "mixed" where a group has a rank of
+ * its own (entry pl) or, with `short_form`, where the matrices differ. */
+static void rank_text(const tui_layer *p, const sm_plan_layer *pl, bool short_form, char *buf, size_t n)
 {
     char r[3][24];
     for (int j = 0; j < 3; j++)
         sm_rank_format(&p->rank[j], r[j], sizeof r[j]);
-    if (!strcmp(r[0], r[1]) && !strcmp(r[1], r[2]))
+    bool same = !strcmp(r[0], r[1]) && !strcmp(r[1], r[2]);
+    if (tui_entry_group_ranks(pl, p) || (!same && short_form))
+        snprintf(buf, n, "mixed");
+    else if (same)
         snprintf(buf, n, "%s", r[0]);
     else
         snprintf(buf, n, "%s/%s/%s", r[0], r[1], r[2]);
@@ -30,22 +35,25 @@ static void method_text(const tui_layer *p, char *buf, size_t n)
              !p->is_auto && p->align && sm_merge_method_merges(p->method) ? "+a" : "");
 }
 
-/* One cell: "a" when both say it, else "a→b" bright (dim while b is still being computed). */
-static void cell(int y, int x, int w, bool differs, const char *a, const char *b)
+/* The other plan's value not built yet: "…" while it is being built, "?" once Esc stopped that. */
+static const char *pending(const tui_other *o)
 {
-    if (differs && !strcmp(b, tc_g("\u2026", "..."))) {
-        tc_on(TC_PAIR_DIM, 0);
+    return o->stopped ? "?" : tc_g("\u2026", "...");
+}
+
+/* One cell: "a" when both say it, else "a→b" bright (dim while b is pending). On the selected row
+ * the row's colours stay (a colour pair of its own would end the highlight at the cell), a
+ * difference underlined. */
+static void cell(int y, int x, int w, bool sel, bool differs, bool wait, const char *a, const char *b)
+{
+    attr_t at = sel ? (differs ? A_UNDERLINE : 0) : differs && !wait ? A_BOLD : 0;
+    int pair = sel ? 0 : differs && !wait ? TC_PAIR_WARN : TC_PAIR_DIM;
+    tc_on(pair, at);
+    if (differs)
         tc_put(y, x, w - 1, "%s%s%s", a, tc_g("\u2192", ">"), b);
-        tc_off(TC_PAIR_DIM, 0);
-    } else if (differs) {
-        tc_on(TC_PAIR_WARN, A_BOLD);
-        tc_put(y, x, w - 1, "%s%s%s", a, tc_g("\u2192", ">"), b);
-        tc_off(TC_PAIR_WARN, A_BOLD);
-    } else {
-        tc_on(TC_PAIR_DIM, 0);
+    else
         tc_put(y, x, w - 1, "%s", a);
-        tc_off(TC_PAIR_DIM, 0);
-    }
+    tc_off(pair, at);
 }
 
 typedef struct {
@@ -58,8 +66,9 @@ static void draw_row(const tui_state *s, int l, int y, const tui_rect *r, const 
     const tui_layer *a = &s->res[l], *b = &o->res[l];
     unsigned d = tui_compare_layer(s, l);
     bool sel = l == s->layer;
-    if (sel) {
-        tc_on(TC_PAIR_SELECT, A_BOLD | (s->color ? 0 : A_REVERSE));
+    attr_t sel_at = A_BOLD | (s->color ? 0 : A_REVERSE);
+    if (sel) { /* the row's colours under every cell (cell() keeps them) */
+        tc_on(TC_PAIR_SELECT, sel_at);
         mvhline(y, r->x, ' ', r->w);
     }
     int x = r->x;
@@ -76,22 +85,27 @@ static void draw_row(const tui_state *s, int l, int y, const tui_rect *r, const 
     } else {
         snprintf(ta, sizeof ta, "%d%s", a->k, o->grouped[l] ? " same" : "");
     }
-    cell(y, x, c->groups, d & TUI_DIFF_GROUPS, ta, tb);
+    cell(y, x, c->groups, sel, d & TUI_DIFF_GROUPS, false, ta, tb);
     x += c->groups;
     method_text(a, ta, sizeof ta);
     method_text(b, tb, sizeof tb);
-    cell(y, x, c->method, d & (TUI_DIFF_METHOD | TUI_DIFF_ALIGN), ta, tb);
+    cell(y, x, c->method, sel, d & (TUI_DIFF_METHOD | TUI_DIFF_ALIGN), false, ta, tb);
     x += c->method;
-    cell(y, x, c->router, d & TUI_DIFF_ROUTER, router_short(a->router), router_short(b->router));
+    cell(y, x, c->router, sel, d & TUI_DIFF_ROUTER, false, router_short(a->router), router_short(b->router));
     x += c->router;
-    rank_text(a, ta, sizeof ta);
-    rank_text(b, tb, sizeof tb);
-    cell(y, x, c->rank, d & TUI_DIFF_RANK, ta, tb);
+    const sm_plan_layer *pa = tui_entry_c(s, l), *pb = tui_other_entry(s, l);
+    rank_text(a, pa, false, ta, sizeof ta);
+    rank_text(b, pb, false, tb, sizeof tb);
+    if (tui_strwidth(ta) + tui_strwidth(tb) + 1 > c->rank - 1) { /* "64/128/full" gives way to "mixed" */
+        rank_text(a, pa, true, ta, sizeof ta);
+        rank_text(b, pb, true, tb, sizeof tb);
+    }
+    cell(y, x, c->rank, sel, d & TUI_DIFF_RANK, false, ta, tb);
     x += c->rank;
     /* errors: this plan's preview (~ stale), the other's as the worker built it */
     const tui_layer_data *da = &s->data[l];
     char ea[16] = "-", eb[16];
-    snprintf(eb, sizeof eb, "%s", tc_g("\u2026", "..."));
+    snprintf(eb, sizeof eb, "%s", pending(o));
     if (da->have_preview) {
         tui_fmt_fit(da->output_error, 6, ea, sizeof ea);
         strcat(ea, tui_preview_fresh(s, l) ? "" : "~");
@@ -99,9 +113,37 @@ static void draw_row(const tui_state *s, int l, int y, const tui_rect *r, const 
     if (o->have_error[l])
         tui_fmt_fit(o->error[l], 6, eb, sizeof eb);
     bool differs = !o->have_error[l] || !da->have_preview || strcmp(ea, eb);
-    cell(y, x, r->x + r->w - x, differs, ea, eb);
+    cell(y, x, r->x + r->w - x, sel, differs, !o->have_error[l], ea, eb);
     if (sel)
-        tc_off(TC_PAIR_SELECT, A_BOLD | (s->color ? 0 : A_REVERSE));
+        tc_off(TC_PAIR_SELECT, sel_at);
+}
+
+/* On the rule above the totals: what "a→b" says, and what the other's pending value means. */
+static void draw_legend(const tui_state *s, int y, const tui_rect *r, const int *rows, int n)
+{
+    bool wait = false;
+    for (int i = 0; i < n; i++)
+        wait = wait || !s->other->have_error[rows[i]];
+    const char *arrow = tc_g("\u2192", "->"), *p = pending(s->other);
+    char forms[3][160];
+    if (!wait) {
+        snprintf(forms[0], sizeof forms[0], " a%sb: this plan%sthe other ", arrow, arrow);
+        snprintf(forms[1], sizeof forms[1], " this%sother ", arrow);
+    } else if (s->other->stopped) {
+        snprintf(forms[0], sizeof forms[0], " a%sb: this plan%sthe other, a%s%s cancelled (Esc): p computes them ",
+                 arrow, arrow, arrow, p);
+        snprintf(forms[1], sizeof forms[1], " this%sother, %s%s cancelled: p computes ", arrow, arrow, p);
+    } else {
+        snprintf(forms[0], sizeof forms[0], " a%sb: this plan%sthe other, a%s%s still computing ", arrow, arrow, arrow, p);
+        snprintf(forms[1], sizeof forms[1], " this%sother, %s%s computing ", arrow, arrow, p);
+    }
+    snprintf(forms[2], sizeof forms[2], " this%sother ", arrow);
+    int f = 0;
+    while (f < 2 && tui_strwidth(forms[f]) > r->w - 4)
+        f++;
+    tc_on(TC_PAIR_DIM, 0);
+    tc_put(y, r->x + 1, r->w - 2, "%s", forms[f]);
+    tc_off(TC_PAIR_DIM, 0);
 }
 
 /* "5.123" or "not computed", for a figure < 0 when not computed. */
@@ -216,7 +258,8 @@ void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
     snprintf(title, sizeof title, "compare: this plan %s %s%s", tc_g("\u2192", "->"), path, counts);
     tc_title(r, title, true);
     bool wide = r->w >= 110;
-    columns c = wide ? (columns){5, 20, 24, 18, 20} : (columns){5, 13, 18, 12, 11};
+    /* the method's column holds the longest change whole: "freq-avg+a→sub-whit+a" */
+    columns c = wide ? (columns){5, 20, 24, 18, 20} : (columns){5, 13, 22, 12, 11};
     /* narrow (60 columns): the router's column, then the rank's, give way to the error's
      * ("0.0131→0.1639~"); a layer that differs in them still has its "*" and the detail line */
     enum { ERROR_W = 14 };
@@ -253,6 +296,7 @@ void tui_view_compare_draw(const tui_state *s, const tui_rect *r)
     int ty = r->y + r->h - 3;
     draw_groups(s, y + 1, ty - 1, r);
     tc_hrule(ty - 1, r->x, r->w);
+    draw_legend(s, ty - 1, r, rows, n);
     draw_totals(s, ty, r);
 }
 

@@ -128,8 +128,9 @@ static int unit_label(const heat_units *h, int b)
     return h->gmean ? b : h->order[b];
 }
 
-/* Column labels, horizontal: the cursor's column first, then every other one whose number fits
- * before the next label (a number starts at its column). */
+/* Column labels, horizontal: the cursor's column first, then every step-th column, the step the
+ * smallest at which each number fits before the next (a number starts at its column): a regular
+ * step, so that an unlabelled column never reads as a missing expert. */
 static void column_labels(const heat_units *h, const tui_heat_geom *g, const int *colx, int y, int ucj, int right)
 {
     char num[16];
@@ -142,14 +143,22 @@ static void column_labels(const heat_units *h, const tui_heat_geom *g, const int
         tc_off(TC_PAIR_WARN, A_BOLD);
         taken_l = x - 1, taken_r = x + len;
     }
+    int end = g->col0 + g->ncols, step = 1;
+    for (; step < g->ncols; step++) {
+        bool fits = true;
+        for (int b = g->col0; fits && b + step < end; b++)
+            if (b % step == 0)
+                fits = colx[b + step] - colx[b] >= snprintf(num, sizeof num, "%d", unit_label(h, b)) + 1;
+        if (fits)
+            break;
+    }
     tc_on(TC_PAIR_DIM, 0);
-    for (int b = g->col0, free_x = 0; b < g->col0 + g->ncols; b++) {
+    for (int b = g->col0; b < end; b++) {
         int len = snprintf(num, sizeof num, "%d", unit_label(h, b));
         int x = colx[b];
-        if (b == ucj || x < free_x || x + len > right || (x + len >= taken_l && x <= taken_r))
+        if (b % step || b == ucj || x + len > right || (x + len >= taken_l && x <= taken_r))
             continue;
         tc_put(y, x, len, "%s", num);
-        free_x = x + len + 1;
     }
     tc_off(TC_PAIR_DIM, 0);
 }
@@ -299,6 +308,15 @@ void tui_view_heatmap_detail(const tui_state *s, int y, int x, int w)
     if (S)
         snprintf(v, sizeof v, "%.3f", S[i * d->n + j]);
     char line[256];
+    if (i == j) { /* the diagonal: one expert, said once */
+        snprintf(line, sizeof line, "S(e%d, e%d) = %s %s %s e%d routes %.1f%%, group %d", i, j, v, kinds[s->sim_kind],
+                 tc_g("\u00b7", "-"), i, 100 * d->freq[i], p->assign[i]);
+        if (tui_strwidth(line) > w)
+            snprintf(line, sizeof line, "S(e%d,e%d)=%s %s %s e%d %.1f%% group %d", i, j, v, kinds[s->sim_kind],
+                     tc_g("\u00b7", "-"), i, 100 * d->freq[i], p->assign[i]);
+        tc_put(y, x, w, "%s", line);
+        return;
+    }
     snprintf(line, sizeof line, "S(e%d, e%d) = %s %s %s e%d routes %.1f%%, group %d %s e%d %.1f%%, group %d", i, j, v,
              kinds[s->sim_kind], tc_g("\u00b7", "-"), i, 100 * d->freq[i], p->assign[i], tc_g("\u00b7", "-"), j,
              100 * d->freq[j], p->assign[j]);

@@ -192,7 +192,13 @@ void tui_view_model_draw(const tui_state *s, const tui_rect *r)
     int barw = r->w >= 120 ? 16 : r->w >= 90 ? 8 : 4;
     tc_on(TC_PAIR_DIM, 0);
     int x = r->x + tc_put(r->y + 1, r->x, r->w, "    L   error %*s experts  method    ", barw, "");
-    tc_put(r->y + 1, x + 1, r->x + r->w - 9 - x, "routing: expert shares, sorted");
+    /* the routing column's header in the longest form that fits whole (60 columns: "routing") */
+    static const char *const routing[] = {"routing: expert shares, sorted", "routing: shares, sorted", "routing",
+                                          ""};
+    int rw = r->x + r->w - 9 - x, f = 0;
+    while (f < 3 && tui_strwidth(routing[f]) > rw)
+        f++;
+    tc_put(r->y + 1, x + 1, rw, "%s", routing[f]);
     tc_put(r->y + 1, r->x + r->w - 7, 7, " saved");
     tc_off(TC_PAIR_DIM, 0);
     double worst = worst_error(s);

@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const mats[3] = {"gate", "up", "down"};
@@ -89,6 +90,33 @@ static void draw_marks(const tui_state *s, const tui_rect *r, int y, int ymax, c
     tc_off(TC_PAIR_DIM, 0);
 }
 
+/* "r=RANK" under the axis near the rank's column (x0 + mark), within [lo, hi), a column clear of
+ * each ▴ tick on either side, so that it neither hides a tick nor runs into one; "RANK" alone
+ * where "r=RANK" finds no room, nothing where neither does (the detail line says the rank). */
+static void rank_label(int64_t rk, int at, int lo, int hi, const int *ticks, int y)
+{
+    char rb[2][32];
+    snprintf(rb[0], sizeof rb[0], "r=%lld", (long long)rk);
+    snprintf(rb[1], sizeof rb[1], "%lld", (long long)rk);
+    for (int f = 0; f < 2; f++) {
+        int len = (int)strlen(rb[f]), best = -1;
+        for (int x = lo; x + len <= hi; x++) {
+            bool clear = true;
+            for (int q = 0; q < 3; q++)
+                clear = clear && (ticks[q] < x - 1 || ticks[q] > x + len);
+            int want = at - len / 2;
+            if (clear && (best < 0 || abs(x - want) < abs(best - want)))
+                best = x;
+        }
+        if (best >= 0) {
+            tc_on(TC_PAIR_WARN, A_BOLD);
+            tc_put(y, best, len, "%s", rb[f]);
+            tc_off(TC_PAIR_WARN, A_BOLD);
+            return;
+        }
+    }
+}
+
 static void energy(const double *sv, int len, int64_t rk, double *kept, double *total)
 {
     *kept = *total = 0;
@@ -166,16 +194,13 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
         bool keptcol = c < mark;
         for (int y = 0; y < H; y++) {
             int yy = r->y + H - y;
-            if (y == he) {
-                tc_on(TC_PAIR_OK, A_BOLD);
-                mvaddstr(yy, px + c, tc_g("\u2022", "*"));
-                tc_off(TC_PAIR_OK, A_BOLD);
-            } else if (y < hbar) {
-                if (!keptcol)
-                    tc_on(TC_PAIR_DIM, 0);
-                mvaddstr(yy, px + c, keptcol ? tc_g("\u2588", "#") : tc_g("\u2591", ":"));
-                if (!keptcol)
-                    tc_off(TC_PAIR_DIM, 0);
+            /* a dot inside a kept bar: on the bar's colour, not a hole in it */
+            int pair = y == he ? (y < hbar && keptcol ? TC_PAIR_SPEC_DOT : TC_PAIR_OK)
+                               : keptcol ? TC_PAIR_SPEC_BAR : TC_PAIR_DIM;
+            if (y == he || y < hbar) {
+                tc_on(pair, y == he ? A_BOLD : 0);
+                mvaddstr(yy, px + c, y == he ? tc_g("\u2022", "*") : keptcol ? tc_g("\u2588", "#") : tc_g("\u2591", ":"));
+                tc_off(pair, y == he ? A_BOLD : 0);
             }
         }
     }
@@ -200,14 +225,10 @@ void tui_view_spectrum_draw(const tui_state *s, const tui_rect *r)
     snprintf(lenbuf, sizeof lenbuf, "%d", len);
     tc_put(ax, px + W - (int)strlen(lenbuf), (int)strlen(lenbuf), "%s", lenbuf);
     tc_off(TC_PAIR_DIM, 0);
-    char rb[32];
-    snprintf(rb, sizeof rb, "r=%lld", (long long)rk);
-    int rx = px + mark - (int)strlen(rb) / 2;
-    rx = rx < px + 2 ? px + 2 : rx;
-    rx = rx + (int)strlen(rb) > px + W - (int)strlen(lenbuf) - 1 ? px + W - (int)strlen(lenbuf) - 1 - (int)strlen(rb) : rx;
-    tc_on(TC_PAIR_WARN, A_BOLD);
-    tc_put(ax, rx, (int)strlen(rb), "%s", rb);
-    tc_off(TC_PAIR_WARN, A_BOLD);
+    int ticks[3];
+    for (int q = 0; q < 3; q++)
+        ticks[q] = px + rank_col(mk.energy[q], len, W) - (mk.energy[q] > 0);
+    rank_label(rk, mark + px, px + 2, px + W - (int)strlen(lenbuf) - 1, ticks, ax);
     draw_marks(s, r, ax + 1, ax + 4, &mk);
 }
 

@@ -111,12 +111,20 @@ void tui_cancel_work(tui_app *a)
     pthread_mutex_lock(&a->mu);
     a->cancel = 1;
     int n = 0;
+    bool other = a->running_now && a->running.kind == TUI_JOB_OTHER; /* the compared plan's layers */
     for (int i = 0; i < a->nq; i++)
         if (!a->q[i].background)
             a->q[n++] = a->q[i];
+        else
+            other = other || a->q[i].kind == TUI_JOB_OTHER;
     a->nq = n;
     a->s.queued = n;
-    tui_say(&a->s, false, "cancelled");
+    if (other && a->s.other) { /* said, and shown in view 5: not left waiting for ever */
+        a->s.other->stopped = true;
+        tui_say(&a->s, false, "cancelled; the compared plan's errors not built yet: p in view 5 builds them");
+    } else {
+        tui_say(&a->s, false, "cancelled");
+    }
     pthread_mutex_unlock(&a->mu);
 }
 
