@@ -569,6 +569,9 @@ static int spell_out_layers(sm_plan *p, sm_resolved_plan *r, const sm_monitor *m
         if (b.output_error >= 0)
             *err_sum += b.output_error, (*n_moe)++;
         sm_layer_build_free(&b);
+        /* one layer's inputs and statistics at a time: the stats file's mapped outputs (256 MiB a
+         * layer at OLMoE's shape) and the converted rows stayed resident layer after layer */
+        sm_calib_release(r->calib, l);
     }
     return 0;
 }
