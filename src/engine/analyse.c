@@ -10,7 +10,7 @@
 #include "util/diag.h"
 #include "util/mem.h"
 
-#define DEFAULT_BLOCK 256
+#define DEFAULT_BLOCK SM_ROUTE_BLOCK /* the saliencies' recomputation routes alike */
 #define DEFAULT_SAMPLE 512
 
 void sm_layer_analysis_free(sm_layer_analysis *a)

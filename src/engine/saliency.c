@@ -140,7 +140,9 @@ int sm_saliency_rows(const sm_moe_block *b, int64_t m, sm_saliency_rows_fn rows,
     if (!s)
         return -1;
     const int n = s->n, k = s->k;
-    const int64_t h = s->hidden, blk = s->blk;
+    /* routed in the analysis' blocks, so that the capture's stored saliencies come out again bit
+     * for bit (the accumulator still processes its own larger blocks) */
+    const int64_t h = s->hidden, blk = SM_ROUTE_BLOCK;
     float *z = sm_alloc_f32((size_t)(blk * n)), *w = sm_alloc_f32((size_t)(blk * k));
     float *buf = sm_alloc_f32((size_t)(blk * h));
     int *idx = sm_alloc((size_t)(blk * k), sizeof *idx);

@@ -30,7 +30,11 @@ typedef struct sm_route_rule {
 /* The rule of a parsed config (only its routing fields are read). */
 sm_route_rule sm_route_rule_from_config(const sm_config *c);
 
-/* z (m × n, row-major) = x (m × hidden) · routerᵀ (router n × hidden). */
+/* z (m × n, row-major) = x (m × hidden) · routerᵀ (router n × hidden). A row's logits may round
+ * differently in products of another row count (BLAS kernels handle row tails their own way), so
+ * code that must reproduce stored statistics (the analysis, saliencies recomputed from an older
+ * stats file) routes in blocks of SM_ROUTE_BLOCK rows from the first. */
+#define SM_ROUTE_BLOCK 256
 void sm_route_logits(const float *x, int64_t m, int64_t hidden, const float *router, int n,
                      float *z);
 
