@@ -49,6 +49,43 @@ int fx_synth(const sm_synth_opts *o, const char *dir)
     return sm_mkdirs(dir) || sm_synth_write(o, dir) ? -1 : 0;
 }
 
+void fx_small_synth_opts(sm_synth_opts *o, sm_arch arch, int experts, uint64_t seed)
+{
+    sm_synth_defaults(o, arch);
+    o->layers = 2, o->hidden = 64, o->intermediate = 32, o->experts = experts, o->clusters = 4, o->vocab = 256;
+    o->heads = 4, o->kv_heads = 2, o->quiet = true, o->dtype = SM_DT_F32, o->seed = seed;
+    o->first_dense = 1;
+}
+
+static void visit_synth(const char *name, sm_arch arch, const sm_calib_spec *s, fx_calibrated_visit visit)
+{
+    sm_synth_opts o;
+    fx_small_synth_opts(&o, arch, arch == SM_ARCH_MIXTRAL ? 8 : 16, 11);
+    o.top_k = arch == SM_ARCH_MIXTRAL ? 2 : arch == SM_ARCH_DEEPSEEK ? 3 : 4;
+    char *dir = fx_tmpdir(name);
+    sm_model *m = NULL;
+    sm_calib *c = NULL;
+    if (dir && fx_synth(&o, dir) == 0 && (m = sm_model_open(dir)))
+        c = sm_calib_capture(m, s, NULL, NULL, NULL);
+    visit(sm_arch_name(arch), m, c);
+    sm_calib_free(c);
+    sm_model_close(m);
+    fx_tmpdir_remove(dir);
+}
+
+void fx_each_calibrated(const char *name, const sm_calib_spec *s, fx_calibrated_visit visit)
+{
+    sm_model *m = fx_demo_open();
+    sm_calib *c = m ? sm_calib_capture(m, s, NULL, NULL, NULL) : NULL;
+    visit("demo", m, c);
+    sm_calib_free(c);
+    sm_model_close(m);
+    static const sm_arch archs[] = {SM_ARCH_MIXTRAL, SM_ARCH_QWEN2_MOE, SM_ARCH_QWEN3_MOE, SM_ARCH_OLMOE,
+                                    SM_ARCH_DEEPSEEK};
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        visit_synth(name, archs[i], s, visit);
+}
+
 int fx_synth_reference(json_t *fixture, const char *dir)
 {
     json_t *args = json_object_get(fixture, "synth");

@@ -27,6 +27,20 @@ sm_model *fx_demo_open(void);
  * -1 with sm_errmsg. */
 int fx_synth(const sm_synth_opts *o, const char *dir);
 
+/* The small synth the engine tests build on: 2 layers (layer 0 dense, layer 1 MoE), hidden 64,
+ * intermediate 32, `experts` experts in 4 planted clusters, vocab 256, 4 heads (2 kv), float32,
+ * quiet, `seed`; the rest (top-k, shared experts) arch's defaults. */
+void fx_small_synth_opts(sm_synth_opts *o, sm_arch arch, int experts, uint64_t seed);
+
+/* The models the cached-error tests (test_subset, test_heldout) compare on: the demo, then a
+ * small synth (fx_small_synth_opts, seed 11) of each of the five architectures, with 8 experts
+ * top-2 (mixtral) or 16 experts top-4 (deepseek: top-3), written under "$TMPDIR/NAME.*".
+ * visit(name, model, calib) runs on each, calibrated with s; calib is NULL (and model may be)
+ * when the model could not be written, opened or calibrated (sm_errmsg or a "# fixture:" line
+ * says why). Everything is freed and removed after each visit. */
+typedef void (*fx_calibrated_visit)(const char *name, const sm_model *m, sm_calib *c);
+void fx_each_calibrated(const char *name, const sm_calib_spec *s, fx_calibrated_visit visit);
+
 /* Regenerate a reference fixture's model (tools/ref_forward.py) into dir: `submoe synth --out
  * dir` with the fixture's "synth" arguments, then the config.json keys of its "config" object
  * (what synth's command line cannot express, e.g. mlp_only_layers). 0; 1 if synth failed; 2 if
