@@ -112,6 +112,23 @@ int fx_synth_reference(json_t *fixture, const char *dir)
     return rc;
 }
 
+int fx_test_plan(const char *name, sm_plan *p)
+{
+    char *rel = sm_path_join("tests/plans", name), *path = fx_srcpath(rel);
+    int rc = sm_plan_read(path, p);
+    free(rel), free(path);
+    return rc;
+}
+
+json_t *fx_json_load(const char *path)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j)
+        printf("# fixture: %s: %s\n", path, je.text);
+    return j;
+}
+
 void fx_calib_spec(sm_calib_spec *s, const char *tokens, int samples, int seq_len)
 {
     sm_calib_spec_default(s);

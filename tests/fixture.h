@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "model/synth.h"
 #include "pipeline/calib.h"
+#include "plan/plan.h"
 
 /* A new empty directory "$TMPDIR/NAME.XXXXXX" (/tmp without TMPDIR), or NULL. Remove it, with
  * everything in it, and free the name with fx_tmpdir_remove. */
@@ -46,6 +47,12 @@ void fx_each_calibrated(const char *name, const sm_calib_spec *s, fx_calibrated_
  * (what synth's command line cannot express, e.g. mlp_only_layers). 0; 1 if synth failed; 2 if
  * the config could not be patched. */
 int fx_synth_reference(json_t *fixture, const char *dir);
+
+/* sm_plan_read of the test plan tests/plans/NAME of the source tree: 0, or -1 with sm_errmsg. */
+int fx_test_plan(const char *name, sm_plan *p);
+
+/* A JSON file (a reference fixture) loaded; NULL with a "# fixture:" line saying why. */
+json_t *fx_json_load(const char *path);
 
 /* The default calibration spec, quiet, on `tokens`: samples sequences of seq_len tokens. */
 void fx_calib_spec(sm_calib_spec *s, const char *tokens, int samples, int seq_len);

@@ -127,9 +127,8 @@ static void cover_features(const sm_model *m, const char *what)
 
 static void run_fixture(const char *path)
 {
-    json_error_t je;
-    json_t *fx = json_load_file(path, 0, &je);
-    CHECK(fx != NULL, "%s loads (%s)", path, fx ? "ok" : je.text);
+    json_t *fx = fx_json_load(path);
+    CHECK(fx != NULL, "%s loads", path);
     if (!fx)
         return;
     const char *arch = json_string_value(json_object_get(fx, "arch"));
