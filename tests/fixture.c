@@ -39,7 +39,7 @@ sm_model *fx_demo_open(void)
     const char *demo = getenv("DEMO");
     if (!demo) {
         printf("# fixture: DEMO must be set (the demo model's directory)\n");
-        return NULL;
+        return sm_err("DEMO is not set"), NULL;
     }
     return sm_model_open(demo);
 }
@@ -57,7 +57,18 @@ void fx_small_synth_opts(sm_synth_opts *o, sm_arch arch, int experts, uint64_t s
     o->first_dense = 1;
 }
 
-static void visit_synth(const char *name, sm_arch arch, const sm_calib_spec *s, fx_calibrated_visit visit)
+/* visit(name, m, c) when c is there; else a "# fixture:" line and 1. */
+static int visit_calibrated(const char *name, const sm_model *m, sm_calib *c, fx_calibrated_visit visit)
+{
+    if (!c) {
+        printf("# fixture: %s: %s\n", name, sm_errmsg());
+        return 1;
+    }
+    visit(name, m, c);
+    return 0;
+}
+
+static int visit_synth(const char *name, sm_arch arch, const sm_calib_spec *s, fx_calibrated_visit visit)
 {
     sm_synth_opts o;
     fx_small_synth_opts(&o, arch, arch == SM_ARCH_MIXTRAL ? 8 : 16, 11);
@@ -65,25 +76,34 @@ static void visit_synth(const char *name, sm_arch arch, const sm_calib_spec *s, 
     char *dir = fx_tmpdir(name);
     sm_model *m = NULL;
     sm_calib *c = NULL;
-    if (dir && fx_synth(&o, dir) == 0 && (m = sm_model_open(dir)))
+    if (!dir)
+        sm_err("no scratch directory");
+    else if (fx_synth(&o, dir) == 0 && (m = sm_model_open(dir)))
         c = sm_calib_capture(m, s, NULL, NULL, NULL);
-    visit(sm_arch_name(arch), m, c);
+    int missing = visit_calibrated(sm_arch_name(arch), m, c, visit);
     sm_calib_free(c);
     sm_model_close(m);
     fx_tmpdir_remove(dir);
+    return missing;
 }
 
-void fx_each_calibrated(const char *name, const sm_calib_spec *s, fx_calibrated_visit visit)
+int fx_each_calibrated(const char *name, int heldout, fx_calibrated_visit visit)
 {
+    char *tokens = fx_srcpath("data/calib.u32");
+    sm_calib_spec s;
+    fx_calib_spec(&s, tokens, 4, 128);
+    s.keep = 500, s.heldout = heldout, s.sample = 64;
     sm_model *m = fx_demo_open();
-    sm_calib *c = m ? sm_calib_capture(m, s, NULL, NULL, NULL) : NULL;
-    visit("demo", m, c);
+    sm_calib *c = m ? sm_calib_capture(m, &s, NULL, NULL, NULL) : NULL;
+    int missing = visit_calibrated("demo", m, c, visit);
     sm_calib_free(c);
     sm_model_close(m);
     static const sm_arch archs[] = {SM_ARCH_MIXTRAL, SM_ARCH_QWEN2_MOE, SM_ARCH_QWEN3_MOE, SM_ARCH_OLMOE,
                                     SM_ARCH_DEEPSEEK};
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
-        visit_synth(name, archs[i], s, visit);
+        missing += visit_synth(name, archs[i], &s, visit);
+    free(tokens);
+    return missing;
 }
 
 int fx_synth_reference(json_t *fixture, const char *dir)

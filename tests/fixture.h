@@ -35,12 +35,13 @@ void fx_small_synth_opts(sm_synth_opts *o, sm_arch arch, int experts, uint64_t s
 
 /* The models the cached-error tests (test_subset, test_heldout) compare on: the demo, then a
  * small synth (fx_small_synth_opts, seed 11) of each of the five architectures, with 8 experts
- * top-2 (mixtral) or 16 experts top-4 (deepseek: top-3), written under "$TMPDIR/NAME.*".
- * visit(name, model, calib) runs on each, calibrated with s; calib is NULL (and model may be)
- * when the model could not be written, opened or calibrated (sm_errmsg or a "# fixture:" line
- * says why). Everything is freed and removed after each visit. */
+ * top-2 (mixtral) or 16 experts top-4 (deepseek: top-3), written under "$TMPDIR/NAME.*". Each is
+ * calibrated on data/calib.u32 (4 windows of 128 tokens, 500 rows kept, `heldout` held out, 64
+ * sampled) and visit(name, model, calib) runs on it; then it is freed and removed. A model that
+ * could not be written, opened or calibrated is a "# fixture:" line saying why, and counted:
+ * returns how many there were. */
 typedef void (*fx_calibrated_visit)(const char *name, const sm_model *m, sm_calib *c);
-void fx_each_calibrated(const char *name, const sm_calib_spec *s, fx_calibrated_visit visit);
+int fx_each_calibrated(const char *name, int heldout, fx_calibrated_visit visit);
 
 /* Regenerate a reference fixture's model (tools/ref_forward.py) into dir: `submoe synth --out
  * dir` with the fixture's "synth" arguments, then the config.json keys of its "config" object
