@@ -6,6 +6,7 @@
 #include "util/mem.h"
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -140,12 +141,19 @@ int fx_test_plan(const char *name, sm_plan *p)
     return rc;
 }
 
-json_t *fx_json_load(const char *path)
+json_t *fx_reference(const char *fmt, ...)
 {
+    char name[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    char *rel = xasprintf("tests/fixtures/%s.json", name), *path = fx_srcpath(rel);
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
     if (!j)
         printf("# fixture: %s: %s\n", path, je.text);
+    free(rel), free(path);
     return j;
 }
 

@@ -11,6 +11,7 @@
 #include "model/synth.h"
 #include "pipeline/calib.h"
 #include "plan/plan.h"
+#include "util/diag.h"
 
 /* A new empty directory "$TMPDIR/NAME.XXXXXX" (/tmp without TMPDIR), or NULL. Remove it, with
  * everything in it, and free the name with fx_tmpdir_remove. */
@@ -52,8 +53,9 @@ int fx_synth_reference(json_t *fixture, const char *dir);
 /* sm_plan_read of the test plan tests/plans/NAME of the source tree: 0, or -1 with sm_errmsg. */
 int fx_test_plan(const char *name, sm_plan *p);
 
-/* A JSON file (a reference fixture) loaded; NULL with a "# fixture:" line saying why. */
-json_t *fx_json_load(const char *path);
+/* The reference fixture tests/fixtures/NAME.json of the source tree (NAME as printf formats
+ * fmt) loaded; NULL with a "# fixture:" line saying why. */
+json_t *fx_reference(const char *fmt, ...) SM_PRINTF(1, 2);
 
 /* The default calibration spec, quiet, on `tokens`: samples sequences of seq_len tokens. */
 void fx_calib_spec(sm_calib_spec *s, const char *tokens, int samples, int seq_len);
