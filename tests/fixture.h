@@ -1,6 +1,7 @@
-/* fixture: the set-ups the C tests share — a scratch directory, files of the source tree, the demo
- * model, synthetic models (from options or from a reference fixture's synth command line) and
- * quiet calibration specs. Nothing here checks anything: each helper returns NULL or non-zero on
+/* fixture: the set-ups the C tests share — a scratch directory, files of the source tree (test
+ * plans, reference fixtures), the demo model, synthetic models (from options or from a reference
+ * fixture's synth command line), quiet calibration specs, and the calibrated models the
+ * cached-error tests walk. Nothing here checks anything: each helper returns NULL or non-zero on
  * failure (with sm_errmsg() or a "# fixture:" line saying why), and the test's CHECK decides. */
 #ifndef SM_TEST_FIXTURE_H
 #define SM_TEST_FIXTURE_H
