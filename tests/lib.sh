@@ -50,11 +50,23 @@ wait_for_file() {
     done
 }
 
-# A test of the workbench through tmux: skipped (77) without tmux. T runs tmux on the socket in
-# $sock (set before the first call), screen captures the session "wb", keys sends it keys, and a
-# failed check shows the screen.
+# scratch NAME: a new directory $tmp ("$TMPDIR/submoe-NAME.XXXXXX", /tmp without TMPDIR), removed
+# with everything in it when the test exits.
+scratch() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-$1.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+}
+
+# tmux_harness NAME: a test of the workbench through tmux: skipped (77) without tmux. Its scratch
+# directory $tmp is made as scratch NAME's, and on exit every tmux server on a socket there
+# (*.sock) is killed before it is removed. T runs tmux on the socket in $sock ("$tmp/tmux.sock"
+# until a test sets another), screen captures the session "wb", keys sends it keys, and a failed
+# check shows the screen.
 tmux_harness() {
     command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-$1.XXXXXX")
+    sock="$tmp/tmux.sock"
+    trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
     T() { tmux -S "$sock" "$@"; }
     screen() { T capture-pane -t wb -p 2>/dev/null; }
     show_failure() { screen | sed 's/^/    | /'; }

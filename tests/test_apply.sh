@@ -5,8 +5,7 @@
 # left untouched.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-apply.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch apply
 ppl() { "$SUBMOE" eval "$1" --tokens "$SRCDIR/data/heldout.u32" --max-tokens 8192 --precision fp32 --quiet; }
 close() { # close A B RELTOL
     awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t * b) }'

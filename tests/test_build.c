@@ -40,10 +40,7 @@ static void test_auto_shared(const char *tokens, const char *held, sm_arch arch)
         return;
     }
     sm_synth_opts o;
-    sm_synth_defaults(&o, arch);
-    o.layers = 2, o.hidden = 64, o.intermediate = 32, o.experts = 8, o.clusters = 4, o.vocab = 256;
-    o.heads = 4, o.kv_heads = 2, o.quiet = true, o.dtype = SM_DT_F32, o.seed = 5;
-    o.first_dense = 1;
+    fx_small_synth_opts(&o, arch, 8, 5);
     sm_model *m = NULL;
     sm_calib *c = NULL;
     if (fx_synth(&o, dir) || !(m = sm_model_open(dir))) {

@@ -5,8 +5,7 @@
 # a byte model still gets them by default.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-bundled.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch bundled
 "$SUBMOE" synth --arch qwen3_moe --out "$tmp/q" --vocab 1024 --layers 2 --hidden 32 --intermediate 32 --experts 8 \
     --clusters 4 --heads 2 --kv-heads 1 -q
 

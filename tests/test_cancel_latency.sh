@@ -13,8 +13,7 @@
 # one unit, so it holds on a slow machine and fails when a unit runs unchecked.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-cancel.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch cancel
 # The sanitizers make every step about three times the CPU time (the base's gap grows alike).
 if ldd "$SUBMOE" 2>/dev/null | grep -q 'libasan\|libubsan'; then BOUND_MS=${CANCEL_BOUND_MS:-1200}; else BOUND_MS=${CANCEL_BOUND_MS:-400}; fi
 SUBMOE_THREADS=2

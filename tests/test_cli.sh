@@ -3,8 +3,7 @@
 # standard output that cannot be written; -o paths that are links or devices.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-cli.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch cli
 shown=/dev/null # what a failure shows: the output of the command checked last
 show_failure() { sed 's/^/    /' "$shown"; }
 expect() { # expect NAME STATUS PATTERN -- command...

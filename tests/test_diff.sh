@@ -5,8 +5,7 @@
 # a record that names another source, or none, falls back to names; a malformed one is refused.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-diff.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch diff
 calib="-t $SRCDIR/data/calib.u32 --samples 8 --seq-len 128 --keep 600 --heldout 120 -c $tmp/demo.stats"
 
 # Pruning keeps 6 of 8 experts per layer and renumbers them.

@@ -4,8 +4,7 @@
 # bundled demo model and its PyTorch reference exist — agreement with the reference perplexity to 0.1%.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-eval.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch eval
 
 "$SUBMOE" synth --arch qwen2_moe --out "$tmp/m" --layers 2 --hidden 32 --intermediate 32 --vocab 256 -q >/dev/null ||
     bad "synth"

@@ -7,8 +7,7 @@
 # file and line, exit status 1 (2 for usage), nothing on standard output, no --items file.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-evaltask.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch evaltask
 demo="$SRCDIR/data/demo"
 ref="$SRCDIR/tests/fixtures/demo-task-ref.tsv"
 corrupt="$SRCDIR/tests/corrupt-task"

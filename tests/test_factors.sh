@@ -6,8 +6,7 @@
 # naming the layer and a format that holds them.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-factors.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch factors
 ppl() { "$SUBMOE" eval "$1" --tokens "$SRCDIR/data/heldout.u32" --max-tokens 8192 --precision fp32 --quiet; }
 total() { "$SUBMOE" inspect --json "$1" | grep -o "\"$2\": *[0-9]*" | head -1 | grep -o '[0-9]*$'; }
 

@@ -8,8 +8,7 @@
 # with the old) fail in turn and the old output stays byte-identical.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-fault.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch fault
 cd "$tmp" || exit 1
 S=$SUBMOE
 model_args="--arch mixtral --layers 2 --hidden 16 --intermediate 32 --experts 4 --clusters 2 --heads 2 --kv-heads 1 --vocab 256 -q"

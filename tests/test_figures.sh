@@ -11,8 +11,7 @@
 #   the file and leaves no directory behind.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-figures.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch figures
 check_bin=$BUILDDIR/tests/figures_check
 
 # figures_ok NAME DIR LAYERS: every figure of DIR has its four files and the PNG its size

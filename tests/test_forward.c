@@ -125,17 +125,14 @@ static void cover_features(const sm_model *m, const char *what)
     }
 }
 
-static void run_fixture(const char *path)
+static void run_fixture(const char *arch, const char *layout)
 {
-    json_error_t je;
-    json_t *fx = json_load_file(path, 0, &je);
-    CHECK(fx != NULL, "%s loads (%s)", path, fx ? "ok" : je.text);
-    if (!fx)
-        return;
-    const char *arch = json_string_value(json_object_get(fx, "arch"));
-    const char *layout = json_string_value(json_object_get(fx, "layout"));
     char what[128];
     snprintf(what, sizeof what, "%s/%s", arch, layout);
+    json_t *fx = fx_reference("fwd-%s-%s", arch, layout);
+    CHECK(fx != NULL, "%s: the reference fixture loads", what);
+    if (!fx)
+        return;
 
     char *tmp = fx_tmpdir("test_forward");
     char dir[256];
@@ -411,13 +408,8 @@ int main(void)
     static const char *const archs[] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek"};
     static const char *const layouts[] = {"per-expert", "fused"};
     for (int a = 0; a < 5; a++)
-        for (int l = 0; l < 2; l++) {
-            char rel[80];
-            snprintf(rel, sizeof rel, "tests/fixtures/fwd-%s-%s.json", archs[a], layouts[l]);
-            char *p = fx_srcpath(rel);
-            run_fixture(p);
-            free(p);
-        }
+        for (int l = 0; l < 2; l++)
+            run_fixture(archs[a], layouts[l]);
     CHECK(cover.norms == 10, "random norm weights in all %d fixtures", cover.norms);
     CHECK(cover.routed_scaling == 2, "routed_scaling_factor != 1 in %d deepseek fixtures", cover.routed_scaling);
     CHECK(cover.qwen_sparse_step >= 2, "qwen dense layers from decoder_sparse_step in %d fixtures",

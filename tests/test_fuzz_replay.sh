@@ -13,8 +13,7 @@ for h in st config index tokens plan calib resolve; do
         bad "fuzz_$h"
     fi
 done
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-replay.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch replay
 show_failure() { echo "#   want: submoe apply: $want"; }
 for f in "$SRCDIR"/fuzz/corpus/plan/*; do
     name=$(basename "$f")

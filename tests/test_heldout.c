@@ -14,7 +14,6 @@
 #include "engine/engine.h"
 #include "engine/heldout.h"
 #include "forward/moelayer.h"
-#include "model/synth.h"
 #include "pipeline/calib.h"
 #include "fixture.h"
 #include "testutil.h"
@@ -121,51 +120,9 @@ static void check_model(const char *name, const sm_model *m, sm_calib *c)
     }
 }
 
-static sm_calib *capture(const sm_model *m, const char *tokens)
-{
-    sm_calib_spec s;
-    fx_calib_spec(&s, tokens, 4, 128);
-    s.keep = 500, s.heldout = 150, s.sample = 64;
-    return sm_calib_capture(m, &s, NULL, NULL, NULL);
-}
-
-static void check_synth(sm_arch arch, const char *tokens)
-{
-    char *dir = fx_tmpdir("submoe-test-heldout");
-    if (!dir) {
-        CHECK(0, "mkdtemp");
-        return;
-    }
-    sm_synth_opts o;
-    sm_synth_defaults(&o, arch);
-    o.layers = 2, o.hidden = 64, o.intermediate = 32, o.experts = arch == SM_ARCH_MIXTRAL ? 8 : 16;
-    o.top_k = arch == SM_ARCH_MIXTRAL ? 2 : arch == SM_ARCH_DEEPSEEK ? 3 : 4;
-    o.clusters = 4, o.vocab = 256, o.heads = 4, o.kv_heads = 2, o.quiet = true, o.dtype = SM_DT_F32, o.seed = 11;
-    o.first_dense = 1;
-    sm_model *m = NULL;
-    sm_calib *c = NULL;
-    if (fx_synth(&o, dir) || !(m = sm_model_open(dir)) || !(c = capture(m, tokens)))
-        CHECK(0, "%s synth: %s", sm_arch_name(arch), sm_errmsg());
-    else
-        check_model(sm_arch_name(arch), m, c);
-    sm_calib_free(c);
-    sm_model_close(m);
-    fx_tmpdir_remove(dir);
-}
-
 int main(void)
 {
-    char *tokens = fx_srcpath("data/calib.u32");
-    sm_model *m = fx_demo_open();
-    sm_calib *c = m && tokens ? capture(m, tokens) : NULL;
-    CHECK(c != NULL, "demo calibration: %s", c ? "" : sm_errmsg());
-    if (c)
-        check_model("demo", m, c);
-    sm_calib_free(c);
-    sm_model_close(m);
-    const sm_arch archs[] = {SM_ARCH_MIXTRAL, SM_ARCH_QWEN2_MOE, SM_ARCH_QWEN3_MOE, SM_ARCH_OLMOE, SM_ARCH_DEEPSEEK};
-    for (size_t i = 0; tokens && i < sizeof archs / sizeof archs[0]; i++)
-        check_synth(archs[i], tokens);
-    free(tokens);
+    int missing = fx_each_calibrated("submoe-test-heldout", 150, check_model);
+    CHECK(missing == 0, "the demo and the five architectures' synths calibrated (%d not)", missing);
     return tu_done();
 }

@@ -7,8 +7,7 @@
 # truncates, then continues it. One case truncates by the clock instead, as a user would.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-changed.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch changed
 shown=/dev/null
 show_failure() { sed 's/^/    | /' "$shown"; }
 

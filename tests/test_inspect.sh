@@ -3,8 +3,7 @@
 # parameter counts it reports must equal the ones computed here from the shapes alone.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-inspect.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch inspect
 L=3 H=64 I=128 E=8 K=2 NH=4 NKV=2 HD=16 V=256 D=256 S=256 NS=2
 json_int() { sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" "$2" | head -n 1; }
 for arch in mixtral qwen2_moe qwen3_moe olmoe deepseek; do

@@ -7,8 +7,7 @@ set -u
 . "$SRCDIR/tests/lib.sh"
 src=$SRCDIR/src
 lib=$BUILDDIR/src/libsubmoe.a
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-layering.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch layering
 show_failure() { sed 's/^/    | /' "$tmp/found"; }
 
 # none PATTERN FILES...: no #include line of FILES matches PATTERN (the matches go to $tmp/found)

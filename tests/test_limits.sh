@@ -11,8 +11,7 @@
 # is skipped (said below); the ulimit -f part runs everywhere.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-limits.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch limits
 cd "$tmp" || exit 1
 S=$SUBMOE
 TMPDIR=$tmp # plan's temporary statistics file goes here, where leftovers are seen

@@ -17,8 +17,7 @@ fi
 
 # Config features the forward pass does not implement are refused with one clear message (not
 # silently computed as something else); a sliding window only limits the window length.
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-long.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch long
 n=1 # check 1 is the perplexity above
 variant() { # variant NAME SED-EXPRESSION: a copy of the demo with config.json edited
     cp -r "$DEMO" "$tmp/$1"

@@ -28,14 +28,12 @@ static int synth_model(json_t *fx, const char *dir)
     return rc;
 }
 
-static void run_fixture(const char *path)
+static void run_fixture(const char *arch)
 {
-    json_error_t je;
-    json_t *fx = json_load_file(path, 0, &je);
-    CHECK(fx != NULL, "%s loads (%s)", path, fx ? "ok" : je.text);
+    json_t *fx = fx_reference("task-%s", arch);
+    CHECK(fx != NULL, "%s: the reference fixture loads", arch);
     if (!fx)
         return;
-    const char *arch = json_string_value(json_object_get(fx, "arch"));
     char *tmp = fx_tmpdir("test_mctask");
     char *dir = sm_path_join(tmp ? tmp : "/nonexistent", "model");
     CHECK(synth_model(fx, dir) == 0, "%s: synth model and tokenizer.json", arch);
@@ -160,12 +158,7 @@ int main(void)
     test_reader();
     test_metrics();
     static const char *const archs[] = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek"};
-    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++) {
-        char rel[64];
-        snprintf(rel, sizeof rel, "tests/fixtures/task-%s.json", archs[i]);
-        char *path = fx_srcpath(rel);
-        run_fixture(path);
-        free(path);
-    }
+    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
+        run_fixture(archs[i]);
     return tu_done();
 }

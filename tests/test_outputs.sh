@@ -5,8 +5,7 @@
 # into ../blobs), hard links, ".." paths — with one message, exit 1, and nothing written.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-outputs.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch outputs
 S=$SUBMOE
 T="timeout 120"
 cd "$tmp" || exit 1

@@ -8,8 +8,7 @@
 # The racing process is stopped (SIGSTOP) once its temporary exists, so the races are exact.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-race.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch race
 S=$SUBMOE
 T="timeout 300"
 cd "$tmp" || exit 1

@@ -5,10 +5,7 @@
 # (the commit fails and says so); the workbench goes on.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-outtui.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'T kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
+tmux_harness outtui
 S=$SUBMOE
 timeout 120 "$S" synth --arch mixtral --layers 4 --hidden 256 --intermediate 1024 --experts 8 --heads 8 --kv-heads 2 \
     -q --out "$tmp/mm"

@@ -12,12 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void test_full(const char *dir)
+static void test_full(void)
 {
-    char path[600];
-    snprintf(path, sizeof path, "%s/full.yaml", dir);
     sm_plan p;
-    int rc = sm_plan_read(path, &p);
+    int rc = fx_test_plan("full.yaml", &p);
     CHECK(rc == 0, "full.yaml parses %s", rc ? sm_errmsg() : "");
     if (rc)
         return;
@@ -142,10 +140,8 @@ static int bad_cases(const char *dir, const char *demo)
         free(names[i]);
     }
     /* the good plan passes the model checks */
-    char full[600];
-    snprintf(full, sizeof full, "%s/full.yaml", dir);
     sm_plan p;
-    int rc = sm_plan_read(full, &p);
+    int rc = fx_test_plan("full.yaml", &p);
     rc = rc ? rc : m ? sm_plan_check_model(&p, m) : -1;
     CHECK(rc == 0, "full.yaml passes the model checks %s", rc ? sm_errmsg() : "");
     sm_plan_free(&p);
@@ -190,7 +186,7 @@ int main(void)
     test_default_router();
     const char *demo = getenv("DEMO");
     char *dir = fx_srcpath("tests/plans");
-    test_full(dir);
+    test_full();
     int n = bad_cases(dir, demo ? demo : "data/demo");
     CHECK(n >= 15, "%d malformed plans checked", n);
     uint64_t v;

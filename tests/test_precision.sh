@@ -5,8 +5,7 @@
 # calibrate accepts it (a bf16 stats file is not reused for fp32); bad values get one message.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-precision.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch precision
 DEMO=$SRCDIR/data/demo
 TOK=$SRCDIR/data/heldout.u32
 

@@ -11,6 +11,7 @@
 #include "tui/tui_worker.h"
 #include "util/diag.h"
 #include "util/mem.h"
+#include "fixture.h"
 #include "testutil.h"
 
 static bool same_rank(sm_rank a, sm_rank b)
@@ -39,12 +40,10 @@ static bool same_layer(const sm_resolved_layer *a, const sm_resolved_layer *b)
     return same;
 }
 
-static void test_round_trip(const char *dir)
+static void test_round_trip(void)
 {
-    char path[600];
-    snprintf(path, sizeof path, "%s/full.yaml", dir);
     sm_plan p;
-    int rc = sm_plan_read(path, &p);
+    int rc = fx_test_plan("full.yaml", &p);
     CHECK(rc == 0, "full.yaml parses %s", rc ? sm_errmsg() : "");
     if (rc)
         return;
@@ -186,10 +185,7 @@ static void test_count_rule(void)
 
 int main(void)
 {
-    const char *src = getenv("SRCDIR");
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/tests/plans", src ? src : ".");
-    test_round_trip(dir);
+    test_round_trip();
     test_rank_rule();
     test_count_rule();
     return tu_failures ? 1 : 0;

@@ -114,6 +114,22 @@ static void test_rules(void)
     CHECK(counts[0] == 2 && counts[1] == 1 && counts[2] == 2 && counts[3] == 1 &&
               fabs(f[0] - 2.0 / 3) < 1e-12,
           "routing frequencies");
+    /* Folding onto slots: rows 0, 1 run slot 0 and rows 2, 3 slot 1; a token's selections
+     * 3, 1, 2, 0 give slot 1 (first selected) with 0.4 + 0.2 and slot 0 with 0.3 + 0.1; without
+     * a map every row is its own slot, in selection order. */
+    const int sel[4] = {3, 1, 2, 0}, pairs[4] = {0, 0, 1, 1}, one[4] = {0, 0, 0, 0};
+    const float sel_w[4] = {0.4f, 0.3f, 0.2f, 0.1f};
+    int fs[4];
+    float fw[4];
+    int d = sm_route_fold(sel, sel_w, 4, pairs, fs, fw);
+    CHECK(d == 2 && fs[0] == 1 && fs[1] == 0 && fw[0] == 0.4f + 0.2f && fw[1] == 0.3f + 0.1f,
+          "fold onto two slots: %d slots (%d: %.2f, %d: %.2f)", d, fs[0], fw[0], fs[1], fw[1]);
+    d = sm_route_fold(sel, sel_w, 4, NULL, fs, fw);
+    CHECK(d == 4 && fs[0] == 3 && fs[1] == 1 && fs[2] == 2 && fs[3] == 0 && fw[0] == 0.4f && fw[3] == 0.1f,
+          "fold without a map: every row its own slot (%d slots)", d);
+    d = sm_route_fold(sel, sel_w, 4, one, fs, fw);
+    CHECK(d == 1 && fs[0] == 0 && fw[0] == ((0.4f + 0.3f) + 0.2f) + 0.1f, "fold onto one slot: the weights summed in order (%.9g)",
+          fw[0]);
     sm_route_rule bad = {5, false, 1.0f};
     int bi[5];
     float bw[5];

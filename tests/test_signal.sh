@@ -6,8 +6,7 @@
 # the writes are quick), and eval in the middle of the forward pass (nothing printed).
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-signal.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch signal
 mkdir "$tmp/tmpdir"
 TMPDIR=$tmp/tmpdir
 export TMPDIR

@@ -11,8 +11,8 @@
 #include "engine/router.h"
 #include "engine/subset.h"
 #include "forward/moelayer.h"
-#include "model/synth.h"
 #include "pipeline/calib.h"
+#include "fixture.h"
 #include "testutil.h"
 #include "util/diag.h"
 #include "util/rng.h"
@@ -119,59 +119,9 @@ static void check_model(const char *name, const sm_model *m, sm_calib *c)
     }
 }
 
-static sm_calib *capture(const sm_model *m, const char *tokens)
-{
-    sm_calib_spec s;
-    sm_calib_spec_default(&s);
-    s.tokens = tokens, s.samples = 4, s.seq_len = 128, s.keep = 500, s.heldout = 100, s.sample = 64, s.quiet = true;
-    return sm_calib_capture(m, &s, NULL, NULL, NULL);
-}
-
-static void check_synth(sm_arch arch, const char *tokens)
-{
-    char dir[] = "/tmp/submoe-test-subset-XXXXXX";
-    if (!mkdtemp(dir)) {
-        CHECK(0, "mkdtemp");
-        return;
-    }
-    sm_synth_opts o;
-    sm_synth_defaults(&o, arch);
-    o.layers = 2, o.hidden = 64, o.intermediate = 32, o.experts = arch == SM_ARCH_MIXTRAL ? 8 : 16;
-    o.top_k = arch == SM_ARCH_MIXTRAL ? 2 : arch == SM_ARCH_DEEPSEEK ? 3 : 4;
-    o.clusters = 4, o.vocab = 256, o.heads = 4, o.kv_heads = 2, o.quiet = true, o.dtype = SM_DT_F32, o.seed = 11;
-    o.first_dense = 1;
-    sm_model *m = NULL;
-    sm_calib *c = NULL;
-    if (sm_synth_write(&o, dir) || !(m = sm_model_open(dir)) || !(c = capture(m, tokens)))
-        CHECK(0, "%s synth: %s", sm_arch_name(arch), sm_errmsg());
-    else
-        check_model(sm_arch_name(arch), m, c);
-    sm_calib_free(c);
-    sm_model_close(m);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        CHECK(0, "removing %s", dir);
-}
-
 int main(void)
 {
-    const char *demo = getenv("DEMO"), *srcdir = getenv("SRCDIR");
-    if (!demo || !srcdir) {
-        printf("DEMO and SRCDIR must be set (make check sets them)\n");
-        return 1;
-    }
-    char tokens[4096];
-    snprintf(tokens, sizeof tokens, "%s/data/calib.u32", srcdir);
-    sm_model *m = sm_model_open(demo);
-    sm_calib *c = m ? capture(m, tokens) : NULL;
-    CHECK(c != NULL, "demo calibration: %s", c ? "" : sm_errmsg());
-    if (c)
-        check_model("demo", m, c);
-    sm_calib_free(c);
-    sm_model_close(m);
-    const sm_arch archs[] = {SM_ARCH_MIXTRAL, SM_ARCH_QWEN2_MOE, SM_ARCH_QWEN3_MOE, SM_ARCH_OLMOE, SM_ARCH_DEEPSEEK};
-    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
-        check_synth(archs[i], tokens);
+    int missing = fx_each_calibrated("submoe-test-subset", 100, check_model);
+    CHECK(missing == 0, "the demo and the five architectures' synths calibrated (%d not)", missing);
     return tu_done();
 }

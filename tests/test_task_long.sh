@@ -7,8 +7,7 @@
 # be 6 GB of them; it runs under a 1.5 GB address-space limit.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tasklong.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch tasklong
 S=$SUBMOE
 show_failure() { [ -s "$tmp/err" ] && sed 's/^/    | /' "$tmp/err"; }
 

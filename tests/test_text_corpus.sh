@@ -6,8 +6,7 @@
 # are one message with file and line (or byte offset), exit 1 and nothing written.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-corpus.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch corpus
 S=$SUBMOE
 run() { timeout 600 "$S" "$@"; }
 show_failure() { [ -s "$tmp/err" ] && sed 's/^/    | /' "$tmp/err"; }

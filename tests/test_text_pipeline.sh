@@ -5,8 +5,7 @@
 # must give exactly data/calib.u32; the rest of the chain must then run from those ids.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-text.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch text
 S=$SUBMOE
 run() { timeout 600 "$S" "$@"; }
 

@@ -8,8 +8,7 @@
 set -u
 . "$SRCDIR/tests/lib.sh"
 fix=$SRCDIR/tests/fixtures/tok
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tokenize.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch tokenize
 tokenize() { timeout 120 "$SUBMOE" tokenize "$@"; }
 
 # 1. Parity: the whole text as one document (ids as uint32), each edge case as one document.

@@ -8,10 +8,7 @@
 # ASCII terminal without colour. Polls the screen with timeouts, so sanitizer builds pass too.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tui.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
+tmux_harness tui
 # wait_for PATTERN [SECONDS] (lib.sh) polls screen until it matches (extended regex)
 has() { screen | grep -Eq -- "$1"; }
 hasnt() { ! screen | grep -Eq -- "$1"; }

@@ -10,10 +10,7 @@
 #   shown is the quotient of the two numbers shown.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuicmpppl.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'T kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
+tmux_harness tuicmpppl
 cols=80 rows=24
 
 "$SUBMOE" plan "$DEMO" --ratio 0.5 -m submoe -o "$tmp/other.yaml" -q >/dev/null 2>&1

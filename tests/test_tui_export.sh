@@ -6,10 +6,7 @@
 # naming the files; Esc cancels without writing.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuiexport.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
+tmux_harness tuiexport
 check_bin=$BUILDDIR/tests/figures_check
 
 # figure_ok DIR BASE W H: the four files, the PNG's size and pixels

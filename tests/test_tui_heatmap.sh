@@ -11,10 +11,7 @@
 # - at the cursor's start, the diagonal, its status names the expert's share once.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuiheat.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
+tmux_harness tuiheat
 "$SUBMOE" synth --arch qwen3_moe --out "$tmp/q128" --layers 1 --hidden 32 --intermediate 32 --experts 128 \
     --top-k 8 --clusters 32 -q
 # the column-label row of the heatmap: the screen's fourth line (header 2, the panel's title)

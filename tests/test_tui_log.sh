@@ -9,11 +9,8 @@
 #   no perplexity is computed.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
+tmux_harness tuilog
 . "$SRCDIR/tests/tui_lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuilog.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
 long="$tmp/a-directory-with-a-rather-long-name-for-the-plans/and-one-more-level-below-it"
 mkdir -p "$long"
 plan="$long/submoe-plan.yaml"

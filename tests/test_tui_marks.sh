@@ -6,10 +6,7 @@
 # the group's parameters, at once (the estimate) and never above dense.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuimarks.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
+tmux_harness tuimarks
 # the group's parameters as the parameters line shows them ("98.3k" -> 98.3)
 group_params() { screen | grep -Eo 'group [0-9]+ [0-9.]+k params' | grep -Eo '[0-9.]+k' | tr -d k; }
 

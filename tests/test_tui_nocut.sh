@@ -8,11 +8,8 @@
 # shown in the message area is, whole, a message of the log (L).
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
+tmux_harness tuinocut
 . "$SRCDIR/tests/tui_lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuinocut.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'T kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 cols=80 rows=24
 sizes='80x24 60x16 120x40 200x60'
 

@@ -9,10 +9,7 @@
 #   plan without its `chosen:` lines.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuiplan.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
+tmux_harness tuiplan
 # save: w, Enter (the plan's own path), until the status says so
 save() {
     keys w Enter

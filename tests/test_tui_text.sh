@@ -6,10 +6,7 @@
 # tmux; polls with timeouts, so sanitizer builds pass too.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuitext.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'tmux -S "$sock" kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
+tmux_harness tuitext
 
 "$SUBMOE" tokenize "$DEMO" --decode "$SRCDIR/data/calib.u32" >"$tmp/calib.txt"
 head -n 12 "$SRCDIR/data/demo-task.jsonl" >"$tmp/task12.jsonl"

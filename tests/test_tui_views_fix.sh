@@ -12,11 +12,8 @@
 #   0.0000).
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
+tmux_harness tuiviewsfix
 . "$SRCDIR/tests/tui_lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuiviewsfix.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'T kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 cols=80 rows=24
 
 # this plan and two to compare with: layer 0 freq-average+align here, submoe-whitened+align there,

@@ -20,11 +20,8 @@
 # and no line of the screen cuts a word (tests/tui_lib.sh, cut_lines).
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
+tmux_harness tuiwalk
 . "$SRCDIR/tests/tui_lib.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuiwalk.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'T kill-server >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 t0=$(now)
 
 # SECTION;KEY;SETUP;READY;EXPECT;AFTER, in the order pressed (fields split at ";").

@@ -11,10 +11,7 @@
 # and Enter shows the layer's plan.
 set -u
 . "$SRCDIR/tests/lib.sh"
-tmux_harness
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/submoe-tuimodel.XXXXXX")
-sock="$tmp/tmux.sock"
-trap 'for s in "$tmp"/*.sock; do tmux -S "$s" kill-server >/dev/null 2>&1; done; rm -rf "$tmp"' EXIT
+tmux_harness tuimodel
 
 # the screen row (1-based) of the model view's row of layer $1 (its text line)
 model_row() { screen | grep -nE "^[ *] *$1 +([0-9]*\.[0-9]+(e-[0-9]+)?|[0-9]e-[0-9]+|<1e-[0-9]+|~0|-)" | head -1 | cut -d: -f1; }

@@ -96,16 +96,9 @@ static int collect(sm_heldout *h, const sm_moe_block *cand, const int *orig, con
     int64_t *fill = sm_alloc((size_t)ns, sizeof(int64_t)), np = 0;
     int rc = pt && ps && pw && p->start && p->tok && p->wt && fill ? 0 : -1;
     for (int64_t t = 0; rc == 0 && t < m; t++) {
-        int slots[64], nd = 0;
+        int slots[64];
         float sw[64];
-        for (int j = 0; j < k; j++) {
-            int s = cand->expert_map ? cand->expert_map[idx[t * k + j]] : idx[t * k + j], d = 0;
-            while (d < nd && slots[d] != s)
-                d++;
-            if (d == nd)
-                slots[nd] = s, sw[nd++] = 0.0f;
-            sw[d] += w[t * k + j];
-        }
+        const int nd = sm_route_fold(idx + t * k, w + t * k, k, cand->expert_map, slots, sw);
         for (int d = 0; d < nd; d++) {
             const int e = orig[slots[d]], at = e >= 0 ? h->pos[t * h->n + e] : -1;
             if (at >= 0) { /* the source's own output on this row */

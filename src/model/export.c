@@ -171,6 +171,25 @@ static int check_shapes(const sm_exporter *x, const sm_export_shape *shapes)
     return 0;
 }
 
+/* Everything an exporter holds (a partly begun one too: what is not there yet is NULL). */
+static void free_exporter(sm_exporter *x)
+{
+    const sm_config *c = sm_model_config(x->m);
+    st_writer_free(x->w);
+    for (size_t i = 0; i < x->n; i++)
+        free(x->e[i].name);
+    free(x->e);
+    for (int l = 0; l < c->n_layers; l++) {
+        free(x->ranks[l]);
+        free(x->maps[l]);
+    }
+    free(x->ranks);
+    free(x->maps);
+    free(x->shapes);
+    free(x->buf);
+    free(x);
+}
+
 sm_exporter *sm_export_begin(const sm_model *src, const char *outdir, const sm_export_opts *o,
                              const sm_export_shape *shapes)
 {
@@ -246,17 +265,7 @@ sm_exporter *sm_export_begin(const sm_model *src, const char *outdir, const sm_e
     }
     return x;
 fail:
-    for (size_t i = 0; i < x->n; i++)
-        free(x->e[i].name);
-    free(x->e);
-    for (int l = 0; l < c->n_layers; l++) {
-        free(x->ranks[l]);
-        free(x->maps[l]);
-    }
-    free(x->ranks);
-    free(x->maps);
-    free(x->shapes);
-    free(x);
+    free_exporter(x);
     return NULL;
 }
 
@@ -482,24 +491,6 @@ static int write_index(sm_exporter *x)
     free(path);
     json_decref(root);
     return rc;
-}
-
-static void free_exporter(sm_exporter *x)
-{
-    const sm_config *c = sm_model_config(x->m);
-    st_writer_free(x->w);
-    for (size_t i = 0; i < x->n; i++)
-        free(x->e[i].name);
-    free(x->e);
-    for (int l = 0; l < c->n_layers; l++) {
-        free(x->ranks[l]);
-        free(x->maps[l]);
-    }
-    free(x->ranks);
-    free(x->maps);
-    free(x->shapes);
-    free(x->buf);
-    free(x);
 }
 
 int sm_export_finish(sm_exporter *x)

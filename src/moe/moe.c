@@ -150,17 +150,7 @@ static int build_slot_lists(const sm_moe_block *b, const int *idx, const float *
             memcpy(fill, sl->start, sizeof(int64_t) * (size_t)ns);
         }
         for (int64_t t = 0; t < m; t++) {
-            int nd = 0;
-            for (int j = 0; j < k; j++) {
-                int row = idx[t * k + j];
-                int s = b->expert_map ? b->expert_map[row] : row;
-                int d = 0;
-                while (d < nd && slots[d] != s)
-                    d++;
-                if (d == nd)
-                    slots[nd] = s, sw[nd++] = 0.0f;
-                sw[d] += w[t * k + j];
-            }
+            const int nd = sm_route_fold(idx + t * k, w + t * k, k, b->expert_map, slots, sw);
             for (int d = 0; d < nd; d++) {
                 if (pass == 0) {
                     sl->start[slots[d] + 1]++;

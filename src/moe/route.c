@@ -113,6 +113,21 @@ int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, in
     return 0;
 }
 
+int sm_route_fold(const int *idx, const float *w, int k, const int *expert_map, int *slots, float *sw)
+{
+    int nd = 0;
+    for (int j = 0; j < k; j++) {
+        const int s = expert_map ? expert_map[idx[j]] : idx[j];
+        int d = 0;
+        while (d < nd && slots[d] != s)
+            d++;
+        if (d == nd)
+            slots[nd] = s, sw[nd++] = 0.0f;
+        sw[d] += w[j];
+    }
+    return nd;
+}
+
 void sm_route_count(const int *idx, int64_t m, int k, int n, int64_t *counts)
 {
     for (int64_t e = 0; e < m * k; e++)

@@ -50,6 +50,12 @@ void sm_route_rank(const float *p, int n, int k, unsigned char *taken, int *orde
 int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, int *idx,
                     float *w);
 
+/* One token's k selections (idx, w: its k entries from sm_route_select) folded onto the slots
+ * that run them: expert_map[row] is a row's slot (NULL: row i is slot i); rows sharing a slot
+ * run it once with their weights summed. slots[0..d) (in order of first selection) and sw[0..d)
+ * get the d distinct slots and their weights; returns d (at most k, so k entries suffice). */
+int sm_route_fold(const int *idx, const float *w, int k, const int *expert_map, int *slots, float *sw);
+
 /* counts[i] += tokens whose selection contains row i (idx as from sm_route_select). */
 void sm_route_count(const int *idx, int64_t m, int k, int n, int64_t *counts);
 /* f_i = counts[i] / tokens: the share of tokens routed to i (DESIGN §2.1). */
