@@ -32,6 +32,7 @@
 #ifndef SM_ROUTER_KL_H
 #define SM_ROUTER_KL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/monitor.h"
@@ -60,8 +61,34 @@ typedef struct sm_router_kl_info {
 int sm_router_kl_solve(sm_router_kl *p, const float *start, const sm_monitor *mon, float *rows,
                        sm_router_kl_info *info);
 
-/* collapse-lstsq (with `ridge`, ≤ 0: its default) as prior and warm start, then
- * sm_router_kl_solve (with `ridge`, ≤ 0: SM_ROUTER_KL_RIDGE_DEFAULT). */
+/* The validated form (ridge ≤ 0, at least SM_ROUTER_KL_VAL_MIN validation rows): the last
+ * 1/SM_ROUTER_KL_VAL_PART of the rows (in their order: the calibration's rows are in stream
+ * order, so the validation rows are text the fit did not see) validate the relative ridges
+ * 10, 1, 0.1, 0.01, 0.001 in turn, each fitted on the others toward their collapse-lstsq and
+ * warm-started from the previous ridge's result, stopping at the first that validates worse
+ * than the one before; the best is refitted on every row toward collapse-lstsq on every row.
+ * Otherwise (ridge > 0, or too few rows): collapse-lstsq (with `ridge`, ≤ 0: its default) as
+ * prior and warm start, then sm_router_kl_solve with `ridge` (≤ 0: SM_ROUTER_KL_RIDGE_DEFAULT). */
+#define SM_ROUTER_KL_RIDGES 5
+#define SM_ROUTER_KL_VAL_PART 5
+#define SM_ROUTER_KL_VAL_MIN 64
+
+typedef struct sm_router_kl_choice {
+    bool validated;
+    bool lstsq;                /* validated: no ridge beat collapse-lstsq's rows, which are the result */
+    double ridge;              /* the relative ridge of the result (INFINITY with lstsq) */
+    int64_t m_train, m_val;    /* the split (validated) */
+    int tried;                 /* ridges solved, largest first */
+    double ridges[SM_ROUTER_KL_RIDGES], val_kl[SM_ROUTER_KL_RIDGES]; /* mean KL on the validation rows */
+    double val_kl_lstsq;       /* collapse-lstsq's (fitted on the training rows) */
+    int evaluations;           /* of f, over every solve */
+} sm_router_kl_choice;
+
+/* choice may be NULL. */
+int sm_router_collapse_kl_choose(const float *router, int n, int64_t hidden, const int *cluster_of, int k,
+                                 const double *freq, const float *x, int64_t m, double ridge,
+                                 const sm_monitor *mon, float *rows, sm_router_kl_choice *choice);
+/* sm_router_collapse_kl_choose without the choice. */
 int sm_router_collapse_kl(const float *router, int n, int64_t hidden, const int *cluster_of, int k,
                           const double *freq, const float *x, int64_t m, double ridge, const sm_monitor *mon,
                           float *rows);
