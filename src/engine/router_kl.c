@@ -517,8 +517,8 @@ static int validate(sm_router_kl *p, int64_t m_tr, const float *lsq_tr, const sm
     ch->lstsq = true, ch->ridge = INFINITY;
     for (int i = 0; i < SM_ROUTER_KL_RIDGES; i++) {
         sm_monitor_span span;
-        const sm_monitor *sub =
-            sm_monitor_span_init(&span, mon, (double)i / (SM_ROUTER_KL_RIDGES + 1), (i + 1.0) / (SM_ROUTER_KL_RIDGES + 1));
+        const double parts = SM_ROUTER_KL_RIDGES + 1.0; /* the grid's solves and the refit */
+        const sm_monitor *sub = sm_monitor_span_init(&span, mon, i / parts, (i + 1.0) / parts);
         sm_router_kl_info info = {0};
         kl_set_ridge(p, kl_ridges[i]);
         kl_set_rows(p, 0, m_tr);
