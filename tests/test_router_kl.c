@@ -2,9 +2,15 @@
  *   - the gradient of the objective agrees with central finite differences;
  *   - when every cluster is one expert the fit is the original router: KL ≈ 0 (below 1e-6
  *     nats per row) and the rows equal the router's;
+ *   - the validated ridge is the one of lowest validation KL among those tried and collapse-lstsq's
+ *     own rows (which are then the result, exactly);
  *   - on every MoE layer of both demo models, with the planner's clusters at 25% and 50% fewer
- *     experts, the held-out KL of collapse-kl is below collapse-lstsq's (the ordering the fit
- *     exists for; within 1e-6 nats on a layer where collapse-lstsq is already within 1e-4). */
+ *     experts, with this test's capture (16 × 256 tokens, 3072 rows kept, 1024 held out) and with
+ *     the capture `submoe plan` makes by default (sm_calib_spec_default: 32 × 256, 4096 kept, a
+ *     quarter held out): the held-out KL of collapse-kl is strictly below collapse-lstsq's, or,
+ *     where the validation found collapse-lstsq's rows best, the rows are collapse-lstsq's and the
+ *     KL the same (demo layer 1 at 25% with this test's capture: there no ridge gives a lower
+ *     held-out KL, DESIGN-NOTES §2.9). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +124,47 @@ static void test_singletons(void)
           "hand case: KL %.8f (want %.8f), agreement %.2f", kl, want, agree);
 }
 
-/* (a) every MoE layer of a demo model: held-out KL of collapse-kl < collapse-lstsq's. */
-static void test_demo(const char *dir, const char *tokens)
+/* The validation's choice: every ridge tried, the lowest validation KL chosen (collapse-lstsq's
+ * rows when none is below theirs), and a given ridge skips it. */
+static void check_choice(const sm_router_kl_choice *ch, const char *what)
+{
+    double best = ch->val_kl_lstsq;
+    for (int i = 0; i < ch->tried; i++)
+        best = fmin(best, ch->val_kl[i]);
+    int chosen = -1;
+    for (int i = 0; i < ch->tried; i++)
+        if (ch->ridges[i] == ch->ridge)
+            chosen = i;
+    CHECK(ch->validated && ch->tried == SM_ROUTER_KL_RIDGES && ch->m_val >= SM_ROUTER_KL_VAL_MIN &&
+              (ch->lstsq ? isinf(ch->ridge) && ch->val_kl_lstsq == best
+                         : chosen >= 0 && ch->val_kl[chosen] == best && best < ch->val_kl_lstsq),
+          "%s: ridge %g chosen on %lld validation rows (lstsq %.4e, best %.4e)", what, ch->ridge,
+          (long long)ch->m_val, ch->val_kl_lstsq, best);
+}
+
+static void test_validation(void)
+{
+    static float router[N * H], x[M * H];
+    synth(router, x, M, 5);
+    float rows[K * H], fixed[K * H];
+    sm_router_kl_choice ch, chf;
+    CHECK(sm_router_collapse_kl_choose(router, N, H, cluster_of, K, NULL, x, M, 0, NULL, rows, &ch) == 0,
+          "validated fit: %s", sm_errmsg());
+    check_choice(&ch, "synthetic");
+    CHECK(sm_router_collapse_kl_choose(router, N, H, cluster_of, K, NULL, x, M, 0.05, NULL, fixed, &chf) == 0 &&
+              !chf.validated && chf.ridge == 0.05 && chf.evaluations > 1,
+          "a given ridge is used as it is: validated %d, ridge %g", chf.validated, chf.ridge);
+    /* too few rows to hold out SM_ROUTER_KL_VAL_MIN: the default ridge */
+    CHECK(sm_router_collapse_kl_choose(router, N, H, cluster_of, K, NULL, x, 5 * SM_ROUTER_KL_VAL_MIN - 1, 0, NULL,
+                                       fixed, &chf) == 0 &&
+              !chf.validated && chf.ridge == SM_ROUTER_KL_RIDGE_DEFAULT,
+          "%d rows: not validated (%d), ridge %g", 5 * SM_ROUTER_KL_VAL_MIN - 1, chf.validated, chf.ridge);
+}
+
+/* (a) every MoE layer of a demo model: held-out KL of collapse-kl < collapse-lstsq's, or the
+ * same rows where the validation chose them. samples, keep, heldout: the capture (keep and
+ * heldout < 0: sm_calib_spec_default's). */
+static void test_demo(const char *dir, const char *tokens, int samples, int64_t keep, int64_t heldout)
 {
     sm_model *m = sm_model_open(dir);
     CHECK(m != NULL, "%s opens: %s", dir, m ? "" : sm_errmsg());
@@ -127,10 +172,12 @@ static void test_demo(const char *dir, const char *tokens)
         return;
     const sm_config *cfg = sm_model_config(m);
     sm_calib_spec s;
-    fx_calib_spec(&s, tokens, 16, 256);
-    s.keep = 3072, s.heldout = 1024;
+    fx_calib_spec(&s, tokens, samples, 256);
+    if (keep >= 0)
+        s.keep = keep, s.heldout = heldout;
     sm_calib *c = sm_calib_capture(m, &s, NULL, NULL, NULL);
     CHECK(c != NULL, "%s capture: %s", dir, c ? "" : sm_errmsg());
+    int ties = 0, cells = 0;
     for (int r = 0; c && r < 2; r++) {
         sm_planned_layer pl[64];
         sm_planner_opts po = {.ratio = r ? 0.5 : 0.25, .window = 2, .algo = SM_CLUSTER_KMEANS, .sim = SM_SIM_OUTPUT,
@@ -153,28 +200,37 @@ static void test_demo(const char *dir, const char *tokens)
             const int64_t h = ml.block.hidden;
             float *lsq = malloc(sizeof(float) * (size_t)(k * h)), *kl = malloc(sizeof(float) * (size_t)(k * h));
             double kl_l, kl_k, ag_l, ag_k;
+            sm_router_kl_choice ch = {0};
             int rc = sm_router_collapse_lstsq(ml.block.router, n, h, pl[l].assign, k, pl[l].freq, fit, mf, 0, lsq);
             rc = rc ? rc
-                    : sm_router_collapse_kl(ml.block.router, n, h, pl[l].assign, k, pl[l].freq, fit, mf, 0, NULL, kl);
+                    : sm_router_collapse_kl_choose(ml.block.router, n, h, pl[l].assign, k, pl[l].freq, fit, mf, 0,
+                                                   NULL, kl, &ch);
             rc = rc ? rc
                     : sm_router_collapse_measure(ml.block.router, n, h, pl[l].assign, k, lsq, held, mh, cfg->top_k,
                                                  &kl_l, &ag_l);
             rc = rc ? rc
                     : sm_router_collapse_measure(ml.block.router, n, h, pl[l].assign, k, kl, held, mh, cfg->top_k,
                                                  &kl_k, &ag_k);
-            /* A layer whose collapse-lstsq is already exact to 1e-4 nats per row has nothing to
-             * gain: there the fit may not be told apart below 1e-6 nats. Elsewhere: strictly
-             * lower. */
-            CHECK(rc == 0 && (kl_l > 1e-4 ? kl_k < kl_l : kl_k < kl_l + 1e-6),
-                  "%s layer %d, %d -> %d experts: held-out KL collapse-kl %.7f vs collapse-lstsq %.7f "
-                  "(top-%d agreement %.3f vs %.3f)",
-                  dir, l, n, k, kl_k, kl_l, cfg->top_k, ag_k, ag_l);
+            char what[160];
+            snprintf(what, sizeof what, "%s (%d samples) layer %d, %d -> %d experts", dir, samples, l, n, k);
+            if (rc == 0)
+                check_choice(&ch, what);
+            /* strictly lower; where the validation kept collapse-lstsq's rows, exactly those */
+            CHECK(rc == 0 && (ch.lstsq ? memcmp(kl, lsq, sizeof(float) * (size_t)(k * h)) == 0 && kl_k == kl_l
+                                       : kl_k < kl_l),
+                  "%s: held-out KL collapse-kl %.7e (ridge %g) vs collapse-lstsq %.7e (top-%d agreement %.3f vs "
+                  "%.3f)",
+                  what, kl_k, ch.ridge, kl_l, cfg->top_k, ag_k, ag_l);
+            ties += ch.lstsq, cells++;
             free(lsq), free(kl);
             sm_moe_layer_free(&ml);
         }
         for (int l = 0; l < cfg->n_layers; l++)
             sm_planned_layer_free(&pl[l]);
     }
+    /* the exception stays one: a capture where collapse-kl mostly ties has stopped improving */
+    CHECK(ties <= 1 && cells > 0, "%s (%d samples): collapse-kl equals collapse-lstsq on %d of %d layers", dir, samples,
+          ties, cells);
     sm_calib_free(c);
     sm_model_close(m);
 }
@@ -189,8 +245,11 @@ int main(void)
     }
     char *tokens = fx_srcpath("data/calib.u32"), *demo = fx_srcpath("data/demo"),
          *scratch = fx_srcpath("data/demo-scratch");
-    test_demo(demo, tokens);
-    test_demo(scratch, tokens);
+    test_validation();
+    test_demo(demo, tokens, 16, 3072, 1024);
+    test_demo(scratch, tokens, 16, 3072, 1024);
+    test_demo(demo, tokens, 32, -1, -1);
+    test_demo(scratch, tokens, 32, -1, -1);
     free(tokens), free(demo), free(scratch);
     return tu_done();
 }
