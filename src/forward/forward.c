@@ -176,11 +176,13 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
             w->block = &w->moe.block;
             if (bf16 && sm_moe_bf16_from_layer(&w->moe, &w->moe16))
                 goto fail;
-        } else if (bf16 && sm_moe_bf16_make(w->block, &w->moe16)) {
-            goto fail;
-        }
-        if (bf16)
+            if (bf16)
+                w->block = &w->moe16.block;
+        } else if (bf16 && !sm_moe_block_is_bf16(w->block)) { /* (a capture's block is already) */
+            if (sm_moe_bf16_make(w->block, &w->moe16))
+                goto fail;
             w->block = &w->moe16.block;
+        }
     } else {
         int64_t r;
         LDM(w->dg, SM_W_DENSE_GATE, 0, &r);
@@ -476,7 +478,7 @@ static void *layer_thread(void *arg)
 
 /* Threads for the forward pass: SUBMOE_THREADS, else the online CPUs (at most 64); one under an
  * address-space limit, where each would need its own BLAS buffer (util/limits.h). */
-static int forward_threads(void)
+int sm_forward_threads(void)
 {
     const char *e = getenv("SUBMOE_THREADS");
     long v = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
@@ -531,7 +533,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
 
     /* With several sequences, split them over threads (BLAS single-threaded inside); with one,
      * leave the parallelism to BLAS. */
-    int nt = forward_threads();
+    int nt = sm_forward_threads();
     if (nt > cs)
         nt = cs;
     int blas_threads = openblas_get_num_threads();

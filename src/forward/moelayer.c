@@ -1,15 +1,31 @@
 /* moelayer: one MoE layer as an fp32 block (see moelayer.h). */
 #include "forward/moelayer.h"
+#include "forward/forward.h"
 #include "moe/route.h"
 #include "util/diag.h"
 #include "util/matmul.h"
 #include "util/mem.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A weight in fp32, converted in panels of rows between monitor checks (a Mixtral expert's
- * matrix is 59 M values, a few hundred ms of conversion and page faults). */
+/* A weight's rows [r0, w.rows) in fp32, in panels between monitor checks (a Mixtral expert's
+ * matrix is 59 M values, a few hundred ms of conversion and page faults). 0, or -1 (with a
+ * message on the calling thread). */
+static int convert_rows(const sm_weight *w, float *p, const sm_monitor *mon, bool report)
+{
+    const int64_t panel = w->cols > 0 && ((int64_t)1 << 22) / w->cols > 0 ? ((int64_t)1 << 22) / w->cols : 1;
+    for (int64_t r0 = 0; r0 < w->rows; r0 += panel) {
+        if (report ? sm_monitor_check(mon) != 0 : sm_monitor_cancelled(mon))
+            return -1;
+        if (sm_weight_rows_to_f32(w, r0, w->rows - r0 < panel ? w->rows - r0 : panel, p + r0 * w->cols))
+            return -1;
+    }
+    return 0;
+}
+
+/* A weight in fp32 (the router, shared experts: one matrix each). */
 static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows, const sm_monitor *mon)
 {
     sm_weight w;
@@ -18,11 +34,7 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     float *p = sm_alloc_f32((size_t)(w.rows * w.cols));
     if (!p)
         return NULL;
-    const int64_t panel = w.cols > 0 && ((int64_t)1 << 22) / w.cols > 0 ? ((int64_t)1 << 22) / w.cols : 1;
-    int rc = 0;
-    for (int64_t r0 = 0; rc == 0 && r0 < w.rows; r0 += panel)
-        rc = sm_monitor_check(mon) ? -1 : sm_weight_rows_to_f32(&w, r0, w.rows - r0 < panel ? w.rows - r0 : panel,
-                                                                 p + r0 * w.cols);
+    int rc = convert_rows(&w, p, mon, true);
     sm_weight_release(&w);
     if (rc) {
         free(p);
@@ -31,6 +43,88 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     if (rows)
         *rows = w.rows;
     return p;
+}
+
+/* ---- jobs split over threads ----
+ * A layer's matrices are converted (and packed to bf16) one whole matrix per job, jobs dealt
+ * round-robin to the forward pass's threads: each value is computed the same way whatever the
+ * number of threads, so the layer is bit-identical to a one-thread load. The page faults of the
+ * fresh copies (most of the time of a conversion) are spread over the threads too. */
+
+typedef int (*split_fn)(void *ctx, int job); /* 0, or -1: failed (no message: not this thread's) */
+
+typedef struct {
+    split_fn fn;
+    void *ctx;
+    int first, step, n;
+    int failed; /* this thread's failed job, or n */
+} split_part;
+
+static void *split_thread(void *p)
+{
+    split_part *s = p;
+    for (int j = s->first; j < s->n; j += s->step)
+        if (s->fn(s->ctx, j)) {
+            s->failed = j;
+            break;
+        }
+    return NULL;
+}
+
+#define SPLIT_MAX_THREADS 64
+
+/* Jobs [0, n) over the threads: the lowest job that failed (every job below it succeeded: its
+ * thread reached it), or n when none did. */
+static int split_run(int n, split_fn fn, void *ctx)
+{
+    int nt = sm_forward_threads();
+    nt = nt > n ? n : nt > SPLIT_MAX_THREADS ? SPLIT_MAX_THREADS : nt;
+    if (nt < 1)
+        return n;
+    split_part parts[SPLIT_MAX_THREADS];
+    pthread_t tids[SPLIT_MAX_THREADS];
+    for (int i = 0; i < nt; i++)
+        parts[i] = (split_part){fn, ctx, i, nt, n, n};
+    int started = 1;
+    for (; started < nt; started++)
+        if (pthread_create(&tids[started], NULL, split_thread, &parts[started]))
+            break;
+    for (int i = started; i < nt; i++) /* threads that could not start run here */
+        split_thread(&parts[i]);
+    split_thread(&parts[0]);
+    int failed = n;
+    for (int i = 0; i < nt; i++) {
+        if (i > 0 && i < started)
+            pthread_join(tids[i], NULL);
+        failed = parts[i].failed < failed ? parts[i].failed : failed;
+    }
+    return failed;
+}
+
+typedef struct {
+    const sm_weight *w; /* [n] dense expert matrices as stored */
+    float **dst;        /* [n] their fp32 copies */
+    const sm_monitor *mon;
+} convert_jobs;
+
+static int convert_one(void *ctx, int j)
+{
+    convert_jobs *c = ctx;
+    int rc = convert_rows(&c->w[j], c->dst[j], c->mon, false);
+    sm_weight_release(&c->w[j]);
+    return rc;
+}
+
+/* Convert the n matrices; 0, or -1 with the message of the first one that failed (or "cancelled"). */
+static int convert_all(const sm_weight *w, float **dst, int n, const sm_monitor *mon)
+{
+    convert_jobs c = {w, dst, mon};
+    int bad = split_run(n, convert_one, &c);
+    if (bad == n)
+        return 0;
+    if (sm_monitor_check(mon))
+        return -1;
+    return convert_rows(&w[bad], dst[bad], NULL, true) ? -1 : sm_err("internal: weight conversion failed");
 }
 
 static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mon, sm_moe_layer *o)
@@ -42,6 +136,8 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
         return sm_err("layer %d is not a MoE layer of this model", layer);
     int n = sm_model_layer_experts(m, layer), nr = sm_model_router_rows(m, layer);
     int64_t rows;
+    sm_weight *jw = NULL; /* the routed experts' dense matrices, */
+    float **jd = NULL;    /* and their fp32 copies: jobs for convert_all */
     o->block.n_experts = n; /* so that a failure part-way frees what was loaded */
     if (!(o->router = load_f32(m, SM_W_ROUTER, layer, 0, NULL, NULL)))
         goto fail;
@@ -51,6 +147,12 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
         o->down = sm_zalloc((size_t)n, sizeof *o->down);
         o->experts = sm_zalloc((size_t)n, sizeof *o->experts);
         if (!o->gate || !o->up || !o->down || !o->experts)
+            goto fail;
+        /* dense matrices: allocated here, converted below on every thread */
+        jw = sm_alloc((size_t)n * 3, sizeof *jw);
+        jd = sm_alloc((size_t)n * 3, sizeof *jd);
+        int nj = 0;
+        if (!jw || !jd)
             goto fail;
         for (int e = 0; e < n; e++) {
             if (sm_monitor_check(mon))
@@ -63,8 +165,11 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
                 if (f < 0)
                     goto fail;
                 if (f == 0) {
-                    if (!(*dense[k] = load_f32(m, SM_W_EXPERT_GATE + k, layer, e, &rows, mon)))
+                    if (sm_model_weight(m, SM_W_EXPERT_GATE + k, layer, e, &jw[nj]) ||
+                        !(*dense[k] = sm_alloc_f32((size_t)(jw[nj].rows * jw[nj].cols))))
                         goto fail;
+                    jd[nj] = *dense[k];
+                    rows = jw[nj++].rows;
                     *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden, .w = *dense[k]};
                 } else {
                     if (!o->fac && !(o->fac = sm_zalloc((size_t)n * 6, sizeof *o->fac)))
@@ -82,6 +187,11 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
                     o->inter = rows;
             }
         }
+        int crc = convert_all(jw, jd, nj, mon);
+        free(jw), free(jd);
+        jw = NULL, jd = NULL;
+        if (crc)
+            goto fail;
         const int *map = sm_model_expert_map(m, layer);
         if (map) {
             if (!(o->expert_map = sm_alloc((size_t)nr, sizeof *o->expert_map)))
@@ -114,6 +224,7 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
     };
     return 0;
 fail:
+    free(jw), free(jd);
     sm_err_prefix("layer %d", layer);
     sm_moe_layer_free(o);
     return -1;
@@ -201,6 +312,19 @@ static void expert_to_bf16(sm_expert *e, uint16_t **store)
         }
 }
 
+typedef struct {
+    sm_expert *experts; /* [n]: the routed experts, then the shared one */
+    uint16_t **store;   /* [n]: where each one's bf16 copies start */
+} pack_jobs;
+
+static int pack_one(void *ctx, int j)
+{
+    pack_jobs *p = ctx;
+    uint16_t *at = p->store[j];
+    expert_to_bf16(&p->experts[j], &at);
+    return 0;
+}
+
 int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out)
 {
     memset(out, 0, sizeof *out);
@@ -212,24 +336,42 @@ int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out)
         total += expert_dense_elems(src->shared);
     if (src->n_shared > 1)
         return sm_err("MoE block: %d shared experts (at most one is supported)", src->n_shared);
-    out->experts = sm_alloc(src->n_experts > 0 ? (size_t)src->n_experts : 1, sizeof *out->experts);
+    int n = src->n_experts + src->n_shared;
+    out->experts = sm_alloc(n > 0 ? (size_t)n : 1, sizeof *out->experts); /* the shared one last */
     out->store = sm_alloc(total > 0 ? (size_t)total : 1, sizeof *out->store);
-    if (!out->experts || !out->store) {
+    uint16_t **at = sm_alloc(n > 0 ? (size_t)n : 1, sizeof *at);
+    if (!out->experts || !out->store || !at) {
+        free(at);
         sm_moe_bf16_free(out);
         return -1;
     }
     uint16_t *p = out->store;
-    for (int e = 0; e < src->n_experts; e++) {
-        out->experts[e] = src->experts[e];
-        expert_to_bf16(&out->experts[e], &p);
+    for (int e = 0; e < n; e++) {
+        out->experts[e] = e < src->n_experts ? src->experts[e] : *src->shared;
+        at[e] = p;
+        p += expert_dense_elems(&out->experts[e]);
     }
+    pack_jobs pj = {out->experts, at};
+    split_run(n, pack_one, &pj); /* (packing cannot fail) */
+    free(at);
     out->block.experts = out->experts;
     if (src->n_shared > 0) {
-        out->shared = *src->shared;
-        expert_to_bf16(&out->shared, &p);
+        out->shared = out->experts[src->n_experts];
         out->block.shared = &out->shared;
     }
     return 0;
+}
+
+bool sm_moe_block_is_bf16(const sm_moe_block *b)
+{
+    for (int e = 0; e < b->n_experts + b->n_shared; e++) {
+        const sm_expert *ex = e < b->n_experts ? &b->experts[e] : b->shared;
+        const sm_linear *l[3] = {&ex->gate, &ex->up, &ex->down};
+        for (int i = 0; i < 3; i++)
+            if (l[i]->w && !l[i]->wb)
+                return false;
+    }
+    return true;
 }
 
 /* Forget the dense fp32 matrices of e (factored ones stay). */

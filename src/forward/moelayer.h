@@ -53,6 +53,9 @@ int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out);
  * (only bf16 remains: for the forward pass, which reads nothing else). */
 int sm_moe_bf16_from_layer(sm_moe_layer *l, sm_moe_bf16 *out);
 void sm_moe_bf16_free(sm_moe_bf16 *b);
+/* Whether every dense expert matrix of b (routed and shared) has its bf16 copy: such a block
+ * (an sm_moe_bf16's) runs in bf16 as it is. */
+bool sm_moe_block_is_bf16(const sm_moe_block *b);
 
 /* fp32 bytes of one layer's routed experts, router and shared experts (for memory planning). */
 uint64_t sm_moe_layer_bytes(const sm_model *m, int layer);

@@ -167,19 +167,35 @@ typedef struct {
     int64_t next, got;         /* index into rows of the next kept row; rows gathered so far */
     float *kx, *kl, *kk;       /* the layer's kept rows: inputs, logits, top-k (as floats) */
     sm_moe_layer layer;        /* the layer running now (forward's override) */
+    sm_moe_bf16 b16;           /* in bf16, its bf16 copy: the forward pass's and the statistics' */
     const sm_monitor *mon;
     sm_progress *prog;
     int moe_done, n_moe;
     const char *path;          /* the stats file being written, for messages */
 } cap_ctx;
 
+static void cap_free_layer(cap_ctx *c)
+{
+    sm_moe_bf16_free(&c->b16);
+    sm_moe_layer_free(&c->layer);
+}
+
+/* The layer for the forward pass, and then for the statistics (cap_write_layer): in bf16 one
+ * copy serves both (the weight similarity reads the fp32 matrices). */
 static int cap_override(void *ctx, int layer, const sm_moe_block **block)
 {
     cap_ctx *c = ctx;
-    sm_moe_layer_free(&c->layer);
+    cap_free_layer(c);
     if (sm_moe_layer_load_mon(c->m, layer, c->mon, &c->layer))
         return -1;
     *block = &c->layer.block;
+    if (c->s->precision == SM_PRECISION_BF16) {
+        if (sm_moe_bf16_make(&c->layer.block, &c->b16)) {
+            cap_free_layer(c);
+            return sm_err_prefix("layer %d", layer);
+        }
+        *block = &c->b16.block;
+    }
     return 0;
 }
 
@@ -233,14 +249,9 @@ static int cap_write_layer(cap_ctx *c, int layer)
     sm_monitor_span span;
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
-    /* in bf16, the experts' products run on bf16 copies (the weight similarity still reads fp32) */
-    sm_moe_bf16 b16;
+    /* in bf16, the experts' products run on the bf16 copies (the weight similarity still reads fp32) */
     bool bf16 = c->s->precision == SM_PRECISION_BF16;
-    if (bf16 && sm_moe_bf16_make(&c->layer.block, &b16))
-        return sm_err_prefix("statistics");
-    int arc = sm_engine_analyse(bf16 ? &b16.block : &c->layer.block, c->kx, c->fit, &ao, mon, &a);
-    if (bf16)
-        sm_moe_bf16_free(&b16);
+    int arc = sm_engine_analyse(bf16 ? &c->b16.block : &c->layer.block, c->kx, c->fit, &ao, mon, &a);
     if (arc)
         return sm_err_prefix("statistics");
     double *cnt = sm_alloc((size_t)E, sizeof *cnt);
@@ -258,7 +269,7 @@ static int cap_write_layer(cap_ctx *c, int layer)
     }
     free(cnt);
     sm_layer_analysis_free(&a);
-    sm_moe_layer_free(&c->layer);
+    cap_free_layer(c);
     c->moe_done++;
     if (c->prog)
         sm_progress_update(c->prog, (uint64_t)c->moe_done);
@@ -400,7 +411,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
     fo.stop_after_layer = last;
     int frc = sm_forward(m, t->ids, s->samples, s->seq_len, &fo);
     sm_progress_end(&prog, frc == 0);
-    sm_moe_layer_free(&c.layer);
+    cap_free_layer(&c);
     if (frc || st_writer_finish(w))
         goto out;
     if (sm_publish(tmp, path, true)) /* a stats file replaces a stale one */
