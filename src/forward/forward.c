@@ -171,7 +171,7 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
         if (o->moe_override && o->moe_override(o->moe_override_ctx, l, &w->block))
             goto fail;
         if (!w->block) {
-            if (sm_moe_layer_load_mon(m, l, o->mon, &w->moe))
+            if (bf16 ? sm_moe_layer_load_bf16(m, l, o->mon, &w->moe) : sm_moe_layer_load_mon(m, l, o->mon, &w->moe))
                 goto fail;
             w->block = &w->moe.block;
             if (bf16 && sm_moe_bf16_from_layer(&w->moe, &w->moe16))

@@ -2,6 +2,7 @@
 #include "forward/moelayer.h"
 #include "forward/forward.h"
 #include "moe/route.h"
+#include "model/dtype.h"
 #include "util/diag.h"
 #include "util/matmul.h"
 #include "util/mem.h"
@@ -101,33 +102,126 @@ static int split_run(int n, split_fn fn, void *ctx)
     return failed;
 }
 
+/* A bf16 matrix as stored (little-endian, like the file), in panels between cancellation
+ * checks; -1 when cancelled or a value is not finite (no message: convert_all says which). */
+static int copy_bf16(const sm_weight *w, uint16_t *dst, const sm_monitor *mon)
+{
+    const int64_t panel = w->cols > 0 && ((int64_t)1 << 22) / w->cols > 0 ? ((int64_t)1 << 22) / w->cols : 1;
+    const unsigned char *src = (const unsigned char *)w->tensor->data + (size_t)w->offset * sizeof *dst;
+    for (int64_t r0 = 0; r0 < w->rows; r0 += panel) {
+        size_t count = (size_t)((w->rows - r0 < panel ? w->rows - r0 : panel) * w->cols);
+        if (sm_monitor_cancelled(mon))
+            return -1;
+        memcpy(dst + r0 * w->cols, src + (size_t)(r0 * w->cols) * sizeof *dst, count * sizeof *dst);
+        if (sm_first_nonfinite(SM_DT_BF16, dst + r0 * w->cols, count) != count)
+            return -1;
+    }
+    return 0;
+}
+
 typedef struct {
     const sm_weight *w; /* [n] dense expert matrices as stored */
-    float **dst;        /* [n] their fp32 copies */
+    float **f32;        /* [n] their fp32 copies, */
+    uint16_t **b16;     /* or (f32[j] NULL) their bf16 ones, copied as stored */
     const sm_monitor *mon;
 } convert_jobs;
 
 static int convert_one(void *ctx, int j)
 {
     convert_jobs *c = ctx;
-    int rc = convert_rows(&c->w[j], c->dst[j], c->mon, false);
+    int rc = c->f32[j] ? convert_rows(&c->w[j], c->f32[j], c->mon, false) : copy_bf16(&c->w[j], c->b16[j], c->mon);
     sm_weight_release(&c->w[j]);
     return rc;
 }
 
-/* Convert the n matrices; 0, or -1 with the message of the first one that failed (or "cancelled"). */
-static int convert_all(const sm_weight *w, float **dst, int n, const sm_monitor *mon)
+/* Run the n jobs; 0, or -1 with the message of the first one that failed (or "cancelled"). */
+static int convert_all(convert_jobs *c, int n)
 {
-    convert_jobs c = {w, dst, mon};
-    int bad = split_run(n, convert_one, &c);
+    int bad = split_run(n, convert_one, c);
     if (bad == n)
         return 0;
-    if (sm_monitor_check(mon))
+    if (sm_monitor_check(c->mon))
         return -1;
-    return convert_rows(&w[bad], dst[bad], NULL, true) ? -1 : sm_err("internal: weight conversion failed");
+    const sm_weight *w = &c->w[bad]; /* the fp32 conversion names the value and where it is */
+    float *f = c->f32[bad] ? c->f32[bad] : sm_alloc_f32((size_t)(w->rows * w->cols));
+    int rc = f && convert_rows(w, f, NULL, true) ? -1 : f ? sm_err("internal: weight conversion failed") : -1;
+    if (f != c->f32[bad])
+        free(f);
+    return rc;
 }
 
-static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mon, sm_moe_layer *o)
+/* The routed experts of o (o->block.n_experts), dense matrices converted on every thread: to
+ * fp32, or with raw16 those stored in bf16 copied as they are into o->store16 (w NULL, wb set). */
+static int load_experts(const sm_model *m, int layer, bool raw16, const sm_monitor *mon, sm_moe_layer *o)
+{
+    const sm_config *c = sm_model_config(m);
+    const int n = o->block.n_experts;
+    const size_t nm = (size_t)n * 3;
+    o->gate = sm_zalloc((size_t)n, sizeof *o->gate);
+    o->up = sm_zalloc((size_t)n, sizeof *o->up);
+    o->down = sm_zalloc((size_t)n, sizeof *o->down);
+    o->experts = sm_zalloc((size_t)n, sizeof *o->experts);
+    sm_weight *jw = sm_alloc(nm, sizeof *jw);
+    float **jf = sm_zalloc(nm, sizeof *jf);
+    uint16_t **jb = sm_zalloc(nm, sizeof *jb);
+    sm_linear **jl = sm_alloc(nm, sizeof *jl);
+    int64_t *joff = sm_alloc(nm, sizeof *joff), total16 = 0;
+    int nj = 0, rc = -1;
+    if (!o->gate || !o->up || !o->down || !o->experts || !jw || !jf || !jb || !jl || !joff)
+        goto out;
+    for (int e = 0; e < n; e++) {
+        if (sm_monitor_check(mon))
+            goto out;
+        sm_linear *lin[3] = {&o->experts[e].gate, &o->experts[e].up, &o->experts[e].down};
+        float **dense[3] = {&o->gate[e], &o->up[e], &o->down[e]};
+        for (int k = 0; k < 3; k++) {
+            sm_weight fa, fb;
+            int64_t rows;
+            int f = sm_model_expert_factors(m, layer, e, k, &fa, &fb);
+            if (f < 0)
+                goto out;
+            if (f == 0) { /* allocated here, converted below */
+                sm_weight *w = &jw[nj];
+                if (sm_model_weight(m, SM_W_EXPERT_GATE + k, layer, e, w))
+                    goto out;
+                rows = w->rows;
+                *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden};
+                jl[nj] = lin[k];
+                if (raw16 && w->tensor->dtype == SM_DT_BF16) {
+                    joff[nj] = total16;
+                    total16 += w->rows * w->cols;
+                } else if (!(lin[k]->w = jf[nj] = *dense[k] = sm_alloc_f32((size_t)(w->rows * w->cols)))) {
+                    goto out;
+                }
+                nj++;
+            } else {
+                if (!o->fac && !(o->fac = sm_zalloc(nm * 2, sizeof *o->fac)))
+                    goto out;
+                float **a = &o->fac[(e * 3 + k) * 2], **b = a + 1;
+                if (!(*a = sm_alloc_f32((size_t)(fa.rows * fa.cols))) || !(*b = sm_alloc_f32((size_t)(fb.rows * fb.cols))))
+                    goto out;
+                if (sm_weight_to_f32(&fa, *a) || sm_weight_to_f32(&fb, *b))
+                    goto out;
+                rows = fa.rows;
+                *lin[k] = (sm_linear){.out = fa.rows, .in = fb.cols, .a = *a, .b = *b, .rank = fa.cols};
+            }
+            if (k == 0)
+                o->inter = rows;
+        }
+    }
+    if (total16 && !(o->store16 = sm_alloc((size_t)total16, sizeof *o->store16)))
+        goto out;
+    for (int j = 0; j < nj; j++)
+        if (!jf[j])
+            jl[j]->wb = jb[j] = o->store16 + joff[j];
+    convert_jobs cj = {jw, jf, jb, mon};
+    rc = convert_all(&cj, nj);
+out:
+    free(jw), free(jf), free(jb), free(jl), free(joff);
+    return rc;
+}
+
+static int load(const sm_model *m, int layer, bool experts, bool raw16, const sm_monitor *mon, sm_moe_layer *o)
 {
     const sm_config *c = sm_model_config(m);
     memset(o, 0, sizeof *o);
@@ -136,61 +230,11 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
         return sm_err("layer %d is not a MoE layer of this model", layer);
     int n = sm_model_layer_experts(m, layer), nr = sm_model_router_rows(m, layer);
     int64_t rows;
-    sm_weight *jw = NULL; /* the routed experts' dense matrices, */
-    float **jd = NULL;    /* and their fp32 copies: jobs for convert_all */
     o->block.n_experts = n; /* so that a failure part-way frees what was loaded */
     if (!(o->router = load_f32(m, SM_W_ROUTER, layer, 0, NULL, NULL)))
         goto fail;
     if (experts) {
-        o->gate = sm_zalloc((size_t)n, sizeof *o->gate);
-        o->up = sm_zalloc((size_t)n, sizeof *o->up);
-        o->down = sm_zalloc((size_t)n, sizeof *o->down);
-        o->experts = sm_zalloc((size_t)n, sizeof *o->experts);
-        if (!o->gate || !o->up || !o->down || !o->experts)
-            goto fail;
-        /* dense matrices: allocated here, converted below on every thread */
-        jw = sm_alloc((size_t)n * 3, sizeof *jw);
-        jd = sm_alloc((size_t)n * 3, sizeof *jd);
-        int nj = 0;
-        if (!jw || !jd)
-            goto fail;
-        for (int e = 0; e < n; e++) {
-            if (sm_monitor_check(mon))
-                goto fail;
-            sm_linear *lin[3] = {&o->experts[e].gate, &o->experts[e].up, &o->experts[e].down};
-            float **dense[3] = {&o->gate[e], &o->up[e], &o->down[e]};
-            for (int k = 0; k < 3; k++) {
-                sm_weight fa, fb;
-                int f = sm_model_expert_factors(m, layer, e, k, &fa, &fb);
-                if (f < 0)
-                    goto fail;
-                if (f == 0) {
-                    if (sm_model_weight(m, SM_W_EXPERT_GATE + k, layer, e, &jw[nj]) ||
-                        !(*dense[k] = sm_alloc_f32((size_t)(jw[nj].rows * jw[nj].cols))))
-                        goto fail;
-                    jd[nj] = *dense[k];
-                    rows = jw[nj++].rows;
-                    *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden, .w = *dense[k]};
-                } else {
-                    if (!o->fac && !(o->fac = sm_zalloc((size_t)n * 6, sizeof *o->fac)))
-                        goto fail;
-                    float **a = &o->fac[(e * 3 + k) * 2], **b = a + 1;
-                    if (!(*a = sm_alloc_f32((size_t)(fa.rows * fa.cols))) ||
-                        !(*b = sm_alloc_f32((size_t)(fb.rows * fb.cols))))
-                        goto fail;
-                    if (sm_weight_to_f32(&fa, *a) || sm_weight_to_f32(&fb, *b))
-                        goto fail;
-                    rows = fa.rows;
-                    *lin[k] = (sm_linear){.out = fa.rows, .in = fb.cols, .a = *a, .b = *b, .rank = fa.cols};
-                }
-                if (k == 0)
-                    o->inter = rows;
-            }
-        }
-        int crc = convert_all(jw, jd, nj, mon);
-        free(jw), free(jd);
-        jw = NULL, jd = NULL;
-        if (crc)
+        if (load_experts(m, layer, raw16, mon, o))
             goto fail;
         const int *map = sm_model_expert_map(m, layer);
         if (map) {
@@ -224,7 +268,6 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
     };
     return 0;
 fail:
-    free(jw), free(jd);
     sm_err_prefix("layer %d", layer);
     sm_moe_layer_free(o);
     return -1;
@@ -232,17 +275,22 @@ fail:
 
 int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out)
 {
-    return load(m, layer, true, NULL, out);
+    return load(m, layer, true, false, NULL, out);
 }
 
 int sm_moe_layer_load_mon(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out)
 {
-    return load(m, layer, true, mon, out);
+    return load(m, layer, true, false, mon, out);
+}
+
+int sm_moe_layer_load_bf16(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out)
+{
+    return load(m, layer, true, true, mon, out);
 }
 
 int sm_moe_layer_load_shell(const sm_model *m, int layer, sm_moe_layer *out)
 {
-    return load(m, layer, false, NULL, out);
+    return load(m, layer, false, false, NULL, out);
 }
 
 void sm_moe_layer_free(sm_moe_layer *l)
@@ -270,6 +318,7 @@ void sm_moe_layer_free(sm_moe_layer *l)
     for (int i = 0; i < 3; i++)
         free(l->shared_w[i]);
     free(l->shared_gate);
+    free(l->store16);
     memset(l, 0, sizeof *l);
 }
 

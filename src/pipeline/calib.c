@@ -181,15 +181,18 @@ static void cap_free_layer(cap_ctx *c)
 }
 
 /* The layer for the forward pass, and then for the statistics (cap_write_layer): in bf16 one
- * copy serves both (the weight similarity reads the fp32 matrices). */
+ * copy serves both, with no fp32 copy of matrices stored in bf16 (the weight similarity reads
+ * their exact values from it). */
 static int cap_override(void *ctx, int layer, const sm_moe_block **block)
 {
     cap_ctx *c = ctx;
     cap_free_layer(c);
-    if (sm_moe_layer_load_mon(c->m, layer, c->mon, &c->layer))
+    bool bf16 = c->s->precision == SM_PRECISION_BF16;
+    if (bf16 ? sm_moe_layer_load_bf16(c->m, layer, c->mon, &c->layer)
+             : sm_moe_layer_load_mon(c->m, layer, c->mon, &c->layer))
         return -1;
     *block = &c->layer.block;
-    if (c->s->precision == SM_PRECISION_BF16) {
+    if (bf16) {
         if (sm_moe_bf16_make(&c->layer.block, &c->b16)) {
             cap_free_layer(c);
             return sm_err_prefix("layer %d", layer);
