@@ -247,6 +247,19 @@ static int weight_similarity(const sm_moe_block *b, const sm_monitor *mon, sm_la
     return wr;
 }
 
+int sm_engine_analyse_weights(const sm_moe_block *b, const sm_monitor *mon, sm_layer_analysis *a)
+{
+    if (a->sim_weight)
+        return sm_err("internal: the weight similarity is computed already");
+    if (weight_similarity(b, mon, a) != 0)
+        return -1;
+    const int64_t i = first_nonfinite_d(a->sim_weight, (int64_t)a->n * a->n);
+    if (i >= 0) /* (sm_layer_analysis_check's message) */
+        return sm_err("the weight similarity of expert %lld is not finite (%s)", (long long)(i / a->n),
+                      sm_nonfinite_name((float)a->sim_weight[i]));
+    return 0;
+}
+
 int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
                            const sm_analysis_opts *opts, const sm_monitor *mon,
                            sm_layer_analysis *a)

@@ -2,6 +2,7 @@
 #include "forward/forward.h"
 #include "moe/moe.h"
 #include "forward/moelayer.h"
+#include "forward/split.h"
 #include "moe/route.h"
 #include "util/diag.h"
 #include "util/limits.h"
@@ -313,31 +314,57 @@ static double row_logprob(const float *row, int V, int32_t id)
     return (double)row[id] - mx - log(sum);
 }
 
-/* Rows [t0, t0 + nt) of window s: their negative log-likelihoods and target log-probabilities. */
+/* Rows [t0, t0 + nt) of window s through the LM head's scores, one row per job (split.h). */
+typedef struct {
+    const float *dst; /* nt rows of logits */
+    const int32_t *ids;
+    int s, T, t0, V;
+    const sm_forward_opts *o;
+    double *nll; /* [nt]: each row's negative log-likelihood (rows with a next token) */
+} head_rows;
+
+static int head_row(void *ctx, int i) /* an sm_split_fn */
+{
+    const head_rows *h = ctx;
+    const sm_forward_opts *o = h->o;
+    int t = h->t0 + i, V = h->V;
+    const float *r = h->dst + (size_t)i * V;
+    size_t at = (size_t)h->s * h->T + (size_t)t;
+    if (o->target_logprob && o->targets[at] >= 0)
+        o->target_logprob[at] = row_logprob(r, V, o->targets[at]);
+    if (!o->nll_sum || t + 1 >= h->T)
+        return 0;
+    float mx = r[0];
+    for (int j = 1; j < V; j++)
+        if (r[j] > mx)
+            mx = r[j];
+    double sum = 0;
+    for (int j = 0; j < V; j++)
+        sum += exp((double)r[j] - mx);
+    h->nll[i] = log(sum) + mx - r[h->ids[at + 1]];
+    return 0;
+}
+
+/* Rows [t0, t0 + nt) of window s: their negative log-likelihoods and target log-probabilities,
+ * the rows on every thread (their double sums of V exponentials are most of an eval's serial
+ * time), the likelihoods then added in row order: the same sum whatever the threads. */
 static int head_scores(const float *dst, const int32_t *ids, int s, int T, int t0, int nt, int V,
                        const sm_forward_opts *o)
 {
-    for (int i = 0; i < nt; i++) {
-        int t = t0 + i;
-        const float *r = dst + (size_t)i * V;
-        size_t at = (size_t)s * T + (size_t)t;
-        if (o->target_logprob && o->targets[at] >= 0)
-            o->target_logprob[at] = row_logprob(r, V, o->targets[at]);
-        if (!o->nll_sum || t + 1 >= T)
-            continue;
-        float mx = r[0];
-        for (int j = 1; j < V; j++)
-            if (r[j] > mx)
-                mx = r[j];
-        double sum = 0;
-        for (int j = 0; j < V; j++)
-            sum += exp((double)r[j] - mx);
-        double nll = log(sum) + mx - r[ids[at + 1]];
-        if (!isfinite(nll)) /* the hidden state was finite: the head's logits overflowed */
+    double *nll = o->nll_sum ? sm_alloc((size_t)nt, sizeof *nll) : NULL;
+    if (o->nll_sum && !nll)
+        return -1;
+    head_rows hr = {dst, ids, s, T, t0, V, o, nll};
+    sm_split_run(nt, head_row, &hr); /* (a row cannot fail) */
+    for (int i = 0; o->nll_sum && i < nt && t0 + i + 1 < T; i++) {
+        if (!isfinite(nll[i])) { /* the hidden state was finite: the head's logits overflowed */
+            free(nll);
             return sm_err("lm_head: the logits of token %d of window %d are not finite (the final norm or "
-                          "the output projection overflows float32)", t, s);
-        *o->nll_sum += nll;
+                          "the output projection overflows float32)", t0 + i, s);
+        }
+        *o->nll_sum += nll[i];
     }
+    free(nll);
     return 0;
 }
 

@@ -1,13 +1,12 @@
 /* moelayer: one MoE layer as an fp32 block (see moelayer.h). */
 #include "forward/moelayer.h"
-#include "forward/forward.h"
+#include "forward/split.h"
 #include "moe/route.h"
 #include "model/dtype.h"
 #include "util/diag.h"
 #include "util/matmul.h"
 #include "util/mem.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,61 +45,9 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     return p;
 }
 
-/* ---- jobs split over threads ----
- * A layer's matrices are converted (and packed to bf16) one whole matrix per job, jobs dealt
- * round-robin to the forward pass's threads: each value is computed the same way whatever the
- * number of threads, so the layer is bit-identical to a one-thread load. The page faults of the
- * fresh copies (most of the time of a conversion) are spread over the threads too. */
-
-typedef int (*split_fn)(void *ctx, int job); /* 0, or -1: failed (no message: not this thread's) */
-
-typedef struct {
-    split_fn fn;
-    void *ctx;
-    int first, step, n;
-    int failed; /* this thread's failed job, or n */
-} split_part;
-
-static void *split_thread(void *p)
-{
-    split_part *s = p;
-    for (int j = s->first; j < s->n; j += s->step)
-        if (s->fn(s->ctx, j)) {
-            s->failed = j;
-            break;
-        }
-    return NULL;
-}
-
-#define SPLIT_MAX_THREADS 64
-
-/* Jobs [0, n) over the threads: the lowest job that failed (every job below it succeeded: its
- * thread reached it), or n when none did. */
-static int split_run(int n, split_fn fn, void *ctx)
-{
-    int nt = sm_forward_threads();
-    nt = nt > n ? n : nt > SPLIT_MAX_THREADS ? SPLIT_MAX_THREADS : nt;
-    if (nt < 1)
-        return n;
-    split_part parts[SPLIT_MAX_THREADS];
-    pthread_t tids[SPLIT_MAX_THREADS];
-    for (int i = 0; i < nt; i++)
-        parts[i] = (split_part){fn, ctx, i, nt, n, n};
-    int started = 1;
-    for (; started < nt; started++)
-        if (pthread_create(&tids[started], NULL, split_thread, &parts[started]))
-            break;
-    for (int i = started; i < nt; i++) /* threads that could not start run here */
-        split_thread(&parts[i]);
-    split_thread(&parts[0]);
-    int failed = n;
-    for (int i = 0; i < nt; i++) {
-        if (i > 0 && i < started)
-            pthread_join(tids[i], NULL);
-        failed = parts[i].failed < failed ? parts[i].failed : failed;
-    }
-    return failed;
-}
+/* A layer's matrices are converted (and packed to bf16) one whole matrix per job, over the
+ * forward pass's threads (split.h): the layer is bit-identical to a one-thread load, and the
+ * page faults of the fresh copies (most of a conversion's time) are spread over the threads. */
 
 /* A bf16 matrix as stored (little-endian, like the file), in panels between cancellation
  * checks; -1 when cancelled or a value is not finite (no message: convert_all says which). */
@@ -126,7 +73,7 @@ typedef struct {
     const sm_monitor *mon;
 } convert_jobs;
 
-static int convert_one(void *ctx, int j)
+static int convert_one(void *ctx, int j) /* an sm_split_fn */
 {
     convert_jobs *c = ctx;
     int rc = c->f32[j] ? convert_rows(&c->w[j], c->f32[j], c->mon, false) : copy_bf16(&c->w[j], c->b16[j], c->mon);
@@ -137,7 +84,7 @@ static int convert_one(void *ctx, int j)
 /* Run the n jobs; 0, or -1 with the message of the first one that failed (or "cancelled"). */
 static int convert_all(convert_jobs *c, int n)
 {
-    int bad = split_run(n, convert_one, c);
+    int bad = sm_split_run(n, convert_one, c);
     if (bad == n)
         return 0;
     if (sm_monitor_check(c->mon))
@@ -401,7 +348,7 @@ int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out)
         p += expert_dense_elems(&out->experts[e]);
     }
     pack_jobs pj = {out->experts, at};
-    split_run(n, pack_one, &pj); /* (packing cannot fail) */
+    sm_split_run(n, pack_one, &pj); /* (packing cannot fail) */
     free(at);
     out->block.experts = out->experts;
     if (src->n_shared > 0) {

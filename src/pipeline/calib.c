@@ -17,6 +17,7 @@
 #include "util/signals.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -237,6 +238,23 @@ static int cap_finish_layer(cap_ctx *c, int layer)
     return sm_err_prefix("%s", c->path);
 }
 
+/* The weight similarity on its own thread while the layer's other statistics are written. */
+typedef struct {
+    const sm_moe_block *b;
+    const sm_monitor *mon;
+    sm_layer_analysis *a;
+    int rc;
+    char err[1024]; /* its message (sm_err's is the thread's own) */
+} weight_job;
+
+static void *weight_thread(void *p)
+{
+    weight_job *j = p;
+    if ((j->rc = sm_engine_analyse_weights(j->b, j->mon, j->a)))
+        snprintf(j->err, sizeof j->err, "%s", sm_errmsg());
+    return NULL;
+}
+
 static int cap_write_layer(cap_ctx *c, int layer)
 {
     const sm_config *cfg = sm_model_config(c->m);
@@ -247,16 +265,21 @@ static int cap_write_layer(cap_ctx *c, int layer)
         st_writer_write_f32(c->w, c->kl, (size_t)c->keep * E) ||
         st_writer_write_f32(c->w, c->kk, (size_t)c->keep * c->k))
         return -1;
-    sm_analysis_opts ao = {.sample = c->sample, .weight_sim = true};
+    sm_analysis_opts ao = {.sample = c->sample}; /* weight similarity: below, during the writing */
     sm_layer_analysis a;
     sm_monitor_span span;
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
     /* in bf16, the experts' products run on the bf16 copies (the weight similarity still reads fp32) */
     bool bf16 = c->s->precision == SM_PRECISION_BF16;
-    int arc = sm_engine_analyse(bf16 ? &c->b16.block : &c->layer.block, c->kx, c->fit, &ao, mon, &a);
-    if (arc)
+    const sm_moe_block *block = bf16 ? &c->b16.block : &c->layer.block;
+    if (sm_engine_analyse(block, c->kx, c->fit, &ao, mon, &a))
         return sm_err_prefix("statistics");
+    weight_job wj = {block, mon, &a, 0, ""};
+    pthread_t th;
+    bool threaded = pthread_create(&th, NULL, weight_thread, &wj) == 0;
+    if (!threaded)
+        weight_thread(&wj);
     double *cnt = sm_alloc((size_t)E, sizeof *cnt);
     int rc = -1;
     if (cnt) {
@@ -264,13 +287,19 @@ static int cap_write_layer(cap_ctx *c, int layer)
             cnt[i] = (double)a.counts[i];
         rc = write_doubles(c->w, cnt, (size_t)E) || write_outputs(c, &a) ||
                      write_doubles(c->w, a.sim_output, (size_t)E * E) ||
-                     write_doubles(c->w, a.sim_logit, (size_t)E * E) ||
-                     write_doubles(c->w, a.sim_weight, (size_t)E * E) ||
-                     write_doubles(c->w, a.saliency, (size_t)E)
+                     write_doubles(c->w, a.sim_logit, (size_t)E * E)
                  ? -1
                  : 0;
     }
     free(cnt);
+    if (threaded)
+        pthread_join(th, NULL);
+    if (rc == 0 && wj.rc) {
+        sm_err("%s", wj.err);
+        rc = sm_err_prefix("statistics");
+    }
+    if (rc == 0)
+        rc = write_doubles(c->w, a.sim_weight, (size_t)E * E) || write_doubles(c->w, a.saliency, (size_t)E) ? -1 : 0;
     sm_layer_analysis_free(&a);
     cap_free_layer(c);
     c->moe_done++;
