@@ -5,7 +5,6 @@
 #include "forward/split.h"
 #include "moe/route.h"
 #include "util/diag.h"
-#include "util/limits.h"
 #include "util/mem.h"
 
 #include <cblas.h>
@@ -14,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void sm_forward_opts_init(sm_forward_opts *o)
 {
@@ -503,15 +501,6 @@ static void *layer_thread(void *arg)
     return NULL;
 }
 
-/* Threads for the forward pass: SUBMOE_THREADS, else the online CPUs (at most 64); one under an
- * address-space limit, where each would need its own BLAS buffer (util/limits.h). */
-int sm_forward_threads(void)
-{
-    const char *e = getenv("SUBMOE_THREADS");
-    long v = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-    return sm_limits_threads(v < 1 ? 1 : v > 64 ? 64 : (int)v);
-}
-
 int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, const sm_forward_opts *o)
 {
     const sm_config *c = sm_model_config(m);
@@ -560,7 +549,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
 
     /* With several sequences, split them over threads (BLAS single-threaded inside); with one,
      * leave the parallelism to BLAS. */
-    int nt = sm_forward_threads();
+    int nt = sm_split_threads();
     if (nt > cs)
         nt = cs;
     int blas_threads = openblas_get_num_threads();

@@ -87,10 +87,6 @@ void sm_forward_opts_init(sm_forward_opts *o);
  * Ids must already be checked against the vocabulary. 0 or -1 with a message. */
 int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, const sm_forward_opts *o);
 
-/* The threads the forward pass (and a MoE layer's loading) runs on: SUBMOE_THREADS, else the
- * online CPUs (at most 64); one under an address-space limit (util/limits.h). */
-int sm_forward_threads(void);
-
 /* Kernels (exposed for tests). x, y may alias in rmsnorm. */
 void sm_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* Rotate a [T, n_heads * head_dim] block in place; position of row t is pos0 + t. */

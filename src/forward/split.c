@@ -1,8 +1,10 @@
 /* split: jobs over threads (see split.h). */
 #include "forward/split.h"
-#include "forward/forward.h"
+#include "util/limits.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #define SPLIT_MAX_THREADS 64
 
@@ -24,9 +26,16 @@ static void *split_thread(void *p)
     return NULL;
 }
 
+int sm_split_threads(void)
+{
+    const char *e = getenv("SUBMOE_THREADS");
+    long v = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    return sm_limits_threads(v < 1 ? 1 : v > 64 ? 64 : (int)v);
+}
+
 int sm_split_run(int n, sm_split_fn fn, void *ctx)
 {
-    int nt = sm_forward_threads();
+    int nt = sm_split_threads();
     nt = nt > n ? n : nt > SPLIT_MAX_THREADS ? SPLIT_MAX_THREADS : nt;
     if (nt < 1)
         return n;

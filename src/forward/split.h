@@ -1,8 +1,12 @@
-/* split: independent jobs dealt round-robin to the forward pass's threads (sm_forward_threads).
+/* split: independent jobs dealt round-robin to the forward pass's threads (sm_split_threads).
  * For work whose every result is computed the same way whatever thread runs it, so that the
  * output is bit-identical to one thread's: a MoE layer's conversions, the LM head's scores. */
 #ifndef SM_SPLIT_H
 #define SM_SPLIT_H
+
+/* The threads: SUBMOE_THREADS, else the online CPUs (at most 64); one under an address-space
+ * limit, where each would need its own BLAS buffer (util/limits.h). The forward pass's too. */
+int sm_split_threads(void);
 
 /* One job: 0, or -1 when it failed (a message it leaves is on its own thread: the caller says
  * what failed, from the job's index). */
