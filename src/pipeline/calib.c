@@ -17,9 +17,9 @@
 #include "util/signals.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,7 +270,8 @@ static int cap_write_layer(cap_ctx *c, int layer)
     sm_monitor_span span;
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
-    /* in bf16, the experts' products run on the bf16 copies (the weight similarity still reads fp32) */
+    /* in bf16, the experts' products run on the bf16 copies (the weight similarity reads fp32, or
+     * the bf16 values of matrices stored in bf16: the same numbers) */
     bool bf16 = c->s->precision == SM_PRECISION_BF16;
     const sm_moe_block *block = bf16 ? &c->b16.block : &c->layer.block;
     if (sm_engine_analyse(block, c->kx, c->fit, &ao, mon, &a))
