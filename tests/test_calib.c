@@ -12,6 +12,8 @@
 #include "testutil.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -254,12 +256,77 @@ static void test_large_foreign(sm_model *m)
 }
 
 /* The demo: a capture's statistics read back from the stats file equal a fresh computation. */
+/* A layer loaded in bf16 as stored (sm_moe_layer_load_bf16; the demo is BF16) holds exactly the
+ * bf16 copies that packing its fp32 conversion gives, and no fp32 routed matrices; the weight
+ * similarity read from them equals the fp32 one bit for bit; a layer loaded on one thread or on
+ * three (SUBMOE_THREADS) is the same. */
+static int same_f32(const float *a, const float *b, int64_t n) { return a && b && !memcmp(a, b, sizeof *a * (size_t)n); }
+
+static void test_bf16_layer_load(sm_model *m)
+{
+    const sm_config *cfg = sm_model_config(m);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        if (!cfg->is_moe[l])
+            continue;
+        sm_moe_layer f32, raw, one;
+        sm_moe_bf16 packed;
+        setenv("SUBMOE_THREADS", "3", 1);
+        int rf = sm_moe_layer_load(m, l, &f32), rr = sm_moe_layer_load_bf16(m, l, NULL, &raw);
+        setenv("SUBMOE_THREADS", "1", 1);
+        int ro = sm_moe_layer_load(m, l, &one);
+        unsetenv("SUBMOE_THREADS");
+        int rp = rf == 0 ? sm_moe_bf16_make(&f32.block, &packed) : -1;
+        CHECK(rf == 0 && rr == 0 && ro == 0 && rp == 0, "layer %d loads in fp32, bf16 as stored, on one thread", l);
+        if (rf || rr || ro || rp)
+            continue;
+        int n = f32.block.n_experts, same16 = raw.block.n_experts == n, nof32 = 1, same1 = 1;
+        for (int e = 0; e < n && same16; e++) {
+            const sm_linear *a[3] = {&packed.experts[e].gate, &packed.experts[e].up, &packed.experts[e].down};
+            const sm_linear *b[3] = {&raw.experts[e].gate, &raw.experts[e].up, &raw.experts[e].down};
+            const sm_linear *c[3] = {&f32.experts[e].gate, &f32.experts[e].up, &f32.experts[e].down};
+            const sm_linear *d[3] = {&one.experts[e].gate, &one.experts[e].up, &one.experts[e].down};
+            for (int k = 0; k < 3; k++) {
+                size_t len = (size_t)(a[k]->out * a[k]->in);
+                same16 &= a[k]->wb && b[k]->wb && b[k]->out == a[k]->out && b[k]->in == a[k]->in &&
+                          !memcmp(a[k]->wb, b[k]->wb, len * sizeof(uint16_t));
+                nof32 &= !b[k]->w;
+                same1 &= same_f32(c[k]->w, d[k]->w, (int64_t)len);
+            }
+        }
+        CHECK(same16, "layer %d: the bf16 copies as stored equal the packed fp32 conversion", l);
+        CHECK(nof32, "layer %d: no fp32 routed matrices when loaded in bf16 as stored", l);
+        CHECK(same1 && same_f32(f32.router, one.router, (int64_t)n * cfg->hidden),
+              "layer %d: one thread's load equals three threads'", l);
+        CHECK(sm_moe_block_is_bf16(&raw.block) && sm_moe_block_is_bf16(&packed.block) &&
+                  !sm_moe_block_is_bf16(&f32.block),
+              "layer %d: blocks with bf16 copies say so, the fp32 one does not", l);
+        const float **fs = calloc((size_t)n * 3, sizeof *fs);
+        const uint16_t **bs = calloc((size_t)n * 3, sizeof *bs);
+        double *sf = calloc((size_t)n * n, sizeof *sf), *sb = calloc((size_t)n * n, sizeof *sb);
+        for (int e = 0; fs && bs && e < n; e++) {
+            const sm_expert *fe = &f32.experts[e], *be = &raw.experts[e];
+            fs[e] = fe->gate.w, fs[n + e] = fe->up.w, fs[2 * n + e] = fe->down.w;
+            bs[e] = be->gate.wb, bs[n + e] = be->up.wb, bs[2 * n + e] = be->down.wb;
+        }
+        int64_t hi = f32.inter * cfg->hidden;
+        sm_flat_experts ef = {n, 3, {fs, fs + n, fs + 2 * n}, {hi, hi, hi}, {NULL}};
+        sm_flat_experts eb = {n, 3, {NULL}, {hi, hi, hi}, {bs, bs + n, bs + 2 * n}};
+        CHECK(fs && bs && sf && sb && sm_similarity_weight(&ef, NULL, sf) == 0 &&
+                  sm_similarity_weight(&eb, NULL, sb) == 0 && !memcmp(sf, sb, sizeof *sf * (size_t)n * n),
+              "layer %d: the weight similarity from bf16 segments equals the fp32 one", l);
+        free(fs), free(bs), free(sf), free(sb);
+        sm_moe_bf16_free(&packed);
+        sm_moe_layer_free(&f32), sm_moe_layer_free(&raw), sm_moe_layer_free(&one);
+    }
+}
+
 static void test_demo_cache(void)
 {
     sm_model *m = fx_demo_open();
     CHECK(m != NULL, "demo opens %s", m ? "" : sm_errmsg());
     if (!m)
         return;
+    test_bf16_layer_load(m);
     char *tokens = fx_srcpath("data/calib.u32"), stats[300];
     snprintf(stats, sizeof stats, "%s/demo.stats", tmp);
     sm_calib_spec s;

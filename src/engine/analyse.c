@@ -221,22 +221,43 @@ static int weight_similarity(const sm_moe_block *b, const sm_monitor *mon, sm_la
     const int n = a->n;
     const int64_t h = a->hidden, inter = a->inter;
     const float **segs = sm_alloc((size_t)n * 3, sizeof(float *));
-    if (!segs)
+    const uint16_t **segs16 = sm_alloc((size_t)n * 3, sizeof(uint16_t *));
+    if (!segs || !segs16) {
+        free(segs), free(segs16);
         return -1;
+    }
+    /* a matrix's fp32 values, else its bf16 ones (a layer loaded in bf16 as stored: exact) */
     int dense = 1;
     for (int e = 0; e < n; e++) {
         const sm_expert *ex = &b->experts[e];
-        segs[e] = ex->gate.w, segs[n + e] = ex->up.w, segs[2 * n + e] = ex->down.w;
-        dense &= ex->gate.w && ex->up.w && ex->down.w;
+        const sm_linear *l[3] = {&ex->gate, &ex->up, &ex->down};
+        for (int g = 0; g < 3; g++) {
+            segs[g * n + e] = l[g]->w, segs16[g * n + e] = l[g]->wb;
+            dense &= l[g]->w || l[g]->wb;
+        }
     }
-    sm_flat_experts fe = {n, 3, {segs, segs + n, segs + 2 * n}, {inter * h, inter * h, h * inter}};
+    sm_flat_experts fe = {n, 3, {segs, segs + n, segs + 2 * n}, {inter * h, inter * h, h * inter},
+                          {segs16, segs16 + n, segs16 + 2 * n}};
     a->sim_weight = dense ? sm_alloc((size_t)n * n, sizeof(double)) : NULL;
     sm_monitor_span span;
     int wr = !dense ? sm_err("weight similarity needs dense experts")
              : a->sim_weight ? sm_similarity_weight(&fe, sm_monitor_span_init(&span, mon, 0.9, 1.0), a->sim_weight)
                              : -1;
-    free(segs);
+    free(segs), free(segs16);
     return wr;
+}
+
+int sm_engine_analyse_weights(const sm_moe_block *b, const sm_monitor *mon, sm_layer_analysis *a)
+{
+    if (a->sim_weight)
+        return sm_err("internal: the weight similarity is computed already");
+    if (weight_similarity(b, mon, a) != 0)
+        return -1;
+    const int64_t i = first_nonfinite_d(a->sim_weight, (int64_t)a->n * a->n);
+    if (i >= 0) /* (sm_layer_analysis_check's message) */
+        return sm_err("the weight similarity of expert %lld is not finite (%s)", (long long)(i / a->n),
+                      sm_nonfinite_name((float)a->sim_weight[i]));
+    return 0;
 }
 
 int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,

@@ -64,6 +64,10 @@ typedef struct sm_row_source {
 int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *src,
                            const sm_analysis_opts *opts, const sm_monitor *mon,
                            sm_layer_analysis *out);
+/* a->sim_weight for an analysis made without it (opts.weight_sim false), the values the analysis
+ * computes with it, checked finite. Reads only the block and writes only a->sim_weight, so it
+ * may run on another thread while a's other statistics are read. 0, or -1 with a message. */
+int sm_engine_analyse_weights(const sm_moe_block *b, const sm_monitor *mon, sm_layer_analysis *a);
 void sm_layer_analysis_free(sm_layer_analysis *a);
 /* 0 when every statistic is finite, else -1 naming the first that is not (and the expert): the
  * analysis functions refuse such statistics, and so must a reader of stored ones. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/diag.h"
+#include "util/matmul.h"
 #include "util/mem.h"
 
 /* Scratch budget for a block of normalised rows (floats). */
@@ -187,10 +188,10 @@ int sm_similarity_weight(const sm_flat_experts *e, const sm_monitor *mon, double
     const int n = e->n;
     int64_t total = 0;
     for (int g = 0; g < e->n_seg; g++) {
-        if (e->len[g] <= 0 || !e->seg[g])
+        if (e->len[g] <= 0 || (!e->seg[g] && !e->seg16[g]))
             return sm_err("weight segment %d is empty", g);
         for (int i = 0; i < n; i++)
-            if (!e->seg[g][i])
+            if (!(e->seg[g] && e->seg[g][i]) && !(e->seg16[g] && e->seg16[g][i]))
                 return sm_err("expert %d has no weight segment %d", i, g);
         total += e->len[g];
     }
@@ -210,7 +211,10 @@ int sm_similarity_weight(const sm_flat_experts *e, const sm_monitor *mon, double
             }
             int64_t cl = e->len[g] - c0 < chunk ? e->len[g] - c0 : chunk;
             for (int i = 0; i < n; i++)
-                memcpy(buf + i * cl, e->seg[g][i] + c0, (size_t)cl * sizeof(float));
+                if (e->seg[g] && e->seg[g][i])
+                    memcpy(buf + i * cl, e->seg[g][i] + c0, (size_t)cl * sizeof(float));
+                else
+                    sm_bf16_unpack(buf + i * cl, e->seg16[g][i] + c0, (size_t)cl);
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, (int)cl, 1.0f, buf, (int)cl,
                         0.0f, p, n);
             for (int i = 0; i < n; i++)

@@ -46,11 +46,13 @@ double *sm_outputs_gram(const sm_outputs *o, const sm_monitor *mon);
 int sm_similarity_output(const sm_outputs *o, const sm_monitor *mon, double *s);
 
 /* Experts as concatenations of up to 4 segments (e.g. gate, up, down): segment g of expert i
- * is seg[g][i] with len[g] floats. */
+ * is seg[g][i] with len[g] floats, or where that (or seg[g]) is NULL seg16[g][i] with len[g]
+ * bf16 values (read as their exact fp32 values: the similarity of the unpacked floats). */
 typedef struct sm_flat_experts {
     int n, n_seg;
     const float *const *seg[4];
     int64_t len[4];
+    const uint16_t *const *seg16[4];
 } sm_flat_experts;
 
 int sm_similarity_weight(const sm_flat_experts *e, const sm_monitor *mon, double *s);

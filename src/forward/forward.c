@@ -2,9 +2,9 @@
 #include "forward/forward.h"
 #include "moe/moe.h"
 #include "forward/moelayer.h"
+#include "forward/split.h"
 #include "moe/route.h"
 #include "util/diag.h"
-#include "util/limits.h"
 #include "util/mem.h"
 
 #include <cblas.h>
@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void sm_forward_opts_init(sm_forward_opts *o)
 {
@@ -171,16 +170,18 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
         if (o->moe_override && o->moe_override(o->moe_override_ctx, l, &w->block))
             goto fail;
         if (!w->block) {
-            if (sm_moe_layer_load_mon(m, l, o->mon, &w->moe))
+            if (bf16 ? sm_moe_layer_load_bf16(m, l, o->mon, &w->moe) : sm_moe_layer_load_mon(m, l, o->mon, &w->moe))
                 goto fail;
             w->block = &w->moe.block;
             if (bf16 && sm_moe_bf16_from_layer(&w->moe, &w->moe16))
                 goto fail;
-        } else if (bf16 && sm_moe_bf16_make(w->block, &w->moe16)) {
-            goto fail;
-        }
-        if (bf16)
+            if (bf16)
+                w->block = &w->moe16.block;
+        } else if (bf16 && !sm_moe_block_is_bf16(w->block)) { /* (a capture's block is already) */
+            if (sm_moe_bf16_make(w->block, &w->moe16))
+                goto fail;
             w->block = &w->moe16.block;
+        }
     } else {
         int64_t r;
         LDM(w->dg, SM_W_DENSE_GATE, 0, &r);
@@ -311,31 +312,57 @@ static double row_logprob(const float *row, int V, int32_t id)
     return (double)row[id] - mx - log(sum);
 }
 
-/* Rows [t0, t0 + nt) of window s: their negative log-likelihoods and target log-probabilities. */
+/* Rows [t0, t0 + nt) of window s through the LM head's scores, one row per job (split.h). */
+typedef struct {
+    const float *dst; /* nt rows of logits */
+    const int32_t *ids;
+    int s, T, t0, V;
+    const sm_forward_opts *o;
+    double *nll; /* [nt]: each row's negative log-likelihood (rows with a next token) */
+} head_rows;
+
+static int head_row(void *ctx, int i) /* an sm_split_fn */
+{
+    const head_rows *h = ctx;
+    const sm_forward_opts *o = h->o;
+    int t = h->t0 + i, V = h->V;
+    const float *r = h->dst + (size_t)i * V;
+    size_t at = (size_t)h->s * h->T + (size_t)t;
+    if (o->target_logprob && o->targets[at] >= 0)
+        o->target_logprob[at] = row_logprob(r, V, o->targets[at]);
+    if (!o->nll_sum || t + 1 >= h->T)
+        return 0;
+    float mx = r[0];
+    for (int j = 1; j < V; j++)
+        if (r[j] > mx)
+            mx = r[j];
+    double sum = 0;
+    for (int j = 0; j < V; j++)
+        sum += exp((double)r[j] - mx);
+    h->nll[i] = log(sum) + mx - r[h->ids[at + 1]];
+    return 0;
+}
+
+/* Rows [t0, t0 + nt) of window s: their negative log-likelihoods and target log-probabilities,
+ * the rows on every thread (their double sums of V exponentials are most of an eval's serial
+ * time), the likelihoods then added in row order: the same sum whatever the threads. */
 static int head_scores(const float *dst, const int32_t *ids, int s, int T, int t0, int nt, int V,
                        const sm_forward_opts *o)
 {
-    for (int i = 0; i < nt; i++) {
-        int t = t0 + i;
-        const float *r = dst + (size_t)i * V;
-        size_t at = (size_t)s * T + (size_t)t;
-        if (o->target_logprob && o->targets[at] >= 0)
-            o->target_logprob[at] = row_logprob(r, V, o->targets[at]);
-        if (!o->nll_sum || t + 1 >= T)
-            continue;
-        float mx = r[0];
-        for (int j = 1; j < V; j++)
-            if (r[j] > mx)
-                mx = r[j];
-        double sum = 0;
-        for (int j = 0; j < V; j++)
-            sum += exp((double)r[j] - mx);
-        double nll = log(sum) + mx - r[ids[at + 1]];
-        if (!isfinite(nll)) /* the hidden state was finite: the head's logits overflowed */
+    double *nll = o->nll_sum ? sm_alloc((size_t)nt, sizeof *nll) : NULL;
+    if (o->nll_sum && !nll)
+        return -1;
+    head_rows hr = {dst, ids, s, T, t0, V, o, nll};
+    sm_split_run(nt, head_row, &hr); /* (a row cannot fail) */
+    for (int i = 0; o->nll_sum && i < nt && t0 + i + 1 < T; i++) {
+        if (!isfinite(nll[i])) { /* the hidden state was finite: the head's logits overflowed */
+            free(nll);
             return sm_err("lm_head: the logits of token %d of window %d are not finite (the final norm or "
-                          "the output projection overflows float32)", t, s);
-        *o->nll_sum += nll;
+                          "the output projection overflows float32)", t0 + i, s);
+        }
+        *o->nll_sum += nll[i];
     }
+    free(nll);
     return 0;
 }
 
@@ -474,15 +501,6 @@ static void *layer_thread(void *arg)
     return NULL;
 }
 
-/* Threads for the forward pass: SUBMOE_THREADS, else the online CPUs (at most 64); one under an
- * address-space limit, where each would need its own BLAS buffer (util/limits.h). */
-static int forward_threads(void)
-{
-    const char *e = getenv("SUBMOE_THREADS");
-    long v = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-    return sm_limits_threads(v < 1 ? 1 : v > 64 ? 64 : (int)v);
-}
-
 int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, const sm_forward_opts *o)
 {
     const sm_config *c = sm_model_config(m);
@@ -531,7 +549,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
 
     /* With several sequences, split them over threads (BLAS single-threaded inside); with one,
      * leave the parallelism to BLAS. */
-    int nt = forward_threads();
+    int nt = sm_split_threads();
     if (nt > cs)
         nt = cs;
     int blas_threads = openblas_get_num_threads();

@@ -1,6 +1,8 @@
 /* moelayer: one MoE layer as an fp32 block (see moelayer.h). */
 #include "forward/moelayer.h"
+#include "forward/split.h"
 #include "moe/route.h"
+#include "model/dtype.h"
 #include "util/diag.h"
 #include "util/matmul.h"
 #include "util/mem.h"
@@ -8,8 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A weight in fp32, converted in panels of rows between monitor checks (a Mixtral expert's
- * matrix is 59 M values, a few hundred ms of conversion and page faults). */
+/* A weight's rows [r0, w.rows) in fp32, in panels between monitor checks (a Mixtral expert's
+ * matrix is 59 M values, a few hundred ms of conversion and page faults). 0, or -1 (with a
+ * message on the calling thread). */
+static int convert_rows(const sm_weight *w, float *p, const sm_monitor *mon, bool report)
+{
+    const int64_t panel = w->cols > 0 && ((int64_t)1 << 22) / w->cols > 0 ? ((int64_t)1 << 22) / w->cols : 1;
+    for (int64_t r0 = 0; r0 < w->rows; r0 += panel) {
+        if (report ? sm_monitor_check(mon) != 0 : sm_monitor_cancelled(mon))
+            return -1;
+        if (sm_weight_rows_to_f32(w, r0, w->rows - r0 < panel ? w->rows - r0 : panel, p + r0 * w->cols))
+            return -1;
+    }
+    return 0;
+}
+
+/* A weight in fp32 (the router, shared experts: one matrix each). */
 static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows, const sm_monitor *mon)
 {
     sm_weight w;
@@ -18,11 +34,7 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     float *p = sm_alloc_f32((size_t)(w.rows * w.cols));
     if (!p)
         return NULL;
-    const int64_t panel = w.cols > 0 && ((int64_t)1 << 22) / w.cols > 0 ? ((int64_t)1 << 22) / w.cols : 1;
-    int rc = 0;
-    for (int64_t r0 = 0; rc == 0 && r0 < w.rows; r0 += panel)
-        rc = sm_monitor_check(mon) ? -1 : sm_weight_rows_to_f32(&w, r0, w.rows - r0 < panel ? w.rows - r0 : panel,
-                                                                 p + r0 * w.cols);
+    int rc = convert_rows(&w, p, mon, true);
     sm_weight_release(&w);
     if (rc) {
         free(p);
@@ -33,7 +45,130 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
     return p;
 }
 
-static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mon, sm_moe_layer *o)
+/* A layer's matrices are converted (and packed to bf16) one whole matrix per job, over the
+ * forward pass's threads (split.h): the layer is bit-identical to a one-thread load, and the
+ * page faults of the fresh copies (most of a conversion's time) are spread over the threads. */
+
+/* A bf16 matrix as stored (little-endian, like the file), in panels between cancellation
+ * checks; -1 when cancelled or a value is not finite (no message: convert_all says which). */
+static int copy_bf16(const sm_weight *w, uint16_t *dst, const sm_monitor *mon)
+{
+    const int64_t panel = w->cols > 0 && ((int64_t)1 << 22) / w->cols > 0 ? ((int64_t)1 << 22) / w->cols : 1;
+    const unsigned char *src = (const unsigned char *)w->tensor->data + (size_t)w->offset * sizeof *dst;
+    for (int64_t r0 = 0; r0 < w->rows; r0 += panel) {
+        size_t count = (size_t)((w->rows - r0 < panel ? w->rows - r0 : panel) * w->cols);
+        if (sm_monitor_cancelled(mon))
+            return -1;
+        memcpy(dst + r0 * w->cols, src + (size_t)(r0 * w->cols) * sizeof *dst, count * sizeof *dst);
+        if (sm_first_nonfinite(SM_DT_BF16, dst + r0 * w->cols, count) != count)
+            return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const sm_weight *w; /* [n] dense expert matrices as stored */
+    float **f32;        /* [n] their fp32 copies, */
+    uint16_t **b16;     /* or (f32[j] NULL) their bf16 ones, copied as stored */
+    const sm_monitor *mon;
+} convert_jobs;
+
+static int convert_one(void *ctx, int j) /* an sm_split_fn */
+{
+    convert_jobs *c = ctx;
+    int rc = c->f32[j] ? convert_rows(&c->w[j], c->f32[j], c->mon, false) : copy_bf16(&c->w[j], c->b16[j], c->mon);
+    sm_weight_release(&c->w[j]);
+    return rc;
+}
+
+/* Run the n jobs; 0, or -1 with the message of the first one that failed (or "cancelled"). */
+static int convert_all(convert_jobs *c, int n)
+{
+    int bad = sm_split_run(n, convert_one, c);
+    if (bad == n)
+        return 0;
+    if (sm_monitor_check(c->mon))
+        return -1;
+    const sm_weight *w = &c->w[bad]; /* the fp32 conversion names the value and where it is */
+    float *f = c->f32[bad] ? c->f32[bad] : sm_alloc_f32((size_t)(w->rows * w->cols));
+    int rc = f && convert_rows(w, f, NULL, true) ? -1 : f ? sm_err("internal: weight conversion failed") : -1;
+    if (f != c->f32[bad])
+        free(f);
+    return rc;
+}
+
+/* The routed experts of o (o->block.n_experts), dense matrices converted on every thread: to
+ * fp32, or with raw16 those stored in bf16 copied as they are into o->store16 (w NULL, wb set). */
+static int load_experts(const sm_model *m, int layer, bool raw16, const sm_monitor *mon, sm_moe_layer *o)
+{
+    const sm_config *c = sm_model_config(m);
+    const int n = o->block.n_experts;
+    const size_t nm = (size_t)n * 3;
+    o->gate = sm_zalloc((size_t)n, sizeof *o->gate);
+    o->up = sm_zalloc((size_t)n, sizeof *o->up);
+    o->down = sm_zalloc((size_t)n, sizeof *o->down);
+    o->experts = sm_zalloc((size_t)n, sizeof *o->experts);
+    sm_weight *jw = sm_alloc(nm, sizeof *jw);
+    float **jf = sm_zalloc(nm, sizeof *jf);
+    uint16_t **jb = sm_zalloc(nm, sizeof *jb);
+    sm_linear **jl = sm_alloc(nm, sizeof *jl);
+    int64_t *joff = sm_alloc(nm, sizeof *joff), total16 = 0;
+    int nj = 0, rc = -1;
+    if (!o->gate || !o->up || !o->down || !o->experts || !jw || !jf || !jb || !jl || !joff)
+        goto out;
+    for (int e = 0; e < n; e++) {
+        if (sm_monitor_check(mon))
+            goto out;
+        sm_linear *lin[3] = {&o->experts[e].gate, &o->experts[e].up, &o->experts[e].down};
+        float **dense[3] = {&o->gate[e], &o->up[e], &o->down[e]};
+        for (int k = 0; k < 3; k++) {
+            sm_weight fa, fb;
+            int64_t rows;
+            int f = sm_model_expert_factors(m, layer, e, k, &fa, &fb);
+            if (f < 0)
+                goto out;
+            if (f == 0) { /* allocated here, converted below */
+                sm_weight *w = &jw[nj];
+                if (sm_model_weight(m, SM_W_EXPERT_GATE + k, layer, e, w))
+                    goto out;
+                rows = w->rows;
+                *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden};
+                jl[nj] = lin[k];
+                if (raw16 && w->tensor->dtype == SM_DT_BF16) {
+                    joff[nj] = total16;
+                    total16 += w->rows * w->cols;
+                } else if (!(lin[k]->w = jf[nj] = *dense[k] = sm_alloc_f32((size_t)(w->rows * w->cols)))) {
+                    goto out;
+                }
+                nj++;
+            } else {
+                if (!o->fac && !(o->fac = sm_zalloc(nm * 2, sizeof *o->fac)))
+                    goto out;
+                float **a = &o->fac[(e * 3 + k) * 2], **b = a + 1;
+                if (!(*a = sm_alloc_f32((size_t)(fa.rows * fa.cols))) || !(*b = sm_alloc_f32((size_t)(fb.rows * fb.cols))))
+                    goto out;
+                if (sm_weight_to_f32(&fa, *a) || sm_weight_to_f32(&fb, *b))
+                    goto out;
+                rows = fa.rows;
+                *lin[k] = (sm_linear){.out = fa.rows, .in = fb.cols, .a = *a, .b = *b, .rank = fa.cols};
+            }
+            if (k == 0)
+                o->inter = rows;
+        }
+    }
+    if (total16 && !(o->store16 = sm_alloc((size_t)total16, sizeof *o->store16)))
+        goto out;
+    for (int j = 0; j < nj; j++)
+        if (!jf[j])
+            jl[j]->wb = jb[j] = o->store16 + joff[j];
+    convert_jobs cj = {jw, jf, jb, mon};
+    rc = convert_all(&cj, nj);
+out:
+    free(jw), free(jf), free(jb), free(jl), free(joff);
+    return rc;
+}
+
+static int load(const sm_model *m, int layer, bool experts, bool raw16, const sm_monitor *mon, sm_moe_layer *o)
 {
     const sm_config *c = sm_model_config(m);
     memset(o, 0, sizeof *o);
@@ -46,42 +181,8 @@ static int load(const sm_model *m, int layer, bool experts, const sm_monitor *mo
     if (!(o->router = load_f32(m, SM_W_ROUTER, layer, 0, NULL, NULL)))
         goto fail;
     if (experts) {
-        o->gate = sm_zalloc((size_t)n, sizeof *o->gate);
-        o->up = sm_zalloc((size_t)n, sizeof *o->up);
-        o->down = sm_zalloc((size_t)n, sizeof *o->down);
-        o->experts = sm_zalloc((size_t)n, sizeof *o->experts);
-        if (!o->gate || !o->up || !o->down || !o->experts)
+        if (load_experts(m, layer, raw16, mon, o))
             goto fail;
-        for (int e = 0; e < n; e++) {
-            if (sm_monitor_check(mon))
-                goto fail;
-            sm_linear *lin[3] = {&o->experts[e].gate, &o->experts[e].up, &o->experts[e].down};
-            float **dense[3] = {&o->gate[e], &o->up[e], &o->down[e]};
-            for (int k = 0; k < 3; k++) {
-                sm_weight fa, fb;
-                int f = sm_model_expert_factors(m, layer, e, k, &fa, &fb);
-                if (f < 0)
-                    goto fail;
-                if (f == 0) {
-                    if (!(*dense[k] = load_f32(m, SM_W_EXPERT_GATE + k, layer, e, &rows, mon)))
-                        goto fail;
-                    *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden, .w = *dense[k]};
-                } else {
-                    if (!o->fac && !(o->fac = sm_zalloc((size_t)n * 6, sizeof *o->fac)))
-                        goto fail;
-                    float **a = &o->fac[(e * 3 + k) * 2], **b = a + 1;
-                    if (!(*a = sm_alloc_f32((size_t)(fa.rows * fa.cols))) ||
-                        !(*b = sm_alloc_f32((size_t)(fb.rows * fb.cols))))
-                        goto fail;
-                    if (sm_weight_to_f32(&fa, *a) || sm_weight_to_f32(&fb, *b))
-                        goto fail;
-                    rows = fa.rows;
-                    *lin[k] = (sm_linear){.out = fa.rows, .in = fb.cols, .a = *a, .b = *b, .rank = fa.cols};
-                }
-                if (k == 0)
-                    o->inter = rows;
-            }
-        }
         const int *map = sm_model_expert_map(m, layer);
         if (map) {
             if (!(o->expert_map = sm_alloc((size_t)nr, sizeof *o->expert_map)))
@@ -121,17 +222,22 @@ fail:
 
 int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out)
 {
-    return load(m, layer, true, NULL, out);
+    return load(m, layer, true, false, NULL, out);
 }
 
 int sm_moe_layer_load_mon(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out)
 {
-    return load(m, layer, true, mon, out);
+    return load(m, layer, true, false, mon, out);
+}
+
+int sm_moe_layer_load_bf16(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out)
+{
+    return load(m, layer, true, true, mon, out);
 }
 
 int sm_moe_layer_load_shell(const sm_model *m, int layer, sm_moe_layer *out)
 {
-    return load(m, layer, false, NULL, out);
+    return load(m, layer, false, false, NULL, out);
 }
 
 void sm_moe_layer_free(sm_moe_layer *l)
@@ -159,6 +265,7 @@ void sm_moe_layer_free(sm_moe_layer *l)
     for (int i = 0; i < 3; i++)
         free(l->shared_w[i]);
     free(l->shared_gate);
+    free(l->store16);
     memset(l, 0, sizeof *l);
 }
 
@@ -201,6 +308,19 @@ static void expert_to_bf16(sm_expert *e, uint16_t **store)
         }
 }
 
+typedef struct {
+    sm_expert *experts; /* [n]: the routed experts, then the shared one */
+    uint16_t **store;   /* [n]: where each one's bf16 copies start */
+} pack_jobs;
+
+static int pack_one(void *ctx, int j)
+{
+    pack_jobs *p = ctx;
+    uint16_t *at = p->store[j];
+    expert_to_bf16(&p->experts[j], &at);
+    return 0;
+}
+
 int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out)
 {
     memset(out, 0, sizeof *out);
@@ -212,24 +332,42 @@ int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out)
         total += expert_dense_elems(src->shared);
     if (src->n_shared > 1)
         return sm_err("MoE block: %d shared experts (at most one is supported)", src->n_shared);
-    out->experts = sm_alloc(src->n_experts > 0 ? (size_t)src->n_experts : 1, sizeof *out->experts);
+    int n = src->n_experts + src->n_shared;
+    out->experts = sm_alloc(n > 0 ? (size_t)n : 1, sizeof *out->experts); /* the shared one last */
     out->store = sm_alloc(total > 0 ? (size_t)total : 1, sizeof *out->store);
-    if (!out->experts || !out->store) {
+    uint16_t **at = sm_alloc(n > 0 ? (size_t)n : 1, sizeof *at);
+    if (!out->experts || !out->store || !at) {
+        free(at);
         sm_moe_bf16_free(out);
         return -1;
     }
     uint16_t *p = out->store;
-    for (int e = 0; e < src->n_experts; e++) {
-        out->experts[e] = src->experts[e];
-        expert_to_bf16(&out->experts[e], &p);
+    for (int e = 0; e < n; e++) {
+        out->experts[e] = e < src->n_experts ? src->experts[e] : *src->shared;
+        at[e] = p;
+        p += expert_dense_elems(&out->experts[e]);
     }
+    pack_jobs pj = {out->experts, at};
+    sm_split_run(n, pack_one, &pj); /* (packing cannot fail) */
+    free(at);
     out->block.experts = out->experts;
     if (src->n_shared > 0) {
-        out->shared = *src->shared;
-        expert_to_bf16(&out->shared, &p);
+        out->shared = out->experts[src->n_experts];
         out->block.shared = &out->shared;
     }
     return 0;
+}
+
+bool sm_moe_block_is_bf16(const sm_moe_block *b)
+{
+    for (int e = 0; e < b->n_experts + b->n_shared; e++) {
+        const sm_expert *ex = e < b->n_experts ? &b->experts[e] : b->shared;
+        const sm_linear *l[3] = {&ex->gate, &ex->up, &ex->down};
+        for (int i = 0; i < 3; i++)
+            if (l[i]->w && !l[i]->wb)
+                return false;
+    }
+    return true;
 }
 
 /* Forget the dense fp32 matrices of e (factored ones stay). */

@@ -24,6 +24,7 @@ typedef struct sm_moe_layer {
     float *shared_w[3];   /* shared expert gate/up/down, or NULL */
     sm_expert shared;
     float *shared_gate;   /* qwen2_moe [hidden], or NULL */
+    uint16_t *store16;    /* sm_moe_layer_load_bf16: routed matrices stored in bf16, as stored */
 } sm_moe_layer;
 
 /* Load MoE layer `layer` (which must be a MoE layer of the model). 0, or -1 with a message that
@@ -32,6 +33,11 @@ int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out);
 /* The same, checking `mon` (may be NULL) between experts: converting a real layer's experts to
  * fp32 takes seconds (-1 with "cancelled"). */
 int sm_moe_layer_load_mon(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out);
+/* The same, but the routed experts' dense matrices stored in bf16 are copied as they are (their
+ * linears have wb set and w NULL: no fp32 copy, no conversion); others are converted to fp32.
+ * For bf16 products: sm_moe_bf16_make or sm_moe_bf16_from_layer then packs only the fp32 rest,
+ * and the copies are bit-identical to packing the fp32 conversion (bf16 -> fp32 is exact). */
+int sm_moe_layer_load_bf16(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out);
 /* Load only the router, shared experts and rule (no routed experts), for callers that supply
  * their own experts (a merged layer). block.experts is NULL and block.n_experts 0. */
 int sm_moe_layer_load_shell(const sm_model *m, int layer, sm_moe_layer *out);
@@ -53,6 +59,9 @@ int sm_moe_bf16_make(const sm_moe_block *src, sm_moe_bf16 *out);
  * (only bf16 remains: for the forward pass, which reads nothing else). */
 int sm_moe_bf16_from_layer(sm_moe_layer *l, sm_moe_bf16 *out);
 void sm_moe_bf16_free(sm_moe_bf16 *b);
+/* Whether every dense expert matrix of b (routed and shared) has its bf16 copy: such a block
+ * (an sm_moe_bf16's) runs in bf16 as it is. */
+bool sm_moe_block_is_bf16(const sm_moe_block *b);
 
 /* fp32 bytes of one layer's routed experts, router and shared experts (for memory planning). */
 uint64_t sm_moe_layer_bytes(const sm_model *m, int layer);

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,19 +168,38 @@ typedef struct {
     int64_t next, got;         /* index into rows of the next kept row; rows gathered so far */
     float *kx, *kl, *kk;       /* the layer's kept rows: inputs, logits, top-k (as floats) */
     sm_moe_layer layer;        /* the layer running now (forward's override) */
+    sm_moe_bf16 b16;           /* in bf16, its bf16 copy: the forward pass's and the statistics' */
     const sm_monitor *mon;
     sm_progress *prog;
     int moe_done, n_moe;
     const char *path;          /* the stats file being written, for messages */
 } cap_ctx;
 
+static void cap_free_layer(cap_ctx *c)
+{
+    sm_moe_bf16_free(&c->b16);
+    sm_moe_layer_free(&c->layer);
+}
+
+/* The layer for the forward pass, and then for the statistics (cap_write_layer): in bf16 one
+ * copy serves both, with no fp32 copy of matrices stored in bf16 (the weight similarity reads
+ * their exact values from it). */
 static int cap_override(void *ctx, int layer, const sm_moe_block **block)
 {
     cap_ctx *c = ctx;
-    sm_moe_layer_free(&c->layer);
-    if (sm_moe_layer_load_mon(c->m, layer, c->mon, &c->layer))
+    cap_free_layer(c);
+    bool bf16 = c->s->precision == SM_PRECISION_BF16;
+    if (bf16 ? sm_moe_layer_load_bf16(c->m, layer, c->mon, &c->layer)
+             : sm_moe_layer_load_mon(c->m, layer, c->mon, &c->layer))
         return -1;
     *block = &c->layer.block;
+    if (bf16) {
+        if (sm_moe_bf16_make(&c->layer.block, &c->b16)) {
+            cap_free_layer(c);
+            return sm_err_prefix("layer %d", layer);
+        }
+        *block = &c->b16.block;
+    }
     return 0;
 }
 
@@ -218,6 +238,23 @@ static int cap_finish_layer(cap_ctx *c, int layer)
     return sm_err_prefix("%s", c->path);
 }
 
+/* The weight similarity on its own thread while the layer's other statistics are written. */
+typedef struct {
+    const sm_moe_block *b;
+    const sm_monitor *mon;
+    sm_layer_analysis *a;
+    int rc;
+    char err[1024]; /* its message (sm_err's is the thread's own) */
+} weight_job;
+
+static void *weight_thread(void *p)
+{
+    weight_job *j = p;
+    if ((j->rc = sm_engine_analyse_weights(j->b, j->mon, j->a)))
+        snprintf(j->err, sizeof j->err, "%s", sm_errmsg());
+    return NULL;
+}
+
 static int cap_write_layer(cap_ctx *c, int layer)
 {
     const sm_config *cfg = sm_model_config(c->m);
@@ -228,21 +265,22 @@ static int cap_write_layer(cap_ctx *c, int layer)
         st_writer_write_f32(c->w, c->kl, (size_t)c->keep * E) ||
         st_writer_write_f32(c->w, c->kk, (size_t)c->keep * c->k))
         return -1;
-    sm_analysis_opts ao = {.sample = c->sample, .weight_sim = true};
+    sm_analysis_opts ao = {.sample = c->sample}; /* weight similarity: below, during the writing */
     sm_layer_analysis a;
     sm_monitor_span span;
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
-    /* in bf16, the experts' products run on bf16 copies (the weight similarity still reads fp32) */
-    sm_moe_bf16 b16;
+    /* in bf16, the experts' products run on the bf16 copies (the weight similarity reads fp32, or
+     * the bf16 values of matrices stored in bf16: the same numbers) */
     bool bf16 = c->s->precision == SM_PRECISION_BF16;
-    if (bf16 && sm_moe_bf16_make(&c->layer.block, &b16))
+    const sm_moe_block *block = bf16 ? &c->b16.block : &c->layer.block;
+    if (sm_engine_analyse(block, c->kx, c->fit, &ao, mon, &a))
         return sm_err_prefix("statistics");
-    int arc = sm_engine_analyse(bf16 ? &b16.block : &c->layer.block, c->kx, c->fit, &ao, mon, &a);
-    if (bf16)
-        sm_moe_bf16_free(&b16);
-    if (arc)
-        return sm_err_prefix("statistics");
+    weight_job wj = {block, mon, &a, 0, ""};
+    pthread_t th;
+    bool threaded = pthread_create(&th, NULL, weight_thread, &wj) == 0;
+    if (!threaded)
+        weight_thread(&wj);
     double *cnt = sm_alloc((size_t)E, sizeof *cnt);
     int rc = -1;
     if (cnt) {
@@ -250,15 +288,21 @@ static int cap_write_layer(cap_ctx *c, int layer)
             cnt[i] = (double)a.counts[i];
         rc = write_doubles(c->w, cnt, (size_t)E) || write_outputs(c, &a) ||
                      write_doubles(c->w, a.sim_output, (size_t)E * E) ||
-                     write_doubles(c->w, a.sim_logit, (size_t)E * E) ||
-                     write_doubles(c->w, a.sim_weight, (size_t)E * E) ||
-                     write_doubles(c->w, a.saliency, (size_t)E)
+                     write_doubles(c->w, a.sim_logit, (size_t)E * E)
                  ? -1
                  : 0;
     }
     free(cnt);
+    if (threaded)
+        pthread_join(th, NULL);
+    if (rc == 0 && wj.rc) {
+        sm_err("%s", wj.err);
+        rc = sm_err_prefix("statistics");
+    }
+    if (rc == 0)
+        rc = write_doubles(c->w, a.sim_weight, (size_t)E * E) || write_doubles(c->w, a.saliency, (size_t)E) ? -1 : 0;
     sm_layer_analysis_free(&a);
-    sm_moe_layer_free(&c->layer);
+    cap_free_layer(c);
     c->moe_done++;
     if (c->prog)
         sm_progress_update(c->prog, (uint64_t)c->moe_done);
@@ -400,7 +444,7 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
     fo.stop_after_layer = last;
     int frc = sm_forward(m, t->ids, s->samples, s->seq_len, &fo);
     sm_progress_end(&prog, frc == 0);
-    sm_moe_layer_free(&c.layer);
+    cap_free_layer(&c);
     if (frc || st_writer_finish(w))
         goto out;
     if (sm_publish(tmp, path, true)) /* a stats file replaces a stale one */
