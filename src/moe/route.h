@@ -50,6 +50,11 @@ void sm_route_rank(const float *p, int n, int k, unsigned char *taken, int *orde
 int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, int *idx,
                     float *w);
 
+/* One token of sm_route_select (the rule valid for n rows), with scratch p (n floats) and taken
+ * (n bytes): the same figures, for callers that route rows on several threads. */
+void sm_route_select_row(const sm_route_rule *r, const float *z, int n, float *p, unsigned char *taken, int *idx,
+                         float *w);
+
 /* counts[i] += tokens whose selection contains row i (idx as from sm_route_select). */
 void sm_route_count(const int *idx, int64_t m, int k, int n, int64_t *counts);
 /* f_i = counts[i] / tokens: the share of tokens routed to i (DESIGN §2.1). */
