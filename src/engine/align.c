@@ -95,14 +95,85 @@ static int64_t block_units(int64_t full, int64_t per)
     return b < 8 ? 8 : b > full ? full : b;
 }
 
+/* The elementwise and per-column passes of activations(), as items of parallel loops: each item
+ * computes its elements (or its columns, each summed over the rows in order) as one loop would. */
+typedef struct act_pass {
+    float *h, *ht, *tmp;
+    int64_t ni, rows, len;
+    double *mean, *ss;
+    float *scale;
+} act_pass;
+
+#define ACT_ITEM_ELEMS ((int64_t)1 << 16)
+#define ACT_ITEM_COLS 128
+#define ACT_ITEM_ROWS 64
+
+static int act_swiglu(void *ctx, int64_t i, const sm_monitor *mon)
+{
+    (void)mon;
+    const act_pass *p = ctx;
+    const int64_t end = (i + 1) * ACT_ITEM_ELEMS < p->len ? (i + 1) * ACT_ITEM_ELEMS : p->len;
+    for (int64_t q = i * ACT_ITEM_ELEMS; q < end; q++)
+        p->h[q] = p->h[q] / (1.0f + expf(-p->h[q])) * p->tmp[q];
+    return 0;
+}
+
+/* Columns [i·ACT_ITEM_COLS, ...): mean, then the sum of squared deviations, each summed over rows
+ * in order (walked row by row, the item's columns at once: contiguous reads), then the scale. */
+static int act_stats(void *ctx, int64_t i, const sm_monitor *mon)
+{
+    (void)mon;
+    const act_pass *p = ctx;
+    const int64_t ni = p->ni, rows = p->rows, j0 = i * ACT_ITEM_COLS, j1 = j0 + ACT_ITEM_COLS < ni ? j0 + ACT_ITEM_COLS : ni;
+    const float *h = p->h;
+    double *mean = p->mean, *ss = p->ss;
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t j = j0; j < j1; j++)
+            mean[j] += h[t * ni + j];
+    for (int64_t j = j0; j < j1; j++)
+        mean[j] /= rows;
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t j = j0; j < j1; j++) {
+            double d = h[t * ni + j] - mean[j];
+            ss[j] += d * d;
+        }
+    for (int64_t j = j0; j < j1; j++) {
+        double sd = sqrt(ss[j] / rows);
+        p->scale[j] = sd > 1e-12 * (fabs(mean[j]) + 1e-30) && sd > 0 ? (float)(1.0 / sd) : 0.0f;
+    }
+    return 0;
+}
+
+/* Rows [i·ACT_ITEM_ROWS, ...) standardised; transposed column by column within the block, so the
+ * writes fill cache lines. */
+static int act_standardise(void *ctx, int64_t i, const sm_monitor *mon)
+{
+    (void)mon;
+    const act_pass *p = ctx;
+    const int64_t ni = p->ni, rows = p->rows, t0 = i * ACT_ITEM_ROWS;
+    const int64_t t1 = rows - t0 < ACT_ITEM_ROWS ? rows : t0 + ACT_ITEM_ROWS;
+    float *h = p->h, *ht = p->ht;
+    const double *mean = p->mean;
+    const float *scale = p->scale;
+    for (int64_t j = 0; ht && j < ni; j++)
+        for (int64_t t = t0; t < t1; t++)
+            ht[j * rows + t] = (float)((h[t * ni + j] - mean[j]) * scale[j]);
+    for (int64_t t = t0; !ht && t < t1; t++)
+        for (int64_t j = 0; j < ni; j++)
+            h[t * ni + j] = (float)((h[t * ni + j] - mean[j]) * scale[j]);
+    return 0;
+}
+
 /* Standardised SwiGLU activations of an expert on `rows` of x (m × hidden; row t of the sample
  * is x row t·m/rows): h (rows × I). Forward passes in blocks of ACT_BLOCK rows (xs: ACT_BLOCK ×
  * hidden, tmp: ACT_BLOCK × I scratch), cancellable between blocks; progress lo..hi. ht: NULL, or
- * where the standardised activations go transposed (I × rows; h then keeps the raw ones). */
+ * where the standardised activations go transposed (I × rows; h then keeps the raw ones).
+ * The elementwise and per-column passes run on every core (util/parallel). */
 static int activations(const sm_expert *e, const float *x, int64_t m, int64_t rows, float *h, float *ht, float *xs,
                        float *tmp, const sm_monitor *mon, double lo, double hi)
 {
     int64_t ni = e->gate.out, H = e->gate.in, blk = block_units(ACT_BLOCK, 4 * H * ni);
+    act_pass p = {.ht = ht, .tmp = tmp, .ni = ni, .rows = rows};
     for (int64_t t0 = 0; t0 < rows; t0 += blk) {
         if (sm_monitor_check(mon))
             return -1;
@@ -112,45 +183,20 @@ static int activations(const sm_expert *e, const float *x, int64_t m, int64_t ro
         float *hb = h + t0 * ni;
         sm_linear_forward(&e->gate, xs, mb, hb, NULL);
         sm_linear_forward(&e->up, xs, mb, tmp, NULL);
-        for (int64_t q = 0; q < mb * ni; q++)
-            hb[q] = hb[q] / (1.0f + expf(-hb[q])) * tmp[q];
+        p.h = hb, p.len = mb * ni;
+        if (sm_parallel_for((p.len + ACT_ITEM_ELEMS - 1) / ACT_ITEM_ELEMS, act_swiglu, &p, mon, NULL))
+            return -1;
         sm_monitor_report(mon, lo + (hi - lo) * (double)(t0 + mb) / rows, "alignment: activations");
     }
-    /* Per column: mean, then the sum of squared deviations, each summed over rows in order
-     * (walked row by row, every column at once: contiguous reads). */
-    double *mean = sm_zalloc((size_t)ni, sizeof *mean), *ss = sm_zalloc((size_t)ni, sizeof *ss);
-    float *scale = sm_alloc_f32((size_t)ni);
-    if (!mean || !ss || !scale) {
-        free(mean), free(ss), free(scale);
-        return -1;
-    }
-    for (int64_t t = 0; t < rows; t++)
-        for (int64_t j = 0; j < ni; j++)
-            mean[j] += h[t * ni + j];
-    for (int64_t j = 0; j < ni; j++)
-        mean[j] /= rows;
-    for (int64_t t = 0; t < rows; t++)
-        for (int64_t j = 0; j < ni; j++) {
-            double d = h[t * ni + j] - mean[j];
-            ss[j] += d * d;
-        }
-    for (int64_t j = 0; j < ni; j++) {
-        double sd = sqrt(ss[j] / rows);
-        scale[j] = sd > 1e-12 * (fabs(mean[j]) + 1e-30) && sd > 0 ? (float)(1.0 / sd) : 0.0f;
-    }
-    /* Standardised in blocks of 64 rows, checked between them (at Mixtral's I this pass takes most
-     * of a second); transposed column by column within a block, so the writes fill cache lines. */
-    int rc = 0;
-    for (int64_t t0 = 0; t0 < rows && !(rc = sm_monitor_check(mon)); t0 += 64) {
-        const int64_t t1 = rows - t0 < 64 ? rows : t0 + 64;
-        for (int64_t j = 0; ht && j < ni; j++)
-            for (int64_t t = t0; t < t1; t++)
-                ht[j * rows + t] = (float)((h[t * ni + j] - mean[j]) * scale[j]);
-        for (int64_t t = t0; !ht && t < t1; t++)
-            for (int64_t j = 0; j < ni; j++)
-                h[t * ni + j] = (float)((h[t * ni + j] - mean[j]) * scale[j]);
-    }
-    free(mean), free(ss), free(scale);
+    p.h = h;
+    p.mean = sm_zalloc((size_t)ni, sizeof *p.mean), p.ss = sm_zalloc((size_t)ni, sizeof *p.ss);
+    p.scale = sm_alloc_f32((size_t)ni);
+    int rc = p.mean && p.ss && p.scale ? 0 : -1;
+    if (rc == 0)
+        rc = sm_parallel_for((ni + ACT_ITEM_COLS - 1) / ACT_ITEM_COLS, act_stats, &p, mon, NULL);
+    if (rc == 0) /* checked between blocks of rows: at Mixtral's I this pass takes most of a second */
+        rc = sm_parallel_for((rows + ACT_ITEM_ROWS - 1) / ACT_ITEM_ROWS, act_standardise, &p, mon, NULL);
+    free(p.mean), free(p.ss), free(p.scale);
     return rc;
 }
 
