@@ -535,7 +535,7 @@ int sm_align_pair_memo(sm_align_memo *memo, const sm_moe_block *block, int ref_i
 
 /* Bytes of correlation matrices sm_align_moves holds at once: a batch of pairs' correlations is
  * computed in turn (their GEMMs on every core), then their matchings run side by side. */
-#define MOVES_BATCH_BYTES (128ll << 20)
+#define MOVES_BATCH_BYTES (32ll << 20)
 
 /* The pairs of one batch: correlations in, permutations and mean correlations out. */
 typedef struct moves_batch {

@@ -431,7 +431,7 @@ static int batch_error(void *ctx, int64_t i, const sm_monitor *mon)
 }
 
 /* Bytes of selections a batch holds at once (larger batches go in parts). */
-#define BATCH_BYTES (64ll << 20)
+#define BATCH_BYTES (32ll << 20)
 
 /* count subsets (count × k, each ascending) of a batch part. A subset reaching beyond a row's
  * computed positions extends the cache first, as the subsets one at a time would, in order:

@@ -25,7 +25,7 @@
  *
  * Memory: m·R·(R+1)/2 doubles plus m·(n + R) ints and floats (m = 3072, n = 64, top-8, 16
  * dropped: 8 MB), while computing one block of rows' outputs about SM_SUBSET_BLOCK_BYTES, and
- * while scoring a batch of subsets at most 64 MB of their routings (m·top_k·6 bytes each). */
+ * while scoring a batch of subsets at most 32 MB of their routings (m·top_k·6 bytes each). */
 #ifndef SM_SUBSET_H
 #define SM_SUBSET_H
 
