@@ -184,7 +184,7 @@ static int activations(const sm_expert *e, const float *x, int64_t m, int64_t ro
         sm_linear_forward(&e->gate, xs, mb, hb, NULL);
         sm_linear_forward(&e->up, xs, mb, tmp, NULL);
         p.h = hb, p.len = mb * ni;
-        if (sm_parallel_for((p.len + ACT_ITEM_ELEMS - 1) / ACT_ITEM_ELEMS, act_swiglu, &p, mon, NULL))
+        if (sm_parallel_for((p.len + ACT_ITEM_ELEMS - 1) / ACT_ITEM_ELEMS, 20 * p.len, act_swiglu, &p, mon, NULL))
             return -1;
         sm_monitor_report(mon, lo + (hi - lo) * (double)(t0 + mb) / rows, "alignment: activations");
     }
@@ -193,9 +193,9 @@ static int activations(const sm_expert *e, const float *x, int64_t m, int64_t ro
     p.scale = sm_alloc_f32((size_t)ni);
     int rc = p.mean && p.ss && p.scale ? 0 : -1;
     if (rc == 0)
-        rc = sm_parallel_for((ni + ACT_ITEM_COLS - 1) / ACT_ITEM_COLS, act_stats, &p, mon, NULL);
+        rc = sm_parallel_for((ni + ACT_ITEM_COLS - 1) / ACT_ITEM_COLS, 3 * rows * ni, act_stats, &p, mon, NULL);
     if (rc == 0) /* checked between blocks of rows: at Mixtral's I this pass takes most of a second */
-        rc = sm_parallel_for((rows + ACT_ITEM_ROWS - 1) / ACT_ITEM_ROWS, act_standardise, &p, mon, NULL);
+        rc = sm_parallel_for((rows + ACT_ITEM_ROWS - 1) / ACT_ITEM_ROWS, rows * ni, act_standardise, &p, mon, NULL);
     free(p.mean), free(p.ss), free(p.scale);
     return rc;
 }
@@ -576,7 +576,7 @@ static int moves_batch_run(const sm_moe_block *block, const float *x, int64_t m,
     }
     sm_monitor_span span;
     if (rc == 0)
-        rc = sm_parallel_for(np, moves_match, b, sm_monitor_span_init(&span, mon, lo + 0.7 * (hi - lo), hi),
+        rc = sm_parallel_for(np, np * b->ni * b->ni * (b->ni <= SM_ALIGN_EXACT_MAX ? b->ni : 16), moves_match, b, sm_monitor_span_init(&span, mon, lo + 0.7 * (hi - lo), hi),
                              "alignment: assignment");
     for (int i = 0; rc == 0 && i < np; i++)
         *moved += memo_remember(memo_at(memo, b->ref[i], b->mem[i]), b->perm[i], b->ni, b->corr[i]);

@@ -177,7 +177,7 @@ int sm_member_errors(const sm_matset *set, const float *merged, double *err)
     if (sm_matset_check(set) != 0)
         return -1;
     member_err_ctx c = {set, merged, err};
-    return sm_parallel_for(set->n, member_err_item, &c, NULL, NULL); /* one member per thread */
+    return sm_parallel_for(set->n, set->n * set->out * set->in * 4, member_err_item, &c, NULL, NULL); /* one member per thread */
 }
 
 bool sm_rank_factored(int64_t rank, int64_t out, int64_t in)

@@ -449,7 +449,7 @@ static int errors_part(sm_subset_cache *c, const int *keeps, int64_t count, int 
     bt.deepest = sm_alloc((size_t)(count * m), sizeof *bt.deepest);
     int rc = bt.sel && bt.w && bt.deepest ? 0 : -1;
     if (rc == 0)
-        rc = sm_parallel_for(count, batch_select, &bt, mon, NULL);
+        rc = sm_parallel_for(count, count * m * k * 8, batch_select, &bt, mon, NULL);
     for (int64_t p = 0; rc == 0 && p < count;) {
         if (needs_extension(c, bt.deepest + p * m) && (rc = extend(c, bt.deepest + p * m)) != 0)
             break;
@@ -459,7 +459,7 @@ static int errors_part(sm_subset_cache *c, const int *keeps, int64_t count, int 
         /* subsets p..q-1 on the cache as it is now */
         batch part = bt;
         part.sel += p * m * bt.kk, part.w += p * m * bt.kk, part.deepest += p * m, part.errs += p;
-        rc = sm_parallel_for(q - p, batch_error, &part, mon, NULL);
+        rc = sm_parallel_for(q - p, (q - p) * m * (c->top_k + bt.kk) * (c->top_k + bt.kk), batch_error, &part, mon, NULL);
         p = q;
     }
     free(bt.sel), free(bt.w), free(bt.deepest);

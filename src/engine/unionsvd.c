@@ -99,7 +99,7 @@ void sm_weighted_sum(const sm_matset *s, const double *w, float *dst)
 {
     const int64_t len = s->out * s->in;
     wsum_ctx c = {s, w, dst};
-    sm_parallel_for((len + WSUM_ITEM - 1) / WSUM_ITEM, wsum_item, &c, NULL, NULL); /* cannot fail */
+    sm_parallel_for((len + WSUM_ITEM - 1) / WSUM_ITEM, len * s->n, wsum_item, &c, NULL, NULL); /* cannot fail */
 }
 
 /* ---- Gram -------------------------------------------------------------------------------- */

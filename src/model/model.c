@@ -525,7 +525,7 @@ static size_t convert(sm_dtype t, const unsigned char *src, size_t es, float *ds
     if (!bad) /* one item (or no memory for more): in place */
         return sm_to_f32(t, src, dst, count);
     convert_ctx c = {t, src, dst, count, es, bad};
-    sm_parallel_for(items, convert_item, &c, NULL, NULL); /* cannot fail */
+    sm_parallel_for(items, (int64_t)count, convert_item, &c, NULL, NULL); /* cannot fail */
     size_t first = count;
     for (int64_t i = 0; i < items && first == count; i++)
         first = bad[i];

@@ -17,6 +17,7 @@
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
 static int threads_default;
 static int threads_set; /* sm_parallel_set_threads; 0: the default */
+static int64_t min_work = SM_PARALLEL_MIN_WORK;
 
 static void threads_init(void)
 {
@@ -41,6 +42,11 @@ int sm_parallel_set_threads(int n)
     return prev;
 }
 
+int64_t sm_parallel_set_min_work(int64_t work)
+{
+    return __atomic_exchange_n(&min_work, work < 0 ? SM_PARALLEL_MIN_WORK : work, __ATOMIC_RELAXED);
+}
+
 /* One loop's shared state: the lowest failing item and its message, and the items done. */
 typedef struct {
     int64_t failed; /* INT64_MAX: none */
@@ -59,11 +65,12 @@ static void loop_fail(loop_state *s, int64_t i)
     __atomic_store_n(&s->stop, 1, __ATOMIC_RELAXED);
 }
 
-int sm_parallel_for(int64_t n, sm_parallel_item fn, void *ctx, const sm_monitor *mon, const char *what)
+int sm_parallel_for(int64_t n, int64_t work, sm_parallel_item fn, void *ctx, const sm_monitor *mon,
+                    const char *what)
 {
     const sm_monitor item_mon = {.cancel = mon ? mon->cancel : NULL};
     const sm_monitor *im = mon ? &item_mon : NULL;
-    const int64_t nt = sm_parallel_threads() < n ? sm_parallel_threads() : n;
+    const int64_t nt = work < __atomic_load_n(&min_work, __ATOMIC_RELAXED) ? 1 : sm_parallel_threads() < n ? sm_parallel_threads() : n;
     if (nt <= 1) { /* the plain loop: no team */
         for (int64_t i = 0; i < n; i++) {
             if (sm_monitor_check(mon) || fn(ctx, i, im))

@@ -31,11 +31,21 @@ int sm_parallel_set_threads(int n);
  * flag and no progress callback. */
 typedef int (*sm_parallel_item)(void *ctx, int64_t i, const sm_monitor *mon);
 
-/* fn(ctx, i, ...) for every i in [0, n), on up to sm_parallel_threads() threads, items handed out
+/* Below this much work (the caller's estimate, in elementary operations: about a millisecond of
+ * one core) a loop runs on the calling thread: waking the pool costs more than it saves, and far
+ * more on a loaded machine, where the woken thread may wait for a core while the caller spins. */
+#define SM_PARALLEL_MIN_WORK ((int64_t)1 << 22)
+/* Set that bound (0: every loop on the threads; negative: back to SM_PARALLEL_MIN_WORK) and
+ * return the previous one. For tests, whose shapes are small. */
+int64_t sm_parallel_set_min_work(int64_t work);
+
+/* fn(ctx, i, ...) for every i in [0, n), on up to sm_parallel_threads() threads (one when `work`,
+ * the estimated operations of all items, is below SM_PARALLEL_MIN_WORK), items handed out
  * in ascending order. After a failure or a cancellation no further item starts; the result is the
  * lowest failing item's (the one a serial loop stops at): 0, or -1 with its message ("cancelled"
  * when cancelled). Progress: the fraction of items done, reported on mon with `what` (NULL: none)
  * by the calling thread. */
-int sm_parallel_for(int64_t n, sm_parallel_item fn, void *ctx, const sm_monitor *mon, const char *what);
+int sm_parallel_for(int64_t n, int64_t work, sm_parallel_item fn, void *ctx, const sm_monitor *mon,
+                    const char *what);
 
 #endif
