@@ -91,7 +91,7 @@ static int prune_by_output(const sm_moe_block *src, int k, const float *x, int64
     if (!c)
         return -1;
     sm_prune_result res;
-    int rc = sm_prune_output(src->n_experts, k, sm_subset_cache_error, c, 0,
+    int rc = sm_prune_output_batch(src->n_experts, k, sm_subset_cache_errors, c, 0,
                              sm_monitor_span_init(&span, mon, 0.5, 1.0), keep, &res);
     sm_subset_cache_free(c);
     return rc;

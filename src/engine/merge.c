@@ -11,6 +11,7 @@
 #include "util/diag.h"
 #include "util/matmul.h"
 #include "util/mem.h"
+#include "util/parallel.h"
 
 static const char *const method_names[SM_MERGE_METHOD_COUNT] = {
     [SM_MERGE_SUBMOE] = "submoe",
@@ -148,22 +149,35 @@ int sm_merge_weights(sm_merge_method m, const double *freq, int n, double *w)
     return 0;
 }
 
+typedef struct member_err_ctx {
+    const sm_matset *set;
+    const float *merged;
+    double *err;
+} member_err_ctx;
+
+/* Member i's relative error, summed over its elements in order. */
+static int member_err_item(void *ctx, int64_t i, const sm_monitor *mon)
+{
+    (void)mon;
+    const member_err_ctx *c = ctx;
+    const int64_t len = c->set->out * c->set->in;
+    const float *wi = c->set->w[i], *merged = c->merged;
+    double num = 0.0, den = 0.0;
+    for (int64_t e = 0; e < len; e++) {
+        double d = (double)wi[e] - merged[e];
+        num += d * d;
+        den += (double)wi[e] * wi[e];
+    }
+    c->err[i] = den > 0.0 ? sqrt(num / den) : sqrt(num);
+    return 0;
+}
+
 int sm_member_errors(const sm_matset *set, const float *merged, double *err)
 {
     if (sm_matset_check(set) != 0)
         return -1;
-    const int64_t len = set->out * set->in;
-    for (int i = 0; i < set->n; i++) {
-        double num = 0.0, den = 0.0;
-        const float *wi = set->w[i];
-        for (int64_t e = 0; e < len; e++) {
-            double d = (double)wi[e] - merged[e];
-            num += d * d;
-            den += (double)wi[e] * wi[e];
-        }
-        err[i] = den > 0.0 ? sqrt(num / den) : sqrt(num);
-    }
-    return 0;
+    member_err_ctx c = {set, merged, err};
+    return sm_parallel_for(set->n, set->n * set->out * set->in * 4, member_err_item, &c, NULL, NULL); /* one member per thread */
 }
 
 bool sm_rank_factored(int64_t rank, int64_t out, int64_t in)

@@ -1,5 +1,6 @@
 #include "engine/prune.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,49 +45,54 @@ int64_t sm_binomial_capped(int n, int k, int64_t cap)
     return c;
 }
 
-static int prune_exhaustive(int n, int k, int64_t total, sm_subset_error_fn fn, void *ctx,
+/* Subsets evaluated per batch by the exhaustive search (the greedy one hands over a whole step). */
+#define EXHAUSTIVE_BATCH 256
+
+static int prune_exhaustive(int n, int k, int64_t total, sm_subset_errors_fn fn, void *ctx,
                             const sm_monitor *mon, int *keep, sm_prune_result *res)
 {
-    int *cur = sm_alloc((size_t)k, sizeof(int));
-    if (!cur)
-        return -1;
-    for (int j = 0; j < k; j++)
+    int *cur = sm_alloc((size_t)k, sizeof(int)), *subsets = sm_alloc((size_t)k * EXHAUSTIVE_BATCH, sizeof(int));
+    double *errs = sm_alloc(EXHAUSTIVE_BATCH, sizeof(double));
+    int rc = cur && subsets && errs ? 0 : -1, have = 0;
+    for (int j = 0; cur && j < k; j++)
         cur[j] = j;
-    int64_t done = 0;
-    int rc = 0, have = 0;
-    for (;;) {
-        double e;
-        if ((rc = sm_monitor_check(mon)) != 0 || (rc = fn(ctx, cur, k, &e)) != 0)
-            break;
-        res->evaluations++;
-        if (!have || e < res->error) { /* lexicographically first among equals */
-            res->error = e;
-            memcpy(keep, cur, (size_t)k * sizeof(int));
-            have = 1;
+    for (bool more = rc == 0; more;) {
+        int nb = 0;
+        for (; more && nb < EXHAUSTIVE_BATCH; nb++) { /* the next subsets in lexicographic order */
+            memcpy(subsets + (size_t)nb * k, cur, (size_t)k * sizeof(int));
+            int j = k - 1;
+            while (j >= 0 && cur[j] == n - k + j)
+                j--;
+            more = j >= 0;
+            if (!more)
+                continue;
+            cur[j]++;
+            for (int t = j + 1; t < k; t++)
+                cur[t] = cur[t - 1] + 1;
         }
-        sm_monitor_report(mon, (double)++done / total, "prune-output (exhaustive)");
-        /* Next k-subset in lexicographic order. */
-        int j = k - 1;
-        while (j >= 0 && cur[j] == n - k + j)
-            j--;
-        if (j < 0)
+        if ((rc = sm_monitor_check(mon)) != 0 || (rc = fn(ctx, subsets, nb, k, mon, errs)) != 0)
             break;
-        cur[j]++;
-        for (int t = j + 1; t < k; t++)
-            cur[t] = cur[t - 1] + 1;
+        for (int b = 0; b < nb; b++)
+            if (!have || errs[b] < res->error) { /* lexicographically first among equals */
+                res->error = errs[b];
+                memcpy(keep, subsets + (size_t)b * k, (size_t)k * sizeof(int));
+                have = 1;
+            }
+        res->evaluations += nb;
+        sm_monitor_report(mon, (double)res->evaluations / total, "prune-output (exhaustive)");
     }
-    free(cur);
+    free(cur), free(subsets), free(errs);
     res->exhaustive = 1;
     return rc;
 }
 
-static int prune_greedy(int n, int k, sm_subset_error_fn fn, void *ctx, const sm_monitor *mon,
+static int prune_greedy(int n, int k, sm_subset_errors_fn fn, void *ctx, const sm_monitor *mon,
                         int *keep, sm_prune_result *res)
 {
-    int *cur = sm_alloc((size_t)n, sizeof(int)), *trial = sm_alloc((size_t)n, sizeof(int));
-    if (!cur || !trial) {
-        free(cur);
-        free(trial);
+    int *cur = sm_alloc((size_t)n, sizeof(int)), *trials = sm_alloc((size_t)n * (size_t)n, sizeof(int));
+    double *errs = sm_alloc((size_t)n, sizeof(double));
+    if (!cur || !trials || !errs) {
+        free(cur), free(trials), free(errs);
         return -1;
     }
     for (int i = 0; i < n; i++)
@@ -95,24 +101,22 @@ static int prune_greedy(int n, int k, sm_subset_error_fn fn, void *ctx, const sm
     const double total = (double)(n - k) * (n + k + 1) / 2.0;
     double best_e = 0.0;
     while (rc == 0 && size > k) {
-        int drop = -1;
-        for (int d = 0; d < size; d++) {
-            int t = 0;
-            for (int i = 0; i < size; i++)
+        for (int d = 0; d < size; d++) { /* every expert dropped in turn: one batch */
+            int *trial = trials + (size_t)d * (size - 1);
+            for (int i = 0, t = 0; i < size; i++)
                 if (i != d)
                     trial[t++] = cur[i];
-            double e;
-            if ((rc = sm_monitor_check(mon)) != 0 || (rc = fn(ctx, trial, size - 1, &e)) != 0)
-                break;
-            res->evaluations++;
-            if (drop < 0 || e < best_e) {
-                best_e = e;
+        }
+        if ((rc = sm_monitor_check(mon)) != 0 || (rc = fn(ctx, trials, size, size - 1, mon, errs)) != 0)
+            break;
+        int drop = -1;
+        for (int d = 0; d < size; d++)
+            if (drop < 0 || errs[d] < best_e) {
+                best_e = errs[d];
                 drop = d;
             }
-            sm_monitor_report(mon, res->evaluations / total, "prune-output (greedy)");
-        }
-        if (rc != 0)
-            break;
+        res->evaluations += size;
+        sm_monitor_report(mon, res->evaluations / total, "prune-output (greedy)");
         memmove(cur + drop, cur + drop + 1, (size_t)(size - drop - 1) * sizeof(int));
         size--;
     }
@@ -120,15 +124,29 @@ static int prune_greedy(int n, int k, sm_subset_error_fn fn, void *ctx, const sm
         memcpy(keep, cur, (size_t)k * sizeof(int));
         res->error = best_e;
         if (size == n) /* k == n: nothing dropped, evaluate the full set once */
-            rc = fn(ctx, keep, k, &res->error), res->evaluations++;
+            rc = fn(ctx, keep, 1, k, mon, &res->error), res->evaluations++;
     }
-    free(cur);
-    free(trial);
+    free(cur), free(trials), free(errs);
     return rc;
 }
 
-int sm_prune_output(int n, int k, sm_subset_error_fn fn, void *ctx, int64_t exhaustive_limit,
-                    const sm_monitor *mon, int *keep, sm_prune_result *res)
+/* A one-subset callback as a batch one: the subsets in order, cancellable between them. */
+typedef struct one_by_one {
+    sm_subset_error_fn fn;
+    void *ctx;
+} one_by_one;
+
+static int errors_one_by_one(void *ctx, const int *keeps, int count, int k, const sm_monitor *mon, double *errs)
+{
+    const one_by_one *o = ctx;
+    for (int i = 0; i < count; i++)
+        if ((i > 0 && sm_monitor_check(mon) != 0) || o->fn(o->ctx, keeps + (size_t)i * k, k, &errs[i]) != 0)
+            return -1;
+    return 0;
+}
+
+int sm_prune_output_batch(int n, int k, sm_subset_errors_fn fn, void *ctx, int64_t exhaustive_limit,
+                          const sm_monitor *mon, int *keep, sm_prune_result *res)
 {
     memset(res, 0, sizeof *res);
     if (n <= 0 || k < 1 || k > n)
@@ -140,4 +158,15 @@ int sm_prune_output(int n, int k, sm_subset_error_fn fn, void *ctx, int64_t exha
     if (total > 0)
         return prune_exhaustive(n, k, total, fn, ctx, mon, keep, res);
     return prune_greedy(n, k, fn, ctx, mon, keep, res);
+}
+
+int sm_prune_output(int n, int k, sm_subset_error_fn fn, void *ctx, int64_t exhaustive_limit,
+                    const sm_monitor *mon, int *keep, sm_prune_result *res)
+{
+    if (!fn) {
+        memset(res, 0, sizeof *res);
+        return sm_err("prune-output needs an error callback");
+    }
+    one_by_one o = {fn, ctx};
+    return sm_prune_output_batch(n, k, errors_one_by_one, &o, exhaustive_limit, mon, keep, res);
 }

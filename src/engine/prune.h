@@ -23,6 +23,11 @@ int sm_prune_frequency(const double *freq, int n, int k, int *keep);
 /* Error of keeping exactly keep[0..k) (ascending); 0 or -1 with a message (aborts the search). */
 typedef int (*sm_subset_error_fn)(void *ctx, const int *keep, int k, double *err);
 
+/* Errors of `count` subsets of k experts, keeps[i·k .. i·k + k) (each ascending) into errs[i]: the
+ * figures `count` calls of an sm_subset_error_fn in that order give. Cancellable (mon). */
+typedef int (*sm_subset_errors_fn)(void *ctx, const int *keeps, int count, int k, const sm_monitor *mon,
+                                   double *errs);
+
 typedef struct sm_prune_result {
     double error;        /* error of the chosen subset */
     int64_t evaluations; /* callback calls made */
@@ -32,6 +37,12 @@ typedef struct sm_prune_result {
 /* exhaustive_limit 0 = SM_PRUNE_EXHAUSTIVE_LIMIT. */
 int sm_prune_output(int n, int k, sm_subset_error_fn fn, void *ctx, int64_t exhaustive_limit,
                     const sm_monitor *mon, int *keep, sm_prune_result *res);
+
+/* The same search with a batch callback: a greedy step's subsets (or up to 256 of the exhaustive
+ * search's, in lexicographic order) in one call, which may score them on several threads. The
+ * choice is the one-at-a-time search's. */
+int sm_prune_output_batch(int n, int k, sm_subset_errors_fn fn, void *ctx, int64_t exhaustive_limit,
+                          const sm_monitor *mon, int *keep, sm_prune_result *res);
 
 /* C(n, k), or -1 when it exceeds `cap` (so huge counts never overflow). */
 int64_t sm_binomial_capped(int n, int k, int64_t cap);

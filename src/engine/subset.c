@@ -3,12 +3,14 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/diag.h"
 #include "util/mem.h"
+#include "util/parallel.h"
 
 /* Work between cancellation checks while the cache is built: an expert runs on at most this many
  * floating-point operations' worth of rows at a time (but never fewer than MIN_RUN_ROWS rows,
@@ -35,8 +37,6 @@ struct sm_subset_cache {
     const float *x;
     sm_monitor cancel;     /* the creator's cancellation, for extensions */
     double den;    /* ||Y||² of the full block, shared experts included */
-    float *zs, *ws; /* evaluation scratch: m × n kept logits, m × top_k weights */
-    int *idx;       /* m × top_k */
 };
 
 void sm_subset_cache_free(sm_subset_cache *c)
@@ -44,7 +44,6 @@ void sm_subset_cache_free(sm_subset_cache *c)
     if (!c)
         return;
     free(c->z), free(c->order), free(c->pos), free(c->w_ref), free(c->gram), free(c->depth);
-    free(c->zs), free(c->ws), free(c->idx);
     free(c);
 }
 
@@ -287,14 +286,11 @@ sm_subset_cache *sm_subset_cache_new(const sm_moe_block *b, const float *x, int6
     c->pos = sm_alloc((size_t)(m * n), sizeof(int));
     c->w_ref = sm_alloc_f32((size_t)(m * c->top_k));
     c->gram = sm_alloc((size_t)m, sizeof(double) * (size_t)packed_size(c->R));
-    c->zs = sm_alloc_f32((size_t)(m * n));
-    c->ws = sm_alloc_f32((size_t)(m * c->top_k));
-    c->idx = sm_alloc((size_t)(m * c->top_k), sizeof(int));
     c->depth = sm_alloc((size_t)m, sizeof(int));
     int64_t *rows = sm_alloc((size_t)m, sizeof(int64_t));
     c->b = b, c->x = x;
     c->cancel.cancel = mon ? mon->cancel : NULL;
-    if (!c->z || !c->order || !c->pos || !c->w_ref || !c->gram || !c->zs || !c->ws || !c->idx || !c->depth || !rows)
+    if (!c->z || !c->order || !c->pos || !c->w_ref || !c->gram || !c->depth || !rows)
         goto fail;
     /* the logits a pruned block computes are these, restricted to its rows */
     sm_route_logits(x, m, b->hidden, b->router, n, c->z);
@@ -316,29 +312,31 @@ fail:
     return NULL;
 }
 
-/* Rows whose selection (c->idx, kk per row, of keep) reaches beyond their computed positions,
- * computed deeper. */
-static int extend(sm_subset_cache *c, const int *keep, int kk)
+/* Rows whose deepest selected position (deepest, per row) reaches beyond their computed
+ * positions, computed deeper. */
+static int extend(sm_subset_cache *c, const int16_t *deepest)
 {
     int64_t *rows = NULL, nr = 0;
     for (int64_t t = 0; t < c->m; t++) {
-        int deepest = -1;
-        for (int j = 0; j < kk; j++) {
-            const int p = c->pos[t * c->n + keep[c->idx[t * kk + j]]];
-            if (p < 0)
-                return sm_err("internal: row %lld selects an expert beyond its %d cached ones", (long long)t, c->R);
-            deepest = p > deepest ? p : deepest;
-        }
-        if (deepest < c->depth[t])
+        if (deepest[t] < c->depth[t])
             continue;
         if (!rows && !(rows = sm_alloc((size_t)c->m, sizeof(int64_t))))
             return -1;
-        c->depth[t] = deepest + 1 + EXTEND_MARGIN < c->R ? deepest + 1 + EXTEND_MARGIN : c->R;
+        c->depth[t] = deepest[t] + 1 + EXTEND_MARGIN < c->R ? deepest[t] + 1 + EXTEND_MARGIN : c->R;
         rows[nr++] = t;
     }
     int rc = nr ? cache_rows(c, rows, nr, false, &c->cancel) : 0;
     free(rows);
     return rc;
+}
+
+/* Whether a selection reaches beyond some row's computed positions. */
+static bool needs_extension(const sm_subset_cache *c, const int16_t *deepest)
+{
+    for (int64_t t = 0; t < c->m; t++)
+        if (deepest[t] >= c->depth[t])
+            return true;
+    return false;
 }
 
 /* ||Σ_a cv[a] E_{pv[a]}||² of one row from its packed Gram. */
@@ -353,23 +351,62 @@ static double quadratic(const double *g, int R, const int *pv, const double *cv,
     return s;
 }
 
-int sm_subset_cache_error(void *cache, const int *keep, int k, double *err)
+/* A batch of subsets: each one's selection on every row (positions in the row's order, weights,
+ * the deepest position), made on several threads, then its error. */
+typedef struct batch {
+    sm_subset_cache *c;
+    const int *keeps;
+    int k, kk;
+    sm_route_rule rule;
+    int16_t *sel;     /* per subset m × kk positions */
+    float *w;         /* per subset m × kk weights */
+    int16_t *deepest; /* per subset m */
+    double *errs;
+} batch;
+
+/* Subset i's routing on every row: sm_route_select on the kept logits, row by row. */
+static int batch_select(void *ctx, int64_t i, const sm_monitor *mon)
 {
-    sm_subset_cache *c = cache;
-    const int n = c->n, R = c->R, top = c->top_k;
-    if (k < c->min_keep || k > n)
-        return sm_err("subset of %d experts: the cache covers subsets of %d to %d", k, c->min_keep, n);
-    for (int j = 0; j < k; j++)
-        if (keep[j] < 0 || keep[j] >= n || (j > 0 && keep[j] <= keep[j - 1]))
-            return sm_err("kept experts must be ascending indices below %d", n);
-    sm_route_rule rule = c->rule;
-    rule.top_k = top < k ? top : k;
-    const int kk = rule.top_k;
-    for (int64_t t = 0; t < c->m; t++)
+    (void)mon;
+    batch *bt = ctx;
+    const sm_subset_cache *c = bt->c;
+    const int n = c->n, k = bt->k, kk = bt->kk, *keep = bt->keeps + i * k;
+    const int64_t m = c->m;
+    float *zs = sm_alloc_f32((size_t)k), *p = sm_alloc_f32((size_t)k), *w = sm_alloc_f32((size_t)kk);
+    int *idx = sm_alloc((size_t)kk, sizeof *idx);
+    unsigned char *taken = sm_alloc((size_t)k, 1);
+    int16_t *sel = bt->sel + i * m * kk, *deep = bt->deepest + i * m;
+    float *sw = bt->w + i * m * kk;
+    int rc = zs && p && w && idx && taken ? 0 : -1;
+    for (int64_t t = 0; rc == 0 && t < m; t++) {
         for (int j = 0; j < k; j++)
-            c->zs[t * k + j] = c->z[t * n + keep[j]];
-    if (sm_route_select(&rule, c->zs, c->m, k, c->idx, c->ws) != 0 || extend(c, keep, kk) != 0)
-        return -1;
+            zs[j] = c->z[t * n + keep[j]];
+        sm_route_select_row(&bt->rule, zs, k, p, taken, idx, w);
+        int deepest = -1;
+        for (int j = 0; j < kk; j++) {
+            const int at = c->pos[t * n + keep[idx[j]]];
+            if (at < 0) {
+                rc = sm_err("internal: row %lld selects an expert beyond its %d cached ones", (long long)t, c->R);
+                break;
+            }
+            sel[t * kk + j] = (int16_t)at, sw[t * kk + j] = w[j];
+            deepest = at > deepest ? at : deepest;
+        }
+        deep[t] = (int16_t)deepest;
+    }
+    free(zs), free(p), free(w), free(idx), free(taken);
+    return rc;
+}
+
+/* Subset i's error from the Grams: the quadratic form of each row, summed in row order. */
+static int batch_error(void *ctx, int64_t i, const sm_monitor *mon)
+{
+    (void)mon;
+    batch *bt = ctx;
+    const sm_subset_cache *c = bt->c;
+    const int R = c->R, top = c->top_k, kk = bt->kk;
+    const int16_t *sel = bt->sel + i * c->m * kk;
+    const float *sw = bt->w + i * c->m * kk;
     double num = 0.0;
     int pv[128];
     double cv[128];
@@ -378,19 +415,81 @@ int sm_subset_cache_error(void *cache, const int *keep, int k, double *err)
         for (int j = 0; j < top; j++) /* the full block's selection: the first top_k of the order */
             pv[np] = j, cv[np++] = c->w_ref[t * top + j];
         for (int j = 0; j < kk; j++) {
-            const int p = c->pos[t * n + keep[c->idx[t * kk + j]]];
-            if (p < 0)
-                return sm_err("internal: row %lld selects an expert beyond its %d cached ones", (long long)t, R);
+            const int p = sel[t * kk + j];
             int a = 0;
             while (a < np && pv[a] != p)
                 a++;
             if (a == np)
                 pv[np] = p, cv[np++] = 0.0;
-            cv[a] -= c->ws[t * kk + j];
+            cv[a] -= sw[t * kk + j];
         }
         num += quadratic(c->gram + t * packed_size(R), R, pv, cv, np);
     }
     num = num > 0.0 ? num : 0.0;
-    *err = c->den > 0.0 ? sqrt(num / c->den) : sqrt(num);
+    bt->errs[i] = c->den > 0.0 ? sqrt(num / c->den) : sqrt(num);
     return 0;
+}
+
+/* Bytes of selections a batch holds at once (larger batches go in parts). */
+#define BATCH_BYTES (32ll << 20)
+
+/* count subsets (count × k, each ascending) of a batch part. A subset reaching beyond a row's
+ * computed positions extends the cache first, as the subsets one at a time would, in order:
+ * each extension recomputes rows (their outputs, so their Gram entries, depend on the rows
+ * computed with them), so the subsets between two extensions are scored together, on the cache
+ * as it is then, and the scores are those of the serial order on any number of threads. */
+static int errors_part(sm_subset_cache *c, const int *keeps, int64_t count, int k, const sm_monitor *mon,
+                       double *errs)
+{
+    batch bt = {.c = c, .keeps = keeps, .k = k, .rule = c->rule, .errs = errs};
+    bt.rule.top_k = bt.kk = c->top_k < k ? c->top_k : k;
+    const int64_t m = c->m;
+    bt.sel = sm_alloc((size_t)(count * m * bt.kk), sizeof *bt.sel);
+    bt.w = sm_alloc_f32((size_t)(count * m * bt.kk));
+    bt.deepest = sm_alloc((size_t)(count * m), sizeof *bt.deepest);
+    int rc = bt.sel && bt.w && bt.deepest ? 0 : -1;
+    if (rc == 0)
+        rc = sm_parallel_for(count, count * m * k * 8, batch_select, &bt, mon, NULL);
+    for (int64_t p = 0; rc == 0 && p < count;) {
+        if (needs_extension(c, bt.deepest + p * m) && (rc = extend(c, bt.deepest + p * m)) != 0)
+            break;
+        int64_t q = p + 1;
+        while (q < count && !needs_extension(c, bt.deepest + q * m))
+            q++;
+        /* subsets p..q-1 on the cache as it is now */
+        batch part = bt;
+        part.sel += p * m * bt.kk, part.w += p * m * bt.kk, part.deepest += p * m, part.errs += p;
+        rc = sm_parallel_for(q - p, (q - p) * m * (c->top_k + bt.kk) * (c->top_k + bt.kk), batch_error, &part, mon, NULL);
+        p = q;
+    }
+    free(bt.sel), free(bt.w), free(bt.deepest);
+    return rc;
+}
+
+int sm_subset_cache_errors(void *cache, const int *keeps, int count, int k, const sm_monitor *mon, double *errs)
+{
+    sm_subset_cache *c = cache;
+    const int n = c->n;
+    if (k < c->min_keep || k > n)
+        return sm_err("subset of %d experts: the cache covers subsets of %d to %d", k, c->min_keep, n);
+    for (int i = 0; i < count; i++)
+        for (int j = 0; j < k; j++) {
+            const int *keep = keeps + (int64_t)i * k;
+            if (keep[j] < 0 || keep[j] >= n || (j > 0 && keep[j] <= keep[j - 1]))
+                return sm_err("kept experts must be ascending indices below %d", n);
+        }
+    const int kk = c->top_k < k ? c->top_k : k;
+    if (kk > 64)
+        return sm_err("routing: top-%d of %d experts is invalid", kk, k);
+    const int64_t per = c->m * (kk * (int64_t)(sizeof(int16_t) + sizeof(float)) + (int64_t)sizeof(int16_t));
+    const int64_t part = BATCH_BYTES / per > 1 ? BATCH_BYTES / per : 1;
+    for (int64_t i0 = 0; i0 < count; i0 += part)
+        if (errors_part(c, keeps + i0 * k, count - i0 < part ? count - i0 : part, k, mon, errs + i0) != 0)
+            return -1;
+    return 0;
+}
+
+int sm_subset_cache_error(void *cache, const int *keep, int k, double *err)
+{
+    return sm_subset_cache_errors(cache, keep, 1, k, NULL, err);
 }

@@ -24,7 +24,8 @@
  * them are computed again (olmoe2).
  *
  * Memory: m·R·(R+1)/2 doubles plus m·(n + R) ints and floats (m = 3072, n = 64, top-8, 16
- * dropped: 8 MB), and while computing one block of rows' outputs, about SM_SUBSET_BLOCK_BYTES. */
+ * dropped: 8 MB), while computing one block of rows' outputs about SM_SUBSET_BLOCK_BYTES, and
+ * while scoring a batch of subsets at most 32 MB of their routings (m·top_k·6 bytes each). */
 #ifndef SM_SUBSET_H
 #define SM_SUBSET_H
 
@@ -51,5 +52,10 @@ void sm_subset_cache_free(sm_subset_cache *c);
  * subset needs it. 0, or -1 with a message (after which the cache is only to be freed). The
  * signature of sm_subset_error_fn (prune.h): pass the cache as its context. */
 int sm_subset_cache_error(void *cache, const int *keep, int k, double *err);
+
+/* The errors of `count` subsets of k experts, keeps[i·k .. i·k + k) into errs[i]: the figures
+ * `count` calls of sm_subset_cache_error in order give, computed on every core (util/parallel).
+ * Cancellable between subsets (mon); no progress. The signature of sm_subset_errors_fn (prune.h). */
+int sm_subset_cache_errors(void *cache, const int *keeps, int count, int k, const sm_monitor *mon, double *errs);
 
 #endif

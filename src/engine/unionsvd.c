@@ -9,6 +9,7 @@
 #include "util/diag.h"
 #include "util/matmul.h"
 #include "util/mem.h"
+#include "util/parallel.h"
 #include "util/rng.h"
 
 /* Flop-equivalents (at sgemm speed) of the dense eigensolvers per n³, measured with OpenBLAS
@@ -62,23 +63,43 @@ int sm_matset_check(const sm_matset *s)
     return 0;
 }
 
-void sm_weighted_sum(const sm_matset *s, const double *w, float *dst)
+/* Elements of one item of sm_weighted_sum's parallel loop (whole blocks of BLOCK). */
+#define WSUM_BLOCK 2048
+#define WSUM_ITEM (WSUM_BLOCK * 64)
+
+typedef struct wsum_ctx {
+    const sm_matset *s;
+    const double *w;
+    float *dst;
+} wsum_ctx;
+
+/* Elements [i·WSUM_ITEM, ...) of the weighted sum, each summed over the members in order. */
+static int wsum_item(void *ctx, int64_t item, const sm_monitor *mon)
 {
-    enum { BLOCK = 2048 };
-    double acc[BLOCK];
-    const int64_t len = s->out * s->in;
-    for (int64_t e0 = 0; e0 < len; e0 += BLOCK) {
-        int64_t ne = len - e0 < BLOCK ? len - e0 : BLOCK;
+    (void)mon;
+    const wsum_ctx *c = ctx;
+    double acc[WSUM_BLOCK];
+    const int64_t len = c->s->out * c->s->in, end = (item + 1) * WSUM_ITEM < len ? (item + 1) * WSUM_ITEM : len;
+    for (int64_t e0 = item * WSUM_ITEM; e0 < end; e0 += WSUM_BLOCK) {
+        int64_t ne = end - e0 < WSUM_BLOCK ? end - e0 : WSUM_BLOCK;
         memset(acc, 0, (size_t)ne * sizeof(double));
-        for (int i = 0; i < s->n; i++) {
-            const float *src = s->w[i] + e0;
-            const double wi = w[i];
+        for (int i = 0; i < c->s->n; i++) {
+            const float *src = c->s->w[i] + e0;
+            const double wi = c->w[i];
             for (int64_t e = 0; e < ne; e++)
                 acc[e] += wi * src[e];
         }
         for (int64_t e = 0; e < ne; e++)
-            dst[e0 + e] = (float)acc[e];
+            c->dst[e0 + e] = (float)acc[e];
     }
+    return 0;
+}
+
+void sm_weighted_sum(const sm_matset *s, const double *w, float *dst)
+{
+    const int64_t len = s->out * s->in;
+    wsum_ctx c = {s, w, dst};
+    sm_parallel_for((len + WSUM_ITEM - 1) / WSUM_ITEM, len * s->n, wsum_item, &c, NULL, NULL); /* cannot fail */
 }
 
 /* ---- Gram -------------------------------------------------------------------------------- */

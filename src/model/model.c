@@ -6,6 +6,7 @@
 #include "util/fileio.h"
 #include "util/hash.h"
 #include "util/mem.h"
+#include "util/parallel.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -494,12 +495,50 @@ int sm_model_weight(const sm_model *m, sm_wrole role, int layer, int index, sm_w
     return 0;
 }
 
+/* Elements per item of a conversion's parallel loop (large weights convert on every core). */
+#define CONVERT_ITEM ((size_t)1 << 20)
+
+typedef struct convert_ctx {
+    sm_dtype dtype;
+    const unsigned char *src;
+    float *dst;
+    size_t count, es;
+    size_t *bad; /* per item: its first non-finite element, or count */
+} convert_ctx;
+
+static int convert_item(void *ctx, int64_t i, const sm_monitor *mon)
+{
+    (void)mon;
+    const convert_ctx *c = ctx;
+    const size_t q0 = (size_t)i * CONVERT_ITEM, n = c->count - q0 < CONVERT_ITEM ? c->count - q0 : CONVERT_ITEM;
+    const size_t bad = sm_to_f32(c->dtype, c->src + q0 * c->es, c->dst + q0, n);
+    c->bad[i] = bad == n ? c->count : q0 + bad;
+    return 0;
+}
+
+/* sm_to_f32 of count elements, in items of CONVERT_ITEM side by side: the first non-finite
+ * element (the lowest item's), or count. */
+static size_t convert(sm_dtype t, const unsigned char *src, size_t es, float *dst, size_t count)
+{
+    const int64_t items = (int64_t)((count + CONVERT_ITEM - 1) / CONVERT_ITEM);
+    size_t *bad = items > 1 ? sm_alloc((size_t)items, sizeof *bad) : NULL;
+    if (!bad) /* one item (or no memory for more): in place */
+        return sm_to_f32(t, src, dst, count);
+    convert_ctx c = {t, src, dst, count, es, bad};
+    sm_parallel_for(items, (int64_t)count, convert_item, &c, NULL, NULL); /* cannot fail */
+    size_t first = count;
+    for (int64_t i = 0; i < items && first == count; i++)
+        first = bad[i];
+    free(bad);
+    return first;
+}
+
 int sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst)
 {
     size_t es = sm_dtype_size(w->tensor->dtype), count = (size_t)(n * w->cols);
     uint64_t first = w->offset + (uint64_t)(r0 * w->cols);
     const unsigned char *src = (const unsigned char *)w->tensor->data + first * es;
-    size_t bad = sm_to_f32(w->tensor->dtype, src, dst, count);
+    size_t bad = convert(w->tensor->dtype, src, es, dst, count);
     if (bad == count)
         return 0;
     return sm_err("%s: tensor '%s' has a non-finite value (%s) at element %llu", w->tensor->file, w->tensor->name,

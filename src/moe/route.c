@@ -82,6 +82,24 @@ scan:
     }
 }
 
+void sm_route_select_row(const sm_route_rule *r, const float *z, int n, float *p, unsigned char *taken, int *idx,
+                         float *w)
+{
+    const int k = r->top_k;
+    sm_route_softmax(z, n, p);
+    sm_route_rank(p, n, k, taken, idx);
+    float sum = 0.0f;
+    for (int j = 0; j < k; j++) {
+        w[j] = p[idx[j]];
+        sum += p[idx[j]];
+    }
+    for (int j = 0; j < k; j++) {
+        if (r->renorm)
+            w[j] /= sum;
+        w[j] *= r->scaling;
+    }
+}
+
 int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, int *idx, float *w)
 {
     const int k = r->top_k;
@@ -93,22 +111,8 @@ int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, in
         free(p), free(taken);
         return -1;
     }
-    for (int64_t t = 0; t < m; t++) {
-        int *ti = idx + t * k;
-        float *tw = w + t * k;
-        sm_route_softmax(z + t * n, n, p);
-        sm_route_rank(p, n, k, taken, ti);
-        float sum = 0.0f;
-        for (int j = 0; j < k; j++) {
-            tw[j] = p[ti[j]];
-            sum += p[ti[j]];
-        }
-        for (int j = 0; j < k; j++) {
-            if (r->renorm)
-                tw[j] /= sum;
-            tw[j] *= r->scaling;
-        }
-    }
+    for (int64_t t = 0; t < m; t++)
+        sm_route_select_row(r, z + t * n, n, p, taken, idx + t * k, w + t * k);
     free(p), free(taken);
     return 0;
 }

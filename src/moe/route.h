@@ -56,6 +56,11 @@ int sm_route_select(const sm_route_rule *r, const float *z, int64_t m, int n, in
  * get the d distinct slots and their weights; returns d (at most k, so k entries suffice). */
 int sm_route_fold(const int *idx, const float *w, int k, const int *expert_map, int *slots, float *sw);
 
+/* One token of sm_route_select (the rule valid for n rows), with scratch p (n floats) and taken
+ * (n bytes): the same figures, for callers that route rows on several threads. */
+void sm_route_select_row(const sm_route_rule *r, const float *z, int n, float *p, unsigned char *taken, int *idx,
+                         float *w);
+
 /* counts[i] += tokens whose selection contains row i (idx as from sm_route_select). */
 void sm_route_count(const int *idx, int64_t m, int k, int n, int64_t *counts);
 /* f_i = counts[i] / tokens: the share of tokens routed to i (DESIGN §2.1). */

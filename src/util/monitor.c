@@ -57,6 +57,18 @@ static void trace_check(const char *file, int line)
     trace_last_line = line;
 }
 
+void sm_monitor_trace_restart_at(const char *file, int line)
+{
+    pthread_once(&trace_once, trace_setup);
+    if (!trace_on)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    trace_last = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    trace_last_file = file;
+    trace_last_line = line;
+}
+
 int sm_monitor_check_at(const sm_monitor *m, const char *file, int line)
 {
     if (m && m->cancel) { /* only a cancellable monitor counts: a NULL one cannot stop anything */

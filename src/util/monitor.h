@@ -23,9 +23,10 @@ static inline void sm_monitor_report(const sm_monitor *m, double fraction, const
         m->fn(m->ctx, fraction < 0 ? 0 : fraction > 1 ? 1 : fraction, what);
 }
 
+/* Any thread may ask (util/parallel's workers do): the flag is read atomically. */
 static inline bool sm_monitor_cancelled(const sm_monitor *m)
 {
-    return m && m->cancel && *m->cancel;
+    return m && m->cancel && __atomic_load_n(m->cancel, __ATOMIC_RELAXED);
 }
 
 /* 0, or -1 with the message "cancelled" when cancellation was requested.
@@ -38,6 +39,12 @@ static inline bool sm_monitor_cancelled(const sm_monitor *m)
  * does not grow when other processes share the cores. */
 int sm_monitor_check_at(const sm_monitor *m, const char *file, int line);
 #define sm_monitor_check(m) sm_monitor_check_at((m), __FILE__, __LINE__)
+
+/* SUBMOE_FAULT=checks: the calling thread starts new work here, so its next check's gap counts
+ * from now. For pooled worker threads (util/parallel), whose CPU time between two parallel loops
+ * went to other work (oneDNN's GEMMs run on the same pool), not to unchecked work of ours. */
+void sm_monitor_trace_restart_at(const char *file, int line);
+#define sm_monitor_trace_restart() sm_monitor_trace_restart_at(__FILE__, __LINE__)
 
 /* A sub-range [lo, hi] of a parent's progress: work reported as 0..1 on the span's monitor
  * appears as lo..hi on the parent; cancellation is the parent's. */
