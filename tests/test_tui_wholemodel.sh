@@ -23,6 +23,8 @@ for size in 80x24 200x60; do
     check "$size: calibrates and previews every layer" wait_for 'every layer previewed' 300
     keys 4
     check "$size: 4 shows the model view" wait_for 'model: 4 MoE layers, by layer' 10
+    # the title can be on screen a redraw before the rows (seen under load): wait for the last row
+    wait_for "^[ *] *3 +([0-9]*\.[0-9]+(e-[0-9]+)?|[0-9]e-[0-9]+|<1e-[0-9]+|~0|-)" 10 || true
     r0=$(model_row 0) r3=$(model_row 3)
     check_expr "$size: a row for each of the 4 layers (layer 0 at row ${r0:-none}, layer 3 at ${r3:-none})" \
         "[ -n '$r0' ] && [ -n '$r3' ] && [ -n '$(model_row 1)' ] && [ -n '$(model_row 2)' ]"
