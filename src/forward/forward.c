@@ -9,7 +9,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,10 +494,12 @@ static void layer_part(layer_job *j)
         snprintf(j->err, sizeof j->err, "%s", sm_errmsg());
 }
 
-static void *layer_thread(void *arg)
+/* Job i of a chunk (an sm_split_fn over the jobs array): its rc and message stay in the job. */
+static int layer_split_job(void *ctx, int i)
 {
-    layer_part(arg);
-    return NULL;
+    layer_job *j = (layer_job *)ctx + i;
+    layer_part(j);
+    return j->rc;
 }
 
 int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, const sm_forward_opts *o)
@@ -554,7 +555,6 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
         nt = cs;
     int blas_threads = openblas_get_num_threads();
     layer_job jobs[64];
-    pthread_t tids[64];
 
     int last = o->stop_after_layer >= 0 && o->stop_after_layer < c->n_layers ? o->stop_after_layer : c->n_layers - 1;
     for (int l = 0; l <= last; l++) {
@@ -581,22 +581,12 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
                 jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = s0, .s1 = s1 < cn ? s1 : cn, .seq0 = c0,
                                       .mon = o->mon, .x = x + row0 * H, .hn = hn, .ff = ff, .lg = lg, .tw = tw, .tk = tk};
             }
-            int started = 1;
             bool single_blas = cn > 1; /* several sequences: BLAS single-threaded, whatever ct */
             for (int i = 0; i < ct; i++)
                 jobs[i].single = single_blas;
             if (single_blas)
                 openblas_set_num_threads(1);
-            if (ct > 1) {
-                for (; started < ct; started++)
-                    if (pthread_create(&tids[started], NULL, layer_thread, &jobs[started]))
-                        break;
-            }
-            for (int i = started; i < ct; i++) /* threads that could not start run here */
-                layer_part(&jobs[i]);
-            layer_part(&jobs[0]);
-            for (int i = 1; i < started; i++)
-                pthread_join(tids[i], NULL);
+            sm_split_run(ct, layer_split_job, jobs); /* ct ≤ its threads: one job a thread; failures read below */
             if (single_blas)
                 openblas_set_num_threads(blas_threads);
             for (int i = 0; i < ct; i++)
