@@ -49,18 +49,18 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
  * forward pass's threads (split.h): the layer is bit-identical to a one-thread load, and the
  * page faults of the fresh copies (most of a conversion's time) are spread over the threads. */
 
-/* A bf16 matrix as stored (little-endian, like the file), in panels between cancellation
- * checks; -1 when cancelled or a value is not finite (no message: convert_all says which). */
-static int copy_bf16(const sm_weight *w, uint16_t *dst, const sm_monitor *mon)
+/* A bf16 matrix used where it is mapped: its values are checked finite in panels between
+ * cancellation checks; -1 when cancelled or a value is not finite (no message: convert_all says
+ * which). Its pages stay mapped (released with the layer). */
+static int check_bf16(const sm_weight *w, const sm_monitor *mon)
 {
     const int64_t panel = w->cols > 0 && ((int64_t)1 << 22) / w->cols > 0 ? ((int64_t)1 << 22) / w->cols : 1;
-    const unsigned char *src = (const unsigned char *)w->tensor->data + (size_t)w->offset * sizeof *dst;
+    const uint16_t *src = (const uint16_t *)w->tensor->data + w->offset;
     for (int64_t r0 = 0; r0 < w->rows; r0 += panel) {
         size_t count = (size_t)((w->rows - r0 < panel ? w->rows - r0 : panel) * w->cols);
         if (sm_monitor_cancelled(mon))
             return -1;
-        memcpy(dst + r0 * w->cols, src + (size_t)(r0 * w->cols) * sizeof *dst, count * sizeof *dst);
-        if (sm_first_nonfinite(SM_DT_BF16, dst + r0 * w->cols, count) != count)
+        if (sm_first_nonfinite(SM_DT_BF16, src + r0 * w->cols, count) != count)
             return -1;
     }
     return 0;
@@ -68,15 +68,16 @@ static int copy_bf16(const sm_weight *w, uint16_t *dst, const sm_monitor *mon)
 
 typedef struct {
     const sm_weight *w; /* [n] dense expert matrices as stored */
-    float **f32;        /* [n] their fp32 copies, */
-    uint16_t **b16;     /* or (f32[j] NULL) their bf16 ones, copied as stored */
+    float **f32;        /* [n] their fp32 copies, or (f32[j] NULL) bf16 ones used where mapped */
     const sm_monitor *mon;
 } convert_jobs;
 
 static int convert_one(void *ctx, int j) /* an sm_split_fn */
 {
     convert_jobs *c = ctx;
-    int rc = c->f32[j] ? convert_rows(&c->w[j], c->f32[j], c->mon, false) : copy_bf16(&c->w[j], c->b16[j], c->mon);
+    if (!c->f32[j])
+        return check_bf16(&c->w[j], c->mon);
+    int rc = convert_rows(&c->w[j], c->f32[j], c->mon, false);
     sm_weight_release(&c->w[j]);
     return rc;
 }
@@ -98,7 +99,8 @@ static int convert_all(convert_jobs *c, int n)
 }
 
 /* The routed experts of o (o->block.n_experts), dense matrices converted on every thread: to
- * fp32, or with raw16 those stored in bf16 copied as they are into o->store16 (w NULL, wb set). */
+ * fp32, or with raw16 those stored in bf16 used where they are mapped (w NULL, wb set; their
+ * views kept in o->mapped). */
 static int load_experts(const sm_model *m, int layer, bool raw16, const sm_monitor *mon, sm_moe_layer *o)
 {
     const sm_config *c = sm_model_config(m);
@@ -110,11 +112,10 @@ static int load_experts(const sm_model *m, int layer, bool raw16, const sm_monit
     o->experts = sm_zalloc((size_t)n, sizeof *o->experts);
     sm_weight *jw = sm_alloc(nm, sizeof *jw);
     float **jf = sm_zalloc(nm, sizeof *jf);
-    uint16_t **jb = sm_zalloc(nm, sizeof *jb);
-    sm_linear **jl = sm_alloc(nm, sizeof *jl);
-    int64_t *joff = sm_alloc(nm, sizeof *joff), total16 = 0;
     int nj = 0, rc = -1;
-    if (!o->gate || !o->up || !o->down || !o->experts || !jw || !jf || !jb || !jl || !joff)
+    if (raw16 && !(o->mapped = sm_alloc(nm, sizeof *o->mapped)))
+        goto out;
+    if (!o->gate || !o->up || !o->down || !o->experts || !jw || !jf)
         goto out;
     for (int e = 0; e < n; e++) {
         if (sm_monitor_check(mon))
@@ -133,10 +134,10 @@ static int load_experts(const sm_model *m, int layer, bool raw16, const sm_monit
                     goto out;
                 rows = w->rows;
                 *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden};
-                jl[nj] = lin[k];
-                if (raw16 && w->tensor->dtype == SM_DT_BF16) {
-                    joff[nj] = total16;
-                    total16 += w->rows * w->cols;
+                const uint16_t *at = (const uint16_t *)w->tensor->data + w->offset;
+                if (raw16 && w->tensor->dtype == SM_DT_BF16 && (uintptr_t)at % sizeof *at == 0) {
+                    lin[k]->wb = at;
+                    o->mapped[o->n_mapped++] = *w;
                 } else if (!(lin[k]->w = jf[nj] = *dense[k] = sm_alloc_f32((size_t)(w->rows * w->cols)))) {
                     goto out;
                 }
@@ -156,15 +157,10 @@ static int load_experts(const sm_model *m, int layer, bool raw16, const sm_monit
                 o->inter = rows;
         }
     }
-    if (total16 && !(o->store16 = sm_alloc((size_t)total16, sizeof *o->store16)))
-        goto out;
-    for (int j = 0; j < nj; j++)
-        if (!jf[j])
-            jl[j]->wb = jb[j] = o->store16 + joff[j];
-    convert_jobs cj = {jw, jf, jb, mon};
+    convert_jobs cj = {jw, jf, mon};
     rc = convert_all(&cj, nj);
 out:
-    free(jw), free(jf), free(jb), free(jl), free(joff);
+    free(jw), free(jf);
     return rc;
 }
 
@@ -265,7 +261,9 @@ void sm_moe_layer_free(sm_moe_layer *l)
     for (int i = 0; i < 3; i++)
         free(l->shared_w[i]);
     free(l->shared_gate);
-    free(l->store16);
+    for (int i = 0; i < l->n_mapped; i++) /* the file's pages: dropped from this process */
+        sm_weight_release(&l->mapped[i]);
+    free(l->mapped);
     memset(l, 0, sizeof *l);
 }
 

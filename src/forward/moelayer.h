@@ -24,7 +24,10 @@ typedef struct sm_moe_layer {
     float *shared_w[3];   /* shared expert gate/up/down, or NULL */
     sm_expert shared;
     float *shared_gate;   /* qwen2_moe [hidden], or NULL */
-    uint16_t *store16;    /* sm_moe_layer_load_bf16: routed matrices stored in bf16, as stored */
+    /* sm_moe_layer_load_bf16: the routed matrices stored in bf16 are used where the model's file
+     * is mapped (their linears' wb point there); their pages are released when the layer is freed */
+    sm_weight *mapped;
+    int n_mapped;
 } sm_moe_layer;
 
 /* Load MoE layer `layer` (which must be a MoE layer of the model). 0, or -1 with a message that
@@ -33,8 +36,9 @@ int sm_moe_layer_load(const sm_model *m, int layer, sm_moe_layer *out);
 /* The same, checking `mon` (may be NULL) between experts: converting a real layer's experts to
  * fp32 takes seconds (-1 with "cancelled"). */
 int sm_moe_layer_load_mon(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out);
-/* The same, but the routed experts' dense matrices stored in bf16 are copied as they are (their
- * linears have wb set and w NULL: no fp32 copy, no conversion); others are converted to fp32.
+/* The same, but the routed experts' dense matrices stored in bf16 are read where the file is
+ * mapped (their linears have wb set and w NULL: no copy, no conversion; their values are checked
+ * finite as a conversion checks them); others are converted to fp32.
  * For bf16 products: sm_moe_bf16_make or sm_moe_bf16_from_layer then packs only the fp32 rest,
  * and the copies are bit-identical to packing the fp32 conversion (bf16 -> fp32 is exact). */
 int sm_moe_layer_load_bf16(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out);

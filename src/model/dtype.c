@@ -3,6 +3,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/vectorize.h"
+
 static const char *const names[SM_DT_COUNT] = {"F32", "F16", "BF16"};
 static const size_t sizes[SM_DT_COUNT] = {4, 2, 2};
 
@@ -120,7 +122,7 @@ static size_t locate_nonfinite(sm_dtype t, const void *src, size_t n)
 #define F16_EXP 0x7c00u
 #define F16_LOW 0x0400u
 
-size_t sm_to_f32(sm_dtype t, const void *src, float *dst, size_t n)
+SM_VECTORIZED size_t sm_to_f32(sm_dtype t, const void *src, float *dst, size_t n)
 {
     const unsigned char *p = src;
     uint64_t acc = 0, top = 0;
@@ -155,31 +157,25 @@ size_t sm_to_f32(sm_dtype t, const void *src, float *dst, size_t n)
         }
         top = H16_TOP4;
         break;
-    case SM_DT_BF16:
-        for (; i + 4 <= n; i += 4) {
-            uint64_t w;
-            memcpy(&w, p + 2 * i, 8); /* little-endian: element i in the low half-word */
-            acc |= (w & BF16_EXP4) + BF16_LOW4;
-            dst[i] = u2f((uint32_t)(w << 16));
-            dst[i + 1] = u2f((uint32_t)w & 0xffff0000u);
-            dst[i + 2] = u2f((uint32_t)(w >> 16) & 0xffff0000u);
-            dst[i + 3] = u2f((uint32_t)(w >> 32) & 0xffff0000u);
-        }
+    case SM_DT_BF16: {
+        uint32_t acc16 = 0; /* one element a step: the loop vectorizes */
         for (; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
-            acc |= (h & 0x7f80u) + 0x0080u;
+            acc16 |= (h & 0x7f80u) + 0x0080u;
             dst[i] = u2f((uint32_t)h << 16);
         }
-        top = H16_TOP4;
+        acc = acc16;
+        top = 0x8000u;
         break;
+    }
     default:
         break;
     }
     return acc & top ? locate_nonfinite(t, src, n) : n;
 }
 
-size_t sm_first_nonfinite(sm_dtype t, const void *src, size_t n)
+SM_VECTORIZED size_t sm_first_nonfinite(sm_dtype t, const void *src, size_t n)
 {
     /* the same word-wise test as sm_to_f32, without the conversion (raw copies, written data) */
     const unsigned char *p = src;
@@ -189,11 +185,13 @@ size_t sm_first_nonfinite(sm_dtype t, const void *src, size_t n)
     uint64_t top = t == SM_DT_F32 ? F32_TOP2 : H16_TOP4, acc = 0;
     if (!per)
         return n;
-    for (; i + per <= n; i += per) {
+    size_t words = n / per; /* a counted loop: it vectorizes */
+    for (size_t j = 0; j < words; j++) {
         uint64_t w;
-        memcpy(&w, p + es * i, 8);
+        memcpy(&w, p + 8 * j, 8);
         acc |= (w & exp) + low;
     }
+    i = words * per;
     if (acc & top || locate_nonfinite(t, p + es * i, n - i) < n - i)
         return locate_nonfinite(t, src, n);
     return n;

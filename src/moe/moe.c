@@ -79,19 +79,56 @@ static void expert_forward_ws(const sm_expert *e, const float *x, int64_t m, flo
     sm_linear_forward(&e->down, g, m, y, tmp);
 }
 
+/* All three matrices dense in bf16: the products take sources rounded to bf16 once, which is
+ * what sm_matmul does per product (so the result is the same bits), without rounding x twice
+ * (gate and up) or the activations in a separate pass. */
+static bool expert_is_bf16(const sm_expert *e)
+{
+    return e->gate.wb && e->up.wb && e->down.wb;
+}
+
+/* The same on x already rounded (x16: m rows, readable for sm_matmul_bf16_rows(m)); g16 holds
+ * as many rows of I. */
+static void expert_forward_b16(const sm_expert *e, const uint16_t *x16, int64_t m, float *y, float *g, float *u,
+                               uint16_t *g16)
+{
+    const int64_t inter = e->gate.out, h = e->gate.in, len = m * inter;
+    sm_matmul_bf16(m, inter, h, x16, e->gate.wb, 0.0f, g);
+    sm_matmul_bf16(m, inter, h, x16, e->up.wb, 0.0f, u);
+    for (int64_t k = 0; k < len; k++)
+        g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+    sm_bf16_pack(g16, g, (size_t)len);
+    sm_matmul_bf16(m, h, inter, g16, e->down.wb, 0.0f, y);
+}
+
+/* bf16 scratch for up to m rows of an expert of intermediate size inter and width h: x16 then
+ * g16 (sm_matmul_bf16_rows(m) rows each, a multiple of 16: g16 starts on a cache line as x16
+ * does, which AMX's tile loads need to run at speed). Zeroed: pad rows are never garbage. */
+static uint16_t *b16_scratch(int64_t m, int64_t h, int64_t inter)
+{
+    return sm_zalloc_lines((size_t)(sm_matmul_bf16_rows(m) * (h + inter)), sizeof(uint16_t));
+}
+
 int sm_expert_forward(const sm_expert *e, const float *x, int64_t m, float *y)
 {
     if (m <= 0)
         return 0;
     const int64_t inter = e->gate.out, tc = expert_tmp_cols(e);
+    const bool b16 = expert_is_bf16(e);
     float *g = sm_alloc_f32((size_t)(m * inter)), *u = sm_alloc_f32((size_t)(m * inter));
     float *tmp = tc ? sm_alloc_f32((size_t)(m * tc)) : NULL;
-    if (!g || !u || (tc && !tmp)) {
-        free(g), free(u), free(tmp);
+    uint16_t *s16 = b16 ? b16_scratch(m, e->gate.in, inter) : NULL;
+    if (!g || !u || (tc && !tmp) || (b16 && !s16)) {
+        free(g), free(u), free(tmp), free(s16);
         return -1;
     }
-    expert_forward_ws(e, x, m, y, g, u, tmp);
-    free(g), free(u), free(tmp);
+    if (b16) {
+        sm_bf16_pack(s16, x, (size_t)(m * e->gate.in));
+        expert_forward_b16(e, s16, m, y, g, u, s16 + sm_matmul_bf16_rows(m) * e->gate.in);
+    } else {
+        expert_forward_ws(e, x, m, y, g, u, tmp);
+    }
+    free(g), free(u), free(tmp), free(s16);
     return 0;
 }
 
@@ -211,10 +248,18 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
     float *xs = sm_alloc_f32((size_t)(m * h)), *ys = sm_alloc_f32((size_t)(m * h));
     float *g = sm_alloc_f32((size_t)(m * inter_max)), *u = sm_alloc_f32((size_t)(m * inter_max));
     float *tmp = sm_alloc_f32((size_t)(m * (tc_max ? tc_max : 1)));
+    uint16_t *s16 = NULL; /* bf16 experts' scratch: rows of x16, then of g16 */
+    int64_t rows16 = 0;
+    for (int i = 0; i < b->n_experts + b->n_shared; i++) {
+        const sm_expert *e = i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts];
+        int64_t pr = panel_rows(e, h);
+        rows16 = expert_is_bf16(e) && (pr < m ? pr : m) > rows16 ? (pr < m ? pr : m) : rows16;
+    }
     slot_lists sl = {0};
     int rc = -1;
-    if (!z || !idx || !w || !xs || !ys || !g || !u || !tmp)
+    if (!z || !idx || !w || !xs || !ys || !g || !u || !tmp || (rows16 && !(s16 = b16_scratch(rows16, h, inter_max))))
         goto done;
+    uint16_t *g16 = s16 ? s16 + sm_matmul_bf16_rows(rows16) * h : NULL;
     sm_route_logits(x, m, h, b->router, b->n_router, z);
     if (sm_route_select(&b->rule, z, m, b->n_router, idx, w) != 0 ||
         build_slot_lists(b, idx, w, m, &sl) != 0)
@@ -226,9 +271,15 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
             const int64_t np = ms - p0 < pr ? ms - p0 : pr, *tok = sl.tok + n0 + p0;
             if (sm_monitor_check(mon))
                 goto done;
-            for (int64_t r = 0; r < np; r++)
-                memcpy(xs + r * h, x + tok[r] * h, sizeof(float) * (size_t)h);
-            expert_forward_ws(&b->experts[s], xs, np, ys, g, u, tmp);
+            if (expert_is_bf16(&b->experts[s])) { /* the rows gathered already rounded */
+                for (int64_t r = 0; r < np; r++)
+                    sm_bf16_pack(s16 + r * h, x + tok[r] * h, (size_t)h);
+                expert_forward_b16(&b->experts[s], s16, np, ys, g, u, g16);
+            } else {
+                for (int64_t r = 0; r < np; r++)
+                    memcpy(xs + r * h, x + tok[r] * h, sizeof(float) * (size_t)h);
+                expert_forward_ws(&b->experts[s], xs, np, ys, g, u, tmp);
+            }
             for (int64_t r = 0; r < np; r++)
                 cblas_saxpy((int)h, sl.wt[n0 + p0 + r], ys + r * h, 1, y + tok[r] * h, 1);
         }
@@ -242,7 +293,12 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
                 const int64_t np = m - p0 < pr ? m - p0 : pr;
                 if (sm_monitor_check(mon))
                     goto done;
-                expert_forward_ws(&b->shared[i], x + p0 * h, np, ys + p0 * h, g, u, tmp);
+                if (expert_is_bf16(&b->shared[i])) {
+                    sm_bf16_pack(s16, x + p0 * h, (size_t)(np * h));
+                    expert_forward_b16(&b->shared[i], s16, np, ys + p0 * h, g, u, g16);
+                } else {
+                    expert_forward_ws(&b->shared[i], x + p0 * h, np, ys + p0 * h, g, u, tmp);
+                }
             }
             for (int64_t e = 0; e < m * h; e++)
                 xs[e] += ys[e];
@@ -262,7 +318,7 @@ done:
         free(idx);
     if (!(trace && trace->w))
         free(w);
-    free(xs), free(ys), free(g), free(u), free(tmp);
+    free(xs), free(ys), free(g), free(u), free(tmp), free(s16);
     free(sl.start), free(sl.tok), free(sl.wt);
     return rc;
 }

@@ -12,18 +12,19 @@
 
 #include "util/diag.h"
 #include "util/mem.h"
+#include "util/vectorize.h"
 
 /* ---- bf16 ---- */
 
-void sm_bf16_pack(uint16_t *dst, const float *src, size_t n)
+/* Branch-free, so that it vectorizes (a large share of a bf16 forward pass's own time is rounding
+ * activations). */
+SM_VECTORIZED void sm_bf16_pack(uint16_t *restrict dst, const float *restrict src, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &src[i], sizeof u);
-        if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it a (quiet) NaN */
-            dst[i] = (uint16_t)((u >> 16) | 0x40u);
-        else
-            dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        uint32_t rne = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, quiet = (u >> 16) | 0x40u;
+        dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet : rne); /* NaN stays a (quiet) NaN */
     }
 }
 
@@ -229,12 +230,14 @@ static thread_state *state(void)
     return t;
 }
 
+/* Buffers on 64-byte lines: oneDNN's AMX kernels run a third slower on operands (and a
+ * scratchpad) that straddle cache lines (bench/README). */
 static void *grow(void **buf, size_t *cap, size_t bytes)
 {
     if (bytes <= *cap)
         return *buf;
-    void *p = malloc(bytes);
-    if (!p)
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0)
         return NULL;
     free(*buf);
     *buf = p;
@@ -443,15 +446,16 @@ static int block_source(thread_state *t, const float *x, int64_t rows, int64_t m
 }
 
 /* One block of rows through oneDNN: 0, or -1 (then y is untouched, or fully written by a
- * failed kernel only in cases oneDNN does not have on CPU). */
-static int block(thread_state *t, int64_t rows, int64_t n, int64_t k, const float *x, const void *wp, bool bf16,
-                 bool acc, float *y)
+ * failed kernel only in cases oneDNN does not have on CPU). The source is x (fp32, rounded to
+ * bf16 here when bf16), or xb: bf16 rows already rounded, readable up to the padded row count. */
+static int block(thread_state *t, int64_t rows, int64_t n, int64_t k, const float *x, const uint16_t *xb,
+                 const void *wp, bool bf16, bool acc, float *y)
 {
     int64_t mp = rows == ROW_BLOCK ? ROW_BLOCK : (rows + ROW_PAD - 1) / ROW_PAD * ROW_PAD;
     layout lay = matmul_layout(n, k);
     prim_entry *e = prim_get(mp, n, k, bf16, acc, &lay);
-    const void *src;
-    if (!e || !e->prim || block_source(t, x, rows, mp, k, bf16, &src))
+    const void *src = xb;
+    if (!e || !e->prim || (!xb && block_source(t, x, rows, mp, k, bf16, &src)))
         return -1;
     if (mp == rows)
         return execute(e, t, src, wp, y);
@@ -489,9 +493,38 @@ void sm_matmul(int64_t m, int64_t n, int64_t k, const float *x, const float *w, 
     const void *wp = bf16 ? (const void *)wb : (const void *)w;
     for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
         int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
-        if (!t || block(t, rows, n, k, x + r0 * k, wp, bf16, acc, y + r0 * n))
+        if (!t || block(t, rows, n, k, x + r0 * k, NULL, wp, bf16, acc, y + r0 * n))
             sm_matmul_blas(rows, n, k, x + r0 * k, w, wb, beta, y + r0 * n);
     }
+}
+
+int64_t sm_matmul_bf16_rows(int64_t m)
+{
+    return m <= 0 ? 0 : (m + ROW_PAD - 1) / ROW_PAD * ROW_PAD;
+}
+
+void sm_matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float beta, float *y)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    bool acc = beta != 0.0f;
+    thread_state *t = state();
+#ifdef __SANITIZE_ADDRESS__
+    if (t && omp_get_max_threads() > 1) /* see sm_matmul */
+        omp_set_num_threads(1);
+#endif
+    float *xf = NULL;
+    for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
+        int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
+        if (t && !block(t, rows, n, k, NULL, xb + r0 * k, wb, true, acc, y + r0 * n))
+            continue;
+        /* no oneDNN: OpenBLAS on the rounded rows' exact fp32 values */
+        if (!xf)
+            xf = xmalloc(sizeof *xf * (size_t)(ROW_BLOCK * k));
+        sm_bf16_unpack(xf, xb + r0 * k, (size_t)(rows * k));
+        sm_matmul_blas(rows, n, k, xf, NULL, wb, beta, y + r0 * n);
+    }
+    free(xf);
 }
 
 const char *sm_matmul_impl(int64_t n, int64_t k, bool bf16)

@@ -28,13 +28,20 @@ int sm_precision_parse(const char *s, sm_precision *out);
 const char *sm_precision_name(sm_precision p);
 
 /* Round to nearest even (NaN stays NaN). */
-void sm_bf16_pack(uint16_t *dst, const float *src, size_t n);
+void sm_bf16_pack(uint16_t *restrict dst, const float *restrict src, size_t n);
 void sm_bf16_unpack(float *dst, const uint16_t *src, size_t n);
 
 /* y (m×n) = x (m×k) · Wᵀ + beta·y, beta 0 or 1; W is w (fp32) or, when wb is non-NULL, wb
  * (bf16, computed in bf16). */
 void sm_matmul(int64_t m, int64_t n, int64_t k, const float *x, const float *w, const uint16_t *wb,
                float beta, float *y);
+
+/* y (m×n) = xb (m×k) · Wᵀ + beta·y in bf16, the source already rounded to bf16 (sm_bf16_pack): for
+ * a source that several products share, or that a loop can write as bf16 directly. xb must be
+ * readable for sm_matmul_bf16_rows(m) rows (whatever the extra rows hold: they only pad the
+ * kernel's fixed row count). The result is bit-identical to sm_matmul on the unrounded rows. */
+void sm_matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float beta, float *y);
+int64_t sm_matmul_bf16_rows(int64_t m);
 
 /* The same on OpenBLAS sgemm (the fallback; bf16 weights widened in panels). For benchmarks and
  * tests that compare the two. */

@@ -63,6 +63,23 @@ float *sm_alloc_f32(size_t n)
     return p;
 }
 
+void *sm_zalloc_lines(size_t n, size_t size)
+{
+    uint64_t total;
+    if (!sm_mul_ok(n, size, &total) || total > SIZE_MAX - 64) {
+        sm_err("allocation of %zu x %zu bytes overflows", n, size);
+        return NULL;
+    }
+    total = (total + 63) & ~(uint64_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, total ? total : 64) != 0) {
+        sm_err("%s", oom_message(total));
+        return NULL;
+    }
+    memset(p, 0, total ? total : 64);
+    return p;
+}
+
 void *xmalloc(size_t size)
 {
     void *p = malloc(size ? size : 1);

@@ -17,6 +17,7 @@ static inline bool sm_mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 void *sm_alloc(size_t n, size_t size);   /* malloc(n*size), checked */
 void *sm_zalloc(size_t n, size_t size);  /* calloc(n, size), checked */
 float *sm_alloc_f32(size_t n);           /* 64-byte aligned, free with free() */
+void *sm_zalloc_lines(size_t n, size_t size); /* zeroed, 64-byte aligned (a kernel's operands), free() */
 
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
