@@ -9,6 +9,7 @@
 
 #include "util/diag.h"
 #include "util/mem.h"
+#include "util/parallel.h"
 
 #define DEFAULT_BLOCK SM_ROUTE_BLOCK /* the saliencies' recomputation routes alike */
 #define DEFAULT_SAMPLE 512
@@ -186,6 +187,21 @@ static void logit_correlation(const double *zsum, const double *zz, int64_t m, i
         }
 }
 
+typedef struct {
+    const sm_moe_block *b;
+    sm_layer_analysis *a;
+    const float *xs; /* the sampled rows */
+} sample_job;
+
+static int sample_item(void *ctx, int64_t e, const sm_monitor *mon)
+{
+    const sample_job *j = ctx;
+    if (sm_monitor_cancelled(mon))
+        return -1;
+    const int64_t rows = j->a->sampled;
+    return sm_expert_forward(&j->b->experts[e], j->xs, rows, j->a->outputs + e * rows * j->a->hidden);
+}
+
 /* Every expert's output on a->sampled evenly spaced rows of the source, into a->outputs.
  * xs, g, u, tmp: scratch of at least sampled rows (tmp: of the low-rank columns). */
 static int sample_expert_outputs(const sm_moe_block *b, const sm_row_source *source, const sm_monitor *mon,
@@ -199,6 +215,10 @@ static int sample_expert_outputs(const sm_moe_block *b, const sm_row_source *sou
             return -1;
         if (row != xs + j * h)
             memcpy(xs + j * h, row, sizeof(float) * (size_t)h);
+    }
+    if (sm_moe_block_all_bf16(b)) { /* side by side, one thread a product (saliency.c says why) */
+        sample_job j = {b, a, xs};
+        return sm_parallel_for(n, 6 * sample * h * inter * n, sample_item, &j, mon, "expert outputs");
     }
     for (int e = 0; e < n; e++) {
         if (sm_monitor_check(mon) != 0)

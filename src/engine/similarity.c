@@ -196,27 +196,40 @@ int sm_similarity_weight(const sm_flat_experts *e, const sm_monitor *mon, double
         total += e->len[g];
     }
     const int64_t chunk = BLOCK_FLOATS / n > 1024 ? BLOCK_FLOATS / n : 1024;
-    float *buf = sm_alloc_f32((size_t)(n * chunk)), *p = sm_alloc_f32((size_t)n * n);
+    /* Every segment in bf16 (a layer loaded for bf16 products): the chunk's Gram in bf16 through
+     * util/matmul (AMX or AVX512-BF16: the products of bf16 values are exact and accumulate in
+     * fp32, as ssyrk's do), its rows copied as stored instead of widened to fp32. */
+    bool b16 = true;
+    for (int g = 0; g < e->n_seg; g++)
+        for (int i = 0; i < n; i++)
+            b16 &= !(e->seg[g] && e->seg[g][i]);
+    float *buf = b16 ? NULL : sm_alloc_f32((size_t)(n * chunk)), *p = sm_alloc_f32((size_t)n * n);
+    uint16_t *buf16 = b16 ? sm_zalloc_lines((size_t)(sm_matmul_bf16_rows(n) * chunk), sizeof *buf16) : NULL;
     double *acc = sm_zalloc((size_t)n * n, sizeof(double));
-    if (!buf || !p || !acc) {
-        free(buf), free(p), free(acc);
+    if ((!buf && !buf16) || !p || !acc) {
+        free(buf), free(buf16), free(p), free(acc);
         return -1;
     }
     int64_t done = 0;
     for (int g = 0; g < e->n_seg; g++)
         for (int64_t c0 = 0; c0 < e->len[g]; c0 += chunk) {
             if (sm_monitor_check(mon) != 0) {
-                free(buf), free(p), free(acc);
+                free(buf), free(buf16), free(p), free(acc);
                 return -1;
             }
             int64_t cl = e->len[g] - c0 < chunk ? e->len[g] - c0 : chunk;
-            for (int i = 0; i < n; i++)
-                if (e->seg[g] && e->seg[g][i])
-                    memcpy(buf + i * cl, e->seg[g][i] + c0, (size_t)cl * sizeof(float));
-                else
-                    sm_bf16_unpack(buf + i * cl, e->seg16[g][i] + c0, (size_t)cl);
-            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, (int)cl, 1.0f, buf, (int)cl,
-                        0.0f, p, n);
+            if (b16) {
+                for (int i = 0; i < n; i++)
+                    memcpy(buf16 + i * cl, e->seg16[g][i] + c0, (size_t)cl * sizeof *buf16);
+                sm_matmul_bf16(n, n, cl, buf16, buf16, 0.0f, p); /* (both triangles) */
+            } else {
+                for (int i = 0; i < n; i++)
+                    if (e->seg[g] && e->seg[g][i])
+                        memcpy(buf + i * cl, e->seg[g][i] + c0, (size_t)cl * sizeof(float));
+                    else
+                        sm_bf16_unpack(buf + i * cl, e->seg16[g][i] + c0, (size_t)cl);
+                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, (int)cl, 1.0f, buf, (int)cl, 0.0f, p, n);
+            }
             for (int i = 0; i < n; i++)
                 for (int j = i; j < n; j++)
                     acc[i * n + j] += p[i * n + j];
@@ -230,7 +243,7 @@ int sm_similarity_weight(const sm_flat_experts *e, const sm_monitor *mon, double
                               : d > 0.0 ? acc[i * n + j] / sqrt(d) : 0.0;
             s[i * n + j] = s[j * n + i] = v;
         }
-    free(buf), free(p), free(acc);
+    free(buf), free(buf16), free(p), free(acc);
     return 0;
 }
 

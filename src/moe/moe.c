@@ -82,9 +82,17 @@ static void expert_forward_ws(const sm_expert *e, const float *x, int64_t m, flo
 /* All three matrices dense in bf16: the products take sources rounded to bf16 once, which is
  * what sm_matmul does per product (so the result is the same bits), without rounding x twice
  * (gate and up) or the activations in a separate pass. */
-static bool expert_is_bf16(const sm_expert *e)
+bool sm_expert_is_bf16(const sm_expert *e)
 {
     return e->gate.wb && e->up.wb && e->down.wb;
+}
+
+bool sm_moe_block_all_bf16(const sm_moe_block *b)
+{
+    for (int i = 0; i < b->n_experts + b->n_shared; i++)
+        if (!sm_expert_is_bf16(i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts]))
+            return false;
+    return b->n_experts + b->n_shared > 0;
 }
 
 /* The same on x already rounded (x16: m rows, readable for sm_matmul_bf16_rows(m)); g16 holds
@@ -114,7 +122,7 @@ int sm_expert_forward(const sm_expert *e, const float *x, int64_t m, float *y)
     if (m <= 0)
         return 0;
     const int64_t inter = e->gate.out, tc = expert_tmp_cols(e);
-    const bool b16 = expert_is_bf16(e);
+    const bool b16 = sm_expert_is_bf16(e);
     float *g = sm_alloc_f32((size_t)(m * inter)), *u = sm_alloc_f32((size_t)(m * inter));
     float *tmp = tc ? sm_alloc_f32((size_t)(m * tc)) : NULL;
     uint16_t *s16 = b16 ? b16_scratch(m, e->gate.in, inter) : NULL;
@@ -253,7 +261,7 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
     for (int i = 0; i < b->n_experts + b->n_shared; i++) {
         const sm_expert *e = i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts];
         int64_t pr = panel_rows(e, h);
-        rows16 = expert_is_bf16(e) && (pr < m ? pr : m) > rows16 ? (pr < m ? pr : m) : rows16;
+        rows16 = sm_expert_is_bf16(e) && (pr < m ? pr : m) > rows16 ? (pr < m ? pr : m) : rows16;
     }
     slot_lists sl = {0};
     int rc = -1;
@@ -271,7 +279,7 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
             const int64_t np = ms - p0 < pr ? ms - p0 : pr, *tok = sl.tok + n0 + p0;
             if (sm_monitor_check(mon))
                 goto done;
-            if (expert_is_bf16(&b->experts[s])) { /* the rows gathered already rounded */
+            if (sm_expert_is_bf16(&b->experts[s])) { /* the rows gathered already rounded */
                 for (int64_t r = 0; r < np; r++)
                     sm_bf16_pack(s16 + r * h, x + tok[r] * h, (size_t)h);
                 expert_forward_b16(&b->experts[s], s16, np, ys, g, u, g16);
@@ -293,7 +301,7 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
                 const int64_t np = m - p0 < pr ? m - p0 : pr;
                 if (sm_monitor_check(mon))
                     goto done;
-                if (expert_is_bf16(&b->shared[i])) {
+                if (sm_expert_is_bf16(&b->shared[i])) {
                     sm_bf16_pack(s16, x + p0 * h, (size_t)(np * h));
                     expert_forward_b16(&b->shared[i], s16, np, ys + p0 * h, g, u, g16);
                 } else {

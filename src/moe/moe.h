@@ -43,6 +43,8 @@ void sm_linear_forward(const sm_linear *l, const float *x, int64_t m, float *y, 
 
 /* y (m×H) = E(x) for x (m×H). Allocates its scratch; 0 or -1 on allocation failure. */
 int sm_expert_forward(const sm_expert *e, const float *x, int64_t m, float *y);
+/* Every matrix of e is dense and held in bf16 (its products run on oneDNN's bf16 kernels). */
+bool sm_expert_is_bf16(const sm_expert *e);
 
 typedef struct sm_moe_block {
     int64_t hidden;
@@ -58,6 +60,9 @@ typedef struct sm_moe_block {
 } sm_moe_block;
 
 int sm_moe_block_check(const sm_moe_block *b);
+/* Every routed and shared expert of b is dense bf16 (sm_expert_is_bf16): their forwards may run side by
+ * side on util/parallel's threads (oneDNN products only, no OpenBLAS). */
+bool sm_moe_block_all_bf16(const sm_moe_block *b);
 
 /* Optional per-token routing outputs of a forward call (any pointer may be NULL). */
 typedef struct sm_moe_trace {

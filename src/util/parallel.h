@@ -9,8 +9,9 @@
  * it and writes only its own place; whatever combines items (a sum, a best) is left to the caller,
  * after the loop, in item order.
  *
- * Inside an item: no OpenBLAS/LAPACK and no util/matmul (their own threads and per-thread
- * buffers), no progress reports (only the calling thread reports: the loop does it, after each
+ * Inside an item: no OpenBLAS/LAPACK (its own threads and buffers) and util/matmul only for
+ * bf16 products (oneDNN runs them on the item's thread, with that thread's own buffers; its fp32
+ * products may fall back to OpenBLAS), no progress reports (only the calling thread reports: the loop does it, after each
  * of its items), and cancellation only through the monitor the item is handed (its cancel flag,
  * read atomically; checks are traced per thread, util/monitor.h). */
 #ifndef SM_PARALLEL_H
