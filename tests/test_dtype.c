@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -100,6 +101,35 @@ int main(void)
     uint16_t hf[3] = {0x7e00, 0x3c00, 0x7c00}; /* NaN, 1, inf */
     CHECK(sm_to_f32(SM_DT_F16, hf, got, 3) == 0 && sm_first_nonfinite(SM_DT_F16, hf + 1, 2) == 1, "F16 NaN, inf");
     CHECK(sm_from_f32(SM_DT_F32, big, got, 4) == 2, "F32 store reports the NaN");
+    /* Long arrays (the vectorized loops and their tails): one Inf or NaN at each of several
+     * places, in each stored dtype, is the index reported by the check and by the conversion,
+     * which also converts every value (bf16: exactly). */
+    enum { LONG = 1037 };
+    static const int at[] = {0, 1, 3, 63, 64, 517, LONG - 4, LONG - 1};
+    static const sm_dtype dts[] = {SM_DT_BF16, SM_DT_F16, SM_DT_F32};
+    float *vals = malloc(sizeof *vals * LONG), *back = malloc(sizeof *back * LONG);
+    unsigned char *raw = malloc(4 * LONG);
+    int wrong = 0;
+    for (int i = 0; i < LONG; i++)
+        vals[i] = (float)((i * 37) % 101 - 50) / 8.0f; /* exact in every dtype */
+    for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
+        size_t es = sm_dtype_size(dts[d]);
+        sm_from_f32(dts[d], vals, raw, LONG);
+        wrong += sm_first_nonfinite(dts[d], raw, LONG) != LONG || sm_to_f32(dts[d], raw, back, LONG) != LONG ||
+                 memcmp(back, vals, sizeof *vals * LONG) != 0;
+        for (size_t j = 0; j < sizeof at / sizeof at[0]; j++) {
+            float saved = vals[at[j]];
+            vals[at[j]] = j % 2 ? NAN : -INFINITY;
+            sm_from_f32(dts[d], vals, raw, LONG);
+            wrong += sm_first_nonfinite(dts[d], raw, LONG) != (size_t)at[j] ||
+                     sm_to_f32(dts[d], raw, back, LONG) != (size_t)at[j] ||
+                     sm_first_nonfinite(dts[d], raw + es * (size_t)(at[j] + 1), LONG - (size_t)at[j] - 1) !=
+                         LONG - (size_t)at[j] - 1;
+            vals[at[j]] = saved;
+        }
+    }
+    CHECK(wrong == 0, "long arrays: the first non-finite index in every dtype and place (%d wrong)", wrong);
+    free(vals), free(back), free(raw);
     CHECK(!strcmp(sm_nonfinite_name(NAN), "nan") && !strcmp(sm_nonfinite_name(-INFINITY), "-inf"), "names");
     sm_dtype t;
     CHECK(sm_dtype_parse("bf16", &t) == 0 && t == SM_DT_BF16, "dtype parse bf16");

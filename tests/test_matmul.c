@@ -68,6 +68,15 @@ static void check_shape(sm_rng *r, int64_t m, int64_t n, int64_t k, float beta)
         CHECK(eb < 1e-5, "bf16 %lld×%lld·%lld×%lld: error %.2e against the rounded operands (%s)", (long long)m,
               (long long)k, (long long)n, (long long)k, eb, sm_matmul_impl(n, k, true));
         CHECK(ef > 1e-5 && ef < 2e-2, "bf16: error %.2e against fp32 operands (bf16 rounding, not garbage)", ef);
+        /* a source rounded beforehand (the MoE block's gathered rows): the same bits */
+        uint16_t *xb = sm_zalloc_lines((size_t)(sm_matmul_bf16_rows(m) * k), sizeof *xb);
+        float *yb = sm_alloc_f32((size_t)(m * n));
+        sm_bf16_pack(xb, x, (size_t)(m * k));
+        memcpy(yb, y0, sizeof *yb * (size_t)(m * n));
+        sm_matmul_bf16(m, n, k, xb, wb, beta, yb);
+        CHECK(!memcmp(y, yb, sizeof *y * (size_t)(m * n)), "bf16 %lld rows from a rounded source: the same bits",
+              (long long)m);
+        free(xb), free(yb);
     }
     /* the fallback widens bf16 weights: the product of x and the rounded W */
     memcpy(y, y0, sizeof *y * (size_t)(m * n));
@@ -132,6 +141,31 @@ static void check_rounding(void)
     sm_bf16_unpack(back, out, 6);
     CHECK(isnan(back[4]), "NaN stays NaN (%04x)", out[4]);
     CHECK(isfinite(back[5]) && fabs(back[5] - 3.0e38) < 3.0e38 / 128, "large finite values stay finite: %g", back[5]);
+
+    /* the vectorized rounding against the rule spelled out one value at a time, on random bit
+     * patterns (every exponent: subnormals, Inf, NaN payloads, ties) at every vector offset */
+    enum { N = 100003 };
+    uint32_t *bits = xmalloc(sizeof *bits * N);
+    uint16_t *got = xmalloc(sizeof *got * N);
+    uint64_t st = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < N; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        bits[i] = (uint32_t)(st >> 32);
+        if (i % 7 == 0)
+            bits[i] = (bits[i] & 0xffff0000u) | 0x8000u; /* exact ties */
+    }
+    int bad = 0;
+    for (int off = 0; off < 3; off++) {
+        sm_bf16_pack(got + off, (const float *)(const void *)(bits + off), (size_t)(N - off));
+        for (int i = off; i < N; i++) {
+            uint32_t u = bits[i];
+            uint16_t want = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u)
+                                                            : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+            bad += got[i] != want;
+        }
+    }
+    CHECK(bad == 0, "sm_bf16_pack rounds %d random bit patterns as the scalar rule does (%d differ)", N, bad);
+    free(bits), free(got);
 }
 
 int main(void)

@@ -5,7 +5,8 @@
  * sequences run in chunks of about SM_FORWARD_CHUNK_TOKENS tokens, so memory is one layer's
  * weights, the residual stream [n_seq * seq_len, hidden] and one chunk's scratch, independent of
  * the model size. The projections, the experts and the LM head run through util/matmul (oneDNN),
- * in fp32 or, with opts.precision bf16, on bf16 copies of the weights with fp32 accumulation;
+ * in fp32 or, with opts.precision bf16, on bf16 weights with fp32 accumulation (expert matrices
+ * stored in bf16 are read where the file is mapped; other matrices are bf16 copies);
  * attention scores, norms and softmax stay fp32.
  *
  * Semantics follow Hugging Face transformers' modeling code of each architecture:

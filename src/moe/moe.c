@@ -79,9 +79,6 @@ static void expert_forward_ws(const sm_expert *e, const float *x, int64_t m, flo
     sm_linear_forward(&e->down, g, m, y, tmp);
 }
 
-/* All three matrices dense in bf16: the products take sources rounded to bf16 once, which is
- * what sm_matmul does per product (so the result is the same bits), without rounding x twice
- * (gate and up) or the activations in a separate pass. */
 bool sm_expert_is_bf16(const sm_expert *e)
 {
     return e->gate.wb && e->up.wb && e->down.wb;
@@ -95,8 +92,10 @@ bool sm_moe_block_all_bf16(const sm_moe_block *b)
     return b->n_experts + b->n_shared > 0;
 }
 
-/* The same on x already rounded (x16: m rows, readable for sm_matmul_bf16_rows(m)); g16 holds
- * as many rows of I. */
+/* expert_forward_ws for a bf16 expert, on x already rounded to bf16 (x16: m rows, readable for
+ * sm_matmul_bf16_rows(m)); g16 holds as many rows of I. The products take sources rounded once,
+ * which is what sm_matmul does per product (so the result is the same bits), without rounding x
+ * twice (gate and up) or the activations in a separate pass. */
 static void expert_forward_b16(const sm_expert *e, const uint16_t *x16, int64_t m, float *y, float *g, float *u,
                                uint16_t *g16)
 {
