@@ -200,6 +200,16 @@ fail:
 
 #define ATT_BLOCK 256 /* queries per score block */
 
+/* y (n×out) = x·Wᵀ: from the bf16 rounding of x when there is one (and W is bf16), else x. */
+static void project(size_t n, int out, int in, const float *x, const uint16_t *x16, const float *w,
+                    const uint16_t *w16, float *y)
+{
+    if (x16 && w16)
+        sm_matmul_bf16((int64_t)n, out, in, x16, w16, 0.0f, y);
+    else
+        sm_matmul((int64_t)n, out, in, x, w, w16, 0.0f, y);
+}
+
 /* mon: checked after the projections and per window (a real shape's unit runs for seconds). */
 static int attention(const sm_config *c, const layer_w *w, const float *hn, int n_seq, int T, float *x,
                      const sm_monitor *mon)
@@ -210,15 +220,20 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     int rc = -1;
     float *q = sm_alloc_f32(n * qd), *k = sm_alloc_f32(n * kd), *v = sm_alloc_f32(n * kd);
     float *att = sm_alloc_f32(n * qd), *sc = sm_alloc_f32((size_t)(T < ATT_BLOCK ? T : ATT_BLOCK) * T);
-    if (!q || !k || !v || !att || !sc)
+    /* in bf16, hn rounded once for the three projections (sm_matmul would round it per product:
+     * the same bits) */
+    uint16_t *hn16 = w->wq16 ? sm_zalloc_lines((size_t)(sm_matmul_bf16_rows((int64_t)n) * H), sizeof *hn16) : NULL;
+    if (!q || !k || !v || !att || !sc || (w->wq16 && !hn16))
         goto out;
-    sm_matmul((int64_t)n, qd, H, hn, w->wq, w->wq16, 0.0f, q);
+    if (hn16)
+        sm_bf16_pack(hn16, hn, n * (size_t)H);
+    project(n, qd, H, hn, hn16, w->wq, w->wq16, q);
     if (sm_monitor_check(mon)) /* each projection of a 2048-row unit is ~17 GFLOP at H 2048 */
         goto out;
-    sm_matmul((int64_t)n, kd, H, hn, w->wk, w->wk16, 0.0f, k);
+    project(n, kd, H, hn, hn16, w->wk, w->wk16, k);
     if (sm_monitor_check(mon))
         goto out;
-    sm_matmul((int64_t)n, kd, H, hn, w->wv, w->wv16, 0.0f, v);
+    project(n, kd, H, hn, hn16, w->wv, w->wv16, v);
     if (w->bq)
         for (size_t t = 0; t < n; t++) {
             for (int i = 0; i < qd; i++)
@@ -294,6 +309,7 @@ out:
     free(v);
     free(att);
     free(sc);
+    free(hn16);
     return rc;
 }
 

@@ -47,6 +47,18 @@ void *sm_zalloc(size_t n, size_t size)
     return p;
 }
 
+/* total bytes (checked by the caller) rounded up to whole 64-byte lines, on a line boundary */
+static void *alloc_lines(uint64_t total)
+{
+    total = (total + 63) & ~(uint64_t)63;
+    void *p = NULL;
+    if (total > SIZE_MAX || posix_memalign(&p, 64, total ? total : 64) != 0) {
+        sm_err("%s", oom_message(total));
+        return NULL;
+    }
+    return p;
+}
+
 float *sm_alloc_f32(size_t n)
 {
     uint64_t total;
@@ -54,13 +66,7 @@ float *sm_alloc_f32(size_t n)
         sm_err("allocation of %zu floats overflows", n);
         return NULL;
     }
-    total = (total + 63) & ~(uint64_t)63;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, total ? total : 64) != 0) {
-        sm_err("%s", oom_message(total));
-        return NULL;
-    }
-    return p;
+    return alloc_lines(total);
 }
 
 void *sm_zalloc_lines(size_t n, size_t size)
@@ -70,13 +76,9 @@ void *sm_zalloc_lines(size_t n, size_t size)
         sm_err("allocation of %zu x %zu bytes overflows", n, size);
         return NULL;
     }
-    total = (total + 63) & ~(uint64_t)63;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, total ? total : 64) != 0) {
-        sm_err("%s", oom_message(total));
-        return NULL;
-    }
-    memset(p, 0, total ? total : 64);
+    void *p = alloc_lines(total);
+    if (p)
+        memset(p, 0, (size_t)((total + 63) & ~(uint64_t)63));
     return p;
 }
 
