@@ -29,30 +29,49 @@ void sm_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
         y[i] = w[i] * (x[i] * r);
 }
 
-void sm_rope(float *x, int T, int n_heads, int head_dim, double theta, int pos0)
+double *sm_rope_table(int T, int head_dim, double theta, int pos0)
 {
     int half = head_dim / 2;
-    double *cs = xmalloc(sizeof *cs * (size_t)half * 2);
+    double *cs = sm_alloc((size_t)T * (size_t)half * 2, sizeof *cs);
+    if (!cs)
+        return NULL;
     for (int t = 0; t < T; t++) {
         double pos = pos0 + t;
         for (int i = 0; i < half; i++) {
             /* HF: inv_freq = 1 / theta^(2i/d), computed in float32 */
             float inv = (float)(1.0 / pow(theta, (double)(2 * i) / head_dim));
             double a = pos * inv;
-            cs[2 * i] = cos(a);
-            cs[2 * i + 1] = sin(a);
+            cs[((size_t)t * half + i) * 2] = cos(a);
+            cs[((size_t)t * half + i) * 2 + 1] = sin(a);
         }
+    }
+    return cs;
+}
+
+void sm_rope_apply(float *x, int T, int n_heads, int head_dim, const double *cs)
+{
+    int half = head_dim / 2;
+    for (int t = 0; t < T; t++) {
+        const double *ct = cs + (size_t)t * half * 2;
         float *row = x + (size_t)t * n_heads * head_dim;
         for (int h = 0; h < n_heads; h++) {
             float *v = row + (size_t)h * head_dim;
             for (int i = 0; i < half; i++) {
-                double c = cs[2 * i], s = cs[2 * i + 1];
+                double c = ct[2 * i], s = ct[2 * i + 1];
                 double a = v[i], b = v[i + half];
                 v[i] = (float)(a * c - b * s);
                 v[i + half] = (float)(b * c + a * s);
             }
         }
     }
+}
+
+void sm_rope(float *x, int T, int n_heads, int head_dim, double theta, int pos0)
+{
+    double *cs = sm_rope_table(T, head_dim, theta, pos0);
+    if (!cs)
+        sm_die("out of memory (rope table)");
+    sm_rope_apply(x, T, n_heads, head_dim, cs);
     free(cs);
 }
 
@@ -259,10 +278,14 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
                 sm_rmsnorm(k + t * kd + (size_t)h * hd, k + t * kd + (size_t)h * hd, w->kn, hd, eps);
         }
     }
+    double *rope = sm_rope_table(T, hd, c->rope_theta, 0); /* (every window starts at position 0) */
+    if (!rope)
+        goto out;
     for (int s = 0; s < n_seq; s++) {
-        sm_rope(q + (size_t)s * T * qd, T, nh, hd, c->rope_theta, 0);
-        sm_rope(k + (size_t)s * T * kd, T, nkv, hd, c->rope_theta, 0);
+        sm_rope_apply(q + (size_t)s * T * qd, T, nh, hd, rope);
+        sm_rope_apply(k + (size_t)s * T * kd, T, nkv, hd, rope);
     }
+    free(rope);
     float scale = (float)(1.0 / sqrt((double)hd));
     int group = nh / nkv;
     for (int s = 0; s < n_seq; s++) {

@@ -92,5 +92,9 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
 void sm_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* Rotate a [T, n_heads * head_dim] block in place; position of row t is pos0 + t. */
 void sm_rope(float *x, int T, int n_heads, int head_dim, double theta, int pos0);
+/* The same in two steps, the table shared by every window of a batch: [T][head_dim/2] cosines and
+ * sines (NULL when out of memory; free()), then its rotation of a block. */
+double *sm_rope_table(int T, int head_dim, double theta, int pos0);
+void sm_rope_apply(float *x, int T, int n_heads, int head_dim, const double *cs);
 
 #endif
