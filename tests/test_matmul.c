@@ -76,6 +76,13 @@ static void check_shape(sm_rng *r, int64_t m, int64_t n, int64_t k, float beta)
         sm_matmul_bf16(m, n, k, xb, wb, beta, yb);
         CHECK(!memcmp(y, yb, sizeof *y * (size_t)(m * n)), "bf16 %lld rows from a rounded source: the same bits",
               (long long)m);
+        if (beta == 0.0f) { /* into a y with room for the pad rows */
+            float *yq = sm_alloc_f32((size_t)(sm_matmul_bf16_rows(m) * n));
+            sm_matmul_bf16_pad(m, n, k, xb, wb, yq);
+            CHECK(!memcmp(y, yq, sizeof *y * (size_t)(m * n)), "bf16 %lld rows into a padded y: the same bits",
+                  (long long)m);
+            free(yq);
+        }
         free(xb), free(yb);
     }
     /* the fallback widens bf16 weights: the product of x and the rounded W */

@@ -93,19 +93,23 @@ bool sm_moe_block_all_bf16(const sm_moe_block *b)
 }
 
 /* expert_forward_ws for a bf16 expert, on x already rounded to bf16 (x16: m rows, readable for
- * sm_matmul_bf16_rows(m)); g16 holds as many rows of I. The products take sources rounded once,
- * which is what sm_matmul does per product (so the result is the same bits), without rounding x
- * twice (gate and up) or the activations in a separate pass. */
-static void expert_forward_b16(const sm_expert *e, const uint16_t *x16, int64_t m, float *y, float *g, float *u,
-                               uint16_t *g16)
+ * sm_matmul_bf16_rows(m)); g16 holds as many rows of I, and so do g and u (pad rows: scratch).
+ * The products take sources rounded once, which is what sm_matmul does per product (so the
+ * result is the same bits), without rounding x twice (gate and up) or the activations in a
+ * separate pass. y: m rows, or with y_padded sm_matmul_bf16_rows(m). */
+static void expert_forward_b16(const sm_expert *e, const uint16_t *x16, int64_t m, float *y, bool y_padded, float *g,
+                               float *u, uint16_t *g16)
 {
     const int64_t inter = e->gate.out, h = e->gate.in, len = m * inter;
-    sm_matmul_bf16(m, inter, h, x16, e->gate.wb, 0.0f, g);
-    sm_matmul_bf16(m, inter, h, x16, e->up.wb, 0.0f, u);
+    sm_matmul_bf16_pad(m, inter, h, x16, e->gate.wb, g);
+    sm_matmul_bf16_pad(m, inter, h, x16, e->up.wb, u);
     for (int64_t k = 0; k < len; k++)
         g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
     sm_bf16_pack(g16, g, (size_t)len);
-    sm_matmul_bf16(m, h, inter, g16, e->down.wb, 0.0f, y);
+    if (y_padded)
+        sm_matmul_bf16_pad(m, h, inter, g16, e->down.wb, y);
+    else
+        sm_matmul_bf16(m, h, inter, g16, e->down.wb, 0.0f, y);
 }
 
 /* bf16 scratch for up to m rows of an expert of intermediate size inter and width h: x16 then
@@ -122,7 +126,8 @@ int sm_expert_forward(const sm_expert *e, const float *x, int64_t m, float *y)
         return 0;
     const int64_t inter = e->gate.out, tc = expert_tmp_cols(e);
     const bool b16 = sm_expert_is_bf16(e);
-    float *g = sm_alloc_f32((size_t)(m * inter)), *u = sm_alloc_f32((size_t)(m * inter));
+    const int64_t gm = b16 ? sm_matmul_bf16_rows(m) : m; /* (bf16: room for the kernel's pad rows) */
+    float *g = sm_alloc_f32((size_t)(gm * inter)), *u = sm_alloc_f32((size_t)(gm * inter));
     float *tmp = tc ? sm_alloc_f32((size_t)(m * tc)) : NULL;
     uint16_t *s16 = b16 ? b16_scratch(m, e->gate.in, inter) : NULL;
     if (!g || !u || (tc && !tmp) || (b16 && !s16)) {
@@ -131,7 +136,7 @@ int sm_expert_forward(const sm_expert *e, const float *x, int64_t m, float *y)
     }
     if (b16) {
         sm_bf16_pack(s16, x, (size_t)(m * e->gate.in));
-        expert_forward_b16(e, s16, m, y, g, u, s16 + sm_matmul_bf16_rows(m) * e->gate.in);
+        expert_forward_b16(e, s16, m, y, false, g, u, s16 + sm_matmul_bf16_rows(m) * e->gate.in);
     } else {
         expert_forward_ws(e, x, m, y, g, u, tmp);
     }
@@ -252,8 +257,10 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
     float *z = trace && trace->logits ? trace->logits : sm_alloc_f32((size_t)(m * b->n_router));
     int *idx = trace && trace->idx ? trace->idx : sm_alloc((size_t)(m * k), sizeof(int));
     float *w = trace && trace->w ? trace->w : sm_alloc_f32((size_t)(m * k));
-    float *xs = sm_alloc_f32((size_t)(m * h)), *ys = sm_alloc_f32((size_t)(m * h));
-    float *g = sm_alloc_f32((size_t)(m * inter_max)), *u = sm_alloc_f32((size_t)(m * inter_max));
+    /* (room for the bf16 kernels' pad rows: sm_matmul_bf16_pad) */
+    const int64_t mp = sm_matmul_bf16_rows(m);
+    float *xs = sm_alloc_f32((size_t)(m * h)), *ys = sm_alloc_f32((size_t)(mp * h));
+    float *g = sm_alloc_f32((size_t)(mp * inter_max)), *u = sm_alloc_f32((size_t)(mp * inter_max));
     float *tmp = sm_alloc_f32((size_t)(m * (tc_max ? tc_max : 1)));
     uint16_t *s16 = NULL; /* bf16 experts' scratch: rows of x16, then of g16 */
     int64_t rows16 = 0;
@@ -281,7 +288,7 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
             if (sm_expert_is_bf16(&b->experts[s])) { /* the rows gathered already rounded */
                 for (int64_t r = 0; r < np; r++)
                     sm_bf16_pack(s16 + r * h, x + tok[r] * h, (size_t)h);
-                expert_forward_b16(&b->experts[s], s16, np, ys, g, u, g16);
+                expert_forward_b16(&b->experts[s], s16, np, ys, true, g, u, g16);
             } else {
                 for (int64_t r = 0; r < np; r++)
                     memcpy(xs + r * h, x + tok[r] * h, sizeof(float) * (size_t)h);
@@ -302,7 +309,7 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
                     goto done;
                 if (sm_expert_is_bf16(&b->shared[i])) {
                     sm_bf16_pack(s16, x + p0 * h, (size_t)(np * h));
-                    expert_forward_b16(&b->shared[i], s16, np, ys + p0 * h, g, u, g16);
+                    expert_forward_b16(&b->shared[i], s16, np, ys + p0 * h, false, g, u, g16);
                 } else {
                     expert_forward_ws(&b->shared[i], x + p0 * h, np, ys + p0 * h, g, u, tmp);
                 }

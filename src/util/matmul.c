@@ -449,7 +449,7 @@ static int block_source(thread_state *t, const float *x, int64_t rows, int64_t m
  * failed kernel only in cases oneDNN does not have on CPU). The source is x (fp32, rounded to
  * bf16 here when bf16), or xb: bf16 rows already rounded, readable up to the padded row count. */
 static int block(thread_state *t, int64_t rows, int64_t n, int64_t k, const float *x, const uint16_t *xb,
-                 const void *wp, bool bf16, bool acc, float *y)
+                 const void *wp, bool bf16, bool acc, float *y, bool y_padded)
 {
     int64_t mp = rows == ROW_BLOCK ? ROW_BLOCK : (rows + ROW_PAD - 1) / ROW_PAD * ROW_PAD;
     layout lay = matmul_layout(n, k);
@@ -457,7 +457,7 @@ static int block(thread_state *t, int64_t rows, int64_t n, int64_t k, const floa
     const void *src = xb;
     if (!e || !e->prim || (!xb && block_source(t, x, rows, mp, k, bf16, &src)))
         return -1;
-    if (mp == rows)
+    if (mp == rows || y_padded) /* (y_padded: y has room for the pad rows, scratch to the caller) */
         return execute(e, t, src, wp, y);
     float *yp = grow((void **)&t->yp, &t->yp_cap, sizeof *yp * (size_t)(mp * n));
     if (!yp)
@@ -493,7 +493,7 @@ void sm_matmul(int64_t m, int64_t n, int64_t k, const float *x, const float *w, 
     const void *wp = bf16 ? (const void *)wb : (const void *)w;
     for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
         int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
-        if (!t || block(t, rows, n, k, x + r0 * k, NULL, wp, bf16, acc, y + r0 * n))
+        if (!t || block(t, rows, n, k, x + r0 * k, NULL, wp, bf16, acc, y + r0 * n, false))
             sm_matmul_blas(rows, n, k, x + r0 * k, w, wb, beta, y + r0 * n);
     }
 }
@@ -503,7 +503,8 @@ int64_t sm_matmul_bf16_rows(int64_t m)
     return m <= 0 ? 0 : (m + ROW_PAD - 1) / ROW_PAD * ROW_PAD;
 }
 
-void sm_matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float beta, float *y)
+static void matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float beta, float *y,
+                        bool y_padded)
 {
     if (m <= 0 || n <= 0)
         return;
@@ -516,7 +517,7 @@ void sm_matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const u
     float *xf = NULL;
     for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
         int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
-        if (t && !block(t, rows, n, k, NULL, xb + r0 * k, wb, true, acc, y + r0 * n))
+        if (t && !block(t, rows, n, k, NULL, xb + r0 * k, wb, true, acc, y + r0 * n, y_padded))
             continue;
         /* no oneDNN: OpenBLAS on the rounded rows' exact fp32 values */
         if (!xf)
@@ -525,6 +526,16 @@ void sm_matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const u
         sm_matmul_blas(rows, n, k, xf, NULL, wb, beta, y + r0 * n);
     }
     free(xf);
+}
+
+void sm_matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float beta, float *y)
+{
+    matmul_bf16(m, n, k, xb, wb, beta, y, false);
+}
+
+void sm_matmul_bf16_pad(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float *y)
+{
+    matmul_bf16(m, n, k, xb, wb, 0.0f, y, true);
 }
 
 const char *sm_matmul_impl(int64_t n, int64_t k, bool bf16)

@@ -42,6 +42,9 @@ void sm_matmul(int64_t m, int64_t n, int64_t k, const float *x, const float *w, 
  * kernel's fixed row count). The result is bit-identical to sm_matmul on the unrounded rows. */
 void sm_matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float beta, float *y);
 int64_t sm_matmul_bf16_rows(int64_t m);
+/* The same with beta 0 into a y that has room for sm_matmul_bf16_rows(m) rows: the kernel writes
+ * its pad rows there (scratch, whatever they hold after) instead of into a buffer copied back. */
+void sm_matmul_bf16_pad(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float *y);
 
 /* The same on OpenBLAS sgemm (the fallback; bf16 weights widened in panels). For benchmarks and
  * tests that compare the two. */
