@@ -111,15 +111,10 @@ int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
     return sm_engine_analyse_rows(b, &src, opts, mon, a);
 }
 
-static int64_t first_nonfinite_f(const float *v, int64_t n)
+static int64_t first_nonfinite_f(const float *v, int64_t n) /* (the stored-weight check: vectorized) */
 {
-    unsigned bad = 0;
-    for (int64_t i = 0; i < n; i++)
-        bad |= !isfinite(v[i]);
-    for (int64_t i = 0; bad && i < n; i++)
-        if (!isfinite(v[i]))
-            return i;
-    return -1;
+    size_t i = sm_first_nonfinite(SM_DT_F32, v, (size_t)n);
+    return i < (size_t)n ? (int64_t)i : -1;
 }
 
 static int64_t first_nonfinite_d(const double *v, int64_t n)
