@@ -211,7 +211,7 @@ static int sample_expert_outputs(const sm_moe_block *b, const sm_row_source *sou
         if (row != xs + j * h)
             memcpy(xs + j * h, row, sizeof(float) * (size_t)h);
     }
-    if (sm_moe_block_all_bf16(b)) { /* side by side, one thread a product (saliency.c says why) */
+    if (sm_moe_experts_side_by_side(b)) { /* side by side, one thread a product (saliency.c says why) */
         sample_job j = {b, a, xs};
         return sm_parallel_for(n, 6 * sample * h * inter * n, sample_item, &j, mon, "expert outputs");
     }

@@ -120,7 +120,7 @@ static int process(sm_saliency_acc *s)
     s->pending = 0;
     /* bf16 experts (oneDNN only) side by side, each product on one thread: at M of a few hundred
      * rows, two one-thread products run at nearly twice one two-thread product's rate */
-    if (sm_moe_block_all_bf16(s->b))
+    if (sm_moe_experts_side_by_side(s->b))
         return sm_parallel_for(n, 6 * mb * k * s->hidden * s->b->experts[0].gate.out, saliency_item, s, s->mon,
                                NULL);
     for (int e = 0; e < n; e++) {

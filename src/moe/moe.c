@@ -84,8 +84,10 @@ bool sm_expert_is_bf16(const sm_expert *e)
     return e->gate.wb && e->up.wb && e->down.wb;
 }
 
-bool sm_moe_block_all_bf16(const sm_moe_block *b)
+bool sm_moe_experts_side_by_side(const sm_moe_block *b)
 {
+    if (!sm_matmul_on_pool_threads())
+        return false;
     for (int i = 0; i < b->n_experts + b->n_shared; i++)
         if (!sm_expert_is_bf16(i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts]))
             return false;

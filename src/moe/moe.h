@@ -60,9 +60,10 @@ typedef struct sm_moe_block {
 } sm_moe_block;
 
 int sm_moe_block_check(const sm_moe_block *b);
-/* Every routed and shared expert of b is dense bf16 (sm_expert_is_bf16): their forwards may run side by
- * side on util/parallel's threads (oneDNN products only, no OpenBLAS). */
-bool sm_moe_block_all_bf16(const sm_moe_block *b);
+/* Every routed and shared expert of b is dense bf16 (sm_expert_is_bf16), so their forwards may run
+ * side by side on util/parallel's threads (oneDNN products only, no OpenBLAS); false where that is
+ * not allowed (sm_matmul_on_pool_threads). */
+bool sm_moe_experts_side_by_side(const sm_moe_block *b);
 
 /* Optional per-token routing outputs of a forward call (any pointer may be NULL). */
 typedef struct sm_moe_trace {

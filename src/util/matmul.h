@@ -51,6 +51,11 @@ void sm_matmul_bf16_pad(int64_t m, int64_t n, int64_t k, const uint16_t *xb, con
 void sm_matmul_blas(int64_t m, int64_t n, int64_t k, const float *x, const float *w,
                     const uint16_t *wb, float beta, float *y);
 
+/* Whether bf16 products may run inside util/parallel's items (on OpenMP's pooled threads): yes,
+ * except in sanitizer builds, where LeakSanitizer (GCC 12) crashes at exit scanning the dynamic
+ * TLS oneDNN leaves in pooled threads (see sm_matmul); callers then run their items serially. */
+bool sm_matmul_on_pool_threads(void);
+
 /* oneDNN threads of the calling thread (OpenMP's per-thread count); returns the previous one. */
 int sm_matmul_set_threads(int n);
 /* The implementation oneDNN picks for this shape and precision ("brg:avx512_core_bf16", ...),
