@@ -188,6 +188,7 @@ typedef struct {
     const float *xs; /* the sampled rows */
 } sample_job;
 
+/* Expert e on the sampled rows (sm_expert_forward: bf16 experts as the forward pass runs them). */
 static int sample_item(void *ctx, int64_t e, const sm_monitor *mon)
 {
     const sample_job *j = ctx;
@@ -198,9 +199,9 @@ static int sample_item(void *ctx, int64_t e, const sm_monitor *mon)
 }
 
 /* Every expert's output on a->sampled evenly spaced rows of the source, into a->outputs.
- * xs, g, u, tmp: scratch of at least sampled rows (tmp: of the low-rank columns). */
+ * xs: scratch of at least sampled rows. */
 static int sample_expert_outputs(const sm_moe_block *b, const sm_row_source *source, const sm_monitor *mon,
-                                 sm_layer_analysis *a, float *xs, float *g, float *u, float *tmp)
+                                 sm_layer_analysis *a, float *xs)
 {
     const int n = a->n;
     const int64_t h = a->hidden, inter = a->inter, sample = a->sampled, m = a->tokens;
@@ -211,20 +212,12 @@ static int sample_expert_outputs(const sm_moe_block *b, const sm_row_source *sou
         if (row != xs + j * h)
             memcpy(xs + j * h, row, sizeof(float) * (size_t)h);
     }
-    if (sm_moe_experts_side_by_side(b)) { /* side by side, one thread a product (saliency.c says why) */
-        sample_job j = {b, a, xs};
+    sample_job j = {b, a, xs};
+    if (sm_moe_experts_side_by_side(b)) /* side by side, one thread a product (saliency.c says why) */
         return sm_parallel_for(n, 6 * sample * h * inter * n, sample_item, &j, mon, "expert outputs");
-    }
     for (int e = 0; e < n; e++) {
-        if (sm_monitor_check(mon) != 0)
+        if (sm_monitor_check(mon) != 0 || sample_item(&j, e, NULL) != 0)
             return -1;
-        const sm_expert *ex = &b->experts[e];
-        float *ye = a->outputs + (int64_t)e * sample * h;
-        sm_linear_forward(&ex->gate, xs, sample, g, tmp);
-        sm_linear_forward(&ex->up, xs, sample, u, tmp);
-        for (int64_t q = 0; q < sample * inter; q++)
-            g[q] = g[q] / (1.0f + expf(-g[q])) * u[q];
-        sm_linear_forward(&ex->down, g, sample, ye, tmp);
         sm_monitor_report(mon, 0.7 + 0.2 * (e + 1.0) / n, "expert outputs");
     }
     return 0;
@@ -323,18 +316,16 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
                 !(a->gram_mid[e] = sm_zalloc((size_t)(inter * inter), sizeof(float))))
                 goto done;
     }
-    int64_t tc = low_rank_columns(b);
-    int64_t rows = blk > sample ? blk : sample;
-    rows = a->gram_in && rows < GRAM_ROWS ? GRAM_ROWS : rows;
-    if (a->gram_in && (!(gb.rows = sm_alloc_f32((size_t)((int64_t)n * GRAM_ROWS * h))) ||
-                       !(gb.count = sm_zalloc((size_t)n, sizeof(int64_t)))))
+    /* xs: the sampled rows; g, u, tmp: the Grams' scratch (gram_flush, GRAM_ROWS rows at most) */
+    if (!(xs = sm_alloc_f32((size_t)(sample * h))))
         goto done;
-    xs = sm_alloc_f32((size_t)(rows * h));
-    g = sm_alloc_f32((size_t)(rows * inter));
-    u = sm_alloc_f32((size_t)(rows * inter));
-    tmp = sm_alloc_f32((size_t)(rows * tc));
-    if (!xs || !g || !u || !tmp)
-        goto done;
+    if (a->gram_in) {
+        int64_t tc = low_rank_columns(b);
+        if (!(gb.rows = sm_alloc_f32((size_t)((int64_t)n * GRAM_ROWS * h))) ||
+            !(gb.count = sm_zalloc((size_t)n, sizeof(int64_t))) || !(g = sm_alloc_f32((size_t)(GRAM_ROWS * inter))) ||
+            !(u = sm_alloc_f32((size_t)(GRAM_ROWS * inter))) || !(tmp = sm_alloc_f32((size_t)(GRAM_ROWS * tc))))
+            goto done;
+    }
 
     /* Pass over all tokens: routing, frequencies, logit moments, Grams. */
     for (int64_t t0 = 0; t0 < m; t0 += blk) {
@@ -388,7 +379,7 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
         goto done;
 
     /* Every expert on the evenly spaced token sample. */
-    if (sample_expert_outputs(b, source, mon, a, xs, g, u, tmp) != 0)
+    if (sample_expert_outputs(b, source, mon, a, xs) != 0)
         goto done;
     sm_outputs o = sm_layer_analysis_outputs(a);
     sm_monitor quiet = {NULL, NULL, mon ? mon->cancel : NULL}; /* cancellable; progress stays put */

@@ -67,15 +67,20 @@ static int64_t expert_tmp_cols(const sm_expert *e)
     return linear_tmp(&e->down) > t ? linear_tmp(&e->down) : t;
 }
 
+/* g = SiLU(g)·u, elementwise over len values. */
+static void swiglu(float *g, const float *u, int64_t len)
+{
+    for (int64_t k = 0; k < len; k++)
+        g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+}
+
 /* Scratch-explicit forward: g, u hold m×I, tmp m×(max rank) floats. */
 static void expert_forward_ws(const sm_expert *e, const float *x, int64_t m, float *y, float *g,
                               float *u, float *tmp)
 {
-    const int64_t inter = e->gate.out, len = m * inter;
     sm_linear_forward(&e->gate, x, m, g, tmp);
     sm_linear_forward(&e->up, x, m, u, tmp);
-    for (int64_t k = 0; k < len; k++)
-        g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+    swiglu(g, u, m * e->gate.out);
     sm_linear_forward(&e->down, g, m, y, tmp);
 }
 
@@ -84,12 +89,18 @@ bool sm_expert_is_bf16(const sm_expert *e)
     return e->gate.wb && e->up.wb && e->down.wb;
 }
 
+/* Expert i of b's routed experts, then of its shared ones (i < n_experts + n_shared). */
+static const sm_expert *block_expert(const sm_moe_block *b, int i)
+{
+    return i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts];
+}
+
 bool sm_moe_experts_side_by_side(const sm_moe_block *b)
 {
     if (!sm_matmul_on_pool_threads())
         return false;
     for (int i = 0; i < b->n_experts + b->n_shared; i++)
-        if (!sm_expert_is_bf16(i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts]))
+        if (!sm_expert_is_bf16(block_expert(b, i)))
             return false;
     return b->n_experts + b->n_shared > 0;
 }
@@ -105,8 +116,7 @@ static void expert_forward_b16(const sm_expert *e, const uint16_t *x16, int64_t 
     const int64_t inter = e->gate.out, h = e->gate.in, len = m * inter;
     sm_matmul_bf16_pad(m, inter, h, x16, e->gate.wb, g);
     sm_matmul_bf16_pad(m, inter, h, x16, e->up.wb, u);
-    for (int64_t k = 0; k < len; k++)
-        g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+    swiglu(g, u, len);
     sm_bf16_pack(g16, g, (size_t)len);
     if (y_padded)
         sm_matmul_bf16_pad(m, h, inter, g16, e->down.wb, y);
@@ -250,11 +260,13 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
         return sm_err("MoE block: %lld tokens in one block is too many", (long long)m);
     const int64_t h = b->hidden;
     const int k = b->rule.top_k;
-    int64_t inter_max = 0, tc_max = 0;
+    int64_t inter_max = 0, tc_max = 0, rows16 = 0; /* rows16: a bf16 expert's largest panel */
     for (int i = 0; i < b->n_experts + b->n_shared; i++) {
-        const sm_expert *e = i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts];
+        const sm_expert *e = block_expert(b, i);
+        const int64_t pr = panel_rows(e, h) < m ? panel_rows(e, h) : m;
         inter_max = e->gate.out > inter_max ? e->gate.out : inter_max;
         tc_max = expert_tmp_cols(e) > tc_max ? expert_tmp_cols(e) : tc_max;
+        rows16 = sm_expert_is_bf16(e) && pr > rows16 ? pr : rows16;
     }
     float *z = trace && trace->logits ? trace->logits : sm_alloc_f32((size_t)(m * b->n_router));
     int *idx = trace && trace->idx ? trace->idx : sm_alloc((size_t)(m * k), sizeof(int));
@@ -265,12 +277,6 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
     float *g = sm_alloc_f32((size_t)(mp * inter_max)), *u = sm_alloc_f32((size_t)(mp * inter_max));
     float *tmp = sm_alloc_f32((size_t)(m * (tc_max ? tc_max : 1)));
     uint16_t *s16 = NULL; /* bf16 experts' scratch: rows of x16, then of g16 */
-    int64_t rows16 = 0;
-    for (int i = 0; i < b->n_experts + b->n_shared; i++) {
-        const sm_expert *e = i < b->n_experts ? &b->experts[i] : &b->shared[i - b->n_experts];
-        int64_t pr = panel_rows(e, h);
-        rows16 = sm_expert_is_bf16(e) && (pr < m ? pr : m) > rows16 ? (pr < m ? pr : m) : rows16;
-    }
     slot_lists sl = {0};
     int rc = -1;
     if (!z || !idx || !w || !xs || !ys || !g || !u || !tmp || (rows16 && !(s16 = b16_scratch(rows16, h, inter_max))))
