@@ -10,12 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A weight's rows [r0, w.rows) in fp32, in panels between monitor checks (a Mixtral expert's
- * matrix is 59 M values, a few hundred ms of conversion and page faults). 0, or -1 (with a
- * message on the calling thread). */
+/* Rows of a weight between two monitor checks: about 4 M values (a Mixtral expert's matrix is
+ * 59 M values, a few hundred ms of conversion and page faults). */
+static int64_t panel_of(const sm_weight *w)
+{
+    return w->cols > 0 && ((int64_t)1 << 22) / w->cols > 0 ? ((int64_t)1 << 22) / w->cols : 1;
+}
+
+/* A weight in fp32, in panels between monitor checks. 0, or -1 (with a message on the calling
+ * thread). */
 static int convert_rows(const sm_weight *w, float *p, const sm_monitor *mon, bool report)
 {
-    const int64_t panel = w->cols > 0 && ((int64_t)1 << 22) / w->cols > 0 ? ((int64_t)1 << 22) / w->cols : 1;
+    const int64_t panel = panel_of(w);
     for (int64_t r0 = 0; r0 < w->rows; r0 += panel) {
         if (report ? sm_monitor_check(mon) != 0 : sm_monitor_cancelled(mon))
             return -1;
@@ -54,7 +60,7 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
  * which). Its pages stay mapped (released with the layer). */
 static int check_bf16(const sm_weight *w, const sm_monitor *mon)
 {
-    const int64_t panel = w->cols > 0 && ((int64_t)1 << 22) / w->cols > 0 ? ((int64_t)1 << 22) / w->cols : 1;
+    const int64_t panel = panel_of(w);
     const uint16_t *src = (const uint16_t *)w->tensor->data + w->offset;
     for (int64_t r0 = 0; r0 < w->rows; r0 += panel) {
         size_t count = (size_t)((w->rows - r0 < panel ? w->rows - r0 : panel) * w->cols);

@@ -39,8 +39,8 @@ int sm_moe_layer_load_mon(const sm_model *m, int layer, const sm_monitor *mon, s
 /* The same, but the routed experts' dense matrices stored in bf16 are read where the file is
  * mapped (their linears have wb set and w NULL: no copy, no conversion; their values are checked
  * finite as a conversion checks them); others are converted to fp32.
- * For bf16 products: sm_moe_bf16_make or sm_moe_bf16_from_layer then packs only the fp32 rest,
- * and the copies are bit-identical to packing the fp32 conversion (bf16 -> fp32 is exact). */
+ * For bf16 products: sm_moe_bf16_make or sm_moe_bf16_from_layer then packs only the fp32 rest;
+ * the stored values are what packing their fp32 conversion gives (bf16 -> fp32 is exact). */
 int sm_moe_layer_load_bf16(const sm_model *m, int layer, const sm_monitor *mon, sm_moe_layer *out);
 /* Load only the router, shared experts and rule (no routed experts), for callers that supply
  * their own experts (a merged layer). block.experts is NULL and block.n_experts 0. */

@@ -270,6 +270,13 @@ static void *grow(void **buf, size_t *cap, size_t bytes)
  * each created once (well under a millisecond). */
 #define ROW_BLOCK 1024
 #define ROW_PAD 16
+_Static_assert(ROW_BLOCK % ROW_PAD == 0, "a full row block needs no padding");
+
+/* The rows a product of m rows runs on: m rounded up to whole ROW_PADs. */
+static int64_t padded_rows(int64_t m)
+{
+    return m <= 0 ? 0 : (m + ROW_PAD - 1) / ROW_PAD * ROW_PAD;
+}
 
 /* A product's layout: op(A) m×k and op(B) k×n row-major with leading dimensions, transposed or
  * not (sm_matmul is ta 0, tb 1, lda ldb k, ldc n). */
@@ -462,13 +469,27 @@ static int block_source(thread_state *t, const float *x, int64_t rows, int64_t m
     return 0;
 }
 
+/* The calling thread's oneDNN state for a product, or NULL when it runs on OpenBLAS (use_dnnl
+ * false, or oneDNN absent). LeakSanitizer (GCC 12) crashes at exit scanning the dynamic TLS that
+ * oneDNN (dlopen'ed) leaves in OpenMP's pooled worker threads: sanitizer builds run it on the
+ * calling thread. */
+static thread_state *product_state(bool use_dnnl)
+{
+    thread_state *t = use_dnnl ? state() : NULL;
+#ifdef __SANITIZE_ADDRESS__
+    if (t && omp_get_max_threads() > 1)
+        omp_set_num_threads(1);
+#endif
+    return t;
+}
+
 /* One block of rows through oneDNN: 0, or -1 (then y is untouched, or fully written by a
  * failed kernel only in cases oneDNN does not have on CPU). The source is x (fp32, rounded to
  * bf16 here when bf16), or xb: bf16 rows already rounded, readable up to the padded row count. */
 static int block(thread_state *t, int64_t rows, int64_t n, int64_t k, const float *x, const uint16_t *xb,
                  const void *wp, bool bf16, bool acc, float *y, bool y_padded)
 {
-    int64_t mp = rows == ROW_BLOCK ? ROW_BLOCK : (rows + ROW_PAD - 1) / ROW_PAD * ROW_PAD;
+    int64_t mp = padded_rows(rows);
     layout lay = matmul_layout(n, k);
     prim_entry *e = prim_get(mp, n, k, bf16, acc, &lay);
     const void *src = xb;
@@ -500,13 +521,7 @@ void sm_matmul(int64_t m, int64_t n, int64_t k, const float *x, const float *w, 
     if (m <= 0 || n <= 0)
         return;
     bool bf16 = wb != NULL, acc = beta != 0.0f;
-    thread_state *t = !bf16 && small_fp32(m, n, k) ? NULL : state();
-#ifdef __SANITIZE_ADDRESS__
-    /* LeakSanitizer (GCC 12) crashes at exit scanning the dynamic TLS that oneDNN (dlopen'ed)
-     * leaves in OpenMP's pooled worker threads: sanitizer builds run it on the calling thread. */
-    if (t && omp_get_max_threads() > 1)
-        omp_set_num_threads(1);
-#endif
+    thread_state *t = product_state(bf16 || !small_fp32(m, n, k));
     const void *wp = bf16 ? (const void *)wb : (const void *)w;
     for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
         int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
@@ -517,7 +532,7 @@ void sm_matmul(int64_t m, int64_t n, int64_t k, const float *x, const float *w, 
 
 int64_t sm_matmul_bf16_rows(int64_t m)
 {
-    return m <= 0 ? 0 : (m + ROW_PAD - 1) / ROW_PAD * ROW_PAD;
+    return padded_rows(m);
 }
 
 static void matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, const uint16_t *wb, float beta, float *y,
@@ -526,11 +541,7 @@ static void matmul_bf16(int64_t m, int64_t n, int64_t k, const uint16_t *xb, con
     if (m <= 0 || n <= 0)
         return;
     bool acc = beta != 0.0f;
-    thread_state *t = state();
-#ifdef __SANITIZE_ADDRESS__
-    if (t && omp_get_max_threads() > 1) /* see sm_matmul */
-        omp_set_num_threads(1);
-#endif
+    thread_state *t = product_state(true);
     float *xf = NULL;
     for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
         int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
@@ -590,11 +601,7 @@ void sm_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
         return;
     const layout lay = {.ta = trans_a, .tb = trans_b, .lda = lda, .ldb = ldb, .ldc = ldc};
     bool acc = beta != 0.0f;
-    thread_state *t = sm_gemm_dnnl(m, n, k) ? state() : NULL;
-#ifdef __SANITIZE_ADDRESS__
-    if (t && omp_get_max_threads() > 1) /* see sm_matmul */
-        omp_set_num_threads(1);
-#endif
+    thread_state *t = product_state(sm_gemm_dnnl(m, n, k));
     for (int64_t r0 = 0; r0 < m; r0 += ROW_BLOCK) {
         int64_t rows = m - r0 < ROW_BLOCK ? m - r0 : ROW_BLOCK;
         const float *ab = trans_a ? a + r0 : a + r0 * lda;

@@ -53,7 +53,8 @@ void sm_matmul_blas(int64_t m, int64_t n, int64_t k, const float *x, const float
 
 /* Whether bf16 products may run inside util/parallel's items (on OpenMP's pooled threads): yes,
  * except in sanitizer builds, where LeakSanitizer (GCC 12) crashes at exit scanning the dynamic
- * TLS oneDNN leaves in pooled threads (see sm_matmul); callers then run their items serially. */
+ * TLS oneDNN leaves in pooled threads (matmul.c's product_state); callers then run their items
+ * serially. */
 bool sm_matmul_on_pool_threads(void);
 
 /* oneDNN threads of the calling thread (OpenMP's per-thread count); returns the previous one. */

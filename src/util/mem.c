@@ -47,8 +47,9 @@ void *sm_zalloc(size_t n, size_t size)
     return p;
 }
 
-/* total bytes (checked by the caller) rounded up to whole 64-byte lines, on a line boundary */
-static void *alloc_lines(uint64_t total)
+/* total bytes (checked by the caller) rounded up to whole 64-byte lines, on a line boundary;
+ * zeroed with zero */
+static void *alloc_lines(uint64_t total, bool zero)
 {
     total = (total + 63) & ~(uint64_t)63;
     void *p = NULL;
@@ -56,6 +57,8 @@ static void *alloc_lines(uint64_t total)
         sm_err("%s", oom_message(total));
         return NULL;
     }
+    if (zero)
+        memset(p, 0, (size_t)total);
     return p;
 }
 
@@ -66,7 +69,7 @@ float *sm_alloc_f32(size_t n)
         sm_err("allocation of %zu floats overflows", n);
         return NULL;
     }
-    return alloc_lines(total);
+    return alloc_lines(total, false);
 }
 
 void *sm_zalloc_lines(size_t n, size_t size)
@@ -76,10 +79,7 @@ void *sm_zalloc_lines(size_t n, size_t size)
         sm_err("allocation of %zu x %zu bytes overflows", n, size);
         return NULL;
     }
-    void *p = alloc_lines(total);
-    if (p)
-        memset(p, 0, (size_t)((total + 63) & ~(uint64_t)63));
-    return p;
+    return alloc_lines(total, true);
 }
 
 void *xmalloc(size_t size)
