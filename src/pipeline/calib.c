@@ -168,7 +168,7 @@ typedef struct {
     int64_t next, got;         /* index into rows of the next kept row; rows gathered so far */
     float *kx, *kl, *kk;       /* the layer's kept rows: inputs, logits, top-k (as floats) */
     sm_moe_layer layer;        /* the layer running now (forward's override) */
-    sm_moe_bf16 b16;           /* in bf16, its bf16 copy: the forward pass's and the statistics' */
+    sm_moe_bf16 b16;           /* in bf16, its bf16 block: the forward pass's and the statistics' */
     const sm_monitor *mon;
     sm_progress *prog;
     int moe_done, n_moe;
@@ -182,8 +182,8 @@ static void cap_free_layer(cap_ctx *c)
 }
 
 /* The layer for the forward pass, and then for the statistics (cap_write_layer): in bf16 one
- * copy serves both, with no fp32 copy of matrices stored in bf16 (the weight similarity reads
- * their exact values from it). */
+ * block serves both; matrices stored in bf16 are read where the file is mapped (no copy, no fp32
+ * one: the weight similarity reads their exact values there). */
 static int cap_override(void *ctx, int layer, const sm_moe_block **block)
 {
     cap_ctx *c = ctx;
@@ -270,7 +270,7 @@ static int cap_write_layer(cap_ctx *c, int layer)
     sm_monitor_span span;
     double lo = (double)c->moe_done / c->n_moe;
     const sm_monitor *mon = sm_monitor_span_init(&span, c->mon, lo, lo + 1.0 / c->n_moe);
-    /* in bf16, the experts' products run on the bf16 copies (the weight similarity reads fp32, or
+    /* in bf16, the experts' products run on the bf16 block (the weight similarity reads fp32, or
      * the bf16 values of matrices stored in bf16: the same numbers) */
     bool bf16 = c->s->precision == SM_PRECISION_BF16;
     const sm_moe_block *block = bf16 ? &c->b16.block : &c->layer.block;
