@@ -1,7 +1,7 @@
 #!/bin/sh
 # Resource limits (issue 14 §3): every command (inspect, the overview `submoe MODEL`, synth, eval,
 # calibrate, plan, apply, diff, tui) under an address-space limit (ulimit -v: 100000 KiB, too small
-# for BLAS; 50000 KiB, where OpenBLAS could not even start its threads; 300000 KiB, enough for
+# for BLAS; 60000 KiB, where OpenBLAS could not even start its threads; 300000 KiB, enough for
 # BLAS but not for calibrate's statistics; 2000000 KiB, room for several BLAS threads) and under a
 # file-size limit (ulimit -f). Each time: success where the command fits, else exit 1 with one
 # clear message; never a hang (every run is time-bounded), never 130/143 (a claimed interrupt) or
@@ -91,8 +91,9 @@ else
     # thread counts asked for in the environment that do not fit are lowered
     limited v 100000 ok "inspect, OPENBLAS_NUM_THREADS=4" - -- env OPENBLAS_NUM_THREADS=4 "$S" inspect m
     limited v 100000 ok "diff, OMP_NUM_THREADS=4" - -- env OMP_NUM_THREADS=4 "$S" diff m m
-    # 50000 KiB: OpenBLAS could not start its thread and raised SIGINT (exit 130) before main
-    all v 50000 "either:$too_small|$oom" "fail:$too_small"
+    # 60000 KiB: OpenBLAS could not start its thread and raised SIGINT (exit 130) before main
+    # (below about 52000 KiB the dynamic loader cannot map the libraries: exit 127 before main)
+    all v 60000 "either:$too_small|$oom" "fail:$too_small"
     # 300000 KiB: BLAS fits; calibrate's statistics do not, and say so
     all v 300000 ok "either:$oom"
     # room for several BLAS threads: they start, each with its buffer

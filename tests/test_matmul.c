@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "testutil.h"
+#include "util/activation.h"
 #include "util/matmul.h"
 #include "util/mem.h"
 #include "util/rng.h"
@@ -175,11 +176,51 @@ static void check_rounding(void)
     free(bits), free(got);
 }
 
+/* sm_swiglu_bf16 (vector expf) against the scalar formula rounded by sm_bf16_pack: within one
+ * bf16 step everywhere, the same bits almost everywhere (expf's vector version is within 1 ulp),
+ * and Inf/NaN inputs give what the scalar formula gives, at every vector offset. */
+static void check_swiglu(sm_rng *r)
+{
+    enum { N = 100003 };
+    float *g = xmalloc(sizeof *g * N), *u = xmalloc(sizeof *u * N), *v = xmalloc(sizeof *v * N);
+    uint16_t *got = xmalloc(sizeof *got * N), *want = xmalloc(sizeof *want * N);
+    for (int i = 0; i < N; i++) {
+        g[i] = (float)(sm_rng_uniform(r) * 40.0 - 20.0);
+        u[i] = (float)(sm_rng_uniform(r) * 8.0 - 4.0);
+    }
+    const float special[] = {INFINITY, -INFINITY, NAN, 0.0f, -0.0f, 100.0f, -100.0f, 88.0f, -88.0f};
+    for (int i = 0; i < 9; i++)
+        g[i * 1000 + 3] = special[i], g[i * 1000 + 4] = 1.0f, u[i * 1000 + 4] = special[i];
+    for (int i = 0; i < N; i++)
+        v[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    sm_bf16_pack(want, v, N);
+    int differ = 0, far = 0, nan_bad = 0;
+    for (int off = 0; off < 3; off++) {
+        sm_swiglu_bf16(got + off, g + off, u + off, (size_t)(N - off));
+        for (int i = off; i < N; i++) {
+            float a, b;
+            uint32_t ua = (uint32_t)got[i] << 16, ub = (uint32_t)want[i] << 16;
+            memcpy(&a, &ua, sizeof a), memcpy(&b, &ub, sizeof b);
+            if (isnan(a) || isnan(b)) {
+                nan_bad += isnan(a) != isnan(b);
+                continue;
+            }
+            differ += got[i] != want[i];
+            far += got[i] != want[i] && (a != a || fabs(a - b) > fabs(b) / 128.0 + 1e-30);
+        }
+    }
+    CHECK(nan_bad == 0 && far == 0, "sm_swiglu_bf16 is within one bf16 step of the scalar formula (%d NaN mismatches, %d further)",
+          nan_bad, far);
+    CHECK(differ <= 3 * N / 1000, "sm_swiglu_bf16 gives the scalar formula's bits in all but %d of %d values", differ, 3 * N);
+    free(g), free(u), free(v), free(got), free(want);
+}
+
 int main(void)
 {
     sm_rng r;
     sm_rng_seed(&r, 7);
     check_rounding();
+    check_swiglu(&r);
     printf("# bf16 %s on this CPU\n", sm_matmul_bf16_supported() ? "supported" : "not supported (fp32 only)");
     check_shape(&r, 1024 + 37, 1024, 1024, 0.0f); /* a full row block and a padded one */
     check_shape(&r, 19, 1100, 1000, 1.0f);       /* few rows, accumulate */

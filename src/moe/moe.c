@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/diag.h"
+#include "util/activation.h"
 #include "util/matmul.h"
 #include "util/mem.h"
 
@@ -107,17 +108,16 @@ bool sm_moe_experts_side_by_side(const sm_moe_block *b)
 
 /* expert_forward_ws for a bf16 expert, on x already rounded to bf16 (x16: m rows, readable for
  * sm_matmul_bf16_rows(m)); g16 holds as many rows of I, and so do g and u (pad rows: scratch).
- * The products take sources rounded once, which is what sm_matmul does per product (so the
- * result is the same bits), without rounding x twice (gate and up) or the activations in a
- * separate pass. y: m rows, or with y_padded sm_matmul_bf16_rows(m). */
+ * The products take sources rounded once, which is what sm_matmul does per product, without
+ * rounding x twice (gate and up) or the activations in a separate pass; SiLU's exp is the vector
+ * one (activation.h). y: m rows, or with y_padded sm_matmul_bf16_rows(m). */
 static void expert_forward_b16(const sm_expert *e, const uint16_t *x16, int64_t m, float *y, bool y_padded, float *g,
                                float *u, uint16_t *g16)
 {
     const int64_t inter = e->gate.out, h = e->gate.in, len = m * inter;
     sm_matmul_bf16_pad(m, inter, h, x16, e->gate.wb, g);
     sm_matmul_bf16_pad(m, inter, h, x16, e->up.wb, u);
-    swiglu(g, u, len);
-    sm_bf16_pack(g16, g, (size_t)len);
+    sm_swiglu_bf16(g16, g, u, (size_t)len); /* (vectorized exp: activation.h) */
     if (y_padded)
         sm_matmul_bf16_pad(m, h, inter, g16, e->down.wb, y);
     else
@@ -261,12 +261,14 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
     const int64_t h = b->hidden;
     const int k = b->rule.top_k;
     int64_t inter_max = 0, tc_max = 0, rows16 = 0; /* rows16: a bf16 expert's largest panel */
+    bool routed16 = false;
     for (int i = 0; i < b->n_experts + b->n_shared; i++) {
         const sm_expert *e = block_expert(b, i);
         const int64_t pr = panel_rows(e, h) < m ? panel_rows(e, h) : m;
         inter_max = e->gate.out > inter_max ? e->gate.out : inter_max;
         tc_max = expert_tmp_cols(e) > tc_max ? expert_tmp_cols(e) : tc_max;
         rows16 = sm_expert_is_bf16(e) && pr > rows16 ? pr : rows16;
+        routed16 |= i < b->n_experts && sm_expert_is_bf16(e);
     }
     float *z = trace && trace->logits ? trace->logits : sm_alloc_f32((size_t)(m * b->n_router));
     int *idx = trace && trace->idx ? trace->idx : sm_alloc((size_t)(m * k), sizeof(int));
@@ -277,10 +279,16 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
     float *g = sm_alloc_f32((size_t)(mp * inter_max)), *u = sm_alloc_f32((size_t)(mp * inter_max));
     float *tmp = sm_alloc_f32((size_t)(m * (tc_max ? tc_max : 1)));
     uint16_t *s16 = NULL; /* bf16 experts' scratch: rows of x16, then of g16 */
+    uint16_t *x16 = NULL; /* x rounded to bf16 once, for the routed bf16 experts' gathers */
     slot_lists sl = {0};
     int rc = -1;
     if (!z || !idx || !w || !xs || !ys || !g || !u || !tmp || (rows16 && !(s16 = b16_scratch(rows16, h, inter_max))))
         goto done;
+    if (routed16) {
+        if (!(x16 = sm_alloc((size_t)(m * h), sizeof *x16)))
+            goto done;
+        sm_bf16_pack(x16, x, (size_t)(m * h));
+    }
     uint16_t *g16 = s16 ? s16 + sm_matmul_bf16_rows(rows16) * h : NULL;
     sm_route_logits(x, m, h, b->router, b->n_router, z);
     if (sm_route_select(&b->rule, z, m, b->n_router, idx, w) != 0 ||
@@ -295,7 +303,7 @@ int sm_moe_forward_mon(const sm_moe_block *b, const float *x, int64_t m, float *
                 goto done;
             if (sm_expert_is_bf16(&b->experts[s])) { /* the rows gathered already rounded */
                 for (int64_t r = 0; r < np; r++)
-                    sm_bf16_pack(s16 + r * h, x + tok[r] * h, (size_t)h);
+                    memcpy(s16 + r * h, x16 + tok[r] * h, sizeof *s16 * (size_t)h);
                 expert_forward_b16(&b->experts[s], s16, np, ys, true, g, u, g16);
             } else {
                 for (int64_t r = 0; r < np; r++)
@@ -340,7 +348,7 @@ done:
         free(idx);
     if (!(trace && trace->w))
         free(w);
-    free(xs), free(ys), free(g), free(u), free(tmp), free(s16);
+    free(xs), free(ys), free(g), free(u), free(tmp), free(s16), free(x16);
     free(sl.start), free(sl.tok), free(sl.wt);
     return rc;
 }
