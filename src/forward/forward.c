@@ -6,6 +6,7 @@
 #include "moe/route.h"
 #include "util/diag.h"
 #include "util/mem.h"
+#include "util/vectorize.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -19,13 +20,22 @@ void sm_forward_opts_init(sm_forward_opts *o)
     o->stop_after_layer = -1;
 }
 
-void sm_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
+/* The sum of squares in eight double lanes, added in a fixed order (so it vectorizes, and gives
+ * the same bits in every clone): one running sum was a chain of dependent adds, 4% of an eval's
+ * time at OLMoE's shape (four norms of 2048 values per token and layer). */
+SM_VECTORIZED void sm_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
 {
-    double ss = 0;
-    for (int i = 0; i < n; i++)
+    double lane[8] = {0}, ss = 0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            lane[j] += (double)x[i + j] * x[i + j];
+    for (int j = 0; j < 8; j++)
+        ss += lane[j];
+    for (; i < n; i++)
         ss += (double)x[i] * x[i];
     float r = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         y[i] = w[i] * (x[i] * r);
 }
 
