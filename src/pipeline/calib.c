@@ -173,6 +173,8 @@ typedef struct {
     sm_progress *prog;
     int moe_done, n_moe;
     const char *path;          /* the stats file being written, for messages */
+    float *sx, *sl, *sk;       /* spare kept-row buffers: the writer's while cap_chunk fills kx.. */
+    struct layer_writer *wr;   /* the layer being written in the background, or NULL */
 } cap_ctx;
 
 static void cap_free_layer(cap_ctx *c)
@@ -215,7 +217,23 @@ static int write_doubles(st_writer *w, const double *d, size_t n)
     return rc;
 }
 
-static int cap_write_layer(cap_ctx *c, int layer);
+/* A layer's tensors are written on their own thread while the forward pass runs the next layer:
+ * writing a quarter of a GiB of expert outputs through the page cache is CPU work (about 2 s a GiB
+ * on the 2-core machine of bench/README), which used to keep the other core idle. The file's
+ * bytes and order are unchanged; one layer's statistics and kept rows are held meanwhile. */
+typedef struct layer_writer {
+    cap_ctx *c;
+    int layer, E;
+    float *kx, *kl, *kk;          /* the layer's kept rows (the spare buffers, swapped in) */
+    double *cnt;                  /* [E] the routed counts */
+    sm_layer_analysis a;          /* its statistics; a.sim_weight is filled while writing */
+    pthread_mutex_t lock;
+    pthread_cond_t ready;
+    int weights;                  /* 0 while sim_weight is computed, 1 done, -1 failed */
+    pthread_t th;
+    int rc;
+    char err[1024];               /* its message, with the layer (sm_err's is the thread's own) */
+} layer_writer;
 
 /* Every expert's outputs (a quarter of a GiB per layer at real shapes): expert by expert, so that
  * the writing stays cancellable. */
@@ -228,43 +246,108 @@ static int write_outputs(cap_ctx *c, const sm_layer_analysis *a)
     return 0;
 }
 
-/* A layer's kept rows are complete: write them and its statistics, or say which file and layer
- * could not be (a non-finite value, a full disk). */
-static int cap_finish_layer(cap_ctx *c, int layer)
+static int writer_wait_weights(layer_writer *lw)
 {
-    if (cap_write_layer(c, layer) == 0)
-        return 0;
-    sm_err_prefix("layer %d", layer);
-    return sm_err_prefix("%s", c->path);
+    pthread_mutex_lock(&lw->lock);
+    while (lw->weights == 0)
+        pthread_cond_wait(&lw->ready, &lw->lock);
+    int ok = lw->weights > 0;
+    pthread_mutex_unlock(&lw->lock);
+    return ok ? 0 : -1;
 }
 
-/* The weight similarity on its own thread while the layer's other statistics are written. */
-typedef struct {
-    const sm_moe_block *b;
-    const sm_monitor *mon;
-    sm_layer_analysis *a;
-    int rc;
-    char err[1024]; /* its message (sm_err's is the thread's own) */
-} weight_job;
-
-static void *weight_thread(void *p)
+static void writer_weights_done(layer_writer *lw, bool ok)
 {
-    weight_job *j = p;
-    if ((j->rc = sm_engine_analyse_weights(j->b, j->mon, j->a)))
-        snprintf(j->err, sizeof j->err, "%s", sm_errmsg());
+    pthread_mutex_lock(&lw->lock);
+    lw->weights = ok ? 1 : -1;
+    pthread_cond_signal(&lw->ready);
+    pthread_mutex_unlock(&lw->lock);
+}
+
+static int writer_tensors(layer_writer *lw)
+{
+    cap_ctx *c = lw->c;
+    const sm_config *cfg = sm_model_config(c->m);
+    const sm_layer_analysis *a = &lw->a;
+    const size_t E = (size_t)lw->E;
+    if (sm_monitor_check(c->mon) || st_writer_write_f32(c->w, lw->kx, (size_t)c->keep * cfg->hidden) ||
+        st_writer_write_f32(c->w, lw->kl, (size_t)c->keep * E) ||
+        st_writer_write_f32(c->w, lw->kk, (size_t)c->keep * c->k) || write_doubles(c->w, lw->cnt, E) ||
+        write_outputs(c, a) || write_doubles(c->w, a->sim_output, E * E) || write_doubles(c->w, a->sim_logit, E * E))
+        return -1;
+    if (writer_wait_weights(lw)) /* (the statistics' failure is reported by the main thread) */
+        return 0;
+    return write_doubles(c->w, a->sim_weight, E * E) || write_doubles(c->w, a->saliency, E) ? -1 : 0;
+}
+
+static void *writer_thread(void *p)
+{
+    layer_writer *lw = p;
+    if ((lw->rc = writer_tensors(lw))) {
+        sm_err_prefix("layer %d", lw->layer);
+        snprintf(lw->err, sizeof lw->err, "%s", sm_errmsg());
+    }
     return NULL;
 }
 
+/* Wait for the layer being written; 0, or -1 with its message (naming the file and the layer). */
+static int writer_join(cap_ctx *c)
+{
+    layer_writer *lw = c->wr;
+    if (!lw)
+        return 0;
+    pthread_join(lw->th, NULL);
+    int rc = lw->rc ? sm_err("%s: %s", c->path, lw->err) : 0;
+    c->sx = lw->kx, c->sl = lw->kl, c->sk = lw->kk; /* the spare buffers again */
+    sm_layer_analysis_free(&lw->a);
+    free(lw->cnt);
+    pthread_cond_destroy(&lw->ready);
+    pthread_mutex_destroy(&lw->lock);
+    free(lw);
+    c->wr = NULL;
+    return rc;
+}
+
+/* Start writing layer's kept rows and statistics a (moved into the writer); sim_weight follows
+ * (writer_weights_done). -1 (with a message) when no thread can start: then nothing was written. */
+static int writer_start(cap_ctx *c, int layer, int E, sm_layer_analysis *a)
+{
+    layer_writer *lw = sm_zalloc(1, sizeof *lw);
+    double *cnt = sm_alloc((size_t)E, sizeof *cnt);
+    if (!lw || !cnt) {
+        free(lw), free(cnt);
+        return -1;
+    }
+    for (int i = 0; i < E; i++)
+        cnt[i] = (double)a->counts[i];
+    *lw = (layer_writer){.c = c, .layer = layer, .E = E, .kx = c->kx, .kl = c->kl, .kk = c->kk, .cnt = cnt, .a = *a};
+    pthread_mutex_init(&lw->lock, NULL);
+    pthread_cond_init(&lw->ready, NULL);
+    int e = pthread_create(&lw->th, NULL, writer_thread, lw);
+    if (e) {
+        pthread_cond_destroy(&lw->ready);
+        pthread_mutex_destroy(&lw->lock);
+        free(lw), free(cnt);
+        return sm_err("cannot start a thread to write the statistics: %s", strerror(e));
+    }
+    memset(a, 0, sizeof *a);
+    c->wr = lw;
+    c->kx = c->sx, c->kl = c->sl, c->kk = c->sk; /* cap_chunk fills the spare set next */
+    c->sx = c->sl = c->sk = NULL;
+    return 0;
+}
+
+/* A layer's kept rows are complete: write them and its statistics, or say which file and layer
+ * could not be (a non-finite value, a full disk). */
 static int cap_write_layer(cap_ctx *c, int layer)
 {
-    const sm_config *cfg = sm_model_config(c->m);
     int E = sm_model_layer_experts(c->m, layer);
-    if (c->got != c->keep)
-        return sm_err("internal: %lld of %lld rows captured", (long long)c->got, (long long)c->keep);
-    if (sm_monitor_check(c->mon) || st_writer_write_f32(c->w, c->kx, (size_t)c->keep * cfg->hidden) ||
-        st_writer_write_f32(c->w, c->kl, (size_t)c->keep * E) ||
-        st_writer_write_f32(c->w, c->kk, (size_t)c->keep * c->k))
+    if (writer_join(c)) /* the previous layer's writing */
         return -1;
+    if (c->got != c->keep) {
+        sm_err("internal: %lld of %lld rows captured", (long long)c->got, (long long)c->keep);
+        goto fail;
+    }
     sm_analysis_opts ao = {.sample = c->sample}; /* weight similarity: below, during the writing */
     sm_layer_analysis a;
     sm_monitor_span span;
@@ -274,39 +357,36 @@ static int cap_write_layer(cap_ctx *c, int layer)
      * the bf16 values of matrices stored in bf16: the same numbers) */
     bool bf16 = c->s->precision == SM_PRECISION_BF16;
     const sm_moe_block *block = bf16 ? &c->b16.block : &c->layer.block;
-    if (sm_engine_analyse(block, c->kx, c->fit, &ao, mon, &a))
-        return sm_err_prefix("statistics");
-    weight_job wj = {block, mon, &a, 0, ""};
-    pthread_t th;
-    bool threaded = pthread_create(&th, NULL, weight_thread, &wj) == 0;
-    if (!threaded)
-        weight_thread(&wj);
-    double *cnt = sm_alloc((size_t)E, sizeof *cnt);
-    int rc = -1;
-    if (cnt) {
-        for (int i = 0; i < E; i++)
-            cnt[i] = (double)a.counts[i];
-        rc = write_doubles(c->w, cnt, (size_t)E) || write_outputs(c, &a) ||
-                     write_doubles(c->w, a.sim_output, (size_t)E * E) ||
-                     write_doubles(c->w, a.sim_logit, (size_t)E * E)
-                 ? -1
-                 : 0;
+    if (sm_monitor_check(c->mon))
+        goto fail;
+    if (sm_engine_analyse(block, c->kx, c->fit, &ao, mon, &a)) {
+        sm_err_prefix("statistics");
+        goto fail;
     }
-    free(cnt);
-    if (threaded)
-        pthread_join(th, NULL);
-    if (rc == 0 && wj.rc) {
-        sm_err("%s", wj.err);
-        rc = sm_err_prefix("statistics");
+    if (writer_start(c, layer, E, &a)) {
+        sm_layer_analysis_free(&a);
+        goto fail;
     }
-    if (rc == 0)
-        rc = write_doubles(c->w, a.sim_weight, (size_t)E * E) || write_doubles(c->w, a.saliency, (size_t)E) ? -1 : 0;
-    sm_layer_analysis_free(&a);
+    /* the weight similarity here, while the writer writes the rows and outputs */
+    layer_writer *lw = c->wr;
+    int rc = sm_engine_analyse_weights(block, mon, &lw->a);
+    writer_weights_done(lw, rc == 0);
+    if (rc) {
+        char err[1024];
+        snprintf(err, sizeof err, "%s", sm_errmsg());
+        writer_join(c); /* (its own failure, if any, is second to this one) */
+        sm_err("%s", err);
+        sm_err_prefix("statistics");
+        goto fail;
+    }
     cap_free_layer(c);
     c->moe_done++;
     if (c->prog)
         sm_progress_update(c->prog, (uint64_t)c->moe_done);
-    return rc;
+    return 0;
+fail:
+    sm_err_prefix("layer %d", layer);
+    return sm_err_prefix("%s", c->path);
 }
 
 static int cap_chunk(void *ctx, int layer, int64_t row0, int64_t n, int64_t total, const float *x,
@@ -336,7 +416,7 @@ static int cap_chunk(void *ctx, int layer, int64_t row0, int64_t n, int64_t tota
     }
     if (sm_monitor_check(c->mon))
         return -1;
-    return row0 + n == total ? cap_finish_layer(c, layer) : 0;
+    return row0 + n == total ? cap_write_layer(c, layer) : 0;
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -394,7 +474,9 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
     st_writer *w = st_writer_new();
     char *tmp = sm_temp_sibling(path);
     sm_signals_note_temp(tmp);
-    float *kx = NULL, *kl = NULL, *kk = NULL;
+    cap_ctx c = {.m = m, .s = s, .w = w, .total = total, .keep = keep, .fit = fit, .sample = sample,
+                 .k = cfg->top_k, .rows = rows, .mon = mon, .n_moe = cfg->n_moe_layers, .path = path};
+    c.layer.layer = -1;
     int rc = -1, maxe = 1;
     for (int l = 0; l < cfg->n_layers; l++) {
         if (!cfg->is_moe[l])
@@ -417,18 +499,17 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
         meta_i(w, "samples", s->samples) || meta_i(w, "seq_len", s->seq_len) || meta_i(w, "rows", keep) ||
         meta_i(w, "heldout", keep - fit) || meta_i(w, "sample", sample) || meta_i(w, "seed", (int64_t)s->seed))
         goto out;
-    if (!(kx = sm_alloc_f32((size_t)keep * cfg->hidden)) || !(kl = sm_alloc_f32((size_t)keep * maxe)) ||
-        !(kk = sm_alloc_f32((size_t)keep * cfg->top_k)))
+    /* the kept rows, twice: one set is filled while the other is written (layer_writer) */
+    if (!(c.kx = sm_alloc_f32((size_t)keep * cfg->hidden)) || !(c.kl = sm_alloc_f32((size_t)keep * maxe)) ||
+        !(c.kk = sm_alloc_f32((size_t)keep * cfg->top_k)) || !(c.sx = sm_alloc_f32((size_t)keep * cfg->hidden)) ||
+        !(c.sl = sm_alloc_f32((size_t)keep * maxe)) || !(c.sk = sm_alloc_f32((size_t)keep * cfg->top_k)))
         goto out;
     if (st_writer_begin(w, tmp))
         goto out;
 
     sm_progress prog;
     sm_progress_start(&prog, "calibrate", (uint64_t)cfg->n_moe_layers, s->quiet);
-    cap_ctx c = {.m = m, .s = s, .w = w, .total = total, .keep = keep, .fit = fit, .sample = sample,
-                 .k = cfg->top_k, .rows = rows, .kx = kx, .kl = kl, .kk = kk, .mon = mon, .prog = &prog,
-                 .n_moe = cfg->n_moe_layers, .path = path};
-    c.layer.layer = -1;
+    c.prog = &prog;
     sm_forward_opts fo;
     sm_forward_opts_init(&fo);
     fo.capture_chunk = cap_chunk;
@@ -443,7 +524,10 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
             last = l;
     fo.stop_after_layer = last;
     int frc = sm_forward(m, t->ids, s->samples, s->seq_len, &fo);
+    if (!frc)
+        frc = writer_join(&c); /* the last layer's writing */
     sm_progress_end(&prog, frc == 0);
+    c.prog = NULL;
     cap_free_layer(&c);
     if (frc || st_writer_finish(w))
         goto out;
@@ -451,15 +535,19 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
         goto out;
     rc = 0;
 out:
+    if (c.wr) { /* after a failure: wait for the writing (it stops at its next check, or runs out) */
+        char first[1024];
+        snprintf(first, sizeof first, "%s", sm_errmsg());
+        writer_join(&c);
+        sm_err("%s", first); /* the failure that stopped the capture, not the writer's */
+    }
     if (rc)
         unlink(tmp);
     sm_signals_note_temp(NULL);
     st_writer_free(w);
     free(tmp);
     free(rows);
-    free(kx);
-    free(kl);
-    free(kk);
+    free(c.kx), free(c.kl), free(c.kk), free(c.sx), free(c.sl), free(c.sk);
     return rc;
 }
 
