@@ -88,10 +88,14 @@ void sm_rope(float *x, int T, int n_heads, int head_dim, double theta, int pos0)
 /* ---- one layer's fp32 weights ---- */
 
 /* In bf16, the matrices (projections, dense MLP, experts) are held in bf16 only (the *16
- * pointers; the fp32 ones are NULL), vectors (norms, biases) stay fp32. */
+ * pointers; the fp32 ones are NULL), vectors (norms, biases) stay fp32. A matrix stored in bf16
+ * is read where the file is mapped (its view in mapped[], released with the layer), else copied. */
+#define LAYER_MATRICES 7
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *qn, *kn, *ffn_norm;
     uint16_t *wq16, *wk16, *wv16, *wo16, *dg16, *du16, *dd16;
+    sm_weight mapped[LAYER_MATRICES];
+    int n_mapped;
     sm_moe_layer moe;          /* the model's MoE layer (unless overridden) */
     sm_moe_bf16 moe16;         /* the block in bf16 */
     const sm_moe_block *block; /* the MoE block this layer runs, or NULL (dense layer) */
@@ -116,13 +120,25 @@ static float *load(const sm_model *m, sm_wrole role, int layer, int index, int64
     return p;
 }
 
-/* A matrix straight to bf16, in panels of rows (no fp32 copy of the whole matrix). */
-static uint16_t *load16(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows)
+/* A matrix in bf16: where it is mapped when stored in bf16 and finite (no copy: converting the
+ * attention's four matrices was serial work before every layer's threads start), else converted
+ * straight to bf16 in panels of rows (no fp32 copy of the whole matrix; a value that is not
+ * finite is named by the conversion). */
+static uint16_t *load16(const sm_model *m, sm_wrole role, int layer, int index, int64_t *rows, layer_w *lw)
 {
     sm_weight w;
     if (sm_model_weight(m, role, layer, index, &w))
         return NULL;
-    uint16_t *p = sm_alloc((size_t)(w.rows * w.cols), sizeof *p);
+    const uint16_t *at = (const uint16_t *)w.tensor->data + w.offset;
+    const size_t count = (size_t)(w.rows * w.cols);
+    if (w.tensor->dtype == SM_DT_BF16 && (uintptr_t)at % sizeof *at == 0 && lw->n_mapped < LAYER_MATRICES &&
+        sm_first_nonfinite(SM_DT_BF16, at, count) == count) {
+        lw->mapped[lw->n_mapped++] = w;
+        if (rows)
+            *rows = w.rows;
+        return (uint16_t *)at; /* (read only: free_layer knows it is mapped) */
+    }
+    uint16_t *p = sm_alloc(count, sizeof *p);
     int64_t panel = w.cols > 0 && w.cols < 65536 ? 65536 / w.cols + 1 : 1;
     float *f = p ? sm_alloc_f32((size_t)(panel * w.cols)) : NULL;
     if (!p || !f) {
@@ -143,6 +159,23 @@ static uint16_t *load16(const sm_model *m, sm_wrole role, int layer, int index, 
     return p;
 }
 
+/* A bf16 matrix from load16: freed, unless it is a view of the mapped file. */
+static void free16(uint16_t *p, const layer_w *lw)
+{
+    for (int j = 0; j < lw->n_mapped; j++)
+        if (p == (const uint16_t *)lw->mapped[j].tensor->data + lw->mapped[j].offset)
+            return;
+    free(p);
+}
+
+/* The mapped matrices' pages: dropped from this process. */
+static void release_mapped(layer_w *lw)
+{
+    for (int j = 0; j < lw->n_mapped; j++)
+        sm_weight_release(&lw->mapped[j]);
+    lw->n_mapped = 0;
+}
+
 static void free_layer(layer_w *w)
 {
     float **all[] = {&w->attn_norm, &w->wq, &w->wk, &w->wv, &w->wo, &w->bq, &w->bk, &w->bv, &w->qn, &w->kn,
@@ -153,9 +186,10 @@ static void free_layer(layer_w *w)
     }
     uint16_t **all16[] = {&w->wq16, &w->wk16, &w->wv16, &w->wo16, &w->dg16, &w->du16, &w->dd16};
     for (size_t i = 0; i < sizeof all16 / sizeof all16[0]; i++) {
-        free(*all16[i]);
+        free16(*all16[i], w);
         *all16[i] = NULL;
     }
+    release_mapped(w);
     sm_moe_bf16_free(&w->moe16);
     sm_moe_layer_free(&w->moe);
     memset(w, 0, sizeof *w);
@@ -174,7 +208,7 @@ static int load_layer(const sm_model *m, int l, const sm_forward_opts *o, layer_
     /* a matrix: fp32 into dst, or bf16 into dst##16 */
 #define LDM(dst, role, idx, rows)                                   \
     do {                                                            \
-        if (bf16 ? !(dst##16 = load16(m, (role), l, (idx), (rows))) \
+        if (bf16 ? !(dst##16 = load16(m, (role), l, (idx), (rows), w)) \
                  : !((dst) = load(m, (role), l, (idx), (rows))))   \
             goto fail;                                              \
     } while (0)
@@ -430,7 +464,8 @@ static int head(const sm_model *m, float *x, const int32_t *ids, int n_seq, int 
     int rows = o->logits || (size_t)T <= fit ? T : fit > 0 ? (int)fit : 1;
     float *fn = load(m, SM_W_FINAL_NORM, 0, 0, NULL);
     float *lm = bf16 ? NULL : load(m, SM_W_LM_HEAD, 0, 0, NULL);
-    uint16_t *lm16 = bf16 ? load16(m, SM_W_LM_HEAD, 0, 0, NULL) : NULL;
+    layer_w views = {0}; /* where lm16 is mapped */
+    uint16_t *lm16 = bf16 ? load16(m, SM_W_LM_HEAD, 0, 0, NULL, &views) : NULL;
     float *lg = o->logits ? NULL : sm_alloc_f32((size_t)rows * V);
     if (!fn || !(lm || lm16) || (!o->logits && !lg))
         goto out;
@@ -463,7 +498,8 @@ static int head(const sm_model *m, float *x, const int32_t *ids, int n_seq, int 
 out:
     free(fn);
     free(lm);
-    free(lm16);
+    free16(lm16, &views);
+    release_mapped(&views);
     free(lg);
     return rc;
 }
