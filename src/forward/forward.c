@@ -273,29 +273,61 @@ static void project(size_t n, int out, int in, const float *x, const uint16_t *x
         sm_matmul((int64_t)n, out, in, x, w, w16, 0.0f, y);
 }
 
+/* A forward job's attention buffers, kept from layer to layer: fresh ones cost a page fault and
+ * a zeroed page per 4 KiB in the products that first write them (64 MiB a 2048-row unit at
+ * OLMoE's shape, every layer). */
+typedef struct {
+    float *q, *k, *v, *att, *sc;
+    uint16_t *hn16;
+    size_t n;      /* rows they hold */
+    int qd, kd, T; /* and their widths */
+} att_scratch;
+
+static void att_scratch_free(att_scratch *s)
+{
+    free(s->q), free(s->k), free(s->v), free(s->att), free(s->sc), free(s->hn16);
+    memset(s, 0, sizeof *s);
+}
+
+/* Room for n rows (hn16: for bf16 projections); 0, or -1 (no memory). */
+static int att_scratch_fit(att_scratch *s, size_t n, int qd, int kd, int T, int H, bool b16)
+{
+    if (s->q && n <= s->n && qd == s->qd && kd == s->kd && T == s->T && (!b16 || s->hn16))
+        return 0;
+    att_scratch_free(s);
+    *s = (att_scratch){.n = n, .qd = qd, .kd = kd, .T = T};
+    s->q = sm_alloc_f32(n * qd), s->k = sm_alloc_f32(n * kd), s->v = sm_alloc_f32(n * kd);
+    s->att = sm_alloc_f32(n * qd), s->sc = sm_alloc_f32((size_t)(T < ATT_BLOCK ? T : ATT_BLOCK) * T);
+    s->hn16 = b16 ? sm_zalloc_lines((size_t)(sm_matmul_bf16_rows((int64_t)n) * H), sizeof *s->hn16) : NULL;
+    if (s->q && s->k && s->v && s->att && s->sc && (!b16 || s->hn16))
+        return 0;
+    att_scratch_free(s);
+    return -1;
+}
+
 /* mon: checked after the projections and per window (a real shape's unit runs for seconds). */
 static int attention(const sm_config *c, const layer_w *w, const float *hn, int n_seq, int T, float *x,
-                     const sm_monitor *mon)
+                     att_scratch *scr, const sm_monitor *mon)
 {
     int H = c->hidden, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     int qd = nh * hd, kd = nkv * hd;
     size_t n = (size_t)n_seq * T;
-    int rc = -1;
-    float *q = sm_alloc_f32(n * qd), *k = sm_alloc_f32(n * kd), *v = sm_alloc_f32(n * kd);
-    float *att = sm_alloc_f32(n * qd), *sc = sm_alloc_f32((size_t)(T < ATT_BLOCK ? T : ATT_BLOCK) * T);
+    if (att_scratch_fit(scr, n, qd, kd, T, H, w->wq16 != NULL))
+        return -1;
+    float *q = scr->q, *k = scr->k, *v = scr->v, *att = scr->att, *sc = scr->sc;
     /* in bf16, hn rounded once for the three projections (sm_matmul would round it per product:
-     * the same bits) */
-    uint16_t *hn16 = w->wq16 ? sm_zalloc_lines((size_t)(sm_matmul_bf16_rows((int64_t)n) * H), sizeof *hn16) : NULL;
-    if (!q || !k || !v || !att || !sc || (w->wq16 && !hn16))
-        goto out;
-    if (hn16)
+     * the same bits); its pad rows zeroed (the kernel reads them) */
+    uint16_t *hn16 = w->wq16 ? scr->hn16 : NULL;
+    if (hn16) {
         sm_bf16_pack(hn16, hn, n * (size_t)H);
+        memset(hn16 + n * (size_t)H, 0, sizeof *hn16 * (size_t)(sm_matmul_bf16_rows((int64_t)n) - (int64_t)n) * H);
+    }
     project(n, qd, H, hn, hn16, w->wq, w->wq16, q);
     if (sm_monitor_check(mon)) /* each projection of a 2048-row unit is ~17 GFLOP at H 2048 */
-        goto out;
+        return -1;
     project(n, kd, H, hn, hn16, w->wk, w->wk16, k);
     if (sm_monitor_check(mon))
-        goto out;
+        return -1;
     project(n, kd, H, hn, hn16, w->wv, w->wv16, v);
     if (w->bq)
         for (size_t t = 0; t < n; t++) {
@@ -307,7 +339,7 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
             }
         }
     if (sm_monitor_check(mon))
-        goto out;
+        return -1;
     float eps = (float)c->rms_eps;
     if (c->qk_norm == SM_QKNORM_FULL) {
         for (size_t t = 0; t < n; t++) {
@@ -324,7 +356,7 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     }
     double *rope = sm_rope_table(T, hd, c->rope_theta, 0); /* (every window starts at position 0) */
     if (!rope)
-        goto out;
+        return -1;
     for (int s = 0; s < n_seq; s++) {
         sm_rope_apply(q + (size_t)s * T * qd, T, nh, hd, rope);
         sm_rope_apply(k + (size_t)s * T * kd, T, nkv, hd, rope);
@@ -334,7 +366,7 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     int group = nh / nkv;
     for (int s = 0; s < n_seq; s++) {
         if (sm_monitor_check(mon))
-            goto out;
+            return -1;
         const float *qs = q + (size_t)s * T * qd, *ks = k + (size_t)s * T * kd, *vs = v + (size_t)s * T * kd;
         float *as = att + (size_t)s * T * qd;
         for (int h = 0; h < nh; h++) {
@@ -369,15 +401,7 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     }
     /* x += att Wo^T */
     sm_matmul((int64_t)n, H, qd, att, w->wo, w->wo16, 1.0f, x);
-    rc = 0;
-out:
-    free(q);
-    free(k);
-    free(v);
-    free(att);
-    free(sc);
-    free(hn16);
-    return rc;
+    return 0;
 }
 
 /* ---- the whole pass ---- */
@@ -514,6 +538,7 @@ typedef struct {
     float *x, *hn, *ff, *lg, *tw;
     int *tk;
     bool single;              /* one matmul thread (several threads share the batch) */
+    att_scratch *scr;         /* its attention buffers (the job's own: kept from layer to layer) */
     int rc;
     char err[512];
 } layer_job;
@@ -529,7 +554,7 @@ static int layer_seqs(layer_job *j, int s0, int s1)
     float eps = (float)c->rms_eps;
     for (size_t t = 0; t < n; t++)
         sm_rmsnorm(hn + t * H, x + t * H, w->attn_norm, H, eps);
-    if (attention(c, w, hn, s1 - s0, j->T, x, j->mon) || sm_monitor_check(j->mon))
+    if (attention(c, w, hn, s1 - s0, j->T, x, j->scr, j->mon) || sm_monitor_check(j->mon))
         return -1;
     for (size_t t = 0; t < n; t++)
         sm_rmsnorm(hn + t * H, x + t * H, w->ffn_norm, H, eps);
@@ -624,6 +649,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
     int rc = -1;
     layer_w w;
     memset(&w, 0, sizeof w);
+    att_scratch scr[64] = {0}; /* job i's attention buffers, whichever thread runs it */
     float *x = sm_alloc_f32(n * H), *hn = sm_alloc_f32(nc * H), *ff = sm_alloc_f32(nc * H);
     float *lg = NULL, *tw = NULL;
     int *tk = NULL;
@@ -669,7 +695,8 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             for (int i = 0; i < ct; i++) { /* whole units per thread */
                 int s0 = (int)((long)units * i / ct) * u, s1 = (int)((long)units * (i + 1) / ct) * u;
                 jobs[i] = (layer_job){.c = c, .w = &w, .l = l, .T = T, .s0 = s0, .s1 = s1 < cn ? s1 : cn, .seq0 = c0,
-                                      .mon = o->mon, .x = x + row0 * H, .hn = hn, .ff = ff, .lg = lg, .tw = tw, .tk = tk};
+                                      .mon = o->mon, .x = x + row0 * H, .hn = hn, .ff = ff, .lg = lg, .tw = tw, .tk = tk,
+                                      .scr = &scr[i]};
             }
             bool single_blas = cn > 1; /* several sequences: BLAS single-threaded, whatever ct */
             for (int i = 0; i < ct; i++)
@@ -702,6 +729,8 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             goto out;
     rc = 0;
 out:
+    for (int i = 0; i < 64; i++)
+        att_scratch_free(&scr[i]);
     free_layer(&w);
     free(x);
     free(hn);
