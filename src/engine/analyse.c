@@ -106,6 +106,7 @@ int sm_engine_analyse(const sm_moe_block *b, const float *x, int64_t m,
     sm_row_source src = {m, sm_rows_in_memory, &mr};
     if (!x) {
         memset(a, 0, sizeof *a);
+        free(opts ? opts->outputs : NULL); /* (taken over) */
         return sm_err("analysis needs calibration inputs");
     }
     return sm_engine_analyse_rows(b, &src, opts, mon, a);
@@ -273,11 +274,16 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
                            sm_layer_analysis *a)
 {
     memset(a, 0, sizeof *a);
-    if (block_is_plain(b) != 0)
+    float *given = opts ? opts->outputs : NULL; /* taken over: used below, or freed */
+    if (block_is_plain(b) != 0) {
+        free(given);
         return -1;
+    }
     const int64_t m = source ? source->m : 0;
-    if (!source || !source->rows || m <= 0)
+    if (!source || !source->rows || m <= 0) {
+        free(given);
         return sm_err("analysis needs calibration inputs");
+    }
     const int n = b->n_experts, k = b->rule.top_k;
     const int64_t h = b->hidden, inter = b->experts[0].gate.out;
     const int64_t blk = opts && opts->block > 0 ? opts->block : DEFAULT_BLOCK;
@@ -290,7 +296,12 @@ int sm_engine_analyse_rows(const sm_moe_block *b, const sm_row_source *source,
     a->sampled = sample;
     a->counts = sm_zalloc((size_t)n, sizeof(int64_t));
     a->freq = sm_alloc((size_t)n, sizeof(double));
-    a->outputs = sm_alloc_f32((size_t)(n * sample * h));
+    if (given && opts->outputs_len == n * sample * h) {
+        a->outputs = given; /* (every value is written below) */
+    } else {
+        free(given);
+        a->outputs = sm_alloc_f32((size_t)(n * sample * h));
+    }
     a->sim_output = sm_alloc((size_t)n * n, sizeof(double));
     a->sim_logit = sm_alloc((size_t)n * n, sizeof(double));
     a->saliency = sm_alloc((size_t)n, sizeof(double));

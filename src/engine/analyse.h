@@ -25,6 +25,11 @@ typedef struct sm_analysis_opts {
                         * (128 experts, H 2048, I 768), independent of m; plus n·256·H floats of
                         * each expert's pending rows (its GEMMs run 256 rows at a time) */
     bool weight_sim;   /* compute weight similarity (dense experts only) */
+    float *outputs;    /* or NULL: a buffer for out->outputs, taken over by the call (held by the
+                        * analysis, or freed by the call when it fails or outputs_len is not the
+                        * n · sampled · hidden floats it needs): a caller analysing layer after
+                        * layer reuses the previous layer's pages instead of zeroed new ones */
+    int64_t outputs_len;
 } sm_analysis_opts;
 
 typedef struct sm_layer_analysis {

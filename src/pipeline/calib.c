@@ -175,6 +175,8 @@ typedef struct {
     const char *path;          /* the stats file being written, for messages */
     float *sx, *sl, *sk;       /* spare kept-row buffers: the writer's while cap_chunk fills kx.. */
     struct layer_writer *wr;   /* the layer being written in the background, or NULL */
+    float *spare_out;          /* the last written layer's expert outputs buffer, for the next */
+    int64_t spare_len;
 } cap_ctx;
 
 static void cap_free_layer(cap_ctx *c)
@@ -299,6 +301,9 @@ static int writer_join(cap_ctx *c)
     pthread_join(lw->th, NULL);
     int rc = lw->rc ? sm_err("%s: %s", c->path, lw->err) : 0;
     c->sx = lw->kx, c->sl = lw->kl, c->sk = lw->kk; /* the spare buffers again */
+    free(c->spare_out); /* (NULL: the analysis took it) */
+    c->spare_out = lw->a.outputs, c->spare_len = (int64_t)lw->a.n * lw->a.sampled * lw->a.hidden;
+    lw->a.outputs = NULL;
     sm_layer_analysis_free(&lw->a);
     free(lw->cnt);
     pthread_cond_destroy(&lw->ready);
@@ -348,7 +353,12 @@ static int cap_write_layer(cap_ctx *c, int layer)
         sm_err("internal: %lld of %lld rows captured", (long long)c->got, (long long)c->keep);
         goto fail;
     }
-    sm_analysis_opts ao = {.sample = c->sample}; /* weight similarity: below, during the writing */
+    if (sm_monitor_check(c->mon))
+        goto fail;
+    /* weight similarity: below, during the writing; the outputs into the last layer's buffer
+     * (a quarter of a GiB of pages not zeroed again) */
+    sm_analysis_opts ao = {.sample = c->sample, .outputs = c->spare_out, .outputs_len = c->spare_len};
+    c->spare_out = NULL;
     sm_layer_analysis a;
     sm_monitor_span span;
     double lo = (double)c->moe_done / c->n_moe;
@@ -357,8 +367,6 @@ static int cap_write_layer(cap_ctx *c, int layer)
      * the bf16 values of matrices stored in bf16: the same numbers) */
     bool bf16 = c->s->precision == SM_PRECISION_BF16;
     const sm_moe_block *block = bf16 ? &c->b16.block : &c->layer.block;
-    if (sm_monitor_check(c->mon))
-        goto fail;
     if (sm_engine_analyse(block, c->kx, c->fit, &ao, mon, &a)) {
         sm_err_prefix("statistics");
         goto fail;
@@ -547,7 +555,7 @@ out:
     st_writer_free(w);
     free(tmp);
     free(rows);
-    free(c.kx), free(c.kl), free(c.kk), free(c.sx), free(c.sl), free(c.sk);
+    free(c.kx), free(c.kl), free(c.kk), free(c.sx), free(c.sl), free(c.sk), free(c.spare_out);
     return rc;
 }
 
