@@ -233,6 +233,7 @@ typedef struct layer_writer {
     pthread_cond_t ready;
     int weights;                  /* 0 while sim_weight is computed, 1 done, -1 failed */
     pthread_t th;
+    bool threaded;                /* false: no thread could start; written by the main thread */
     int rc;
     char err[1024];               /* its message, with the layer (sm_err's is the thread's own) */
 } layer_writer;
@@ -298,7 +299,10 @@ static int writer_join(cap_ctx *c)
     layer_writer *lw = c->wr;
     if (!lw)
         return 0;
-    pthread_join(lw->th, NULL);
+    if (lw->threaded)
+        pthread_join(lw->th, NULL);
+    else
+        writer_thread(lw); /* (sim_weight is ready: writer_weights_done came first) */
     int rc = lw->rc ? sm_err("%s: %s", c->path, lw->err) : 0;
     c->sx = lw->kx, c->sl = lw->kl, c->sk = lw->kk; /* the spare buffers again */
     free(c->spare_out); /* (NULL: the analysis took it) */
@@ -314,7 +318,7 @@ static int writer_join(cap_ctx *c)
 }
 
 /* Start writing layer's kept rows and statistics a (moved into the writer); sim_weight follows
- * (writer_weights_done). -1 (with a message) when no thread can start: then nothing was written. */
+ * (writer_weights_done). Where no thread can start, the writing happens in writer_join. */
 static int writer_start(cap_ctx *c, int layer, int E, sm_layer_analysis *a)
 {
     layer_writer *lw = sm_zalloc(1, sizeof *lw);
@@ -328,13 +332,7 @@ static int writer_start(cap_ctx *c, int layer, int E, sm_layer_analysis *a)
     *lw = (layer_writer){.c = c, .layer = layer, .E = E, .kx = c->kx, .kl = c->kl, .kk = c->kk, .cnt = cnt, .a = *a};
     pthread_mutex_init(&lw->lock, NULL);
     pthread_cond_init(&lw->ready, NULL);
-    int e = pthread_create(&lw->th, NULL, writer_thread, lw);
-    if (e) {
-        pthread_cond_destroy(&lw->ready);
-        pthread_mutex_destroy(&lw->lock);
-        free(lw), free(cnt);
-        return sm_err("cannot start a thread to write the statistics: %s", strerror(e));
-    }
+    lw->threaded = pthread_create(&lw->th, NULL, writer_thread, lw) == 0;
     memset(a, 0, sizeof *a);
     c->wr = lw;
     c->kx = c->sx, c->kl = c->sl, c->kk = c->sk; /* cap_chunk fills the spare set next */
