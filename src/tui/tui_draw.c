@@ -269,7 +269,8 @@ static void draw_detail(const tui_state *s, const tui_rect *r)
          {"j/k group", 1}},
         {{"space mark", 0}, {"M r = a: every (marked) layer", 0}, {"S sort", 1}, {"Enter the layer", 1},
          {"u undo", 2}},
-        {{"O open a plan to compare", 0}, {"j/k layer", 2}, {"Enter the layer", 2}, {"P perplexity", 1}},
+        {{"O open a plan to compare", 0}, {"j/k layer", 2}, {"Enter the layer", 2}, {"P perplexity", 1},
+         {"p errors", 2}},
     };
     if (last > y - 1 && last >= r->y + 2) {
         const char *items[8];
