@@ -6,12 +6,19 @@
 #ifndef SM_VECTORIZE_H
 #define SM_VECTORIZE_H
 
+/* SM_VECTORIZED_MATH: the same, and without math-errno, so that calls to math functions declared
+ * with a vector version (util/activation.c's expf) may be vectorized: for loops that never read
+ * errno after them. Their results may differ from the scalar function's in the last bit. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SM_VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize")))
+#define SM_VECTORIZED_MATH                                                                                   \
+    __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize", "no-math-errno")))
 #elif defined(__GNUC__) && !defined(__clang__)
 #define SM_VECTORIZED __attribute__((optimize("tree-vectorize")))
+#define SM_VECTORIZED_MATH __attribute__((optimize("tree-vectorize", "no-math-errno")))
 #else
 #define SM_VECTORIZED
+#define SM_VECTORIZED_MATH
 #endif
 
 #endif
