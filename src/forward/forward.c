@@ -129,10 +129,9 @@ static uint16_t *load16(const sm_model *m, sm_wrole role, int layer, int index, 
     sm_weight w;
     if (sm_model_weight(m, role, layer, index, &w))
         return NULL;
-    const uint16_t *at = (const uint16_t *)w.tensor->data + w.offset;
+    const uint16_t *at = sm_weight_bf16(&w);
     const size_t count = (size_t)(w.rows * w.cols);
-    if (w.tensor->dtype == SM_DT_BF16 && (uintptr_t)at % sizeof *at == 0 && lw->n_mapped < LAYER_MATRICES &&
-        sm_first_nonfinite(SM_DT_BF16, at, count) == count) {
+    if (at && lw->n_mapped < LAYER_MATRICES && sm_first_nonfinite(SM_DT_BF16, at, count) == count) {
         lw->mapped[lw->n_mapped++] = w;
         if (rows)
             *rows = w.rows;
@@ -163,7 +162,7 @@ static uint16_t *load16(const sm_model *m, sm_wrole role, int layer, int index, 
 static void free16(uint16_t *p, const layer_w *lw)
 {
     for (int j = 0; j < lw->n_mapped; j++)
-        if (p == (const uint16_t *)lw->mapped[j].tensor->data + lw->mapped[j].offset)
+        if (p == sm_weight_bf16(&lw->mapped[j]))
             return;
     free(p);
 }
@@ -729,7 +728,7 @@ int sm_forward(const sm_model *m, const int32_t *ids, int n_seq, int seq_len, co
             goto out;
     rc = 0;
 out:
-    for (int i = 0; i < 64; i++)
+    for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
         att_scratch_free(&scr[i]);
     free_layer(&w);
     free(x);

@@ -61,7 +61,7 @@ static float *load_f32(const sm_model *m, sm_wrole role, int layer, int index, i
 static int check_bf16(const sm_weight *w, const sm_monitor *mon)
 {
     const int64_t panel = panel_of(w);
-    const uint16_t *src = (const uint16_t *)w->tensor->data + w->offset;
+    const uint16_t *src = sm_weight_bf16(w);
     for (int64_t r0 = 0; r0 < w->rows; r0 += panel) {
         size_t count = (size_t)((w->rows - r0 < panel ? w->rows - r0 : panel) * w->cols);
         if (sm_monitor_cancelled(mon))
@@ -140,8 +140,8 @@ static int load_experts(const sm_model *m, int layer, bool raw16, const sm_monit
                     goto out;
                 rows = w->rows;
                 *lin[k] = (sm_linear){.out = rows, .in = k == 2 ? o->inter : c->hidden};
-                const uint16_t *at = (const uint16_t *)w->tensor->data + w->offset;
-                if (raw16 && w->tensor->dtype == SM_DT_BF16 && (uintptr_t)at % sizeof *at == 0) {
+                const uint16_t *at = raw16 ? sm_weight_bf16(w) : NULL;
+                if (at) {
                     lin[k]->wb = at;
                     o->mapped[o->n_mapped++] = *w;
                 } else if (!(lin[k]->w = jf[nj] = *dense[k] = sm_alloc_f32((size_t)(w->rows * w->cols)))) {

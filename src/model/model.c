@@ -547,6 +547,12 @@ int sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst)
 
 int sm_weight_to_f32(const sm_weight *w, float *dst) { return sm_weight_rows_to_f32(w, 0, w->rows, dst); }
 
+const uint16_t *sm_weight_bf16(const sm_weight *w)
+{
+    const uint16_t *at = (const uint16_t *)w->tensor->data + w->offset;
+    return w->tensor->dtype == SM_DT_BF16 && (uintptr_t)at % sizeof *at == 0 ? at : NULL;
+}
+
 void sm_weight_release(const sm_weight *w)
 {
     size_t es = sm_dtype_size(w->tensor->dtype);

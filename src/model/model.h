@@ -53,6 +53,9 @@ int sm_weight_to_f32(const sm_weight *w, float *dst);
 /* Tell the kernel the view's mapped pages are no longer needed (after converting a large weight),
  * so a pass over a model larger than RAM keeps only what it works on resident. */
 void sm_weight_release(const sm_weight *w);
+/* The view's values where the file is mapped, when they are stored in bf16 (on a 2-byte
+ * boundary, as the products read them), else NULL. Not checked finite. */
+const uint16_t *sm_weight_bf16(const sm_weight *w);
 /* Convert rows [r0, r0+n) only. */
 int sm_weight_rows_to_f32(const sm_weight *w, int64_t r0, int64_t n, float *dst);
 
