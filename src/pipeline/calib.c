@@ -225,9 +225,9 @@ static int write_doubles(st_writer *w, const double *d, size_t n)
  * bytes and order are unchanged; one layer's statistics and kept rows are held meanwhile. */
 typedef struct layer_writer {
     cap_ctx *c;
-    int layer, E;
+    int layer;
     float *kx, *kl, *kk;          /* the layer's kept rows (the spare buffers, swapped in) */
-    double *cnt;                  /* [E] the routed counts */
+    double *cnt;                  /* [a.n] the routed counts */
     sm_layer_analysis a;          /* its statistics; a.sim_weight is filled while writing */
     pthread_mutex_t lock;
     pthread_cond_t ready;
@@ -272,7 +272,7 @@ static int writer_tensors(layer_writer *lw)
     cap_ctx *c = lw->c;
     const sm_config *cfg = sm_model_config(c->m);
     const sm_layer_analysis *a = &lw->a;
-    const size_t E = (size_t)lw->E;
+    const size_t E = (size_t)a->n;
     if (sm_monitor_check(c->mon) || st_writer_write_f32(c->w, lw->kx, (size_t)c->keep * cfg->hidden) ||
         st_writer_write_f32(c->w, lw->kl, (size_t)c->keep * E) ||
         st_writer_write_f32(c->w, lw->kk, (size_t)c->keep * c->k) || write_doubles(c->w, lw->cnt, E) ||
@@ -319,8 +319,9 @@ static int writer_join(cap_ctx *c)
 
 /* Start writing layer's kept rows and statistics a (moved into the writer); sim_weight follows
  * (writer_weights_done). Where no thread can start, the writing happens in writer_join. */
-static int writer_start(cap_ctx *c, int layer, int E, sm_layer_analysis *a)
+static int writer_start(cap_ctx *c, int layer, sm_layer_analysis *a)
 {
+    const int E = a->n;
     layer_writer *lw = sm_zalloc(1, sizeof *lw);
     double *cnt = sm_alloc((size_t)E, sizeof *cnt);
     if (!lw || !cnt) {
@@ -329,7 +330,7 @@ static int writer_start(cap_ctx *c, int layer, int E, sm_layer_analysis *a)
     }
     for (int i = 0; i < E; i++)
         cnt[i] = (double)a->counts[i];
-    *lw = (layer_writer){.c = c, .layer = layer, .E = E, .kx = c->kx, .kl = c->kl, .kk = c->kk, .cnt = cnt, .a = *a};
+    *lw = (layer_writer){.c = c, .layer = layer, .kx = c->kx, .kl = c->kl, .kk = c->kk, .cnt = cnt, .a = *a};
     pthread_mutex_init(&lw->lock, NULL);
     pthread_cond_init(&lw->ready, NULL);
     lw->threaded = pthread_create(&lw->th, NULL, writer_thread, lw) == 0;
@@ -344,7 +345,6 @@ static int writer_start(cap_ctx *c, int layer, int E, sm_layer_analysis *a)
  * could not be (a non-finite value, a full disk). */
 static int cap_write_layer(cap_ctx *c, int layer)
 {
-    int E = sm_model_layer_experts(c->m, layer);
     if (writer_join(c)) /* the previous layer's writing */
         return -1;
     if (c->got != c->keep) {
@@ -369,7 +369,7 @@ static int cap_write_layer(cap_ctx *c, int layer)
         sm_err_prefix("statistics");
         goto fail;
     }
-    if (writer_start(c, layer, E, &a)) {
+    if (writer_start(c, layer, &a)) {
         sm_layer_analysis_free(&a);
         goto fail;
     }
