@@ -5,7 +5,8 @@
  * (beta 1), and for small shapes (OpenBLAS). bf16: the product of the bf16-rounded x and W,
  * accumulated in fp32, so within 1e-5 of the fp64 product of the rounded operands, and about 2^-9
  * from the fp32 product. Also the rounding of sm_bf16_pack (nearest even, NaN kept) and the
- * OpenBLAS fallback with bf16 weights. And sm_gemm_f32, the general fp32 product (check_gemm). */
+ * OpenBLAS fallback with bf16 weights. And sm_gemm_f32, the general fp32 product (check_gemm);
+ * sm_gemm_bf16 and sm_softmax_bf16, attention's bf16 steps. */
 #include <cblas.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -215,12 +216,80 @@ static void check_swiglu(sm_rng *r)
     free(g), free(u), free(v), free(got), free(want);
 }
 
+/* sm_gemm_bf16 (attention's per-head products): both B layouts, dense and with leading
+ * dimensions wider than the matrices, against the fp64 product of the bf16 values within 1e-5 of
+ * the largest |C| (fp32 accumulation), the columns past n untouched. */
+static void check_gemm_bf16(sm_rng *r, bool tb, int64_t m, int64_t n, int64_t k, int64_t pad)
+{
+    const int64_t lda = k + pad, ldb = (tb ? k : n) + pad, ldc = n + pad, brows = tb ? n : k;
+    float *af = sm_alloc_f32((size_t)(m * lda)), *bf = sm_alloc_f32((size_t)(brows * ldb));
+    float *c = sm_alloc_f32((size_t)(m * ldc));
+    uint16_t *a = xmalloc(sizeof *a * (size_t)(m * lda)), *b = xmalloc(sizeof *b * (size_t)(brows * ldb));
+    fill(r, af, m * lda, 1.0), fill(r, bf, brows * ldb, 0.1), fill(r, c, m * ldc, 1.0);
+    sm_bf16_pack(a, af, (size_t)(m * lda)), sm_bf16_pack(b, bf, (size_t)(brows * ldb));
+    sm_bf16_unpack(af, a, (size_t)(m * lda)), sm_bf16_unpack(bf, b, (size_t)(brows * ldb));
+    const float sentinel = c[n];
+    sm_gemm_bf16(tb, m, n, k, a, lda, b, ldb, c, ldc);
+    double emax = 0, cmax = 0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++)
+                s += (double)af[i * lda + p] * (tb ? bf[j * ldb + p] : bf[p * ldb + j]);
+            cmax = fmax(cmax, fabs(s));
+            emax = fmax(emax, fabs(s - c[i * ldc + j]));
+        }
+    CHECK(emax / cmax < 1e-5 && (pad == 0 || c[n] == sentinel), "gemm bf16 N%c %lld×%lld·%lld ld +%lld: error %.2e",
+          tb ? 'T' : 'N', (long long)m, (long long)n, (long long)k, (long long)pad, emax / cmax);
+    free(af), free(bf), free(c), free(a), free(b);
+}
+
+/* sm_softmax_bf16 against softmax in fp64: every probability within one bf16 step (plus the fp32
+ * sum's error), exact zeros past the valid length, and stable for scores in the thousands. */
+static void check_softmax(sm_rng *r)
+{
+    enum { N = 300 };
+    float row[N], src[N];
+    uint16_t got[N];
+    int far = 0, masked = 0;
+    const int valids[] = {1, 2, 15, 16, 17, 255, 256, 300};
+    const double spreads[] = {0.1, 3.0, 3000.0};
+    for (int vi = 0; vi < 8; vi++)
+        for (int si = 0; si < 3; si++) {
+            int valid = valids[vi];
+            for (int j = 0; j < N; j++)
+                src[j] = (float)(spreads[si] * sm_rng_normal(r));
+            memcpy(row, src, sizeof row);
+            const float scale = 0.125f;
+            sm_softmax_bf16(got, row, valid, N, scale);
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j < valid; j++)
+                mx = fmax(mx, (double)scale * src[j]);
+            for (int j = 0; j < valid; j++)
+                sum += exp((double)scale * src[j] - mx);
+            for (int j = 0; j < N; j++) {
+                uint32_t u = (uint32_t)got[j] << 16;
+                float p;
+                memcpy(&p, &u, sizeof p);
+                if (j >= valid) {
+                    masked += got[j] != 0;
+                    continue;
+                }
+                double want = exp((double)scale * src[j] - mx) / sum;
+                far += !(fabs(p - want) <= want / 128.0 + 1e-6 * want + 1e-30);
+            }
+        }
+    CHECK(far == 0 && masked == 0, "sm_softmax_bf16 within one bf16 step of fp64 (%d further), zeros past valid (%d not)",
+          far, masked);
+}
+
 int main(void)
 {
     sm_rng r;
     sm_rng_seed(&r, 7);
     check_rounding();
     check_swiglu(&r);
+    check_softmax(&r);
     printf("# bf16 %s on this CPU\n", sm_matmul_bf16_supported() ? "supported" : "not supported (fp32 only)");
     check_shape(&r, 1024 + 37, 1024, 1024, 0.0f); /* a full row block and a padded one */
     check_shape(&r, 19, 1100, 1000, 1.0f);       /* few rows, accumulate */
@@ -229,6 +298,12 @@ int main(void)
     for (int t = 0; t < 4; t++) {
         check_gemm(&r, t & 1, t & 2, 1024 + 40, 300, 256, t & 1 ? 1.0f : 0.0f); /* a full row block and a rest */
         check_gemm(&r, t & 1, t & 2, 60, 70, 80, t & 2 ? 1.0f : 0.0f);       /* small: OpenBLAS */
+    }
+    if (sm_matmul_bf16_supported()) {
+        check_gemm_bf16(&r, true, 256, 256, 128, 0);  /* attention's scores */
+        check_gemm_bf16(&r, false, 256, 128, 256, 0); /* and weighted values */
+        check_gemm_bf16(&r, true, 37, 70, 50, 5);
+        check_gemm_bf16(&r, false, 37, 70, 50, 3);
     }
     sm_precision p;
     CHECK(sm_precision_parse("fp32", &p) == 0 && p == SM_PRECISION_FP32, "fp32 parses");

@@ -5,6 +5,7 @@
 #include "forward/split.h"
 #include "moe/route.h"
 #include "util/diag.h"
+#include "util/activation.h"
 #include "util/mem.h"
 #include "util/vectorize.h"
 
@@ -277,32 +278,132 @@ static void project(size_t n, int out, int in, const float *x, const uint16_t *x
  * OLMoE's shape, every layer). */
 typedef struct {
     float *q, *k, *v, *att, *sc;
-    uint16_t *hn16;
+    uint16_t *hn16;                  /* bf16: hn, */
+    uint16_t *qh16, *kh16, *vh16;    /* a window's q, k and v, head-major (pack_heads), */
+    uint16_t *p16;                   /* a query block's probabilities */
+    float *oh;                       /* and its attention output */
     size_t n;      /* rows they hold */
-    int qd, kd, T; /* and their widths */
+    int qd, kd, hd, T; /* and their widths */
 } att_scratch;
 
 static void att_scratch_free(att_scratch *s)
 {
     free(s->q), free(s->k), free(s->v), free(s->att), free(s->sc), free(s->hn16);
+    free(s->qh16), free(s->kh16), free(s->vh16), free(s->p16), free(s->oh);
     memset(s, 0, sizeof *s);
 }
 
 /* Room for n rows (hn16: for bf16 projections); 0, or -1 (no memory). */
-static int att_scratch_fit(att_scratch *s, size_t n, int qd, int kd, int T, int H, bool b16)
+static int att_scratch_fit(att_scratch *s, size_t n, int qd, int kd, int hd, int T, int H, bool b16)
 {
-    if (s->q && n <= s->n && qd == s->qd && kd == s->kd && T == s->T && (!b16 || s->hn16))
+    if (s->q && n <= s->n && qd == s->qd && kd == s->kd && hd == s->hd && T == s->T && (!b16 || s->hn16))
         return 0;
     att_scratch_free(s);
-    *s = (att_scratch){.n = n, .qd = qd, .kd = kd, .T = T};
+    *s = (att_scratch){.n = n, .qd = qd, .kd = kd, .hd = hd, .T = T};
     s->q = sm_alloc_f32(n * qd), s->k = sm_alloc_f32(n * kd), s->v = sm_alloc_f32(n * kd);
     s->att = sm_alloc_f32(n * qd), s->sc = sm_alloc_f32((size_t)(T < ATT_BLOCK ? T : ATT_BLOCK) * T);
-    s->hn16 = b16 ? sm_zalloc_lines((size_t)(sm_matmul_bf16_rows((int64_t)n) * H), sizeof *s->hn16) : NULL;
-    if (s->q && s->k && s->v && s->att && s->sc && (!b16 || s->hn16))
+    if (b16) {
+        s->hn16 = sm_zalloc_lines((size_t)(sm_matmul_bf16_rows((int64_t)n) * H), sizeof *s->hn16);
+        size_t th = (size_t)T * hd, bq = (size_t)(T < ATT_BLOCK ? T : ATT_BLOCK);
+        s->qh16 = sm_zalloc_lines(th * (size_t)(qd / hd), sizeof *s->qh16);
+        s->kh16 = sm_zalloc_lines(th * (size_t)(kd / hd), sizeof *s->kh16);
+        s->vh16 = sm_zalloc_lines(th * (size_t)(kd / hd), sizeof *s->vh16);
+        s->p16 = sm_zalloc_lines(bq * T, sizeof *s->p16), s->oh = sm_zalloc_lines(bq * hd, sizeof *s->oh);
+    }
+    if (s->q && s->k && s->v && s->att && s->sc &&
+        (!b16 || (s->hn16 && s->qh16 && s->kh16 && s->vh16 && s->p16 && s->oh)))
         return 0;
     att_scratch_free(s);
     return -1;
 }
+
+/* Each window's causal attention over q, k, v into att, in fp32 (OpenBLAS): queries in blocks of
+ * ATT_BLOCK against the keys they can see, so the score buffer is ATT_BLOCK × T, not T × T, and
+ * the masked half is never computed. mon: checked per window. */
+static int attend_fp32(const sm_config *c, int n_seq, int T, att_scratch *scr, const sm_monitor *mon)
+{
+    int nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, qd = nh * hd, kd = nkv * hd, group = nh / nkv;
+    float scale = (float)(1.0 / sqrt((double)hd)), *sc = scr->sc;
+    for (int s = 0; s < n_seq; s++) {
+        if (sm_monitor_check(mon))
+            return -1;
+        const float *qs = scr->q + (size_t)s * T * qd, *ks = scr->k + (size_t)s * T * kd,
+                    *vs = scr->v + (size_t)s * T * kd;
+        float *as = scr->att + (size_t)s * T * qd;
+        for (int h = 0; h < nh; h++) {
+            int g = h / group;
+            for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
+                int i1 = i0 + ATT_BLOCK < T ? i0 + ATT_BLOCK : T, bq = i1 - i0;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, i1, hd, scale,
+                            qs + (size_t)i0 * qd + (size_t)h * hd, qd, ks + (size_t)g * hd, kd, 0.0f, sc, i1);
+                for (int i = i0; i < i1; i++) {
+                    float *r = sc + (size_t)(i - i0) * i1;
+                    float mx = r[0];
+                    for (int j = 1; j <= i; j++)
+                        if (r[j] > mx)
+                            mx = r[j];
+                    float sum = 0;
+                    for (int j = 0; j <= i; j++) {
+                        r[j] = expf(r[j] - mx);
+                        sum += r[j];
+                    }
+                    float inv = 1.0f / sum;
+                    for (int j = 0; j <= i; j++)
+                        r[j] *= inv;
+                    for (int j = i + 1; j < i1; j++)
+                        r[j] = 0;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, hd, i1, 1.0f, sc, i1,
+                            vs + (size_t)g * hd, kd, 0.0f, as + (size_t)i0 * qd + (size_t)h * hd, qd);
+            }
+        }
+    }
+    return 0;
+}
+
+/* A window's T rows of nhead heads (row length nhead·hd) rounded to bf16, head-major: head h's
+ * T × hd block at dst + h·T·hd. Read row by row: per-head strided reads of fp32 rows ran at a
+ * fraction of the rate. */
+static void pack_heads(uint16_t *dst, const float *src, int T, int nhead, int hd)
+{
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < nhead; h++)
+            sm_bf16_pack(dst + ((size_t)h * T + t) * hd, src + ((size_t)t * nhead + h) * hd, (size_t)hd);
+}
+
+/* The same in bf16, as PyTorch's bf16 eager attention runs it: q, k and v rounded once, the
+ * scores bf16 × bf16 → fp32, the probabilities rounded to bf16 for P·V. Each head's q, k and v
+ * are packed: on strided operands oneDNN picks gemm:jit, at a fraction of brgemm's rate. In fp32
+ * on OpenBLAS these small products were 7% of an OLMoE eval. */
+static int attend_bf16(const sm_config *c, int n_seq, int T, att_scratch *scr, const sm_monitor *mon)
+{
+    int nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, qd = nh * hd, kd = nkv * hd, group = nh / nkv;
+    float scale = (float)(1.0 / sqrt((double)hd)), *sc = scr->sc;
+    size_t th = (size_t)T * hd;
+    for (int s = 0; s < n_seq; s++) {
+        if (sm_monitor_check(mon))
+            return -1;
+        pack_heads(scr->qh16, scr->q + (size_t)s * T * qd, T, nh, hd);
+        pack_heads(scr->kh16, scr->k + (size_t)s * T * kd, T, nkv, hd);
+        pack_heads(scr->vh16, scr->v + (size_t)s * T * kd, T, nkv, hd);
+        float *as = scr->att + (size_t)s * T * qd;
+        for (int h = 0; h < nh; h++) {
+            const uint16_t *qh = scr->qh16 + h * th, *kh = scr->kh16 + (h / group) * th,
+                           *vh = scr->vh16 + (h / group) * th;
+            for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
+                int i1 = i0 + ATT_BLOCK < T ? i0 + ATT_BLOCK : T, bq = i1 - i0;
+                sm_gemm_bf16(true, bq, i1, hd, qh + (size_t)i0 * hd, hd, kh, hd, sc, i1);
+                for (int i = i0; i < i1; i++)
+                    sm_softmax_bf16(scr->p16 + (size_t)(i - i0) * i1, sc + (size_t)(i - i0) * i1, i + 1, i1, scale);
+                sm_gemm_bf16(false, bq, hd, i1, scr->p16, i1, vh, hd, scr->oh, hd);
+                for (int i = 0; i < bq; i++)
+                    memcpy(as + (size_t)(i0 + i) * qd + (size_t)h * hd, scr->oh + (size_t)i * hd, sizeof *scr->oh * hd);
+            }
+        }
+    }
+    return 0;
+}
+
 
 /* mon: checked after the projections and per window (a real shape's unit runs for seconds). */
 static int attention(const sm_config *c, const layer_w *w, const float *hn, int n_seq, int T, float *x,
@@ -311,9 +412,9 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
     int H = c->hidden, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     int qd = nh * hd, kd = nkv * hd;
     size_t n = (size_t)n_seq * T;
-    if (att_scratch_fit(scr, n, qd, kd, T, H, w->wq16 != NULL))
+    if (att_scratch_fit(scr, n, qd, kd, hd, T, H, w->wq16 != NULL))
         return -1;
-    float *q = scr->q, *k = scr->k, *v = scr->v, *att = scr->att, *sc = scr->sc;
+    float *q = scr->q, *k = scr->k, *v = scr->v, *att = scr->att;
     /* in bf16, hn rounded once for the three projections (sm_matmul would round it per product:
      * the same bits); its pad rows zeroed (the kernel reads them) */
     uint16_t *hn16 = w->wq16 ? scr->hn16 : NULL;
@@ -361,43 +462,8 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
         sm_rope_apply(k + (size_t)s * T * kd, T, nkv, hd, rope);
     }
     free(rope);
-    float scale = (float)(1.0 / sqrt((double)hd));
-    int group = nh / nkv;
-    for (int s = 0; s < n_seq; s++) {
-        if (sm_monitor_check(mon))
-            return -1;
-        const float *qs = q + (size_t)s * T * qd, *ks = k + (size_t)s * T * kd, *vs = v + (size_t)s * T * kd;
-        float *as = att + (size_t)s * T * qd;
-        for (int h = 0; h < nh; h++) {
-            int g = h / group;
-            /* queries in blocks of ATT_BLOCK against the keys they can see (causal): the score
-             * buffer is ATT_BLOCK × T, not T × T, and the masked half is never computed */
-            for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
-                int i1 = i0 + ATT_BLOCK < T ? i0 + ATT_BLOCK : T, bq = i1 - i0;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, i1, hd, scale,
-                            qs + (size_t)i0 * qd + (size_t)h * hd, qd, ks + (size_t)g * hd, kd, 0.0f, sc, i1);
-                for (int i = i0; i < i1; i++) {
-                    float *r = sc + (size_t)(i - i0) * i1;
-                    float mx = r[0];
-                    for (int j = 1; j <= i; j++)
-                        if (r[j] > mx)
-                            mx = r[j];
-                    float sum = 0;
-                    for (int j = 0; j <= i; j++) {
-                        r[j] = expf(r[j] - mx);
-                        sum += r[j];
-                    }
-                    float inv = 1.0f / sum;
-                    for (int j = 0; j <= i; j++)
-                        r[j] *= inv;
-                    for (int j = i + 1; j < i1; j++)
-                        r[j] = 0;
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, hd, i1, 1.0f, sc, i1,
-                            vs + (size_t)g * hd, kd, 0.0f, as + (size_t)i0 * qd + (size_t)h * hd, qd);
-            }
-        }
-    }
+    if (w->wq16 ? attend_bf16(c, n_seq, T, scr, mon) : attend_fp32(c, n_seq, T, scr, mon))
+        return -1;
     /* x += att Wo^T */
     sm_matmul((int64_t)n, H, qd, att, w->wo, w->wo16, 1.0f, x);
     return 0;

@@ -1,9 +1,10 @@
-/* activation: vectorized SwiGLU into bf16 (see activation.h). */
+/* activation: vectorized SwiGLU and softmax into bf16 (see activation.h). */
 #include "util/activation.h"
 #include "util/matmul.h"
 #include "util/vectorize.h"
 
 #include <math.h>
+#include <string.h>
 
 /* glibc's <math.h> declares expf's vector versions only under -ffast-math; declared here, the loop
  * vectorizer calls libmvec's (_ZGVeN16v_expf in the AVX-512 clone, ...), which libm.so pulls in. */
@@ -24,4 +25,39 @@ SM_VECTORIZED_MATH void sm_swiglu_bf16(uint16_t *restrict dst, const float *rest
             v[i] = gi[i] / (1.0f + expf(-gi[i])) * ui[i];
         sm_bf16_pack(dst + i0, v, len);
     }
+}
+
+SM_VECTORIZED_MATH void sm_softmax_bf16(uint16_t *restrict dst, float *restrict row, int valid, int n, float scale)
+{
+    /* the max and the sum in 16 lanes (one running value was a chain of dependent operations) */
+    enum { LANES = 16 };
+    float lane[LANES], mx = row[0], sum = 0;
+    int j = 0;
+    for (int l = 0; l < LANES; l++)
+        lane[l] = row[0];
+    for (; j + LANES <= valid; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            lane[l] = row[j + l] > lane[l] ? row[j + l] : lane[l];
+    for (int l = 0; l < LANES; l++)
+        mx = lane[l] > mx ? lane[l] : mx;
+    for (; j < valid; j++)
+        mx = row[j] > mx ? row[j] : mx;
+    const float shift = scale * mx;
+#pragma GCC ivdep
+    for (j = 0; j < valid; j++)
+        row[j] = expf(scale * row[j] - shift);
+    for (int l = 0; l < LANES; l++)
+        lane[l] = 0;
+    for (j = 0; j + LANES <= valid; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            lane[l] += row[j + l];
+    for (int l = 0; l < LANES; l++)
+        sum += lane[l];
+    for (; j < valid; j++)
+        sum += row[j];
+    const float inv = 1.0f / sum;
+    for (j = 0; j < valid; j++)
+        row[j] *= inv;
+    sm_bf16_pack(dst, row, (size_t)valid);
+    memset(dst + valid, 0, sizeof *dst * (size_t)(n - valid));
 }

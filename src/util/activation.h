@@ -1,5 +1,5 @@
-/* activation: SwiGLU's SiLU(g)·u for the bf16 forward pass, written straight as the bf16 source of
- * the down product. */
+/* activation: the bf16 forward pass's elementwise steps, written straight as the bf16 source of
+ * the product that follows: SwiGLU's SiLU(g)·u (the down product's), attention's softmax (P·V's). */
 #ifndef SM_ACTIVATION_H
 #define SM_ACTIVATION_H
 
@@ -11,5 +11,10 @@
  * differ from the scalar formula in its last bit, and its bf16 rounding in rare cases: the bf16
  * pass is already approximate by design (submoe(1) PRECISION); the fp32 pass keeps expf. */
 void sm_swiglu_bf16(uint16_t *restrict dst, const float *restrict g, const float *restrict u, size_t n);
+
+/* dst[0..valid) = bf16(softmax(scale · row[0..valid))), dst[valid..n) = 0 (the causal mask); row
+ * is overwritten. exp is libmvec's expf, as above; the sum runs in 16 float lanes added in a fixed
+ * order (the same bits in every clone). scale > 0, valid ≥ 1. */
+void sm_softmax_bf16(uint16_t *restrict dst, float *restrict row, int valid, int n, float scale);
 
 #endif

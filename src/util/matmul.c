@@ -620,3 +620,33 @@ const char *sm_gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
     prim_entry *e = prim_get(m < ROW_BLOCK ? m : ROW_BLOCK, n, k, false, false, &lay);
     return e ? e->impl : "openblas";
 }
+
+/* ---- general bf16 products (attention's per-head scores and weighted values) ---- */
+
+/* The fallback: the bf16 operands widened (exactly) and multiplied by OpenBLAS sgemm. */
+static void gemm_bf16_blas(const layout *l, int64_t m, int64_t n, int64_t k, const uint16_t *a, const uint16_t *b,
+                           float *c)
+{
+    int64_t brows = l->tb ? n : k, bcols = l->tb ? k : n;
+    float *af = xmalloc(sizeof *af * (size_t)(m * k)), *bf = xmalloc(sizeof *bf * (size_t)(brows * bcols));
+    for (int64_t i = 0; i < m; i++)
+        sm_bf16_unpack(af + i * k, a + i * l->lda, (size_t)k);
+    for (int64_t i = 0; i < brows; i++)
+        sm_bf16_unpack(bf + i * bcols, b + i * l->ldb, (size_t)bcols);
+    const layout packed = {.tb = l->tb, .lda = k, .ldb = bcols, .ldc = l->ldc};
+    gemm_blas(&packed, m, n, k, af, bf, 0.0f, c);
+    free(af);
+    free(bf);
+}
+
+void sm_gemm_bf16(bool trans_b, int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *b,
+                  int64_t ldb, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    const layout lay = {.tb = trans_b, .lda = lda, .ldb = ldb, .ldc = ldc};
+    thread_state *t = product_state(true);
+    prim_entry *e = t ? prim_get(m, n, k, true, false, &lay) : NULL;
+    if (!e || !e->prim || execute(e, t, a, b, c))
+        gemm_bf16_blas(&lay, m, n, k, a, b, c);
+}

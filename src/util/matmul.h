@@ -69,6 +69,13 @@ const char *sm_matmul_impl(int64_t n, int64_t k, bool bf16);
  * refuses) on OpenBLAS sgemm. For the union SVD's Grams and projections (issue 16 item 4). */
 void sm_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* C (m×n, leading dimension ldc) = A (m×k, lda) · op(B) in bf16 with fp32 accumulation (beta 0):
+ * op(B) is B stored k×n (ldb), or with trans_b Bᵀ of a B stored n×k (ldb). For attention's
+ * per-head products on strided rows: exactly m rows are read and written (no padding; a
+ * primitive per m, which attention keeps to a few values). oneDNN, or OpenBLAS on the widened
+ * values where oneDNN refuses. */
+void sm_gemm_bf16(bool trans_b, int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *b,
+                  int64_t ldb, float *c, int64_t ldc);
 /* sm_gemm_f32 runs this size on oneDNN (it is large enough and oneDNN is loaded): a caller with a
  * symmetric product then computes it whole there instead of half of it with OpenBLAS ssyrk. */
 bool sm_gemm_dnnl(int64_t m, int64_t n, int64_t k);
