@@ -6,7 +6,8 @@
  * accumulated in fp32, so within 1e-5 of the fp64 product of the rounded operands, and about 2^-9
  * from the fp32 product. Also the rounding of sm_bf16_pack (nearest even, NaN kept) and the
  * OpenBLAS fallback with bf16 weights. And sm_gemm_f32, the general fp32 product (check_gemm);
- * sm_gemm_bf16 and sm_softmax_bf16, attention's bf16 steps. */
+ * sm_gemm_bf16 and sm_softmax_bf16, attention's bf16 steps; the LM head's row maximum and sum of
+ * exponentials. */
 #include <cblas.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -283,6 +284,39 @@ static void check_softmax(sm_rng *r)
           far, masked);
 }
 
+/* sm_row_max: the value of one running `r > mx ? r : mx`, bit for bit, NaNs included; sm_expsum:
+ * the sum of exponentials within 1e-6 of fp64 (libmvec's expf is within an ulp or so). */
+static void check_row_reductions(sm_rng *r)
+{
+    enum { N = 50304 + 5 };
+    float *row = xmalloc(sizeof *row * N);
+    int wrong_max = 0;
+    double worst = 0;
+    const int lens[] = {1, 7, 16, 33, 512, 513, 50304, N};
+    for (int li = 0; li < 8; li++)
+        for (int nan_at = -1; nan_at < 3; nan_at++) {
+            int n = lens[li];
+            for (int j = 0; j < n; j++)
+                row[j] = (float)(8.0 * sm_rng_normal(r));
+            if (nan_at >= 0 && nan_at < n)
+                row[nan_at == 2 ? n - 1 : nan_at] = NAN;
+            float want = row[0];
+            for (int j = 1; j < n; j++)
+                want = row[j] > want ? row[j] : want;
+            float got = sm_row_max(row, n);
+            wrong_max += memcmp(&got, &want, sizeof got) != 0;
+            if (nan_at >= 0 || isnan(want))
+                continue;
+            double ref = 0;
+            for (int j = 0; j < n; j++)
+                ref += exp((double)row[j] - want);
+            worst = fmax(worst, fabs(sm_expsum(row, n, want) - ref) / ref);
+        }
+    CHECK(wrong_max == 0, "sm_row_max gives one running maximum's bits (%d rows differ)", wrong_max);
+    CHECK(worst < 1e-6, "sm_expsum within %.1e of the fp64 sum", worst);
+    free(row);
+}
+
 int main(void)
 {
     sm_rng r;
@@ -290,6 +324,7 @@ int main(void)
     check_rounding();
     check_swiglu(&r);
     check_softmax(&r);
+    check_row_reductions(&r);
     printf("# bf16 %s on this CPU\n", sm_matmul_bf16_supported() ? "supported" : "not supported (fp32 only)");
     check_shape(&r, 1024 + 37, 1024, 1024, 0.0f); /* a full row block and a padded one */
     check_shape(&r, 19, 1100, 1000, 1.0f);       /* few rows, accumulate */

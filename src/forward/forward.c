@@ -471,20 +471,12 @@ static int attention(const sm_config *c, const layer_w *w, const float *hn, int 
 
 /* ---- the whole pass ---- */
 
-/* A logits row's largest value, in float (as mcscore's reference scoring did). Not inlined: in
- * its caller the running max was kept in memory across the exp calls that follow (a store and a
- * load per logit, 3% of an eval's time at OLMoE's 50k vocabulary). */
-__attribute__((noinline)) static float row_max(const float *row, int V)
+/* The row's double sum of exp(logit - mx): log p(id) = row[id] - mx - log(sum). In bf16 with
+ * libmvec's expf (sm_expsum); in fp32 in double, as mcscore's reference scoring did. */
+static double row_expsum(const float *row, int V, float mx, bool bf16)
 {
-    float mx = row[0];
-    for (int v = 1; v < V; v++)
-        mx = row[v] > mx ? row[v] : mx;
-    return mx;
-}
-
-/* The row's double sum of exp(logit - mx): log p(id) = row[id] - mx - log(sum). */
-static double row_expsum(const float *row, int V, float mx)
-{
+    if (bf16)
+        return sm_expsum(row, V, mx);
     double sum = 0;
     for (int v = 0; v < V; v++)
         sum += exp((double)row[v] - mx);
@@ -510,8 +502,8 @@ static int head_row(void *ctx, int i) /* an sm_split_fn */
     bool target = o->target_logprob && o->targets[at] >= 0, next = o->nll_sum && t + 1 < h->T;
     if (!target && !next)
         return 0;
-    const float mx = row_max(r, V);
-    const double sum = row_expsum(r, V, mx); /* (once for both) */
+    const float mx = sm_row_max(r, V); /* (in float, as mcscore's reference scoring did) */
+    const double sum = row_expsum(r, V, mx, o->precision == SM_PRECISION_BF16); /* (once for both) */
     if (target)
         o->target_logprob[at] = (double)r[o->targets[at]] - mx - log(sum);
     if (next)

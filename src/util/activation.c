@@ -27,28 +27,61 @@ SM_VECTORIZED_MATH void sm_swiglu_bf16(uint16_t *restrict dst, const float *rest
     }
 }
 
-SM_VECTORIZED_MATH void sm_softmax_bf16(uint16_t *restrict dst, float *restrict row, int valid, int n, float scale)
+/* In 16 lanes: one running maximum was a chain of dependent compares. The maximum is exact, so
+ * the lanes give the same value as one running maximum (a NaN first stays, later NaNs are
+ * skipped, as `r > mx ? r : mx` does). */
+enum { LANES = 16 };
+
+SM_VECTORIZED float sm_row_max(const float *row, int n)
 {
-    /* the max and the sum in 16 lanes (one running value was a chain of dependent operations) */
-    enum { LANES = 16 };
-    float lane[LANES], mx = row[0], sum = 0;
+    float lane[LANES], mx = row[0];
     int j = 0;
     for (int l = 0; l < LANES; l++)
         lane[l] = row[0];
-    for (; j + LANES <= valid; j += LANES)
+    for (; j + LANES <= n; j += LANES)
         for (int l = 0; l < LANES; l++)
             lane[l] = row[j + l] > lane[l] ? row[j + l] : lane[l];
     for (int l = 0; l < LANES; l++)
         mx = lane[l] > mx ? lane[l] : mx;
-    for (; j < valid; j++)
+    for (; j < n; j++)
         mx = row[j] > mx ? row[j] : mx;
-    const float shift = scale * mx;
+    return mx;
+}
+
+/* In blocks: the exponentials into a block (the expf loop vectorizes only on its own), then the
+ * block summed into the lanes. */
+SM_VECTORIZED_MATH double sm_expsum(const float *row, int n, float mx)
+{
+    enum { BLOCK = 512 };
+    float e[BLOCK];
+    double lane[LANES] = {0}, sum = 0;
+    for (int j0 = 0; j0 < n; j0 += BLOCK) {
+        const int len = n - j0 < BLOCK ? n - j0 : BLOCK;
+        const float *r = row + j0;
 #pragma GCC ivdep
-    for (j = 0; j < valid; j++)
-        row[j] = expf(scale * row[j] - shift);
+        for (int j = 0; j < len; j++)
+            e[j] = expf(r[j] - mx);
+        int j = 0;
+        for (; j + LANES <= len; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                lane[l] += e[j + l];
+        for (; j < len; j++) /* (only the row's last block has a rest) */
+            lane[j % LANES] += e[j];
+    }
     for (int l = 0; l < LANES; l++)
-        lane[l] = 0;
-    for (j = 0; j + LANES <= valid; j += LANES)
+        sum += lane[l];
+    return sum;
+}
+
+SM_VECTORIZED_MATH void sm_softmax_bf16(uint16_t *restrict dst, float *restrict row, int valid, int n, float scale)
+{
+    const float shift = scale * sm_row_max(row, valid);
+#pragma GCC ivdep
+    for (int j = 0; j < valid; j++)
+        row[j] = expf(scale * row[j] - shift);
+    float lane[LANES] = {0}, sum = 0; /* (in lanes, as the maximum) */
+    int j = 0;
+    for (; j + LANES <= valid; j += LANES)
         for (int l = 0; l < LANES; l++)
             lane[l] += row[j + l];
     for (int l = 0; l < LANES; l++)
