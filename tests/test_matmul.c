@@ -280,8 +280,8 @@ static void check_softmax(sm_rng *r)
                 far += !(fabs(p - want) <= want / 128.0 + 1e-6 * want + 1e-30);
             }
         }
-    CHECK(far == 0 && masked == 0, "sm_softmax_bf16 within one bf16 step of fp64 (%d further), zeros past valid (%d not)",
-          far, masked);
+    CHECK(far == 0 && masked == 0,
+          "sm_softmax_bf16 within one bf16 step of fp64 (%d further), zeros past valid (%d not)", far, masked);
 }
 
 /* sm_row_max: the value of one running `r > mx ? r : mx`, bit for bit, NaNs included; sm_expsum:

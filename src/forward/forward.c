@@ -396,14 +396,14 @@ static int attend_bf16(const sm_config *c, int n_seq, int T, att_scratch *scr, c
                 for (int i = i0; i < i1; i++)
                     sm_softmax_bf16(scr->p16 + (size_t)(i - i0) * i1, sc + (size_t)(i - i0) * i1, i + 1, i1, scale);
                 sm_gemm_bf16(false, bq, hd, i1, scr->p16, i1, vh, hd, scr->oh, hd);
-                for (int i = 0; i < bq; i++)
-                    memcpy(as + (size_t)(i0 + i) * qd + (size_t)h * hd, scr->oh + (size_t)i * hd, sizeof *scr->oh * hd);
+                for (int i = 0; i < bq; i++) /* (a strided destination, too, made oneDNN pick gemm:jit) */
+                    memcpy(as + (size_t)(i0 + i) * qd + (size_t)h * hd, scr->oh + (size_t)i * hd,
+                           sizeof *scr->oh * hd);
             }
         }
     }
     return 0;
 }
-
 
 /* mon: checked after the projections and per window (a real shape's unit runs for seconds). */
 static int attention(const sm_config *c, const layer_w *w, const float *hn, int n_seq, int T, float *x,
