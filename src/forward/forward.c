@@ -301,13 +301,13 @@ static int att_scratch_fit(att_scratch *s, size_t n, int qd, int kd, int hd, int
     att_scratch_free(s);
     *s = (att_scratch){.n = n, .qd = qd, .kd = kd, .hd = hd, .T = T};
     s->q = sm_alloc_f32(n * qd), s->k = sm_alloc_f32(n * kd), s->v = sm_alloc_f32(n * kd);
-    s->att = sm_alloc_f32(n * qd), s->sc = sm_alloc_f32((size_t)(T < ATT_BLOCK ? T : ATT_BLOCK) * T);
+    const size_t bq = (size_t)(T < ATT_BLOCK ? T : ATT_BLOCK); /* a query block's rows */
+    s->att = sm_alloc_f32(n * qd), s->sc = sm_alloc_f32(bq * T);
     if (b16) {
         s->hn16 = sm_zalloc_lines((size_t)(sm_matmul_bf16_rows((int64_t)n) * H), sizeof *s->hn16);
-        size_t th = (size_t)T * hd, bq = (size_t)(T < ATT_BLOCK ? T : ATT_BLOCK);
-        s->qh16 = sm_zalloc_lines(th * (size_t)(qd / hd), sizeof *s->qh16);
-        s->kh16 = sm_zalloc_lines(th * (size_t)(kd / hd), sizeof *s->kh16);
-        s->vh16 = sm_zalloc_lines(th * (size_t)(kd / hd), sizeof *s->vh16);
+        s->qh16 = sm_zalloc_lines((size_t)T * qd, sizeof *s->qh16);
+        s->kh16 = sm_zalloc_lines((size_t)T * kd, sizeof *s->kh16);
+        s->vh16 = sm_zalloc_lines((size_t)T * kd, sizeof *s->vh16);
         s->p16 = sm_zalloc_lines(bq * T, sizeof *s->p16), s->oh = sm_zalloc_lines(bq * hd, sizeof *s->oh);
     }
     if (s->q && s->k && s->v && s->att && s->sc &&
@@ -338,10 +338,7 @@ static int attend_fp32(const sm_config *c, int n_seq, int T, att_scratch *scr, c
                             qs + (size_t)i0 * qd + (size_t)h * hd, qd, ks + (size_t)g * hd, kd, 0.0f, sc, i1);
                 for (int i = i0; i < i1; i++) {
                     float *r = sc + (size_t)(i - i0) * i1;
-                    float mx = r[0];
-                    for (int j = 1; j <= i; j++)
-                        if (r[j] > mx)
-                            mx = r[j];
+                    const float mx = sm_row_max(r, i + 1);
                     float sum = 0;
                     for (int j = 0; j <= i; j++) {
                         r[j] = expf(r[j] - mx);
