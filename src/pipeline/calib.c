@@ -158,6 +158,24 @@ int sm_calib_file_fingerprint(const char *path, uint64_t *out)
 
 /* ---- capture -------------------------------------------------------------------------------- */
 
+/* A layer's kept rows: MoE-block inputs, router logits and top-k choices (as floats). */
+typedef struct {
+    float *x, *l, *k;
+} kept_set;
+
+static int kept_alloc(kept_set *r, int64_t keep, int64_t hidden, int64_t experts, int64_t top_k)
+{
+    r->x = sm_alloc_f32((size_t)(keep * hidden)), r->l = sm_alloc_f32((size_t)(keep * experts));
+    r->k = sm_alloc_f32((size_t)(keep * top_k));
+    return r->x && r->l && r->k ? 0 : -1;
+}
+
+static void kept_free(kept_set *r)
+{
+    free(r->x), free(r->l), free(r->k);
+    *r = (kept_set){0};
+}
+
 typedef struct {
     const sm_model *m;
     const sm_calib_spec *s;
@@ -166,14 +184,14 @@ typedef struct {
     int k;
     const int *rows;           /* [keep] kept token rows (sorted), or NULL for all */
     int64_t next, got;         /* index into rows of the next kept row; rows gathered so far */
-    float *kx, *kl, *kk;       /* the layer's kept rows: inputs, logits, top-k (as floats) */
+    kept_set kept;             /* the layer's kept rows */
     sm_moe_layer layer;        /* the layer running now (forward's override) */
     sm_moe_bf16 b16;           /* in bf16, its bf16 block: the forward pass's and the statistics' */
     const sm_monitor *mon;
     sm_progress *prog;
     int moe_done, n_moe;
     const char *path;          /* the stats file being written, for messages */
-    float *sx, *sl, *sk;       /* spare kept-row buffers: the writer's while cap_chunk fills kx.. */
+    kept_set spare;            /* the other set: the writer's while cap_chunk fills kept */
     struct layer_writer *wr;   /* the layer being written in the background, or NULL */
     float *spare_out;          /* the last written layer's expert outputs buffer, for the next */
     int64_t spare_len;
@@ -226,7 +244,7 @@ static int write_doubles(st_writer *w, const double *d, size_t n)
 typedef struct layer_writer {
     cap_ctx *c;
     int layer;
-    float *kx, *kl, *kk;          /* the layer's kept rows (the spare buffers, swapped in) */
+    kept_set kept;                /* the layer's kept rows (swapped with cap_ctx's spare set) */
     double *cnt;                  /* [a.n] the routed counts */
     sm_layer_analysis a;          /* its statistics; a.sim_weight is filled while writing */
     pthread_mutex_t lock;
@@ -273,9 +291,9 @@ static int writer_tensors(layer_writer *lw)
     const sm_config *cfg = sm_model_config(c->m);
     const sm_layer_analysis *a = &lw->a;
     const size_t E = (size_t)a->n;
-    if (sm_monitor_check(c->mon) || st_writer_write_f32(c->w, lw->kx, (size_t)c->keep * cfg->hidden) ||
-        st_writer_write_f32(c->w, lw->kl, (size_t)c->keep * E) ||
-        st_writer_write_f32(c->w, lw->kk, (size_t)c->keep * c->k) || write_doubles(c->w, lw->cnt, E) ||
+    if (sm_monitor_check(c->mon) || st_writer_write_f32(c->w, lw->kept.x, (size_t)c->keep * cfg->hidden) ||
+        st_writer_write_f32(c->w, lw->kept.l, (size_t)c->keep * E) ||
+        st_writer_write_f32(c->w, lw->kept.k, (size_t)c->keep * c->k) || write_doubles(c->w, lw->cnt, E) ||
         write_outputs(c, a) || write_doubles(c->w, a->sim_output, E * E) || write_doubles(c->w, a->sim_logit, E * E))
         return -1;
     if (writer_wait_weights(lw)) /* (the statistics' failure is reported by the main thread) */
@@ -304,7 +322,7 @@ static int writer_join(cap_ctx *c)
     else
         writer_thread(lw); /* (sim_weight is ready: writer_weights_done came first) */
     int rc = lw->rc ? sm_err("%s: %s", c->path, lw->err) : 0;
-    c->sx = lw->kx, c->sl = lw->kl, c->sk = lw->kk; /* the spare buffers again */
+    c->spare = lw->kept; /* the spare set again */
     free(c->spare_out); /* (NULL: the analysis took it) */
     c->spare_out = lw->a.outputs, c->spare_len = (int64_t)lw->a.n * lw->a.sampled * lw->a.hidden;
     lw->a.outputs = NULL;
@@ -330,14 +348,14 @@ static int writer_start(cap_ctx *c, int layer, sm_layer_analysis *a)
     }
     for (int i = 0; i < E; i++)
         cnt[i] = (double)a->counts[i];
-    *lw = (layer_writer){.c = c, .layer = layer, .kx = c->kx, .kl = c->kl, .kk = c->kk, .cnt = cnt, .a = *a};
+    *lw = (layer_writer){.c = c, .layer = layer, .kept = c->kept, .cnt = cnt, .a = *a};
     pthread_mutex_init(&lw->lock, NULL);
     pthread_cond_init(&lw->ready, NULL);
     lw->threaded = pthread_create(&lw->th, NULL, writer_thread, lw) == 0;
     memset(a, 0, sizeof *a);
     c->wr = lw;
-    c->kx = c->sx, c->kl = c->sl, c->kk = c->sk; /* cap_chunk fills the spare set next */
-    c->sx = c->sl = c->sk = NULL;
+    c->kept = c->spare; /* cap_chunk fills the spare set next */
+    c->spare = (kept_set){0};
     return 0;
 }
 
@@ -365,7 +383,7 @@ static int cap_write_layer(cap_ctx *c, int layer)
      * the bf16 values of matrices stored in bf16: the same numbers) */
     bool bf16 = c->s->precision == SM_PRECISION_BF16;
     const sm_moe_block *block = bf16 ? &c->b16.block : &c->layer.block;
-    if (sm_engine_analyse(block, c->kx, c->fit, &ao, mon, &a)) {
+    if (sm_engine_analyse(block, c->kept.x, c->fit, &ao, mon, &a)) {
         sm_err_prefix("statistics");
         goto fail;
     }
@@ -415,10 +433,10 @@ static int cap_chunk(void *ctx, int layer, int64_t row0, int64_t n, int64_t tota
             c->next++;
         }
         int64_t t = r - row0, g = c->got++;
-        memcpy(c->kx + g * H, x + t * H, sizeof(float) * (size_t)H);
-        memcpy(c->kl + g * E, logits + t * E, sizeof(float) * (size_t)E);
+        memcpy(c->kept.x + g * H, x + t * H, sizeof(float) * (size_t)H);
+        memcpy(c->kept.l + g * E, logits + t * E, sizeof(float) * (size_t)E);
         for (int j = 0; j < c->k; j++)
-            c->kk[g * c->k + j] = (float)topk[t * c->k + j];
+            c->kept.k[g * c->k + j] = (float)topk[t * c->k + j];
     }
     if (sm_monitor_check(c->mon))
         return -1;
@@ -506,9 +524,8 @@ static int capture_to(const sm_model *m, const sm_calib_spec *s, const sm_calib_
         meta_i(w, "heldout", keep - fit) || meta_i(w, "sample", sample) || meta_i(w, "seed", (int64_t)s->seed))
         goto out;
     /* the kept rows, twice: one set is filled while the other is written (layer_writer) */
-    if (!(c.kx = sm_alloc_f32((size_t)keep * cfg->hidden)) || !(c.kl = sm_alloc_f32((size_t)keep * maxe)) ||
-        !(c.kk = sm_alloc_f32((size_t)keep * cfg->top_k)) || !(c.sx = sm_alloc_f32((size_t)keep * cfg->hidden)) ||
-        !(c.sl = sm_alloc_f32((size_t)keep * maxe)) || !(c.sk = sm_alloc_f32((size_t)keep * cfg->top_k)))
+    if (kept_alloc(&c.kept, keep, cfg->hidden, maxe, cfg->top_k) ||
+        kept_alloc(&c.spare, keep, cfg->hidden, maxe, cfg->top_k))
         goto out;
     if (st_writer_begin(w, tmp))
         goto out;
@@ -553,7 +570,7 @@ out:
     st_writer_free(w);
     free(tmp);
     free(rows);
-    free(c.kx), free(c.kl), free(c.kk), free(c.sx), free(c.sl), free(c.sk), free(c.spare_out);
+    kept_free(&c.kept), kept_free(&c.spare), free(c.spare_out);
     return rc;
 }
 
